@@ -1,0 +1,74 @@
+package storage
+
+import (
+	"fmt"
+	"time"
+)
+
+// Rotation asks a SessionStore to exchange one refresh token for the next.
+type Rotation struct {
+	// Presented is the digest of the refresh token the client sent.
+	Presented TokenHash
+	// Next is the digest of the freshly generated successor.
+	Next TokenHash
+	// Now is the time of the exchange.
+	Now time.Time
+	// IdleTTL is the idle lifetime the rotation renews.
+	IdleTTL time.Duration
+	// ReuseGrace, when positive, lets the immediately previous token be
+	// presented again within this long after it was exchanged (a client
+	// retrying after a lost reply). The retry mints a new successor and the
+	// successor it replaces becomes a reused token; there is never more
+	// than one live successor. Zero disables the grace.
+	ReuseGrace time.Duration
+}
+
+// Validate reports a rotation that no backend should attempt.
+func (r Rotation) Validate() error {
+	switch {
+	case r.Presented.IsZero() || r.Next.IsZero():
+		return fmt.Errorf("rotation with empty digest: %w", ErrInvalidArgument)
+	case r.Presented == r.Next:
+		return fmt.Errorf("rotation to the same digest: %w", ErrInvalidArgument)
+	case r.Now.IsZero() || r.IdleTTL <= 0 || r.ReuseGrace < 0:
+		return fmt.Errorf("rotation without time, idle lifetime or with negative grace: %w", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Apply decides the exchange for s, the session that issued r.Presented, and
+// returns the session as it must be stored. The rules, shared by every
+// backend so that they cannot drift apart:
+//
+//   - revoked session: ErrSessionRevoked, store nothing;
+//   - expired session: ErrSessionExpired, store nothing;
+//   - Presented is the current token: rotate to Next, renew the idle expiry;
+//   - Presented is the previous token and within ReuseGrace of its exchange:
+//     replace the current token by Next (the replaced one counts as reused
+//     from now on);
+//   - otherwise the token was already exchanged: revoke the session with
+//     ReasonReuse and return ErrRefreshTokenReused; the caller must store the
+//     returned session (commit the revocation) and then report the error.
+func (r Rotation) Apply(s Session) (Session, error) {
+	switch {
+	case s.Revoked():
+		return s, ErrSessionRevoked
+	case !r.Now.Before(s.ExpiresAt()):
+		return s, ErrSessionExpired
+	case r.Presented == s.CurrentHash:
+		s.PreviousHash = s.CurrentHash
+		s.PreviousRotatedAt = r.Now
+	case r.ReuseGrace > 0 && r.Presented == s.PreviousHash && r.Now.Sub(s.PreviousRotatedAt) <= r.ReuseGrace:
+		// Retry of the last exchange: the successor it replaces is dropped
+		// from CurrentHash and so becomes a reused token.
+	default:
+		s.RevokedAt = r.Now
+		s.RevokeReason = ReasonReuse
+		return s, ErrRefreshTokenReused
+	}
+	s.CurrentHash = r.Next
+	s.Generation++
+	s.LastRotatedAt = r.Now
+	s.IdleExpiresAt = r.Now.Add(r.IdleTTL)
+	return s, nil
+}

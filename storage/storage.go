@@ -1,0 +1,233 @@
+// Package storage defines, in the words of the domain, the state Latch keeps:
+// users, sessions (refresh-token families), denied access-token ids and
+// signing keys. Backends (storage/bolt, and future ones) implement Store and
+// prove it by passing the conformance suite in storage/storagetest.
+//
+// Every method takes a context first, returns domain structs (never protobuf
+// types), and reports domain failures with the sentinel errors below, wrapped
+// with context and matched with errors.Is. Every write is durable (fsynced)
+// when the method returns.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them; callers match them with errors.Is.
+var (
+	// ErrNotFound reports that the named row does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyExists reports that a row with the same unique key exists.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrSessionRevoked reports that a session exists but has been revoked.
+	ErrSessionRevoked = errors.New("storage: session revoked")
+	// ErrSessionExpired reports that a session exists but its idle or
+	// absolute lifetime has passed.
+	ErrSessionExpired = errors.New("storage: session expired")
+	// ErrRefreshTokenReused reports that a refresh token that had already
+	// been exchanged was presented again. When a backend returns it, the
+	// session has already been revoked durably.
+	ErrRefreshTokenReused = errors.New("storage: refresh token reused")
+	// ErrInvalidArgument reports a value a backend cannot store (for
+	// example an empty id).
+	ErrInvalidArgument = errors.New("storage: invalid argument")
+)
+
+// TokenHash is the SHA-256 digest of a refresh token's 32 random bytes. Only
+// digests are stored, never refresh tokens.
+type TokenHash [32]byte
+
+// IsZero reports whether h is the zero digest (no token).
+func (h TokenHash) IsZero() bool { return h == TokenHash{} }
+
+// User is a person or service account that can log in.
+type User struct {
+	// ID is the opaque, immutable user id (the access token's sub).
+	ID string
+	// Email is the normalised (trimmed, lower-cased) email, unique.
+	Email string
+	// PasswordHash is a PHC string ($argon2id$... or a bcrypt hash).
+	PasswordHash string
+	// Roles are copied into access tokens.
+	Roles []string
+	// Disabled users cannot log in or refresh.
+	Disabled bool
+	// CreatedAt and UpdatedAt are set by the caller.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Revocation reasons recorded on sessions.
+const (
+	ReasonRevoked     = "revoked"      // revoked by the holder (Revoke RPC)
+	ReasonReuse       = "reuse"        // a rotated refresh token was presented again
+	ReasonAdmin       = "admin"        // revoked by an administrator
+	ReasonUserChanged = "user_changed" // password changed or user disabled/deleted
+)
+
+// Session is a refresh-token family: one login and all its rotations.
+type Session struct {
+	// ID is the opaque session id (the access token's sid).
+	ID string
+	// UserID owns the session.
+	UserID string
+	// Audience is the audience chosen at login, kept for every refresh.
+	Audience string
+	// CurrentHash is the digest of the only refresh token that may be
+	// exchanged now.
+	CurrentHash TokenHash
+	// PreviousHash is the digest of the token exchanged at the last
+	// rotation, and PreviousRotatedAt when; they serve the optional
+	// reuse grace period.
+	PreviousHash      TokenHash
+	PreviousRotatedAt time.Time
+	// Generation counts rotations; it starts at 0 at login.
+	Generation uint64
+	// CreatedAt is the login time; LastRotatedAt the time the current
+	// refresh token was issued.
+	CreatedAt     time.Time
+	LastRotatedAt time.Time
+	// IdleExpiresAt is renewed by each rotation; AbsoluteExpiresAt never
+	// moves. The session ends at the earlier of the two.
+	IdleExpiresAt     time.Time
+	AbsoluteExpiresAt time.Time
+	// RevokedAt is zero while the session is live; RevokeReason says why it
+	// ended.
+	RevokedAt    time.Time
+	RevokeReason string
+}
+
+// ExpiresAt is the moment the session ends if nothing revokes it.
+func (s Session) ExpiresAt() time.Time {
+	if s.AbsoluteExpiresAt.Before(s.IdleExpiresAt) {
+		return s.AbsoluteExpiresAt
+	}
+	return s.IdleExpiresAt
+}
+
+// Revoked reports whether the session has been revoked.
+func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
+
+// Live reports whether the session is neither revoked nor expired at now.
+func (s Session) Live(now time.Time) bool {
+	return !s.Revoked() && now.Before(s.ExpiresAt())
+}
+
+// KeyState is a signing key's place in its life cycle:
+// next → active → retired → removed.
+type KeyState string
+
+// Key states.
+const (
+	// KeyNext keys are published but do not sign yet.
+	KeyNext KeyState = "next"
+	// KeyActive is the one key that signs new tokens.
+	KeyActive KeyState = "active"
+	// KeyRetired keys no longer sign but stay published until every token
+	// they signed has expired.
+	KeyRetired KeyState = "retired"
+)
+
+// SigningKey is an ES256 (P-256) key pair and its life-cycle state.
+type SigningKey struct {
+	// ID is the RFC 7638 thumbprint of the public key (the JWT kid).
+	ID string
+	// PrivateKey is the PKCS #8 DER encoding of the private key, possibly
+	// sealed by a key-encryption key; storage treats it as opaque bytes.
+	PrivateKey []byte
+	// PublicKey is the PKIX DER encoding of the public key.
+	PublicKey []byte
+	// State is the life-cycle state.
+	State KeyState
+	// CreatedAt, ActivatedAt and RetiredAt record transitions; zero when
+	// the transition has not happened.
+	CreatedAt   time.Time
+	ActivatedAt time.Time
+	RetiredAt   time.Time
+}
+
+// UserStore keeps users.
+type UserStore interface {
+	// CreateUser stores a new user; ErrAlreadyExists if the id or the
+	// email is taken.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns the user with the id; ErrNotFound if none.
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByEmail returns the user with the normalised email;
+	// ErrNotFound if none.
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+	// UpdateUser reads the user, calls fn on a copy and stores the result in
+	// one transaction. If fn returns an error nothing is written and the
+	// error is returned. fn must not change the id; changing the email
+	// keeps the email index in step (ErrAlreadyExists if taken).
+	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
+	// CountUsers returns the number of users.
+	CountUsers(ctx context.Context) (int, error)
+}
+
+// SessionStore keeps sessions and the digests of their refresh tokens.
+type SessionStore interface {
+	// CreateSession stores a new session whose CurrentHash is its first
+	// refresh token; ErrAlreadyExists if the id or the hash is taken.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns the session with the id; ErrNotFound if none.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// RotateRefreshToken exchanges the refresh token whose digest is
+	// presented for the one whose digest is next, in one durable
+	// transaction, following Decide. It returns the updated session on
+	// success. On reuse it revokes the session, commits, and then returns
+	// ErrRefreshTokenReused. Other failures: ErrNotFound (unknown digest),
+	// ErrSessionRevoked, ErrSessionExpired. Of any number of concurrent
+	// calls with the same presented digest, at most one succeeds.
+	RotateRefreshToken(ctx context.Context, r Rotation) (Session, error)
+	// FindSessionByRefreshHash returns the session that ever issued the
+	// refresh token with this digest, and whether the digest is the
+	// session's current one; ErrNotFound if no session issued it.
+	FindSessionByRefreshHash(ctx context.Context, h TokenHash) (s Session, current bool, err error)
+	// RevokeSession marks the session revoked with the reason, durably.
+	// Revoking a revoked session keeps the first reason and succeeds.
+	// ErrNotFound if no such session.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) error
+}
+
+// DenyList keeps the ids (jti) of access tokens revoked before their expiry.
+type DenyList interface {
+	// DenyAccessToken records jti as revoked until expiresAt, durably.
+	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// AccessTokenRevoked reports, in one read, whether the access token
+	// with this jti and session id is revoked at now: its jti is denied, or
+	// its session is revoked, expired or gone.
+	AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error)
+}
+
+// KeyStore keeps signing keys.
+type KeyStore interface {
+	// ListSigningKeys returns every stored key, in no particular order.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// InitSigningKey makes sure one key is active: if an active key exists
+	// it is returned and candidate is discarded; otherwise candidate is
+	// stored as active and returned. Concurrent callers agree on one key.
+	InitSigningKey(ctx context.Context, candidate SigningKey) (SigningKey, error)
+}
+
+// Sweeper deletes rows that can no longer matter.
+type Sweeper interface {
+	// DeleteExpired deletes at most limit rows that expired before now:
+	// sessions past their expiry (with their refresh-token digests) and
+	// denied jtis past their token's expiry. It returns how many rows it
+	// deleted; fewer than limit means nothing expired is left.
+	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// Store is everything Latch keeps.
+type Store interface {
+	UserStore
+	SessionStore
+	DenyList
+	KeyStore
+	Sweeper
+	// Close releases the store.
+	Close() error
+}
