@@ -1,0 +1,578 @@
+package main
+
+// End-to-end tests: the real binary, built from this package, on free
+// loopback ports with a temporary database, driven by grpcurl (a real,
+// independent gRPC client) exactly as the README's walkthrough does.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// grpcurlPath finds grpcurl: $LATCH_GRPCURL, then PATH, then GOBIN/GOPATH
+// bin. The README's test command (.ci/test) installs a pinned version.
+func grpcurlPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("LATCH_GRPCURL"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("grpcurl"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
+	if err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		cands := []string{}
+		if len(lines) > 0 && lines[0] != "" {
+			cands = append(cands, filepath.Join(lines[0], "grpcurl"))
+		}
+		if len(lines) > 1 {
+			cands = append(cands, filepath.Join(lines[1], "bin", "grpcurl"))
+		}
+		for _, c := range cands {
+			if _, err := os.Stat(c); err == nil {
+				return c
+			}
+		}
+	}
+	t.Fatalf("grpcurl not found; run the tests with .ci/test, or install it: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4")
+	return ""
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// latchBinary builds the latch binary once per test run.
+func latchBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "latch-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "latch")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// userAdd runs `latch user add` and returns its combined output and error.
+func userAdd(ctx context.Context, bin, db, email, pw string, roles ...string) (string, error) {
+	args := []string{"user", "add", "--db", db, "--email", email, "--password-stdin"}
+	for _, r := range roles {
+		args = append(args, "--role", r)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(pw + "\n")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// latchProc is a running `latch serve`.
+type latchProc struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	httpAddr string
+	mu       sync.Mutex
+	logs     bytes.Buffer
+	stdout   bytes.Buffer
+	done     chan error
+}
+
+func (p *latchProc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(b)
+}
+
+// startLatch starts `latch serve` on free loopback ports and waits for its
+// "listening" log line, which carries the real addresses.
+func startLatch(t *testing.T, ctx context.Context, db string, extra ...string) *latchProc {
+	t.Helper()
+	args := append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "billing", "--log-format", "json"}, extra...)
+	cmd := exec.Command(latchBinary(t), args...)
+	p := &latchProc{cmd: cmd, done: make(chan error, 1)}
+	cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			var rec map[string]any
+			if !signalled && json.Unmarshal([]byte(line), &rec) == nil && rec["event"] == "listening" {
+				p.grpcAddr, _ = rec["grpc_addr"].(string)
+				p.httpAddr, _ = rec["http_addr"].(string)
+				signalled = true
+				close(ready)
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-p.done:
+		t.Fatalf("latch serve exited before listening: %v\n%s", err, p.logText())
+	case <-ctx.Done():
+		t.Fatalf("latch serve did not start: %v\n%s", ctx.Err(), p.logText())
+	}
+	return p
+}
+
+// stop sends sig and waits for the process to exit.
+func (p *latchProc) stop(t *testing.T, ctx context.Context, sig syscall.Signal) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		t.Fatalf("latch did not exit after %v: %v", sig, ctx.Err())
+		return nil
+	}
+}
+
+// grpcResult is one grpcurl invocation's outcome.
+type grpcResult struct {
+	out    map[string]any
+	raw    string
+	stderr string
+	err    error
+}
+
+// code returns the gRPC code grpcurl reported ("OK" on success).
+func (r grpcResult) code() string {
+	if r.err == nil {
+		return "OK"
+	}
+	if m := regexp.MustCompile(`Code: (\w+)`).FindStringSubmatch(r.stderr); m != nil {
+		return m[1]
+	}
+	return "?" + r.stderr
+}
+
+func (r grpcResult) message() string {
+	if m := regexp.MustCompile(`Message: (.*)`).FindStringSubmatch(r.stderr); m != nil {
+		return strings.TrimSpace(m[1])
+	}
+	return ""
+}
+
+func grpcurl(t *testing.T, ctx context.Context, addr string, headers []string, method string, body any) grpcResult {
+	t.Helper()
+	args := []string{"-plaintext", "-max-time", "20"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-d", string(b))
+	}
+	args = append(args, addr)
+	if method != "" {
+		args = append(args, method)
+	}
+	cmd := exec.CommandContext(ctx, grpcurlPath(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := grpcResult{raw: stdout.String(), stderr: stderr.String(), err: err}
+	if err == nil && strings.HasPrefix(strings.TrimSpace(r.raw), "{") {
+		if jerr := json.Unmarshal(stdout.Bytes(), &r.out); jerr != nil {
+			t.Fatalf("grpcurl %s: output is not JSON: %v\n%s", method, jerr, r.raw)
+		}
+	}
+	return r
+}
+
+func mustOK(t *testing.T, r grpcResult, what string) map[string]any {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf("%s: %v\n%s", what, r.err, r.stderr)
+	}
+	return r.out
+}
+
+func wantCode(t *testing.T, r grpcResult, code, msg, what string) {
+	t.Helper()
+	if got := r.code(); got != code {
+		t.Errorf("%s: code = %s, want %s (%s)", what, got, code, r.stderr)
+	}
+	if msg != "" && r.message() != msg {
+		t.Errorf("%s: message = %q, want %q", what, r.message(), msg)
+	}
+}
+
+type pair struct{ access, refresh, sid string }
+
+func tokensOf(t *testing.T, out map[string]any) pair {
+	t.Helper()
+	tk, ok := out["tokens"].(map[string]any)
+	if !ok {
+		t.Fatalf("response has no tokens: %v", out)
+	}
+	p := pair{}
+	p.access, _ = tk["accessToken"].(string)
+	p.refresh, _ = tk["refreshToken"].(string)
+	p.sid, _ = tk["sessionId"].(string)
+	if p.access == "" || p.refresh == "" || p.sid == "" || tk["tokenType"] != "Bearer" {
+		t.Fatalf("incomplete token pair: %v", tk)
+	}
+	return p
+}
+
+const (
+	svcIntrospect = "latch.v1.AuthService/Introspect"
+	svcLogin      = "latch.v1.AuthService/Login"
+	svcRefresh    = "latch.v1.AuthService/Refresh"
+	svcRevoke     = "latch.v1.AuthService/Revoke"
+)
+
+// TestEndToEndWalkthrough drives the README walkthrough against the real
+// binary: user add for a person and a service, Login, Introspect with the
+// service's token, Refresh, reuse detection, Revoke, JWKS over gRPC and
+// HTTP, graceful stop, and revocations that survive a restart and kill -9.
+func TestEndToEndWalkthrough(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	bin := latchBinary(t)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	const alicePW, svcPW = "alice-password-1", "service-password-1"
+
+	if out, err := userAdd(ctx, bin, db, "Alice@Example.com", alicePW, "user"); err != nil {
+		t.Fatalf("user add alice: %v\n%s", err, out)
+	}
+	if out, err := userAdd(ctx, bin, db, "svc@example.com", svcPW, "introspect"); err != nil {
+		t.Fatalf("user add svc: %v\n%s", err, out)
+	}
+	if out, err := userAdd(ctx, bin, db, "alice@example.com", alicePW); err == nil || !strings.Contains(out, "already exists") {
+		t.Errorf("duplicate user add: err=%v out=%q, want failure saying it already exists", err, out)
+	}
+	if out, err := userAdd(ctx, bin, db, "short@example.com", "short"); err == nil || !strings.Contains(out, "8 to 1024 bytes") {
+		t.Errorf("user add with a 5-byte password: err=%v out=%q, want refusal", err, out)
+	}
+
+	p := startLatch(t, ctx, db)
+	addr := p.grpcAddr
+
+	t.Run("user add while serving fails fast and clearly", func(t *testing.T) {
+		start := time.Now()
+		out, err := userAdd(ctx, bin, db, "bob@example.com", "bob-password-1")
+		if err == nil || !strings.Contains(out, "in use by another process") {
+			t.Errorf("user add on a served db: err=%v out=%q, want 'in use by another process'", err, out)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("user add took %v to give up; want a couple of seconds", d)
+		}
+	})
+
+	t.Run("reflection and health", func(t *testing.T) {
+		r := grpcurl(t, ctx, addr, nil, "list", nil)
+		for _, svc := range []string{"latch.v1.AuthService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+			if !strings.Contains(r.raw, svc) {
+				t.Errorf("grpcurl list lacks %s:\n%s", svc, r.raw)
+			}
+		}
+		h := mustOK(t, grpcurl(t, ctx, addr, nil, "grpc.health.v1.Health/Check", map[string]any{}), "health")
+		if h["status"] != "SERVING" {
+			t.Errorf("health = %v, want SERVING", h)
+		}
+	})
+
+	bad := grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "alice@example.com", "password": "wrong-password"})
+	wantCode(t, bad, "Unauthenticated", "invalid email or password", "wrong password")
+	unknown := grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "nobody@example.com", "password": "wrong-password"})
+	wantCode(t, unknown, "Unauthenticated", "invalid email or password", "unknown email")
+	wantCode(t, grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "alice@example.com"}), "InvalidArgument", "", "missing password")
+
+	alice := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin,
+		map[string]any{"email": "alice@example.com", "password": alicePW, "audience": "billing"}), "login alice"))
+	svc := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin,
+		map[string]any{"email": "svc@example.com", "password": svcPW}), "login svc"))
+	auth := []string{"authorization: Bearer " + svc.access}
+
+	introspect := func(tok string) map[string]any {
+		t.Helper()
+		return mustOK(t, grpcurl(t, ctx, addr, auth, svcIntrospect, map[string]any{"token": tok}), "introspect")
+	}
+
+	t.Run("introspect access token", func(t *testing.T) {
+		got := introspect(alice.access)
+		if got["active"] != true || got["tokenType"] != "access_token" || got["sessionId"] != alice.sid ||
+			got["iss"] != "https://latch.test" || fmt.Sprint(got["aud"]) != "[billing]" || fmt.Sprint(got["roles"]) != "[user]" {
+			t.Errorf("introspect = %v", got)
+		}
+		if sub, _ := got["sub"].(string); sub == "" || strings.Contains(sub, "@") {
+			t.Errorf("sub = %q, want the user id, never the email", sub)
+		}
+	})
+
+	t.Run("introspect needs a caller credential with role introspect", func(t *testing.T) {
+		wantCode(t, grpcurl(t, ctx, addr, nil, svcIntrospect, map[string]any{"token": alice.access}), "Unauthenticated", "", "no credential")
+		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Bearer " + alice.access}, svcIntrospect,
+			map[string]any{"token": alice.access}), "PermissionDenied", "", "credential without role")
+		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Basic abc"}, svcIntrospect,
+			map[string]any{"token": alice.access}), "Unauthenticated", "", "wrong scheme")
+	})
+
+	t.Run("introspect of garbage is inactive with no other field", func(t *testing.T) {
+		for _, tok := range []string{"garbage", alice.access + "x", strings.Repeat("a", 43)} {
+			if got := introspect(tok); len(got) != 0 {
+				t.Errorf("introspect(invalid) = %v, want {} (active=false, nothing else)", got)
+			}
+		}
+	})
+
+	var rotated pair
+	t.Run("refresh rotates, reuse revokes the session", func(t *testing.T) {
+		rotated = tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": alice.refresh}), "refresh"))
+		if rotated.sid != alice.sid || rotated.refresh == alice.refresh {
+			t.Fatalf("refresh: sid %s→%s, refresh changed=%v", alice.sid, rotated.sid, rotated.refresh != alice.refresh)
+		}
+		if got := introspect(rotated.access); got["active"] != true || fmt.Sprint(got["aud"]) != "[billing]" {
+			t.Errorf("rotated access token: %v, want active with audience billing", got)
+		}
+		if got := introspect(alice.refresh); len(got) != 0 {
+			t.Errorf("introspect(rotated refresh token) = %v, want inactive", got)
+		}
+		// Replay the first refresh token: reuse.
+		wantCode(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": alice.refresh}),
+			"Unauthenticated", "invalid refresh token", "reuse")
+		for name, tok := range map[string]string{"first access": alice.access, "rotated access": rotated.access, "current refresh": rotated.refresh} {
+			if got := introspect(tok); len(got) != 0 {
+				t.Errorf("after reuse, introspect(%s) = %v, want inactive", name, got)
+			}
+		}
+		wantCode(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": rotated.refresh}),
+			"Unauthenticated", "invalid refresh token", "refresh after reuse")
+		if !strings.Contains(p.logText(), `"event":"refresh_reuse_detected"`) {
+			t.Errorf("reuse detection not logged with event=refresh_reuse_detected")
+		}
+	})
+
+	t.Run("revoke refresh token ends the session", func(t *testing.T) {
+		s := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "alice@example.com", "password": alicePW}), "login"))
+		mustOK(t, grpcurl(t, ctx, addr, nil, svcRevoke, map[string]any{"token": s.refresh, "token_type_hint": "TOKEN_TYPE_HINT_REFRESH_TOKEN"}), "revoke")
+		wantCode(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": s.refresh}), "Unauthenticated", "invalid refresh token", "refresh revoked")
+		if got := introspect(s.access); len(got) != 0 {
+			t.Errorf("access token of revoked session active: %v", got)
+		}
+	})
+
+	var revokedAccess, liveAccess pair
+	t.Run("revoke access token denies its jti only", func(t *testing.T) {
+		revokedAccess = tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "alice@example.com", "password": alicePW}), "login"))
+		mustOK(t, grpcurl(t, ctx, addr, nil, svcRevoke, map[string]any{"token": revokedAccess.access}), "revoke access")
+		if got := introspect(revokedAccess.access); len(got) != 0 {
+			t.Errorf("revoked access token active: %v", got)
+		}
+		liveAccess = tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": revokedAccess.refresh}), "refresh after access revoke"))
+		if got := introspect(liveAccess.access); got["active"] != true {
+			t.Errorf("new access token of the same session inactive: %v", got)
+		}
+		mustOK(t, grpcurl(t, ctx, addr, nil, svcRevoke, map[string]any{"token": "not-a-token"}), "revoke garbage is OK (RFC 7009)")
+		wantCode(t, grpcurl(t, ctx, addr, nil, svcRevoke, map[string]any{}), "InvalidArgument", "", "revoke empty")
+	})
+
+	var kid string
+	t.Run("JWKS over gRPC and HTTP agree", func(t *testing.T) {
+		g := mustOK(t, grpcurl(t, ctx, addr, nil, "latch.v1.AuthService/GetJWKS", map[string]any{}), "GetJWKS")
+		resp, err := http.Get("http://" + p.httpAddr + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var h map[string]any
+		if err := json.Unmarshal(body, &h); err != nil {
+			t.Fatalf("HTTP JWKS not JSON: %v", err)
+		}
+		if fmt.Sprint(g["keys"]) != fmt.Sprint(h["keys"]) {
+			t.Errorf("gRPC keys %v != HTTP keys %v", g["keys"], h["keys"])
+		}
+		if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
+			t.Errorf("Cache-Control = %q, want max-age", cc)
+		}
+		if strings.Contains(string(body), `"d"`) {
+			t.Errorf("JWKS holds a private member: %s", body)
+		}
+		keys, _ := h["keys"].([]any)
+		if len(keys) == 0 {
+			t.Fatalf("no keys")
+		}
+		kid, _ = keys[0].(map[string]any)["kid"].(string)
+	})
+
+	// Graceful stop, then restart on the same file: keys and revocations persist.
+	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
+		t.Fatalf("latch exited with %v after SIGTERM, want 0\n%s", err, p.logText())
+	}
+	checkLogsHoldNoSecrets(t, p.logText()+p.stdout.String(), alicePW, svcPW, alice.access, alice.refresh, rotated.refresh, svc.access)
+
+	p2 := startLatch(t, ctx, db)
+	svc2 := tokensOf(t, mustOK(t, grpcurl(t, ctx, p2.grpcAddr, nil, svcLogin, map[string]any{"email": "svc@example.com", "password": svcPW}), "login svc"))
+	auth = []string{"authorization: Bearer " + svc2.access}
+	addr = p2.grpcAddr
+	t.Run("state survives a restart", func(t *testing.T) {
+		if got := introspect(revokedAccess.access); len(got) != 0 {
+			t.Errorf("revoked access token active after restart: %v", got)
+		}
+		if got := introspect(liveAccess.access); got["active"] != true {
+			t.Errorf("live access token inactive after restart (signing key lost?): %v", got)
+		}
+		g := mustOK(t, grpcurl(t, ctx, addr, nil, "latch.v1.AuthService/GetJWKS", map[string]any{}), "GetJWKS")
+		if !strings.Contains(fmt.Sprint(g["keys"]), kid) {
+			t.Errorf("kid %s not published after restart: %v", kid, g["keys"])
+		}
+	})
+
+	t.Run("revocation survives kill -9 right after Revoke returns", func(t *testing.T) {
+		s := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin, map[string]any{"email": "alice@example.com", "password": alicePW}), "login"))
+		mustOK(t, grpcurl(t, ctx, addr, nil, svcRevoke, map[string]any{"token": s.refresh}), "revoke")
+		_ = p2.stop(t, ctx, syscall.SIGKILL)
+		p3 := startLatch(t, ctx, db)
+		wantCode(t, grpcurl(t, ctx, p3.grpcAddr, nil, svcRefresh, map[string]any{"refresh_token": s.refresh}),
+			"Unauthenticated", "invalid refresh token", "refresh of a revoked token after kill -9")
+		if err := p3.stop(t, ctx, syscall.SIGINT); err != nil {
+			t.Errorf("exit after SIGINT: %v", err)
+		}
+	})
+}
+
+// TestDevMode checks the README's "run it" command: on an empty database,
+// --dev creates a person and a service user, prints their passwords once,
+// and those credentials work.
+func TestDevMode(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	p := startLatch(t, ctx, db, "--dev")
+	p.mu.Lock()
+	out := p.stdout.String()
+	p.mu.Unlock()
+	m := regexp.MustCompile(`service: (\S+)\s+password (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("--dev output lacks the service credentials:\n%s", out)
+	}
+	svc := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]any{"email": m[1], "password": m[2]}), "login svc"))
+	pm := regexp.MustCompile(`person:\s+(\S+)\s+password (\S+)`).FindStringSubmatch(out)
+	if pm == nil {
+		t.Fatalf("--dev output lacks the person credentials:\n%s", out)
+	}
+	person := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]any{"email": pm[1], "password": pm[2]}), "login person"))
+	got := mustOK(t, grpcurl(t, ctx, p.grpcAddr, []string{"authorization: Bearer " + svc.access}, svcIntrospect,
+		map[string]any{"token": person.access}), "introspect")
+	if got["active"] != true {
+		t.Errorf("introspect person token with dev service token = %v", got)
+	}
+	if !strings.Contains(out, "grpcurl") {
+		t.Errorf("--dev does not print grpcurl commands:\n%s", out)
+	}
+	checkLogsHoldNoSecrets(t, p.logText(), m[2], pm[2], svc.access, person.access, person.refresh)
+	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+
+	// A second --dev start on the same (now non-empty) db creates nothing.
+	p2 := startLatch(t, ctx, db, "--dev")
+	p2.mu.Lock()
+	out2 := p2.stdout.String()
+	p2.mu.Unlock()
+	if strings.Contains(out2, "password") {
+		t.Errorf("second --dev start printed credentials again:\n%s", out2)
+	}
+}
+
+// TestServeRejectsBadConfig checks that every configuration problem is
+// reported at once, before anything is opened.
+func TestServeRejectsBadConfig(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--access-ttl", "-1s", "--refresh-max-age", "1h", "--issuer", "")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("serve with bad config: err=%v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{"issuer is required", "access-ttl", "refresh-max-age"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Errorf("database created despite invalid configuration")
+	}
+}
+
+func checkLogsHoldNoSecrets(t *testing.T, logs string, secrets ...string) {
+	t.Helper()
+	for i, s := range secrets {
+		if s != "" && strings.Contains(logs, s) {
+			t.Errorf("logs contain secret #%d", i)
+		}
+	}
+}

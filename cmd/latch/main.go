@@ -1,0 +1,91 @@
+// Command latch runs the Latch authentication service and administers its
+// database.
+//
+//	latch serve [flags]        run the gRPC and HTTP servers
+//	latch user add [flags]     add a user to the database (server stopped)
+//	latch version              print the version
+//
+// Every flag of serve has an environment equivalent: --grpc-addr is
+// LATCH_GRPC_ADDR, and so on. A flag given on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `latch — a gRPC authentication service (ES256 access tokens, rotating refresh tokens).
+
+Usage:
+  latch serve [flags]                 run the service (latch serve --help)
+  latch serve --dev                   first try: demo users and grpcurl commands printed
+  latch user add --email E [--role R ...] --password-stdin [--db PATH]
+                                      add a user; the server must be stopped
+  latch version                       print the version
+  latch help                          this text
+
+Every serve flag can also be set with an environment variable: LATCH_ and the
+flag name in upper case with '-' as '_' (--grpc-addr → LATCH_GRPC_ADDR).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// env is the process's outside world, passed explicitly so that commands
+// can be tested without touching the real one.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// run executes the command line and returns the exit code: 0 success, 1
+// failure, 2 usage error.
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], e)
+	case "user":
+		err = user(ctx, args[1:], e)
+	case "version", "--version":
+		fmt.Fprintln(e.stdout, "latch", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(e.stdout, usage)
+	default:
+		fmt.Fprintf(e.stderr, "latch: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(e.stderr, "latch: %v\n", err)
+		return 1
+	}
+}
+
+// errUsage marks an error already reported with the command's usage.
+var errUsage = errors.New("usage error")

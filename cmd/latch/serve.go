@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/server/redact"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/tokens"
+)
+
+type serveFlags struct {
+	db, grpcAddr, httpAddr, issuer string
+	audiences                      stringList
+	accessTTL, refreshTTL, maxAge  time.Duration
+	reuseGrace, shutdownTimeout    time.Duration
+	sweepInterval                  time.Duration
+	logFormat, logLevel            string
+	introspectOpen, dev, reflect   bool
+	hashConcurrency                int
+}
+
+func serve(ctx context.Context, args []string, e env) error {
+	fs := flag.NewFlagSet("latch serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var f serveFlags
+	f.audiences = stringList{vals: []string{"latch"}}
+	fs.StringVar(&f.db, "db", "./latch.db", "bbolt database file (created if missing)")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7300", "gRPC listen address")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7301", "HTTP listen address (/.well-known/jwks.json, /healthz)")
+	fs.StringVar(&f.issuer, "issuer", "http://127.0.0.1:7301", "iss claim of every token")
+	fs.Var(&f.audiences, "audience", "audience a Login may ask for (repeatable; the first is the default)")
+	fs.DurationVar(&f.accessTTL, "access-ttl", 15*time.Minute, "access token lifetime")
+	fs.DurationVar(&f.refreshTTL, "refresh-ttl", 168*time.Hour, "refresh token idle lifetime, renewed by each refresh")
+	fs.DurationVar(&f.maxAge, "refresh-max-age", 720*time.Hour, "absolute session lifetime")
+	fs.DurationVar(&f.reuseGrace, "refresh-reuse-grace", 0, "window in which a client may retry its last refresh with the same token (0 = none)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for in-flight requests")
+	fs.DurationVar(&f.sweepInterval, "sweep-interval", time.Minute, "how often expired sessions and revocations are deleted")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
+	fs.BoolVar(&f.dev, "dev", false, "first-try mode: on an empty database create a demo user and a service user and print grpcurl commands")
+	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
+	fs.IntVar(&f.hashConcurrency, "hash-concurrency", runtime.GOMAXPROCS(0), "password hashes computed at once")
+	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
+	if err := parseFlags(fs, args, e.getenv); err != nil {
+		return err
+	}
+
+	log, err := newLogger(e, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	if f.db == "" {
+		return errors.New("--db is required")
+	}
+	cfg := server.Config{
+		Issuer: f.issuer, Audiences: f.audiences.vals,
+		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
+		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
+	}
+	if err := cfg.Defaults().Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+
+	store, err := bolt.Open(f.db)
+	if err != nil {
+		return explainOpen(f.db, err)
+	}
+	defer store.Close()
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	if f.introspectOpen {
+		log.Warn("Introspect is open to unauthenticated callers (--introspect-open); never use this in production",
+			"event", "introspect_open")
+	}
+
+	grpcLis, err := net.Listen("tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --grpc-addr: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen on --http-addr: %w", err)
+	}
+	gs := server.NewGRPCServer(srv, log, server.WithReflection(f.reflect))
+	hs := &http.Server{
+		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+	}
+
+	if f.dev {
+		if err := devSetup(ctx, e, store, hasher, grpcLis.Addr().String()); err != nil {
+			return err
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() { errc <- hs.Serve(httpLis) }()
+	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
+		"http_addr", httpLis.Addr().String(), "db", f.db, "issuer", cfg.Issuer, "version", version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "event", "shutdown")
+	case serveErr = <-errc:
+		log.Error("server failed; stopping", "event", "serve_failed", "error", serveErr.Error())
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer stopCancel()
+	gs.Drain(stopCtx)
+	if err := hs.Shutdown(stopCtx); err != nil {
+		log.Warn("http shutdown", "error", err.Error())
+	}
+	cancel()
+	log.Info("stopped", "event", "stopped")
+	return serveErr
+}
+
+func newLogger(e env, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
+	switch format {
+	case "json":
+		h = slog.NewJSONHandler(e.stderr, opts)
+	case "text":
+		h = slog.NewTextHandler(e.stderr, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+	return slog.New(redact.NewHandler(h)), nil
+}
+
+// explainOpen turns a failure to open the database into advice.
+func explainOpen(path string, err error) error {
+	if errors.Is(err, bolt.ErrLocked) {
+		return fmt.Errorf("database %s is in use by another process (a running `latch serve`?); stop it first: %w", path, err)
+	}
+	return fmt.Errorf("open database %s: %w", path, err)
+}
+
+// devSetup creates, on an empty database only, a demo person and a service
+// account with role introspect, prints their random passwords once, and
+// prints grpcurl commands to try.
+func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr string) error {
+	n, err := store.CountUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("dev: count users: %w", err)
+	}
+	if n > 0 {
+		fmt.Fprintf(e.stdout, "latch --dev: the database already has %d user(s); nothing created.\n", n)
+		return nil
+	}
+	type acct struct{ email, role, pw string }
+	accts := []acct{{email: "demo@example.com", role: "user"}, {email: "service@example.com", role: server.RoleIntrospect}}
+	for i := range accts {
+		pw, err := tokens.NewID(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("dev: password: %w", err)
+		}
+		accts[i].pw = pw
+		if _, err := addUser(ctx, store, hasher, accts[i].email, pw, []string{accts[i].role}); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+	}
+	p, svc := accts[0], accts[1]
+	fmt.Fprintf(e.stdout, `
+latch --dev: created two users. Their passwords are shown only this once.
+  person:  %s  password %s  (role user)
+  service: %s  password %s  (role introspect)
+
+Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
+  grpcurl -plaintext %[5]s list
+  grpcurl -plaintext -d '{"email":"%[1]s","password":"%[2]s"}' %[5]s latch.v1.AuthService/Login
+  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
+  grpcurl -plaintext -H "authorization: Bearer $SVC" -d '{"token":"<access token from the first Login>"}' %[5]s latch.v1.AuthService/Introspect
+  grpcurl -plaintext -d '{"refresh_token":"<refresh token>"}' %[5]s latch.v1.AuthService/Refresh
+  grpcurl -plaintext -d '{"token":"<refresh token>"}' %[5]s latch.v1.AuthService/Revoke
+
+`, p.email, p.pw, svc.email, svc.pw, grpcAddr)
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/mail"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/tokens"
+)
+
+const userUsage = `Usage: latch user add --email E [--role R ...] --password-stdin [--db PATH]
+
+Adds a user to the database. The password is read as one line from standard
+input (8 to 1024 bytes), never from a flag. The server must not be running on
+the same database file (bbolt allows one process at a time).
+
+Example:
+  printf '%s\n' "$PASSWORD" | latch user add --db latch.db --email svc@example.com --role introspect --password-stdin`
+
+func user(ctx context.Context, args []string, e env) error {
+	if len(args) == 0 || args[0] != "add" {
+		fmt.Fprintln(e.stderr, userUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		return errUsage
+	}
+	fs := flag.NewFlagSet("latch user add", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var (
+		db, email string
+		roles     stringList
+		pwStdin   bool
+	)
+	fs.StringVar(&db, "db", "./latch.db", "bbolt database file")
+	fs.StringVar(&email, "email", "", "the user's email (required)")
+	fs.Var(&roles, "role", "a role copied into the user's access tokens (repeatable)")
+	fs.BoolVar(&pwStdin, "password-stdin", false, "read the password as one line from standard input (required)")
+	fs.Usage = usageFunc(fs, userUsage)
+	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
+		return err
+	}
+	var errs []error
+	if email == "" {
+		errs = append(errs, errors.New("--email is required"))
+	} else if _, err := mail.ParseAddress(email); err != nil {
+		errs = append(errs, fmt.Errorf("--email %q is not an email address", email))
+	}
+	if !pwStdin {
+		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))
+	}
+	for _, r := range roles.vals {
+		if !validRole(r) {
+			errs = append(errs, fmt.Errorf("--role %q: use letters, digits, '.', '_', ':' or '-' (1 to 64)", r))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	pw, err := readPassword(e.stdin)
+	if err != nil {
+		return err
+	}
+	store, err := bolt.Open(db)
+	if err != nil {
+		return explainOpen(db, err)
+	}
+	defer store.Close()
+	hasher, err := password.NewHasher(password.DefaultParams(), runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
+	}
+	u, err := addUser(ctx, store, hasher, email, pw, roles.vals)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "added user %s (%s) with roles [%s]\n", u.ID, u.Email, strings.Join(u.Roles, " "))
+	return nil
+}
+
+// readPassword reads one line (without its line ending) and checks its
+// length.
+func readPassword(r io.Reader) (string, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, password.MaxLength+3), password.MaxLength+3)
+	line, err := br.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if err := password.CheckLength(line); err != nil {
+		return "", fmt.Errorf("password from stdin: must be 8 to 1024 bytes: %w", err)
+	}
+	return line, nil
+}
+
+func validRole(r string) bool {
+	if r == "" || len(r) > 64 {
+		return false
+	}
+	for _, c := range r {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// addUser hashes pw and stores a new user.
+func addUser(ctx context.Context, store storage.UserStore, hasher *password.Hasher, email, pw string, roles []string) (storage.User, error) {
+	id, err := tokens.NewID(rand.Reader)
+	if err != nil {
+		return storage.User{}, fmt.Errorf("user id: %w", err)
+	}
+	hash, err := hasher.Hash(ctx, pw)
+	if err != nil {
+		return storage.User{}, fmt.Errorf("hash password: %w", err)
+	}
+	now := time.Now().UTC()
+	u := storage.User{
+		ID: id, Email: server.NormalizeEmail(email), PasswordHash: hash, Roles: roles,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if err := store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return storage.User{}, fmt.Errorf("a user with email %s already exists", u.Email)
+		}
+		return storage.User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}

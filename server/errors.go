@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Fixed client-visible messages. Credential failures share one message per
+// RPC so that the answer tells an attacker nothing (design.md invariant 3).
+const (
+	msgBadLogin       = "invalid email or password"
+	msgBadRefresh     = "invalid refresh token"
+	msgRateLimited    = "too many failed login attempts; retry later"
+	msgInternal       = "internal error"
+	msgNoCredential   = "missing authorization metadata: send \"authorization: Bearer <access token>\""
+	msgBadCredential  = "invalid caller credential"
+	msgBadScheme      = "authorization metadata must be exactly one \"Bearer <access token>\" value"
+	msgNoIntrospect   = "caller token lacks role \"introspect\""
+	msgUnavailable    = "service unavailable; retry later"
+	msgCanceled       = "request canceled"
+	msgDeadline       = "deadline exceeded"
+	msgTooLongInField = "is longer than allowed"
+)
+
+// clientError is an expected failure whose code and message are safe to
+// return as they are.
+type clientError struct {
+	code       codes.Code
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *clientError) Error() string { return e.code.String() + ": " + e.msg }
+
+func failure(code codes.Code, msg string) error { return &clientError{code: code, msg: msg} }
+
+func invalidArg(msg string) error { return failure(codes.InvalidArgument, msg) }
+
+func rateLimited(retryAfter time.Duration) error {
+	return &clientError{code: codes.ResourceExhausted, msg: msgRateLimited, retryAfter: retryAfter}
+}
+
+// toStatus is the one place that turns an error from a handler into what the
+// client sees. Expected failures keep their code and fixed message; anything
+// else is logged with its detail and answered with a fixed INTERNAL message,
+// so no inner error text, secret or panic value ever reaches a client.
+func (s *Server) toStatus(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		st := status.New(ce.code, ce.msg)
+		if ce.retryAfter > 0 {
+			if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ce.retryAfter.Round(time.Second) + time.Second)}); derr == nil {
+				st = d
+			}
+		}
+		return st.Err()
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, msgCanceled)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, msgDeadline)
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "request failed",
+		slog.String("event", "internal_error"), slog.String("method", method), slog.String("error", err.Error()))
+	return status.Error(codes.Internal, msgInternal)
+}

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// JWKSPath is where the HTTP handler serves the JSON Web Key Set.
+const JWKSPath = "/.well-known/jwks.json"
+
+// HTTPHandler serves, for sidecars and probes:
+//
+//   - GET /.well-known/jwks.json: the published keys (same as GetJWKS), with
+//     Cache-Control max-age, an ETag and 304 answers to If-None-Match;
+//   - GET /healthz: 200 while the process runs.
+//
+// Anything else is 404; other methods on these paths are 405.
+func (s *Server) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+JWKSPath, s.serveJWKS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	body, err := json.Marshal(s.keys.jwks())
+	if err != nil {
+		s.log.Error("encode jwks", "event", "internal_error", "error", err.Error())
+		http.Error(w, msgInternal, http.StatusInternalServerError)
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(s.cfg.JWKSMaxAge.Seconds())))
+	h.Set("ETag", etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if matchesETag(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	_, _ = w.Write(body)
+}
+
+// matchesETag implements the weak comparison of If-None-Match (RFC 9110
+// §13.1.2) for a list of entity tags or "*".
+func matchesETag(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
