@@ -1,0 +1,22 @@
+// Package tokens mints and verifies Latch's tokens. It knows nothing of gRPC
+// or storage: it holds pure functions and small types.
+//
+// Access tokens are ES256 JWTs (RFC 7519, RFC 9068) with the header
+// {"alg":"ES256","typ":"at+jwt","kid":<RFC 7638 thumbprint>}. This package is
+// the one place in Latch where a JWT is parsed, and Verifier parses strictly:
+//
+//   - at most MaxTokenLength bytes, three unpadded base64url parts, canonical
+//     encodings only (no padding, no whitespace, zero trailing bits);
+//   - header and claims are JSON objects with no duplicate member names, valid
+//     UTF-8 and nothing after the object;
+//   - alg must be ES256, typ must be at+jwt, crit is refused, and the key is
+//     looked up by kid in a KeySource the caller controls; jku, x5u, jwk and
+//     x5c are ignored (a key named by the token is never fetched or trusted);
+//   - the signature is the 64-byte raw r||s of RFC 7518 §3.4 (never DER);
+//   - iss, sub, aud, exp, iat, jti and sid are required; exp, iat and nbf are
+//     JSON integers; iss and aud must match; exp must be in the future and
+//     iat and nbf not in the future, each with a leeway of at most MaxLeeway.
+//
+// Refresh tokens are opaque: 32 random bytes, base64url. Only their SHA-256
+// digest (HashRefreshToken) is ever stored.
+package tokens

@@ -1,0 +1,333 @@
+package tokens_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/tokens"
+)
+
+func TestSignVerifyRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	want := validClaims()
+	want.Audience = []string{"billing", testAudience}
+	want.Roles = []string{"reader", "introspect"}
+	tok := f.mint(t, want)
+	if len(tok) > 1024 {
+		t.Errorf("token is %d bytes; access tokens should stay small", len(tok))
+	}
+	got, err := f.verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Issuer != want.Issuer || got.Subject != want.Subject || got.ID != want.ID || got.SessionID != want.SessionID ||
+		!got.ExpiresAt.Equal(want.ExpiresAt) || !got.IssuedAt.Equal(want.IssuedAt) || !got.NotBefore.Equal(want.NotBefore) ||
+		strings.Join(got.Audience, ",") != "billing,orders" || strings.Join(got.Roles, ",") != "reader,introspect" {
+		t.Fatalf("claims = %+v, want %+v", got, want)
+	}
+	if !got.HasRole("introspect") || got.HasRole("admin") {
+		t.Fatalf("HasRole wrong for %v", got.Roles)
+	}
+	// The header is exactly the documented one.
+	h := mustDecode(strings.Split(tok, ".")[0])
+	wantH := `{"alg":"ES256","typ":"at+jwt","kid":"` + f.kid + `"}`
+	if string(h) != wantH {
+		t.Fatalf("header = %s, want %s", h, wantH)
+	}
+}
+
+func TestSignRefusesIncompleteClaims(t *testing.T) {
+	f := newFixture(t)
+	for name, mutate := range map[string]func(*tokens.Claims){
+		"no iss":         func(c *tokens.Claims) { c.Issuer = "" },
+		"no sub":         func(c *tokens.Claims) { c.Subject = "" },
+		"no jti":         func(c *tokens.Claims) { c.ID = "" },
+		"no sid":         func(c *tokens.Claims) { c.SessionID = "" },
+		"no aud":         func(c *tokens.Claims) { c.Audience = nil },
+		"empty aud":      func(c *tokens.Claims) { c.Audience = []string{""} },
+		"exp before iat": func(c *tokens.Claims) { c.ExpiresAt = c.IssuedAt.Add(-time.Second) },
+		"no iat":         func(c *tokens.Claims) { c.IssuedAt = time.Time{} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := validClaims()
+			mutate(&c)
+			if tok, err := f.signer.Sign(c); err == nil {
+				t.Fatalf("Sign = %q, want an error", tok)
+			}
+		})
+	}
+}
+
+func TestVerifierConfig(t *testing.T) {
+	f := newFixture(t)
+	for name, tc := range map[string]struct {
+		keys tokens.KeySource
+		iss  string
+		aud  []string
+		opts []tokens.VerifierOption
+	}{
+		"no keys":        {nil, testIssuer, []string{"a"}, nil},
+		"no issuer":      {f.keys, "", []string{"a"}, nil},
+		"no audience":    {f.keys, testIssuer, nil, nil},
+		"empty audience": {f.keys, testIssuer, []string{""}, nil},
+		"leeway too big": {f.keys, testIssuer, []string{"a"}, []tokens.VerifierOption{tokens.WithLeeway(time.Minute)}},
+		"negative":       {f.keys, testIssuer, []string{"a"}, []tokens.VerifierOption{tokens.WithLeeway(-time.Second)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := tokens.NewVerifier(tc.keys, tc.iss, tc.aud, tc.opts...); err == nil {
+				t.Fatal("NewVerifier succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestLeewayBoundaries(t *testing.T) {
+	f := newFixture(t)
+	c := validClaims()
+	c.ExpiresAt = testNow.Add(-4 * time.Second) // within the 5 s leeway
+	if _, err := f.verify(f.mint(t, c)); err != nil {
+		t.Fatalf("exp 4 s ago with 5 s leeway: %v", err)
+	}
+	c.ExpiresAt = testNow.Add(-6 * time.Second)
+	if _, err := f.verify(f.mint(t, c)); !errors.Is(err, tokens.ErrExpired) {
+		t.Fatalf("exp 6 s ago: %v, want ErrExpired", err)
+	}
+	c = validClaims()
+	c.IssuedAt, c.NotBefore = testNow.Add(4*time.Second), testNow.Add(4*time.Second)
+	if _, err := f.verify(f.mint(t, c)); err != nil {
+		t.Fatalf("iat 4 s ahead: %v", err)
+	}
+}
+
+type errSource struct{}
+
+func (errSource) PublicKey(context.Context, string) (*ecdsa.PublicKey, error) {
+	return nil, errors.New("jwks unreachable")
+}
+
+func TestKeySourceFailureIsInvalidToken(t *testing.T) {
+	f := newFixture(t)
+	v, err := tokens.NewVerifier(errSource{}, testIssuer, []string{testAudience}, tokens.WithClock(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), f.mint(t, validClaims()))
+	if !errors.Is(err, tokens.ErrInvalidToken) || errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("Verify = %v, want ErrInvalidToken that is not ErrUnknownKey", err)
+	}
+}
+
+func TestKeyEncodings(t *testing.T) {
+	k, err := tokens.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := tokens.MarshalPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := tokens.ParsePrivateKey(der)
+	if err != nil || !k2.Equal(k) {
+		t.Fatalf("private key round trip: %v", err)
+	}
+	pder, err := tokens.MarshalPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := tokens.ParsePublicKey(pder)
+	if err != nil || !p2.Equal(&k.PublicKey) {
+		t.Fatalf("public key round trip: %v", err)
+	}
+	if _, err := tokens.ParsePrivateKey(pder); err == nil {
+		t.Fatal("ParsePrivateKey accepted a public key")
+	}
+	if _, err := tokens.ParsePublicKey([]byte("junk")); err == nil {
+		t.Fatal("ParsePublicKey accepted junk")
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := tokens.MarshalPrivateKey(p384); err == nil {
+		t.Fatal("MarshalPrivateKey accepted a P-384 key")
+	}
+	der384, _ := tokens.MarshalPublicKey(&p384.PublicKey)
+	if der384 != nil {
+		t.Fatal("MarshalPublicKey accepted a P-384 key")
+	}
+}
+
+// TestThumbprint checks the RFC 7638 computation against the canonical JSON
+// built independently from the JWK.
+func TestThumbprint(t *testing.T) {
+	k, _ := tokens.GenerateKey(rand.Reader)
+	j, err := tokens.NewJWK(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, _ := json.Marshal(map[string]string{"crv": "P-256", "kty": "EC", "x": j.X, "y": j.Y}) // map keys sort
+	sum := sha256.Sum256(canon)
+	if want := base64.RawURLEncoding.EncodeToString(sum[:]); j.Kid != want {
+		t.Fatalf("kid = %s, want %s", j.Kid, want)
+	}
+	if len(j.X) != 43 || len(j.Y) != 43 || j.Alg != "ES256" || j.Use != "sig" || j.Kty != "EC" || j.Crv != "P-256" {
+		t.Fatalf("jwk = %+v", j)
+	}
+	back, err := j.PublicKey()
+	if err != nil || !back.Equal(&k.PublicKey) {
+		t.Fatalf("JWK round trip: %v", err)
+	}
+}
+
+func TestJWKPublicKeyStrict(t *testing.T) {
+	k, _ := tokens.GenerateKey(rand.Reader)
+	good, _ := tokens.NewJWK(&k.PublicKey)
+	offCurve := good
+	y := mustDecode(good.Y)
+	y[31] ^= 1
+	offCurve.Y = base64.RawURLEncoding.EncodeToString(y)
+	for name, mutate := range map[string]func(*tokens.JWK){
+		"kty RSA":        func(j *tokens.JWK) { j.Kty = "RSA" },
+		"crv P-384":      func(j *tokens.JWK) { j.Crv = "P-384" },
+		"alg RS256":      func(j *tokens.JWK) { j.Alg = "RS256" },
+		"use enc":        func(j *tokens.JWK) { j.Use = "enc" },
+		"no kid":         func(j *tokens.JWK) { j.Kid = "" },
+		"short x":        func(j *tokens.JWK) { j.X = j.X[:40] },
+		"padded x":       func(j *tokens.JWK) { j.X += "=" },
+		"x with newline": func(j *tokens.JWK) { j.X = j.X[:20] + "\n" + j.X[20:] },
+		"off curve":      func(j *tokens.JWK) { *j = offCurve },
+	} {
+		t.Run(name, func(t *testing.T) {
+			j := good
+			mutate(&j)
+			if _, err := j.PublicKey(); err == nil {
+				t.Fatal("PublicKey accepted a bad JWK")
+			}
+		})
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	k1, _ := tokens.GenerateKey(rand.Reader)
+	k2, _ := tokens.GenerateKey(rand.Reader)
+	set, err := tokens.NewKeySet(&k1.PublicKey, &k2.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(set.JWKS())
+	parsed, err := tokens.ParseJWKS(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", parsed.Len())
+	}
+	for _, j := range set.JWKS().Keys {
+		got, err := parsed.PublicKey(context.Background(), j.Kid)
+		if err != nil || !parsed.Has(j.Kid) {
+			t.Fatalf("kid %s missing after parse: %v", j.Kid, err)
+		}
+		want, _ := j.PublicKey()
+		if !got.Equal(want) {
+			t.Fatalf("kid %s parsed to another key", j.Kid)
+		}
+	}
+	if _, err := parsed.PublicKey(context.Background(), "nope"); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("unknown kid: %v, want ErrUnknownKey", err)
+	}
+
+	// A foreign key type is skipped; the EC key is kept.
+	mixed := `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r"},` + string(mustJSON(t, set.JWKS().Keys[0])) + `]}`
+	if s, err := tokens.ParseJWKS([]byte(mixed)); err != nil || s.Len() != 1 {
+		t.Fatalf("mixed set: %v", err)
+	}
+
+	bad := map[string]string{
+		"not json":      `nope`,
+		"empty set":     `{"keys":[]}`,
+		"only RSA":      `{"keys":[{"kty":"RSA","kid":"r"}]}`,
+		"duplicate kid": `{"keys":[` + string(mustJSON(t, set.JWKS().Keys[0])) + `,` + string(mustJSON(t, set.JWKS().Keys[0])) + `]}`,
+		"bad EC key":    `{"keys":[{"kty":"EC","crv":"P-256","kid":"a","x":"AAAA","y":"AAAA"}]}`,
+		"dup member":    `{"keys":[],"keys":[]}`,
+		"trailing":      string(doc) + `x`,
+		"too large":     `{"keys":[],"pad":"` + strings.Repeat("x", tokens.MaxJWKSSize) + `"}`,
+	}
+	for name, in := range bad {
+		t.Run(name, func(t *testing.T) {
+			if _, err := tokens.ParseJWKS([]byte(in)); err == nil {
+				t.Fatal("ParseJWKS accepted it")
+			}
+		})
+	}
+	if _, err := tokens.NewKeySet(&k1.PublicKey, &k1.PublicKey); err == nil {
+		t.Fatal("NewKeySet accepted a duplicate key")
+	}
+}
+
+func TestJWKSIsACopy(t *testing.T) {
+	k, _ := tokens.GenerateKey(rand.Reader)
+	set, _ := tokens.NewKeySet(&k.PublicKey)
+	j := set.JWKS()
+	j.Keys[0].Kid = "changed"
+	if set.JWKS().Keys[0].Kid == "changed" {
+		t.Fatal("JWKS shares its slice with the set")
+	}
+}
+
+func TestRefreshTokens(t *testing.T) {
+	tok, digest, err := tokens.NewRefreshToken(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok) != tokens.RefreshTokenLength {
+		t.Fatalf("len = %d, want %d", len(tok), tokens.RefreshTokenLength)
+	}
+	got, err := tokens.HashRefreshToken(tok)
+	if err != nil || got != digest {
+		t.Fatalf("HashRefreshToken = %x, %v; want %x", got, err, digest)
+	}
+	raw := mustDecode(tok)
+	if sum := sha256.Sum256(raw); sum != digest {
+		t.Fatal("digest is not SHA-256 of the raw 32 bytes")
+	}
+	tok2, digest2, _ := tokens.NewRefreshToken(rand.Reader)
+	if tok2 == tok || digest2 == digest {
+		t.Fatal("two refresh tokens are equal")
+	}
+	// A different encoding of the same 32 bytes must not be accepted:
+	// flipping the spare low bits of the last character.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, tok[len(tok)-1])
+	alias := tok[:len(tok)-1] + string(alphabet[i^1])
+	for name, in := range map[string]string{
+		"empty": "", "short": tok[:42], "long": tok + "A", "padded": tok + "=",
+		"std alphabet": strings.Repeat("+", 43), "newline": tok[:20] + "\n" + tok[21:],
+		"spare bits set": alias, "jwt": "a.b.c", "space": " " + tok[1:],
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := tokens.HashRefreshToken(in); !errors.Is(err, tokens.ErrMalformedRefreshToken) {
+				t.Fatalf("HashRefreshToken = %v, want ErrMalformedRefreshToken", err)
+			}
+		})
+	}
+}
+
+func TestNewIDAndRandomnessFailure(t *testing.T) {
+	id, err := tokens.NewID(rand.Reader)
+	if err != nil || len(id) != 22 {
+		t.Fatalf("NewID = %q, %v", id, err)
+	}
+	if _, err := tokens.NewID(bytes.NewReader(nil)); err == nil {
+		t.Fatal("NewID succeeded with no randomness")
+	}
+	if _, _, err := tokens.NewRefreshToken(bytes.NewReader(make([]byte, 31))); err == nil {
+		t.Fatal("NewRefreshToken succeeded with short randomness")
+	}
+}
