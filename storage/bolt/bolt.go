@@ -1,0 +1,198 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// schemaVersion is the layout this package reads and writes.
+const schemaVersion = "1"
+
+// recordVersion prefixes every encoded record.
+const recordVersion byte = 1
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketUsers       = []byte("users")
+	bucketEmails      = []byte("emails")
+	bucketSessions    = []byte("sessions")
+	bucketRefresh     = []byte("refresh")
+	bucketSessDigests = []byte("sessdigests")
+	bucketDenied      = []byte("denied")
+	bucketExpiry      = []byte("expiry")
+	bucketKeys        = []byte("keys")
+
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
+		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys}
+
+	keySchema = []byte("schema")
+)
+
+const (
+	kindSession byte = 's'
+	kindJTI     byte = 'j'
+)
+
+// ErrLocked reports that another process holds the database file open.
+var ErrLocked = errors.New("bolt: database is in use by another process")
+
+// errCorrupt reports a record this version cannot decode.
+var errCorrupt = errors.New("bolt: corrupt or unknown record")
+
+// Store is a storage.Store on one bbolt file. It is safe for concurrent use.
+type Store struct {
+	db *bbolt.DB
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	lockTimeout   time.Duration
+	maxBatchDelay time.Duration
+}
+
+// WithLockTimeout bounds how long Open waits for another process to release
+// the file lock before failing with ErrLocked. Default 2 s.
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
+
+// WithMaxBatchDelay sets how long a write waits for others to share its
+// commit (bbolt's MaxBatchDelay). Default 2 ms: measured on a 2-core machine
+// it gives most of the throughput of bbolt's 10 ms default under load at a
+// fifth of the added latency when idle.
+func WithMaxBatchDelay(d time.Duration) Option { return func(o *options) { o.maxBatchDelay = d } }
+
+// Open opens (creating if needed, mode 0600) the database at path, creates
+// the buckets and checks the schema version.
+func Open(path string, opts ...Option) (*Store, error) {
+	o := options{lockTimeout: 2 * time.Second, maxBatchDelay: 2 * time.Millisecond}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if path == "" {
+		return nil, errors.New("bolt: empty database path")
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (waited %v for its lock)", ErrLocked, path, o.lockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = o.maxBatchDelay
+	if err := db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+func initSchema(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get(keySchema); {
+	case v == nil:
+		return meta.Put(keySchema, []byte(schemaVersion))
+	case string(v) != schemaVersion:
+		return fmt.Errorf("database schema version %q is not %q: it was written by another version of Latch", v, schemaVersion)
+	}
+	return nil
+}
+
+// Close closes the database file.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// Check runs bbolt's consistency check over the whole file.
+func (s *Store) Check() error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Stat reports the database file's size, for diagnostics.
+func (s *Store) Stat() (os.FileInfo, error) { return os.Stat(s.db.Path()) }
+
+// --- encoding ---
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return append([]byte{recordVersion}, b...), nil
+}
+
+func decode(data []byte, v any) error {
+	if len(data) < 2 || data[0] != recordVersion {
+		return errCorrupt
+	}
+	if err := json.Unmarshal(data[1:], v); err != nil {
+		return fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	return nil
+}
+
+func timeKey(t time.Time) []byte {
+	var b [8]byte
+	n := t.UnixNano()
+	if n < 0 || t.IsZero() {
+		n = 0
+	}
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return b[:]
+}
+
+func expiryKey(t time.Time, kind byte, id string) []byte {
+	k := make([]byte, 0, 9+len(id))
+	k = append(k, timeKey(t)...)
+	k = append(k, kind)
+	return append(k, id...)
+}
+
+// validID refuses ids that would break the composite keys.
+func validID(id string) bool {
+	if id == "" || len(id) > 512 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func ctxErr(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return nil
+}

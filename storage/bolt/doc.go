@@ -1,0 +1,30 @@
+// Package bolt implements storage.Store on a single bbolt file: the embedded
+// default backend of Latch, for one node.
+//
+// # Layout
+//
+// Every bucket is created at Open, in one transaction:
+//
+//	meta         "schema" → schema version ("1")
+//	users        user id → user record
+//	emails       normalised email → user id
+//	sessions     session id → session record
+//	refresh      refresh-token digest (32 bytes) → session id, for every
+//	             digest a session ever issued (so reuse is recognised)
+//	sessdigests  session id, 0x00, digest → empty (to delete a session's
+//	             digests when it is swept)
+//	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
+//	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
+//	             the sweeper's index, scanned in time order
+//	keys         key id → signing-key record
+//
+// Records are one version byte followed by JSON, so that the encoding can
+// evolve without a migration of old rows.
+//
+// # Durability
+//
+// Every write commits with fsync before its method returns; there is no
+// option to turn that off. Writes that arrive together (refresh rotations,
+// session creations, revocations) share one commit through bbolt's Batch,
+// whose functions are written to be safely re-run.
+package bolt

@@ -1,0 +1,144 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
+// later expiry.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	if err := ctxErr(ctx, "deny access token"); err != nil {
+		return err
+	}
+	if !validID(jti) || expiresAt.IsZero() {
+		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
+		if old := denied.Get([]byte(jti)); old != nil {
+			if len(old) != 8 {
+				return errCorrupt
+			}
+			oldExp := time.Unix(0, int64(binary.BigEndian.Uint64(old)))
+			if !expiresAt.After(oldExp) {
+				return nil
+			}
+			if err := expiry.Delete(expiryKey(oldExp, kindJTI, jti)); err != nil {
+				return err
+			}
+		}
+		if err := denied.Put([]byte(jti), timeKey(expiresAt)); err != nil {
+			return err
+		}
+		return expiry.Put(expiryKey(expiresAt, kindJTI, jti), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: deny access token %s: %w", jti, err)
+	}
+	return nil
+}
+
+// AccessTokenRevoked implements storage.DenyList in one read transaction.
+// It fails closed: an empty jti or session id counts as revoked.
+func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
+	if err := ctxErr(ctx, "access token revoked"); err != nil {
+		return true, err
+	}
+	if jti == "" || sessionID == "" {
+		return true, nil
+	}
+	revoked := true
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if exp := tx.Bucket(bucketDenied).Get([]byte(jti)); exp != nil {
+			return nil // denied (an expired denial only outlives an expired token)
+		}
+		sess, err := getSession(tx, []byte(sessionID))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		revoked = !sess.Live(now)
+		return nil
+	})
+	if err != nil {
+		return true, fmt.Errorf("bolt: access token revoked: %w", err)
+	}
+	return revoked, nil
+}
+
+// DeleteExpired implements storage.Sweeper: one write transaction that
+// walks the expiry index in time order.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	if err := ctxErr(ctx, "delete expired"); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, nil
+	}
+	cutoff := timeKey(now)
+	var n int
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		n = 0
+		c := tx.Bucket(bucketExpiry).Cursor()
+		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+			if len(k) < 9 {
+				return errCorrupt
+			}
+			if string(k[:8]) >= string(cutoff) {
+				break
+			}
+			id := k[9:]
+			var err error
+			switch k[8] {
+			case kindSession:
+				err = deleteSession(tx, id)
+			case kindJTI:
+				err = tx.Bucket(bucketDenied).Delete(id)
+			default:
+				err = errCorrupt
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bolt: delete expired: %w", err)
+	}
+	return n, nil
+}
+
+// deleteSession removes a session and every digest it issued.
+func deleteSession(tx *bbolt.Tx, id []byte) error {
+	prefix := append(append([]byte{}, id...), 0)
+	digests, refresh := tx.Bucket(bucketSessDigests), tx.Bucket(bucketRefresh)
+	var keys [][]byte
+	c := digests.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte{}, k...))
+	}
+	for _, k := range keys {
+		if err := refresh.Delete(k[len(prefix):]); err != nil {
+			return err
+		}
+		if err := digests.Delete(k); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketSessions).Delete(id)
+}

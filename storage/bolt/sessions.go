@@ -1,0 +1,248 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+)
+
+type sessionRecord struct {
+	ID                string    `json:"id"`
+	UserID            string    `json:"user_id"`
+	Audience          string    `json:"aud"`
+	CurrentHash       []byte    `json:"current"`
+	PreviousHash      []byte    `json:"previous,omitempty"`
+	PreviousRotatedAt time.Time `json:"previous_rotated_at"`
+	Generation        uint64    `json:"generation"`
+	CreatedAt         time.Time `json:"created_at"`
+	LastRotatedAt     time.Time `json:"last_rotated_at"`
+	IdleExpiresAt     time.Time `json:"idle_expires_at"`
+	AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
+	RevokedAt         time.Time `json:"revoked_at"`
+	RevokeReason      string    `json:"revoke_reason,omitempty"`
+}
+
+func toSessionRecord(s storage.Session) sessionRecord {
+	r := sessionRecord{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
+		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
+		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
+		RevokedAt: s.RevokedAt, RevokeReason: s.RevokeReason}
+	if !s.PreviousHash.IsZero() {
+		r.PreviousHash = s.PreviousHash[:]
+	}
+	return r
+}
+
+func (r sessionRecord) session() (storage.Session, error) {
+	s := storage.Session{ID: r.ID, UserID: r.UserID, Audience: r.Audience, PreviousRotatedAt: r.PreviousRotatedAt,
+		Generation: r.Generation, CreatedAt: r.CreatedAt, LastRotatedAt: r.LastRotatedAt,
+		IdleExpiresAt: r.IdleExpiresAt, AbsoluteExpiresAt: r.AbsoluteExpiresAt, RevokedAt: r.RevokedAt,
+		RevokeReason: r.RevokeReason}
+	if len(r.CurrentHash) != len(s.CurrentHash) || (r.PreviousHash != nil && len(r.PreviousHash) != len(s.PreviousHash)) {
+		return storage.Session{}, errCorrupt
+	}
+	copy(s.CurrentHash[:], r.CurrentHash)
+	copy(s.PreviousHash[:], r.PreviousHash)
+	return s, nil
+}
+
+func getSession(tx *bbolt.Tx, id []byte) (storage.Session, error) {
+	data := tx.Bucket(bucketSessions).Get(id)
+	if data == nil {
+		return storage.Session{}, storage.ErrNotFound
+	}
+	var r sessionRecord
+	if err := decode(data, &r); err != nil {
+		return storage.Session{}, err
+	}
+	return r.session()
+}
+
+func putSession(tx *bbolt.Tx, s storage.Session) error {
+	data, err := encode(toSessionRecord(s))
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessions).Put([]byte(s.ID), data)
+}
+
+func sessDigestKey(id string, h storage.TokenHash) []byte {
+	k := make([]byte, 0, len(id)+1+len(h))
+	k = append(append(k, id...), 0)
+	return append(k, h[:]...)
+}
+
+// indexDigest records that session id issued the refresh token with digest h.
+func indexDigest(tx *bbolt.Tx, id string, h storage.TokenHash) error {
+	if err := tx.Bucket(bucketRefresh).Put(h[:], []byte(id)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessDigests).Put(sessDigestKey(id, h), nil)
+}
+
+// moveExpiry re-files the session in the expiry index.
+func moveExpiry(tx *bbolt.Tx, old, cur storage.Session) error {
+	b := tx.Bucket(bucketExpiry)
+	if oldK, newK := expiryKey(old.ExpiresAt(), kindSession, old.ID), expiryKey(cur.ExpiresAt(), kindSession, cur.ID); string(oldK) != string(newK) {
+		if err := b.Delete(oldK); err != nil {
+			return err
+		}
+		return b.Put(newK, nil)
+	}
+	return nil
+}
+
+// CreateSession implements storage.SessionStore.
+func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
+	if err := ctxErr(ctx, "create session"); err != nil {
+		return err
+	}
+	if !validID(sess.ID) || sess.UserID == "" || sess.CurrentHash.IsZero() {
+		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
+			return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
+		}
+		if tx.Bucket(bucketRefresh).Get(sess.CurrentHash[:]) != nil {
+			return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
+		}
+		if err := putSession(tx, sess); err != nil {
+			return err
+		}
+		if err := indexDigest(tx, sess.ID, sess.CurrentHash); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: create session %s: %w", sess.ID, err)
+	}
+	return nil
+}
+
+// GetSession implements storage.SessionStore.
+func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
+	if err := ctxErr(ctx, "get session"); err != nil {
+		return storage.Session{}, err
+	}
+	var sess storage.Session
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		sess, err = getSession(tx, []byte(id))
+		return err
+	})
+	if err != nil {
+		return storage.Session{}, fmt.Errorf("bolt: get session %s: %w", id, err)
+	}
+	return sess, nil
+}
+
+// FindSessionByRefreshHash implements storage.SessionStore.
+func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHash) (storage.Session, bool, error) {
+	if err := ctxErr(ctx, "find session"); err != nil {
+		return storage.Session{}, false, err
+	}
+	var sess storage.Session
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		id := tx.Bucket(bucketRefresh).Get(h[:])
+		if id == nil {
+			return storage.ErrNotFound
+		}
+		sess, err = getSession(tx, id)
+		return err
+	})
+	if err != nil {
+		return storage.Session{}, false, fmt.Errorf("bolt: find session by refresh digest: %w", err)
+	}
+	return sess, sess.CurrentHash == h, nil
+}
+
+// RotateRefreshToken implements storage.SessionStore. Concurrent rotations
+// share one commit (bbolt Batch); bbolt runs write transactions one at a
+// time, so of several rotations of one digest only the first sees it
+// current.
+func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
+	if err := ctxErr(ctx, "rotate refresh token"); err != nil {
+		return storage.Session{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", err)
+	}
+	var (
+		out     storage.Session
+		outcome error // the domain result, reported after the commit
+	)
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		out, outcome = storage.Session{}, nil // Batch may run this more than once
+		id := tx.Bucket(bucketRefresh).Get(r.Presented[:])
+		if id == nil {
+			outcome = storage.ErrNotFound
+			return nil
+		}
+		old, err := getSession(tx, id)
+		if err != nil {
+			return err
+		}
+		next, decision := r.Apply(old)
+		switch {
+		case errors.Is(decision, storage.ErrRefreshTokenReused):
+			outcome = decision
+			out = next
+			return putSession(tx, next) // commit the revocation
+		case decision != nil:
+			outcome = decision
+			return nil
+		case tx.Bucket(bucketRefresh).Get(r.Next[:]) != nil:
+			outcome = fmt.Errorf("next refresh digest taken: %w", storage.ErrAlreadyExists)
+			return nil
+		}
+		if err := putSession(tx, next); err != nil {
+			return err
+		}
+		if err := indexDigest(tx, next.ID, r.Next); err != nil {
+			return err
+		}
+		if err := moveExpiry(tx, old, next); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", err)
+	}
+	if outcome != nil {
+		return out, fmt.Errorf("bolt: rotate refresh token: %w", outcome)
+	}
+	return out, nil
+}
+
+// RevokeSession implements storage.SessionStore.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+	if err := ctxErr(ctx, "revoke session"); err != nil {
+		return err
+	}
+	if reason == "" || now.IsZero() {
+		return fmt.Errorf("bolt: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		sess, err := getSession(tx, []byte(id))
+		if err != nil {
+			return err
+		}
+		if sess.Revoked() {
+			return nil
+		}
+		sess.RevokedAt, sess.RevokeReason = now, reason
+		return putSession(tx, sess)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: revoke session %s: %w", id, err)
+	}
+	return nil
+}

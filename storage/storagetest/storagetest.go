@@ -1,0 +1,543 @@
+// Package storagetest is the conformance suite every storage.Store backend
+// runs: one call to Run in the backend's tests proves it keeps the contract
+// that storage documents, including the concurrency guarantees of refresh
+// rotation.
+package storagetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// base is the fixed clock the suite runs on.
+var base = time.Unix(1_700_000_000, 0).UTC()
+
+const (
+	idle   = 7 * 24 * time.Hour
+	maxAge = 30 * 24 * time.Hour
+)
+
+// Run runs the conformance suite. open must return a fresh, empty store for
+// each call; Run closes it.
+func Run(t *testing.T, open func(t *testing.T) storage.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(*testing.T, storage.Store)
+	}{
+		{"Users", testUsers},
+		{"UpdateUser", testUpdateUser},
+		{"Sessions", testSessions},
+		{"RotationChain", testRotationChain},
+		{"ReuseRevokesFamily", testReuseRevokesFamily},
+		{"RotationRefusals", testRotationRefusals},
+		{"ReuseGrace", testReuseGrace},
+		{"ConcurrentRotation", testConcurrentRotation},
+		{"RevokeSession", testRevokeSession},
+		{"DenyList", testDenyList},
+		{"SigningKeys", testSigningKeys},
+		{"DeleteExpired", testDeleteExpired},
+		{"CancelledContext", testCancelledContext},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, s)
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Digest returns a fresh random refresh-token digest.
+func Digest(t testing.TB) storage.TokenHash {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(raw[:])
+}
+
+func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage.Session {
+	t.Helper()
+	sess := storage.Session{
+		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
+		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
+	}
+	if err := s.CreateSession(ctx(t), sess); err != nil {
+		t.Fatalf("CreateSession(%s): %v", id, err)
+	}
+	return sess
+}
+
+func rotation(presented, next storage.TokenHash, now time.Time) storage.Rotation {
+	return storage.Rotation{Presented: presented, Next: next, Now: now, IdleTTL: idle}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func wantRevoked(t *testing.T, s storage.Store, id, reason string) storage.Session {
+	t.Helper()
+	got, err := s.GetSession(ctx(t), id)
+	if err != nil {
+		t.Fatalf("GetSession(%s): %v", id, err)
+	}
+	if !got.Revoked() || got.RevokeReason != reason {
+		t.Fatalf("session %s: revoked=%v reason=%q, want revoked with %q", id, got.Revoked(), got.RevokeReason, reason)
+	}
+	return got
+}
+
+func testUsers(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	u := storage.User{ID: "u1", Email: "ada@example.com", PasswordHash: "$argon2id$x", Roles: []string{"reader"}, CreatedAt: base, UpdatedAt: base}
+	if err := s.CreateUser(c, u); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	u.Roles[0] = "mutated" // the store must have copied the slice
+	wantErr(t, "CreateUser same id", s.CreateUser(c, storage.User{ID: "u1", Email: "other@example.com"}), storage.ErrAlreadyExists)
+	wantErr(t, "CreateUser same email", s.CreateUser(c, storage.User{ID: "u2", Email: "ada@example.com"}), storage.ErrAlreadyExists)
+	wantErr(t, "CreateUser empty id", s.CreateUser(c, storage.User{Email: "x@example.com"}), storage.ErrInvalidArgument)
+	wantErr(t, "CreateUser empty email", s.CreateUser(c, storage.User{ID: "u3"}), storage.ErrInvalidArgument)
+
+	got, err := s.GetUser(c, "u1")
+	if err != nil {
+		t.Fatalf("GetUser: %v", err)
+	}
+	if got.Email != "ada@example.com" || got.PasswordHash != "$argon2id$x" || !slices.Equal(got.Roles, []string{"reader"}) || !got.CreatedAt.Equal(base) {
+		t.Fatalf("GetUser = %+v", got)
+	}
+	got.Roles[0] = "mutated"
+	byEmail, err := s.GetUserByEmail(c, "ada@example.com")
+	if err != nil || byEmail.ID != "u1" || byEmail.Roles[0] != "reader" {
+		t.Fatalf("GetUserByEmail = %+v, %v", byEmail, err)
+	}
+	_, err = s.GetUser(c, "nobody")
+	wantErr(t, "GetUser unknown", err, storage.ErrNotFound)
+	_, err = s.GetUserByEmail(c, "nobody@example.com")
+	wantErr(t, "GetUserByEmail unknown", err, storage.ErrNotFound)
+	if n, err := s.CountUsers(c); err != nil || n != 1 {
+		t.Fatalf("CountUsers = %d, %v; want 1", n, err)
+	}
+}
+
+func testUpdateUser(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	for _, u := range []storage.User{{ID: "u1", Email: "a@example.com"}, {ID: "u2", Email: "b@example.com"}} {
+		if err := s.CreateUser(c, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.UpdateUser(c, "u1", func(u *storage.User) error {
+		u.Email, u.Roles, u.Disabled = "c@example.com", []string{"admin"}, true
+		return nil
+	})
+	if err != nil || got.Email != "c@example.com" || !got.Disabled {
+		t.Fatalf("UpdateUser = %+v, %v", got, err)
+	}
+	if _, err := s.GetUserByEmail(c, "a@example.com"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("old email still indexed: %v", err)
+	}
+	if u, err := s.GetUserByEmail(c, "c@example.com"); err != nil || u.ID != "u1" || !slices.Equal(u.Roles, []string{"admin"}) {
+		t.Fatalf("new email: %+v, %v", u, err)
+	}
+	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.Email = "b@example.com"; return nil })
+	wantErr(t, "UpdateUser to a taken email", err, storage.ErrAlreadyExists)
+	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.ID = "u9"; return nil })
+	wantErr(t, "UpdateUser changing id", err, storage.ErrInvalidArgument)
+	boom := errors.New("boom")
+	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.Roles = nil; u.Email = "z@example.com"; return boom })
+	wantErr(t, "UpdateUser fn error", err, boom)
+	if u, _ := s.GetUser(c, "u1"); u.Email != "c@example.com" || len(u.Roles) != 1 {
+		t.Fatalf("failed update changed the user: %+v", u)
+	}
+	if _, err := s.GetUserByEmail(c, "z@example.com"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("failed update changed the email index: %v", err)
+	}
+	_, err = s.UpdateUser(c, "nobody", func(*storage.User) error { return nil })
+	wantErr(t, "UpdateUser unknown", err, storage.ErrNotFound)
+}
+
+func testSessions(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	sess := newSession(t, s, "s1", base)
+	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: "u", CurrentHash: Digest(t),
+		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
+	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: "u", CurrentHash: sess.CurrentHash,
+		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
+	wantErr(t, "CreateSession empty digest", s.CreateSession(c, storage.Session{ID: "s3", UserID: "u"}), storage.ErrInvalidArgument)
+
+	got, err := s.GetSession(c, "s1")
+	if err != nil || got.UserID != "user-s1" || got.Audience != "orders" || got.CurrentHash != sess.CurrentHash ||
+		!got.IdleExpiresAt.Equal(sess.IdleExpiresAt) || !got.AbsoluteExpiresAt.Equal(sess.AbsoluteExpiresAt) || got.Revoked() {
+		t.Fatalf("GetSession = %+v, %v", got, err)
+	}
+	_, err = s.GetSession(c, "nope")
+	wantErr(t, "GetSession unknown", err, storage.ErrNotFound)
+
+	found, current, err := s.FindSessionByRefreshHash(c, sess.CurrentHash)
+	if err != nil || found.ID != "s1" || !current {
+		t.Fatalf("FindSessionByRefreshHash(current) = %s, %v, %v", found.ID, current, err)
+	}
+	next := Digest(t)
+	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	found, current, err = s.FindSessionByRefreshHash(c, sess.CurrentHash)
+	if err != nil || found.ID != "s1" || current {
+		t.Fatalf("FindSessionByRefreshHash(previous) = %s, %v, %v; want s1, not current", found.ID, current, err)
+	}
+	_, _, err = s.FindSessionByRefreshHash(c, Digest(t))
+	wantErr(t, "FindSessionByRefreshHash unknown", err, storage.ErrNotFound)
+}
+
+func testRotationChain(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	sess := newSession(t, s, "s1", base)
+	issued := []storage.TokenHash{sess.CurrentHash}
+	now := base
+	for i := 1; i <= 5; i++ {
+		now = now.Add(time.Hour)
+		next := Digest(t)
+		got, err := s.RotateRefreshToken(c, rotation(issued[len(issued)-1], next, now))
+		if err != nil {
+			t.Fatalf("rotation %d: %v", i, err)
+		}
+		if got.CurrentHash != next || got.Generation != uint64(i) || !got.LastRotatedAt.Equal(now) || !got.IdleExpiresAt.Equal(now.Add(idle)) ||
+			!got.AbsoluteExpiresAt.Equal(sess.AbsoluteExpiresAt) {
+			t.Fatalf("rotation %d returned %+v", i, got)
+		}
+		issued = append(issued, next)
+	}
+	stored, err := s.GetSession(c, "s1")
+	if err != nil || stored.CurrentHash != issued[5] || stored.Generation != 5 {
+		t.Fatalf("stored after chain = %+v, %v", stored, err)
+	}
+}
+
+func testReuseRevokesFamily(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	sess := newSession(t, s, "s1", base)
+	t1, t2 := Digest(t), Digest(t)
+	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateRefreshToken(c, rotation(t1, t2, base.Add(2*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	// The attacker replays the first token.
+	_, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
+	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
+	got := wantRevoked(t, s, "s1", storage.ReasonReuse)
+	if !got.RevokedAt.Equal(base.Add(3 * time.Minute)) {
+		t.Fatalf("RevokedAt = %v", got.RevokedAt)
+	}
+	// The legitimate holder's current token is dead too.
+	_, err = s.RotateRefreshToken(c, rotation(t2, Digest(t), base.Add(4*time.Minute)))
+	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
+	if revoked, err := s.AccessTokenRevoked(c, "any-jti", "s1", base.Add(4*time.Minute)); err != nil || !revoked {
+		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want true", revoked, err)
+	}
+}
+
+func testRotationRefusals(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	sess := newSession(t, s, "s1", base)
+	other := newSession(t, s, "s2", base)
+
+	_, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base))
+	wantErr(t, "unknown digest", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, other.CurrentHash, base))
+	wantErr(t, "next digest taken", err, storage.ErrAlreadyExists)
+	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, sess.CurrentHash, base))
+	wantErr(t, "same digest", err, storage.ErrInvalidArgument)
+	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base})
+	wantErr(t, "no idle ttl", err, storage.ErrInvalidArgument)
+	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Generation != 0 || got.Revoked() {
+		t.Fatalf("refused rotations changed the session: %+v", got)
+	}
+
+	// Idle expiry: nothing changes, the token stays current (and dead).
+	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(idle)))
+	wantErr(t, "idle-expired session", err, storage.ErrSessionExpired)
+	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Revoked() {
+		t.Fatalf("expired rotation changed the session: %+v", got)
+	}
+
+	// Absolute lifetime: rotating every day never gets past it.
+	now := base
+	cur := other.CurrentHash
+	for now.Before(base.Add(maxAge - 24*time.Hour)) {
+		now = now.Add(24 * time.Hour)
+		next := Digest(t)
+		if _, err := s.RotateRefreshToken(c, rotation(cur, next, now)); err != nil {
+			t.Fatalf("daily rotation at %v: %v", now.Sub(base), err)
+		}
+		cur = next
+	}
+	_, err = s.RotateRefreshToken(c, rotation(cur, Digest(t), base.Add(maxAge)))
+	wantErr(t, "past absolute lifetime", err, storage.ErrSessionExpired)
+
+	// Revoked session.
+	third := newSession(t, s, "s3", base)
+	if err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RotateRefreshToken(c, rotation(third.CurrentHash, Digest(t), base.Add(time.Second)))
+	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
+	wantRevoked(t, s, "s3", storage.ReasonRevoked)
+}
+
+func testReuseGrace(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	sess := newSession(t, s, "s1", base)
+	grace := func(p, n storage.TokenHash, now time.Time) storage.Rotation {
+		r := rotation(p, n, now)
+		r.ReuseGrace = 10 * time.Second
+		return r
+	}
+	lost, retried := Digest(t), Digest(t)
+	if _, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, lost, base)); err != nil {
+		t.Fatal(err)
+	}
+	// The client never saw "lost" and retries with the original within grace.
+	got, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, retried, base.Add(5*time.Second)))
+	if err != nil || got.CurrentHash != retried {
+		t.Fatalf("retry within grace = %+v, %v", got, err)
+	}
+	// The replaced successor is now a reused token and kills the family.
+	_, err = s.RotateRefreshToken(c, grace(lost, Digest(t), base.Add(6*time.Second)))
+	wantErr(t, "replaced successor", err, storage.ErrRefreshTokenReused)
+	wantRevoked(t, s, "s1", storage.ReasonReuse)
+
+	// Past the grace period the retry is reuse.
+	s2 := newSession(t, s, "s2", base)
+	if _, err := s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
+	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
+	wantRevoked(t, s, "s2", storage.ReasonReuse)
+}
+
+// testConcurrentRotation is invariant 1: of N concurrent exchanges of one
+// token exactly one wins, and the losers, which count as reuse, revoke the
+// family (the documented decision: a lost race is indistinguishable from a
+// replay, so the family dies unless a reuse grace is configured).
+func testConcurrentRotation(t *testing.T, s storage.Store) {
+	for _, n := range []int{2, 8, 64} {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+			c := ctx(t)
+			id := fmt.Sprintf("race-%d", n)
+			sess := newSession(t, s, id, base)
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			start := make(chan struct{})
+			for i := range n {
+				next := Digest(t)
+				wg.Go(func() {
+					<-start
+					_, errs[i] = s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Second)))
+				})
+			}
+			close(start)
+			wg.Wait()
+			wins := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, storage.ErrRefreshTokenReused), errors.Is(err, storage.ErrSessionRevoked):
+				default:
+					t.Errorf("caller %d: unexpected error %v", i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent rotations succeeded, want exactly 1", wins, n)
+			}
+			wantRevoked(t, s, id, storage.ReasonReuse)
+		})
+	}
+}
+
+func testRevokeSession(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	newSession(t, s, "s1", base)
+	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
+		t.Fatalf("second revoke: %v", err)
+	}
+	got := wantRevoked(t, s, "s1", storage.ReasonRevoked)
+	if !got.RevokedAt.Equal(base.Add(time.Minute)) {
+		t.Fatalf("RevokedAt = %v, want the first revocation's time", got.RevokedAt)
+	}
+	wantErr(t, "revoke unknown", s.RevokeSession(c, "nope", storage.ReasonRevoked, base), storage.ErrNotFound)
+}
+
+func testDenyList(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	newSession(t, s, "s1", base)
+	now := base.Add(time.Minute)
+	check := func(jti, sid string, at time.Time, want bool) {
+		t.Helper()
+		got, err := s.AccessTokenRevoked(c, jti, sid, at)
+		if err != nil || got != want {
+			t.Fatalf("AccessTokenRevoked(%s, %s) = %v, %v; want %v", jti, sid, got, err, want)
+		}
+	}
+	check("j1", "s1", now, false)
+	if err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DenyAccessToken(c, "j1", now.Add(10*time.Minute)); err != nil {
+		t.Fatalf("deny twice: %v", err)
+	}
+	check("j1", "s1", now, true)
+	check("j2", "s1", now, false)
+	check("j2", "missing-session", now, true)
+	check("j2", "s1", base.Add(idle), true) // session expired
+	check("", "s1", now, true)
+	check("j2", "", now, true)
+	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
+		t.Fatal(err)
+	}
+	check("j2", "s1", now, true)
+	wantErr(t, "deny empty jti", s.DenyAccessToken(c, "", now), storage.ErrInvalidArgument)
+}
+
+func testSigningKeys(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	if keys, err := s.ListSigningKeys(c); err != nil || len(keys) != 0 {
+		t.Fatalf("ListSigningKeys on empty store = %v, %v", keys, err)
+	}
+	key := func(id string) storage.SigningKey {
+		return storage.SigningKey{ID: id, PrivateKey: []byte("priv-" + id), PublicKey: []byte("pub-" + id), State: storage.KeyNext, CreatedAt: base}
+	}
+	var wg sync.WaitGroup
+	got := make([]storage.SigningKey, 8)
+	errs := make([]error, 8)
+	for i := range 8 {
+		wg.Go(func() { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
+	}
+	wg.Wait()
+	for i := range 8 {
+		if errs[i] != nil {
+			t.Fatalf("InitSigningKey %d: %v", i, errs[i])
+		}
+		if got[i].ID != got[0].ID {
+			t.Fatalf("concurrent InitSigningKey disagree: %s vs %s", got[i].ID, got[0].ID)
+		}
+	}
+	if got[0].State != storage.KeyActive || !got[0].ActivatedAt.Equal(base) || string(got[0].PrivateKey) != "priv-"+got[0].ID {
+		t.Fatalf("initialised key = %+v", got[0])
+	}
+	again, err := s.InitSigningKey(c, key("later"))
+	if err != nil || again.ID != got[0].ID {
+		t.Fatalf("InitSigningKey with an active key = %s, %v; want %s", again.ID, err, got[0].ID)
+	}
+	keys, err := s.ListSigningKeys(c)
+	if err != nil || len(keys) != 1 || keys[0].ID != got[0].ID || string(keys[0].PublicKey) != "pub-"+got[0].ID {
+		t.Fatalf("ListSigningKeys = %+v, %v", keys, err)
+	}
+	_, err = s.InitSigningKey(c, storage.SigningKey{ID: "empty"})
+	wantErr(t, "InitSigningKey without material", err, storage.ErrInvalidArgument)
+}
+
+func testDeleteExpired(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	var expired []storage.Session
+	for i := range 5 {
+		expired = append(expired, newSession(t, s, fmt.Sprintf("old%d", i), base))
+	}
+	// Rotate one so that it has two digests to delete.
+	if _, err := s.RotateRefreshToken(c, rotation(expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
+	for i := range 3 {
+		if err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
+
+	total := 0
+	for {
+		n, err := s.DeleteExpired(c, now, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 3 {
+			t.Fatalf("DeleteExpired deleted %d rows with limit 3", n)
+		}
+		total += n
+		if n < 3 {
+			break
+		}
+	}
+	if total != 8 {
+		t.Fatalf("deleted %d rows, want 8 (5 sessions, 3 jtis)", total)
+	}
+	for _, sess := range expired {
+		if _, err := s.GetSession(c, sess.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("expired session %s survived: %v", sess.ID, err)
+		}
+		if _, _, err := s.FindSessionByRefreshHash(c, sess.CurrentHash); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("digest of swept session %s survived: %v", sess.ID, err)
+		}
+	}
+	if _, err := s.GetSession(c, live.ID); err != nil {
+		t.Fatalf("live session swept: %v", err)
+	}
+	if revoked, _ := s.AccessTokenRevoked(c, "livejti", live.ID, now); !revoked {
+		t.Fatal("unexpired denial swept")
+	}
+	if n, err := s.DeleteExpired(c, now, 100); err != nil || n != 0 {
+		t.Fatalf("second sweep = %d, %v; want 0", n, err)
+	}
+}
+
+func testCancelledContext(t *testing.T, s storage.Store) {
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.CreateUser(c, storage.User{ID: "u", Email: "e@example.com"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CreateUser with cancelled ctx = %v", err)
+	}
+	if _, err := s.GetSession(c, "x"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetSession with cancelled ctx = %v", err)
+	}
+	if _, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RotateRefreshToken with cancelled ctx = %v", err)
+	}
+	if n, _ := s.CountUsers(ctx(t)); n != 0 {
+		t.Fatal("cancelled CreateUser wrote")
+	}
+}
