@@ -31,7 +31,7 @@ Example:
 
 func user(ctx context.Context, args []string, e env) error {
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(e.stderr, userUsage)
+		io.WriteString(e.stderr, userUsage+"\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			return nil
 		}
