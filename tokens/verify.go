@@ -86,8 +86,16 @@ func WithClock(now func() time.Time) VerifierOption {
 // Verifier verifies Latch access tokens strictly (see the package doc). It
 // is safe for concurrent use.
 type Verifier struct {
-	keys      KeySource
-	validator *jwt.Validator
+	keys   KeySource
+	parser *jwt.Parser
+}
+
+// jwtClaims is what golang-jwt decodes and validates; Latch's own strict
+// decoding (decodeClaims) has already vetted the same bytes.
+type jwtClaims struct {
+	jwt.RegisteredClaims
+	SessionID string   `json:"sid"`
+	Roles     []string `json:"roles"`
 }
 
 // NewVerifier returns a Verifier that accepts tokens signed by a key from
@@ -118,12 +126,17 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 	}
 	return &Verifier{
 		keys: keys,
-		validator: jwt.NewValidator(
+		// The one parser, built once: one algorithm, the issuer and
+		// audiences, exp required, iat checked, strict base64, and the
+		// injected clock.
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{Algorithm}),
 			jwt.WithIssuer(issuer),
 			jwt.WithAudience(audiences...),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithLeeway(o.leeway),
+			jwt.WithStrictDecoding(),
 			jwt.WithTimeFunc(o.now),
 		),
 	}, nil
@@ -145,27 +158,36 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	key, err := v.keys.PublicKey(ctx, kid)
-	if err != nil {
-		if errors.Is(err, ErrUnknownKey) {
-			return Claims{}, invalid(ErrUnknownKey, "")
-		}
-		return Claims{}, fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
-	}
-	rawSig, err := strictRawURL.DecodeString(sig)
-	if err != nil || len(rawSig) != 64 {
+	if raw, err := strictRawURL.DecodeString(sig); err != nil || len(raw) != 64 {
 		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
-	// golang-jwt checks the length again and calls ecdsa.Verify, which
-	// refuses r or s equal to 0 or not below the curve order.
-	if err := jwt.SigningMethodES256.Verify(tok[:len(h)+1+len(p)], rawSig, key); err != nil {
-		return Claims{}, invalid(ErrSignature, "")
-	}
-	c, reg, err := decodeClaims(p)
+	c, err := decodeClaims(p)
 	if err != nil {
 		return Claims{}, err
 	}
-	if err := v.validator.Validate(reg); err != nil {
+	var keyErr error
+	keyFunc := func(t *jwt.Token) (any, error) {
+		k, ok := t.Header["kid"].(string)
+		if !ok || k != kid {
+			keyErr = invalid(ErrMalformed, "kid is required")
+			return nil, keyErr
+		}
+		key, err := v.keys.PublicKey(ctx, k)
+		switch {
+		case errors.Is(err, ErrUnknownKey):
+			keyErr = invalid(ErrUnknownKey, "")
+		case err != nil:
+			keyErr = fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
+		}
+		return key, keyErr
+	}
+	// golang-jwt checks the signature length and calls ecdsa.Verify, which
+	// refuses r or s equal to 0 or not below the curve order; then it
+	// validates iss, aud, exp, nbf and iat.
+	if _, err := v.parser.ParseWithClaims(tok, &jwtClaims{}, keyFunc); err != nil {
+		if keyErr != nil {
+			return Claims{}, keyErr
+		}
 		return Claims{}, classify(err)
 	}
 	return c, nil
@@ -212,16 +234,17 @@ func checkHeader(seg string) (string, error) {
 	return kid, nil
 }
 
-// decodeClaims decodes the payload into Claims and the registered claims
-// golang-jwt's validator checks.
-func decodeClaims(seg string) (Claims, *jwt.RegisteredClaims, error) {
+// decodeClaims decodes the payload strictly into Claims: what golang-jwt
+// does not check (duplicate names, integer NumericDates, required sub, jti,
+// iat and sid, types of aud and roles).
+func decodeClaims(seg string) (Claims, error) {
 	raw, err := strictRawURL.DecodeString(seg)
 	if err != nil {
-		return Claims{}, nil, invalid(ErrMalformed, "claims encoding")
+		return Claims{}, invalid(ErrMalformed, "claims encoding")
 	}
 	m, err := decodeObject(raw)
 	if err != nil {
-		return Claims{}, nil, invalid(ErrMalformed, "claims: "+err.Error())
+		return Claims{}, invalid(ErrMalformed, "claims: "+err.Error())
 	}
 	var c Claims
 	var ok bool
@@ -230,35 +253,30 @@ func decodeClaims(seg string) (Claims, *jwt.RegisteredClaims, error) {
 		return ok && *dst != ""
 	}
 	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
-		return Claims{}, nil, invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
+		return Claims{}, invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
 	}
 	if c.Audience, ok = audience(m["aud"]); !ok {
-		return Claims{}, nil, invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
+		return Claims{}, invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
 	}
 	exp, okExp := jsonNumericDate(m["exp"])
 	iat, okIat := jsonNumericDate(m["iat"])
 	if !okExp || !okIat {
-		return Claims{}, nil, invalid(ErrMalformed, "exp and iat must be integer NumericDates")
+		return Claims{}, invalid(ErrMalformed, "exp and iat must be integer NumericDates")
 	}
 	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
-	reg := &jwt.RegisteredClaims{
-		Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ID: c.ID,
-		ExpiresAt: jwt.NewNumericDate(c.ExpiresAt), IssuedAt: jwt.NewNumericDate(c.IssuedAt),
-	}
 	if rawNbf, present := m["nbf"]; present {
 		nbf, ok := jsonNumericDate(rawNbf)
 		if !ok {
-			return Claims{}, nil, invalid(ErrMalformed, "nbf must be an integer NumericDate")
+			return Claims{}, invalid(ErrMalformed, "nbf must be an integer NumericDate")
 		}
 		c.NotBefore = time.Unix(nbf, 0)
-		reg.NotBefore = jwt.NewNumericDate(c.NotBefore)
 	}
 	if rawRoles, present := m["roles"]; present {
 		if c.Roles, ok = jsonStrings(rawRoles); !ok {
-			return Claims{}, nil, invalid(ErrMalformed, "roles must be an array of strings")
+			return Claims{}, invalid(ErrMalformed, "roles must be an array of strings")
 		}
 	}
-	return c, reg, nil
+	return c, nil
 }
 
 func audience(raw json.RawMessage) ([]string, bool) {
@@ -269,9 +287,13 @@ func audience(raw json.RawMessage) ([]string, bool) {
 	return auds, ok && len(auds) > 0 && !slicesHasEmpty(auds)
 }
 
-// classify maps golang-jwt's validation errors to this package's reasons.
+// classify maps golang-jwt's errors to this package's reasons.
 func classify(err error) error {
 	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrECDSAVerification):
+		return invalid(ErrSignature, "")
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return invalid(ErrMalformed, "")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid(ErrExpired, "")
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
