@@ -237,6 +237,9 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	case errors.Is(err, storage.ErrRefreshTokenReused):
 		// The store has already committed the revocation of the session.
 		reused, _, _ := s.store.FindSessionByRefreshHash(ctx, digest)
+		if reused.ID != "" {
+			s.publishSession(reused)
+		}
 		s.log.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			slog.String("event", "refresh_reuse_detected"), slog.String("session_id", reused.ID),
 			slog.String("user_id", reused.UserID), slog.String("peer", peerAddress(ctx)))
@@ -258,6 +261,7 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 		if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 			return nil, fmt.Errorf("revoke session of missing or disabled user: %w", rerr)
 		}
+		s.publishSession(sess)
 		s.refreshFailed(ctx, "user_disabled_or_deleted", sess)
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	}
@@ -323,6 +327,7 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 	if err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
+	s.publishSession(sess)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("event", "session_revoked"),
 		slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 	return true, nil
@@ -338,6 +343,7 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	if err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt); err != nil {
 		return false, fmt.Errorf("deny access token: %w", err)
 	}
+	s.publishJTI(c.ID, c.ExpiresAt)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "access token revoked", slog.String("event", "access_token_revoked"),
 		slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
 	return true, nil

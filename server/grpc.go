@@ -28,6 +28,7 @@ const MaxRecvMsgSize = 64 << 10
 type GRPCServer struct {
 	*grpc.Server
 	health *health.Server
+	auth   *Server
 }
 
 // GRPCOption configures NewGRPCServer.
@@ -88,14 +89,16 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	if o.reflection {
 		reflection.Register(gs)
 	}
-	return &GRPCServer{Server: gs, health: hs}
+	return &GRPCServer{Server: gs, health: hs, auth: s}
 }
 
 // Drain marks every service NOT_SERVING (so load balancers stop sending
-// work), then stops gracefully, waiting for in-flight RPCs until ctx ends,
-// when it stops hard.
+// work), ends WatchRevocations streams (their clients reconnect elsewhere),
+// then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
+// stops hard.
 func (g *GRPCServer) Drain(ctx context.Context) {
 	g.health.Shutdown()
+	g.auth.StopWatchers()
 	done := make(chan struct{})
 	go func() {
 		g.GracefulStop()

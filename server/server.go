@@ -97,6 +97,9 @@ func (c Config) Validate() error {
 	if c.AccessTTL <= 0 || c.AccessTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("access-ttl %v must be in (0, 24h]", c.AccessTTL))
 	}
+	if c.RefreshIdleTTL < c.AccessTTL {
+		errs = append(errs, fmt.Errorf("refresh-ttl %v must be at least access-ttl %v", c.RefreshIdleTTL, c.AccessTTL))
+	}
 	if c.RefreshIdleTTL <= 0 {
 		errs = append(errs, fmt.Errorf("refresh-ttl %v must be positive", c.RefreshIdleTTL))
 	}
@@ -129,6 +132,7 @@ type Server struct {
 	verifier *tokens.Verifier
 	accounts *ratelimit.Limiter
 	addrs    *ratelimit.Limiter
+	revs     *broadcaster
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
@@ -188,6 +192,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		verifier: v,
 		accounts: ratelimit.New(cfg.AccountBurst, cfg.AccountRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		addrs:    ratelimit.New(cfg.AddressBurst, cfg.AddressRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
+		revs:     newBroadcaster(),
 		log:      o.log,
 		now:      o.now,
 		rand:     o.rand,

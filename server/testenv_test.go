@@ -71,6 +71,7 @@ type env struct {
 	clock  *clock
 	logs   *logBuffer
 	hasher *password.Hasher
+	gs     *server.GRPCServer
 }
 
 // fastParams keep argon2id cheap in tests; the code path is the same.
@@ -121,7 +122,7 @@ func newEnvAt(t *testing.T, dbPath string, cfg server.Config, wrappers ...wrap) 
 		t.Fatal(err)
 	}
 	e := &env{t: t, dbPath: dbPath, store: store, srv: srv, client: latchv1.NewAuthServiceClient(conn),
-		conn: conn, clock: clk, logs: logs, hasher: hasher}
+		conn: conn, clock: clk, logs: logs, hasher: hasher, gs: gs}
 	t.Cleanup(func() {
 		conn.Close()
 		gs.Stop()

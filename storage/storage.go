@@ -200,6 +200,20 @@ type DenyList interface {
 	// with this jti and session id is revoked at now: its jti is denied, or
 	// its session is revoked, expired or gone.
 	AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error)
+	// ListRevocations returns every revocation that still matters at now:
+	// each denied jti whose expiry is after now, and each revoked session
+	// whose expiry is after now, in no particular order. It is the snapshot
+	// that revocation watchers start from.
+	ListRevocations(ctx context.Context, now time.Time) ([]Revocation, error)
+}
+
+// Revocation is one revocation that verifiers must honour: a denied access
+// token (JTI set) or a revoked session (SessionID set).
+type Revocation struct {
+	JTI       string
+	SessionID string
+	// ExpiresAt is when the denied token, or the session, expires.
+	ExpiresAt time.Time
 }
 
 // KeyStore keeps signing keys.

@@ -142,3 +142,46 @@ func deleteSession(tx *bbolt.Tx, id []byte) error {
 	}
 	return tx.Bucket(bucketSessions).Delete(id)
 }
+
+// ListRevocations implements storage.DenyList. It reads the deny list and
+// every session in one read transaction: a snapshot for watchers, taken once
+// per subscription.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
+	if err := ctxErr(ctx, "list revocations"); err != nil {
+		return nil, err
+	}
+	var out []storage.Revocation
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		out = out[:0]
+		err := tx.Bucket(bucketDenied).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return errCorrupt
+			}
+			if exp := time.Unix(0, int64(binary.BigEndian.Uint64(v))); exp.After(now) {
+				out = append(out, storage.Revocation{JTI: string(k), ExpiresAt: exp})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var r sessionRecord
+			if err := decode(v, &r); err != nil {
+				return err
+			}
+			sess, err := r.session()
+			if err != nil {
+				return err
+			}
+			if sess.Revoked() && sess.ExpiresAt().After(now) {
+				out = append(out, storage.Revocation{SessionID: sess.ID, ExpiresAt: sess.ExpiresAt()})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: list revocations: %w", err)
+	}
+	return out, nil
+}

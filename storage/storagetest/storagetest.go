@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ConcurrentRotation", testConcurrentRotation},
 		{"RevokeSession", testRevokeSession},
 		{"DenyList", testDenyList},
+		{"ListRevocations", testListRevocations},
 		{"SigningKeys", testSigningKeys},
 		{"DeleteExpired", testDeleteExpired},
 		{"CancelledContext", testCancelledContext},
@@ -539,5 +540,47 @@ func testCancelledContext(t *testing.T, s storage.Store) {
 	}
 	if n, _ := s.CountUsers(ctx(t)); n != 0 {
 		t.Fatal("cancelled CreateUser wrote")
+	}
+}
+
+func testListRevocations(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	if revs, err := s.ListRevocations(c, base); err != nil || len(revs) != 0 {
+		t.Fatalf("ListRevocations on an empty store = %v, %v", revs, err)
+	}
+	newSession(t, s, "live", base)
+	newSession(t, s, "revoked", base)
+	newSession(t, s, "old", base.Add(-maxAge))
+	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := s.ListRevocations(c, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Time{}
+	for _, r := range revs {
+		if (r.JTI == "") == (r.SessionID == "") {
+			t.Fatalf("revocation %+v must name exactly one of jti and session", r)
+		}
+		got[r.JTI+"|"+r.SessionID] = r.ExpiresAt
+	}
+	want := map[string]time.Time{"j-live|": base.Add(10 * time.Minute), "|revoked": base.Add(idle)}
+	if len(got) != len(want) {
+		t.Fatalf("ListRevocations = %v, want %v", got, want)
+	}
+	for k, exp := range want {
+		if !got[k].Equal(exp) {
+			t.Fatalf("ListRevocations[%s] = %v, want %v (all: %v)", k, got[k], exp, got)
+		}
 	}
 }

@@ -851,6 +851,109 @@ func (x *JSONWebKey) GetUse() string {
 	return ""
 }
 
+// WatchRevocationsRequest has no fields: every revocation is streamed.
+type WatchRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsRequest) Reset() {
+	*x = WatchRevocationsRequest{}
+	mi := &file_latch_v1_auth_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsRequest) ProtoMessage() {}
+
+func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_latch_v1_auth_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_latch_v1_auth_proto_rawDescGZIP(), []int{12}
+}
+
+// RevocationEvent announces one revocation. Exactly one of jti and
+// session_id is set.
+type RevocationEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The jti of a revoked access token: reject tokens carrying it.
+	Jti string `protobuf:"bytes,1,opt,name=jti,proto3" json:"jti,omitempty"`
+	// The id of a revoked session: reject access tokens whose sid it is.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Unix seconds after which the revocation no longer matters (every token
+	// it concerns has expired); verifiers may forget it then.
+	Exp           int64 `protobuf:"varint,3,opt,name=exp,proto3" json:"exp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationEvent) Reset() {
+	*x = RevocationEvent{}
+	mi := &file_latch_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationEvent) ProtoMessage() {}
+
+func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_latch_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationEvent.ProtoReflect.Descriptor instead.
+func (*RevocationEvent) Descriptor() ([]byte, []int) {
+	return file_latch_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RevocationEvent) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *RevocationEvent) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RevocationEvent) GetExp() int64 {
+	if x != nil {
+		return x.Exp
+	}
+	return 0
+}
+
 var File_latch_v1_auth_proto protoreflect.FileDescriptor
 
 const file_latch_v1_auth_proto_rawDesc = "" +
@@ -909,18 +1012,25 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"\x01y\x18\x04 \x01(\tR\x01y\x12\x10\n" +
 	"\x03kid\x18\x05 \x01(\tR\x03kid\x12\x10\n" +
 	"\x03alg\x18\x06 \x01(\tR\x03alg\x12\x10\n" +
-	"\x03use\x18\a \x01(\tR\x03use*u\n" +
+	"\x03use\x18\a \x01(\tR\x03use\"\x19\n" +
+	"\x17WatchRevocationsRequest\"T\n" +
+	"\x0fRevocationEvent\x12\x10\n" +
+	"\x03jti\x18\x01 \x01(\tR\x03jti\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03exp\x18\x03 \x01(\x03R\x03exp*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xcd\x02\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xa1\x03\n" +
 	"\vAuthService\x128\n" +
 	"\x05Login\x12\x16.latch.v1.LoginRequest\x1a\x17.latch.v1.LoginResponse\x12>\n" +
 	"\aRefresh\x12\x18.latch.v1.RefreshRequest\x1a\x19.latch.v1.RefreshResponse\x12;\n" +
 	"\x06Revoke\x12\x17.latch.v1.RevokeRequest\x1a\x18.latch.v1.RevokeResponse\x12G\n" +
 	"\n" +
 	"Introspect\x12\x1b.latch.v1.IntrospectRequest\x1a\x1c.latch.v1.IntrospectResponse\x12>\n" +
-	"\aGetJWKS\x12\x18.latch.v1.GetJWKSRequest\x1a\x19.latch.v1.GetJWKSResponseB1Z/github.com/latchauth/latch/gen/latch/v1;latchv1b\x06proto3"
+	"\aGetJWKS\x12\x18.latch.v1.GetJWKSRequest\x1a\x19.latch.v1.GetJWKSResponse\x12R\n" +
+	"\x10WatchRevocations\x12!.latch.v1.WatchRevocationsRequest\x1a\x19.latch.v1.RevocationEvent0\x01B1Z/github.com/latchauth/latch/gen/latch/v1;latchv1b\x06proto3"
 
 var (
 	file_latch_v1_auth_proto_rawDescOnce sync.Once
@@ -935,21 +1045,23 @@ func file_latch_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_latch_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_latch_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_latch_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_latch_v1_auth_proto_goTypes = []any{
-	(TokenTypeHint)(0),         // 0: latch.v1.TokenTypeHint
-	(*TokenPair)(nil),          // 1: latch.v1.TokenPair
-	(*LoginRequest)(nil),       // 2: latch.v1.LoginRequest
-	(*LoginResponse)(nil),      // 3: latch.v1.LoginResponse
-	(*RefreshRequest)(nil),     // 4: latch.v1.RefreshRequest
-	(*RefreshResponse)(nil),    // 5: latch.v1.RefreshResponse
-	(*RevokeRequest)(nil),      // 6: latch.v1.RevokeRequest
-	(*RevokeResponse)(nil),     // 7: latch.v1.RevokeResponse
-	(*IntrospectRequest)(nil),  // 8: latch.v1.IntrospectRequest
-	(*IntrospectResponse)(nil), // 9: latch.v1.IntrospectResponse
-	(*GetJWKSRequest)(nil),     // 10: latch.v1.GetJWKSRequest
-	(*GetJWKSResponse)(nil),    // 11: latch.v1.GetJWKSResponse
-	(*JSONWebKey)(nil),         // 12: latch.v1.JSONWebKey
+	(TokenTypeHint)(0),              // 0: latch.v1.TokenTypeHint
+	(*TokenPair)(nil),               // 1: latch.v1.TokenPair
+	(*LoginRequest)(nil),            // 2: latch.v1.LoginRequest
+	(*LoginResponse)(nil),           // 3: latch.v1.LoginResponse
+	(*RefreshRequest)(nil),          // 4: latch.v1.RefreshRequest
+	(*RefreshResponse)(nil),         // 5: latch.v1.RefreshResponse
+	(*RevokeRequest)(nil),           // 6: latch.v1.RevokeRequest
+	(*RevokeResponse)(nil),          // 7: latch.v1.RevokeResponse
+	(*IntrospectRequest)(nil),       // 8: latch.v1.IntrospectRequest
+	(*IntrospectResponse)(nil),      // 9: latch.v1.IntrospectResponse
+	(*GetJWKSRequest)(nil),          // 10: latch.v1.GetJWKSRequest
+	(*GetJWKSResponse)(nil),         // 11: latch.v1.GetJWKSResponse
+	(*JSONWebKey)(nil),              // 12: latch.v1.JSONWebKey
+	(*WatchRevocationsRequest)(nil), // 13: latch.v1.WatchRevocationsRequest
+	(*RevocationEvent)(nil),         // 14: latch.v1.RevocationEvent
 }
 var file_latch_v1_auth_proto_depIdxs = []int32{
 	1,  // 0: latch.v1.LoginResponse.tokens:type_name -> latch.v1.TokenPair
@@ -962,13 +1074,15 @@ var file_latch_v1_auth_proto_depIdxs = []int32{
 	6,  // 7: latch.v1.AuthService.Revoke:input_type -> latch.v1.RevokeRequest
 	8,  // 8: latch.v1.AuthService.Introspect:input_type -> latch.v1.IntrospectRequest
 	10, // 9: latch.v1.AuthService.GetJWKS:input_type -> latch.v1.GetJWKSRequest
-	3,  // 10: latch.v1.AuthService.Login:output_type -> latch.v1.LoginResponse
-	5,  // 11: latch.v1.AuthService.Refresh:output_type -> latch.v1.RefreshResponse
-	7,  // 12: latch.v1.AuthService.Revoke:output_type -> latch.v1.RevokeResponse
-	9,  // 13: latch.v1.AuthService.Introspect:output_type -> latch.v1.IntrospectResponse
-	11, // 14: latch.v1.AuthService.GetJWKS:output_type -> latch.v1.GetJWKSResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	13, // 10: latch.v1.AuthService.WatchRevocations:input_type -> latch.v1.WatchRevocationsRequest
+	3,  // 11: latch.v1.AuthService.Login:output_type -> latch.v1.LoginResponse
+	5,  // 12: latch.v1.AuthService.Refresh:output_type -> latch.v1.RefreshResponse
+	7,  // 13: latch.v1.AuthService.Revoke:output_type -> latch.v1.RevokeResponse
+	9,  // 14: latch.v1.AuthService.Introspect:output_type -> latch.v1.IntrospectResponse
+	11, // 15: latch.v1.AuthService.GetJWKS:output_type -> latch.v1.GetJWKSResponse
+	14, // 16: latch.v1.AuthService.WatchRevocations:output_type -> latch.v1.RevocationEvent
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -985,7 +1099,7 @@ func file_latch_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_latch_v1_auth_proto_rawDesc), len(file_latch_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,11 +23,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthService_Login_FullMethodName      = "/latch.v1.AuthService/Login"
-	AuthService_Refresh_FullMethodName    = "/latch.v1.AuthService/Refresh"
-	AuthService_Revoke_FullMethodName     = "/latch.v1.AuthService/Revoke"
-	AuthService_Introspect_FullMethodName = "/latch.v1.AuthService/Introspect"
-	AuthService_GetJWKS_FullMethodName    = "/latch.v1.AuthService/GetJWKS"
+	AuthService_Login_FullMethodName            = "/latch.v1.AuthService/Login"
+	AuthService_Refresh_FullMethodName          = "/latch.v1.AuthService/Refresh"
+	AuthService_Revoke_FullMethodName           = "/latch.v1.AuthService/Revoke"
+	AuthService_Introspect_FullMethodName       = "/latch.v1.AuthService/Introspect"
+	AuthService_GetJWKS_FullMethodName          = "/latch.v1.AuthService/GetJWKS"
+	AuthService_WatchRevocations_FullMethodName = "/latch.v1.AuthService/WatchRevocations"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -91,6 +92,20 @@ type AuthServiceClient interface {
 	//
 	// Anyone may call it. Codes: OK.
 	GetJWKS(ctx context.Context, in *GetJWKSRequest, opts ...grpc.CallOption) (*GetJWKSResponse, error)
+	// WatchRevocations streams every revocation that verifiers checking tokens
+	// locally must honour: each denied access-token jti and each revoked
+	// session (by Revoke, reuse detection or an administrator). The stream
+	// first sends a snapshot of every revocation whose tokens can still be
+	// unexpired, then each new one as it happens; a client that reconnects
+	// gets a fresh snapshot, so it never misses one. Events may repeat.
+	//
+	// Callers: like Introspect, a caller credential in "authorization: Bearer"
+	// metadata with role "introspect" (unless the server runs with
+	// --introspect-open). Codes: UNAUTHENTICATED without a valid credential;
+	// PERMISSION_DENIED without the role; UNAVAILABLE when the server shuts
+	// down or the client reads too slowly to keep up (reconnect and resume
+	// from the new snapshot).
+	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RevocationEvent], error)
 }
 
 type authServiceClient struct {
@@ -150,6 +165,25 @@ func (c *authServiceClient) GetJWKS(ctx context.Context, in *GetJWKSRequest, opt
 	}
 	return out, nil
 }
+
+func (c *authServiceClient) WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RevocationEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuthService_ServiceDesc.Streams[0], AuthService_WatchRevocations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRevocationsRequest, RevocationEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuthService_WatchRevocationsClient = grpc.ServerStreamingClient[RevocationEvent]
 
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
@@ -212,6 +246,20 @@ type AuthServiceServer interface {
 	//
 	// Anyone may call it. Codes: OK.
 	GetJWKS(context.Context, *GetJWKSRequest) (*GetJWKSResponse, error)
+	// WatchRevocations streams every revocation that verifiers checking tokens
+	// locally must honour: each denied access-token jti and each revoked
+	// session (by Revoke, reuse detection or an administrator). The stream
+	// first sends a snapshot of every revocation whose tokens can still be
+	// unexpired, then each new one as it happens; a client that reconnects
+	// gets a fresh snapshot, so it never misses one. Events may repeat.
+	//
+	// Callers: like Introspect, a caller credential in "authorization: Bearer"
+	// metadata with role "introspect" (unless the server runs with
+	// --introspect-open). Codes: UNAUTHENTICATED without a valid credential;
+	// PERMISSION_DENIED without the role; UNAVAILABLE when the server shuts
+	// down or the client reads too slowly to keep up (reconnect and resume
+	// from the new snapshot).
+	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[RevocationEvent]) error
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -236,6 +284,9 @@ func (UnimplementedAuthServiceServer) Introspect(context.Context, *IntrospectReq
 }
 func (UnimplementedAuthServiceServer) GetJWKS(context.Context, *GetJWKSRequest) (*GetJWKSResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJWKS not implemented")
+}
+func (UnimplementedAuthServiceServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[RevocationEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -348,6 +399,17 @@ func _AuthService_GetJWKS_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRevocationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuthServiceServer).WatchRevocations(m, &grpc.GenericServerStream[WatchRevocationsRequest, RevocationEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuthService_WatchRevocationsServer = grpc.ServerStreamingServer[RevocationEvent]
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -376,6 +438,12 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AuthService_GetJWKS_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRevocations",
+			Handler:       _AuthService_WatchRevocations_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "latch/v1/auth.proto",
 }

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/storage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// watcherBuffer is how many events a WatchRevocations stream may lag behind
+// before it is cut off (and its client reconnects to a fresh snapshot).
+const watcherBuffer = 4096
+
+// broadcaster fans revocation events out to WatchRevocations streams. A slow
+// subscriber never blocks a revocation: when its buffer is full it is dropped.
+type broadcaster struct {
+	mu     sync.Mutex
+	subs   map[*subscriber]struct{}
+	closed bool
+}
+
+type subscriber struct {
+	events chan *latchv1.RevocationEvent
+	gone   chan struct{} // closed when dropped or at shutdown
+	reason string        // why gone was closed, set before closing
+}
+
+func newBroadcaster() *broadcaster {
+	return &broadcaster{subs: make(map[*subscriber]struct{})}
+}
+
+// subscribe registers a subscriber; cancel unregisters it.
+func (b *broadcaster) subscribe() (sub *subscriber, cancel func()) {
+	sub = &subscriber{events: make(chan *latchv1.RevocationEvent, watcherBuffer), gone: make(chan struct{})}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		sub.reason = "server shutting down"
+		close(sub.gone)
+		return sub, func() {}
+	}
+	b.subs[sub] = struct{}{}
+	return sub, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if _, ok := b.subs[sub]; ok {
+			delete(b.subs, sub)
+			close(sub.gone)
+		}
+	}
+}
+
+// publish delivers ev to every subscriber without blocking.
+func (b *broadcaster) publish(ev *latchv1.RevocationEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for sub := range b.subs {
+		select {
+		case sub.events <- ev:
+		default:
+			sub.reason = "watcher too slow; reconnect for a fresh snapshot"
+			delete(b.subs, sub)
+			close(sub.gone)
+		}
+	}
+}
+
+// close ends every subscription and refuses new ones.
+func (b *broadcaster) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for sub := range b.subs {
+		sub.reason = "server shutting down"
+		delete(b.subs, sub)
+		close(sub.gone)
+	}
+}
+
+// publishSession announces a revoked session. Its access tokens expire by
+// the session's expiry (Config.Validate keeps refresh-ttl ≥ access-ttl).
+func (s *Server) publishSession(sess storage.Session) {
+	s.revs.publish(&latchv1.RevocationEvent{SessionId: sess.ID, Exp: sess.ExpiresAt().Unix()})
+}
+
+// publishJTI announces a denied access token.
+func (s *Server) publishJTI(jti string, exp time.Time) {
+	s.revs.publish(&latchv1.RevocationEvent{Jti: jti, Exp: exp.Unix()})
+}
+
+// StopWatchers ends every WatchRevocations stream with UNAVAILABLE, so that
+// a graceful stop does not wait for them; clients reconnect elsewhere.
+func (s *Server) StopWatchers() { s.revs.close() }
+
+// WatchRevocations implements latchv1.AuthServiceServer.
+func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grpc.ServerStreamingServer[latchv1.RevocationEvent]) error {
+	ctx := stream.Context()
+	if !s.cfg.IntrospectOpen {
+		if err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
+			return s.toStatus(ctx, "WatchRevocations", err)
+		}
+	}
+	// Subscribe before the snapshot so that nothing revoked in between is
+	// missed (it may arrive twice, which is harmless).
+	sub, cancel := s.revs.subscribe()
+	defer cancel()
+	snap, err := s.store.ListRevocations(ctx, s.now())
+	if err != nil {
+		return s.toStatus(ctx, "WatchRevocations", err)
+	}
+	for _, r := range snap {
+		if err := stream.Send(&latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}); err != nil {
+			return err
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher subscribed", slog.String("event", "watch_started"),
+		slog.Int("snapshot", len(snap)), slog.String("peer", peerAddress(ctx)))
+	for {
+		select {
+		case <-ctx.Done():
+			return s.toStatus(ctx, "WatchRevocations", ctx.Err())
+		case ev := <-sub.events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-sub.gone:
+			s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),
+				slog.String("reason", sub.reason), slog.String("peer", peerAddress(ctx)))
+			return s.toStatus(ctx, "WatchRevocations", failure(codes.Unavailable, sub.reason))
+		}
+	}
+}
