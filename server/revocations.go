@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -9,7 +10,12 @@ import (
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 )
+
+// SnapshotSizeHeader is the response header of WatchRevocations that holds
+// the number of events forming the initial snapshot.
+const SnapshotSizeHeader = "latch-snapshot-size"
 
 // watcherBuffer is how many events a WatchRevocations stream may lag behind
 // before it is cut off (and its client reconnects to a fresh snapshot).
@@ -111,6 +117,11 @@ func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grp
 	snap, err := s.store.ListRevocations(ctx, s.now())
 	if err != nil {
 		return s.toStatus(ctx, "WatchRevocations", err)
+	}
+	// The header tells watchers how many events form the snapshot, so that
+	// they know when they are in sync.
+	if err := stream.SendHeader(metadata.Pairs(SnapshotSizeHeader, strconv.Itoa(len(snap)))); err != nil {
+		return err
 	}
 	for _, r := range snap {
 		if err := stream.Send(&latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}); err != nil {

@@ -146,12 +146,27 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("tokens: jwks: %w", err)
 	}
-	s := &KeySet{byID: make(map[string]*ecdsa.PublicKey, len(doc.Keys))}
+	set := JWKS{Keys: make([]JWK, 0, len(doc.Keys))}
 	for _, raw := range doc.Keys {
 		var j JWK
 		if err := json.Unmarshal(raw, &j); err != nil {
-			continue // not an object of strings: not a key we can use
+			continue // not an object of strings: not a key this package uses
 		}
+		set.Keys = append(set.Keys, j)
+	}
+	return NewKeySetFromJWKS(set)
+}
+
+// NewKeySetFromJWKS builds a KeySet from decoded JWKs (for example from
+// Latch's GetJWKS RPC) with the same rules as ParseJWKS: keys of other types
+// or uses are skipped; a malformed EC P-256 key, a duplicate kid or a set
+// without any usable key is an error.
+func NewKeySetFromJWKS(set JWKS) (*KeySet, error) {
+	if len(set.Keys) > maxJWKSKeys {
+		return nil, fmt.Errorf("tokens: jwks holds more than %d keys", maxJWKSKeys)
+	}
+	s := &KeySet{byID: make(map[string]*ecdsa.PublicKey, len(set.Keys))}
+	for _, j := range set.Keys {
 		if j.Kty != "EC" || j.Crv != "P-256" || (j.Use != "" && j.Use != "sig") || (j.Alg != "" && j.Alg != Algorithm) {
 			continue
 		}

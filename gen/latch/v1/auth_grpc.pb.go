@@ -97,7 +97,9 @@ type AuthServiceClient interface {
 	// session (by Revoke, reuse detection or an administrator). The stream
 	// first sends a snapshot of every revocation whose tokens can still be
 	// unexpired, then each new one as it happens; a client that reconnects
-	// gets a fresh snapshot, so it never misses one. Events may repeat.
+	// gets a fresh snapshot, so it never misses one. Events may repeat. The
+	// response header "latch-snapshot-size" holds the number of events that
+	// form the snapshot, so a client knows when it is in sync.
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
 	// metadata with role "introspect" (unless the server runs with
@@ -251,7 +253,9 @@ type AuthServiceServer interface {
 	// session (by Revoke, reuse detection or an administrator). The stream
 	// first sends a snapshot of every revocation whose tokens can still be
 	// unexpired, then each new one as it happens; a client that reconnects
-	// gets a fresh snapshot, so it never misses one. Events may repeat.
+	// gets a fresh snapshot, so it never misses one. Events may repeat. The
+	// response header "latch-snapshot-size" holds the number of events that
+	// form the snapshot, so a client knows when it is in sync.
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
 	// metadata with role "introspect" (unless the server runs with

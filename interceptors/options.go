@@ -1,0 +1,188 @@
+package interceptors
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/latchauth/latch/tokens"
+)
+
+// Option configures NewVerifier.
+type Option func(*options) error
+
+type options struct {
+	source          keyFetcher
+	issuer          string
+	audiences       []string
+	leeway          time.Duration
+	refreshInterval time.Duration
+	minRefetch      time.Duration
+	startTimeout    time.Duration
+	lazy            bool
+	revocations     grpc.ClientConnInterface
+	cacheSize       int
+	now             func() time.Time
+	log             *slog.Logger
+	httpClient      *http.Client
+	jwksURL         string
+}
+
+func defaultOptions() options {
+	return options{
+		leeway:          5 * time.Second,
+		refreshInterval: 5 * time.Minute,
+		minRefetch:      30 * time.Second,
+		startTimeout:    10 * time.Second,
+		cacheSize:       10_000,
+		now:             time.Now,
+		log:             slog.New(slog.DiscardHandler),
+	}
+}
+
+// WithJWKSFromGRPC fetches Latch's keys with AuthService.GetJWKS over conn.
+func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
+	return func(o *options) error {
+		if conn == nil {
+			return errors.New("WithJWKSFromGRPC: nil connection")
+		}
+		o.source = &grpcFetcher{conn: conn}
+		return nil
+	}
+}
+
+// WithJWKSURL fetches Latch's keys from its HTTP JWKS endpoint, for example
+// "https://latch.example/.well-known/jwks.json", honouring Cache-Control
+// max-age and ETag. Use WithHTTPClient to set TLS or timeouts.
+func WithJWKSURL(url string) Option {
+	return func(o *options) error {
+		if url == "" {
+			return errors.New("WithJWKSURL: empty URL")
+		}
+		o.jwksURL = url
+		return nil
+	}
+}
+
+// WithHTTPClient sets the client WithJWKSURL uses. Default: a client with a
+// 10 s timeout.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) error { o.httpClient = c; return nil }
+}
+
+// WithStaticJWKS uses a fixed JSON Web Key Set read from r (a file shipped
+// with the service, for example). Nothing is ever refetched.
+func WithStaticJWKS(r io.Reader) Option {
+	return func(o *options) error {
+		data, err := io.ReadAll(io.LimitReader(r, tokens.MaxJWKSSize+1))
+		if err != nil {
+			return fmt.Errorf("WithStaticJWKS: %w", err)
+		}
+		set, err := tokens.ParseJWKS(data)
+		if err != nil {
+			return fmt.Errorf("WithStaticJWKS: %w", err)
+		}
+		o.source = staticFetcher{set: set}
+		return nil
+	}
+}
+
+// WithIssuer sets the issuer (iss) tokens must carry: Latch's --issuer.
+// Required.
+func WithIssuer(iss string) Option {
+	return func(o *options) error { o.issuer = iss; return nil }
+}
+
+// WithAudience sets the audiences this service answers to; a token must
+// name at least one. Required.
+func WithAudience(aud ...string) Option {
+	return func(o *options) error { o.audiences = append(o.audiences, aud...); return nil }
+}
+
+// WithLeeway allows for clock skew on exp, nbf and iat. Default 5 s, at
+// most tokens.MaxLeeway.
+func WithLeeway(d time.Duration) Option {
+	return func(o *options) error { o.leeway = d; return nil }
+}
+
+// WithRefreshInterval sets how often keys are refreshed in the background
+// when the server sends no Cache-Control max-age. Default 5 minutes.
+func WithRefreshInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return errors.New("WithRefreshInterval: must be positive")
+		}
+		o.refreshInterval = d
+		return nil
+	}
+}
+
+// WithMinRefetchInterval bounds refetches caused by tokens with an unknown
+// kid: at most one per interval, however many such tokens arrive (a flood
+// of random kids must not become a flood of fetches). Default 30 s.
+func WithMinRefetchInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return errors.New("WithMinRefetchInterval: must be positive")
+		}
+		o.minRefetch = d
+		return nil
+	}
+}
+
+// WithStartupTimeout bounds how long NewVerifier waits for the first key
+// set. Default 10 s.
+func WithStartupTimeout(d time.Duration) Option {
+	return func(o *options) error { o.startTimeout = d; return nil }
+}
+
+// WithLazyStart lets NewVerifier return before any key set has been
+// fetched; until one arrives every token is rejected (UNAUTHENTICATED) and
+// fetching keeps retrying in the background. Default: NewVerifier fails.
+func WithLazyStart() Option {
+	return func(o *options) error { o.lazy = true; return nil }
+}
+
+// WithRevocationsFromGRPC follows Latch's WatchRevocations stream over conn
+// and rejects revoked tokens and sessions locally. conn must carry a
+// credential with role "introspect" (see NewRefreshingCredentials), unless
+// Latch runs with --introspect-open. Without this option verification is
+// stateless: tokens are valid until they expire.
+func WithRevocationsFromGRPC(conn grpc.ClientConnInterface) Option {
+	return func(o *options) error {
+		if conn == nil {
+			return errors.New("WithRevocationsFromGRPC: nil connection")
+		}
+		o.revocations = conn
+		return nil
+	}
+}
+
+// WithCacheSize bounds the verified-token cache (entries). A hit skips the
+// ECDSA verification but never the revocation check. 0 disables it.
+// Default 10,000.
+func WithCacheSize(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return errors.New("WithCacheSize: must not be negative")
+		}
+		o.cacheSize = n
+		return nil
+	}
+}
+
+// WithClock sets the clock for token times. Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error { o.now = now; return nil }
+}
+
+// WithLogger sets the logger for key refreshes and the revocation stream.
+// Tokens are never logged. Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}

@@ -1,0 +1,180 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/latchauth/latch/tokens"
+)
+
+// ErrRevoked reports a token that verifies but that Latch has revoked (its
+// jti or its session), as learnt from the WatchRevocations stream.
+var ErrRevoked = errors.New("interceptors: token revoked")
+
+// Claims are a verified token's claims: sub, sid, roles, jti, exp, ...
+type Claims = tokens.Claims
+
+// Verifier verifies Latch access tokens locally. It is safe for concurrent
+// use; Close stops its background work.
+type Verifier struct {
+	tv     *tokens.Verifier
+	keys   *keyCache
+	revs   *revocations // nil: stateless
+	cache  *tokenCache  // nil: disabled
+	now    func() time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewVerifier returns a Verifier. One key source (WithJWKSFromGRPC,
+// WithJWKSURL or WithStaticJWKS), WithIssuer and WithAudience are required.
+// Unless WithLazyStart is given it fetches the key set (and, with
+// WithRevocationsFromGRPC, the revocation snapshot) before returning, and
+// fails if that takes longer than the start-up timeout. Background work
+// runs until Close; ctx bounds only the start-up.
+func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
+	o := defaultOptions()
+	var errs []error
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.jwksURL != "" {
+		if o.source != nil {
+			errs = append(errs, errors.New("give exactly one key source"))
+		}
+		client := o.httpClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		o.source = &httpFetcher{url: o.jwksURL, client: client}
+	}
+	if o.source == nil {
+		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL or WithStaticJWKS"))
+	}
+	if o.now == nil || o.log == nil {
+		errs = append(errs, errors.New("clock and logger must not be nil"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
+	}
+	_, static := o.source.(staticFetcher)
+	kc := &keyCache{fetcher: o.source, static: static, interval: o.refreshInterval, minRefetch: o.minRefetch, now: o.now, log: o.log}
+	tv, err := tokens.NewVerifier(kc, o.issuer, o.audiences, tokens.WithLeeway(o.leeway), tokens.WithClock(o.now))
+	if err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
+	}
+	v := &Verifier{tv: tv, keys: kc, now: o.now, done: make(chan struct{})}
+	if o.cacheSize > 0 {
+		v.cache = newTokenCache(o.cacheSize)
+	}
+	if o.revocations != nil {
+		v.revs = newRevocations(o.revocations, o.now, o.log)
+	}
+
+	if !o.lazy {
+		sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
+		defer cancel()
+		if err := kc.waitFirst(sctx); err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	go func() {
+		defer close(v.done)
+		if v.revs != nil {
+			go v.revs.run(bg)
+		}
+		kc.run(bg)
+		<-bg.Done()
+	}()
+	if v.revs != nil && !o.lazy {
+		sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
+		defer cancel()
+		select {
+		case <-v.revs.firstSync:
+		case <-sctx.Done():
+			v.Close()
+			return nil, errors.New("interceptors: no revocation snapshot from Latch within the start-up timeout " +
+				"(does the connection carry a credential with role \"introspect\"?)")
+		}
+	}
+	return v, nil
+}
+
+// Close stops background refreshes and the revocation stream.
+func (v *Verifier) Close() {
+	v.cancel()
+	<-v.done
+}
+
+// Verify checks tok strictly (tokens.Verifier), then against the revocations
+// received so far. Errors wrap tokens.ErrInvalidToken (with its reason) or
+// ErrRevoked; none contains the token.
+func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
+	if len(tok) > tokens.MaxTokenLength {
+		return v.tv.Verify(ctx, tok) // refuses it without hashing 8 KiB+
+	}
+	var key [32]byte
+	var claims Claims
+	hit := false
+	keys := v.keys.cur.Load()
+	if v.cache != nil {
+		key = cacheKey(tok)
+		claims, hit = v.cache.get(key, v.now(), keys)
+	}
+	if !hit {
+		var err error
+		if claims, err = v.tv.Verify(ctx, tok); err != nil {
+			return Claims{}, err
+		}
+		if v.cache != nil {
+			// Cached under the set current after verification (a refetch
+			// for its kid may just have replaced it).
+			v.cache.put(key, claims, v.keys.cur.Load())
+		}
+	}
+	if v.revs != nil && v.revs.revoked(claims.ID, claims.SessionID) {
+		if v.cache != nil {
+			v.cache.drop(key)
+		}
+		return Claims{}, ErrRevoked
+	}
+	return claims, nil
+}
+
+// Status describes what the Verifier depends on, for health checks.
+type Status struct {
+	// Keys is the number of keys in the current set; 0 before the first
+	// fetch.
+	Keys int
+	// KeysFetchedAt is the time of the last successful key fetch.
+	KeysFetchedAt time.Time
+	// KeyFetches counts fetch attempts (background, start-up and unknown
+	// kid).
+	KeyFetches int64
+	// RevocationsFollowed reports whether WithRevocationsFromGRPC is on;
+	// RevocationsConnected whether its stream is up now.
+	RevocationsFollowed  bool
+	RevocationsConnected bool
+}
+
+// Status returns the Verifier's current state.
+func (v *Verifier) Status() Status {
+	s := Status{KeyFetches: v.keys.fetches.Load(), RevocationsFollowed: v.revs != nil}
+	if set := v.keys.cur.Load(); set != nil {
+		s.Keys = set.Len()
+	}
+	if ns := v.keys.fetchedAt.Load(); ns != 0 {
+		s.KeysFetchedAt = time.Unix(0, ns)
+	}
+	if v.revs != nil {
+		s.RevocationsConnected = v.revs.connected.Load()
+	}
+	return s
+}
