@@ -78,9 +78,3 @@ func (c *tokenCache) drop(key [32]byte) {
 		delete(c.items, key)
 	}
 }
-
-func (c *tokenCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lru.Len()
-}

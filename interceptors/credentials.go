@@ -31,6 +31,7 @@ type RefreshingCredentials struct {
 	access   string
 	refresh  string
 	exp      time.Time
+	lifetime time.Duration
 	inflight chan struct{}
 	lastErr  error
 	retryAt  time.Time // after a failed refresh, the old token is used until then
@@ -47,7 +48,9 @@ func AllowInsecure() CredentialsOption { return func(c *RefreshingCredentials) {
 
 // RefreshEarly sets how long before expiry the token is refreshed. Default
 // 60 s (or a fifth of the lifetime, if shorter).
-func RefreshEarly(d time.Duration) CredentialsOption { return func(c *RefreshingCredentials) { c.early = d } }
+func RefreshEarly(d time.Duration) CredentialsOption {
+	return func(c *RefreshingCredentials) { c.early = d }
+}
 
 // CredentialsClock sets the clock. Default time.Now.
 func CredentialsClock(now func() time.Time) CredentialsOption {
@@ -83,7 +86,8 @@ func Login(ctx context.Context, latch grpc.ClientConnInterface, email, password,
 
 func (c *RefreshingCredentials) install(pair *latchv1.TokenPair, now time.Time) {
 	c.access, c.refresh = pair.GetAccessToken(), pair.GetRefreshToken()
-	c.exp = now.Add(time.Duration(pair.GetExpiresIn()) * time.Second)
+	c.lifetime = time.Duration(pair.GetExpiresIn()) * time.Second
+	c.exp = now.Add(c.lifetime)
 }
 
 type skipCredentialsKey struct{}
@@ -116,7 +120,7 @@ func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
-		early := min(c.early, c.exp.Sub(now)/5)
+		early := min(c.early, c.lifetime/5)
 		fresh := now.Before(c.exp.Add(-max(early, 0))) || (now.Before(c.exp) && now.Before(c.retryAt))
 		if fresh && c.inflight == nil {
 			tok := c.access

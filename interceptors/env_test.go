@@ -2,8 +2,8 @@ package interceptors_test
 
 import (
 	"context"
-	"log/slog"
 	"crypto/rand"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
@@ -196,7 +196,10 @@ func (testService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, st 
 
 // sibling serves testService behind the interceptors and returns a client.
 func sibling(t *testing.T, v *interceptors.Verifier, p *interceptors.Policy) testpb.TestServiceClient {
-	t.Helper()
+	return siblingB(t, v, p)
+}
+
+func siblingB(t testing.TB, v *interceptors.Verifier, p *interceptors.Policy) testpb.TestServiceClient {
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(v.UnaryServerInterceptor(p)), grpc.ChainStreamInterceptor(v.StreamServerInterceptor(p)))
 	testpb.RegisterTestServiceServer(gs, testService{})

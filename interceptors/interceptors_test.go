@@ -42,7 +42,7 @@ func newVerifier(t *testing.T, e *latchEnv, opts ...interceptors.Option) *interc
 
 // call makes the unary and the streaming call with ctx and returns both
 // errors (and the subjects the handlers saw).
-func call(t *testing.T, c testpb.TestServiceClient, ctx context.Context) (unaryErr, streamErr error, subs []string) {
+func call(t *testing.T, c testpb.TestServiceClient, ctx context.Context) (subs []string, unaryErr, streamErr error) {
 	t.Helper()
 	resp, err := c.UnaryCall(ctx, &testpb.SimpleRequest{})
 	if err == nil {
@@ -57,7 +57,7 @@ func call(t *testing.T, c testpb.TestServiceClient, ctx context.Context) (unaryE
 		}
 	}
 	streamErr = err
-	return unaryErr, streamErr, subs
+	return subs, unaryErr, streamErr
 }
 
 func wantCode(t *testing.T, what string, err error, code codes.Code, msgPart string) {
@@ -135,7 +135,7 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			uerr, serr, subs := call(t, client, tc.ctx)
+			subs, uerr, serr := call(t, client, tc.ctx)
 			wantCode(t, "unary", uerr, tc.code, tc.msg)
 			wantCode(t, "stream", serr, tc.code, tc.msg)
 			if tc.code == codes.OK && (len(subs) != 2 || subs[0] == "<no claims>" || subs[0] != subs[1]) {
@@ -162,14 +162,14 @@ func TestAuthMatrix(t *testing.T) {
 
 	t.Run("revoked jti", func(t *testing.T) {
 		pair := e.login("alice@example.com", "alice-password", "")
-		if uerr, serr, _ := call(t, client, bearer(ctx, pair.GetAccessToken())); uerr != nil || serr != nil {
+		if _, uerr, serr := call(t, client, bearer(ctx, pair.GetAccessToken())); uerr != nil || serr != nil {
 			t.Fatalf("before revoke: %v / %v", uerr, serr)
 		}
 		if _, err := e.client.Revoke(ctx, &latchv1.RevokeRequest{Token: pair.GetAccessToken()}); err != nil {
 			t.Fatal(err)
 		}
 		waitRejected(t, client, pair.GetAccessToken())
-		_, serr, _ := call(t, client, bearer(ctx, pair.GetAccessToken()))
+		_, _, serr := call(t, client, bearer(ctx, pair.GetAccessToken()))
 		wantCode(t, "stream", serr, codes.Unauthenticated, "revoked")
 	})
 	t.Run("revoked session", func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestAuthMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitRejected(t, client, pair.GetAccessToken())
-		_, serr, _ := call(t, client, bearer(ctx, pair.GetAccessToken()))
+		_, _, serr := call(t, client, bearer(ctx, pair.GetAccessToken()))
 		wantCode(t, "stream", serr, codes.Unauthenticated, "revoked")
 	})
 	t.Run("reuse detection revokes the session's access tokens", func(t *testing.T) {
@@ -214,19 +214,19 @@ func TestDefaultDenyAndPublicHealth(t *testing.T) {
 	alice := e.login("alice@example.com", "alice-password", "")
 	// No rule names TestService: denied even with a valid token.
 	client := sibling(t, v, interceptors.NewPolicy())
-	uerr, serr, _ := call(t, client, bearer(ctxT(t), alice.GetAccessToken()))
+	_, uerr, serr := call(t, client, bearer(ctxT(t), alice.GetAccessToken()))
 	wantCode(t, "unary", uerr, codes.PermissionDenied, "not allowed by the access policy")
 	wantCode(t, "stream", serr, codes.PermissionDenied, "not allowed by the access policy")
 	// Without a token it is UNAUTHENTICATED first.
-	uerr, _, _ = call(t, client, ctxT(t))
+	_, uerr, _ = call(t, client, ctxT(t))
 	wantCode(t, "unary without token", uerr, codes.Unauthenticated, "")
 
 	// AllowAuthenticated flips the default for unnamed methods.
 	open := sibling(t, v, interceptors.NewPolicy().AllowAuthenticated())
-	if uerr, serr, _ := call(t, open, bearer(ctxT(t), alice.GetAccessToken())); uerr != nil || serr != nil {
+	if _, uerr, serr := call(t, open, bearer(ctxT(t), alice.GetAccessToken())); uerr != nil || serr != nil {
 		t.Fatalf("AllowAuthenticated: %v / %v", uerr, serr)
 	}
-	uerr, _, _ = call(t, open, ctxT(t))
+	_, uerr, _ = call(t, open, ctxT(t))
 	wantCode(t, "AllowAuthenticated without token", uerr, codes.Unauthenticated, "")
 }
 
@@ -242,4 +242,3 @@ func TestPolicyPanicsOnBadPattern(t *testing.T) {
 		}()
 	}
 }
-

@@ -112,7 +112,9 @@ func parseMaxAge(cc string) time.Duration {
 // staticFetcher serves a fixed set.
 type staticFetcher struct{ set *tokens.KeySet }
 
-func (f staticFetcher) fetch(context.Context) (*tokens.KeySet, time.Duration, error) { return f.set, 0, nil }
+func (f staticFetcher) fetch(context.Context) (*tokens.KeySet, time.Duration, error) {
+	return f.set, 0, nil
+}
 
 // keyCache is the tokens.KeySource of a Verifier: the last good key set,
 // refreshed in the background and, for an unknown kid, on demand at most

@@ -28,8 +28,8 @@ type revocations struct {
 	jtis map[string]int64 // jti → exp (unix seconds)
 	sids map[string]int64 // session id → exp
 
-	synced    atomic.Bool  // a snapshot has been fully received
-	connected atomic.Bool  // the stream is up now
+	synced    atomic.Bool // a snapshot has been fully received
+	connected atomic.Bool // the stream is up now
 	firstSync chan struct{}
 	syncOnce  sync.Once
 }
