@@ -78,6 +78,6 @@ func benchInterceptor(b *testing.B, cache int, public bool) {
 	}
 }
 
-func BenchmarkCallNoAuth(b *testing.B)             { benchInterceptor(b, 0, true) }
+func BenchmarkCallNoAuth(b *testing.B)              { benchInterceptor(b, 0, true) }
 func BenchmarkCallInterceptorCached(b *testing.B)   { benchInterceptor(b, 10_000, false) }
 func BenchmarkCallInterceptorUncached(b *testing.B) { benchInterceptor(b, 0, false) }
