@@ -242,3 +242,18 @@ func TestStaticJWKS(t *testing.T) {
 		t.Fatalf("unknown key with a static set: %v", err)
 	}
 }
+
+// TestCacheControlMaxAgeDrivesRefresh: the server's max-age, not the
+// configured interval, sets the background refresh pace.
+func TestCacheControlMaxAgeDrivesRefresh(t *testing.T) {
+	j := newJWKSServer(t, newKey(t))
+	j.maxAge = 1
+	urlVerifier(t, j, interceptors.WithRefreshInterval(time.Hour), interceptors.WithMinRefetchInterval(100*time.Millisecond))
+	deadline := time.Now().Add(10 * time.Second)
+	for j.hits.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fetches in 10 s with max-age=1 and a 1 h interval; want refreshes at max-age", j.hits.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
