@@ -39,6 +39,8 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	email := NormalizeEmail(req.GetEmail())
 	pw := req.GetPassword()
 	switch {
+	case !utf8.ValidString(req.GetEmail()):
+		return nil, invalidArg("email is not UTF-8")
 	case email == "":
 		return nil, invalidArg("email is required")
 	case len(email) > maxEmailLength || !utf8.ValidString(email):
@@ -47,6 +49,8 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 		return nil, invalidArg("password is required")
 	case len(pw) > password.MaxLength:
 		return nil, invalidArg("password " + msgTooLongInField + " (1024 bytes)")
+	case !utf8.ValidString(pw):
+		return nil, invalidArg("password is not UTF-8")
 	}
 	aud, err := s.audience(req.GetAudience())
 	if err != nil {

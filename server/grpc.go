@@ -23,6 +23,10 @@ import (
 // by gRPC with RESOURCE_EXHAUSTED before any handler runs.
 const MaxRecvMsgSize = 64 << 10
 
+// MaxHeaderListSize bounds the request metadata (headers) a client may send;
+// grpc-go's default is 16 MiB. 16 KiB holds a bearer token many times over.
+const MaxHeaderListSize = 16 << 10
+
 // GRPCServer is a grpc.Server serving AuthService, grpc.health.v1 and,
 // optionally, server reflection, through Latch's interceptor chain.
 type GRPCServer struct {
@@ -68,6 +72,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	})}
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+		grpc.ForceServerCodecV2(newRequestCodec()),
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),

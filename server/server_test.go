@@ -365,28 +365,49 @@ func (rawCodec) Marshal(v any) ([]byte, error) {
 func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
 func (rawCodec) Name() string                       { return "proto" }
 
-// TestMalformedWireMessage sends a LoginRequest whose email is not UTF-8, which
-// no protobuf library will encode but an attacker can. grpc-go refuses it
-// while decoding, before any Latch code runs, and answers INTERNAL ("failed
-// to unmarshal"): a grpc-go behaviour Latch cannot change from a handler or
-// interceptor. The test pins what matters: nothing is echoed, nothing changes,
-// and the server keeps serving.
-func TestMalformedWireMessage(t *testing.T) {
-	e := newEnv(t, baseConfig())
+// TestInvalidUTF8OnTheWire sends requests whose string fields are not
+// UTF-8, which no protobuf library will encode but an attacker can. Latch's
+// request codec lets them reach the handlers, which refuse them like any
+// malformed input (grpc-go alone would answer INTERNAL): INVALID_ARGUMENT for
+// Login, UNAUTHENTICATED for Refresh, OK for Revoke and inactive for
+// Introspect; nothing echoed, no rate-limit token spent.
+func TestInvalidUTF8OnTheWire(t *testing.T) {
+	cfg := baseConfig()
+	cfg.IntrospectOpen = true
+	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
-	var msg []byte
-	msg = protowire.AppendTag(msg, 1, protowire.BytesType)
-	msg = protowire.AppendBytes(msg, []byte("al\xffice@example.com"))
-	msg = protowire.AppendTag(msg, 2, protowire.BytesType)
-	msg = protowire.AppendBytes(msg, []byte("alice-password"))
-	var out latchv1.LoginResponse
-	err := e.conn.Invoke(ctxT(t), latchv1.AuthService_Login_FullMethodName, msg, &out, grpc.ForceCodec(rawCodec{}))
-	st := status.Convert(err)
-	if st.Code() == codes.OK {
-		t.Fatal("invalid UTF-8 email accepted")
+	field := func(msg []byte, num protowire.Number, val string) []byte {
+		msg = protowire.AppendTag(msg, num, protowire.BytesType)
+		return protowire.AppendBytes(msg, []byte(val))
 	}
-	if strings.Contains(st.Message(), "alice-password") || strings.Contains(st.Message(), "ice@example") {
-		t.Errorf("message %q echoes the request", st.Message())
+	invoke := func(method string, msg []byte, out proto.Message) error {
+		return e.conn.Invoke(ctxT(t), method, msg, out, grpc.ForceCodec(rawCodec{}))
+	}
+	for name, msg := range map[string][]byte{
+		"email":    field(field(nil, 1, "al\xffice@example.com"), 2, "alice-password"),
+		"password": field(field(nil, 1, "alice@example.com"), 2, "alice-\xffpassword"),
+		"audience": field(field(field(nil, 1, "alice@example.com"), 2, "alice-password"), 3, "ord\xffers"),
+	} {
+		t.Run("Login "+name, func(t *testing.T) {
+			err := invoke(latchv1.AuthService_Login_FullMethodName, msg, &latchv1.LoginResponse{})
+			wantStatus(t, err, codes.InvalidArgument, "")
+			if m := status.Convert(err).Message(); strings.Contains(m, "alice-") || strings.Contains(m, "ice@example") {
+				t.Errorf("message %q echoes the request", m)
+			}
+		})
+	}
+	err := invoke(latchv1.AuthService_Refresh_FullMethodName, field(nil, 1, strings.Repeat("\xff", 43)), &latchv1.RefreshResponse{})
+	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
+	err = invoke(latchv1.AuthService_Revoke_FullMethodName, field(nil, 1, "tok\xffen"), &latchv1.RevokeResponse{})
+	wantStatus(t, err, codes.OK, "")
+	var in latchv1.IntrospectResponse
+	if err := invoke(latchv1.AuthService_Introspect_FullMethodName, field(nil, 1, "tok\xffen"), &in); err != nil || in.GetActive() {
+		t.Fatalf("Introspect of invalid UTF-8 = %v, %v", &in, err)
+	}
+	// A message that is not even protobuf is still refused (by grpc-go).
+	err = invoke(latchv1.AuthService_Login_FullMethodName, []byte{0xff, 0xff, 0xff}, &latchv1.LoginResponse{})
+	if status.Code(err) == codes.OK {
+		t.Fatal("garbage message accepted")
 	}
 	e.login("alice@example.com", "alice-password")
 }
