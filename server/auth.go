@@ -212,8 +212,15 @@ func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh stri
 
 // Refresh implements latchv1.AuthServiceServer.
 func (s *Server) Refresh(ctx context.Context, req *latchv1.RefreshRequest) (*latchv1.RefreshResponse, error) {
+	key := "refresh:" + peerAddress(ctx)
+	if err := s.allowProbe(ctx, key); err != nil {
+		return nil, s.toStatus(ctx, "Refresh", err)
+	}
 	pair, err := s.refresh(ctx, req.GetRefreshToken())
 	if err != nil {
+		if ce := (*clientError)(nil); errors.As(err, &ce) && ce.code == codes.Unauthenticated {
+			s.probes.Fail(key)
+		}
 		return nil, s.toStatus(ctx, "Refresh", err)
 	}
 	return &latchv1.RefreshResponse{Tokens: pair}, nil
@@ -363,15 +370,40 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
+	key := "introspect:" + peerAddress(ctx)
 	if !s.cfg.IntrospectOpen {
-		if err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
+		caller, err := s.authorizeCaller(ctx, RoleIntrospect)
+		if err != nil {
 			return nil, err
 		}
+		key = "introspect:" + caller.Subject
 	}
 	tok := req.GetToken()
 	if tok == "" {
 		return nil, invalidArg("token is required")
 	}
+	if err := s.allowProbe(ctx, key); err != nil {
+		return nil, err
+	}
+	resp, err := s.introspectToken(ctx, req)
+	if err == nil && !resp.GetActive() {
+		s.probes.Fail(key)
+	}
+	return resp, err
+}
+
+// allowProbe refuses a caller that has spent its budget of invalid tokens.
+func (s *Server) allowProbe(ctx context.Context, key string) error {
+	if ok, wait := s.probes.Allow(key); !ok {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "token probing refused", slog.String("event", "probe_rate_limited"),
+			slog.String("limit", key[:strings.IndexByte(key, ':')]), slog.String("peer", peerAddress(ctx)))
+		return probeLimited(wait)
+	}
+	return nil
+}
+
+func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
+	tok := req.GetToken()
 	for _, kind := range tryOrder(tok, req.GetTokenTypeHint()) {
 		var resp *latchv1.IntrospectResponse
 		var err error
@@ -444,31 +476,38 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 
 // authorizeCaller checks the caller's own access token, sent as
 // "authorization: Bearer <token>" metadata, and that it carries role.
-func (s *Server) authorizeCaller(ctx context.Context, role string) error {
+func (s *Server) authorizeCaller(ctx context.Context, role string) (tokens.Claims, error) {
+	// A caller credential is itself a token to check: bad ones count
+	// against the address's probe budget.
+	probeKey := "caller:" + peerAddress(ctx)
+	if err := s.allowProbe(ctx, probeKey); err != nil {
+		return tokens.Claims{}, err
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return failure(codes.Unauthenticated, msgNoCredential)
+		return tokens.Claims{}, failure(codes.Unauthenticated, msgNoCredential)
 	}
 	scheme, tok, ok := strings.Cut(vals[0], " ")
 	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
-		return failure(codes.Unauthenticated, msgBadScheme)
+		return tokens.Claims{}, failure(codes.Unauthenticated, msgBadScheme)
 	}
 	c, active, err := s.activeAccessClaims(ctx, tok)
 	if err != nil {
-		return err
+		return tokens.Claims{}, err
 	}
 	if !active {
+		s.probes.Fail(probeKey)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "caller credential rejected", slog.String("event", "caller_unauthenticated"),
 			slog.String("peer", peerAddress(ctx)))
-		return failure(codes.Unauthenticated, msgBadCredential)
+		return tokens.Claims{}, failure(codes.Unauthenticated, msgBadCredential)
 	}
 	if !slices.Contains(c.Roles, role) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "caller lacks role", slog.String("event", "caller_permission_denied"),
 			slog.String("user_id", c.Subject), slog.String("role", role))
-		return failure(codes.PermissionDenied, msgNoIntrospect)
+		return tokens.Claims{}, failure(codes.PermissionDenied, msgNoIntrospect)
 	}
-	return nil
+	return c, nil
 }
 
 // GetJWKS implements latchv1.AuthServiceServer.

@@ -18,6 +18,7 @@ const (
 	msgBadLogin       = "invalid email or password"
 	msgBadRefresh     = "invalid refresh token"
 	msgRateLimited    = "too many failed login attempts; retry later"
+	msgProbeLimited   = "too many invalid tokens; retry later"
 	msgInternal       = "internal error"
 	msgNoCredential   = "missing authorization metadata: send \"authorization: Bearer <access token>\""
 	msgBadCredential  = "invalid caller credential"
@@ -45,6 +46,10 @@ func invalidArg(msg string) error { return failure(codes.InvalidArgument, msg) }
 
 func rateLimited(retryAfter time.Duration) error {
 	return &clientError{code: codes.ResourceExhausted, msg: msgRateLimited, retryAfter: retryAfter}
+}
+
+func probeLimited(retryAfter time.Duration) error {
+	return &clientError{code: codes.ResourceExhausted, msg: msgProbeLimited, retryAfter: retryAfter}
 }
 
 // toStatus is the one place that turns an error from a handler into what the

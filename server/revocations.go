@@ -106,7 +106,7 @@ func (s *Server) StopWatchers() { s.revs.close() }
 func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grpc.ServerStreamingServer[latchv1.RevocationEvent]) error {
 	ctx := stream.Context()
 	if !s.cfg.IntrospectOpen {
-		if err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
+		if _, err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
 			return s.toStatus(ctx, "WatchRevocations", err)
 		}
 	}

@@ -50,6 +50,12 @@ type Config struct {
 	// address before RESOURCE_EXHAUSTED, refilled at one per refill period.
 	AccountBurst, AddressBurst   int
 	AccountRefill, AddressRefill time.Duration
+	// Probe limits: invalid refresh tokens per client address and inactive
+	// Introspect answers per caller allowed before RESOURCE_EXHAUSTED, so
+	// neither RPC can be used to scan for valid tokens. Refilled at one per
+	// ProbeRefill (default burst 30, refill 1s).
+	ProbeBurst  int
+	ProbeRefill time.Duration
 	// JWKSMaxAge is the Cache-Control max-age of the HTTP JWKS (default 5m).
 	JWKSMaxAge time.Duration
 }
@@ -68,6 +74,10 @@ func (c Config) Defaults() Config {
 	def(&c.AccountRefill, 30*time.Second)
 	def(&c.AddressRefill, time.Second)
 	def(&c.JWKSMaxAge, 5*time.Minute)
+	def(&c.ProbeRefill, time.Second)
+	if c.ProbeBurst == 0 {
+		c.ProbeBurst = 30
+	}
 	if c.AccountBurst == 0 {
 		c.AccountBurst = 10
 	}
@@ -115,6 +125,9 @@ func (c Config) Validate() error {
 	if c.AccountBurst < 1 || c.AddressBurst < 1 || c.AccountRefill <= 0 || c.AddressRefill <= 0 {
 		errs = append(errs, errors.New("login limits must be positive"))
 	}
+	if c.ProbeBurst < 1 || c.ProbeRefill <= 0 {
+		errs = append(errs, errors.New("probe limits must be positive"))
+	}
 	if c.JWKSMaxAge < 0 {
 		errs = append(errs, errors.New("jwks max-age must not be negative"))
 	}
@@ -132,6 +145,7 @@ type Server struct {
 	verifier *tokens.Verifier
 	accounts *ratelimit.Limiter
 	addrs    *ratelimit.Limiter
+	probes   *ratelimit.Limiter
 	revs     *broadcaster
 	log      *slog.Logger
 	now      func() time.Time
@@ -192,6 +206,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		verifier: v,
 		accounts: ratelimit.New(cfg.AccountBurst, cfg.AccountRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		addrs:    ratelimit.New(cfg.AddressBurst, cfg.AddressRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
+		probes:   ratelimit.New(cfg.ProbeBurst, cfg.ProbeRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		revs:     newBroadcaster(),
 		log:      o.log,
 		now:      o.now,

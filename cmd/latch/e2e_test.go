@@ -576,3 +576,45 @@ func checkLogsHoldNoSecrets(t *testing.T, logs string, secrets ...string) {
 		}
 	}
 }
+
+// TestServeRefusesDamagedOrForeignDatabase: the binary never starts on a
+// file it cannot trust (starting empty would forget every revocation), and a
+// second server on a live file gives up within seconds with a clear error.
+func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("definitely not bbolt "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]string{"garbage": garbage, "directory": dir} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+				t.Fatalf("serve on a %s db: err=%v, want a failing exit\n%s", name, err, out)
+			}
+			if !strings.Contains(string(out), "open database") {
+				t.Errorf("output does not say what failed:\n%s", out)
+			}
+		})
+	}
+
+	live := filepath.Join(dir, "live.db")
+	startLatch(t, ctx, live)
+	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", live, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another process") {
+		t.Fatalf("second server on a live db: err=%v\n%s", err, out)
+	}
+	// It gave up on its own (after the 2 s lock timeout): ctx, two minutes,
+	// was not what ended it.
+	if ctx.Err() != nil {
+		t.Fatal("second server hung instead of giving up")
+	}
+}

@@ -84,7 +84,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bolt: empty database path")
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistMapType})
+	db, err := openRecovering(path, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v for its lock)", ErrLocked, path, o.lockTimeout)
 	}
@@ -92,6 +92,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	db.MaxBatchDelay = o.maxBatchDelay
+	if err := checkSize(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
 	if err := db.Update(initSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
@@ -99,7 +103,45 @@ func Open(path string, opts ...Option) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// openRecovering is bbolt.Open, with bbolt's panics on a damaged file (it
+// asserts while loading the freelist) turned into an error.
+func openRecovering(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("the file is damaged (%v); restore it from a backup", p)
+		}
+	}()
+	return bbolt.Open(path, 0o600, opts)
+}
+
+// checkSize refuses a file shorter than the pages its meta page claims: a
+// truncated copy, which bbolt would open and then crash on (an assertion in
+// a page read, beyond recovery).
+func checkSize(db *bbolt.DB) error {
+	st, err := os.Stat(db.Path())
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		if st.Size() < tx.Size() {
+			return fmt.Errorf("the file is %d bytes but its pages reach %d: truncated or damaged; restore it from a backup", st.Size(), tx.Size())
+		}
+		return nil
+	})
+}
+
 func initSchema(tx *bbolt.Tx) error {
+	if tx.Bucket(bucketMeta) == nil {
+		// A new file has no buckets at all; a bbolt file of another
+		// program must not be adopted (and silently mixed with ours).
+		foreign := false
+		if err := tx.ForEach(func([]byte, *bbolt.Bucket) error { foreign = true; return nil }); err != nil {
+			return err
+		}
+		if foreign {
+			return errors.New("the file is a bbolt database of another program (no Latch schema); refusing to use it")
+		}
+	}
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)

@@ -1,9 +1,11 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -264,5 +266,60 @@ func BenchmarkAccessTokenRevoked(b *testing.B) {
 		if revoked, err := s.AccessTokenRevoked(ctx, "j", "s1", base); err != nil || revoked {
 			b.Fatal(revoked, err)
 		}
+	}
+}
+
+// TestRefusesForeignAndCorruptFiles: Latch never starts on a file it did not
+// write (it would silently start empty and forget every revocation).
+func TestRefusesForeignAndCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "foreign.db")
+	db, err := bbolt.Open(foreign, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("widgets")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := bolt.Open(foreign); err == nil || !strings.Contains(err.Error(), "another program") {
+		t.Fatalf("Open of a foreign bbolt file = %v", err)
+	}
+
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database "), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bolt.Open(garbage); err == nil {
+		t.Fatal("Open of a garbage file succeeded")
+	}
+
+	// A real Latch file cut in half.
+	good := filepath.Join(dir, "good.db")
+	s, err := bolt.Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := s.CreateUser(context.Background(), storage.User{ID: fmt.Sprint(i), Email: fmt.Sprintf("u%d@example.com", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.db")
+	if err := os.WriteFile(truncated, data[:len(data)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// bbolt itself opens it (its meta pages survive) and then panics on a
+	// page read in a goroutine nobody can recover; Open must refuse it.
+	if s, err := bolt.Open(truncated); err == nil || !(strings.Contains(err.Error(), "truncated") || strings.Contains(err.Error(), "damaged")) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a truncated file = %v, want a truncation error", err)
 	}
 }
