@@ -29,7 +29,8 @@ type serveFlags struct {
 	sweepInterval                  time.Duration
 	logFormat, logLevel            string
 	introspectOpen, dev, reflect   bool
-	hashConcurrency                int
+	hashConcurrency, probeBurst    int
+	probeRefill                    time.Duration
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -53,6 +54,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
 	fs.BoolVar(&f.dev, "dev", false, "first-try mode: on an empty database create a demo user and a service user and print grpcurl commands")
 	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
+	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
+	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", runtime.GOMAXPROCS(0), "password hashes computed at once")
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
@@ -70,6 +73,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		Issuer: f.issuer, Audiences: f.audiences.vals,
 		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
+		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill,
 	}
 	if err := cfg.Defaults().Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
