@@ -72,6 +72,7 @@ type env struct {
 	logs   *logBuffer
 	hasher *password.Hasher
 	gs     *server.GRPCServer
+	lis    *bufconn.Listener
 }
 
 // fastParams keep argon2id cheap in tests; the code path is the same.
@@ -122,7 +123,7 @@ func newEnvAt(t *testing.T, dbPath string, cfg server.Config, wrappers ...wrap) 
 		t.Fatal(err)
 	}
 	e := &env{t: t, dbPath: dbPath, store: store, srv: srv, client: latchv1.NewAuthServiceClient(conn),
-		conn: conn, clock: clk, logs: logs, hasher: hasher, gs: gs}
+		conn: conn, clock: clk, logs: logs, hasher: hasher, gs: gs, lis: lis}
 	t.Cleanup(func() {
 		conn.Close()
 		gs.Stop()
