@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/latchauth/latch/tokens"
+	"github.com/latchauth/latch/tokens/tokenstest"
 )
 
 // FuzzVerify feeds arbitrary strings to the verifier, seeded with the whole
@@ -16,8 +17,9 @@ import (
 // re-verify to the same claims (determinism) with all required claims set.
 func FuzzVerify(f *testing.F) {
 	fx := newFixture(f)
-	for _, a := range attackCorpus() {
-		if tok := a.token(f, fx); len(tok) <= 64<<10 {
+	k := fx.kit(f)
+	for _, a := range tokenstest.Corpus() {
+		if tok := a.Token(f, k); len(tok) <= 64<<10 {
 			f.Add(tok)
 		}
 	}
@@ -68,7 +70,7 @@ func FuzzHashRefreshToken(f *testing.F) {
 		if len(in) != tokens.RefreshTokenLength {
 			t.Fatalf("accepted %d-character input", len(in))
 		}
-		raw := mustDecode(in)
+		raw := tokenstest.MustDecode(in)
 		if b64(raw) != in {
 			t.Fatal("accepted a non-canonical encoding")
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/latchauth/latch/tokens"
+	"github.com/latchauth/latch/tokens/tokenstest"
 )
 
 const (
@@ -50,6 +51,13 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{key: key, kid: signer.KeyID(), signer: signer, keys: keys, v: v}
+}
+
+// kit returns the attack-corpus kit for this fixture's key and verifier.
+func (f *fixture) kit(tb testing.TB) *tokenstest.Kit {
+	k := tokenstest.NewKit(tb, f.key)
+	k.Issuer, k.Audience, k.Now, k.Leeway = testIssuer, testAudience, testNow, 5*time.Second
+	return k
 }
 
 func validClaims() tokens.Claims {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/tokens"
+	"github.com/latchauth/latch/tokens/tokenstest"
 )
 
 func TestSignVerifyRoundTrip(t *testing.T) {
@@ -39,7 +40,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 		t.Fatalf("HasRole wrong for %v", got.Roles)
 	}
 	// The header is exactly the documented one.
-	h := mustDecode(strings.Split(tok, ".")[0])
+	h := tokenstest.MustDecode(strings.Split(tok, ".")[0])
 	wantH := `{"alg":"ES256","typ":"at+jwt","kid":"` + f.kid + `"}`
 	if string(h) != wantH {
 		t.Fatalf("header = %s, want %s", h, wantH)
@@ -190,7 +191,7 @@ func TestJWKPublicKeyStrict(t *testing.T) {
 	k, _ := tokens.GenerateKey(rand.Reader)
 	good, _ := tokens.NewJWK(&k.PublicKey)
 	offCurve := good
-	y := mustDecode(good.Y)
+	y := tokenstest.MustDecode(good.Y)
 	y[31] ^= 1
 	offCurve.Y = base64.RawURLEncoding.EncodeToString(y)
 	for name, mutate := range map[string]func(*tokens.JWK){
@@ -293,7 +294,7 @@ func TestRefreshTokens(t *testing.T) {
 	if err != nil || got != digest {
 		t.Fatalf("HashRefreshToken = %x, %v; want %x", got, err, digest)
 	}
-	raw := mustDecode(tok)
+	raw := tokenstest.MustDecode(tok)
 	if sum := sha256.Sum256(raw); sum != digest {
 		t.Fatal("digest is not SHA-256 of the raw 32 bytes")
 	}
