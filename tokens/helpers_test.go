@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/latchauth/latch/tokens"
 	"github.com/latchauth/latch/tokens/tokenstest"
 )
@@ -90,35 +88,4 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// header returns the fixture's valid header as a map to tamper with.
-func (f *fixture) header() map[string]any {
-	return map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": f.kid}
-}
-
-// payload returns valid claims as a map to tamper with.
-func payload() map[string]any {
-	return map[string]any{
-		"iss": testIssuer, "sub": "user-1", "aud": testAudience,
-		"exp": testNow.Add(14 * time.Minute).Unix(), "iat": testNow.Add(-time.Minute).Unix(),
-		"nbf": testNow.Add(-time.Minute).Unix(), "jti": "jti-1", "sid": "sid-1", "roles": []string{"reader"},
-	}
-}
-
-// signRaw signs arbitrary header and payload bytes with the fixture's key,
-// so that tests reach the checks that run after the signature.
-func (f *fixture) signRaw(t testing.TB, header, claims []byte) string {
-	t.Helper()
-	signing := b64(header) + "." + b64(claims)
-	sig, err := jwt.SigningMethodES256.Sign(signing, f.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + b64(sig)
-}
-
-func (f *fixture) signMaps(t testing.TB, h, p map[string]any) string {
-	t.Helper()
-	return f.signRaw(t, mustJSON(t, h), mustJSON(t, p))
 }

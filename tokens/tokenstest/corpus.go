@@ -366,4 +366,3 @@ func MustDecode(s string) []byte {
 	}
 	return b
 }
-
