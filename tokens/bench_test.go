@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/latchauth/latch/tokens"
+	"github.com/latchauth/latch/tokens/tokenstest"
 )
 
 // The raw limits the verifier is measured against, in the same run:
@@ -100,4 +101,25 @@ func BenchmarkHashRefreshToken(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkVerifyAttackCorpus verifies every token of the attack corpus once
+// per iteration: the cost of refusing the whole corpus (about 100 tokens,
+// including a 10 MB one and a 1 MB header), bounded by the length check
+// that runs before any decoding.
+func BenchmarkVerifyAttackCorpus(b *testing.B) {
+	f := newFixture(b)
+	k := f.kit(b)
+	var toks []string
+	for _, a := range tokenstest.Corpus() {
+		toks = append(toks, a.Token(b, k))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, tok := range toks {
+			_, _ = f.v.Verify(ctx, tok)
+		}
+	}
+	b.ReportMetric(float64(len(toks)), "tokens/op")
 }

@@ -591,7 +591,7 @@ func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for name, db := range map[string]string{"garbage": garbage, "directory": dir} {
+	for name, db := range map[string]string{"garbage": garbage, "directory": dir, "path under a file": filepath.Join(garbage, "latch.db")} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 			out, err := cmd.CombinedOutput()
