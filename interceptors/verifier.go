@@ -23,7 +23,7 @@ type Verifier struct {
 	tv     *tokens.Verifier
 	keys   *keyCache
 	revs   *revocations // nil: stateless
-	cache  *tokenCache  // nil: disabled
+	cache  *tokens.VerifyCache // nil: disabled
 	now    func() time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -70,7 +70,7 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	}
 	v := &Verifier{tv: tv, keys: kc, now: o.now, done: make(chan struct{})}
 	if o.cacheSize > 0 {
-		v.cache = newTokenCache(o.cacheSize)
+		v.cache = tokens.NewVerifyCache(o.cacheSize)
 	}
 	if o.revocations != nil {
 		v.revs = newRevocations(o.revocations, o.now, o.log)
@@ -125,8 +125,8 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	hit := false
 	keys := v.keys.cur.Load()
 	if v.cache != nil {
-		key = cacheKey(tok)
-		claims, hit = v.cache.get(key, v.now(), keys)
+		key = tokens.CacheKey(tok)
+		claims, hit = v.cache.Get(key, v.now(), keys)
 	}
 	if !hit {
 		var err error
@@ -136,12 +136,12 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 		if v.cache != nil {
 			// Cached under the set current after verification (a refetch
 			// for its kid may just have replaced it).
-			v.cache.put(key, claims, v.keys.cur.Load())
+			v.cache.Put(key, claims, v.keys.cur.Load())
 		}
 	}
 	if v.revs != nil && v.revs.revoked(claims.ID, claims.SessionID) {
 		if v.cache != nil {
-			v.cache.drop(key)
+			v.cache.Drop(key)
 		}
 		return Claims{}, ErrRevoked
 	}

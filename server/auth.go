@@ -347,7 +347,7 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 // revokeAccess denies tok's jti until tok expires. Invalid or expired tokens
 // need nothing.
 func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
-	c, err := s.verifier.Verify(ctx, tok)
+	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
 		return false, nil
 	}
@@ -419,10 +419,29 @@ func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectReq
 	return &latchv1.IntrospectResponse{Active: false}, nil
 }
 
+// verifyAccess is the strict verifier behind a cache of tokens that already
+// verified with the current keys (revocation is not cached: callers check
+// it every time).
+func (s *Server) verifyAccess(ctx context.Context, tok string) (tokens.Claims, error) {
+	if len(tok) > tokens.MaxTokenLength {
+		return s.verifier.Verify(ctx, tok)
+	}
+	key, epoch := tokens.CacheKey(tok), s.keys.cur.Load()
+	if c, ok := s.verified.Get(key, s.now(), epoch); ok {
+		return c, nil
+	}
+	c, err := s.verifier.Verify(ctx, tok)
+	if err != nil {
+		return tokens.Claims{}, err
+	}
+	s.verified.Put(key, c, epoch)
+	return c, nil
+}
+
 // activeAccessClaims verifies tok strictly and checks that neither its jti nor
 // its session has been revoked. ok is false for any token that is not active.
 func (s *Server) activeAccessClaims(ctx context.Context, tok string) (tokens.Claims, bool, error) {
-	c, err := s.verifier.Verify(ctx, tok)
+	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
 		return tokens.Claims{}, false, nil
 	}

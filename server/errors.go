@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/latchauth/latch/server/password"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,7 @@ const (
 	msgBadRefresh     = "invalid refresh token"
 	msgRateLimited    = "too many failed login attempts; retry later"
 	msgProbeLimited   = "too many invalid tokens; retry later"
+	msgBusy           = "server busy with password checks; retry later"
 	msgInternal       = "internal error"
 	msgNoCredential   = "missing authorization metadata: send \"authorization: Bearer <access token>\""
 	msgBadCredential  = "invalid caller credential"
@@ -70,6 +72,9 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 			}
 		}
 		return st.Err()
+	case errors.Is(err, password.ErrBusy):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "password work shed", slog.String("event", "hashing_busy"), slog.String("method", method))
+		return s.toStatus(ctx, method, &clientError{code: codes.ResourceExhausted, msg: msgBusy, retryAfter: time.Second})
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msgCanceled)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -143,6 +143,7 @@ type Server struct {
 	hasher   *password.Hasher
 	keys     *keyRing
 	verifier *tokens.Verifier
+	verified *tokens.VerifyCache // access tokens that verified, for hot tokens
 	accounts *ratelimit.Limiter
 	addrs    *ratelimit.Limiter
 	probes   *ratelimit.Limiter
@@ -198,12 +199,14 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
 	const maxLimiterKeys = 100_000
+	const verifyCacheSize = 50_000 // ~300 bytes each
 	return &Server{
 		cfg:      cfg,
 		store:    store,
 		hasher:   hasher,
 		keys:     keys,
 		verifier: v,
+		verified: tokens.NewVerifyCache(verifyCacheSize),
 		accounts: ratelimit.New(cfg.AccountBurst, cfg.AccountRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		addrs:    ratelimit.New(cfg.AddressBurst, cfg.AddressRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		probes:   ratelimit.New(cfg.ProbeBurst, cfg.ProbeRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),

@@ -3,6 +3,7 @@
 //
 //	latch serve [flags]        run the gRPC and HTTP servers
 //	latch user add [flags]     add a user to the database (server stopped)
+//	latch bench [flags]        measure Latch against its raw limits on this machine
 //	latch version              print the version
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
@@ -29,6 +30,7 @@ Usage:
   latch serve [flags]                 run the service (latch serve --help)
   latch serve --dev                   first try: demo users and grpcurl commands printed
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
+  latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
   latch version                       print the version
   latch help                          this text
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = serve(ctx, args[1:], e)
 	case "user":
 		err = user(ctx, args[1:], e)
+	case "bench":
+		err = benchCmd(ctx, args[1:], e)
 	case "version", "--version":
 		fmt.Fprintln(e.stdout, "latch", version)
 	case "help", "-h", "--help":

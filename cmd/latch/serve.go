@@ -56,7 +56,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
-	fs.IntVar(&f.hashConcurrency, "hash-concurrency", runtime.GOMAXPROCS(0), "password hashes computed at once")
+	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err

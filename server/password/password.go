@@ -17,6 +17,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -90,12 +91,22 @@ func (p Params) Validate() error {
 type Hasher struct {
 	params Params
 	sem    chan struct{}
+	wait   time.Duration
 	rand   io.Reader
 	dummy  string
 }
 
 // Option configures a Hasher.
 type Option func(*Hasher)
+
+// ErrBusy reports that no hashing slot freed up within the queue timeout:
+// the server is saturated with password work (a login flood) and sheds it
+// instead of letting every request wait.
+var ErrBusy = errors.New("password: all hashing slots busy")
+
+// WithQueueTimeout bounds how long a hash or verification waits for a slot
+// before failing with ErrBusy. Default 2 s; 0 waits as long as the context.
+func WithQueueTimeout(d time.Duration) Option { return func(h *Hasher) { h.wait = d } }
 
 // WithRand sets the source of salts. Default crypto/rand.Reader; anything
 // predictable makes salts predictable.
@@ -107,7 +118,7 @@ func NewHasher(params Params, concurrency int, opts ...Option) (*Hasher, error) 
 	if err := params.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hasher{params: params, sem: make(chan struct{}, max(concurrency, 1)), rand: rand.Reader}
+	h := &Hasher{params: params, sem: make(chan struct{}, max(concurrency, 1)), rand: rand.Reader, wait: 2 * time.Second}
 	for _, o := range opts {
 		o(h)
 	}
@@ -215,6 +226,19 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	select {
 	case h.sem <- struct{}{}:
 		return nil
+	default:
+	}
+	var timeout <-chan time.Time
+	if h.wait > 0 {
+		t := time.NewTimer(h.wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case h.sem <- struct{}{}:
+		return nil
+	case <-timeout:
+		return ErrBusy
 	case <-ctx.Done():
 		return fmt.Errorf("password: waiting for a hashing slot: %w", ctx.Err())
 	}

@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Result is one measured row of the table.
+type Result struct {
+	Name          string  `json:"name"`
+	Kind          string  `json:"kind"` // "baseline" or "scenario"
+	Ops           int64   `json:"ops"`
+	Errors        int64   `json:"errors"`
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"per_second"`
+	P50Micros     float64 `json:"p50_us"`
+	P99Micros     float64 `json:"p99_us"`
+	ServerCores   float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
+	ServerPeakMiB float64 `json:"server_peak_rss_mib,omitempty"`
+	FirstError    string  `json:"first_error,omitempty"`
+}
+
+// errStop ends a worker early without counting an error (out of input).
+var errStop = errors.New("stop")
+
+// load runs fn from conc goroutines for dur and measures every call.
+func load(ctx context.Context, name string, dur time.Duration, conc int, fn func(ctx context.Context, worker int, i int) error) Result {
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	var ops, errs atomic.Int64
+	var firstErr atomic.Value
+	lats := make([][]time.Duration, conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range conc {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				err := fn(ctx, w, i)
+				d := time.Since(t0)
+				if err != nil && (ctx.Err() != nil || time.Until(deadline) < 100*time.Millisecond) {
+					return // cut off by the end of the run, not a failure
+				}
+				if errors.Is(err, errStop) {
+					return
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ops.Add(1)
+				lats[w] = append(lats[w], d)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	r := Result{Name: name, Ops: ops.Load(), Errors: errs.Load(), Seconds: elapsed, PerSecond: float64(ops.Load()) / elapsed}
+	if len(all) > 0 {
+		r.P50Micros = float64(all[len(all)/2]) / 1e3
+		r.P99Micros = float64(all[len(all)*99/100]) / 1e3
+	}
+	if s, ok := firstErr.Load().(string); ok {
+		r.FirstError = s
+	}
+	return r
+}
