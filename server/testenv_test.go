@@ -62,7 +62,7 @@ func (l *logBuffer) String() string {
 // env is one Latch server on a real bbolt file in t.TempDir(), served over
 // bufconn through the real interceptor chain.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dbPath string
 	store  storage.Store
 	srv    *server.Server
@@ -87,12 +87,12 @@ func baseConfig() server.Config {
 // wrap lets a test put a fault-injecting wrapper around the real store.
 type wrap func(storage.Store) storage.Store
 
-func newEnv(t *testing.T, cfg server.Config, wrappers ...wrap) *env {
+func newEnv(t testing.TB, cfg server.Config, wrappers ...wrap) *env {
 	t.Helper()
 	return newEnvAt(t, filepath.Join(t.TempDir(), "latch.db"), cfg, wrappers...)
 }
 
-func newEnvAt(t *testing.T, dbPath string, cfg server.Config, wrappers ...wrap) *env {
+func newEnvAt(t testing.TB, dbPath string, cfg server.Config, wrappers ...wrap) *env {
 	t.Helper()
 	st, err := bolt.Open(dbPath)
 	if err != nil {
@@ -138,7 +138,7 @@ func (e *env) close() {
 	e.store.Close()
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -36,6 +36,12 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	report.Print(e.stdout)
+	var failed []string
+	for _, r := range report.Rows {
+		if r.Errors > 0 {
+			failed = append(failed, r.Name)
+		}
+	}
 	if *jsonOut != "" {
 		f, err := os.Create(*jsonOut)
 		if err != nil {
@@ -45,6 +51,9 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 		if err := report.WriteJSON(f); err != nil {
 			return err
 		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("rows with errors: %s", strings.Join(failed, "; "))
 	}
 	return nil
 }

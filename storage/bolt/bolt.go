@@ -31,9 +31,10 @@ var (
 	bucketDenied      = []byte("denied")
 	bucketExpiry      = []byte("expiry")
 	bucketKeys        = []byte("keys")
+	bucketSessState   = []byte("sessstate")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
-		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys}
+		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState}
 
 	keySchema = []byte("schema")
 )

@@ -17,6 +17,9 @@
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
 //	             the sweeper's index, scanned in time order
 //	keys         key id → signing-key record
+//	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):
+//	             what the per-request revocation check reads, without
+//	             decoding the whole session record
 //
 // Records are one version byte followed by JSON, so that the encoding can
 // evolve without a migration of old rows.

@@ -60,6 +60,11 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 		if exp := tx.Bucket(bucketDenied).Get([]byte(jti)); exp != nil {
 			return nil // denied (an expired denial only outlives an expired token)
 		}
+		if state := tx.Bucket(bucketSessState).Get([]byte(sessionID)); state != nil {
+			live, err := liveFromState(state, now)
+			revoked = !live
+			return err
+		}
 		sess, err := getSession(tx, []byte(sessionID))
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
@@ -139,6 +144,9 @@ func deleteSession(tx *bbolt.Tx, id []byte) error {
 		if err := digests.Delete(k); err != nil {
 			return err
 		}
+	}
+	if err := tx.Bucket(bucketSessState).Delete(id); err != nil {
+		return err
 	}
 	return tx.Bucket(bucketSessions).Delete(id)
 }

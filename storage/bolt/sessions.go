@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -68,7 +69,37 @@ func putSession(tx *bbolt.Tx, s storage.Session) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketSessions).Put([]byte(s.ID), data)
+	if err := tx.Bucket(bucketSessions).Put([]byte(s.ID), data); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessState).Put([]byte(s.ID), encodeState(s))
+}
+
+// encodeState is the 24-byte summary the revocation check reads.
+func encodeState(s storage.Session) []byte {
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(s.RevokedAt)))
+	binary.BigEndian.PutUint64(b[8:], uint64(unixNano(s.IdleExpiresAt)))
+	binary.BigEndian.PutUint64(b[16:], uint64(unixNano(s.AbsoluteExpiresAt)))
+	return b
+}
+
+// liveFromState reports whether a session summary is live at now.
+func liveFromState(b []byte, now time.Time) (bool, error) {
+	if len(b) != 24 {
+		return false, errCorrupt
+	}
+	revoked := binary.BigEndian.Uint64(b[0:]) != 0
+	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
+	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
+	return !revoked && now.Before(idle) && now.Before(abs), nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func sessDigestKey(id string, h storage.TokenHash) []byte {
