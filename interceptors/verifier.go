@@ -22,7 +22,7 @@ type Claims = tokens.Claims
 type Verifier struct {
 	tv     *tokens.Verifier
 	keys   *keyCache
-	revs   *revocations // nil: stateless
+	revs   *revocations        // nil: stateless
 	cache  *tokens.VerifyCache // nil: disabled
 	now    func() time.Time
 	cancel context.CancelFunc
