@@ -423,7 +423,7 @@ func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectReq
 // verified with the current keys (revocation is not cached: callers check
 // it every time).
 func (s *Server) verifyAccess(ctx context.Context, tok string) (tokens.Claims, error) {
-	if len(tok) > tokens.MaxTokenLength {
+	if len(tok) > tokens.MaxTokenLength || s.verified == nil {
 		return s.verifier.Verify(ctx, tok)
 	}
 	key, epoch := tokens.CacheKey(tok), s.keys.cur.Load()

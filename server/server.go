@@ -56,6 +56,10 @@ type Config struct {
 	// ProbeRefill (default burst 30, refill 1s).
 	ProbeBurst  int
 	ProbeRefill time.Duration
+	// VerifyCacheSize bounds the cache of access tokens that verified
+	// (default 50,000, about 300 bytes each); negative disables it, so that
+	// every check runs ECDSA. Revocation is never cached.
+	VerifyCacheSize int
 	// JWKSMaxAge is the Cache-Control max-age of the HTTP JWKS (default 5m).
 	JWKSMaxAge time.Duration
 }
@@ -75,6 +79,9 @@ func (c Config) Defaults() Config {
 	def(&c.AddressRefill, time.Second)
 	def(&c.JWKSMaxAge, 5*time.Minute)
 	def(&c.ProbeRefill, time.Second)
+	if c.VerifyCacheSize == 0 {
+		c.VerifyCacheSize = 50_000
+	}
 	if c.ProbeBurst == 0 {
 		c.ProbeBurst = 30
 	}
@@ -199,14 +206,13 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
 	const maxLimiterKeys = 100_000
-	const verifyCacheSize = 50_000 // ~300 bytes each
 	return &Server{
 		cfg:      cfg,
 		store:    store,
 		hasher:   hasher,
 		keys:     keys,
 		verifier: v,
-		verified: tokens.NewVerifyCache(verifyCacheSize),
+		verified: newVerifyCache(cfg.VerifyCacheSize),
 		accounts: ratelimit.New(cfg.AccountBurst, cfg.AccountRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		addrs:    ratelimit.New(cfg.AddressBurst, cfg.AddressRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
 		probes:   ratelimit.New(cfg.ProbeBurst, cfg.ProbeRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
@@ -226,3 +232,11 @@ func (s *Server) Verifier() *tokens.Verifier { return s.verifier }
 
 // JWKS returns the published public keys.
 func (s *Server) JWKS() tokens.JWKS { return s.keys.jwks() }
+
+// newVerifyCache returns the cache, or nil when size is negative.
+func newVerifyCache(size int) *tokens.VerifyCache {
+	if size < 0 {
+		return nil
+	}
+	return tokens.NewVerifyCache(size)
+}

@@ -30,6 +30,7 @@ type serveFlags struct {
 	logFormat, logLevel            string
 	introspectOpen, dev, reflect   bool
 	hashConcurrency, probeBurst    int
+	verifyCache                    int
 	probeRefill                    time.Duration
 }
 
@@ -54,6 +55,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
 	fs.BoolVar(&f.dev, "dev", false, "first-try mode: on an empty database create a demo user and a service user and print grpcurl commands")
 	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
+	fs.IntVar(&f.verifyCache, "verify-cache", 50000, "access tokens remembered as verified (skips ECDSA for hot tokens; revocation is always checked); 0 disables")
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
@@ -73,7 +75,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		Issuer: f.issuer, Audiences: f.audiences.vals,
 		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
-		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill,
+		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 	}
 	if err := cfg.Defaults().Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
@@ -211,4 +213,13 @@ Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
 
 `, p.email, p.pw, svc.email, svc.pw, grpcAddr)
 	return nil
+}
+
+// cacheSize maps the flag (0 disables) to server.Config (negative disables,
+// 0 means the default).
+func cacheSize(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 )
 
 // Config is what one run measures.
@@ -119,6 +120,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	b := &runner{cfg: cfg, report: r, srv: srv}
 	b.baselines(ctx, dir)
 	b.scenarios(ctx, fx)
+	srv.stop()
+	b.uncached(ctx, dir)
 	b.ratios()
 	return r, nil
 }
@@ -237,9 +240,10 @@ func makeSession(ctx context.Context, st *bolt.Store, i, sessions int, now time.
 
 // server is the latch child process.
 type server struct {
-	cmd  *exec.Cmd
-	addr string
-	conn *grpc.ClientConn
+	cmd      *exec.Cmd
+	addr     string
+	conn     *grpc.ClientConn
+	stopOnce sync.Once
 }
 
 // hashConcurrency is the server's default bound: all cores but one.
@@ -254,7 +258,7 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startServer(ctx context.Context, bin, db string) (*server, error) {
+func startServer(ctx context.Context, bin, db string, extra ...string) (*server, error) {
 	gaddr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -263,9 +267,10 @@ func startServer(ctx context.Context, bin, db string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
+	args := append([]string{"serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
 		"--issuer", benchIssuer, "--audience", benchAudience, "--log-level", "error",
-		"--probe-burst", "100000000", "--sweep-interval", "1h", "--hash-concurrency", strconv.Itoa(hashConcurrency()))
+		"--probe-burst", "100000000", "--sweep-interval", "1h", "--hash-concurrency", strconv.Itoa(hashConcurrency())}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start latch: %w", err)
@@ -292,7 +297,9 @@ func startServer(ctx context.Context, bin, db string) (*server, error) {
 	}
 }
 
-func (s *server) stop() {
+func (s *server) stop() { s.stopOnce.Do(s.doStop) }
+
+func (s *server) doStop() {
 	if s.conn != nil {
 		s.conn.Close()
 	}
@@ -360,4 +367,41 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// uncached measures Introspect with the server's verified-token cache off
+// (every call runs ECDSA), on a second database and server.
+func (b *runner) uncached(ctx context.Context, dir string) {
+	const name = "Introspect (verify cache off"
+	if !b.want(name) {
+		return
+	}
+	db := filepath.Join(dir, "uncached.db")
+	fx, err := prepare(ctx, db, b.cfg.Sessions)
+	if err != nil {
+		progress(b.cfg, "prepare uncached: %v", err)
+		return
+	}
+	srv, err := startServer(ctx, b.cfg.Binary, db, "--verify-cache", "0")
+	if err != nil {
+		progress(b.cfg, "start uncached: %v", err)
+		return
+	}
+	defer srv.stop()
+	b.srv = srv
+	clients, closeClients, err := srv.dial(4)
+	if err != nil {
+		return
+	}
+	defer closeClients()
+	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
+	n := len(fx.access)
+	b.measure(ctx, "scenario", fmt.Sprintf("%s, %d distinct tokens)", name, n), b.cfg.Concurrency, func(ctx context.Context, w, i int) error {
+		resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
+			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+		if err == nil && !resp.GetActive() {
+			return fmt.Errorf("token inactive")
+		}
+		return err
+	})
 }
