@@ -226,6 +226,51 @@ type KeyStore interface {
 	InitSigningKey(ctx context.Context, candidate SigningKey) (SigningKey, error)
 }
 
+// UserAdmin is what administration needs beyond UserStore. It is part of
+// Store.
+type UserAdmin interface {
+	// ListUsers returns up to limit users whose id sorts after afterID
+	// (byte order), in ascending id order; afterID "" starts at the first.
+	// A page shorter than limit is the last. limit must be positive.
+	ListUsers(ctx context.Context, afterID string, limit int) ([]User, error)
+	// DeleteUser removes the user and its email index and, in the same
+	// transaction, revokes every live session of the user with
+	// ReasonUserChanged at now. It returns the sessions it revoked (as
+	// stored, now revoked). ErrNotFound if no such user.
+	DeleteUser(ctx context.Context, id string, now time.Time) ([]Session, error)
+}
+
+// SessionAdmin is what administration needs beyond SessionStore. It is part
+// of Store.
+type SessionAdmin interface {
+	// ListUserSessions returns every stored session of the user (live,
+	// revoked or expired but not yet swept), newest first. An unknown user
+	// has no sessions (empty result, no error).
+	ListUserSessions(ctx context.Context, userID string) ([]Session, error)
+	// RevokeUserSessions revokes, in one durable transaction, every session
+	// of the user that is live at now, with the reason. It returns the
+	// sessions it revoked (as stored, now revoked); sessions already revoked
+	// or expired are left as they are and not returned.
+	RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]Session, error)
+	// CountLiveSessions returns the number of sessions live at now (for the
+	// sessions-live gauge). It may scan; callers call it rarely.
+	CountLiveSessions(ctx context.Context, now time.Time) (int, error)
+}
+
+// KeyAdmin changes the signing-key set. It is part of Store.
+type KeyAdmin interface {
+	// UpdateSigningKeys reads every stored key, calls fn with them (in no
+	// particular order) and stores what fn returns as the complete new key
+	// set, in one durable transaction: keys fn drops are deleted, others are
+	// written. fn may be called more than once (a backend may retry on a
+	// conflicting concurrent write), so it must depend only on its argument.
+	// If fn returns an error nothing is written and the error is returned.
+	// A result with more than one active key, two keys with one id, or a key
+	// without id or key material is refused with ErrInvalidArgument. It
+	// returns the stored set.
+	UpdateSigningKeys(ctx context.Context, fn func([]SigningKey) ([]SigningKey, error)) ([]SigningKey, error)
+}
+
 // Sweeper deletes rows that can no longer matter.
 type Sweeper interface {
 	// DeleteExpired deletes at most limit rows that expired before now:
