@@ -86,6 +86,9 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	if err != nil {
 		return nil, err
 	}
+	if user, err = s.recheckUser(ctx, user.ID, sess, now); err != nil {
+		return nil, err
+	}
 	pair, err := s.tokenPair(sess, user, refresh, now)
 	if err != nil {
 		return nil, err

@@ -52,10 +52,12 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 	return func(o *grpcOptions) { o.extra = append(o.extra, opts...) }
 }
 
-// NewGRPCServer builds the gRPC server for s. Interceptor order, outermost
-// first: logging (method, code, duration, peer — never payloads), then
-// recovery (a panic becomes INTERNAL "internal error"; the panic value and
-// stack go to the log only).
+// NewGRPCServer builds the gRPC server for s: AuthService and AdminService.
+// Interceptor order, outermost first: logging (method, code, duration, peer
+// — never payloads), then, for AdminService methods only, Latch's own
+// interceptors requiring role admin (admin_auth.go), then recovery (a panic
+// becomes INTERNAL "internal error"; the panic value and stack go to the
+// log only).
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
 	o := grpcOptions{reflection: true}
 	for _, opt := range opts {
@@ -79,18 +81,22 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(
 			logging.UnaryServerInterceptor(logger, logOpts...),
+			s.adminUnaryInterceptor(),
 			recovery.UnaryServerInterceptor(recoverOpts...),
 		),
 		grpc.ChainStreamInterceptor(
 			logging.StreamServerInterceptor(logger, logOpts...),
+			s.adminStreamInterceptor(),
 			recovery.StreamServerInterceptor(recoverOpts...),
 		),
 	}, o.extra...)
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
+	latchv1.RegisterAdminServiceServer(gs, NewAdminServer(s))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(latchv1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(latchv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	if o.reflection {
 		reflection.Register(gs)
@@ -105,6 +111,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 func (g *GRPCServer) Drain(ctx context.Context) {
 	g.health.Shutdown()
 	g.auth.StopWatchers()
+	defer g.auth.adminAuth.Close() // after the last admin call has finished
 	done := make(chan struct{})
 	go func() {
 		g.GracefulStop()

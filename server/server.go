@@ -11,6 +11,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	latchauth "github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/server/ratelimit"
 	"github.com/latchauth/latch/storage"
@@ -158,6 +159,9 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
+
+	// adminAuth guards AdminService (admin_auth.go).
+	adminAuth *latchauth.Verifier
 }
 
 var _ latchv1.AuthServiceServer = (*Server)(nil)
@@ -206,7 +210,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
 	const maxLimiterKeys = 100_000
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		store:    store,
 		hasher:   hasher,
@@ -220,7 +224,11 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		log:      o.log,
 		now:      o.now,
 		rand:     o.rand,
-	}, nil
+	}
+	if s.adminAuth, err = s.newAdminVerifier(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Config returns the server's effective configuration (defaults filled).

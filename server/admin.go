@@ -1,0 +1,702 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/tokens"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// RoleAdmin is the role every AdminService method requires.
+const RoleAdmin = "admin"
+
+// Limits of administration requests. Larger values are refused with
+// INVALID_ARGUMENT before any work is done.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+	maxIDLength     = 128 // user and session ids (Latch's own are 22 bytes)
+	maxRoles        = 32
+	maxRoleLength   = 64
+	maxPageToken    = 1024
+)
+
+// Client-visible messages of AdminService. Like every message of Latch they
+// name what is wrong, never a secret.
+const (
+	msgUserNotFound    = "user not found"
+	msgSessionNotFound = "session not found"
+	msgEmailTaken      = "a user with this email already exists"
+	msgNotAdmin        = "caller is not an enabled administrator"
+	msgBadPageToken    = "page_token is not one this service issued"
+	msgBadPassword     = "password must be 8 to 1024 bytes of UTF-8"
+	msgSelfLockout     = "an administrator cannot disable, demote or delete themself; ask another administrator"
+)
+
+// AdminServer implements latchv1.AdminServiceServer over a Server: its
+// store, password hasher and policy, clock, revocation broadcaster and
+// logger. NewGRPCServer serves it behind the interceptors of
+// Server.AdminInterceptors; each handler also re-checks, in storage, that
+// the caller is still an enabled administrator, so an AdminServer reached
+// without those interceptors denies everything.
+type AdminServer struct {
+	latchv1.UnimplementedAdminServiceServer
+	s *Server
+}
+
+var _ latchv1.AdminServiceServer = (*AdminServer)(nil)
+
+// NewAdminServer returns the AdminService of s.
+func NewAdminServer(s *Server) *AdminServer { return &AdminServer{s: s} }
+
+// adminCall runs fn for an authorised administrator and turns its error into
+// a status through the one mapper (toStatus).
+func adminCall[Req, Resp any](ctx context.Context, a *AdminServer, method string, req Req,
+	fn func(context.Context, tokens.Claims, Req) (Resp, error)) (Resp, error) {
+	caller, err := a.caller(ctx, method)
+	if err == nil {
+		var resp Resp
+		if resp, err = fn(ctx, caller, req); err == nil {
+			return resp, nil
+		}
+	}
+	var zero Resp
+	return zero, a.s.toStatus(ctx, "AdminService/"+method, err)
+}
+
+// caller returns the verified claims the interceptors put on ctx, after
+// checking that the account behind them still exists, is enabled and holds
+// RoleAdmin now: a demoted or disabled admin's unexpired token does not
+// administer.
+func (a *AdminServer) caller(ctx context.Context, method string) (tokens.Claims, error) {
+	c, ok := interceptors.ClaimsFromContext(ctx)
+	if !ok {
+		return tokens.Claims{}, failure(codes.Unauthenticated, msgNoCredential)
+	}
+	u, err := a.s.store.GetUser(ctx, c.Subject)
+	switch {
+	case errors.Is(err, storage.ErrNotFound), err == nil && (u.Disabled || !slices.Contains(u.Roles, RoleAdmin)):
+		a.s.log.LogAttrs(ctx, slog.LevelWarn, "administration refused", slog.String("event", "admin_permission_denied"),
+			slog.String("actor", c.Subject), slog.String("method", method), slog.String("peer", peerAddress(ctx)))
+		return tokens.Claims{}, failure(codes.PermissionDenied, msgNotAdmin)
+	case err != nil:
+		return tokens.Claims{}, fmt.Errorf("get calling admin %s: %w", c.Subject, err)
+	}
+	return c, nil
+}
+
+// audit logs one administrative change with its stable event name and the
+// acting admin. Attributes are ids, counts and flags, never a secret.
+func (a *AdminServer) audit(ctx context.Context, event, msg string, caller tokens.Claims, attrs ...slog.Attr) {
+	attrs = append([]slog.Attr{slog.String("event", event), slog.String("actor", caller.Subject),
+		slog.String("peer", peerAddress(ctx))}, attrs...)
+	a.s.log.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
+}
+
+// --- validation ---
+
+func checkID(field, id string) error {
+	switch {
+	case id == "":
+		return invalidArg(field + " is required")
+	case len(id) > maxIDLength || !utf8.ValidString(id):
+		return invalidArg(field + " " + msgTooLongInField + " (128 bytes) or not UTF-8")
+	}
+	return nil
+}
+
+// checkNewEmail normalises an email an administrator sets and checks that it
+// is one plain address (no display name, no list).
+func checkNewEmail(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", invalidArg("email is not UTF-8")
+	}
+	email := NormalizeEmail(raw)
+	switch {
+	case email == "":
+		return "", invalidArg("email is required")
+	case len(email) > maxEmailLength:
+		return "", invalidArg("email " + msgTooLongInField + " (254 bytes)")
+	}
+	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
+		return "", invalidArg("email is not a plain address like name@example.com")
+	}
+	return email, nil
+}
+
+// ValidRole reports whether r may be a role: 1 to 64 of [A-Za-z0-9._:-].
+func ValidRole(r string) bool {
+	if r == "" || len(r) > maxRoleLength {
+		return false
+	}
+	for _, c := range r {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRoles validates roles and returns them sorted without duplicates.
+func checkRoles(roles []string) ([]string, error) {
+	if len(roles) > maxRoles {
+		return nil, invalidArg(fmt.Sprintf("at most %d roles", maxRoles))
+	}
+	for _, r := range roles {
+		if !ValidRole(r) {
+			return nil, invalidArg("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
+		}
+	}
+	out := slices.Clone(roles)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func checkNewPassword(pw string) error {
+	if !utf8.ValidString(pw) || password.CheckLength(pw) != nil {
+		return invalidArg(msgBadPassword)
+	}
+	return nil
+}
+
+// Page tokens are opaque to clients: a version prefix and the last id of
+// the previous page, base64url. They carry no secret, and a tampered one
+// only starts the listing elsewhere, which an admin may do anyway.
+const pageTokenPrefix = "u1:"
+
+func encodePageToken(afterID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + afterID))
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	if len(tok) > maxPageToken {
+		return "", invalidArg(msgBadPageToken)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	after, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
+	if err != nil || !ok || after == "" {
+		return "", invalidArg(msgBadPageToken)
+	}
+	return after, nil
+}
+
+// --- conversions (never a password hash or refresh digest) ---
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func userProto(u storage.User) *latchv1.User {
+	return &latchv1.User{Id: u.ID, Email: u.Email, Roles: slices.Clone(u.Roles), Disabled: u.Disabled,
+		CreateTime: ts(u.CreatedAt), UpdateTime: ts(u.UpdatedAt)}
+}
+
+func sessionProto(sess storage.Session, now time.Time) *latchv1.Session {
+	state := latchv1.SessionState_SESSION_STATE_LIVE
+	switch {
+	case sess.Revoked():
+		state = latchv1.SessionState_SESSION_STATE_REVOKED
+	case !sess.Live(now):
+		state = latchv1.SessionState_SESSION_STATE_EXPIRED
+	}
+	return &latchv1.Session{Id: sess.ID, UserId: sess.UserID, Audience: sess.Audience, State: state,
+		Generation: sess.Generation, CreateTime: ts(sess.CreatedAt), LastRotateTime: ts(sess.LastRotatedAt),
+		ExpireTime: ts(sess.ExpiresAt()), RevokeTime: ts(sess.RevokedAt), RevokeReason: sess.RevokeReason}
+}
+
+func sessionsProto(ss []storage.Session, now time.Time) []*latchv1.Session {
+	out := make([]*latchv1.Session, len(ss))
+	for i, sess := range ss {
+		out[i] = sessionProto(sess, now)
+	}
+	return out
+}
+
+var keyStateProto = map[storage.KeyState]latchv1.SigningKeyState{
+	storage.KeyNext:    latchv1.SigningKeyState_SIGNING_KEY_STATE_NEXT,
+	storage.KeyActive:  latchv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE,
+	storage.KeyRetired: latchv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
+}
+
+// keysProto describes keys active first, then next, then retired (newest
+// first within a state).
+func keysProto(keys []KeyInfo) []*latchv1.SigningKey {
+	order := map[storage.KeyState]int{storage.KeyActive: 0, storage.KeyNext: 1, storage.KeyRetired: 2}
+	keys = slices.Clone(keys)
+	slices.SortStableFunc(keys, func(a, b KeyInfo) int {
+		if c := cmp.Compare(order[a.State], order[b.State]); c != 0 {
+			return c
+		}
+		return b.CreatedAt.Compare(a.CreatedAt)
+	})
+	out := make([]*latchv1.SigningKey, len(keys))
+	for i, k := range keys {
+		j := k.PublicJWK
+		out[i] = &latchv1.SigningKey{
+			Kid: k.ID, State: keyStateProto[k.State],
+			PublicKey:  &latchv1.JSONWebKey{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y, Kid: j.Kid, Alg: j.Alg, Use: j.Use},
+			CreateTime: ts(k.CreatedAt), ActivateTime: ts(k.ActivatedAt), RetireTime: ts(k.RetiredAt),
+			ScheduledActivateTime: ts(k.ActivatesAt), RemoveTime: ts(k.RemovedAt),
+		}
+	}
+	return out
+}
+
+// revoked announces sessions an administrator revoked to WatchRevocations
+// streams (and so to verifiers that follow them), and logs them.
+func (a *AdminServer) revoked(ctx context.Context, caller tokens.Claims, userID, reason string, sessions []storage.Session) {
+	for _, sess := range sessions {
+		a.s.publishSession(sess)
+	}
+	if len(sessions) == 0 {
+		return
+	}
+	ids := make([]string, len(sessions))
+	for i, sess := range sessions {
+		ids[i] = sess.ID
+	}
+	a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", userID),
+		slog.String("reason", reason), slog.Int("count", len(sessions)), slog.Any("session_ids", ids))
+}
+
+// --- handlers ---
+
+// CreateUser implements latchv1.AdminServiceServer.
+func (a *AdminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
+	return adminCall(ctx, a, "CreateUser", req, a.createUser)
+}
+
+func (a *AdminServer) createUser(ctx context.Context, caller tokens.Claims, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
+	email, err := checkNewEmail(req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNewPassword(req.GetPassword()); err != nil {
+		return nil, err
+	}
+	roles, err := checkRoles(req.GetRoles())
+	if err != nil {
+		return nil, err
+	}
+	// A taken email is refused before the hash is spent on it (CreateUser
+	// below still catches a race).
+	if _, err := a.s.store.GetUserByEmail(ctx, email); err == nil {
+		return nil, failure(codes.AlreadyExists, msgEmailTaken)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("get user by email: %w", err)
+	}
+	u, err := a.s.CreateUser(ctx, email, req.GetPassword(), roles, req.GetDisabled())
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		return nil, failure(codes.AlreadyExists, msgEmailTaken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.audit(ctx, "admin_user_created", "user created", caller, slog.String("user_id", u.ID),
+		slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
+	return &latchv1.CreateUserResponse{User: userProto(u)}, nil
+}
+
+// CreateUser hashes pw under the server's hashing bound and stores a new
+// user with a fresh id. email must already be normalised and roles checked;
+// a taken email is storage.ErrAlreadyExists.
+func (s *Server) CreateUser(ctx context.Context, email, pw string, roles []string, disabled bool) (storage.User, error) {
+	id, err := tokens.NewID(s.rand)
+	if err != nil {
+		return storage.User{}, fmt.Errorf("user id: %w", err)
+	}
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		return storage.User{}, fmt.Errorf("hash password: %w", err)
+	}
+	now := s.now().UTC()
+	u := storage.User{ID: id, Email: email, PasswordHash: hash, Roles: roles, Disabled: disabled, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return storage.User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}
+
+// GetUser implements latchv1.AdminServiceServer.
+func (a *AdminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
+	return adminCall(ctx, a, "GetUser", req, a.getUser)
+}
+
+func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
+	var (
+		u   storage.User
+		err error
+	)
+	switch l := req.GetLookup().(type) {
+	case *latchv1.GetUserRequest_UserId:
+		if err := checkID("user_id", l.UserId); err != nil {
+			return nil, err
+		}
+		u, err = a.s.store.GetUser(ctx, l.UserId)
+	case *latchv1.GetUserRequest_Email:
+		if !utf8.ValidString(l.Email) || len(NormalizeEmail(l.Email)) > maxEmailLength {
+			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
+		}
+		if NormalizeEmail(l.Email) == "" {
+			return nil, invalidArg("email is required")
+		}
+		u, err = a.s.store.GetUserByEmail(ctx, NormalizeEmail(l.Email))
+	default:
+		return nil, invalidArg("user_id or email is required")
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure(codes.NotFound, msgUserNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get user: %w", err)
+	}
+	return &latchv1.GetUserResponse{User: userProto(u)}, nil
+}
+
+// ListUsers implements latchv1.AdminServiceServer.
+func (a *AdminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
+	return adminCall(ctx, a, "ListUsers", req, a.listUsers)
+}
+
+func (a *AdminServer) listUsers(ctx context.Context, _ tokens.Claims, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, invalidArg("page_size must not be negative")
+	case size == 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		size = maxPageSize
+	}
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	// One more than asked for tells whether another page follows, so the
+	// last page never comes with a token to an empty one.
+	users, err := a.s.store.ListUsers(ctx, after, size+1)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	resp := &latchv1.ListUsersResponse{}
+	if len(users) > size {
+		users = users[:size]
+		resp.NextPageToken = encodePageToken(users[size-1].ID)
+	}
+	resp.Users = make([]*latchv1.User, len(users))
+	for i, u := range users {
+		resp.Users[i] = userProto(u)
+	}
+	return resp, nil
+}
+
+// UpdateUser implements latchv1.AdminServiceServer.
+func (a *AdminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
+	return adminCall(ctx, a, "UpdateUser", req, a.updateUser)
+}
+
+func (a *AdminServer) updateUser(ctx context.Context, caller tokens.Claims, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
+	id := req.GetUserId()
+	if err := checkID("user_id", id); err != nil {
+		return nil, err
+	}
+	if req.Roles == nil && req.Disabled == nil && req.Email == nil {
+		return nil, invalidArg("nothing to change: set roles, disabled or email")
+	}
+	var (
+		roles []string
+		email string
+		err   error
+	)
+	if req.Roles != nil {
+		if roles, err = checkRoles(req.GetRoles().GetRoles()); err != nil {
+			return nil, err
+		}
+	}
+	if req.Email != nil {
+		if email, err = checkNewEmail(req.GetEmail()); err != nil {
+			return nil, err
+		}
+	}
+	if id == caller.Subject && (req.GetDisabled() || (req.Roles != nil && !slices.Contains(roles, RoleAdmin))) {
+		return nil, failure(codes.FailedPrecondition, msgSelfLockout)
+	}
+	now := a.s.now().UTC()
+	var changed []string
+	u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+		changed = changed[:0] // the store may call fn again
+		if req.Roles != nil && !slices.Equal(u.Roles, roles) {
+			u.Roles = slices.Clone(roles)
+			changed = append(changed, "roles")
+		}
+		if req.Disabled != nil && u.Disabled != req.GetDisabled() {
+			u.Disabled = req.GetDisabled()
+			changed = append(changed, "disabled")
+		}
+		if req.Email != nil && u.Email != email {
+			u.Email = email
+			changed = append(changed, "email")
+		}
+		if len(changed) > 0 {
+			u.UpdatedAt = now
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, failure(codes.NotFound, msgUserNotFound)
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return nil, failure(codes.AlreadyExists, msgEmailTaken)
+	case err != nil:
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	a.audit(ctx, "admin_user_updated", "user updated", caller, slog.String("user_id", u.ID),
+		slog.Any("changed", changed), slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
+	resp := &latchv1.UpdateUserResponse{User: userProto(u)}
+	// Disabling ends every session, also one a Login racing this call may
+	// have created after an earlier disable (the call is idempotent).
+	if req.GetDisabled() {
+		revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonUserChanged, now)
+		if err != nil {
+			return nil, fmt.Errorf("revoke sessions of disabled user: %w", err)
+		}
+		a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
+		resp.RevokedSessions = int32(len(revoked))
+	}
+	return resp, nil
+}
+
+// SetPassword implements latchv1.AdminServiceServer.
+func (a *AdminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
+	return adminCall(ctx, a, "SetPassword", req, a.setPassword)
+}
+
+func (a *AdminServer) setPassword(ctx context.Context, caller tokens.Claims, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
+	id := req.GetUserId()
+	if err := checkID("user_id", id); err != nil {
+		return nil, err
+	}
+	if err := checkNewPassword(req.GetPassword()); err != nil {
+		return nil, err
+	}
+	// An unknown user is refused before the hash is spent on it.
+	if _, err := a.s.store.GetUser(ctx, id); errors.Is(err, storage.ErrNotFound) {
+		return nil, failure(codes.NotFound, msgUserNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("get user: %w", err)
+	}
+	hash, err := a.s.hasher.Hash(ctx, req.GetPassword())
+	if err != nil {
+		return nil, fmt.Errorf("hash password: %w", err)
+	}
+	now := a.s.now().UTC()
+	u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+		u.PasswordHash, u.UpdatedAt = hash, now
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure(codes.NotFound, msgUserNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update password: %w", err)
+	}
+	a.audit(ctx, "admin_password_set", "password set", caller, slog.String("user_id", id),
+		slog.Bool("keep_sessions", req.GetKeepSessions()))
+	resp := &latchv1.SetPasswordResponse{User: userProto(u)}
+	if !req.GetKeepSessions() {
+		revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonUserChanged, now)
+		if err != nil {
+			return nil, fmt.Errorf("revoke sessions after password change: %w", err)
+		}
+		a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
+		resp.RevokedSessions = int32(len(revoked))
+	}
+	return resp, nil
+}
+
+// DeleteUser implements latchv1.AdminServiceServer.
+func (a *AdminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
+	return adminCall(ctx, a, "DeleteUser", req, a.deleteUser)
+}
+
+func (a *AdminServer) deleteUser(ctx context.Context, caller tokens.Claims, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
+	id := req.GetUserId()
+	if err := checkID("user_id", id); err != nil {
+		return nil, err
+	}
+	if id == caller.Subject {
+		return nil, failure(codes.FailedPrecondition, msgSelfLockout)
+	}
+	revoked, err := a.s.store.DeleteUser(ctx, id, a.s.now().UTC())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure(codes.NotFound, msgUserNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delete user: %w", err)
+	}
+	a.audit(ctx, "admin_user_deleted", "user deleted", caller, slog.String("user_id", id), slog.Int("revoked_sessions", len(revoked)))
+	a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
+	return &latchv1.DeleteUserResponse{RevokedSessions: int32(len(revoked))}, nil
+}
+
+// ListSessions implements latchv1.AdminServiceServer.
+func (a *AdminServer) ListSessions(ctx context.Context, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
+	return adminCall(ctx, a, "ListSessions", req, a.listSessions)
+}
+
+func (a *AdminServer) listSessions(ctx context.Context, _ tokens.Claims, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
+	id := req.GetUserId()
+	if err := a.userExists(ctx, id); err != nil {
+		return nil, err
+	}
+	sessions, err := a.s.store.ListUserSessions(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list user sessions: %w", err)
+	}
+	return &latchv1.ListSessionsResponse{Sessions: sessionsProto(sessions, a.s.now())}, nil
+}
+
+// userExists checks the id and that the user exists (NOT_FOUND if not).
+func (a *AdminServer) userExists(ctx context.Context, id string) error {
+	if err := checkID("user_id", id); err != nil {
+		return err
+	}
+	_, err := a.s.store.GetUser(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return failure(codes.NotFound, msgUserNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("get user: %w", err)
+	}
+	return nil
+}
+
+// RevokeSession implements latchv1.AdminServiceServer.
+func (a *AdminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
+	return adminCall(ctx, a, "RevokeSession", req, a.revokeSession)
+}
+
+func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
+	id := req.GetSessionId()
+	if err := checkID("session_id", id); err != nil {
+		return nil, err
+	}
+	now := a.s.now().UTC()
+	err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure(codes.NotFound, msgSessionNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revoke session: %w", err)
+	}
+	sess, err := a.s.store.GetSession(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get revoked session: %w", err)
+	}
+	a.s.publishSession(sess)
+	a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
+		slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason))
+	return &latchv1.RevokeSessionResponse{Session: sessionProto(sess, now)}, nil
+}
+
+// RevokeUserSessions implements latchv1.AdminServiceServer.
+func (a *AdminServer) RevokeUserSessions(ctx context.Context, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
+	return adminCall(ctx, a, "RevokeUserSessions", req, a.revokeUserSessions)
+}
+
+func (a *AdminServer) revokeUserSessions(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
+	id := req.GetUserId()
+	if err := a.userExists(ctx, id); err != nil {
+		return nil, err
+	}
+	now := a.s.now().UTC()
+	revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonAdmin, now)
+	if err != nil {
+		return nil, fmt.Errorf("revoke user sessions: %w", err)
+	}
+	a.revoked(ctx, caller, id, storage.ReasonAdmin, revoked)
+	if len(revoked) == 0 {
+		a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", id),
+			slog.String("reason", storage.ReasonAdmin), slog.Int("count", 0))
+	}
+	return &latchv1.RevokeUserSessionsResponse{Revoked: sessionsProto(revoked, now)}, nil
+}
+
+// RotateSigningKey implements latchv1.AdminServiceServer.
+func (a *AdminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
+	return adminCall(ctx, a, "RotateSigningKey", req, a.rotateSigningKey)
+}
+
+func (a *AdminServer) rotateSigningKey(ctx context.Context, caller tokens.Claims, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
+	keys, err := a.s.RotateSigningKey(ctx, req.GetImmediate())
+	if err != nil {
+		return nil, fmt.Errorf("rotate signing key: %w", err)
+	}
+	var active string
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			active = k.ID
+		}
+	}
+	a.audit(ctx, "admin_signing_key_rotated", "signing key rotation requested", caller,
+		slog.Bool("immediate", req.GetImmediate()), slog.String("active_kid", active), slog.Int("keys", len(keys)))
+	return &latchv1.RotateSigningKeyResponse{Keys: keysProto(keys)}, nil
+}
+
+// ListSigningKeys implements latchv1.AdminServiceServer.
+func (a *AdminServer) ListSigningKeys(ctx context.Context, req *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
+	return adminCall(ctx, a, "ListSigningKeys", req, a.listSigningKeys)
+}
+
+func (a *AdminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
+	keys, err := a.s.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	return &latchv1.ListSigningKeysResponse{Keys: keysProto(keys)}, nil
+}
+
+// recheckUser reads the user again after Login stored their new session.
+// An administrator may have disabled or deleted the user while the password
+// was being checked; their revocation of the user's sessions may then have
+// run before this session existed. Reading after the session is stored
+// closes that gap: either the revocation saw the session, or this read sees
+// the change, and the session is revoked here. The login then fails like any
+// other refused login. It returns the user as stored now (current roles).
+func (s *Server) recheckUser(ctx context.Context, userID string, sess storage.Session, now time.Time) (storage.User, error) {
+	u, err := s.store.GetUser(ctx, userID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, fmt.Errorf("recheck user: %w", err)
+	}
+	if err == nil && !u.Disabled {
+		return u, nil
+	}
+	if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		return storage.User{}, fmt.Errorf("revoke session of a user disabled during login: %w", rerr)
+	}
+	s.publishSession(sess)
+	s.loginFailed(ctx, "user_disabled_during_login", userID)
+	return storage.User{}, failure(codes.Unauthenticated, msgBadLogin)
+}
