@@ -1359,8 +1359,8 @@ func (x *RevokeSessionRequest) GetSessionId() string {
 // RevokeSessionResponse returns the session after the call.
 type RevokeSessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The session, revoked (or as it was, if it was already revoked or
-	// expired).
+	// The session, revoked (with its first revocation's time and reason if
+	// it was revoked before).
 	Session       *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

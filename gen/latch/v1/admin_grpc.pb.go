@@ -125,8 +125,8 @@ type AdminServiceClient interface {
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 	// RevokeSession revokes one session: its refresh token stops working and
 	// every access token carrying its id is inactive from now on (Introspect,
-	// and verifiers that follow WatchRevocations). Revoking a revoked or
-	// expired session succeeds and changes nothing.
+	// and verifiers that follow WatchRevocations). Revoking a revoked session
+	// succeeds and keeps its first revocation time and reason.
 	//
 	// Callers: role `admin`. Codes:
 	//   - INVALID_ARGUMENT: session_id missing or oversized.
@@ -368,8 +368,8 @@ type AdminServiceServer interface {
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	// RevokeSession revokes one session: its refresh token stops working and
 	// every access token carrying its id is inactive from now on (Introspect,
-	// and verifiers that follow WatchRevocations). Revoking a revoked or
-	// expired session succeeds and changes nothing.
+	// and verifiers that follow WatchRevocations). Revoking a revoked session
+	// succeeds and keeps its first revocation time and reason.
 	//
 	// Callers: role `admin`. Codes:
 	//   - INVALID_ARGUMENT: session_id missing or oversized.
