@@ -821,3 +821,66 @@ func TestAdminInternalErrorsLeakNothing(t *testing.T) {
 		t.Error("internal error detail not logged")
 	}
 }
+
+// TestBootstrapAdmin: the first admin is created only while no enabled admin
+// exists; an existing account is never taken over; the password is never
+// logged.
+func TestBootstrapAdmin(t *testing.T) {
+	e := newEnv(t, baseConfig())
+	ctx := ctxT(t)
+	got, err := e.srv.BootstrapAdmin(ctx, " Root@Example.com", "bootstrap-password")
+	if err != nil || got != server.BootstrapCreated {
+		t.Fatalf("first BootstrapAdmin = %v, %v; want created", got, err)
+	}
+	u, err := e.store.GetUserByEmail(ctx, "root@example.com")
+	if err != nil || !slices.Equal(u.Roles, []string{server.RoleAdmin}) || u.Disabled {
+		t.Fatalf("bootstrapped user = %+v, %v", u, err)
+	}
+	tp := e.login("root@example.com", "bootstrap-password")
+	if _, err := latchv1.NewAdminServiceClient(e.conn).ListUsers(bearerCtx(t, tp.GetAccessToken()), &latchv1.ListUsersRequest{}); err != nil {
+		t.Fatalf("the bootstrapped admin cannot administer: %v", err)
+	}
+	// A restart with the same flag, or another email, changes nothing.
+	for _, email := range []string{"root@example.com", "other@example.com"} {
+		if got, err := e.srv.BootstrapAdmin(ctx, email, "another-password"); err != nil || got != server.BootstrapAdminExists {
+			t.Fatalf("BootstrapAdmin(%s) with an admin = %v, %v; want admin exists", email, got, err)
+		}
+	}
+	if n, _ := e.store.CountUsers(ctx); n != 1 {
+		t.Fatalf("%d users after repeated bootstraps, want 1", n)
+	}
+	e.login("root@example.com", "bootstrap-password") // password unchanged
+
+	// With the only admin disabled, a free email gets a new admin, but a
+	// taken one is left alone.
+	if _, err := e.store.UpdateUser(ctx, u.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.addUser("bob@example.com", "bob-password-1", "user")
+	if got, err := e.srv.BootstrapAdmin(ctx, "bob@example.com", "takeover-password"); err != nil || got != server.BootstrapEmailTaken {
+		t.Fatalf("BootstrapAdmin over an existing account = %v, %v; want email taken", got, err)
+	}
+	if bob, _ := e.store.GetUserByEmail(ctx, "bob@example.com"); slices.Contains(bob.Roles, server.RoleAdmin) {
+		t.Fatal("bootstrap took over an existing account")
+	}
+	e.login("bob@example.com", "bob-password-1")
+	if got, err := e.srv.BootstrapAdmin(ctx, "root2@example.com", "bootstrap-password-2"); err != nil || got != server.BootstrapCreated {
+		t.Fatalf("BootstrapAdmin with only a disabled admin = %v, %v; want created", got, err)
+	}
+	for _, bad := range []struct{ email, pw string }{{"not-an-email", "long-enough-pw"}, {"x@example.com", "short"}} {
+		if _, err := e.srv.BootstrapAdmin(ctx, bad.email, bad.pw); err == nil {
+			t.Errorf("BootstrapAdmin(%q, %q) succeeded", bad.email, bad.pw)
+		}
+	}
+	logs := e.logs.String()
+	for _, secret := range []string{"bootstrap-password", "another-password", "takeover-password"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain the password %q", secret)
+		}
+	}
+	for _, outcome := range []string{"created", "admin_exists", "email_taken"} {
+		if !strings.Contains(logs, `"event":"admin_bootstrap","outcome":"`+outcome+`"`) {
+			t.Errorf("no admin_bootstrap event with outcome %s", outcome)
+		}
+	}
+}

@@ -59,6 +59,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
+	var boot bootstrapFlags // serve_admin.go
+	boot.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -70,6 +72,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	if f.db == "" {
 		return errors.New("--db is required")
+	}
+	if err := boot.check(e.getenv, log); err != nil {
+		return err
 	}
 	cfg := server.Config{
 		Issuer: f.issuer, Audiences: f.audiences.vals,
@@ -92,6 +97,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log))
 	if err != nil {
+		return err
+	}
+	if err := boot.apply(ctx, srv); err != nil {
 		return err
 	}
 	if f.introspectOpen {

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
+)
+
+// bootstrapPasswordEnv holds the first admin's password for
+// --bootstrap-admin. There is deliberately no flag for the password itself:
+// flag values show in `ps` and shell history.
+const bootstrapPasswordEnv = "LATCH_BOOTSTRAP_ADMIN_PASSWORD"
+
+// bootstrapFlags are serve's flags for creating the first administrator.
+type bootstrapFlags struct {
+	email, passwordFile string
+	password            string // resolved by check, never logged
+}
+
+func (b *bootstrapFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.email, "bootstrap-admin", "", "create this email as the first administrator (role admin) at start, only if no enabled admin exists; "+
+		"the password comes from "+bootstrapPasswordEnv+" or --bootstrap-admin-password-file")
+	fs.StringVar(&b.passwordFile, "bootstrap-admin-password-file", "", "file whose first line is the --bootstrap-admin password")
+}
+
+// check resolves the password and reports every problem at once, before
+// anything is opened.
+func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) error {
+	envPW := getenv(bootstrapPasswordEnv)
+	if b.email == "" {
+		if b.passwordFile != "" {
+			return errors.New("--bootstrap-admin-password-file is given without --bootstrap-admin")
+		}
+		if envPW != "" {
+			log.Warn(bootstrapPasswordEnv+" is set but --bootstrap-admin is not; it is ignored (unset it)", "event", "admin_bootstrap_ignored")
+		}
+		return nil
+	}
+	var errs []error
+	if addr, err := mail.ParseAddress(b.email); err != nil || addr.Address != b.email {
+		errs = append(errs, fmt.Errorf("--bootstrap-admin %q is not a plain email address", b.email))
+	}
+	switch {
+	case envPW != "" && b.passwordFile != "":
+		errs = append(errs, fmt.Errorf("give the bootstrap password once: %s or --bootstrap-admin-password-file, not both", bootstrapPasswordEnv))
+	case b.passwordFile != "":
+		pw, err := readPasswordFile(b.passwordFile, log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		b.password = pw
+	case envPW != "":
+		b.password = envPW
+		if err := password.CheckLength(envPW); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", bootstrapPasswordEnv, err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--bootstrap-admin needs a password: set %s or give --bootstrap-admin-password-file (never a flag value)", bootstrapPasswordEnv))
+	}
+	return errors.Join(errs...)
+}
+
+// readPasswordFile reads the first line of path as a password, warning when
+// other users may read the file.
+func readPasswordFile(path string, log *slog.Logger) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--bootstrap-admin-password-file: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
+		log.Warn("the bootstrap password file is readable by other users; chmod 600 it", "event", "admin_bootstrap_file_mode",
+			"path", path, "mode", st.Mode().Perm().String())
+	}
+	pw, err := readPassword(f)
+	if err != nil {
+		return "", fmt.Errorf("--bootstrap-admin-password-file %s: %w", path, err)
+	}
+	return pw, nil
+}
+
+// apply creates the first admin if --bootstrap-admin was given and no
+// enabled admin exists. The server logs the outcome (event admin_bootstrap).
+func (b *bootstrapFlags) apply(ctx context.Context, srv *server.Server) error {
+	if b.email == "" {
+		return nil
+	}
+	if _, err := srv.BootstrapAdmin(ctx, b.email, b.password); err != nil {
+		return fmt.Errorf("--bootstrap-admin: %w", err)
+	}
+	return nil
+}
