@@ -3,6 +3,7 @@
 //
 //	latch serve [flags]        run the gRPC and HTTP servers
 //	latch user add [flags]     add a user to the database (server stopped)
+//	latch admin ...            administer a running server (AdminService client)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
 //	latch version              print the version
 //
@@ -32,6 +33,7 @@ Usage:
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
+  latch admin <command> ...           administer a running server (latch admin --help)
   latch version                       print the version
   latch help                          this text
 
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = serve(ctx, args[1:], e)
 	case "user":
 		err = user(ctx, args[1:], e)
+	case "admin":
+		err = admin(ctx, args[1:], e)
 	case "bench":
 		err = benchCmd(ctx, args[1:], e)
 	case "version", "--version":
