@@ -287,6 +287,8 @@ type Store interface {
 	DenyList
 	KeyStore
 	Sweeper
+	UserAdmin
+	SessionAdmin
 	// Close releases the store.
 	Close() error
 }
