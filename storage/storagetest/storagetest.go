@@ -46,6 +46,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DenyList", testDenyList},
 		{"ListRevocations", testListRevocations},
 		{"SigningKeys", testSigningKeys},
+		{"UpdateSigningKeys", testUpdateSigningKeys},
+		{"UpdateSigningKeysRefusals", testUpdateSigningKeysRefusals},
+		{"ConcurrentKeyUpdates", testConcurrentKeyUpdates},
 		{"DeleteExpired", testDeleteExpired},
 		{"CancelledContext", testCancelledContext},
 	}
