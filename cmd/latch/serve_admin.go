@@ -59,7 +59,7 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 	case envPW != "":
 		b.password = envPW
 		if err := password.CheckLength(envPW); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", bootstrapPasswordEnv, err))
+			errs = append(errs, fmt.Errorf("%s must be 8 to 1024 bytes: %w", bootstrapPasswordEnv, err))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--bootstrap-admin needs a password: set %s or give --bootstrap-admin-password-file (never a flag value)", bootstrapPasswordEnv))

@@ -1,0 +1,234 @@
+package main
+
+// End-to-end tests of administration: `latch serve --bootstrap-admin` and
+// `latch admin ...` as real processes, plus grpcurl as an independent
+// AdminService client.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// adminRun runs `latch admin <args>` against p with stdin and extra
+// environment, and returns stdout, stderr and the exit code.
+func adminRun(t *testing.T, ctx context.Context, p *latchProc, stdin string, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	full := append([]string{"admin", "--insecure", "--addr", p.grpcAddr}, args...)
+	cmd := exec.CommandContext(ctx, latchBinary(t), full...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("latch admin %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func mustAdmin(t *testing.T, ctx context.Context, p *latchProc, stdin string, env []string, args ...string) string {
+	t.Helper()
+	out, errOut, code := adminRun(t, ctx, p, stdin, env, args...)
+	if code != 0 {
+		t.Fatalf("latch admin %v: exit %d\n%s%s", args, code, out, errOut)
+	}
+	return out
+}
+
+// TestAdminEndToEnd: bootstrap the first admin with the password from the
+// environment, administer with `latch admin` (login prompt on stdin, then a
+// token from LATCH_ADMIN_TOKEN) and with grpcurl, restart idempotently.
+func TestAdminEndToEnd(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	const rootPW, alicePW = "root-password-1", "alice-password-1"
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	t.Setenv(bootstrapPasswordEnv, rootPW)
+	p := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com")
+	if !strings.Contains(p.logText(), `"event":"admin_bootstrap","outcome":"created"`) {
+		t.Fatalf("no admin_bootstrap created event:\n%s", p.logText())
+	}
+	asRoot := []string{"--email", "root@example.com"}
+
+	// users create: the admin's password, then the new one, on stdin.
+	out := mustAdmin(t, ctx, p, rootPW+"\n"+alicePW+"\n", nil, append(asRoot, "users", "create", "alice@example.com", "--role", "user")...)
+	if !strings.Contains(out, "created user") || !strings.Contains(out, "alice@example.com") {
+		t.Fatalf("users create printed:\n%s", out)
+	}
+	// users list --json, a flag after the command.
+	out = mustAdmin(t, ctx, p, rootPW+"\n", nil, append(asRoot, "users", "list", "--json")...)
+	var list struct {
+		Users []struct {
+			ID    string   `json:"id"`
+			Email string   `json:"email"`
+			Roles []string `json:"roles"`
+		} `json:"users"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("users list --json is not JSON: %v\n%s", err, out)
+	}
+	ids := map[string]string{}
+	for _, u := range list.Users {
+		ids[u.Email] = u.ID
+	}
+	if len(list.Users) != 2 || ids["alice@example.com"] == "" || ids["root@example.com"] == "" {
+		t.Fatalf("users list = %+v", list.Users)
+	}
+	if out := mustAdmin(t, ctx, p, rootPW+"\n", nil, append(asRoot, "users", "list")...); !strings.Contains(out, "EMAIL") || !strings.Contains(out, "2 user(s)") {
+		t.Fatalf("human users list:\n%s", out)
+	}
+
+	// Alice logs in twice; "log out everywhere" ends both sessions.
+	var alice []pair
+	for range 2 {
+		alice = append(alice, tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+			map[string]string{"email": "alice@example.com", "password": alicePW}), "alice login")))
+	}
+	out = mustAdmin(t, ctx, p, rootPW+"\n", nil, append(asRoot, "sessions", "revoke-all", ids["alice@example.com"])...)
+	if !strings.Contains(out, "revoked 2 session(s)") {
+		t.Fatalf("sessions revoke-all printed:\n%s", out)
+	}
+	for _, a := range alice {
+		wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": a.refresh}),
+			"Unauthenticated", "invalid refresh token", "refresh after revoke-all")
+	}
+
+	// A token from the environment instead of a login; grpcurl as a second
+	// client of AdminService.
+	root := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "root@example.com", "password": rootPW}), "root login"))
+	tokenEnv := []string{"LATCH_ADMIN_TOKEN=" + root.access}
+	out = mustAdmin(t, ctx, p, "", tokenEnv, "sessions", "list", ids["alice@example.com"], "--json")
+	if strings.Count(out, "SESSION_STATE_REVOKED") != 2 {
+		t.Fatalf("alice's sessions after revoke-all:\n%s", out)
+	}
+	bearer := []string{"authorization: Bearer " + root.access}
+	got := mustOK(t, grpcurl(t, ctx, p.grpcAddr, bearer, "latch.v1.AdminService/ListSessions",
+		map[string]string{"user_id": ids["root@example.com"]}), "grpcurl ListSessions")
+	live := 0
+	sessions, _ := got["sessions"].([]any)
+	for _, s := range sessions {
+		if s.(map[string]any)["state"] == "SESSION_STATE_LIVE" {
+			live++
+		}
+	}
+	// Four `latch admin --email` runs logged in; each revoked its session
+	// when it ended. Only grpcurl's login is live.
+	if len(sessions) != 5 || live != 1 {
+		t.Fatalf("root's sessions: %d stored, %d live; want 5 and 1 (each CLI login ended)", len(sessions), live)
+	}
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, "latch.v1.AdminService/ListUsers", map[string]any{}),
+		"Unauthenticated", "", "grpcurl ListUsers without a token")
+	aliceNow := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": alicePW}), "alice login"))
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, []string{"authorization: Bearer " + aliceNow.access}, "latch.v1.AdminService/ListUsers", map[string]any{}),
+		"PermissionDenied", "", "grpcurl ListUsers as a user")
+
+	// Errors are reported with their code, and exit 1.
+	_, errOut, code := adminRun(t, ctx, p, "", tokenEnv, "users", "get", "nobody@example.com")
+	if code != 1 || !strings.Contains(errOut, "NotFound: user not found") {
+		t.Fatalf("users get unknown: exit %d, %s", code, errOut)
+	}
+	_, errOut, code = adminRun(t, ctx, p, rootPW+"\n", nil, append(asRoot, "users", "create", "eve@example.com", "--password", "x")...)
+	if code != 2 {
+		t.Fatalf("a password flag was accepted: exit %d, %s", code, errOut)
+	}
+	_, errOut, code = adminRun(t, ctx, p, "wrong-password\n", nil, append(asRoot, "users", "list")...)
+	if code != 1 || !strings.Contains(errOut, "Unauthenticated: invalid email or password") {
+		t.Fatalf("wrong admin password: exit %d, %s", code, errOut)
+	}
+
+	logs := p.logText()
+	for _, ev := range []string{"admin_user_created", "admin_sessions_revoked"} {
+		if !strings.Contains(logs, `"event":"`+ev+`"`) {
+			t.Errorf("no %s event in the server log", ev)
+		}
+	}
+	checkLogsHoldNoSecrets(t, logs, rootPW, alicePW, root.access, root.refresh, alice[0].refresh)
+
+	// A restart with the same flag changes nothing.
+	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	t.Setenv(bootstrapPasswordEnv, "another-password")
+	p2 := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com")
+	if !strings.Contains(p2.logText(), `"event":"admin_bootstrap","outcome":"admin_exists"`) {
+		t.Fatalf("restart did not skip the bootstrap:\n%s", p2.logText())
+	}
+	mustAdmin(t, ctx, p2, rootPW+"\n", nil, append(asRoot, "users", "get", "root@example.com")...)
+}
+
+// TestAdminUserAddRoleAdmin: an admin added offline with `latch user add
+// --role admin` administers the running server.
+func TestAdminUserAddRoleAdmin(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	if out, err := userAdd(ctx, latchBinary(t), db, "ops@example.com", "ops-password-1", "admin"); err != nil {
+		t.Fatalf("user add --role admin: %v\n%s", err, out)
+	}
+	p := startLatch(t, ctx, db)
+	out := mustAdmin(t, ctx, p, "ops-password-1\n", nil, "--email", "ops@example.com", "users", "get", "ops@example.com")
+	if !strings.Contains(out, "roles:") || !strings.Contains(out, "admin") {
+		t.Fatalf("users get printed:\n%s", out)
+	}
+}
+
+// TestServeBootstrapConfig: the bootstrap password never comes from a flag
+// value, and a missing or doubled password is refused before anything is
+// opened.
+func TestServeBootstrapConfig(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("file-password-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		env  []string
+		want string
+	}{
+		"no password":       {[]string{"--bootstrap-admin", "root@example.com"}, nil, "needs a password"},
+		"both sources":      {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", pwFile}, []string{bootstrapPasswordEnv + "=env-password-1"}, "not both"},
+		"short password":    {[]string{"--bootstrap-admin", "root@example.com"}, []string{bootstrapPasswordEnv + "=short"}, "8 to 1024"},
+		"bad email":         {[]string{"--bootstrap-admin", "Root <root@example.com>"}, []string{bootstrapPasswordEnv + "=env-password-1"}, "plain email"},
+		"file without flag": {[]string{"--bootstrap-admin-password-file", pwFile}, nil, "without --bootstrap-admin"},
+		"missing file":      {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", filepath.Join(dir, "nope")}, nil, "no such file"},
+		"password flag":     {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password", "x"}, nil, "not defined"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "latch.db")
+			cmd := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+				t.Fatalf("serve %v: err=%v, want a failing exit\n%s", tc.args, err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, out)
+			}
+			if _, err := os.Stat(db); err == nil {
+				t.Error("database created despite invalid configuration")
+			}
+		})
+	}
+	// From a file: it works, and the password is not logged.
+	db := filepath.Join(dir, "latch.db")
+	p := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", pwFile)
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	mustAdmin(t, ctx, p, "file-password-1\n", nil, "--email", "root@example.com", "users", "list")
+	checkLogsHoldNoSecrets(t, p.logText(), "file-password-1")
+}
