@@ -1,4 +1,4 @@
-// Package server implements Latch's gRPC AuthService (latch.v1) over the
+// Package server implements Latch's gRPC AuthService and AdminService (latch.v1) over the
 // tokens and storage packages, plus the HTTP endpoints sidecars use
 // (/.well-known/jwks.json, /healthz).
 //
