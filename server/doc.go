@@ -1,6 +1,6 @@
-// Package server implements Latch's gRPC AuthService and AdminService (latch.v1) over the
-// tokens and storage packages, plus the HTTP endpoints sidecars use
-// (/.well-known/jwks.json, /healthz).
+// Package server implements Latch's gRPC AuthService and AdminService
+// (latch.v1) over the tokens and storage packages, plus the HTTP endpoints
+// sidecars use (/.well-known/jwks.json, /healthz).
 //
 // Every handler validates its input before doing any work, answers a
 // client's mistake with a fixed message and the status design.md names,
