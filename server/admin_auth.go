@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	latchauth "github.com/latchauth/latch/interceptors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // adminPolicy is AdminService's access policy: role admin on every method
@@ -46,12 +49,61 @@ var isAdminService = selector.MatchFunc(func(_ context.Context, cm interceptors.
 	return cm.Service == latchv1.AdminService_ServiceDesc.ServiceName
 })
 
-// adminUnaryInterceptor guards AdminService's unary methods.
+// adminUnaryInterceptor guards AdminService's unary methods: the probe
+// budget of the caller's address (shared with Introspect's caller
+// credentials, so bad tokens cannot be tried without limit), then the
+// interceptors' verification and policy. Refusals are logged.
 func (s *Server) adminUnaryInterceptor() grpc.UnaryServerInterceptor {
-	return selector.UnaryServerInterceptor(s.adminAuth.UnaryServerInterceptor(adminPolicy()), isAdminService)
+	authz := s.adminAuth.UnaryServerInterceptor(adminPolicy())
+	guard := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		key := "caller:" + peerAddress(ctx)
+		if err := s.allowProbe(ctx, key); err != nil {
+			return nil, s.toStatus(ctx, info.FullMethod, err)
+		}
+		reached := false
+		resp, err := authz(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			reached = true
+			return handler(ctx, req)
+		})
+		if !reached {
+			s.adminRefused(ctx, key, info.FullMethod, err)
+		}
+		return resp, err
+	}
+	return selector.UnaryServerInterceptor(guard, isAdminService)
 }
 
-// adminStreamInterceptor guards any streaming method AdminService may gain.
+// adminStreamInterceptor does the same for any streaming method
+// AdminService may gain.
 func (s *Server) adminStreamInterceptor() grpc.StreamServerInterceptor {
-	return selector.StreamServerInterceptor(s.adminAuth.StreamServerInterceptor(adminPolicy()), isAdminService)
+	authz := s.adminAuth.StreamServerInterceptor(adminPolicy())
+	guard := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx := ss.Context()
+		key := "caller:" + peerAddress(ctx)
+		if err := s.allowProbe(ctx, key); err != nil {
+			return s.toStatus(ctx, info.FullMethod, err)
+		}
+		reached := false
+		err := authz(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			reached = true
+			return handler(srv, ss)
+		})
+		if !reached {
+			s.adminRefused(ctx, key, info.FullMethod, err)
+		}
+		return err
+	}
+	return selector.StreamServerInterceptor(guard, isAdminService)
+}
+
+// adminRefused logs a call the interceptors refused and charges an invalid
+// credential to the address's probe budget.
+func (s *Server) adminRefused(ctx context.Context, probeKey, method string, err error) {
+	event := "admin_permission_denied"
+	if status.Code(err) == codes.Unauthenticated {
+		event = "admin_unauthenticated"
+		s.probes.Fail(probeKey)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "administration refused", slog.String("event", event),
+		slog.String("method", method), slog.String("code", status.Code(err).String()), slog.String("peer", peerAddress(ctx)))
 }

@@ -35,7 +35,12 @@ const adminPW = "admin-password-1"
 
 func newAdminEnv(t *testing.T, wrappers ...wrap) *adminEnv {
 	t.Helper()
-	e := newEnv(t, baseConfig(), wrappers...)
+	return newAdminEnvCfg(t, baseConfig(), wrappers...)
+}
+
+func newAdminEnvCfg(t *testing.T, cfg server.Config, wrappers ...wrap) *adminEnv {
+	t.Helper()
+	e := newEnv(t, cfg, wrappers...)
 	u := e.addUser("root@example.com", adminPW, server.RoleAdmin)
 	tp := e.login("root@example.com", adminPW)
 	return &adminEnv{env: e, admin: latchv1.NewAdminServiceClient(e.conn), adminID: u.ID,
@@ -99,7 +104,9 @@ func TestAdminEveryMethodImplemented(t *testing.T) {
 // a valid token (UNAUTHENTICATED) and callers whose token or account lacks
 // role admin (PERMISSION_DENIED), before any handler runs or state changes.
 func TestAdminAuthMatrix(t *testing.T) {
-	a := newAdminEnv(t)
+	cfg := baseConfig()
+	cfg.ProbeBurst = 10_000 // this test presents ~100 bad credentials from one address
+	a := newAdminEnvCfg(t, cfg)
 	a.addUser("alice@example.com", "alice-password", "user", server.RoleIntrospect)
 	alice := a.login("alice@example.com", "alice-password")
 	revoked := a.login("root@example.com", adminPW)
@@ -167,8 +174,10 @@ func TestAdminAuthMatrix(t *testing.T) {
 	if n, _ := a.store.CountUsers(ctxT(t)); n != usersBefore {
 		t.Errorf("refused calls changed the users: %d, want %d", n, usersBefore)
 	}
-	if !strings.Contains(a.logs.String(), `"event":"admin_permission_denied"`) {
-		t.Error("a demoted admin's refusal was not logged")
+	for _, ev := range []string{"admin_permission_denied", "admin_unauthenticated"} {
+		if !strings.Contains(a.logs.String(), `"event":"`+ev+`"`) {
+			t.Errorf("no %s event logged", ev)
+		}
 	}
 	// The admin interceptors apply to AdminService only: AuthService keeps
 	// its own rules (Introspect's own message for a missing role).
@@ -881,6 +890,33 @@ func TestBootstrapAdmin(t *testing.T) {
 	for _, outcome := range []string{"created", "admin_exists", "email_taken"} {
 		if !strings.Contains(logs, `"event":"admin_bootstrap","outcome":"`+outcome+`"`) {
 			t.Errorf("no admin_bootstrap event with outcome %s", outcome)
+		}
+	}
+}
+
+// TestAdminProbeLimit: invalid credentials sent to AdminService count
+// against the address's probe budget, like Introspect's caller credentials:
+// past it, even a valid admin token from that address waits.
+func TestAdminProbeLimit(t *testing.T) {
+	cfg := baseConfig()
+	cfg.ProbeBurst = 5
+	a := newAdminEnvCfg(t, cfg)
+	for i := range 5 {
+		_, err := a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
+		wantStatus(t, err, codes.Unauthenticated, "")
+		if t.Failed() {
+			t.Fatalf("call %d", i)
+		}
+	}
+	_, err := a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
+	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
+	_, err = a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{})
+	wantStatus(t, err, codes.ResourceExhausted, "")
+	// Valid calls do not spend the budget.
+	b := newAdminEnvCfg(t, cfg)
+	for range 10 {
+		if _, err := b.admin.ListUsers(b.adminCtx, &latchv1.ListUsersRequest{}); err != nil {
+			t.Fatalf("valid admin call: %v", err)
 		}
 	}
 }
