@@ -920,3 +920,34 @@ func TestAdminProbeLimit(t *testing.T) {
 		}
 	}
 }
+
+// revocationOutage fails the revocation check, as a broken disk would.
+type revocationOutage struct {
+	storage.Store
+	fail bool
+}
+
+func (r *revocationOutage) AccessTokenRevoked(ctx context.Context, jti, sid string, now time.Time) (bool, error) {
+	if r.fail {
+		return false, errors.New("read error at /var/secret/path")
+	}
+	return r.Store.AccessTokenRevoked(ctx, jti, sid, now)
+}
+
+// TestAdminFailsClosedWithoutRevocationState: when whether the caller's
+// token is revoked cannot be read, AdminService refuses (UNAVAILABLE); it
+// never treats the token as valid.
+func TestAdminFailsClosedWithoutRevocationState(t *testing.T) {
+	ro := &revocationOutage{}
+	a := newAdminEnv(t, func(s storage.Store) storage.Store { ro.Store = s; return ro })
+	ro.fail = true
+	_, err := a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{})
+	wantStatus(t, err, codes.Unavailable, "")
+	if st, _ := status.FromError(err); strings.Contains(st.Message(), "secret") {
+		t.Errorf("message leaks the inner error: %q", st.Message())
+	}
+	ro.fail = false
+	if _, err := a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{}); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+}
