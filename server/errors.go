@@ -63,7 +63,12 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return nil
 	}
 	var ce *clientError
+	var notReady *KeyNotReadyError
 	switch {
+	case errors.As(err, &notReady):
+		return s.toStatus(ctx, method, &clientError{code: codes.FailedPrecondition, retryAfter: notReady.ReadyAt.Sub(s.now()),
+			msg: "the next signing key is not yet published long enough to sign; it may be activated from " +
+				notReady.ReadyAt.UTC().Format(time.RFC3339) + " (rotate immediately only if the active key is compromised)"})
 	case errors.As(err, &ce):
 		st := status.New(ce.code, ce.msg)
 		if ce.retryAfter > 0 {
