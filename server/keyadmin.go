@@ -51,9 +51,10 @@ type KeyInfo struct {
 	// CreatedAt, ActivatedAt and RetiredAt record transitions (zero when
 	// not yet made).
 	CreatedAt, ActivatedAt, RetiredAt time.Time
-	// ActivatesAt is, for a next key, when the schedule will make it
-	// active; RemovedAt is, for a retired key, when it stops being
-	// published. Zero otherwise.
+	// ActivatesAt is, for the next key, when the schedule will make it
+	// active (zero when scheduled rotation is off); RemovedAt is, for a
+	// retired key, the end of its window, after which it is removed and no
+	// longer published. Zero otherwise.
 	ActivatesAt, RemovedAt time.Time
 }
 

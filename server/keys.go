@@ -257,9 +257,9 @@ func (r *keyRing) signer() *tokens.Signer { return r.cur.Load().signer }
 
 func (r *keyRing) jwks() tokens.JWKS { return r.cur.Load().published.JWKS() }
 
-// missReloader rate-limits reloads caused by unknown kids: at most one per
-// interval, never two at once (a caller that finds one running does not
-// wait for it).
+// missReloader rate-limits reloads caused by unknown kids to at most one
+// per interval, so that tokens with made-up kids cannot turn into a flood
+// of storage reads. Callers that are refused do not wait.
 type missReloader struct {
 	mu       sync.Mutex
 	last     time.Time
