@@ -756,7 +756,11 @@ func privateForms(t *testing.T, der []byte) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return [][]byte{der, priv.D.FillBytes(make([]byte, 32))}
+	scalar, err := priv.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{der, scalar}
 }
 
 // base64Run matches runs of (standard or URL) base64 in a raw file: the
