@@ -289,6 +289,8 @@ type Store interface {
 	KeyStore
 	KeyAdmin
 	Sweeper
+	UserAdmin
+	SessionAdmin
 	// Close releases the store.
 	Close() error
 }

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DeleteExpired", testDeleteExpired},
 		{"CancelledContext", testCancelledContext},
 	}
+	tests = append(tests, adminTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
