@@ -637,17 +637,85 @@ func TestRunKeyManager(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan struct{})
 	go func() { e.srv.RunKeyManager(ctx); close(done) }()
-	for activeKey(t, e.store).ID == old.ID {
-		select {
-		case <-ctxT(t).Done():
-			t.Fatal("the key manager did not rotate a due key")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	waitFor(t, "the key manager to rotate a due key", func() bool { return activeKey(t, e.store).ID != old.ID })
 	cancel()
 	<-done
 	if e.srv.JWKS().Keys[0].Kid == old.ID {
 		t.Error("the key manager rotated the store but not its own key ring")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test if it does not
+// within the test context (a generous bound, not a performance threshold).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx := ctxT(t)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestReplicasRunningKeyManagers runs the real RunKeyManager loop of two
+// Server values on one store while the test clock moves through four
+// rotation periods: after each move both replicas converge on the stored
+// key set, sign with the stored active key, and no key is activated twice.
+func TestReplicasRunningKeyManagers(t *testing.T) {
+	cfg := keyConfig()
+	cfg.KeyReloadInterval = 100 * time.Millisecond
+	e := newEnv(t, cfg)
+	logs2 := &logBuffer{}
+	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.now),
+		server.WithLogger(slog.New(slog.NewJSONHandler(logs2, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var wg sync.WaitGroup
+	for _, r := range []*server.Server{e.srv, srv2} {
+		wg.Go(func() { r.RunKeyManager(ctx) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	actives := map[string]bool{}
+	for step := range 12 {
+		e.clock.advance(20 * time.Minute)
+		waitFor(t, fmt.Sprintf("replicas to converge at step %d", step), func() bool {
+			keys := storedKeys(t, e.store)
+			var active string
+			var ids []string
+			for id, k := range keys {
+				ids = append(ids, id)
+				if k.State == storage.KeyActive {
+					active = id
+				}
+			}
+			slices.Sort(ids)
+			for _, r := range []*server.Server{e.srv, srv2} {
+				got := jwksKids(r.JWKS())
+				if got[0] != active {
+					return false
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, ids) {
+					return false
+				}
+			}
+			actives[active] = true
+			// Converged on the set due at this time: nothing is overdue.
+			return e.clock.now().Before(keys[active].ActivatedAt.Add(cfg.KeyRotation))
+		})
+	}
+	cancel()
+	wg.Wait()
+	all := e.logs.String() + logs2.String()
+	if got := strings.Count(all, `"event":"key_activated"`); got != len(actives) || len(actives) < 4 {
+		t.Errorf("%d key_activated events for %d distinct active keys, want equal and at least 4", got, len(actives))
 	}
 }
 
