@@ -81,6 +81,32 @@ func (e *KeyNotReadyError) Error() string {
 // Is makes errors.Is(err, ErrKeyNotReady) true.
 func (e *KeyNotReadyError) Is(target error) bool { return target == ErrKeyNotReady }
 
+// MaxRetiredKeys bounds the retired keys published at once. The schedule
+// never comes near it (one retired key at a time); a burst of on-demand or
+// immediate rotations that would pass it is refused with a
+// *TooManyRetiredKeysError, so that the JWKS stays small enough for every
+// verifier to accept it.
+const MaxRetiredKeys = 16
+
+// ErrTooManyRetiredKeys reports a rotation refused because MaxRetiredKeys
+// retired keys are still published. The error is a
+// *TooManyRetiredKeysError, which says when the oldest goes.
+var ErrTooManyRetiredKeys = errors.New("too many retired signing keys are still published")
+
+// TooManyRetiredKeysError is the error of RotateSigningKey when
+// MaxRetiredKeys retired keys are still inside their windows.
+type TooManyRetiredKeysError struct {
+	// RetryAt is when the first of them is removed.
+	RetryAt time.Time
+}
+
+func (e *TooManyRetiredKeysError) Error() string {
+	return fmt.Sprintf("%v (%d); the first is removed after %s", ErrTooManyRetiredKeys, MaxRetiredKeys, e.RetryAt.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrTooManyRetiredKeys) true.
+func (e *TooManyRetiredKeysError) Is(target error) bool { return target == ErrTooManyRetiredKeys }
+
 // keyPolicy is the life cycle's timing, from Config.
 type keyPolicy struct {
 	rotation time.Duration // 0: no scheduled rotation
@@ -138,9 +164,9 @@ type keyEvent struct {
 
 // planResult is a plan's outcome.
 type planResult struct {
-	keys     []storage.SigningKey
-	events   []keyEvent
-	notReady *KeyNotReadyError // actRotate could not activate
+	keys    []storage.SigningKey
+	events  []keyEvent
+	refused error // an on-demand rotation could not be made: *KeyNotReadyError or *TooManyRetiredKeysError
 }
 
 func (r planResult) changed() bool { return len(r.events) > 0 }
@@ -196,7 +222,20 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		res.events = append(res.events, keyEvent{"key_activated", keys[next].ID})
 	}
 
+	var firstRemoval time.Time
+	retired := 0
+	for _, k := range keys {
+		if k.State == storage.KeyRetired {
+			retired++
+			if at := p.removeAt(k); firstRemoval.IsZero() || at.Before(firstRemoval) {
+				firstRemoval = at
+			}
+		}
+	}
+
 	switch {
+	case act != actSchedule && active >= 0 && retired >= MaxRetiredKeys:
+		res.refused = &TooManyRetiredKeysError{RetryAt: firstRemoval}
 	case act == actImmediate:
 		// The active key may be compromised, and with it (same store) the
 		// next one, which has never signed: drop it, and sign with a key
@@ -231,7 +270,7 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		(act == actRotate || (p.rotation > 0 && !now.Before(keys[active].ActivatedAt.Add(p.rotation)))):
 		activateNext()
 	case act == actRotate:
-		res.notReady = &KeyNotReadyError{KeyID: keys[next].ID, ReadyAt: p.readyAt(keys[next])}
+		res.refused = &KeyNotReadyError{KeyID: keys[next].ID, ReadyAt: p.readyAt(keys[next])}
 	}
 
 	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyNext }) {
@@ -240,8 +279,8 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 			return planResult{}, err
 		}
 		keys = append(keys, k)
-		if act == actRotate && res.notReady == nil && next < 0 {
-			res.notReady = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
+		if act == actRotate && res.refused == nil && next < 0 {
+			res.refused = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
 		}
 	}
 	res.keys = keys
@@ -253,7 +292,7 @@ var errNoChange = errors.New("no change")
 
 // applyKeys runs one life-cycle step in one UpdateSigningKeys transaction
 // and installs the stored result in the key ring. It returns the stored
-// keys and, for actRotate, the not-ready error.
+// keys and, for on-demand rotations, why one was refused.
 func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.SigningKey, error) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
@@ -319,8 +358,8 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 	if _, err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
-	if res.notReady != nil {
-		return keys, res.notReady
+	if res.refused != nil {
+		return keys, res.refused
 	}
 	return keys, nil
 }
@@ -377,17 +416,24 @@ func (s *Server) RunKeyManager(ctx context.Context) {
 // minimum refetch interval); sidecars that never refetch on an unknown kid
 // reject the new key's tokens until their next refresh. The retired key
 // stays published for its window so that tokens it signed stay valid.
+//
+// Either kind is refused with a *TooManyRetiredKeysError (errors.Is
+// ErrTooManyRetiredKeys; FAILED_PRECONDITION) while MaxRetiredKeys retired
+// keys are still published.
 func (s *Server) RotateSigningKey(ctx context.Context, immediate bool) ([]KeyInfo, error) {
 	act := actRotate
 	if immediate {
 		act = actImmediate
 	}
 	keys, err := s.applyKeys(ctx, act)
-	if err != nil {
-		var nr *KeyNotReadyError
-		if errors.As(err, &nr) {
-			return nil, nr
-		}
+	var nr *KeyNotReadyError
+	var tm *TooManyRetiredKeysError
+	switch {
+	case errors.As(err, &nr):
+		return nil, nr
+	case errors.As(err, &tm):
+		return nil, tm
+	case err != nil:
 		return nil, fmt.Errorf("server: rotate signing key: %w", err)
 	}
 	return s.keyInfos(keys)

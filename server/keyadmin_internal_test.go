@@ -106,8 +106,9 @@ func TestPlan(t *testing.T) {
 			if got := strings.Join(evs, " "); got != tc.events {
 				t.Errorf("events = %q, want %q", got, tc.events)
 			}
-			if tc.notYet.IsZero() != (res.notReady == nil) || (res.notReady != nil && !res.notReady.ReadyAt.Equal(tc.notYet)) {
-				t.Errorf("notReady = %+v, want ReadyAt %v", res.notReady, tc.notYet)
+			var nr *KeyNotReadyError
+			if tc.notYet.IsZero() != (res.refused == nil) || (res.refused != nil && (!errors.As(res.refused, &nr) || !nr.ReadyAt.Equal(tc.notYet))) {
+				t.Errorf("refused = %v, want ReadyAt %v", res.refused, tc.notYet)
 			}
 			for _, k := range res.keys {
 				switch {
@@ -148,5 +149,16 @@ func TestKeyNotReadyStatus(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "internal_error") {
 		t.Errorf("a not-ready rotation was logged as an internal error: %s", logs.String())
+	}
+}
+
+// TestTooManyRetiredKeysStatus: a capped rotation is FAILED_PRECONDITION
+// with the time the next one is possible.
+func TestTooManyRetiredKeysStatus(t *testing.T) {
+	s := &Server{log: slog.New(slog.DiscardHandler), now: func() time.Time { return t0 }}
+	err := fmt.Errorf("rotate: %w", &TooManyRetiredKeysError{RetryAt: t0.Add(time.Minute)})
+	st := status.Convert(s.toStatus(context.Background(), "/latch.v1.AdminService/RotateSigningKey", err))
+	if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "2026-11-24T12:01:00Z") {
+		t.Fatalf("status = %v %q, want FailedPrecondition with the retry time", st.Code(), st.Message())
 	}
 }

@@ -522,6 +522,35 @@ func TestImmediateRotation(t *testing.T) {
 	wantEvents(t, e.logs.String(), map[string]int{"key_retired": 1, "key_removed": 1, "key_created": 4, "key_activated": 2})
 }
 
+// TestRotationBurstIsCapped: immediate rotations in a burst stop at
+// MaxRetiredKeys published retired keys (so the JWKS stays acceptable to
+// verifiers), refused with ErrTooManyRetiredKeys and no change, until the
+// first of them has been removed.
+func TestRotationBurstIsCapped(t *testing.T) {
+	e := newEnv(t, keyConfig())
+	for i := range server.MaxRetiredKeys {
+		if _, err := e.srv.RotateSigningKey(ctxT(t), true); err != nil {
+			t.Fatalf("immediate rotation %d: %v", i+1, err)
+		}
+	}
+	before := statesOf(storedKeys(t, e.store))
+	_, err := e.srv.RotateSigningKey(ctxT(t), true)
+	var tm *server.TooManyRetiredKeysError
+	if !errors.Is(err, server.ErrTooManyRetiredKeys) || !errors.As(err, &tm) {
+		t.Fatalf("rotation %d = %v, want ErrTooManyRetiredKeys", server.MaxRetiredKeys+1, err)
+	}
+	if _, err := e.srv.RotateSigningKey(ctxT(t), false); !errors.Is(err, server.ErrTooManyRetiredKeys) {
+		t.Fatalf("on-demand rotation at the cap = %v, want ErrTooManyRetiredKeys", err)
+	}
+	if after := statesOf(storedKeys(t, e.store)); fmt.Sprint(after) != fmt.Sprint(before) || len(e.srv.JWKS().Keys) != server.MaxRetiredKeys+2 {
+		t.Fatalf("refused rotation changed the keys (%d published)", len(e.srv.JWKS().Keys))
+	}
+	e.clock.advance(tm.RetryAt.Sub(e.clock.now()) + time.Nanosecond)
+	if _, err := e.srv.RotateSigningKey(ctxT(t), true); err != nil {
+		t.Fatalf("rotation after the first retired key's window: %v", err)
+	}
+}
+
 // TestReplicasShareOneStore runs two Server values on one bbolt store, as
 // replicas on a shared backend would: their key managers, run concurrently
 // round after round, never produce two active keys or a double rotation,
@@ -784,7 +813,9 @@ func TestKeyConfigValidation(t *testing.T) {
 
 // --- encryption at rest ---
 
-func newKEK(t *testing.T) *keyseal.Sealer {
+func newKEK(t *testing.T) *keyseal.Sealer { return newKEKB(t) }
+
+func newKEKB(t testing.TB) *keyseal.Sealer {
 	t.Helper()
 	kek := make([]byte, keyseal.KeySize)
 	if _, err := io.ReadFull(rand.Reader, kek); err != nil {
