@@ -18,14 +18,35 @@ const envKEK = "LATCH_KEY_ENCRYPTION_KEY"
 
 // keyFlags are serve's signing-key flags.
 type keyFlags struct {
-	rotation, publishLead, reload time.Duration
-	kekFile                       string
+	rotation, reload time.Duration
+	publishLead      autoDuration
+	kekFile          string
+}
+
+// autoDuration is a duration flag whose zero means "derived from other
+// settings"; it prints no default.
+type autoDuration time.Duration
+
+func (d *autoDuration) String() string {
+	if *d == 0 {
+		return ""
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *autoDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (e.g. 90m)")
+	}
+	*d = autoDuration(v)
+	return nil
 }
 
 func (k *keyFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&k.rotation, "key-rotation", server.DefaultKeyRotation,
 		"how long a signing key signs before the published next key takes over; 0 disables scheduled rotation (on demand only)")
-	fs.DurationVar(&k.publishLead, "key-publish-lead", 0,
+	fs.Var(&k.publishLead, "key-publish-lead",
 		"how long a new key is published in the JWKS before it signs; at least the JWKS max-age, and at least the refresh interval of any verifier that does not refetch on an unknown kid (default: JWKS max-age + 1h)")
 	fs.DurationVar(&k.reload, "key-reload-interval", server.DefaultKeyReloadInterval,
 		"how often the key ring is reloaded from the database and due key transitions applied")
@@ -51,7 +72,7 @@ func (k *keyFlags) apply(cfg *server.Config) error {
 	if k.rotation == 0 {
 		cfg.KeyRotation = -1
 	}
-	cfg.KeyPublishLead = k.publishLead
+	cfg.KeyPublishLead = time.Duration(k.publishLead)
 	cfg.KeyReloadInterval = k.reload
 	return errors.Join(errs...)
 }
