@@ -203,7 +203,8 @@ type mintedToken struct {
 // two local verifiers (interceptors.NewVerifier over the real HTTP JWKS
 // handler on loopback), one behind a cache that honours the server's
 // Cache-Control and one behind a cache that refreshes every 20 minutes
-// whatever the server says. It proves that no valid token is ever
+// whatever the server says. The second half adds on-demand rotations as
+// often as they are granted. It proves that no valid token is ever
 // rejected across next → active → retired → removed, that every key is in
 // the JWKS the publication lead before its first token, that expired
 // tokens are rejected (so the checks can fail), and that each retired key
@@ -233,7 +234,6 @@ func TestRotationWalk(t *testing.T) {
 	firstPublished := map[string]time.Time{} // kid → first time in the served JWKS
 	removedAt := map[string]time.Time{}      // kid → removal seen
 	retiredAt := map[string]time.Time{}      // kid → RetiredAt as stored
-	activations := 0
 	var minted []mintedToken
 	observe := func() {
 		now := e.clock.now()
@@ -301,7 +301,12 @@ func TestRotationWalk(t *testing.T) {
 	first := activeKey(t, e.store).ID
 	firstPublished[first] = firstPublished[first].Add(-eff.KeyPublishLead)
 	start := e.clock.now()
-	for e.clock.now().Sub(start) < 4*time.Hour+30*time.Minute {
+	// Two hours and a half on the schedule alone, then as long again with an
+	// operator asking for an on-demand rotation every minute (granted each
+	// time the next key has been published for the lead).
+	var activatedAt []time.Time
+	onDemand := 0
+	for e.clock.now().Sub(start) < 5*time.Hour {
 		e.clock.advance(time.Minute)
 		observe()
 		mint() // with the ring as it was: may be the key retired just below
@@ -309,34 +314,48 @@ func TestRotationWalk(t *testing.T) {
 		if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 			t.Fatalf("SyncSigningKeys: %v", err)
 		}
+		if e.clock.now().Sub(start) > 2*time.Hour+30*time.Minute {
+			_, err := e.srv.RotateSigningKey(ctxT(t), false)
+			switch {
+			case err == nil:
+				onDemand++
+			case !errors.Is(err, server.ErrKeyNotReady):
+				t.Fatalf("RotateSigningKey: %v", err)
+			}
+		}
 		if activeKey(t, e.store).ID != before {
-			activations++
+			activatedAt = append(activatedAt, e.clock.now())
 		}
 		observe()
 		mint()
 		check(fmt.Sprintf("step %v", e.clock.now().Sub(start)))
 	}
-	if activations != 4 {
-		t.Errorf("%d scheduled rotations in 4h30m with --key-rotation 1h, want 4", activations)
+	if len(activatedAt) < 2+5 || onDemand < 5 {
+		t.Errorf("%d rotations (%d on demand) in 5h, want the 2 scheduled ones and at least 5 on demand", len(activatedAt), onDemand)
 	}
-	if len(removedAt) < 3 {
-		t.Errorf("only %d retired keys removed during the walk, want at least 3", len(removedAt))
+	for i := 1; i < len(activatedAt); i++ {
+		if gap := activatedAt[i].Sub(activatedAt[i-1]); gap < eff.KeyReloadInterval+eff.KeyPublishLead {
+			t.Errorf("rotations at %v and %v: the second key signed %v after it was created, less than reload + lead", activatedAt[i-1], activatedAt[i], gap)
+		}
 	}
-	// Every key that signed was published the lead before; every key ever
-	// published that signed is distinct per rotation.
+	if len(removedAt) < len(activatedAt)-1 {
+		t.Errorf("only %d retired keys removed during the walk, want at least %d", len(removedAt), len(activatedAt)-1)
+	}
+	// Each rotation's key signed tokens, and only those keys did.
 	kids := map[string]bool{}
 	for _, m := range minted {
 		kids[m.kid] = true
 	}
-	if len(kids) != 5 {
-		t.Errorf("tokens were signed by %d keys, want 5 (the first and four rotations)", len(kids))
+	if len(kids) != len(activatedAt)+1 {
+		t.Errorf("tokens were signed by %d keys, want %d (the first and one per rotation)", len(kids), len(activatedAt)+1)
 	}
 	for _, k := range storedKeys(t, e.store) {
 		if k.State == storage.KeyRetired && e.clock.now().After(k.RetiredAt.Add(window)) {
 			t.Errorf("retired key %s outlived its window", k.ID)
 		}
 	}
-	wantEvents(t, e.logs.String(), map[string]int{"key_activated": 5, "key_retired": 4, "key_created": 6})
+	n := len(activatedAt)
+	wantEvents(t, e.logs.String(), map[string]int{"key_activated": n + 1, "key_retired": n, "key_created": n + 2})
 	if got := strings.Count(e.logs.String(), `"event":"key_removed"`); got != len(removedAt) {
 		t.Errorf("%d key_removed events, want %d", got, len(removedAt))
 	}
