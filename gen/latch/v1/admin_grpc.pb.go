@@ -148,7 +148,12 @@ type AdminServiceClient interface {
 	// on the unknown kid. Retired keys stay published until every token they
 	// signed has expired.
 	//
-	// Callers: role `admin`. Codes: only those common to every method.
+	// Callers: role `admin`. Codes:
+	//   - FAILED_PRECONDITION: with immediate false, the next key has not been
+	//     published long enough to sign yet; or 16 retired keys are still
+	//     published (a burst of rotations). The message says when the
+	//     rotation becomes possible, and a google.rpc.RetryInfo detail carries
+	//     it. Nothing is changed.
 	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 	// ListSigningKeys describes every signing key: its id, life-cycle state,
 	// public part and transition times. Private keys are never returned.
@@ -391,7 +396,12 @@ type AdminServiceServer interface {
 	// on the unknown kid. Retired keys stay published until every token they
 	// signed has expired.
 	//
-	// Callers: role `admin`. Codes: only those common to every method.
+	// Callers: role `admin`. Codes:
+	//   - FAILED_PRECONDITION: with immediate false, the next key has not been
+	//     published long enough to sign yet; or 16 retired keys are still
+	//     published (a burst of rotations). The message says when the
+	//     rotation becomes possible, and a google.rpc.RetryInfo detail carries
+	//     it. Nothing is changed.
 	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	// ListSigningKeys describes every signing key: its id, life-cycle state,
 	// public part and transition times. Private keys are never returned.
