@@ -951,3 +951,113 @@ func TestAdminFailsClosedWithoutRevocationState(t *testing.T) {
 		t.Fatalf("after the outage: %v", err)
 	}
 }
+
+func keyIDs(keys []*latchv1.SigningKey, state latchv1.SigningKeyState) []string {
+	var out []string
+	for _, k := range keys {
+		if k.GetState() == state {
+			out = append(out, k.GetKid())
+		}
+	}
+	return out
+}
+
+// kidOf returns the kid header of an access token.
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal([]byte(decodeSegment(t, strings.Split(tok, ".")[0])), &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
+}
+
+// TestAdminSigningKeys: ListSigningKeys describes the published keys (public
+// parts only, the same as the JWKS); RotateSigningKey refuses to activate a
+// next key published too recently (FAILED_PRECONDITION, nothing changed),
+// activates it once it has been published long enough, and with immediate
+// makes a brand-new key sign at once.
+func TestAdminSigningKeys(t *testing.T) {
+	a := newAdminEnv(t)
+	list, err := a.admin.ListSigningKeys(a.adminCtx, &latchv1.ListSigningKeysRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := keyIDs(list.GetKeys(), latchv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE)
+	next := keyIDs(list.GetKeys(), latchv1.SigningKeyState_SIGNING_KEY_STATE_NEXT)
+	if len(active) != 1 || len(next) != 1 || list.GetKeys()[0].GetKid() != active[0] {
+		t.Fatalf("keys = %v; want one active (first) and one next", list.GetKeys())
+	}
+	if kidOf(t, a.adminTP.GetAccessToken()) != active[0] {
+		t.Fatal("the active key in ListSigningKeys does not sign")
+	}
+	jwks, err := a.client.GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]*latchv1.JSONWebKey{}
+	for _, k := range jwks.GetKeys() {
+		published[k.GetKid()] = k
+	}
+	for _, k := range list.GetKeys() {
+		if !proto.Equal(k.GetPublicKey(), published[k.GetKid()]) || k.GetCreateTime() == nil {
+			t.Fatalf("key %s: %v, want its published JWK %v", k.GetKid(), k, published[k.GetKid()])
+		}
+	}
+	if k := list.GetKeys()[1]; k.GetScheduledActivateTime() == nil || k.GetActivateTime() != nil {
+		t.Fatalf("next key %v: want a scheduled activation and no activation", k)
+	}
+
+	// Too early: refused, with when, and nothing changes.
+	_, err = a.admin.RotateSigningKey(a.adminCtx, &latchv1.RotateSigningKeyRequest{})
+	wantStatus(t, err, codes.FailedPrecondition, "")
+	if st, _ := status.FromError(err); !strings.Contains(st.Message(), "may be activated from") {
+		t.Errorf("message %q does not say when", st.Message())
+	}
+	if again, _ := a.admin.ListSigningKeys(a.adminCtx, &latchv1.ListSigningKeysRequest{}); !proto.Equal(again, list) {
+		t.Fatalf("a refused rotation changed the keys:\n%v\n%v", list, again)
+	}
+
+	// Once the next key has been published long enough, it takes over.
+	a.clock.advance(a.srv.Config().KeyPublishLead + a.srv.Config().KeyReloadInterval + time.Second)
+	ctx := bearerCtx(t, a.login("root@example.com", adminPW).GetAccessToken())
+	rot, err := a.admin.RotateSigningKey(ctx, &latchv1.RotateSigningKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyIDs(rot.GetKeys(), latchv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE); !slices.Equal(got, next) {
+		t.Fatalf("active after rotation = %v, want the former next key %v", got, next)
+	}
+	if got := keyIDs(rot.GetKeys(), latchv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED); !slices.Equal(got, active) {
+		t.Fatalf("retired after rotation = %v, want the former active key %v", got, active)
+	}
+	if kid := kidOf(t, a.login("root@example.com", adminPW).GetAccessToken()); kid != next[0] {
+		t.Fatalf("new tokens signed by %s, want %s", kid, next[0])
+	}
+	// Tokens of the retired key still administer.
+	if _, err := a.admin.ListUsers(ctx, &latchv1.ListUsersRequest{}); err != nil {
+		t.Fatalf("a token of the retired key: %v", err)
+	}
+
+	// Emergency: a brand-new key signs at once.
+	imm, err := a.admin.RotateSigningKey(ctx, &latchv1.RotateSigningKeyRequest{Immediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newActive := keyIDs(imm.GetKeys(), latchv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE)
+	if len(newActive) != 1 || slices.Contains(append(active, next...), newActive[0]) {
+		t.Fatalf("active after an immediate rotation = %v, want a key never seen before", newActive)
+	}
+	if kid := kidOf(t, a.login("root@example.com", adminPW).GetAccessToken()); kid != newActive[0] {
+		t.Fatalf("after an immediate rotation new tokens are signed by %s, want %s", kid, newActive[0])
+	}
+	js := protojson.Format(imm)
+	if strings.Contains(js, `"d"`) || strings.Contains(js, "PRIVATE") {
+		t.Fatalf("a key description carries private material: %s", js)
+	}
+	if n := strings.Count(a.logs.String(), `"event":"admin_signing_key_rotated"`); n != 2 {
+		t.Errorf("%d admin_signing_key_rotated events, want 2", n)
+	}
+}

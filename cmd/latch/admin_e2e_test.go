@@ -149,8 +149,22 @@ func TestAdminEndToEnd(t *testing.T) {
 		t.Fatalf("wrong admin password: exit %d, %s", code, errOut)
 	}
 
+	// Signing keys: listed, an early rotation refused, an emergency one done.
+	out = mustAdmin(t, ctx, p, "", tokenEnv, "keys", "list")
+	if !strings.Contains(out, "active") || !strings.Contains(out, "next") {
+		t.Fatalf("keys list:\n%s", out)
+	}
+	_, errOut, code = adminRun(t, ctx, p, "", tokenEnv, "keys", "rotate")
+	if code != 1 || !strings.Contains(errOut, "FailedPrecondition") || !strings.Contains(errOut, "may be activated from") {
+		t.Fatalf("early keys rotate: exit %d, %s", code, errOut)
+	}
+	out = mustAdmin(t, ctx, p, "", tokenEnv, "keys", "rotate", "--immediate", "--json")
+	if strings.Count(out, "SIGNING_KEY_STATE_RETIRED") != 1 || strings.Count(out, "SIGNING_KEY_STATE_ACTIVE") != 1 {
+		t.Fatalf("keys rotate --immediate:\n%s", out)
+	}
+
 	logs := p.logText()
-	for _, ev := range []string{"admin_user_created", "admin_sessions_revoked"} {
+	for _, ev := range []string{"admin_user_created", "admin_sessions_revoked", "admin_signing_key_rotated"} {
 		if !strings.Contains(logs, `"event":"`+ev+`"`) {
 			t.Errorf("no %s event in the server log", ev)
 		}
