@@ -191,7 +191,7 @@ func decodePageToken(tok string) (string, error) {
 	if len(tok) > maxPageToken {
 		return "", invalidArg(msgBadPageToken)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	after, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
 	if err != nil || !ok || after == "" {
 		return "", invalidArg(msgBadPageToken)

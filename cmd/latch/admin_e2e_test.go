@@ -246,3 +246,84 @@ func TestServeBootstrapConfig(t *testing.T) {
 	mustAdmin(t, ctx, p, "file-password-1\n", nil, "--email", "root@example.com", "users", "list")
 	checkLogsHoldNoSecrets(t, p.logText(), "file-password-1")
 }
+
+// TestAdminCLICommands drives every remaining `latch admin` command against
+// the real binary with a token from LATCH_ADMIN_TOKEN, checking each effect
+// through AuthService with grpcurl.
+func TestAdminCLICommands(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	t.Setenv(bootstrapPasswordEnv, "root-password-1")
+	p := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com")
+	root := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "root@example.com", "password": "root-password-1"}), "root login"))
+	tok := []string{"LATCH_ADMIN_TOKEN=" + root.access}
+	login := func(email, pw string) grpcResult {
+		return grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]string{"email": email, "password": pw})
+	}
+
+	// With a token, standard input holds only the new password.
+	out := mustAdmin(t, ctx, p, "bob-password-1\n", tok, "users", "create", "bob@example.com", "--role", "user", "--json")
+	var created struct {
+		User struct {
+			ID string `json:"id"`
+		} `json:"user"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.User.ID == "" {
+		t.Fatalf("users create --json: %v\n%s", err, out)
+	}
+	bob := created.User.ID
+
+	out = mustAdmin(t, ctx, p, "", tok, "users", "update", bob, "--role", "orders:read", "--role", "user", "--set-email", "robert@example.com")
+	if !strings.Contains(out, "robert@example.com") || !strings.Contains(out, "orders:read,user") {
+		t.Fatalf("users update:\n%s", out)
+	}
+	session := tokensOf(t, mustOK(t, login("robert@example.com", "bob-password-1"), "login with the new email"))
+
+	out = mustAdmin(t, ctx, p, "", tok, "sessions", "list", bob)
+	if !strings.Contains(out, session.sid) || !strings.Contains(out, "live") || !strings.Contains(out, "1 session(s)") {
+		t.Fatalf("sessions list:\n%s", out)
+	}
+	if out := mustAdmin(t, ctx, p, "", tok, "sessions", "revoke", session.sid); !strings.Contains(out, "revoked (reason admin)") {
+		t.Fatalf("sessions revoke:\n%s", out)
+	}
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": session.refresh}),
+		"Unauthenticated", "", "refresh after sessions revoke")
+
+	mustOK(t, login("robert@example.com", "bob-password-1"), "login before disable")
+	if out := mustAdmin(t, ctx, p, "", tok, "users", "disable", bob); !strings.Contains(out, "revoked 1 session(s)") {
+		t.Fatalf("users disable:\n%s", out)
+	}
+	wantCode(t, login("robert@example.com", "bob-password-1"), "Unauthenticated", "invalid email or password", "login while disabled")
+	mustAdmin(t, ctx, p, "", tok, "users", "enable", bob)
+	kept := tokensOf(t, mustOK(t, login("robert@example.com", "bob-password-1"), "login after enable"))
+
+	if out := mustAdmin(t, ctx, p, "bob-password-2\n", tok, "users", "set-password", bob, "--keep-sessions"); !strings.Contains(out, "revoked 0 session(s)") {
+		t.Fatalf("users set-password --keep-sessions:\n%s", out)
+	}
+	mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": kept.refresh}), "refresh after keep-sessions")
+	wantCode(t, login("robert@example.com", "bob-password-1"), "Unauthenticated", "", "old password")
+	mustOK(t, login("robert@example.com", "bob-password-2"), "new password")
+	if out := mustAdmin(t, ctx, p, "bob-password-3\n", tok, "users", "set-password", bob); !strings.Contains(out, "revoked 2 session(s)") {
+		t.Fatalf("users set-password:\n%s", out)
+	}
+
+	_, errOut, code := adminRun(t, ctx, p, "", tok, "users", "update", bob, "--role", "x", "--no-roles")
+	if code != 1 || !strings.Contains(errOut, "not both") {
+		t.Fatalf("--role with --no-roles: exit %d, %s", code, errOut)
+	}
+	_, errOut, code = adminRun(t, ctx, p, "short\n", tok, "users", "set-password", bob)
+	if code != 1 || !strings.Contains(errOut, "8 to 1024 bytes") {
+		t.Fatalf("short new password: exit %d, %s", code, errOut)
+	}
+	_, errOut, code = adminRun(t, ctx, p, "", tok, "users", "delete")
+	if code != 2 {
+		t.Fatalf("users delete without an id: exit %d, %s", code, errOut)
+	}
+	if out := mustAdmin(t, ctx, p, "", tok, "users", "delete", bob); !strings.Contains(out, "deleted user "+bob) {
+		t.Fatalf("users delete:\n%s", out)
+	}
+	wantCode(t, login("robert@example.com", "bob-password-3"), "Unauthenticated", "", "login after delete")
+	checkLogsHoldNoSecrets(t, p.logText(), "bob-password-1", "bob-password-2", "bob-password-3", root.access)
+}
