@@ -62,7 +62,7 @@ func user(ctx context.Context, args []string, e env) error {
 		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))
 	}
 	for _, r := range roles.vals {
-		if !validRole(r) {
+		if !server.ValidRole(r) {
 			errs = append(errs, fmt.Errorf("--role %q: use letters, digits, '.', '_', ':' or '-' (1 to 64)", r))
 		}
 	}
@@ -103,19 +103,6 @@ func readPassword(r io.Reader) (string, error) {
 		return "", fmt.Errorf("password from stdin: must be 8 to 1024 bytes: %w", err)
 	}
 	return line, nil
-}
-
-func validRole(r string) bool {
-	if r == "" || len(r) > 64 {
-		return false
-	}
-	for _, c := range r {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // addUser hashes pw and stores a new user.
