@@ -239,6 +239,12 @@ func TestServeBootstrapConfig(t *testing.T) {
 			}
 		})
 	}
+	// Reported with every other configuration problem, at once.
+	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(dir, "x.db"), "--access-ttl", "-1s", "--bootstrap-admin", "root@example.com")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "access-ttl") || !strings.Contains(string(out), "needs a password") {
+		t.Errorf("bootstrap and other configuration errors not reported together:\n%s", out)
+	}
 	// From a file: it works, and the password is not logged.
 	db := filepath.Join(dir, "latch.db")
 	p := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", pwFile)

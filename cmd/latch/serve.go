@@ -75,9 +75,6 @@ func serve(ctx context.Context, args []string, e env) error {
 	if f.db == "" {
 		return errors.New("--db is required")
 	}
-	if err := boot.check(e.getenv, log); err != nil {
-		return err
-	}
 	cfg := server.Config{
 		Issuer: f.issuer, Audiences: f.audiences.vals,
 		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
@@ -86,7 +83,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr); err != nil {
+	bootErr := boot.check(e.getenv, log)
+	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr, bootErr); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
