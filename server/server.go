@@ -158,6 +158,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
+	metrics  *Metrics  // nil: no metrics
+	ready    readiness // draining flag and shared store check
 }
 
 var _ latchv1.AuthServiceServer = (*Server)(nil)
@@ -166,9 +168,10 @@ var _ latchv1.AuthServiceServer = (*Server)(nil)
 type Option func(*options)
 
 type options struct {
-	log  *slog.Logger
-	now  func() time.Time
-	rand io.Reader
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	metrics *Metrics
 }
 
 // WithLogger sets the logger. Default: a logger that discards everything.
@@ -181,6 +184,10 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithRand sets the randomness for keys, ids and refresh tokens. Default
 // crypto/rand.Reader; anything predictable makes every token guessable.
 func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
+
+// WithMetrics records RPC and domain metrics in m (see Metrics). Default:
+// none, and no /metrics endpoint. One Metrics serves one Server.
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
 
 // New returns a Server. It makes sure a signing key exists in store
 // (generating one on first start) and loads the published key set.
@@ -206,7 +213,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
 	const maxLimiterKeys = 100_000
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		store:    store,
 		hasher:   hasher,
@@ -220,7 +227,14 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		log:      o.log,
 		now:      o.now,
 		rand:     o.rand,
-	}, nil
+		metrics:  o.metrics,
+	}
+	if o.metrics != nil {
+		if err := o.metrics.bind(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Config returns the server's effective configuration (defaults filled).
