@@ -150,12 +150,13 @@ func (g *GRPCServer) Stop() {
 }
 
 // Drain marks every service NOT_SERVING (so load balancers stop sending
-// work), ends WatchRevocations streams (their clients reconnect elsewhere),
-// then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
+// work), ends WatchRevocations and health Watch streams (their clients
+// reconnect elsewhere), then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
 // stops hard.
 func (g *GRPCServer) Drain(ctx context.Context) {
 	g.StartDrain()
 	g.auth.StopWatchers()
+	g.health.stopWatch()
 	done := make(chan struct{})
 	go func() {
 		g.GracefulStop()

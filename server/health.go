@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // readyTimeout bounds one readiness check of the store.
@@ -134,12 +136,16 @@ func readyReason(err error) string {
 // that Check and the GRPCServer's periodic check last set.
 type healthServer struct {
 	*health.Server
-	auth     *Server
-	services []string
+	auth      *Server
+	services  []string
+	stopped   context.Context // done when Watch streams must end (drain)
+	stopWatch context.CancelFunc
 }
 
 func newHealthServer(s *Server, services ...string) *healthServer {
-	h := &healthServer{Server: health.NewServer(), auth: s, services: append([]string{""}, services...)}
+	stopped, stop := context.WithCancel(context.Background())
+	h := &healthServer{Server: health.NewServer(), auth: s, services: append([]string{""}, services...),
+		stopped: stopped, stopWatch: stop}
 	h.setAll(healthpb.HealthCheckResponse_SERVING)
 	return h
 }
@@ -181,6 +187,28 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 	}
 	return &healthpb.HealthCheckResponse{Status: h.refresh(ctx)}, nil
 }
+
+// Watch implements healthpb.HealthServer. Streams end with UNAVAILABLE when
+// the drain proper begins, so that a graceful stop does not wait for them.
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stop := context.AfterFunc(h.stopped, cancel)
+	defer stop()
+	err := h.Server.Watch(req, ctxStream{Health_WatchServer: stream, ctx: ctx})
+	if h.stopped.Err() != nil {
+		return status.Error(codes.Unavailable, "server draining; reconnect elsewhere")
+	}
+	return err
+}
+
+// ctxStream is a Watch stream with a context of our own.
+type ctxStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
 
 // watchReadiness refreshes the health statuses every interval until ctx
 // ends, so that Watch streams follow the store's reachability.
