@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/server/certs/certstest"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7300": true, "127.1.2.3:0": true, "[::1]:7300": true, "localhost:7300": true, "LOCALHOST:1": true,
+		"0.0.0.0:7300": false, ":7300": false, "[::]:7300": false, "10.0.0.1:7300": false,
+		"192.168.1.1:80": false, "latch.example:7300": false, "127.0.0.1": false, "": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestCheckExposure(t *testing.T) {
+	loop := map[string]string{"grpc-addr": "127.0.0.1:7300", "http-addr": "[::1]:7301"}
+	open := map[string]string{"grpc-addr": "0.0.0.0:7300", "http-addr": ":7301"}
+	half := map[string]string{"grpc-addr": "127.0.0.1:7300", "http-addr": "0.0.0.0:7301"}
+	cases := []struct {
+		name           string
+		addrs          map[string]string
+		tls, insecure  bool
+		wantErr        bool
+		mustName, none string
+	}{
+		{name: "plaintext on loopback", addrs: loop},
+		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "--grpc-addr 0.0.0.0:7300"},
+		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "--http-addr 0.0.0.0:7301", none: "--grpc-addr"},
+		{name: "TLS anywhere", addrs: open, tls: true},
+		{name: "insecure-listen", addrs: open, insecure: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkExposure(tc.addrs, tc.tls, tc.insecure)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("checkExposure = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			for _, want := range []string{tc.mustName, "--tls-cert", "--insecure-listen", "LATCH_INSECURE_LISTEN=true"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not say %q", msg, want)
+				}
+			}
+			if tc.none != "" && strings.Contains(msg, tc.none) {
+				t.Errorf("message %q names %s, which is loopback", msg, tc.none)
+			}
+		})
+	}
+}
+
+func TestTransportFlagsValidate(t *testing.T) {
+	f := transportFlags{tlsCert: "c.pem", tlsClientCA: "ca.pem", maxStreams: 0, drainDelay: -time.Second}
+	err := f.validate(map[string]string{"grpc-addr": "127.0.0.1:1"})
+	if err == nil {
+		t.Fatal("validate accepted a cert without key, streams 0 and a negative drain delay")
+	}
+	for _, want := range []string{"--tls-cert and --tls-key go together", "max-concurrent-streams", "drain-delay"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	f = transportFlags{tlsClientCA: "ca.pem", maxStreams: 10}
+	if err := f.validate(nil); err == nil || !strings.Contains(err.Error(), "--tls-client-ca needs --tls-cert") {
+		t.Errorf("client CA without TLS: %v", err)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out bytes.Buffer
+	code := run(context.Background(), []string{"version"}, env{stdout: &out, stderr: io.Discard, getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("latch version exited %d", code)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasPrefix(lines[0], "latch ") {
+		t.Errorf("first line %q, want \"latch <version>\"", lines[0])
+	}
+	for _, want := range []string{"module:    github.com/latchauth/latch", "revision:", "go:        go1."} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("latch version lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestServeRefusesPlaintextBeyondLoopback runs the real binary: plaintext
+// on a non-loopback address without --insecure-listen is refused before
+// anything is opened, with the fix in the message.
+func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
+	t.Setenv("LATCH_INSECURE_LISTEN", "") // whatever the caller's environment says
+	ctx := testCtx(t, time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("serve on 0.0.0.0 without TLS: err=%v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{"refusing to serve plaintext on --grpc-addr 0.0.0.0:0", "--tls-cert", "--insecure-listen"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "--http-addr") {
+		t.Errorf("output blames the loopback --http-addr:\n%s", out)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the database was created before the refusal (stat: %v)", err)
+	}
+}
+
+// TestServeMutualTLSEndToEnd runs the real binary configured the way the
+// container is (LATCH_INSECURE_LISTEN=true plus LATCH_TLS_* files): TLS
+// with client certificates on both ports, plaintext never served, metrics
+// and readiness over HTTPS, and a graceful drain that reports NOT_SERVING
+// for --drain-delay before stopping.
+func TestServeMutualTLSEndToEnd(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	dir := t.TempDir()
+	serverCA, clientCA := certstest.NewCA(t, "server CA"), certstest.NewCA(t, "client CA")
+	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "server")
+	client := clientCA.Client(t, "orders", "spiffe://latch.test/orders")
+	clientCert, clientKey := client.WriteFiles(t, dir, "client")
+	caFile, clientCAFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "clients.pem")
+	certstest.WriteFile(t, caFile, serverCA.PEM)
+	certstest.WriteFile(t, clientCAFile, clientCA.PEM)
+	t.Setenv("LATCH_INSECURE_LISTEN", "true")
+	t.Setenv("LATCH_TLS_CERT", certFile)
+	t.Setenv("LATCH_TLS_KEY", keyFile)
+	t.Setenv("LATCH_TLS_CLIENT_CA", clientCAFile)
+
+	db := filepath.Join(t.TempDir(), "latch.db")
+	const pw = "alice-password-1"
+	if out, err := userAdd(ctx, latchBinary(t), db, "alice@example.com", pw); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	p := startLatch(t, ctx, db, "--drain-delay", "15s")
+	if !strings.Contains(p.logText(), `"transport":"mtls"`) {
+		t.Errorf("listening record does not say mtls:\n%s", p.logText())
+	}
+
+	mtls := []string{"-cacert", caFile, "-cert", clientCert, "-key", clientKey}
+	call := func(args []string, method string, body any) grpcResult {
+		t.Helper()
+		full := append(append([]string{"-max-time", "20"}, args...), "-d", mustJSON(t, body), p.grpcAddr, method)
+		cmd := exec.CommandContext(ctx, grpcurlPath(t), full...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := grpcResult{raw: stdout.String(), stderr: stderr.String(), err: err}
+		if err == nil {
+			_ = json.Unmarshal(stdout.Bytes(), &r.out)
+		}
+		return r
+	}
+	login := map[string]any{"email": "alice@example.com", "password": pw}
+	tokensOf(t, mustOK(t, call(mtls, svcLogin, login), "Login over mTLS"))
+	if r := call([]string{"-plaintext"}, svcLogin, login); r.err == nil {
+		t.Errorf("plaintext Login succeeded against a TLS server")
+	}
+	if r := call([]string{"-cacert", caFile}, svcLogin, login); r.err == nil {
+		t.Errorf("Login without a client certificate succeeded")
+	}
+	if !strings.Contains(p.logText(), `"peer_identity":"spiffe://latch.test/orders"`) {
+		t.Errorf("RPC log lacks the client's identity:\n%s", p.logText())
+	}
+
+	pool := serverCA.Pool()
+	https := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{client.TLSCertificate(t)}}}}
+	get := func(c *http.Client, path string) (int, string, error) {
+		resp, err := c.Get("https://" + p.httpAddr + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, body, err := get(https, "/readyz"); err != nil || code != http.StatusOK {
+		t.Errorf("/readyz over mTLS = %d %q %v, want 200", code, body, err)
+	}
+	noCert := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if _, _, err := get(noCert, "/readyz"); err == nil {
+		t.Errorf("HTTPS without a client certificate was served")
+	}
+	if resp, err := http.Get("http://" + p.httpAddr + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plaintext HTTP served /readyz on the TLS port")
+		}
+	}
+	_, metrics, err := get(https, "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	if got := metricValue(fams["latch_logins_total"], "outcome", "success"); got != 1 {
+		t.Errorf("latch_logins_total{outcome=success} = %v, want 1", got)
+	}
+	if got := metricValue(fams["grpc_server_handled_total"], "grpc_method", "Login", "grpc_code", "OK"); got != 1 {
+		t.Errorf("grpc_server_handled_total{Login,OK} = %v, want 1", got)
+	}
+
+	// Drain: NOT_SERVING and 503 during --drain-delay, then a clean exit.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		code, _, err := get(https, "/readyz")
+		if err == nil && code == http.StatusServiceUnavailable {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("/readyz never turned 503 after SIGTERM: %d %v", code, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	h := mustOK(t, call(mtls, "grpc.health.v1.Health/Check", map[string]any{}), "health during drain")
+	if h["status"] != "NOT_SERVING" {
+		t.Errorf("health during drain = %v, want NOT_SERVING", h)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after drain: %v\n%s", err, p.logText())
+		}
+	case <-ctx.Done():
+		t.Fatal("latch did not exit after the drain delay")
+	}
+	checkLogsHoldNoSecrets(t, p.logText(), pw, string(client.KeyPEM))
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metricValue returns the counter or gauge value of the series in f whose
+// labels include the given name/value pairs (-1 when none does).
+func metricValue(f *dto.MetricFamily, kv ...string) float64 {
+next:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if labels[kv[i]] != kv[i+1] {
+				continue next
+			}
+		}
+		if m.Counter != nil {
+			return m.GetCounter().GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	return -1
+}
