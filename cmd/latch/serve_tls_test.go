@@ -290,3 +290,46 @@ next:
 	}
 	return -1
 }
+
+// TestDockerfileEnv checks the container's configuration against the
+// binary: every LATCH_* variable the Dockerfile sets is one `latch serve`
+// reads, and its addresses are accepted only because of
+// LATCH_INSECURE_LISTEN (or TLS).
+func TestDockerfileEnv(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(raw), "\\\n", " ")
+	vars := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, "ENV "); ok {
+			for _, kv := range strings.Fields(rest) {
+				k, v, _ := strings.Cut(kv, "=")
+				vars[k] = v
+			}
+		}
+	}
+	if len(vars) == 0 {
+		t.Fatal("the Dockerfile sets no environment")
+	}
+	var help bytes.Buffer
+	cmd := exec.Command(latchBinary(t), "serve", "--help")
+	cmd.Stdout, cmd.Stderr = &help, &help
+	_ = cmd.Run()
+	for k := range vars {
+		if !strings.Contains(help.String(), "["+k+"]") {
+			t.Errorf("Dockerfile sets %s, which latch serve does not read", k)
+		}
+	}
+	if vars["LATCH_INSECURE_LISTEN"] != "true" {
+		t.Errorf("LATCH_INSECURE_LISTEN = %q, want true", vars["LATCH_INSECURE_LISTEN"])
+	}
+	addrs := map[string]string{"grpc-addr": vars["LATCH_GRPC_ADDR"], "http-addr": vars["LATCH_HTTP_ADDR"]}
+	if err := checkExposure(addrs, false, false); err == nil {
+		t.Errorf("the image's addresses %v count as loopback; the container would be unreachable", addrs)
+	}
+	if err := checkExposure(addrs, false, true); err != nil {
+		t.Errorf("the image's plaintext default is refused: %v", err)
+	}
+}
