@@ -264,10 +264,10 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 		s.refreshFailed(ctx, "unknown", storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionRevoked):
-		s.refreshFailed(ctx, "revoked", sess)
+		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, digest))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionExpired):
-		s.refreshFailed(ctx, "expired", sess)
+		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, digest))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case err != nil:
 		return nil, fmt.Errorf("rotate refresh token: %w", err)
@@ -291,6 +291,19 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh", slog.String("event", "refresh_succeeded"),
 		slog.String("user_id", user.ID), slog.String("session_id", sess.ID))
 	return pair, nil
+}
+
+// sessionFor returns sess, or when a failed rotation returned none, the
+// session that issued digest (for the audit record; zero if unknown).
+func (s *Server) sessionFor(ctx context.Context, sess storage.Session, digest storage.TokenHash) storage.Session {
+	if sess.ID != "" {
+		return sess
+	}
+	found, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	if err != nil {
+		return storage.Session{}
+	}
+	return found
 }
 
 func (s *Server) refreshFailed(ctx context.Context, reason string, sess storage.Session) {
