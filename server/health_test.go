@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -34,6 +36,13 @@ func (s *opsStore) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, e
 	return s.Store.ListSigningKeys(ctx)
 }
 
+func (s *opsStore) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
+	if s.down.Load() {
+		return 0, errors.New("injected: count failed")
+	}
+	return s.Store.CountLiveSessions(ctx, now)
+}
+
 func (s *opsStore) GetUserByEmail(ctx context.Context, email string) (storage.User, error) {
 	if s.hold.Load() {
 		s.entered <- struct{}{}
@@ -42,10 +51,10 @@ func (s *opsStore) GetUserByEmail(ctx context.Context, email string) (storage.Us
 	return s.Store.GetUserByEmail(ctx, email)
 }
 
-func newFaultyOpsEnv(t *testing.T) (*opsEnv, *opsStore) {
+func newFaultyOpsEnv(t *testing.T, opts ...server.Option) (*opsEnv, *opsStore) {
 	t.Helper()
 	var fs *opsStore
-	e := newOpsEnv(t, opsConfig{wrappers: []wrap{func(s storage.Store) storage.Store {
+	e := newOpsEnv(t, opsConfig{srvOpts: opts, wrappers: []wrap{func(s storage.Store) storage.Store {
 		fs = &opsStore{Store: s, entered: make(chan struct{}, 1), release: make(chan struct{})}
 		return fs
 	}}})

@@ -192,21 +192,11 @@ func (m *Metrics) bind(s *Server) error {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "latch_revocation_watchers", Help: "WatchRevocations streams open now.",
 	}, func() float64 { return float64(s.revs.count()) }))
-	counter, ok := s.store.(liveSessionCounter)
-	if !ok {
-		s.log.Warn("storage backend cannot count live sessions; latch_sessions_live is not exported", "event", "metrics_degraded")
-		return nil
-	}
 	m.reg.MustRegister(&liveSessions{
 		desc:  prometheus.NewDesc("latch_sessions_live", "Sessions neither revoked nor expired (counted at most every 30 s).", nil, nil),
-		count: counter.CountLiveSessions, now: s.now, log: s.log,
+		count: s.store.CountLiveSessions, now: s.now, log: s.log,
 	})
 	return nil
-}
-
-// liveSessionCounter is the part of storage.SessionAdmin the gauge needs.
-type liveSessionCounter interface {
-	CountLiveSessions(ctx context.Context, now time.Time) (int, error)
 }
 
 // liveSessions is a gauge counted by the store at scrape time, reusing a

@@ -320,3 +320,61 @@ func TestNoMetricsEndpointWithoutMetrics(t *testing.T) {
 		t.Errorf("GET /metrics without Metrics: %s, want 404", resp.Status)
 	}
 }
+
+// TestSessionsLiveGauge: latch_sessions_live is the store's count, reused
+// for 30 s of the server's clock between scrapes, then counted again.
+func TestSessionsLiveGauge(t *testing.T) {
+	e := newOpsEnv(t, opsConfig{srvOpts: []server.Option{server.WithMetrics(server.NewMetrics())}})
+	live := func() float64 {
+		t.Helper()
+		v, ok := sample(scrape(t, e), "latch_sessions_live", nil)
+		if !ok {
+			t.Fatal("latch_sessions_live missing")
+		}
+		return v
+	}
+	if got := live(); got != 0 {
+		t.Errorf("empty store: %v live sessions, want 0", got)
+	}
+	e.clock.advance(31 * time.Second)
+	e.addUser("alice@example.com", "alice-password")
+	a := e.login("alice@example.com", "alice-password")
+	e.login("alice@example.com", "alice-password")
+	if got := live(); got != 2 {
+		t.Errorf("after two logins: %v, want 2", got)
+	}
+	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: a.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); got != 2 {
+		t.Errorf("within 30 s of the last count: %v, want the cached 2", got)
+	}
+	e.clock.advance(30 * time.Second)
+	if got := live(); got != 1 {
+		t.Errorf("30 s later, after one revocation: %v, want 1", got)
+	}
+}
+
+// TestSessionsLiveGaugeStoreFailure: when the store cannot count, the
+// series is left out (never a stale number), the failure is logged once,
+// and the next scrape after recovery counts again.
+func TestSessionsLiveGaugeStoreFailure(t *testing.T) {
+	e, fs := newFaultyOpsEnv(t, server.WithMetrics(server.NewMetrics()))
+	fs.down.Store(true)
+	for range 2 {
+		fams := scrape(t, e)
+		if _, ok := sample(fams, "latch_sessions_live", nil); ok {
+			t.Errorf("latch_sessions_live exported while the store cannot count")
+		}
+		if _, ok := sample(fams, "latch_logins_total", map[string]string{"outcome": "success"}); !ok {
+			t.Errorf("other metrics missing while the count fails")
+		}
+	}
+	if n := strings.Count(e.logs.String(), `"event":"metrics_error"`); n != 1 {
+		t.Errorf("count failure logged %d times, want once", n)
+	}
+	fs.down.Store(false)
+	if v, ok := sample(scrape(t, e), "latch_sessions_live", nil); !ok || v != 0 {
+		t.Errorf("after recovery: %v, %v; want 0, present", v, ok)
+	}
+}

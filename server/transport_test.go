@@ -278,3 +278,31 @@ func TestTransportValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxConcurrentStreamsApplied: with a limit of one stream per
+// connection, an open WatchRevocations stream holds the only slot, so a
+// second RPC on the connection cannot start until the stream ends.
+func TestMaxConcurrentStreamsApplied(t *testing.T) {
+	tr := server.DefaultTransport()
+	tr.MaxConcurrentStreams = 1
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithTransport(tr)}})
+	wctx, cancel := context.WithCancel(e.introspector())
+	defer cancel()
+	stream, err := e.client.WatchRevocations(wctx, &latchv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	// The slot is taken: this call can only wait, so its deadline expires.
+	short, cancelShort := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := e.client.GetJWKS(short, &latchv1.GetJWKSRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("second RPC while the only stream slot is taken: %v, want DEADLINE_EXCEEDED", err)
+	}
+	cancel()
+	if _, err := e.client.GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
+		t.Errorf("RPC after the stream ended: %v", err)
+	}
+}
