@@ -111,7 +111,15 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	}, o.extra...)
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
-	hs := newHealthServer(s, latchv1.AuthService_ServiceDesc.ServiceName)
+	hs := newHealthServer(s, func() []string {
+		names := []string{""}
+		for name := range gs.GetServiceInfo() {
+			if name != healthpb.Health_ServiceDesc.ServiceName {
+				names = append(names, name)
+			}
+		}
+		return names
+	})
 	healthpb.RegisterHealthServer(gs, hs)
 	if o.reflection {
 		reflection.Register(gs)

@@ -132,26 +132,27 @@ func readyReason(err error) string {
 }
 
 // healthServer is grpc.health.v1 answering Check for the whole server ("")
-// and AuthService from Server.Ready at each call. Watch follows the status
-// that Check and the GRPCServer's periodic check last set.
+// and every service registered on it (AuthService, and any added later)
+// from Server.Ready at each call. Watch follows the status that Check and
+// the GRPCServer's periodic check last set.
 type healthServer struct {
 	*health.Server
 	auth      *Server
-	services  []string
+	services  func() []string // registered services, "" included
 	stopped   context.Context // done when Watch streams must end (drain)
 	stopWatch context.CancelFunc
 }
 
-func newHealthServer(s *Server, services ...string) *healthServer {
+func newHealthServer(s *Server, services func() []string) *healthServer {
 	stopped, stop := context.WithCancel(context.Background())
-	h := &healthServer{Server: health.NewServer(), auth: s, services: append([]string{""}, services...),
+	h := &healthServer{Server: health.NewServer(), auth: s, services: services,
 		stopped: stopped, stopWatch: stop}
 	h.setAll(healthpb.HealthCheckResponse_SERVING)
 	return h
 }
 
 func (h *healthServer) covers(service string) bool {
-	for _, s := range h.services {
+	for _, s := range h.services() {
 		if s == service {
 			return true
 		}
@@ -160,7 +161,7 @@ func (h *healthServer) covers(service string) bool {
 }
 
 func (h *healthServer) setAll(st healthpb.HealthCheckResponse_ServingStatus) {
-	for _, svc := range h.services {
+	for _, svc := range h.services() {
 		h.SetServingStatus(svc, st) // ignored after Shutdown (draining)
 	}
 }

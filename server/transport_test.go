@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -141,6 +142,11 @@ func TestTLSHandshake(t *testing.T) {
 	defer conn.Close()
 	if _, err := latchv1.NewAuthServiceClient(conn).GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
 		t.Errorf("GetJWKS over TLS: %v", err)
+	}
+	// A service registered after NewGRPCServer is covered by health too.
+	hc, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "latch.test.Whoami"})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health of a service registered later: %v, %v; want SERVING", hc, err)
 	}
 
 	if _, err := who(t, s.addr, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {

@@ -333,3 +333,33 @@ func TestDockerfileEnv(t *testing.T) {
 		t.Errorf("the image's plaintext default is refused: %v", err)
 	}
 }
+
+// TestReadmeListsEveryServeFlag: the README's configuration table names
+// every flag of `latch serve` and its environment variable.
+func TestReadmeListsEveryServeFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	cmd := exec.Command(latchBinary(t), "serve", "--help")
+	cmd.Stdout, cmd.Stderr = &help, &help
+	_ = cmd.Run()
+	n := 0
+	for _, line := range strings.Split(help.String(), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
+			continue
+		}
+		n++
+		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
+		for _, want := range []string{"`" + flagName + "`", "`" + envName + "`"} {
+			if !bytes.Contains(readme, []byte(want)) {
+				t.Errorf("README.md does not document %s", want)
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found only %d flags in latch serve --help:\n%s", n, help.String())
+	}
+}
