@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -47,6 +49,7 @@ type grpcOptions struct {
 	extra          []grpc.ServerOption
 	transport      Transport
 	healthInterval time.Duration
+	tls            *tls.Config
 }
 
 // WithReflection turns server reflection on or off. Default on (grpcurl
@@ -109,6 +112,9 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, o.extra...)
+	if o.tls != nil {
+		serverOpts = append(serverOpts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(o.tls), log: log}))
+	}
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
 	hs := newHealthServer(s, func() []string {

@@ -6,6 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -127,4 +130,30 @@ func identityOf(c *x509.Certificate) PeerIdentity {
 		id.URIs = append(id.URIs, u.String())
 	}
 	return id
+}
+
+// WithTLS serves gRPC over TLS with cfg (see certs.Reloader.ServerConfig);
+// a handshake that fails, a refused client certificate for example, is
+// logged with event "tls_handshake_failed" and the client's address.
+// Default: plaintext.
+func WithTLS(cfg *tls.Config) GRPCOption { return func(o *grpcOptions) { o.tls = cfg } }
+
+// handshakeLogger logs failed server handshakes of its credentials.
+type handshakeLogger struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (h handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, info, err := h.TransportCredentials.ServerHandshake(conn)
+	if err != nil && !errors.Is(err, io.EOF) {
+		// crypto/tls errors name the failure, never key material.
+		h.log.Info("TLS handshake failed", "event", "tls_handshake_failed",
+			"peer", conn.RemoteAddr().String(), "error", err.Error())
+	}
+	return c, info, err
+}
+
+func (h handshakeLogger) Clone() credentials.TransportCredentials {
+	return handshakeLogger{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
 }

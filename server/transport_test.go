@@ -97,7 +97,7 @@ func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.NewGRPCServer(srv, log, server.WithServerOptions(grpc.Creds(credentials.NewTLS(r.ServerConfig("h2")))))
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")))
 	gs.RegisterService(whoamiDesc(), struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,6 +177,10 @@ func TestMutualTLS(t *testing.T) {
 		if _, err := who(t, s.addr, creds(nil)); status.Code(err) != codes.Unavailable {
 			t.Errorf("err = %v, want UNAVAILABLE (handshake refused)", err)
 		}
+	})
+	// The server logs the refusal once its side of the handshake returns.
+	waitFor(t, "refused handshake logged", func() bool {
+		return strings.Contains(s.logs.String(), `"event":"tls_handshake_failed"`)
 	})
 	t.Run("certificate from another CA is refused", func(t *testing.T) {
 		rogue := certstest.NewCA(t, "rogue CA").Client(t, "orders", "spiffe://latch.test/orders")

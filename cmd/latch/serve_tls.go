@@ -17,8 +17,6 @@ import (
 
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/certs"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 type transportFlags struct {
@@ -138,7 +136,7 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 	ts.certs = r
-	ts.grpcOpts = append(ts.grpcOpts, server.WithServerOptions(grpc.Creds(credentials.NewTLS(r.ServerConfig("h2")))))
+	ts.grpcOpts = append(ts.grpcOpts, server.WithTLS(r.ServerConfig("h2")))
 	return ts, nil
 }
 
