@@ -163,6 +163,13 @@ func (g *GRPCServer) Stop() {
 	g.Server.Stop()
 }
 
+// GracefulStop stops the server after in-flight RPCs finish (see
+// grpc.Server.GracefulStop). Drain is the complete sequence.
+func (g *GRPCServer) GracefulStop() {
+	g.stopPoll()
+	g.Server.GracefulStop()
+}
+
 // Drain marks every service NOT_SERVING (so load balancers stop sending
 // work), ends WatchRevocations and health Watch streams (their clients
 // reconnect elsewhere), then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
