@@ -33,7 +33,7 @@ type opsConfig struct {
 	grpcOpts []server.GRPCOption
 }
 
-func newOpsEnv(t *testing.T, oc opsConfig) *opsEnv {
+func newOpsEnv(t testing.TB, oc opsConfig) *opsEnv {
 	t.Helper()
 	if oc.cfg.Issuer == "" {
 		oc.cfg = baseConfig()
