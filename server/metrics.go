@@ -213,8 +213,10 @@ type liveSessions struct {
 	failed bool
 }
 
+// Describe implements prometheus.Collector.
 func (l *liveSessions) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
 
+// Collect implements prometheus.Collector: the cached count, or a fresh one.
 func (l *liveSessions) Collect(ch chan<- prometheus.Metric) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

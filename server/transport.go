@@ -144,6 +144,7 @@ type handshakeLogger struct {
 	log *slog.Logger
 }
 
+// ServerHandshake implements credentials.TransportCredentials.
 func (h handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	c, info, err := h.TransportCredentials.ServerHandshake(conn)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -154,6 +155,7 @@ func (h handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	return c, info, err
 }
 
+// Clone implements credentials.TransportCredentials.
 func (h handshakeLogger) Clone() credentials.TransportCredentials {
 	return handshakeLogger{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
 }
