@@ -359,7 +359,7 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
 	s.publishSession(sess)
-	s.metrics.SessionsRevoked(RevokedSession, 1)
+	s.metrics.Revoked(RevokedSession, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("event", "session_revoked"),
 		slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 	return true, nil
@@ -376,7 +376,7 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 		return false, fmt.Errorf("deny access token: %w", err)
 	}
 	s.publishJTI(c.ID, c.ExpiresAt)
-	s.metrics.SessionsRevoked(RevokedAccess, 1)
+	s.metrics.Revoked(RevokedAccess, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "access token revoked", slog.String("event", "access_token_revoked"),
 		slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
 	return true, nil

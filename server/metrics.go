@@ -157,9 +157,11 @@ func (m *Metrics) KeyRotated(trigger string) {
 	}
 }
 
-// SessionsRevoked counts n revocations of the given kind (RevokedAccess,
-// RevokedSession, RevokedAdmin).
-func (m *Metrics) SessionsRevoked(kind string, n int) {
+// Revoked counts n revocations of the given kind: RevokedAccess (access
+// tokens denied), RevokedSession (sessions ended by their holder) or
+// RevokedAdmin (sessions ended by an administrator; AdminService calls it
+// with the number of sessions a call revoked).
+func (m *Metrics) Revoked(kind string, n int) {
 	if m != nil && n > 0 {
 		m.revocations.WithLabelValues(kind).Add(float64(n))
 	}

@@ -215,13 +215,13 @@ func TestMetricsMove(t *testing.T) {
 	c.check("after revocations")
 
 	// Hooks for code outside AuthService (administration, key rotation).
-	m.SessionsRevoked(server.RevokedAdmin, 3)
+	m.Revoked(server.RevokedAdmin, 3)
 	c.add("latch_revocations_total", map[string]string{"kind": server.RevokedAdmin}, 3)
 	m.KeyRotated(server.RotationScheduled)
 	c.add("latch_key_rotations_total", map[string]string{"trigger": server.RotationScheduled}, 1)
 	var nilMetrics *server.Metrics
 	nilMetrics.KeyRotated(server.RotationManual) // a nil Metrics records nothing, and does not panic
-	nilMetrics.SessionsRevoked(server.RevokedAdmin, 1)
+	nilMetrics.Revoked(server.RevokedAdmin, 1)
 	c.check("after hooks")
 
 	// Rate limits: the account's burst of failures (2), then refusal.
