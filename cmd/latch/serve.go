@@ -100,7 +100,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	srvOpts := []server.Option{server.WithLogger(log)}
 	if tf.metrics {
 		bi := readBuildInfo()
-		srvOpts = append(srvOpts, server.WithMetrics(server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))))
+		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
+		tp.instrument(m)
+		srvOpts = append(srvOpts, server.WithMetrics(m))
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/certs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type transportFlags struct {
@@ -149,6 +150,18 @@ func (ts *transportSetup) mode() string {
 		return "mtls"
 	}
 	return "tls"
+}
+
+// instrument exports the served certificate's expiry, so that a renewal
+// that never happened can be alerted on.
+func (ts *transportSetup) instrument(m *server.Metrics) {
+	if ts.certs == nil {
+		return
+	}
+	m.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "latch_tls_cert_not_after_seconds",
+		Help: "Unix time at which the TLS certificate being served expires (after any reload).",
+	}, func() float64 { return float64(ts.certs.Leaf().NotAfter.Unix()) }))
 }
 
 // serveHTTP serves hs on lis, with TLS when configured.

@@ -142,7 +142,8 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
 	dir := t.TempDir()
 	serverCA, clientCA := certstest.NewCA(t, "server CA"), certstest.NewCA(t, "client CA")
-	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "server")
+	serverLeaf := serverCA.Server(t)
+	certFile, keyFile := serverLeaf.WriteFiles(t, dir, "server")
 	client := clientCA.Client(t, "orders", "spiffe://latch.test/orders")
 	clientCert, clientKey := client.WriteFiles(t, dir, "client")
 	caFile, clientCAFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "clients.pem")
@@ -228,6 +229,9 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	}
 	if got := metricValue(fams["grpc_server_handled_total"], "grpc_method", "Login", "grpc_code", "OK"); got != 1 {
 		t.Errorf("grpc_server_handled_total{Login,OK} = %v, want 1", got)
+	}
+	if got, want := metricValue(fams["latch_tls_cert_not_after_seconds"]), float64(serverLeaf.Cert.NotAfter.Unix()); got != want {
+		t.Errorf("latch_tls_cert_not_after_seconds = %v, want %v", got, want)
 	}
 
 	// Drain: NOT_SERVING and 503 during --drain-delay, then a clean exit.
