@@ -57,7 +57,8 @@ type grpcOptions struct {
 func WithReflection(on bool) GRPCOption { return func(o *grpcOptions) { o.reflection = on } }
 
 // WithHealthInterval sets how often the server's readiness is checked for
-// grpc.health.v1 Watch streams (Check always checks). Default 5s.
+// grpc.health.v1 Watch streams (Check always checks). Default 5s; 0 turns
+// the periodic check off.
 func WithHealthInterval(d time.Duration) GRPCOption {
 	return func(o *grpcOptions) { o.healthInterval = d }
 }

@@ -234,6 +234,32 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 		t.Errorf("latch_tls_cert_not_after_seconds = %v, want %v", got, want)
 	}
 
+	// Renewal in place: both ports serve the new certificate at the next
+	// handshake, without a restart.
+	renewed := serverCA.Server(t)
+	renewed.WriteFiles(t, dir, "server")
+	future := time.Now().Add(time.Hour)
+	for _, f := range []string{certFile, keyFile} {
+		if err := os.Chtimes(f, future, future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, port := range []struct{ name, addr, alpn string }{{"gRPC", p.grpcAddr, "h2"}, {"HTTP", p.httpAddr, "http/1.1"}} {
+		conn, err := tls.Dial("tcp", port.addr, &tls.Config{RootCAs: pool, NextProtos: []string{port.alpn},
+			Certificates: []tls.Certificate{client.TLSCertificate(t)}})
+		if err != nil {
+			t.Fatalf("%s handshake after renewal: %v", port.name, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].SerialNumber
+		conn.Close()
+		if got.Cmp(renewed.Cert.SerialNumber) != 0 {
+			t.Errorf("%s port serves serial %v after renewal, want %v", port.name, got, renewed.Cert.SerialNumber)
+		}
+	}
+	if !strings.Contains(p.logText(), `"event":"tls_reloaded"`) {
+		t.Errorf("reload not logged")
+	}
+
 	// Drain: NOT_SERVING and 503 during --drain-delay, then a clean exit.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
