@@ -143,7 +143,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
 	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "db", f.db, "issuer", cfg.Issuer, "version", version)
+		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "db", f.db, "issuer", cfg.Issuer, "version", readBuildInfo().version)
 
 	var serveErr error
 	select {
