@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"io/fs"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/certs/certstest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -391,5 +393,45 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 	}
 	if n < 20 {
 		t.Fatalf("found only %d flags in latch serve --help:\n%s", n, help.String())
+	}
+}
+
+// TestTransportFlagsMapping: flags and their environment variables reach
+// the server's Transport, and the defaults are the server's.
+func TestTransportFlagsMapping(t *testing.T) {
+	parse := func(args []string, env map[string]string) transportFlags {
+		t.Helper()
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var f transportFlags
+		f.register(fs)
+		if err := parseFlags(fs, args, func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	def := parse(nil, nil)
+	if got, want := def.transport(), server.DefaultTransport(); got != want {
+		t.Errorf("defaults: %+v, want server.DefaultTransport() %+v", got, want)
+	}
+	if !def.metrics || def.insecureListen || def.drainDelay != 0 {
+		t.Errorf("defaults: metrics=%v insecure-listen=%v drain-delay=%v", def.metrics, def.insecureListen, def.drainDelay)
+	}
+	f := parse([]string{"--max-concurrent-streams", "7", "--max-connection-age", "30m", "--keepalive-min-time", "20s"},
+		map[string]string{"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "1h",
+			"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
+	tr := f.transport()
+	want := server.DefaultTransport()
+	want.MaxConcurrentStreams = 7
+	want.Keepalive.MaxConnectionAge = 30 * time.Minute // the flag wins over LATCH_MAX_CONNECTION_AGE
+	want.Keepalive.MaxConnectionAgeGrace = 5 * time.Second
+	want.Keepalive.MaxConnectionIdle = 0
+	want.Keepalive.Time, want.Keepalive.Timeout = time.Minute, 7*time.Second
+	want.Enforcement.MinTime = 20 * time.Second
+	if tr != want {
+		t.Errorf("transport = %+v, want %+v", tr, want)
+	}
+	if f.metrics {
+		t.Errorf("LATCH_METRICS=false left metrics on")
 	}
 }
