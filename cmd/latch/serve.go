@@ -126,7 +126,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	hs := &http.Server{
 		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
 
 	if f.dev {
