@@ -211,6 +211,13 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	if _, _, err := get(noCert, "/readyz"); err == nil {
 		t.Errorf("HTTPS without a client certificate was served")
 	}
+	for !strings.Contains(p.logText(), `"event":"http_server_error"`) || !strings.Contains(p.logText(), `"event":"tls_handshake_failed"`) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("refused handshakes not logged on both ports:\n%s", p.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if resp, err := http.Get("http://" + p.httpAddr + "/readyz"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
