@@ -32,6 +32,7 @@ type serveFlags struct {
 	hashConcurrency, probeBurst    int
 	verifyCache                    int
 	probeRefill                    time.Duration
+	keys                           keyFlags
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -60,6 +61,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
+	f.keys.register(fs)
 	tf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
@@ -79,7 +81,9 @@ func serve(ctx context.Context, args []string, e env) error {
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 	}
-	if err := errors.Join(cfg.Defaults().Validate(),
+	keyErr := f.keys.apply(&cfg)
+	sealer, kekErr := f.keys.sealer(e.getenv)
+	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr,
 		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr})); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
@@ -97,7 +101,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	srvOpts := []server.Option{server.WithLogger(log)}
+	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
 	if tf.metrics {
 		bi := readBuildInfo()
 		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
@@ -106,7 +110,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {
-		return err
+		return explainKeyError(err)
 	}
 	if f.introspectOpen {
 		log.Warn("Introspect is open to unauthenticated callers (--introspect-open); never use this in production",
@@ -138,6 +142,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
