@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -440,5 +441,43 @@ func TestTransportFlagsMapping(t *testing.T) {
 	}
 	if f.metrics {
 		t.Errorf("LATCH_METRICS=false left metrics on")
+	}
+}
+
+// TestReadmeListsEveryEvent: every "event" value the server and this
+// command log is documented in the README (the audit-event list, or the
+// key-rotation section).
+func TestReadmeListsEveryEvent(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`"event",\s*"([a-z_]+)"|slog\.String\("event",\s*"([a-z_]+)"\)`)
+	seen := map[string]bool{}
+	for _, dir := range []string{".", filepath.Join("..", "..", "server"), filepath.Join("..", "..", "server", "certs"), filepath.Join("..", "..", "storage")} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+				seen[m[1]+m[2]] = true
+			}
+		}
+	}
+	if len(seen) < 20 {
+		t.Fatalf("found only %d events; is the pattern stale?", len(seen))
+	}
+	for ev := range seen {
+		if !bytes.Contains(readme, []byte("`"+ev+"`")) {
+			t.Errorf("event %q is logged but not documented in README.md", ev)
+		}
 	}
 }
