@@ -34,7 +34,7 @@ func (s *Server) HTTPHandler() http.Handler {
 	if s.metrics != nil {
 		mux.Handle("GET "+MetricsPath, s.metrics.Handler(s.log))
 	}
-	return mux
+	return s.metrics.instrumentHTTP(mux)
 }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {

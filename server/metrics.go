@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,8 @@ type Metrics struct {
 	revocations  *prometheus.CounterVec
 	rateLimited  *prometheus.CounterVec
 	keyRotations *prometheus.CounterVec
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
 	bound        atomic.Bool
 }
 
@@ -128,10 +131,18 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		keyRotations: counter("latch_key_rotations_total", "Signing-key rotations by trigger.", "trigger",
 			RotationScheduled, RotationManual, RotationImmediate),
 	}
+	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_http_requests_total", Help: "HTTP requests by route pattern and status code.",
+	}, []string{"route", "code"})
+	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "latch_http_request_duration_seconds", Help: "Time to answer an HTTP request, by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"route"})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "latch_build_info", Help: "Always 1; the labels describe the running binary."},
 		[]string{"version", "revision", "go_version"})
 	build.WithLabelValues(o.version, o.revision, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.grpc, m.logins, m.refreshes, m.revocations, m.rateLimited, m.keyRotations, build,
+		m.httpRequests, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -184,6 +195,44 @@ func (m *Metrics) limited(limiter string) {
 		m.rateLimited.WithLabelValues(limiter).Inc()
 	}
 }
+
+// instrumentHTTP counts and times every request mux answers, labelled by
+// the ServeMux pattern that matched ("unmatched" for 404s), so the label
+// set stays bounded whatever paths clients send.
+func (m *Metrics) instrumentHTTP(mux http.Handler) http.Handler {
+	if m == nil {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		route := r.Pattern // set by ServeMux on r
+		if route == "" {
+			route = "unmatched"
+		}
+		m.httpRequests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // bind registers the gauges that read from s: live sessions and revocation
 // watchers. A Metrics serves one Server.

@@ -380,3 +380,28 @@ func TestSessionsLiveGaugeStoreFailure(t *testing.T) {
 		t.Errorf("after recovery: %v, %v; want 0, present", v, ok)
 	}
 }
+
+// TestHTTPMetrics: HTTP requests are counted by the route that matched,
+// with unknown paths under one "unmatched" label.
+func TestHTTPMetrics(t *testing.T) {
+	e := newOpsEnv(t, opsConfig{srvOpts: []server.Option{server.WithMetrics(server.NewMetrics())}})
+	for _, path := range []string{server.JWKSPath, server.JWKSPath, "/readyz", "/no/such/path", "/another/unknown"} {
+		get(t, e.http.URL+path)
+	}
+	fams := scrape(t, e)
+	for _, c := range []struct {
+		route, code string
+		want        float64
+	}{
+		{"GET " + server.JWKSPath, "200", 2},
+		{"GET /readyz", "200", 1},
+		{"unmatched", "404", 2},
+	} {
+		if got, _ := sample(fams, "latch_http_requests_total", map[string]string{"route": c.route, "code": c.code}); got != c.want {
+			t.Errorf("latch_http_requests_total{route=%q,code=%s} = %v, want %v", c.route, c.code, got, c.want)
+		}
+	}
+	if got, _ := sample(fams, "latch_http_request_duration_seconds", map[string]string{"route": "GET " + server.JWKSPath}); got != 2 {
+		t.Errorf("duration histogram count for the JWKS route = %v, want 2", got)
+	}
+}
