@@ -192,6 +192,11 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 // Watch implements healthpb.HealthServer. Streams end with UNAVAILABLE when
 // the drain proper begins, so that a graceful stop does not wait for them.
 func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if h.covers(req.GetService()) {
+		// A service registered after start has no status yet: give it one
+		// now rather than SERVICE_UNKNOWN until the next periodic check.
+		h.refresh(stream.Context())
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	stop := context.AfterFunc(h.stopped, cancel)

@@ -145,7 +145,15 @@ func TestTLSHandshake(t *testing.T) {
 	if _, err := latchv1.NewAuthServiceClient(conn).GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
 		t.Errorf("GetJWKS over TLS: %v", err)
 	}
-	// A service registered after NewGRPCServer is covered by health too.
+	// A service registered after NewGRPCServer is covered by health too,
+	// Watch (first, before anything set its status) and Check.
+	w, err := healthpb.NewHealthClient(conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{Service: "latch.test.Whoami"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Watch of a service registered later: %v, %v; want SERVING first", first, err)
+	}
 	hc, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "latch.test.Whoami"})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health of a service registered later: %v, %v; want SERVING", hc, err)
