@@ -5,7 +5,7 @@
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch admin ...            administer a running server (AdminService client)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
-//	latch version              print the version
+//	latch version              print the version, module and VCS information
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
 // LATCH_GRPC_ADDR, and so on. A flag given on the command line wins.
@@ -34,7 +34,7 @@ Usage:
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
   latch admin <command> ...           administer a running server (latch admin --help)
-  latch version                       print the version
+  latch version                       print the version, module and VCS information
   latch help                          this text
 
 Every serve flag can also be set with an environment variable: LATCH_ and the
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, e env) int {
 	case "bench":
 		err = benchCmd(ctx, args[1:], e)
 	case "version", "--version":
-		fmt.Fprintln(e.stdout, "latch", version)
+		printVersion(e.stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 	default:
