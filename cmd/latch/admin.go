@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,7 +218,7 @@ func admin(ctx context.Context, args []string, e env) error {
 	if cmd.flags != nil {
 		cmd.flags(fs, &o)
 	}
-	fs.Usage = usageFunc(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")))
+	fs.Usage = adminUsageFunc(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")))
 	pos, err := parseAdminFlags(fs, append(lead, args[2:]...), e.getenv)
 	if err != nil {
 		return err
@@ -253,6 +254,26 @@ func admin(ctx context.Context, args []string, e env) error {
 	}
 	human(e.stdout)
 	return nil
+}
+
+// adminUsageFunc prints a command's synopsis and its flags; connection
+// flags with their LATCH_ADMIN_* environment variable.
+func adminUsageFunc(fs *flag.FlagSet, synopsis string) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "%s\n\nFlags (environment variable in brackets):\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			env := ""
+			if slices.Contains(connFlagNames, f.Name) {
+				env = " [" + adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")) + "]"
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(w, "  --%s%s%s\n      %s\n", f.Name, env, def, f.Usage)
+		})
+	}
 }
 
 // flagTakesValue reports whether a connection flag given before the

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchauth/latch/server/certs/certstest"
 )
 
 // adminRun runs `latch admin <args>` against p with stdin and extra
@@ -332,4 +334,50 @@ func TestAdminCLICommands(t *testing.T) {
 	}
 	wantCode(t, login("robert@example.com", "bob-password-3"), "Unauthenticated", "", "login after delete")
 	checkLogsHoldNoSecrets(t, p.logText(), "bob-password-1", "bob-password-2", "bob-password-3", root.access)
+}
+
+// TestAdminOverMutualTLS: `latch admin` verifies Latch's certificate
+// against --tls-ca and presents a client certificate under mTLS; it does not
+// fall back to plaintext.
+func TestAdminOverMutualTLS(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	dir := t.TempDir()
+	serverCA, clientCA, otherCA := certstest.NewCA(t, "server CA"), certstest.NewCA(t, "client CA"), certstest.NewCA(t, "other CA")
+	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "server")
+	clientCert, clientKey := clientCA.Client(t, "ops", "spiffe://latch.test/ops").WriteFiles(t, dir, "client")
+	caFile, clientCAFile, otherFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "clients.pem"), filepath.Join(dir, "other.pem")
+	certstest.WriteFile(t, caFile, serverCA.PEM)
+	certstest.WriteFile(t, clientCAFile, clientCA.PEM)
+	certstest.WriteFile(t, otherFile, otherCA.PEM)
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	t.Setenv(bootstrapPasswordEnv, "root-password-1")
+	p := startLatch(t, ctx, filepath.Join(dir, "latch.db"), "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", clientCAFile,
+		"--bootstrap-admin", "root@example.com")
+
+	run := func(args ...string) (string, string, int) {
+		full := append([]string{"admin", "--addr", p.grpcAddr, "--email", "root@example.com", "--timeout", "10s"}, args...)
+		cmd := exec.CommandContext(ctx, latchBinary(t), full...)
+		cmd.Stdin = strings.NewReader("root-password-1\n")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	mtls := []string{"--tls-ca", caFile, "--tls-cert", clientCert, "--tls-key", clientKey}
+	if out, errOut, code := run(append(mtls, "users", "list")...); code != 0 || !strings.Contains(out, "root@example.com") {
+		t.Fatalf("users list over mTLS: exit %d\n%s%s", code, out, errOut)
+	}
+	for name, args := range map[string][]string{
+		"no client certificate": {"--tls-ca", caFile},
+		"untrusted server":      {"--tls-ca", otherFile, "--tls-cert", clientCert, "--tls-key", clientKey},
+		"plaintext":             {"--insecure"},
+	} {
+		if out, errOut, code := run(append(args, "users", "list")...); code == 0 {
+			t.Errorf("%s: succeeded\n%s%s", name, out, errOut)
+		}
+	}
 }
