@@ -270,6 +270,7 @@ func (a *AdminServer) revoked(ctx context.Context, caller tokens.Claims, userID,
 	for _, sess := range sessions {
 		a.s.publishSession(sess)
 	}
+	a.s.metrics.Revoked(RevokedAdmin, len(sessions))
 	if len(sessions) == 0 {
 		return
 	}
@@ -604,7 +605,10 @@ func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, r
 		return nil, err
 	}
 	now := a.s.now().UTC()
-	err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
+	before, err := a.s.store.GetSession(ctx, id)
+	if err == nil {
+		err = a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, failure(codes.NotFound, msgSessionNotFound)
 	}
@@ -616,6 +620,9 @@ func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, r
 		return nil, fmt.Errorf("get revoked session: %w", err)
 	}
 	a.s.publishSession(sess)
+	if !before.Revoked() {
+		a.s.metrics.Revoked(RevokedAdmin, 1)
+	}
 	a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
 		slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason))
 	return &latchv1.RevokeSessionResponse{Session: sessionProto(sess, now)}, nil

@@ -1061,3 +1061,31 @@ func TestAdminSigningKeys(t *testing.T) {
 		t.Errorf("%d admin_signing_key_rotated events, want 2", n)
 	}
 }
+
+// TestAdminRevocationsCounted: sessions an administrator ends are counted
+// in latch_revocations_total{kind="admin"}, once each.
+func TestAdminRevocationsCounted(t *testing.T) {
+	o := newOpsEnv(t, opsConfig{srvOpts: []server.Option{server.WithMetrics(server.NewMetrics())}})
+	o.addUser("root@example.com", adminPW, server.RoleAdmin)
+	bob := o.addUser("bob@example.com", "bob-password-1", "user")
+	admin := latchv1.NewAdminServiceClient(o.conn)
+	ctx := bearerCtx(t, o.login("root@example.com", adminPW).GetAccessToken())
+	one := o.login("bob@example.com", "bob-password-1")
+	o.login("bob@example.com", "bob-password-1")
+	o.login("bob@example.com", "bob-password-1")
+	for range 2 { // the second revocation of one session changes nothing
+		if _, err := admin.RevokeSession(ctx, &latchv1.RevokeSessionRequest{SessionId: one.GetSessionId()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.RevokeUserSessions(ctx, &latchv1.RevokeUserSessionsRequest{UserId: bob.ID}); err != nil {
+		t.Fatal(err)
+	}
+	o.login("bob@example.com", "bob-password-1")
+	if _, err := admin.UpdateUser(ctx, &latchv1.UpdateUserRequest{UserId: bob.ID, Disabled: proto.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sample(scrape(t, o), "latch_revocations_total", map[string]string{"kind": server.RevokedAdmin}); got != 4 {
+		t.Fatalf("latch_revocations_total{kind=admin} = %v, want 4 (1 + 2 + 1)", got)
+	}
+}
