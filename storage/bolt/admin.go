@@ -201,9 +201,10 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	return revoked, nil
 }
 
-// CountLiveSessions implements storage.SessionAdmin. It reads the 24-byte
-// session summaries (falling back to the record for a session written
-// before summaries existed), not the session records.
+// CountLiveSessions implements storage.SessionAdmin. It walks the 24-byte
+// session summaries, which every stored session has (putSession writes one
+// with every session; the schema 1 → 2 migration filled in any missing),
+// not the session records.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
 	if err := ctxErr(ctx, "count live sessions"); err != nil {
 		return 0, err
@@ -211,29 +212,12 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 	var n int
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		n = 0
-		state := tx.Bucket(bucketSessState)
-		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var live bool
-			if st := state.Get(k); st != nil {
-				var err error
-				if live, err = liveFromState(st, now); err != nil {
-					return err
-				}
-			} else {
-				var r sessionRecord
-				if err := decode(v, &r); err != nil {
-					return err
-				}
-				sess, err := r.session()
-				if err != nil {
-					return err
-				}
-				live = sess.Live(now)
-			}
+		return tx.Bucket(bucketSessState).ForEach(func(_, v []byte) error {
+			live, err := liveFromState(v, now)
 			if live {
 				n++
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -238,4 +239,72 @@ func sessionIDsOf(ss []storage.Session) []string {
 		ids[i] = s.ID
 	}
 	return ids
+}
+
+// BenchmarkCountLiveSessions scans 10,000 sessions (the sessions-live gauge
+// calls it once per scrape); compare with BenchmarkRawBoltScan, the bare
+// bbolt walk over as many keys.
+func BenchmarkCountLiveSessions(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	for i := range 10_000 {
+		if err := s.CreateSession(ctx, session(b, fmt.Sprintf("u%d", i%100), fmt.Sprintf("s%05d", i), base)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := s.CountLiveSessions(ctx, base); err != nil || n != 10_000 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+func BenchmarkRawBoltScan(b *testing.B) {
+	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		bk, err := tx.CreateBucket([]byte("b"))
+		for i := range 10_000 {
+			if err == nil {
+				err = bk.Put([]byte(fmt.Sprintf("s%05d", i)), make([]byte, 24))
+			}
+		}
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("b")).ForEach(func(_, _ []byte) error { n++; return nil })
+		})
+		if n != 10_000 {
+			b.Fatal(n)
+		}
+	}
+}
+
+// BenchmarkRevokeUserSessions revokes the 20 live sessions of one user among
+// 2,000 (log out everywhere), one durable transaction per call.
+func BenchmarkRevokeUserSessions(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	for i := range 2_000 {
+		if err := s.CreateSession(ctx, session(b, fmt.Sprintf("u%d", i%100), fmt.Sprintf("s%05d", i), base)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.RevokeUserSessions(ctx, fmt.Sprintf("u%d", i%100), storage.ReasonAdmin, base); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }
