@@ -686,24 +686,34 @@ func (a *AdminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *l
 }
 
 // recheckUser reads the user again after Login stored their new session.
-// An administrator may have disabled or deleted the user while the password
-// was being checked; their revocation of the user's sessions may then have
-// run before this session existed. Reading after the session is stored
-// closes that gap: either the revocation saw the session, or this read sees
-// the change, and the session is revoked here. The login then fails like any
-// other refused login. It returns the user as stored now (current roles).
-func (s *Server) recheckUser(ctx context.Context, userID string, sess storage.Session, now time.Time) (storage.User, error) {
-	u, err := s.store.GetUser(ctx, userID)
+// An administrator may have disabled or deleted the user, or set a new
+// password, while the password was being checked; their revocation of the
+// user's sessions may then have run before this session existed. Reading
+// after the session is stored closes that gap: either the revocation saw
+// the session, or this read sees the change, and the session is revoked
+// here. The login then fails like any other refused login. verified is the
+// user as the password check read it (with its hash after any upgrade); it
+// returns the user as stored now (current roles).
+func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess storage.Session, now time.Time) (storage.User, error) {
+	u, err := s.store.GetUser(ctx, verified.ID)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.User{}, fmt.Errorf("recheck user: %w", err)
 	}
-	if err == nil && !u.Disabled {
+	reason := ""
+	switch {
+	case err != nil:
+		reason = "user_deleted_during_login"
+	case u.Disabled:
+		reason = "user_disabled_during_login"
+	case u.PasswordHash != verified.PasswordHash:
+		reason = "password_changed_during_login"
+	default:
 		return u, nil
 	}
 	if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-		return storage.User{}, fmt.Errorf("revoke session of a user disabled during login: %w", rerr)
+		return storage.User{}, fmt.Errorf("revoke session of a user changed during login: %w", rerr)
 	}
 	s.publishSession(sess)
-	s.loginFailed(ctx, "user_disabled_during_login", userID)
+	s.loginFailed(ctx, reason, verified.ID)
 	return storage.User{}, failure(codes.Unauthenticated, msgBadLogin)
 }

@@ -12,6 +12,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -301,41 +302,98 @@ func TestAdminDisableUser(t *testing.T) {
 	}
 }
 
-// disablingStore disables the user (as an administrator racing the login
-// would) between the password check and the session's creation.
-type disablingStore struct {
+// racingStore runs change (as an administrator racing the login would)
+// between the password check and the creation of the user's session.
+type racingStore struct {
 	storage.Store
-	disable string
+	user   string
+	change func(ctx context.Context, s storage.Store, userID string) error
 }
 
-func (d *disablingStore) CreateSession(ctx context.Context, s storage.Session) error {
-	if s.UserID == d.disable {
-		if _, err := d.Store.UpdateUser(ctx, s.UserID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
-			return err
-		}
-		if _, err := d.Store.RevokeUserSessions(ctx, s.UserID, storage.ReasonUserChanged, time.Now()); err != nil {
+func (r *racingStore) CreateSession(ctx context.Context, s storage.Session) error {
+	if s.UserID == r.user {
+		if err := r.change(ctx, r.Store, s.UserID); err != nil {
 			return err
 		}
 	}
-	return d.Store.CreateSession(ctx, s)
+	return r.Store.CreateSession(ctx, s)
 }
 
-// TestLoginRacingDisable: a user disabled while their login was checking the
+// TestLoginRacingAdmin: a user disabled, deleted or given a new password
+// (each revoking their sessions) while their login was checking the old
 // password does not get a live session.
-func TestLoginRacingDisable(t *testing.T) {
-	ds := &disablingStore{}
-	a := newAdminEnv(t, func(s storage.Store) storage.Store { ds.Store = s; return ds })
-	u := a.addUser("bob@example.com", "bob-password-1", "user")
-	ds.disable = u.ID
-	_, err := a.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "bob@example.com", Password: "bob-password-1"})
+func TestLoginRacingAdmin(t *testing.T) {
+	revokeAll := func(ctx context.Context, s storage.Store, id string) error {
+		_, err := s.RevokeUserSessions(ctx, id, storage.ReasonUserChanged, time.Now())
+		return err
+	}
+	for name, change := range map[string]func(context.Context, storage.Store, string) error{
+		"disabled": func(ctx context.Context, s storage.Store, id string) error {
+			if _, err := s.UpdateUser(ctx, id, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+				return err
+			}
+			return revokeAll(ctx, s, id)
+		},
+		"deleted": func(ctx context.Context, s storage.Store, id string) error {
+			_, err := s.DeleteUser(ctx, id, time.Now())
+			return err
+		},
+		"password set": func(ctx context.Context, s storage.Store, id string) error {
+			if _, err := s.UpdateUser(ctx, id, func(u *storage.User) error { u.PasswordHash = "$argon2id$new"; return nil }); err != nil {
+				return err
+			}
+			return revokeAll(ctx, s, id)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rs := &racingStore{change: change}
+			a := newAdminEnv(t, func(s storage.Store) storage.Store { rs.Store = s; return rs })
+			u := a.addUser("bob@example.com", "bob-password-1", "user")
+			rs.user = u.ID
+			_, err := a.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "bob@example.com", Password: "bob-password-1"})
+			wantStatus(t, err, codes.Unauthenticated, "invalid email or password")
+			sessions, err := a.store.ListUserSessions(ctxT(t), u.ID)
+			if err != nil || len(sessions) != 1 {
+				t.Fatalf("sessions = %v, %v; want the one the login created", sessions, err)
+			}
+			if sessions[0].Live(a.clock.now()) {
+				t.Fatal("a login racing an administrator left a live session")
+			}
+		})
+	}
+}
+
+// TestRehashNeverOverwritesANewPassword: the hash upgrade after a login
+// replaces only the hash it verified; a password an administrator set in
+// between stays.
+func TestRehashNeverOverwritesANewPassword(t *testing.T) {
+	a := newAdminEnv(t)
+	p := fastParams()
+	p.Memory = 32 // older parameters: a successful login upgrades the hash
+	old, err := password.NewHasher(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := old.Hash(ctxT(t), "bob-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := a.addUser("bob@example.com", "placeholder-pw", "user")
+	if _, err := a.store.UpdateUser(ctxT(t), u.ID, func(u *storage.User) error { u.PasswordHash = h; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The administrator's new password lands after the login read the old
+	// hash and before the upgrade: model it by upgrading against a stale
+	// verified hash.
+	if _, err := a.admin.SetPassword(a.adminCtx, &latchv1.SetPasswordRequest{UserId: u.ID, Password: "bob-password-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := server.UpgradeHashForTest(ctxT(t), a.srv, u.ID, h, "bob-password-1"); ok {
+		t.Fatal("the upgrade replaced a hash it had not verified")
+	}
+	a.login("bob@example.com", "bob-password-2")
+	_, err = a.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "bob@example.com", Password: "bob-password-1"})
 	wantStatus(t, err, codes.Unauthenticated, "invalid email or password")
-	sessions, err := a.store.ListUserSessions(ctxT(t), u.ID)
-	if err != nil || len(sessions) != 1 {
-		t.Fatalf("sessions = %v, %v; want the one the login created", sessions, err)
-	}
-	if sessions[0].Live(a.clock.now()) {
-		t.Fatal("a login racing a disable left a live session")
-	}
 }
 
 func TestAdminUpdateUser(t *testing.T) {

@@ -89,7 +89,7 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	if err != nil {
 		return nil, err
 	}
-	if user, err = s.recheckUser(ctx, user.ID, sess, now); err != nil {
+	if user, err = s.recheckUser(ctx, user, sess, now); err != nil {
 		return nil, err
 	}
 	pair, err := s.tokenPair(sess, user, refresh, now)
@@ -129,7 +129,9 @@ func (s *Server) checkPassword(ctx context.Context, email, pw string) (storage.U
 		return storage.User{}, false, nil
 	}
 	if rehash {
-		s.upgradeHash(ctx, user.ID, pw)
+		if h, ok := s.upgradeHash(ctx, user.ID, user.PasswordHash, pw); ok {
+			user.PasswordHash = h
+		}
 	}
 	return user, true, nil
 }
@@ -140,22 +142,32 @@ func (s *Server) loginFailed(ctx context.Context, reason, userID string) {
 }
 
 // upgradeHash rewrites a user's hash with the current parameters after a
-// successful login. A failure is logged and the login still succeeds.
-func (s *Server) upgradeHash(ctx context.Context, userID, pw string) {
+// successful login, only if the stored hash is still the one that was
+// verified (a password set meanwhile by an administrator is never
+// overwritten). It returns the new hash when it was stored. A failure is
+// logged and the login still succeeds.
+func (s *Server) upgradeHash(ctx context.Context, userID, verified, pw string) (string, bool) {
 	h, err := s.hasher.Hash(ctx, pw)
+	swapped := false
 	if err == nil {
 		_, err = s.store.UpdateUser(ctx, userID, func(u *storage.User) error {
-			u.PasswordHash = h
-			u.UpdatedAt = s.now()
+			if swapped = u.PasswordHash == verified; swapped {
+				u.PasswordHash = h
+				u.UpdatedAt = s.now()
+			}
 			return nil
 		})
 	}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "password rehash failed", slog.String("event", "password_rehash_failed"),
 			slog.String("user_id", userID), slog.String("error", err.Error()))
-		return
+		return "", false
+	}
+	if !swapped {
+		return "", false
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "password rehashed", slog.String("event", "password_rehashed"), slog.String("user_id", userID))
+	return h, true
 }
 
 func (s *Server) audience(requested string) (string, error) {
