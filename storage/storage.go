@@ -33,6 +33,10 @@ var (
 	// ErrInvalidArgument reports a value a backend cannot store (for
 	// example an empty id).
 	ErrInvalidArgument = errors.New("storage: invalid argument")
+	// ErrUnavailable reports that a networked backend (storage/etcd) could
+	// not be reached or could not answer in time; the request may be
+	// retried. The server answers UNAVAILABLE without the detail.
+	ErrUnavailable = errors.New("storage: backend unavailable")
 )
 
 // TokenHash is the SHA-256 digest of a refresh token's 32 random bytes. Only
@@ -289,4 +293,20 @@ type Store interface {
 	Sweeper
 	// Close releases the store.
 	Close() error
+}
+
+// RevocationFeed is implemented by stores that several Latch processes
+// share (storage/etcd), so that each process learns of revocations the
+// others commit. A store that only one process uses (storage/bolt) does not
+// implement it: that process publishes its own revocations.
+type RevocationFeed interface {
+	// WatchRevocations calls fn, from one goroutine, for each revocation
+	// (a denied jti or a revoked session) committed by any process after
+	// the call started, until ctx is done; it then returns ctx.Err(). When
+	// the feed is interrupted (the backend restarts, compacts its history
+	// or loses quorum) it resumes on its own and calls fn for every
+	// revocation that still matters, so nothing committed in the gap is
+	// lost; fn must therefore tolerate duplicates. It returns early only
+	// for a failure it cannot recover from.
+	WatchRevocations(ctx context.Context, fn func(Revocation)) error
 }

@@ -1,0 +1,347 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
+// later expiry. The row's lease is judged against the store's clock (the
+// method has no time of its own) plus the lease slack.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	ctx, cancel, err := s.begin(ctx, "deny access token")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if !validID(jti) || expiresAt.IsZero() {
+		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+	}
+	key := s.revJTIKey(jti)
+	for range maxRetries {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return wrapErr(ctx, "deny access token "+jti, err)
+		}
+		var rev int64
+		if len(resp.Kvs) == 1 {
+			old, err := decodeTime(resp.Kvs[0].Value)
+			if err != nil {
+				return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+			}
+			if !expiresAt.After(old) {
+				return nil
+			}
+			rev = resp.Kvs[0].ModRevision
+		}
+		txn, err := s.commit(ctx, "deny access token "+jti, func() (clientv3.Txn, error) {
+			lease, err := s.lease(ctx, expiresAt, s.clock())
+			if err != nil {
+				return nil, err
+			}
+			return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+				Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
+		})
+		if err != nil {
+			return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+		}
+		if txn.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
+}
+
+// AccessTokenRevoked implements storage.DenyList with one linearizable read
+// (a Txn of two gets), so a revocation committed by any process is seen by
+// the next check. It fails closed: an empty jti or session id, or a session
+// that is gone, counts as revoked.
+func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
+	ctx, cancel, err := s.begin(ctx, "access token revoked")
+	if err != nil {
+		return true, err
+	}
+	defer cancel()
+	if jti == "" || sessionID == "" {
+		return true, nil
+	}
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.revJTIKey(jti), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.sessionKey(sessionID)),
+	).Commit()
+	if err != nil {
+		return true, wrapErr(ctx, "access token revoked", err)
+	}
+	if resp.Responses[0].GetResponseRange().Count > 0 {
+		return true, nil // denied (an expired denial only outlives an expired token)
+	}
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return true, nil
+	}
+	sess, err := decodeSession(kvs[0].Value)
+	if err != nil {
+		return true, fmt.Errorf("etcd: access token revoked: %w", err)
+	}
+	return !sess.Live(now), nil
+}
+
+// parseRevocation turns a key and value under revocations/ into a
+// Revocation.
+func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {
+	exp, err := decodeTime(value)
+	if err != nil {
+		return storage.Revocation{}, err
+	}
+	rest := strings.TrimPrefix(string(key), s.revPrefix())
+	switch {
+	case strings.HasPrefix(rest, "session/"):
+		return storage.Revocation{SessionID: strings.TrimPrefix(rest, "session/"), ExpiresAt: exp}, nil
+	case strings.HasPrefix(rest, "jti/"):
+		return storage.Revocation{JTI: strings.TrimPrefix(rest, "jti/"), ExpiresAt: exp}, nil
+	}
+	return storage.Revocation{}, errCorrupt
+}
+
+// listRevocations reads every revocation that matters at now, and the
+// revision it read at.
+func (s *Store) listRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, int64, error) {
+	var out []storage.Revocation
+	rev, err := s.scan(ctx, s.revPrefix(), func(k, v []byte, _ int64) error {
+		r, err := s.parseRevocation(k, v)
+		if err != nil {
+			return err
+		}
+		if r.ExpiresAt.After(now) {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, rev, nil
+}
+
+// ListRevocations implements storage.DenyList from the revocation rows
+// alone (revoked sessions keep a row there), not from every session.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
+	ctx, cancel, err := s.begin(ctx, "list revocations")
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	out, _, err := s.listRevocations(ctx, now)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: list revocations: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteExpired implements storage.Sweeper. Leases already delete expired
+// rows (a slack after their expiry), so `latch serve` does not call it on
+// etcd; it deletes, now, what expired before now: sessions with every
+// digest and index row they own, and denied jtis. It scans every session,
+// so it is for tests and maintenance tools rather than a frequent sweeper.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	ctx, cancel, err := s.begin(ctx, "delete expired")
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	if limit <= 0 {
+		return 0, nil
+	}
+	var expired []sessRev
+	errFull := errors.New("full")
+	_, err = s.scan(ctx, s.p+"sessions/", func(_, v []byte, rev int64) error {
+		sess, err := decodeSession(v)
+		if err != nil {
+			return err
+		}
+		if sess.ExpiresAt().Before(now) {
+			expired = append(expired, sessRev{sess, rev})
+			if len(expired) == limit {
+				return errFull
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return 0, fmt.Errorf("etcd: delete expired: %w", err)
+	}
+	n := 0
+	for _, sr := range expired {
+		ok, err := s.deleteSession(ctx, sr)
+		if err != nil {
+			return n, fmt.Errorf("etcd: delete expired session %s: %w", sr.s.ID, err)
+		}
+		if ok {
+			n++
+		}
+	}
+	if n >= limit {
+		return n, nil
+	}
+	type jtiRev struct {
+		key string
+		rev int64
+	}
+	var jtis []jtiRev
+	_, err = s.scan(ctx, s.p+"revocations/jti/", func(k, v []byte, rev int64) error {
+		exp, err := decodeTime(v)
+		if err != nil {
+			return err
+		}
+		if exp.Before(now) {
+			jtis = append(jtis, jtiRev{string(k), rev})
+			if n+len(jtis) == limit {
+				return errFull
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return n, fmt.Errorf("etcd: delete expired: %w", err)
+	}
+	for _, j := range jtis {
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(j.key), "=", j.rev)).
+			Then(clientv3.OpDelete(j.key)).Commit()
+		if err != nil {
+			return n, wrapErr(ctx, "delete expired jti", err)
+		}
+		if resp.Succeeded {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// deleteSession deletes an expired session and what it owns. Its digests go
+// first, in Txns of up to 100 (a session has one per rotation, more than one
+// Txn may hold); the last Txn deletes the session itself if it has not
+// changed since it was read. It reports whether the session was deleted.
+func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
+	resp, err := s.cli.Get(ctx, s.sessDigestPrefix(sr.s.ID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return false, wrapErr(ctx, "read session digests", err)
+	}
+	prefix := s.sessDigestPrefix(sr.s.ID)
+	var ops []clientv3.Op
+	for _, kv := range resp.Kvs {
+		hexDigest := string(kv.Key[len(prefix):])
+		ops = append(ops, clientv3.OpDelete(s.p+"digests/"+hexDigest))
+	}
+	for len(ops) > 100 {
+		if _, err := s.cli.Txn(ctx).Then(ops[:100]...).Commit(); err != nil {
+			return false, wrapErr(ctx, "delete session digests", err)
+		}
+		ops = ops[100:]
+	}
+	ops = append(ops,
+		clientv3.OpDelete(prefix, clientv3.WithPrefix()),
+		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
+		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
+		clientv3.OpDelete(s.sessionKey(sr.s.ID)))
+	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
+		Then(ops...).Commit()
+	if err != nil {
+		return false, wrapErr(ctx, "delete session", err)
+	}
+	return txn.Succeeded, nil
+}
+
+// WatchRevocations implements storage.RevocationFeed with an etcd watch on
+// the revocation rows, from the revision current when it is called. When
+// the watch breaks (history compacted, member without leader, cluster
+// unreachable), it lists every revocation that still matters, calls fn for
+// each, and watches again from the revision of that list, so nothing
+// committed in the gap is missed. Deletions (expiry) are not revocations
+// and are ignored.
+func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation)) error {
+	var rev int64
+	for rev == 0 {
+		c, cancel := s.opCtx(ctx)
+		resp, err := s.cli.Get(c, s.revPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		cancel()
+		if err == nil {
+			rev = resp.Header.Revision
+			break
+		}
+		if err := s.pause(ctx, "revocation feed: start", err); err != nil {
+			return err
+		}
+	}
+	for {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, s.revPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
+		var werr error
+		for resp := range wch {
+			if werr = resp.Err(); werr != nil {
+				break
+			}
+			for _, ev := range resp.Events {
+				r, err := s.parseRevocation(ev.Kv.Key, ev.Kv.Value)
+				if err != nil {
+					s.log.LogAttrs(ctx, slog.LevelWarn, "revocation feed: unreadable row", slog.String("event", "revocation_feed_corrupt"),
+						slog.String("key", strings.TrimPrefix(string(ev.Kv.Key), s.p)))
+					continue
+				}
+				fn(r)
+				rev = max(rev, ev.Kv.ModRevision)
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr == nil {
+			werr = errors.New("watch closed")
+		}
+		if err := s.pause(ctx, "revocation feed: watch interrupted; resyncing", werr); err != nil {
+			return err
+		}
+		// Resync: everything that still matters, then watch from there.
+		for {
+			c, cancel := s.opCtx(ctx)
+			revs, at, err := s.listRevocations(c, s.clock())
+			cancel()
+			if err == nil {
+				for _, r := range revs {
+					fn(r)
+				}
+				rev = at
+				s.log.LogAttrs(ctx, slog.LevelInfo, "revocation feed resynced", slog.String("event", "revocation_feed_resync"),
+					slog.Int("revocations", len(revs)))
+				break
+			}
+			if err := s.pause(ctx, "revocation feed: resync failed", err); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// pause logs a feed interruption and waits a second, or returns ctx.Err().
+func (s *Store) pause(ctx context.Context, msg string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("event", "revocation_feed_interrupted"), slog.String("error", err.Error()))
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
