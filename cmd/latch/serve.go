@@ -22,16 +22,16 @@ import (
 )
 
 type serveFlags struct {
-	db, grpcAddr, httpAddr, issuer string
-	audiences                      stringList
-	accessTTL, refreshTTL, maxAge  time.Duration
-	reuseGrace, shutdownTimeout    time.Duration
-	sweepInterval                  time.Duration
-	logFormat, logLevel            string
-	introspectOpen, dev, reflect   bool
-	hashConcurrency, probeBurst    int
-	verifyCache                    int
-	probeRefill                    time.Duration
+	grpcAddr, httpAddr, issuer    string
+	audiences                     stringList
+	accessTTL, refreshTTL, maxAge time.Duration
+	reuseGrace, shutdownTimeout   time.Duration
+	sweepInterval                 time.Duration
+	logFormat, logLevel           string
+	introspectOpen, dev, reflect  bool
+	hashConcurrency, probeBurst   int
+	verifyCache                   int
+	probeRefill                   time.Duration
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -39,7 +39,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.SetOutput(e.stderr)
 	var f serveFlags
 	f.audiences = stringList{vals: []string{"latch"}}
-	fs.StringVar(&f.db, "db", "./latch.db", "bbolt database file (created if missing)")
+	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
+	sf.register(fs)
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7300", "gRPC listen address")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7301", "HTTP listen address (/.well-known/jwks.json, /healthz)")
 	fs.StringVar(&f.issuer, "issuer", "http://127.0.0.1:7301", "iss claim of every token")
@@ -63,13 +64,11 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
+	sf.noteSet(fs)
 
 	log, err := newLogger(e, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
-	}
-	if f.db == "" {
-		return errors.New("--db is required")
 	}
 	cfg := server.Config{
 		Issuer: f.issuer, Audiences: f.audiences.vals,
@@ -77,13 +76,13 @@ func serve(ctx context.Context, args []string, e env) error {
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 	}
-	if err := cfg.Defaults().Validate(); err != nil {
+	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate())...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
-	store, err := bolt.Open(f.db)
+	store, err := sf.open(ctx, log, e.getenv)
 	if err != nil {
-		return explainOpen(f.db, err)
+		return err
 	}
 	defer store.Close()
 	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
@@ -122,12 +121,15 @@ func serve(ctx context.Context, args []string, e env) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+	if sf.kind == storageBolt { // etcd's leases delete expired rows
+		go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+	}
+	go followRevocations(runCtx, srv, log)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
-	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "db", f.db, "issuer", cfg.Issuer, "version", version)
+	log.Info("latch serving", append([]any{"event", "listening", "grpc_addr", grpcLis.Addr().String(),
+		"http_addr", httpLis.Addr().String(), "issuer", cfg.Issuer, "version", version}, sf.describe()...)...)
 
 	var serveErr error
 	select {

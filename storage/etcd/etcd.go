@@ -42,6 +42,10 @@ const sessionsPerTxn = 50
 // errCorrupt reports a record this version cannot decode.
 var errCorrupt = errors.New("etcd: corrupt or unknown record")
 
+// errOpTimeout is the cause of a request context that ran out of the
+// store's op timeout (as opposed to the caller's own deadline).
+var errOpTimeout = errors.New("etcd: no answer within the op timeout")
+
 // errContention reports a read-modify-write that kept losing races.
 var errContention = errors.New("etcd: too much write contention; gave up")
 
@@ -234,7 +238,7 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, s.opTimeout)
+	return context.WithTimeoutCause(ctx, s.opTimeout, errOpTimeout)
 }
 
 // begin checks ctx and returns the bounded context for one method call.
@@ -250,8 +254,11 @@ func (s *Store) begin(ctx context.Context, op string) (context.Context, context.
 // own context ended, that is the error; an unreachable or leaderless
 // cluster, or the store's op timeout, is storage.ErrUnavailable.
 func wrapErr(ctx context.Context, op string, err error) error {
-	if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
-		return fmt.Errorf("etcd: %s: %w", op, err)
+	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(context.Cause(ctx), errOpTimeout) {
+			return fmt.Errorf("etcd: %s: %w: %w", op, storage.ErrUnavailable, errOpTimeout)
+		}
+		return fmt.Errorf("etcd: %s: %w", op, cerr)
 	}
 	if unavailable(err) {
 		return fmt.Errorf("etcd: %s: %w: %v", op, storage.ErrUnavailable, err)
