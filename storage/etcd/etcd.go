@@ -418,3 +418,6 @@ func (s *Store) commit(ctx context.Context, op string, build func() (clientv3.Tx
 		return resp, nil
 	}
 }
+
+// Prefix returns the key prefix, ending in "/".
+func (s *Store) Prefix() string { return s.p }

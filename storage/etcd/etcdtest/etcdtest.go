@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +27,9 @@ import (
 type Server struct {
 	// Endpoint is the client URL, http://127.0.0.1:PORT.
 	Endpoint string
-	cmd      *exec.Cmd
 	logPath  string
+	stopOnce sync.Once
+	stop     func()
 }
 
 // Binary returns the etcd binary to run, or "" when none is installed.
@@ -111,7 +113,6 @@ func start(t testing.TB, bin string) (*Server, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s := &Server{Endpoint: client, cmd: cmd, logPath: logPath}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logFile.Close() }()
 	stop := func() {
@@ -123,6 +124,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 			<-exited
 		}
 	}
+	s := &Server{Endpoint: client, logPath: logPath, stop: stop}
 	// Wait for /health; etcd on one member is ready within a few seconds.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -143,7 +145,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		}
 	}
 	t.Cleanup(func() {
-		stop()
+		s.Stop()
 		if t.Failed() {
 			t.Logf("etcd log tail:\n%s", s.tail())
 		}
@@ -175,8 +177,6 @@ func (s *Server) tail() string {
 	return string(b)
 }
 
-// Stop stops etcd now (SIGTERM, then SIGKILL after 15 s); cleanup does it
-// otherwise.
-func (s *Server) Stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-}
+// Stop stops etcd and waits for it to exit (SIGTERM, then SIGKILL after
+// 15 s); cleanup does it otherwise.
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
