@@ -1,0 +1,279 @@
+package main
+
+// Several `latch serve` processes on one real etcd: what one replica does,
+// every replica honours.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/storage/etcd/etcdtest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// etcdArgs are the storage flags of a replica on srv under prefix.
+func etcdArgs(srv *etcdtest.Server, prefix string) []string {
+	return []string{"--storage", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", prefix}
+}
+
+// etcdUserAdd runs `latch user add` against etcd (allowed while replicas run).
+func etcdUserAdd(t *testing.T, ctx context.Context, srv *etcdtest.Server, prefix, email, pw string, roles ...string) {
+	t.Helper()
+	args := append([]string{"user", "add", "--email", email, "--password-stdin"}, etcdArgs(srv, prefix)...)
+	for _, r := range roles {
+		args = append(args, "--role", r)
+	}
+	cmd := exec.CommandContext(ctx, latchBinary(t), args...)
+	cmd.Stdin = strings.NewReader(pw + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("latch user add %s: %v\n%s", email, err, out)
+	}
+}
+
+// replica is a running `latch serve` and a Go gRPC client to it.
+type replica struct {
+	name string
+	proc *latchProc
+	cli  latchv1.AuthServiceClient
+}
+
+func startReplicas(t *testing.T, ctx context.Context, srv *etcdtest.Server, prefix string, names ...string) []replica {
+	t.Helper()
+	var out []replica
+	for _, n := range names {
+		p := startLatch(t, ctx, "", etcdArgs(srv, prefix)...)
+		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		out = append(out, replica{name: n, proc: p, cli: latchv1.NewAuthServiceClient(conn)})
+	}
+	return out
+}
+
+// TestReplicasShareEtcd: three replicas on one etcd. Login on A, refresh on
+// B, reuse on C revokes the session everywhere (Refresh fails and
+// Introspect is inactive on every replica, and a WatchRevocations stream on
+// A reports the session C revoked); a Revoke on B reaches A's stream; 64
+// concurrent refreshes of one token spread over the replicas have exactly
+// one winner; every replica publishes the same JWKS.
+func TestReplicasShareEtcd(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	srv := etcdtest.Start(t)
+	const prefix = "/latch-e2e/"
+	etcdUserAdd(t, ctx, srv, prefix, "alice@example.com", "alice-password-1", "user")
+	etcdUserAdd(t, ctx, srv, prefix, "svc@example.com", "svc-password-111", server.RoleIntrospect)
+	reps := startReplicas(t, ctx, srv, prefix, "A", "B", "C")
+	a, b, c := reps[0], reps[1], reps[2]
+
+	// Keys: the first replica generated the key; the others adopted it.
+	var jwks []string
+	for _, r := range reps {
+		resp, err := http.Get("http://" + r.proc.httpAddr + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		jwks = append(jwks, string(body))
+		g, err := r.cli.GetJWKS(ctx, &latchv1.GetJWKSRequest{})
+		if err != nil || len(g.GetKeys()) != 1 {
+			t.Fatalf("GetJWKS on %s = %v, %v; want one key", r.name, g, err)
+		}
+	}
+	if jwks[0] != jwks[1] || jwks[1] != jwks[2] || !strings.Contains(jwks[0], `"kid"`) {
+		t.Fatalf("replicas publish different key sets:\n%s", strings.Join(jwks, "\n"))
+	}
+
+	login := func(r replica, email, pw string) *latchv1.TokenPair {
+		t.Helper()
+		resp, err := r.cli.Login(ctx, &latchv1.LoginRequest{Email: email, Password: pw})
+		if err != nil {
+			t.Fatalf("Login on %s: %v", r.name, err)
+		}
+		return resp.GetTokens()
+	}
+	svc := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login(a, "svc@example.com", "svc-password-111").GetAccessToken())
+	active := func(r replica, tok string) bool {
+		t.Helper()
+		resp, err := r.cli.Introspect(svc, &latchv1.IntrospectRequest{Token: tok})
+		if err != nil {
+			t.Fatalf("Introspect on %s: %v", r.name, err)
+		}
+		return resp.GetActive()
+	}
+	wantRefreshFails := func(r replica, tok, what string) {
+		t.Helper()
+		_, err := r.cli.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tok})
+		if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || st.Message() != "invalid refresh token" {
+			t.Errorf("%s on %s: %v, want UNAUTHENTICATED invalid refresh token", what, r.name, err)
+		}
+	}
+
+	// A WatchRevocations stream on A, read in the background.
+	events := make(chan *latchv1.RevocationEvent, 256)
+	streamCtx, stopStream := context.WithCancel(svc)
+	defer stopStream()
+	stream, err := a.cli.WatchRevocations(streamCtx, &latchv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatalf("WatchRevocations header: %v", err)
+	}
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				close(events)
+				return
+			}
+			events <- ev
+		}
+	}()
+	waitEvent := func(match func(*latchv1.RevocationEvent) bool, what string) {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatalf("A's WatchRevocations stream ended before %s", what)
+				}
+				if match(ev) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("A's WatchRevocations stream never reported %s", what)
+			}
+		}
+	}
+
+	// Login on A (with grpcurl, a client independent of ours), refresh on B.
+	p1 := tokensOf(t, mustOK(t, grpcurl(t, ctx, a.proc.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login on A"))
+	r2, err := b.cli.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: p1.refresh})
+	if err != nil {
+		t.Fatalf("Refresh on B of a token issued by A: %v", err)
+	}
+	p2 := r2.GetTokens()
+	for _, r := range reps {
+		if !active(r, p2.GetAccessToken()) {
+			t.Fatalf("Introspect on %s: fresh token inactive", r.name)
+		}
+	}
+	// Reuse on C: the consumed token revokes the session everywhere.
+	wantCode(t, grpcurl(t, ctx, c.proc.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": p1.refresh}),
+		"Unauthenticated", "invalid refresh token", "reuse on C")
+	for _, r := range reps {
+		wantRefreshFails(r, p2.GetRefreshToken(), "current token after reuse")
+		if active(r, p1.access) || active(r, p2.GetAccessToken()) {
+			t.Errorf("Introspect on %s: an access token of the reused session is still active", r.name)
+		}
+	}
+	waitEvent(func(ev *latchv1.RevocationEvent) bool { return ev.GetSessionId() == p1.sid }, "the session revoked on C")
+	if !strings.Contains(c.proc.logText(), `"event":"refresh_reuse_detected"`) {
+		t.Errorf("C did not log the reuse detection")
+	}
+
+	// Revoke an access token on B: A's stream reports its jti; C's
+	// Introspect (with the token verified and cached before) says inactive.
+	p3 := login(c, "alice@example.com", "alice-password-1")
+	if !active(c, p3.GetAccessToken()) {
+		t.Fatal("fresh token inactive on C")
+	}
+	if _, err := b.cli.Revoke(ctx, &latchv1.RevokeRequest{Token: p3.GetAccessToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if active(c, p3.GetAccessToken()) || active(a, p3.GetAccessToken()) {
+		t.Error("an access token revoked on B is still active on A or C")
+	}
+	waitEvent(func(ev *latchv1.RevocationEvent) bool { return ev.GetJti() != "" }, "the access token revoked on B")
+
+	// 64 concurrent refreshes of one token, spread over the replicas.
+	p4 := login(a, "alice@example.com", "alice-password-1")
+	const n = 64
+	errs := make([]error, n)
+	winners := make([]*latchv1.TokenPair, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			resp, err := reps[i%len(reps)].cli.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: p4.GetRefreshToken()})
+			errs[i], winners[i] = err, resp.GetTokens()
+		})
+	}
+	close(start)
+	wg.Wait()
+	var won []int
+	for i, err := range errs {
+		if err == nil {
+			won = append(won, i)
+			continue
+		}
+		if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated {
+			t.Errorf("refresh %d on %s: %v, want OK or UNAUTHENTICATED", i, reps[i%len(reps)].name, err)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d of %d concurrent refreshes across 3 replicas succeeded (%v), want exactly 1", len(won), n, won)
+	}
+	// The losers counted as reuse: the winner's token is dead too.
+	for _, r := range reps {
+		wantRefreshFails(r, winners[won[0]].GetRefreshToken(), "winner's token after the race")
+	}
+	waitEvent(func(ev *latchv1.RevocationEvent) bool { return ev.GetSessionId() == p4.GetSessionId() }, "the raced session")
+
+	for _, r := range reps {
+		checkLogsHoldNoSecrets(t, r.proc.logText(), "alice-password-1", "svc-password-111", p1.refresh, p1.access,
+			p2.GetRefreshToken(), p4.GetRefreshToken())
+	}
+	// Each replica followed the others' revocations.
+	for _, r := range reps {
+		if !strings.Contains(r.proc.logText(), `"event":"revocation_feed_started"`) {
+			t.Errorf("%s did not start the revocation feed", r.name)
+		}
+	}
+}
+
+// TestServeEtcdConfigErrors: bad storage flags are all reported at once,
+// before anything is opened, and an unreachable etcd fails the start with a
+// clear error within the dial timeout.
+func TestServeEtcdConfigErrors(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--db", "x.db",
+		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch").CombinedOutput()
+	if err == nil {
+		t.Fatal("serve with bad etcd flags started")
+	}
+	for _, want := range []string{"--db applies only to --storage bbolt", `--etcd-endpoints "ftp://h:1"`,
+		"--etcd-cert and --etcd-key go together", `--etcd-prefix "latch" must start with '/'`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--etcd-endpoints applies only to --storage etcd") {
+		t.Errorf("etcd flag with bbolt: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",
+		"--etcd-dial-timeout", "1s", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "open etcd storage") {
+		t.Errorf("unreachable etcd: %v\n%s", err, out)
+	}
+}
