@@ -35,6 +35,9 @@ const DefaultPrefix = "/latch/"
 // is only reached under pathological contention.
 const maxRetries = 1000
 
+// maxLeaseLife caps a lease's TTL (etcd refuses more than about 285 years).
+const maxLeaseLife = 10 * 365 * 24 * time.Hour
+
 // sessionsPerTxn bounds the sessions one Txn revokes (each costs two
 // operations; etcd's default --max-txn-ops is 128).
 const sessionsPerTxn = 50
@@ -368,7 +371,8 @@ type leaseCache struct {
 // remaining life is carried over to real time at the moment of the call, so
 // a caller's clock decides how long, never when.
 func (s *Store) lease(ctx context.Context, expiresAt, ref time.Time) (clientv3.LeaseID, error) {
-	remaining := max(expiresAt.Sub(ref), 0)
+	// Capped well below etcd's maximum lease TTL; no Latch row lives that long.
+	remaining := min(max(expiresAt.Sub(ref), 0), maxLeaseLife)
 	lc := s.leases
 	realNow := time.Now()
 	end := realNow.Add(remaining + lc.slack).Truncate(lc.bucket).Add(lc.bucket)

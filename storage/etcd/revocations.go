@@ -260,12 +260,13 @@ func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 }
 
 // WatchRevocations implements storage.RevocationFeed with an etcd watch on
-// the revocation rows, from the revision current when it is called. When
-// the watch breaks (history compacted, member without leader, cluster
-// unreachable), it lists every revocation that still matters, calls fn for
-// each, and watches again from the revision of that list, so nothing
-// committed in the gap is missed. Deletions (expiry) are not revocations
-// and are ignored.
+// the revocation rows, from the revision current when it is called. The
+// client resumes a watch across lost connections by itself; when the watch
+// ends anyway (the member lost its leader), it is opened again from the
+// last revision seen. When etcd has compacted that revision away, it lists
+// every revocation that still matters, calls fn for each, and watches from
+// the revision of that list, so nothing committed in the gap is missed.
+// Deletions (expiry) are not revocations and are ignored.
 func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation)) error {
 	var rev int64
 	for rev == 0 {
@@ -280,11 +281,21 @@ func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation
 			return err
 		}
 	}
+	return s.follow(ctx, rev, fn)
+}
+
+// follow relays revocations committed after revision rev, resyncing from a
+// full list when rev has been compacted away.
+func (s *Store) follow(ctx context.Context, rev int64, fn func(storage.Revocation)) error {
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := s.cli.Watch(wctx, s.revPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
 		var werr error
+		compacted := false
 		for resp := range wch {
+			if resp.CompactRevision != 0 {
+				compacted = true
+			}
 			if werr = resp.Err(); werr != nil {
 				break
 			}
@@ -306,10 +317,19 @@ func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation
 		if werr == nil {
 			werr = errors.New("watch closed")
 		}
-		if err := s.pause(ctx, "revocation feed: watch interrupted; resyncing", werr); err != nil {
+		if !compacted {
+			// etcd still has the history after rev (a lost leader, a
+			// restarted member): watch again from where we were.
+			if err := s.pause(ctx, "revocation feed: watch interrupted; resuming", werr); err != nil {
+				return err
+			}
+			continue
+		}
+		// The history we needed was compacted away: relay everything that
+		// still matters, then watch from the revision of that list.
+		if err := s.pause(ctx, "revocation feed: history compacted; resyncing", werr); err != nil {
 			return err
 		}
-		// Resync: everything that still matters, then watch from there.
 		for {
 			c, cancel := s.opCtx(ctx)
 			revs, at, err := s.listRevocations(c, s.clock())
