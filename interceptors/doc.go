@@ -51,4 +51,13 @@
 // unknown kid, at most once per WithMinRefetchInterval however many unknown
 // kids arrive. When Latch is unreachable the last good key set keeps
 // serving.
+//
+// # Inside Latch
+//
+// Code that runs in the same process as the keys and the revocation state
+// (Latch's own ext_authz server and administration service) verifies with
+// WithKeySource over Latch's key ring (no fetching; the verified-token
+// cache follows the ring's KeyEpoch) and WithRevocationCheck over its
+// storage (read on every call, so a Revoke that has returned is seen at
+// once; a failing read refuses the token with UNAVAILABLE).
 package interceptors

@@ -51,6 +51,7 @@ type latchEnv struct {
 	conn    *grpc.ClientConn
 	client  latchv1.AuthServiceClient
 	gs      *server.GRPCServer
+	srv     *server.Server
 	clock   *clock
 	hasher  *password.Hasher
 	refresh atomic.Int64 // Refresh calls made through conn
@@ -96,7 +97,7 @@ func newLatch(t *testing.T) *latchEnv {
 	lis := bufconn.Listen(1 << 20)
 	gs := server.NewGRPCServer(srv, slog.New(slog.DiscardHandler))
 	go func() { _ = gs.Serve(lis) }()
-	e := &latchEnv{t: t, store: st, gs: gs, clock: clk, hasher: hasher, lis: lis}
+	e := &latchEnv{t: t, store: st, gs: gs, srv: srv, clock: clk, hasher: hasher, lis: lis}
 	conn, err := grpc.NewClient("passthrough:///latch",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

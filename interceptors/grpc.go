@@ -35,15 +35,18 @@ func ContextWithClaims(ctx context.Context, c Claims) context.Context {
 
 // Client-visible messages: they say what is wrong, never the token.
 const (
-	msgMissing      = "missing bearer token: send \"authorization: Bearer <access token>\" metadata"
-	msgTwoValues    = "more than one authorization metadata value"
-	msgScheme       = "authorization metadata must use the Bearer scheme"
-	msgEmpty        = "empty bearer token"
-	msgTooLong      = "bearer token longer than 8 KiB"
-	msgInvalid      = "invalid bearer token"
-	msgRevoked      = "bearer token revoked"
-	msgNotInPolicy  = "method is not allowed by the access policy"
-	msgMissingRoles = "token lacks required role(s): "
+	msgMissing   = "missing bearer token: send \"authorization: Bearer <access token>\" metadata"
+	msgTwoValues = "more than one authorization metadata value"
+	msgScheme    = "authorization metadata must use the Bearer scheme"
+	msgEmpty     = "empty bearer token"
+	msgTooLong   = "bearer token longer than 8 KiB"
+	msgInvalid   = "invalid bearer token"
+	msgRevoked   = "bearer token revoked"
+	// The revocation check failed: fail closed, and say it is worth
+	// retrying (the token itself may be fine).
+	msgRevocationUnavailable = "revocation state unavailable; try again"
+	msgNotInPolicy           = "method is not allowed by the access policy"
+	msgMissingRoles          = "token lacks required role(s): "
 )
 
 // bearerToken reads the one "authorization: Bearer <token>" value.
@@ -79,6 +82,8 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 		switch {
 		case errors.Is(err, ErrRevoked):
 			return nil, status.Error(codes.Unauthenticated, msgRevoked)
+		case errors.Is(err, ErrRevocationUnavailable):
+			return nil, status.Error(codes.Unavailable, msgRevocationUnavailable)
 		case err != nil:
 			return nil, status.Error(codes.Unauthenticated, invalidMessage(err))
 		}

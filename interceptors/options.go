@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type options struct {
 	log             *slog.Logger
 	httpClient      *http.Client
 	jwksURL         string
+	sources         int              // key-source options given
+	keySource       tokens.KeySource // WithKeySource
+	revCheck        RevocationCheck
 }
 
 func defaultOptions() options {
@@ -52,6 +56,7 @@ func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
 			return errors.New("WithJWKSFromGRPC: nil connection")
 		}
 		o.source = &grpcFetcher{conn: conn}
+		o.sources++
 		return nil
 	}
 }
@@ -65,6 +70,7 @@ func WithJWKSURL(url string) Option {
 			return errors.New("WithJWKSURL: empty URL")
 		}
 		o.jwksURL = url
+		o.sources++
 		return nil
 	}
 }
@@ -88,6 +94,71 @@ func WithStaticJWKS(r io.Reader) Option {
 			return fmt.Errorf("WithStaticJWKS: %w", err)
 		}
 		o.source = staticFetcher{set: set}
+		o.sources++
+		return nil
+	}
+}
+
+// EpochKeySource is a tokens.KeySource that tells when its key set
+// changes. WithKeySource uses KeyEpoch to keep the verified-token cache
+// honest: a cached verification is used only while KeyEpoch returns the
+// value it had when the token was verified.
+type EpochKeySource interface {
+	tokens.KeySource
+	// KeyEpoch returns a comparable value that changes whenever the set of
+	// keys changes, for example a pointer to an immutable snapshot of the
+	// set. It is called on every verification and must be cheap.
+	KeyEpoch() any
+}
+
+// WithKeySource verifies against keys the caller owns, with no fetching:
+// for example Latch's own key ring when the interceptors run inside Latch,
+// or a key set the service manages itself. Each kid is looked up in ks on
+// every uncached verification.
+//
+// The verified-token cache stays valid across key changes only if the
+// Verifier can tell when the set changes: when ks implements
+// EpochKeySource (or is an immutable *tokens.KeySet) the cache is keyed to
+// its epoch; otherwise the cache is off and every call runs ECDSA, so that
+// a key removed from ks is never honoured from the cache.
+//
+// Exclusive with WithJWKSFromGRPC, WithJWKSURL and WithStaticJWKS. Key-age
+// health (WithMaxKeyAge) does not apply: ks is as fresh as its owner keeps
+// it.
+func WithKeySource(ks tokens.KeySource) Option {
+	return func(o *options) error {
+		if ks == nil {
+			return errors.New("WithKeySource: nil key source")
+		}
+		if o.keySource != nil {
+			return errors.New("WithKeySource: given twice")
+		}
+		o.keySource = ks
+		o.sources++
+		return nil
+	}
+}
+
+// RevocationCheck reports whether the token with claims c has been revoked
+// (its jti or its session). An error means the answer is unknown.
+type RevocationCheck func(ctx context.Context, c Claims) (revoked bool, err error)
+
+// WithRevocationCheck runs check on every verification, after the
+// signature and claims checks and on cache hits too (revocation is never
+// cached): for example Latch's own storage when the interceptors run
+// inside Latch. A revoked token fails with ErrRevoked; an error fails
+// closed with ErrRevocationUnavailable (UNAVAILABLE from the interceptors),
+// never as a valid token. It may be combined with WithRevocationsFromGRPC:
+// a token either one reports revoked is rejected.
+func WithRevocationCheck(check RevocationCheck) Option {
+	return func(o *options) error {
+		if check == nil {
+			return errors.New("WithRevocationCheck: nil check")
+		}
+		if o.revCheck != nil {
+			return errors.New("WithRevocationCheck: given twice")
+		}
+		o.revCheck = check
 		return nil
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/latchauth/latch/tokens"
@@ -14,27 +15,34 @@ import (
 // jti or its session), as learnt from the WatchRevocations stream.
 var ErrRevoked = errors.New("interceptors: token revoked")
 
+// ErrRevocationUnavailable reports that whether a token is revoked could
+// not be established (the WithRevocationCheck function failed): the token
+// is refused, never accepted, until the check answers again.
+var ErrRevocationUnavailable = errors.New("interceptors: revocation state unavailable")
+
 // Claims are a verified token's claims: sub, sid, roles, jti, exp, ...
 type Claims = tokens.Claims
 
 // Verifier verifies Latch access tokens locally. It is safe for concurrent
 // use; Close stops its background work.
 type Verifier struct {
-	tv     *tokens.Verifier
-	keys   *keyCache
-	revs   *revocations        // nil: stateless
-	cache  *tokens.VerifyCache // nil: disabled
-	now    func() time.Time
-	cancel context.CancelFunc
-	done   chan struct{}
+	tv       *tokens.Verifier
+	keys     *keyCache // nil with WithKeySource
+	epoch    func() any
+	revs     *revocations        // nil: stateless
+	revCheck RevocationCheck     // nil: none
+	cache    *tokens.VerifyCache // nil: disabled
+	now      func() time.Time
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // NewVerifier returns a Verifier. One key source (WithJWKSFromGRPC,
-// WithJWKSURL or WithStaticJWKS), WithIssuer and WithAudience are required.
-// Unless WithLazyStart is given it fetches the key set (and, with
-// WithRevocationsFromGRPC, the revocation snapshot) before returning, and
-// fails if that takes longer than the start-up timeout. Background work
-// runs until Close; ctx bounds only the start-up.
+// WithJWKSURL, WithStaticJWKS or WithKeySource), WithIssuer and
+// WithAudience are required. Unless WithLazyStart is given it fetches the
+// key set (and, with WithRevocationsFromGRPC, the revocation snapshot)
+// before returning, and fails if that takes longer than the start-up
+// timeout. Background work runs until Close; ctx bounds only the start-up.
 func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	o := defaultOptions()
 	var errs []error
@@ -43,18 +51,11 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 			errs = append(errs, err)
 		}
 	}
-	if o.jwksURL != "" {
-		if o.source != nil {
-			errs = append(errs, errors.New("give exactly one key source"))
-		}
-		client := o.httpClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		o.source = &httpFetcher{url: o.jwksURL, client: client}
-	}
-	if o.source == nil {
-		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL or WithStaticJWKS"))
+	switch {
+	case o.sources > 1:
+		errs = append(errs, errors.New("give exactly one key source: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
+	case o.sources == 0:
+		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
 	}
 	if o.now == nil || o.log == nil {
 		errs = append(errs, errors.New("clock and logger must not be nil"))
@@ -62,21 +63,49 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	_, static := o.source.(staticFetcher)
-	kc := &keyCache{fetcher: o.source, static: static, interval: o.refreshInterval, minRefetch: o.minRefetch, now: o.now, log: o.log}
-	tv, err := tokens.NewVerifier(kc, o.issuer, o.audiences, tokens.WithLeeway(o.leeway), tokens.WithClock(o.now))
+	if o.jwksURL != "" {
+		client := o.httpClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		o.source = &httpFetcher{url: o.jwksURL, client: client}
+	}
+
+	var (
+		ks    tokens.KeySource
+		kc    *keyCache
+		epoch func() any // nil: the key set's changes cannot be seen, no cache
+	)
+	if o.keySource != nil {
+		ks = o.keySource
+		switch s := o.keySource.(type) {
+		case EpochKeySource:
+			if e := s.KeyEpoch(); e != nil && !reflect.TypeOf(e).Comparable() {
+				return nil, fmt.Errorf("interceptors: WithKeySource: KeyEpoch returned an uncomparable %T", e)
+			}
+			epoch = s.KeyEpoch
+		case *tokens.KeySet: // immutable
+			epoch = func() any { return s }
+		}
+	} else {
+		_, static := o.source.(staticFetcher)
+		kc = &keyCache{fetcher: o.source, static: static, interval: o.refreshInterval, minRefetch: o.minRefetch, now: o.now, log: o.log}
+		ks = kc
+		epoch = func() any { return kc.cur.Load() }
+	}
+	tv, err := tokens.NewVerifier(ks, o.issuer, o.audiences, tokens.WithLeeway(o.leeway), tokens.WithClock(o.now))
 	if err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	v := &Verifier{tv: tv, keys: kc, now: o.now, done: make(chan struct{})}
-	if o.cacheSize > 0 {
+	v := &Verifier{tv: tv, keys: kc, epoch: epoch, revCheck: o.revCheck, now: o.now, done: make(chan struct{})}
+	if o.cacheSize > 0 && epoch != nil {
 		v.cache = tokens.NewVerifyCache(o.cacheSize)
 	}
 	if o.revocations != nil {
 		v.revs = newRevocations(o.revocations, o.now, o.log)
 	}
 
-	if !o.lazy {
+	if kc != nil && !o.lazy {
 		sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
 		defer cancel()
 		if err := kc.waitFirst(sctx); err != nil {
@@ -90,7 +119,9 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 		if v.revs != nil {
 			go v.revs.run(bg)
 		}
-		kc.run(bg)
+		if kc != nil {
+			kc.run(bg)
+		}
 		<-bg.Done()
 	}()
 	if v.revs != nil && !o.lazy {
@@ -113,9 +144,10 @@ func (v *Verifier) Close() {
 	<-v.done
 }
 
-// Verify checks tok strictly (tokens.Verifier), then against the revocations
-// received so far. Errors wrap tokens.ErrInvalidToken (with its reason) or
-// ErrRevoked; none contains the token.
+// Verify checks tok strictly (tokens.Verifier), then against the
+// revocations received so far and the WithRevocationCheck function. Errors
+// wrap tokens.ErrInvalidToken (with its reason), ErrRevoked or
+// ErrRevocationUnavailable; none contains the token.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > tokens.MaxTokenLength {
 		return v.tv.Verify(ctx, tok) // refuses it without hashing 8 KiB+
@@ -123,10 +155,9 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	var key [32]byte
 	var claims Claims
 	hit := false
-	keys := v.keys.cur.Load()
 	if v.cache != nil {
 		key = tokens.CacheKey(tok)
-		claims, hit = v.cache.Get(key, v.now(), keys)
+		claims, hit = v.cache.Get(key, v.now(), v.epoch())
 	}
 	if !hit {
 		var err error
@@ -134,25 +165,47 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 			return Claims{}, err
 		}
 		if v.cache != nil {
-			// Cached under the set current after verification (a refetch
-			// for its kid may just have replaced it).
-			v.cache.Put(key, claims, v.keys.cur.Load())
+			// Cached under the epoch current after verification (a
+			// refetch for its kid may just have replaced the set).
+			v.cache.Put(key, claims, v.epoch())
 		}
 	}
-	if v.revs != nil && v.revs.revoked(claims.ID, claims.SessionID) {
+	if err := v.checkRevoked(ctx, claims); err != nil {
 		if v.cache != nil {
 			v.cache.Drop(key)
 		}
-		return Claims{}, ErrRevoked
+		return Claims{}, err
 	}
 	return claims, nil
+}
+
+// checkRevoked consults the revocation stream's copy and the caller's
+// check; an error from the check fails closed.
+func (v *Verifier) checkRevoked(ctx context.Context, c Claims) error {
+	if v.revs != nil && v.revs.revoked(c.ID, c.SessionID) {
+		return ErrRevoked
+	}
+	if v.revCheck == nil {
+		return nil
+	}
+	revoked, err := v.revCheck(ctx, c)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)
+	case revoked:
+		return ErrRevoked
+	}
+	return nil
 }
 
 // Status describes what the Verifier depends on, for health checks.
 type Status struct {
 	// Keys is the number of keys in the current set; 0 before the first
-	// fetch.
+	// fetch, and with WithKeySource.
 	Keys int
+	// KeysOwnedByCaller reports WithKeySource: the Verifier fetches
+	// nothing, and the fields about fetches stay zero.
+	KeysOwnedByCaller bool
 	// KeysFetchedAt is the time of the last successful key fetch.
 	KeysFetchedAt time.Time
 	// KeyFetches counts fetch attempts (background, start-up and unknown
@@ -166,12 +219,15 @@ type Status struct {
 
 // Status returns the Verifier's current state.
 func (v *Verifier) Status() Status {
-	s := Status{KeyFetches: v.keys.fetches.Load(), RevocationsFollowed: v.revs != nil}
-	if set := v.keys.cur.Load(); set != nil {
-		s.Keys = set.Len()
-	}
-	if ns := v.keys.fetchedAt.Load(); ns != 0 {
-		s.KeysFetchedAt = time.Unix(0, ns)
+	s := Status{RevocationsFollowed: v.revs != nil, KeysOwnedByCaller: v.keys == nil}
+	if v.keys != nil {
+		s.KeyFetches = v.keys.fetches.Load()
+		if set := v.keys.cur.Load(); set != nil {
+			s.Keys = set.Len()
+		}
+		if ns := v.keys.fetchedAt.Load(); ns != 0 {
+			s.KeysFetchedAt = time.Unix(0, ns)
+		}
 	}
 	if v.revs != nil {
 		s.RevocationsConnected = v.revs.connected.Load()

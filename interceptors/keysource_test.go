@@ -1,0 +1,238 @@
+package interceptors_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/tokens"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+)
+
+// ownedKeys is a key source the caller owns and changes, counting lookups.
+// With epoch set it implements interceptors.EpochKeySource.
+type ownedKeys struct {
+	cur     atomic.Pointer[tokens.KeySet]
+	lookups atomic.Int64
+}
+
+func (o *ownedKeys) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	o.lookups.Add(1)
+	return o.cur.Load().PublicKey(ctx, kid)
+}
+
+func (o *ownedKeys) set(t *testing.T, keys ...*ecdsa.PrivateKey) {
+	t.Helper()
+	var pubs []*ecdsa.PublicKey
+	for _, k := range keys {
+		pubs = append(pubs, &k.PublicKey)
+	}
+	set, err := tokens.NewKeySet(pubs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.cur.Store(set)
+}
+
+type epochKeys struct{ *ownedKeys }
+
+func (e epochKeys) KeyEpoch() any { return e.cur.Load() }
+
+func ownedVerifier(t *testing.T, ks tokens.KeySource, opts ...interceptors.Option) *interceptors.Verifier {
+	t.Helper()
+	v, err := interceptors.NewVerifier(ctxT(t), append([]interceptors.Option{interceptors.WithKeySource(ks),
+		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")}, opts...)...)
+	if err != nil {
+		t.Fatalf("NewVerifier: %v", err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// TestKeySourceEpochInvalidatesCache: with an EpochKeySource, a hot token
+// is served from the cache (no key lookup), and removing its key from the
+// source rejects it at once, cached or not.
+func TestKeySourceEpochInvalidatesCache(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	owned := &ownedKeys{}
+	owned.set(t, a)
+	v := ownedVerifier(t, epochKeys{owned})
+	tok := mint(t, a, time.Now())
+	ctx := context.Background()
+	for range 3 {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := owned.lookups.Load(); got != 1 {
+		t.Fatalf("%d key lookups for three verifications of one token, want 1 (the cache is not used)", got)
+	}
+	owned.set(t, b) // a is withdrawn
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("after its key left the source: %v, want ErrUnknownKey (a stale cache entry was honoured)", err)
+	}
+	if _, err := v.Verify(ctx, mint(t, b, time.Now())); err != nil {
+		t.Fatalf("token of the new key: %v", err)
+	}
+	if st := v.Status(); !st.KeysOwnedByCaller || st.KeyFetches != 0 {
+		t.Fatalf("Status = %+v, want KeysOwnedByCaller and no fetches", st)
+	}
+}
+
+// TestKeySourceWithoutEpochIsNotCached: a source that cannot say when it
+// changes gets no cache, so a withdrawn key is never honoured.
+func TestKeySourceWithoutEpochIsNotCached(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	owned := &ownedKeys{}
+	owned.set(t, a)
+	v := ownedVerifier(t, owned)
+	tok := mint(t, a, time.Now())
+	for range 2 {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := owned.lookups.Load(); got != 2 {
+		t.Fatalf("%d key lookups for two verifications, want 2 (no cache without an epoch)", got)
+	}
+	owned.set(t, b)
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("after its key left the source: %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestKeySourceImmutableKeySet(t *testing.T) {
+	a := newKey(t)
+	set, _ := tokens.NewKeySet(&a.PublicKey)
+	v := ownedVerifier(t, set)
+	if _, err := v.Verify(context.Background(), mint(t, a, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), mint(t, newKey(t), time.Now())); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+type badEpoch struct{ *ownedKeys }
+
+func (badEpoch) KeyEpoch() any { return []int{1} }
+
+func TestKeySourceConfigErrors(t *testing.T) {
+	set, _ := tokens.NewKeySet(&newKey(t).PublicKey)
+	doc, _ := json.Marshal(set.JWKS())
+	base := []interceptors.Option{interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")}
+	for name, tc := range map[string]struct {
+		opts []interceptors.Option
+		want string
+	}{
+		"with a JWKS URL":   {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithJWKSURL("http://127.0.0.1:1/jwks")}, "exactly one key source"},
+		"with static JWKS":  {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithStaticJWKS(strings.NewReader(string(doc)))}, "exactly one key source"},
+		"twice":             {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithKeySource(set)}, "given twice"},
+		"nil":               {[]interceptors.Option{interceptors.WithKeySource(nil)}, "nil key source"},
+		"uncomparable":      {[]interceptors.Option{interceptors.WithKeySource(badEpoch{&ownedKeys{}})}, "uncomparable"},
+		"nil revocation fn": {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithRevocationCheck(nil)}, "nil check"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := interceptors.NewVerifier(ctxT(t), append(tc.opts, base...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewVerifier = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRevocationCheck: the caller's check runs on every call, cache hits
+// included; revoked is ErrRevoked; an error fails closed.
+func TestRevocationCheck(t *testing.T) {
+	a := newKey(t)
+	owned := &ownedKeys{}
+	owned.set(t, a)
+	var revoked atomic.Bool
+	var failing atomic.Bool
+	var calls atomic.Int64
+	var seenJTI atomic.Value
+	check := func(_ context.Context, c interceptors.Claims) (bool, error) {
+		calls.Add(1)
+		seenJTI.Store(c.ID)
+		if failing.Load() {
+			return false, errors.New("storage: disk on fire at /var/lib/latch")
+		}
+		return revoked.Load(), nil
+	}
+	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(check))
+	tok := mint(t, a, time.Now())
+	ctx := context.Background()
+	c, err := v.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seenJTI.Load() != c.ID {
+		t.Fatalf("check saw jti %v, want %q", seenJTI.Load(), c.ID)
+	}
+	if _, err := v.Verify(ctx, tok); err != nil { // cache hit
+		t.Fatal(err)
+	}
+	if owned.lookups.Load() != 1 || calls.Load() != 2 {
+		t.Fatalf("lookups %d, checks %d: want 1 lookup (cached) and 2 checks (never cached)", owned.lookups.Load(), calls.Load())
+	}
+	revoked.Store(true)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevoked) {
+		t.Fatalf("revoked after a cached allow: %v, want ErrRevoked", err)
+	}
+	revoked.Store(false)
+	failing.Store(true)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+		t.Fatalf("failing check: %v, want ErrRevocationUnavailable (fail closed)", err)
+	}
+
+	// Through the interceptors: UNAVAILABLE, and nothing of the inner error.
+	client := sibling(t, v, policy())
+	_, err = client.UnaryCall(bearer(ctxT(t), tok), &testpb.SimpleRequest{})
+	wantCode(t, "failing check", err, codes.Unavailable, "revocation state unavailable")
+	if strings.Contains(err.Error(), "disk on fire") || strings.Contains(err.Error(), "/var/lib") {
+		t.Fatalf("client saw the inner error: %v", err)
+	}
+	failing.Store(false)
+	revoked.Store(true)
+	_, err = client.UnaryCall(bearer(ctxT(t), tok), &testpb.SimpleRequest{})
+	wantCode(t, "revoked", err, codes.Unauthenticated, "revoked")
+}
+
+// TestInsideLatch: the interceptors over Latch's own key ring and store
+// (what Latch's ext_authz server and admin service use) see a revocation
+// as soon as Revoke returns, with no stream to wait for.
+func TestInsideLatch(t *testing.T) {
+	e := newLatch(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	v := ownedVerifier(t, e.srv.KeySource(), interceptors.WithRevocationCheck(e.srv.TokenRevoked), interceptors.WithClock(e.clock.now))
+	if _, ok := e.srv.KeySource().(interceptors.EpochKeySource); !ok {
+		t.Fatal("server.KeySource does not implement EpochKeySource: the verified-token cache would be off")
+	}
+	ctx := ctxT(t)
+	for _, rt := range []func(p *latchv1.TokenPair) string{
+		func(p *latchv1.TokenPair) string { return p.GetAccessToken() },  // jti denied
+		func(p *latchv1.TokenPair) string { return p.GetRefreshToken() }, // session revoked
+	} {
+		pair := e.login("alice@example.com", "alice-password", "")
+		if _, err := v.Verify(ctx, pair.GetAccessToken()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.Revoke(ctx, &latchv1.RevokeRequest{Token: rt(pair)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(ctx, pair.GetAccessToken()); !errors.Is(err, interceptors.ErrRevoked) {
+			t.Fatalf("right after Revoke: %v, want ErrRevoked", err)
+		}
+	}
+	if _, err := v.Verify(ctx, mint(t, newKey(t), e.clock.now())); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("foreign key: %v", err)
+	}
+}
