@@ -12,8 +12,9 @@ import (
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
 )
 
-// These cover the administration and key-set methods on etcd; the shared
-// conformance suite covers them on every backend once it includes them.
+// Beyond the conformance suite: what only a networked backend can get wrong
+// (more sessions than one etcd Txn holds, concurrent key-set changes through
+// independent clients).
 
 func TestUserAndSessionAdmin(t *testing.T) {
 	srv := etcdtest.Start(t)

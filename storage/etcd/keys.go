@@ -159,7 +159,7 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		if err != nil {
 			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
 		}
-		if err := validateKeySet(next); err != nil {
+		if err := storage.ValidateSigningKeys(next); err != nil {
 			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
 		}
 		ok, err := s.writeKeySet(ctx, ks, next)
@@ -171,29 +171,6 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		}
 	}
 	return nil, fmt.Errorf("etcd: update signing keys: %w", errContention)
-}
-
-// validateKeySet refuses a set with more than one active key, a repeated
-// id, or a key without id or material.
-func validateKeySet(keys []storage.SigningKey) error {
-	seen := map[string]bool{}
-	active := 0
-	for _, k := range keys {
-		if !validID(k.ID) || len(k.PrivateKey) == 0 || len(k.PublicKey) == 0 {
-			return fmt.Errorf("key without id or key material: %w", storage.ErrInvalidArgument)
-		}
-		if seen[k.ID] {
-			return fmt.Errorf("key %s listed twice: %w", k.ID, storage.ErrInvalidArgument)
-		}
-		seen[k.ID] = true
-		if k.State == storage.KeyActive {
-			active++
-		}
-	}
-	if active > 1 {
-		return fmt.Errorf("%d active keys: %w", active, storage.ErrInvalidArgument)
-	}
-	return nil
 }
 
 func cloneKeys(keys []storage.SigningKey) []storage.SigningKey {

@@ -379,6 +379,9 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 		return nil, err
 	}
 	defer cancel()
+	if !validID(userID) {
+		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
+	}
 	all, err := s.sessionsOf(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: list sessions of user %s: %w", userID, err)
@@ -405,8 +408,8 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, err
 	}
 	defer cancel()
-	if reason == "" || now.IsZero() {
-		return nil, fmt.Errorf("etcd: revoke user sessions: reason and time are required: %w", storage.ErrInvalidArgument)
+	if !validID(userID) || reason == "" || now.IsZero() {
+		return nil, fmt.Errorf("etcd: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
 	for range maxRetries {

@@ -226,8 +226,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return nil, err
 	}
 	defer cancel()
-	if now.IsZero() {
-		return nil, fmt.Errorf("etcd: delete user: time is required: %w", storage.ErrInvalidArgument)
+	if !validID(id) || now.IsZero() {
+		return nil, fmt.Errorf("etcd: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
 	for range maxRetries {

@@ -171,8 +171,8 @@ func healthy(ctx context.Context, endpoint string) bool {
 // tail returns the end of etcd's log, for failure messages.
 func (s *Server) tail() string {
 	b, _ := os.ReadFile(s.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
+	if len(b) > 1500 {
+		b = b[len(b)-1500:]
 	}
 	return string(b)
 }
