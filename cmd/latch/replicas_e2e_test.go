@@ -29,12 +29,13 @@ func etcdArgs(srv *etcdtest.Server, prefix string) []string {
 	return []string{"--storage", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", prefix}
 }
 
-// etcdUserAdd runs `latch user add` against etcd (allowed while replicas run).
-func etcdUserAdd(t *testing.T, ctx context.Context, srv *etcdtest.Server, prefix, email, pw string, roles ...string) {
+// etcdUserAdd runs `latch user add` against etcd (allowed while replicas
+// run) with the role, then any extra flags.
+func etcdUserAdd(t *testing.T, ctx context.Context, srv *etcdtest.Server, prefix, email, pw string, roleAndFlags ...string) {
 	t.Helper()
 	args := append([]string{"user", "add", "--email", email, "--password-stdin"}, etcdArgs(srv, prefix)...)
-	for _, r := range roles {
-		args = append(args, "--role", r)
+	if len(roleAndFlags) > 0 {
+		args = append(append(args, "--role", roleAndFlags[0]), roleAndFlags[1:]...)
 	}
 	cmd := exec.CommandContext(ctx, latchBinary(t), args...)
 	cmd.Stdin = strings.NewReader(pw + "\n")
@@ -256,12 +257,12 @@ func TestReplicasShareEtcd(t *testing.T) {
 func TestServeEtcdConfigErrors(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--db", "x.db",
-		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch").CombinedOutput()
+		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "1m").CombinedOutput()
 	if err == nil {
 		t.Fatal("serve with bad etcd flags started")
 	}
 	for _, want := range []string{"--db applies only to --storage bbolt", `--etcd-endpoints "ftp://h:1"`,
-		"--etcd-cert and --etcd-key go together", `--etcd-prefix "latch" must start with '/'`} {
+		"--etcd-cert and --etcd-key go together", `--etcd-prefix "latch" must start with '/'`, "--sweep-interval applies only to --storage bbolt"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -275,5 +276,31 @@ func TestServeEtcdConfigErrors(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "open etcd storage") {
 		t.Errorf("unreachable etcd: %v\n%s", err, out)
+	}
+}
+
+// TestServeEtcdTLS: with an etcd that serves TLS only and requires client
+// certificates, a replica started with --etcd-ca/--etcd-cert/--etcd-key
+// serves; one without the client certificate, or with http://, does not
+// start.
+func TestServeEtcdTLS(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	srv := etcdtest.Start(t, etcdtest.WithTLS())
+	tlsArgs := []string{"--etcd-ca", srv.CAFile, "--etcd-cert", srv.CertFile, "--etcd-key", srv.KeyFile}
+	const prefix = "/latch-tls/"
+	etcdUserAdd(t, ctx, srv, prefix, "alice@example.com", "alice-password-1", append([]string{"user"}, tlsArgs...)...)
+	p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), tlsArgs...)...)
+	tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login over etcd with TLS"))
+
+	base := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--etcd-dial-timeout", "2s"}
+	for name, args := range map[string][]string{
+		"no client certificate": append(etcdArgs(srv, prefix), "--etcd-ca", srv.CAFile),
+		"unknown CA":            append(etcdArgs(srv, prefix), "--etcd-cert", srv.CertFile, "--etcd-key", srv.KeyFile),
+	} {
+		out, err := exec.CommandContext(ctx, latchBinary(t), append(base, args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "open etcd storage") {
+			t.Errorf("%s: serve = %v, want a refusal to start\n%s", name, err, out)
+		}
 	}
 }

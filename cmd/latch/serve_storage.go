@@ -76,6 +76,9 @@ func (f *storageFlags) validate() []error {
 		if f.set["db"] {
 			errs = append(errs, errors.New("--db applies only to --storage bbolt; with --storage etcd the data is in etcd"))
 		}
+		if f.set["sweep-interval"] {
+			errs = append(errs, errors.New("--sweep-interval applies only to --storage bbolt; etcd deletes expired rows through leases"))
+		}
 		if len(f.endpoints.vals) == 0 {
 			errs = append(errs, errors.New("--etcd-endpoints is required with --storage etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)"))
 		}

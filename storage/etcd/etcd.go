@@ -170,6 +170,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	defer cancel()
 	if err := s.initSchema(checkCtx); err != nil {
 		cli.Close()
+		if checkCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: no answer within %v (is etcd running and reachable, and are the TLS settings right?)", storage.ErrUnavailable, dial)
+		}
 		return nil, fmt.Errorf("etcd: open %s (prefix %q): %w", strings.Join(cfg.Endpoints, ","), prefix, err)
 	}
 	return s, nil

@@ -25,11 +25,15 @@ import (
 
 // Server is a running etcd.
 type Server struct {
-	// Endpoint is the client URL, http://127.0.0.1:PORT.
+	// Endpoint is the client URL: http://127.0.0.1:PORT, or https:// with
+	// WithTLS.
 	Endpoint string
-	logPath  string
-	stopOnce sync.Once
-	stop     func()
+	// With WithTLS: PEM files of the CA that signed etcd's certificate and
+	// of a client certificate and key it accepts (it requires one).
+	CAFile, CertFile, KeyFile string
+	logPath                   string
+	stopOnce                  sync.Once
+	stop                      func()
 }
 
 // Binary returns the etcd binary to run, or "" when none is installed.
@@ -59,13 +63,26 @@ func Require(t testing.TB) string {
 	return ""
 }
 
+// Option configures Start.
+type Option func(*options)
+
+type options struct{ tls bool }
+
+// WithTLS makes etcd serve clients over TLS only, with a fresh CA, and
+// require a client certificate signed by it.
+func WithTLS() Option { return func(o *options) { o.tls = true } }
+
 // Start starts etcd for t and stops it when t ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := Require(t)
 	var lastErr error
 	for range 3 { // a free port may be taken between probe and bind
-		s, err := start(t, bin)
+		s, err := start(t, bin, o)
 		if err == nil {
 			return s
 		}
@@ -84,7 +101,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, o options) (*Server, error) {
 	dir := t.TempDir()
 	cport, err := freePort()
 	if err != nil {
@@ -96,6 +113,16 @@ func start(t testing.TB, bin string) (*Server, error) {
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	var tlsArgs []string
+	var files pki
+	if o.tls {
+		client = fmt.Sprintf("https://127.0.0.1:%d", cport)
+		if files, err = writePKI(dir); err != nil {
+			return nil, err
+		}
+		tlsArgs = []string{"--cert-file", files.serverCert, "--key-file", files.serverKey,
+			"--trusted-ca-file", files.ca, "--client-cert-auth"}
+	}
 	logPath := filepath.Join(dir, "etcd.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -108,6 +135,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "latch-test="+peer, "--initial-cluster-state", "new",
 		"--logger", "zap", "--log-outputs", "stderr")
+	cmd.Args = append(cmd.Args, tlsArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -124,7 +152,12 @@ func start(t testing.TB, bin string) (*Server, error) {
 			<-exited
 		}
 	}
-	s := &Server{Endpoint: client, logPath: logPath, stop: stop}
+	s := &Server{Endpoint: client, logPath: logPath, stop: stop, CAFile: files.ca, CertFile: files.clientCert, KeyFile: files.clientKey}
+	hc, err := healthClient(files)
+	if err != nil {
+		stop()
+		return nil, err
+	}
 	// Wait for /health; etcd on one member is ready within a few seconds.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -140,7 +173,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 			return nil, fmt.Errorf("etcd not healthy after 30s:\n%s", s.tail())
 		case <-tick.C:
 		}
-		if healthy(ctx, client) {
+		if healthy(ctx, hc, client) {
 			break
 		}
 	}
@@ -153,12 +186,12 @@ func start(t testing.TB, bin string) (*Server, error) {
 	return s, nil
 }
 
-func healthy(ctx context.Context, endpoint string) bool {
+func healthy(ctx context.Context, hc *http.Client, endpoint string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/health", nil)
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
