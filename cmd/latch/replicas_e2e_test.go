@@ -304,3 +304,92 @@ func TestServeEtcdTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasRideOutEtcdRestart: while etcd is down, requests that need it
+// fail with UNAVAILABLE and a fixed message (keys are still served from
+// memory); once etcd is back, the same processes serve again, and a
+// revocation made on B reaches the WatchRevocations stream opened on A
+// before the outage (the revocation feed resumed by itself).
+func TestReplicasRideOutEtcdRestart(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	srv := etcdtest.Start(t)
+	const prefix = "/latch-restart/"
+	etcdUserAdd(t, ctx, srv, prefix, "alice@example.com", "alice-password-1", "user")
+	etcdUserAdd(t, ctx, srv, prefix, "svc@example.com", "svc-password-111", server.RoleIntrospect)
+	var reps []replica
+	for _, n := range []string{"A", "B"} {
+		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-dial-timeout", "2s")...)
+		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		reps = append(reps, replica{name: n, proc: p, cli: latchv1.NewAuthServiceClient(conn)})
+	}
+	a, b := reps[0], reps[1]
+	svcLoginResp, err := a.cli.Login(ctx, &latchv1.LoginRequest{Email: "svc@example.com", Password: "svc-password-111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+svcLoginResp.GetTokens().GetAccessToken())
+	stream, err := a.cli.WatchRevocations(svc, &latchv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	sessions := make(chan string, 64)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				close(sessions)
+				return
+			}
+			sessions <- ev.GetSessionId()
+		}
+	}()
+
+	srv.Stop()
+	_, err = a.cli.Login(ctx, &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password-1"})
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || st.Message() != "service unavailable; retry later" {
+		t.Fatalf("Login with etcd down = %v, want UNAVAILABLE \"service unavailable; retry later\"", err)
+	}
+	if _, err := a.cli.GetJWKS(ctx, &latchv1.GetJWKSRequest{}); err != nil {
+		t.Fatalf("GetJWKS with etcd down: %v", err)
+	}
+	if !strings.Contains(a.proc.logText(), `"event":"storage_unavailable"`) {
+		t.Error("the outage was not logged")
+	}
+
+	srv.Restart(t)
+	var tp *latchv1.TokenPair
+	for tp == nil { // the client reconnects with backoff
+		resp, err := b.cli.Login(ctx, &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password-1"})
+		switch st, _ := status.FromError(err); {
+		case err == nil:
+			tp = resp.GetTokens()
+		case st.Code() != codes.Unavailable || ctx.Err() != nil:
+			t.Fatalf("Login after etcd restart: %v", err)
+		default:
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if _, err := b.cli.Revoke(ctx, &latchv1.RevokeRequest{Token: tp.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case sid, ok := <-sessions:
+			if !ok {
+				t.Fatal("A's WatchRevocations stream ended during the etcd restart")
+			}
+			if sid == tp.GetSessionId() {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("A's stream never reported the session revoked on B after etcd came back")
+		}
+	}
+}

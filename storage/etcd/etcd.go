@@ -110,10 +110,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // leases, which is why WithLeaseSlack exists.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
-// WithOpTimeout bounds each etcd request whose context has no deadline of
-// its own (default 5s), so that a lost cluster fails requests instead of
-// hanging them. A request that runs out of it fails with
-// storage.ErrUnavailable.
+// WithOpTimeout bounds each call of the store (default 5s; a caller's
+// earlier deadline wins), so that a lost cluster fails requests instead of
+// hanging them for as long as the client is willing to wait. A call that
+// runs out of it fails with storage.ErrUnavailable. Calls that scan every
+// row of a kind get 12 times as long.
 func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeout = d } }
 
 // WithLeaseSlack sets how long past its expiry a row is kept before its
@@ -238,13 +239,19 @@ func (s *Store) Close() error {
 // Client returns the underlying etcd client, for health checks.
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
-// opCtx bounds a request by the store's op timeout unless ctx already has
-// a deadline.
+// opCtx bounds a call by the store's op timeout, or by ctx's own deadline
+// when that comes first. A call that runs out of the op timeout fails with
+// storage.ErrUnavailable; one that runs out of the caller's deadline with
+// the caller's context error.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
+	return s.boundedCtx(ctx, s.opTimeout)
+}
+
+func (s *Store) boundedCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return context.WithCancel(ctx) // the caller's deadline comes first
 	}
-	return context.WithTimeoutCause(ctx, s.opTimeout, errOpTimeout)
+	return context.WithTimeoutCause(ctx, d, errOpTimeout)
 }
 
 // begin checks ctx and returns the bounded context for one method call.
@@ -255,6 +262,20 @@ func (s *Store) begin(ctx context.Context, op string) (context.Context, context.
 	c, cancel := s.opCtx(ctx)
 	return c, cancel, nil
 }
+
+// beginScan is begin for the calls that read every row of a kind
+// (ListRevocations, CountLiveSessions, DeleteExpired): their bound is
+// scanTimeouts op timeouts.
+func (s *Store) beginScan(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	c, cancel := s.boundedCtx(ctx, scanTimeouts*s.opTimeout)
+	return c, cancel, nil
+}
+
+// scanTimeouts is how many op timeouts a scanning call may take.
+const scanTimeouts = 12
 
 // wrapErr adds context to an error from the etcd client. When the caller's
 // own context ended, that is the error; an unreachable or leaderless

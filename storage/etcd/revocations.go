@@ -134,7 +134,7 @@ func (s *Store) listRevocations(ctx context.Context, now time.Time) ([]storage.R
 // ListRevocations implements storage.DenyList from the revocation rows
 // alone (revoked sessions keep a row there), not from every session.
 func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
-	ctx, cancel, err := s.begin(ctx, "list revocations")
+	ctx, cancel, err := s.beginScan(ctx, "list revocations")
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 // digest and index row they own, and denied jtis. It scans every session,
 // so it is for tests and maintenance tools rather than a frequent sweeper.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
-	ctx, cancel, err := s.begin(ctx, "delete expired")
+	ctx, cancel, err := s.beginScan(ctx, "delete expired")
 	if err != nil {
 		return 0, err
 	}

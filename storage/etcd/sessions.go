@@ -435,7 +435,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 // CountLiveSessions implements storage.SessionAdmin by scanning every
 // session, a page at a time.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
-	ctx, cancel, err := s.begin(ctx, "count live sessions")
+	ctx, cancel, err := s.beginScan(ctx, "count live sessions")
 	if err != nil {
 		return 0, err
 	}

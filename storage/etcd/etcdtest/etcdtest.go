@@ -31,9 +31,14 @@ type Server struct {
 	// With WithTLS: PEM files of the CA that signed etcd's certificate and
 	// of a client certificate and key it accepts (it requires one).
 	CAFile, CertFile, KeyFile string
-	logPath                   string
-	stopOnce                  sync.Once
-	stop                      func()
+
+	bin     string
+	args    []string
+	logPath string
+	hc      *http.Client
+	mu      sync.Mutex
+	exited  chan error // of the running process; nil when stopped
+	proc    *exec.Cmd
 }
 
 // Binary returns the etcd binary to run, or "" when none is installed.
@@ -123,41 +128,48 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 		tlsArgs = []string{"--cert-file", files.serverCert, "--key-file", files.serverKey,
 			"--trusted-ca-file", files.ca, "--client-cert-auth"}
 	}
-	logPath := filepath.Join(dir, "etcd.log")
-	logFile, err := os.Create(logPath)
+	hc, err := healthClient(files)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
-		"--name", "latch-test",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "latch-test="+peer, "--initial-cluster-state", "new",
-		"--logger", "zap", "--log-outputs", "stderr")
-	cmd.Args = append(cmd.Args, tlsArgs...)
+	s := &Server{Endpoint: client, CAFile: files.ca, CertFile: files.clientCert, KeyFile: files.clientKey,
+		bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: hc,
+		args: append([]string{
+			"--name", "latch-test",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
+			"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)}
+	if err := s.launch(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("etcd log tail:\n%s", s.tail())
+		}
+	})
+	return s, nil
+}
+
+// launch starts the process and waits until it reports healthy.
+func (s *Server) launch() error {
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	s := &Server{Endpoint: client, logPath: logPath, stop: stop, CAFile: files.ca, CertFile: files.clientCert, KeyFile: files.clientKey}
-	hc, err := healthClient(files)
-	if err != nil {
-		stop()
-		return nil, err
-	}
+	s.mu.Lock()
+	s.proc, s.exited = cmd, exited
+	s.mu.Unlock()
 	// Wait for /health; etcd on one member is ready within a few seconds.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -167,23 +179,45 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 		select {
 		case err := <-exited:
 			exited <- err
-			return nil, fmt.Errorf("etcd exited before it was ready (%v):\n%s", err, s.tail())
+			s.Stop()
+			return fmt.Errorf("etcd exited before it was ready (%v):\n%s", err, s.tail())
 		case <-ctx.Done():
-			stop()
-			return nil, fmt.Errorf("etcd not healthy after 30s:\n%s", s.tail())
+			s.Stop()
+			return fmt.Errorf("etcd not healthy after 30s:\n%s", s.tail())
 		case <-tick.C:
 		}
-		if healthy(ctx, hc, client) {
-			break
+		if healthy(ctx, s.hc, s.Endpoint) {
+			return nil
 		}
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("etcd log tail:\n%s", s.tail())
-		}
-	})
-	return s, nil
+}
+
+// Stop stops etcd and waits for it to exit (SIGTERM, then SIGKILL after
+// 15 s). Stopping a stopped server does nothing; cleanup stops it anyway.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = s.proc.Process.Kill()
+		<-s.exited
+	}
+	s.proc, s.exited = nil, nil
+}
+
+// Restart starts a stopped server again on the same ports and data, as an
+// operator restarting the member would.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.launch(); err != nil {
+		t.Fatalf("etcdtest: restart: %v", err)
+	}
 }
 
 func healthy(ctx context.Context, hc *http.Client, endpoint string) bool {
@@ -209,7 +243,3 @@ func (s *Server) tail() string {
 	}
 	return string(b)
 }
-
-// Stop stops etcd and waits for it to exit (SIGTERM, then SIGKILL after
-// 15 s); cleanup does it otherwise.
-func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
