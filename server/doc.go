@@ -8,4 +8,11 @@
 // (toStatus) that logs the detail and returns nothing of it. Logs carry user
 // ids, session ids, jtis, methods and peers with an "event" field; they never
 // carry a password, token, refresh-token digest or key.
+//
+// Signing keys follow next → active → retired → removed (keyadmin.go):
+// RunKeyManager applies the schedule from timestamps stored with the keys,
+// one storage transaction per transition, so that replicas on a shared store
+// agree; RotateSigningKey rotates on demand. Private keys are sealed at rest
+// with a key-encryption key when one is given (WithKeySealer, package
+// keyseal).
 package server

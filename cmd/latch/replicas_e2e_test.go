@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -16,6 +18,9 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -392,4 +397,99 @@ func TestReplicasRideOutEtcdRestart(t *testing.T) {
 			t.Fatal("A's stream never reported the session revoked on B after etcd came back")
 		}
 	}
+}
+
+// TestReplicasFollowKeyRotation: a key rotation made by one replica is
+// published, and then used for signing, by every replica. The rotating
+// replica is a Server in this test process on the same etcd prefix (the
+// code path behind AdminService's RotateSigningKey); the followers are
+// `latch serve` processes that reload the key ring from etcd.
+func TestReplicasFollowKeyRotation(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	srv := etcdtest.Start(t)
+	const prefix = "/latch-keys/"
+	etcdUserAdd(t, ctx, srv, prefix, "alice@example.com", "alice-password-1", "user")
+	var reps []replica
+	for _, n := range []string{"A", "B"} {
+		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--key-reload-interval", "200ms")...)
+		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		reps = append(reps, replica{name: n, proc: p, cli: latchv1.NewAuthServiceClient(conn)})
+	}
+
+	store, err := etcd.Open(ctx, etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	hasher, err := password.NewHasher(password.DefaultParams(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator, err := server.New(ctx, store, hasher, server.Config{Issuer: "https://latch.test", Audiences: []string{"orders", "billing"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := operator.RotateSigningKey(ctx, true)
+	if err != nil {
+		t.Fatalf("RotateSigningKey: %v", err)
+	}
+	var newKid string
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			newKid = k.ID
+		}
+	}
+	if newKid == "" {
+		t.Fatalf("no active key after rotation: %+v", keys)
+	}
+	for _, r := range reps {
+		for { // each follower reloads every 200ms
+			resp, err := r.cli.Login(ctx, &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password-1"})
+			if err != nil {
+				t.Fatalf("Login on %s: %v", r.name, err)
+			}
+			if kidOf(t, resp.GetTokens().GetAccessToken()) == newKid {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never signed with the key rotated in by another replica", r.name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		jwks, err := r.cli.GetJWKS(ctx, &latchv1.GetJWKSRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, k := range jwks.GetKeys() {
+			found = found || k.GetKid() == newKid
+		}
+		if !found {
+			t.Errorf("%s signs with %s but does not publish it", r.name, newKid)
+		}
+	}
+}
+
+// kidOf returns the kid of a JWS compact token's header.
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	head, _, ok := strings.Cut(tok, ".")
+	if !ok {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
 }

@@ -32,6 +32,7 @@ type serveFlags struct {
 	hashConcurrency, probeBurst   int
 	verifyCache                   int
 	probeRefill                   time.Duration
+	keys                          keyFlags
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -60,6 +61,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
+	f.keys.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -76,7 +78,9 @@ func serve(ctx context.Context, args []string, e env) error {
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 	}
-	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate())...); err != nil {
+	keyErr := f.keys.apply(&cfg)
+	sealer, kekErr := f.keys.sealer(e.getenv)
+	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr)...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -89,9 +93,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log))
+	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log), server.WithKeySealer(sealer))
 	if err != nil {
-		return err
+		return explainKeyError(err)
 	}
 	if f.introspectOpen {
 		log.Warn("Introspect is open to unauthenticated callers (--introspect-open); never use this in production",
@@ -125,6 +129,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
 	}
 	go followRevocations(runCtx, srv, log)
+	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
