@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -86,8 +87,8 @@ func TestReplicasShareEtcd(t *testing.T) {
 	reps := startReplicas(t, ctx, srv, prefix, "A", "B", "C")
 	a, b, c := reps[0], reps[1], reps[2]
 
-	// Keys: the first replica generated the key; the others adopted it.
-	var jwks []string
+	// Keys: the first replica generated the keys; the others adopted them.
+	var jwks, kids []string
 	for _, r := range reps {
 		resp, err := http.Get("http://" + r.proc.httpAddr + "/.well-known/jwks.json")
 		if err != nil {
@@ -97,12 +98,18 @@ func TestReplicasShareEtcd(t *testing.T) {
 		resp.Body.Close()
 		jwks = append(jwks, string(body))
 		g, err := r.cli.GetJWKS(ctx, &latchv1.GetJWKSRequest{})
-		if err != nil || len(g.GetKeys()) != 1 {
-			t.Fatalf("GetJWKS on %s = %v, %v; want one key", r.name, g, err)
+		if err != nil || len(g.GetKeys()) == 0 {
+			t.Fatalf("GetJWKS on %s = %v, %v; want keys", r.name, g, err)
 		}
+		var ids []string
+		for _, k := range g.GetKeys() {
+			ids = append(ids, k.GetKid())
+		}
+		slices.Sort(ids)
+		kids = append(kids, strings.Join(ids, ","))
 	}
-	if jwks[0] != jwks[1] || jwks[1] != jwks[2] || !strings.Contains(jwks[0], `"kid"`) {
-		t.Fatalf("replicas publish different key sets:\n%s", strings.Join(jwks, "\n"))
+	if jwks[0] != jwks[1] || jwks[1] != jwks[2] || !strings.Contains(jwks[0], `"kid"`) || kids[0] != kids[1] || kids[1] != kids[2] {
+		t.Fatalf("replicas publish different key sets:\n%s\n%s", strings.Join(jwks, "\n"), strings.Join(kids, "\n"))
 	}
 
 	login := func(r replica, email, pw string) *latchv1.TokenPair {
