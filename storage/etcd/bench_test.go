@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,11 +38,11 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 	}
 	for _, be := range backends {
 		for _, par := range []int{1, 16} {
-			b.Run(fmt.Sprintf("%s/clients=%d", be.name, par), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", be.name, par*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 				s := be.open(b)
 				defer s.Close()
 				var ids atomic.Int64
-				b.SetParallelism(par) // par × GOMAXPROCS goroutines
+				b.SetParallelism(par)
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					id := fmt.Sprintf("bench-%d", ids.Add(1))
