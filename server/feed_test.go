@@ -43,11 +43,12 @@ func TestStorageUnavailableIsUnavailable(t *testing.T) {
 }
 
 // TestFollowRevocationsWithoutFeed: on a store that is not shared (bbolt),
-// FollowRevocations has nothing to follow and returns at once.
+// FollowRevocations has nothing to follow: it reports ready and returns.
 func TestFollowRevocationsWithoutFeed(t *testing.T) {
 	e := newEnv(t, baseConfig())
-	if err := e.srv.FollowRevocations(ctxT(t)); err != nil {
-		t.Fatalf("FollowRevocations on bbolt = %v", err)
+	ready := false
+	if err := e.srv.FollowRevocations(ctxT(t), func() { ready = true }); err != nil || !ready {
+		t.Fatalf("FollowRevocations on bbolt = %v, ready %v; want nil, ready", err, ready)
 	}
 }
 
@@ -69,7 +70,8 @@ func TestFollowRevocationsFromAnotherProcess(t *testing.T) {
 	e := newEnv(t, baseConfig(), func(b storage.Store) storage.Store { b.Close(); return open() })
 	feedCtx, stopFeed := context.WithCancel(ctxT(t))
 	feedDone := make(chan error, 1)
-	go func() { feedDone <- e.srv.FollowRevocations(feedCtx) }()
+	ready := make(chan struct{})
+	go func() { feedDone <- e.srv.FollowRevocations(feedCtx, func() { close(ready) }) }()
 
 	svc := e.introspector()
 	e.addUser("alice@example.com", "alice-password")
@@ -92,22 +94,7 @@ func TestFollowRevocationsFromAnotherProcess(t *testing.T) {
 			events <- ev
 		}
 	}()
-	// The feed watches from the revision current when it started; revoke
-	// warm-up sessions through the other client until one comes through.
-	for i := 0; ; i++ {
-		id := fmt.Sprintf("warm-%d", i)
-		now := e.clock.now()
-		if err := other.CreateSession(ctxT(t), storage.Session{ID: id, UserID: "nobody", CurrentHash: [32]byte{byte(i + 1)},
-			CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(time.Hour), AbsoluteExpiresAt: now.Add(time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := other.RevokeSession(ctxT(t), id, storage.ReasonAdmin, now); err != nil {
-			t.Fatal(err)
-		}
-		if waitSession(t, events, id, 500*time.Millisecond) {
-			break
-		}
-	}
+	<-ready // every revocation committed from now on reaches the streams
 	if err := other.RevokeSession(ctxT(t), tp.GetSessionId(), storage.ReasonAdmin, e.clock.now()); err != nil {
 		t.Fatal(err)
 	}

@@ -304,13 +304,14 @@ type Store interface {
 // others commit. A store that only one process uses (storage/bolt) does not
 // implement it: that process publishes its own revocations.
 type RevocationFeed interface {
-	// WatchRevocations calls fn, from one goroutine, for each revocation
-	// (a denied jti or a revoked session) committed by any process after
-	// the call started, until ctx is done; it then returns ctx.Err(). When
-	// the feed is interrupted (the backend restarts, compacts its history
-	// or loses quorum) it resumes on its own and calls fn for every
-	// revocation that still matters, so nothing committed in the gap is
-	// lost; fn must therefore tolerate duplicates. It returns early only
-	// for a failure it cannot recover from.
-	WatchRevocations(ctx context.Context, fn func(Revocation)) error
+	// WatchRevocations calls ready once the feed is established, and then
+	// fn, from one goroutine, for each revocation (a denied jti or a
+	// revoked session) committed by any process after ready was called,
+	// until ctx is done; it then returns ctx.Err(). When the feed is
+	// interrupted (the backend restarts, compacts its history or loses
+	// quorum) it resumes on its own, calling fn for every revocation that
+	// still matters if it cannot tell what it missed, so nothing committed
+	// in the gap is lost; fn must therefore tolerate duplicates. It
+	// returns early only for a failure it cannot recover from.
+	WatchRevocations(ctx context.Context, ready func(), fn func(Revocation)) error
 }

@@ -128,7 +128,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if sf.kind == storageBolt { // etcd's leases delete expired rows
 		go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
 	}
-	go followRevocations(runCtx, srv, log)
+	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/latchauth/latch/server"
@@ -170,11 +171,26 @@ func (f *storageFlags) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// followRevocations feeds revocations committed by other replicas into the
-// server's WatchRevocations streams, when the store is shared (etcd).
-func followRevocations(ctx context.Context, srv *server.Server, log *slog.Logger) {
-	if err := srv.FollowRevocations(ctx); err != nil && ctx.Err() == nil {
-		log.Error("revocation feed stopped; WatchRevocations streams will miss other replicas' revocations",
-			"event", "revocation_feed_failed", "error", err.Error())
+// startRevocationFeed feeds revocations committed by other replicas into
+// the server's WatchRevocations streams, when the store is shared (etcd),
+// and returns once the feed is established (or after wait, with a warning),
+// so that no stream served afterwards misses one.
+func startRevocationFeed(ctx context.Context, srv *server.Server, log *slog.Logger, wait time.Duration) {
+	ready := make(chan struct{})
+	var once sync.Once
+	go func() {
+		err := srv.FollowRevocations(ctx, func() { once.Do(func() { close(ready) }) })
+		if err != nil && ctx.Err() == nil {
+			log.Error("revocation feed stopped; WatchRevocations streams will miss other replicas' revocations",
+				"event", "revocation_feed_failed", "error", err.Error())
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	case <-t.C:
+		log.Warn("revocation feed not established yet; serving anyway (it keeps trying)", "event", "revocation_feed_slow")
 	}
 }

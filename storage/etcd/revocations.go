@@ -267,7 +267,7 @@ func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 // every revocation that still matters, calls fn for each, and watches from
 // the revision of that list, so nothing committed in the gap is missed.
 // Deletions (expiry) are not revocations and are ignored.
-func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation)) error {
+func (s *Store) WatchRevocations(ctx context.Context, ready func(), fn func(storage.Revocation)) error {
 	var rev int64
 	for rev == 0 {
 		c, cancel := s.opCtx(ctx)
@@ -281,6 +281,9 @@ func (s *Store) WatchRevocations(ctx context.Context, fn func(storage.Revocation
 			return err
 		}
 	}
+	// Watching from rev+1 delivers everything committed after the Get
+	// answered, so the feed is established now.
+	ready()
 	return s.follow(ctx, rev, fn)
 }
 
