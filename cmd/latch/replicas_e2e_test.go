@@ -279,6 +279,10 @@ func TestServeEtcdConfigErrors(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--etcd-endpoints "http://10.1.2.3:2379" is plaintext over the network`) {
+		t.Errorf("plaintext etcd over the network: %v\n%s", err, out)
+	}
 	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--etcd-endpoints applies only to --storage etcd") {
 		t.Errorf("etcd flag with bbolt: %v\n%s", err, out)

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -36,6 +37,7 @@ type storageFlags struct {
 	cert        string
 	key         string
 	username    string
+	plaintext   bool
 	dialTimeout time.Duration
 	set         map[string]bool // flags given on the command line or in the environment
 }
@@ -50,6 +52,7 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key); enables TLS to etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key of --etcd-cert")
 	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from LATCH_ETCD_PASSWORD only")
+	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
 	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start; also bounds each etcd request without a deadline")
 }
 
@@ -62,7 +65,7 @@ func (f *storageFlags) noteSet(fs *flag.FlagSet) {
 // validate reports every problem with the storage flags.
 func (f *storageFlags) validate() []error {
 	var errs []error
-	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout"}
+	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-allow-plaintext"}
 	switch f.kind {
 	case storageBolt:
 		if f.db == "" {
@@ -92,6 +95,8 @@ func (f *storageFlags) validate() []error {
 				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http://host:port or https://host:port", ep))
 			case u.Scheme == "http" && tlsWanted:
 				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is http:// but TLS options are set; use https://", ep))
+			case u.Scheme == "http" && !f.plaintext && !loopback(u.Hostname()):
+				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is plaintext over the network: use https:// with --etcd-ca (and --etcd-cert/--etcd-key), or --etcd-allow-plaintext on a network you trust", ep))
 			default:
 				schemes[u.Scheme] = true
 			}
@@ -193,4 +198,13 @@ func startRevocationFeed(ctx context.Context, srv *server.Server, log *slog.Logg
 	case <-t.C:
 		log.Warn("revocation feed not established yet; serving anyway (it keeps trying)", "event", "revocation_feed_slow")
 	}
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
