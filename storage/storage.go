@@ -165,7 +165,9 @@ type UserStore interface {
 	// UpdateUser reads the user, calls fn on a copy and stores the result in
 	// one transaction. If fn returns an error nothing is written and the
 	// error is returned. fn must not change the id; changing the email
-	// keeps the email index in step (ErrAlreadyExists if taken).
+	// keeps the email index in step (ErrAlreadyExists if taken). fn may be
+	// called more than once (a networked backend retries on a conflicting
+	// concurrent write), so it must depend only on the user it is given.
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
 	// CountUsers returns the number of users.
 	CountUsers(ctx context.Context) (int, error)

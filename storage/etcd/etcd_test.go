@@ -292,3 +292,44 @@ func TestOpenRefusesForeignPrefix(t *testing.T) {
 		t.Fatal("Open without endpoints succeeded")
 	}
 }
+
+// TestRevocationsSurviveEtcdCrash is invariant 2 on etcd: once a
+// revocation, a reuse detection or a deny has returned, killing etcd with
+// SIGKILL and restarting it does not bring the session or token back.
+func TestRevocationsSurviveEtcdCrash(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s := openStore(t, srv)
+	c := ctxT(t)
+	newSession(t, s, "revoked", "u1", base)
+	newSession(t, s, "live", "u1", base)
+	reused := newSession(t, s, "reused", "u1", base)
+	next := storagetest.Digest(t)
+	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
+		t.Fatal(err)
+	}
+	if err := s.DenyAccessToken(c, "denied", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Crash()
+	srv.Restart(t)
+	for _, sid := range []string{"revoked", "reused"} {
+		if revoked, err := s.AccessTokenRevoked(c, "j", sid, base.Add(time.Minute)); err != nil || !revoked {
+			t.Fatalf("session %s after an etcd crash: revoked=%v, %v", sid, revoked, err)
+		}
+	}
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: next, Next: storagetest.Digest(t), Now: base.Add(time.Minute), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrSessionRevoked) {
+		t.Fatalf("rotation of the reused family after an etcd crash = %v, want ErrSessionRevoked", err)
+	}
+	if revoked, err := s.AccessTokenRevoked(c, "denied", "live", base); err != nil || !revoked {
+		t.Fatalf("denied jti after an etcd crash: %v, %v", revoked, err)
+	}
+	if revoked, err := s.AccessTokenRevoked(c, "other", "live", base); err != nil || revoked {
+		t.Fatalf("a live session's other token after an etcd crash: revoked=%v, %v", revoked, err)
+	}
+}

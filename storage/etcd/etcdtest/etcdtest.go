@@ -210,6 +210,19 @@ func (s *Server) Stop() {
 	s.proc, s.exited = nil, nil
 }
 
+// Crash kills etcd with SIGKILL (no clean shutdown) and waits for it to
+// exit; Restart brings it back on the same data.
+func (s *Server) Crash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Kill()
+	<-s.exited
+	s.proc, s.exited = nil, nil
+}
+
 // Restart starts a stopped server again on the same ports and data, as an
 // operator restarting the member would.
 func (s *Server) Restart(t testing.TB) {
