@@ -23,6 +23,8 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -503,4 +505,53 @@ func kidOf(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return h.Kid
+}
+
+// TestServeEtcdAuth: with etcd auth on, a replica logs in as an etcd user
+// whose role covers only its prefix (password from LATCH_ETCD_PASSWORD) and
+// serves; a wrong password fails the start without echoing it.
+func TestServeEtcdAuth(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	srv := etcdtest.Start(t)
+	const prefix = "/latch-auth/"
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	steps := []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "root-password-1"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.RoleAdd(ctx, "latch"); return err },
+		func() error {
+			_, err := admin.RoleGrantPermission(ctx, "latch", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := admin.UserAdd(ctx, "latch", "latch-etcd-password"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "latch", "latch"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("etcd auth setup step %d: %v", i, err)
+		}
+	}
+
+	t.Setenv("LATCH_ETCD_PASSWORD", "latch-etcd-password")
+	etcdUserAdd(t, ctx, srv, prefix, "alice@example.com", "alice-password-1", "user", "--etcd-username", "latch")
+	p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-username", "latch")...)
+	p1 := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login with etcd auth"))
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": p1.refresh}), "OK", "", "Refresh with etcd auth")
+
+	t.Setenv("LATCH_ETCD_PASSWORD", "wrong-etcd-password")
+	out, err := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--etcd-username", "latch", "--etcd-dial-timeout", "3s"}, etcdArgs(srv, prefix)...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "authentication failed") {
+		t.Errorf("serve with a wrong etcd password = %v, want an authentication failure\n%s", err, out)
+	}
+	if strings.Contains(string(out), "wrong-etcd-password") {
+		t.Errorf("the etcd password is echoed:\n%s", out)
+	}
+	checkLogsHoldNoSecrets(t, p.logText(), "latch-etcd-password", "alice-password-1", p1.refresh)
 }
