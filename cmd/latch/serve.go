@@ -39,6 +39,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("latch serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var f serveFlags
+	var tf transportFlags
 	f.audiences = stringList{vals: []string{"latch"}}
 	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
 	sf.register(fs)
@@ -62,6 +63,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
 	f.keys.register(fs)
+	tf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -80,10 +82,15 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr)...); err != nil {
+	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr,
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr}))...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
+	tp, err := tf.setup(log)
+	if err != nil {
+		return err
+	}
 	store, err := sf.open(ctx, log, e.getenv)
 	if err != nil {
 		return err
@@ -93,7 +100,14 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log), server.WithKeySealer(sealer))
+	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
+	if tf.metrics {
+		bi := readBuildInfo()
+		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
+		tp.instrument(m)
+		srvOpts = append(srvOpts, server.WithMetrics(m))
+	}
+	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {
 		return explainKeyError(err)
 	}
@@ -111,10 +125,11 @@ func serve(ctx context.Context, args []string, e env) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
-	gs := server.NewGRPCServer(srv, log, server.WithReflection(f.reflect))
+	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect))...)
 	hs := &http.Server{
 		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
 
 	if f.dev {
@@ -132,9 +147,11 @@ func serve(ctx context.Context, args []string, e env) error {
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
-	go func() { errc <- hs.Serve(httpLis) }()
+	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
+	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
 	log.Info("latch serving", append([]any{"event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "issuer", cfg.Issuer, "version", version}, sf.describe()...)...)
+		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "issuer", cfg.Issuer, "version", readBuildInfo().version},
+		sf.describe()...)...)
 
 	var serveErr error
 	select {
@@ -142,6 +159,10 @@ func serve(ctx context.Context, args []string, e env) error {
 		log.Info("stopping", "event", "shutdown")
 	case serveErr = <-errc:
 		log.Error("server failed; stopping", "event", "serve_failed", "error", serveErr.Error())
+	}
+	gs.StartDrain()
+	if serveErr == nil {
+		sleepCtx(context.Background(), tf.drainDelay) // balancers see NOT_SERVING and move away
 	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer stopCancel()
