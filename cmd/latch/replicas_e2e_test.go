@@ -380,8 +380,17 @@ func TestReplicasRideOutEtcdRestart(t *testing.T) {
 	if !strings.Contains(a.proc.logText(), `"event":"storage_unavailable"`) {
 		t.Error("the outage was not logged")
 	}
+	if code := readyz(t, a); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz on A with etcd down = %d, want 503", code)
+	}
 
 	srv.Restart(t)
+	for readyz(t, b) != http.StatusOK { // readiness follows etcd back
+		if ctx.Err() != nil {
+			t.Fatal("B never became ready again after etcd came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var tp *latchv1.TokenPair
 	for tp == nil { // the client reconnects with backoff
 		resp, err := b.cli.Login(ctx, &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password-1"})
@@ -554,4 +563,15 @@ func TestServeEtcdAuth(t *testing.T) {
 		t.Errorf("the etcd password is echoed:\n%s", out)
 	}
 	checkLogsHoldNoSecrets(t, p.logText(), "latch-etcd-password", "alice-password-1", p1.refresh)
+}
+
+// readyz returns the status code of the replica's GET /readyz.
+func readyz(t *testing.T, r replica) int {
+	t.Helper()
+	resp, err := http.Get("http://" + r.proc.httpAddr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz on %s: %v", r.name, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
