@@ -16,6 +16,10 @@
 //	users/<id>                   user record
 //	emails/<email>               user id (unique index, same Txn as the user)
 //	sessions/<id>                session record                          [L]
+//	sessstate/<id>               revoked-at, idle and absolute expiry
+//	                             (24 bytes), written with the record: what
+//	                             the per-request revocation check and
+//	                             CountLiveSessions read                  [L]
 //	digests/<hex sha256>         session id, for every refresh token a
 //	                             session ever issued (reuse detection)   [A]
 //	sessdigests/<sid>\0<hex>     empty (to delete a session's digests)   [A]
@@ -58,7 +62,7 @@
 //
 // etcd refuses a Txn with more than --max-txn-ops operations (128 by
 // default). RevokeUserSessions and DeleteUser therefore revoke a user's
-// sessions in Txns of at most 50 sessions each; with more live sessions than
+// sessions in Txns of at most 40 sessions each; with more live sessions than
 // that they are not one transaction (each Txn is atomic; a crash in between
 // leaves some sessions revoked and the call can simply be repeated).
 package etcd

@@ -38,9 +38,10 @@ const maxRetries = 1000
 // maxLeaseLife caps a lease's TTL (etcd refuses more than about 285 years).
 const maxLeaseLife = 10 * 365 * 24 * time.Hour
 
-// sessionsPerTxn bounds the sessions one Txn revokes (each costs two
-// operations; etcd's default --max-txn-ops is 128).
-const sessionsPerTxn = 50
+// sessionsPerTxn bounds the sessions one Txn revokes: each costs three
+// operations (record, state, revocation row) and etcd's default
+// --max-txn-ops is 128, with room left for DeleteUser's own two.
+const sessionsPerTxn = 40
 
 // errCorrupt reports a record this version cannot decode.
 var errCorrupt = errors.New("etcd: corrupt or unknown record")
@@ -320,6 +321,9 @@ func unavailable(err error) bool {
 func (s *Store) userKey(id string) string    { return s.p + "users/" + id }
 func (s *Store) emailKey(e string) string    { return s.p + "emails/" + e }
 func (s *Store) sessionKey(id string) string { return s.p + "sessions/" + id }
+func (s *Store) sessStateKey(id string) string {
+	return s.p + "sessstate/" + id
+}
 func (s *Store) digestKey(h storage.TokenHash) string {
 	return s.p + "digests/" + fmt.Sprintf("%x", h[:])
 }

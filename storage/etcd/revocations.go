@@ -75,7 +75,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	}
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.revJTIKey(jti), clientv3.WithCountOnly()),
-		clientv3.OpGet(s.sessionKey(sessionID)),
+		clientv3.OpGet(s.sessStateKey(sessionID)),
 	).Commit()
 	if err != nil {
 		return true, wrapErr(ctx, "access token revoked", err)
@@ -87,11 +87,11 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	if len(kvs) == 0 {
 		return true, nil
 	}
-	sess, err := decodeSession(kvs[0].Value)
+	live, err := liveFromState(kvs[0].Value, now)
 	if err != nil {
 		return true, fmt.Errorf("etcd: access token revoked: %w", err)
 	}
-	return !sess.Live(now), nil
+	return !live, nil
 }
 
 // parseRevocation turns a key and value under revocations/ into a
@@ -250,6 +250,7 @@ func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 		clientv3.OpDelete(prefix, clientv3.WithPrefix()),
 		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
 		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
+		clientv3.OpDelete(s.sessStateKey(sr.s.ID)),
 		clientv3.OpDelete(s.sessionKey(sr.s.ID)))
 	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
 		Then(ops...).Commit()

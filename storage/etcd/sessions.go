@@ -3,6 +3,7 @@ package etcd
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -91,7 +92,10 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	if err != nil {
 		return nil, err
 	}
-	ops := []clientv3.Op{clientv3.OpPut(s.sessionKey(sess.ID), data, clientv3.WithLease(lease))}
+	ops := []clientv3.Op{
+		clientv3.OpPut(s.sessionKey(sess.ID), data, clientv3.WithLease(lease)),
+		clientv3.OpPut(s.sessStateKey(sess.ID), encodeState(sess), clientv3.WithLease(lease)),
+	}
 	if sess.Revoked() {
 		ops = append(ops, clientv3.OpPut(s.revSessionKey(sess.ID), encodeTime(sess.ExpiresAt()), clientv3.WithLease(lease)))
 	}
@@ -433,7 +437,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 }
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every
-// session, a page at a time.
+// session's 24-byte state row (not the records), a page at a time.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
 	ctx, cancel, err := s.beginScan(ctx, "count live sessions")
 	if err != nil {
@@ -441,15 +445,12 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 	}
 	defer cancel()
 	n := 0
-	_, err = s.scan(ctx, s.p+"sessions/", func(_ []byte, v []byte, _ int64) error {
-		sess, err := decodeSession(v)
-		if err != nil {
-			return err
-		}
-		if sess.Live(now) {
+	_, err = s.scan(ctx, s.p+"sessstate/", func(_ []byte, v []byte, _ int64) error {
+		live, err := liveFromState(v, now)
+		if live {
 			n++
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("etcd: count live sessions: %w", err)
@@ -484,4 +485,34 @@ func (s *Store) scan(ctx context.Context, prefix string, fn func(k, v []byte, mo
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// encodeState is the 24-byte summary of a session that the revocation
+// check and CountLiveSessions read: revoked-at, idle and absolute expiry,
+// big-endian unix nanoseconds (0 for a zero time).
+func encodeState(sess storage.Session) string {
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(sess.RevokedAt)))
+	binary.BigEndian.PutUint64(b[8:], uint64(unixNano(sess.IdleExpiresAt)))
+	binary.BigEndian.PutUint64(b[16:], uint64(unixNano(sess.AbsoluteExpiresAt)))
+	return string(b[:])
+}
+
+// liveFromState reports whether a session summary is live at now, by the
+// rules of storage.Session.Live.
+func liveFromState(b []byte, now time.Time) (bool, error) {
+	if len(b) != 24 {
+		return false, errCorrupt
+	}
+	revoked := binary.BigEndian.Uint64(b[0:]) != 0
+	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
+	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
+	return !revoked && now.Before(idle) && now.Before(abs), nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() || t.UnixNano() < 0 {
+		return 0
+	}
+	return t.UnixNano()
 }
