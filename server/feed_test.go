@@ -3,11 +3,15 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
@@ -128,5 +132,67 @@ func waitSession(t *testing.T, events <-chan *latchv1.RevocationEvent, id string
 		case <-timer.C:
 			return false
 		}
+	}
+}
+
+// TestReplicasStartingTogetherAgreeOnKeys: three servers starting at once
+// on an empty etcd prefix create one key set between them: the same JWKS
+// everywhere and exactly one active key stored.
+func TestReplicasStartingTogetherAgreeOnKeys(t *testing.T) {
+	srv := etcdtest.Start(t)
+	hasher, err := password.NewHasher(fastParams(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	stores := make([]storage.Store, n)
+	servers := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			st, err := etcd.Open(ctxT(t), etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/together/"})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			stores[i] = st
+			servers[i], errs[i] = server.New(ctxT(t), st, hasher, baseConfig())
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if stores[i] != nil {
+			defer stores[i].Close()
+		}
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v", i, errs[i])
+		}
+	}
+	kids := func(s *server.Server) string {
+		var ids []string
+		for _, k := range s.JWKS().Keys {
+			ids = append(ids, k.Kid)
+		}
+		slices.Sort(ids)
+		return strings.Join(ids, ",")
+	}
+	for i := 1; i < n; i++ {
+		if kids(servers[i]) != kids(servers[0]) {
+			t.Fatalf("replicas publish different keys: %s vs %s", kids(servers[i]), kids(servers[0]))
+		}
+	}
+	keys, err := stores[0].ListSigningKeys(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := 0
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			active++
+		}
+	}
+	if active != 1 {
+		t.Fatalf("%d active keys stored after a concurrent start, want 1", active)
 	}
 }

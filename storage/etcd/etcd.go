@@ -198,6 +198,7 @@ func normalisePrefix(p string) (string, error) {
 // and is refused rather than mixed with.
 func (s *Store) initSchema(ctx context.Context) error {
 	key := s.p + "meta/schema"
+	var foreign int64
 	for range 3 {
 		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
@@ -209,12 +210,14 @@ func (s *Store) initSchema(ctx context.Context) error {
 			}
 			return nil
 		}
-		any, err := s.cli.Get(ctx, s.p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		keys, err := s.cli.Get(ctx, s.p, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
 			return wrapErr(ctx, "read prefix", err)
 		}
-		if any.Count > 0 {
-			return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another --etcd-prefix)", any.Count)
+		if foreign = keys.Count; foreign > 0 {
+			// Either another program's data, or another replica that has
+			// just written the marker: read the marker again.
+			continue
 		}
 		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, schemaVersion)).Commit()
@@ -225,6 +228,9 @@ func (s *Store) initSchema(ctx context.Context) error {
 			return nil
 		}
 		// Another process initialised it first: read it again.
+	}
+	if foreign > 0 {
+		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another --etcd-prefix)", foreign)
 	}
 	return errContention
 }
