@@ -333,3 +333,26 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 		t.Fatalf("a live session's other token after an etcd crash: revoked=%v, %v", revoked, err)
 	}
 }
+
+// TestFeedEndsWhenStoreCloses: closing the store under a running feed ends
+// it with an error instead of retrying forever.
+func TestFeedEndsWhenStoreCloses(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := etcd.Open(ctxT(t), etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/closing/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.WatchRevocations(ctxT(t), func() { close(ready) }, func(storage.Revocation) {}) }()
+	<-ready
+	s.Close()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WatchRevocations after Close = %v, want the closed-store error", err)
+		}
+	case <-ctxT(t).Done():
+		t.Fatal("WatchRevocations kept running after the store was closed")
+	}
+}

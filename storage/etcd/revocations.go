@@ -354,10 +354,17 @@ func (s *Store) follow(ctx context.Context, rev int64, fn func(storage.Revocatio
 	}
 }
 
-// pause logs a feed interruption and waits a second, or returns ctx.Err().
+// errClosed reports a feed whose store was closed under it.
+var errClosed = errors.New("etcd: store closed")
+
+// pause logs a feed interruption and waits a second, or returns ctx.Err()
+// (or errClosed once the store is closed).
 func (s *Store) pause(ctx context.Context, msg string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if s.cli.Ctx().Err() != nil {
+		return errClosed
 	}
 	s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("event", "revocation_feed_interrupted"), slog.String("error", err.Error()))
 	t := time.NewTimer(time.Second)
