@@ -49,6 +49,13 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, pw string) (Bootstra
 	}
 	u, err := s.CreateUser(ctx, email, pw, []string{RoleAdmin}, false)
 	if errors.Is(err, storage.ErrAlreadyExists) {
+		// Another replica sharing the store may have just bootstrapped the
+		// same admin.
+		if found, ferr := s.enabledAdminExists(ctx); ferr == nil && found {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "an administrator exists; bootstrap skipped",
+				slog.String("event", "admin_bootstrap"), slog.String("outcome", "admin_exists"))
+			return BootstrapAdminExists, nil
+		}
 		s.log.LogAttrs(ctx, slog.LevelWarn, "no enabled administrator exists, but the bootstrap email belongs to another account; "+
 			"it was left untouched: use `latch user add --role admin` with the server stopped, or another email",
 			slog.String("event", "admin_bootstrap"), slog.String("outcome", "email_taken"))

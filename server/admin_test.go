@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1145,5 +1146,34 @@ func TestAdminRevocationsCounted(t *testing.T) {
 	}
 	if got, _ := sample(scrape(t, o), "latch_revocations_total", map[string]string{"kind": server.RevokedAdmin}); got != 4 {
 		t.Fatalf("latch_revocations_total{kind=admin} = %v, want 4 (1 + 2 + 1)", got)
+	}
+}
+
+// TestBootstrapAdminConcurrent: replicas sharing one store bootstrap at
+// once; exactly one admin is created and every replica reports that an
+// admin exists or that it created it.
+func TestBootstrapAdminConcurrent(t *testing.T) {
+	e := newEnv(t, baseConfig())
+	const n = 8
+	results := make([]server.BootstrapResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i], errs[i] = e.srv.BootstrapAdmin(ctxT(t), "root@example.com", "bootstrap-password") })
+	}
+	wg.Wait()
+	created := 0
+	for i := range n {
+		switch {
+		case errs[i] != nil:
+			t.Fatalf("bootstrap %d: %v", i, errs[i])
+		case results[i] == server.BootstrapCreated:
+			created++
+		case results[i] != server.BootstrapAdminExists:
+			t.Errorf("bootstrap %d = %v, want created or admin exists", i, results[i])
+		}
+	}
+	if n, _ := e.store.CountUsers(ctxT(t)); created != 1 || n != 1 {
+		t.Fatalf("%d bootstraps created, %d users; want exactly one", created, n)
 	}
 }
