@@ -8,10 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -380,4 +382,77 @@ func TestAdminOverMutualTLS(t *testing.T) {
 			t.Errorf("%s: succeeded\n%s%s", name, out, errOut)
 		}
 	}
+}
+
+// TestAdminPromptsOnTerminal: on a terminal (a pseudo-terminal made by
+// util-linux script(1), part of every Debian system), `latch admin` prompts
+// for the admin's password, then for the new password twice, and refuses
+// two different entries.
+func TestAdminPromptsOnTerminal(t *testing.T) {
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatalf("script(1) not found (Debian package bsdutils): %v", err)
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	t.Setenv("LATCH_ADMIN_TOKEN", "")
+	t.Setenv(bootstrapPasswordEnv, "root-password-1")
+	p := startLatch(t, ctx, filepath.Join(t.TempDir(), "latch.db"), "--bootstrap-admin", "root@example.com")
+
+	// converse runs the command on a pseudo-terminal and answers each
+	// prompt when it appears.
+	converse := func(answers map[string]string, order []string, args ...string) (string, error) {
+		line := latchBinary(t) + " admin --insecure --addr " + p.grpcAddr + " --email root@example.com " + strings.Join(args, " ")
+		cmd := exec.CommandContext(ctx, scriptBin, "-qec", line, "/dev/null")
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out lockedBuilder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, prompt := range order { // each prompt appears once
+			for !strings.Contains(out.String(), prompt) && ctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := io.WriteString(in, answers[prompt]+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = cmd.Wait()
+		return out.String(), err
+	}
+	out, err := converse(map[string]string{"password of root@example.com:": "root-password-1", "new password of carol@example.com:": "carol-password-1", "again:": "carol-password-1"},
+		[]string{"password of root@example.com:", "new password of carol@example.com:", "again:"}, "users", "create", "carol@example.com")
+	if err != nil || !strings.Contains(out, "created user") {
+		t.Fatalf("users create on a terminal: %v\n%s", err, out)
+	}
+	out, err = converse(map[string]string{"password of root@example.com:": "root-password-1", "new password of dave@example.com:": "dave-password-1", "again:": "dave-password-2"},
+		[]string{"password of root@example.com:", "new password of dave@example.com:", "again:"}, "users", "create", "dave@example.com")
+	if err == nil || !strings.Contains(out, "differ") {
+		t.Fatalf("mismatched confirmation: %v\n%s", err, out)
+	}
+	mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]string{"email": "carol@example.com", "password": "carol-password-1"}), "carol login")
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]string{"email": "dave@example.com", "password": "dave-password-1"}),
+		"Unauthenticated", "", "dave was not created")
+}
+
+// lockedBuilder is a strings.Builder safe for a writer goroutine and a
+// reading test.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
