@@ -50,8 +50,8 @@ const (
 
 // AdminServer implements latchv1.AdminServiceServer over a Server: its
 // store, password hasher and policy, clock, revocation broadcaster and
-// logger. NewGRPCServer serves it behind the interceptors of
-// Server.AdminInterceptors; each handler also re-checks, in storage, that
+// logger. NewGRPCServer serves it behind Latch's own interceptors requiring
+// role admin (admin_auth.go); each handler also re-checks, in storage, that
 // the caller is still an enabled administrator, so an AdminServer reached
 // without those interceptors denies everything.
 type AdminServer struct {
