@@ -32,6 +32,7 @@ type serveFlags struct {
 	hashConcurrency, probeBurst    int
 	verifyCache                    int
 	probeRefill                    time.Duration
+	extAuthz                       extAuthzFlags
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -59,6 +60,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
+	f.extAuthz.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -99,6 +101,13 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, srv, log)
+	if err != nil {
+		return err
+	}
+	if extAuthz != nil {
+		defer extAuthz.stop(context.Background()) // on early returns; a no-op after the graceful stop below
+	}
 	grpcLis, err := net.Listen("tcp", f.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --grpc-addr: %w", err)
@@ -123,9 +132,12 @@ func serve(ctx context.Context, args []string, e env) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
+	if extAuthz != nil {
+		go func() { errc <- extAuthz.serve() }()
+	}
 	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
 		"http_addr", httpLis.Addr().String(), "db", f.db, "issuer", cfg.Issuer, "version", version)
 
@@ -138,6 +150,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer stopCancel()
+	if extAuthz != nil {
+		extAuthz.stop(stopCtx)
+	}
 	gs.Drain(stopCtx)
 	if err := hs.Shutdown(stopCtx); err != nil {
 		log.Warn("http shutdown", "error", err.Error())
