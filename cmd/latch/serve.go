@@ -79,7 +79,8 @@ func serve(ctx context.Context, args []string, e env) error {
 		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 	}
-	if err := cfg.Defaults().Validate(); err != nil {
+	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
+	if err := errors.Join(cfg.Defaults().Validate(), extErr); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -101,7 +102,7 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
-	extAuthz, err := startExtAuthz(ctx, f.extAuthz, srv, log)
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, srv, log)
 	if err != nil {
 		return err
 	}

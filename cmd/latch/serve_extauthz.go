@@ -54,16 +54,10 @@ type extAuthz struct {
 	once   sync.Once
 }
 
-// startExtAuthz builds the ext_authz service over Latch's own key ring and
-// store and listens on --ext-authz-addr; it returns nil when the flag is
-// empty. Problems with the flags and the policy file are reported at once.
-//
-// Verification inside Latch goes through the interceptors' Verifier, the
-// code path sibling services use, over the server's key ring
-// (WithKeySource: no fetching, a rotation is seen at once) and its store
-// (WithRevocationCheck: a Revoke that has returned is seen by the next
-// Check, with no stream lag).
-func startExtAuthz(ctx context.Context, f extAuthzFlags, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+// loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
+// reporting every problem at once (before anything is opened); the policy
+// is nil when --ext-authz-addr is empty.
+func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
 			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
@@ -85,15 +79,28 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, srv *server.Server, log
 		} else {
 			policy = p
 			for _, a := range p.Audiences() {
-				if !slices.Contains(srv.Config().Audiences, a) {
+				if !slices.Contains(audiences, a) {
 					errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
-						a, strings.Join(srv.Config().Audiences, ",")))
+						a, strings.Join(audiences, ",")))
 				}
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	return policy, errors.Join(errs...)
+}
+
+// startExtAuthz builds the ext_authz service over Latch's own key ring and
+// store and listens on --ext-authz-addr; it returns nil when policy is nil
+// (the listener is off).
+//
+// Verification inside Latch goes through the interceptors' Verifier, the
+// code path sibling services use, over the server's key ring
+// (WithKeySource: no fetching, a rotation is seen at once) and its store
+// (WithRevocationCheck: a Revoke that has returned is seen by the next
+// Check, with no stream lag).
+func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+	if policy == nil {
+		return nil, nil
 	}
 	v, err := interceptors.NewVerifier(ctx,
 		interceptors.WithKeySource(srv.KeySource()),

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+const testPolicy = "../../server/extauthz/testdata/policy.yaml"
+
+// extAuthzAddr reads the ext_authz listener's address from the logs.
+func extAuthzAddr(t *testing.T, p *latchProc) string {
+	t.Helper()
+	for _, line := range strings.Split(p.logText(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["event"] == "ext_authz_listening" {
+			if a, _ := rec["addr"].(string); a != "" {
+				return a
+			}
+		}
+	}
+	t.Fatalf("no ext_authz_listening record:\n%s", p.logText())
+	return ""
+}
+
+func checkRequest(method, path, token string) *authv3.CheckRequest {
+	h := map[string]string{":authority": "orders.local"}
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Headers: h}}}}
+}
+
+// TestExtAuthzEndToEnd: the real binary with --ext-authz-addr, a Check
+// client with Envoy's types over real TCP, tokens from grpcurl Login, a
+// revocation seen by the next Check, health under latch.verifier, and a
+// graceful stop.
+func TestExtAuthzEndToEnd(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	bin := latchBinary(t)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	if out, err := userAdd(ctx, bin, db, "alice@example.com", "alice-password-1", "orders:read"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	p := startLatch(t, ctx, db, "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy)
+	conn, err := grpc.NewClient(extAuthzAddr(t, p), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	check := authv3.NewAuthorizationClient(conn)
+
+	alice := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1", "audience": "orders"}), "Login"))
+	resp, err := check.Check(ctx, checkRequest("GET", "/api/orders/1", alice.access))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check with a valid token = %v, %v", resp, err)
+	}
+	if !strings.Contains(resp.GetOkResponse().String(), alice.sid) {
+		t.Errorf("allowed response does not carry the session id: %v", resp.GetOkResponse())
+	}
+	resp, err = check.Check(ctx, checkRequest("GET", "/api/orders/1", ""))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 || codes.Code(resp.GetStatus().GetCode()) != codes.Unauthenticated {
+		t.Fatalf("Check without a token = %v, %v", resp, err)
+	}
+	mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRevoke, map[string]string{"token": alice.refresh}), "Revoke")
+	resp, err = check.Check(ctx, checkRequest("GET", "/api/orders/1", alice.access))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("Check right after Revoke = %v, %v; want 401", resp, err)
+	}
+
+	hc := healthpb.NewHealthClient(conn)
+	for _, svc := range []string{"latch.verifier", "envoy.service.auth.v3.Authorization", ""} {
+		hr, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health %q = %v, %v", svc, hr, err)
+		}
+	}
+	checkLogsHoldNoSecrets(t, p.logText(), alice.access, alice.refresh)
+	if !strings.Contains(p.logText(), `"event":"ext_authz_denied"`) {
+		t.Error("denials are not logged")
+	}
+	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
+		t.Fatalf("graceful stop: %v\n%s", err, p.logText())
+	}
+}
+
+// TestExtAuthzBadConfig: flag and policy problems are all reported at
+// once, before the database is opened.
+func TestExtAuthzBadConfig(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("audiences: [payments]\nrules:\n  - path: nope\n    roles: [x]\n  - prefix: /a/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(dir, "foreign.yaml")
+	if err := os.WriteFile(foreign, []byte("audiences: [payments]\nrules: [{prefix: /, roles: []}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want []string
+	}{
+		"no policy":           {[]string{"--ext-authz-addr", "127.0.0.1:0"}, []string{"--ext-authz-policy is required"}},
+		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"--ext-authz-addr is not"}},
+		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "access-ttl"}},
+		"foreign audience":    {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", foreign}, []string{`audience "payments" is not one Latch issues`}},
+		"missing file":        {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", filepath.Join(dir, "none.yaml")}, []string{"none.yaml"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "latch.db")
+			args := append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders"}, tc.args...)
+			out, err := exec.CommandContext(ctx, latchBinary(t), args...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("err=%v, want exit 1\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if _, err := os.Stat(db); err == nil {
+				t.Errorf("database created despite invalid configuration")
+			}
+		})
+	}
+}
