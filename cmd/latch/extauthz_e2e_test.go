@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,20 @@ func TestExtAuthzEndToEnd(t *testing.T) {
 	resp, err = check.Check(ctx, checkRequest("GET", "/api/orders/1", alice.access))
 	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 		t.Fatalf("Check right after Revoke = %v, %v; want 401", resp, err)
+	}
+
+	// grpcurl, an independent client, through reflection on the listener.
+	allowed := mustOK(t, grpcurl(t, ctx, extAuthzAddr(t, p), nil, "envoy.service.auth.v3.Authorization/Check",
+		map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+			"method": "GET", "path": "/healthz"}}}}), "grpcurl Check")
+	if _, ok := allowed["okResponse"]; !ok {
+		t.Errorf("grpcurl Check of a public path = %v, want okResponse", allowed)
+	}
+	denied := mustOK(t, grpcurl(t, ctx, extAuthzAddr(t, p), nil, "envoy.service.auth.v3.Authorization/Check",
+		map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+			"method": "GET", "path": "/api/orders/1", "headers": map[string]string{"authorization": "Bearer " + alice.access}}}}}), "grpcurl Check")
+	if dr, _ := denied["deniedResponse"].(map[string]any); dr == nil || !strings.Contains(fmt.Sprint(dr["status"]), "Unauthorized") {
+		t.Errorf("grpcurl Check of a revoked token = %v, want deniedResponse 401", denied)
 	}
 
 	hc := healthpb.NewHealthClient(conn)

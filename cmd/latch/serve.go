@@ -102,7 +102,7 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
-	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, srv, log)
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, srv, log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/server"
@@ -98,7 +99,10 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 // (WithKeySource: no fetching, a rotation is seen at once) and its store
 // (WithRevocationCheck: a Revoke that has returned is seen by the next
 // Check, with no stream lag).
-func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+//
+// With reflect (--reflection) the listener serves gRPC reflection too, so
+// that grpcurl and ghz can call Check without Envoy's proto files.
+func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
 	if policy == nil {
 		return nil, nil
 	}
@@ -130,6 +134,9 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	ea.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
+	if reflect {
+		reflection.Register(gs)
+	}
 	hctx, cancel := context.WithCancel(context.Background())
 	x := &extAuthz{lis: lis, gs: gs, hs: hs, v: v, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -97,6 +97,12 @@ func dial(t testing.TB, lis *bufconn.Listener) *grpc.ClientConn {
 
 func newEnv(t testing.TB, opts ...extauthz.Option) *env {
 	t.Helper()
+	return newEnvWith(t, nil, opts...)
+}
+
+// newEnvWith is newEnv with extra options for the Verifier.
+func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Option) *env {
+	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "latch.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -122,14 +128,14 @@ func newEnv(t testing.TB, opts ...extauthz.Option) *env {
 		t.Fatal(err)
 	}
 	e.keys = &countingKeys{EpochKeySource: srv.KeySource().(interceptors.EpochKeySource)}
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithKeySource(e.keys),
+	v, err := interceptors.NewVerifier(ctxT(t), append([]interceptors.Option{interceptors.WithKeySource(e.keys),
 		interceptors.WithRevocationCheck(func(ctx context.Context, c interceptors.Claims) (bool, error) {
 			if e.failRevs.Load() {
 				return false, storage.ErrNotFound // any storage failure; the message must not reach Envoy
 			}
 			return srv.TokenRevoked(ctx, c)
 		}),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience(policy.Audiences()...))
+		interceptors.WithIssuer(issuer), interceptors.WithAudience(policy.Audiences()...)}, vopts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
