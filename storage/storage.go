@@ -266,7 +266,8 @@ type KeyAdmin interface {
 	// conflicting concurrent write), so it must depend only on its argument.
 	// If fn returns an error nothing is written and the error is returned.
 	// A result with more than one active key, two keys with one id, or a key
-	// without id or key material is refused with ErrInvalidArgument. It
+	// without id or key material or with an unknown state is refused with
+	// ErrInvalidArgument (ValidateSigningKeys checks exactly this). It
 	// returns the stored set.
 	UpdateSigningKeys(ctx context.Context, fn func([]SigningKey) ([]SigningKey, error)) ([]SigningKey, error)
 }
@@ -286,7 +287,10 @@ type Store interface {
 	SessionStore
 	DenyList
 	KeyStore
+	KeyAdmin
 	Sweeper
+	UserAdmin
+	SessionAdmin
 	// Close releases the store.
 	Close() error
 }

@@ -15,8 +15,9 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// schemaVersion is the layout this package reads and writes.
-const schemaVersion = "1"
+// schemaVersion is the layout this package reads and writes; migrate.go
+// upgrades older layouts at Open.
+const schemaVersion = "2"
 
 // recordVersion prefixes every encoded record.
 const recordVersion byte = 1
@@ -32,9 +33,11 @@ var (
 	bucketExpiry      = []byte("expiry")
 	bucketKeys        = []byte("keys")
 	bucketSessState   = []byte("sessstate")
+	// bucketUserSessions is the user → sessions index (schema 2).
+	bucketUserSessions = []byte("usersessions")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
-		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState}
+		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
 
 	keySchema = []byte("schema")
 )
@@ -149,13 +152,11 @@ func initSchema(tx *bbolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	switch v := meta.Get(keySchema); {
-	case v == nil:
+	v := meta.Get(keySchema)
+	if v == nil {
 		return meta.Put(keySchema, []byte(schemaVersion))
-	case string(v) != schemaVersion:
-		return fmt.Errorf("database schema version %q is not %q: it was written by another version of Latch", v, schemaVersion)
 	}
-	return nil
+	return migrate(tx, string(v))
 }
 
 // Close closes the database file.

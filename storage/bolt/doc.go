@@ -5,7 +5,7 @@
 //
 // Every bucket is created at Open, in one transaction:
 //
-//	meta         "schema" → schema version ("1")
+//	meta         "schema" → schema version ("2")
 //	users        user id → user record
 //	emails       normalised email → user id
 //	sessions     session id → session record
@@ -20,6 +20,13 @@
 //	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):
 //	             what the per-request revocation check reads, without
 //	             decoding the whole session record
+//	usersessions user id, 0x00, session id → empty: every stored session of
+//	             a user, for administration (list, log out everywhere,
+//	             delete); written with the session, deleted when it is swept
+//
+// Open upgrades an older layout in its one transaction (migrate.go): schema
+// "1" files get the usersessions index built from the sessions bucket. An
+// older Latch refuses a file at a newer schema version.
 //
 // Records are one version byte followed by JSON, so that the encoding can
 // evolve without a migration of old rows.

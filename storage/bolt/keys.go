@@ -91,3 +91,65 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 	}
 	return out, nil
 }
+
+// UpdateSigningKeys implements storage.KeyAdmin. It runs fn once, inside one
+// write transaction (bbolt serialises writers, so no retry is ever needed),
+// validates what fn returns and replaces the stored set with it.
+func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.SigningKey) ([]storage.SigningKey, error)) ([]storage.SigningKey, error) {
+	if err := ctxErr(ctx, "update signing keys"); err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, fmt.Errorf("bolt: update signing keys: nil update function: %w", storage.ErrInvalidArgument)
+	}
+	var out []storage.SigningKey
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		cur, err := listKeys(tx)
+		if err != nil {
+			return err
+		}
+		// fn owns its argument and may reorder or overwrite it: note the
+		// stored ids first.
+		stored := make([]string, len(cur))
+		for i, k := range cur {
+			stored[i] = k.ID
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if err := storage.ValidateSigningKeys(next); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketKeys)
+		keep := make(map[string]bool, len(next))
+		for _, k := range next {
+			keep[k.ID] = true
+		}
+		for _, id := range stored {
+			if !keep[id] {
+				if err := b.Delete([]byte(id)); err != nil {
+					return err
+				}
+			}
+		}
+		out = make([]storage.SigningKey, 0, len(next))
+		for _, k := range next {
+			rec := keyRecord{ID: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: k.State,
+				CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
+			data, err := encode(rec)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k.ID), data); err != nil {
+				return err
+			}
+			out = append(out, rec.key()) // a copy: fn's slices stay fn's
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: update signing keys: %w", err)
+	}
+	return out, nil
+}

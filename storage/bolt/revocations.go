@@ -128,8 +128,20 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	return n, nil
 }
 
-// deleteSession removes a session and every digest it issued.
+// deleteSession removes a session, every digest it issued and its entry in
+// the user → sessions index.
 func deleteSession(tx *bbolt.Tx, id []byte) error {
+	if data := tx.Bucket(bucketSessions).Get(id); data != nil {
+		var owner struct {
+			UserID string `json:"user_id"`
+		}
+		if err := decode(data, &owner); err != nil {
+			return fmt.Errorf("session %q: %w", id, err)
+		}
+		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(owner.UserID, string(id))); err != nil {
+			return err
+		}
+	}
 	prefix := append(append([]byte{}, id...), 0)
 	digests, refresh := tx.Bucket(bucketSessDigests), tx.Bucket(bucketRefresh)
 	var keys [][]byte

@@ -133,7 +133,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := ctxErr(ctx, "create session"); err != nil {
 		return err
 	}
-	if !validID(sess.ID) || sess.UserID == "" || sess.CurrentHash.IsZero() {
+	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
@@ -147,6 +147,9 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 			return err
 		}
 		if err := indexDigest(tx, sess.ID, sess.CurrentHash); err != nil {
+			return err
+		}
+		if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)

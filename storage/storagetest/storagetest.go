@@ -46,9 +46,13 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DenyList", testDenyList},
 		{"ListRevocations", testListRevocations},
 		{"SigningKeys", testSigningKeys},
+		{"UpdateSigningKeys", testUpdateSigningKeys},
+		{"UpdateSigningKeysRefusals", testUpdateSigningKeysRefusals},
+		{"ConcurrentKeyUpdates", testConcurrentKeyUpdates},
 		{"DeleteExpired", testDeleteExpired},
 		{"CancelledContext", testCancelledContext},
 	}
+	tests = append(tests, adminTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

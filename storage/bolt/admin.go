@@ -1,0 +1,243 @@
+package bolt
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+)
+
+var (
+	_ storage.UserAdmin    = (*Store)(nil)
+	_ storage.SessionAdmin = (*Store)(nil)
+)
+
+// userSessionKey is the usersessions index key: user id, 0x00, session id.
+// validID keeps NUL out of both ids, so a user's prefix is unambiguous.
+func userSessionKey(userID, sessionID string) []byte {
+	k := make([]byte, 0, len(userID)+1+len(sessionID))
+	k = append(append(k, userID...), 0)
+	return append(k, sessionID...)
+}
+
+// indexUserSession records that session sessionID belongs to userID.
+func indexUserSession(tx *bbolt.Tx, userID, sessionID string) error {
+	return tx.Bucket(bucketUserSessions).Put(userSessionKey(userID, sessionID), nil)
+}
+
+// userSessionIDs returns (copies of) the ids of every session indexed under
+// the user.
+func userSessionIDs(tx *bbolt.Tx, userID string) [][]byte {
+	prefix := userSessionKey(userID, "")
+	var ids [][]byte
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, bytes.Clone(k[len(prefix):]))
+	}
+	return ids
+}
+
+// userSessions decodes every stored session of the user, newest first. An
+// index entry whose session is gone is skipped: the index is maintained in
+// the transactions that delete sessions, so this only guards against a
+// damaged file.
+func userSessions(tx *bbolt.Tx, userID string) ([]storage.Session, error) {
+	var out []storage.Session
+	for _, id := range userSessionIDs(tx, userID) {
+		sess, err := getSession(tx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sess)
+	}
+	sortNewestFirst(out)
+	return out, nil
+}
+
+// sortNewestFirst orders sessions by creation time, newest first, and by id
+// among equal times so that the order is total.
+func sortNewestFirst(ss []storage.Session) {
+	slices.SortFunc(ss, func(a, b storage.Session) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+}
+
+// revokeLive revokes every session of the user that is live at now, in tx,
+// and returns them as stored.
+func revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.Session, error) {
+	sessions, err := userSessions(tx, userID)
+	if err != nil {
+		return nil, err
+	}
+	var revoked []storage.Session
+	for _, sess := range sessions {
+		if !sess.Live(now) {
+			continue
+		}
+		sess.RevokedAt, sess.RevokeReason = now, reason
+		if err := putSession(tx, sess); err != nil {
+			return nil, err
+		}
+		revoked = append(revoked, sess)
+	}
+	return revoked, nil
+}
+
+// ListUsers implements storage.UserAdmin with one cursor walk over the users
+// bucket, which bbolt keeps in byte order of the id.
+func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]storage.User, error) {
+	if err := ctxErr(ctx, "list users"); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("bolt: list users: limit %d is not positive: %w", limit, storage.ErrInvalidArgument)
+	}
+	var out []storage.User
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketUsers).Cursor()
+		k, v := c.First()
+		if afterID != "" {
+			k, v = c.Seek([]byte(afterID))
+			if k != nil && string(k) == afterID {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			var r userRecord
+			if err := decode(v, &r); err != nil {
+				return fmt.Errorf("user %q: %w", k, err)
+			}
+			out = append(out, r.user()) // user() copies out of the transaction
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: list users: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteUser implements storage.UserAdmin. The user's sessions stay stored,
+// revoked, until the sweeper deletes them at their expiry, so that
+// revocation watchers and the per-request check keep denying their tokens.
+func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]storage.Session, error) {
+	if err := ctxErr(ctx, "delete user"); err != nil {
+		return nil, err
+	}
+	if !validID(id) || now.IsZero() {
+		return nil, fmt.Errorf("bolt: delete user: id and time are required: %w", storage.ErrInvalidArgument)
+	}
+	var revoked []storage.Session
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		u, err := getUser(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketEmails).Delete([]byte(u.Email)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUsers).Delete([]byte(id)); err != nil {
+			return err
+		}
+		revoked, err = revokeLive(tx, id, storage.ReasonUserChanged, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: delete user %s: %w", id, err)
+	}
+	return revoked, nil
+}
+
+// ListUserSessions implements storage.SessionAdmin through the usersessions
+// index.
+func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.Session, error) {
+	if err := ctxErr(ctx, "list user sessions"); err != nil {
+		return nil, err
+	}
+	if !validID(userID) {
+		return nil, fmt.Errorf("bolt: list user sessions: a user id is required: %w", storage.ErrInvalidArgument)
+	}
+	var out []storage.Session
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = userSessions(tx, userID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: list user sessions %s: %w", userID, err)
+	}
+	return out, nil
+}
+
+// RevokeUserSessions implements storage.SessionAdmin in one write
+// transaction.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]storage.Session, error) {
+	if err := ctxErr(ctx, "revoke user sessions"); err != nil {
+		return nil, err
+	}
+	if !validID(userID) || reason == "" || now.IsZero() {
+		return nil, fmt.Errorf("bolt: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
+	}
+	var revoked []storage.Session
+	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
+		revoked, err = revokeLive(tx, userID, reason, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: revoke user sessions %s: %w", userID, err)
+	}
+	return revoked, nil
+}
+
+// CountLiveSessions implements storage.SessionAdmin. It reads the 24-byte
+// session summaries (falling back to the record for a session written
+// before summaries existed), not the session records.
+func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
+	if err := ctxErr(ctx, "count live sessions"); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = 0
+		state := tx.Bucket(bucketSessState)
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var live bool
+			if st := state.Get(k); st != nil {
+				var err error
+				if live, err = liveFromState(st, now); err != nil {
+					return err
+				}
+			} else {
+				var r sessionRecord
+				if err := decode(v, &r); err != nil {
+					return err
+				}
+				sess, err := r.session()
+				if err != nil {
+					return err
+				}
+				live = sess.Live(now)
+			}
+			if live {
+				n++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bolt: count live sessions: %w", err)
+	}
+	return n, nil
+}
