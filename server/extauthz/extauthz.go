@@ -26,10 +26,6 @@ const (
 	DefaultRolesHeader   = "x-latch-roles"
 )
 
-// MetadataNamespace is the key under which allowed responses carry the
-// token's claims as Envoy dynamic metadata (for access logs and RBAC).
-const MetadataNamespace = "latch"
-
 // Server implements envoy.service.auth.v3.Authorization. It is safe for
 // concurrent use.
 type Server struct {
@@ -270,8 +266,13 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 	return tok, nil
 }
 
+// allow answers OK. For a verified token the response also carries sub,
+// sid, jti and roles as dynamic metadata, which Envoy files under the
+// ext_authz filter's namespace (for access logs and RBAC).
 func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpRequest, c *tokens.Claims) *authv3.CheckResponse {
 	ok := &authv3.OkHttpResponse{}
+	resp := &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}
 	set := func(name, value string) {
 		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: name, Value: value},
@@ -293,7 +294,7 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 			roles[i] = r
 		}
 		if md, err := structpb.NewStruct(map[string]any{"sub": c.Subject, "sid": c.SessionID, "jti": c.ID, "roles": roles}); err == nil {
-			ok.DynamicMetadata = md
+			resp.DynamicMetadata = md
 		}
 	}
 	if !s.keepAuth && c != nil {
@@ -307,10 +308,7 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 		}
 		s.log.LogAttrs(ctx, slog.LevelDebug, "request allowed", attrs...)
 	}
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-	}
+	return resp
 }
 
 func (s *Server) deny(ctx context.Context, h *authv3.AttributeContext_HttpRequest, d denial, c *tokens.Claims) *authv3.CheckResponse {

@@ -388,7 +388,7 @@ func TestAllowedHeaders(t *testing.T) {
 		if removed := slices.Contains(ok.GetHeadersToRemove(), "authorization"); removed == keep {
 			t.Errorf("keep=%v: authorization removed=%v", keep, removed)
 		}
-		if md := ok.GetDynamicMetadata().GetFields(); md["sub"].GetStringValue() != claims.Subject || md["jti"].GetStringValue() != claims.ID {
+		if md := resp.GetDynamicMetadata().GetFields(); md["sub"].GetStringValue() != claims.Subject || md["jti"].GetStringValue() != claims.ID {
 			t.Errorf("dynamic metadata = %v", md)
 		}
 
