@@ -276,3 +276,20 @@ func TestHealthOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthWithoutKeys: a lazily started Verifier with no key set yet is
+// NOT_SERVING (and refuses tokens on its own, not as stale).
+func TestHealthWithoutKeys(t *testing.T) {
+	a := newKey(t)
+	j := newJWKSServer(t, a)
+	j.down.Store(true)
+	v := urlVerifier(t, j, interceptors.WithLazyStart(), interceptors.WithRefreshInterval(time.Hour),
+		interceptors.WithMinRefetchInterval(time.Hour))
+	h := v.Health()
+	if !h.KeysMissing || h.Serving() || h.Stale {
+		t.Fatalf("Health = %+v, want keys missing, not serving, not stale", h)
+	}
+	if _, err := v.Verify(context.Background(), mint(t, a, time.Now())); errors.Is(err, interceptors.ErrStale) || err == nil {
+		t.Fatalf("Verify without keys = %v, want an invalid-token error", err)
+	}
+}
