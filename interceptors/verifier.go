@@ -166,20 +166,23 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	}
 	var key [32]byte
 	var claims Claims
+	var epoch any
 	hit := false
 	if v.cache != nil {
-		key = tokens.CacheKey(tok)
-		claims, hit = v.cache.Get(key, v.now(), v.epoch())
+		key, epoch = tokens.CacheKey(tok), v.epoch()
+		claims, hit = v.cache.Get(key, v.now(), epoch)
 	}
 	if !hit {
 		var err error
 		if claims, err = v.tv.Verify(ctx, tok); err != nil {
 			return Claims{}, err
 		}
-		if v.cache != nil {
-			// Cached under the epoch current after verification (a
-			// refetch for its kid may just have replaced the set).
-			v.cache.Put(key, claims, v.epoch())
+		// Cached only if the key set did not change while verifying: a
+		// key withdrawn meanwhile must not live on in the cache under the
+		// new set (a refetch for the token's kid also changes it; the
+		// next call then caches).
+		if v.cache != nil && v.epoch() == epoch {
+			v.cache.Put(key, claims, epoch)
 		}
 	}
 	if err := v.checkRevoked(ctx, claims); err != nil {
