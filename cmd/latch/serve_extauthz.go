@@ -7,17 +7,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/server"
@@ -128,9 +132,22 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 		v.Close()
 		return nil, fmt.Errorf("listen on --ext-authz-addr: %w", err)
 	}
+	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes every
+	// check over them: no stream cap below grpc-go's, keepalive as on the
+	// main listener. Check answers every refusal itself; a panic (none is
+	// known: FuzzCheck) becomes INTERNAL, which Envoy turns into a denial
+	// with failure_mode_allow off.
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.LogAttrs(ctx, slog.LevelError, "panic in ext_authz", slog.String("event", "panic"),
+			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, "internal error")
+	})
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(4<<20))
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(4<<20), // room for with_request_body
+		grpc.MaxHeaderListSize(server.MaxHeaderListSize),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recoverOpt)))
 	ea.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
