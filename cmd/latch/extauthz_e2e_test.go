@@ -134,6 +134,7 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"--ext-authz-addr is not"}},
 		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "access-ttl"}},
 		"foreign audience":    {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", foreign}, []string{`audience "payments" is not one Latch issues`}},
+		"bad headers":         {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy, "--ext-authz-sub-header", "X-Sub", "--ext-authz-sid-header", "x-latch-roles"}, []string{`"X-Sub"`, "must differ"}},
 		"missing file":        {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", filepath.Join(dir, "none.yaml")}, []string{"none.yaml"}},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -76,6 +76,12 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	if f.cache < 0 {
 		errs = append(errs, errors.New("--ext-authz-cache must not be negative"))
 	}
+	if f.healthInterval <= 0 {
+		errs = append(errs, errors.New("--ext-authz-health-interval must be positive"))
+	}
+	if err := extauthz.CheckHeaderNames(f.subH, f.sidH, f.rolesH); err != nil {
+		errs = append(errs, fmt.Errorf("--ext-authz-*-header: %w", err))
+	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
 		p, err := extauthz.LoadPolicy(f.policy)

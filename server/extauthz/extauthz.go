@@ -60,18 +60,28 @@ type options struct {
 // (provided every route to it passes through this check).
 func WithHeaderNames(sub, sid, roles string) Option {
 	return func(o *options) error {
-		names := []string{sub, sid, roles}
-		for _, n := range names {
-			if !validHeaderName(n) {
-				return fmt.Errorf("WithHeaderNames: %q must be a lower-case header name other than authorization, host or a pseudo-header", n)
-			}
-		}
-		if sub == sid || sid == roles || sub == roles {
-			return errors.New("WithHeaderNames: the three names must differ")
+		if err := CheckHeaderNames(sub, sid, roles); err != nil {
+			return fmt.Errorf("WithHeaderNames: %w", err)
 		}
 		o.sub, o.sid, o.roles = sub, sid, roles
 		return nil
 	}
+}
+
+// CheckHeaderNames reports whether sub, sid and roles can name the
+// identity headers: distinct lower-case header names other than
+// authorization, host and pseudo-headers.
+func CheckHeaderNames(sub, sid, roles string) error {
+	var errs []error
+	for _, n := range []string{sub, sid, roles} {
+		if !validHeaderName(n) {
+			errs = append(errs, fmt.Errorf("header name %q must be lower-case letters, digits, '-', '_' or '.', and not authorization, host or a pseudo-header", n))
+		}
+	}
+	if sub == sid || sid == roles || sub == roles {
+		errs = append(errs, errors.New("the three header names must differ"))
+	}
+	return errors.Join(errs...)
 }
 
 // WithKeepAuthorization forwards the authorization header to the upstream.
