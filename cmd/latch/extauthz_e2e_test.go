@@ -156,3 +156,75 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestExtAuthzPolicyReload: SIGHUP rereads the policy file; a broken file
+// is refused with a log record and the running policy stays.
+func TestExtAuthzPolicyReload(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	bin := latchBinary(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "latch.db")
+	if out, err := userAdd(ctx, bin, db, "alice@example.com", "alice-password-1", "orders:read"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	policy := filepath.Join(dir, "policy.yaml")
+	write := func(doc string) {
+		t.Helper()
+		if err := os.WriteFile(policy, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("audiences: [orders]\nrules: [{prefix: /api/, roles: [orders:read]}]\n")
+	p := startLatch(t, ctx, db, "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", policy)
+	conn, err := grpc.NewClient(extAuthzAddr(t, p), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	check := authv3.NewAuthorizationClient(conn)
+	alice := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1", "audience": "orders"}), "Login"))
+	status := func() int32 {
+		t.Helper()
+		resp, err := check.Check(ctx, checkRequest("GET", "/api/x", alice.access))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetOkResponse() != nil {
+			return 200
+		}
+		return int32(resp.GetDeniedResponse().GetStatus().GetCode())
+	}
+	waitLog := func(event string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(p.logText(), `"event":"`+event+`"`) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s record after SIGHUP:\n%s", event, p.logText())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if got := status(); got != 200 {
+		t.Fatalf("before reload: %d", got)
+	}
+	write("audiences: [orders]\nrules: [{prefix: /api/, roles: [orders:admin]}]\n")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("ext_authz_policy_reloaded", 1)
+	if got := status(); got != 403 {
+		t.Fatalf("after reload: %d, want 403", got)
+	}
+	write("audiences: [orders]\nrules: [{prefix: /api/, roles: [orders:read]}, {prefixx: /b}]\n")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("ext_authz_policy_reload_failed", 1)
+	if got := status(); got != 403 {
+		t.Fatalf("after a broken file: %d, want 403 (the running policy stays)", got)
+	}
+	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -39,7 +42,7 @@ type extAuthzFlags struct {
 
 func (f *extAuthzFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "ext-authz-addr", "", "listen address of the Envoy ext_authz gRPC service (envoy.service.auth.v3.Authorization); off when empty")
-	fs.StringVar(&f.policy, "ext-authz-policy", "", "route policy file (YAML or JSON) for --ext-authz-addr: audiences, path/prefix/grpc rules → roles or public; unmatched requests are denied")
+	fs.StringVar(&f.policy, "ext-authz-policy", "", "route policy file (YAML or JSON) for --ext-authz-addr: audiences, path/prefix/grpc rules → roles or public; unmatched requests are denied; reread on SIGHUP")
 	fs.StringVar(&f.subH, "ext-authz-sub-header", extauthz.DefaultSubjectHeader, "header carrying the token's subject to the upstream")
 	fs.StringVar(&f.sidH, "ext-authz-sid-header", extauthz.DefaultSessionHeader, "header carrying the token's session id to the upstream")
 	fs.StringVar(&f.rolesH, "ext-authz-roles-header", extauthz.DefaultRolesHeader, "header carrying the token's roles (comma-separated) to the upstream")
@@ -84,20 +87,33 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
-		p, err := extauthz.LoadPolicy(f.policy)
+		p, err := loadPolicyFile(f.policy, audiences)
 		if err != nil {
 			errs = append(errs, err)
-		} else {
-			policy = p
-			for _, a := range p.Audiences() {
-				if !slices.Contains(audiences, a) {
-					errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
-						a, strings.Join(audiences, ",")))
-				}
-			}
 		}
+		policy = p
 	}
 	return policy, errors.Join(errs...)
+}
+
+// loadPolicyFile loads and checks a policy file, including that every
+// audience it names is one Latch issues.
+func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
+	p, err := extauthz.LoadPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, a := range p.Audiences() {
+		if !slices.Contains(audiences, a) {
+			errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
+				a, strings.Join(audiences, ",")))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // startExtAuthz builds the ext_authz service over Latch's own key ring and
@@ -162,13 +178,40 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	}
 	hctx, cancel := context.WithCancel(context.Background())
 	x := &extAuthz{lis: lis, gs: gs, hs: hs, v: v, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(x.done)
-		v.ReportHealth(hctx, hs, f.healthInterval, authv3.Authorization_ServiceDesc.ServiceName)
-	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var wg sync.WaitGroup
+	wg.Go(func() { v.ReportHealth(hctx, hs, f.healthInterval, authv3.Authorization_ServiceDesc.ServiceName) })
+	wg.Go(func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-hup:
+				reloadPolicy(hctx, f.policy, srv.Config().Audiences, ea, log)
+			}
+		}
+	})
+	go func() { wg.Wait(); close(x.done) }()
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
 		"audiences", strings.Join(policy.Audiences(), ","))
 	return x, nil
+}
+
+// reloadPolicy rereads the policy file (on SIGHUP). A file that does not
+// load, or changes the audiences, is refused and the current policy stays.
+func reloadPolicy(ctx context.Context, path string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	p, err := loadPolicyFile(path, audiences)
+	if err == nil {
+		err = ea.SetPolicy(p)
+	}
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "ext_authz policy not reloaded; the current one stays", slog.String("event", "ext_authz_policy_reload_failed"),
+			slog.String("policy", path), slog.String("error", err.Error()))
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "ext_authz policy reloaded", slog.String("event", "ext_authz_policy_reloaded"), slog.String("policy", path))
 }
 
 func (x *extAuthz) serve() error { return x.gs.Serve(x.lis) }

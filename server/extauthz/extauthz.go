@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -32,7 +34,7 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
 	v        *interceptors.Verifier
-	policy   *Policy
+	policy   atomic.Pointer[Policy]
 	subH     string
 	sidH     string
 	rolesH   string
@@ -134,8 +136,23 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("extauthz: %w", err)
 	}
-	return &Server{v: v, policy: p, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth,
-		realm: o.realm, log: o.log}, nil
+	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log}
+	s.policy.Store(p)
+	return s, nil
+}
+
+// SetPolicy replaces the route policy; checks that start afterwards use
+// p. It refuses a policy whose audiences differ from the current one's:
+// the Verifier was built for those.
+func (s *Server) SetPolicy(p *Policy) error {
+	if p == nil {
+		return errors.New("extauthz: nil policy")
+	}
+	if old := s.policy.Load(); !slices.Equal(old.audiences, p.audiences) {
+		return fmt.Errorf("extauthz: the new policy's audiences %v differ from %v; restart to change them", p.audiences, old.audiences)
+	}
+	s.policy.Store(p)
+	return nil
 }
 
 // Register adds the Authorization service to r.
@@ -184,7 +201,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if !CanonicalPath(path) {
 		return s.deny(ctx, h, denyBadPath, nil), nil
 	}
-	r := s.policy.match(h.GetMethod(), path)
+	policy := s.policy.Load()
+	r := policy.match(h.GetMethod(), path)
 	if r != nil && r.public {
 		return s.allow(ctx, h, nil), nil
 	}
@@ -197,7 +215,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.deny(ctx, h, verifyDenial(err), nil), nil
 	}
 	switch {
-	case r == nil && !s.policy.allowAuthenticated:
+	case r == nil && !policy.allowAuthenticated:
 		return s.deny(ctx, h, denyForbidden, &claims), nil
 	case r != nil:
 		for _, role := range r.roles {

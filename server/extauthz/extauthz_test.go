@@ -78,6 +78,7 @@ type env struct {
 	srv      *server.Server
 	latch    latchv1.AuthServiceClient
 	check    authv3.AuthorizationClient
+	ea       *extauthz.Server
 	keys     *countingKeys
 	failRevs atomic.Bool // fault injection: the revocation read fails
 	logs     *syncBuffer
@@ -145,6 +146,7 @@ func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Opti
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.ea = ea
 	lis := bufconn.Listen(1 << 20)
 	eas := grpc.NewServer()
 	ea.Register(eas)
@@ -500,5 +502,36 @@ func TestRevocationStoreFailureFailsClosed(t *testing.T) {
 	e.failRevs.Store(false)
 	if resp, err := e.check.Check(ctxT(t), req); err != nil || resp.GetOkResponse() == nil {
 		t.Fatalf("after recovery: %v, %v", resp, err)
+	}
+}
+
+// TestSetPolicy: a new policy applies to the next Check; one with other
+// audiences is refused and the old one stays.
+func TestSetPolicy(t *testing.T) {
+	e := newEnv(t)
+	ea := e.ea
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	req := request("GET", "/api/me", bearer(e.login("alice@example.com", "alice-password", "orders").GetAccessToken()))
+	if resp, err := e.check.Check(ctxT(t), req); err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("before: %v, %v", resp, err)
+	}
+	stricter, err := extauthz.ParsePolicy([]byte("audiences: [orders]\nrules: [{path: /api/me, roles: [admin]}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ea.SetPolicy(stricter); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.check.Check(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDenied(t, resp, 403, codes.PermissionDenied, challengeScope)
+	other, _ := extauthz.ParsePolicy([]byte("audiences: [billing]\nrules: [{path: /api/me, roles: []}]"))
+	if err := ea.SetPolicy(other); err == nil || !strings.Contains(err.Error(), "audiences") {
+		t.Fatalf("SetPolicy with other audiences = %v, want a refusal", err)
+	}
+	if resp, _ := e.check.Check(ctxT(t), req); resp.GetDeniedResponse() == nil {
+		t.Fatal("a refused policy replaced the current one")
 	}
 }
