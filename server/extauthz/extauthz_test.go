@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -533,5 +534,72 @@ func TestSetPolicy(t *testing.T) {
 	}
 	if resp, _ := e.check.Check(ctxT(t), req); resp.GetDeniedResponse() == nil {
 		t.Fatal("a refused policy replaced the current one")
+	}
+}
+
+// TestStaleVerifierFailsClosed: ext_authz over a Verifier that fetches
+// Latch's JWKS over HTTP (ext_authz outside Latch) answers 503 once the keys
+// are older than the bound, and health reports it.
+func TestStaleVerifierFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	jwks := httptest.NewServer(e.srv.HTTPHandler())
+	t.Cleanup(jwks.Close)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(jwks.URL+server.JWKSPath),
+		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"), interceptors.WithClock(clock),
+		interceptors.WithMaxKeyAge(time.Minute), interceptors.WithRefreshInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	policy, _ := extauthz.LoadPolicy("testdata/policy.yaml")
+	ea, err := extauthz.New(v, policy, extauthz.WithRealm("orders-api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request("GET", "/api/orders/1", bearer(e.login("alice@example.com", "alice-password", "orders").GetAccessToken()))
+	if resp, _ := ea.Check(ctxT(t), req); resp.GetOkResponse() == nil {
+		t.Fatalf("fresh: %v", resp)
+	}
+	resp, _ := ea.Check(ctxT(t), request("GET", "/api/orders/1", nil))
+	wantDenied(t, resp, 401, codes.Unauthenticated, `Bearer realm="orders-api"`)
+
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	resp, _ = ea.Check(ctxT(t), req)
+	wantDenied(t, resp, 503, codes.Unavailable, "")
+	if v.Health().Serving() {
+		t.Error("health still SERVING while stale")
+	}
+}
+
+// TestClaimsUnfitForHeaders: a (correctly signed) token whose subject
+// cannot travel as a header value is refused, not forwarded mangled.
+func TestClaimsUnfitForHeaders(t *testing.T) {
+	e := newEnv(t)
+	tok := e.forge(func(c *tokens.Claims) { c.Subject = "u1\r\nx-latch-roles: admin" })
+	resp, err := e.check.Check(ctxT(t), request("GET", "/api/orders/1", bearer(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDenied(t, resp, 401, codes.Unauthenticated, challengeInvalid)
+	if !strings.Contains(e.logs.String(), `"reason":"claims not representable as headers"`) {
+		t.Errorf("refused for another reason:\n%s", e.logs.String())
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	for name, opt := range map[string]extauthz.Option{
+		"realm with quote": extauthz.WithRealm(`a"b`),
+		"empty realm":      extauthz.WithRealm(""),
+		"nil logger":       extauthz.WithLogger(nil),
+	} {
+		if _, err := extauthz.New(nil, nil, opt); err == nil || !strings.Contains(err.Error(), "With") {
+			t.Errorf("%s: New = %v, want the option's error", name, err)
+		}
 	}
 }
