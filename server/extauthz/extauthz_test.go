@@ -581,7 +581,9 @@ func TestStaleVerifierFailsClosed(t *testing.T) {
 // cannot travel as a header value is refused, not forwarded mangled.
 func TestClaimsUnfitForHeaders(t *testing.T) {
 	e := newEnv(t)
-	tok := e.forge(func(c *tokens.Claims) { c.Subject = "u1\r\nx-latch-roles: admin" })
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	sid := e.login("alice@example.com", "alice-password", "orders").GetSessionId() // a live session
+	tok := e.forge(func(c *tokens.Claims) { c.Subject, c.SessionID = "u1\r\nx-latch-roles: admin", sid })
 	resp, err := e.check.Check(ctxT(t), request("GET", "/api/orders/1", bearer(tok)))
 	if err != nil {
 		t.Fatal(err)
