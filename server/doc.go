@@ -1,6 +1,7 @@
 // Package server implements Latch's gRPC AuthService (latch.v1) over the
 // tokens and storage packages, plus the HTTP endpoints sidecars use
-// (/.well-known/jwks.json, /healthz).
+// (/.well-known/jwks.json, /.well-known/openid-configuration, /healthz).
+// Envoy's external authorization API lives in the extauthz sub-package.
 //
 // Every handler validates its input before doing any work, answers a
 // client's mistake with a fixed message and the status design.md names,
