@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/tokens"
 )
@@ -29,13 +31,23 @@ func BenchmarkRawECDSAVerify(b *testing.B) {
 	}
 }
 
-func benchCheck(b *testing.B, cache int, parallel bool) {
+func benchCheck(b *testing.B, cache int, parallel bool) { benchCheckVia(b, cache, parallel, false) }
+
+// benchCheckVia calls Check over gRPC, or directly (direct) to separate
+// the decision's cost from the transport's.
+func benchCheckVia(b *testing.B, cache int, parallel, direct bool) {
 	e := newEnvWith(b, []interceptors.Option{interceptors.WithCacheSize(cache)})
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	req := request("GET", "/api/orders/1", bearer(e.login("alice@example.com", "alice-password", "orders").GetAccessToken()))
 	ctx := context.Background()
 	check := func() {
-		resp, err := e.check.Check(ctx, req)
+		var resp *authv3.CheckResponse
+		var err error
+		if direct {
+			resp, err = e.ea.Check(ctx, req)
+		} else {
+			resp, err = e.check.Check(ctx, req)
+		}
 		if err != nil || resp.GetOkResponse() == nil {
 			b.Fatalf("Check = %v, %v", resp, err)
 		}
@@ -58,3 +70,5 @@ func BenchmarkCheckCached(b *testing.B)           { benchCheck(b, 10_000, false)
 func BenchmarkCheckUncached(b *testing.B)         { benchCheck(b, 0, false) }
 func BenchmarkCheckCachedParallel(b *testing.B)   { benchCheck(b, 10_000, true) }
 func BenchmarkCheckUncachedParallel(b *testing.B) { benchCheck(b, 0, true) }
+func BenchmarkCheckDirectCached(b *testing.B)     { benchCheckVia(b, 10_000, false, true) }
+func BenchmarkCheckDirectUncached(b *testing.B)   { benchCheckVia(b, 0, false, true) }
