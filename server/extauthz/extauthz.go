@@ -272,9 +272,10 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 		vals = append(vals, v)
 	}
 	bad := func(reason string) (string, *denial) { d := invalidToken(reason); return "", &d }
+	missing := func() (string, *denial) { d := denyMissing; return "", &d }
 	switch {
 	case len(vals) == 0:
-		return "", &denyMissing
+		return missing()
 	case len(vals) > 1:
 		return bad("more than one authorization header")
 	case len(vals[0]) > tokens.MaxTokenLength+len("Bearer "):
@@ -282,7 +283,7 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 	}
 	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		return "", &denyMissing // another scheme: no bearer token was presented
+		return missing() // another scheme: no bearer token was presented
 	}
 	tok = strings.TrimSpace(tok)
 	switch {
