@@ -64,7 +64,8 @@ type extAuthz struct {
 
 // loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
 // reporting every problem at once (before anything is opened); the policy
-// is nil when --ext-authz-addr is empty.
+// is nil when --ext-authz-addr is empty. audiences are Latch's (nil: not
+// known here, not checked).
 func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
@@ -96,8 +97,8 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	return policy, errors.Join(errs...)
 }
 
-// loadPolicyFile loads and checks a policy file, including that every
-// audience it names is one Latch issues.
+// loadPolicyFile loads and checks a policy file, including, when
+// audiences is not nil, that every audience it names is one Latch issues.
 func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
 	p, err := extauthz.LoadPolicy(path)
 	if err != nil {
@@ -105,7 +106,7 @@ func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
 	}
 	var errs []error
 	for _, a := range p.Audiences() {
-		if !slices.Contains(audiences, a) {
+		if audiences != nil && !slices.Contains(audiences, a) {
 			errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
 				a, strings.Join(audiences, ",")))
 		}
@@ -143,6 +144,14 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz verifier: %w", err)
 	}
+	return listenExtAuthz(f, v, policy, reflect, srv.Config().Audiences, log)
+}
+
+// listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
+// with grpc.health.v1 (latch.verifier kept up to date from v) and, with
+// reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
+// among audiences. It takes ownership of v (closed by stop, or on error).
+func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, audiences []string, log *slog.Logger) (*extAuthz, error) {
 	ea, err := extauthz.New(v, policy, extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
 		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log))
 	if err != nil {
@@ -189,7 +198,7 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 			case <-hctx.Done():
 				return
 			case <-hup:
-				reloadPolicy(hctx, f.policy, srv.Config().Audiences, ea, log)
+				reloadPolicy(hctx, f.policy, audiences, ea, log)
 			}
 		}
 	})
