@@ -168,6 +168,12 @@ func (v *Verifier) UpdateHealth(hs *health.Server, services ...string) Health {
 // ReportHealth calls UpdateHealth at once and then every interval until ctx
 // ends, logging each change between serving and not serving (event
 // verifier_unhealthy / verifier_healthy). Run it in its own goroutine.
+//
+// While the WithRevocationCheck function is failing, ReportHealth also
+// calls it itself each interval (with the claims of a token that does not
+// exist, jti and sid "latch-health-probe"), so that health recovers when
+// the check does even if no request comes: a load balancer that stopped
+// sending requests on NOT_SERVING would otherwise never see it recover.
 func (v *Verifier) ReportHealth(ctx context.Context, hs *health.Server, every time.Duration, services ...string) {
 	if every <= 0 {
 		every = 5 * time.Second
@@ -176,6 +182,7 @@ func (v *Verifier) ReportHealth(ctx context.Context, hs *health.Server, every ti
 	defer t.Stop()
 	serving := true
 	for {
+		v.probeRevocationCheck(ctx, every)
 		h := v.UpdateHealth(hs, services...)
 		switch {
 		case serving && !h.Serving():
@@ -191,4 +198,17 @@ func (v *Verifier) ReportHealth(ctx context.Context, hs *health.Server, every ti
 		case <-t.C:
 		}
 	}
+}
+
+// probeRevocationCheck calls a failing revocation check once, bounded by
+// timeout, and records whether it answers again.
+func (v *Verifier) probeRevocationCheck(ctx context.Context, timeout time.Duration) {
+	if v.revCheck == nil || !v.revCheckFailing.Load() {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The claims of no real token.
+	_, err := v.revCheck(pctx, Claims{ID: "latch-health-probe", SessionID: "latch-health-probe", Subject: "latch-health-probe"})
+	v.revCheckFailing.Store(err != nil)
 }

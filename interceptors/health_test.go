@@ -217,6 +217,24 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	if h := v.Health(); !h.Serving() {
 		t.Fatalf("Health = %+v after a good check", h)
 	}
+
+	// With no requests at all, the reporter's own probe brings health back
+	// once the check answers again.
+	failing.Store(true)
+	_, _ = v.Verify(context.Background(), tok)
+	hs := health.NewServer()
+	hc := healthClient(t, hs)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan struct{})
+	go func() { defer close(done); v.ReportHealth(ctx, hs, 10*time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "NOT_SERVING", func() bool {
+		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	failing.Store(false)
+	eventually(t, "SERVING without any request", func() bool {
+		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_SERVING
+	})
 }
 
 type syncBuffer struct {
