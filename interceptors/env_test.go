@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -145,10 +146,15 @@ func (e *latchEnv) login(email, pw, aud string) *latchv1.TokenPair {
 func (e *latchEnv) signer() *tokens.Signer {
 	e.t.Helper()
 	keys, err := e.store.ListSigningKeys(ctxT(e.t))
-	if err != nil || len(keys) != 1 {
+	if err != nil {
 		e.t.Fatalf("keys: %v", err)
 	}
-	priv, err := tokens.ParsePrivateKey(keys[0].PrivateKey)
+	// The active key signs; the next key is published beside it.
+	i := slices.IndexFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyActive })
+	if i < 0 {
+		e.t.Fatal("no active signing key")
+	}
+	priv, err := tokens.ParsePrivateKey(keys[i].PrivateKey)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -29,11 +29,7 @@ func TestAttackCorpusAgainstServer(t *testing.T) {
 	alice := e.addUser("alice@example.com", "alice-password", server.RoleIntrospect)
 	session := e.login("alice@example.com", "alice-password")
 
-	keys, err := e.store.ListSigningKeys(ctxT(t))
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("signing keys: %v", err)
-	}
-	priv, err := tokens.ParsePrivateKey(keys[0].PrivateKey)
+	priv, err := tokens.ParsePrivateKey(activeKey(t, e.store).PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}

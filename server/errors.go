@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -63,7 +64,17 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return nil
 	}
 	var ce *clientError
+	var notReady *KeyNotReadyError
+	var tooMany *TooManyRetiredKeysError
 	switch {
+	case errors.As(err, &tooMany):
+		return s.toStatus(ctx, method, &clientError{code: codes.FailedPrecondition, retryAfter: tooMany.RetryAt.Sub(s.now()),
+			msg: fmt.Sprintf("%d retired signing keys are still published; the next rotation is possible after %s",
+				MaxRetiredKeys, tooMany.RetryAt.UTC().Format(time.RFC3339))})
+	case errors.As(err, &notReady):
+		return s.toStatus(ctx, method, &clientError{code: codes.FailedPrecondition, retryAfter: notReady.ReadyAt.Sub(s.now()),
+			msg: "the next signing key is not yet published long enough to sign; it may be activated from " +
+				notReady.ReadyAt.UTC().Format(time.RFC3339) + " (rotate immediately only if the active key is compromised)"})
 	case errors.As(err, &ce):
 		st := status.New(ce.code, ce.msg)
 		if ce.retryAfter > 0 {

@@ -3,11 +3,41 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/latchauth/latch/server/keyseal"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )
+
+// Signing-key life cycle (design.md, "Signing keys"):
+//
+//	next ──(rotation due and published ≥ lead)──▶ active ──▶ retired ──(window over)──▶ removed
+//
+// Every decision is a pure function of the stored keys' timestamps and the
+// clock (plan), applied in one storage.KeyAdmin.UpdateSigningKeys
+// transaction that re-plans from what is stored. Replicas sharing one store
+// therefore make the same decisions, and when two decide at once the second
+// transaction finds the change already made and does nothing: two replicas
+// never activate two keys, and never rotate twice for one due date.
+//
+// The timings, with R = Config.KeyRotation, L = Config.KeyPublishLead and
+// I = Config.KeyReloadInterval (how long another replica may take to see a
+// change in the store):
+//
+//   - a next key is always kept; it is published by every replica at most
+//     I after its CreatedAt, so it counts as published for L at
+//     CreatedAt + I + L (its ready time);
+//   - the active key is replaced when it has been active for R and the next
+//     key is ready: the next key becomes active (ActivatedAt = now), the
+//     active one retired (RetiredAt = now), and a fresh next key is created;
+//   - a retired key may still sign on a replica that has not yet reloaded
+//     (up to I after RetiredAt), and its tokens live AccessTTL and are
+//     accepted for Leeway beyond: it is removed once
+//     RetiredAt + I + AccessTTL + Leeway has passed, and never before.
 
 // KeyInfo is the public description of one signing key: never its private
 // part.
@@ -21,27 +51,515 @@ type KeyInfo struct {
 	// CreatedAt, ActivatedAt and RetiredAt record transitions (zero when
 	// not yet made).
 	CreatedAt, ActivatedAt, RetiredAt time.Time
-	// ActivatesAt is, for a next key, when the schedule will make it
-	// active; RemovedAt is, for a retired key, when it stops being
-	// published. Zero otherwise.
+	// ActivatesAt is, for the next key, when the schedule will make it
+	// active (zero when scheduled rotation is off); RemovedAt is, for a
+	// retired key, the end of its window, after which it is removed and no
+	// longer published. Zero otherwise.
 	ActivatesAt, RemovedAt time.Time
 }
 
-// errKeyLifecycleTODO is returned until the key life cycle (issue 5 §2)
-// lands; it replaces this file.
-var errKeyLifecycleTODO = errors.New("server: key rotation not built yet")
+// ErrKeyNotReady reports an on-demand rotation refused because the next key
+// has not been published for the publication lead time yet. The error is a
+// *KeyNotReadyError, which says when it will be.
+var ErrKeyNotReady = errors.New("the next signing key has not been published long enough to sign")
 
-// RotateSigningKey rotates the signing key now. With immediate false the
-// published next key becomes active (one is created and published first if
-// there is none, and activation waits until it has been published for the
-// JWKS cache lifetime); with immediate true a fresh key signs at once (for a
-// compromised key: verifiers that cached the old set refetch on the unknown
-// kid). It returns the key set after the change.
-func (s *Server) RotateSigningKey(ctx context.Context, immediate bool) ([]KeyInfo, error) {
-	return nil, errKeyLifecycleTODO
+// KeyNotReadyError is the error of RotateSigningKey(ctx, false) when the
+// next key is not ready: verifiers that cached the key set before it was
+// published could not verify its tokens yet. Retry at ReadyAt, or rotate
+// with immediate true if the active key is compromised.
+type KeyNotReadyError struct {
+	// KeyID is the next key's kid.
+	KeyID string
+	// ReadyAt is the first moment it may be activated.
+	ReadyAt time.Time
 }
 
-// ListSigningKeys returns every stored key's public description.
+func (e *KeyNotReadyError) Error() string {
+	return fmt.Sprintf("%v: key %s may be activated from %s", ErrKeyNotReady, e.KeyID, e.ReadyAt.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrKeyNotReady) true.
+func (e *KeyNotReadyError) Is(target error) bool { return target == ErrKeyNotReady }
+
+// MaxRetiredKeys bounds the retired keys published at once. The schedule
+// never comes near it (one retired key at a time); a burst of on-demand or
+// immediate rotations that would pass it is refused with a
+// *TooManyRetiredKeysError, so that the JWKS stays small enough for every
+// verifier to accept it.
+const MaxRetiredKeys = 16
+
+// ErrTooManyRetiredKeys reports a rotation refused because MaxRetiredKeys
+// retired keys are still published. The error is a
+// *TooManyRetiredKeysError, which says when the oldest goes.
+var ErrTooManyRetiredKeys = errors.New("too many retired signing keys are still published")
+
+// TooManyRetiredKeysError is the error of RotateSigningKey when
+// MaxRetiredKeys retired keys are still inside their windows.
+type TooManyRetiredKeysError struct {
+	// RetryAt is when the first of them is removed.
+	RetryAt time.Time
+}
+
+func (e *TooManyRetiredKeysError) Error() string {
+	return fmt.Sprintf("%v (%d); the first is removed after %s", ErrTooManyRetiredKeys, MaxRetiredKeys, e.RetryAt.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrTooManyRetiredKeys) true.
+func (e *TooManyRetiredKeysError) Is(target error) bool { return target == ErrTooManyRetiredKeys }
+
+// keyPolicy is the life cycle's timing, from Config.
+type keyPolicy struct {
+	rotation time.Duration // 0: no scheduled rotation
+	lead     time.Duration
+	reload   time.Duration
+	window   time.Duration // retired window: reload + access ttl + leeway
+}
+
+func newKeyPolicy(c Config) keyPolicy {
+	p := keyPolicy{lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
+		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway}
+	if c.KeyRotation > 0 {
+		p.rotation = c.KeyRotation
+	}
+	return p
+}
+
+// readyAt is when a next key has been published everywhere for the lead.
+func (p keyPolicy) readyAt(next storage.SigningKey) time.Time {
+	return next.CreatedAt.Add(p.reload + p.lead)
+}
+
+// removeAt is the end of a retired key's window; it is removed after it.
+func (p keyPolicy) removeAt(retired storage.SigningKey) time.Time {
+	return retired.RetiredAt.Add(p.window)
+}
+
+// activatesAt is when the schedule will activate next (zero: never, because
+// scheduled rotation is off).
+func (p keyPolicy) activatesAt(active, next storage.SigningKey) time.Time {
+	if p.rotation == 0 {
+		return time.Time{}
+	}
+	due := active.ActivatedAt.Add(p.rotation)
+	if ready := p.readyAt(next); ready.After(due) {
+		return ready
+	}
+	return due
+}
+
+// keyAction is what a plan is asked to do beyond the schedule.
+type keyAction int
+
+const (
+	actSchedule  keyAction = iota // only what is due
+	actRotate                     // also activate the next key now, if ready
+	actImmediate                  // also activate a brand-new key now
+)
+
+// keyEvent is one transition, logged (with the kid only) once committed.
+type keyEvent struct {
+	name string // key_created, key_activated, key_retired, key_removed
+	kid  string
+}
+
+// planResult is a plan's outcome.
+type planResult struct {
+	keys    []storage.SigningKey
+	events  []keyEvent
+	refused error // an on-demand rotation could not be made: *KeyNotReadyError or *TooManyRetiredKeysError
+}
+
+func (r planResult) changed() bool { return len(r.events) > 0 }
+
+// plan decides the key set that should be stored at now, from the stored
+// keys alone. newKey supplies fresh keys (state and times are set here).
+func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyAction, newKey func() (storage.SigningKey, error)) (planResult, error) {
+	var res planResult
+	fresh := func(state storage.KeyState) (storage.SigningKey, error) {
+		k, err := newKey()
+		if err != nil {
+			return storage.SigningKey{}, err
+		}
+		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
+		res.events = append(res.events, keyEvent{"key_created", k.ID})
+		if state == storage.KeyActive {
+			k.ActivatedAt = now
+			res.events = append(res.events, keyEvent{"key_activated", k.ID})
+		}
+		return k, nil
+	}
+
+	keys := slices.Clone(stored)
+	slices.SortFunc(keys, compareKeys)
+	// Retired keys past their window go.
+	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
+		if k.State == storage.KeyRetired && now.After(p.removeAt(k)) {
+			res.events = append(res.events, keyEvent{"key_removed", k.ID})
+			return true
+		}
+		return false
+	})
+	active, next := -1, -1 // indexes; next is the oldest next key
+	for i, k := range keys {
+		switch {
+		case k.State == storage.KeyActive && active >= 0:
+			return planResult{}, errors.New("more than one active signing key is stored")
+		case k.State == storage.KeyActive:
+			active = i
+		case k.State == storage.KeyNext && next < 0:
+			next = i
+		}
+	}
+	retire := func() {
+		if active >= 0 {
+			keys[active].State, keys[active].RetiredAt = storage.KeyRetired, now
+			res.events = append(res.events, keyEvent{"key_retired", keys[active].ID})
+		}
+	}
+	activateNext := func() {
+		retire()
+		keys[next].State, keys[next].ActivatedAt = storage.KeyActive, now
+		res.events = append(res.events, keyEvent{"key_activated", keys[next].ID})
+	}
+
+	var firstRemoval time.Time
+	retired := 0
+	for _, k := range keys {
+		if k.State == storage.KeyRetired {
+			retired++
+			if at := p.removeAt(k); firstRemoval.IsZero() || at.Before(firstRemoval) {
+				firstRemoval = at
+			}
+		}
+	}
+
+	switch {
+	case act != actSchedule && active >= 0 && retired >= MaxRetiredKeys:
+		res.refused = &TooManyRetiredKeysError{RetryAt: firstRemoval}
+	case act == actImmediate:
+		// The active key may be compromised, and with it (same store) the
+		// next one, which has never signed: drop it, and sign with a key
+		// nobody has seen.
+		retire()
+		keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
+			if k.State == storage.KeyNext {
+				res.events = append(res.events, keyEvent{"key_removed", k.ID})
+				return true
+			}
+			return false
+		})
+		k, err := fresh(storage.KeyActive)
+		if err != nil {
+			return planResult{}, err
+		}
+		keys = append(keys, k)
+	case active < 0 && next >= 0:
+		// No key signs (a store damaged by hand, or a first start that
+		// died half-way): the best available is the published next key.
+		activateNext()
+	case active < 0:
+		k, err := fresh(storage.KeyActive)
+		if err != nil {
+			return planResult{}, err
+		}
+		keys = append(keys, k)
+	case next < 0:
+		// Nothing to activate: a next key is created below, and an
+		// on-demand rotation must wait for it.
+	case !now.Before(p.readyAt(keys[next])) &&
+		(act == actRotate || (p.rotation > 0 && !now.Before(keys[active].ActivatedAt.Add(p.rotation)))):
+		activateNext()
+	case act == actRotate:
+		res.refused = &KeyNotReadyError{KeyID: keys[next].ID, ReadyAt: p.readyAt(keys[next])}
+	}
+
+	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyNext }) {
+		k, err := fresh(storage.KeyNext)
+		if err != nil {
+			return planResult{}, err
+		}
+		keys = append(keys, k)
+		if act == actRotate && res.refused == nil && next < 0 {
+			res.refused = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
+		}
+	}
+	res.keys = keys
+	return res, nil
+}
+
+// errNoChange aborts an update transaction that would write nothing new.
+var errNoChange = errors.New("no change")
+
+// applyKeys runs one life-cycle step in one UpdateSigningKeys transaction
+// and installs the stored result in the key ring. It returns the stored
+// keys and, for on-demand rotations, why one was refused.
+func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.SigningKey, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	now := s.now()
+
+	keys, err := s.store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	// A dry run first (with placeholder keys), so that the common case,
+	// nothing due, costs one read and no write transaction.
+	dry, err := s.keyPolicy.plan(keys, now, act, func() (storage.SigningKey, error) {
+		return storage.SigningKey{ID: "dry-run"}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var res planResult
+	if dry.changed() {
+		// Fresh keys are generated at most once per call, however often a
+		// backend retries the function.
+		var pool []storage.SigningKey
+		keys, err = s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
+			used := 0
+			r, err := s.keyPolicy.plan(cur, now, act, func() (storage.SigningKey, error) {
+				if used == len(pool) {
+					k, err := s.keys.newSigningKey(s.rand, storage.KeyNext, now)
+					if err != nil {
+						return storage.SigningKey{}, err
+					}
+					pool = append(pool, k)
+				}
+				used++
+				return pool[used-1], nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			res = r
+			if !r.changed() {
+				return nil, errNoChange
+			}
+			return r.keys, nil
+		})
+		switch {
+		case errors.Is(err, errNoChange):
+			// Another replica made the change first; res says what is
+			// left to do (nothing), and the keys are re-read below.
+			res.events = nil
+			if keys, err = s.store.ListSigningKeys(ctx); err != nil {
+				return nil, fmt.Errorf("list signing keys: %w", err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("update signing keys: %w", err)
+		}
+	} else {
+		res = dry
+	}
+	for _, ev := range res.events {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+ev.name[len("key_"):],
+			slog.String("event", ev.name), slog.String("kid", ev.kid))
+		if ev.name == "key_retired" { // an active key replaced: one rotation
+			s.metrics.KeyRotated(map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}[act])
+		}
+	}
+	if _, err := s.keys.install(keys); err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	if res.refused != nil {
+		return keys, res.refused
+	}
+	return keys, nil
+}
+
+// SyncSigningKeys runs one step of the key manager: it applies every
+// transition that is due (activation, retirement, removal, a missing next
+// key) in one storage transaction, and reloads the server's key ring from
+// storage, so that this replica publishes and signs with what the store
+// says. RunKeyManager calls it every Config.KeyReloadInterval.
+func (s *Server) SyncSigningKeys(ctx context.Context) error {
+	_, err := s.applyKeys(ctx, actSchedule)
+	if err != nil {
+		return fmt.Errorf("server: sync signing keys: %w", err)
+	}
+	return nil
+}
+
+// RunKeyManager runs the signing-key life cycle until ctx ends: every
+// Config.KeyReloadInterval it calls SyncSigningKeys, logging failures (event
+// key_sync_failed) and retrying at the next tick. Each replica sharing a
+// store runs one; their decisions agree because they are made from the
+// stored timestamps, in transactions.
+func (s *Server) RunKeyManager(ctx context.Context) {
+	t := time.NewTicker(s.cfg.KeyReloadInterval)
+	defer t.Stop()
+	for {
+		if err := s.SyncSigningKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "signing-key sync failed; retrying",
+				slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RotateSigningKey rotates the signing key now and returns the key set
+// after the change.
+//
+// With immediate false it is the scheduled rotation brought forward: the
+// published next key becomes active and the active key retired, provided
+// the next key has been published for the publication lead time (so every
+// verifier has it). Otherwise nothing is activated and the error is a
+// *KeyNotReadyError (errors.Is ErrKeyNotReady; FAILED_PRECONDITION through
+// the status mapper) saying when the next key will be ready; if there was
+// no next key, one is created and published first.
+//
+// With immediate true (for a compromised key) a brand-new key signs at
+// once, the active key is retired and the unused next key is deleted, and
+// a fresh next key is published. Verifiers that cached the old set see an
+// unknown kid and refetch (the interceptors do, at most once per their
+// minimum refetch interval); sidecars that never refetch on an unknown kid
+// reject the new key's tokens until their next refresh. The retired key
+// stays published for its window so that tokens it signed stay valid.
+//
+// Either kind is refused with a *TooManyRetiredKeysError (errors.Is
+// ErrTooManyRetiredKeys; FAILED_PRECONDITION) while MaxRetiredKeys retired
+// keys are still published.
+func (s *Server) RotateSigningKey(ctx context.Context, immediate bool) ([]KeyInfo, error) {
+	act := actRotate
+	if immediate {
+		act = actImmediate
+	}
+	keys, err := s.applyKeys(ctx, act)
+	var nr *KeyNotReadyError
+	var tm *TooManyRetiredKeysError
+	switch {
+	case errors.As(err, &nr):
+		return nil, nr
+	case errors.As(err, &tm):
+		return nil, tm
+	case err != nil:
+		return nil, fmt.Errorf("server: rotate signing key: %w", err)
+	}
+	return s.keyInfos(keys)
+}
+
+// ListSigningKeys returns every stored key's public description, as
+// stored now: active first, then next, then retired.
 func (s *Server) ListSigningKeys(ctx context.Context) ([]KeyInfo, error) {
-	return nil, errKeyLifecycleTODO
+	keys, err := s.store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: list signing keys: %w", err)
+	}
+	return s.keyInfos(keys)
+}
+
+func (s *Server) keyInfos(keys []storage.SigningKey) ([]KeyInfo, error) {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, compareKeys)
+	var active *storage.SigningKey
+	for i := range keys {
+		if keys[i].State == storage.KeyActive {
+			active = &keys[i]
+		}
+	}
+	out := make([]KeyInfo, 0, len(keys))
+	firstNext := true
+	for _, k := range keys {
+		pub, err := tokens.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		}
+		jwk, err := tokens.NewJWK(pub)
+		if err != nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		}
+		info := KeyInfo{ID: k.ID, State: k.State, PublicJWK: jwk,
+			CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
+		switch k.State {
+		case storage.KeyNext:
+			if firstNext && active != nil {
+				info.ActivatesAt = s.keyPolicy.activatesAt(*active, k)
+			}
+			firstNext = false
+		case storage.KeyRetired:
+			info.RemovedAt = s.keyPolicy.removeAt(k)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// reloadOnMiss reloads the key ring from storage for an unknown kid, at
+// most once a second and never while the key manager is busy. It reports
+// whether the ring changed.
+func (s *Server) reloadOnMiss(ctx context.Context) bool {
+	if !s.missReload.allow(s.now()) || !s.keyMu.TryLock() {
+		return false
+	}
+	defer s.keyMu.Unlock()
+	keys, err := s.store.ListSigningKeys(ctx)
+	if err != nil {
+		return false
+	}
+	changed, err := s.keys.install(keys)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "signing-key reload failed",
+			slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
+		return false
+	}
+	return changed
+}
+
+// initKeys runs at start: it refuses sealed keys without a key-encryption
+// key or with the wrong one, seals plaintext keys when a key-encryption key
+// is given for the first time, makes sure an active and a next key exist,
+// and loads the key ring.
+func (s *Server) initKeys(ctx context.Context) error {
+	keys, err := s.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("server: list signing keys: %w", err)
+	}
+	if err := checkPrivateKeys(keys, s.keys.sealer); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if s.keys.sealer == nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",
+			slog.String("event", "key_encryption_disabled"))
+	} else if err := s.sealPlaintextKeys(ctx, keys); err != nil {
+		return err
+	}
+	if _, err := s.applyKeys(ctx, actSchedule); err != nil {
+		return fmt.Errorf("server: signing keys: %w", err)
+	}
+	return nil
+}
+
+// sealPlaintextKeys seals, in one transaction, every stored private key that
+// is not sealed yet.
+func (s *Server) sealPlaintextKeys(ctx context.Context, keys []storage.SigningKey) error {
+	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return !keyseal.IsSealed(k.PrivateKey) }) {
+		return nil
+	}
+	sealed := 0
+	_, err := s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
+		sealed = 0
+		out := slices.Clone(cur)
+		for i, k := range out {
+			if keyseal.IsSealed(k.PrivateKey) {
+				continue
+			}
+			b, err := s.keys.sealer.Seal(s.rand, k.ID, k.PrivateKey)
+			if err != nil {
+				return nil, err
+			}
+			out[i].PrivateKey = b
+			sealed++
+		}
+		return out, nil
+	})
+	if err != nil {
+		return fmt.Errorf("server: seal signing keys: %w", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored private signing keys with the key-encryption key; copies made before (backups, free pages of the database file) still hold them in clear: rotate the signing key if they may have leaked",
+		slog.String("event", "key_encryption_migrated"), slog.Int("keys", sealed))
+	return nil
 }

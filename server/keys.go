@@ -3,129 +3,277 @@ package server
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/latchauth/latch/server/keyseal"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )
 
+// ErrKeyEncryptionKeyRequired reports a database whose private keys are
+// sealed when no key-encryption key was given.
+var ErrKeyEncryptionKeyRequired = errors.New("the signing keys in the database are encrypted, but no key-encryption key was given")
+
+// ErrKeyEncryptionKeyWrong reports sealed keys that do not open with the
+// key-encryption key given (or that were damaged). It says nothing more.
+var ErrKeyEncryptionKeyWrong = errors.New("the key-encryption key does not open the signing keys in the database (wrong key, or damaged data)")
+
 // keyRing holds the signer of the active key and the published key set. It
-// is swapped as a whole (atomic pointer) so that a future rotation never
-// shows a half-updated state to a concurrent request.
+// is swapped as a whole (atomic pointer), so that a rotation never shows a
+// half-updated state to a concurrent request: a request signs with the old
+// active key or the new one, and either verifies.
 type keyRing struct {
-	cur atomic.Pointer[keyState]
+	cur    atomic.Pointer[keyState]
+	sealer *keyseal.Sealer // nil: private keys are stored as plain PKCS #8
+
+	// onMiss, when set, reloads the ring from storage for a kid it does
+	// not know (another replica may have just activated it) and reports
+	// whether the ring changed.
+	onMiss func(ctx context.Context) bool
 }
 
 type keyState struct {
 	signer    *tokens.Signer
 	published *tokens.KeySet
+	// keys are the stored keys the state was built from, without their
+	// private parts; version identifies them (ids, states, times).
+	keys    []storage.SigningKey
+	version string
 }
 
-// loadKeyRing makes sure one signing key is active (generating it on first
-// start) and loads every published key (next, active, retired).
-func loadKeyRing(ctx context.Context, store storage.KeyStore, rand io.Reader, now func() time.Time) (*keyRing, error) {
-	keys, err := store.ListSigningKeys(ctx)
+// keysVersion identifies a key set by what the ring depends on, so that a
+// reload that finds nothing new keeps the current state (and with it the
+// verified-token cache, whose epoch is the state).
+func keysVersion(keys []storage.SigningKey) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s|%s|%d|%d|%d", k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano())
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "\n")
+}
+
+// install replaces the ring's state with one built from keys, unless keys
+// are what it already holds. It reports whether the state changed. On error
+// the ring keeps its state.
+func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
+	v := keysVersion(keys)
+	if cur := r.cur.Load(); cur != nil && cur.version == v {
+		return false, nil
+	}
+	st, err := buildKeyState(keys, r.sealer)
 	if err != nil {
-		return nil, fmt.Errorf("server: list signing keys: %w", err)
+		return false, err
 	}
-	hasActive := false
-	for _, k := range keys {
-		hasActive = hasActive || k.State == storage.KeyActive
-	}
-	if !hasActive {
-		cand, err := newStoredKey(rand, now())
-		if err != nil {
-			return nil, err
-		}
-		if _, err := store.InitSigningKey(ctx, cand); err != nil {
-			return nil, fmt.Errorf("server: store first signing key: %w", err)
-		}
-		if keys, err = store.ListSigningKeys(ctx); err != nil {
-			return nil, fmt.Errorf("server: list signing keys: %w", err)
-		}
-	}
-	st, err := buildKeyState(keys)
-	if err != nil {
-		return nil, err
-	}
-	r := &keyRing{}
+	st.version = v
 	r.cur.Store(st)
-	return r, nil
+	return true, nil
 }
 
-func newStoredKey(rand io.Reader, now time.Time) (storage.SigningKey, error) {
+// newSigningKey generates a P-256 key in state, its private part sealed
+// when the ring has a sealer.
+func (r *keyRing) newSigningKey(rand io.Reader, state storage.KeyState, now time.Time) (storage.SigningKey, error) {
 	priv, err := tokens.GenerateKey(rand)
 	if err != nil {
-		return storage.SigningKey{}, fmt.Errorf("server: generate signing key: %w", err)
+		return storage.SigningKey{}, fmt.Errorf("generate signing key: %w", err)
 	}
 	kid, err := tokens.Thumbprint(&priv.PublicKey)
 	if err != nil {
-		return storage.SigningKey{}, fmt.Errorf("server: thumbprint: %w", err)
+		return storage.SigningKey{}, fmt.Errorf("thumbprint: %w", err)
 	}
 	privDER, err := tokens.MarshalPrivateKey(priv)
 	if err != nil {
-		return storage.SigningKey{}, fmt.Errorf("server: encode signing key: %w", err)
+		return storage.SigningKey{}, fmt.Errorf("encode signing key: %w", err)
+	}
+	if r.sealer != nil {
+		sealed, err := r.sealer.Seal(rand, kid, privDER)
+		clear(privDER)
+		if err != nil {
+			return storage.SigningKey{}, fmt.Errorf("seal signing key: %w", err)
+		}
+		privDER = sealed
 	}
 	pubDER, err := tokens.MarshalPublicKey(&priv.PublicKey)
 	if err != nil {
-		return storage.SigningKey{}, fmt.Errorf("server: encode public key: %w", err)
+		return storage.SigningKey{}, fmt.Errorf("encode public key: %w", err)
 	}
-	return storage.SigningKey{
-		ID: kid, PrivateKey: privDER, PublicKey: pubDER,
-		State: storage.KeyActive, CreatedAt: now, ActivatedAt: now,
-	}, nil
+	k := storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: state, CreatedAt: now}
+	if state == storage.KeyActive {
+		k.ActivatedAt = now
+	}
+	return k, nil
 }
 
-// buildKeyState orders the published keys active first, then next, then
-// retired, and builds the signer from the active one.
-func buildKeyState(keys []storage.SigningKey) (*keyState, error) {
+// openPrivate returns the PKCS #8 private key of k, unsealing it when it is
+// sealed.
+func openPrivate(k storage.SigningKey, sealer *keyseal.Sealer) ([]byte, error) {
+	if !keyseal.IsSealed(k.PrivateKey) {
+		return k.PrivateKey, nil
+	}
+	if sealer == nil {
+		return nil, ErrKeyEncryptionKeyRequired
+	}
+	der, err := sealer.Open(k.ID, k.PrivateKey)
+	if errors.Is(err, keyseal.ErrAuthentication) {
+		return nil, ErrKeyEncryptionKeyWrong
+	}
+	return der, err
+}
+
+// checkPrivateKeys opens every stored private key (sealed or not) and checks
+// that it is the private half of the key's published public key, so that a
+// wrong key-encryption key or a damaged key is found at start, not at the
+// next rotation.
+func checkPrivateKeys(keys []storage.SigningKey, sealer *keyseal.Sealer) error {
+	for _, k := range keys {
+		der, err := openPrivate(k, sealer)
+		if err != nil {
+			return err
+		}
+		priv, err := tokens.ParsePrivateKey(der)
+		if keyseal.IsSealed(k.PrivateKey) {
+			clear(der)
+		}
+		if err != nil {
+			return fmt.Errorf("signing key %s: private key: %w", k.ID, err)
+		}
+		kid, err := tokens.Thumbprint(&priv.PublicKey)
+		if err != nil || kid != k.ID {
+			return fmt.Errorf("signing key %s: private key does not match its id", k.ID)
+		}
+	}
+	return nil
+}
+
+// buildKeyState orders the published keys active first, then next (oldest
+// first), then retired (newest first), and builds the signer from the
+// active one.
+func buildKeyState(keys []storage.SigningKey, sealer *keyseal.Sealer) (*keyState, error) {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, compareKeys)
 	var signer *tokens.Signer
-	var active, next, retired []*ecdsa.PublicKey
+	pubs := make([]*ecdsa.PublicKey, 0, len(keys))
+	public := make([]storage.SigningKey, 0, len(keys))
 	for _, k := range keys {
 		pub, err := tokens.ParsePublicKey(k.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
 		}
-		switch k.State {
-		case storage.KeyActive:
+		if k.State == storage.KeyActive {
 			if signer != nil {
-				return nil, fmt.Errorf("server: more than one active signing key")
+				return nil, errors.New("server: more than one active signing key")
 			}
-			priv, err := tokens.ParsePrivateKey(k.PrivateKey)
-			if err != nil {
-				return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+			if signer, err = newSigner(k, sealer); err != nil {
+				return nil, err
 			}
-			if signer, err = tokens.NewSigner(priv); err != nil {
-				return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
-			}
-			if signer.KeyID() != k.ID {
-				return nil, fmt.Errorf("server: signing key %s: stored id is not its thumbprint", k.ID)
-			}
-			active = append(active, pub)
-		case storage.KeyNext:
-			next = append(next, pub)
-		case storage.KeyRetired:
-			retired = append(retired, pub)
 		}
+		pubs = append(pubs, pub)
+		k.PrivateKey = nil
+		public = append(public, k)
 	}
 	if signer == nil {
-		return nil, fmt.Errorf("server: no active signing key")
+		return nil, errors.New("server: no active signing key")
 	}
-	set, err := tokens.NewKeySet(append(append(active, next...), retired...)...)
+	set, err := tokens.NewKeySet(pubs...)
 	if err != nil {
 		return nil, fmt.Errorf("server: key set: %w", err)
 	}
-	return &keyState{signer: signer, published: set}, nil
+	return &keyState{signer: signer, published: set, keys: public}, nil
 }
 
-// PublicKey implements tokens.KeySource over the published keys.
+func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, error) {
+	der, err := openPrivate(k, sealer)
+	if err != nil {
+		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	}
+	priv, err := tokens.ParsePrivateKey(der)
+	if keyseal.IsSealed(k.PrivateKey) {
+		clear(der)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	}
+	signer, err := tokens.NewSigner(priv)
+	if err != nil {
+		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	}
+	if signer.KeyID() != k.ID {
+		return nil, fmt.Errorf("server: signing key %s: stored id is not its thumbprint", k.ID)
+	}
+	return signer, nil
+}
+
+// stateRank orders states as the JWKS lists them.
+func stateRank(s storage.KeyState) int {
+	switch s {
+	case storage.KeyActive:
+		return 0
+	case storage.KeyNext:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// compareKeys orders keys active, next (oldest first), retired (most
+// recently retired first), ties by id.
+func compareKeys(a, b storage.SigningKey) int {
+	if ra, rb := stateRank(a.State), stateRank(b.State); ra != rb {
+		return ra - rb
+	}
+	if a.State == storage.KeyRetired {
+		if c := b.RetiredAt.Compare(a.RetiredAt); c != 0 {
+			return c
+		}
+	} else if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// PublicKey implements tokens.KeySource over the published keys. A kid the
+// ring does not know triggers a (rate-limited) reload from storage, so that
+// a replica verifies a token signed with a key another replica has just
+// activated without waiting for its next scheduled reload.
 func (r *keyRing) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	k, err := r.cur.Load().published.PublicKey(ctx, kid)
+	if err == nil || r.onMiss == nil || !errors.Is(err, tokens.ErrUnknownKey) {
+		return k, err
+	}
+	if !r.onMiss(ctx) {
+		return nil, err
+	}
 	return r.cur.Load().published.PublicKey(ctx, kid)
 }
 
 func (r *keyRing) signer() *tokens.Signer { return r.cur.Load().signer }
 
 func (r *keyRing) jwks() tokens.JWKS { return r.cur.Load().published.JWKS() }
+
+// missReloader rate-limits reloads caused by unknown kids to at most one
+// per interval, so that tokens with made-up kids cannot turn into a flood
+// of storage reads. Callers that are refused do not wait.
+type missReloader struct {
+	mu       sync.Mutex
+	last     time.Time
+	interval time.Duration
+}
+
+func (m *missReloader) allow(now time.Time) bool {
+	if !m.mu.TryLock() {
+		return false
+	}
+	defer m.mu.Unlock()
+	if !m.last.IsZero() && now.Sub(m.last) < m.interval && now.Sub(m.last) >= 0 {
+		return false
+	}
+	m.last = now
+	return true
+}

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server/keyseal"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/server/ratelimit"
 	"github.com/latchauth/latch/storage"
@@ -62,6 +64,14 @@ type Config struct {
 	VerifyCacheSize int
 	// JWKSMaxAge is the Cache-Control max-age of the HTTP JWKS (default 5m).
 	JWKSMaxAge time.Duration
+	// Signing-key life cycle (see keyadmin.go and keyconfig.go):
+	// KeyRotation is how long a key signs before the next one takes over
+	// (default 30 days; negative disables scheduled rotation);
+	// KeyPublishLead is how long a new key is published before it may sign
+	// (default JWKSMaxAge + 1h, never less than JWKSMaxAge);
+	// KeyReloadInterval is how often the key ring is reloaded from storage
+	// and due transitions applied (default 5s).
+	KeyRotation, KeyPublishLead, KeyReloadInterval time.Duration
 }
 
 // Defaults fills zero fields with their defaults.
@@ -91,7 +101,7 @@ func (c Config) Defaults() Config {
 	if c.AddressBurst == 0 {
 		c.AddressBurst = 100
 	}
-	return c
+	return c.keyDefaults()
 }
 
 // Validate reports every problem with c at once.
@@ -138,6 +148,7 @@ func (c Config) Validate() error {
 	if c.JWKSMaxAge < 0 {
 		errs = append(errs, errors.New("jwks max-age must not be negative"))
 	}
+	errs = append(errs, c.validateKeys()...)
 	return errors.Join(errs...)
 }
 
@@ -158,6 +169,12 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
+	metrics  *Metrics  // nil: no metrics
+	ready    readiness // draining flag and shared store check
+
+	keyPolicy  keyPolicy
+	keyMu      sync.Mutex // serialises key-set changes and ring reloads
+	missReload missReloader
 }
 
 var _ latchv1.AuthServiceServer = (*Server)(nil)
@@ -166,9 +183,11 @@ var _ latchv1.AuthServiceServer = (*Server)(nil)
 type Option func(*options)
 
 type options struct {
-	log  *slog.Logger
-	now  func() time.Time
-	rand io.Reader
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	sealer  *keyseal.Sealer
+	metrics *Metrics
 }
 
 // WithLogger sets the logger. Default: a logger that discards everything.
@@ -182,8 +201,14 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // crypto/rand.Reader; anything predictable makes every token guessable.
 func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
 
-// New returns a Server. It makes sure a signing key exists in store
-// (generating one on first start) and loads the published key set.
+// WithMetrics records RPC and domain metrics in m (see Metrics). Default:
+// none, and no /metrics endpoint. One Metrics serves one Server.
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// New returns a Server. It checks the stored signing keys (refusing sealed
+// keys without the right key-encryption key, see WithKeySealer), makes sure
+// an active and a next key exist (generating them on first start) and loads
+// the published key set. Run RunKeyManager to keep the keys rotating.
 func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg Config, opts ...Option) (*Server, error) {
 	cfg = cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -196,17 +221,14 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	keys, err := loadKeyRing(ctx, store, o.rand, o.now)
-	if err != nil {
-		return nil, err
-	}
+	keys := &keyRing{sealer: o.sealer}
 	v, err := tokens.NewVerifier(keys, cfg.Issuer, cfg.Audiences,
 		tokens.WithLeeway(cfg.Leeway), tokens.WithClock(o.now))
 	if err != nil {
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
 	const maxLimiterKeys = 100_000
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		store:    store,
 		hasher:   hasher,
@@ -220,7 +242,21 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		log:      o.log,
 		now:      o.now,
 		rand:     o.rand,
-	}, nil
+		metrics:  o.metrics,
+
+		keyPolicy:  newKeyPolicy(cfg),
+		missReload: missReloader{interval: time.Second},
+	}
+	if err := s.initKeys(ctx); err != nil {
+		return nil, err
+	}
+	keys.onMiss = s.reloadOnMiss
+	if o.metrics != nil {
+		if err := o.metrics.bind(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Config returns the server's effective configuration (defaults filled).

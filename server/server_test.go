@@ -630,8 +630,9 @@ func TestGetJWKSMatchesHTTPAndTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetKeys()) != 1 {
-		t.Fatalf("GetJWKS = %d keys, want 1", len(resp.GetKeys()))
+	// The active key first, then the next key (published before it signs).
+	if len(resp.GetKeys()) != 2 {
+		t.Fatalf("GetJWKS = %d keys, want 2 (active and next)", len(resp.GetKeys()))
 	}
 	k := resp.GetKeys()[0]
 	if k.GetKty() != "EC" || k.GetCrv() != "P-256" || k.GetAlg() != "ES256" || k.GetUse() != "sig" || k.GetKid() == "" {
@@ -670,7 +671,7 @@ func TestGetJWKSMatchesHTTPAndTokens(t *testing.T) {
 	var set2 struct {
 		Keys []map[string]string `json:"keys"`
 	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &set2); err != nil || len(set2.Keys) != 1 || set2.Keys[0]["kid"] != k.GetKid() || set2.Keys[0]["x"] != k.GetX() {
+	if err := json.Unmarshal(rec.Body.Bytes(), &set2); err != nil || len(set2.Keys) != 2 || set2.Keys[0]["kid"] != k.GetKid() || set2.Keys[0]["x"] != k.GetX() {
 		t.Errorf("HTTP JWKS body %s does not match GetJWKS", rec.Body.String())
 	}
 	if _, hasD := set2.Keys[0]["d"]; hasD {

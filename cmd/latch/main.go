@@ -5,7 +5,7 @@
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
 //	latch ext-authz [flags]    Envoy ext_authz away from Latch (keys and revocations followed)
-//	latch version              print the version
+//	latch version              print the version, module and VCS information
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
 // LATCH_GRPC_ADDR, and so on. A flag given on the command line wins.
@@ -35,7 +35,7 @@ Usage:
                                       add a user; the server must be stopped
   latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
                   [--revocations-email E]   Envoy ext_authz next to the sidecars (latch ext-authz --help)
-  latch version                       print the version
+  latch version                       print the version, module and VCS information
   latch help                          this text
 
 Every serve flag can also be set with an environment variable: LATCH_ and the
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, e env) int {
 	case "ext-authz":
 		err = extAuthzCmd(ctx, args[1:], e)
 	case "version", "--version":
-		fmt.Fprintln(e.stdout, "latch", version)
+		printVersion(e.stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 	default:
