@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/certs"
 )
 
 // extAuthzCmd runs the ext_authz service on its own, next to the sidecars,
@@ -34,6 +36,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	maxKeyAge := fs.Duration("max-key-age", time.Hour, "key set older than this (Latch unreachable) is stale")
 	maxRevLag := fs.Duration("max-revocation-lag", 5*time.Minute, "revocation stream out of sync longer than this is stale")
 	stalePolicy := fs.String("stale-policy", "closed", "while stale: closed (refuse every request with 503) or open (keep deciding on the last state)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain for TLS on --ext-authz-addr (reloaded when the file changes)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mutual TLS with the sidecars)")
+	insecureListen := fs.Bool("insecure-listen", false, "allow plaintext on a non-loopback --ext-authz-addr (a mesh adds mTLS); no effect with --tls-cert")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = usageFunc(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
@@ -76,10 +82,29 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if *issuer == "" || *latchAddr == "" {
 		errs = append(errs, errors.New("--issuer and --latch-addr are required"))
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both, or neither"))
+	}
+	if *tlsClientCA != "" && *tlsCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
+	}
+	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
+	et := extAuthzTransport{transport: server.DefaultTransport()}
+	if *tlsCert != "" {
+		copts := []certs.Option{certs.WithLogger(log)}
+		if *tlsClientCA != "" {
+			copts = append(copts, certs.WithClientCA(*tlsClientCA))
+		}
+		r, err := certs.New(*tlsCert, *tlsKey, copts...)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		et.tls = r.ServerConfig("h2")
+	}
 	tc := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	var loginOpts []interceptors.CredentialsOption
 	if *plaintext {
@@ -119,7 +144,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	x, err := listenExtAuthz(f, v, policy, true, policy.Audiences(), log)
+	x, err := listenExtAuthz(f, v, policy, true, et, policy.Audiences(), log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/latchauth/latch/server/certs/certstest"
 )
 
 const testPolicy = "../../server/extauthz/testdata/policy.yaml"
@@ -226,5 +230,56 @@ func TestExtAuthzPolicyReload(t *testing.T) {
 	}
 	if err := p.stop(t, ctx, syscall.SIGTERM); err != nil {
 		t.Fatalf("stop: %v", err)
+	}
+}
+
+// TestExtAuthzMutualTLS: with --tls-cert and --tls-client-ca the ext_authz
+// listener is served like the gRPC port: mutual TLS, plaintext refused.
+// Without TLS, a non-loopback --ext-authz-addr is refused at start.
+func TestExtAuthzMutualTLS(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	dir := t.TempDir()
+	serverCA, clientCA := certstest.NewCA(t, "server CA"), certstest.NewCA(t, "client CA")
+	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "server")
+	clientCAFile := filepath.Join(dir, "clients.pem")
+	certstest.WriteFile(t, clientCAFile, clientCA.PEM)
+	envoyCert := clientCA.Client(t, "envoy", "spiffe://latch.test/envoy")
+
+	db := filepath.Join(dir, "latch.db")
+	p := startLatch(t, ctx, db, "--insecure-listen", "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", clientCAFile,
+		"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy)
+	addr := extAuthzAddr(t, p)
+	if !strings.Contains(p.logText(), `"tls":true`) {
+		t.Errorf("ext_authz_listening does not say tls:\n%s", p.logText())
+	}
+	creds := credentials.NewTLS(&tls.Config{RootCAs: serverCA.Pool(), Certificates: []tls.Certificate{envoyCert.TLSCertificate(t)}})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, checkRequest("GET", "/healthz", ""))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check over mutual TLS = %v, %v", resp, err)
+	}
+	for name, c := range map[string]credentials.TransportCredentials{
+		"plaintext":             insecure.NewCredentials(),
+		"no client certificate": credentials.NewTLS(&tls.Config{RootCAs: serverCA.Pool()}),
+	} {
+		bad, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := authv3.NewAuthorizationClient(bad).Check(ctx, checkRequest("GET", "/healthz", "")); err == nil {
+			t.Errorf("Check with %s succeeded", name)
+		}
+		bad.Close()
+	}
+
+	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(t.TempDir(), "x.db"),
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders",
+		"--ext-authz-addr", "0.0.0.0:0", "--ext-authz-policy", testPolicy).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on --ext-authz-addr") {
+		t.Errorf("plaintext ext_authz on all interfaces: err=%v\n%s", err, out)
 	}
 }

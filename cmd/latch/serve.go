@@ -87,7 +87,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	sealer, kekErr := f.keys.sealer(e.getenv)
 	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
 	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr, extErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr})); err != nil {
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr})); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -120,7 +120,7 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
-	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, srv, log)
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, tp.extAuthzTransport(tf.transport()), srv, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if extAuthz != nil {
 		go func() { errc <- extAuthz.serve() }()
 	}
-	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
+	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr, f.extAuthz.addr)
 	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
 		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "db", f.db, "issuer", cfg.Issuer, "version", readBuildInfo().version)
 

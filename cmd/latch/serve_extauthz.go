@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,9 +21,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -129,7 +130,7 @@ func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
 //
 // With reflect (--reflection) the listener serves gRPC reflection too, so
 // that grpcurl and ghz can call Check without Envoy's proto files.
-func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
 	if policy == nil {
 		return nil, nil
 	}
@@ -144,14 +145,33 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz verifier: %w", err)
 	}
-	return listenExtAuthz(f, v, policy, reflect, srv.Config().Audiences, log)
+	return listenExtAuthz(f, v, policy, reflect, et, srv.Config().Audiences, log)
+}
+
+// extAuthzTransport is how the ext_authz listener is served: TLS (nil:
+// plaintext, which the exposure rule allows on loopback only) and
+// connection limits.
+type extAuthzTransport struct {
+	tls       *tls.Config
+	transport server.Transport
+}
+
+// extAuthzTransport gives the ext_authz listener the gRPC port's TLS
+// (certificate, client CA, reloads) and connection limits.
+func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
+	et := extAuthzTransport{transport: t}
+	if ts.certs != nil {
+		et.tls = ts.certs.ServerConfig("h2")
+	}
+	return et
 }
 
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
 // with grpc.health.v1 (latch.verifier kept up to date from v) and, with
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
 // among audiences. It takes ownership of v (closed by stop, or on error).
-func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, audiences []string, log *slog.Logger) (*extAuthz, error) {
+func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+	audiences []string, log *slog.Logger) (*extAuthz, error) {
 	ea, err := extauthz.New(v, policy, extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
 		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log))
 	if err != nil {
@@ -163,22 +183,28 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 		v.Close()
 		return nil, fmt.Errorf("listen on --ext-authz-addr: %w", err)
 	}
-	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes every
-	// check over them: no stream cap below grpc-go's, keepalive as on the
-	// main listener. Check answers every refusal itself; a panic (none is
-	// known: FuzzCheck) becomes INTERNAL, which Envoy turns into a denial
-	// with failure_mode_allow off.
+	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes
+	// every check over them (opening more when the stream limit is
+	// reached); limits and keepalive are the gRPC port's. Check answers
+	// every refusal itself; a panic (none is known: FuzzCheck) becomes
+	// INTERNAL, which Envoy turns into a denial with failure_mode_allow off.
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in ext_authz", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, "internal error")
 	})
-	gs := grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.MaxRecvMsgSize(4<<20), // room for with_request_body
+	sopts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(et.transport.Enforcement),
+		grpc.KeepaliveParams(et.transport.Keepalive),
+		grpc.MaxConcurrentStreams(et.transport.MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(4 << 20), // room for with_request_body
 		grpc.MaxHeaderListSize(server.MaxHeaderListSize),
-		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recoverOpt)))
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recoverOpt)),
+	}
+	if et.tls != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(et.tls)))
+	}
+	gs := grpc.NewServer(sopts...)
 	ea.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -204,7 +230,7 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 	})
 	go func() { wg.Wait(); close(x.done) }()
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
-		"audiences", strings.Join(policy.Audiences(), ","))
+		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil)
 	return x, nil
 }
 

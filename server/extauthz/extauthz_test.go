@@ -183,11 +183,22 @@ func (e *env) login(email, pw, aud string) *latchv1.TokenPair {
 func (e *env) forge(mut func(*tokens.Claims)) string {
 	e.t.Helper()
 	keys, err := e.store.ListSigningKeys(ctxT(e.t))
-	if err != nil || len(keys) != 1 {
+	if err != nil {
 		e.t.Fatalf("keys: %v", err)
 	}
-	priv, _ := tokens.ParsePrivateKey(keys[0].PrivateKey)
-	s, _ := tokens.NewSigner(priv)
+	var s *tokens.Signer
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			priv, err := tokens.ParsePrivateKey(k.PrivateKey)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			s, _ = tokens.NewSigner(priv)
+		}
+	}
+	if s == nil {
+		e.t.Fatal("no active signing key")
+	}
 	now := time.Now()
 	c := tokens.Claims{Issuer: issuer, Subject: "u-forged", Audience: []string{"orders"}, IssuedAt: now,
 		ExpiresAt: now.Add(10 * time.Minute), ID: "jti-forged", SessionID: "sid-forged", Roles: []string{"orders:read"}}
