@@ -6,8 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -40,6 +46,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mutual TLS with the sidecars)")
 	insecureListen := fs.Bool("insecure-listen", false, "allow plaintext on a non-loopback --ext-authz-addr (a mesh adds mTLS); no effect with --tls-cert")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP; off when empty)")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = usageFunc(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
@@ -89,6 +96,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen))
+	if *metricsAddr != "" && !isLoopback(*metricsAddr) && !*insecureListen {
+		errs = append(errs, fmt.Errorf("refusing to serve plaintext metrics on --metrics-addr %s, which is not a loopback address: "+
+			"give --insecure-listen if the network in between is trusted", *metricsAddr))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
@@ -144,14 +155,37 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	x, err := listenExtAuthz(f, v, policy, true, et, policy.Audiences(), log)
+	var reg *prometheus.Registry
+	if *metricsAddr != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	var regr prometheus.Registerer
+	if reg != nil {
+		regr = reg
+	}
+	x, err := listenExtAuthz(f, v, policy, true, et, regr, policy.Audiences(), log)
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- x.serve() }()
+	var metricsSrv *http.Server
+	var metricsBound string
+	if reg != nil {
+		lis, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			x.stop(context.Background())
+			return fmt.Errorf("listen on --metrics-addr: %w", err)
+		}
+		metricsBound = lis.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+		go func() { errc <- metricsSrv.Serve(lis) }()
+	}
 	log.Info("ext_authz following Latch", "event", "listening", "latch_addr", *latchAddr, "revocations", *revEmail != "",
-		"stale_policy", sp.String(), "version", version)
+		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", version)
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -162,6 +196,9 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	x.stop(stopCtx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(stopCtx)
+	}
 	log.Info("stopped", "event", "stopped")
 	return serveErr
 }

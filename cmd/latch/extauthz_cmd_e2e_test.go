@@ -82,7 +82,7 @@ func TestExtAuthzStandalone(t *testing.T) {
 	ea := startExtAuthzCmd(t, []string{"LATCH_EXT_AUTHZ_PASSWORD=svc-password-111"},
 		"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy, "--latch-addr", latch.grpcAddr,
 		"--latch-plaintext", "--issuer", "https://latch.test", "--revocations-email", "svc@example.com",
-		"--max-revocation-lag", "1s", "--ext-authz-health-interval", "100ms")
+		"--max-revocation-lag", "1s", "--ext-authz-health-interval", "100ms", "--metrics-addr", "127.0.0.1:0")
 	conn, err := grpc.NewClient(extAuthzAddr(t, ea), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +138,16 @@ func TestExtAuthzStandalone(t *testing.T) {
 	if got := httpStatus(other.access); got != 503 {
 		t.Fatalf("valid token while the revocation stream is down past its bound: %d, want 503 (fail closed)", got)
 	}
+	fams := scrape(t, "http://"+listeningField(t, ea, "metrics_addr")+"/metrics")
+	if got := metricValue(fams["latch_verifier_serving"]); got != 0 {
+		t.Errorf("latch_verifier_serving = %v while stale, want 0", got)
+	}
+	if got := metricValue(fams["latch_verifier_revocation_lag_seconds"]); got <= 0 {
+		t.Errorf("latch_verifier_revocation_lag_seconds = %v with the stream down, want > 0", got)
+	}
+	if got := metricValue(fams["latch_ext_authz_checks_total"], "decision", "denied", "code", "503"); got < 1 {
+		t.Errorf("latch_ext_authz_checks_total{denied,503} = %v, want ≥ 1", got)
+	}
 	if !strings.Contains(ea.logText(), `"event":"verifier_unhealthy"`) {
 		t.Error("the transition to unhealthy is not logged")
 	}
@@ -160,4 +170,19 @@ func TestExtAuthzStandaloneBadConfig(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// listeningField returns a field of the process's "listening" record.
+func listeningField(t *testing.T, p *latchProc, field string) string {
+	t.Helper()
+	for _, line := range strings.Split(p.logText(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["event"] == "listening" {
+			if v, _ := rec[field].(string); v != "" {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no %s in the listening record:\n%s", field, p.logText())
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -107,6 +111,16 @@ func TestExtAuthzEndToEnd(t *testing.T) {
 		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health %q = %v, %v", svc, hr, err)
 		}
+	}
+	fams := scrape(t, "http://"+p.httpAddr+"/metrics")
+	if got := metricValue(fams["latch_ext_authz_checks_total"], "decision", "denied", "code", "401"); got < 2 {
+		t.Errorf("latch_ext_authz_checks_total{denied,401} = %v, want ≥ 2", got)
+	}
+	if got := metricValue(fams["latch_ext_authz_checks_total"], "decision", "allowed", "code", "200"); got < 2 {
+		t.Errorf("latch_ext_authz_checks_total{allowed,200} = %v, want ≥ 2", got)
+	}
+	if got := metricValue(fams["latch_verifier_serving"]); got != 1 {
+		t.Errorf("latch_verifier_serving = %v, want 1", got)
 	}
 	checkLogsHoldNoSecrets(t, p.logText(), alice.access, alice.refresh)
 	if !strings.Contains(p.logText(), `"event":"ext_authz_denied"`) {
@@ -282,4 +296,23 @@ func TestExtAuthzMutualTLS(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on --ext-authz-addr") {
 		t.Errorf("plaintext ext_authz on all interfaces: err=%v\n%s", err, out)
 	}
+}
+
+// scrape GETs a Prometheus text endpoint and parses it.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
 }

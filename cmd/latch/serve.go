@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/server/redact"
@@ -105,11 +107,13 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
+	var metricsReg prometheus.Registerer // nil: no metrics
 	if tf.metrics {
 		bi := readBuildInfo()
 		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
 		tp.instrument(m)
 		srvOpts = append(srvOpts, server.WithMetrics(m))
+		metricsReg = m.Registry()
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {
@@ -120,7 +124,7 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
-	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, tp.extAuthzTransport(tf.transport()), srv, log)
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, tp.extAuthzTransport(tf.transport()), metricsReg, srv, log)
 	if err != nil {
 		return err
 	}

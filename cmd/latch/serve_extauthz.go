@@ -19,6 +19,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -130,7 +131,8 @@ func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
 //
 // With reflect (--reflection) the listener serves gRPC reflection too, so
 // that grpcurl and ghz can call Check without Envoy's proto files.
-func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+	reg prometheus.Registerer, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
 	if policy == nil {
 		return nil, nil
 	}
@@ -145,7 +147,7 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz verifier: %w", err)
 	}
-	return listenExtAuthz(f, v, policy, reflect, et, srv.Config().Audiences, log)
+	return listenExtAuthz(f, v, policy, reflect, et, reg, srv.Config().Audiences, log)
 }
 
 // extAuthzTransport is how the ext_authz listener is served: TLS (nil:
@@ -171,9 +173,17 @@ func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTranspor
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
 // among audiences. It takes ownership of v (closed by stop, or on error).
 func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
-	audiences []string, log *slog.Logger) (*extAuthz, error) {
-	ea, err := extauthz.New(v, policy, extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
-		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log))
+	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
+	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
+		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log)}
+	if reg != nil {
+		eopts = append(eopts, extauthz.WithMetrics(reg))
+		if err := registerVerifierMetrics(reg, v); err != nil {
+			v.Close()
+			return nil, err
+		}
+	}
+	ea, err := extauthz.New(v, policy, eopts...)
 	if err != nil {
 		v.Close()
 		return nil, err
@@ -232,6 +242,34 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
 		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil)
 	return x, nil
+}
+
+// registerVerifierMetrics exports the Verifier's health as gauges, read at
+// each scrape: latch_verifier_key_age_seconds,
+// latch_verifier_revocation_lag_seconds and latch_verifier_serving.
+func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier) error {
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_key_age_seconds",
+			Help: "Time since the ext_authz verifier last fetched the key set (0 when it uses Latch's own ring)."},
+			func() float64 { return v.Health().KeyAge.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_revocation_lag_seconds",
+			Help: "How long the ext_authz verifier's revocation stream has been out of sync (0 in sync or inside Latch)."},
+			func() float64 { return v.Health().RevocationLag.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_serving",
+			Help: "1 while latch.verifier health is SERVING, else 0."},
+			func() float64 {
+				if v.Health().Serving() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	for _, g := range gauges {
+		if err := reg.Register(g); err != nil {
+			return fmt.Errorf("ext_authz metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not

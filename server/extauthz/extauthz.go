@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -41,6 +42,7 @@ type Server struct {
 	keepAuth bool
 	realm    string
 	log      *slog.Logger
+	metrics  *metrics // nil: none
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -53,6 +55,7 @@ type options struct {
 	keepAuth        bool
 	realm           string
 	log             *slog.Logger
+	metrics         *metrics
 }
 
 // WithHeaderNames sets the names of the headers that carry the token's
@@ -136,7 +139,8 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("extauthz: %w", err)
 	}
-	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log}
+	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log,
+		metrics: o.metrics}
 	s.policy.Store(p)
 	return s, nil
 }
@@ -193,41 +197,53 @@ var statusMessages = map[codes.Code]string{
 // returns an error: every refusal is a DeniedHttpResponse, so Envoy's
 // failure_mode_allow never turns a Latch decision into an allow.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	resp := s.check(ctx, req)
+	if d := resp.GetDeniedResponse(); d != nil {
+		s.metrics.observe(false, int(d.GetStatus().GetCode()), start)
+	} else {
+		s.metrics.observe(true, 200, start)
+	}
+	return resp, nil
+}
+
+// check decides one request.
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.CheckResponse {
 	h := req.GetAttributes().GetRequest().GetHttp()
 	if h == nil {
-		return s.deny(ctx, h, denyNoHTTP, nil), nil
+		return s.deny(ctx, h, denyNoHTTP, nil)
 	}
 	path, _, _ := strings.Cut(h.GetPath(), "?")
 	if !CanonicalPath(path) {
-		return s.deny(ctx, h, denyBadPath, nil), nil
+		return s.deny(ctx, h, denyBadPath, nil)
 	}
 	policy := s.policy.Load()
 	r := policy.match(h.GetMethod(), path)
 	if r != nil && r.public {
-		return s.allow(ctx, h, nil), nil
+		return s.allow(ctx, h, nil)
 	}
 	tok, d := bearerToken(h)
 	if d != nil {
-		return s.deny(ctx, h, *d, nil), nil
+		return s.deny(ctx, h, *d, nil)
 	}
 	claims, err := s.v.Verify(ctx, tok)
 	if err != nil {
-		return s.deny(ctx, h, verifyDenial(err), nil), nil
+		return s.deny(ctx, h, verifyDenial(err), nil)
 	}
 	switch {
 	case r == nil && !policy.allowAuthenticated:
-		return s.deny(ctx, h, denyForbidden, &claims), nil
+		return s.deny(ctx, h, denyForbidden, &claims)
 	case r != nil:
 		for _, role := range r.roles {
 			if !claims.HasRole(role) {
-				return s.deny(ctx, h, denyMissingRole, &claims), nil
+				return s.deny(ctx, h, denyMissingRole, &claims)
 			}
 		}
 	}
 	if !headerSafe(claims.Subject) || !headerSafe(claims.SessionID) || !headerSafe(strings.Join(claims.Roles, ",")) {
-		return s.deny(ctx, h, invalidToken("claims not representable as headers"), &claims), nil
+		return s.deny(ctx, h, invalidToken("claims not representable as headers"), &claims)
 	}
-	return s.allow(ctx, h, &claims), nil
+	return s.allow(ctx, h, &claims)
 }
 
 // verifyDenial maps a Verify error: the state Latch could not establish

@@ -18,6 +18,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -614,5 +615,54 @@ func TestOptionErrors(t *testing.T) {
 		if _, err := extauthz.New(nil, nil, opt); err == nil || !strings.Contains(err.Error(), "With") {
 			t.Errorf("%s: New = %v, want the option's error", name, err)
 		}
+	}
+}
+
+// TestMetrics: every decision is counted by decision and HTTP status, and
+// timed.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, extauthz.WithMetrics(reg))
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	tok := e.login("alice@example.com", "alice-password", "orders").GetAccessToken()
+	for _, r := range []*authv3.CheckRequest{
+		request("GET", "/api/orders/1", bearer(tok)), request("GET", "/healthz", nil),
+		request("GET", "/api/orders/1", nil), request("GET", "/admin", bearer(tok)), request("GET", "//x", nil),
+	} {
+		if _, err := e.check.Check(ctxT(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]float64{"allowed/200": 2, "denied/401": 1, "denied/403": 1, "denied/400": 1, "denied/503": 0}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	var timed uint64
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch f.GetName() {
+			case "latch_ext_authz_checks_total":
+				got[labels["decision"]+"/"+labels["code"]] = m.GetCounter().GetValue()
+			case "latch_ext_authz_check_duration_seconds":
+				timed += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("checks{%s} = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if timed != 5 {
+		t.Errorf("%d decisions timed, want 5", timed)
+	}
+	if _, err := extauthz.New(nil, nil, extauthz.WithMetrics(reg)); err == nil {
+		t.Error("registering the metrics twice on one registry succeeded")
 	}
 }
