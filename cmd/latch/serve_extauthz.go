@@ -225,6 +225,9 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 	x := &extAuthz{lis: lis, gs: gs, hs: hs, v: v, cancel: cancel, done: make(chan struct{})}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	// Published before the listener serves, so that no health check ever
+	// finds latch.verifier unknown.
+	v.UpdateHealth(hs, authv3.Authorization_ServiceDesc.ServiceName)
 	var wg sync.WaitGroup
 	wg.Go(func() { v.ReportHealth(hctx, hs, f.healthInterval, authv3.Authorization_ServiceDesc.ServiceName) })
 	wg.Go(func() {
