@@ -5,6 +5,7 @@
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch admin ...            administer a running server (AdminService client)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
+//	latch ext-authz [flags]    Envoy ext_authz away from Latch (keys and revocations followed)
 //	latch version              print the version, module and VCS information
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
@@ -33,6 +34,8 @@ Usage:
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
+  latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
+                  [--revocations-email E]   Envoy ext_authz next to the sidecars (latch ext-authz --help)
   latch admin <command> ...           administer a running server (latch admin --help)
   latch version                       print the version, module and VCS information
   latch help                          this text
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = admin(ctx, args[1:], e)
 	case "bench":
 		err = benchCmd(ctx, args[1:], e)
+	case "ext-authz":
+		err = extAuthzCmd(ctx, args[1:], e)
 	case "version", "--version":
 		printVersion(e.stdout)
 	case "help", "-h", "--help":
