@@ -34,6 +34,9 @@ const (
 	maxRoles        = 32
 	maxRoleLength   = 64
 	maxPageToken    = 1024
+	// maxListedSessions bounds ListSessions' answer (a service account
+	// logging in for every job can pile up sessions).
+	maxListedSessions = 1000
 )
 
 // Client-visible messages of AdminService. Like every message of Latch they
@@ -576,7 +579,11 @@ func (a *AdminServer) listSessions(ctx context.Context, _ tokens.Claims, req *la
 	if err != nil {
 		return nil, fmt.Errorf("list user sessions: %w", err)
 	}
-	return &latchv1.ListSessionsResponse{Sessions: sessionsProto(sessions, a.s.now())}, nil
+	total := len(sessions)
+	if len(sessions) > maxListedSessions {
+		sessions = sessions[:maxListedSessions] // newest first
+	}
+	return &latchv1.ListSessionsResponse{Sessions: sessionsProto(sessions, a.s.now()), Total: int32(total)}, nil
 }
 
 // userExists checks the id and that the user exists (NOT_FOUND if not).

@@ -550,6 +550,9 @@ func TestAdminSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if list.GetTotal() != 3 {
+		t.Fatalf("ListSessions total = %d, want 3", list.GetTotal())
+	}
 	if got := sessionIDs(list.GetSessions()); !slices.Equal(got, []string{tp3.GetSessionId(), tp2.GetSessionId(), tp1.GetSessionId()}) {
 		t.Fatalf("ListSessions = %v, want newest first", got)
 	}
@@ -1175,5 +1178,28 @@ func TestBootstrapAdminConcurrent(t *testing.T) {
 	}
 	if n, _ := e.store.CountUsers(ctxT(t)); created != 1 || n != 1 {
 		t.Fatalf("%d bootstraps created, %d users; want exactly one", created, n)
+	}
+}
+
+// TestAdminListSessionsBounded: a user with more than 1000 sessions gets
+// the 1000 newest and the total.
+func TestAdminListSessionsBounded(t *testing.T) {
+	a := newAdminEnv(t)
+	u := a.addUser("svc@example.com", "svc-password-1", "user")
+	base := a.clock.now()
+	for i := range 1001 {
+		if err := a.store.CreateSession(ctxT(t), storage.Session{ID: fmt.Sprintf("s%04d", i), UserID: u.ID, Audience: "orders",
+			CurrentHash: storage.TokenHash{byte(i), byte(i >> 8), 1}, CreatedAt: base.Add(time.Duration(i) * time.Second),
+			IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := a.admin.ListSessions(a.adminCtx, &latchv1.ListSessionsRequest{UserId: u.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetTotal() != 1001 || len(resp.GetSessions()) != 1000 || resp.GetSessions()[0].GetId() != "s1000" || resp.GetSessions()[999].GetId() != "s0001" {
+		t.Fatalf("ListSessions = %d sessions (first %s), total %d; want the 1000 newest of 1001",
+			len(resp.GetSessions()), resp.GetSessions()[0].GetId(), resp.GetTotal())
 	}
 }

@@ -599,6 +599,10 @@ func runListSessions(ctx context.Context, s *adminSession, _ *adminOpts, pos []s
 	}
 	return resp, func(w io.Writer) {
 		printSessions(w, resp.GetSessions())
+		if int(resp.GetTotal()) > len(resp.GetSessions()) {
+			fmt.Fprintf(w, "the %d newest of %d session(s)\n", len(resp.GetSessions()), resp.GetTotal())
+			return
+		}
 		fmt.Fprintf(w, "%d session(s)\n", len(resp.GetSessions()))
 	}, nil
 }

@@ -1267,8 +1267,11 @@ func (x *ListSessionsRequest) GetUserId() string {
 // ListSessionsResponse lists a user's sessions.
 type ListSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Sessions, newest first.
-	Sessions      []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Sessions, newest first; at most 1000.
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Number of stored sessions of the user; more than len(sessions) when
+	// the list was cut at 1000.
+	Total         int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1308,6 +1311,13 @@ func (x *ListSessionsResponse) GetSessions() []*Session {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListSessionsResponse) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 // RevokeSessionRequest names the session to revoke.
@@ -1760,9 +1770,10 @@ const file_latch_v1_admin_proto_rawDesc = "" +
 	"\x12DeleteUserResponse\x12)\n" +
 	"\x10revoked_sessions\x18\x01 \x01(\x05R\x0frevokedSessions\".\n" +
 	"\x13ListSessionsRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"E\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"[\n" +
 	"\x14ListSessionsResponse\x12-\n" +
-	"\bsessions\x18\x01 \x03(\v2\x11.latch.v1.SessionR\bsessions\"5\n" +
+	"\bsessions\x18\x01 \x03(\v2\x11.latch.v1.SessionR\bsessions\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\"5\n" +
 	"\x14RevokeSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"D\n" +

@@ -116,8 +116,9 @@ type AdminServiceClient interface {
 	//   - NOT_FOUND: no such user.
 	//   - FAILED_PRECONDITION: the caller would delete themself.
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
-	// ListSessions returns every stored session of a user, newest first:
-	// live ones, and revoked or expired ones until they are swept.
+	// ListSessions returns the stored sessions of a user, newest first: live
+	// ones, and revoked or expired ones until they are swept; at most the
+	// 1000 newest, with the total count.
 	//
 	// Callers: role `admin`. Codes:
 	//   - INVALID_ARGUMENT: user_id missing or oversized.
@@ -364,8 +365,9 @@ type AdminServiceServer interface {
 	//   - NOT_FOUND: no such user.
 	//   - FAILED_PRECONDITION: the caller would delete themself.
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
-	// ListSessions returns every stored session of a user, newest first:
-	// live ones, and revoked or expired ones until they are swept.
+	// ListSessions returns the stored sessions of a user, newest first: live
+	// ones, and revoked or expired ones until they are swept; at most the
+	// 1000 newest, with the total count.
 	//
 	// Callers: role `admin`. Codes:
 	//   - INVALID_ARGUMENT: user_id missing or oversized.
