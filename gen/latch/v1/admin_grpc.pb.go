@@ -50,6 +50,9 @@ const (
 //     caller token.
 //   - PERMISSION_DENIED: a valid caller token without the role `admin`, or a
 //     caller account that is disabled, deleted or no longer an admin.
+//   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
+//     address presented too many invalid caller tokens (to AdminService or
+//     as Introspect callers); google.rpc.RetryInfo says when to retry.
 //   - UNAVAILABLE: Latch could not check the caller token's revocation
 //     state (it fails closed) or is shutting down.
 //   - INTERNAL "internal error": an unexpected failure (logged with its
@@ -299,6 +302,9 @@ func (c *adminServiceClient) ListSigningKeys(ctx context.Context, in *ListSignin
 //     caller token.
 //   - PERMISSION_DENIED: a valid caller token without the role `admin`, or a
 //     caller account that is disabled, deleted or no longer an admin.
+//   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
+//     address presented too many invalid caller tokens (to AdminService or
+//     as Introspect callers); google.rpc.RetryInfo says when to retry.
 //   - UNAVAILABLE: Latch could not check the caller token's revocation
 //     state (it fails closed) or is shutting down.
 //   - INTERNAL "internal error": an unexpected failure (logged with its
