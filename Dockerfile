@@ -18,7 +18,19 @@ COPY --from=build /out/latch /usr/local/bin/latch
 COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
 WORKDIR /data
+# 7300: gRPC (AuthService, grpc.health.v1, reflection); 7301: HTTP (JWKS,
+# /healthz, /readyz, /metrics).
 EXPOSE 7300 7301
 USER nonroot:nonroot
+# Configuration is environment only, so that `docker run -e` can change any
+# of it (a flag in CMD would win over the environment). The container listens
+# on every interface; plaintext there is allowed (LATCH_INSECURE_LISTEN) for
+# a platform that terminates TLS in front of it. Setting LATCH_TLS_CERT and
+# LATCH_TLS_KEY (and LATCH_TLS_CLIENT_CA for mutual TLS) to mounted files
+# turns TLS on for both ports, and plaintext is then never served.
+ENV LATCH_DB=/data/latch.db \
+    LATCH_GRPC_ADDR=0.0.0.0:7300 \
+    LATCH_HTTP_ADDR=0.0.0.0:7301 \
+    LATCH_INSECURE_LISTEN=true
 ENTRYPOINT ["/usr/local/bin/latch"]
-CMD ["serve", "--db", "/data/latch.db", "--grpc-addr", "0.0.0.0:7300", "--http-addr", "0.0.0.0:7301"]
+CMD ["serve"]

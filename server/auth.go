@@ -29,6 +29,7 @@ const (
 // Login implements latchv1.AuthServiceServer.
 func (s *Server) Login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
 	pair, err := s.login(ctx, req)
+	s.metrics.login(loginOutcome(err))
 	if err != nil {
 		return nil, s.toStatus(ctx, "Login", err)
 	}
@@ -60,11 +61,13 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	addr := peerAddress(ctx)
 	acctKey, addrKey := "acct:"+email, "addr:"+addr
 	if ok, wait := s.accounts.Allow(acctKey); !ok {
+		s.metrics.limited(LimiterLoginAccount)
 		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
 			slog.String("limit", "account"), slog.String("peer", addr))
 		return nil, rateLimited(wait)
 	}
 	if ok, wait := s.addrs.Allow(addrKey); !ok {
+		s.metrics.limited(LimiterLoginAddress)
 		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
 			slog.String("limit", "address"), slog.String("peer", addr))
 		return nil, rateLimited(wait)
@@ -214,9 +217,11 @@ func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh stri
 func (s *Server) Refresh(ctx context.Context, req *latchv1.RefreshRequest) (*latchv1.RefreshResponse, error) {
 	key := "refresh:" + peerAddress(ctx)
 	if err := s.allowProbe(ctx, key); err != nil {
+		s.metrics.refresh(RefreshRateLimited)
 		return nil, s.toStatus(ctx, "Refresh", err)
 	}
 	pair, err := s.refresh(ctx, req.GetRefreshToken())
+	s.metrics.refresh(refreshOutcome(err))
 	if err != nil {
 		if ce := (*clientError)(nil); errors.As(err, &ce) && ce.code == codes.Unauthenticated {
 			s.probes.Fail(key)
@@ -254,15 +259,15 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 		s.log.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			slog.String("event", "refresh_reuse_detected"), slog.String("session_id", reused.ID),
 			slog.String("user_id", reused.UserID), slog.String("peer", peerAddress(ctx)))
-		return nil, failure(codes.Unauthenticated, msgBadRefresh)
+		return nil, withOutcome(failure(codes.Unauthenticated, msgBadRefresh), RefreshReuseDetected)
 	case errors.Is(err, storage.ErrNotFound):
 		s.refreshFailed(ctx, "unknown", storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionRevoked):
-		s.refreshFailed(ctx, "revoked", sess)
+		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, digest))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionExpired):
-		s.refreshFailed(ctx, "expired", sess)
+		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, digest))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case err != nil:
 		return nil, fmt.Errorf("rotate refresh token: %w", err)
@@ -286,6 +291,19 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh", slog.String("event", "refresh_succeeded"),
 		slog.String("user_id", user.ID), slog.String("session_id", sess.ID))
 	return pair, nil
+}
+
+// sessionFor returns sess, or when a failed rotation returned none, the
+// session that issued digest (for the audit record; zero if unknown).
+func (s *Server) sessionFor(ctx context.Context, sess storage.Session, digest storage.TokenHash) storage.Session {
+	if sess.ID != "" {
+		return sess
+	}
+	found, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	if err != nil {
+		return storage.Session{}
+	}
+	return found
 }
 
 func (s *Server) refreshFailed(ctx context.Context, reason string, sess storage.Session) {
@@ -319,6 +337,8 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 		}
 	}
 	// RFC 7009 §2.2: an invalid token is answered like a revoked one.
+	s.log.LogAttrs(ctx, slog.LevelInfo, "revoke matched no token", slog.String("event", "revoke_no_match"),
+		slog.String("peer", peerAddress(ctx)))
 	return nil
 }
 
@@ -339,6 +359,7 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
 	s.publishSession(sess)
+	s.metrics.Revoked(RevokedSession, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("event", "session_revoked"),
 		slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 	return true, nil
@@ -355,6 +376,7 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 		return false, fmt.Errorf("deny access token: %w", err)
 	}
 	s.publishJTI(c.ID, c.ExpiresAt)
+	s.metrics.Revoked(RevokedAccess, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "access token revoked", slog.String("event", "access_token_revoked"),
 		slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
 	return true, nil
@@ -395,6 +417,7 @@ func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 // allowProbe refuses a caller that has spent its budget of invalid tokens.
 func (s *Server) allowProbe(ctx context.Context, key string) error {
 	if ok, wait := s.probes.Allow(key); !ok {
+		s.metrics.limited("probe_" + key[:strings.IndexByte(key, ':')])
 		s.log.LogAttrs(ctx, slog.LevelWarn, "token probing refused", slog.String("event", "probe_rate_limited"),
 			slog.String("limit", key[:strings.IndexByte(key, ':')]), slog.String("peer", peerAddress(ctx)))
 		return probeLimited(wait)

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -12,9 +15,8 @@ import (
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -31,21 +33,35 @@ const MaxHeaderListSize = 16 << 10
 // optionally, server reflection, through Latch's interceptor chain.
 type GRPCServer struct {
 	*grpc.Server
-	health *health.Server
-	auth   *Server
+	health   *healthServer
+	auth     *Server
+	interval time.Duration
+	pollOnce sync.Once
+	stopPoll context.CancelFunc
+	pollCtx  context.Context
 }
 
 // GRPCOption configures NewGRPCServer.
 type GRPCOption func(*grpcOptions)
 
 type grpcOptions struct {
-	reflection bool
-	extra      []grpc.ServerOption
+	reflection     bool
+	extra          []grpc.ServerOption
+	transport      Transport
+	healthInterval time.Duration
+	tls            *tls.Config
 }
 
 // WithReflection turns server reflection on or off. Default on (grpcurl
 // needs it); reflection reveals the API's shape, not any data.
 func WithReflection(on bool) GRPCOption { return func(o *grpcOptions) { o.reflection = on } }
+
+// WithHealthInterval sets how often the server's readiness is checked for
+// grpc.health.v1 Watch streams (Check always checks). Default 5s; 0 turns
+// the periodic check off.
+func WithHealthInterval(d time.Duration) GRPCOption {
+	return func(o *grpcOptions) { o.healthInterval = d }
+}
 
 // WithServerOptions appends grpc.ServerOptions (credentials, for example).
 func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
@@ -53,58 +69,116 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 }
 
 // NewGRPCServer builds the gRPC server for s. Interceptor order, outermost
-// first: logging (method, code, duration, peer — never payloads), then
+// first: metrics (when s has a Metrics), logging (method, code, duration,
+// peer, verified client-certificate identity — never payloads), then
 // recovery (a panic becomes INTERNAL "internal error"; the panic value and
-// stack go to the log only).
+// stack go to the log only). grpc.health.v1 answers from s.Ready.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
-	o := grpcOptions{reflection: true}
+	o := grpcOptions{reflection: true, transport: DefaultTransport(), healthInterval: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
+			if id, ok := PeerIdentityFromContext(ctx); ok {
+				return logging.Fields{"peer_identity", id.String()}
+			}
+			return nil
+		}),
+	}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, msgInternal)
 	})}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if s.metrics != nil {
+		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
+		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
+	}
+	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
-		grpc.MaxConcurrentStreams(1024),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(logger, logOpts...),
-			recovery.UnaryServerInterceptor(recoverOpts...),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(logger, logOpts...),
-			recovery.StreamServerInterceptor(recoverOpts...),
-		),
+		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(o.transport.Enforcement),
+		grpc.KeepaliveParams(o.transport.Keepalive),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}, o.extra...)
+	if o.tls != nil {
+		serverOpts = append(serverOpts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(o.tls), log: log}))
+	}
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(latchv1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs := newHealthServer(s, func() []string {
+		names := []string{""}
+		for name := range gs.GetServiceInfo() {
+			if name != healthpb.Health_ServiceDesc.ServiceName {
+				names = append(names, name)
+			}
+		}
+		return names
+	})
 	healthpb.RegisterHealthServer(gs, hs)
 	if o.reflection {
 		reflection.Register(gs)
 	}
-	return &GRPCServer{Server: gs, health: hs, auth: s}
+	if s.metrics != nil {
+		s.metrics.grpc.InitializeMetrics(gs)
+	}
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	return &GRPCServer{Server: gs, health: hs, auth: s, interval: o.healthInterval, pollCtx: pollCtx, stopPoll: stopPoll}
+}
+
+// Serve accepts connections on lis (see grpc.Server.Serve) and, from the
+// first call on, keeps the health statuses in step with the server's
+// readiness for Watch streams.
+func (g *GRPCServer) Serve(lis net.Listener) error {
+	if g.interval > 0 {
+		g.pollOnce.Do(func() { go g.health.watchReadiness(g.pollCtx, g.interval) })
+	}
+	return g.Server.Serve(lis)
+}
+
+// StartDrain reports the server as stopping without refusing anything yet:
+// grpc.health.v1 answers NOT_SERVING for every service and /readyz 503, so
+// that load balancers move new work elsewhere. Drain calls it; call it
+// earlier to give balancers time to notice before connections close.
+func (g *GRPCServer) StartDrain() {
+	g.auth.SetDraining()
+	g.health.Shutdown()
+	g.stopPoll()
+}
+
+// Stop stops the server at once (see grpc.Server.Stop).
+func (g *GRPCServer) Stop() {
+	g.stopPoll()
+	g.Server.Stop()
+}
+
+// GracefulStop stops the server after in-flight RPCs finish (see
+// grpc.Server.GracefulStop). Drain is the complete sequence.
+func (g *GRPCServer) GracefulStop() {
+	g.stopPoll()
+	g.Server.GracefulStop()
 }
 
 // Drain marks every service NOT_SERVING (so load balancers stop sending
-// work), ends WatchRevocations streams (their clients reconnect elsewhere),
-// then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
+// work), ends WatchRevocations and health Watch streams (their clients
+// reconnect elsewhere), then stops gracefully, waiting for in-flight RPCs until ctx ends, when it
 // stops hard.
 func (g *GRPCServer) Drain(ctx context.Context) {
-	g.health.Shutdown()
+	g.StartDrain()
 	g.auth.StopWatchers()
+	g.health.stopWatch()
 	done := make(chan struct{})
 	go func() {
 		g.GracefulStop()

@@ -16,7 +16,10 @@ const JWKSPath = "/.well-known/jwks.json"
 //
 //   - GET /.well-known/jwks.json: the published keys (same as GetJWKS), with
 //     Cache-Control max-age, an ETag and 304 answers to If-None-Match;
-//   - GET /healthz: 200 while the process runs.
+//   - GET /healthz: 200 while the process runs (liveness);
+//   - GET /readyz: 200 when Ready, else 503 with the reason (readiness;
+//     503 from the start of a drain);
+//   - GET /metrics: Prometheus metrics, when the server has a Metrics.
 //
 // Anything else is 404; other methods on these paths are 405.
 func (s *Server) HTTPHandler() http.Handler {
@@ -27,7 +30,11 @@ func (s *Server) HTTPHandler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	return mux
+	mux.HandleFunc("GET /readyz", s.serveReadyz)
+	if s.metrics != nil {
+		mux.Handle("GET "+MetricsPath, s.metrics.Handler(s.log))
+	}
+	return s.metrics.instrumentHTTP(mux)
 }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {

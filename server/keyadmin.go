@@ -354,6 +354,9 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 	for _, ev := range res.events {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+ev.name[len("key_"):],
 			slog.String("event", ev.name), slog.String("kid", ev.kid))
+		if ev.name == "key_retired" { // an active key replaced: one rotation
+			s.metrics.KeyRotated(map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}[act])
+		}
 	}
 	if _, err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)

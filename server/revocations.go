@@ -75,6 +75,13 @@ func (b *broadcaster) publish(ev *latchv1.RevocationEvent) {
 	}
 }
 
+// count returns the number of subscribers.
+func (b *broadcaster) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
 // close ends every subscription and refuses new ones.
 func (b *broadcaster) close() {
 	b.mu.Lock()

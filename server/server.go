@@ -169,6 +169,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
+	metrics  *Metrics  // nil: no metrics
+	ready    readiness // draining flag and shared store check
 
 	keyPolicy  keyPolicy
 	keyMu      sync.Mutex // serialises key-set changes and ring reloads
@@ -181,10 +183,11 @@ var _ latchv1.AuthServiceServer = (*Server)(nil)
 type Option func(*options)
 
 type options struct {
-	log    *slog.Logger
-	now    func() time.Time
-	rand   io.Reader
-	sealer *keyseal.Sealer
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	sealer  *keyseal.Sealer
+	metrics *Metrics
 }
 
 // WithLogger sets the logger. Default: a logger that discards everything.
@@ -197,6 +200,10 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithRand sets the randomness for keys, ids and refresh tokens. Default
 // crypto/rand.Reader; anything predictable makes every token guessable.
 func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
+
+// WithMetrics records RPC and domain metrics in m (see Metrics). Default:
+// none, and no /metrics endpoint. One Metrics serves one Server.
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
 
 // New returns a Server. It checks the stored signing keys (refusing sealed
 // keys without the right key-encryption key, see WithKeySealer), makes sure
@@ -235,6 +242,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		log:      o.log,
 		now:      o.now,
 		rand:     o.rand,
+		metrics:  o.metrics,
 
 		keyPolicy:  newKeyPolicy(cfg),
 		missReload: missReloader{interval: time.Second},
@@ -243,6 +251,11 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, err
 	}
 	keys.onMiss = s.reloadOnMiss
+	if o.metrics != nil {
+		if err := o.metrics.bind(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

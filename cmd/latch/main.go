@@ -4,7 +4,7 @@
 //	latch serve [flags]        run the gRPC and HTTP servers
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
-//	latch version              print the version
+//	latch version              print the version, module and VCS information
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
 // LATCH_GRPC_ADDR, and so on. A flag given on the command line wins.
@@ -32,7 +32,7 @@ Usage:
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
-  latch version                       print the version
+  latch version                       print the version, module and VCS information
   latch help                          this text
 
 Every serve flag can also be set with an environment variable: LATCH_ and the
@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, e env) int {
 	case "bench":
 		err = benchCmd(ctx, args[1:], e)
 	case "version", "--version":
-		fmt.Fprintln(e.stdout, "latch", version)
+		printVersion(e.stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 	default:

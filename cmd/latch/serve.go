@@ -39,6 +39,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("latch serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var f serveFlags
+	var tf transportFlags
 	f.audiences = stringList{vals: []string{"latch"}}
 	fs.StringVar(&f.db, "db", "./latch.db", "bbolt database file (created if missing)")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7300", "gRPC listen address")
@@ -61,6 +62,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
 	f.keys.register(fs)
+	tf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -81,10 +83,15 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr); err != nil {
+	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr,
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr})); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
+	tp, err := tf.setup(log)
+	if err != nil {
+		return err
+	}
 	store, err := bolt.Open(f.db)
 	if err != nil {
 		return explainOpen(f.db, err)
@@ -94,7 +101,14 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, store, hasher, cfg, server.WithLogger(log), server.WithKeySealer(sealer))
+	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
+	if tf.metrics {
+		bi := readBuildInfo()
+		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
+		tp.instrument(m)
+		srvOpts = append(srvOpts, server.WithMetrics(m))
+	}
+	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {
 		return explainKeyError(err)
 	}
@@ -112,10 +126,11 @@ func serve(ctx context.Context, args []string, e env) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
-	gs := server.NewGRPCServer(srv, log, server.WithReflection(f.reflect))
+	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect))...)
 	hs := &http.Server{
 		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
 
 	if f.dev {
@@ -130,9 +145,10 @@ func serve(ctx context.Context, args []string, e env) error {
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
-	go func() { errc <- hs.Serve(httpLis) }()
+	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
+	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
 	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "db", f.db, "issuer", cfg.Issuer, "version", version)
+		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "db", f.db, "issuer", cfg.Issuer, "version", readBuildInfo().version)
 
 	var serveErr error
 	select {
@@ -140,6 +156,10 @@ func serve(ctx context.Context, args []string, e env) error {
 		log.Info("stopping", "event", "shutdown")
 	case serveErr = <-errc:
 		log.Error("server failed; stopping", "event", "serve_failed", "error", serveErr.Error())
+	}
+	gs.StartDrain()
+	if serveErr == nil {
+		sleepCtx(context.Background(), tf.drainDelay) // balancers see NOT_SERVING and move away
 	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer stopCancel()

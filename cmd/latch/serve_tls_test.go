@@ -1,0 +1,483 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/certs/certstest"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7300": true, "127.1.2.3:0": true, "[::1]:7300": true, "localhost:7300": true, "LOCALHOST:1": true,
+		"0.0.0.0:7300": false, ":7300": false, "[::]:7300": false, "10.0.0.1:7300": false,
+		"192.168.1.1:80": false, "latch.example:7300": false, "127.0.0.1": false, "": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestCheckExposure(t *testing.T) {
+	loop := map[string]string{"grpc-addr": "127.0.0.1:7300", "http-addr": "[::1]:7301"}
+	open := map[string]string{"grpc-addr": "0.0.0.0:7300", "http-addr": ":7301"}
+	half := map[string]string{"grpc-addr": "127.0.0.1:7300", "http-addr": "0.0.0.0:7301"}
+	cases := []struct {
+		name           string
+		addrs          map[string]string
+		tls, insecure  bool
+		wantErr        bool
+		mustName, none string
+	}{
+		{name: "plaintext on loopback", addrs: loop},
+		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "--grpc-addr 0.0.0.0:7300"},
+		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "--http-addr 0.0.0.0:7301", none: "--grpc-addr"},
+		{name: "TLS anywhere", addrs: open, tls: true},
+		{name: "insecure-listen", addrs: open, insecure: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkExposure(tc.addrs, tc.tls, tc.insecure)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("checkExposure = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			for _, want := range []string{tc.mustName, "--tls-cert", "--insecure-listen", "LATCH_INSECURE_LISTEN=true"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not say %q", msg, want)
+				}
+			}
+			if tc.none != "" && strings.Contains(msg, tc.none) {
+				t.Errorf("message %q names %s, which is loopback", msg, tc.none)
+			}
+		})
+	}
+}
+
+func TestTransportFlagsValidate(t *testing.T) {
+	f := transportFlags{tlsCert: "c.pem", tlsClientCA: "ca.pem", maxStreams: 0, drainDelay: -time.Second}
+	err := f.validate(map[string]string{"grpc-addr": "127.0.0.1:1"})
+	if err == nil {
+		t.Fatal("validate accepted a cert without key, streams 0 and a negative drain delay")
+	}
+	for _, want := range []string{"--tls-cert and --tls-key go together", "max-concurrent-streams", "drain-delay"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	f = transportFlags{tlsClientCA: "ca.pem", maxStreams: 10}
+	if err := f.validate(nil); err == nil || !strings.Contains(err.Error(), "--tls-client-ca needs --tls-cert") {
+		t.Errorf("client CA without TLS: %v", err)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out bytes.Buffer
+	code := run(context.Background(), []string{"version"}, env{stdout: &out, stderr: io.Discard, getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("latch version exited %d", code)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasPrefix(lines[0], "latch ") {
+		t.Errorf("first line %q, want \"latch <version>\"", lines[0])
+	}
+	for _, want := range []string{"module:    github.com/latchauth/latch", "revision:", "go:        go1."} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("latch version lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestServeRefusesPlaintextBeyondLoopback runs the real binary: plaintext
+// on a non-loopback address without --insecure-listen is refused before
+// anything is opened, with the fix in the message.
+func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
+	t.Setenv("LATCH_INSECURE_LISTEN", "") // whatever the caller's environment says
+	ctx := testCtx(t, time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("serve on 0.0.0.0 without TLS: err=%v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{"refusing to serve plaintext on --grpc-addr 0.0.0.0:0", "--tls-cert", "--insecure-listen"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "--http-addr") {
+		t.Errorf("output blames the loopback --http-addr:\n%s", out)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the database was created before the refusal (stat: %v)", err)
+	}
+}
+
+// TestServeMutualTLSEndToEnd runs the real binary configured the way the
+// container is (LATCH_INSECURE_LISTEN=true plus LATCH_TLS_* files): TLS
+// with client certificates on both ports, plaintext never served, metrics
+// and readiness over HTTPS, and a graceful drain that reports NOT_SERVING
+// for --drain-delay before stopping.
+func TestServeMutualTLSEndToEnd(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	dir := t.TempDir()
+	serverCA, clientCA := certstest.NewCA(t, "server CA"), certstest.NewCA(t, "client CA")
+	serverLeaf := serverCA.Server(t)
+	certFile, keyFile := serverLeaf.WriteFiles(t, dir, "server")
+	client := clientCA.Client(t, "orders", "spiffe://latch.test/orders")
+	clientCert, clientKey := client.WriteFiles(t, dir, "client")
+	caFile, clientCAFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "clients.pem")
+	certstest.WriteFile(t, caFile, serverCA.PEM)
+	certstest.WriteFile(t, clientCAFile, clientCA.PEM)
+	t.Setenv("LATCH_INSECURE_LISTEN", "true")
+	t.Setenv("LATCH_TLS_CERT", certFile)
+	t.Setenv("LATCH_TLS_KEY", keyFile)
+	t.Setenv("LATCH_TLS_CLIENT_CA", clientCAFile)
+
+	db := filepath.Join(t.TempDir(), "latch.db")
+	const pw = "alice-password-1"
+	if out, err := userAdd(ctx, latchBinary(t), db, "alice@example.com", pw); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	p := startLatch(t, ctx, db, "--drain-delay", "15s")
+	if !strings.Contains(p.logText(), `"transport":"mtls"`) {
+		t.Errorf("listening record does not say mtls:\n%s", p.logText())
+	}
+
+	mtls := []string{"-cacert", caFile, "-cert", clientCert, "-key", clientKey}
+	call := func(args []string, method string, body any) grpcResult {
+		t.Helper()
+		full := append(append([]string{"-max-time", "20"}, args...), "-d", mustJSON(t, body), p.grpcAddr, method)
+		cmd := exec.CommandContext(ctx, grpcurlPath(t), full...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := grpcResult{raw: stdout.String(), stderr: stderr.String(), err: err}
+		if err == nil {
+			_ = json.Unmarshal(stdout.Bytes(), &r.out)
+		}
+		return r
+	}
+	login := map[string]any{"email": "alice@example.com", "password": pw}
+	tokensOf(t, mustOK(t, call(mtls, svcLogin, login), "Login over mTLS"))
+	if r := call([]string{"-plaintext"}, svcLogin, login); r.err == nil {
+		t.Errorf("plaintext Login succeeded against a TLS server")
+	}
+	if r := call([]string{"-cacert", caFile}, svcLogin, login); r.err == nil {
+		t.Errorf("Login without a client certificate succeeded")
+	}
+	if !strings.Contains(p.logText(), `"peer_identity":"spiffe://latch.test/orders"`) {
+		t.Errorf("RPC log lacks the client's identity:\n%s", p.logText())
+	}
+
+	pool := serverCA.Pool()
+	https := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{client.TLSCertificate(t)}}}}
+	get := func(c *http.Client, path string) (int, string, error) {
+		resp, err := c.Get("https://" + p.httpAddr + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, body, err := get(https, "/readyz"); err != nil || code != http.StatusOK {
+		t.Errorf("/readyz over mTLS = %d %q %v, want 200", code, body, err)
+	}
+	noCert := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if _, _, err := get(noCert, "/readyz"); err == nil {
+		t.Errorf("HTTPS without a client certificate was served")
+	}
+	for !strings.Contains(p.logText(), `"event":"http_server_error"`) || !strings.Contains(p.logText(), `"event":"tls_handshake_failed"`) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("refused handshakes not logged on both ports:\n%s", p.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if resp, err := http.Get("http://" + p.httpAddr + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plaintext HTTP served /readyz on the TLS port")
+		}
+	}
+	_, metrics, err := get(https, "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	if got := metricValue(fams["latch_logins_total"], "outcome", "success"); got != 1 {
+		t.Errorf("latch_logins_total{outcome=success} = %v, want 1", got)
+	}
+	if got := metricValue(fams["grpc_server_handled_total"], "grpc_method", "Login", "grpc_code", "OK"); got != 1 {
+		t.Errorf("grpc_server_handled_total{Login,OK} = %v, want 1", got)
+	}
+	if got, want := metricValue(fams["latch_tls_cert_not_after_seconds"]), float64(serverLeaf.Cert.NotAfter.Unix()); got != want {
+		t.Errorf("latch_tls_cert_not_after_seconds = %v, want %v", got, want)
+	}
+
+	// Renewal in place: both ports serve the new certificate at the next
+	// handshake, without a restart.
+	renewed := serverCA.Server(t)
+	renewed.WriteFiles(t, dir, "server")
+	future := time.Now().Add(time.Hour)
+	for _, f := range []string{certFile, keyFile} {
+		if err := os.Chtimes(f, future, future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, port := range []struct{ name, addr, alpn string }{{"gRPC", p.grpcAddr, "h2"}, {"HTTP", p.httpAddr, "http/1.1"}} {
+		conn, err := tls.Dial("tcp", port.addr, &tls.Config{RootCAs: pool, NextProtos: []string{port.alpn},
+			Certificates: []tls.Certificate{client.TLSCertificate(t)}})
+		if err != nil {
+			t.Fatalf("%s handshake after renewal: %v", port.name, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].SerialNumber
+		conn.Close()
+		if got.Cmp(renewed.Cert.SerialNumber) != 0 {
+			t.Errorf("%s port serves serial %v after renewal, want %v", port.name, got, renewed.Cert.SerialNumber)
+		}
+	}
+	if !strings.Contains(p.logText(), `"event":"tls_reloaded"`) {
+		t.Errorf("reload not logged")
+	}
+
+	// Drain: NOT_SERVING and 503 during --drain-delay, then a clean exit.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		code, _, err := get(https, "/readyz")
+		if err == nil && code == http.StatusServiceUnavailable {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("/readyz never turned 503 after SIGTERM: %d %v", code, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	h := mustOK(t, call(mtls, "grpc.health.v1.Health/Check", map[string]any{}), "health during drain")
+	if h["status"] != "NOT_SERVING" {
+		t.Errorf("health during drain = %v, want NOT_SERVING", h)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after drain: %v\n%s", err, p.logText())
+		}
+	case <-ctx.Done():
+		t.Fatal("latch did not exit after the drain delay")
+	}
+	checkLogsHoldNoSecrets(t, p.logText(), pw, string(client.KeyPEM))
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metricValue returns the counter or gauge value of the series in f whose
+// labels include the given name/value pairs (-1 when none does).
+func metricValue(f *dto.MetricFamily, kv ...string) float64 {
+next:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if labels[kv[i]] != kv[i+1] {
+				continue next
+			}
+		}
+		if m.Counter != nil {
+			return m.GetCounter().GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	return -1
+}
+
+// TestDockerfileEnv checks the container's configuration against the
+// binary: every LATCH_* variable the Dockerfile sets is one `latch serve`
+// reads, and its addresses are accepted only because of
+// LATCH_INSECURE_LISTEN (or TLS).
+func TestDockerfileEnv(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(raw), "\\\n", " ")
+	vars := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, "ENV "); ok {
+			for _, kv := range strings.Fields(rest) {
+				k, v, _ := strings.Cut(kv, "=")
+				vars[k] = v
+			}
+		}
+	}
+	if len(vars) == 0 {
+		t.Fatal("the Dockerfile sets no environment")
+	}
+	var help bytes.Buffer
+	cmd := exec.Command(latchBinary(t), "serve", "--help")
+	cmd.Stdout, cmd.Stderr = &help, &help
+	_ = cmd.Run()
+	for k := range vars {
+		if !strings.Contains(help.String(), "["+k+"]") {
+			t.Errorf("Dockerfile sets %s, which latch serve does not read", k)
+		}
+	}
+	if vars["LATCH_INSECURE_LISTEN"] != "true" {
+		t.Errorf("LATCH_INSECURE_LISTEN = %q, want true", vars["LATCH_INSECURE_LISTEN"])
+	}
+	addrs := map[string]string{"grpc-addr": vars["LATCH_GRPC_ADDR"], "http-addr": vars["LATCH_HTTP_ADDR"]}
+	if err := checkExposure(addrs, false, false); err == nil {
+		t.Errorf("the image's addresses %v count as loopback; the container would be unreachable", addrs)
+	}
+	if err := checkExposure(addrs, false, true); err != nil {
+		t.Errorf("the image's plaintext default is refused: %v", err)
+	}
+}
+
+// TestReadmeListsEveryServeFlag: the README's configuration table names
+// every flag of `latch serve` and its environment variable.
+func TestReadmeListsEveryServeFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	cmd := exec.Command(latchBinary(t), "serve", "--help")
+	cmd.Stdout, cmd.Stderr = &help, &help
+	_ = cmd.Run()
+	n := 0
+	for _, line := range strings.Split(help.String(), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
+			continue
+		}
+		n++
+		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
+		for _, want := range []string{"`" + flagName + "`", "`" + envName + "`"} {
+			if !bytes.Contains(readme, []byte(want)) {
+				t.Errorf("README.md does not document %s", want)
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found only %d flags in latch serve --help:\n%s", n, help.String())
+	}
+}
+
+// TestTransportFlagsMapping: flags and their environment variables reach
+// the server's Transport, and the defaults are the server's.
+func TestTransportFlagsMapping(t *testing.T) {
+	parse := func(args []string, env map[string]string) transportFlags {
+		t.Helper()
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var f transportFlags
+		f.register(fs)
+		if err := parseFlags(fs, args, func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	def := parse(nil, nil)
+	if got, want := def.transport(), server.DefaultTransport(); got != want {
+		t.Errorf("defaults: %+v, want server.DefaultTransport() %+v", got, want)
+	}
+	if !def.metrics || def.insecureListen || def.drainDelay != 0 {
+		t.Errorf("defaults: metrics=%v insecure-listen=%v drain-delay=%v", def.metrics, def.insecureListen, def.drainDelay)
+	}
+	f := parse([]string{"--max-concurrent-streams", "7", "--max-connection-age", "30m", "--keepalive-min-time", "20s"},
+		map[string]string{"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "1h",
+			"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
+	tr := f.transport()
+	want := server.DefaultTransport()
+	want.MaxConcurrentStreams = 7
+	want.Keepalive.MaxConnectionAge = 30 * time.Minute // the flag wins over LATCH_MAX_CONNECTION_AGE
+	want.Keepalive.MaxConnectionAgeGrace = 5 * time.Second
+	want.Keepalive.MaxConnectionIdle = 0
+	want.Keepalive.Time, want.Keepalive.Timeout = time.Minute, 7*time.Second
+	want.Enforcement.MinTime = 20 * time.Second
+	if tr != want {
+		t.Errorf("transport = %+v, want %+v", tr, want)
+	}
+	if f.metrics {
+		t.Errorf("LATCH_METRICS=false left metrics on")
+	}
+}
+
+// TestReadmeListsEveryEvent: every "event" value the server and this
+// command log is documented in the README (the audit-event list, or the
+// key-rotation section).
+func TestReadmeListsEveryEvent(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`"event",\s*"([a-z_]+)"|slog\.String\("event",\s*"([a-z_]+)"\)`)
+	seen := map[string]bool{}
+	for _, dir := range []string{".", filepath.Join("..", "..", "server"), filepath.Join("..", "..", "server", "certs"), filepath.Join("..", "..", "storage")} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+				seen[m[1]+m[2]] = true
+			}
+		}
+	}
+	if len(seen) < 20 {
+		t.Fatalf("found only %d events; is the pattern stale?", len(seen))
+	}
+	for ev := range seen {
+		if !bytes.Contains(readme, []byte("`"+ev+"`")) {
+			t.Errorf("event %q is logged but not documented in README.md", ev)
+		}
+	}
+}

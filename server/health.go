@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// readyTimeout bounds one readiness check of the store.
+const readyTimeout = 2 * time.Second
+
+// Reasons a server is not ready, as Ready reports them (and /readyz says).
+var (
+	// ErrDraining: the server is stopping; load balancers should send
+	// new work elsewhere.
+	ErrDraining = errors.New("draining")
+	// ErrNoSigningKey: no signing key is loaded.
+	ErrNoSigningKey = errors.New("no signing key loaded")
+	// ErrStorageUnavailable: the store did not answer a read.
+	ErrStorageUnavailable = errors.New("storage unavailable")
+)
+
+// readiness holds the draining flag and shares one store check among
+// concurrent callers, so that a flood of probes costs one read at a time.
+type readiness struct {
+	mu       sync.Mutex
+	draining bool
+	inflight *readyCall
+	last     error // result of the previous check, to log changes only
+	checked  bool
+}
+
+type readyCall struct {
+	done chan struct{}
+	err  error
+}
+
+// Ready reports whether the server can do its work: nil when it is not
+// draining, a signing key is loaded and the store answers a read within 2 s;
+// otherwise ErrDraining, ErrNoSigningKey or ErrStorageUnavailable (the
+// store's own error goes to the log only). /readyz and grpc.health.v1
+// answer from it.
+func (s *Server) Ready(ctx context.Context) error {
+	s.ready.mu.Lock()
+	if s.ready.draining {
+		s.ready.mu.Unlock()
+		return ErrDraining
+	}
+	c := s.ready.inflight
+	if c == nil {
+		c = &readyCall{done: make(chan struct{})}
+		s.ready.inflight = c
+		go s.checkReady(c)
+	}
+	s.ready.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("readiness check: %w", ctx.Err())
+	}
+}
+
+func (s *Server) checkReady(c *readyCall) {
+	var err error
+	if s.keys.signer() == nil {
+		err = ErrNoSigningKey
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+		_, serr := s.store.ListSigningKeys(ctx)
+		cancel()
+		if serr != nil {
+			err = ErrStorageUnavailable
+			s.log.Warn("readiness: storage did not answer", "event", "storage_unavailable", "error", serr.Error())
+		}
+	}
+	s.ready.mu.Lock()
+	c.err = err
+	s.ready.inflight = nil
+	changed := !s.ready.checked || (s.ready.last == nil) != (err == nil) || (err != nil && !errors.Is(err, s.ready.last))
+	s.ready.last, s.ready.checked = err, true
+	s.ready.mu.Unlock()
+	close(c.done)
+	if changed {
+		if err != nil {
+			s.log.Warn("not ready", "event", "readiness_changed", "ready", false, "reason", err.Error())
+		} else {
+			s.log.Info("ready", "event", "readiness_changed", "ready", true)
+		}
+	}
+}
+
+// SetDraining marks the server as stopping: from now on Ready reports
+// ErrDraining, so /readyz answers 503. GRPCServer.StartDrain calls it.
+func (s *Server) SetDraining() {
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	if !s.ready.draining {
+		s.ready.draining = true
+		s.log.Info("draining: reporting not ready", "event", "draining")
+	}
+}
+
+// serveReadyz answers 200 "ready" or 503 with the reason.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.Ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, "not ready: %s\n", readyReason(err))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// readyReason is the client-visible reason: one of the fixed sentinels.
+func readyReason(err error) string {
+	for _, known := range []error{ErrDraining, ErrNoSigningKey, ErrStorageUnavailable} {
+		if errors.Is(err, known) {
+			return known.Error()
+		}
+	}
+	return "check did not finish"
+}
+
+// healthServer is grpc.health.v1 answering Check for the whole server ("")
+// and every service registered on it (AuthService, and any added later)
+// from Server.Ready at each call. Watch follows the status that Check and
+// the GRPCServer's periodic check last set.
+type healthServer struct {
+	*health.Server
+	auth      *Server
+	services  func() []string // registered services, "" included
+	stopped   context.Context // done when Watch streams must end (drain)
+	stopWatch context.CancelFunc
+}
+
+func newHealthServer(s *Server, services func() []string) *healthServer {
+	stopped, stop := context.WithCancel(context.Background())
+	h := &healthServer{Server: health.NewServer(), auth: s, services: services,
+		stopped: stopped, stopWatch: stop}
+	h.setAll(healthpb.HealthCheckResponse_SERVING)
+	return h
+}
+
+func (h *healthServer) covers(service string) bool {
+	for _, s := range h.services() {
+		if s == service {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *healthServer) setAll(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, svc := range h.services() {
+		h.SetServingStatus(svc, st) // ignored after Shutdown (draining)
+	}
+}
+
+// refresh sets every status from Ready and returns it.
+func (h *healthServer) refresh(ctx context.Context) healthpb.HealthCheckResponse_ServingStatus {
+	err := h.auth.Ready(ctx)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up; that says nothing about the server.
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	h.setAll(st)
+	return st
+}
+
+// Check implements healthpb.HealthServer.
+func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if !h.covers(req.GetService()) {
+		return h.Server.Check(ctx, req)
+	}
+	return &healthpb.HealthCheckResponse{Status: h.refresh(ctx)}, nil
+}
+
+// Watch implements healthpb.HealthServer. Streams end with UNAVAILABLE when
+// the drain proper begins, so that a graceful stop does not wait for them.
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if h.covers(req.GetService()) {
+		// A service registered after start has no status yet: give it one
+		// now rather than SERVICE_UNKNOWN until the next periodic check.
+		h.refresh(stream.Context())
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stop := context.AfterFunc(h.stopped, cancel)
+	defer stop()
+	err := h.Server.Watch(req, ctxStream{Health_WatchServer: stream, ctx: ctx})
+	if h.stopped.Err() != nil {
+		return status.Error(codes.Unavailable, "server draining; reconnect elsewhere")
+	}
+	return err
+}
+
+// ctxStream is a Watch stream with a context of our own.
+type ctxStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
+
+// watchReadiness refreshes the health statuses every interval until ctx
+// ends, so that Watch streams follow the store's reachability.
+func (h *healthServer) watchReadiness(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, readyTimeout+time.Second)
+			h.refresh(cctx)
+			cancel()
+		}
+	}
+}
+
+var _ healthpb.HealthServer = (*healthServer)(nil)

@@ -1,0 +1,331 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/certs"
+	"github.com/latchauth/latch/server/certs/certstest"
+	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/storage/bolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// whoamiDesc is a one-method service whose handler answers with the
+// identity PeerIdentityFromContext gives it: "subject|uris|dns", or "" when
+// there is none.
+func whoamiDesc() *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "latch.test.Whoami",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Who",
+			Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+				in := new(emptypb.Empty)
+				if err := dec(in); err != nil {
+					return nil, err
+				}
+				h := func(ctx context.Context, _ any) (any, error) {
+					id, ok := server.PeerIdentityFromContext(ctx)
+					if !ok {
+						return wrapperspb.String(""), nil
+					}
+					return wrapperspb.String(id.Subject + "|" + strings.Join(id.URIs, ",") + "|" + strings.Join(id.DNSNames, ",")), nil
+				}
+				if ic == nil {
+					return h(ctx, in)
+				}
+				return ic(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/latch.test.Whoami/Who"}, h)
+			},
+		}},
+	}
+}
+
+// tlsServer is Latch's gRPC server on a real loopback port with TLS (and
+// mutual TLS when clientCA is set), plus the Whoami service.
+type tlsServer struct {
+	addr   string
+	serial string
+	logs   *logBuffer
+	ca     *certstest.CA
+}
+
+func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
+	t.Helper()
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, "server CA")
+	leaf := ca.Server(t)
+	certFile, keyFile := leaf.WriteFiles(t, dir, "tls")
+	var ropts []certs.Option
+	if clientCA != nil {
+		caFile := filepath.Join(dir, "clients.pem")
+		certstest.WriteFile(t, caFile, clientCA.PEM)
+		ropts = append(ropts, certs.WithClientCA(caFile))
+	}
+	r, err := certs.New(certFile, keyFile, ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(dir, "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := password.NewHasher(fastParams(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	srv, err := server.New(ctxT(t), st, hasher, baseConfig(), server.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")))
+	gs.RegisterService(whoamiDesc(), struct{}{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(func() { gs.Stop(); st.Close() })
+	return &tlsServer{addr: lis.Addr().String(), serial: leaf.Cert.SerialNumber.String(), logs: logs, ca: ca}
+}
+
+// who calls Whoami over a fresh connection with creds.
+func who(t *testing.T, addr string, creds credentials.TransportCredentials) (string, error) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := new(wrapperspb.StringValue)
+	err = conn.Invoke(ctx, "/latch.test.Whoami/Who", &emptypb.Empty{}, out)
+	return out.GetValue(), err
+}
+
+func TestTLSHandshake(t *testing.T) {
+	s := startTLSServer(t, nil)
+	good := credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool(), ServerName: "localhost"})
+
+	got, err := who(t, s.addr, good)
+	if err != nil {
+		t.Fatalf("TLS call: %v", err)
+	}
+	if got != "" {
+		t.Errorf("identity without a client certificate = %q, want none", got)
+	}
+	// The real AuthService answers over TLS too.
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := latchv1.NewAuthServiceClient(conn).GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
+		t.Errorf("GetJWKS over TLS: %v", err)
+	}
+	// A service registered after NewGRPCServer is covered by health too,
+	// Watch (first, before anything set its status) and Check.
+	w, err := healthpb.NewHealthClient(conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{Service: "latch.test.Whoami"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Watch of a service registered later: %v, %v; want SERVING first", first, err)
+	}
+	hc, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "latch.test.Whoami"})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health of a service registered later: %v, %v; want SERVING", hc, err)
+	}
+
+	if _, err := who(t, s.addr, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {
+		t.Errorf("plaintext client against the TLS server: %v, want UNAVAILABLE", err)
+	}
+	other := certstest.NewCA(t, "untrusted CA")
+	if _, err := who(t, s.addr, credentials.NewTLS(&tls.Config{RootCAs: other.Pool(), ServerName: "localhost"})); status.Code(err) != codes.Unavailable {
+		t.Errorf("client that does not trust the server's CA: %v, want UNAVAILABLE", err)
+	}
+	old := credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10})
+	if _, err := who(t, s.addr, old); status.Code(err) != codes.Unavailable {
+		t.Errorf("TLS 1.1 client: %v, want UNAVAILABLE", err)
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	clientCA := certstest.NewCA(t, "client CA")
+	s := startTLSServer(t, clientCA)
+	creds := func(c *certstest.Leaf) credentials.TransportCredentials {
+		cfg := &tls.Config{RootCAs: s.ca.Pool(), ServerName: "localhost"}
+		if c != nil {
+			cfg.Certificates = []tls.Certificate{c.TLSCertificate(t)}
+		}
+		return credentials.NewTLS(cfg)
+	}
+
+	t.Run("no client certificate is refused", func(t *testing.T) {
+		if _, err := who(t, s.addr, creds(nil)); status.Code(err) != codes.Unavailable {
+			t.Errorf("err = %v, want UNAVAILABLE (handshake refused)", err)
+		}
+	})
+	// The server logs the refusal once its side of the handshake returns.
+	waitFor(t, "refused handshake logged", func() bool {
+		return strings.Contains(s.logs.String(), `"event":"tls_handshake_failed"`)
+	})
+	t.Run("certificate from another CA is refused", func(t *testing.T) {
+		rogue := certstest.NewCA(t, "rogue CA").Client(t, "orders", "spiffe://latch.test/orders")
+		if _, err := who(t, s.addr, creds(&rogue)); status.Code(err) != codes.Unavailable {
+			t.Errorf("err = %v, want UNAVAILABLE (handshake refused)", err)
+		}
+		// The server's own CA is not a client CA either.
+		serverIssued := s.ca.Client(t, "orders", "")
+		if _, err := who(t, s.addr, creds(&serverIssued)); status.Code(err) != codes.Unavailable {
+			t.Errorf("certificate from the server's CA: err = %v, want UNAVAILABLE", err)
+		}
+	})
+	t.Run("good certificate: identity visible to the handler and logged", func(t *testing.T) {
+		c := clientCA.Client(t, "orders", "spiffe://latch.test/ns/shop/sa/orders", "orders.shop.internal")
+		got, err := who(t, s.addr, creds(&c))
+		if err != nil {
+			t.Fatalf("call with a good client certificate: %v", err)
+		}
+		want := "CN=orders,O=Latch tests|spiffe://latch.test/ns/shop/sa/orders|orders.shop.internal"
+		if got != want {
+			t.Errorf("identity = %q, want %q", got, want)
+		}
+		var found bool
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["grpc.method"] == "Who" {
+				found = rec["peer_identity"] == "spiffe://latch.test/ns/shop/sa/orders"
+			}
+		}
+		if !found {
+			t.Errorf("RPC log record lacks peer_identity:\n%s", s.logs)
+		}
+	})
+}
+
+func TestPeerIdentityString(t *testing.T) {
+	for _, tc := range []struct {
+		id   server.PeerIdentity
+		want string
+	}{
+		{server.PeerIdentity{Subject: "CN=a", URIs: []string{"spiffe://x/a"}, DNSNames: []string{"a.x"}}, "spiffe://x/a"},
+		{server.PeerIdentity{Subject: "CN=a", DNSNames: []string{"a.x"}}, "a.x"},
+		{server.PeerIdentity{Subject: "CN=a"}, "CN=a"},
+	} {
+		if got := tc.id.String(); got != tc.want {
+			t.Errorf("%+v.String() = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	if _, ok := server.PeerIdentityFromContext(context.Background()); ok {
+		t.Errorf("identity found in a context without a peer")
+	}
+	if _, ok := server.PeerIdentityFromTLS(&tls.ConnectionState{}); ok {
+		t.Errorf("identity found in a TLS state without verified chains")
+	}
+}
+
+// TestReflectionOff checks that --reflection=false removes the reflection
+// service, and that the same probe finds it when on.
+func TestReflectionOff(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithReflection(on)}})
+		stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without reflection the server may end the stream before the
+		// request is sent (Send then reports io.EOF); Recv has the status.
+		sendErr := stream.Send(&reflectionpb.ServerReflectionRequest{
+			MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"}})
+		if sendErr != nil && (on || !errors.Is(sendErr, io.EOF)) {
+			t.Fatalf("reflection on=%v: Send: %v", on, sendErr)
+		}
+		resp, err := stream.Recv()
+		if !on {
+			if status.Code(err) != codes.Unimplemented {
+				t.Errorf("reflection off: Recv = %v, %v; want UNIMPLEMENTED", resp, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("reflection on: %v", err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		if !strings.Contains(strings.Join(names, " "), "latch.v1.AuthService") {
+			t.Errorf("reflection on: services %v lack latch.v1.AuthService", names)
+		}
+	}
+}
+
+func TestTransportValidate(t *testing.T) {
+	if err := server.DefaultTransport().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	bad := server.DefaultTransport()
+	bad.MaxConcurrentStreams = 0
+	bad.Keepalive.MaxConnectionAge = -time.Second
+	bad.Enforcement.MinTime = time.Hour
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a broken transport")
+	}
+	for _, want := range []string{"max-concurrent-streams", "max-connection-age", "keepalive-min-time"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+// TestMaxConcurrentStreamsApplied: with a limit of one stream per
+// connection, an open WatchRevocations stream holds the only slot, so a
+// second RPC on the connection cannot start until the stream ends.
+func TestMaxConcurrentStreamsApplied(t *testing.T) {
+	tr := server.DefaultTransport()
+	tr.MaxConcurrentStreams = 1
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithTransport(tr)}})
+	wctx, cancel := context.WithCancel(e.introspector())
+	defer cancel()
+	stream, err := e.client.WatchRevocations(wctx, &latchv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	// The slot is taken: this call can only wait, so its deadline expires.
+	short, cancelShort := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := e.client.GetJWKS(short, &latchv1.GetJWKSRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("second RPC while the only stream slot is taken: %v, want DEADLINE_EXCEEDED", err)
+	}
+	cancel()
+	if _, err := e.client.GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
+		t.Errorf("RPC after the stream ended: %v", err)
+	}
+}
