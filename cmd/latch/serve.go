@@ -141,7 +141,7 @@ func serve(ctx context.Context, args []string, e env) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+	go storage.RunSweeper(runCtx, store, f.sweepInterval, 100, time.Now, log) // 100 rows: a short write lock (latch bench sweep rows)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()

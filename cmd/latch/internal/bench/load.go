@@ -22,6 +22,9 @@ type Result struct {
 	ServerCores   float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
 	ServerPeakMiB float64 `json:"server_peak_rss_mib,omitempty"`
 	FirstError    string  `json:"first_error,omitempty"`
+	// StoredSessions and DBSizeMiB describe the database of a scale row.
+	StoredSessions int     `json:"stored_sessions,omitempty"`
+	DBSizeMiB      float64 `json:"db_size_mib,omitempty"`
 }
 
 // errStop ends a worker early without counting an error (out of input).

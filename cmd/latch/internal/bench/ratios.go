@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+
+	"github.com/latchauth/latch/server/password"
 )
 
 // Peer rates on this machine class, from issue 8 (32 concurrent HTTP
@@ -53,9 +55,71 @@ func (b *runner) ratios() {
 		rate("Login"), argon*hc/float64(runtime.NumCPU()), "target ≥ 0.9")
 	add("interceptor unary / gRPC echo", rate("interceptor-protected unary"), echo, "cached verification")
 	add("raw golang-jwt / raw ecdsa.Verify", jwtRate, verify, "library overhead")
+	b.scaleRatios(add)
+	for _, rpc := range []string{"Refresh", "Introspect"} {
+		if off, ok := b.find(rpc + ", sweeper off"); ok {
+			if during, ok := b.find(rpc + ", during a sweep"); ok {
+				add(rpc+" p99 during a sweep / sweeper off", during.P99Micros, off.P99Micros, "target ≤ 2")
+			}
+		}
+	}
+	b.memoryRatio(add)
 	if quiet, ok := b.find("Introspect, unloaded"); ok {
 		if loud, ok := b.find("Introspect during login flood"); ok {
 			add("Introspect p99 during login flood / unloaded p99", loud.P99Micros, quiet.P99Micros, "target ≤ 3")
 		}
 	}
+}
+
+// scaleRatios adds, per RPC, the slowest scale row's rate over the fastest
+// one's (target ≥ 0.8: all within 20% of each other).
+func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
+	for _, rpc := range []string{"Refresh", "Introspect"} {
+		var lo, hi Result
+		for _, r := range b.report.Rows {
+			if r.Kind != "scale" || !strings.HasPrefix(r.Name, rpc+",") {
+				continue
+			}
+			if lo.Name == "" || r.PerSecond < lo.PerSecond {
+				lo = r
+			}
+			if hi.Name == "" || r.PerSecond > hi.PerSecond {
+				hi = r
+			}
+		}
+		if lo.Name != "" && lo.Name != hi.Name {
+			add(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
+				lo.PerSecond, hi.PerSecond, "target ≥ 0.8")
+		}
+	}
+}
+
+// Login-flood memory bound. Each hash slot holds one argon2id block of m
+// KiB; the Go collector (GOGC=100) lets the heap grow to twice what is live
+// before it collects, so a slot can account for 2m at the peak. Queued
+// logins wait for a slot holding only their request (the queue is bounded
+// in time, 2 s, and each request is at most 1 KiB of password), and the
+// gRPC transport's buffers are per connection: floodConstMiB covers both for
+// the bench's connections.
+const floodConstMiB = 16.0
+
+// FloodBoundMiB is the stated peak-RSS bound under a login flood: idle RSS
+// + hash slots × 2 × argon2id memory + floodConstMiB.
+func FloodBoundMiB(idleMiB float64, slots int, argonKiB uint32) float64 {
+	return idleMiB + float64(slots)*2*float64(argonKiB)/1024 + floodConstMiB
+}
+
+// memoryRatio compares the peak RSS of the login rows with the bound.
+func (b *runner) memoryRatio(add func(string, float64, float64, string)) {
+	peak := 0.0
+	for _, prefix := range []string{"Login", "Introspect during login flood"} {
+		if r, ok := b.find(prefix); ok {
+			peak = max(peak, r.ServerPeakMiB)
+		}
+	}
+	m := password.DefaultParams().Memory
+	bound := FloodBoundMiB(b.report.IdleRSSMiB, hashConcurrency(), m)
+	b.report.FloodBoundMiB = bound
+	add(fmt.Sprintf("login-flood peak RSS / bound %.0f MiB = idle %.1f + %d slot(s) × 2 × %d KiB + %.0f", bound,
+		b.report.IdleRSSMiB, hashConcurrency(), m, floodConstMiB), peak, bound, "target ≤ 1")
 }

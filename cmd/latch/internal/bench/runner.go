@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,7 @@ type runner struct {
 	cfg    Config
 	report *Report
 	srv    *server
+	mu     sync.Mutex // guards report.Rows and rows (rows may run side by side)
 	rows   map[string]Result
 }
 
@@ -64,7 +66,7 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	resetPeak(pid)
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
-	if kind == "scenario" {
+	if kind != "baseline" && kind != "sibling" {
 		if cpu1, err := cpuSeconds(pid); err == nil {
 			r.ServerCores = (cpu1 - cpu0) / r.Seconds
 		}
@@ -73,6 +75,8 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 		}
 	}
 	progress(b.cfg, "%-9s %-34s %10.0f req/s  p99 %8.0f µs  errors %d", kind, name, r.PerSecond, r.P99Micros, r.Errors)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.report.Rows = append(b.report.Rows, r)
 	if b.rows == nil {
 		b.rows = map[string]Result{}
