@@ -144,6 +144,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	go storage.RunSweeper(runCtx, store, f.sweepInterval, 100, time.Now, log) // 100 rows: a short write lock (latch bench sweep rows)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
+	releaseStartupMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
