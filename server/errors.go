@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/storage"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -86,6 +87,12 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	case errors.Is(err, password.ErrBusy):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "password work shed", slog.String("event", "hashing_busy"), slog.String("method", method))
 		return s.toStatus(ctx, method, &clientError{code: codes.ResourceExhausted, msg: msgBusy, retryAfter: time.Second})
+	case errors.Is(err, storage.ErrUnavailable):
+		// Before the context cases: the store's own timeout is not the
+		// client's deadline.
+		s.log.LogAttrs(ctx, slog.LevelError, "storage unavailable", slog.String("event", "storage_unavailable"),
+			slog.String("method", method), slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, msgUnavailable)
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msgCanceled)
 	case errors.Is(err, context.DeadlineExceeded):

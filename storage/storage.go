@@ -33,6 +33,10 @@ var (
 	// ErrInvalidArgument reports a value a backend cannot store (for
 	// example an empty id).
 	ErrInvalidArgument = errors.New("storage: invalid argument")
+	// ErrUnavailable reports that a networked backend (storage/etcd) could
+	// not be reached or could not answer in time; the request may be
+	// retried. The server answers UNAVAILABLE without the detail.
+	ErrUnavailable = errors.New("storage: backend unavailable")
 )
 
 // TokenHash is the SHA-256 digest of a refresh token's 32 random bytes. Only
@@ -161,7 +165,9 @@ type UserStore interface {
 	// UpdateUser reads the user, calls fn on a copy and stores the result in
 	// one transaction. If fn returns an error nothing is written and the
 	// error is returned. fn must not change the id; changing the email
-	// keeps the email index in step (ErrAlreadyExists if taken).
+	// keeps the email index in step (ErrAlreadyExists if taken). fn may be
+	// called more than once (a networked backend retries on a conflicting
+	// concurrent write), so it must depend only on the user it is given.
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
 	// CountUsers returns the number of users.
 	CountUsers(ctx context.Context) (int, error)
@@ -293,4 +299,21 @@ type Store interface {
 	SessionAdmin
 	// Close releases the store.
 	Close() error
+}
+
+// RevocationFeed is implemented by stores that several Latch processes
+// share (storage/etcd), so that each process learns of revocations the
+// others commit. A store that only one process uses (storage/bolt) does not
+// implement it: that process publishes its own revocations.
+type RevocationFeed interface {
+	// WatchRevocations calls ready once the feed is established, and then
+	// fn, from one goroutine, for each revocation (a denied jti or a
+	// revoked session) committed by any process after ready was called,
+	// until ctx is done; it then returns ctx.Err(). When the feed is
+	// interrupted (the backend restarts, compacts its history or loses
+	// quorum) it resumes on its own, calling fn for every revocation that
+	// still matters if it cannot tell what it missed, so nothing committed
+	// in the gap is lost; fn must therefore tolerate duplicates. It
+	// returns early only for a failure it cannot recover from.
+	WatchRevocations(ctx context.Context, ready func(), fn func(Revocation)) error
 }

@@ -129,11 +129,16 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 }
 
 // startLatch starts `latch serve` on free loopback ports and waits for its
-// "listening" log line, which carries the real addresses.
+// "listening" log line, which carries the real addresses. An empty db
+// leaves the storage flags to extra.
 func startLatch(t *testing.T, ctx context.Context, db string, extra ...string) *latchProc {
 	t.Helper()
-	args := append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "billing", "--log-format", "json"}, extra...)
+	storageArgs := []string{"--db", db}
+	if db == "" { // the storage is chosen by extra (e.g. --storage etcd)
+		storageArgs = nil
+	}
+	args := append(append(append([]string{"serve"}, storageArgs...), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "billing", "--log-format", "json"), extra...)
 	cmd := exec.Command(latchBinary(t), args...)
 	p := &latchProc{cmd: cmd, done: make(chan error, 1)}
 	cmd.Stdout = lockedWriter{&p.mu, &p.stdout}

@@ -22,17 +22,17 @@ import (
 )
 
 type serveFlags struct {
-	db, grpcAddr, httpAddr, issuer string
-	audiences                      stringList
-	accessTTL, refreshTTL, maxAge  time.Duration
-	reuseGrace, shutdownTimeout    time.Duration
-	sweepInterval                  time.Duration
-	logFormat, logLevel            string
-	introspectOpen, dev, reflect   bool
-	hashConcurrency, probeBurst    int
-	verifyCache                    int
-	probeRefill                    time.Duration
-	keys                           keyFlags
+	grpcAddr, httpAddr, issuer    string
+	audiences                     stringList
+	accessTTL, refreshTTL, maxAge time.Duration
+	reuseGrace, shutdownTimeout   time.Duration
+	sweepInterval                 time.Duration
+	logFormat, logLevel           string
+	introspectOpen, dev, reflect  bool
+	hashConcurrency, probeBurst   int
+	verifyCache                   int
+	probeRefill                   time.Duration
+	keys                          keyFlags
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -41,7 +41,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	var f serveFlags
 	var tf transportFlags
 	f.audiences = stringList{vals: []string{"latch"}}
-	fs.StringVar(&f.db, "db", "./latch.db", "bbolt database file (created if missing)")
+	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
+	sf.register(fs)
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7300", "gRPC listen address")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7301", "HTTP listen address (/.well-known/jwks.json, /healthz)")
 	fs.StringVar(&f.issuer, "issuer", "http://127.0.0.1:7301", "iss claim of every token")
@@ -67,13 +68,11 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
+	sf.noteSet(fs)
 
 	log, err := newLogger(e, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
-	}
-	if f.db == "" {
-		return errors.New("--db is required")
 	}
 	cfg := server.Config{
 		Issuer: f.issuer, Audiences: f.audiences.vals,
@@ -83,8 +82,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	if err := errors.Join(cfg.Defaults().Validate(), keyErr, kekErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr})); err != nil {
+	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr,
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr}))...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -92,9 +91,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := bolt.Open(f.db)
+	store, err := sf.open(ctx, log, e.getenv)
 	if err != nil {
-		return explainOpen(f.db, err)
+		return err
 	}
 	defer store.Close()
 	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
@@ -141,15 +140,19 @@ func serve(ctx context.Context, args []string, e env) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go storage.RunSweeper(runCtx, store, f.sweepInterval, 100, time.Now, log) // 100 rows: a short write lock (latch bench sweep rows)
+	if sf.kind == storageBolt { // etcd's leases delete expired rows
+		go storage.RunSweeper(runCtx, store, f.sweepInterval, 100, time.Now, log) // 100 rows: a short write lock (latch bench sweep rows)
+	}
+	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 2)
 	releaseStartupMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
-	log.Info("latch serving", "event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "db", f.db, "issuer", cfg.Issuer, "version", readBuildInfo().version)
+	log.Info("latch serving", append([]any{"event", "listening", "grpc_addr", grpcLis.Addr().String(),
+		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "issuer", cfg.Issuer, "version", readBuildInfo().version},
+		sf.describe()...)...)
 
 	var serveErr error
 	select {

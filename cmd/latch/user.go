@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/mail"
 	"runtime"
 	"strings"
@@ -16,15 +17,15 @@ import (
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"
 )
 
-const userUsage = `Usage: latch user add --email E [--role R ...] --password-stdin [--db PATH]
+const userUsage = `Usage: latch user add --email E [--role R ...] --password-stdin [--db PATH | --storage etcd --etcd-endpoints URLS]
 
 Adds a user to the database. The password is read as one line from standard
-input (8 to 1024 bytes), never from a flag. The server must not be running on
-the same database file (bbolt allows one process at a time).
+input (8 to 1024 bytes), never from a flag. With bbolt the server must not be
+running on the same database file (bbolt allows one process at a time); with
+etcd it may be.
 
 Example:
   printf '%s\n' "$PASSWORD" | latch user add --db latch.db --email svc@example.com --role introspect --password-stdin`
@@ -40,11 +41,12 @@ func user(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("latch user add", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var (
-		db, email string
-		roles     stringList
-		pwStdin   bool
+		email   string
+		roles   stringList
+		pwStdin bool
 	)
-	fs.StringVar(&db, "db", "./latch.db", "bbolt database file")
+	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
+	sf.register(fs)
 	fs.StringVar(&email, "email", "", "the user's email (required)")
 	fs.Var(&roles, "role", "a role copied into the user's access tokens (repeatable)")
 	fs.BoolVar(&pwStdin, "password-stdin", false, "read the password as one line from standard input (required)")
@@ -52,7 +54,8 @@ func user(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
 		return err
 	}
-	var errs []error
+	sf.noteSet(fs)
+	errs := sf.validate()
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
 	} else if _, err := mail.ParseAddress(email); err != nil {
@@ -73,9 +76,9 @@ func user(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := bolt.Open(db)
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), e.getenv)
 	if err != nil {
-		return explainOpen(db, err)
+		return err
 	}
 	defer store.Close()
 	hasher, err := password.NewHasher(password.DefaultParams(), runtime.GOMAXPROCS(0))

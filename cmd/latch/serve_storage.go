@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/storage/etcd"
+)
+
+// Storage backends selectable with --storage.
+const (
+	storageBolt = "bbolt"
+	storageEtcd = "etcd"
+)
+
+// storageFlags select and configure the storage backend, for serve and user.
+type storageFlags struct {
+	kind        string
+	db          string
+	endpoints   stringList
+	prefix      string
+	ca          string
+	cert        string
+	key         string
+	username    string
+	plaintext   bool
+	dialTimeout time.Duration
+	set         map[string]bool // flags given on the command line or in the environment
+}
+
+// register adds the storage flags to fs.
+func (f *storageFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.kind, "storage", storageBolt, "storage backend: bbolt (one process, the file in --db) or etcd (several replicas sharing --etcd-endpoints)")
+	fs.StringVar(&f.db, "db", "./latch.db", "bbolt database file (created if missing; --storage bbolt only)")
+	fs.Var(&f.endpoints, "etcd-endpoints", "etcd client URLs, comma-separated or repeated, e.g. https://10.0.0.1:2379 (--storage etcd)")
+	fs.StringVar(&f.prefix, "etcd-prefix", etcd.DefaultPrefix, "key prefix of this Latch deployment in etcd (--storage etcd)")
+	fs.StringVar(&f.ca, "etcd-ca", "", "PEM file of the CA that signed etcd's server certificates (default: the system's roots); https:// endpoints use TLS")
+	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key); enables TLS to etcd")
+	fs.StringVar(&f.key, "etcd-key", "", "PEM private key of --etcd-cert")
+	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from LATCH_ETCD_PASSWORD only")
+	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
+	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start; also bounds each etcd request without a deadline")
+}
+
+// noteSet records which storage flags were given, after parseFlags.
+func (f *storageFlags) noteSet(fs *flag.FlagSet) {
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+}
+
+// validate reports every problem with the storage flags.
+func (f *storageFlags) validate() []error {
+	var errs []error
+	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-allow-plaintext"}
+	switch f.kind {
+	case storageBolt:
+		if f.db == "" {
+			errs = append(errs, errors.New("--db is required with --storage bbolt"))
+		}
+		for _, name := range etcdOnly {
+			if f.set[name] {
+				errs = append(errs, fmt.Errorf("--%s applies only to --storage etcd (the storage is bbolt)", name))
+			}
+		}
+	case storageEtcd:
+		if f.set["db"] {
+			errs = append(errs, errors.New("--db applies only to --storage bbolt; with --storage etcd the data is in etcd"))
+		}
+		if f.set["sweep-interval"] {
+			errs = append(errs, errors.New("--sweep-interval applies only to --storage bbolt; etcd deletes expired rows through leases"))
+		}
+		if len(f.endpoints.vals) == 0 {
+			errs = append(errs, errors.New("--etcd-endpoints is required with --storage etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)"))
+		}
+		tlsWanted := f.ca != "" || f.cert != "" || f.key != ""
+		schemes := map[string]bool{}
+		for _, ep := range f.endpoints.vals {
+			u, err := url.Parse(ep)
+			switch {
+			case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http://host:port or https://host:port", ep))
+			case u.Scheme == "http" && tlsWanted:
+				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is http:// but TLS options are set; use https://", ep))
+			case u.Scheme == "http" && !f.plaintext && !loopback(u.Hostname()):
+				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is plaintext over the network: use https:// with --etcd-ca (and --etcd-cert/--etcd-key), or --etcd-allow-plaintext on a network you trust", ep))
+			default:
+				schemes[u.Scheme] = true
+			}
+		}
+		if len(schemes) > 1 {
+			errs = append(errs, errors.New("--etcd-endpoints mixes http:// and https://; use https:// for all"))
+		}
+		if (f.cert == "") != (f.key == "") {
+			errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+		}
+		if !strings.HasPrefix(f.prefix, "/") || strings.ContainsRune(f.prefix, 0) {
+			errs = append(errs, fmt.Errorf("--etcd-prefix %q must start with '/' (e.g. /latch/)", f.prefix))
+		}
+		if f.dialTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("--etcd-dial-timeout %v must be positive", f.dialTimeout))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--storage %q: want bbolt or etcd", f.kind))
+	}
+	return errs
+}
+
+// describe names the storage for the start-up log line.
+func (f *storageFlags) describe() []any {
+	if f.kind == storageEtcd {
+		return []any{"storage", storageEtcd, "etcd_endpoints", strings.Join(f.endpoints.vals, ","), "etcd_prefix", f.prefix}
+	}
+	return []any{"storage", storageBolt, "db", f.db}
+}
+
+// open opens the selected backend. getenv supplies LATCH_ETCD_PASSWORD.
+func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(string) string) (storage.Store, error) {
+	if f.kind != storageEtcd {
+		store, err := bolt.Open(f.db)
+		if err != nil {
+			return nil, explainOpen(f.db, err)
+		}
+		return store, nil
+	}
+	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
+		Username: f.username, Password: getenv("LATCH_ETCD_PASSWORD")}
+	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
+		tc, err := f.tlsConfig() // without --etcd-ca, the system's roots verify etcd
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	store, err := etcd.Open(ctx, cfg, etcd.WithLogger(log), etcd.WithOpTimeout(f.dialTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("open etcd storage: %w", err)
+	}
+	return store, nil
+}
+
+// tlsConfig builds the client TLS configuration from the PEM files.
+func (f *storageFlags) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--etcd-ca %s: no PEM certificate in it", f.ca)
+		}
+		tc.RootCAs = pool
+	}
+	if f.cert != "" {
+		pair, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// startRevocationFeed feeds revocations committed by other replicas into
+// the server's WatchRevocations streams, when the store is shared (etcd),
+// and returns once the feed is established (or after wait, with a warning),
+// so that no stream served afterwards misses one.
+func startRevocationFeed(ctx context.Context, srv *server.Server, log *slog.Logger, wait time.Duration) {
+	ready := make(chan struct{})
+	var once sync.Once
+	go func() {
+		err := srv.FollowRevocations(ctx, func() { once.Do(func() { close(ready) }) })
+		if err != nil && ctx.Err() == nil {
+			log.Error("revocation feed stopped; WatchRevocations streams will miss other replicas' revocations",
+				"event", "revocation_feed_failed", "error", err.Error())
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	case <-t.C:
+		log.Warn("revocation feed not established yet; serving anyway (it keeps trying)", "event", "revocation_feed_slow")
+	}
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,68 @@
+// Package etcd implements storage.Store on an etcd v3 cluster, so that
+// several Latch processes share users, sessions, revocations and signing
+// keys. It also implements storage.RevocationFeed: an etcd watch tells every
+// process of the revocations the others commit.
+//
+// # Layout
+//
+// Every key lives under a prefix (default "/latch/"); ids are stored as
+// given (they may not contain NUL, which separates composite keys):
+//
+//	meta/schema                  schema version ("1")
+//	meta/keyset                  guard of the signing-key set: every change
+//	                             of the set rewrites it, and every change
+//	                             compares its revision (so two processes
+//	                             never activate two keys)
+//	users/<id>                   user record
+//	emails/<email>               user id (unique index, same Txn as the user)
+//	sessions/<id>                session record                          [L]
+//	sessstate/<id>               revoked-at, idle and absolute expiry
+//	                             (24 bytes), written with the record: what
+//	                             the per-request revocation check and
+//	                             CountLiveSessions read                  [L]
+//	digests/<hex sha256>         session id, for every refresh token a
+//	                             session ever issued (reuse detection)   [A]
+//	sessdigests/<sid>\0<hex>     empty (to delete a session's digests)   [A]
+//	usersessions/<uid>\0<sid>    empty (a user's sessions)               [A]
+//	revocations/session/<sid>    expiry of a revoked session             [L]
+//	revocations/jti/<jti>        expiry of a denied access token         [L]
+//	keys/<kid>                   signing-key record
+//
+// Records are one version byte followed by JSON, like storage/bolt, so the
+// encoding can evolve without migrating old rows. Expiries are 8 bytes,
+// big-endian unix nanoseconds.
+//
+// # Consistency
+//
+// Every read is linearizable and every write is one etcd Txn, committed by
+// a quorum (etcd fsyncs its log before it acknowledges). Read-modify-write
+// operations (refresh rotation, revocation, user updates, key-set changes)
+// read, decide, and commit with a Txn that compares the ModRevision of what
+// they read; when another process got there first the Txn fails and the
+// operation starts again from a fresh read. So of any number of concurrent
+// rotations of one refresh token, across any number of processes, exactly
+// one succeeds, and a reuse detection's revocation is committed before
+// ErrRefreshTokenReused is returned.
+//
+// # Expiry
+//
+// Logical expiry is always judged by the now the caller passes (or the time
+// carried by the row, such as a rotation's Now), never by etcd. Leases are
+// only the garbage collector: rows marked [L] above are attached to a lease
+// that ends after the row's expiry, rows marked [A] to one that ends after
+// the session's absolute expiry (which never moves, so the digests of an
+// old rotation never have to be re-attached). A lease's TTL is the row's
+// remaining life judged against the operation's time, plus a slack that
+// covers clock skew between processes, rounded up to a bucket so that rows
+// expiring together share one lease. Because of the leases, `latch serve`
+// runs no sweeper on etcd; DeleteExpired still deletes what expired before
+// now (it scans, so it is meant for tests and tools, not for every minute).
+//
+// # Limits
+//
+// etcd refuses a Txn with more than --max-txn-ops operations (128 by
+// default). RevokeUserSessions and DeleteUser therefore revoke a user's
+// sessions in Txns of at most 40 sessions each; with more live sessions than
+// that they are not one transaction (each Txn is atomic; a crash in between
+// leaves some sessions revoked and the call can simply be repeated).
+package etcd

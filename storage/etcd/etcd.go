@@ -1,0 +1,461 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// schemaVersion is the layout this package reads and writes.
+const schemaVersion = "1"
+
+// recordVersion prefixes every encoded record.
+const recordVersion byte = 1
+
+// DefaultPrefix is the key prefix used when Config.Prefix is empty.
+const DefaultPrefix = "/latch/"
+
+// maxRetries bounds how often a read-modify-write starts again after losing
+// a race. Every failed compare means another writer committed, so the bound
+// is only reached under pathological contention.
+const maxRetries = 1000
+
+// maxLeaseLife caps a lease's TTL (etcd refuses more than about 285 years).
+const maxLeaseLife = 10 * 365 * 24 * time.Hour
+
+// sessionsPerTxn bounds the sessions one Txn revokes: each costs three
+// operations (record, state, revocation row) and etcd's default
+// --max-txn-ops is 128, with room left for DeleteUser's own two.
+const sessionsPerTxn = 40
+
+// errCorrupt reports a record this version cannot decode.
+var errCorrupt = errors.New("etcd: corrupt or unknown record")
+
+// errOpTimeout is the cause of a request context that ran out of the
+// store's op timeout (as opposed to the caller's own deadline).
+var errOpTimeout = errors.New("etcd: no answer within the op timeout")
+
+// errContention reports a read-modify-write that kept losing races.
+var errContention = errors.New("etcd: too much write contention; gave up")
+
+// Config says where the etcd cluster is and how to reach it.
+type Config struct {
+	// Endpoints are the cluster's client URLs, e.g. "https://10.0.0.1:2379".
+	Endpoints []string
+	// Prefix is prepended to every key (default DefaultPrefix). Two Latch
+	// deployments on one cluster need different prefixes.
+	Prefix string
+	// DialTimeout bounds the first connection (default 5s).
+	DialTimeout time.Duration
+	// TLS, when set, is used for every connection to etcd (server
+	// verification and, with a certificate, client authentication).
+	TLS *tls.Config
+	// Username and Password authenticate to etcd when its auth is enabled.
+	Username, Password string
+}
+
+// Store is a storage.Store on etcd. It is safe for concurrent use, by any
+// number of goroutines and processes sharing one prefix.
+type Store struct {
+	cli       *clientv3.Client
+	p         string // key prefix, ending in "/"
+	clock     func() time.Time
+	opTimeout time.Duration
+	leases    *leaseCache
+	log       *slog.Logger
+}
+
+var (
+	_ storage.Store          = (*Store)(nil)
+	_ storage.UserAdmin      = (*Store)(nil)
+	_ storage.SessionAdmin   = (*Store)(nil)
+	_ storage.KeyAdmin       = (*Store)(nil)
+	_ storage.RevocationFeed = (*Store)(nil)
+)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	clock       func() time.Time
+	opTimeout   time.Duration
+	leaseSlack  time.Duration
+	leaseBucket time.Duration
+	log         *slog.Logger
+}
+
+// WithLogger sets the logger for what happens outside any request: the
+// revocation feed's interruptions and resyncs. Default: discard. Nothing
+// secret is logged (keys are logged without their prefix, values never).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock sets the clock that converts a row's remaining life into a lease
+// TTL where the operation carries no time of its own (DenyAccessToken).
+// Default time.Now. It never decides whether a row is expired: the now
+// passed to each method does. A clock far ahead of the others shortens
+// leases, which is why WithLeaseSlack exists.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithOpTimeout bounds each call of the store (default 5s; a caller's
+// earlier deadline wins), so that a lost cluster fails requests instead of
+// hanging them for as long as the client is willing to wait. A call that
+// runs out of it fails with storage.ErrUnavailable. Calls that scan every
+// row of a kind get 12 times as long.
+func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeout = d } }
+
+// WithLeaseSlack sets how long past its expiry a row is kept before its
+// lease deletes it (default 5m). It must exceed the clock skew between Latch
+// processes: a denied jti deleted before every process considers its token
+// expired would make that token valid again on a process whose clock is
+// behind.
+func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseSlack = d } }
+
+// WithLeaseBucket sets the granularity of lease expiries (default 5m): rows
+// whose leases would end within one bucket share a lease, so the number of
+// leases stays small. Rows live up to one bucket longer.
+func WithLeaseBucket(d time.Duration) Option { return func(o *options) { o.leaseBucket = d } }
+
+// Open connects to etcd, checks that the prefix holds Latch data of this
+// schema version (or nothing, in which case it writes the schema marker) and
+// returns the Store. ctx bounds the connection and the check.
+func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
+	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now, opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	prefix, err := normalisePrefix(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: at least one endpoint is required")
+	}
+	if o.opTimeout <= 0 || o.leaseSlack < 0 || o.leaseBucket < time.Second {
+		return nil, errors.New("etcd: op timeout must be positive, lease slack not negative and lease bucket at least 1s")
+	}
+	dial := cfg.DialTimeout
+	if dial <= 0 {
+		dial = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		DialTimeout:          dial,
+		DialKeepAliveTime:    30 * time.Second,
+		DialKeepAliveTimeout: 10 * time.Second,
+		TLS:                  cfg.TLS,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		Logger:               zap.NewNop(), // failures surface as errors, logged by the caller
+		Context:              context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout,
+		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log}
+	checkCtx, cancel := context.WithTimeout(ctx, dial)
+	defer cancel()
+	if err := s.initSchema(checkCtx); err != nil {
+		cli.Close()
+		if checkCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: no answer within %v (is etcd running and reachable, and are the TLS settings right?)", storage.ErrUnavailable, dial)
+		}
+		return nil, fmt.Errorf("etcd: open %s (prefix %q): %w", strings.Join(cfg.Endpoints, ","), prefix, err)
+	}
+	return s, nil
+}
+
+func normalisePrefix(p string) (string, error) {
+	if p == "" {
+		p = DefaultPrefix
+	}
+	if strings.ContainsRune(p, 0) {
+		return "", errors.New("etcd: prefix must not contain NUL")
+	}
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return p, nil
+}
+
+// initSchema writes the schema marker on an empty prefix and checks it
+// otherwise. A prefix holding keys but no marker belongs to something else
+// and is refused rather than mixed with.
+func (s *Store) initSchema(ctx context.Context) error {
+	key := s.p + "meta/schema"
+	var foreign int64
+	for range 3 {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return wrapErr(ctx, "read schema", err)
+		}
+		if len(resp.Kvs) == 1 {
+			if v := string(resp.Kvs[0].Value); v != schemaVersion {
+				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch", v, schemaVersion)
+			}
+			return nil
+		}
+		keys, err := s.cli.Get(ctx, s.p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return wrapErr(ctx, "read prefix", err)
+		}
+		if foreign = keys.Count; foreign > 0 {
+			// Either another program's data, or another replica that has
+			// just written the marker: read the marker again.
+			continue
+		}
+		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, schemaVersion)).Commit()
+		if err != nil {
+			return wrapErr(ctx, "write schema", err)
+		}
+		if txn.Succeeded {
+			return nil
+		}
+		// Another process initialised it first: read it again.
+	}
+	if foreign > 0 {
+		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another --etcd-prefix)", foreign)
+	}
+	return errContention
+}
+
+// Close releases the connection to etcd. Data stays in etcd.
+func (s *Store) Close() error {
+	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("etcd: close: %w", err)
+	}
+	return nil
+}
+
+// Client returns the underlying etcd client, for health checks.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// opCtx bounds a call by the store's op timeout, or by ctx's own deadline
+// when that comes first. A call that runs out of the op timeout fails with
+// storage.ErrUnavailable; one that runs out of the caller's deadline with
+// the caller's context error.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return s.boundedCtx(ctx, s.opTimeout)
+}
+
+func (s *Store) boundedCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return context.WithCancel(ctx) // the caller's deadline comes first
+	}
+	return context.WithTimeoutCause(ctx, d, errOpTimeout)
+}
+
+// begin checks ctx and returns the bounded context for one method call.
+func (s *Store) begin(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	c, cancel := s.opCtx(ctx)
+	return c, cancel, nil
+}
+
+// beginScan is begin for the calls that read every row of a kind
+// (ListRevocations, CountLiveSessions, DeleteExpired): their bound is
+// scanTimeouts op timeouts.
+func (s *Store) beginScan(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	c, cancel := s.boundedCtx(ctx, scanTimeouts*s.opTimeout)
+	return c, cancel, nil
+}
+
+// scanTimeouts is how many op timeouts a scanning call may take.
+const scanTimeouts = 12
+
+// wrapErr adds context to an error from the etcd client. When the caller's
+// own context ended, that is the error; an unreachable or leaderless
+// cluster, or the store's op timeout, is storage.ErrUnavailable.
+func wrapErr(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(context.Cause(ctx), errOpTimeout) {
+			return fmt.Errorf("etcd: %s: %w: %w", op, storage.ErrUnavailable, errOpTimeout)
+		}
+		return fmt.Errorf("etcd: %s: %w", op, cerr)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("etcd: %s: %w: %v", op, storage.ErrUnavailable, err)
+	}
+	return fmt.Errorf("etcd: %s: %w", op, err)
+}
+
+// unavailable reports whether err means the cluster could not answer (as
+// opposed to refusing the request).
+func unavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var code codes.Code
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	} else {
+		return false
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// --- keys ---
+
+func (s *Store) userKey(id string) string    { return s.p + "users/" + id }
+func (s *Store) emailKey(e string) string    { return s.p + "emails/" + e }
+func (s *Store) sessionKey(id string) string { return s.p + "sessions/" + id }
+func (s *Store) sessStateKey(id string) string {
+	return s.p + "sessstate/" + id
+}
+func (s *Store) digestKey(h storage.TokenHash) string {
+	return s.p + "digests/" + fmt.Sprintf("%x", h[:])
+}
+func (s *Store) sessDigestKey(sid string, h storage.TokenHash) string {
+	return s.p + "sessdigests/" + sid + "\x00" + fmt.Sprintf("%x", h[:])
+}
+func (s *Store) sessDigestPrefix(sid string) string { return s.p + "sessdigests/" + sid + "\x00" }
+func (s *Store) userSessionKey(uid, sid string) string {
+	return s.p + "usersessions/" + uid + "\x00" + sid
+}
+func (s *Store) userSessionPrefix(uid string) string { return s.p + "usersessions/" + uid + "\x00" }
+func (s *Store) revPrefix() string                   { return s.p + "revocations/" }
+func (s *Store) revSessionKey(sid string) string     { return s.p + "revocations/session/" + sid }
+func (s *Store) revJTIKey(jti string) string         { return s.p + "revocations/jti/" + jti }
+func (s *Store) keyKey(id string) string             { return s.p + "keys/" + id }
+func (s *Store) keysetKey() string                   { return s.p + "meta/keyset" }
+
+// validID refuses ids that would break the composite keys.
+func validID(id string) bool {
+	return id != "" && len(id) <= 512 && !strings.ContainsRune(id, 0)
+}
+
+// --- encoding ---
+
+func encode(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode record: %w", err)
+	}
+	return string(append([]byte{recordVersion}, b...)), nil
+}
+
+func decode(data []byte, v any) error {
+	if len(data) < 2 || data[0] != recordVersion {
+		return errCorrupt
+	}
+	if err := json.Unmarshal(data[1:], v); err != nil {
+		return fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	return nil
+}
+
+func encodeTime(t time.Time) string {
+	var b [8]byte
+	n := t.UnixNano()
+	if t.IsZero() || n < 0 {
+		n = 0
+	}
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return string(b[:])
+}
+
+func decodeTime(b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, errCorrupt
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), nil
+}
+
+// --- leases ---
+
+// leaseCache hands out leases that end after a given moment, shared by all
+// rows whose leases end in the same bucket.
+type leaseCache struct {
+	mu     sync.Mutex
+	byEnd  map[int64]clientv3.LeaseID // bucket end (unix seconds, real time) → lease
+	slack  time.Duration
+	bucket time.Duration
+}
+
+// lease returns a lease that outlives a row expiring at expiresAt, judged
+// against ref, the time of the operation (in the caller's clock). The row's
+// remaining life is carried over to real time at the moment of the call, so
+// a caller's clock decides how long, never when.
+func (s *Store) lease(ctx context.Context, expiresAt, ref time.Time) (clientv3.LeaseID, error) {
+	// Capped well below etcd's maximum lease TTL; no Latch row lives that long.
+	remaining := min(max(expiresAt.Sub(ref), 0), maxLeaseLife)
+	lc := s.leases
+	realNow := time.Now()
+	end := realNow.Add(remaining + lc.slack).Truncate(lc.bucket).Add(lc.bucket)
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if id, ok := lc.byEnd[end.Unix()]; ok {
+		return id, nil
+	}
+	for k := range lc.byEnd { // forget leases that have ended
+		if k <= realNow.Unix() {
+			delete(lc.byEnd, k)
+		}
+	}
+	ttl := int64(end.Sub(realNow)/time.Second) + 1
+	resp, err := s.cli.Grant(ctx, ttl)
+	if err != nil {
+		return 0, wrapErr(ctx, "grant lease", err)
+	}
+	lc.byEnd[end.Unix()] = resp.ID
+	return resp.ID, nil
+}
+
+// forgetLeases drops every cached lease (after etcd reported one missing,
+// e.g. revoked by an operator).
+func (s *Store) forgetLeases() {
+	s.leases.mu.Lock()
+	defer s.leases.mu.Unlock()
+	clear(s.leases.byEnd)
+}
+
+// commit runs a Txn built by build (which may ask for leases), and retries
+// once with fresh leases if etcd no longer knows a cached one.
+func (s *Store) commit(ctx context.Context, op string, build func() (clientv3.Txn, error)) (*clientv3.TxnResponse, error) {
+	for attempt := 0; ; attempt++ {
+		txn, err := build()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := txn.Commit()
+		if err != nil && attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.forgetLeases()
+			continue
+		}
+		if err != nil {
+			return nil, wrapErr(ctx, op, err)
+		}
+		return resp, nil
+	}
+}
+
+// Prefix returns the key prefix, ending in "/".
+func (s *Store) Prefix() string { return s.p }

@@ -1,0 +1,258 @@
+// Package etcdtest starts a real, single-member etcd server for tests: the
+// etcd binary (Debian's etcd-server package, or $LATCH_ETCD) on free
+// loopback ports with a data directory in t.TempDir(), stopped at cleanup.
+//
+// When no etcd binary is found the test is skipped with a message saying how
+// to install one, unless LATCH_REQUIRE_ETCD=1 (set by .ci/test), in which
+// case it fails: CI must never pass by skipping the etcd backend.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running etcd.
+type Server struct {
+	// Endpoint is the client URL: http://127.0.0.1:PORT, or https:// with
+	// WithTLS.
+	Endpoint string
+	// With WithTLS: PEM files of the CA that signed etcd's certificate and
+	// of a client certificate and key it accepts (it requires one).
+	CAFile, CertFile, KeyFile string
+
+	bin     string
+	args    []string
+	logPath string
+	hc      *http.Client
+	mu      sync.Mutex
+	exited  chan error // of the running process; nil when stopped
+	proc    *exec.Cmd
+}
+
+// Binary returns the etcd binary to run, or "" when none is installed.
+func Binary() string {
+	if p := os.Getenv("LATCH_ETCD"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
+// installed, and returns the binary otherwise.
+func Require(t testing.TB) string {
+	t.Helper()
+	bin := Binary()
+	if bin != "" {
+		return bin
+	}
+	const how = "etcd is not installed: `apt-get install -y etcd-server` (Debian/Ubuntu), or set LATCH_ETCD to an etcd binary"
+	if os.Getenv("LATCH_REQUIRE_ETCD") == "1" {
+		t.Fatalf("LATCH_REQUIRE_ETCD=1 but %s", how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// Option configures Start.
+type Option func(*options)
+
+type options struct{ tls bool }
+
+// WithTLS makes etcd serve clients over TLS only, with a fresh CA, and
+// require a client certificate signed by it.
+func WithTLS() Option { return func(o *options) { o.tls = true } }
+
+// Start starts etcd for t and stops it when t ends.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	bin := Require(t)
+	var lastErr error
+	for range 3 { // a free port may be taken between probe and bind
+		s, err := start(t, bin, o)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("etcdtest: %v", lastErr)
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(t testing.TB, bin string, o options) (*Server, error) {
+	dir := t.TempDir()
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	var tlsArgs []string
+	var files pki
+	if o.tls {
+		client = fmt.Sprintf("https://127.0.0.1:%d", cport)
+		if files, err = writePKI(dir); err != nil {
+			return nil, err
+		}
+		tlsArgs = []string{"--cert-file", files.serverCert, "--key-file", files.serverKey,
+			"--trusted-ca-file", files.ca, "--client-cert-auth"}
+	}
+	hc, err := healthClient(files)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: client, CAFile: files.ca, CertFile: files.clientCert, KeyFile: files.clientKey,
+		bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: hc,
+		args: append([]string{
+			"--name", "latch-test",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
+			"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)}
+	if err := s.launch(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("etcd log tail:\n%s", s.tail())
+		}
+	})
+	return s, nil
+}
+
+// launch starts the process and waits until it reports healthy.
+func (s *Server) launch() error {
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	s.mu.Lock()
+	s.proc, s.exited = cmd, exited
+	s.mu.Unlock()
+	// Wait for /health; etcd on one member is ready within a few seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			s.Stop()
+			return fmt.Errorf("etcd exited before it was ready (%v):\n%s", err, s.tail())
+		case <-ctx.Done():
+			s.Stop()
+			return fmt.Errorf("etcd not healthy after 30s:\n%s", s.tail())
+		case <-tick.C:
+		}
+		if healthy(ctx, s.hc, s.Endpoint) {
+			return nil
+		}
+	}
+}
+
+// Stop stops etcd and waits for it to exit (SIGTERM, then SIGKILL after
+// 15 s). Stopping a stopped server does nothing; cleanup stops it anyway.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = s.proc.Process.Kill()
+		<-s.exited
+	}
+	s.proc, s.exited = nil, nil
+}
+
+// Crash kills etcd with SIGKILL (no clean shutdown) and waits for it to
+// exit; Restart brings it back on the same data.
+func (s *Server) Crash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Kill()
+	<-s.exited
+	s.proc, s.exited = nil, nil
+}
+
+// Restart starts a stopped server again on the same ports and data, as an
+// operator restarting the member would.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.launch(); err != nil {
+		t.Fatalf("etcdtest: restart: %v", err)
+	}
+}
+
+func healthy(ctx context.Context, hc *http.Client, endpoint string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp.StatusCode == http.StatusOK && strings.Contains(buf.String(), `"health":"true"`)
+}
+
+// tail returns the end of etcd's log, for failure messages.
+func (s *Server) tail() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 1500 {
+		b = b[len(b)-1500:]
+	}
+	return string(b)
+}

@@ -1,0 +1,378 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
+// later expiry. The row's lease is judged against the store's clock (the
+// method has no time of its own) plus the lease slack.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	ctx, cancel, err := s.begin(ctx, "deny access token")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if !validID(jti) || expiresAt.IsZero() {
+		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+	}
+	key := s.revJTIKey(jti)
+	for range maxRetries {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return wrapErr(ctx, "deny access token "+jti, err)
+		}
+		var rev int64
+		if len(resp.Kvs) == 1 {
+			old, err := decodeTime(resp.Kvs[0].Value)
+			if err != nil {
+				return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+			}
+			if !expiresAt.After(old) {
+				return nil
+			}
+			rev = resp.Kvs[0].ModRevision
+		}
+		txn, err := s.commit(ctx, "deny access token "+jti, func() (clientv3.Txn, error) {
+			lease, err := s.lease(ctx, expiresAt, s.clock())
+			if err != nil {
+				return nil, err
+			}
+			return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+				Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
+		})
+		if err != nil {
+			return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+		}
+		if txn.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
+}
+
+// AccessTokenRevoked implements storage.DenyList with one linearizable read
+// (a Txn of two gets), so a revocation committed by any process is seen by
+// the next check. It fails closed: an empty jti or session id, or a session
+// that is gone, counts as revoked.
+func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
+	ctx, cancel, err := s.begin(ctx, "access token revoked")
+	if err != nil {
+		return true, err
+	}
+	defer cancel()
+	if jti == "" || sessionID == "" {
+		return true, nil
+	}
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.revJTIKey(jti), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.sessStateKey(sessionID)),
+	).Commit()
+	if err != nil {
+		return true, wrapErr(ctx, "access token revoked", err)
+	}
+	if resp.Responses[0].GetResponseRange().Count > 0 {
+		return true, nil // denied (an expired denial only outlives an expired token)
+	}
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return true, nil
+	}
+	live, err := liveFromState(kvs[0].Value, now)
+	if err != nil {
+		return true, fmt.Errorf("etcd: access token revoked: %w", err)
+	}
+	return !live, nil
+}
+
+// parseRevocation turns a key and value under revocations/ into a
+// Revocation.
+func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {
+	exp, err := decodeTime(value)
+	if err != nil {
+		return storage.Revocation{}, err
+	}
+	rest := strings.TrimPrefix(string(key), s.revPrefix())
+	switch {
+	case strings.HasPrefix(rest, "session/"):
+		return storage.Revocation{SessionID: strings.TrimPrefix(rest, "session/"), ExpiresAt: exp}, nil
+	case strings.HasPrefix(rest, "jti/"):
+		return storage.Revocation{JTI: strings.TrimPrefix(rest, "jti/"), ExpiresAt: exp}, nil
+	}
+	return storage.Revocation{}, errCorrupt
+}
+
+// listRevocations reads every revocation that matters at now, and the
+// revision it read at.
+func (s *Store) listRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, int64, error) {
+	var out []storage.Revocation
+	rev, err := s.scan(ctx, s.revPrefix(), func(k, v []byte, _ int64) error {
+		r, err := s.parseRevocation(k, v)
+		if err != nil {
+			return err
+		}
+		if r.ExpiresAt.After(now) {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, rev, nil
+}
+
+// ListRevocations implements storage.DenyList from the revocation rows
+// alone (revoked sessions keep a row there), not from every session.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
+	ctx, cancel, err := s.beginScan(ctx, "list revocations")
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	out, _, err := s.listRevocations(ctx, now)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: list revocations: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteExpired implements storage.Sweeper. Leases already delete expired
+// rows (a slack after their expiry), so `latch serve` does not call it on
+// etcd; it deletes, now, what expired before now: sessions with every
+// digest and index row they own, and denied jtis. It scans every session,
+// so it is for tests and maintenance tools rather than a frequent sweeper.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	ctx, cancel, err := s.beginScan(ctx, "delete expired")
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	if limit <= 0 {
+		return 0, nil
+	}
+	var expired []sessRev
+	errFull := errors.New("full")
+	_, err = s.scan(ctx, s.p+"sessions/", func(_, v []byte, rev int64) error {
+		sess, err := decodeSession(v)
+		if err != nil {
+			return err
+		}
+		if sess.ExpiresAt().Before(now) {
+			expired = append(expired, sessRev{sess, rev})
+			if len(expired) == limit {
+				return errFull
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return 0, fmt.Errorf("etcd: delete expired: %w", err)
+	}
+	n := 0
+	for _, sr := range expired {
+		ok, err := s.deleteSession(ctx, sr)
+		if err != nil {
+			return n, fmt.Errorf("etcd: delete expired session %s: %w", sr.s.ID, err)
+		}
+		if ok {
+			n++
+		}
+	}
+	if n >= limit {
+		return n, nil
+	}
+	type jtiRev struct {
+		key string
+		rev int64
+	}
+	var jtis []jtiRev
+	_, err = s.scan(ctx, s.p+"revocations/jti/", func(k, v []byte, rev int64) error {
+		exp, err := decodeTime(v)
+		if err != nil {
+			return err
+		}
+		if exp.Before(now) {
+			jtis = append(jtis, jtiRev{string(k), rev})
+			if n+len(jtis) == limit {
+				return errFull
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return n, fmt.Errorf("etcd: delete expired: %w", err)
+	}
+	for _, j := range jtis {
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(j.key), "=", j.rev)).
+			Then(clientv3.OpDelete(j.key)).Commit()
+		if err != nil {
+			return n, wrapErr(ctx, "delete expired jti", err)
+		}
+		if resp.Succeeded {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// deleteSession deletes an expired session and what it owns. Its digests go
+// first, in Txns of up to 100 (a session has one per rotation, more than one
+// Txn may hold); the last Txn deletes the session itself if it has not
+// changed since it was read. It reports whether the session was deleted.
+func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
+	resp, err := s.cli.Get(ctx, s.sessDigestPrefix(sr.s.ID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return false, wrapErr(ctx, "read session digests", err)
+	}
+	prefix := s.sessDigestPrefix(sr.s.ID)
+	var ops []clientv3.Op
+	for _, kv := range resp.Kvs {
+		hexDigest := string(kv.Key[len(prefix):])
+		ops = append(ops, clientv3.OpDelete(s.p+"digests/"+hexDigest))
+	}
+	for len(ops) > 100 {
+		if _, err := s.cli.Txn(ctx).Then(ops[:100]...).Commit(); err != nil {
+			return false, wrapErr(ctx, "delete session digests", err)
+		}
+		ops = ops[100:]
+	}
+	ops = append(ops,
+		clientv3.OpDelete(prefix, clientv3.WithPrefix()),
+		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
+		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
+		clientv3.OpDelete(s.sessStateKey(sr.s.ID)),
+		clientv3.OpDelete(s.sessionKey(sr.s.ID)))
+	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
+		Then(ops...).Commit()
+	if err != nil {
+		return false, wrapErr(ctx, "delete session", err)
+	}
+	return txn.Succeeded, nil
+}
+
+// WatchRevocations implements storage.RevocationFeed with an etcd watch on
+// the revocation rows, from the revision current when it is called. The
+// client resumes a watch across lost connections by itself; when the watch
+// ends anyway (the member lost its leader), it is opened again from the
+// last revision seen. When etcd has compacted that revision away, it lists
+// every revocation that still matters, calls fn for each, and watches from
+// the revision of that list, so nothing committed in the gap is missed.
+// Deletions (expiry) are not revocations and are ignored.
+func (s *Store) WatchRevocations(ctx context.Context, ready func(), fn func(storage.Revocation)) error {
+	var rev int64
+	for rev == 0 {
+		c, cancel := s.opCtx(ctx)
+		resp, err := s.cli.Get(c, s.revPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		cancel()
+		if err == nil {
+			rev = resp.Header.Revision
+			break
+		}
+		if err := s.pause(ctx, "revocation feed: start", err); err != nil {
+			return err
+		}
+	}
+	// Watching from rev+1 delivers everything committed after the Get
+	// answered, so the feed is established now.
+	ready()
+	return s.follow(ctx, rev, fn)
+}
+
+// follow relays revocations committed after revision rev, resyncing from a
+// full list when rev has been compacted away.
+func (s *Store) follow(ctx context.Context, rev int64, fn func(storage.Revocation)) error {
+	for {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, s.revPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
+		var werr error
+		compacted := false
+		for resp := range wch {
+			if resp.CompactRevision != 0 {
+				compacted = true
+			}
+			if werr = resp.Err(); werr != nil {
+				break
+			}
+			for _, ev := range resp.Events {
+				r, err := s.parseRevocation(ev.Kv.Key, ev.Kv.Value)
+				if err != nil {
+					s.log.LogAttrs(ctx, slog.LevelWarn, "revocation feed: unreadable row", slog.String("event", "revocation_feed_corrupt"),
+						slog.String("key", strings.TrimPrefix(string(ev.Kv.Key), s.p)))
+					continue
+				}
+				fn(r)
+				rev = max(rev, ev.Kv.ModRevision)
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr == nil {
+			werr = errors.New("watch closed")
+		}
+		if !compacted {
+			// etcd still has the history after rev (a lost leader, a
+			// restarted member): watch again from where we were.
+			if err := s.pause(ctx, "revocation feed: watch interrupted; resuming", werr); err != nil {
+				return err
+			}
+			continue
+		}
+		// The history we needed was compacted away: relay everything that
+		// still matters, then watch from the revision of that list.
+		if err := s.pause(ctx, "revocation feed: history compacted; resyncing", werr); err != nil {
+			return err
+		}
+		for {
+			c, cancel := s.opCtx(ctx)
+			revs, at, err := s.listRevocations(c, s.clock())
+			cancel()
+			if err == nil {
+				for _, r := range revs {
+					fn(r)
+				}
+				rev = at
+				s.log.LogAttrs(ctx, slog.LevelInfo, "revocation feed resynced", slog.String("event", "revocation_feed_resync"),
+					slog.Int("revocations", len(revs)))
+				break
+			}
+			if err := s.pause(ctx, "revocation feed: resync failed", err); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// errClosed reports a feed whose store was closed under it.
+var errClosed = errors.New("etcd: store closed")
+
+// pause logs a feed interruption and waits a second, or returns ctx.Err()
+// (or errClosed once the store is closed).
+func (s *Store) pause(ctx context.Context, msg string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if s.cli.Ctx().Err() != nil {
+		return errClosed
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("event", "revocation_feed_interrupted"), slog.String("error", err.Error()))
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
