@@ -43,6 +43,12 @@ func (b *runner) ratios() {
 	add("Introspect (distinct) / gRPC echo", intro, echo, "target ≥ 0.6 with the hot mix")
 	add("Introspect (hot mix) / gRPC echo", hot, echo, "target ≥ 0.6")
 	add("Introspect (verify cache off) / raw ecdsa.Verify (all cores)", rate("Introspect (verify cache off"), verify, "target ≥ 0.8 uncached")
+	if r, ok := b.find("Introspect (verify cache off"); ok && r.ServerCores > 0 {
+		// Each uncached Introspect verifies two tokens (the caller's and
+		// the target), on the cores the server got (the client shares them).
+		add("Introspect (cache off) × 2 verifies / raw verify per core × server cores", 2*r.PerSecond,
+			verify/float64(runtime.NumCPU())*r.ServerCores, "the verify limit on the server's cores")
+	}
 	add("Introspect (distinct) / Hydra introspect 2,300/s", intro, hydraIntrospect, "target ≥ 10")
 	add("Introspect (distinct) / Dex introspect 10,000/s", intro, dexIntrospect, "target ≥ 2")
 	refresh := rate("Refresh")
