@@ -64,9 +64,11 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	pid := b.srv.cmd.Process.Pid
 	cpu0, _ := cpuSeconds(pid)
 	resetPeak(pid)
+	startKiB, _ := memKiB(pid, "VmRSS")
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
 	if kind != "baseline" && kind != "sibling" {
+		r.ServerStartMiB = startKiB / 1024
 		if cpu1, err := cpuSeconds(pid); err == nil {
 			r.ServerCores = (cpu1 - cpu0) / r.Seconds
 		}
