@@ -96,7 +96,13 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bolt: empty database path")
 	}
-	db, err := openRecovering(path, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistMapType})
+	// NoFreelistSync (etcd's setting too): bbolt otherwise rewrites the
+	// whole freelist in every commit, a cost that grows with the file's
+	// free pages rather than with the write (Refresh at 200k stored
+	// sessions went from 0.5-0.7 to 0.6-0.8 of its rate at 10k in latch
+	// bench). The price is at Open: bbolt rebuilds the freelist by walking
+	// every page. Durability is unchanged: the freelist is derived data.
+	db, err := openRecovering(path, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v for its lock)", ErrLocked, path, o.lockTimeout)
 	}
