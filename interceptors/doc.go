@@ -52,6 +52,17 @@
 // kids arrive. When Latch is unreachable the last good key set keeps
 // serving.
 //
+// # Health
+//
+// Verifier.Health reports the key set's age and the revocation stream's
+// lag; UpdateHealth and ReportHealth publish them through a grpc.health.v1
+// server under the service name "latch.verifier" (HealthService):
+// NOT_SERVING once either exceeds its bound (WithMaxKeyAge, default 1 h;
+// WithMaxRevocationLag, default 5 min), before the first key set, or while
+// a WithRevocationCheck function fails. While stale, the default
+// WithStalePolicy(FailClosed) refuses every token with ErrStale
+// (UNAVAILABLE); FailOpen keeps verifying with what it has.
+//
 // # Inside Latch
 //
 // Code that runs in the same process as the keys and the revocation state

@@ -13,6 +13,7 @@ import (
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 )
 
 // A sibling service protects its methods with Latch tokens. Here the keys
@@ -87,4 +88,66 @@ func ExampleLogin() {
 		log.Fatal(err)
 	}
 	defer orders.Close()
+}
+
+// Inside the process that owns the keys and the revocation state (Latch
+// itself, or a service that manages its own keys), the Verifier uses them
+// directly: no fetching, and a revocation check on every call.
+func ExampleWithKeySource() {
+	key, _ := tokens.GenerateKey(rand.Reader)
+	owned, _ := tokens.NewKeySet(&key.PublicKey) // Latch passes server.KeySource()
+	revoked := map[string]bool{"jti_revoked": true}
+
+	v, err := interceptors.NewVerifier(context.Background(),
+		interceptors.WithKeySource(owned),
+		interceptors.WithRevocationCheck(func(_ context.Context, c interceptors.Claims) (bool, error) {
+			return revoked[c.ID], nil // Latch passes server.TokenRevoked (its store)
+		}),
+		interceptors.WithIssuer("https://latch.example"),
+		interceptors.WithAudience("orders"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+
+	signer, _ := tokens.NewSigner(key)
+	now := time.Now()
+	mint := func(jti string) string {
+		tok, _ := signer.Sign(tokens.Claims{Issuer: "https://latch.example", Subject: "u_123", Audience: []string{"orders"},
+			IssuedAt: now, ExpiresAt: now.Add(15 * time.Minute), ID: jti, SessionID: "sid_1"})
+		return tok
+	}
+	_, err = v.Verify(context.Background(), mint("jti_ok"))
+	fmt.Println(err)
+	_, err = v.Verify(context.Background(), mint("jti_revoked"))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// interceptors: token revoked
+}
+
+// A service reports whether its Verifier's keys and revocations are fresh
+// under the grpc.health.v1 service "latch.verifier".
+func ExampleVerifier_ReportHealth() {
+	key, _ := tokens.GenerateKey(rand.Reader)
+	published, _ := tokens.NewKeySet(&key.PublicKey)
+	jwks, _ := json.Marshal(published.JWKS())
+	v, err := interceptors.NewVerifier(context.Background(),
+		interceptors.WithStaticJWKS(bytes.NewReader(jwks)),
+		interceptors.WithIssuer("https://latch.example"),
+		interceptors.WithAudience("orders"),
+		interceptors.WithMaxRevocationLag(time.Minute), // stale beyond this: NOT_SERVING
+		interceptors.WithStalePolicy(interceptors.FailClosed))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+
+	hs := health.NewServer() // register it on the service's gRPC server
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.ReportHealth(ctx, hs, 5*time.Second)
+
+	fmt.Println(v.UpdateHealth(hs).Serving())
+	// Output: true
 }

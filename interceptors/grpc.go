@@ -45,8 +45,10 @@ const (
 	// The revocation check failed: fail closed, and say it is worth
 	// retrying (the token itself may be fine).
 	msgRevocationUnavailable = "revocation state unavailable; try again"
-	msgNotInPolicy           = "method is not allowed by the access policy"
-	msgMissingRoles          = "token lacks required role(s): "
+	// Keys or revocations too old under the FailClosed stale policy.
+	msgStale        = "token verification unavailable: keys or revocations out of date; try again later"
+	msgNotInPolicy  = "method is not allowed by the access policy"
+	msgMissingRoles = "token lacks required role(s): "
 )
 
 // bearerToken reads the one "authorization: Bearer <token>" value.
@@ -82,6 +84,8 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 		switch {
 		case errors.Is(err, ErrRevoked):
 			return nil, status.Error(codes.Unauthenticated, msgRevoked)
+		case errors.Is(err, ErrStale):
+			return nil, status.Error(codes.Unavailable, msgStale)
 		case errors.Is(err, ErrRevocationUnavailable):
 			return nil, status.Error(codes.Unavailable, msgRevocationUnavailable)
 		case err != nil:

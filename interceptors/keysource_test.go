@@ -236,3 +236,36 @@ func TestInsideLatch(t *testing.T) {
 		t.Fatalf("foreign key: %v", err)
 	}
 }
+
+// withdrawing returns the key asked for, but withdraws it from the set at
+// that moment: a rotation racing with a verification.
+type withdrawing struct {
+	epochKeys
+	after *tokens.KeySet
+	once  atomic.Bool
+}
+
+func (w *withdrawing) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	k, err := w.epochKeys.PublicKey(ctx, kid)
+	if w.once.CompareAndSwap(false, true) {
+		w.cur.Store(w.after)
+	}
+	return k, err
+}
+
+// TestKeyWithdrawnDuringVerification: a token verified just as its key
+// was withdrawn is not cached under the new key set.
+func TestKeyWithdrawnDuringVerification(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	owned := &ownedKeys{}
+	owned.set(t, a)
+	onlyB, _ := tokens.NewKeySet(&b.PublicKey)
+	v := ownedVerifier(t, &withdrawing{epochKeys: epochKeys{owned}, after: onlyB})
+	tok := mint(t, a, time.Now())
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("first verification (key present at lookup): %v", err)
+	}
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, tokens.ErrUnknownKey) {
+		t.Fatalf("after the key was withdrawn: %v, want ErrUnknownKey (cached under the new set)", err)
+	}
+}

@@ -35,6 +35,9 @@ type options struct {
 	sources         int              // key-source options given
 	keySource       tokens.KeySource // WithKeySource
 	revCheck        RevocationCheck
+	maxKeyAge       time.Duration
+	maxRevLag       time.Duration
+	stalePolicy     StalePolicy
 }
 
 func defaultOptions() options {
@@ -44,6 +47,8 @@ func defaultOptions() options {
 		minRefetch:      30 * time.Second,
 		startTimeout:    10 * time.Second,
 		cacheSize:       10_000,
+		maxKeyAge:       time.Hour,
+		maxRevLag:       5 * time.Minute,
 		now:             time.Now,
 		log:             slog.New(slog.DiscardHandler),
 	}

@@ -28,15 +28,21 @@ type revocations struct {
 	jtis map[string]int64 // jti → exp (unix seconds)
 	sids map[string]int64 // session id → exp
 
-	synced    atomic.Bool // a snapshot has been fully received
-	connected atomic.Bool // the stream is up now
-	firstSync chan struct{}
-	syncOnce  sync.Once
+	synced atomic.Bool // a snapshot has been fully received
+	// staleSince is when the local copy stopped being known complete
+	// (unix nanos): creation, or the loss of a synced stream. 0 while in
+	// sync.
+	staleSince atomic.Int64
+	connected  atomic.Bool // the stream is up now
+	firstSync  chan struct{}
+	syncOnce   sync.Once
 }
 
 func newRevocations(conn grpc.ClientConnInterface, now func() time.Time, log *slog.Logger) *revocations {
-	return &revocations{conn: conn, now: now, log: log, jtis: map[string]int64{}, sids: map[string]int64{},
+	r := &revocations{conn: conn, now: now, log: log, jtis: map[string]int64{}, sids: map[string]int64{},
 		firstSync: make(chan struct{})}
+	r.staleSince.Store(now().UnixNano())
+	return r
 }
 
 // revoked reports whether the token with this jti and session is revoked.
@@ -98,6 +104,7 @@ func (r *revocations) run(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		err := r.follow(ctx)
+		r.staleSince.CompareAndSwap(0, r.now().UnixNano()) // before connected, which Status shows
 		r.connected.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -143,6 +150,7 @@ func (r *revocations) follow(ctx context.Context) error {
 	received := 0
 	markSynced := func() {
 		r.synced.Store(true)
+		r.staleSince.Store(0)
 		r.syncOnce.Do(func() { close(r.firstSync) })
 		r.log.LogAttrs(ctx, slog.LevelInfo, "revocation snapshot received", slog.String("event", "revocations_synced"),
 			slog.Int("events", received))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchauth/latch/tokens"
@@ -32,9 +34,14 @@ type Verifier struct {
 	revs     *revocations        // nil: stateless
 	revCheck RevocationCheck     // nil: none
 	cache    *tokens.VerifyCache // nil: disabled
-	now      func() time.Time
-	cancel   context.CancelFunc
-	done     chan struct{}
+
+	maxKeyAge, maxRevLag time.Duration
+	stalePolicy          StalePolicy
+	revCheckFailing      atomic.Bool
+	log                  *slog.Logger
+	now                  func() time.Time
+	cancel               context.CancelFunc
+	done                 chan struct{}
 }
 
 // NewVerifier returns a Verifier. One key source (WithJWKSFromGRPC,
@@ -97,7 +104,8 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	v := &Verifier{tv: tv, keys: kc, epoch: epoch, revCheck: o.revCheck, now: o.now, done: make(chan struct{})}
+	v := &Verifier{tv: tv, keys: kc, epoch: epoch, revCheck: o.revCheck, now: o.now, done: make(chan struct{}),
+		maxKeyAge: o.maxKeyAge, maxRevLag: o.maxRevLag, stalePolicy: o.stalePolicy, log: o.log}
 	if o.cacheSize > 0 && epoch != nil {
 		v.cache = tokens.NewVerifyCache(o.cacheSize)
 	}
@@ -146,28 +154,35 @@ func (v *Verifier) Close() {
 
 // Verify checks tok strictly (tokens.Verifier), then against the
 // revocations received so far and the WithRevocationCheck function. Errors
-// wrap tokens.ErrInvalidToken (with its reason), ErrRevoked or
-// ErrRevocationUnavailable; none contains the token.
+// wrap tokens.ErrInvalidToken (with its reason), ErrRevoked,
+// ErrRevocationUnavailable or ErrStale (see WithStalePolicy); none contains
+// the token.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > tokens.MaxTokenLength {
 		return v.tv.Verify(ctx, tok) // refuses it without hashing 8 KiB+
 	}
+	if v.stale() {
+		return Claims{}, ErrStale
+	}
 	var key [32]byte
 	var claims Claims
+	var epoch any
 	hit := false
 	if v.cache != nil {
-		key = tokens.CacheKey(tok)
-		claims, hit = v.cache.Get(key, v.now(), v.epoch())
+		key, epoch = tokens.CacheKey(tok), v.epoch()
+		claims, hit = v.cache.Get(key, v.now(), epoch)
 	}
 	if !hit {
 		var err error
 		if claims, err = v.tv.Verify(ctx, tok); err != nil {
 			return Claims{}, err
 		}
-		if v.cache != nil {
-			// Cached under the epoch current after verification (a
-			// refetch for its kid may just have replaced the set).
-			v.cache.Put(key, claims, v.epoch())
+		// Cached only if the key set did not change while verifying: a
+		// key withdrawn meanwhile must not live on in the cache under the
+		// new set (a refetch for the token's kid also changes it; the
+		// next call then caches).
+		if v.cache != nil && v.epoch() == epoch {
+			v.cache.Put(key, claims, epoch)
 		}
 	}
 	if err := v.checkRevoked(ctx, claims); err != nil {
@@ -189,6 +204,7 @@ func (v *Verifier) checkRevoked(ctx context.Context, c Claims) error {
 		return nil
 	}
 	revoked, err := v.revCheck(ctx, c)
+	v.revCheckFailing.Store(err != nil)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)

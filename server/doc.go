@@ -1,10 +1,12 @@
 // Package server implements Latch's gRPC AuthService (latch.v1) over the
 // tokens and storage packages, plus the HTTP endpoints sidecars, probes and
-// Prometheus use (/.well-known/jwks.json, /healthz, /readyz, /metrics).
+// Prometheus use (/.well-known/jwks.json, /.well-known/openid-configuration,
+// /healthz, /readyz, /metrics).
 // GRPCServer adds grpc.health.v1 (answering from Server.Ready), optional
 // reflection, connection limits (Transport), optional TLS (WithTLS; the
 // verified client certificate is PeerIdentityFromContext) and a graceful
-// drain; Metrics is the server's own Prometheus registry.
+// drain; Metrics is the server's own Prometheus registry. Envoy's external
+// authorization API lives in the extauthz sub-package.
 //
 // Every handler validates its input before doing any work, answers a
 // client's mistake with a fixed message and the status design.md names,

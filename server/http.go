@@ -16,6 +16,8 @@ const JWKSPath = "/.well-known/jwks.json"
 //
 //   - GET /.well-known/jwks.json: the published keys (same as GetJWKS), with
 //     Cache-Control max-age, an ETag and 304 answers to If-None-Match;
+//   - GET /.well-known/openid-configuration: the discovery document (see
+//     Discovery), when the issuer is an http(s) URL;
 //   - GET /healthz: 200 while the process runs (liveness);
 //   - GET /readyz: 200 when Ready, else 503 with the reason (readiness;
 //     503 from the start of a drain);
@@ -25,6 +27,7 @@ const JWKSPath = "/.well-known/jwks.json"
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+JWKSPath, s.serveJWKS)
+	mux.HandleFunc("GET "+DiscoveryPath, s.serveDiscovery)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

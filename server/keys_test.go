@@ -222,7 +222,11 @@ func TestRotationWalk(t *testing.T) {
 		v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(url),
 			interceptors.WithHTTPClient(&http.Client{Transport: &sidecarCache{now: e.clock.now, fixed: fixed}}),
 			interceptors.WithIssuer(eff.Issuer), interceptors.WithAudience("orders"),
-			interceptors.WithClock(e.clock.now), interceptors.WithMinRefetchInterval(time.Second))
+			interceptors.WithClock(e.clock.now), interceptors.WithMinRefetchInterval(time.Second),
+			// Background refreshes run on real timers, not on the test
+			// clock, so the key set looks hours old; staleness (fail
+			// closed after WithMaxKeyAge) is not what this walk checks.
+			interceptors.WithMaxKeyAge(365*24*time.Hour))
 		if err != nil {
 			t.Fatalf("NewVerifier: %v", err)
 		}

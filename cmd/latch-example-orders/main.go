@@ -93,8 +93,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		grpc.ChainUnaryInterceptor(v.UnaryServerInterceptor(policy)),
 		grpc.ChainStreamInterceptor(v.StreamServerInterceptor(policy)))
 	ordersv1.RegisterOrdersServiceServer(srv, orders{})
-	healthpb.RegisterHealthServer(srv, health.NewServer())
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
+	// "latch.verifier" reports whether the keys and revocations this
+	// service verifies with are fresh (see interceptors.Verifier.Health).
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go v.ReportHealth(hctx, hs, 5*time.Second)
 
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -116,6 +116,19 @@ func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {
 	if r := grpcurl(t, ctx, orders, nil, "list", nil); !strings.Contains(r.raw, "latch.example.orders.v1.OrdersService") {
 		t.Fatalf("grpcurl list: %s %s", r.raw, r.stderr)
 	}
+	// The verifier's freshness, under latch.verifier (keys just fetched,
+	// revocation stream in sync).
+	healthDeadline := time.Now().Add(10 * time.Second)
+	for {
+		h := mustOK(t, grpcurl(t, ctx, orders, nil, "grpc.health.v1.Health/Check", map[string]string{"service": "latch.verifier"}), "health")
+		if h["status"] == "SERVING" {
+			break
+		}
+		if time.Now().After(healthDeadline) {
+			t.Fatalf("latch.verifier health = %v, want SERVING", h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	out := mustOK(t, grpcurl(t, ctx, orders, auth, "latch.example.orders.v1.OrdersService/GetOrder", map[string]string{"order_id": "o-1"}), "GetOrder")
 	if order, _ := out["order"].(map[string]any); order["item"] != "a kettle" || order["owner"] == "" {
 		t.Fatalf("GetOrder = %v", out)

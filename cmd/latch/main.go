@@ -4,6 +4,7 @@
 //	latch serve [flags]        run the gRPC and HTTP servers
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
+//	latch ext-authz [flags]    Envoy ext_authz away from Latch (keys and revocations followed)
 //	latch version              print the version, module and VCS information
 //
 // Every flag of serve has an environment equivalent: --grpc-addr is
@@ -32,6 +33,8 @@ Usage:
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
+  latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
+                  [--revocations-email E]   Envoy ext_authz next to the sidecars (latch ext-authz --help)
   latch version                       print the version, module and VCS information
   latch help                          this text
 
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = user(ctx, args[1:], e)
 	case "bench":
 		err = benchCmd(ctx, args[1:], e)
+	case "ext-authz":
+		err = extAuthzCmd(ctx, args[1:], e)
 	case "version", "--version":
 		printVersion(e.stdout)
 	case "help", "-h", "--help":

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/server/redact"
@@ -33,6 +35,7 @@ type serveFlags struct {
 	verifyCache                   int
 	probeRefill                   time.Duration
 	keys                          keyFlags
+	extAuthz                      extAuthzFlags
 }
 
 func serve(ctx context.Context, args []string, e env) error {
@@ -64,6 +67,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
 	f.keys.register(fs)
 	tf.register(fs)
+	f.extAuthz.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -82,8 +86,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr}))...); err != nil {
+	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
+	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr, extErr,
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}))...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -101,11 +106,13 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
+	var metricsReg prometheus.Registerer // nil: no metrics
 	if tf.metrics {
 		bi := readBuildInfo()
 		m := server.NewMetrics(server.WithBuildInfo(bi.version, bi.revision))
 		tp.instrument(m)
 		srvOpts = append(srvOpts, server.WithMetrics(m))
+		metricsReg = m.Registry()
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {
@@ -116,6 +123,13 @@ func serve(ctx context.Context, args []string, e env) error {
 			"event", "introspect_open")
 	}
 
+	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, tp.extAuthzTransport(tf.transport()), metricsReg, srv, log)
+	if err != nil {
+		return err
+	}
+	if extAuthz != nil {
+		defer extAuthz.stop(context.Background()) // on early returns; a no-op after the graceful stop below
+	}
 	grpcLis, err := net.Listen("tcp", f.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --grpc-addr: %w", err)
@@ -145,11 +159,14 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	releaseStartupMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
-	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr)
+	if extAuthz != nil {
+		go func() { errc <- extAuthz.serve() }()
+	}
+	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr, f.extAuthz.addr)
 	log.Info("latch serving", append([]any{"event", "listening", "grpc_addr", grpcLis.Addr().String(),
 		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "issuer", cfg.Issuer, "version", readBuildInfo().version},
 		sf.describe()...)...)
@@ -167,6 +184,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer stopCancel()
+	if extAuthz != nil {
+		extAuthz.stop(stopCtx)
+	}
 	gs.Drain(stopCtx)
 	if err := hs.Shutdown(stopCtx); err != nil {
 		log.Warn("http shutdown", "error", err.Error())

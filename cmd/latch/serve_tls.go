@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,9 +91,8 @@ func checkExposure(addrs map[string]string, tls, insecureListen bool) error {
 		return nil
 	}
 	var errs []error
-	for _, name := range []string{"grpc-addr", "http-addr"} {
-		addr, ok := addrs[name]
-		if ok && !isLoopback(addr) {
+	for _, name := range slices.Sorted(maps.Keys(addrs)) {
+		if addr := addrs[name]; addr != "" && !isLoopback(addr) {
 			errs = append(errs, fmt.Errorf("refusing to serve plaintext on --%s %s, which is not a loopback address: "+
 				"give --tls-cert and --tls-key (LATCH_TLS_CERT, LATCH_TLS_KEY), or --insecure-listen (LATCH_INSECURE_LISTEN=true) "+
 				"if a proxy in front of Latch terminates TLS", name, addr))
@@ -192,7 +193,7 @@ func logExposure(log *slog.Logger, ts *transportSetup, insecureListen bool, addr
 		return
 	}
 	for _, a := range addrs {
-		if !isLoopback(a) {
+		if a != "" && !isLoopback(a) {
 			log.Warn("serving plaintext on a non-loopback address (--insecure-listen): TLS must be terminated in front of Latch",
 				"event", "insecure_listen", "addr", a)
 		}

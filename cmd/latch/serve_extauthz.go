@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/extauthz"
+)
+
+// extAuthzFlags configure Envoy's external authorization listener.
+type extAuthzFlags struct {
+	addr, policy       string
+	subH, sidH, rolesH string
+	keepAuthorization  bool
+	cache              int
+	healthInterval     time.Duration
+}
+
+func (f *extAuthzFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "ext-authz-addr", "", "listen address of the Envoy ext_authz gRPC service (envoy.service.auth.v3.Authorization); off when empty")
+	fs.StringVar(&f.policy, "ext-authz-policy", "", "route policy file (YAML or JSON) for --ext-authz-addr: audiences, path/prefix/grpc rules → roles or public; unmatched requests are denied; reread on SIGHUP")
+	fs.StringVar(&f.subH, "ext-authz-sub-header", extauthz.DefaultSubjectHeader, "header carrying the token's subject to the upstream")
+	fs.StringVar(&f.sidH, "ext-authz-sid-header", extauthz.DefaultSessionHeader, "header carrying the token's session id to the upstream")
+	fs.StringVar(&f.rolesH, "ext-authz-roles-header", extauthz.DefaultRolesHeader, "header carrying the token's roles (comma-separated) to the upstream")
+	fs.BoolVar(&f.keepAuthorization, "ext-authz-keep-authorization", false, "forward the authorization header to the upstream (default: removed once checked)")
+	fs.IntVar(&f.cache, "ext-authz-cache", 50000, "tokens remembered as verified by ext_authz (revocation is checked on every request); 0 disables")
+	fs.DurationVar(&f.healthInterval, "ext-authz-health-interval", 5*time.Second, "how often the latch.verifier health status is updated")
+}
+
+// extAuthz is the running ext_authz listener.
+type extAuthz struct {
+	lis    net.Listener
+	gs     *grpc.Server
+	hs     *health.Server
+	v      *interceptors.Verifier
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
+// reporting every problem at once (before anything is opened); the policy
+// is nil when --ext-authz-addr is empty. audiences are Latch's (nil: not
+// known here, not checked).
+func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, error) {
+	if f.addr == "" {
+		if f.policy != "" {
+			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
+		}
+		return nil, nil
+	}
+	var errs []error
+	if f.policy == "" {
+		errs = append(errs, errors.New("--ext-authz-policy is required with --ext-authz-addr (requests no rule names are denied)"))
+	}
+	if f.cache < 0 {
+		errs = append(errs, errors.New("--ext-authz-cache must not be negative"))
+	}
+	if f.healthInterval <= 0 {
+		errs = append(errs, errors.New("--ext-authz-health-interval must be positive"))
+	}
+	if err := extauthz.CheckHeaderNames(f.subH, f.sidH, f.rolesH); err != nil {
+		errs = append(errs, fmt.Errorf("--ext-authz-*-header: %w", err))
+	}
+	var policy *extauthz.Policy
+	if f.policy != "" {
+		p, err := loadPolicyFile(f.policy, audiences)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		policy = p
+	}
+	return policy, errors.Join(errs...)
+}
+
+// loadPolicyFile loads and checks a policy file, including, when
+// audiences is not nil, that every audience it names is one Latch issues.
+func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
+	p, err := extauthz.LoadPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, a := range p.Audiences() {
+		if audiences != nil && !slices.Contains(audiences, a) {
+			errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
+				a, strings.Join(audiences, ",")))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startExtAuthz builds the ext_authz service over Latch's own key ring and
+// store and listens on --ext-authz-addr; it returns nil when policy is nil
+// (the listener is off).
+//
+// Verification inside Latch goes through the interceptors' Verifier, the
+// code path sibling services use, over the server's key ring
+// (WithKeySource: no fetching, a rotation is seen at once) and its store
+// (WithRevocationCheck: a Revoke that has returned is seen by the next
+// Check, with no stream lag).
+//
+// With reflect (--reflection) the listener serves gRPC reflection too, so
+// that grpcurl and ghz can call Check without Envoy's proto files.
+func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+	reg prometheus.Registerer, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
+	if policy == nil {
+		return nil, nil
+	}
+	v, err := interceptors.NewVerifier(ctx,
+		interceptors.WithKeySource(srv.KeySource()),
+		interceptors.WithRevocationCheck(srv.TokenRevoked),
+		interceptors.WithIssuer(srv.Config().Issuer),
+		interceptors.WithAudience(policy.Audiences()...),
+		interceptors.WithLeeway(min(srv.Config().Leeway, 30*time.Second)),
+		interceptors.WithCacheSize(f.cache),
+		interceptors.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("ext_authz verifier: %w", err)
+	}
+	return listenExtAuthz(f, v, policy, reflect, et, reg, srv.Config().Audiences, log)
+}
+
+// extAuthzTransport is how the ext_authz listener is served: TLS (nil:
+// plaintext, which the exposure rule allows on loopback only) and
+// connection limits.
+type extAuthzTransport struct {
+	tls       *tls.Config
+	transport server.Transport
+}
+
+// extAuthzTransport gives the ext_authz listener the gRPC port's TLS
+// (certificate, client CA, reloads) and connection limits.
+func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
+	et := extAuthzTransport{transport: t}
+	if ts.certs != nil {
+		et.tls = ts.certs.ServerConfig("h2")
+	}
+	return et
+}
+
+// listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
+// with grpc.health.v1 (latch.verifier kept up to date from v) and, with
+// reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
+// among audiences. It takes ownership of v (closed by stop, or on error).
+func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
+	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
+		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log)}
+	if reg != nil {
+		eopts = append(eopts, extauthz.WithMetrics(reg))
+		if err := registerVerifierMetrics(reg, v); err != nil {
+			v.Close()
+			return nil, err
+		}
+	}
+	ea, err := extauthz.New(v, policy, eopts...)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		v.Close()
+		return nil, fmt.Errorf("listen on --ext-authz-addr: %w", err)
+	}
+	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes
+	// every check over them (opening more when the stream limit is
+	// reached); limits and keepalive are the gRPC port's. Check answers
+	// every refusal itself; a panic (none is known: FuzzCheck) becomes
+	// INTERNAL, which Envoy turns into a denial with failure_mode_allow off.
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.LogAttrs(ctx, slog.LevelError, "panic in ext_authz", slog.String("event", "panic"),
+			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, "internal error")
+	})
+	sopts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(et.transport.Enforcement),
+		grpc.KeepaliveParams(et.transport.Keepalive),
+		grpc.MaxConcurrentStreams(et.transport.MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(4 << 20), // room for with_request_body
+		grpc.MaxHeaderListSize(server.MaxHeaderListSize),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recoverOpt)),
+	}
+	if et.tls != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(et.tls)))
+	}
+	gs := grpc.NewServer(sopts...)
+	ea.Register(gs)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	if reflect {
+		reflection.Register(gs)
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	x := &extAuthz{lis: lis, gs: gs, hs: hs, v: v, cancel: cancel, done: make(chan struct{})}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	// Published before the listener serves, so that no health check ever
+	// finds latch.verifier unknown.
+	v.UpdateHealth(hs, authv3.Authorization_ServiceDesc.ServiceName)
+	var wg sync.WaitGroup
+	wg.Go(func() { v.ReportHealth(hctx, hs, f.healthInterval, authv3.Authorization_ServiceDesc.ServiceName) })
+	wg.Go(func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-hup:
+				reloadPolicy(hctx, f.policy, audiences, ea, log)
+			}
+		}
+	})
+	go func() { wg.Wait(); close(x.done) }()
+	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
+		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil)
+	return x, nil
+}
+
+// registerVerifierMetrics exports the Verifier's health as gauges, read at
+// each scrape: latch_verifier_key_age_seconds,
+// latch_verifier_revocation_lag_seconds and latch_verifier_serving.
+func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier) error {
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_key_age_seconds",
+			Help: "Time since the ext_authz verifier last fetched the key set (0 when it uses Latch's own ring)."},
+			func() float64 { return v.Health().KeyAge.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_revocation_lag_seconds",
+			Help: "How long the ext_authz verifier's revocation stream has been out of sync (0 in sync or inside Latch)."},
+			func() float64 { return v.Health().RevocationLag.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_serving",
+			Help: "1 while latch.verifier health is SERVING, else 0."},
+			func() float64 {
+				if v.Health().Serving() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	for _, g := range gauges {
+		if err := reg.Register(g); err != nil {
+			return fmt.Errorf("ext_authz metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// reloadPolicy rereads the policy file (on SIGHUP). A file that does not
+// load, or changes the audiences, is refused and the current policy stays.
+func reloadPolicy(ctx context.Context, path string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	p, err := loadPolicyFile(path, audiences)
+	if err == nil {
+		err = ea.SetPolicy(p)
+	}
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "ext_authz policy not reloaded; the current one stays", slog.String("event", "ext_authz_policy_reload_failed"),
+			slog.String("policy", path), slog.String("error", err.Error()))
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "ext_authz policy reloaded", slog.String("event", "ext_authz_policy_reloaded"), slog.String("policy", path))
+}
+
+func (x *extAuthz) serve() error { return x.gs.Serve(x.lis) }
+
+// stop marks the service NOT_SERVING, drains in-flight checks until ctx
+// ends, then stops.
+// Only the first call does anything.
+func (x *extAuthz) stop(ctx context.Context) {
+	x.once.Do(func() {
+		x.cancel()
+		<-x.done
+		x.hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { x.gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			x.gs.Stop()
+		}
+		_ = x.lis.Close() // in case Serve never ran
+		x.v.Close()
+	})
+}

@@ -1,0 +1,182 @@
+package extauthz
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func mustParse(t *testing.T, doc string) *Policy {
+	t.Helper()
+	p, err := ParsePolicy([]byte(doc))
+	if err != nil {
+		t.Fatalf("ParsePolicy: %v", err)
+	}
+	return p
+}
+
+// TestPolicyMatching: exact beats prefix, longer prefix beats shorter, a
+// rule naming the method beats one that does not, unmatched is nil.
+func TestPolicyMatching(t *testing.T) {
+	p, err := LoadPolicy("testdata/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		method, path string
+		public       bool
+		roles        string // joined; "-" for no match
+	}{
+		{"GET", "/healthz", true, ""},
+		{"GET", "/healthz/x", false, "-"},
+		{"GET", "/public/a/b", true, ""},
+		{"GET", "/api/orders/1", false, "orders:read"},
+		{"HEAD", "/api/orders/1", false, "orders:read"},
+		{"POST", "/api/orders/1", false, "orders:write"},
+		{"DELETE", "/api/orders/", false, "orders:write"},
+		{"GET", "/api/orders", false, "-"},
+		{"POST", "/orders.v1.Orders/GetOrder", false, "orders:read"},
+		{"POST", "/orders.v1.Orders/CancelOrder", false, "orders:write"},
+		{"POST", "/orders.v1.OrdersAdmin/Drop", false, "-"},
+		{"POST", "/grpc.health.v1.Health/Watch", true, ""},
+		{"GET", "/api/me", false, ""},
+		{"GET", "/", false, "-"},
+	}
+	for _, c := range cases {
+		r := p.match(c.method, c.path)
+		switch {
+		case c.roles == "-" && r != nil:
+			t.Errorf("%s %s matched %q, want no rule", c.method, c.path, r.pattern)
+		case c.roles == "-":
+		case r == nil:
+			t.Errorf("%s %s: no rule, want roles %q", c.method, c.path, c.roles)
+		case r.public != c.public || strings.Join(r.roles, ",") != c.roles:
+			t.Errorf("%s %s: public=%v roles=%v, want public=%v roles=%q", c.method, c.path, r.public, r.roles, c.public, c.roles)
+		}
+	}
+	if got := p.Audiences(); len(got) != 1 || got[0] != "orders" {
+		t.Errorf("Audiences = %v", got)
+	}
+}
+
+func TestPolicyJSONAndDefaultAuthenticated(t *testing.T) {
+	p := mustParse(t, `{"audiences":["orders"],"default":"authenticated","rules":[{"prefix":"/admin/","roles":["admin"]}]}`)
+	if !p.allowAuthenticated || p.match("GET", "/x") != nil || p.match("GET", "/admin/x") == nil {
+		t.Fatalf("policy = %+v", p)
+	}
+}
+
+// TestPolicyErrorsAllAtOnce: one file with many mistakes reports each,
+// with its rule and line.
+func TestPolicyErrorsAllAtOnce(t *testing.T) {
+	doc := `audiences: [orders, "", orders]
+default: maybe
+rules:
+  - prefix: /api/
+    roles: [read]
+    colour: blue
+  - path: api/no-slash
+    roles: [read]
+  - path: /x
+    prefix: /y
+    roles: [read]
+  - grpc: /orders.v1.Orders
+    roles: [read]
+  - grpc: /orders.v1.Orders/
+    http_methods: [GET]
+    roles: [read]
+  - path: /public/../admin
+    public: true
+  - path: /both
+    public: true
+    roles: [read]
+  - path: /neither
+  - path: /m
+    http_methods: [get]
+    roles: [""]
+  - prefix: /api/
+    roles: [write]
+`
+	_, err := ParsePolicy([]byte(doc))
+	if err == nil {
+		t.Fatal("ParsePolicy accepted a broken policy")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"field colour not found",
+		`audiences[1]: empty`,
+		`audiences: "orders" listed twice`,
+		`default: "maybe"`,
+		`rules[1] (line 7): "api/no-slash": must start with /`,
+		`rules[2] (line 9): give exactly one of path, prefix or grpc`,
+		`rules[3] (line 12): grpc "/orders.v1.Orders"`,
+		`rules[4] (line 14): http_methods do not apply to grpc rules`,
+		`rules[5] (line 17): "/public/../admin"`,
+		`rules[6] (line 19): public: true and roles are exclusive`,
+		`rules[7] (line 22): give roles`,
+		`rules[8] (line 23): http_methods: "get"`,
+		`rules[8] (line 23): roles[0]`,
+		`rules[9] (line 26): prefix "/api/" overlaps an earlier rule`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not report %q\nfull error:\n%s", want, msg)
+		}
+	}
+}
+
+func TestPolicyRefusals(t *testing.T) {
+	for name, doc := range map[string]string{
+		"empty":          ``,
+		"syntax":         `audiences: [orders`,
+		"no audiences":   `rules: [{path: /x, roles: []}]`,
+		"no rules":       `audiences: [orders]`,
+		"duplicate key":  "audiences: [a]\naudiences: [b]\nrules: [{path: /x, roles: []}]",
+		"two documents":  "audiences: [a]\nrules: [{path: /x, roles: []}]\n---\naudiences: [b]\n",
+		"wrong type":     `{"audiences": "orders", "rules": [{"path": "/x", "roles": []}]}`,
+		"same exact":     "audiences: [a]\nrules: [{path: /x, roles: []}, {grpc: /x.Y/Z, roles: []}, {path: /x.Y/Z, public: true}]",
+		"method overlap": "audiences: [a]\nrules: [{path: /x, http_methods: [GET, POST], roles: []}, {path: /x, http_methods: [POST], roles: [b]}]",
+		"too large":      "audiences: [a]\n#" + strings.Repeat("x", MaxPolicySize),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := ParsePolicy([]byte(doc)); err == nil {
+				t.Fatalf("accepted: %+v", p)
+			}
+		})
+	}
+	if _, err := LoadPolicy(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing file: %v", err)
+	}
+	// Different methods on one pattern are fine.
+	mustParse(t, "audiences: [a]\nrules: [{path: /x, http_methods: [GET], roles: []}, {path: /x, http_methods: [POST], roles: [b]}, {path: /x, roles: [c]}]")
+}
+
+func TestCanonicalPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/": true, "/a/b": true, "/a%20b": true, "/orders.v1.Orders/Get": true, "/a/.well-known/x": true, "/a/..b": true,
+		"": false, "a": false, "//a": false, "/a//b": false, "/a/./b": false, "/a/../b": false, "/a/..": false, "/.": false,
+		"/a%2fb": false, "/a%2Fb": false, "/a%5Cb": false, "/a%2e%2e/b": false, "/a\\b": false, "/a#b": false,
+		"/a?b": false, "/a\x00b": false, "/a\nb": false, "/a\x7fb": false,
+	} {
+		if got := CanonicalPath(p); got != want {
+			t.Errorf("CanonicalPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	seed, _ := os.ReadFile("testdata/policy.yaml")
+	f.Add(seed)
+	f.Add([]byte(`{"audiences":["a"],"rules":[{"prefix":"/","roles":[]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses must have an audience and match without panicking.
+		if len(p.Audiences()) == 0 {
+			t.Fatal("parsed policy without audiences")
+		}
+		p.match("GET", "/api/orders/1")
+	})
+}
