@@ -155,7 +155,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if sf.kind == storageBolt { // etcd's leases delete expired rows
-		go storage.RunSweeper(runCtx, store, f.sweepInterval, 100, time.Now, log) // 100 rows: a short write lock (latch bench sweep rows)
+		go storage.RunSweeper(runCtx, store, f.sweepInterval, 50, time.Now, log) // 50 rows: a short write lock (latch bench sweep rows)
 	}
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
