@@ -36,9 +36,15 @@ func RunSweeper(ctx context.Context, s Sweeper, interval time.Duration, chunk in
 
 // SweepOnce deletes every row expired at now, chunk rows per transaction,
 // and returns how many it deleted.
+//
+// Between two chunks it pauses as long as the last chunk took, so that the
+// sweep holds the store's write lock at most half the time and the
+// requests' writes (rotations, revocations) keep committing while a large
+// backlog drains.
 func SweepOnce(ctx context.Context, s Sweeper, chunk int, now time.Time) (int, error) {
 	total := 0
 	for ctx.Err() == nil {
+		start := time.Now()
 		n, err := s.DeleteExpired(ctx, now, chunk)
 		total += n
 		if err != nil {
@@ -46,6 +52,12 @@ func SweepOnce(ctx context.Context, s Sweeper, chunk int, now time.Time) (int, e
 		}
 		if n < chunk {
 			return total, nil
+		}
+		pause := time.NewTimer(time.Since(start))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+		case <-pause.C:
 		}
 	}
 	return total, ctx.Err()

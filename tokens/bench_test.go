@@ -123,3 +123,40 @@ func BenchmarkVerifyAttackCorpus(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(toks)), "tokens/op")
 }
+
+// BenchmarkVerifyInterleaved runs Verify, golang-jwt's own ES256
+// parse+verify of the same token and a raw ecdsa.VerifyASN1 one after the
+// other in every iteration, so that a noisy, shared machine slows all three
+// alike, and reports the ratios: verify/jwt is the cost of Latch's
+// strictness over the library alone (the interceptor target is ≤ 1.15),
+// verify/ecdsa over the bare signature check.
+func BenchmarkVerifyInterleaved(b *testing.B) {
+	f := newFixture(b)
+	tok := f.mint(b, validClaims())
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(testIssuer),
+		jwt.WithAudience(testAudience), jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return testNow }))
+	keyFunc := func(*jwt.Token) (any, error) { return &f.key.PublicKey, nil }
+	digest := sha256.Sum256([]byte("latch"))
+	sig, _ := ecdsa.SignASN1(rand.Reader, f.key, digest[:])
+	ctx := context.Background()
+	var tVerify, tJWT, tECDSA time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := f.v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := p.Parse(tok, keyFunc); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if !ecdsa.VerifyASN1(&f.key.PublicKey, digest[:], sig) {
+			b.Fatal("verify failed")
+		}
+		t3 := time.Now()
+		tVerify, tJWT, tECDSA = tVerify+t1.Sub(t0), tJWT+t2.Sub(t1), tECDSA+t3.Sub(t2)
+	}
+	b.ReportMetric(float64(tVerify)/float64(tJWT), "verify/jwt")
+	b.ReportMetric(float64(tVerify)/float64(tECDSA), "verify/ecdsa")
+	b.ReportMetric(float64(tVerify.Nanoseconds())/float64(b.N), "verify-ns/op")
+}

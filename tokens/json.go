@@ -1,11 +1,10 @@
 package tokens
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -21,128 +20,394 @@ var (
 // maxDepth bounds nesting in token headers and claims.
 const maxDepth = 16
 
-// decodeObject reads one JSON object and returns its members, refusing what
-// lenient decoders let through and what lets two parsers disagree: invalid
-// UTF-8, duplicate member names (at any depth), deep nesting and anything
-// after the closing brace.
-func decodeObject(data []byte) (map[string]json.RawMessage, error) {
-	if !utf8.Valid(data) {
-		return nil, errInvalidUTF8
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errNotObject
-	}
-	members := make(map[string]json.RawMessage, 12)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errNotObject
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, errNotObject
-		}
-		if _, dup := members[name]; dup {
-			return nil, errDuplicate
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, errNotObject
-		}
-		if err := checkNested(raw, 1); err != nil {
-			return nil, err
-		}
-		members[name] = raw
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, errNotObject
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errTrailing
-	}
-	return members, nil
+// member is one top-level member of a scanned JSON object.
+type member struct {
+	name  string // decoded (escapes resolved)
+	value string // the value's JSON text, exactly as written
 }
 
-// checkNested refuses duplicate names and deep nesting inside a member's
-// value. Scalars need no walk.
-func checkNested(raw json.RawMessage, depth int) error {
-	if len(raw) == 0 || (raw[0] != '{' && raw[0] != '[') {
-		return nil
+// scanObject reads data as exactly one JSON object, optionally surrounded by
+// whitespace, and appends its top-level members to dst. It refuses what
+// lenient decoders let through and what lets two parsers disagree: invalid
+// UTF-8, duplicate member names at any depth (compared after decoding
+// escapes), nesting deeper than maxDepth and anything after the closing
+// brace. span is the object's text without the surrounding whitespace.
+//
+// It is a hand-written scanner of RFC 8259 rather than encoding/json's
+// Decoder because it runs on every token verification: it allocates nothing
+// unless a member name holds an escape or an object has more than
+// smallNames members.
+func scanObject(data string, dst []member) (members []member, span string, err error) {
+	if !utf8.ValidString(data) {
+		return dst, "", errInvalidUTF8
 	}
-	if depth > maxDepth {
-		return errTooDeep
+	sc := scanner{s: data}
+	sc.skipSpace()
+	start := sc.i
+	if sc.i >= len(sc.s) || sc.s[sc.i] != '{' {
+		return dst, "", errNotObject
 	}
-	if raw[0] == '[' {
-		var elems []json.RawMessage
-		if err := json.Unmarshal(raw, &elems); err != nil {
-			return errNotObject
+	members, err = sc.object(0, dst)
+	if err != nil {
+		return dst, "", err
+	}
+	span = sc.s[start:sc.i]
+	sc.skipSpace()
+	if sc.i != len(sc.s) {
+		return dst, "", errTrailing
+	}
+	return members, span, nil
+}
+
+// checkObject reports whether data is one strict JSON object as scanObject
+// defines it.
+func checkObject(data []byte) error {
+	_, _, err := scanObject(string(data), nil)
+	return err
+}
+
+// scanner walks JSON text; i is the next byte to read.
+type scanner struct {
+	s string
+	i int
+}
+
+func (sc *scanner) skipSpace() {
+	for sc.i < len(sc.s) {
+		switch sc.s[sc.i] {
+		case ' ', '\t', '\n', '\r':
+			sc.i++
+		default:
+			return
 		}
-		for _, e := range elems {
-			if err := checkNested(e, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
+}
+
+// value skips one JSON value at nesting depth d.
+func (sc *scanner) value(d int) error {
+	if sc.i >= len(sc.s) {
 		return errNotObject
 	}
-	seen := make(map[string]struct{})
-	for dec.More() {
-		tok, err := dec.Token()
+	switch c := sc.s[sc.i]; {
+	case c == '{':
+		if d > maxDepth {
+			return errTooDeep
+		}
+		_, err := sc.object(d, nil)
+		return err
+	case c == '[':
+		if d > maxDepth {
+			return errTooDeep
+		}
+		return sc.array(d)
+	case c == '"':
+		_, err := sc.str()
+		return err
+	case c == '-' || '0' <= c && c <= '9':
+		return sc.number()
+	case c == 't':
+		return sc.literal("true")
+	case c == 'f':
+		return sc.literal("false")
+	case c == 'n':
+		return sc.literal("null")
+	}
+	return errNotObject
+}
+
+// object reads the object at sc.i (which is '{') at depth d; the members of
+// the top-level object (d == 0) are appended to dst.
+func (sc *scanner) object(d int, dst []member) ([]member, error) {
+	top := d == 0
+	sc.i++ // '{'
+	var names nameSet
+	sc.skipSpace()
+	if sc.i < len(sc.s) && sc.s[sc.i] == '}' {
+		sc.i++
+		return dst, nil
+	}
+	for {
+		sc.skipSpace()
+		if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
+			return dst, errNotObject
+		}
+		raw, err := sc.str()
 		if err != nil {
-			return errNotObject
+			return dst, err
 		}
-		name, _ := tok.(string)
-		if _, dup := seen[name]; dup {
-			return errDuplicate
+		name, err := unquote(raw)
+		if err != nil {
+			return dst, err
 		}
-		seen[name] = struct{}{}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return errNotObject
+		if !names.add(name) {
+			return dst, errDuplicate
 		}
-		if err := checkNested(v, depth+1); err != nil {
+		sc.skipSpace()
+		if sc.i >= len(sc.s) || sc.s[sc.i] != ':' {
+			return dst, errNotObject
+		}
+		sc.i++
+		sc.skipSpace()
+		start := sc.i
+		if err := sc.value(d + 1); err != nil {
+			return dst, err
+		}
+		if top {
+			dst = append(dst, member{name: name, value: sc.s[start:sc.i]})
+		}
+		sc.skipSpace()
+		if sc.i >= len(sc.s) {
+			return dst, errNotObject
+		}
+		switch sc.s[sc.i] {
+		case ',':
+			sc.i++
+		case '}':
+			sc.i++
+			return dst, nil
+		default:
+			return dst, errNotObject
+		}
+	}
+}
+
+// array skips the array at sc.i (which is '[') at depth d.
+func (sc *scanner) array(d int) error {
+	sc.i++ // '['
+	sc.skipSpace()
+	if sc.i < len(sc.s) && sc.s[sc.i] == ']' {
+		sc.i++
+		return nil
+	}
+	for {
+		sc.skipSpace()
+		if err := sc.value(d + 1); err != nil {
 			return err
+		}
+		sc.skipSpace()
+		if sc.i >= len(sc.s) {
+			return errNotObject
+		}
+		switch sc.s[sc.i] {
+		case ',':
+			sc.i++
+		case ']':
+			sc.i++
+			return nil
+		default:
+			return errNotObject
+		}
+	}
+}
+
+// str reads the string at sc.i (which is '"') and returns its text with the
+// quotes, escapes not decoded. The input is already known to be valid UTF-8.
+func (sc *scanner) str() (string, error) {
+	start := sc.i
+	sc.i++
+	for sc.i < len(sc.s) {
+		c := sc.s[sc.i]
+		switch {
+		case c == '"':
+			sc.i++
+			return sc.s[start:sc.i], nil
+		case c < 0x20:
+			return "", errNotObject
+		case c == '\\':
+			if sc.i+1 >= len(sc.s) {
+				return "", errNotObject
+			}
+			switch sc.s[sc.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				sc.i += 2
+			case 'u':
+				if sc.i+6 > len(sc.s) || !isHex4(sc.s[sc.i+2:sc.i+6]) {
+					return "", errNotObject
+				}
+				sc.i += 6
+			default:
+				return "", errNotObject
+			}
+		default:
+			sc.i++
+		}
+	}
+	return "", errNotObject
+}
+
+func isHex4(s string) bool {
+	for i := 0; i < 4; i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// number reads an RFC 8259 number.
+func (sc *scanner) number() error {
+	if sc.s[sc.i] == '-' {
+		sc.i++
+	}
+	switch {
+	case sc.i < len(sc.s) && sc.s[sc.i] == '0':
+		sc.i++
+	case sc.i < len(sc.s) && '1' <= sc.s[sc.i] && sc.s[sc.i] <= '9':
+		sc.digits()
+	default:
+		return errNotObject
+	}
+	if sc.i < len(sc.s) && sc.s[sc.i] == '.' {
+		sc.i++
+		if sc.digits() == 0 {
+			return errNotObject
+		}
+	}
+	if sc.i < len(sc.s) && (sc.s[sc.i] == 'e' || sc.s[sc.i] == 'E') {
+		sc.i++
+		if sc.i < len(sc.s) && (sc.s[sc.i] == '+' || sc.s[sc.i] == '-') {
+			sc.i++
+		}
+		if sc.digits() == 0 {
+			return errNotObject
 		}
 	}
 	return nil
 }
 
-// jsonString decodes a member that must be a JSON string.
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
+func (sc *scanner) digits() int {
+	n := 0
+	for sc.i < len(sc.s) && '0' <= sc.s[sc.i] && sc.s[sc.i] <= '9' {
+		sc.i++
+		n++
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
+	return n
 }
 
-// jsonStrings decodes a member that must be a JSON array of strings.
-func jsonStrings(raw json.RawMessage) ([]string, bool) {
+func (sc *scanner) literal(word string) error {
+	if !strings.HasPrefix(sc.s[sc.i:], word) {
+		return errNotObject
+	}
+	sc.i += len(word)
+	return nil
+}
+
+// unquote decodes a JSON string literal (with its quotes) that str has
+// validated. Without escapes it is a substring of the input; with escapes
+// encoding/json decodes it, so that names and values mean exactly what they
+// mean to every other decoder.
+func unquote(raw string) (string, error) {
+	body := raw[1 : len(raw)-1]
+	if strings.IndexByte(body, '\\') < 0 {
+		return body, nil
+	}
+	var s string
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return "", errNotObject
+	}
+	return s, nil
+}
+
+// smallNames is how many member names an object holds before nameSet
+// switches from a linear scan to a map (bounding the work of an object with
+// thousands of members).
+const smallNames = 16
+
+// nameSet detects duplicate member names.
+type nameSet struct {
+	small [smallNames]string
+	n     int
+	big   map[string]struct{}
+}
+
+// add records name and reports false if it was already present.
+func (ns *nameSet) add(name string) bool {
+	if ns.big != nil {
+		if _, dup := ns.big[name]; dup {
+			return false
+		}
+		ns.big[name] = struct{}{}
+		return true
+	}
+	for _, seen := range ns.small[:ns.n] {
+		if seen == name {
+			return false
+		}
+	}
+	if ns.n < smallNames {
+		ns.small[ns.n] = name
+		ns.n++
+		return true
+	}
+	ns.big = make(map[string]struct{}, 2*smallNames)
+	for _, seen := range ns.small {
+		ns.big[seen] = struct{}{}
+	}
+	ns.big[name] = struct{}{}
+	return true
+}
+
+// lookup returns the value of the member called name.
+func lookup(ms []member, name string) (string, bool) {
+	for _, m := range ms {
+		if m.name == name {
+			return m.value, true
+		}
+	}
+	return "", false
+}
+
+// jsonString decodes a member value that must be a JSON string.
+func jsonString(raw string) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	s, err := unquote(raw)
+	return s, err == nil
+}
+
+// jsonStrings decodes a member value that must be a JSON array of strings.
+func jsonStrings(raw string) ([]string, bool) {
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, false
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(raw, &elems); err != nil {
-		return nil, false
+	sc := scanner{s: raw, i: 1}
+	out := make([]string, 0, strings.Count(raw, ",")+1)
+	sc.skipSpace()
+	if sc.i < len(sc.s) && sc.s[sc.i] == ']' {
+		return out, true
 	}
-	out := make([]string, 0, len(elems))
-	for _, e := range elems {
-		s, ok := jsonString(e)
-		if !ok {
+	for {
+		sc.skipSpace()
+		if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
+			return nil, false
+		}
+		lit, err := sc.str()
+		if err != nil {
+			return nil, false
+		}
+		s, err := unquote(lit)
+		if err != nil {
 			return nil, false
 		}
 		out = append(out, s)
+		sc.skipSpace()
+		if sc.i >= len(sc.s) {
+			return nil, false
+		}
+		switch sc.s[sc.i] {
+		case ',':
+			sc.i++
+		case ']':
+			if sc.i != len(sc.s)-1 {
+				return nil, false
+			}
+			return out, true
+		default:
+			return nil, false
+		}
 	}
-	return out, true
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z: a later date is no date a token
@@ -151,19 +416,19 @@ const maxNumericDate = 253402300799
 
 // jsonNumericDate decodes a NumericDate member that must be a plain JSON
 // integer in [0, maxNumericDate]: no string, fraction, exponent or sign.
-func jsonNumericDate(raw json.RawMessage) (int64, bool) {
+func jsonNumericDate(raw string) (int64, bool) {
 	if len(raw) == 0 || len(raw) > 12 {
 		return 0, false
 	}
-	for _, c := range raw {
-		if c < '0' || c > '9' {
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c < '0' || c > '9' {
 			return 0, false
 		}
 	}
 	if len(raw) > 1 && raw[0] == '0' {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(string(raw), 10, 64)
+	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || v > maxNumericDate {
 		return 0, false
 	}

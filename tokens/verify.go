@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,14 +89,6 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-// jwtClaims is what golang-jwt decodes and validates; Latch's own strict
-// decoding (decodeClaims) has already vetted the same bytes.
-type jwtClaims struct {
-	jwt.RegisteredClaims
-	SessionID string   `json:"sid"`
-	Roles     []string `json:"roles"`
-}
-
 // NewVerifier returns a Verifier that accepts tokens signed by a key from
 // keys, issued by issuer, for at least one of audiences.
 func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...VerifierOption) (*Verifier, error) {
@@ -146,6 +137,11 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 // ErrInvalidToken and one reason sentinel; errors never contain the token.
 // Verify does not consult revocations: callers that must honour them check
 // the jti and sid afterwards.
+//
+// The header and claims are decoded once, strictly, by this package; the
+// one golang-jwt Parser then checks the algorithm, the key, the signature
+// and the validity of exactly those decoded claims (iss, aud, exp, nbf,
+// iat), and its own JSON pass over the payload must meet the same text.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > MaxTokenLength {
 		return Claims{}, invalid(ErrMalformed, "too long")
@@ -158,39 +154,94 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	if raw, err := strictRawURL.DecodeString(sig); err != nil || len(raw) != 64 {
+	if !isRawSignature(sig) {
 		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
-	c, err := decodeClaims(p)
-	if err != nil {
+	x := &verification{v: v, ctx: ctx, kid: kid}
+	if err := x.decodeClaims(p); err != nil {
 		return Claims{}, err
-	}
-	var keyErr error
-	keyFunc := func(t *jwt.Token) (any, error) {
-		k, ok := t.Header["kid"].(string)
-		if !ok || k != kid {
-			keyErr = invalid(ErrMalformed, "kid is required")
-			return nil, keyErr
-		}
-		key, err := v.keys.PublicKey(ctx, k)
-		switch {
-		case errors.Is(err, ErrUnknownKey):
-			keyErr = invalid(ErrUnknownKey, "")
-		case err != nil:
-			keyErr = fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
-		}
-		return key, keyErr
 	}
 	// golang-jwt checks the signature length and calls ecdsa.Verify, which
 	// refuses r or s equal to 0 or not below the curve order; then it
 	// validates iss, aud, exp, nbf and iat.
-	if _, err := v.parser.ParseWithClaims(tok, &jwtClaims{}, keyFunc); err != nil {
-		if keyErr != nil {
-			return Claims{}, keyErr
+	if _, err := v.parser.ParseWithClaims(tok, x, x.key); err != nil {
+		if x.keyErr != nil {
+			return Claims{}, x.keyErr
 		}
 		return Claims{}, classify(err)
 	}
-	return c, nil
+	return x.claims, nil
+}
+
+// verification is the state of one Verify call. golang-jwt sees it as the
+// token's claims: as a json.Unmarshaler it accepts only the payload text
+// that decodeClaims read, and as jwt.Claims it hands the validator the
+// values decodeClaims decoded.
+type verification struct {
+	v      *Verifier
+	ctx    context.Context
+	kid    string
+	keyErr error
+
+	payload       string // the claims object's JSON text
+	claims        Claims
+	exp, iat, nbf jwt.NumericDate
+	hasNbf        bool
+}
+
+var _ jwt.Claims = (*verification)(nil)
+
+// errPayloadDiffers means golang-jwt decoded other claims text than Latch
+// did; it cannot happen unless one of the two decoders is broken.
+var errPayloadDiffers = errors.New("claims text differs between decoders")
+
+// UnmarshalJSON accepts only the text decodeClaims already decoded.
+func (x *verification) UnmarshalJSON(b []byte) error {
+	if string(b) != x.payload {
+		return errPayloadDiffers
+	}
+	return nil
+}
+
+// GetExpirationTime returns exp.
+func (x *verification) GetExpirationTime() (*jwt.NumericDate, error) { return &x.exp, nil }
+
+// GetIssuedAt returns iat.
+func (x *verification) GetIssuedAt() (*jwt.NumericDate, error) { return &x.iat, nil }
+
+// GetNotBefore returns nbf, or nil when the token has none.
+func (x *verification) GetNotBefore() (*jwt.NumericDate, error) {
+	if !x.hasNbf {
+		return nil, nil
+	}
+	return &x.nbf, nil
+}
+
+// GetIssuer returns iss.
+func (x *verification) GetIssuer() (string, error) { return x.claims.Issuer, nil }
+
+// GetSubject returns sub.
+func (x *verification) GetSubject() (string, error) { return x.claims.Subject, nil }
+
+// GetAudience returns aud.
+func (x *verification) GetAudience() (jwt.ClaimStrings, error) { return x.claims.Audience, nil }
+
+// key is golang-jwt's key function: the header golang-jwt decoded must
+// name the kid checkHeader read, and the key comes from the KeySource.
+func (x *verification) key(t *jwt.Token) (any, error) {
+	k, ok := t.Header["kid"].(string)
+	if !ok || k != x.kid {
+		x.keyErr = invalid(ErrMalformed, "kid is required")
+		return nil, x.keyErr
+	}
+	key, err := x.v.keys.PublicKey(x.ctx, k)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		x.keyErr = invalid(ErrUnknownKey, "")
+	case err != nil:
+		x.keyErr = fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
+	}
+	return key, x.keyErr
 }
 
 // splitCompact splits a compact JWS into its three non-empty parts, which
@@ -207,79 +258,113 @@ func splitCompact(tok string) (h, p, sig string, ok bool) {
 	return h, p, sig, true
 }
 
+// rawSignatureLength is the base64url length of a 64-byte r||s.
+const rawSignatureLength = 86
+
+// isRawSignature reports whether sig (known to be base64url) is the
+// canonical encoding of 64 bytes: 86 characters whose last one carries no
+// bits beyond the 512 (its 4 low bits are zero).
+func isRawSignature(sig string) bool {
+	if len(sig) != rawSignatureLength {
+		return false
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	return strings.IndexByte(alphabet, sig[len(sig)-1])&0x0f == 0
+}
+
+// maxHeaderMembers bounds the members kept from a header on the stack; a
+// header with more still scans (the slice grows).
+const maxHeaderMembers = 8
+
 // checkHeader decodes the protected header and returns its kid.
 func checkHeader(seg string) (string, error) {
 	raw, err := strictRawURL.DecodeString(seg)
 	if err != nil {
 		return "", invalid(ErrMalformed, "header encoding")
 	}
-	m, err := decodeObject(raw)
+	var buf [maxHeaderMembers]member
+	m, _, err := scanObject(string(raw), buf[:0])
 	if err != nil {
 		return "", invalid(ErrMalformed, "header: "+err.Error())
 	}
-	if alg, ok := jsonString(m["alg"]); !ok || alg != Algorithm {
+	alg, _ := lookup(m, "alg")
+	if alg, ok := jsonString(alg); !ok || alg != Algorithm {
 		return "", invalid(ErrUnsupported, "alg must be ES256")
 	}
-	typ, ok := jsonString(m["typ"])
+	typ, _ := lookup(m, "typ")
+	typ, ok := jsonString(typ)
 	if !ok || !(strings.EqualFold(typ, AccessTokenType) || strings.EqualFold(typ, "application/"+AccessTokenType)) {
 		return "", invalid(ErrUnsupported, "typ must be at+jwt")
 	}
-	if _, ok := m["crit"]; ok {
+	if _, ok := lookup(m, "crit"); ok {
 		return "", invalid(ErrUnsupported, "crit is not supported")
 	}
-	kid, ok := jsonString(m["kid"])
+	kid, _ := lookup(m, "kid")
+	kid, ok = jsonString(kid)
 	if !ok || kid == "" || len(kid) > maxKeyIDLength {
 		return "", invalid(ErrMalformed, "kid is required")
 	}
 	return kid, nil
 }
 
-// decodeClaims decodes the payload strictly into Claims: what golang-jwt
-// does not check (duplicate names, integer NumericDates, required sub, jti,
-// iat and sid, types of aud and roles).
-func decodeClaims(seg string) (Claims, error) {
+// maxClaimsMembers bounds the members kept from the claims on the stack.
+const maxClaimsMembers = 16
+
+// decodeClaims decodes the payload strictly into x: what golang-jwt does
+// not check (duplicate names, integer NumericDates, required sub, jti, iat
+// and sid, types of aud and roles). Strings are substrings of one copy of
+// the payload.
+func (x *verification) decodeClaims(seg string) error {
 	raw, err := strictRawURL.DecodeString(seg)
 	if err != nil {
-		return Claims{}, invalid(ErrMalformed, "claims encoding")
+		return invalid(ErrMalformed, "claims encoding")
 	}
-	m, err := decodeObject(raw)
+	var buf [maxClaimsMembers]member
+	m, span, err := scanObject(string(raw), buf[:0])
 	if err != nil {
-		return Claims{}, invalid(ErrMalformed, "claims: "+err.Error())
+		return invalid(ErrMalformed, "claims: "+err.Error())
 	}
-	var c Claims
+	x.payload = span
+	c := &x.claims
 	var ok bool
 	str := func(name string, dst *string) bool {
-		*dst, ok = jsonString(m[name])
+		v, _ := lookup(m, name)
+		*dst, ok = jsonString(v)
 		return ok && *dst != ""
 	}
 	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
-		return Claims{}, invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
+		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
 	}
-	if c.Audience, ok = audience(m["aud"]); !ok {
-		return Claims{}, invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
+	aud, _ := lookup(m, "aud")
+	if c.Audience, ok = audience(aud); !ok {
+		return invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
 	}
-	exp, okExp := jsonNumericDate(m["exp"])
-	iat, okIat := jsonNumericDate(m["iat"])
+	rawExp, _ := lookup(m, "exp")
+	rawIat, _ := lookup(m, "iat")
+	exp, okExp := jsonNumericDate(rawExp)
+	iat, okIat := jsonNumericDate(rawIat)
 	if !okExp || !okIat {
-		return Claims{}, invalid(ErrMalformed, "exp and iat must be integer NumericDates")
+		return invalid(ErrMalformed, "exp and iat must be integer NumericDates")
 	}
 	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
-	if rawNbf, present := m["nbf"]; present {
+	x.exp.Time, x.iat.Time = c.ExpiresAt, c.IssuedAt
+	if rawNbf, present := lookup(m, "nbf"); present {
 		nbf, ok := jsonNumericDate(rawNbf)
 		if !ok {
-			return Claims{}, invalid(ErrMalformed, "nbf must be an integer NumericDate")
+			return invalid(ErrMalformed, "nbf must be an integer NumericDate")
 		}
 		c.NotBefore = time.Unix(nbf, 0)
+		x.nbf.Time, x.hasNbf = c.NotBefore, true
 	}
-	if rawRoles, present := m["roles"]; present {
+	if rawRoles, present := lookup(m, "roles"); present {
 		if c.Roles, ok = jsonStrings(rawRoles); !ok {
-			return Claims{}, invalid(ErrMalformed, "roles must be an array of strings")
+			return invalid(ErrMalformed, "roles must be an array of strings")
 		}
 	}
-	return c, nil
+	return nil
 }
 
-func audience(raw json.RawMessage) ([]string, bool) {
+func audience(raw string) ([]string, bool) {
 	if s, ok := jsonString(raw); ok {
 		return []string{s}, s != ""
 	}

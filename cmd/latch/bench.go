@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	sessions := fs.Int("sessions", 10000, "live sessions (and distinct access tokens) stored before the run")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	only := fs.String("only", "", "comma-separated substrings: run only the rows whose name contains one")
+	scale := fs.String("scale", "auto", "comma-separated database sizes (stored sessions) for the scale rows, or none; auto is 10000,100000,1000000 (1000,2000,4000 when --duration is under 1s, as in the CI smoke run)")
+	sweepRows := fs.Int("sweep-rows", -1, "expired sessions the sweeper deletes during the sweep rows (0 skips them; default 40,000 per second of --duration, at least 2,000, at most 1,000,000)")
 	fs.Usage = usageFunc(fs, "Usage: latch bench [flags]\n\nStarts Latch (this binary) on a temporary database and loopback listeners, runs each\nscenario and the raw baselines it is bounded by, and prints a table with ratios.\nNumbers are for this machine, now: compare ratios, not absolute rates.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -30,6 +33,13 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	cfg := bench.Config{Binary: self, Duration: *dur, Concurrency: *conc, Sessions: max(*sessions, *conc), Progress: e.stderr}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
+	}
+	if cfg.Scale, err = scaleSizes(*scale, *dur); err != nil {
+		return err
+	}
+	cfg.SweepRows = *sweepRows
+	if cfg.SweepRows < 0 {
+		cfg.SweepRows = min(max(int(40000*dur.Seconds()), 2000), 1_000_000)
 	}
 	report, err := bench.Run(ctx, cfg)
 	if err != nil {
@@ -56,4 +66,26 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("rows with errors: %s", strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// scaleSizes parses --scale.
+func scaleSizes(v string, dur time.Duration) ([]int, error) {
+	switch v {
+	case "none", "":
+		return nil, nil
+	case "auto":
+		if dur < time.Second {
+			return []int{1000, 2000, 4000}, nil
+		}
+		return []int{10_000, 100_000, 1_000_000}, nil
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--scale: %q is not a positive number of sessions", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -161,11 +161,12 @@ func serve(ctx context.Context, args []string, e env) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if sf.kind == storageBolt { // etcd's leases delete expired rows
-		go storage.RunSweeper(runCtx, store, f.sweepInterval, 1000, time.Now, log)
+		go storage.RunSweeper(runCtx, store, f.sweepInterval, 50, time.Now, log) // 50 rows: a short write lock (latch bench sweep rows)
 	}
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
+	releaseStartupMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {

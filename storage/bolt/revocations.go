@@ -21,7 +21,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 	if !validID(jti) || expiresAt.IsZero() {
 		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.writes.Do(func(tx *bbolt.Tx) error {
 		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
 		if old := denied.Get([]byte(jti)); old != nil {
 			if len(old) != 8 {

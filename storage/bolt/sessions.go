@@ -128,6 +128,26 @@ func moveExpiry(tx *bbolt.Tx, old, cur storage.Session) error {
 	return nil
 }
 
+// insertSession stores a new session with its indexes.
+func insertSession(tx *bbolt.Tx, sess storage.Session) error {
+	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
+		return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
+	}
+	if tx.Bucket(bucketRefresh).Get(sess.CurrentHash[:]) != nil {
+		return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
+	}
+	if err := putSession(tx, sess); err != nil {
+		return err
+	}
+	if err := indexDigest(tx, sess.ID, sess.CurrentHash); err != nil {
+		return err
+	}
+	if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+}
+
 // CreateSession implements storage.SessionStore.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := ctxErr(ctx, "create session"); err != nil {
@@ -136,24 +156,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
-			return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
-		}
-		if tx.Bucket(bucketRefresh).Get(sess.CurrentHash[:]) != nil {
-			return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
-		}
-		if err := putSession(tx, sess); err != nil {
-			return err
-		}
-		if err := indexDigest(tx, sess.ID, sess.CurrentHash); err != nil {
-			return err
-		}
-		if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
-	})
+	err := s.writes.Do(func(tx *bbolt.Tx) error { return insertSession(tx, sess) })
 	if err != nil {
 		return fmt.Errorf("bolt: create session %s: %w", sess.ID, err)
 	}
@@ -197,7 +200,7 @@ func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHas
 }
 
 // RotateRefreshToken implements storage.SessionStore. Concurrent rotations
-// share one commit (bbolt Batch); bbolt runs write transactions one at a
+// share one commit (groupcommit); bbolt runs write transactions one at a
 // time, so of several rotations of one digest only the first sees it
 // current.
 func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
@@ -211,8 +214,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		out     storage.Session
 		outcome error // the domain result, reported after the commit
 	)
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
-		out, outcome = storage.Session{}, nil // Batch may run this more than once
+	err := s.writes.Do(func(tx *bbolt.Tx) error {
+		out, outcome = storage.Session{}, nil // the group commit may run this more than once
 		id := tx.Bucket(bucketRefresh).Get(r.Presented[:])
 		if id == nil {
 			outcome = storage.ErrNotFound
@@ -264,7 +267,7 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 	if reason == "" || now.IsZero() {
 		return fmt.Errorf("bolt: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.writes.Do(func(tx *bbolt.Tx) error {
 		sess, err := getSession(tx, []byte(id))
 		if err != nil {
 			return err

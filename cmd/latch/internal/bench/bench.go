@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,22 +48,34 @@ type Config struct {
 	// Only, when non-empty, restricts the run to rows whose name contains
 	// one of these strings.
 	Only []string
+	// Scale lists database sizes (stored live sessions) for the scale rows;
+	// empty skips them.
+	Scale []int
+	// SweepRows is how many expired sessions the sweep rows' sweeper
+	// deletes while they run; 0 skips them.
+	SweepRows int
 	// Progress receives a line as each row starts and ends.
 	Progress io.Writer
 }
 
 // Report is the outcome of a run.
 type Report struct {
-	Machine     string    `json:"machine"`
-	Cores       int       `json:"cores"`
-	Duration    string    `json:"duration"`
-	Concurrency int       `json:"concurrency"`
-	Sessions    int       `json:"sessions"`
-	IdleRSSMiB  float64   `json:"server_idle_rss_mib"`
-	DBSizeMiB   float64   `json:"db_size_mib"`
-	Rows        []Result  `json:"rows"`
-	Ratios      []Ratio   `json:"ratios"`
-	Started     time.Time `json:"started"`
+	Machine     string   `json:"machine"`
+	Cores       int      `json:"cores"`
+	Duration    string   `json:"duration"`
+	Concurrency int      `json:"concurrency"`
+	Sessions    int      `json:"sessions"`
+	IdleRSSMiB  float64  `json:"server_idle_rss_mib"`
+	DBSizeMiB   float64  `json:"db_size_mib"`
+	Rows        []Result `json:"rows"`
+	// SweepRows expired sessions were stored for the sweep rows, and
+	// SweptDuringRows of them were deleted while those rows ran.
+	SweepRows       int `json:"sweep_rows,omitempty"`
+	SweptDuringRows int `json:"swept_during_rows,omitempty"`
+	// FloodBoundMiB is the stated peak-RSS bound under a login flood.
+	FloodBoundMiB float64   `json:"login_flood_rss_bound_mib,omitempty"`
+	Ratios        []Ratio   `json:"ratios"`
+	Started       time.Time `json:"started"`
 }
 
 // Ratio compares a scenario with its limit.
@@ -85,6 +98,7 @@ type fixture struct {
 	refresh []string // one refresh token per session
 	caller  string   // access token with role introspect
 	orders  string   // access token with role orders:read
+	expired []string // ids of the expired sessions, in expiry order
 }
 
 // Run executes the benchmark.
@@ -101,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &Report{Machine: runtime.GOOS + "/" + runtime.GOARCH, Cores: runtime.NumCPU(), Duration: cfg.Duration.String(),
 		Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Started: time.Now().UTC()}
 	progress(cfg, "preparing %d sessions in %s", cfg.Sessions, db)
-	fx, err := prepare(ctx, db, cfg.Sessions)
+	fx, err := prepare(ctx, db, population{live: cfg.Sessions})
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
@@ -122,6 +136,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	b.scenarios(ctx, fx)
 	srv.stop()
 	b.uncached(ctx, dir)
+	b.scale(ctx, dir, cfg.Scale)
+	b.sweep(ctx, dir, cfg.SweepRows)
 	b.ratios()
 	return r, nil
 }
@@ -132,9 +148,20 @@ func progress(cfg Config, format string, args ...any) {
 	}
 }
 
-// prepare fills db with users, a signing key and live sessions, and mints
-// an access token for each session with that key.
-func prepare(ctx context.Context, db string, sessions int) (*fixture, error) {
+// population is what prepare stores besides the users and the key.
+type population struct {
+	live    int // sessions with a minted access token and a known refresh token
+	filler  int // further live sessions, stored only (scale rows)
+	expired int // sessions already expired, in increasing expiry order (sweep rows)
+}
+
+// importChunk is how many sessions one bulk-import transaction holds.
+const importChunk = 20000
+
+// prepare fills db with users, a signing key and sessions (imported in
+// large transactions, not through RPCs, so that a million take seconds),
+// and mints an access token for each live session with that key.
+func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	st, err := bolt.Open(db)
 	if err != nil {
 		return nil, err
@@ -173,69 +200,116 @@ func prepare(ctx context.Context, db string, sessions int) (*fixture, error) {
 		return nil, err
 	}
 	fx := &fixture{signer: signer}
-	mint := func(sub, sid string, roles []string) (string, error) {
-		jti, _ := tokens.NewID(rand.Reader)
-		return signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: sub, Audience: []string{benchAudience},
-			IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: sid, Roles: roles})
+
+	// Live sessions 0..live-1 for the workload, live (the introspect
+	// caller) and live+1 (the orders caller); then the filler.
+	type liveSession struct {
+		sid, user, rt string
+		roles         []string
 	}
-	results := make([]made, sessions+2)
+	lives := make([]liveSession, pop.live+2)
+	chunk := make([]storage.Session, 0, importChunk)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		// In key order, bbolt's nodes take the inserts at their ends.
+		slices.SortFunc(chunk, func(a, b storage.Session) int { return strings.Compare(a.ID, b.ID) })
+		err := st.ImportSessions(ctx, chunk)
+		chunk = chunk[:0]
+		return err
+	}
+	add := func(sess storage.Session) error {
+		chunk = append(chunk, sess)
+		if len(chunk) == importChunk {
+			return flush()
+		}
+		return nil
+	}
+	live := func(user string, expires time.Time) (storage.Session, string, error) {
+		sid, err := tokens.NewID(rand.Reader)
+		if err != nil {
+			return storage.Session{}, "", err
+		}
+		rt, digest, err := tokens.NewRefreshToken(rand.Reader)
+		if err != nil {
+			return storage.Session{}, "", err
+		}
+		created := now
+		if expires.Add(-time.Hour).Before(now) {
+			created = expires.Add(-time.Hour)
+		}
+		return storage.Session{ID: sid, UserID: user, Audience: benchAudience, CurrentHash: digest,
+			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires}, rt, nil
+	}
+	for i := range lives {
+		user, roles := "u-bench", []string{"orders:read"}
+		if i == pop.live {
+			user, roles = "u-svc", []string{"introspect"}
+		}
+		sess, rt, err := live(user, now.Add(7*24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		lives[i] = liveSession{sid: sess.ID, user: user, rt: rt, roles: roles}
+		if err := add(sess); err != nil {
+			return nil, err
+		}
+	}
+	for range pop.filler {
+		sess, _, err := live("u-bench", now.Add(7*24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		if err := add(sess); err != nil {
+			return nil, err
+		}
+	}
+	// Expired sessions, each a microsecond after the previous one: the
+	// sweeper deletes them in this order.
+	first := now.Add(-time.Hour)
+	for i := range pop.expired {
+		sess, _, err := live("u-bench", first.Add(time.Duration(i)*time.Microsecond))
+		if err != nil {
+			return nil, err
+		}
+		fx.expired = append(fx.expired, sess.ID)
+		if err := add(sess); err != nil {
+			return nil, err
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+
+	// Mint the live sessions' access tokens on every core.
+	ats := make([]string, len(lives))
+	errs := make([]error, runtime.NumCPU())
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range sessions + 2 {
-		sem <- struct{}{}
+	for w := range errs {
 		wg.Go(func() {
-			defer func() { <-sem }()
-			results[i] = makeSession(ctx, st, i, sessions, now, mint)
+			for i := w; i < len(lives); i += len(errs) {
+				jti, _ := tokens.NewID(rand.Reader)
+				at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: lives[i].user, Audience: []string{benchAudience},
+					IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: lives[i].sid, Roles: lives[i].roles})
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				ats[i] = at
+			}
 		})
 	}
 	wg.Wait()
-	for _, r := range results {
-		if r.err != nil {
-			return nil, r.err
-		}
-		switch r.i {
-		case sessions:
-			fx.caller = r.at
-		case sessions + 1:
-			fx.orders = r.at
-		default:
-			fx.access = append(fx.access, r.at)
-			fx.refresh = append(fx.refresh, r.rt)
-		}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	fx.caller, fx.orders = ats[pop.live], ats[pop.live+1]
+	fx.access = ats[:pop.live]
+	for _, l := range lives[:pop.live] {
+		fx.refresh = append(fx.refresh, l.rt)
 	}
 	return fx, nil
-}
-
-// made is one prepared session.
-type made struct {
-	i      int
-	at, rt string
-	err    error
-}
-
-// makeSession stores session i and mints its access token.
-func makeSession(ctx context.Context, st *bolt.Store, i, sessions int, now time.Time, mint func(sub, sid string, roles []string) (string, error)) made {
-	{
-		sid, _ := tokens.NewID(rand.Reader)
-		rt, digest, err := tokens.NewRefreshToken(rand.Reader)
-		if err != nil {
-			return made{err: err}
-		}
-		user := "u-bench"
-		if i == sessions {
-			user = "u-svc"
-		}
-		if err := st.CreateSession(ctx, storage.Session{ID: sid, UserID: user, Audience: benchAudience, CurrentHash: digest,
-			CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(7 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(30 * 24 * time.Hour)}); err != nil {
-			return made{err: err}
-		}
-		roles := []string{"orders:read"}
-		if i == sessions {
-			roles = []string{"introspect"}
-		}
-		at, err := mint(user, sid, roles)
-		return made{i: i, at: at, rt: rt, err: err}
-	}
 }
 
 // server is the latch child process.
@@ -355,6 +429,14 @@ func (r *Report) Print(w io.Writer) {
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-58s %7.3f   (%s)\n", q.Name, q.Value, q.Of)
 	}
+	if r.SweepRows > 0 {
+		fmt.Fprintf(w, "  sweep rows: the sweeper deleted %d of %d expired sessions while they ran", r.SweptDuringRows, r.SweepRows)
+		if r.SweptDuringRows < r.SweepRows {
+			fmt.Fprintln(w, " (still sweeping at the end: the whole row ran during the sweep)")
+		} else {
+			fmt.Fprintln(w, " (the sweep finished before the rows ended: only part of them ran during it)")
+		}
+	}
 	for _, row := range r.Rows {
 		if row.Errors > 0 {
 			fmt.Fprintf(w, "  note: %s had %d errors, first: %s\n", row.Name, row.Errors, strings.TrimSpace(row.FirstError))
@@ -377,7 +459,7 @@ func (b *runner) uncached(ctx context.Context, dir string) {
 		return
 	}
 	db := filepath.Join(dir, "uncached.db")
-	fx, err := prepare(ctx, db, b.cfg.Sessions)
+	fx, err := prepare(ctx, db, population{live: b.cfg.Sessions})
 	if err != nil {
 		progress(b.cfg, "prepare uncached: %v", err)
 		return

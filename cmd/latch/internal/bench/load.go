@@ -21,7 +21,12 @@ type Result struct {
 	P99Micros     float64 `json:"p99_us"`
 	ServerCores   float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
 	ServerPeakMiB float64 `json:"server_peak_rss_mib,omitempty"`
-	FirstError    string  `json:"first_error,omitempty"`
+	// ServerStartMiB is the server's RSS when the row started.
+	ServerStartMiB float64 `json:"server_start_rss_mib,omitempty"`
+	FirstError     string  `json:"first_error,omitempty"`
+	// StoredSessions and DBSizeMiB describe the database of a scale row.
+	StoredSessions int     `json:"stored_sessions,omitempty"`
+	DBSizeMiB      float64 `json:"db_size_mib,omitempty"`
 }
 
 // errStop ends a worker early without counting an error (out of input).

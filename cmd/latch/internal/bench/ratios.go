@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+
+	"github.com/latchauth/latch/server/password"
 )
 
 // Peer rates on this machine class, from issue 8 (32 concurrent HTTP
@@ -41,10 +43,17 @@ func (b *runner) ratios() {
 	add("Introspect (distinct) / gRPC echo", intro, echo, "target ≥ 0.6 with the hot mix")
 	add("Introspect (hot mix) / gRPC echo", hot, echo, "target ≥ 0.6")
 	add("Introspect (verify cache off) / raw ecdsa.Verify (all cores)", rate("Introspect (verify cache off"), verify, "target ≥ 0.8 uncached")
+	if r, ok := b.find("Introspect (verify cache off"); ok && r.ServerCores > 0 {
+		// Each uncached Introspect verifies two tokens (the caller's and
+		// the target), on the cores the server got (the client shares them).
+		add("Introspect (cache off) × 2 verifies / raw verify per core × server cores", 2*r.PerSecond,
+			verify/float64(runtime.NumCPU())*r.ServerCores, "the verify limit on the server's cores")
+	}
 	add("Introspect (distinct) / Hydra introspect 2,300/s", intro, hydraIntrospect, "target ≥ 10")
 	add("Introspect (distinct) / Dex introspect 10,000/s", intro, dexIntrospect, "target ≥ 2")
 	refresh := rate("Refresh")
 	add("Refresh / raw bbolt batched commit", refresh, batch, "target ≥ 0.7")
+	add("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "commit limit; below it Refresh is CPU-bound")
 	add("Refresh / Dex non-durable issue 10,800/s", refresh, dexIssue, "target ≥ 1")
 	add("Refresh / Hydra issue 1,400/s", refresh, hydraIssueHigh, "target ≥ 7")
 	hc := float64(hashConcurrency())
@@ -52,9 +61,74 @@ func (b *runner) ratios() {
 		rate("Login"), argon*hc/float64(runtime.NumCPU()), "target ≥ 0.9")
 	add("interceptor unary / gRPC echo", rate("interceptor-protected unary"), echo, "cached verification")
 	add("raw golang-jwt / raw ecdsa.Verify", jwtRate, verify, "library overhead")
+	b.scaleRatios(add)
+	for _, rpc := range []string{"Refresh", "Introspect"} {
+		if off, ok := b.find(rpc + ", sweeper off"); ok {
+			if during, ok := b.find(rpc + ", during a sweep"); ok {
+				add(rpc+" p99 during a sweep / sweeper off", during.P99Micros, off.P99Micros, "target ≤ 2")
+			}
+		}
+	}
+	b.memoryRatio(add)
 	if quiet, ok := b.find("Introspect, unloaded"); ok {
 		if loud, ok := b.find("Introspect during login flood"); ok {
 			add("Introspect p99 during login flood / unloaded p99", loud.P99Micros, quiet.P99Micros, "target ≤ 3")
 		}
+	}
+}
+
+// scaleRatios adds, per RPC, the slowest scale row's rate over the fastest
+// one's (target ≥ 0.8: all within 20% of each other).
+func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
+	for _, rpc := range []string{"Refresh", "Introspect"} {
+		var lo, hi Result
+		for _, r := range b.report.Rows {
+			if r.Kind != "scale" || !strings.HasPrefix(r.Name, rpc+",") {
+				continue
+			}
+			if lo.Name == "" || r.PerSecond < lo.PerSecond {
+				lo = r
+			}
+			if hi.Name == "" || r.PerSecond > hi.PerSecond {
+				hi = r
+			}
+		}
+		if lo.Name != "" && lo.Name != hi.Name {
+			add(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
+				lo.PerSecond, hi.PerSecond, "target ≥ 0.8")
+		}
+	}
+}
+
+// Login-flood memory bound. Each hash slot accounts for three argon2id
+// blocks of m KiB at the peak: the one being computed, the previous one,
+// garbage until the collector runs (GOGC=100 lets the heap reach twice
+// what is live), and freed spans the runtime has not yet returned to the
+// OS (heap_inuse swings between base+m and base+2m, heap_idle holds about
+// one more block; measured from /metrics under a ghz login flood with one
+// slot). Queued logins wait for a slot holding only their request (the
+// queue is bounded in time, 2 s, and each request is at most 1 KiB of
+// password); floodConstMiB covers them and the transport's buffers for the
+// bench's connections.
+const floodConstMiB = 16.0
+
+// FloodBoundMiB is the stated peak-RSS bound under a login flood: the RSS
+// when the flood starts + hash slots × 3 × argon2id memory + floodConstMiB.
+func FloodBoundMiB(startMiB float64, slots int, argonKiB uint32) float64 {
+	return startMiB + float64(slots)*3*float64(argonKiB)/1024 + floodConstMiB
+}
+
+// memoryRatio compares the peak RSS of each login row with its bound.
+func (b *runner) memoryRatio(add func(string, float64, float64, string)) {
+	m := password.DefaultParams().Memory
+	for _, prefix := range []string{"Login", "Introspect during login flood"} {
+		r, ok := b.find(prefix)
+		if !ok || r.ServerPeakMiB == 0 {
+			continue
+		}
+		bound := FloodBoundMiB(r.ServerStartMiB, hashConcurrency(), m)
+		b.report.FloodBoundMiB = max(b.report.FloodBoundMiB, bound)
+		add(fmt.Sprintf("%s: peak RSS / bound %.0f MiB = start %.1f + %d slot(s) × 3 × %d KiB + %.0f", prefix, bound,
+			r.ServerStartMiB, hashConcurrency(), m, floodConstMiB), r.ServerPeakMiB, bound, "target ≤ 1")
 	}
 }

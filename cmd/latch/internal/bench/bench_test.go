@@ -1,0 +1,68 @@
+package bench
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/tokens"
+)
+
+// TestPrepareAndCountSwept: prepare stores what the rows rely on (live
+// sessions with valid tokens, filler, expired sessions in sweep order), and
+// countSwept finds exactly how many the sweeper has deleted.
+func TestPrepareAndCountSwept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := filepath.Join(t.TempDir(), "b.db")
+	fx, err := prepare(ctx, db, population{live: 5, filler: 40, expired: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fx.access) != 5 || len(fx.refresh) != 5 || len(fx.expired) != 30 || fx.caller == "" || fx.orders == "" {
+		t.Fatalf("fixture: %d access, %d refresh, %d expired", len(fx.access), len(fx.refresh), len(fx.expired))
+	}
+	st, err := bolt.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.ListSigningKeys(ctx)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("signing keys: %v", err)
+	}
+	pub, err := tokens.ParsePublicKey(keys[0].PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := tokens.NewKeySet(pub)
+	v, _ := tokens.NewVerifier(set, benchIssuer, []string{benchAudience})
+	for _, at := range append(fx.access, fx.caller) {
+		c, err := v.Verify(ctx, at)
+		if err != nil {
+			t.Fatalf("prepared token does not verify: %v", err)
+		}
+		if _, err := st.GetSession(ctx, c.SessionID); err != nil {
+			t.Fatalf("session of a prepared token: %v", err)
+		}
+	}
+	n, err := st.CountLiveSessions(ctx, time.Now())
+	if err != nil || n != 5+2+40 {
+		t.Fatalf("live sessions = %d, %v; want 47", n, err)
+	}
+	deleted, err := st.DeleteExpired(ctx, time.Now(), 12)
+	if err != nil || deleted != 12 {
+		t.Fatalf("DeleteExpired = %d, %v", deleted, err)
+	}
+	st.Close()
+	if got, err := countSwept(ctx, db, fx.expired); err != nil || got != 12 {
+		t.Fatalf("countSwept = %d, %v; want 12", got, err)
+	}
+}
+
+func TestFloodBound(t *testing.T) {
+	if got := FloodBoundMiB(20, 1, 19456); got != 20+3*19+16 {
+		t.Fatalf("FloodBoundMiB = %v", got)
+	}
+}

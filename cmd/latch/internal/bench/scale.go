@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/bolt"
+	"google.golang.org/grpc/metadata"
+)
+
+// workload drives Refresh (one rotation chain per worker) and Introspect
+// (distinct live tokens) against one server.
+type workload struct {
+	clients []latchv1.AuthServiceClient
+	chains  []string // the current refresh token of each worker's chain
+	access  []string // tokens to introspect
+	caller  metadata.MD
+}
+
+// newWorkload starts conc rotation chains from fx's refresh tokens
+// chainsFrom onwards and introspects the access tokens from accessFrom on.
+// A rotation cut off at the end of a row may have committed without its
+// reply, so a later row must not reuse these chains (reuse detection would
+// revoke their sessions): give it other offsets.
+func newWorkload(fx *fixture, clients []latchv1.AuthServiceClient, conc, chainsFrom, accessFrom int) *workload {
+	w := &workload{clients: clients, chains: make([]string, conc), access: fx.access[min(accessFrom, len(fx.access)-1):],
+		caller: metadata.Pairs("authorization", "Bearer "+fx.caller)}
+	copy(w.chains, fx.refresh[min(chainsFrom, len(fx.refresh)):])
+	return w
+}
+
+func (wl *workload) refresh(ctx context.Context, w, _ int) error {
+	if wl.chains[w] == "" {
+		return errors.New("fewer sessions than workers")
+	}
+	resp, err := wl.clients[w%len(wl.clients)].Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: wl.chains[w]})
+	if err != nil {
+		return err
+	}
+	wl.chains[w] = resp.GetTokens().GetRefreshToken()
+	return nil
+}
+
+func (wl *workload) introspect(ctx context.Context, w, i int) error {
+	n := len(wl.access)
+	resp, err := wl.clients[w%len(wl.clients)].Introspect(metadata.NewOutgoingContext(ctx, wl.caller),
+		&latchv1.IntrospectRequest{Token: wl.access[(w*7919+i)%n], TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+	if err == nil && !resp.GetActive() {
+		return errors.New("token inactive")
+	}
+	return err
+}
+
+// scale measures Refresh and Introspect on databases holding each of sizes
+// live sessions (the workload touches cfg.Sessions of them, spread over the
+// whole key space since ids are random), and reports each database's size
+// on disk.
+func (b *runner) scale(ctx context.Context, dir string, sizes []int) {
+	if len(sizes) == 0 || !b.want("stored sessions") {
+		return
+	}
+	for _, n := range sizes {
+		db := filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))
+		live := min(b.cfg.Sessions, n)
+		progress(b.cfg, "scale: importing %d sessions", n)
+		t0 := time.Now()
+		fx, err := prepare(ctx, db, population{live: live, filler: n - live})
+		if err != nil {
+			progress(b.cfg, "scale %d: prepare: %v", n, err)
+			return
+		}
+		size := fileMiB(db)
+		progress(b.cfg, "scale: %d sessions imported in %v (db %.1f MiB)", n, time.Since(t0).Round(time.Millisecond), size)
+		srv, err := startServer(ctx, b.cfg.Binary, db)
+		if err != nil {
+			progress(b.cfg, "scale %d: %v", n, err)
+			return
+		}
+		b.srv = srv
+		clients, closeClients, err := srv.dial(4)
+		if err != nil {
+			srv.stop()
+			return
+		}
+		wl := newWorkload(fx, clients, b.cfg.Concurrency, 0, b.cfg.Concurrency)
+		for _, row := range []struct {
+			name string
+			fn   loadFn
+		}{{"Refresh", wl.refresh}, {"Introspect", wl.introspect}} {
+			r := b.measure(ctx, "scale", fmt.Sprintf("%s, %d stored sessions (db %.0f MiB)", row.name, n, size), b.cfg.Concurrency, row.fn)
+			if r.Name != "" {
+				b.setScale(r.Name, n, size)
+			}
+		}
+		closeClients()
+		srv.stop()
+		_ = os.Remove(db)
+	}
+}
+
+// setScale records the population of a scale row.
+func (b *runner) setScale(name string, sessions int, dbMiB float64) {
+	for i := range b.report.Rows {
+		if b.report.Rows[i].Name == name {
+			b.report.Rows[i].StoredSessions, b.report.Rows[i].DBSizeMiB = sessions, dbMiB
+		}
+	}
+}
+
+// sweep measures Refresh and Introspect p99 (run together, half the
+// concurrency each) on a database holding `expired` expired sessions: first
+// with the sweeper off, then on a restarted server whose sweeper starts
+// deleting them all just before the rows start. After the rows it counts
+// how many the sweeper deleted while they ran (the sweeper deletes in expiry
+// order, so the deleted ones are a prefix).
+func (b *runner) sweep(ctx context.Context, dir string, expired int) {
+	if expired <= 0 || !b.want("sweep") {
+		return
+	}
+	db := filepath.Join(dir, "sweep.db")
+	progress(b.cfg, "sweep: importing %d expired sessions", expired)
+	half := max(b.cfg.Concurrency/2, 1)
+	fx, err := prepare(ctx, db, population{live: max(b.cfg.Sessions, 2*half+1), expired: expired})
+	if err != nil {
+		progress(b.cfg, "sweep: prepare: %v", err)
+		return
+	}
+	pair := func(label string, wl *workload, extra ...string) (started time.Time, ok bool) {
+		started = time.Now()
+		srv, err := startServer(ctx, b.cfg.Binary, db, extra...)
+		if err != nil {
+			progress(b.cfg, "sweep: %v", err)
+			return started, false
+		}
+		defer srv.stop()
+		b.srv = srv
+		clients, closeClients, err := srv.dial(4)
+		if err != nil {
+			return started, false
+		}
+		defer closeClients()
+		if len(extra) > 0 {
+			// Let the first tick (sweepTick after start) begin the sweep.
+			time.Sleep(time.Until(started.Add(sweepTick + 50*time.Millisecond)))
+		}
+		wl.clients = clients
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.measure(ctx, "sweep", "Introspect, "+label, half, wl.introspect)
+		}()
+		b.measure(ctx, "sweep", "Refresh, "+label, half, wl.refresh)
+		<-done
+		return started, true
+	}
+	if _, ok := pair("sweeper off", newWorkload(fx, nil, half, 0, 2*half)); !ok {
+		return
+	}
+	label := fmt.Sprintf("during a sweep of %d expired sessions", expired)
+	if _, ok := pair(label, newWorkload(fx, nil, half, half, 2*half), "--sweep-interval", sweepTick.String()); !ok {
+		return
+	}
+	swept, err := countSwept(ctx, db, fx.expired)
+	if err != nil {
+		progress(b.cfg, "sweep: count: %v", err)
+		return
+	}
+	b.report.SweptDuringRows, b.report.SweepRows = swept, expired
+	_ = os.Remove(db)
+}
+
+// sweepTick is the sweeper interval of the sweep rows' server.
+const sweepTick = 300 * time.Millisecond
+
+// countSwept returns how many of ids (in the sweeper's order) are gone.
+func countSwept(ctx context.Context, db string, ids []string) (int, error) {
+	st, err := bolt.Open(db)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	var lookupErr error
+	n := sort.Search(len(ids), func(i int) bool {
+		_, err := st.GetSession(ctx, ids[i])
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			lookupErr = err
+		}
+		return err == nil // still there: the sweep stopped before i
+	})
+	return n, lookupErr
+}
+
+func fileMiB(path string) float64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(st.Size()) / (1 << 20)
+}

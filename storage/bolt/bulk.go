@@ -1,0 +1,39 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// ImportSessions stores sessions exactly as CreateSession would, but all of
+// them in one write transaction (one commit, one fsync): for bulk loads
+// such as `latch bench`'s scale rows, restores and migrations, not for the
+// serving path, where it would hold the write lock for the whole slice.
+// Either every session is stored or none is; a taken id or refresh digest
+// fails the whole import with storage.ErrAlreadyExists.
+func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) error {
+	if err := ctxErr(ctx, "import sessions"); err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+			return fmt.Errorf("bolt: import sessions: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
+		}
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, sess := range sessions {
+			if err := insertSession(tx, sess); err != nil {
+				return fmt.Errorf("session %s: %w", sess.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: import sessions: %w", err)
+	}
+	return nil
+}

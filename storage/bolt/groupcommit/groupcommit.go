@@ -1,0 +1,152 @@
+// Package groupcommit runs concurrent bbolt writes in shared transactions,
+// one commit (and one fsync) for all of them: the group commit of
+// databases.
+//
+// It replaces bbolt's DB.Batch, whose timer makes every write wait
+// MaxBatchDelay for company even when the disk is idle, and leaves the disk
+// idle while the timer runs. Here a write that finds no commit in flight
+// commits at once; writes that arrive while a commit is in flight queue up
+// and go together in the next one, which starts as soon as the previous one
+// is durable. Under load a group grows by itself to what arrives during one
+// commit, so the disk never waits and no write waits longer than the commit
+// in flight plus its own.
+//
+// As with DB.Batch, a function may run more than once (when another
+// function of its group fails, the group is rolled back and run again
+// without it), so functions must be idempotent and must report their outcome
+// through variables they reset on every run. A function that fails runs
+// again in a transaction of its own, and its caller gets that error.
+package groupcommit
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// DefaultMaxSize is the default bound on functions per transaction
+// (bbolt's own DefaultMaxBatchSize).
+const DefaultMaxSize = 1000
+
+// Committer groups writes to one bbolt database. It is safe for concurrent
+// use; its zero value is not usable (use New).
+type Committer struct {
+	db      *bbolt.DB
+	maxSize int
+	delay   time.Duration
+
+	mu      sync.Mutex
+	pending []*call
+	leading bool // a goroutine is committing pending calls
+}
+
+type call struct {
+	fn   func(*bbolt.Tx) error
+	done chan error
+}
+
+// Option configures New.
+type Option func(*Committer)
+
+// WithMaxSize bounds how many functions share one transaction (default
+// DefaultMaxSize; values below 1 mean 1).
+func WithMaxSize(n int) Option { return func(c *Committer) { c.maxSize = max(n, 1) } }
+
+// WithDelay makes the committer wait d before each commit for more writes
+// to join. The default, 0, is right for disks whose fsync is the cost
+// (writes arriving during a commit already share the next one); a small
+// delay can help where fsync is nearly free and per-commit work dominates.
+// Every write waits up to d longer.
+func WithDelay(d time.Duration) Option { return func(c *Committer) { c.delay = max(d, 0) } }
+
+// New returns a Committer for db.
+func New(db *bbolt.DB, opts ...Option) *Committer {
+	c := &Committer{db: db, maxSize: DefaultMaxSize}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// errRunAlone tells a caller that its function failed inside a group and
+// must run in a transaction of its own.
+var errRunAlone = errors.New("groupcommit: run alone")
+
+// Do runs fn in a shared write transaction and returns once that
+// transaction is committed (durable, fsynced by bbolt) or has failed. fn
+// may run more than once and must be idempotent.
+func (c *Committer) Do(fn func(*bbolt.Tx) error) error {
+	cl := &call{fn: fn, done: make(chan error, 1)}
+	c.mu.Lock()
+	c.pending = append(c.pending, cl)
+	if !c.leading {
+		c.leading = true
+		go c.drain()
+	}
+	c.mu.Unlock()
+	err := <-cl.done
+	if errors.Is(err, errRunAlone) {
+		return c.db.Update(func(tx *bbolt.Tx) error { return safely(fn, tx) })
+	}
+	return err
+}
+
+// drain commits groups until nothing is pending.
+func (c *Committer) drain() {
+	for {
+		if c.delay > 0 {
+			time.Sleep(c.delay)
+		}
+		c.mu.Lock()
+		n := min(len(c.pending), c.maxSize)
+		if n == 0 {
+			c.leading = false
+			c.mu.Unlock()
+			return
+		}
+		group := c.pending[:n:n]
+		c.pending = append([]*call(nil), c.pending[n:]...)
+		c.mu.Unlock()
+		c.commit(group)
+	}
+}
+
+// commit runs group in one transaction. A function that fails is taken out
+// (told to run alone) and the others run again in a fresh transaction.
+func (c *Committer) commit(group []*call) {
+	for len(group) > 0 {
+		failed := -1
+		err := c.db.Update(func(tx *bbolt.Tx) error {
+			for i, cl := range group {
+				if err := safely(cl.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			group[failed].done <- errRunAlone
+			group = append(group[:failed:failed], group[failed+1:]...)
+			continue
+		}
+		for _, cl := range group {
+			cl.done <- err
+		}
+		return
+	}
+}
+
+// safely calls fn and turns a panic into an error, so that one bad function
+// cannot take its group, or the committing goroutine, down.
+func safely(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groupcommit: write function panicked: %v", p)
+		}
+	}()
+	return fn(tx)
+}
