@@ -15,6 +15,7 @@ import (
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/bolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -1187,12 +1188,14 @@ func TestAdminListSessionsBounded(t *testing.T) {
 	a := newAdminEnv(t)
 	u := a.addUser("svc@example.com", "svc-password-1", "user")
 	base := a.clock.now()
-	for i := range 1001 {
-		if err := a.store.CreateSession(ctxT(t), storage.Session{ID: fmt.Sprintf("s%04d", i), UserID: u.ID, Audience: "orders",
+	sessions := make([]storage.Session, 1001)
+	for i := range sessions {
+		sessions[i] = storage.Session{ID: fmt.Sprintf("s%04d", i), UserID: u.ID, Audience: "orders",
 			CurrentHash: storage.TokenHash{byte(i), byte(i >> 8), 1}, CreatedAt: base.Add(time.Duration(i) * time.Second),
-			IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
+			IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}
+	}
+	if err := a.store.(*bolt.Store).ImportSessions(ctxT(t), sessions); err != nil { // one commit
+		t.Fatal(err)
 	}
 	resp, err := a.admin.ListSessions(a.adminCtx, &latchv1.ListSessionsRequest{UserId: u.ID})
 	if err != nil {
