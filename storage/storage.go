@@ -257,6 +257,14 @@ type SessionAdmin interface {
 	// of the user that is live at now, with the reason. It returns the
 	// sessions it revoked (as stored, now revoked); sessions already revoked
 	// or expired are left as they are and not returned.
+	//
+	// storage/bolt always keeps the one transaction. storage/etcd keeps it
+	// when the sessions fit in one etcd Txn (--max-txn-ops); beyond that it
+	// guarantees less but what matters: from the call's first write no
+	// session it revokes can be refreshed, and when it returns nil every
+	// one is revoked (access tokens of sessions it has not reached yet stay
+	// active until then; a session a concurrent refresh attempt revoked
+	// first is not returned). The same holds for DeleteUser.
 	RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]Session, error)
 	// CountLiveSessions returns the number of sessions live at now (for the
 	// sessions-live gauge). It may scan; callers call it rarely.

@@ -168,7 +168,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			return err
 		}
 		if sess.ExpiresAt().Before(now) {
-			expired = append(expired, sessRev{sess, rev})
+			expired = append(expired, sessRev{s: sess, rev: rev})
 			if len(expired) == limit {
 				return errFull
 			}
