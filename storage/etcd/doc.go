@@ -82,5 +82,4 @@
 // session live at now is revoked; if it fails part-way, refreshes stay
 // refused and repeating the call finishes the work (DeleteUser keeps the
 // user until its last Txn, so it can be repeated).
-//
 package etcd
