@@ -137,7 +137,8 @@ func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeo
 // lease deletes it (default 5m). It must exceed the clock skew between Latch
 // processes: a denied jti deleted before every process considers its token
 // expired would make that token valid again on a process whose clock is
-// behind.
+// behind. It must therefore exceed that skew plus the verifiers' leeway
+// (at most tokens.MaxLeeway, 30s); the default leaves 4.5 minutes of skew.
 func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseSlack = d } }
 
 // WithLeaseBucket sets the granularity of lease expiries (default 5m): rows
@@ -473,6 +474,9 @@ func (s *Store) commit(ctx context.Context, op string, build func() (clientv3.Tx
 		return resp, nil
 	}
 }
+
+// OpTimeout returns the bound on each call (WithOpTimeout).
+func (s *Store) OpTimeout() time.Duration { return s.opTimeout }
 
 // Prefix returns the key prefix, ending in "/".
 func (s *Store) Prefix() string { return s.p }
