@@ -194,3 +194,51 @@ func TestDeleteUserManySessionsUnderRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestAtTheClustersTxnLimit: on an etcd started with --max-txn-ops 16 (and
+// the store told so), every operation whose Txn size grows with the data
+// stays within the limit: listing, revoking and deleting a user with 40
+// sessions (the fenced path, in Txns the cluster accepts), and deleting an
+// expired session with 30 rotations' digests.
+func TestAtTheClustersTxnLimit(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.WithMaxTxnOps(16))
+	s := openInternal(t, srv, "/txn-limit/", WithMaxTxnOps(16))
+	for _, u := range []string{"u1", "u2"} {
+		if err := s.CreateUser(t.Context(), storage.User{ID: u, Email: u + "@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createSessions(t, s, "u1", 40, fenceBase)
+	createSessions(t, s, "u2", 40, fenceBase)
+	now := fenceBase.Add(time.Hour)
+	if all, err := s.ListUserSessions(t.Context(), "u1"); err != nil || len(all) != 40 {
+		t.Fatalf("ListUserSessions = %d, %v; want 40", len(all), err)
+	}
+	if revoked, err := s.RevokeUserSessions(t.Context(), "u1", storage.ReasonAdmin, now); err != nil || len(revoked) != 40 {
+		t.Fatalf("RevokeUserSessions = %d, %v; want 40", len(revoked), err)
+	}
+	if gone, err := s.DeleteUser(t.Context(), "u2", now); err != nil || len(gone) != 40 {
+		t.Fatalf("DeleteUser = %d, %v; want 40", len(gone), err)
+	}
+	if n, err := s.CountLiveSessions(t.Context(), now); err != nil || n != 0 {
+		t.Fatalf("CountLiveSessions = %d, %v; want 0", n, err)
+	}
+
+	long := createSessions(t, s, "u3", 1, fenceBase)[0]
+	cur := long.CurrentHash
+	for i := range 30 {
+		next := storagetest.Digest(t)
+		if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: cur, Next: next,
+			Now: fenceBase.Add(time.Duration(i+1) * time.Minute), IdleTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	deleted, err := s.DeleteExpired(t.Context(), fenceBase.Add(365*24*time.Hour), 1000)
+	if err != nil || deleted != 81 {
+		t.Fatalf("DeleteExpired = %d, %v; want 81 sessions", deleted, err)
+	}
+	if _, _, err := s.FindSessionByRefreshHash(t.Context(), cur); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("digest of a deleted session: %v", err)
+	}
+}

@@ -369,7 +369,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 		return nil, wrapErr(ctx, "list user sessions", err)
 	}
 	var out []sessRev
-	for chunk := range slices.Chunk(idx.Kvs, 100) {
+	for chunk := range slices.Chunk(idx.Kvs, s.maxTxnOps) {
 		ops := make([]clientv3.Op, len(chunk))
 		for i, kv := range chunk {
 			ops[i] = clientv3.OpGet(s.sessionKey(string(kv.Key[len(s.userSessionPrefix(uid)):])))
