@@ -1,0 +1,84 @@
+package extauthz_test
+
+import (
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+
+	"github.com/latchauth/latch/server/extauthz"
+)
+
+// TestPathTricksFailClosed: a request written so that an upstream serves a
+// protected resource while the policy would see another path (Tomcat/Spring
+// path parameters, percent-encoded letters, a trailing slash, a lower-case
+// method, HEAD on a GET handler) is refused, never let through a public
+// rule or `default: authenticated`. All but the query and fragment cases
+// were allowed before CanonicalPath and Policy.match closed them.
+func TestPathTricksFailClosed(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	alice := bearer(e.login("alice@example.com", "alice-password", "orders").GetAccessToken())
+	p, err := extauthz.ParsePolicy([]byte(`
+audiences: [orders]
+default: authenticated
+rules:
+  - {prefix: /public/, public: true}
+  - {path: /admin, roles: [admin]}
+  - {prefix: /ops/, roles: [admin]}
+  - {prefix: /api/orders/, roles: [orders:read]}
+  - {prefix: /api/orders/, http_methods: [DELETE], roles: [orders:write]}
+  - {path: /reports, http_methods: [GET], roles: [admin]}
+  - {path: /reports, roles: []}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ea.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		req    *authv3.CheckRequest
+		status int
+		code   codes.Code
+		ch     string
+	}{
+		{"dot-dot with path parameter after a public prefix", request("GET", "/public/..;/admin", nil), 400, codes.InvalidArgument, ""},
+		{"path parameter on a protected path", request("GET", "/admin;jsessionid=1", alice), 400, codes.InvalidArgument, ""},
+		{"encoded semicolon", request("GET", "/admin%3Bx", alice), 400, codes.InvalidArgument, ""},
+		{"encoded letter", request("GET", "/%61dmin", alice), 400, codes.InvalidArgument, ""},
+		{"encoded letter in a public prefix", request("GET", "/%70ublic/x", nil), 400, codes.InvalidArgument, ""},
+		{"encoded tilde", request("GET", "/public/%7Eroot", nil), 400, codes.InvalidArgument, ""},
+		{"double encoding", request("GET", "/public/%252e%252e/admin", nil), 400, codes.InvalidArgument, ""},
+		{"malformed escape", request("GET", "/admin%zz", alice), 400, codes.InvalidArgument, ""},
+		{"truncated escape", request("GET", "/admin%4", alice), 400, codes.InvalidArgument, ""},
+		{"trailing slash on an exact path", request("GET", "/admin/", alice), 403, codes.PermissionDenied, challengeScope},
+		{"prefix without its slash", request("GET", "/ops", alice), 403, codes.PermissionDenied, challengeScope},
+		{"lower-case method", request("delete", "/api/orders/1", alice), 403, codes.PermissionDenied, challengeScope},
+		{"mixed-case method", request("Delete", "/api/orders/1", alice), 403, codes.PermissionDenied, challengeScope},
+		{"HEAD on a GET rule", request("HEAD", "/reports", alice), 403, codes.PermissionDenied, challengeScope},
+		{"query hides nothing", request("GET", "/admin?x=/public/", alice), 403, codes.PermissionDenied, challengeScope},
+		{"fragment", request("GET", "/public/x#/../../admin", nil), 400, codes.InvalidArgument, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, err := e.check.Check(ctxT(t), c.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantDenied(t, resp, c.status, c.code, c.ch)
+		})
+	}
+	// What the aliases must not break: the forms the rules name still pass.
+	for _, req := range []*authv3.CheckRequest{
+		request("GET", "/public/a%20b", nil), request("GET", "/public/caf%C3%A9", nil), request("GET", "/reports/x", alice),
+		request("POST", "/reports", alice), request("GET", "/api/orders/1", alice), request("get", "/api/orders/1", alice),
+	} {
+		resp, err := e.check.Check(ctxT(t), req)
+		if err != nil || resp.GetOkResponse() == nil {
+			h := req.GetAttributes().GetRequest().GetHttp()
+			t.Errorf("%s %s: %v, %v; want allowed", h.GetMethod(), h.GetPath(), resp.GetDeniedResponse(), err)
+		}
+	}
+}
