@@ -39,6 +39,7 @@ type Server struct {
 	subH     string
 	sidH     string
 	rolesH   string
+	aliases  []string // other spellings of the three names (see separatorAliases)
 	keepAuth bool
 	realm    string
 	log      *slog.Logger
@@ -141,6 +142,9 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	}
 	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log,
 		metrics: o.metrics}
+	for _, n := range []string{o.sub, o.sid, o.roles} {
+		s.aliases = append(s.aliases, separatorAliases(n)...)
+	}
 	s.policy.Store(p)
 	return s, nil
 }
@@ -324,8 +328,12 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
+	// Client-sent headers that CGI-style upstreams (WSGI, Rack, PHP) read
+	// as the identity headers ("x_latch_sub" and "x-latch-sub" are both
+	// HTTP_X_LATCH_SUB there) are removed in every case.
+	ok.HeadersToRemove = slices.Clone(s.aliases)
 	if c == nil { // public: nothing vouched for, so nothing the client sent may pass as if it were
-		ok.HeadersToRemove = []string{s.subH, s.sidH, s.rolesH}
+		ok.HeadersToRemove = append(ok.HeadersToRemove, s.subH, s.sidH, s.rolesH)
 	} else {
 		set(s.subH, c.Subject)
 		set(s.sidH, c.SessionID)
@@ -397,6 +405,47 @@ func logPath(p string) string {
 		p = p[:256] + "…"
 	}
 	return p
+}
+
+// maxAliasSeparators bounds the separators of a header name whose every
+// spelling is listed (2^n of them); past it only the all-"-" and all-"_"
+// spellings are.
+const maxAliasSeparators = 5
+
+// separatorAliases returns the spellings of the header name n with each
+// "-" or "_" replaced by the other, n excluded: the names a CGI-style
+// upstream cannot tell from n.
+func separatorAliases(n string) []string {
+	var at []int
+	for i := 0; i < len(n); i++ {
+		if n[i] == '-' || n[i] == '_' {
+			at = append(at, i)
+		}
+	}
+	seen := map[string]bool{n: true}
+	var out []string
+	add := func(v string) {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	if len(at) > maxAliasSeparators {
+		add(strings.ReplaceAll(n, "_", "-"))
+		add(strings.ReplaceAll(n, "-", "_"))
+		return out
+	}
+	b := []byte(n)
+	for mask := 0; mask < 1<<len(at); mask++ {
+		for j, i := range at {
+			b[i] = '-'
+			if mask&(1<<j) != 0 {
+				b[i] = '_'
+			}
+		}
+		add(string(b))
+	}
+	return out
 }
 
 // headerSafe reports whether v can be sent as a header value: visible

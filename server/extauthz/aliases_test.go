@@ -1,0 +1,53 @@
+package extauthz_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/latchauth/latch/server/extauthz"
+)
+
+// TestIdentityHeaderAliasesRemoved: a client cannot plant an identity
+// under another spelling of the header names that CGI-style upstreams
+// (WSGI, Rack, PHP) read as the same variable: "x_latch_sub" and
+// "x-latch-sub" are both HTTP_X_LATCH_SUB there. Every spelling is removed,
+// on public and on authenticated requests, for custom names too.
+func TestIdentityHeaderAliasesRemoved(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	tok := e.login("alice@example.com", "alice-password", "orders").GetAccessToken()
+	spoof := map[string]string{"x_latch_sub": "admin", "x_latch-roles": "admin"}
+	authed := bearer(tok)
+	for k, v := range spoof {
+		authed[k] = v
+	}
+	want := []string{"x_latch_sub", "x-latch_sub", "x_latch-sub", "x_latch_sid", "x-latch_sid", "x_latch-sid",
+		"x_latch_roles", "x-latch_roles", "x_latch-roles"}
+	for name, req := range map[string]map[string]string{"public": spoof, "authenticated": authed} {
+		path := "/api/orders/1"
+		if name == "public" {
+			path = "/healthz"
+		}
+		resp, err := e.check.Check(ctxT(t), request("GET", path, req))
+		if err != nil || resp.GetOkResponse() == nil {
+			t.Fatalf("%s: Check = %v, %v", name, resp, err)
+		}
+		for _, w := range want {
+			if !slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), w) {
+				t.Errorf("%s: %s not removed (headers_to_remove %v)", name, w, resp.GetOkResponse().GetHeadersToRemove())
+			}
+		}
+	}
+
+	custom := newEnv(t, extauthz.WithHeaderNames("x-user", "x_session", "roles"))
+	resp, err := custom.check.Check(ctxT(t), request("GET", "/healthz", nil))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("custom names: %v, %v", resp, err)
+	}
+	got := resp.GetOkResponse().GetHeadersToRemove()
+	for _, w := range []string{"x_user", "x-session", "x-user", "x_session", "roles"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("custom names: %s not removed (%v)", w, got)
+		}
+	}
+}
