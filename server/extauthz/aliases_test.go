@@ -51,3 +51,20 @@ func TestIdentityHeaderAliasesRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicRequestLosesAuthorization: without WithKeepAuthorization the
+// bearer token does not reach the upstream on a public path either (a
+// client that sends its token everywhere must not leak it to an upstream
+// that is not meant to see tokens); with it, it does.
+func TestPublicRequestLosesAuthorization(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		e := newEnv(t, extauthz.WithKeepAuthorization(keep))
+		resp, err := e.check.Check(ctxT(t), request("GET", "/healthz", bearer("whatever-the-client-sent")))
+		if err != nil || resp.GetOkResponse() == nil {
+			t.Fatalf("public Check = %v, %v", resp, err)
+		}
+		if removed := slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization"); removed == keep {
+			t.Errorf("keep=%v: authorization removed=%v on a public path", keep, removed)
+		}
+	}
+}

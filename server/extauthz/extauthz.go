@@ -91,8 +91,9 @@ func CheckHeaderNames(sub, sid, roles string) error {
 }
 
 // WithKeepAuthorization forwards the authorization header to the upstream.
-// Default: it is removed, so that the bearer token goes no further than
-// the check that needed it (an upstream that relays the token needs it).
+// Default: it is removed from every allowed request, public ones included,
+// so that the bearer token goes no further than the check (an upstream
+// that relays the token needs it).
 func WithKeepAuthorization(keep bool) Option {
 	return func(o *options) error { o.keepAuth = keep; return nil }
 }
@@ -350,7 +351,7 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 			resp.DynamicMetadata = md
 		}
 	}
-	if !s.keepAuth && c != nil {
+	if !s.keepAuth { // public requests too: an upstream that is not to see tokens sees none
 		ok.HeadersToRemove = append(ok.HeadersToRemove, "authorization")
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
