@@ -219,7 +219,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 		return s.deny(ctx, h, denyNoHTTP, nil)
 	}
 	path, _, _ := strings.Cut(h.GetPath(), "?")
-	if !CanonicalPath(path) {
+	if !CanonicalPath(path) || !pseudoPathAgrees(h) {
 		return s.deny(ctx, h, denyBadPath, nil)
 	}
 	policy := s.policy.Load()
@@ -314,6 +314,29 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 		return bad("more than one authorization header") // Envoy joins repeated headers with commas
 	}
 	return tok, nil
+}
+
+// pseudoPathAgrees reports whether the request's :path header, when the
+// attributes carry one, is the path field: the policy judges the one the
+// upstream is routed by, and a caller that sent two different ones is
+// refused rather than guessed at.
+func pseudoPathAgrees(h *authv3.AttributeContext_HttpRequest) bool {
+	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
+		for _, hv := range hm.GetHeaders() {
+			if hv.GetKey() == ":path" {
+				v := string(hv.GetRawValue())
+				if v == "" {
+					v = hv.GetValue()
+				}
+				if v != h.GetPath() {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	v, ok := h.GetHeaders()[":path"]
+	return !ok || v == h.GetPath()
 }
 
 // allow answers OK. For a verified token the response also carries sub,

@@ -3,6 +3,7 @@ package extauthz_test
 import (
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
@@ -79,6 +80,33 @@ rules:
 		if err != nil || resp.GetOkResponse() == nil {
 			h := req.GetAttributes().GetRequest().GetHttp()
 			t.Errorf("%s %s: %v, %v; want allowed", h.GetMethod(), h.GetPath(), resp.GetDeniedResponse(), err)
+		}
+	}
+}
+
+// TestPseudoPathMustAgree: a CheckRequest whose :path header differs from
+// its path field (in the headers map or Envoy's raw header_map) is refused
+// with 400, whichever of the two a policy would have let through.
+func TestPseudoPathMustAgree(t *testing.T) {
+	e := newEnv(t)
+	mismatched := request("GET", "/healthz", map[string]string{":path": "/api/orders/1"})
+	raw := request("GET", "/healthz", nil)
+	raw.Attributes.Request.Http.Headers = nil
+	raw.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: ":path", RawValue: []byte("/healthz")}, {Key: ":path", RawValue: []byte("/admin")}}}
+	for name, req := range map[string]*authv3.CheckRequest{"headers map": mismatched, "raw header map": raw} {
+		resp, err := e.check.Check(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) { wantDenied(t, resp, 400, codes.InvalidArgument, "") })
+	}
+	for _, req := range []*authv3.CheckRequest{
+		request("GET", "/healthz", map[string]string{":path": "/healthz"}), request("GET", "/healthz?x=1", map[string]string{":path": "/healthz?x=1"}),
+		request("GET", "/healthz", nil),
+	} {
+		if resp, err := e.check.Check(ctxT(t), req); err != nil || resp.GetOkResponse() == nil {
+			t.Errorf("agreeing :path refused: %v, %v", resp.GetDeniedResponse(), err)
 		}
 	}
 }
