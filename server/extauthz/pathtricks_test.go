@@ -12,10 +12,11 @@ import (
 
 // TestPathTricksFailClosed: a request written so that an upstream serves a
 // protected resource while the policy would see another path (Tomcat/Spring
-// path parameters, percent-encoded letters, a trailing slash, a lower-case
-// method, HEAD on a GET handler) is refused, never let through a public
-// rule or `default: authenticated`. All but the query and fragment cases
-// were allowed before CanonicalPath and Policy.match closed them.
+// path parameters, percent-encoded letters, a trailing slash, letter case
+// in the path or the method, HEAD on a GET handler) is refused, never let through a public
+// rule or `default: authenticated`. All but the query, fragment and
+// public-not-widened cases were allowed before CanonicalPath and
+// Policy.match closed them.
 func TestPathTricksFailClosed(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice@example.com", "alice-password", "orders:read")
@@ -59,6 +60,11 @@ rules:
 		{"lower-case method", request("delete", "/api/orders/1", alice), 403, codes.PermissionDenied, challengeScope},
 		{"mixed-case method", request("Delete", "/api/orders/1", alice), 403, codes.PermissionDenied, challengeScope},
 		{"HEAD on a GET rule", request("HEAD", "/reports", alice), 403, codes.PermissionDenied, challengeScope},
+		{"upper-case exact path", request("GET", "/ADMIN", alice), 403, codes.PermissionDenied, challengeScope},
+		{"mixed-case exact path with a slash", request("GET", "/Admin/", alice), 403, codes.PermissionDenied, challengeScope},
+		{"upper-case prefix", request("GET", "/OPS/restart", alice), 403, codes.PermissionDenied, challengeScope},
+		{"upper-case prefix without its slash", request("GET", "/Ops", alice), 403, codes.PermissionDenied, challengeScope},
+		{"public rules are not widened by case", request("GET", "/PUBLIC/x", nil), 401, codes.Unauthenticated, challengeNone},
 		{"query hides nothing", request("GET", "/admin?x=/public/", alice), 403, codes.PermissionDenied, challengeScope},
 		{"fragment", request("GET", "/public/x#/../../admin", nil), 400, codes.InvalidArgument, ""},
 	}

@@ -31,20 +31,23 @@ const MaxPolicySize = 1 << 20
 // So that a request cannot slip past a rule in a form the upstream serves
 // the same way, a rule that needs a token also governs: the request's
 // method in any letter case; HEAD when it lists GET but not HEAD (servers
-// answer HEAD with the GET handler); for an exact path, the same path with
-// or without a trailing "/"; for a prefix ending in "/", the prefix without
-// it ("/admin/" governs "/admin"). Public rules are never widened so.
+// answer HEAD with the GET handler); its path in any letter case; for an
+// exact path, the same path with or without a trailing "/"; for a prefix
+// ending in "/", the prefix without it ("/admin/" governs "/admin" and
+// "/ADMIN"). These forms are tried only after the request's own path found
+// no rule, and public rules are never widened so.
 type Policy struct {
 	audiences          []string
 	allowAuthenticated bool
 	exact              map[string][]*rule // by path, rules with methods first
+	exactFold          map[string][]*rule // the same by lower-case path
 	prefixes           []prefixGroup      // longest first
 }
 
 // prefixGroup is the rules of one prefix, rules with methods first.
 type prefixGroup struct {
-	pattern string
-	rules   []*rule
+	pattern, folded string // folded: lower-case
+	rules           []*rule
 }
 
 type rule struct {
@@ -61,24 +64,27 @@ func (p *Policy) Audiences() []string { return slices.Clone(p.audiences) }
 // match returns the rule for a request, or nil.
 func (p *Policy) match(method, path string) *rule {
 	method = strings.ToUpper(method)
-	if r := pick(p.exact[path], method); r != nil {
+	if r := pick(p.exact[path], method, false); r != nil {
 		return r
 	}
-	alias := path + "/"
-	if strings.HasSuffix(path, "/") && path != "/" {
-		alias = strings.TrimSuffix(path, "/")
+	lower := strings.ToLower(path)
+	alias := lower + "/"
+	if strings.HasSuffix(lower, "/") && lower != "/" {
+		alias = strings.TrimSuffix(lower, "/")
 	}
-	if r := pick(p.exact[alias], method); r != nil && !r.public {
-		return r
+	for _, form := range []string{lower, alias} {
+		if r := pick(p.exactFold[form], method, true); r != nil {
+			return r
+		}
 	}
 	for _, g := range p.prefixes {
 		switch {
 		case strings.HasPrefix(path, g.pattern):
-			if r := pick(g.rules, method); r != nil {
+			if r := pick(g.rules, method, false); r != nil {
 				return r
 			}
-		case path+"/" == g.pattern:
-			if r := pick(g.rules, method); r != nil && !r.public {
+		case strings.HasPrefix(lower, g.folded) || lower+"/" == g.folded:
+			if r := pick(g.rules, method, true); r != nil {
 				return r
 			}
 		}
@@ -88,22 +94,24 @@ func (p *Policy) match(method, path string) *rule {
 
 // pick returns the rule of rs (rules of one pattern, with methods first)
 // for method (upper-case): the one listing it, for HEAD the one listing
-// GET, else the one listing no method.
-func pick(rs []*rule, method string) *rule {
+// GET, else the one listing no method; only among rules that need a token
+// when needsToken (the request is another form of the pattern).
+func pick(rs []*rule, method string, needsToken bool) *rule {
+	ok := func(r *rule) bool { return !needsToken || !r.public }
 	for _, r := range rs {
-		if r.methods[method] {
+		if r.methods[method] && ok(r) {
 			return r
 		}
 	}
 	if method == "HEAD" {
 		for _, r := range rs {
-			if r.methods["GET"] {
+			if r.methods["GET"] && ok(r) {
 				return r
 			}
 		}
 	}
 	for _, r := range rs {
-		if r.methods == nil {
+		if r.methods == nil && ok(r) {
 			return r
 		}
 	}
@@ -193,7 +201,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	lines := ruleLines(data)
 
-	p := &Policy{exact: map[string][]*rule{}}
+	p := &Policy{exact: map[string][]*rule{}, exactFold: map[string][]*rule{}}
 	if len(doc.Audiences) == 0 {
 		errs = append(errs, errors.New("audiences: at least one audience is required (the aud a token must name)"))
 	}
@@ -254,7 +262,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	for pattern, rs := range prefixes {
 		withMethodsFirst(rs)
-		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, rules: rs})
+		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, folded: strings.ToLower(pattern), rules: rs})
 	}
 	sort.Slice(p.prefixes, func(i, j int) bool {
 		a, b := p.prefixes[i].pattern, p.prefixes[j].pattern
@@ -264,6 +272,15 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		return a < b
 	})
 	for _, rs := range p.exact {
+		withMethodsFirst(rs)
+	}
+	for _, r := range all { // file order, so that patterns differing in case only are tried in it
+		if !r.prefix {
+			f := strings.ToLower(r.pattern)
+			p.exactFold[f] = append(p.exactFold[f], r)
+		}
+	}
+	for _, rs := range p.exactFold {
 		withMethodsFirst(rs)
 	}
 	return p, nil
