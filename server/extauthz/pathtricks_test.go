@@ -53,6 +53,8 @@ rules:
 		{"encoded letter in a public prefix", request("GET", "/%70ublic/x", nil), 400, codes.InvalidArgument, ""},
 		{"encoded tilde", request("GET", "/public/%7Eroot", nil), 400, codes.InvalidArgument, ""},
 		{"double encoding", request("GET", "/public/%252e%252e/admin", nil), 400, codes.InvalidArgument, ""},
+		{"encoded NUL", request("GET", "/admin%00.html", alice), 400, codes.InvalidArgument, ""},
+		{"encoded line feed", request("GET", "/admin%0a", alice), 400, codes.InvalidArgument, ""},
 		{"malformed escape", request("GET", "/admin%zz", alice), 400, codes.InvalidArgument, ""},
 		{"truncated escape", request("GET", "/admin%4", alice), 400, codes.InvalidArgument, ""},
 		{"trailing slash on an exact path", request("GET", "/admin/", alice), 403, codes.PermissionDenied, challengeScope},

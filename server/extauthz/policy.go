@@ -380,7 +380,8 @@ func validGRPC(s string) bool {
 // Spring serve "/public/..;/admin" as "/admin" and "/admin;x" as
 // "/admin"), no backslash, "#", "?" or control character, and no
 // percent-encoding other than a well-formed one of a character that must
-// be encoded: none of "/", "\", ";", "%" or an unreserved character
+// be encoded: none of "/", "\", ";", "%", a control character (a C
+// upstream ends "/admin%00x" at the NUL) or an unreserved character
 // (letter, digit, "-", ".", "_", "~"), which an upstream decodes into a
 // path the policy did not see ("/%61dmin" is "/admin"). A path in another
 // form could be read differently by the upstream than by the policy (a
@@ -401,7 +402,7 @@ func CanonicalPath(p string) bool {
 				return false // malformed escape: no telling how the upstream reads it
 			}
 			d := unhex(p[i+1])<<4 | unhex(p[i+2])
-			if d == '/' || d == '\\' || d == ';' || d == '%' || unreserved(d) {
+			if d == '/' || d == '\\' || d == ';' || d == '%' || d < 0x20 || d == 0x7f || unreserved(d) {
 				return false
 			}
 		}
