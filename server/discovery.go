@@ -58,6 +58,29 @@ func (s *Server) DiscoveryDocument() (Discovery, bool) {
 	}, true
 }
 
+// issuerPath is the path of an http(s) issuer without its final "/" ("" for
+// none, or for a path that does not make a literal route: only letters,
+// digits and "-._~/" are taken).
+func (s *Server) issuerPath() string {
+	if _, ok := s.DiscoveryDocument(); !ok {
+		return ""
+	}
+	u, err := url.Parse(s.cfg.Issuer)
+	if err != nil || u.RawPath != "" {
+		return ""
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	if p == "" || !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+		return ""
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~/", c)) {
+			return ""
+		}
+	}
+	return p
+}
+
 func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	doc, ok := s.DiscoveryDocument()
 	if !ok {
