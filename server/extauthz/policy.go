@@ -34,8 +34,10 @@ const MaxPolicySize = 1 << 20
 // answer HEAD with the GET handler); its path in any letter case; for an
 // exact path, the same path with or without a trailing "/"; for a prefix
 // ending in "/", the prefix without it ("/admin/" governs "/admin" and
-// "/ADMIN"). These forms are tried only after the request's own path found
-// no rule, and public rules are never widened so.
+// "/ADMIN"). Only rules that need a token match these other forms (public
+// rules are never widened so): an exact rule's after the exact rules of the
+// path as sent and before any prefix rule, a prefix rule's in its place in
+// the longest-first order.
 type Policy struct {
 	audiences          []string
 	allowAuthenticated bool
