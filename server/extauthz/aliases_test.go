@@ -4,7 +4,10 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/latchauth/latch/server/extauthz"
+	"github.com/latchauth/latch/tokens"
 )
 
 // TestIdentityHeaderAliasesRemoved: a client cannot plant an identity
@@ -66,5 +69,22 @@ func TestPublicRequestLosesAuthorization(t *testing.T) {
 		if removed := slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization"); removed == keep {
 			t.Errorf("keep=%v: authorization removed=%v on a public path", keep, removed)
 		}
+	}
+}
+
+// TestRoleWithSeparatorRefused: a (correctly signed) token whose role
+// holds the separator of the roles header is refused: forwarded, the
+// upstream would read "orders:read,admin" as two roles, admin among them.
+func TestRoleWithSeparatorRefused(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	sid := e.login("alice@example.com", "alice-password", "orders").GetSessionId() // a live session
+	for _, roles := range [][]string{{"orders:read,admin"}, {"orders:read", ""}} {
+		tok := e.forge(func(c *tokens.Claims) { c.SessionID, c.Roles = sid, roles })
+		resp, err := e.check.Check(ctxT(t), request("GET", "/api/me", bearer(tok)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantDenied(t, resp, 401, codes.Unauthenticated, challengeInvalid)
 	}
 }
