@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
@@ -59,8 +60,8 @@ func (s *Server) DiscoveryDocument() (Discovery, bool) {
 }
 
 // issuerPath is the path of an http(s) issuer without its final "/" ("" for
-// none, or for a path that does not make a literal route: only letters,
-// digits and "-._~/" are taken).
+// none, or for a path that does not make a literal route: only clean paths
+// of letters, digits and "-._~/" are taken).
 func (s *Server) issuerPath() string {
 	if _, ok := s.DiscoveryDocument(); !ok {
 		return ""
@@ -70,7 +71,7 @@ func (s *Server) issuerPath() string {
 		return ""
 	}
 	p := strings.TrimSuffix(u.Path, "/")
-	if p == "" || !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+	if p == "" || !strings.HasPrefix(p, "/") || path.Clean(p) != p { // ServeMux refuses unclean patterns
 		return ""
 	}
 	for _, c := range p {

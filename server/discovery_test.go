@@ -205,3 +205,27 @@ func TestDiscoveryUnderIssuerPath(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoveryIssuerPathNotARoute: an issuer whose path cannot be a
+// literal route (dot segments, "//", wildcard braces, escapes) gets no
+// extra routes, and building the handler does not panic.
+func TestDiscoveryIssuerPathNotARoute(t *testing.T) {
+	for _, issuer := range []string{"https://latch.example/a/../b", "https://latch.example/a/./b", "https://latch.example//a",
+		"https://latch.example/{x}", "https://latch.example/a%2Fb", "https://latch.example/a b"} {
+		cfg := baseConfig()
+		cfg.Issuer = issuer
+		e := newEnv(t, cfg)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("issuer %q: HTTPHandler panicked: %v", issuer, p)
+				}
+			}()
+			rec := httptest.NewRecorder()
+			e.srv.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, server.JWKSPath, nil))
+			if rec.Code != http.StatusOK {
+				t.Errorf("issuer %q: GET %s = %d", issuer, server.JWKSPath, rec.Code)
+			}
+		}()
+	}
+}
