@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
@@ -69,8 +68,8 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 }
 
 // NewGRPCServer builds the gRPC server for s. Interceptor order, outermost
-// first: metrics (when s has a Metrics), logging (method, code, duration,
-// peer, verified client-certificate identity — never payloads), then
+// first: metrics (when s has a Metrics), logging (rpclog.go: method, code,
+// duration, peer, verified client-certificate identity — never payloads), then
 // recovery (a panic becomes INTERNAL "internal error"; the panic value and
 // stack go to the log only). grpc.health.v1 answers from s.Ready.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
@@ -78,18 +77,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			if id, ok := PeerIdentityFromContext(ctx); ok {
-				return logging.Fields{"peer_identity", id.String()}
-			}
-			return nil
-		}),
-	}
+	rpcLog := rpcLogger{log: log}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
@@ -101,8 +89,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, rpcLog.unary, recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, rpcLog.stream, recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.ForceServerCodecV2(newRequestCodec()),
