@@ -392,14 +392,15 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	key := "introspect:" + peerAddress(ctx)
+	var key string
 	var pre *checkedAccess
-	if !s.cfg.IntrospectOpen {
-		caller, target, err := s.authorizeIntrospector(ctx, req)
-		if err != nil {
+	if s.cfg.IntrospectOpen {
+		key = "introspect:" + peerAddress(ctx)
+	} else {
+		var err error
+		if key, pre, err = s.authorizeIntrospector(ctx, req); err != nil {
 			return nil, err
 		}
-		key, pre = "introspect:"+caller.Subject, target
 	}
 	tok := req.GetToken()
 	if tok == "" {
@@ -427,41 +428,44 @@ type checkedAccess struct {
 // like an access token, verifies the target too and checks both tokens'
 // revocation state in ONE storage read (storage.DenyList's
 // AccessTokensRevoked) instead of two. The caller's outcome, its codes and
-// its probe accounting are authorizeCaller's; target is nil when the target
-// was not checked here, and is only returned with an authorized caller.
-func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.IntrospectRequest) (caller tokens.Claims, target *checkedAccess, err error) {
+// its probe accounting are authorizeCaller's. It returns the caller's
+// probe-budget key for the target ("introspect:<subject>"); target is nil
+// when the target was not checked here.
+func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.IntrospectRequest) (key string, target *checkedAccess, err error) {
 	probeKey, tok, err := s.callerToken(ctx)
 	if err != nil {
-		return tokens.Claims{}, nil, err
+		return "", nil, err
 	}
 	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
 		_, err = s.checkCaller(ctx, probeKey, tokens.Claims{}, false, RoleIntrospect)
-		return tokens.Claims{}, nil, err
+		return "", nil, err
 	}
-	target = s.verifyTargetAhead(ctx, c, req)
+	key = "introspect:" + c.Subject
+	target = s.verifyTargetAhead(ctx, key, c, req)
 	if target == nil || target.claims.ID == "" {
 		revoked, err := s.store.AccessTokenRevoked(ctx, c.ID, c.SessionID, s.now())
 		if err != nil {
-			return tokens.Claims{}, nil, fmt.Errorf("access token revocation check: %w", err)
+			return "", nil, fmt.Errorf("access token revocation check: %w", err)
 		}
-		c, err = s.checkCaller(ctx, probeKey, c, !revoked, RoleIntrospect)
-		return c, target, err
+		if _, err = s.checkCaller(ctx, probeKey, c, !revoked, RoleIntrospect); err != nil {
+			return "", nil, err
+		}
+		return key, target, nil
 	}
 	refs := [2]storage.AccessTokenRef{{JTI: c.ID, SessionID: c.SessionID}, {JTI: target.claims.ID, SessionID: target.claims.SessionID}}
 	revoked, err := s.store.AccessTokensRevoked(ctx, refs[:], s.now())
 	if err != nil {
-		return tokens.Claims{}, nil, fmt.Errorf("access token revocation check: %w", err)
+		return "", nil, fmt.Errorf("access token revocation check: %w", err)
 	}
 	if len(revoked) != len(refs) {
-		return tokens.Claims{}, nil, fmt.Errorf("access token revocation check: %d answers for %d tokens", len(revoked), len(refs))
+		return "", nil, fmt.Errorf("access token revocation check: %d answers for %d tokens", len(revoked), len(refs))
 	}
 	target.active = !revoked[1]
-	c, err = s.checkCaller(ctx, probeKey, c, !revoked[0], RoleIntrospect)
-	if err != nil {
-		return tokens.Claims{}, nil, err
+	if _, err = s.checkCaller(ctx, probeKey, c, !revoked[0], RoleIntrospect); err != nil {
+		return "", nil, err
 	}
-	return c, target, nil
+	return key, target, nil
 }
 
 // verifyTargetAhead verifies Introspect's target token before the caller's
@@ -471,12 +475,12 @@ func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.Introsp
 // budget left and the target is tried as an access token first. It returns
 // nil when it did not check; a result with empty claims for a target that
 // did not verify.
-func (s *Server) verifyTargetAhead(ctx context.Context, caller tokens.Claims, req *latchv1.IntrospectRequest) *checkedAccess {
+func (s *Server) verifyTargetAhead(ctx context.Context, key string, caller tokens.Claims, req *latchv1.IntrospectRequest) *checkedAccess {
 	tok := req.GetToken()
 	if tok == "" || !slices.Contains(caller.Roles, RoleIntrospect) || tryOrder(tok, req.GetTokenTypeHint())[0] != kindAccess {
 		return nil
 	}
-	if ok, _ := s.probes.Allow("introspect:" + caller.Subject); !ok {
+	if ok, _ := s.probes.Allow(key); !ok {
 		return nil
 	}
 	tc, err := s.verifyAccess(ctx, tok)
@@ -623,8 +627,7 @@ func (s *Server) callerToken(ctx context.Context) (probeKey, tok string, err err
 	if err := s.allowProbe(ctx, probeKey); err != nil {
 		return "", "", err
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 {
 		return "", "", failure(codes.Unauthenticated, msgNoCredential)
 	}
@@ -674,14 +677,14 @@ const (
 // tryOrder is the order in which a token is tried as each kind: the hinted
 // kind first; without a hint, a JWT shape (dots) is tried as an access token
 // first. Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1).
-func tryOrder(tok string, hint latchv1.TokenTypeHint) []tokenKind {
+func tryOrder(tok string, hint latchv1.TokenTypeHint) [2]tokenKind {
 	switch {
 	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN:
-		return []tokenKind{kindRefresh, kindAccess}
+		return [2]tokenKind{kindRefresh, kindAccess}
 	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN, strings.Contains(tok, "."):
-		return []tokenKind{kindAccess, kindRefresh}
+		return [2]tokenKind{kindAccess, kindRefresh}
 	default:
-		return []tokenKind{kindRefresh, kindAccess}
+		return [2]tokenKind{kindRefresh, kindAccess}
 	}
 }
 

@@ -58,7 +58,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	var revoked bool
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error
-		revoked, err = accessTokenRevoked(tx, jti, sessionID, now)
+		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), tx, jti, sessionID, now)
 		return err
 	})
 	if err != nil {
@@ -78,11 +78,12 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 		return out, err
 	}
 	err := s.db.View(func(tx *bbolt.Tx) error {
+		denied, states := tx.Bucket(bucketDenied), tx.Bucket(bucketSessState) // opened once: each open allocates
 		for i, r := range refs {
 			if r.JTI == "" || r.SessionID == "" {
 				continue
 			}
-			revoked, err := accessTokenRevoked(tx, r.JTI, r.SessionID, now)
+			revoked, err := accessTokenRevoked(denied, states, tx, r.JTI, r.SessionID, now)
 			if err != nil {
 				return err
 			}
@@ -99,12 +100,13 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	return out, nil
 }
 
-// accessTokenRevoked is the check behind AccessTokenRevoked inside tx.
-func accessTokenRevoked(tx *bbolt.Tx, jti, sessionID string, now time.Time) (bool, error) {
-	if exp := tx.Bucket(bucketDenied).Get([]byte(jti)); exp != nil {
+// accessTokenRevoked is the check behind AccessTokenRevoked inside tx,
+// given its deny-list and session-state buckets.
+func accessTokenRevoked(denied, states *bbolt.Bucket, tx *bbolt.Tx, jti, sessionID string, now time.Time) (bool, error) {
+	if exp := denied.Get([]byte(jti)); exp != nil {
 		return true, nil // denied (an expired denial only outlives an expired token)
 	}
-	if state := tx.Bucket(bucketSessState).Get([]byte(sessionID)); state != nil {
+	if state := states.Get([]byte(sessionID)); state != nil {
 		live, err := liveFromState(state, now)
 		return !live, err
 	}
