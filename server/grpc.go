@@ -96,6 +96,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.KeepaliveEnforcementPolicy(o.transport.Enforcement),
 		grpc.KeepaliveParams(o.transport.Keepalive),
 		grpc.ChainUnaryInterceptor(unary...),
