@@ -30,6 +30,7 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -1094,5 +1095,73 @@ func TestPrivateKeysNeverServed(t *testing.T) {
 	}
 	if len(infos) != 3 {
 		t.Fatalf("ListSigningKeys = %d keys, want 3", len(infos))
+	}
+}
+
+// TestReplicaWhoseKeysDoNotLoadIsNotReady: a replica that cannot load the
+// stored key set (here: another replica, given a key-encryption key this
+// one lacks, sealed the keys and then rotated) keeps its old ring, so it
+// would sign with a key the store has retired and not publish the new
+// ones. It must say so on /readyz and grpc.health.v1, so that a balancer
+// takes it out, and be ready again once the stored keys load.
+func TestReplicaWhoseKeysDoNotLoadIsNotReady(t *testing.T) {
+	cfg := keyConfig()
+	e := newEnv(t, cfg) // replica A: no key-encryption key
+	readyz := strings.TrimSuffix(serveHTTP(t, e.srv), server.JWKSPath) + "/readyz"
+	kek := newKEK(t)
+	b, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.now))
+	if err != nil {
+		t.Fatalf("replica B with a KEK: %v", err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
+		t.Fatalf("A's sync after B sealed the same keys: %v", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); err != nil {
+		t.Fatalf("A before any new key: %v, want ready", err)
+	}
+	if _, err := b.RotateSigningKey(ctxT(t), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); !errors.Is(err, server.ErrKeyEncryptionKeyRequired) {
+		t.Fatalf("A's sync of keys sealed under a KEK it lacks = %v, want ErrKeyEncryptionKeyRequired", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); !errors.Is(err, server.ErrSigningKeysStale) {
+		t.Errorf("A.Ready with a key set it cannot load = %v, want ErrSigningKeysStale", err)
+	}
+	resp, err := http.Get(readyz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), server.ErrSigningKeysStale.Error()) {
+		t.Errorf("/readyz = %d %q, want 503 naming the stale keys", resp.StatusCode, body)
+	}
+	h, err := healthpb.NewHealthClient(e.conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health Check = %v, %v; want NOT_SERVING", h, err)
+	}
+
+	// The operator fixes it (here: the keys are stored unsealed again):
+	// the next reload loads them and A is ready, publishing B's new key.
+	if _, err := e.store.UpdateSigningKeys(ctxT(t), func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
+		out := slices.Clone(cur)
+		for i, k := range out {
+			if out[i].PrivateKey, err = kek.Open(k.ID, k.PrivateKey); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
+		t.Fatalf("A's sync after the fix: %v", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); err != nil {
+		t.Errorf("A.Ready after the keys load again: %v", err)
+	}
+	if got, want := jwksKids(e.srv.JWKS())[0], activeKey(t, e.store).ID; got != want {
+		t.Errorf("A publishes %s first, want the active key %s", got, want)
 	}
 }
