@@ -320,3 +320,50 @@ func TestReloadUnderConcurrentHandshakes(t *testing.T) {
 		t.Errorf("after the renewals: serial %v served, want the last one %v", got.SerialNumber, last.Cert.SerialNumber)
 	}
 }
+
+// TestClientCAReloadEndsResumption: a client whose CA is dropped from the
+// client-CA file cannot get back in by resuming a TLS session it had
+// before the reload (session tickets outlive the configuration that
+// issued them; resumption must not skip the new client-CA check).
+func TestClientCAReloadEndsResumption(t *testing.T) {
+	dir := t.TempDir()
+	ca1, ca2 := certstest.NewCA(t, "CA one"), certstest.NewCA(t, "CA two")
+	certFile, keyFile := ca1.Server(t).WriteFiles(t, dir, "tls")
+	caFile := filepath.Join(dir, "clients.pem")
+	certstest.WriteFile(t, caFile, ca1.PEM)
+	r, err := certs.New(certFile, keyFile, certs.WithClientCA(caFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := tlsServer(t, r.ServerConfig("h2"))
+	c1 := ca1.Client(t, "one", "")
+	cfg := &tls.Config{RootCAs: ca1.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{c1.TLSCertificate(t)},
+		ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	dial := func() (resumed bool, err error) {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+		if err != nil {
+			return false, err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		// The first read takes the session ticket, or the refusal.
+		if _, err := c.Read(make([]byte, 1)); err != nil && !isEOF(err) {
+			return false, err
+		}
+		return c.ConnectionState().DidResume, nil
+	}
+	if _, err := dial(); err != nil {
+		t.Fatalf("first handshake: %v", err)
+	}
+	// Control: without a reload the session does resume, so the check
+	// below is about resumption.
+	if resumed, err := dial(); err != nil || !resumed {
+		t.Fatalf("second handshake: resumed=%v err=%v, want a resumed session", resumed, err)
+	}
+	certstest.WriteFile(t, caFile, ca2.PEM)
+	bump(t, caFile, 1)
+	if resumed, err := dial(); err == nil {
+		t.Errorf("after CA one was dropped, its client got in (resumed=%v)", resumed)
+	}
+}
