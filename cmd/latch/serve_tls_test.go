@@ -540,3 +540,29 @@ func TestReadmeListsEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondSignalStopsAtOnce: SIGTERM starts a graceful drain (here with
+// a ten-minute --drain-delay); a second SIGTERM ends the process at once
+// instead of being swallowed until the drain is over.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	p := startLatch(t, ctx, filepath.Join(t.TempDir(), "latch.db"), "--drain-delay", "10m")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.logText(), `"event":"draining"`) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no draining record after SIGTERM:\n%s", p.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	err := p.stop(t, ctx, syscall.SIGTERM) // fails the test if the process outlives ctx
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("exit after a second SIGTERM: %v, want ended by the signal", err)
+	}
+	if strings.Contains(p.logText(), `"event":"stopped"`) {
+		t.Errorf("the drain ran to its end despite the second signal:\n%s", p.logText())
+	}
+}
