@@ -242,7 +242,8 @@ type UserAdmin interface {
 	// DeleteUser removes the user and its email index and, in the same
 	// transaction, revokes every live session of the user with
 	// ReasonUserChanged at now. It returns the sessions it revoked (as
-	// stored, now revoked). ErrNotFound if no such user.
+	// stored, now revoked). ErrNotFound if no such user. (What storage/etcd
+	// guarantees for many sessions: see RevokeUserSessions.)
 	DeleteUser(ctx context.Context, id string, now time.Time) ([]Session, error)
 }
 
@@ -257,6 +258,16 @@ type SessionAdmin interface {
 	// of the user that is live at now, with the reason. It returns the
 	// sessions it revoked (as stored, now revoked); sessions already revoked
 	// or expired are left as they are and not returned.
+	//
+	// storage/bolt always keeps the one transaction. storage/etcd keeps it
+	// when the sessions fit in one etcd Txn (--max-txn-ops); beyond that it
+	// takes several, and guarantees: from its first write (a per-user
+	// fence) no session the user had then can be rotated, even if the call
+	// then fails; when it returns nil every session live at now is revoked.
+	// Until it returns, access tokens of sessions it has not reached yet
+	// still pass AccessTokenRevoked, and a session that a concurrent
+	// rotation attempt revoked through the fence is not in the result. The
+	// same holds for DeleteUser, which deletes the user with the last Txn.
 	RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]Session, error)
 	// CountLiveSessions returns the number of sessions live at now (for the
 	// sessions-live gauge). It may scan; callers call it rarely.

@@ -336,7 +336,7 @@ func TestReplicasRideOutEtcdRestart(t *testing.T) {
 	etcdUserAdd(t, ctx, srv, prefix, "svc@example.com", "svc-password-111", server.RoleIntrospect)
 	var reps []replica
 	for _, n := range []string{"A", "B"} {
-		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-dial-timeout", "2s")...)
+		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-dial-timeout", "2s", "--etcd-request-timeout", "2s")...)
 		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)

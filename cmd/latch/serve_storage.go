@@ -39,6 +39,8 @@ type storageFlags struct {
 	username    string
 	plaintext   bool
 	dialTimeout time.Duration
+	reqTimeout  time.Duration
+	maxTxnOps   int
 	set         map[string]bool // flags given on the command line or in the environment
 }
 
@@ -53,7 +55,9 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key of --etcd-cert")
 	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from LATCH_ETCD_PASSWORD only")
 	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
-	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start; also bounds each etcd request without a deadline")
+	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start (connection, schema check, revocation feed)")
+	fs.DurationVar(&f.reqTimeout, "etcd-request-timeout", 5*time.Second, "bound on each etcd request (a client's earlier deadline wins); past it the RPC fails with UNAVAILABLE")
+	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a third of it")
 }
 
 // noteSet records which storage flags were given, after parseFlags.
@@ -65,7 +69,7 @@ func (f *storageFlags) noteSet(fs *flag.FlagSet) {
 // validate reports every problem with the storage flags.
 func (f *storageFlags) validate() []error {
 	var errs []error
-	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-allow-plaintext"}
+	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
 	switch f.kind {
 	case storageBolt:
 		if f.db == "" {
@@ -113,6 +117,12 @@ func (f *storageFlags) validate() []error {
 		if f.dialTimeout <= 0 {
 			errs = append(errs, fmt.Errorf("--etcd-dial-timeout %v must be positive", f.dialTimeout))
 		}
+		if f.reqTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("--etcd-request-timeout %v must be positive", f.reqTimeout))
+		}
+		if f.maxTxnOps < 16 {
+			errs = append(errs, fmt.Errorf("--etcd-max-txn-ops %d: want at least 16 (etcd's default is %d)", f.maxTxnOps, etcd.DefaultMaxTxnOps))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("--storage %q: want bbolt or etcd", f.kind))
 	}
@@ -145,7 +155,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 		}
 		cfg.TLS = tc
 	}
-	store, err := etcd.Open(ctx, cfg, etcd.WithLogger(log), etcd.WithOpTimeout(f.dialTimeout))
+	store, err := etcd.Open(ctx, cfg, etcd.WithLogger(log), etcd.WithOpTimeout(f.reqTimeout), etcd.WithMaxTxnOps(f.maxTxnOps))
 	if err != nil {
 		return nil, fmt.Errorf("open etcd storage: %w", err)
 	}

@@ -27,6 +27,7 @@
 //	revocations/session/<sid>    expiry of a revoked session             [L]
 //	revocations/jti/<jti>        expiry of a denied access token         [L]
 //	keys/<kid>                   signing-key record
+//	userfences/<uid>             see "Revoking every session of a user"  [L]
 //
 // Records are one version byte followed by JSON, like storage/bolt, so the
 // encoding can evolve without migrating old rows. Expiries are 8 bytes,
@@ -58,11 +59,27 @@
 // runs no sweeper on etcd; DeleteExpired still deletes what expired before
 // now (it scans, so it is meant for tests and tools, not for every minute).
 //
-// # Limits
+// # Revoking every session of a user
 //
 // etcd refuses a Txn with more than --max-txn-ops operations (128 by
-// default). RevokeUserSessions and DeleteUser therefore revoke a user's
-// sessions in Txns of at most 40 sessions each; with more live sessions than
-// that they are not one transaction (each Txn is atomic; a crash in between
-// leaves some sessions revoked and the call can simply be repeated).
+// default; tell the store with WithMaxTxnOps). Revoking a session costs 3.
+// RevokeUserSessions and DeleteUser are one Txn whenever the user's live
+// sessions fit (42 and 41 at the default), exactly as the storage contract
+// says. For a user with more, they first commit the user's fence
+//
+//	userfences/<uid>             revocation time and reason: sessions
+//	                             created before its ModRevision are being
+//	                             revoked                                [L]
+//
+// and then revoke the sessions a Txn-full at a time (DeleteUser deletes the
+// user, its email index and the fence with the last one). The fence is what
+// keeps the guarantee: from its commit on, RotateRefreshToken refuses every
+// session created before it (its Txn compares the fence's ModRevision with
+// the session's CreateRevision, at no extra read) and revokes it with the
+// fence's time and reason. What differs from one Txn: until the call
+// returns, access tokens of sessions not yet reached pass
+// AccessTokenRevoked (which reads no fence); when it returns nil, every
+// session live at now is revoked; if it fails part-way, refreshes stay
+// refused and repeating the call finishes the work (DeleteUser keeps the
+// user until its last Txn, so it can be repeated).
 package etcd

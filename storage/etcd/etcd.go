@@ -38,10 +38,13 @@ const maxRetries = 1000
 // maxLeaseLife caps a lease's TTL (etcd refuses more than about 285 years).
 const maxLeaseLife = 10 * 365 * 24 * time.Hour
 
-// sessionsPerTxn bounds the sessions one Txn revokes: each costs three
-// operations (record, state, revocation row) and etcd's default
-// --max-txn-ops is 128, with room left for DeleteUser's own two.
-const sessionsPerTxn = 40
+// DefaultMaxTxnOps is etcd's default --max-txn-ops: the most operations
+// (and, separately, compares) one Txn may carry.
+const DefaultMaxTxnOps = 128
+
+// opsPerRevokedSession is what revoking one session costs in a Txn: the
+// record, the state row and the revocation row (and one compare).
+const opsPerRevokedSession = 3
 
 // errCorrupt reports a record this version cannot decode.
 var errCorrupt = errors.New("etcd: corrupt or unknown record")
@@ -76,8 +79,13 @@ type Store struct {
 	p         string // key prefix, ending in "/"
 	clock     func() time.Time
 	opTimeout time.Duration
+	maxTxnOps int
 	leases    *leaseCache
 	log       *slog.Logger
+
+	// testHookBeforeBatch, when set (by tests only), runs before each
+	// partial revocation Txn of RevokeUserSessions and DeleteUser.
+	testHookBeforeBatch func()
 }
 
 var (
@@ -96,8 +104,15 @@ type options struct {
 	opTimeout   time.Duration
 	leaseSlack  time.Duration
 	leaseBucket time.Duration
+	maxTxnOps   int
 	log         *slog.Logger
 }
+
+// WithMaxTxnOps sets the most operations the store puts in one Txn (default
+// DefaultMaxTxnOps, etcd's default); set it to the cluster's --max-txn-ops
+// when that differs. It decides whether RevokeUserSessions and DeleteUser
+// fit in one Txn (see the package documentation). At least 16.
+func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
 
 // WithLogger sets the logger for what happens outside any request: the
 // revocation feed's interruptions and resyncs. Default: discard. Nothing
@@ -122,7 +137,8 @@ func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeo
 // lease deletes it (default 5m). It must exceed the clock skew between Latch
 // processes: a denied jti deleted before every process considers its token
 // expired would make that token valid again on a process whose clock is
-// behind.
+// behind. It must therefore exceed that skew plus the verifiers' leeway
+// (at most tokens.MaxLeeway, 30s); the default leaves 4.5 minutes of skew.
 func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseSlack = d } }
 
 // WithLeaseBucket sets the granularity of lease expiries (default 5m): rows
@@ -134,7 +150,8 @@ func WithLeaseBucket(d time.Duration) Option { return func(o *options) { o.lease
 // schema version (or nothing, in which case it writes the schema marker) and
 // returns the Store. ctx bounds the connection and the check.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
-	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now, opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute}
+	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now, opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute,
+		maxTxnOps: DefaultMaxTxnOps}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -145,8 +162,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: at least one endpoint is required")
 	}
-	if o.opTimeout <= 0 || o.leaseSlack < 0 || o.leaseBucket < time.Second {
-		return nil, errors.New("etcd: op timeout must be positive, lease slack not negative and lease bucket at least 1s")
+	if o.opTimeout <= 0 || o.leaseSlack < 0 || o.leaseBucket < time.Second || o.maxTxnOps < 16 {
+		return nil, errors.New("etcd: op timeout must be positive, lease slack not negative, lease bucket at least 1s and max txn ops at least 16")
 	}
 	dial := cfg.DialTimeout
 	if dial <= 0 {
@@ -166,7 +183,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout,
+	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout, maxTxnOps: o.maxTxnOps,
 		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log}
 	checkCtx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
@@ -346,6 +363,7 @@ func (s *Store) revSessionKey(sid string) string     { return s.p + "revocations
 func (s *Store) revJTIKey(jti string) string         { return s.p + "revocations/jti/" + jti }
 func (s *Store) keyKey(id string) string             { return s.p + "keys/" + id }
 func (s *Store) keysetKey() string                   { return s.p + "meta/keyset" }
+func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
 // validID refuses ids that would break the composite keys.
 func validID(id string) bool {
@@ -456,6 +474,9 @@ func (s *Store) commit(ctx context.Context, op string, build func() (clientv3.Tx
 		return resp, nil
 	}
 }
+
+// OpTimeout returns the bound on each call (WithOpTimeout).
+func (s *Store) OpTimeout() time.Duration { return s.opTimeout }
 
 // Prefix returns the key prefix, ending in "/".
 func (s *Store) Prefix() string { return s.p }

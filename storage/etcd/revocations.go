@@ -168,7 +168,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			return err
 		}
 		if sess.ExpiresAt().Before(now) {
-			expired = append(expired, sessRev{sess, rev})
+			expired = append(expired, sessRev{s: sess, rev: rev})
 			if len(expired) == limit {
 				return errFull
 			}
@@ -226,9 +226,9 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 }
 
 // deleteSession deletes an expired session and what it owns. Its digests go
-// first, in Txns of up to 100 (a session has one per rotation, more than one
-// Txn may hold); the last Txn deletes the session itself if it has not
-// changed since it was read. It reports whether the session was deleted.
+// first, in Txns that fit the cluster's limit (a session has one per
+// rotation, more than one Txn may hold); the last Txn deletes the session
+// itself if it has not changed since it was read. It reports whether the session was deleted.
 func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 	resp, err := s.cli.Get(ctx, s.sessDigestPrefix(sr.s.ID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
@@ -240,11 +240,12 @@ func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 		hexDigest := string(kv.Key[len(prefix):])
 		ops = append(ops, clientv3.OpDelete(s.p+"digests/"+hexDigest))
 	}
-	for len(ops) > 100 {
-		if _, err := s.cli.Txn(ctx).Then(ops[:100]...).Commit(); err != nil {
+	const ownOps = 5 // what the last Txn deletes besides digests
+	for chunk := s.maxTxnOps - ownOps; len(ops) > chunk; {
+		if _, err := s.cli.Txn(ctx).Then(ops[:chunk]...).Commit(); err != nil {
 			return false, wrapErr(ctx, "delete session digests", err)
 		}
-		ops = ops[100:]
+		ops = ops[chunk:]
 	}
 	ops = append(ops,
 		clientv3.OpDelete(prefix, clientv3.WithPrefix()),

@@ -62,10 +62,12 @@ func decodeSession(data []byte) (storage.Session, error) {
 	return s, nil
 }
 
-// sessRev is a session and the revision it was read at.
+// sessRev is a session, the revision it was read at and the revision that
+// created it (which the user fence is compared with).
 type sessRev struct {
-	s   storage.Session
-	rev int64
+	s       storage.Session
+	rev     int64
+	created int64
 }
 
 // getSession reads a session and its revision.
@@ -78,7 +80,7 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 		return sessRev{}, storage.ErrNotFound
 	}
 	sess, err := decodeSession(resp.Kvs[0].Value)
-	return sessRev{sess, resp.Kvs[0].ModRevision}, err
+	return sessRev{s: sess, rev: resp.Kvs[0].ModRevision, created: resp.Kvs[0].CreateRevision}, err
 }
 
 // putSessionOps returns the operations that store sess (attached to a lease
@@ -240,13 +242,18 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		if decision != nil && !reuse {
 			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
 		}
-		sessKey, nextKey := s.sessionKey(old.s.ID), s.digestKey(r.Next)
+		sessKey, nextKey, fenceKey := s.sessionKey(old.s.ID), s.digestKey(r.Next), s.userFenceKey(old.s.UserID)
 		resp, err := s.commit(ctx, "rotate refresh token", func() (clientv3.Txn, error) {
 			ops, err := s.putSessionOps(ctx, next, r.Now)
 			if err != nil {
 				return nil, err
 			}
-			cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev)}
+			cmps := []clientv3.Cmp{
+				clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev),
+				// No RevokeUserSessions or DeleteUser of the owner has
+				// begun since the session was created (see userFence).
+				clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created),
+			}
 			if !reuse {
 				dops, err := s.digestOps(ctx, next, r.Next, r.Now)
 				if err != nil {
@@ -256,7 +263,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nextKey), "=", 0))
 			}
 			return s.cli.Txn(ctx).If(cmps...).Then(ops...).
-				Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly())), nil
+				Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
 		})
 		if err != nil {
 			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, err)
@@ -267,7 +274,26 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 			}
 			return next, nil
 		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; !reuse && len(kvs) == 1 && kvs[0].ModRevision == old.rev {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		unchanged := len(kvs) == 1 && kvs[0].ModRevision == old.rev
+		if fence := resp.Responses[1].GetResponseRange().Kvs; unchanged && len(fence) == 1 && fence[0].ModRevision >= old.created {
+			// A revocation of all the owner's sessions has begun and not
+			// reached this one yet: it is revoked, and saying so here
+			// finishes that revocation's work for it.
+			revokedAt, reason, err := decodeFence(fence[0].Value)
+			if err != nil {
+				return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: user fence: %w", old.s.ID, err)
+			}
+			_, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil, nil)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			if err != nil {
+				return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, err)
+			}
+			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, storage.ErrSessionRevoked)
+		}
+		if !reuse && unchanged {
 			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: next refresh digest taken: %w",
 				old.s.ID, storage.ErrAlreadyExists)
 		}
@@ -343,7 +369,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 		return nil, wrapErr(ctx, "list user sessions", err)
 	}
 	var out []sessRev
-	for chunk := range slices.Chunk(idx.Kvs, 100) {
+	for chunk := range slices.Chunk(idx.Kvs, s.maxTxnOps) {
 		ops := make([]clientv3.Op, len(chunk))
 		for i, kv := range chunk {
 			ops[i] = clientv3.OpGet(s.sessionKey(string(kv.Key[len(s.userSessionPrefix(uid)):])))
@@ -361,7 +387,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, sessRev{sess, kvs[0].ModRevision})
+			out = append(out, sessRev{s: sess, rev: kvs[0].ModRevision, created: kvs[0].CreateRevision})
 		}
 	}
 	return out, nil
@@ -403,9 +429,9 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 	return out, nil
 }
 
-// RevokeUserSessions implements storage.SessionAdmin. Up to sessionsPerTxn
-// sessions are revoked in one Txn; a user with more live sessions gets
-// several Txns (see the package documentation).
+// RevokeUserSessions implements storage.SessionAdmin. When the user's live
+// sessions fit in one Txn (see WithMaxTxnOps) they are revoked in one;
+// otherwise the user is fenced first (see revokeUserSessions).
 func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]storage.Session, error) {
 	ctx, cancel, err := s.begin(ctx, "revoke user sessions")
 	if err != nil {
@@ -415,25 +441,112 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	if !validID(userID) || reason == "" || now.IsZero() {
 		return nil, fmt.Errorf("etcd: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
+	revoked, err := s.revokeUserSessions(ctx, userID, reason, now, nil)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: revoke sessions of user %s: %w", userID, err)
+	}
+	return revoked, nil
+}
+
+// finalTxn returns the compares and operations that the last revocation
+// Txn of revokeUserSessions carries besides the sessions (DeleteUser's
+// deletion of the user), read afresh for each attempt.
+type finalTxn func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error)
+
+// revokeUserSessions revokes every session of the user live at now, and
+// commits final's compares and operations with the last of them.
+//
+// When the live sessions (and final's operations) fit in one Txn, that is
+// one Txn: all or nothing, as the storage contract says. When they do not,
+// it first writes the user's fence (userfences/<uid>: the time and reason)
+// in a Txn of its own, then revokes the sessions a Txn-full at a time,
+// reading them again before each Txn, and commits the last Txn-full with
+// final. From the fence's commit on, no session the user had then can be
+// rotated: RotateRefreshToken compares the fence's ModRevision with the
+// session's CreateRevision in its own Txn, and revokes a fenced session
+// (with the fence's time and reason) instead of rotating it. So whatever
+// happens to the call after the fence, no refresh of those sessions
+// succeeds, and when it returns nil every one of them is revoked.
+func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now time.Time, final finalTxn) ([]storage.Session, error) {
 	var revoked []storage.Session
+	fenced := false
 	for range maxRetries {
-		live, err := s.liveSessionsOf(ctx, userID, now)
+		var cmps []clientv3.Cmp
+		var extra []clientv3.Op
+		if final != nil {
+			var err error
+			if cmps, extra, err = final(ctx); err != nil {
+				return nil, err
+			}
+		}
+		live, err := s.liveSessionsOf(ctx, uid, now)
 		if err != nil {
-			return nil, fmt.Errorf("etcd: revoke sessions of user %s: %w", userID, err)
+			return nil, err
 		}
-		if len(live) == 0 {
-			return revoked, nil
+		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps) <= s.maxTxnOps {
+			if len(live) == 0 && final == nil {
+				return revoked, nil
+			}
+			done, err := s.revokeBatch(ctx, live, reason, now, cmps, extra)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return append(revoked, done...), nil
 		}
-		done, err := s.revokeBatch(ctx, live[:min(len(live), sessionsPerTxn)], reason, now, nil, nil)
+		if !fenced {
+			if err := s.writeFence(ctx, uid, reason, now, live); err != nil {
+				return nil, err
+			}
+			fenced = true
+		}
+		if s.testHookBeforeBatch != nil {
+			s.testHookBeforeBatch()
+		}
+		done, err := s.revokeBatch(ctx, live[:s.maxTxnOps/opsPerRevokedSession], reason, now, nil, nil)
 		if errors.Is(err, errConflict) {
-			continue
+			continue // one of them changed (a rotation, or a fenced one revoked): read again
 		}
 		if err != nil {
-			return nil, fmt.Errorf("etcd: revoke sessions of user %s: %w", userID, err)
+			return nil, err
 		}
 		revoked = append(revoked, done...)
 	}
-	return nil, fmt.Errorf("etcd: revoke sessions of user %s: %w", userID, errContention)
+	return nil, errContention
+}
+
+// writeFence records that every session the user has now is being revoked
+// (see revokeUserSessions). The fence lives as long as the longest of the
+// user's live sessions could (their absolute expiry never moves), plus the
+// lease slack.
+func (s *Store) writeFence(ctx context.Context, uid, reason string, now time.Time, live []sessRev) error {
+	var until time.Time
+	for _, sr := range live {
+		if sr.s.AbsoluteExpiresAt.After(until) {
+			until = sr.s.AbsoluteExpiresAt
+		}
+	}
+	_, err := s.commit(ctx, "fence user sessions", func() (clientv3.Txn, error) {
+		lease, err := s.lease(ctx, until, now)
+		if err != nil {
+			return nil, err
+		}
+		return s.cli.Txn(ctx).Then(clientv3.OpPut(s.userFenceKey(uid), encodeFence(now, reason), clientv3.WithLease(lease))), nil
+	})
+	return err
+}
+
+// encodeFence is a fence's value: the revocation time, then the reason.
+func encodeFence(at time.Time, reason string) string { return encodeTime(at) + reason }
+
+func decodeFence(b []byte) (time.Time, string, error) {
+	if len(b) < 9 {
+		return time.Time{}, "", errCorrupt
+	}
+	at, err := decodeTime(b[:8])
+	return at, string(b[8:]), err
 }
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every

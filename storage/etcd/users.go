@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -217,9 +216,12 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 	return out, nil
 }
 
-// DeleteUser implements storage.UserAdmin. The user's live sessions are
-// revoked first, in Txns of at most sessionsPerTxn sessions; the last Txn
-// also deletes the user and its email index, comparing the user's revision.
+// DeleteUser implements storage.UserAdmin. The user's deletion (a Txn that
+// compares the user's revision and deletes the user, its email index and
+// its fence) is committed with the revocation of its live sessions: in one
+// Txn when they fit, otherwise with the last Txn-full after the user has
+// been fenced (see revokeUserSessions). Until that last Txn the user still
+// exists, so a call that fails part-way can simply be repeated.
 func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]storage.Session, error) {
 	ctx, cancel, err := s.begin(ctx, "delete user")
 	if err != nil {
@@ -229,34 +231,16 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 	if !validID(id) || now.IsZero() {
 		return nil, fmt.Errorf("etcd: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
-	var revoked []storage.Session
-	for range maxRetries {
+	revoked, err := s.revokeUserSessions(ctx, id, storage.ReasonUserChanged, now, func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error) {
 		u, rev, err := s.getUser(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("etcd: delete user %s: %w", id, err)
+			return nil, nil, err
 		}
-		live, err := s.liveSessionsOf(ctx, id, now)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: delete user %s: %w", id, err)
-		}
-		if len(live) > sessionsPerTxn {
-			done, err := s.revokeBatch(ctx, live[:sessionsPerTxn], storage.ReasonUserChanged, now, nil, nil)
-			if err != nil {
-				return nil, fmt.Errorf("etcd: delete user %s: %w", id, err)
-			}
-			revoked = append(revoked, done...)
-			continue
-		}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.userKey(id)), "=", rev)}
-		ops := []clientv3.Op{clientv3.OpDelete(s.userKey(id)), clientv3.OpDelete(s.emailKey(u.Email))}
-		done, err := s.revokeBatch(ctx, live, storage.ReasonUserChanged, now, cmps, ops)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("etcd: delete user %s: %w", id, err)
-		}
-		return append(revoked, done...), nil
+		return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.userKey(id)), "=", rev)},
+			[]clientv3.Op{clientv3.OpDelete(s.userKey(id)), clientv3.OpDelete(s.emailKey(u.Email)), clientv3.OpDelete(s.userFenceKey(id))}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: delete user %s: %w", id, err)
 	}
-	return nil, fmt.Errorf("etcd: delete user %s: %w", id, errContention)
+	return revoked, nil
 }

@@ -71,11 +71,18 @@ func Require(t testing.TB) string {
 // Option configures Start.
 type Option func(*options)
 
-type options struct{ tls bool }
+type options struct {
+	tls       bool
+	maxTxnOps int
+}
 
 // WithTLS makes etcd serve clients over TLS only, with a fresh CA, and
 // require a client certificate signed by it.
 func WithTLS() Option { return func(o *options) { o.tls = true } }
+
+// WithMaxTxnOps starts etcd with --max-txn-ops n (etcd's default is 128),
+// to test what a store does at a cluster's real limit.
+func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
 
 // Start starts etcd for t and stops it when t ends.
 func Start(t testing.TB, opts ...Option) *Server {
@@ -141,6 +148,9 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
 			"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)}
+	if o.maxTxnOps > 0 {
+		s.args = append(s.args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
+	}
 	if err := s.launch(); err != nil {
 		return nil, err
 	}
