@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
@@ -56,6 +57,29 @@ func (s *Server) DiscoveryDocument() (Discovery, bool) {
 			"watch_revocations": latchv1.AuthService_WatchRevocations_FullMethodName,
 		},
 	}, true
+}
+
+// issuerPath is the path of an http(s) issuer without its final "/" ("" for
+// none, or for a path that does not make a literal route: only clean paths
+// of letters, digits and "-._~/" are taken).
+func (s *Server) issuerPath() string {
+	if _, ok := s.DiscoveryDocument(); !ok {
+		return ""
+	}
+	u, err := url.Parse(s.cfg.Issuer)
+	if err != nil || u.RawPath != "" {
+		return ""
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	if p == "" || !strings.HasPrefix(p, "/") || path.Clean(p) != p { // ServeMux refuses unclean patterns
+		return ""
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~/", c)) {
+			return ""
+		}
+	}
+	return p
 }
 
 func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/latchauth/latch/interceptors"
@@ -153,5 +154,78 @@ func TestSidecarFlow(t *testing.T) {
 	defer v.Close()
 	if _, err := v.Verify(ctxT(t), tok); err != nil {
 		t.Fatalf("token does not verify with the keys discovery points to: %v", err)
+	}
+}
+
+// TestDiscoveryUnderIssuerPath: with an issuer that has a path, Latch
+// serves the discovery document where OpenID Connect Discovery looks for it
+// (issuer + /.well-known/openid-configuration) and the JWKS at the jwks_uri
+// it names, so that a sidecar given only the issuer verifies tokens with no
+// path-rewriting proxy in between; the root paths keep working.
+func TestDiscoveryUnderIssuerPath(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.Issuer = "http://" + lis.Addr().String() + "/tenant-a/"
+	e := newEnv(t, cfg)
+	hs := &http.Server{Handler: e.srv.HTTPHandler()}
+	go func() { _ = hs.Serve(lis) }()
+	t.Cleanup(func() { _ = hs.Shutdown(context.Background()) })
+
+	resp, err := http.Get(strings.TrimSuffix(cfg.Issuer, "/") + server.DiscoveryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var doc server.Discovery
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &doc) != nil || doc.Issuer != cfg.Issuer {
+		t.Fatalf("discovery under the issuer's path: %d %s", resp.StatusCode, body)
+	}
+	e.addUser("alice@example.com", "alice-password")
+	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(doc.JWKSURI), interceptors.WithIssuer(doc.Issuer),
+		interceptors.WithAudience("orders"), interceptors.WithClock(e.clock.now))
+	if err != nil {
+		t.Fatalf("keys from jwks_uri %s: %v", doc.JWKSURI, err)
+	}
+	defer v.Close()
+	if _, err := v.Verify(ctxT(t), tok); err != nil {
+		t.Fatalf("token does not verify with the keys at jwks_uri: %v", err)
+	}
+	for _, root := range []string{server.JWKSPath, server.DiscoveryPath} {
+		r, err := http.Get("http://" + lis.Addr().String() + root)
+		if err != nil || r.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %v %v", root, r.StatusCode, err)
+		}
+		if r != nil {
+			r.Body.Close()
+		}
+	}
+}
+
+// TestDiscoveryIssuerPathNotARoute: an issuer whose path cannot be a
+// literal route (dot segments, "//", wildcard braces, escapes) gets no
+// extra routes, and building the handler does not panic.
+func TestDiscoveryIssuerPathNotARoute(t *testing.T) {
+	for _, issuer := range []string{"https://latch.example/a/../b", "https://latch.example/a/./b", "https://latch.example//a",
+		"https://latch.example/{x}", "https://latch.example/a%2Fb", "https://latch.example/a b"} {
+		cfg := baseConfig()
+		cfg.Issuer = issuer
+		e := newEnv(t, cfg)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("issuer %q: HTTPHandler panicked: %v", issuer, p)
+				}
+			}()
+			rec := httptest.NewRecorder()
+			e.srv.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, server.JWKSPath, nil))
+			if rec.Code != http.StatusOK {
+				t.Errorf("issuer %q: GET %s = %d", issuer, server.JWKSPath, rec.Code)
+			}
+		}()
 	}
 }

@@ -18,6 +18,11 @@ const JWKSPath = "/.well-known/jwks.json"
 //     Cache-Control max-age, an ETag and 304 answers to If-None-Match;
 //   - GET /.well-known/openid-configuration: the discovery document (see
 //     Discovery), when the issuer is an http(s) URL;
+//   - both also under the issuer's path, when it has one (issuer
+//     https://h/tenant: /tenant/.well-known/jwks.json, the jwks_uri, and
+//     /tenant/.well-known/openid-configuration, where OpenID Connect
+//     Discovery looks), so that Latch serves what its document names
+//     without a path-rewriting proxy;
 //   - GET /healthz: 200 while the process runs (liveness);
 //   - GET /readyz: 200 when Ready, else 503 with the reason (readiness;
 //     503 from the start of a drain);
@@ -28,6 +33,10 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+JWKSPath, s.serveJWKS)
 	mux.HandleFunc("GET "+DiscoveryPath, s.serveDiscovery)
+	if p := s.issuerPath(); p != "" { // where the discovery document points, too
+		mux.HandleFunc("GET "+p+JWKSPath, s.serveJWKS)
+		mux.HandleFunc("GET "+p+DiscoveryPath, s.serveDiscovery)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

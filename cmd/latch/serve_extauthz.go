@@ -48,7 +48,7 @@ func (f *extAuthzFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subH, "ext-authz-sub-header", extauthz.DefaultSubjectHeader, "header carrying the token's subject to the upstream")
 	fs.StringVar(&f.sidH, "ext-authz-sid-header", extauthz.DefaultSessionHeader, "header carrying the token's session id to the upstream")
 	fs.StringVar(&f.rolesH, "ext-authz-roles-header", extauthz.DefaultRolesHeader, "header carrying the token's roles (comma-separated) to the upstream")
-	fs.BoolVar(&f.keepAuthorization, "ext-authz-keep-authorization", false, "forward the authorization header to the upstream (default: removed once checked)")
+	fs.BoolVar(&f.keepAuthorization, "ext-authz-keep-authorization", false, "forward the authorization header to the upstream (default: removed from every allowed request, public ones included)")
 	fs.IntVar(&f.cache, "ext-authz-cache", 50000, "tokens remembered as verified by ext_authz (revocation is checked on every request); 0 disables")
 	fs.DurationVar(&f.healthInterval, "ext-authz-health-interval", 5*time.Second, "how often the latch.verifier health status is updated")
 }

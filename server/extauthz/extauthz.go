@@ -39,6 +39,7 @@ type Server struct {
 	subH     string
 	sidH     string
 	rolesH   string
+	aliases  []string // other spellings of the three names (see separatorAliases)
 	keepAuth bool
 	realm    string
 	log      *slog.Logger
@@ -90,8 +91,9 @@ func CheckHeaderNames(sub, sid, roles string) error {
 }
 
 // WithKeepAuthorization forwards the authorization header to the upstream.
-// Default: it is removed, so that the bearer token goes no further than
-// the check that needed it (an upstream that relays the token needs it).
+// Default: it is removed from every allowed request, public ones included,
+// so that the bearer token goes no further than the check (an upstream
+// that relays the token needs it).
 func WithKeepAuthorization(keep bool) Option {
 	return func(o *options) error { o.keepAuth = keep; return nil }
 }
@@ -141,6 +143,9 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	}
 	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log,
 		metrics: o.metrics}
+	for _, n := range []string{o.sub, o.sid, o.roles} {
+		s.aliases = append(s.aliases, separatorAliases(n)...)
+	}
 	s.policy.Store(p)
 	return s, nil
 }
@@ -214,7 +219,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 		return s.deny(ctx, h, denyNoHTTP, nil)
 	}
 	path, _, _ := strings.Cut(h.GetPath(), "?")
-	if !CanonicalPath(path) {
+	if !CanonicalPath(path) || !pseudoPathAgrees(h) {
 		return s.deny(ctx, h, denyBadPath, nil)
 	}
 	policy := s.policy.Load()
@@ -240,7 +245,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 			}
 		}
 	}
-	if !headerSafe(claims.Subject) || !headerSafe(claims.SessionID) || !headerSafe(strings.Join(claims.Roles, ",")) {
+	// A role holding the separator would read as two roles upstream.
+	if !headerSafe(claims.Subject) || !headerSafe(claims.SessionID) || !headerSafe(strings.Join(claims.Roles, ",")) ||
+		slices.ContainsFunc(claims.Roles, func(r string) bool { return r == "" || strings.Contains(r, ",") }) {
 		return s.deny(ctx, h, invalidToken("claims not representable as headers"), &claims)
 	}
 	return s.allow(ctx, h, &claims)
@@ -311,6 +318,29 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 	return tok, nil
 }
 
+// pseudoPathAgrees reports whether the request's :path header, when the
+// attributes carry one, is the path field: the policy judges the one the
+// upstream is routed by, and a caller that sent two different ones is
+// refused rather than guessed at.
+func pseudoPathAgrees(h *authv3.AttributeContext_HttpRequest) bool {
+	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
+		for _, hv := range hm.GetHeaders() {
+			if hv.GetKey() == ":path" {
+				v := string(hv.GetRawValue())
+				if v == "" {
+					v = hv.GetValue()
+				}
+				if v != h.GetPath() {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	v, ok := h.GetHeaders()[":path"]
+	return !ok || v == h.GetPath()
+}
+
 // allow answers OK. For a verified token the response also carries sub,
 // sid, jti and roles as dynamic metadata, which Envoy files under the
 // ext_authz filter's namespace (for access logs and RBAC).
@@ -324,8 +354,12 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
+	// Client-sent headers that CGI-style upstreams (WSGI, Rack, PHP) read
+	// as the identity headers ("x_latch_sub" and "x-latch-sub" are both
+	// HTTP_X_LATCH_SUB there) are removed in every case.
+	ok.HeadersToRemove = slices.Clone(s.aliases)
 	if c == nil { // public: nothing vouched for, so nothing the client sent may pass as if it were
-		ok.HeadersToRemove = []string{s.subH, s.sidH, s.rolesH}
+		ok.HeadersToRemove = append(ok.HeadersToRemove, s.subH, s.sidH, s.rolesH)
 	} else {
 		set(s.subH, c.Subject)
 		set(s.sidH, c.SessionID)
@@ -342,7 +376,7 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 			resp.DynamicMetadata = md
 		}
 	}
-	if !s.keepAuth && c != nil {
+	if !s.keepAuth { // public requests too: an upstream that is not to see tokens sees none
 		ok.HeadersToRemove = append(ok.HeadersToRemove, "authorization")
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
@@ -397,6 +431,47 @@ func logPath(p string) string {
 		p = p[:256] + "…"
 	}
 	return p
+}
+
+// maxAliasSeparators bounds the separators of a header name whose every
+// spelling is listed (2^n of them); past it only the all-"-" and all-"_"
+// spellings are.
+const maxAliasSeparators = 5
+
+// separatorAliases returns the spellings of the header name n with each
+// "-" or "_" replaced by the other, n excluded: the names a CGI-style
+// upstream cannot tell from n.
+func separatorAliases(n string) []string {
+	var at []int
+	for i := 0; i < len(n); i++ {
+		if n[i] == '-' || n[i] == '_' {
+			at = append(at, i)
+		}
+	}
+	seen := map[string]bool{n: true}
+	var out []string
+	add := func(v string) {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	if len(at) > maxAliasSeparators {
+		add(strings.ReplaceAll(n, "_", "-"))
+		add(strings.ReplaceAll(n, "-", "_"))
+		return out
+	}
+	b := []byte(n)
+	for mask := 0; mask < 1<<len(at); mask++ {
+		for j, i := range at {
+			b[i] = '-'
+			if mask&(1<<j) != 0 {
+				b[i] = '_'
+			}
+		}
+		add(string(b))
+	}
+	return out
 }
 
 // headerSafe reports whether v can be sent as a header value: visible

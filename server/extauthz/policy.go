@@ -27,11 +27,29 @@ const MaxPolicySize = 1 << 20
 // that lists none. A request no rule matches is denied (fail closed)
 // unless the file says `default: authenticated`, which admits any valid
 // token.
+//
+// So that a request cannot slip past a rule in a form the upstream serves
+// the same way, a rule that needs a token also governs: the request's
+// method in any letter case; HEAD when it lists GET but not HEAD (servers
+// answer HEAD with the GET handler); its path in any letter case; for an
+// exact path, the same path with or without a trailing "/"; for a prefix
+// ending in "/", the prefix without it ("/admin/" governs "/admin" and
+// "/ADMIN"). Only rules that need a token match these other forms (public
+// rules are never widened so): an exact rule's after the exact rules of the
+// path as sent and before any prefix rule, a prefix rule's in its place in
+// the longest-first order.
 type Policy struct {
 	audiences          []string
 	allowAuthenticated bool
 	exact              map[string][]*rule // by path, rules with methods first
-	prefixes           []*rule            // longest first, rules with methods first
+	exactFold          map[string][]*rule // the same by lower-case path
+	prefixes           []prefixGroup      // longest first
+}
+
+// prefixGroup is the rules of one prefix, rules with methods first.
+type prefixGroup struct {
+	pattern, folded string // folded: lower-case
+	rules           []*rule
 }
 
 type rule struct {
@@ -47,13 +65,55 @@ func (p *Policy) Audiences() []string { return slices.Clone(p.audiences) }
 
 // match returns the rule for a request, or nil.
 func (p *Policy) match(method, path string) *rule {
-	for _, r := range p.exact[path] {
-		if r.methods == nil || r.methods[method] {
+	method = strings.ToUpper(method)
+	if r := pick(p.exact[path], method, false); r != nil {
+		return r
+	}
+	lower := strings.ToLower(path)
+	alias := lower + "/"
+	if strings.HasSuffix(lower, "/") && lower != "/" {
+		alias = strings.TrimSuffix(lower, "/")
+	}
+	for _, form := range []string{lower, alias} {
+		if r := pick(p.exactFold[form], method, true); r != nil {
 			return r
 		}
 	}
-	for _, r := range p.prefixes {
-		if strings.HasPrefix(path, r.pattern) && (r.methods == nil || r.methods[method]) {
+	for _, g := range p.prefixes {
+		switch {
+		case strings.HasPrefix(path, g.pattern):
+			if r := pick(g.rules, method, false); r != nil {
+				return r
+			}
+		case strings.HasPrefix(lower, g.folded) || lower+"/" == g.folded:
+			if r := pick(g.rules, method, true); r != nil {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// pick returns the rule of rs (rules of one pattern, with methods first)
+// for method (upper-case): the one listing it, for HEAD the one listing
+// GET, else the one listing no method; only among rules that need a token
+// when needsToken (the request is another form of the pattern).
+func pick(rs []*rule, method string, needsToken bool) *rule {
+	ok := func(r *rule) bool { return !needsToken || !r.public }
+	for _, r := range rs {
+		if r.methods[method] && ok(r) {
+			return r
+		}
+	}
+	if method == "HEAD" {
+		for _, r := range rs {
+			if r.methods["GET"] && ok(r) {
+				return r
+			}
+		}
+	}
+	for _, r := range rs {
+		if r.methods == nil && ok(r) {
 			return r
 		}
 	}
@@ -143,7 +203,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	lines := ruleLines(data)
 
-	p := &Policy{exact: map[string][]*rule{}}
+	p := &Policy{exact: map[string][]*rule{}, exactFold: map[string][]*rule{}}
 	if len(doc.Audiences) == 0 {
 		errs = append(errs, errors.New("audiences: at least one audience is required (the aud a token must name)"))
 	}
@@ -191,23 +251,39 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	withMethodsFirst := func(a, b *rule) bool { return a.methods != nil && b.methods == nil }
+	withMethodsFirst := func(rs []*rule) {
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].methods != nil && rs[j].methods == nil })
+	}
+	prefixes := map[string][]*rule{}
 	for _, r := range all {
 		if r.prefix {
-			p.prefixes = append(p.prefixes, r)
+			prefixes[r.pattern] = append(prefixes[r.pattern], r)
 		} else {
 			p.exact[r.pattern] = append(p.exact[r.pattern], r)
 		}
 	}
-	sort.SliceStable(p.prefixes, func(i, j int) bool {
-		a, b := p.prefixes[i], p.prefixes[j]
-		if len(a.pattern) != len(b.pattern) {
-			return len(a.pattern) > len(b.pattern)
+	for pattern, rs := range prefixes {
+		withMethodsFirst(rs)
+		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, folded: strings.ToLower(pattern), rules: rs})
+	}
+	sort.Slice(p.prefixes, func(i, j int) bool {
+		a, b := p.prefixes[i].pattern, p.prefixes[j].pattern
+		if len(a) != len(b) {
+			return len(a) > len(b)
 		}
-		return withMethodsFirst(a, b)
+		return a < b
 	})
 	for _, rs := range p.exact {
-		sort.SliceStable(rs, func(i, j int) bool { return withMethodsFirst(rs[i], rs[j]) })
+		withMethodsFirst(rs)
+	}
+	for _, r := range all { // file order, so that patterns differing in case only are tried in it
+		if !r.prefix {
+			f := strings.ToLower(r.pattern)
+			p.exactFold[f] = append(p.exactFold[f], r)
+		}
+	}
+	for _, rs := range p.exactFold {
+		withMethodsFirst(rs)
 	}
 	return p, nil
 }
@@ -259,8 +335,8 @@ func compileRule(rf ruleFile) (*rule, []error) {
 			r.pattern = rf.Prefix
 		}
 		if !CanonicalPath(r.pattern) {
-			errs = append(errs, fmt.Errorf("%q: must start with / and hold no query, fragment, //, dot segments, "+
-				"encoded / \\ or ., backslashes or control characters", r.pattern))
+			errs = append(errs, fmt.Errorf("%q: must start with / and hold no query, fragment, //, dot segments, ;, "+
+				"encoded / \\ ; %% or unreserved characters, backslashes or control characters", r.pattern))
 		}
 	}
 	for _, m := range rf.HTTPMethods {
@@ -302,11 +378,17 @@ func validGRPC(s string) bool {
 
 // CanonicalPath reports whether p (a request path without its query) is
 // in the one form the policy can judge safely: it starts with "/" and has
-// no "//", no "." or ".." segment, no percent-encoded "/", "\" or ".", no
-// backslash, "#", "?" or control character. A path in another form could
-// be read differently by the upstream than by the policy (a public prefix
-// followed by "/../admin"), so Check refuses it (400); configure Envoy to
-// normalize paths (normalize_path, merge_slashes,
+// no "//", no "." or ".." segment, no ";" (path parameters: Tomcat and
+// Spring serve "/public/..;/admin" as "/admin" and "/admin;x" as
+// "/admin"), no backslash, "#", "?" or control character, and no
+// percent-encoding other than a well-formed one of a character that must
+// be encoded: none of "/", "\", ";", "%", a control character (a C
+// upstream ends "/admin%00x" at the NUL) or an unreserved character
+// (letter, digit, "-", ".", "_", "~"), which an upstream decodes into a
+// path the policy did not see ("/%61dmin" is "/admin"). A path in another
+// form could be read differently by the upstream than by the policy (a
+// public prefix followed by "/../admin"), so Check refuses it (400);
+// configure Envoy to normalize paths (normalize_path, merge_slashes,
 // path_with_escaped_slashes_action) so that such paths never reach it.
 func CanonicalPath(p string) bool {
 	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
@@ -314,12 +396,15 @@ func CanonicalPath(p string) bool {
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		if c < 0x20 || c == 0x7f || c == '\\' || c == '#' || c == '?' {
+		if c < 0x20 || c == 0x7f || c == '\\' || c == '#' || c == '?' || c == ';' {
 			return false
 		}
-		if c == '%' && i+2 < len(p) {
-			switch strings.ToLower(p[i+1 : i+3]) {
-			case "2f", "5c", "2e":
+		if c == '%' {
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return false // malformed escape: no telling how the upstream reads it
+			}
+			d := unhex(p[i+1])<<4 | unhex(p[i+2])
+			if d == '/' || d == '\\' || d == ';' || d == '%' || d < 0x20 || d == 0x7f || unreserved(d) {
 				return false
 			}
 		}
@@ -330,6 +415,24 @@ func CanonicalPath(p string) bool {
 		}
 	}
 	return true
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// unreserved reports RFC 3986 unreserved characters, which percent-encoding
+// must not change the meaning of (§2.3), so upstreams decode them.
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // ruleLines returns the line of each entry of the top-level rules list,

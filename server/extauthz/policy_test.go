@@ -35,7 +35,10 @@ func TestPolicyMatching(t *testing.T) {
 		{"HEAD", "/api/orders/1", false, "orders:read"},
 		{"POST", "/api/orders/1", false, "orders:write"},
 		{"DELETE", "/api/orders/", false, "orders:write"},
-		{"GET", "/api/orders", false, "-"},
+		{"GET", "/api/orders", false, "orders:read"}, // the prefix without its slash
+		{"delete", "/api/orders", false, "orders:write"},
+		{"GET", "/healthz/", false, "-"}, // public rules are not widened
+		{"GET", "/api/me/", false, ""},
 		{"POST", "/orders.v1.Orders/GetOrder", false, "orders:read"},
 		{"POST", "/orders.v1.Orders/CancelOrder", false, "orders:write"},
 		{"POST", "/orders.v1.OrdersAdmin/Drop", false, "-"},
@@ -157,6 +160,8 @@ func TestCanonicalPath(t *testing.T) {
 		"": false, "a": false, "//a": false, "/a//b": false, "/a/./b": false, "/a/../b": false, "/a/..": false, "/.": false,
 		"/a%2fb": false, "/a%2Fb": false, "/a%5Cb": false, "/a%2e%2e/b": false, "/a\\b": false, "/a#b": false,
 		"/a?b": false, "/a\x00b": false, "/a\nb": false, "/a\x7fb": false,
+		"/a;b": false, "/a/..;/b": false, "/a%3bb": false, "/a%3Bb": false, "/%61": false, "/a%7E": false, "/a%2D": false,
+		"/a%30": false, "/a%25": false, "/a%zz": false, "/a%4": false, "/a%": false, "/a%C3%A9": true, "/a%3A": true, "/a%40b": true, "/a%00": false, "/a%1f": false, "/a%7F": false, "/a%20": true,
 	} {
 		if got := CanonicalPath(p); got != want {
 			t.Errorf("CanonicalPath(%q) = %v, want %v", p, got, want)

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReadmeListsEveryExtAuthzFlag: every flag of `latch ext-authz`, and
+// its environment variable, is documented in README.md (as
+// TestReadmeListsEveryServeFlag does for `latch serve`).
+func TestReadmeListsEveryExtAuthzFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	cmd := exec.Command(latchBinary(t), "ext-authz", "--help")
+	cmd.Stdout, cmd.Stderr = &help, &help
+	_ = cmd.Run()
+	n := 0
+	for _, line := range strings.Split(help.String(), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
+			continue
+		}
+		n++
+		for _, want := range []string{"`" + fields[0] + "`", "`" + strings.Trim(fields[1], "[]") + "`"} {
+			if !bytes.Contains(readme, []byte(want)) {
+				t.Errorf("README.md does not document %s (latch ext-authz)", want)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("found only %d flags in latch ext-authz --help:\n%s", n, help.String())
+	}
+	if !bytes.Contains(readme, []byte("`LATCH_EXT_AUTHZ_PASSWORD`")) {
+		t.Error("README.md does not document `LATCH_EXT_AUTHZ_PASSWORD`")
+	}
+}
