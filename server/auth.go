@@ -407,13 +407,15 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	key := "introspect:" + peerAddress(ctx)
-	if !s.cfg.IntrospectOpen {
-		caller, err := s.authorizeCaller(ctx, RoleIntrospect)
-		if err != nil {
+	var key string
+	var pre *checkedAccess
+	if s.cfg.IntrospectOpen {
+		key = "introspect:" + peerAddress(ctx)
+	} else {
+		var err error
+		if key, pre, err = s.authorizeIntrospector(ctx, req); err != nil {
 			return nil, err
 		}
-		key = "introspect:" + caller.Subject
 	}
 	tok := req.GetToken()
 	if tok == "" {
@@ -422,11 +424,85 @@ func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 	if err := s.allowProbe(ctx, key); err != nil {
 		return nil, err
 	}
-	resp, err := s.introspectToken(ctx, req)
+	resp, err := s.introspectToken(ctx, req, pre)
 	if err == nil && !resp.GetActive() {
 		s.probes.Fail(key)
 	}
 	return resp, err
+}
+
+// checkedAccess is the outcome of the target access-token check that
+// authorizeIntrospector made in the caller check's storage read.
+type checkedAccess struct {
+	claims tokens.Claims
+	active bool
+}
+
+// authorizeIntrospector is authorizeCaller(ctx, RoleIntrospect) that, when
+// the caller's token verifies and carries the role and the target looks
+// like an access token, verifies the target too and checks both tokens'
+// revocation state in ONE storage read (storage.DenyList's
+// AccessTokensRevoked) instead of two. The caller's outcome, its codes and
+// its probe accounting are authorizeCaller's. It returns the caller's
+// probe-budget key for the target ("introspect:<subject>"); target is nil
+// when the target was not checked here.
+func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.IntrospectRequest) (key string, target *checkedAccess, err error) {
+	probeKey, tok, err := s.callerToken(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := s.verifyAccess(ctx, tok)
+	if err != nil {
+		_, err = s.checkCaller(ctx, probeKey, tokens.Claims{}, false, RoleIntrospect)
+		return "", nil, err
+	}
+	key = "introspect:" + c.Subject
+	target = s.verifyTargetAhead(ctx, key, c, req)
+	if target == nil || target.claims.ID == "" {
+		revoked, err := s.store.AccessTokenRevoked(ctx, c.ID, c.SessionID, s.now())
+		if err != nil {
+			return "", nil, fmt.Errorf("access token revocation check: %w", err)
+		}
+		if _, err = s.checkCaller(ctx, probeKey, c, !revoked, RoleIntrospect); err != nil {
+			return "", nil, err
+		}
+		return key, target, nil
+	}
+	refs := [2]storage.AccessTokenRef{{JTI: c.ID, SessionID: c.SessionID}, {JTI: target.claims.ID, SessionID: target.claims.SessionID}}
+	revoked, err := s.store.AccessTokensRevoked(ctx, refs[:], s.now())
+	if err != nil {
+		return "", nil, fmt.Errorf("access token revocation check: %w", err)
+	}
+	if len(revoked) != len(refs) {
+		return "", nil, fmt.Errorf("access token revocation check: %d answers for %d tokens", len(revoked), len(refs))
+	}
+	target.active = !revoked[1]
+	if _, err = s.checkCaller(ctx, probeKey, c, !revoked[0], RoleIntrospect); err != nil {
+		return "", nil, err
+	}
+	return key, target, nil
+}
+
+// verifyTargetAhead verifies Introspect's target token before the caller's
+// revocation check, so both can share one storage read, but only when
+// nothing would stop the call before the target check anyway: the caller's
+// verified claims carry the role, a token is present, the caller has probe
+// budget left and the target is tried as an access token first. It returns
+// nil when it did not check; a result with empty claims for a target that
+// did not verify.
+func (s *Server) verifyTargetAhead(ctx context.Context, key string, caller tokens.Claims, req *latchv1.IntrospectRequest) *checkedAccess {
+	tok := req.GetToken()
+	if tok == "" || !slices.Contains(caller.Roles, RoleIntrospect) || tryOrder(tok, req.GetTokenTypeHint())[0] != kindAccess {
+		return nil
+	}
+	if ok, _ := s.probes.Allow(key); !ok {
+		return nil
+	}
+	tc, err := s.verifyAccess(ctx, tok)
+	if err != nil {
+		return &checkedAccess{}
+	}
+	return &checkedAccess{claims: tc}
 }
 
 // allowProbe refuses a caller that has spent its budget of invalid tokens.
@@ -440,14 +516,21 @@ func (s *Server) allowProbe(ctx context.Context, key string) error {
 	return nil
 }
 
-func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
+// introspectToken answers for req's token; pre, when not nil, is the
+// access-token check already made for it (see authorizeIntrospector).
+func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest, pre *checkedAccess) (*latchv1.IntrospectResponse, error) {
 	tok := req.GetToken()
 	for _, kind := range tryOrder(tok, req.GetTokenTypeHint()) {
 		var resp *latchv1.IntrospectResponse
 		var err error
-		if kind == kindRefresh {
+		switch {
+		case kind == kindRefresh:
 			resp, err = s.introspectRefresh(ctx, tok)
-		} else {
+		case pre != nil:
+			if pre.active {
+				resp = accessResponse(pre.claims)
+			}
+		default:
 			resp, err = s.introspectAccess(ctx, tok)
 		}
 		if err != nil || resp != nil {
@@ -495,11 +578,16 @@ func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.Int
 	if err != nil || !ok {
 		return nil, err
 	}
+	return accessResponse(c), nil
+}
+
+// accessResponse is Introspect's answer for an active access token.
+func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	return &latchv1.IntrospectResponse{
 		Active: true, Sub: c.Subject, SessionId: c.SessionID, Roles: c.Roles,
 		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Nbf: unixOrZero(c.NotBefore), Jti: c.ID,
 		Iss: c.Issuer, Aud: c.Audience, TokenType: "access_token",
-	}, nil
+	}
 }
 
 func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
@@ -534,25 +622,40 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 // authorizeCaller checks the caller's own access token, sent as
 // "authorization: Bearer <token>" metadata, and that it carries role.
 func (s *Server) authorizeCaller(ctx context.Context, role string) (tokens.Claims, error) {
-	// A caller credential is itself a token to check: bad ones count
-	// against the address's probe budget.
-	probeKey := "caller:" + peerAddress(ctx)
-	if err := s.allowProbe(ctx, probeKey); err != nil {
+	probeKey, tok, err := s.callerToken(ctx)
+	if err != nil {
 		return tokens.Claims{}, err
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return tokens.Claims{}, failure(codes.Unauthenticated, msgNoCredential)
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
-		return tokens.Claims{}, failure(codes.Unauthenticated, msgBadScheme)
 	}
 	c, active, err := s.activeAccessClaims(ctx, tok)
 	if err != nil {
 		return tokens.Claims{}, err
 	}
+	return s.checkCaller(ctx, probeKey, c, active, role)
+}
+
+// callerToken returns the caller's bearer token and the probe-budget key
+// its failures count against.
+func (s *Server) callerToken(ctx context.Context) (probeKey, tok string, err error) {
+	// A caller credential is itself a token to check: bad ones count
+	// against the address's probe budget.
+	probeKey = "caller:" + peerAddress(ctx)
+	if err := s.allowProbe(ctx, probeKey); err != nil {
+		return "", "", err
+	}
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) == 0 {
+		return "", "", failure(codes.Unauthenticated, msgNoCredential)
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
+		return "", "", failure(codes.Unauthenticated, msgBadScheme)
+	}
+	return probeKey, tok, nil
+}
+
+// checkCaller turns the caller token's check (its claims c, and whether it
+// is active) into authorizeCaller's outcome.
+func (s *Server) checkCaller(ctx context.Context, probeKey string, c tokens.Claims, active bool, role string) (tokens.Claims, error) {
 	if !active {
 		s.probes.Fail(probeKey)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "caller credential rejected", slog.String("event", "caller_unauthenticated"),
@@ -589,14 +692,14 @@ const (
 // tryOrder is the order in which a token is tried as each kind: the hinted
 // kind first; without a hint, a JWT shape (dots) is tried as an access token
 // first. Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1).
-func tryOrder(tok string, hint latchv1.TokenTypeHint) []tokenKind {
+func tryOrder(tok string, hint latchv1.TokenTypeHint) [2]tokenKind {
 	switch {
 	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN:
-		return []tokenKind{kindRefresh, kindAccess}
+		return [2]tokenKind{kindRefresh, kindAccess}
 	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN, strings.Contains(tok, "."):
-		return []tokenKind{kindAccess, kindRefresh}
+		return [2]tokenKind{kindAccess, kindRefresh}
 	default:
-		return []tokenKind{kindRefresh, kindAccess}
+		return [2]tokenKind{kindRefresh, kindAccess}
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
@@ -70,27 +69,18 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 
 // NewGRPCServer builds the gRPC server for s: AuthService and AdminService.
 // Interceptor order, outermost first: metrics (when s has a Metrics),
-// logging (method, code, duration, peer, verified client-certificate
-// identity — never payloads), then, for AdminService methods only, Latch's
-// own interceptors requiring role admin (admin_auth.go), then recovery (a panic becomes INTERNAL "internal error"; the panic value and
-// stack go to the log only). grpc.health.v1 answers from s.Ready.
+// logging (rpclog.go: method, code, duration, peer, verified
+// client-certificate identity — never payloads), then, for AdminService
+// methods only, Latch's own interceptors requiring role admin
+// (admin_auth.go), then recovery (a panic becomes INTERNAL "internal
+// error"; the panic value and stack go to the log only). grpc.health.v1
+// answers from s.Ready.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
 	o := grpcOptions{reflection: true, transport: DefaultTransport(), healthInterval: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			if id, ok := PeerIdentityFromContext(ctx); ok {
-				return logging.Fields{"peer_identity", id.String()}
-			}
-			return nil
-		}),
-	}
+	rpcLog := rpcLogger{log: log}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
@@ -102,13 +92,14 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), s.adminUnaryInterceptor(), recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), s.adminStreamInterceptor(), recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, rpcLog.unary, s.adminUnaryInterceptor(), recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, rpcLog.stream, s.adminStreamInterceptor(), recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.KeepaliveEnforcementPolicy(o.transport.Enforcement),
 		grpc.KeepaliveParams(o.transport.Keepalive),
 		grpc.ChainUnaryInterceptor(unary...),

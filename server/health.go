@@ -26,6 +26,11 @@ var (
 	ErrNoSigningKey = errors.New("no signing key loaded")
 	// ErrStorageUnavailable: the store did not answer a read.
 	ErrStorageUnavailable = errors.New("storage unavailable")
+	// ErrSigningKeysStale: the key set in the store did not load at the
+	// last reload (for example a key sealed by a replica with another
+	// key-encryption key), so this server may be signing with a key the
+	// others have retired and does not publish their new keys.
+	ErrSigningKeysStale = errors.New("stored signing keys do not load")
 )
 
 // readiness holds the draining flag and shares one store check among
@@ -44,8 +49,9 @@ type readyCall struct {
 }
 
 // Ready reports whether the server can do its work: nil when it is not
-// draining, a signing key is loaded and the store answers a read within 2 s;
-// otherwise ErrDraining, ErrNoSigningKey or ErrStorageUnavailable (the
+// draining, a signing key is loaded, the stored key set loaded at the last
+// reload and the store answers a read within 2 s; otherwise ErrDraining,
+// ErrNoSigningKey, ErrSigningKeysStale or ErrStorageUnavailable (the
 // store's own error goes to the log only). /readyz and grpc.health.v1
 // answer from it.
 func (s *Server) Ready(ctx context.Context) error {
@@ -71,9 +77,12 @@ func (s *Server) Ready(ctx context.Context) error {
 
 func (s *Server) checkReady(c *readyCall) {
 	var err error
-	if s.keys.signer() == nil {
+	switch {
+	case s.keys.signer() == nil:
 		err = ErrNoSigningKey
-	} else {
+	case s.keys.stale.Load():
+		err = ErrSigningKeysStale
+	default:
 		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 		_, serr := s.store.ListSigningKeys(ctx)
 		cancel()
@@ -123,7 +132,7 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 
 // readyReason is the client-visible reason: one of the fixed sentinels.
 func readyReason(err error) string {
-	for _, known := range []error{ErrDraining, ErrNoSigningKey, ErrStorageUnavailable} {
+	for _, known := range []error{ErrDraining, ErrNoSigningKey, ErrSigningKeysStale, ErrStorageUnavailable} {
 		if errors.Is(err, known) {
 			return known.Error()
 		}

@@ -37,6 +37,12 @@ type keyRing struct {
 	// not know (another replica may have just activated it) and reports
 	// whether the ring changed.
 	onMiss func(ctx context.Context) bool
+
+	// stale is set while the stored key set does not load (a key sealed
+	// under another key-encryption key, a damaged key): the ring still
+	// holds the last set that loaded, so it may sign with a key the store
+	// has retired, and publishes none of the new ones. Ready reports it.
+	stale atomic.Bool
 }
 
 type keyState struct {
@@ -66,14 +72,17 @@ func keysVersion(keys []storage.SigningKey) string {
 func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
 	v := keysVersion(keys)
 	if cur := r.cur.Load(); cur != nil && cur.version == v {
+		r.stale.Store(false)
 		return false, nil
 	}
 	st, err := buildKeyState(keys, r.sealer)
 	if err != nil {
+		r.stale.Store(true)
 		return false, err
 	}
 	st.version = v
 	r.cur.Store(st)
+	r.stale.Store(false)
 	return true, nil
 }
 

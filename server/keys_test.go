@@ -30,6 +30,7 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -108,15 +109,24 @@ func keyConfig() server.Config {
 	return cfg
 }
 
-// sidecarCache is an HTTP transport in front of Latch's JWKS endpoint that
-// behaves like a caching proxy or mesh sidecar: it fetches over loopback
-// only when its copy is stale by the test clock, and serves its copy
-// otherwise, also to refetches for unknown kids. Stale means older than the
-// server's Cache-Control max-age, or than fixed when set (a sidecar, like
-// Istio's, that refreshes on its own schedule).
+// sidecarCache is an HTTP transport in front of Latch's JWKS endpoint, in
+// one of two modes, both on the test clock:
+//
+//   - fixed == 0: a caching proxy that honours the server's Cache-Control
+//     max-age: it fetches over loopback when asked and its copy is stale,
+//     and otherwise serves its copy, also to refetches for unknown kids;
+//   - fixed > 0: a sidecar like Istio's, which refreshes on its own
+//     schedule (every fixed, from its first fetch) whatever the server
+//     says and whether or not anyone asks: only refresh, called by the
+//     walk at every step, fetches; requests, including refetches for
+//     unknown kids, always get the copy from the last scheduled refresh.
+//     (A lazy cache would fetch exactly when an unknown kid shows up,
+//     which is the behaviour this mode must not have.)
 type sidecarCache struct {
 	now   func() time.Time
 	fixed time.Duration
+	phase time.Duration // scheduled mode: the first refresh comes fixed - phase after the first fetch
+	url   string        // the JWKS, for scheduled refreshes
 
 	mu      sync.Mutex
 	body    []byte
@@ -124,35 +134,61 @@ type sidecarCache struct {
 	fetches int
 }
 
+// fetch replaces the copy with the server's JWKS; c.mu is held.
+func (c *sidecarCache) fetch(ctx context.Context, url string) error {
+	up, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultTransport.RoundTrip(up)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("upstream JWKS: %d %v", resp.StatusCode, err)
+	}
+	now := c.now()
+	switch {
+	case c.fixed > 0 && c.expires.IsZero():
+		c.expires = now.Add(c.fixed - c.phase)
+	case c.fixed > 0:
+		for !now.Before(c.expires) { // the schedule does not slip
+			c.expires = c.expires.Add(c.fixed)
+		}
+	default:
+		cc := resp.Header.Get("Cache-Control")
+		_, after, ok := strings.Cut(cc, "max-age=")
+		secs, err := strconv.Atoi(strings.TrimSpace(strings.Split(after, ",")[0]))
+		if !ok || err != nil || secs <= 0 {
+			return fmt.Errorf("upstream Cache-Control %q has no max-age", cc)
+		}
+		c.expires = now.Add(time.Duration(secs) * time.Second)
+	}
+	c.body = body
+	c.fetches++
+	return nil
+}
+
+// refresh makes a scheduled sidecar's refresh if one is due by the test
+// clock (a no-op for the Cache-Control mode).
+func (c *sidecarCache) refresh(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fixed == 0 || c.body == nil || c.now().Before(c.expires) {
+		return nil
+	}
+	return c.fetch(ctx, c.url)
+}
+
 func (c *sidecarCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := c.now(); c.body == nil || !now.Before(c.expires) {
-		up, err := http.NewRequestWithContext(req.Context(), http.MethodGet, req.URL.String(), nil)
-		if err != nil {
+	if c.body == nil || (c.fixed == 0 && !c.now().Before(c.expires)) {
+		if err := c.fetch(req.Context(), req.URL.String()); err != nil {
 			return nil, err
 		}
-		resp, err := http.DefaultTransport.RoundTrip(up)
-		if err != nil {
-			return nil, err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("upstream JWKS: %d %v", resp.StatusCode, err)
-		}
-		ttl := c.fixed
-		if ttl == 0 {
-			cc := resp.Header.Get("Cache-Control")
-			_, after, ok := strings.Cut(cc, "max-age=")
-			secs, err := strconv.Atoi(strings.TrimSpace(strings.Split(after, ",")[0]))
-			if !ok || err != nil || secs <= 0 {
-				return nil, fmt.Errorf("upstream Cache-Control %q has no max-age", cc)
-			}
-			ttl = time.Duration(secs) * time.Second
-		}
-		c.body, c.expires = body, now.Add(ttl)
-		c.fetches++
 	}
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(bytes.NewReader(c.body)), ContentLength: int64(len(c.body)), Request: req}, nil
@@ -200,10 +236,11 @@ type mintedToken struct {
 // TestRotationWalk walks several full rotations with the test clock, a
 // minute at a time, minting tokens before and after every key-manager step.
 // After every step each token minted so far is checked by Introspect and by
-// two local verifiers (interceptors.NewVerifier over the real HTTP JWKS
-// handler on loopback), one behind a cache that honours the server's
-// Cache-Control and one behind a cache that refreshes every 20 minutes
-// whatever the server says. The second half adds on-demand rotations as
+// local verifiers (interceptors.NewVerifier over the real HTTP JWKS handler
+// on loopback): one behind a cache that honours the server's Cache-Control,
+// and ten behind Istio-like sidecars that refresh every 20 minutes on their
+// own schedule (one per 2-minute phase), whatever the server says and
+// whatever kid a token carries. The second half adds on-demand rotations as
 // often as they are granted. It proves that no valid token is ever
 // rejected across next → active → retired → removed, that every key is in
 // the JWKS the publication lead before its first token, that expired
@@ -218,9 +255,9 @@ func TestRotationWalk(t *testing.T) {
 	eff := e.srv.Config()
 	window := eff.KeyReloadInterval + eff.AccessTTL + eff.Leeway
 
-	verifier := func(fixed time.Duration) *interceptors.Verifier {
+	verifier := func(cache *sidecarCache) *interceptors.Verifier {
 		v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(url),
-			interceptors.WithHTTPClient(&http.Client{Transport: &sidecarCache{now: e.clock.now, fixed: fixed}}),
+			interceptors.WithHTTPClient(&http.Client{Transport: cache}),
 			interceptors.WithIssuer(eff.Issuer), interceptors.WithAudience("orders"),
 			interceptors.WithClock(e.clock.now), interceptors.WithMinRefetchInterval(time.Second),
 			// Background refreshes run on real timers, not on the test
@@ -233,7 +270,20 @@ func TestRotationWalk(t *testing.T) {
 		t.Cleanup(v.Close)
 		return v
 	}
-	honouring, istio := verifier(0), verifier(20*time.Minute)
+	honouring := verifier(&sidecarCache{now: e.clock.now})
+	// Istio-like sidecars refreshing every 20 minutes, one per 2-minute
+	// phase of that schedule: whenever a key is created, one of them has
+	// just refreshed and sees the key only 20 minutes later. So the walk
+	// fails for any publication lead that, rounded up to the walk's
+	// 1-minute steps, is 2 minutes or more short of the sidecar's period.
+	const sidecarPeriod, sidecarPhases = 20 * time.Minute, 10
+	var istioCaches []*sidecarCache
+	var istio []*interceptors.Verifier
+	for i := range sidecarPhases {
+		c := &sidecarCache{now: e.clock.now, fixed: sidecarPeriod, phase: time.Duration(i) * sidecarPeriod / sidecarPhases, url: url}
+		istioCaches = append(istioCaches, c)
+		istio = append(istio, verifier(c))
+	}
 
 	firstPublished := map[string]time.Time{} // kid → first time in the served JWKS
 	removedAt := map[string]time.Time{}      // kid → removal seen
@@ -288,7 +338,12 @@ func TestRotationWalk(t *testing.T) {
 			valid := now.Before(m.exp)
 			active := e.introspect(ictx, m.tok).GetActive()
 			_, errH := honouring.Verify(ctxT(t), m.tok)
-			_, errI := istio.Verify(ctxT(t), m.tok)
+			var errI error
+			for i, v := range istio {
+				if _, err := v.Verify(ctxT(t), m.tok); err != nil && errI == nil {
+					errI = fmt.Errorf("phase %v: %w", istioCaches[i].phase, err)
+				}
+			}
 			if valid && (!active || errH != nil || errI != nil) {
 				t.Fatalf("%s at %v: valid token (kid %s, minted %v) rejected: introspect active=%v, verifier=%v, istio-like verifier=%v",
 					step, now, m.kid, m.mintedAt, active, errH, errI)
@@ -312,6 +367,13 @@ func TestRotationWalk(t *testing.T) {
 	onDemand := 0
 	for e.clock.now().Sub(start) < 5*time.Hour {
 		e.clock.advance(time.Minute)
+		// The sidecar refreshes first, so that a key created at this
+		// step waits a whole period for its next refresh (the worst case).
+		for _, c := range istioCaches {
+			if err := c.refresh(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		observe()
 		mint() // with the ring as it was: may be the key retired just below
 		before := activeKey(t, e.store).ID
@@ -340,6 +402,11 @@ func TestRotationWalk(t *testing.T) {
 	for i := 1; i < len(activatedAt); i++ {
 		if gap := activatedAt[i].Sub(activatedAt[i-1]); gap < eff.KeyReloadInterval+eff.KeyPublishLead {
 			t.Errorf("rotations at %v and %v: the second key signed %v after it was created, less than reload + lead", activatedAt[i-1], activatedAt[i], gap)
+		}
+	}
+	for _, c := range istioCaches {
+		if want := int(5*time.Hour/sidecarPeriod) - 1; c.fetches < want {
+			t.Errorf("the scheduled sidecar of phase %v fetched %d times in 5h, want at least %d", c.phase, c.fetches, want)
 		}
 	}
 	if len(removedAt) < len(activatedAt)-1 {
@@ -1094,5 +1161,73 @@ func TestPrivateKeysNeverServed(t *testing.T) {
 	}
 	if len(infos) != 3 {
 		t.Fatalf("ListSigningKeys = %d keys, want 3", len(infos))
+	}
+}
+
+// TestReplicaWhoseKeysDoNotLoadIsNotReady: a replica that cannot load the
+// stored key set (here: another replica, given a key-encryption key this
+// one lacks, sealed the keys and then rotated) keeps its old ring, so it
+// would sign with a key the store has retired and not publish the new
+// ones. It must say so on /readyz and grpc.health.v1, so that a balancer
+// takes it out, and be ready again once the stored keys load.
+func TestReplicaWhoseKeysDoNotLoadIsNotReady(t *testing.T) {
+	cfg := keyConfig()
+	e := newEnv(t, cfg) // replica A: no key-encryption key
+	readyz := strings.TrimSuffix(serveHTTP(t, e.srv), server.JWKSPath) + "/readyz"
+	kek := newKEK(t)
+	b, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.now))
+	if err != nil {
+		t.Fatalf("replica B with a KEK: %v", err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
+		t.Fatalf("A's sync after B sealed the same keys: %v", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); err != nil {
+		t.Fatalf("A before any new key: %v, want ready", err)
+	}
+	if _, err := b.RotateSigningKey(ctxT(t), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); !errors.Is(err, server.ErrKeyEncryptionKeyRequired) {
+		t.Fatalf("A's sync of keys sealed under a KEK it lacks = %v, want ErrKeyEncryptionKeyRequired", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); !errors.Is(err, server.ErrSigningKeysStale) {
+		t.Errorf("A.Ready with a key set it cannot load = %v, want ErrSigningKeysStale", err)
+	}
+	resp, err := http.Get(readyz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), server.ErrSigningKeysStale.Error()) {
+		t.Errorf("/readyz = %d %q, want 503 naming the stale keys", resp.StatusCode, body)
+	}
+	h, err := healthpb.NewHealthClient(e.conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health Check = %v, %v; want NOT_SERVING", h, err)
+	}
+
+	// The operator fixes it (here: the keys are stored unsealed again):
+	// the next reload loads them and A is ready, publishing B's new key.
+	if _, err := e.store.UpdateSigningKeys(ctxT(t), func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
+		out := slices.Clone(cur)
+		for i, k := range out {
+			if out[i].PrivateKey, err = kek.Open(k.ID, k.PrivateKey); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
+		t.Fatalf("A's sync after the fix: %v", err)
+	}
+	if err := e.srv.Ready(ctxT(t)); err != nil {
+		t.Errorf("A.Ready after the keys load again: %v", err)
+	}
+	if got, want := jwksKids(e.srv.JWKS())[0], activeKey(t, e.store).ID; got != want {
+		t.Errorf("A publishes %s first, want the active key %s", got, want)
 	}
 }

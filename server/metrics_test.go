@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -403,5 +405,40 @@ func TestHTTPMetrics(t *testing.T) {
 	}
 	if got, _ := sample(fams, "latch_http_request_duration_seconds", map[string]string{"route": "GET " + server.JWKSPath}); got != 2 {
 		t.Errorf("duration histogram count for the JWKS route = %v, want 2", got)
+	}
+}
+
+// TestReadmeListsEveryMetric: every metric family a server with metrics
+// exposes (apart from the Go runtime and process collectors) has a row in
+// the README's metrics table.
+func TestReadmeListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("README.md has no \"## Metrics\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var rows strings.Builder
+	for _, line := range strings.Split(section, "\n") {
+		if cells := strings.Split(line, "|"); strings.HasPrefix(line, "|") && len(cells) > 2 {
+			rows.WriteString(cells[1])
+		}
+	}
+	e := newOpsEnv(t, opsConfig{srvOpts: []server.Option{server.WithMetrics(server.NewMetrics())}})
+	n := 0
+	for name := range scrape(t, e) {
+		if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
+			continue
+		}
+		n++
+		if !strings.Contains(rows.String(), "`"+name+"`") {
+			t.Errorf("metric %s is exposed but has no row in README.md's metrics table", name)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d Latch metric families scraped", n)
 	}
 }

@@ -329,3 +329,146 @@ func TestMaxConcurrentStreamsApplied(t *testing.T) {
 		t.Errorf("RPC after the stream ended: %v", err)
 	}
 }
+
+// HTTP/2 frame types and flags used by rawH2 (RFC 9113 §6).
+const (
+	h2Settings = 0x4
+	h2Ping     = 0x6
+	h2GoAway   = 0x7
+	h2Ack      = 0x1
+
+	h2NoError          = 0x0
+	h2EnhanceYourCalm  = 0xb
+	h2ClientPreface    = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	rawH2ReadDeadline  = 30 * time.Second
+	rawH2FrameMaxBytes = 1 << 16
+)
+
+// rawH2 is a bare HTTP/2 connection to the gRPC server of e: enough to
+// send pings and see the frames the server answers with, which a grpc-go
+// client hides (it also refuses to ping more often than every 10 s).
+type rawH2 struct {
+	t *testing.T
+	c net.Conn
+}
+
+func dialRawH2(t *testing.T, e *opsEnv) *rawH2 {
+	t.Helper()
+	c, err := e.lis.DialContext(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// A bound on a test that would otherwise hang, not a measurement.
+	if err := c.SetDeadline(time.Now().Add(rawH2ReadDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	r := &rawH2{t: t, c: c}
+	if _, err := io.WriteString(c, h2ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	r.write(h2Settings, 0, nil)
+	return r
+}
+
+func (r *rawH2) write(typ, flags byte, payload []byte) {
+	r.t.Helper()
+	hdr := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags, 0, 0, 0, 0}
+	if _, err := r.c.Write(append(hdr, payload...)); err != nil {
+		r.t.Fatalf("write frame %d: %v", typ, err)
+	}
+}
+
+func (r *rawH2) ping(n byte) { r.write(h2Ping, 0, []byte{n, 0, 0, 0, 0, 0, 0, 0}) }
+
+// read returns the next frame the server sends.
+func (r *rawH2) read() (typ, flags byte, payload []byte, err error) {
+	var hdr [9]byte
+	if _, err := io.ReadFull(r.c, hdr[:]); err != nil {
+		return 0, 0, nil, err
+	}
+	n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+	if n > rawH2FrameMaxBytes {
+		return 0, 0, nil, errors.New("frame too large")
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r.c, payload); err != nil {
+		return 0, 0, nil, err
+	}
+	return hdr[3], hdr[4], payload, nil
+}
+
+// goAway reads frames until a GOAWAY and returns its error code and debug
+// data; it fails the test if the connection ends first. acks counts the
+// ping acknowledgements seen before it.
+func (r *rawH2) goAway() (code uint32, debug string, acks int) {
+	r.t.Helper()
+	for {
+		typ, flags, p, err := r.read()
+		if err != nil {
+			r.t.Fatalf("connection ended (%v) without a GOAWAY, after %d ping acks", err, acks)
+		}
+		switch {
+		case typ == h2Ping && flags&h2Ack != 0:
+			acks++
+		case typ == h2GoAway && len(p) >= 8:
+			return uint32(p[4])<<24 | uint32(p[5])<<16 | uint32(p[6])<<8 | uint32(p[7]), string(p[8:]), acks
+		}
+	}
+}
+
+// TestKeepaliveEnforcementApplied: the server holds clients to
+// Transport.Enforcement. With a MinTime of an hour, a client pinging four
+// times in a row is sent GOAWAY ENHANCE_YOUR_CALM "too_many_pings"; with
+// Latch's policy made permissive (MinTime 1 ns, pings without streams
+// allowed) the same pings are all answered, which grpc-go's own default
+// policy (5 minutes, no pings without a stream) would not do, so the test
+// fails if the policy is not passed to grpc-go.
+func TestKeepaliveEnforcementApplied(t *testing.T) {
+	strict := server.DefaultTransport()
+	strict.Enforcement.MinTime = time.Hour
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithTransport(strict)}})
+	c := dialRawH2(t, e)
+	for i := range byte(4) {
+		c.ping(i)
+	}
+	if code, debug, _ := c.goAway(); code != h2EnhanceYourCalm || debug != "too_many_pings" {
+		t.Errorf("strict policy: GOAWAY %#x %q, want ENHANCE_YOUR_CALM too_many_pings", code, debug)
+	}
+
+	lax := server.DefaultTransport()
+	lax.Enforcement.MinTime = time.Nanosecond
+	e = newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithTransport(lax)}})
+	c = dialRawH2(t, e)
+	const pings = 6
+	for i := range byte(pings) {
+		c.ping(i)
+	}
+	acks := 0
+	for acks < pings {
+		typ, flags, p, err := c.read()
+		if err != nil {
+			t.Fatalf("lax policy: connection ended (%v) after %d of %d ping acks", err, acks, pings)
+		}
+		switch {
+		case typ == h2Ping && flags&h2Ack != 0:
+			acks++
+		case typ == h2GoAway:
+			t.Fatalf("lax policy: GOAWAY %q after %d ping acks: the server does not apply Transport.Enforcement", p[min(8, len(p)):], acks)
+		}
+	}
+}
+
+// TestMaxConnectionAgeApplied: a connection older than
+// Transport.Keepalive.MaxConnectionAge is sent GOAWAY NO_ERROR, so that
+// clients reconnect (and rebalance); without the limit it never is, and
+// the read below runs into its deadline.
+func TestMaxConnectionAgeApplied(t *testing.T) {
+	tr := server.DefaultTransport()
+	tr.Keepalive.MaxConnectionAge = 50 * time.Millisecond
+	tr.Keepalive.MaxConnectionAgeGrace = time.Second
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithTransport(tr)}})
+	if code, _, _ := dialRawH2(t, e).goAway(); code != h2NoError {
+		t.Errorf("GOAWAY at max connection age: code %#x, want NO_ERROR", code)
+	}
+}

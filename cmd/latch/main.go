@@ -45,9 +45,20 @@ flag name in upper case with '-' as '_' (--grpc-addr → LATCH_GRPC_ADDR).
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		// The first signal starts a graceful stop (serve drains); a second
+		// one gets the default action and ends the process at once, as an
+		// operator pressing Ctrl-C twice expects. Nothing acknowledged is
+		// lost: state is fsynced before each reply.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		cancel()
+	}()
 	code := run(ctx, os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
-	stop()
+	cancel()
 	os.Exit(code)
 }
 

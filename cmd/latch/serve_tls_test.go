@@ -374,13 +374,45 @@ func TestDockerfileEnv(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryServeFlag: the README's configuration table names
-// every flag of `latch serve` and its environment variable.
+// configTable returns what the first two columns of the README's
+// configuration table (the "## Configuration" section) name in backticks:
+// flags and environment variables. A name elsewhere in the README does not
+// count: an operator looks it up in the table.
+func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
+	t.Helper()
+	_, after, ok := strings.Cut(readme, "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no \"## Configuration\" section")
+	}
+	section, _, _ := strings.Cut(after, "\n## ")
+	tick := regexp.MustCompile("`([^`]+)`")
+	flags, envs = map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if !strings.HasPrefix(line, "|") || len(cells) < 6 {
+			continue
+		}
+		for _, m := range tick.FindAllStringSubmatch(cells[1], -1) {
+			flags[m[1]] = true
+		}
+		for _, m := range tick.FindAllStringSubmatch(cells[2], -1) {
+			envs[m[1]] = true
+		}
+	}
+	return flags, envs
+}
+
+// TestReadmeListsEveryServeFlag: the README's configuration table has a row
+// for every flag of `latch serve` (from its --help) with the flag's
+// environment variable, and for every variable serve reads that is no
+// flag's (LATCH_KEY_ENCRYPTION_KEY, LATCH_ETCD_PASSWORD: secrets, never
+// flags).
 func TestReadmeListsEveryServeFlag(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	flags, envs := configTable(t, string(readme))
 	var help bytes.Buffer
 	cmd := exec.Command(latchBinary(t), "serve", "--help")
 	cmd.Stdout, cmd.Stderr = &help, &help
@@ -393,14 +425,40 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 		}
 		n++
 		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
-		for _, want := range []string{"`" + flagName + "`", "`" + envName + "`"} {
-			if !bytes.Contains(readme, []byte(want)) {
-				t.Errorf("README.md does not document %s", want)
-			}
+		if !flags[flagName] {
+			t.Errorf("README.md's configuration table has no row for %s", flagName)
+		}
+		if !envs[envName] {
+			t.Errorf("README.md's configuration table does not give %s for %s", envName, flagName)
 		}
 	}
 	if n < 20 {
 		t.Fatalf("found only %d flags in latch serve --help:\n%s", n, help.String())
+	}
+	// Variables read directly (string literals in serve's sources).
+	files, err := filepath.Glob("serve*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := regexp.MustCompile(`"(LATCH_[A-Z0-9_]+)"`)
+	found := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range direct.FindAllStringSubmatch(string(src), -1) {
+			found++
+			if !envs[m[1]] {
+				t.Errorf("%s reads %s, which README.md's configuration table does not list", f, m[1])
+			}
+		}
+	}
+	if found < 2 {
+		t.Fatalf("found %d LATCH_* literals in serve*.go, want at least LATCH_KEY_ENCRYPTION_KEY and LATCH_ETCD_PASSWORD", found)
 	}
 }
 
@@ -480,5 +538,31 @@ func TestReadmeListsEveryEvent(t *testing.T) {
 		if !bytes.Contains(readme, []byte("`"+ev+"`")) {
 			t.Errorf("event %q is logged but not documented in README.md", ev)
 		}
+	}
+}
+
+// TestSecondSignalStopsAtOnce: SIGTERM starts a graceful drain (here with
+// a ten-minute --drain-delay); a second SIGTERM ends the process at once
+// instead of being swallowed until the drain is over.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	p := startLatch(t, ctx, filepath.Join(t.TempDir(), "latch.db"), "--drain-delay", "10m")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.logText(), `"event":"draining"`) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no draining record after SIGTERM:\n%s", p.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	err := p.stop(t, ctx, syscall.SIGTERM) // fails the test if the process outlives ctx
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("exit after a second SIGTERM: %v, want ended by the signal", err)
+	}
+	if strings.Contains(p.logText(), `"event":"stopped"`) {
+		t.Errorf("the drain ran to its end despite the second signal:\n%s", p.logText())
 	}
 }

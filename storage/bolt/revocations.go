@@ -55,30 +55,69 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	if jti == "" || sessionID == "" {
 		return true, nil
 	}
-	revoked := true
+	var revoked bool
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if exp := tx.Bucket(bucketDenied).Get([]byte(jti)); exp != nil {
-			return nil // denied (an expired denial only outlives an expired token)
-		}
-		if state := tx.Bucket(bucketSessState).Get([]byte(sessionID)); state != nil {
-			live, err := liveFromState(state, now)
-			revoked = !live
-			return err
-		}
-		sess, err := getSession(tx, []byte(sessionID))
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		revoked = !sess.Live(now)
-		return nil
+		var err error
+		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), tx, jti, sessionID, now)
+		return err
 	})
 	if err != nil {
 		return true, fmt.Errorf("bolt: access token revoked: %w", err)
 	}
 	return revoked, nil
+}
+
+// AccessTokensRevoked implements storage.DenyList: every check in one read
+// transaction.
+func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
+	out := make([]bool, len(refs))
+	for i := range out {
+		out[i] = true
+	}
+	if err := ctxErr(ctx, "access tokens revoked"); err != nil {
+		return out, err
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		denied, states := tx.Bucket(bucketDenied), tx.Bucket(bucketSessState) // opened once: each open allocates
+		for i, r := range refs {
+			if r.JTI == "" || r.SessionID == "" {
+				continue
+			}
+			revoked, err := accessTokenRevoked(denied, states, tx, r.JTI, r.SessionID, now)
+			if err != nil {
+				return err
+			}
+			out[i] = revoked
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range out {
+			out[i] = true
+		}
+		return out, fmt.Errorf("bolt: access tokens revoked: %w", err)
+	}
+	return out, nil
+}
+
+// accessTokenRevoked is the check behind AccessTokenRevoked inside tx,
+// given its deny-list and session-state buckets.
+func accessTokenRevoked(denied, states *bbolt.Bucket, tx *bbolt.Tx, jti, sessionID string, now time.Time) (bool, error) {
+	if exp := denied.Get([]byte(jti)); exp != nil {
+		return true, nil // denied (an expired denial only outlives an expired token)
+	}
+	if state := states.Get([]byte(sessionID)); state != nil {
+		live, err := liveFromState(state, now)
+		return !live, err
+	}
+	sess, err := getSession(tx, []byte(sessionID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	return !sess.Live(now), nil
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that

@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// rpcLogger writes the one structured record per finished RPC that
+// operators and the audit tests rely on: method, code, duration, peer and
+// the verified client-certificate identity, never payloads or metadata.
+//
+// It replaces go-grpc-middleware's logging interceptor, which builds its
+// field slices (common fields, peer address, formatted start time, context
+// fields, a fmt.Sprintf'd duration) on every call before the logger gets a
+// chance to drop the record. Profiled on the Introspect hot mix that was
+// ~12% of server CPU even at --log-level error. This one asks the handler
+// whether the record's level is enabled first and builds nothing when it is
+// not; when it is, it builds the attributes once, on the stack where slog
+// allows. The keys and the code-to-level mapping are the middleware's
+// (grpc.service, grpc.method, grpc.code, grpc.time_ms, peer.address, ...),
+// so log pipelines built on the old records keep working.
+//
+// Its place in the chain is unchanged (style guide: logging → auth →
+// recovery): it sits outside recovery, so a recovered panic is logged as
+// the INTERNAL it became.
+type rpcLogger struct {
+	log *slog.Logger
+}
+
+// rpcLevel is go-grpc-middleware's DefaultServerCodeToLevel.
+func rpcLevel(err error) (slog.Level, string) {
+	code := status.Code(err)
+	switch code {
+	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.Unauthenticated:
+		return slog.LevelInfo, code.String()
+	case codes.DeadlineExceeded, codes.PermissionDenied, codes.ResourceExhausted, codes.FailedPrecondition,
+		codes.Aborted, codes.OutOfRange, codes.Unavailable:
+		return slog.LevelWarn, code.String()
+	default: // Unknown, Unimplemented, Internal, DataLoss and anything new
+		return slog.LevelError, code.String()
+	}
+}
+
+func (l rpcLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	l.finished(ctx, info.FullMethod, "unary", start, err)
+	return resp, err
+}
+
+func (l rpcLogger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	typ := "bidi_stream"
+	switch {
+	case info.IsServerStream && !info.IsClientStream:
+		typ = "server_stream"
+	case info.IsClientStream && !info.IsServerStream:
+		typ = "client_stream"
+	}
+	l.finished(ss.Context(), info.FullMethod, typ, start, err)
+	return err
+}
+
+// finished logs the record for a call that started at start and ended
+// with err. Nothing is built when the level is disabled.
+func (l rpcLogger) finished(ctx context.Context, fullMethod, typ string, start time.Time, err error) {
+	lvl, code := rpcLevel(err)
+	if !l.log.Enabled(ctx, lvl) {
+		return
+	}
+	elapsed := time.Since(start)
+	service, method := splitMethod(fullMethod)
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("protocol", "grpc"),
+		slog.String("grpc.component", "server"),
+		slog.String("grpc.service", service),
+		slog.String("grpc.method", method),
+		slog.String("grpc.method_type", typ))
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
+	}
+	attrs = append(attrs, slog.String("grpc.start_time", start.Format(time.RFC3339)))
+	if d, ok := ctx.Deadline(); ok {
+		attrs = append(attrs, slog.String("grpc.request.deadline", d.Format(time.RFC3339)))
+	}
+	if id, ok := PeerIdentityFromContext(ctx); ok {
+		attrs = append(attrs, slog.String("peer_identity", id.String()))
+	}
+	attrs = append(attrs, slog.String("grpc.code", code))
+	if err != nil {
+		attrs = append(attrs, slog.String("grpc.error", err.Error()))
+	}
+	ms := float32(elapsed.Nanoseconds()/1000) / 1000
+	attrs = append(attrs, slog.String("grpc.time_ms", strconv.FormatFloat(float64(ms), 'g', -1, 32)))
+	l.log.LogAttrs(ctx, lvl, "finished call", attrs...)
+}
+
+// splitMethod splits "/pkg.Service/Method" into its service and method.
+func splitMethod(full string) (service, method string) {
+	full = strings.TrimPrefix(full, "/")
+	if i := strings.LastIndexByte(full, '/'); i >= 0 {
+		return full[:i], full[i+1:]
+	}
+	return "unknown", full
+}
