@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
@@ -119,6 +120,10 @@ func checkID(field, id string) error {
 		return invalidArg(field + " is required")
 	case len(id) > maxIDLength || !utf8.ValidString(id):
 		return invalidArg(field + " " + msgTooLongInField + " (128 bytes) or not UTF-8")
+	case strings.ContainsFunc(id, unicode.IsControl):
+		// Latch's ids are printable; a control character (NUL among them,
+		// which no backend stores) cannot name anything.
+		return invalidArg(field + " contains a control character")
 	}
 	return nil
 }
