@@ -196,7 +196,9 @@ func decodePageToken(tok string) (string, error) {
 	if tok == "" {
 		return "", nil
 	}
-	if len(tok) > maxPageToken {
+	// encoding/base64 skips '\r' and '\n' even in Strict mode: refuse them
+	// so that one page has one token.
+	if len(tok) > maxPageToken || strings.ContainsAny(tok, "\r\n") {
 		return "", invalidArg(msgBadPageToken)
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(tok)
