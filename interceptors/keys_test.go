@@ -181,7 +181,7 @@ func TestStartupFailsClearlyWithoutKeys(t *testing.T) {
 	j := newJWKSServer(t, newKey(t))
 	j.down.Store(true)
 	_, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(j.srv.URL), interceptors.WithIssuer(issuer),
-		interceptors.WithAudience("orders"), interceptors.WithStartupTimeout(300*time.Millisecond))
+		interceptors.WithAudience("orders"), interceptors.WithStartupTimeout(2*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "no key set within the start-up timeout") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("NewVerifier = %v, want a clear start-up error naming the cause", err)
 	}
