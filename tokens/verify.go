@@ -85,8 +85,8 @@ func WithClock(now func() time.Time) VerifierOption {
 // Verifier verifies Latch access tokens strictly (see the package doc). It
 // is safe for concurrent use.
 type Verifier struct {
-	keys   KeySource
-	parser *jwt.Parser
+	keys      KeySource
+	validator *jwt.Validator
 }
 
 // NewVerifier returns a Verifier that accepts tokens signed by a key from
@@ -117,17 +117,14 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 	}
 	return &Verifier{
 		keys: keys,
-		// The one parser, built once: one algorithm, the issuer and
-		// audiences, exp required, iat checked, strict base64, and the
-		// injected clock.
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{Algorithm}),
+		// The one claims validator, built once: the issuer and
+		// audiences, exp required, iat checked, and the injected clock.
+		validator: jwt.NewValidator(
 			jwt.WithIssuer(issuer),
 			jwt.WithAudience(audiences...),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithLeeway(o.leeway),
-			jwt.WithStrictDecoding(),
 			jwt.WithTimeFunc(o.now),
 		),
 	}, nil
@@ -138,10 +135,11 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 // Verify does not consult revocations: callers that must honour them check
 // the jti and sid afterwards.
 //
-// The header and claims are decoded once, strictly, by this package; the
-// one golang-jwt Parser then checks the algorithm, the key, the signature
-// and the validity of exactly those decoded claims (iss, aud, exp, nbf,
-// iat), and its own JSON pass over the payload must meet the same text.
+// The token is split, decoded and checked once, strictly, by this package
+// (the header fixes the one algorithm, ES256); golang-jwt's ES256 signing
+// method then checks the signature over the bytes as received, and its
+// validator the validity of exactly the decoded claims (iss, aud, exp, nbf,
+// iat). Nothing is decoded twice.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > MaxTokenLength {
 		return Claims{}, invalid(ErrMalformed, "too long")
@@ -154,54 +152,46 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
+	var rawSig [64]byte
 	if !isRawSignature(sig) {
 		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
-	x := &verification{v: v, ctx: ctx, kid: kid}
+	if n, err := strictRawURL.Decode(rawSig[:], []byte(sig)); err != nil || n != len(rawSig) {
+		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
+	}
+	var x verification
 	if err := x.decodeClaims(p); err != nil {
 		return Claims{}, err
 	}
-	// golang-jwt checks the signature length and calls ecdsa.Verify, which
-	// refuses r or s equal to 0 or not below the curve order; then it
-	// validates iss, aud, exp, nbf and iat.
-	if _, err := v.parser.ParseWithClaims(tok, x, x.key); err != nil {
-		if x.keyErr != nil {
-			return Claims{}, x.keyErr
-		}
+	key, err := v.keys.PublicKey(ctx, kid)
+	switch {
+	case errors.Is(err, ErrUnknownKey), err == nil && key == nil:
+		return Claims{}, invalid(ErrUnknownKey, "")
+	case err != nil:
+		return Claims{}, fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
+	}
+	// golang-jwt's ES256 checks the signature length and calls
+	// ecdsa.Verify, which refuses r or s equal to 0 or not below the
+	// curve order. As golang-jwt's Parser does, the signature is checked
+	// before the claims' validity.
+	if err := jwt.SigningMethodES256.Verify(tok[:len(h)+1+len(p)], rawSig[:], key); err != nil {
+		return Claims{}, invalid(ErrSignature, "")
+	}
+	if err := v.validator.Validate(&x); err != nil {
 		return Claims{}, classify(err)
 	}
 	return x.claims, nil
 }
 
-// verification is the state of one Verify call. golang-jwt sees it as the
-// token's claims: as a json.Unmarshaler it accepts only the payload text
-// that decodeClaims read, and as jwt.Claims it hands the validator the
-// values decodeClaims decoded.
+// verification holds one token's strictly decoded claims; golang-jwt's
+// validator reads them through jwt.Claims.
 type verification struct {
-	v      *Verifier
-	ctx    context.Context
-	kid    string
-	keyErr error
-
-	payload       string // the claims object's JSON text
 	claims        Claims
 	exp, iat, nbf jwt.NumericDate
 	hasNbf        bool
 }
 
 var _ jwt.Claims = (*verification)(nil)
-
-// errPayloadDiffers means golang-jwt decoded other claims text than Latch
-// did; it cannot happen unless one of the two decoders is broken.
-var errPayloadDiffers = errors.New("claims text differs between decoders")
-
-// UnmarshalJSON accepts only the text decodeClaims already decoded.
-func (x *verification) UnmarshalJSON(b []byte) error {
-	if string(b) != x.payload {
-		return errPayloadDiffers
-	}
-	return nil
-}
 
 // GetExpirationTime returns exp.
 func (x *verification) GetExpirationTime() (*jwt.NumericDate, error) { return &x.exp, nil }
@@ -225,24 +215,6 @@ func (x *verification) GetSubject() (string, error) { return x.claims.Subject, n
 
 // GetAudience returns aud.
 func (x *verification) GetAudience() (jwt.ClaimStrings, error) { return x.claims.Audience, nil }
-
-// key is golang-jwt's key function: the header golang-jwt decoded must
-// name the kid checkHeader read, and the key comes from the KeySource.
-func (x *verification) key(t *jwt.Token) (any, error) {
-	k, ok := t.Header["kid"].(string)
-	if !ok || k != x.kid {
-		x.keyErr = invalid(ErrMalformed, "kid is required")
-		return nil, x.keyErr
-	}
-	key, err := x.v.keys.PublicKey(x.ctx, k)
-	switch {
-	case errors.Is(err, ErrUnknownKey):
-		x.keyErr = invalid(ErrUnknownKey, "")
-	case err != nil:
-		x.keyErr = fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
-	}
-	return key, x.keyErr
-}
 
 // splitCompact splits a compact JWS into its three non-empty parts, which
 // must hold only the unpadded base64url alphabet.
@@ -320,11 +292,10 @@ func (x *verification) decodeClaims(seg string) error {
 		return invalid(ErrMalformed, "claims encoding")
 	}
 	var buf [maxClaimsMembers]member
-	m, span, err := scanObject(string(raw), buf[:0])
+	m, _, err := scanObject(string(raw), buf[:0])
 	if err != nil {
 		return invalid(ErrMalformed, "claims: "+err.Error())
 	}
-	x.payload = span
 	c := &x.claims
 	var ok bool
 	str := func(name string, dst *string) bool {
@@ -372,13 +343,10 @@ func audience(raw string) ([]string, bool) {
 	return auds, ok && len(auds) > 0 && !slicesHasEmpty(auds)
 }
 
-// classify maps golang-jwt's errors to this package's reasons.
+// classify maps the errors of golang-jwt's claims validator to this
+// package's reasons.
 func classify(err error) error {
 	switch {
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrECDSAVerification):
-		return invalid(ErrSignature, "")
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return invalid(ErrMalformed, "")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid(ErrExpired, "")
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
