@@ -123,8 +123,10 @@ func (h Health) Problems() []string {
 }
 
 // Health returns the Verifier's freshness now.
-func (v *Verifier) Health() Health {
-	now := v.now()
+func (v *Verifier) Health() Health { return v.healthAt(v.now()) }
+
+// healthAt is Health at now.
+func (v *Verifier) healthAt(now time.Time) Health {
 	h := Health{Policy: v.stalePolicy, RevocationCheckFailing: v.revCheckFailing.Load()}
 	if v.keys != nil && !v.keys.static {
 		if ns := v.keys.fetchedAt.Load(); ns == 0 {
@@ -142,13 +144,10 @@ func (v *Verifier) Health() Health {
 	return h
 }
 
-// stale reports whether Verify must refuse because of the stale policy.
-// A missing key set is not "stale": verification fails on its own.
-func (v *Verifier) stale() bool {
-	if v.stalePolicy != FailClosed {
-		return false
-	}
-	return v.Health().Stale
+// stale reports whether Verify must refuse at now because of the stale
+// policy. A missing key set is not "stale": verification fails on its own.
+func (v *Verifier) stale(now time.Time) bool {
+	return v.stalePolicy == FailClosed && v.healthAt(now).Stale
 }
 
 // UpdateHealth sets hs's status for HealthService, and for each of

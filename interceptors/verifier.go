@@ -161,7 +161,8 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > tokens.MaxTokenLength {
 		return v.tv.Verify(ctx, tok) // refuses it without hashing 8 KiB+
 	}
-	if v.stale() {
+	now := v.now() // one clock read for the stale check and the cache
+	if v.stale(now) {
 		return Claims{}, ErrStale
 	}
 	var key [32]byte
@@ -170,7 +171,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	hit := false
 	if v.cache != nil {
 		key, epoch = tokens.CacheKey(tok), v.epoch()
-		claims, hit = v.cache.Get(key, v.now(), epoch)
+		claims, hit = v.cache.Get(key, now, epoch)
 	}
 	if !hit {
 		var err error
@@ -204,7 +205,9 @@ func (v *Verifier) checkRevoked(ctx context.Context, c Claims) error {
 		return nil
 	}
 	revoked, err := v.revCheck(ctx, c)
-	v.revCheckFailing.Store(err != nil)
+	if failing := err != nil; v.revCheckFailing.Load() != failing {
+		v.revCheckFailing.Store(failing) // no shared write per call
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)
