@@ -112,11 +112,8 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 // invalidMessage names the reason a token failed (expired, wrong audience,
 // ...): RFC 6750 §3.1 error_description territory, never the token.
 func invalidMessage(err error) string {
-	for _, r := range []error{tokens.ErrExpired, tokens.ErrNotYetValid, tokens.ErrIssuer, tokens.ErrAudience,
-		tokens.ErrUnknownKey, tokens.ErrSignature, tokens.ErrUnsupported, tokens.ErrMalformed} {
-		if errors.Is(err, r) {
-			return fmt.Sprintf("%s: %v", msgInvalid, r)
-		}
+	if r := tokens.Reason(err); r != nil {
+		return fmt.Sprintf("%s: %v", msgInvalid, r)
 	}
 	return msgInvalid
 }

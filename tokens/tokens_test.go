@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -330,5 +331,27 @@ func TestNewIDAndRandomnessFailure(t *testing.T) {
 	}
 	if _, _, err := tokens.NewRefreshToken(bytes.NewReader(make([]byte, 31))); err == nil {
 		t.Fatal("NewRefreshToken succeeded with short randomness")
+	}
+}
+
+// TestReason: every Verify failure with a reason names exactly the
+// sentinel errors.Is finds, and other errors name none.
+func TestReason(t *testing.T) {
+	f := newFixture(t)
+	c := validClaims()
+	c.ExpiresAt = testNow.Add(-6 * time.Second) // beyond the 5 s leeway
+	_, err := f.verify(f.mint(t, c))
+	if r := tokens.Reason(err); r != tokens.ErrExpired || !errors.Is(err, r) {
+		t.Fatalf("Reason(expired) = %v (err %v), want ErrExpired", r, err)
+	}
+	_, err = f.verify("not.a.token!")
+	if r := tokens.Reason(err); r != tokens.ErrMalformed {
+		t.Fatalf("Reason(malformed) = %v (err %v), want ErrMalformed", r, err)
+	}
+	if r := tokens.Reason(fmt.Errorf("%w: key lookup: %w", tokens.ErrInvalidToken, errors.New("store down"))); r != nil {
+		t.Fatalf("Reason(key source failure) = %v, want nil", r)
+	}
+	if r := tokens.Reason(nil); r != nil {
+		t.Fatalf("Reason(nil) = %v, want nil", r)
 	}
 }

@@ -61,6 +61,18 @@ func (e *verifyError) Unwrap() []error { return []error{ErrInvalidToken, e.reaso
 
 func invalid(reason error, detail string) error { return &verifyError{reason: reason, detail: detail} }
 
+// Reason returns the reason sentinel (ErrMalformed, ErrExpired, ...) that
+// an error from Verify carries, or nil when it carries none (a failing
+// KeySource, or an error not from Verify). Its text is fixed, never input,
+// so callers may show it to clients.
+func Reason(err error) error {
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		return ve.reason
+	}
+	return nil
+}
+
 // VerifierOption configures a Verifier.
 type VerifierOption func(*verifierOptions)
 

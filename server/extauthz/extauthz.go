@@ -268,11 +268,8 @@ func verifyDenial(err error) denial {
 	case errors.Is(err, interceptors.ErrRevoked):
 		return invalidToken("token revoked")
 	}
-	for _, r := range []error{tokens.ErrExpired, tokens.ErrNotYetValid, tokens.ErrIssuer, tokens.ErrAudience,
-		tokens.ErrUnknownKey, tokens.ErrSignature, tokens.ErrUnsupported, tokens.ErrMalformed} {
-		if errors.Is(err, r) {
-			return invalidToken(r.Error())
-		}
+	if r := tokens.Reason(err); r != nil {
+		return invalidToken(r.Error())
 	}
 	return invalidToken("invalid token")
 }
