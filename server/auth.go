@@ -547,7 +547,9 @@ func (s *Server) verifyAccess(ctx context.Context, tok string) (tokens.Claims, e
 	if len(tok) > tokens.MaxTokenLength || s.verified == nil {
 		return s.verifier.Verify(ctx, tok)
 	}
-	key, epoch := tokens.CacheKey(tok), s.keys.cur.Load()
+	// The ring's KeyEpoch, as for the interceptors' caches over KeySource:
+	// an entry cached under it dies with the first key change.
+	key, epoch := tokens.CacheKey(tok), s.keys.KeyEpoch()
 	if c, ok := s.verified.Get(key, s.now(), epoch); ok {
 		return c, nil
 	}
