@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 var (
@@ -116,11 +117,11 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 			}
 		}
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			var r userRecord
-			if err := decode(v, &r); err != nil {
+			u, err := record.DecodeUser(v) // decoding copies out of the transaction
+			if err != nil {
 				return fmt.Errorf("user %q: %w", k, err)
 			}
-			out = append(out, r.user()) // user() copies out of the transaction
+			out = append(out, u)
 		}
 		return nil
 	})

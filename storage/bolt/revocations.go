@@ -10,6 +10,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
@@ -25,7 +26,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
 		if old := denied.Get([]byte(jti)); old != nil {
 			if len(old) != 8 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			oldExp := time.Unix(0, int64(binary.BigEndian.Uint64(old)))
 			if !expiresAt.After(oldExp) {
@@ -136,7 +137,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		c := tx.Bucket(bucketExpiry).Cursor()
 		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
 			if len(k) < 9 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			if string(k[:8]) >= string(cutoff) {
 				break
@@ -149,7 +150,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
-				err = errCorrupt
+				err = record.ErrCorrupt
 			}
 			if err != nil {
 				return err
@@ -171,10 +172,8 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 // the user → sessions index.
 func deleteSession(tx *bbolt.Tx, id []byte) error {
 	if data := tx.Bucket(bucketSessions).Get(id); data != nil {
-		var owner struct {
-			UserID string `json:"user_id"`
-		}
-		if err := decode(data, &owner); err != nil {
+		owner, err := record.DecodeSession(data)
+		if err != nil {
 			return fmt.Errorf("session %q: %w", id, err)
 		}
 		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(owner.UserID, string(id))); err != nil {
@@ -214,7 +213,7 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 		out = out[:0]
 		err := tx.Bucket(bucketDenied).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			if exp := time.Unix(0, int64(binary.BigEndian.Uint64(v))); exp.After(now) {
 				out = append(out, storage.Revocation{JTI: string(k), ExpiresAt: exp})
@@ -225,11 +224,7 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 			return err
 		}
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var r sessionRecord
-			if err := decode(v, &r); err != nil {
-				return err
-			}
-			sess, err := r.session()
+			sess, err := record.DecodeSession(v)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
@@ -158,7 +159,7 @@ func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {
 	case strings.HasPrefix(rest, "jti/"):
 		return storage.Revocation{JTI: strings.TrimPrefix(rest, "jti/"), ExpiresAt: exp}, nil
 	}
-	return storage.Revocation{}, errCorrupt
+	return storage.Revocation{}, record.ErrCorrupt
 }
 
 // listRevocations reads every revocation that matters at now, and the
@@ -213,7 +214,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	var expired []sessRev
 	errFull := errors.New("full")
 	_, err = s.scan(ctx, s.p+"sessions/", func(_, v []byte, rev int64) error {
-		sess, err := decodeSession(v)
+		sess, err := record.DecodeSession(v)
 		if err != nil {
 			return err
 		}
