@@ -227,19 +227,6 @@ func expiryKey(t time.Time, kind byte, id string) []byte {
 	return append(k, id...)
 }
 
-// validID refuses ids that would break the composite keys.
-func validID(id string) bool {
-	if id == "" || len(id) > 512 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] == 0 {
-			return false
-		}
-	}
-	return true
-}
-
 func ctxErr(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)

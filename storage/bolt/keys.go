@@ -45,7 +45,7 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 	if err := ctxErr(ctx, "init signing key"); err != nil {
 		return storage.SigningKey{}, err
 	}
-	if !validID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
+	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
 		return storage.SigningKey{}, fmt.Errorf("bolt: init signing key: id and key material are required: %w", storage.ErrInvalidArgument)
 	}
 	var out storage.SigningKey

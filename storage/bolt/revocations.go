@@ -19,7 +19,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 	if err := ctxErr(ctx, "deny access token"); err != nil {
 		return err
 	}
-	if !validID(jti) || expiresAt.IsZero() {
+	if !storage.ValidID(jti) || expiresAt.IsZero() {
 		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.writes.Do(func(tx *bbolt.Tx) error {

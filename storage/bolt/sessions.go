@@ -110,7 +110,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := ctxErr(ctx, "create session"); err != nil {
 		return err
 	}
-	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.writes.Do(func(tx *bbolt.Tx) error { return insertSession(tx, sess) })

@@ -32,8 +32,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err := ctxErr(ctx, "create user"); err != nil {
 		return err
 	}
-	if !validID(u.ID) || u.Email == "" {
-		return fmt.Errorf("bolt: create user: id and email are required: %w", storage.ErrInvalidArgument)
+	if !storage.ValidID(u.ID) || !storage.ValidID(u.Email) {
+		return fmt.Errorf("bolt: create user: id and email are required (at most %d bytes each, no NUL): %w", storage.MaxIDLen, storage.ErrInvalidArgument)
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(u.ID)) != nil {
@@ -109,8 +109,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		if u.ID != old.ID {
 			return fmt.Errorf("user id cannot change: %w", storage.ErrInvalidArgument)
 		}
-		if u.Email == "" {
-			return fmt.Errorf("email is required: %w", storage.ErrInvalidArgument)
+		if !storage.ValidID(u.Email) {
+			return fmt.Errorf("email is required (at most %d bytes, no NUL): %w", storage.MaxIDLen, storage.ErrInvalidArgument)
 		}
 		if u.Email != old.Email {
 			emails := tx.Bucket(bucketEmails)

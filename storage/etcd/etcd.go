@@ -359,11 +359,6 @@ func (s *Store) keyKey(id string) string             { return s.p + "keys/" + id
 func (s *Store) keysetKey() string                   { return s.p + "meta/keyset" }
 func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
-// validID refuses ids that would break the composite keys.
-func validID(id string) bool {
-	return id != "" && len(id) <= 512 && !strings.ContainsRune(id, 0)
-}
-
 // --- encoding ---
 
 func encodeTime(t time.Time) string {

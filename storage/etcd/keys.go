@@ -95,7 +95,7 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 		return storage.SigningKey{}, err
 	}
 	defer cancel()
-	if !validID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
+	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
 		return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: id and key material are required: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {

@@ -23,7 +23,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 		return err
 	}
 	defer cancel()
-	if !validID(jti) || expiresAt.IsZero() {
+	if !storage.ValidID(jti) || expiresAt.IsZero() {
 		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	key := s.revJTIKey(jti)

@@ -96,7 +96,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		return err
 	}
 	defer cancel()
-	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("etcd: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	ref := s.refTime(sess)
@@ -366,7 +366,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 		return nil, err
 	}
 	defer cancel()
-	if !validID(userID) {
+	if !storage.ValidID(userID) {
 		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
 	}
 	all, err := s.sessionsOf(ctx, userID)
@@ -395,7 +395,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, err
 	}
 	defer cancel()
-	if !validID(userID) || reason == "" || now.IsZero() {
+	if !storage.ValidID(userID) || reason == "" || now.IsZero() {
 		return nil, fmt.Errorf("etcd: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	revoked, err := s.revokeUserSessions(ctx, userID, reason, now, nil)

@@ -33,7 +33,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 		return err
 	}
 	defer cancel()
-	if !validID(u.ID) || u.Email == "" || !validID(u.Email) {
+	if !storage.ValidID(u.ID) || !storage.ValidID(u.Email) {
 		return fmt.Errorf("etcd: create user: id and email are required: %w", storage.ErrInvalidArgument)
 	}
 	data, err := record.EncodeUser(u)
@@ -119,7 +119,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		switch {
 		case u.ID != old.ID:
 			return storage.User{}, fmt.Errorf("etcd: update user %s: user id cannot change: %w", id, storage.ErrInvalidArgument)
-		case u.Email == "" || !validID(u.Email):
+		case !storage.ValidID(u.Email):
 			return storage.User{}, fmt.Errorf("etcd: update user %s: email is required: %w", id, storage.ErrInvalidArgument)
 		}
 		data, err := record.EncodeUser(u)
@@ -205,7 +205,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return nil, err
 	}
 	defer cancel()
-	if !validID(id) || now.IsZero() {
+	if !storage.ValidID(id) || now.IsZero() {
 		return nil, fmt.Errorf("etcd: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	revoked, err := s.revokeUserSessions(ctx, id, storage.ReasonUserChanged, now, func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error) {
