@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +58,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	var revoked bool
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error
-		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), tx, jti, sessionID, now)
+		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID, now)
 		return err
 	})
 	if err != nil {
@@ -84,7 +83,7 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 			if r.JTI == "" || r.SessionID == "" {
 				continue
 			}
-			revoked, err := accessTokenRevoked(denied, states, tx, r.JTI, r.SessionID, now)
+			revoked, err := accessTokenRevoked(denied, states, r.JTI, r.SessionID, now)
 			if err != nil {
 				return err
 			}
@@ -101,24 +100,21 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	return out, nil
 }
 
-// accessTokenRevoked is the check behind AccessTokenRevoked inside tx,
-// given its deny-list and session-state buckets.
-func accessTokenRevoked(denied, states *bbolt.Bucket, tx *bbolt.Tx, jti, sessionID string, now time.Time) (bool, error) {
+// accessTokenRevoked is the check behind AccessTokenRevoked, given the
+// deny-list and session-state buckets of one transaction. It reads only the
+// 24-byte session summary, which every stored session has (putSession
+// writes it, deleteSession removes it, the schema 1 → 2 migration filled in
+// any missing): no summary means no session, so the token is revoked.
+func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now time.Time) (bool, error) {
 	if exp := denied.Get([]byte(jti)); exp != nil {
 		return true, nil // denied (an expired denial only outlives an expired token)
 	}
-	if state := states.Get([]byte(sessionID)); state != nil {
-		live, err := liveFromState(state, now)
-		return !live, err
-	}
-	sess, err := getSession(tx, []byte(sessionID))
-	if errors.Is(err, storage.ErrNotFound) {
+	state := states.Get([]byte(sessionID))
+	if state == nil {
 		return true, nil
 	}
-	if err != nil {
-		return true, err
-	}
-	return !sess.Live(now), nil
+	live, err := liveFromState(state, now)
+	return !live, err
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
