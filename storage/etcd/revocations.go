@@ -119,6 +119,12 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	if len(ops) == 0 {
 		return out, nil
 	}
+	if len(ops) > s.maxTxnOps {
+		// One Txn (one revision) or nothing: etcd would refuse it with an
+		// error that reads as an outage.
+		return out, fmt.Errorf("etcd: access tokens revoked: %d tokens, at most %d fit one transaction: %w",
+			len(idx), s.maxTxnOps/2, storage.ErrInvalidArgument)
+	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return out, wrapErr(ctx, "access tokens revoked", err)
