@@ -3,16 +3,16 @@ package storage
 import "fmt"
 
 // ValidateSigningKeys checks a complete key set the way KeyAdmin's
-// UpdateSigningKeys must: every key has an id (at most 512 bytes, no NUL),
-// private and public key material and a known state (next, active or
-// retired), and no two keys share an id; at most one key is active. Failures wrap ErrInvalidArgument. Backends call it so that
-// they all refuse the same sets.
+// UpdateSigningKeys must: every key has a ValidID id, private and public key
+// material and a known state (next, active or retired), and no two keys
+// share an id; at most one key is active. Failures wrap ErrInvalidArgument.
+// Backends call it so that they all refuse the same sets.
 func ValidateSigningKeys(keys []SigningKey) error {
 	seen := make(map[string]bool, len(keys))
 	active := 0
 	for i, k := range keys {
 		switch {
-		case k.ID == "" || len(k.ID) > 512 || containsNUL(k.ID):
+		case !ValidID(k.ID):
 			return fmt.Errorf("signing key %d: id must be 1 to 512 bytes without NUL: %w", i, ErrInvalidArgument)
 		case len(k.PrivateKey) == 0 || len(k.PublicKey) == 0:
 			return fmt.Errorf("signing key %s: private and public key material are required: %w", k.ID, ErrInvalidArgument)
@@ -30,13 +30,4 @@ func ValidateSigningKeys(keys []SigningKey) error {
 		return fmt.Errorf("%d active signing keys, at most one may be active: %w", active, ErrInvalidArgument)
 	}
 	return nil
-}
-
-func containsNUL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return true
-		}
-	}
-	return false
 }

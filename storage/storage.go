@@ -208,8 +208,9 @@ type DenyList interface {
 	AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error)
 	// AccessTokensRevoked is AccessTokenRevoked for several tokens in one
 	// read (Introspect checks its caller's token and the target together;
-	// keep batches small: etcd caps a transaction at 128 operations):
-	// revoked[i] answers for refs[i]. On error every answer is true.
+	// keep batches small: etcd caps a transaction at 128 operations, and a
+	// batch too big for one read is ErrInvalidArgument): revoked[i]
+	// answers for refs[i]. On error every answer is true.
 	AccessTokensRevoked(ctx context.Context, refs []AccessTokenRef, now time.Time) (revoked []bool, err error)
 	// ListRevocations returns every revocation that still matters at now:
 	// each denied jti whose expiry is after now, and each revoked session

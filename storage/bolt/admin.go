@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 var (
@@ -20,7 +21,7 @@ var (
 )
 
 // userSessionKey is the usersessions index key: user id, 0x00, session id.
-// validID keeps NUL out of both ids, so a user's prefix is unambiguous.
+// storage.ValidID keeps NUL out of both ids, so a user's prefix is unambiguous.
 func userSessionKey(userID, sessionID string) []byte {
 	k := make([]byte, 0, len(userID)+1+len(sessionID))
 	k = append(append(k, userID...), 0)
@@ -116,11 +117,11 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 			}
 		}
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			var r userRecord
-			if err := decode(v, &r); err != nil {
+			u, err := record.DecodeUser(v) // decoding copies out of the transaction
+			if err != nil {
 				return fmt.Errorf("user %q: %w", k, err)
 			}
-			out = append(out, r.user()) // user() copies out of the transaction
+			out = append(out, u)
 		}
 		return nil
 	})
@@ -137,7 +138,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 	if err := ctxErr(ctx, "delete user"); err != nil {
 		return nil, err
 	}
-	if !validID(id) || now.IsZero() {
+	if !storage.ValidID(id) || now.IsZero() {
 		return nil, fmt.Errorf("bolt: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
@@ -167,7 +168,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 	if err := ctxErr(ctx, "list user sessions"); err != nil {
 		return nil, err
 	}
-	if !validID(userID) {
+	if !storage.ValidID(userID) {
 		return nil, fmt.Errorf("bolt: list user sessions: a user id is required: %w", storage.ErrInvalidArgument)
 	}
 	var out []storage.Session
@@ -187,7 +188,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	if err := ctxErr(ctx, "revoke user sessions"); err != nil {
 		return nil, err
 	}
-	if !validID(userID) || reason == "" || now.IsZero() {
+	if !storage.ValidID(userID) || reason == "" || now.IsZero() {
 		return nil, fmt.Errorf("bolt: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session

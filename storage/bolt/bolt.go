@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,9 +18,6 @@ import (
 // schemaVersion is the layout this package reads and writes; migrate.go
 // upgrades older layouts at Open.
 const schemaVersion = "2"
-
-// recordVersion prefixes every encoded record.
-const recordVersion byte = 1
 
 var (
 	bucketMeta        = []byte("meta")
@@ -50,9 +46,6 @@ const (
 
 // ErrLocked reports that another process holds the database file open.
 var ErrLocked = errors.New("bolt: database is in use by another process")
-
-// errCorrupt reports a record this version cannot decode.
-var errCorrupt = errors.New("bolt: corrupt or unknown record")
 
 // Store is a storage.Store on one bbolt file. It is safe for concurrent use.
 type Store struct {
@@ -215,25 +208,7 @@ func (s *Store) Path() string { return s.db.Path() }
 // Stat reports the database file's size, for diagnostics.
 func (s *Store) Stat() (os.FileInfo, error) { return os.Stat(s.db.Path()) }
 
-// --- encoding ---
-
-func encode(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode record: %w", err)
-	}
-	return append([]byte{recordVersion}, b...), nil
-}
-
-func decode(data []byte, v any) error {
-	if len(data) < 2 || data[0] != recordVersion {
-		return errCorrupt
-	}
-	if err := json.Unmarshal(data[1:], v); err != nil {
-		return fmt.Errorf("%w: %w", errCorrupt, err)
-	}
-	return nil
-}
+// --- index keys ---
 
 func timeKey(t time.Time) []byte {
 	var b [8]byte
@@ -250,19 +225,6 @@ func expiryKey(t time.Time, kind byte, id string) []byte {
 	k = append(k, timeKey(t)...)
 	k = append(k, kind)
 	return append(k, id...)
-}
-
-// validID refuses ids that would break the composite keys.
-func validID(id string) bool {
-	if id == "" || len(id) > 512 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func ctxErr(ctx context.Context, op string) error {

@@ -20,7 +20,7 @@ func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) 
 		return err
 	}
 	for _, sess := range sessions {
-		if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+		if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 			return fmt.Errorf("bolt: import sessions: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 		}
 	}

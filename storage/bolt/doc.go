@@ -28,8 +28,9 @@
 // "1" files get the usersessions index built from the sessions bucket. An
 // older Latch refuses a file at a newer schema version.
 //
-// Records are one version byte followed by JSON, so that the encoding can
-// evolve without a migration of old rows.
+// Records are encoded by storage/internal/record (one version byte, then
+// JSON; shared with storage/etcd), so that the encoding can evolve without
+// a migration of old rows.
 //
 // # Durability
 //

@@ -3,36 +3,22 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"time"
+	"slices"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
-
-type keyRecord struct {
-	ID          string           `json:"id"`
-	PrivateKey  []byte           `json:"private_key"`
-	PublicKey   []byte           `json:"public_key"`
-	State       storage.KeyState `json:"state"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ActivatedAt time.Time        `json:"activated_at"`
-	RetiredAt   time.Time        `json:"retired_at"`
-}
-
-func (r keyRecord) key() storage.SigningKey {
-	return storage.SigningKey{ID: r.ID, PrivateKey: append([]byte(nil), r.PrivateKey...), PublicKey: append([]byte(nil), r.PublicKey...),
-		State: r.State, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}
-}
 
 func listKeys(tx *bbolt.Tx) ([]storage.SigningKey, error) {
 	var out []storage.SigningKey
 	err := tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-		var r keyRecord
-		if err := decode(v, &r); err != nil {
+		k, err := record.DecodeKey(v)
+		if err != nil {
 			return err
 		}
-		out = append(out, r.key())
+		out = append(out, k)
 		return nil
 	})
 	return out, err
@@ -59,7 +45,7 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 	if err := ctxErr(ctx, "init signing key"); err != nil {
 		return storage.SigningKey{}, err
 	}
-	if !validID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
+	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
 		return storage.SigningKey{}, fmt.Errorf("bolt: init signing key: id and key material are required: %w", storage.ErrInvalidArgument)
 	}
 	var out storage.SigningKey
@@ -79,8 +65,7 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 		if out.ActivatedAt.IsZero() {
 			out.ActivatedAt = out.CreatedAt
 		}
-		data, err := encode(keyRecord{ID: out.ID, PrivateKey: out.PrivateKey, PublicKey: out.PublicKey, State: out.State,
-			CreatedAt: out.CreatedAt, ActivatedAt: out.ActivatedAt, RetiredAt: out.RetiredAt})
+		data, err := record.EncodeKey(out)
 		if err != nil {
 			return err
 		}
@@ -135,16 +120,16 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		}
 		out = make([]storage.SigningKey, 0, len(next))
 		for _, k := range next {
-			rec := keyRecord{ID: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: k.State,
-				CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
-			data, err := encode(rec)
+			data, err := record.EncodeKey(k)
 			if err != nil {
 				return err
 			}
 			if err := b.Put([]byte(k.ID), data); err != nil {
 				return err
 			}
-			out = append(out, rec.key()) // a copy: fn's slices stay fn's
+			// A copy: fn's slices stay fn's.
+			k.PrivateKey, k.PublicKey = slices.Clone(k.PrivateKey), slices.Clone(k.PublicKey)
+			out = append(out, k)
 		}
 		return nil
 	})

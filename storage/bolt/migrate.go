@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // migration upgrades a file from one schema version to the next, inside the
@@ -51,11 +53,7 @@ func buildUserSessionIndex(tx *bbolt.Tx) error {
 	type pending struct{ key, id, state []byte }
 	var puts []pending
 	err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-		var r sessionRecord
-		if err := decode(v, &r); err != nil {
-			return fmt.Errorf("session %q: %w", k, err)
-		}
-		sess, err := r.session()
+		sess, err := record.DecodeSession(v)
 		if err != nil {
 			return fmt.Errorf("session %q: %w", k, err)
 		}

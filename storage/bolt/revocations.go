@@ -3,13 +3,13 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
@@ -18,14 +18,14 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 	if err := ctxErr(ctx, "deny access token"); err != nil {
 		return err
 	}
-	if !validID(jti) || expiresAt.IsZero() {
+	if !storage.ValidID(jti) || expiresAt.IsZero() {
 		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.writes.Do(func(tx *bbolt.Tx) error {
 		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
 		if old := denied.Get([]byte(jti)); old != nil {
 			if len(old) != 8 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			oldExp := time.Unix(0, int64(binary.BigEndian.Uint64(old)))
 			if !expiresAt.After(oldExp) {
@@ -58,7 +58,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	var revoked bool
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error
-		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), tx, jti, sessionID, now)
+		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID, now)
 		return err
 	})
 	if err != nil {
@@ -83,7 +83,7 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 			if r.JTI == "" || r.SessionID == "" {
 				continue
 			}
-			revoked, err := accessTokenRevoked(denied, states, tx, r.JTI, r.SessionID, now)
+			revoked, err := accessTokenRevoked(denied, states, r.JTI, r.SessionID, now)
 			if err != nil {
 				return err
 			}
@@ -100,24 +100,21 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	return out, nil
 }
 
-// accessTokenRevoked is the check behind AccessTokenRevoked inside tx,
-// given its deny-list and session-state buckets.
-func accessTokenRevoked(denied, states *bbolt.Bucket, tx *bbolt.Tx, jti, sessionID string, now time.Time) (bool, error) {
+// accessTokenRevoked is the check behind AccessTokenRevoked, given the
+// deny-list and session-state buckets of one transaction. It reads only the
+// 24-byte session summary, which every stored session has (putSession
+// writes it, deleteSession removes it, the schema 1 → 2 migration filled in
+// any missing): no summary means no session, so the token is revoked.
+func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now time.Time) (bool, error) {
 	if exp := denied.Get([]byte(jti)); exp != nil {
 		return true, nil // denied (an expired denial only outlives an expired token)
 	}
-	if state := states.Get([]byte(sessionID)); state != nil {
-		live, err := liveFromState(state, now)
-		return !live, err
-	}
-	sess, err := getSession(tx, []byte(sessionID))
-	if errors.Is(err, storage.ErrNotFound) {
+	state := states.Get([]byte(sessionID))
+	if state == nil {
 		return true, nil
 	}
-	if err != nil {
-		return true, err
-	}
-	return !sess.Live(now), nil
+	live, err := liveFromState(state, now)
+	return !live, err
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
@@ -136,7 +133,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		c := tx.Bucket(bucketExpiry).Cursor()
 		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
 			if len(k) < 9 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			if string(k[:8]) >= string(cutoff) {
 				break
@@ -149,7 +146,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
-				err = errCorrupt
+				err = record.ErrCorrupt
 			}
 			if err != nil {
 				return err
@@ -171,10 +168,8 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 // the user → sessions index.
 func deleteSession(tx *bbolt.Tx, id []byte) error {
 	if data := tx.Bucket(bucketSessions).Get(id); data != nil {
-		var owner struct {
-			UserID string `json:"user_id"`
-		}
-		if err := decode(data, &owner); err != nil {
+		owner, err := record.DecodeSession(data)
+		if err != nil {
 			return fmt.Errorf("session %q: %w", id, err)
 		}
 		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(owner.UserID, string(id))); err != nil {
@@ -214,7 +209,7 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 		out = out[:0]
 		err := tx.Bucket(bucketDenied).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
-				return errCorrupt
+				return record.ErrCorrupt
 			}
 			if exp := time.Unix(0, int64(binary.BigEndian.Uint64(v))); exp.After(now) {
 				out = append(out, storage.Revocation{JTI: string(k), ExpiresAt: exp})
@@ -225,11 +220,7 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 			return err
 		}
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var r sessionRecord
-			if err := decode(v, &r); err != nil {
-				return err
-			}
-			sess, err := r.session()
+			sess, err := record.DecodeSession(v)
 			if err != nil {
 				return err
 			}

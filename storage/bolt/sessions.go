@@ -10,62 +10,19 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
-
-type sessionRecord struct {
-	ID                string    `json:"id"`
-	UserID            string    `json:"user_id"`
-	Audience          string    `json:"aud"`
-	CurrentHash       []byte    `json:"current"`
-	PreviousHash      []byte    `json:"previous,omitempty"`
-	PreviousRotatedAt time.Time `json:"previous_rotated_at"`
-	Generation        uint64    `json:"generation"`
-	CreatedAt         time.Time `json:"created_at"`
-	LastRotatedAt     time.Time `json:"last_rotated_at"`
-	IdleExpiresAt     time.Time `json:"idle_expires_at"`
-	AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
-	RevokedAt         time.Time `json:"revoked_at"`
-	RevokeReason      string    `json:"revoke_reason,omitempty"`
-}
-
-func toSessionRecord(s storage.Session) sessionRecord {
-	r := sessionRecord{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
-		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
-		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
-		RevokedAt: s.RevokedAt, RevokeReason: s.RevokeReason}
-	if !s.PreviousHash.IsZero() {
-		r.PreviousHash = s.PreviousHash[:]
-	}
-	return r
-}
-
-func (r sessionRecord) session() (storage.Session, error) {
-	s := storage.Session{ID: r.ID, UserID: r.UserID, Audience: r.Audience, PreviousRotatedAt: r.PreviousRotatedAt,
-		Generation: r.Generation, CreatedAt: r.CreatedAt, LastRotatedAt: r.LastRotatedAt,
-		IdleExpiresAt: r.IdleExpiresAt, AbsoluteExpiresAt: r.AbsoluteExpiresAt, RevokedAt: r.RevokedAt,
-		RevokeReason: r.RevokeReason}
-	if len(r.CurrentHash) != len(s.CurrentHash) || (r.PreviousHash != nil && len(r.PreviousHash) != len(s.PreviousHash)) {
-		return storage.Session{}, errCorrupt
-	}
-	copy(s.CurrentHash[:], r.CurrentHash)
-	copy(s.PreviousHash[:], r.PreviousHash)
-	return s, nil
-}
 
 func getSession(tx *bbolt.Tx, id []byte) (storage.Session, error) {
 	data := tx.Bucket(bucketSessions).Get(id)
 	if data == nil {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	var r sessionRecord
-	if err := decode(data, &r); err != nil {
-		return storage.Session{}, err
-	}
-	return r.session()
+	return record.DecodeSession(data)
 }
 
 func putSession(tx *bbolt.Tx, s storage.Session) error {
-	data, err := encode(toSessionRecord(s))
+	data, err := record.EncodeSession(s)
 	if err != nil {
 		return err
 	}
@@ -87,7 +44,7 @@ func encodeState(s storage.Session) []byte {
 // liveFromState reports whether a session summary is live at now.
 func liveFromState(b []byte, now time.Time) (bool, error) {
 	if len(b) != 24 {
-		return false, errCorrupt
+		return false, record.ErrCorrupt
 	}
 	revoked := binary.BigEndian.Uint64(b[0:]) != 0
 	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
@@ -153,7 +110,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := ctxErr(ctx, "create session"); err != nil {
 		return err
 	}
-	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.writes.Do(func(tx *bbolt.Tx) error { return insertSession(tx, sess) })

@@ -4,47 +4,23 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
-
-type userRecord struct {
-	ID           string    `json:"id"`
-	Email        string    `json:"email"`
-	PasswordHash string    `json:"password_hash"`
-	Roles        []string  `json:"roles,omitempty"`
-	Disabled     bool      `json:"disabled,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-}
-
-func toUserRecord(u storage.User) userRecord {
-	return userRecord{ID: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: slices.Clone(u.Roles),
-		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
-}
-
-func (r userRecord) user() storage.User {
-	return storage.User{ID: r.ID, Email: r.Email, PasswordHash: r.PasswordHash, Roles: slices.Clone(r.Roles),
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
-}
 
 func getUser(tx *bbolt.Tx, id string) (storage.User, error) {
 	data := tx.Bucket(bucketUsers).Get([]byte(id))
 	if data == nil {
 		return storage.User{}, storage.ErrNotFound
 	}
-	var r userRecord
-	if err := decode(data, &r); err != nil {
-		return storage.User{}, err
-	}
-	return r.user(), nil
+	return record.DecodeUser(data)
 }
 
 func putUser(tx *bbolt.Tx, u storage.User) error {
-	data, err := encode(toUserRecord(u))
+	data, err := record.EncodeUser(u)
 	if err != nil {
 		return err
 	}
@@ -56,8 +32,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err := ctxErr(ctx, "create user"); err != nil {
 		return err
 	}
-	if !validID(u.ID) || u.Email == "" {
-		return fmt.Errorf("bolt: create user: id and email are required: %w", storage.ErrInvalidArgument)
+	if !storage.ValidID(u.ID) || !storage.ValidID(u.Email) {
+		return fmt.Errorf("bolt: create user: id and email are required (at most %d bytes each, no NUL): %w", storage.MaxIDLen, storage.ErrInvalidArgument)
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(u.ID)) != nil {
@@ -133,8 +109,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		if u.ID != old.ID {
 			return fmt.Errorf("user id cannot change: %w", storage.ErrInvalidArgument)
 		}
-		if u.Email == "" {
-			return fmt.Errorf("email is required: %w", storage.ErrInvalidArgument)
+		if !storage.ValidID(u.Email) {
+			return fmt.Errorf("email is required (at most %d bytes, no NUL): %w", storage.MaxIDLen, storage.ErrInvalidArgument)
 		}
 		if u.Email != old.Email {
 			emails := tx.Bucket(bucketEmails)

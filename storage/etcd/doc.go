@@ -29,9 +29,9 @@
 //	keys/<kid>                   signing-key record
 //	userfences/<uid>             see "Revoking every session of a user"  [L]
 //
-// Records are one version byte followed by JSON, like storage/bolt, so the
-// encoding can evolve without migrating old rows. Expiries are 8 bytes,
-// big-endian unix nanoseconds.
+// Records are encoded by storage/internal/record (one version byte, then
+// JSON; the same bytes as storage/bolt), so the encoding can evolve without
+// migrating old rows. Expiries are 8 bytes, big-endian unix nanoseconds.
 //
 // # Consistency
 //

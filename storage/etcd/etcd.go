@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,13 +18,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // schemaVersion is the layout this package reads and writes.
 const schemaVersion = "1"
-
-// recordVersion prefixes every encoded record.
-const recordVersion byte = 1
 
 // DefaultPrefix is the key prefix used when Config.Prefix is empty.
 const DefaultPrefix = "/latch/"
@@ -45,9 +42,6 @@ const DefaultMaxTxnOps = 128
 // opsPerRevokedSession is what revoking one session costs in a Txn: the
 // record, the state row and the revocation row (and one compare).
 const opsPerRevokedSession = 3
-
-// errCorrupt reports a record this version cannot decode.
-var errCorrupt = errors.New("etcd: corrupt or unknown record")
 
 // errOpTimeout is the cause of a request context that ran out of the
 // store's op timeout (as opposed to the caller's own deadline).
@@ -365,30 +359,7 @@ func (s *Store) keyKey(id string) string             { return s.p + "keys/" + id
 func (s *Store) keysetKey() string                   { return s.p + "meta/keyset" }
 func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
-// validID refuses ids that would break the composite keys.
-func validID(id string) bool {
-	return id != "" && len(id) <= 512 && !strings.ContainsRune(id, 0)
-}
-
 // --- encoding ---
-
-func encode(v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode record: %w", err)
-	}
-	return string(append([]byte{recordVersion}, b...)), nil
-}
-
-func decode(data []byte, v any) error {
-	if len(data) < 2 || data[0] != recordVersion {
-		return errCorrupt
-	}
-	if err := json.Unmarshal(data[1:], v); err != nil {
-		return fmt.Errorf("%w: %w", errCorrupt, err)
-	}
-	return nil
-}
 
 func encodeTime(t time.Time) string {
 	var b [8]byte
@@ -402,7 +373,7 @@ func encodeTime(t time.Time) string {
 
 func decodeTime(b []byte) (time.Time, error) {
 	if len(b) != 8 {
-		return time.Time{}, errCorrupt
+		return time.Time{}, record.ErrCorrupt
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), nil
 }

@@ -4,27 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
-
-type keyRecord struct {
-	ID          string           `json:"id"`
-	PrivateKey  []byte           `json:"private_key"`
-	PublicKey   []byte           `json:"public_key"`
-	State       storage.KeyState `json:"state"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ActivatedAt time.Time        `json:"activated_at"`
-	RetiredAt   time.Time        `json:"retired_at"`
-}
-
-func encodeKey(k storage.SigningKey) (string, error) {
-	return encode(keyRecord{ID: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: k.State,
-		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
-}
 
 // keySet is the stored key set, each key's encoding, and the revision of
 // the guard key it was read with (0 when no set was ever written).
@@ -46,13 +31,12 @@ func (s *Store) readKeySet(ctx context.Context) (keySet, error) {
 	}
 	ks := keySet{encoded: map[string]string{}}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		var r keyRecord
-		if err := decode(kv.Value, &r); err != nil {
+		k, err := record.DecodeKey(kv.Value)
+		if err != nil {
 			return keySet{}, err
 		}
-		ks.keys = append(ks.keys, storage.SigningKey{ID: r.ID, PrivateKey: r.PrivateKey, PublicKey: r.PublicKey,
-			State: r.State, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt})
-		ks.encoded[r.ID] = string(kv.Value)
+		ks.keys = append(ks.keys, k)
+		ks.encoded[k.ID] = string(kv.Value)
 	}
 	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
 		ks.guard = g[0].ModRevision
@@ -68,12 +52,12 @@ func (s *Store) writeKeySet(ctx context.Context, ks keySet, next []storage.Signi
 	keep := map[string]bool{}
 	for _, k := range next {
 		keep[k.ID] = true
-		data, err := encodeKey(k)
+		data, err := record.EncodeKey(k)
 		if err != nil {
 			return false, err
 		}
-		if ks.encoded[k.ID] != data {
-			ops = append(ops, clientv3.OpPut(s.keyKey(k.ID), data))
+		if ks.encoded[k.ID] != string(data) {
+			ops = append(ops, clientv3.OpPut(s.keyKey(k.ID), string(data)))
 		}
 	}
 	for id := range ks.encoded {
@@ -111,7 +95,7 @@ func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey
 		return storage.SigningKey{}, err
 	}
 	defer cancel()
-	if !validID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
+	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
 		return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: id and key material are required: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {

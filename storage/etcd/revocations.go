@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
@@ -22,7 +23,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 		return err
 	}
 	defer cancel()
-	if !validID(jti) || expiresAt.IsZero() {
+	if !storage.ValidID(jti) || expiresAt.IsZero() {
 		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	key := s.revJTIKey(jti)
@@ -118,6 +119,12 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	if len(ops) == 0 {
 		return out, nil
 	}
+	if len(ops) > s.maxTxnOps {
+		// One Txn (one revision) or nothing: etcd would refuse it with an
+		// error that reads as an outage.
+		return out, fmt.Errorf("etcd: access tokens revoked: %d tokens, at most %d fit one transaction: %w",
+			len(idx), s.maxTxnOps/2, storage.ErrInvalidArgument)
+	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return out, wrapErr(ctx, "access tokens revoked", err)
@@ -158,7 +165,7 @@ func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {
 	case strings.HasPrefix(rest, "jti/"):
 		return storage.Revocation{JTI: strings.TrimPrefix(rest, "jti/"), ExpiresAt: exp}, nil
 	}
-	return storage.Revocation{}, errCorrupt
+	return storage.Revocation{}, record.ErrCorrupt
 }
 
 // listRevocations reads every revocation that matters at now, and the
@@ -213,7 +220,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	var expired []sessRev
 	errFull := errors.New("full")
 	_, err = s.scan(ctx, s.p+"sessions/", func(_, v []byte, rev int64) error {
-		sess, err := decodeSession(v)
+		sess, err := record.DecodeSession(v)
 		if err != nil {
 			return err
 		}

@@ -12,55 +12,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // errConflict reports a Txn whose compare failed: another writer committed
 // first, and the caller must read again.
 var errConflict = errors.New("etcd: concurrent change")
-
-type sessionRecord struct {
-	ID                string    `json:"id"`
-	UserID            string    `json:"user_id"`
-	Audience          string    `json:"aud"`
-	CurrentHash       []byte    `json:"current"`
-	PreviousHash      []byte    `json:"previous,omitempty"`
-	PreviousRotatedAt time.Time `json:"previous_rotated_at"`
-	Generation        uint64    `json:"generation"`
-	CreatedAt         time.Time `json:"created_at"`
-	LastRotatedAt     time.Time `json:"last_rotated_at"`
-	IdleExpiresAt     time.Time `json:"idle_expires_at"`
-	AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
-	RevokedAt         time.Time `json:"revoked_at"`
-	RevokeReason      string    `json:"revoke_reason,omitempty"`
-}
-
-func encodeSession(s storage.Session) (string, error) {
-	r := sessionRecord{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
-		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
-		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
-		RevokedAt: s.RevokedAt, RevokeReason: s.RevokeReason}
-	if !s.PreviousHash.IsZero() {
-		r.PreviousHash = s.PreviousHash[:]
-	}
-	return encode(r)
-}
-
-func decodeSession(data []byte) (storage.Session, error) {
-	var r sessionRecord
-	if err := decode(data, &r); err != nil {
-		return storage.Session{}, err
-	}
-	s := storage.Session{ID: r.ID, UserID: r.UserID, Audience: r.Audience, PreviousRotatedAt: r.PreviousRotatedAt,
-		Generation: r.Generation, CreatedAt: r.CreatedAt, LastRotatedAt: r.LastRotatedAt,
-		IdleExpiresAt: r.IdleExpiresAt, AbsoluteExpiresAt: r.AbsoluteExpiresAt, RevokedAt: r.RevokedAt,
-		RevokeReason: r.RevokeReason}
-	if len(r.CurrentHash) != len(s.CurrentHash) || (r.PreviousHash != nil && len(r.PreviousHash) != len(s.PreviousHash)) {
-		return storage.Session{}, errCorrupt
-	}
-	copy(s.CurrentHash[:], r.CurrentHash)
-	copy(s.PreviousHash[:], r.PreviousHash)
-	return s, nil
-}
 
 // sessRev is a session, the revision it was read at and the revision that
 // created it (which the user fence is compared with).
@@ -79,14 +36,14 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 	if len(resp.Kvs) == 0 {
 		return sessRev{}, storage.ErrNotFound
 	}
-	sess, err := decodeSession(resp.Kvs[0].Value)
+	sess, err := record.DecodeSession(resp.Kvs[0].Value)
 	return sessRev{s: sess, rev: resp.Kvs[0].ModRevision, created: resp.Kvs[0].CreateRevision}, err
 }
 
 // putSessionOps returns the operations that store sess (attached to a lease
 // that outlives it, judged at ref) and, when it is revoked, its revocation.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
-	data, err := encodeSession(sess)
+	data, err := record.EncodeSession(sess)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +52,7 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 		return nil, err
 	}
 	ops := []clientv3.Op{
-		clientv3.OpPut(s.sessionKey(sess.ID), data, clientv3.WithLease(lease)),
+		clientv3.OpPut(s.sessionKey(sess.ID), string(data), clientv3.WithLease(lease)),
 		clientv3.OpPut(s.sessStateKey(sess.ID), encodeState(sess), clientv3.WithLease(lease)),
 	}
 	if sess.Revoked() {
@@ -139,7 +96,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		return err
 	}
 	defer cancel()
-	if !validID(sess.ID) || !validID(sess.UserID) || sess.CurrentHash.IsZero() {
+	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("etcd: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	ref := s.refTime(sess)
@@ -383,7 +340,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 			if len(kvs) == 0 {
 				continue // collected by its lease before its index entry
 			}
-			sess, err := decodeSession(kvs[0].Value)
+			sess, err := record.DecodeSession(kvs[0].Value)
 			if err != nil {
 				return nil, err
 			}
@@ -409,7 +366,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 		return nil, err
 	}
 	defer cancel()
-	if !validID(userID) {
+	if !storage.ValidID(userID) {
 		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
 	}
 	all, err := s.sessionsOf(ctx, userID)
@@ -438,7 +395,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, err
 	}
 	defer cancel()
-	if !validID(userID) || reason == "" || now.IsZero() {
+	if !storage.ValidID(userID) || reason == "" || now.IsZero() {
 		return nil, fmt.Errorf("etcd: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	revoked, err := s.revokeUserSessions(ctx, userID, reason, now, nil)
@@ -543,7 +500,7 @@ func encodeFence(at time.Time, reason string) string { return encodeTime(at) + r
 
 func decodeFence(b []byte) (time.Time, string, error) {
 	if len(b) < 9 {
-		return time.Time{}, "", errCorrupt
+		return time.Time{}, "", record.ErrCorrupt
 	}
 	at, err := decodeTime(b[:8])
 	return at, string(b[8:]), err
@@ -615,7 +572,7 @@ func encodeState(sess storage.Session) string {
 // rules of storage.Session.Live.
 func liveFromState(b []byte, now time.Time) (bool, error) {
 	if len(b) != 24 {
-		return false, errCorrupt
+		return false, record.ErrCorrupt
 	}
 	revoked := binary.BigEndian.Uint64(b[0:]) != 0
 	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))

@@ -9,31 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 )
-
-type userRecord struct {
-	ID           string    `json:"id"`
-	Email        string    `json:"email"`
-	PasswordHash string    `json:"password_hash"`
-	Roles        []string  `json:"roles,omitempty"`
-	Disabled     bool      `json:"disabled,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-}
-
-func encodeUser(u storage.User) (string, error) {
-	return encode(userRecord{ID: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: slices.Clone(u.Roles),
-		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
-}
-
-func decodeUser(data []byte) (storage.User, error) {
-	var r userRecord
-	if err := decode(data, &r); err != nil {
-		return storage.User{}, err
-	}
-	return storage.User{ID: r.ID, Email: r.Email, PasswordHash: r.PasswordHash, Roles: r.Roles,
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
-}
 
 // getUser reads a user and the revision to compare before writing it back.
 func (s *Store) getUser(ctx context.Context, id string) (storage.User, int64, error) {
@@ -44,7 +21,7 @@ func (s *Store) getUser(ctx context.Context, id string) (storage.User, int64, er
 	if len(resp.Kvs) == 0 {
 		return storage.User{}, 0, storage.ErrNotFound
 	}
-	u, err := decodeUser(resp.Kvs[0].Value)
+	u, err := record.DecodeUser(resp.Kvs[0].Value)
 	return u, resp.Kvs[0].ModRevision, err
 }
 
@@ -56,17 +33,17 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 		return err
 	}
 	defer cancel()
-	if !validID(u.ID) || u.Email == "" || !validID(u.Email) {
+	if !storage.ValidID(u.ID) || !storage.ValidID(u.Email) {
 		return fmt.Errorf("etcd: create user: id and email are required: %w", storage.ErrInvalidArgument)
 	}
-	data, err := encodeUser(u)
+	data, err := record.EncodeUser(u)
 	if err != nil {
 		return fmt.Errorf("etcd: create user %s: %w", u.ID, err)
 	}
 	uk, ek := s.userKey(u.ID), s.emailKey(u.Email)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(uk), "=", 0), clientv3.Compare(clientv3.CreateRevision(ek), "=", 0)).
-		Then(clientv3.OpPut(uk, data), clientv3.OpPut(ek, u.ID)).
+		Then(clientv3.OpPut(uk, string(data)), clientv3.OpPut(ek, u.ID)).
 		Else(clientv3.OpGet(uk, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return wrapErr(ctx, "create user "+u.ID, err)
@@ -142,15 +119,15 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		switch {
 		case u.ID != old.ID:
 			return storage.User{}, fmt.Errorf("etcd: update user %s: user id cannot change: %w", id, storage.ErrInvalidArgument)
-		case u.Email == "" || !validID(u.Email):
+		case !storage.ValidID(u.Email):
 			return storage.User{}, fmt.Errorf("etcd: update user %s: email is required: %w", id, storage.ErrInvalidArgument)
 		}
-		data, err := encodeUser(u)
+		data, err := record.EncodeUser(u)
 		if err != nil {
 			return storage.User{}, fmt.Errorf("etcd: update user %s: %w", id, err)
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.userKey(id)), "=", rev)}
-		ops := []clientv3.Op{clientv3.OpPut(s.userKey(id), data)}
+		ops := []clientv3.Op{clientv3.OpPut(s.userKey(id), string(data))}
 		if u.Email != old.Email {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.emailKey(u.Email)), "=", 0))
 			ops = append(ops, clientv3.OpDelete(s.emailKey(old.Email)), clientv3.OpPut(s.emailKey(u.Email), u.ID))
@@ -207,7 +184,7 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 	}
 	out := make([]storage.User, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		u, err := decodeUser(kv.Value)
+		u, err := record.DecodeUser(kv.Value)
 		if err != nil {
 			return nil, fmt.Errorf("etcd: list users: %w", err)
 		}
@@ -228,7 +205,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return nil, err
 	}
 	defer cancel()
-	if !validID(id) || now.IsZero() {
+	if !storage.ValidID(id) || now.IsZero() {
 		return nil, fmt.Errorf("etcd: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	revoked, err := s.revokeUserSessions(ctx, id, storage.ReasonUserChanged, now, func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error) {

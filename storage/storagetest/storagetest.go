@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,6 +128,9 @@ func testUsers(t *testing.T, s storage.Store) {
 	wantErr(t, "CreateUser same email", s.CreateUser(c, storage.User{ID: "u2", Email: "ada@example.com"}), storage.ErrAlreadyExists)
 	wantErr(t, "CreateUser empty id", s.CreateUser(c, storage.User{Email: "x@example.com"}), storage.ErrInvalidArgument)
 	wantErr(t, "CreateUser empty email", s.CreateUser(c, storage.User{ID: "u3"}), storage.ErrInvalidArgument)
+	long := strings.Repeat("x", 40000) + "@example.com" // past bbolt's key size limit
+	wantErr(t, "CreateUser oversized email", s.CreateUser(c, storage.User{ID: "u3", Email: long}), storage.ErrInvalidArgument)
+	wantErr(t, "CreateUser email with NUL", s.CreateUser(c, storage.User{ID: "u3", Email: "a\x00@example.com"}), storage.ErrInvalidArgument)
 
 	got, err := s.GetUser(c, "u1")
 	if err != nil {
@@ -173,6 +177,8 @@ func testUpdateUser(t *testing.T, s storage.Store) {
 	wantErr(t, "UpdateUser to a taken email", err, storage.ErrAlreadyExists)
 	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.ID = "u9"; return nil })
 	wantErr(t, "UpdateUser changing id", err, storage.ErrInvalidArgument)
+	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.Email = strings.Repeat("x", 40000) + "@example.com"; return nil })
+	wantErr(t, "UpdateUser to an oversized email", err, storage.ErrInvalidArgument)
 	boom := errors.New("boom")
 	_, err = s.UpdateUser(c, "u1", func(u *storage.User) error { u.Roles = nil; u.Email = "z@example.com"; return boom })
 	wantErr(t, "UpdateUser fn error", err, boom)

@@ -1,0 +1,140 @@
+// Package record is the storage format of sessions, users and signing keys
+// shared by the bbolt and etcd backends: one version byte, then JSON. The
+// bytes are pinned by golden tests in both backends (see
+// storagetest.GoldenSessionRecord); changing a field name, tag or the
+// version is a format change that needs a migration.
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchauth/latch/storage"
+)
+
+// Version prefixes every encoded record.
+const Version byte = 1
+
+// ErrCorrupt reports a record this version cannot decode.
+var ErrCorrupt = errors.New("corrupt or unknown record")
+
+// Encode returns v as a versioned record.
+func Encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return append([]byte{Version}, b...), nil
+}
+
+// Decode parses a versioned record into v.
+func Decode(data []byte, v any) error {
+	if len(data) < 2 || data[0] != Version {
+		return ErrCorrupt
+	}
+	if err := json.Unmarshal(data[1:], v); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return nil
+}
+
+type session struct {
+	ID                string    `json:"id"`
+	UserID            string    `json:"user_id"`
+	Audience          string    `json:"aud"`
+	CurrentHash       []byte    `json:"current"`
+	PreviousHash      []byte    `json:"previous,omitempty"`
+	PreviousRotatedAt time.Time `json:"previous_rotated_at"`
+	Generation        uint64    `json:"generation"`
+	CreatedAt         time.Time `json:"created_at"`
+	LastRotatedAt     time.Time `json:"last_rotated_at"`
+	IdleExpiresAt     time.Time `json:"idle_expires_at"`
+	AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
+	RevokedAt         time.Time `json:"revoked_at"`
+	RevokeReason      string    `json:"revoke_reason,omitempty"`
+}
+
+// EncodeSession returns the stored form of s.
+func EncodeSession(s storage.Session) ([]byte, error) {
+	r := session{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
+		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
+		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
+		RevokedAt: s.RevokedAt, RevokeReason: s.RevokeReason}
+	if !s.PreviousHash.IsZero() {
+		r.PreviousHash = s.PreviousHash[:]
+	}
+	return Encode(r)
+}
+
+// DecodeSession parses a stored session.
+func DecodeSession(data []byte) (storage.Session, error) {
+	var r session
+	if err := Decode(data, &r); err != nil {
+		return storage.Session{}, err
+	}
+	s := storage.Session{ID: r.ID, UserID: r.UserID, Audience: r.Audience, PreviousRotatedAt: r.PreviousRotatedAt,
+		Generation: r.Generation, CreatedAt: r.CreatedAt, LastRotatedAt: r.LastRotatedAt,
+		IdleExpiresAt: r.IdleExpiresAt, AbsoluteExpiresAt: r.AbsoluteExpiresAt, RevokedAt: r.RevokedAt,
+		RevokeReason: r.RevokeReason}
+	if len(r.CurrentHash) != len(s.CurrentHash) || (r.PreviousHash != nil && len(r.PreviousHash) != len(s.PreviousHash)) {
+		return storage.Session{}, fmt.Errorf("%w: bad refresh digest length", ErrCorrupt)
+	}
+	copy(s.CurrentHash[:], r.CurrentHash)
+	copy(s.PreviousHash[:], r.PreviousHash)
+	return s, nil
+}
+
+type user struct {
+	ID           string    `json:"id"`
+	Email        string    `json:"email"`
+	PasswordHash string    `json:"password_hash"`
+	Roles        []string  `json:"roles,omitempty"`
+	Disabled     bool      `json:"disabled,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// EncodeUser returns the stored form of u.
+func EncodeUser(u storage.User) ([]byte, error) {
+	return Encode(user{ID: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: u.Roles,
+		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
+}
+
+// DecodeUser parses a stored user. The result shares no memory with data.
+func DecodeUser(data []byte) (storage.User, error) {
+	var r user
+	if err := Decode(data, &r); err != nil {
+		return storage.User{}, err
+	}
+	return storage.User{ID: r.ID, Email: r.Email, PasswordHash: r.PasswordHash, Roles: r.Roles,
+		Disabled: r.Disabled, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+}
+
+type key struct {
+	ID          string           `json:"id"`
+	PrivateKey  []byte           `json:"private_key"`
+	PublicKey   []byte           `json:"public_key"`
+	State       storage.KeyState `json:"state"`
+	CreatedAt   time.Time        `json:"created_at"`
+	ActivatedAt time.Time        `json:"activated_at"`
+	RetiredAt   time.Time        `json:"retired_at"`
+}
+
+// EncodeKey returns the stored form of k.
+func EncodeKey(k storage.SigningKey) ([]byte, error) {
+	return Encode(key{ID: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: k.State,
+		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
+}
+
+// DecodeKey parses a stored signing key. The result shares no memory with
+// data.
+func DecodeKey(data []byte) (storage.SigningKey, error) {
+	var r key
+	if err := Decode(data, &r); err != nil {
+		return storage.SigningKey{}, err
+	}
+	return storage.SigningKey{ID: r.ID, PrivateKey: r.PrivateKey, PublicKey: r.PublicKey,
+		State: r.State, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}, nil
+}
