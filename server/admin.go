@@ -128,21 +128,33 @@ func checkID(field, id string) error {
 	return nil
 }
 
-// checkNewEmail normalises an email an administrator sets and checks that it
-// is one plain address (no display name, no list).
-func checkNewEmail(raw string) (string, error) {
+// ParseNewEmail normalises an email that is about to be stored (by an
+// administrator, the admin bootstrap or `latch user add`) and checks that it
+// is one plain address: no display name, no list, at most 254 bytes. It is
+// the one email policy for new accounts; its error messages name only the
+// rule that failed.
+func ParseNewEmail(raw string) (string, error) {
 	if !utf8.ValidString(raw) {
-		return "", invalidArg("email is not UTF-8")
+		return "", errors.New("email is not UTF-8")
 	}
 	email := NormalizeEmail(raw)
 	switch {
 	case email == "":
-		return "", invalidArg("email is required")
+		return "", errors.New("email is required")
 	case len(email) > maxEmailLength:
-		return "", invalidArg("email " + msgTooLongInField + " (254 bytes)")
+		return "", errors.New("email " + msgTooLongInField + " (254 bytes)")
 	}
 	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
-		return "", invalidArg("email is not a plain address like name@example.com")
+		return "", errors.New("email is not a plain address like name@example.com")
+	}
+	return email, nil
+}
+
+// checkNewEmail is ParseNewEmail with its failure as INVALID_ARGUMENT.
+func checkNewEmail(raw string) (string, error) {
+	email, err := ParseNewEmail(raw)
+	if err != nil {
+		return "", invalidArg(err.Error())
 	}
 	return email, nil
 }

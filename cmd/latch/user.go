@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
 	"runtime"
 	"strings"
 	"time"
@@ -58,8 +57,8 @@ func user(ctx context.Context, args []string, e env) error {
 	errs := sf.validate()
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
-	} else if _, err := mail.ParseAddress(email); err != nil {
-		errs = append(errs, fmt.Errorf("--email %q is not an email address", email))
+	} else if _, err := server.ParseNewEmail(email); err != nil {
+		errs = append(errs, fmt.Errorf("--email %q: %w", email, err))
 	}
 	if !pwStdin {
 		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/latchauth/latch/storage/bolt"
+)
+
+// TestUserAddRefusesNonPlainEmail: `latch user add` applies the same email
+// policy as AdminService.CreateUser and --bootstrap-admin
+// (server.ParseNewEmail). A display-name address used to be stored as
+// "alice <alice@example.com>", an account nobody could log in to.
+func TestUserAddRefusesNonPlainEmail(t *testing.T) {
+	for name, email := range map[string]string{
+		"display name": "Alice <alice@example.com>",
+		"list":         "a@example.com, b@example.com",
+	} {
+		t.Run(name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "latch.db")
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), []string{"user", "add", "--db", db, "--email", email, "--password-stdin"},
+				env{stdin: strings.NewReader("alice-password-1\n"), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
+			if code == 0 || !strings.Contains(errOut.String(), "plain address") {
+				t.Fatalf("user add --email %q: code %d, stderr %q; want refusal naming a plain address", email, code, errOut.String())
+			}
+			if strings.Contains(errOut.String()+out.String(), "alice-password-1") {
+				t.Errorf("the password reached the output: %q %q", out.String(), errOut.String())
+			}
+			// Refused before the database is opened: nothing was created.
+			st, err := bolt.Open(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			users, err := st.ListUsers(context.Background(), "", 10)
+			if err != nil || len(users) != 0 {
+				t.Errorf("users after refusal: %v, %v; want none", users, err)
+			}
+		})
+	}
+}
