@@ -120,18 +120,16 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	for _, name := range connFlagNames {
-		env := adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v := getenv(env); v != "" && !given[name] {
-			if err := fs.Set(name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
-			}
-		}
+	return pos, setFromEnv(fs, getenv, adminEnvName)
+}
+
+// adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
+// for a command's own flags, which have none.
+func adminEnvName(flagName string) string {
+	if !slices.Contains(connFlagNames, flagName) {
+		return ""
 	}
-	return pos, errors.Join(errs...)
+	return adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // adminCommand is one `latch admin <group> <verb>`.
@@ -218,7 +216,7 @@ func admin(ctx context.Context, args []string, e env) error {
 	if cmd.flags != nil {
 		cmd.flags(fs, &o)
 	}
-	fs.Usage = adminUsageFunc(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")))
+	fs.Usage = usageWithEnv(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")), adminEnvName)
 	pos, err := parseAdminFlags(fs, append(lead, args[2:]...), e.getenv)
 	if err != nil {
 		return err
@@ -254,26 +252,6 @@ func admin(ctx context.Context, args []string, e env) error {
 	}
 	human(e.stdout)
 	return nil
-}
-
-// adminUsageFunc prints a command's synopsis and its flags; connection
-// flags with their LATCH_ADMIN_* environment variable.
-func adminUsageFunc(fs *flag.FlagSet, synopsis string) func() {
-	return func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "%s\n\nFlags (environment variable in brackets):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			env := ""
-			if slices.Contains(connFlagNames, f.Name) {
-				env = " [" + adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")) + "]"
-			}
-			def := ""
-			if f.DefValue != "" && f.DefValue != "false" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(w, "  --%s%s%s\n      %s\n", f.Name, env, def, f.Usage)
-		})
-	}
 }
 
 // flagTakesValue reports whether a connection flag given before the
