@@ -173,19 +173,30 @@ func ValidRole(r string) bool {
 	return true
 }
 
-// checkRoles validates roles and returns them sorted without duplicates.
-func checkRoles(roles []string) ([]string, error) {
+// ParseRoles checks roles for a new or updated account (at most 32, each
+// ValidRole) and returns them sorted without duplicates. It is the one role
+// policy for AdminService and `latch user add`.
+func ParseRoles(roles []string) ([]string, error) {
 	if len(roles) > maxRoles {
-		return nil, invalidArg(fmt.Sprintf("at most %d roles", maxRoles))
+		return nil, fmt.Errorf("at most %d roles", maxRoles)
 	}
 	for _, r := range roles {
 		if !ValidRole(r) {
-			return nil, invalidArg("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
+			return nil, errors.New("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
 		}
 	}
 	out := slices.Clone(roles)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// checkRoles is ParseRoles with its failure as INVALID_ARGUMENT.
+func checkRoles(roles []string) ([]string, error) {
+	out, err := ParseRoles(roles)
+	if err != nil {
+		return nil, invalidArg(err.Error())
+	}
+	return out, nil
 }
 
 func checkNewPassword(pw string) error {
@@ -379,13 +390,14 @@ func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1
 		}
 		u, err = a.s.store.GetUser(ctx, l.UserId)
 	case *latchv1.GetUserRequest_Email:
-		if !utf8.ValidString(l.Email) || len(NormalizeEmail(l.Email)) > maxEmailLength {
+		email := NormalizeEmail(l.Email)
+		if !utf8.ValidString(email) || len(email) > maxEmailLength {
 			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
 		}
-		if NormalizeEmail(l.Email) == "" {
+		if email == "" {
 			return nil, invalidArg("email is required")
 		}
-		u, err = a.s.store.GetUserByEmail(ctx, NormalizeEmail(l.Email))
+		u, err = a.s.store.GetUserByEmail(ctx, email)
 	default:
 		return nil, invalidArg("user_id or email is required")
 	}

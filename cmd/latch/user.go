@@ -63,10 +63,17 @@ func user(ctx context.Context, args []string, e env) error {
 	if !pwStdin {
 		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))
 	}
+	badRole := false
 	for _, r := range roles.vals {
 		if !server.ValidRole(r) {
+			badRole = true
 			errs = append(errs, fmt.Errorf("--role %q: use letters, digits, '.', '_', ':' or '-' (1 to 64)", r))
 		}
+	}
+	// The same role policy as AdminService: sorted, no duplicates, at most 32.
+	userRoles, err := server.ParseRoles(roles.vals)
+	if err != nil && !badRole {
+		errs = append(errs, fmt.Errorf("--role: %w", err))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -84,7 +91,7 @@ func user(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	u, err := addUser(ctx, store, hasher, email, pw, roles.vals)
+	u, err := addUser(ctx, store, hasher, email, pw, userRoles)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,5 +42,30 @@ func TestUserAddRefusesNonPlainEmail(t *testing.T) {
 				t.Errorf("users after refusal: %v, %v; want none", users, err)
 			}
 		})
+	}
+}
+
+// TestUserAddRolesLikeAdminService: `latch user add` stores roles as
+// AdminService does (server.ParseRoles): sorted, without duplicates.
+func TestUserAddRolesLikeAdminService(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "latch.db")
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"user", "add", "--db", db, "--email", "svc@example.com", "--password-stdin",
+		"--role", "user", "--role", "introspect", "--role", "user"},
+		env{stdin: strings.NewReader("svc-password-1\n"), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("user add: code %d, stderr %q", code, errOut.String())
+	}
+	st, err := bolt.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, err := st.GetUserByEmail(context.Background(), "svc@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"introspect", "user"}; !slices.Equal(u.Roles, want) {
+		t.Errorf("stored roles %q, want %q", u.Roles, want)
 	}
 }
