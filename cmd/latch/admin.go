@@ -387,7 +387,7 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 		if err != nil {
 			return nil, fmt.Errorf("--addr %q: %w", cf.addr, err)
 		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if !isLoopbackHost(host) {
 			return nil, fmt.Errorf("--insecure sends the admin credential in plaintext: allowed only to a loopback address, not %s; use TLS (--tls-ca)", host)
 		}
 		return insecure.NewCredentials(), nil
