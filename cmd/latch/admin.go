@@ -106,6 +106,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 // connection flags not given from LATCH_ADMIN_*, and returns the positional
 // arguments.
 func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	args = markDashIDs(fs, args)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -121,6 +122,46 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 		args = fs.Args()[1:]
 	}
 	return pos, setFromEnv(fs, getenv, adminEnvName)
+}
+
+// markDashIDs lets a positional argument begin with '-', as a user or
+// session id may (ids are base64url): an argument with one leading dash that
+// names no flag of fs is preceded by "--", so that fs.Parse hands it back as
+// positional instead of refusing it as an unknown flag. A value of a flag
+// that takes one is left alone; a misspelt "--flag" is still refused.
+func markDashIDs(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			// The next argument is positional whatever it looks like.
+			out = append(out, args[i:min(i+2, len(args))]...)
+			i++
+			continue
+		}
+		if len(a) < 2 || a[0] != '-' {
+			out = append(out, a)
+			continue
+		}
+		name, hasValue := strings.TrimLeft(a, "-"), false
+		if j := strings.IndexByte(name, '='); j >= 0 {
+			name, hasValue = name[:j], true
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			if a[1] != '-' && name != "h" && name != "help" {
+				out = append(out, "--")
+			}
+			out = append(out, a)
+			continue
+		}
+		out = append(out, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			out = append(out, args[i]) // the flag's value, whatever it looks like
+		}
+	}
+	return out
 }
 
 // adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
