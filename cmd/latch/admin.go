@@ -314,7 +314,7 @@ type prompter struct {
 }
 
 func newPrompter(e env) *prompter {
-	p := &prompter{out: e.stderr, br: bufio.NewReaderSize(e.stdin, password.MaxLength+3)}
+	p := &prompter{out: e.stderr, br: bufio.NewReaderSize(e.stdin, secretLineBuffer)}
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.fd, p.tty = int(f.Fd()), true
 	}
@@ -326,11 +326,11 @@ func newPrompter(e env) *prompter {
 func (p *prompter) secret(what string, confirm bool) (string, error) {
 	read := func(prompt string) (string, error) {
 		if !p.tty {
-			line, err := p.br.ReadString('\n')
+			line, err := readSecretLine(p.br)
 			if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 				return "", fmt.Errorf("read %s from standard input: %w", what, err)
 			}
-			return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+			return line, nil
 		}
 		fmt.Fprint(p.out, prompt)
 		b, err := term.ReadPassword(p.fd)

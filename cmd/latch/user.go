@@ -102,16 +102,30 @@ func user(ctx context.Context, args []string, e env) error {
 // readPassword reads one line (without its line ending) and checks its
 // length.
 func readPassword(r io.Reader) (string, error) {
-	br := bufio.NewReaderSize(io.LimitReader(r, password.MaxLength+3), password.MaxLength+3)
-	line, err := br.ReadString('\n')
+	line, err := readSecretLine(bufio.NewReaderSize(r, secretLineBuffer))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password from stdin: %w", err)
 	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 	if err := password.CheckLength(line); err != nil {
 		return "", fmt.Errorf("password from stdin: must be 8 to 1024 bytes: %w", err)
 	}
 	return line, nil
+}
+
+// secretLineBuffer is the buffer of a reader for readSecretLine: the
+// longest password and a CR LF, and one byte to tell a longer line.
+const secretLineBuffer = password.MaxLength + 3
+
+// readSecretLine reads one line from br without its line ending, never more
+// than br's buffer: a longer line comes back cut, and then fails the
+// password length check, instead of being read without bound. At the end of
+// input it returns what it read and io.EOF.
+func readSecretLine(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		err = nil
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), err
 }
 
 // addUser hashes pw and stores a new user.

@@ -69,3 +69,36 @@ func TestUserAddRolesLikeAdminService(t *testing.T) {
 		t.Errorf("stored roles %q, want %q", u.Roles, want)
 	}
 }
+
+// endlessReader is standard input that never ends a line; it counts what was
+// read from it.
+type endlessReader struct{ n int }
+
+func (r *endlessReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	r.n += len(p)
+	return len(p), nil
+}
+
+// TestPasswordLineIsBounded: a password line without end, on `latch user
+// add`'s or `latch admin`'s standard input, is refused after at most one
+// buffer (the longest password and a CR LF), not read without bound.
+func TestPasswordLineIsBounded(t *testing.T) {
+	in := &endlessReader{}
+	if _, err := readPassword(in); err == nil || !strings.Contains(err.Error(), "8 to 1024 bytes") {
+		t.Errorf("readPassword: err %v, want the length refusal", err)
+	}
+	if in.n > secretLineBuffer {
+		t.Errorf("readPassword read %d bytes, want at most %d", in.n, secretLineBuffer)
+	}
+	in = &endlessReader{}
+	p := newPrompter(env{stdin: in, stderr: &bytes.Buffer{}})
+	if _, err := p.secret("new password", true); err == nil || !strings.Contains(err.Error(), "8 to 1024 bytes") {
+		t.Errorf("prompter: err %v, want the length refusal", err)
+	}
+	if in.n > secretLineBuffer {
+		t.Errorf("prompter read %d bytes, want at most %d", in.n, secretLineBuffer)
+	}
+}
