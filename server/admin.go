@@ -128,21 +128,33 @@ func checkID(field, id string) error {
 	return nil
 }
 
-// checkNewEmail normalises an email an administrator sets and checks that it
-// is one plain address (no display name, no list).
-func checkNewEmail(raw string) (string, error) {
+// ParseNewEmail normalises an email that is about to be stored (by an
+// administrator, the admin bootstrap or `latch user add`) and checks that it
+// is one plain address: no display name, no list, at most 254 bytes. It is
+// the one email policy for new accounts; its error messages name only the
+// rule that failed.
+func ParseNewEmail(raw string) (string, error) {
 	if !utf8.ValidString(raw) {
-		return "", invalidArg("email is not UTF-8")
+		return "", errors.New("email is not UTF-8")
 	}
 	email := NormalizeEmail(raw)
 	switch {
 	case email == "":
-		return "", invalidArg("email is required")
+		return "", errors.New("email is required")
 	case len(email) > maxEmailLength:
-		return "", invalidArg("email " + msgTooLongInField + " (254 bytes)")
+		return "", errors.New("email " + msgTooLongInField + " (254 bytes)")
 	}
 	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
-		return "", invalidArg("email is not a plain address like name@example.com")
+		return "", errors.New("email is not a plain address like name@example.com")
+	}
+	return email, nil
+}
+
+// checkNewEmail is ParseNewEmail with its failure as INVALID_ARGUMENT.
+func checkNewEmail(raw string) (string, error) {
+	email, err := ParseNewEmail(raw)
+	if err != nil {
+		return "", invalidArg(err.Error())
 	}
 	return email, nil
 }
@@ -161,19 +173,30 @@ func ValidRole(r string) bool {
 	return true
 }
 
-// checkRoles validates roles and returns them sorted without duplicates.
-func checkRoles(roles []string) ([]string, error) {
+// ParseRoles checks roles for a new or updated account (at most 32, each
+// ValidRole) and returns them sorted without duplicates. It is the one role
+// policy for AdminService and `latch user add`.
+func ParseRoles(roles []string) ([]string, error) {
 	if len(roles) > maxRoles {
-		return nil, invalidArg(fmt.Sprintf("at most %d roles", maxRoles))
+		return nil, fmt.Errorf("at most %d roles", maxRoles)
 	}
 	for _, r := range roles {
 		if !ValidRole(r) {
-			return nil, invalidArg("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
+			return nil, errors.New("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
 		}
 	}
 	out := slices.Clone(roles)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// checkRoles is ParseRoles with its failure as INVALID_ARGUMENT.
+func checkRoles(roles []string) ([]string, error) {
+	out, err := ParseRoles(roles)
+	if err != nil {
+		return nil, invalidArg(err.Error())
+	}
+	return out, nil
 }
 
 func checkNewPassword(pw string) error {
@@ -367,13 +390,14 @@ func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1
 		}
 		u, err = a.s.store.GetUser(ctx, l.UserId)
 	case *latchv1.GetUserRequest_Email:
-		if !utf8.ValidString(l.Email) || len(NormalizeEmail(l.Email)) > maxEmailLength {
+		email := NormalizeEmail(l.Email)
+		if !utf8.ValidString(email) || len(email) > maxEmailLength {
 			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
 		}
-		if NormalizeEmail(l.Email) == "" {
+		if email == "" {
 			return nil, invalidArg("email is required")
 		}
-		u, err = a.s.store.GetUserByEmail(ctx, NormalizeEmail(l.Email))
+		u, err = a.s.store.GetUserByEmail(ctx, email)
 	default:
 		return nil, invalidArg("user_id or email is required")
 	}

@@ -106,6 +106,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 // connection flags not given from LATCH_ADMIN_*, and returns the positional
 // arguments.
 func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	args = markDashIDs(fs, args)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -120,18 +121,56 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	for _, name := range connFlagNames {
-		env := adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v := getenv(env); v != "" && !given[name] {
-			if err := fs.Set(name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+	return pos, setFromEnv(fs, getenv, adminEnvName)
+}
+
+// markDashIDs lets a positional argument begin with '-', as a user or
+// session id may (ids are base64url): an argument with one leading dash that
+// names no flag of fs is preceded by "--", so that fs.Parse hands it back as
+// positional instead of refusing it as an unknown flag. A value of a flag
+// that takes one is left alone; a misspelt "--flag" is still refused.
+func markDashIDs(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			// The next argument is positional whatever it looks like.
+			out = append(out, args[i:min(i+2, len(args))]...)
+			i++
+			continue
+		}
+		if len(a) < 2 || a[0] != '-' {
+			out = append(out, a)
+			continue
+		}
+		name, hasValue := strings.TrimLeft(a, "-"), false
+		if j := strings.IndexByte(name, '='); j >= 0 {
+			name, hasValue = name[:j], true
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			if a[1] != '-' && name != "h" && name != "help" {
+				out = append(out, "--")
 			}
+			out = append(out, a)
+			continue
+		}
+		out = append(out, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			out = append(out, args[i]) // the flag's value, whatever it looks like
 		}
 	}
-	return pos, errors.Join(errs...)
+	return out
+}
+
+// adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
+// for a command's own flags, which have none.
+func adminEnvName(flagName string) string {
+	if !slices.Contains(connFlagNames, flagName) {
+		return ""
+	}
+	return adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // adminCommand is one `latch admin <group> <verb>`.
@@ -218,7 +257,7 @@ func admin(ctx context.Context, args []string, e env) error {
 	if cmd.flags != nil {
 		cmd.flags(fs, &o)
 	}
-	fs.Usage = adminUsageFunc(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")))
+	fs.Usage = usageWithEnv(fs, fmt.Sprintf("Usage: latch admin %s %s [flags]\n\n(latch admin --help lists every command)", name, strings.Join(cmd.args, " ")), adminEnvName)
 	pos, err := parseAdminFlags(fs, append(lead, args[2:]...), e.getenv)
 	if err != nil {
 		return err
@@ -256,26 +295,6 @@ func admin(ctx context.Context, args []string, e env) error {
 	return nil
 }
 
-// adminUsageFunc prints a command's synopsis and its flags; connection
-// flags with their LATCH_ADMIN_* environment variable.
-func adminUsageFunc(fs *flag.FlagSet, synopsis string) func() {
-	return func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "%s\n\nFlags (environment variable in brackets):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			env := ""
-			if slices.Contains(connFlagNames, f.Name) {
-				env = " [" + adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")) + "]"
-			}
-			def := ""
-			if f.DefValue != "" && f.DefValue != "false" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(w, "  --%s%s%s\n      %s\n", f.Name, env, def, f.Usage)
-		})
-	}
-}
-
 // flagTakesValue reports whether a connection flag given before the
 // command consumes the next argument.
 func flagTakesValue(arg string) bool {
@@ -295,7 +314,7 @@ type prompter struct {
 }
 
 func newPrompter(e env) *prompter {
-	p := &prompter{out: e.stderr, br: bufio.NewReaderSize(e.stdin, password.MaxLength+3)}
+	p := &prompter{out: e.stderr, br: bufio.NewReaderSize(e.stdin, secretLineBuffer)}
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.fd, p.tty = int(f.Fd()), true
 	}
@@ -307,11 +326,11 @@ func newPrompter(e env) *prompter {
 func (p *prompter) secret(what string, confirm bool) (string, error) {
 	read := func(prompt string) (string, error) {
 		if !p.tty {
-			line, err := p.br.ReadString('\n')
+			line, err := readSecretLine(p.br)
 			if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 				return "", fmt.Errorf("read %s from standard input: %w", what, err)
 			}
-			return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+			return line, nil
 		}
 		fmt.Fprint(p.out, prompt)
 		b, err := term.ReadPassword(p.fd)
@@ -409,7 +428,7 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 		if err != nil {
 			return nil, fmt.Errorf("--addr %q: %w", cf.addr, err)
 		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if !isLoopbackHost(host) {
 			return nil, fmt.Errorf("--insecure sends the admin credential in plaintext: allowed only to a loopback address, not %s; use TLS (--tls-ca)", host)
 		}
 		return insecure.NewCredentials(), nil

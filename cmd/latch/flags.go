@@ -48,16 +48,24 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		fs.Usage()
 		return errUsage
 	}
+	return setFromEnv(fs, getenv, envName)
+}
+
+// setFromEnv sets every flag of fs that was not given on the command line
+// from the environment variable envOf names for it (none when envOf returns
+// "").
+func setFromEnv(fs *flag.FlagSet, getenv func(string) string, envOf func(flagName string) string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
+		env := envOf(f.Name)
+		if given[f.Name] || env == "" {
 			return
 		}
-		if v := getenv(envName(f.Name)); v != "" {
+		if v := getenv(env); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
 			}
 		}
 	})
@@ -67,15 +75,25 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 // usageFunc prints a command's synopsis and its flags with their
 // environment variables.
 func usageFunc(fs *flag.FlagSet, synopsis string) func() {
+	return usageWithEnv(fs, synopsis, envName)
+}
+
+// usageWithEnv is usageFunc with the environment variable of each flag named
+// by envOf (none shown when it returns "").
+func usageWithEnv(fs *flag.FlagSet, synopsis string, envOf func(flagName string) string) func() {
 	return func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "%s\n\nFlags (environment variable in brackets):\n", synopsis)
 		fs.VisitAll(func(f *flag.Flag) {
+			env := ""
+			if name := envOf(f.Name); name != "" {
+				env = " [" + name + "]"
+			}
 			def := ""
 			if f.DefValue != "" && f.DefValue != "false" {
 				def = fmt.Sprintf(" (default %s)", f.DefValue)
 			}
-			fmt.Fprintf(w, "  --%s [%s]%s\n      %s\n", f.Name, envName(f.Name), def, f.Usage)
+			fmt.Fprintf(w, "  --%s%s%s\n      %s\n", f.Name, env, def, f.Usage)
 		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/mail"
 	"os"
 
 	"github.com/latchauth/latch/server"
@@ -44,8 +43,8 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 		return nil
 	}
 	var errs []error
-	if addr, err := mail.ParseAddress(b.email); err != nil || addr.Address != b.email {
-		errs = append(errs, fmt.Errorf("--bootstrap-admin %q is not a plain email address", b.email))
+	if _, err := server.ParseNewEmail(b.email); err != nil {
+		errs = append(errs, fmt.Errorf("--bootstrap-admin %q is not a plain email address: %w", b.email, err))
 	}
 	switch {
 	case envPW != "" && b.passwordFile != "":

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -99,7 +98,7 @@ func (f *storageFlags) validate() []error {
 				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http://host:port or https://host:port", ep))
 			case u.Scheme == "http" && tlsWanted:
 				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is http:// but TLS options are set; use https://", ep))
-			case u.Scheme == "http" && !f.plaintext && !loopback(u.Hostname()):
+			case u.Scheme == "http" && !f.plaintext && !isLoopbackHost(u.Hostname()):
 				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is plaintext over the network: use https:// with --etcd-ca (and --etcd-cert/--etcd-key), or --etcd-allow-plaintext on a network you trust", ep))
 			default:
 				schemes[u.Scheme] = true
@@ -208,13 +207,4 @@ func startRevocationFeed(ctx context.Context, srv *server.Server, log *slog.Logg
 	case <-t.C:
 		log.Warn("revocation feed not established yet; serving anyway (it keeps trying)", "event", "revocation_feed_slow")
 	}
-}
-
-// loopback reports whether host names this machine.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -109,6 +109,13 @@ func isLoopback(addr string) bool {
 	if err != nil {
 		return false
 	}
+	return isLoopbackHost(host)
+}
+
+// isLoopbackHost reports whether a host names only this machine: localhost
+// or a loopback IP. The one loopback test for listen, etcd and admin
+// addresses.
+func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

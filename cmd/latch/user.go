@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
 	"runtime"
 	"strings"
 	"time"
@@ -58,16 +57,23 @@ func user(ctx context.Context, args []string, e env) error {
 	errs := sf.validate()
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
-	} else if _, err := mail.ParseAddress(email); err != nil {
-		errs = append(errs, fmt.Errorf("--email %q is not an email address", email))
+	} else if _, err := server.ParseNewEmail(email); err != nil {
+		errs = append(errs, fmt.Errorf("--email %q: %w", email, err))
 	}
 	if !pwStdin {
 		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))
 	}
+	badRole := false
 	for _, r := range roles.vals {
 		if !server.ValidRole(r) {
+			badRole = true
 			errs = append(errs, fmt.Errorf("--role %q: use letters, digits, '.', '_', ':' or '-' (1 to 64)", r))
 		}
+	}
+	// The same role policy as AdminService: sorted, no duplicates, at most 32.
+	userRoles, err := server.ParseRoles(roles.vals)
+	if err != nil && !badRole {
+		errs = append(errs, fmt.Errorf("--role: %w", err))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -85,7 +91,7 @@ func user(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	u, err := addUser(ctx, store, hasher, email, pw, roles.vals)
+	u, err := addUser(ctx, store, hasher, email, pw, userRoles)
 	if err != nil {
 		return err
 	}
@@ -96,16 +102,30 @@ func user(ctx context.Context, args []string, e env) error {
 // readPassword reads one line (without its line ending) and checks its
 // length.
 func readPassword(r io.Reader) (string, error) {
-	br := bufio.NewReaderSize(io.LimitReader(r, password.MaxLength+3), password.MaxLength+3)
-	line, err := br.ReadString('\n')
+	line, err := readSecretLine(bufio.NewReaderSize(r, secretLineBuffer))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password from stdin: %w", err)
 	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 	if err := password.CheckLength(line); err != nil {
 		return "", fmt.Errorf("password from stdin: must be 8 to 1024 bytes: %w", err)
 	}
 	return line, nil
+}
+
+// secretLineBuffer is the buffer of a reader for readSecretLine: the
+// longest password and a CR LF, and one byte to tell a longer line.
+const secretLineBuffer = password.MaxLength + 3
+
+// readSecretLine reads one line from br without its line ending, never more
+// than br's buffer: a longer line comes back cut, and then fails the
+// password length check, instead of being read without bound. At the end of
+// input it returns what it read and io.EOF.
+func readSecretLine(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		err = nil
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), err
 }
 
 // addUser hashes pw and stores a new user.
