@@ -53,3 +53,26 @@ func BenchmarkRefresh(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIntrospectUncached is BenchmarkIntrospect with the verify cache
+// off: every call verifies two tokens (the caller's credential and the
+// target) with ECDSA, as `latch bench`'s "verify cache off" row does.
+func BenchmarkIntrospectUncached(b *testing.B) {
+	cfg := baseConfig()
+	cfg.VerifyCacheSize = -1
+	e := newEnv(b, cfg)
+	e.addUser("alice@example.com", "alice-password")
+	ctx := e.introspector()
+	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := e.client.Introspect(ctx, &latchv1.IntrospectRequest{Token: tok})
+			if err != nil || !resp.GetActive() {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

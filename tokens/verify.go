@@ -148,8 +148,8 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 // the jti and sid afterwards.
 //
 // The token is split, decoded and checked once, strictly, by this package
-// (the header fixes the one algorithm, ES256); golang-jwt's ES256 signing
-// method then checks the signature over the bytes as received, and its
+// (the header fixes the one algorithm, ES256); crypto/ecdsa then checks the
+// ES256 signature over the bytes as received (es256.go), and golang-jwt's
 // validator the validity of exactly the decoded claims (iss, aud, exp, nbf,
 // iat). Nothing is decoded twice.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
@@ -164,7 +164,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	var rawSig [64]byte
+	var rawSig [es256Size]byte
 	if !isRawSignature(sig) {
 		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
@@ -182,11 +182,10 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	case err != nil:
 		return Claims{}, fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
 	}
-	// golang-jwt's ES256 checks the signature length and calls
-	// ecdsa.Verify, which refuses r or s equal to 0 or not below the
-	// curve order. As golang-jwt's Parser does, the signature is checked
-	// before the claims' validity.
-	if err := jwt.SigningMethodES256.Verify(tok[:len(h)+1+len(p)], rawSig[:], key); err != nil {
+	// ES256 over the bytes as received (es256.go): crypto/ecdsa refuses r
+	// or s equal to 0 or not below the curve order. As golang-jwt's Parser
+	// does, the signature is checked before the claims' validity.
+	if !verifyES256(key, []byte(tok[:len(h)+1+len(p)]), &rawSig) {
 		return Claims{}, invalid(ErrSignature, "")
 	}
 	if err := v.validator.Validate(&x); err != nil {

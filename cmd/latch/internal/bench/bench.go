@@ -413,16 +413,19 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n\n",
 		r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tname\treq/s\tp50 µs\tp99 µs\terrors\tserver CPU\tserver peak RSS MiB\t")
+	fmt.Fprintln(tw, "kind\tname\treq/s\tp50 µs\tp99 µs\terrors\tserver CPU\tbench CPU\tserver peak RSS MiB\t")
 	for _, row := range r.Rows {
-		cpu, rss := "", ""
+		cpu, self, rss := "", "", ""
 		if row.ServerCores > 0 {
 			cpu = fmt.Sprintf("%.2f cores", row.ServerCores)
+		}
+		if row.ClientCores > 0 {
+			self = fmt.Sprintf("%.2f cores", row.ClientCores)
 		}
 		if row.ServerPeakMiB > 0 {
 			rss = fmt.Sprintf("%.1f", row.ServerPeakMiB)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros, row.Errors, cpu, rss)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros, row.Errors, cpu, self, rss)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nratios (same run):")

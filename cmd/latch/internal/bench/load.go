@@ -11,15 +11,18 @@ import (
 
 // Result is one measured row of the table.
 type Result struct {
-	Name          string  `json:"name"`
-	Kind          string  `json:"kind"` // "baseline" or "scenario"
-	Ops           int64   `json:"ops"`
-	Errors        int64   `json:"errors"`
-	Seconds       float64 `json:"seconds"`
-	PerSecond     float64 `json:"per_second"`
-	P50Micros     float64 `json:"p50_us"`
-	P99Micros     float64 `json:"p99_us"`
-	ServerCores   float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"` // "baseline" or "scenario"
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"per_second"`
+	P50Micros   float64 `json:"p50_us"`
+	P99Micros   float64 `json:"p99_us"`
+	ServerCores float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
+	// ClientCores is the average cores this process (the load generator,
+	// and for baselines the measured code itself) used over the row.
+	ClientCores   float64 `json:"client_cpu_cores,omitempty"`
 	ServerPeakMiB float64 `json:"server_peak_rss_mib,omitempty"`
 	// ServerStartMiB is the server's RSS when the row started.
 	ServerStartMiB float64 `json:"server_start_rss_mib,omitempty"`

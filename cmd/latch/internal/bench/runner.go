@@ -65,8 +65,12 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	cpu0, _ := cpuSeconds(pid)
 	resetPeak(pid)
 	startKiB, _ := memKiB(pid, "VmRSS")
+	self0, selfErr := selfCPUSeconds()
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
+	if self1, err := selfCPUSeconds(); err == nil && selfErr == nil {
+		r.ClientCores = (self1 - self0) / r.Seconds
+	}
 	if kind != "baseline" && kind != "sibling" {
 		r.ServerStartMiB = startKiB / 1024
 		if cpu1, err := cpuSeconds(pid); err == nil {
