@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +65,43 @@ func TestPrepareAndCountSwept(t *testing.T) {
 func TestFloodBound(t *testing.T) {
 	if got := FloodBoundMiB(20, 1, 19456); got != 20+3*19+16 {
 		t.Fatalf("FloodBoundMiB = %v", got)
+	}
+}
+
+// TestRatiosUseTheirOwnRows checks that each ratio is computed from the row
+// it names: with --only selecting the verify-cache-off Introspect row but
+// not the cached distinct-token row (their names share the prefix
+// "Introspect (" and the suffix "distinct tokens)"), or a scale row but not
+// the Refresh scenario, no ratio is computed from the wrong row.
+func TestRatiosUseTheirOwnRows(t *testing.T) {
+	ratios := func(rows ...Result) map[string]float64 {
+		b := &runner{report: &Report{Rows: rows}}
+		b.ratios()
+		got := map[string]float64{}
+		for _, r := range b.report.Ratios {
+			got[r.Name] = r.Value
+		}
+		return got
+	}
+	echo := Result{Name: "raw gRPC unary echo", Kind: "baseline", PerSecond: 1000}
+	batch := Result{Name: "raw bbolt durable Batch commit", Kind: "baseline", PerSecond: 1000}
+	uncached := Result{Name: "Introspect (verify cache off, 10000 distinct tokens)", Kind: "scenario", PerSecond: 100}
+	scale := Result{Name: "Refresh, 10000 stored sessions (db 16 MiB)", Kind: "scale", PerSecond: 300}
+
+	got := ratios(echo, batch, uncached, scale)
+	for name := range got {
+		if strings.HasPrefix(name, "Introspect (distinct)") || strings.HasPrefix(name, "Refresh / ") {
+			t.Errorf("ratio %q computed without its row (from %v)", name, got)
+		}
+	}
+
+	distinct := Result{Name: "Introspect (10000 distinct tokens)", Kind: "scenario", PerSecond: 700}
+	refresh := Result{Name: "Refresh (rotation chains)", Kind: "scenario", PerSecond: 500}
+	got = ratios(echo, batch, uncached, scale, distinct, refresh)
+	if v := got["Introspect (distinct) / gRPC echo"]; v != 0.7 {
+		t.Errorf("Introspect (distinct) / gRPC echo = %v, want 0.7 (from the cached row)", v)
+	}
+	if v := got["Refresh / raw bbolt batched commit"]; v != 0.5 {
+		t.Errorf("Refresh / raw bbolt batched commit = %v, want 0.5 (from the scenario row)", v)
 	}
 }
