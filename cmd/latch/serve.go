@@ -70,6 +70,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	f.extAuthz.register(fs)
 	var boot bootstrapFlags // serve_admin.go
 	boot.register(fs)
+	var mf memFlags // serve_mem.go
+	mf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -91,7 +93,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
 	bootErr := boot.check(e.getenv, log)
 	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr, extErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr)...); err != nil {
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, mf.validate())...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -167,6 +169,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
 	releaseStartupMemory()
+	defer mf.startGCFloor().Stop()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {
