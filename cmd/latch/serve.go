@@ -106,7 +106,8 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer store.Close()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
+	floor := mf.gcFloor()
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(floor.hold))
 	if err != nil {
 		return err
 	}
@@ -169,7 +170,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
 	releaseStartupMemory()
-	defer mf.startGCFloor().Stop()
+	floor.start()
+	defer floor.stop()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/latchauth/latch/server/gcfloor"
 )
@@ -37,9 +38,22 @@ func (m memFlags) validate() error {
 	return nil
 }
 
-// startGCFloor starts the heap floor (nil when disabled or GOGC=off); call
-// it after releaseStartupMemory, so that the floor is computed from the
-// heap that serving starts with.
-func (m memFlags) startGCFloor() *gcfloor.Floor {
-	return gcfloor.Start(uint64(m.gcHeapFloorMiB) << 20)
+// gcFloor is the serve command's heap floor: created before the password
+// hasher, whose hashes hold it (argon2id's blocks are paced as usual),
+// and started once startup's garbage has been released.
+type gcFloor struct {
+	bytes uint64
+	f     atomic.Pointer[gcfloor.Floor]
 }
+
+func (m memFlags) gcFloor() *gcFloor { return &gcFloor{bytes: uint64(m.gcHeapFloorMiB) << 20} }
+
+// hold is the password hasher's hook (password.WithHashHook).
+func (g *gcFloor) hold() func() { return g.f.Load().Hold() }
+
+// start starts the floor; call it after releaseStartupMemory, so that the
+// floor is computed from the heap that serving starts with.
+func (g *gcFloor) start() { g.f.Store(gcfloor.Start(g.bytes)) }
+
+// stop restores the GC percent the process started with.
+func (g *gcFloor) stop() { g.f.Load().Stop() }

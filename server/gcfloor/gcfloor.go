@@ -19,8 +19,13 @@
 // (a login flood's argon2id blocks, say) is paced exactly as before; an
 // idle server allocates too little to reach the floor between the
 // runtime's forced collections (every 2 minutes), so its RSS does not grow.
-// GOGC=off (a negative base) disables the package, and so does a floor of
-// zero. A GOMEMLIMIT still applies: the runtime collects before reaching it
+// Large short-lived allocations are the exception: argon2id's 19 MiB
+// blocks under a login flood would pile up as garbage under a raised goal,
+// past the flood's stated peak-RSS bound. While any Hold is outstanding
+// (the password hasher holds one per hash) the floor steps aside and the
+// base percent applies, until the first collection after the last Hold
+// ends. GOGC=off (a negative base) disables the package, and so does a
+// floor of zero. A GOMEMLIMIT still applies: the runtime collects before reaching it
 // whatever the GC percent.
 package gcfloor
 
@@ -47,6 +52,7 @@ const runtimeHeapMinimum = 4 << 20
 type Floor struct {
 	floor   uint64
 	base    int
+	holds   atomic.Int64
 	stopped atomic.Bool
 	mu      sync.Mutex // serialises adjust and Stop
 	samples []metrics.Sample
@@ -63,7 +69,7 @@ type sentinel struct {
 
 // Start sets the floor to floorBytes and keeps it after every collection
 // until Stop. It returns nil, and changes nothing, when floorBytes is zero
-// or the collector is off (GOGC=off).
+// or the collector is off (GOGC=off). All methods are safe on a nil Floor.
 func Start(floorBytes uint64) *Floor {
 	base := GCPercent()
 	if floorBytes == 0 || base < 0 {
@@ -74,6 +80,24 @@ func Start(floorBytes uint64) *Floor {
 	f.adjust()
 	f.arm()
 	return f
+}
+
+// Hold suspends the floor until the returned function is called (and a
+// collection has run since): the base GC percent applies meanwhile. Call it
+// around work that allocates large short-lived blocks.
+func (f *Floor) Hold() (release func()) {
+	if f == nil {
+		return func() {}
+	}
+	if f.holds.Add(1) == 1 {
+		f.mu.Lock()
+		if !f.stopped.Load() {
+			debug.SetGCPercent(f.base)
+		}
+		f.mu.Unlock()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { f.holds.Add(-1) }) }
 }
 
 // GCPercent returns the collector's current GC percent (GOGC; negative
@@ -122,6 +146,10 @@ func (f *Floor) adjust() {
 	if f.stopped.Load() {
 		return
 	}
+	if f.holds.Load() > 0 {
+		debug.SetGCPercent(f.base)
+		return
+	}
 	metrics.Read(f.samples)
 	var v [3]uint64
 	for i, s := range f.samples {
@@ -134,7 +162,7 @@ func (f *Floor) adjust() {
 }
 
 // Stop ends the floor and restores the GC percent the process started
-// with. It is safe on a nil Floor.
+// with.
 func (f *Floor) Stop() {
 	if f == nil {
 		return

@@ -113,3 +113,33 @@ func TestStartOffOrZero(t *testing.T) {
 	var nilFloor *Floor
 	nilFloor.Stop() // safe
 }
+
+// TestHoldSuspendsTheFloor: while a Hold is outstanding the base percent
+// applies, through collections; after its release the next collection
+// restores the floor. A nil Floor's Hold is a no-op.
+func TestHoldSuspendsTheFloor(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(base)
+	f := Start(256 << 20)
+	defer f.Stop()
+	waitPercent(t, func(p int) bool { return p > 100 })
+
+	release := f.Hold()
+	if got := GCPercent(); got != 100 {
+		t.Fatalf("GC percent %d while held, want the base 100", got)
+	}
+	second := f.Hold()
+	release()
+	release() // idempotent: must not release the second hold
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond) // let a cleanup run, if one were wrongly to raise it
+	if got := GCPercent(); got != 100 {
+		t.Fatalf("GC percent %d with one hold left, want the base 100", got)
+	}
+	second()
+	waitPercent(t, func(p int) bool { return p > 100 })
+
+	var nilFloor *Floor
+	nilFloor.Hold()()
+}

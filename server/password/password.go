@@ -94,6 +94,7 @@ type Hasher struct {
 	wait   time.Duration
 	rand   io.Reader
 	dummy  string
+	hook   func() (end func()) // see WithHashHook; nil: none
 }
 
 // Option configures a Hasher.
@@ -111,6 +112,23 @@ func WithQueueTimeout(d time.Duration) Option { return func(h *Hasher) { h.wait 
 // WithRand sets the source of salts. Default crypto/rand.Reader; anything
 // predictable makes salts predictable.
 func WithRand(r io.Reader) Option { return func(h *Hasher) { h.rand = r } }
+
+// WithHashHook sets a function called as each hash or verification starts
+// work in its slot; the function it returns is called when that work ends.
+// Each argon2id computation allocates Params.Memory KiB (19 MiB by
+// default) that becomes garbage when it ends: `latch serve` uses the hook
+// to suspend its GC heap floor (server/gcfloor) while passwords are being
+// hashed, so that these blocks are collected at the usual pace. Default
+// none.
+func WithHashHook(start func() (end func())) Option { return func(h *Hasher) { h.hook = start } }
+
+// working runs the hash hook's start and returns its end.
+func (h *Hasher) working() (end func()) {
+	if h.hook == nil {
+		return func() {}
+	}
+	return h.hook()
+}
 
 // NewHasher returns a Hasher writing hashes with params and running at most
 // concurrency hashes at once (at least 1).
@@ -157,6 +175,7 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer h.release()
+	defer h.working()()
 	return h.hash([]byte(pw))
 }
 
@@ -186,6 +205,7 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash boo
 		return false, false, err
 	}
 	defer h.release()
+	defer h.working()()
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):
 		p, salt, key, err := decodeArgon2id(encoded)

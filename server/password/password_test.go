@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +167,47 @@ func BenchmarkHashDefault(b *testing.B) {
 		if _, err := h.Hash(context.Background(), "benchmark password"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHashHookWrapsEachHash: the hook's start and end bracket every hash
+// and verification (argon2id and bcrypt, match or not), never a refused
+// oversize password, and each end runs once.
+func TestHashHookWrapsEachHash(t *testing.T) {
+	var started, ended, inside atomic.Int64
+	h, err := NewHasher(testParams(), 2, WithHashHook(func() func() {
+		started.Add(1)
+		inside.Add(1)
+		return func() { inside.Add(-1); ended.Add(1) }
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctx(t)
+	base := started.Load()
+	if base != 0 || ended.Load() != 0 { // the dummy hash at construction is not in a slot
+		t.Fatalf("construction: %d starts, %d ends, want none", base, ended.Load())
+	}
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := h.Verify(ctx, "correct horse", enc); err != nil || !ok {
+		t.Fatalf("Verify = %v, %v", ok, err)
+	}
+	if ok, _, _ := h.Verify(ctx, "wrong", enc); ok {
+		t.Fatal("wrong password matched")
+	}
+	if err := h.VerifyDummy(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Verify(ctx, strings.Repeat("x", MaxLength+1), enc); err != nil {
+		t.Fatal(err)
+	}
+	if got := started.Load() - base; got != 4 {
+		t.Errorf("hook started %d times for 4 hashes", got)
+	}
+	if started.Load() != ended.Load() || inside.Load() != 0 {
+		t.Errorf("%d starts, %d ends, %d still inside", started.Load(), ended.Load(), inside.Load())
 	}
 }
