@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,5 +104,31 @@ func TestRatiosUseTheirOwnRows(t *testing.T) {
 	}
 	if v := got["Refresh / raw bbolt batched commit"]; v != 0.5 {
 		t.Errorf("Refresh / raw bbolt batched commit = %v, want 0.5 (from the scenario row)", v)
+	}
+}
+
+// TestVerifyLimitRatioIsCPUTime: the uncached Introspect ratio divides CPU
+// time by CPU time, so a raw row that got one core of two (a shared
+// machine) gives the same answer as one that got both.
+func TestVerifyLimitRatioIsCPUTime(t *testing.T) {
+	value := func(rawRate, rawCores float64) float64 {
+		b := &runner{report: &Report{Rows: []Result{
+			{Name: "raw ecdsa.Verify P-256", Kind: "baseline", PerSecond: rawRate, ClientCores: rawCores},
+			{Name: "Introspect (verify cache off, 10000 distinct tokens)", Kind: "scenario", PerSecond: 8000, ServerCores: 1.0},
+		}}}
+		b.ratios()
+		for _, r := range b.report.Ratios {
+			if strings.HasPrefix(r.Name, "Introspect (cache off): 2 verifies") {
+				return r.Value
+			}
+		}
+		t.Fatal("no verify-limit ratio")
+		return 0
+	}
+	// 40,000 verifies/s on 2 cores = 50 µs each; 8,000 calls/s on 1 core =
+	// 125 µs per call: 2 × 50 / 125 = 0.8.
+	all, half := value(40000, 2), value(20000, 1)
+	if math.Abs(all-0.8) > 1e-9 || math.Abs(half-0.8) > 1e-9 {
+		t.Errorf("ratio %v with the raw row on 2 cores, %v on 1; want 0.8 for both", all, half)
 	}
 }
