@@ -1,11 +1,7 @@
 package server_test
 
 import (
-	"fmt"
-	"runtime"
 	"testing"
-
-	"github.com/latchauth/latch/server/gcfloor"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 )
@@ -79,21 +75,4 @@ func BenchmarkIntrospectUncached(b *testing.B) {
 			}
 		}
 	})
-}
-
-// BenchmarkGCFloor runs BenchmarkRefresh and BenchmarkIntrospectUncached
-// with and without the default heap floor of `latch serve`
-// (server/gcfloor, --gc-heap-floor-mib 48), for an interleaved comparison:
-//
-//	go test -run '^$' -bench GCFloor -count 6 ./server | benchstat -col /floor -
-func BenchmarkGCFloor(b *testing.B) {
-	for _, floor := range []int{0, 48} {
-		b.Run(fmt.Sprintf("floor=%dMiB", floor), func(b *testing.B) {
-			runtime.GC()
-			f := gcfloor.Start(uint64(floor) << 20)
-			defer f.Stop()
-			b.Run("rpc=Refresh", BenchmarkRefresh)
-			b.Run("rpc=IntrospectUncached", BenchmarkIntrospectUncached)
-		})
-	}
 }
