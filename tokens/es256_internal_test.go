@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -203,5 +204,23 @@ func TestPutScalar(t *testing.T) {
 		if ok != tc.ok || (ok && fmt.Sprintf("%x", dst) != tc.want) {
 			t.Errorf("putScalar(%x) = %x, %v; want %s, %v", tc.in, dst, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestIsBase64URLAlphabet checks the bitmap against the alphabet, byte by
+// byte, for all 256 bytes, alone and inside a longer string.
+func TestIsBase64URLAlphabet(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for c := 0; c < 256; c++ {
+		want := strings.IndexByte(alphabet, byte(c)) >= 0
+		if got := isBase64URL(string([]byte{byte(c)})); got != want {
+			t.Errorf("isBase64URL(%q) = %v, want %v", byte(c), got, want)
+		}
+		if got := isBase64URL("abc" + string([]byte{byte(c)}) + "XYZ"); got != want {
+			t.Errorf("isBase64URL(abc%qXYZ) = %v, want %v", byte(c), got, want)
+		}
+	}
+	if !isBase64URL("") || !isBase64URL(alphabet) {
+		t.Error("the empty string and the alphabet are base64url")
 	}
 }

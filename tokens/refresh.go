@@ -64,13 +64,31 @@ func NewID(r io.Reader) (string, error) {
 }
 
 // isBase64URL reports whether s holds only the unpadded base64url alphabet
-// (the decoder alone would skip newlines).
+// (the decoder alone would skip newlines). It runs over every byte of every
+// presented token, so it tests each byte against a bitmap of the alphabet
+// instead of a chain of range comparisons.
 func isBase64URL(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		var m uint64
+		switch c >> 6 {
+		case 0:
+			m = base64URLLow
+		case 1:
+			m = base64URLHigh
+		default:
+			return false
+		}
+		if m>>(c&63)&1 == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+// The base64url alphabet as two 64-bit bitmaps: bytes 0-63 ('-' and the
+// digits) and 64-127 ('A'-'Z', '_', 'a'-'z').
+const (
+	base64URLLow  = 1<<'-' | (1<<10-1)<<'0'
+	base64URLHigh = (1<<26-1)<<('A'-64) | 1<<('_'-64) | (1<<26-1)<<('a'-64)
+)
