@@ -43,7 +43,7 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 // putSessionOps returns the operations that store sess (attached to a lease
 // that outlives it, judged at ref) and, when it is revoked, its revocation.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
-	data, err := record.EncodeSession(sess)
+	data, err := record.EncodeSessionV1(sess) // v1 until every process of a shared cluster reads v2
 	if err != nil {
 		return nil, err
 	}
