@@ -580,6 +580,19 @@ func liveFromState(b []byte, now time.Time) (bool, error) {
 	return !revoked && now.Before(idle) && now.Before(abs), nil
 }
 
+// tokenLiveFromState reports whether an unexpired access token of the
+// session may still be accepted at now: not revoked and before the absolute
+// expiry. The idle expiry is not consulted, by the storage contract (see
+// storage.DenyList.AccessTokenRevoked), which every backend keeps alike.
+func tokenLiveFromState(b []byte, now time.Time) (bool, error) {
+	if len(b) != 24 {
+		return false, record.ErrCorrupt
+	}
+	revoked := binary.BigEndian.Uint64(b[0:]) != 0
+	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
+	return !revoked && now.Before(abs), nil
+}
+
 func unixNano(t time.Time) int64 {
 	if t.IsZero() || t.UnixNano() < 0 {
 		return 0
