@@ -20,15 +20,15 @@ import (
 const schemaVersion = "3"
 
 var (
-	bucketMeta        = []byte("meta")
-	bucketUsers       = []byte("users")
-	bucketEmails      = []byte("emails")
-	bucketSessions    = []byte("sessions")
-	bucketRefresh     = []byte("refresh")
-	bucketDenied      = []byte("denied")
-	bucketExpiry      = []byte("expiry")
-	bucketKeys        = []byte("keys")
-	bucketSessState   = []byte("sessstate")
+	bucketMeta      = []byte("meta")
+	bucketUsers     = []byte("users")
+	bucketEmails    = []byte("emails")
+	bucketSessions  = []byte("sessions")
+	bucketRefresh   = []byte("refresh")
+	bucketDenied    = []byte("denied")
+	bucketExpiry    = []byte("expiry")
+	bucketKeys      = []byte("keys")
+	bucketSessState = []byte("sessstate")
 	// bucketUserSessions is the user → sessions index (schema 2).
 	bucketUserSessions = []byte("usersessions")
 

@@ -96,7 +96,10 @@ func TestVersion1SessionRecordStillReads(t *testing.T) {
 		t.Fatalf("rotation of a v1 session: %v", err)
 	}
 	var stored []byte
-	s.db.View(func(tx *bbolt.Tx) error { stored = bytes.Clone(tx.Bucket(bucketSessions).Get([]byte(golden.ID))); return nil })
+	s.db.View(func(tx *bbolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket(bucketSessions).Get([]byte(golden.ID)))
+		return nil
+	})
 	if len(stored) == 0 || stored[0] != record.SessionVersion {
 		t.Fatalf("rotated session stored as %q; want a version-2 record", stored)
 	}

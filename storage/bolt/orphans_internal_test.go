@@ -41,7 +41,7 @@ func TestOrphanDigestsSweptInPacedWalk(t *testing.T) {
 		}
 		return hs
 	}
-	chain("doomed", 2*time.Hour, 40)      // 41 digests, expires at +2h
+	chain("doomed", 2*time.Hour, 40)       // 41 digests, expires at +2h
 	kept := chain("kept", 48*time.Hour, 9) // 10 digests
 	count := func() int {
 		var n int

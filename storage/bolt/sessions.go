@@ -81,7 +81,9 @@ func (m summary) tokenLive(now time.Time) bool { return !m.revoked && now.Before
 // surelyLive reports whether the session is live at now by the summary
 // alone; when it is false, the session may still be live (its idle expiry
 // moved past the summary's) and only the record can tell.
-func (m summary) surelyLive(now time.Time) bool { return m.tokenLive(now) && now.Before(m.idleLowerBound) }
+func (m summary) surelyLive(now time.Time) bool {
+	return m.tokenLive(now) && now.Before(m.idleLowerBound)
+}
 
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {
