@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ func BenchmarkRotateAtScale(b *testing.B) {
 		if err != nil || n <= 0 {
 			b.Fatalf("-rotate-scales: %q is not a positive count", f)
 		}
-		s, chains := scaleStore(b, n)
+		s, chains, _ := scaleStore(b, n)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
 			var next atomic.Int64
@@ -54,9 +55,48 @@ func BenchmarkRotateAtScale(b *testing.B) {
 	}
 }
 
+// BenchmarkRotateSpreadAtScale is BenchmarkRotateAtScale with every
+// rotation on a session drawn at random from all those stored (32 workers,
+// each on its own stripe of them), as when many users refresh, rather than
+// on 32 chains whose pages stay hot: what each rotation writes then lands
+// on pages spread over the whole file.
+func BenchmarkRotateSpreadAtScale(b *testing.B) {
+	for _, f := range strings.Split(*rotateScales, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("-rotate-scales: %q is not a positive count", f)
+		}
+		s, _, current := scaleStore(b, n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := context.Background()
+			const workers = 32
+			var next atomic.Int64
+			b.SetParallelism(workers / 2)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := int(next.Add(1) - 1)
+				rng := rand.New(rand.NewPCG(uint64(w), uint64(n)))
+				for pb.Next() {
+					i := w + workers*rng.IntN((n-w+workers-1)/workers) // stripe w: i ≡ w (mod workers)
+					nd := storagetest.Digest(b)
+					if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: current[i], Next: nd, Now: base, IdleTTL: time.Hour}); err != nil {
+						b.Error(err)
+						return
+					}
+					current[i] = nd
+				}
+			})
+		})
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // scaleStore opens a store holding n imported sessions and returns it with
-// the current digests of 32 more sessions whose tokens the caller rotates.
-func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash) {
+// the current digests of 32 more sessions whose tokens the caller rotates,
+// and the current digests of the n sessions.
+func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash, []storage.TokenHash) {
 	b.Helper()
 	s, err := bolt.Open(filepath.Join(b.TempDir(), "scale.db"))
 	if err != nil {
@@ -64,8 +104,10 @@ func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash) {
 	}
 	ctx := context.Background()
 	all := make([]storage.Session, 0, 20_000)
+	current := make([]storage.TokenHash, n)
 	for i := range n {
-		all = append(all, storage.Session{ID: fmt.Sprintf("s%07d-%d", i*7919%n, i), UserID: "u", CurrentHash: storagetest.Digest(b),
+		current[i] = storagetest.Digest(b)
+		all = append(all, storage.Session{ID: fmt.Sprintf("s%07d-%d", i*7919%n, i), UserID: "u", CurrentHash: current[i],
 			CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)})
 		if len(all) == cap(all) || i == n-1 {
 			if err := s.ImportSessions(ctx, all); err != nil {
@@ -84,5 +126,5 @@ func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash) {
 	if err := s.ImportSessions(ctx, sessions); err != nil {
 		b.Fatal(err)
 	}
-	return s, chains
+	return s, chains, current
 }
