@@ -213,7 +213,9 @@ const orphanScanPerRow = 8
 // key, and deletes those whose session is gone: the digests a swept session
 // issued before its previous one (deleteSession deletes its current and
 // previous digests itself). Such an orphan already reads as not found (see
-// sessionByDigest); deleting it only reclaims its space. The position is
+// sessionByDigest); deleting it only reclaims its space. (It would lead to
+// a new session only if one were created under the swept session's id; the
+// server's session ids are 128 random bits, never reused.) The position is
 // kept in memory, under bbolt's writer lock, so a restart begins a new walk.
 func (s *Store) sweepOrphanDigests(tx *bbolt.Tx, max int) error {
 	refresh, sessions := tx.Bucket(bucketRefresh), tx.Bucket(bucketSessions)
