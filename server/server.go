@@ -125,8 +125,13 @@ func (c Config) Validate() error {
 	if c.AccessTTL <= 0 || c.AccessTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("access-ttl %v must be in (0, 24h]", c.AccessTTL))
 	}
-	if c.RefreshIdleTTL < c.AccessTTL {
-		errs = append(errs, fmt.Errorf("refresh-ttl %v must be at least access-ttl %v", c.RefreshIdleTTL, c.AccessTTL))
+	// Storage's access-token check reads a session's revocation and absolute
+	// expiry, not its idle expiry (a rotation does not rewrite the summary it
+	// reads): an access token is minted when its session's idle expiry is set
+	// to now + refresh-ttl, so while the token verifies (exp + leeway) its
+	// session cannot have idled out — provided refresh-ttl ≥ access-ttl + leeway.
+	if c.RefreshIdleTTL < c.AccessTTL+max(c.Leeway, 0) {
+		errs = append(errs, fmt.Errorf("refresh-ttl %v must be at least access-ttl %v plus leeway %v", c.RefreshIdleTTL, c.AccessTTL, c.Leeway))
 	}
 	if c.RefreshIdleTTL <= 0 {
 		errs = append(errs, fmt.Errorf("refresh-ttl %v must be positive", c.RefreshIdleTTL))

@@ -836,6 +836,35 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	}
 }
 
+// TestConfigRefreshTTLCoversAccessTokenAndLeeway pins the rule that lets
+// storage skip a session's idle expiry when checking an access token: a
+// token stays verifiable until exp + leeway, so the session's idle
+// lifetime must cover access-ttl + leeway.
+func TestConfigRefreshTTLCoversAccessTokenAndLeeway(t *testing.T) {
+	base := server.Config{Issuer: "https://latch.test", Audiences: []string{"svc"},
+		AccessTTL: 15 * time.Minute, RefreshMaxAge: time.Hour, Leeway: 30 * time.Second}
+	for _, tc := range []struct {
+		idle time.Duration
+		ok   bool
+	}{
+		{15*time.Minute + 30*time.Second, true},
+		{time.Hour, true},
+		{15*time.Minute + 29*time.Second, false},
+		{15 * time.Minute, false},
+	} {
+		c := base
+		c.RefreshIdleTTL = tc.idle
+		c = c.Defaults()
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("refresh-ttl %v: Validate() = %v, want ok=%v", tc.idle, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "refresh-ttl") {
+			t.Errorf("refresh-ttl %v: error does not name refresh-ttl: %v", tc.idle, err)
+		}
+	}
+}
+
 // decodeSegment decodes one base64url part of a compact JWS.
 func decodeSegment(t *testing.T, seg string) string {
 	t.Helper()

@@ -204,7 +204,18 @@ type DenyList interface {
 	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// AccessTokenRevoked reports, in one read, whether the access token
 	// with this jti and session id is revoked at now: its jti is denied, or
-	// its session is revoked, expired or gone.
+	// its session is revoked, past its absolute expiry, or gone.
+	//
+	// The session's idle expiry is not consulted, so that a rotation need
+	// not write what this check reads. It cannot matter for a token that
+	// is itself unexpired: access tokens are minted only when a session is
+	// created or rotated, when its idle expiry becomes the mint time plus
+	// the idle lifetime; the server refuses an idle lifetime shorter than
+	// the access-token lifetime; and the idle expiry only moves forward.
+	// (A verifier's exp leeway can stretch a token past its exp by up to
+	// tokens.MaxLeeway; with an idle lifetime less than that longer than
+	// the access lifetime, such a token may pass here for at most that
+	// leeway after its session idled out, as it passes local verification.)
 	AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error)
 	// AccessTokensRevoked is AccessTokenRevoked for several tokens in one
 	// read (Introspect checks its caller's token and the target together;
@@ -307,7 +318,13 @@ type Sweeper interface {
 	// DeleteExpired deletes at most limit rows that expired before now:
 	// sessions past their expiry (with their refresh-token digests) and
 	// denied jtis past their token's expiry. It returns how many rows it
-	// deleted; fewer than limit means nothing expired is left.
+	// handled; fewer than limit means nothing expired is left. A backend
+	// may index a session under a lower bound of its expiry (storage/bolt
+	// does, so that rotations need not move it): meeting a session that
+	// ends later, it re-files it, which counts as a handled row. A backend
+	// may also delete the digests of a deleted session later than the
+	// session (storage/bolt does, in paced walks): until then they read as
+	// unknown (ErrNotFound), like digests never issued.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 }
 

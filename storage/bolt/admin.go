@@ -205,7 +205,9 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 // CountLiveSessions implements storage.SessionAdmin. It walks the 24-byte
 // session summaries, which every stored session has (putSession writes one
 // with every session; the schema 1 → 2 migration filled in any missing),
-// not the session records.
+// and reads a session record only when the summary cannot tell: a session
+// neither revoked nor past its absolute expiry whose summary's idle expiry
+// (a lower bound) has passed.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
 	if err := ctxErr(ctx, "count live sessions"); err != nil {
 		return 0, err
@@ -213,12 +215,23 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 	var n int
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		n = 0
-		return tx.Bucket(bucketSessState).ForEach(func(_, v []byte) error {
-			live, err := liveFromState(v, now)
-			if live {
+		return tx.Bucket(bucketSessState).ForEach(func(id, v []byte) error {
+			m, err := decodeState(v)
+			switch {
+			case err != nil:
+				return fmt.Errorf("session summary %q: %w", id, err)
+			case m.surelyLive(now):
 				n++
+			case m.tokenLive(now):
+				sess, err := getSession(tx, id)
+				if err != nil {
+					return fmt.Errorf("session %q: %w", id, err)
+				}
+				if sess.Live(now) {
+					n++
+				}
 			}
-			return err
+			return nil
 		})
 	})
 	if err != nil {

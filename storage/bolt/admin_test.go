@@ -121,8 +121,8 @@ func TestMigrateSchema1BuildsUserSessionIndex(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if v := rawSchema(t, path); v != "2" {
-		t.Fatalf("schema after migration = %q, want 2", v)
+	if v := rawSchema(t, path); v != "3" {
+		t.Fatalf("schema after migration = %q, want 3", v)
 	}
 	// Reopening a migrated file changes nothing.
 	s, err = bolt.Open(path)

@@ -17,24 +17,27 @@ import (
 
 // schemaVersion is the layout this package reads and writes; migrate.go
 // upgrades older layouts at Open.
-const schemaVersion = "2"
+const schemaVersion = "3"
 
 var (
-	bucketMeta        = []byte("meta")
-	bucketUsers       = []byte("users")
-	bucketEmails      = []byte("emails")
-	bucketSessions    = []byte("sessions")
-	bucketRefresh     = []byte("refresh")
-	bucketSessDigests = []byte("sessdigests")
-	bucketDenied      = []byte("denied")
-	bucketExpiry      = []byte("expiry")
-	bucketKeys        = []byte("keys")
-	bucketSessState   = []byte("sessstate")
+	bucketMeta      = []byte("meta")
+	bucketUsers     = []byte("users")
+	bucketEmails    = []byte("emails")
+	bucketSessions  = []byte("sessions")
+	bucketRefresh   = []byte("refresh")
+	bucketDenied    = []byte("denied")
+	bucketExpiry    = []byte("expiry")
+	bucketKeys      = []byte("keys")
+	bucketSessState = []byte("sessstate")
 	// bucketUserSessions is the user → sessions index (schema 2).
 	bucketUserSessions = []byte("usersessions")
 
+	// bucketSessDigests was the session → digests index of schemas 1 and
+	// 2; the schema 2 → 3 migration deletes it.
+	bucketSessDigests = []byte("sessdigests")
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
-		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
+		bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
 
 	keySchema = []byte("schema")
 )
@@ -51,6 +54,10 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
+	// orphanNext is where sweepOrphanDigests resumes its walk of the
+	// refresh index (nil: from the start). Only DeleteExpired's write
+	// transactions touch it, under bbolt's writer lock.
+	orphanNext []byte
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -5,37 +5,54 @@
 //
 // Every bucket is created at Open, in one transaction:
 //
-//	meta         "schema" → schema version ("2")
+//	meta         "schema" → schema version ("3")
 //	users        user id → user record
 //	emails       normalised email → user id
 //	sessions     session id → session record
 //	refresh      refresh-token digest (32 bytes) → session id, for every
-//	             digest a session ever issued (so reuse is recognised)
-//	sessdigests  session id, 0x00, digest → empty (to delete a session's
-//	             digests when it is swept)
+//	             digest a session ever issued (so reuse is recognised). A
+//	             swept session's current and previous digests are deleted
+//	             with it; older ones are found by a paced walk of this
+//	             bucket in each sweep (an entry whose session is gone), and
+//	             read as unknown until then
 //	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
-//	             the sweeper's index, scanned in time order
+//	             the sweeper's index, scanned in time order. A session's
+//	             entry is a lower bound of its expiry (filed at creation;
+//	             rotations do not move it): the sweeper re-files a session
+//	             that ends later instead of deleting it
 //	keys         key id → signing-key record
 //	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):
 //	             what the per-request revocation check reads, without
-//	             decoding the whole session record
+//	             the session record. Written at creation and revocation
+//	             (and by the sweeper's re-filing), not by rotations:
+//	             revoked-at and absolute expiry are exact, the idle expiry
+//	             is a lower bound
 //	usersessions user id, 0x00, session id → empty: every stored session of
 //	             a user, for administration (list, log out everywhere,
 //	             delete); written with the session, deleted when it is swept
 //
-// Open upgrades an older layout in its one transaction (migrate.go): schema
-// "1" files get the usersessions index built from the sessions bucket. An
-// older Latch refuses a file at a newer schema version.
+// So a refresh rotation writes two rows, the session record and its new
+// digest's refresh entry: two leaf pages of a large file, where schema 2
+// wrote five (record, summary, digest, sessdigests entry, expiry move).
 //
-// Records are encoded by storage/internal/record (one version byte, then
-// JSON; shared with storage/etcd), so that the encoding can evolve without
-// a migration of old rows.
+// Open upgrades an older layout in its one transaction (migrate.go): schema
+// "1" files get the usersessions index built from the sessions bucket;
+// schema "2" files lose the sessdigests bucket (session id, 0x00, digest →
+// empty), which nothing reads any more. An older Latch refuses a file at a
+// newer schema version.
+//
+// Records are encoded by storage/internal/record (one version byte; shared
+// with storage/etcd): sessions as the compact binary version 2 (~150 bytes
+// against ~460 as JSON), users and keys as JSON. Session records written
+// as JSON by schemas 1 and 2 stay readable and become version 2 when next
+// written, so the upgrade rewrites no rows.
 //
 // # Durability
 //
 // Every write commits with fsync before its method returns; there is no
 // option to turn that off. Writes that arrive together (refresh rotations,
-// session creations, revocations) share one commit through bbolt's Batch,
-// whose functions are written to be safely re-run.
+// session creations, revocations) share one commit through the group
+// committer (storage/bolt/groupcommit), whose functions are written to be
+// safely re-run.
 package bolt

@@ -1,8 +1,10 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -104,7 +106,8 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 // deny-list and session-state buckets of one transaction. It reads only the
 // 24-byte session summary, which every stored session has (putSession
 // writes it, deleteSession removes it, the schema 1 → 2 migration filled in
-// any missing): no summary means no session, so the token is revoked.
+// any missing): no summary means no session, so the token is revoked. Of
+// the summary it uses only what is exact, revocation and absolute expiry.
 func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now time.Time) (bool, error) {
 	if exp := denied.Get([]byte(jti)); exp != nil {
 		return true, nil // denied (an expired denial only outlives an expired token)
@@ -113,12 +116,21 @@ func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now
 	if state == nil {
 		return true, nil
 	}
-	live, err := liveFromState(state, now)
-	return !live, err
+	m, err := decodeState(state)
+	if err != nil {
+		return true, err
+	}
+	return !m.tokenLive(now), nil
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
-// walks the expiry index in time order.
+// walks the expiry index in time order. A session's entry there is a lower
+// bound of its expiry (rotations do not move it): a session found to end
+// later than filed is re-filed at its real expiry, with its summary's idle
+// expiry brought up to date, and counts as handled like a deleted row. The
+// same transaction then examines up to orphanScanPerRow × limit entries of
+// the refresh index (see sweepOrphanDigests); the digests it deletes are not
+// counted.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
 		return 0, err
@@ -130,19 +142,25 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	var n int
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		n = 0
-		c := tx.Bucket(bucketExpiry).Cursor()
-		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+		expiry := tx.Bucket(bucketExpiry)
+		// Collect first: the bucket must not change under its cursor.
+		var due [][]byte
+		c := expiry.Cursor()
+		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
 			if len(k) < 9 {
 				return record.ErrCorrupt
 			}
 			if string(k[:8]) >= string(cutoff) {
 				break
 			}
+			due = append(due, bytes.Clone(k))
+		}
+		for _, k := range due {
 			id := k[9:]
 			var err error
 			switch k[8] {
 			case kindSession:
-				err = deleteSession(tx, id)
+				err = sweepSession(tx, id, cutoff)
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
@@ -151,12 +169,12 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			if err != nil {
 				return err
 			}
-			if err := c.Delete(); err != nil {
+			if err := expiry.Delete(k); err != nil {
 				return err
 			}
 			n++
 		}
-		return nil
+		return s.sweepOrphanDigests(tx, orphanScanPerRow*limit)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bolt: delete expired: %w", err)
@@ -164,30 +182,83 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	return n, nil
 }
 
-// deleteSession removes a session, every digest it issued and its entry in
-// the user → sessions index.
-func deleteSession(tx *bbolt.Tx, id []byte) error {
-	if data := tx.Bucket(bucketSessions).Get(id); data != nil {
-		owner, err := record.DecodeSession(data)
-		if err != nil {
-			return fmt.Errorf("session %q: %w", id, err)
+// sweepSession handles a session whose expiry-index entry is due (before
+// cutoff): it deletes the session if it has really expired, and otherwise
+// re-files it at its real expiry. The caller deletes the due entry.
+func sweepSession(tx *bbolt.Tx, id, cutoff []byte) error {
+	sess, err := getSession(tx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil // a stale entry (only a damaged file has one)
+	case err != nil:
+		return fmt.Errorf("session %q: %w", id, err)
+	}
+	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
+		if err := tx.Bucket(bucketSessState).Put(id, encodeState(sess)); err != nil {
+			return err
 		}
-		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(owner.UserID, string(id))); err != nil {
+		return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+	}
+	return deleteSession(tx, sess)
+}
+
+// orphanScanPerRow is how many refresh-index entries DeleteExpired examines
+// per row of its limit: with `latch serve`'s chunks of 50 and a sweep a
+// minute, at least 400 a minute (576,000 a day), and more while a backlog
+// of expired sessions, which is what leaves orphans, drains.
+const orphanScanPerRow = 8
+
+// sweepOrphanDigests examines the next max entries of the refresh index,
+// continuing where the last call stopped and starting over after the last
+// key, and deletes those whose session is gone: the digests a swept session
+// issued before its previous one (deleteSession deletes its current and
+// previous digests itself). Such an orphan already reads as not found (see
+// sessionByDigest); deleting it only reclaims its space. (It would lead to
+// a new session only if one were created under the swept session's id; the
+// server's session ids are 128 random bits, never reused.) The position is
+// kept in memory, under bbolt's writer lock, so a restart begins a new walk.
+func (s *Store) sweepOrphanDigests(tx *bbolt.Tx, max int) error {
+	refresh, sessions := tx.Bucket(bucketRefresh), tx.Bucket(bucketSessions)
+	c := refresh.Cursor()
+	var k, v []byte
+	if s.orphanNext == nil {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(s.orphanNext)
+	}
+	var orphans [][]byte
+	for seen := 0; k != nil && seen < max; k, v = c.Next() {
+		if sessions.Get(v) == nil {
+			orphans = append(orphans, bytes.Clone(k))
+		}
+		seen++
+	}
+	s.orphanNext = nil
+	if k != nil {
+		s.orphanNext = bytes.Clone(k)
+	}
+	for _, k := range orphans {
+		if err := refresh.Delete(k); err != nil {
 			return err
 		}
 	}
-	prefix := append(append([]byte{}, id...), 0)
-	digests, refresh := tx.Bucket(bucketSessDigests), tx.Bucket(bucketRefresh)
-	var keys [][]byte
-	c := digests.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
-		keys = append(keys, append([]byte{}, k...))
+	return nil
+}
+
+// deleteSession removes a session, its summary, its entry in the user →
+// sessions index and its current and previous refresh digests (the older
+// ones are left to sweepOrphanDigests).
+func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
+	id := []byte(sess.ID)
+	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
+		return err
 	}
-	for _, k := range keys {
-		if err := refresh.Delete(k[len(prefix):]); err != nil {
-			return err
+	refresh := tx.Bucket(bucketRefresh)
+	for _, h := range [...]storage.TokenHash{sess.CurrentHash, sess.PreviousHash} {
+		if h.IsZero() || string(refresh.Get(h[:])) != sess.ID {
+			continue
 		}
-		if err := digests.Delete(k); err != nil {
+		if err := refresh.Delete(h[:]); err != nil {
 			return err
 		}
 	}

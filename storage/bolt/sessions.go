@@ -21,18 +21,31 @@ func getSession(tx *bbolt.Tx, id []byte) (storage.Session, error) {
 	return record.DecodeSession(data)
 }
 
-func putSession(tx *bbolt.Tx, s storage.Session) error {
+// putRecord writes the session record alone: all that a rotation changes.
+func putRecord(tx *bbolt.Tx, s storage.Session) error {
 	data, err := record.EncodeSession(s)
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketSessions).Put([]byte(s.ID), data); err != nil {
+	return tx.Bucket(bucketSessions).Put([]byte(s.ID), data)
+}
+
+// putSession writes the session record and its summary: for every change
+// that the access-token check must see (creation, revocation).
+func putSession(tx *bbolt.Tx, s storage.Session) error {
+	if err := putRecord(tx, s); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketSessState).Put([]byte(s.ID), encodeState(s))
 }
 
-// encodeState is the 24-byte summary the revocation check reads.
+// encodeState is the 24-byte session summary: revoked-at, idle expiry and
+// absolute expiry, big-endian unix nanoseconds (0 for a zero time). The
+// idle expiry in it is a lower bound: the one the session had when the
+// summary was last written (creation, revocation, or the sweeper re-filing
+// it); rotations move the session's idle expiry forward without rewriting
+// the summary. Revoked-at and the absolute expiry are exact: only
+// putSession changes the first, nothing changes the second.
 func encodeState(s storage.Session) []byte {
 	b := make([]byte, 24)
 	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(s.RevokedAt)))
@@ -41,15 +54,35 @@ func encodeState(s storage.Session) []byte {
 	return b
 }
 
-// liveFromState reports whether a session summary is live at now.
-func liveFromState(b []byte, now time.Time) (bool, error) {
+// summary is a decoded session summary (see encodeState).
+type summary struct {
+	revoked        bool
+	idleLowerBound time.Time
+	absolute       time.Time
+}
+
+func decodeState(b []byte) (summary, error) {
 	if len(b) != 24 {
-		return false, record.ErrCorrupt
+		return summary{}, record.ErrCorrupt
 	}
-	revoked := binary.BigEndian.Uint64(b[0:]) != 0
-	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
-	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
-	return !revoked && now.Before(idle) && now.Before(abs), nil
+	return summary{
+		revoked:        binary.BigEndian.Uint64(b[0:]) != 0,
+		idleLowerBound: time.Unix(0, int64(binary.BigEndian.Uint64(b[8:]))),
+		absolute:       time.Unix(0, int64(binary.BigEndian.Uint64(b[16:]))),
+	}, nil
+}
+
+// tokenLive reports whether an unexpired access token of the session may
+// still be accepted at now: the session is not revoked and not past its
+// absolute expiry (see storage.DenyList.AccessTokenRevoked for why the idle
+// expiry need not be read).
+func (m summary) tokenLive(now time.Time) bool { return !m.revoked && now.Before(m.absolute) }
+
+// surelyLive reports whether the session is live at now by the summary
+// alone; when it is false, the session may still be live (its idle expiry
+// moved past the summary's) and only the record can tell.
+func (m summary) surelyLive(now time.Time) bool {
+	return m.tokenLive(now) && now.Before(m.idleLowerBound)
 }
 
 func unixNano(t time.Time) int64 {
@@ -59,30 +92,29 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func sessDigestKey(id string, h storage.TokenHash) []byte {
-	k := make([]byte, 0, len(id)+1+len(h))
-	k = append(append(k, id...), 0)
-	return append(k, h[:]...)
+// sessionByDigest returns the session that issued the refresh token with
+// digest h. A digest whose session is gone (swept; its digests are deleted
+// later, see sweepOrphanDigests) is ErrNotFound, like one never issued.
+func sessionByDigest(tx *bbolt.Tx, h storage.TokenHash) (storage.Session, error) {
+	id := tx.Bucket(bucketRefresh).Get(h[:])
+	if id == nil {
+		return storage.Session{}, storage.ErrNotFound
+	}
+	return getSession(tx, id)
 }
 
-// indexDigest records that session id issued the refresh token with digest h.
+// digestTaken reports whether a stored session issued the digest h.
+func digestTaken(tx *bbolt.Tx, h storage.TokenHash) bool {
+	id := tx.Bucket(bucketRefresh).Get(h[:])
+	return id != nil && tx.Bucket(bucketSessions).Get(id) != nil
+}
+
+// indexDigest records that session id issued the refresh token with digest
+// h. Nothing indexes a session's digests: when the session is swept, its
+// current and previous digests go with it and the older ones are found by
+// sweepOrphanDigests.
 func indexDigest(tx *bbolt.Tx, id string, h storage.TokenHash) error {
-	if err := tx.Bucket(bucketRefresh).Put(h[:], []byte(id)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketSessDigests).Put(sessDigestKey(id, h), nil)
-}
-
-// moveExpiry re-files the session in the expiry index.
-func moveExpiry(tx *bbolt.Tx, old, cur storage.Session) error {
-	b := tx.Bucket(bucketExpiry)
-	if oldK, newK := expiryKey(old.ExpiresAt(), kindSession, old.ID), expiryKey(cur.ExpiresAt(), kindSession, cur.ID); string(oldK) != string(newK) {
-		if err := b.Delete(oldK); err != nil {
-			return err
-		}
-		return b.Put(newK, nil)
-	}
-	return nil
+	return tx.Bucket(bucketRefresh).Put(h[:], []byte(id))
 }
 
 // insertSession stores a new session with its indexes.
@@ -90,7 +122,7 @@ func insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
 		return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
 	}
-	if tx.Bucket(bucketRefresh).Get(sess.CurrentHash[:]) != nil {
+	if digestTaken(tx, sess.CurrentHash) {
 		return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
 	}
 	if err := putSession(tx, sess); err != nil {
@@ -143,11 +175,7 @@ func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHas
 	}
 	var sess storage.Session
 	err := s.db.View(func(tx *bbolt.Tx) (err error) {
-		id := tx.Bucket(bucketRefresh).Get(h[:])
-		if id == nil {
-			return storage.ErrNotFound
-		}
-		sess, err = getSession(tx, id)
+		sess, err = sessionByDigest(tx, h)
 		return err
 	})
 	if err != nil {
@@ -160,6 +188,13 @@ func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHas
 // share one commit (groupcommit); bbolt runs write transactions one at a
 // time, so of several rotations of one digest only the first sees it
 // current.
+//
+// A rotation writes two rows: the session record and the new digest's
+// entry in the refresh index. It leaves the session summary (liveness is
+// unchanged; its idle expiry is a lower bound) and the expiry index (its
+// entry is a lower bound too; the sweeper re-files the session when it
+// finds it later than filed) as they are, so that it dirties as few pages
+// of a large file as it can.
 func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
 	if err := ctxErr(ctx, "rotate refresh token"); err != nil {
 		return storage.Session{}, err
@@ -173,12 +208,11 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 	)
 	err := s.writes.Do(func(tx *bbolt.Tx) error {
 		out, outcome = storage.Session{}, nil // the group commit may run this more than once
-		id := tx.Bucket(bucketRefresh).Get(r.Presented[:])
-		if id == nil {
-			outcome = storage.ErrNotFound
+		old, err := sessionByDigest(tx, r.Presented)
+		if errors.Is(err, storage.ErrNotFound) {
+			outcome = err
 			return nil
 		}
-		old, err := getSession(tx, id)
 		if err != nil {
 			return err
 		}
@@ -191,17 +225,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		case decision != nil:
 			outcome = decision
 			return nil
-		case tx.Bucket(bucketRefresh).Get(r.Next[:]) != nil:
+		case digestTaken(tx, r.Next):
 			outcome = fmt.Errorf("next refresh digest taken: %w", storage.ErrAlreadyExists)
 			return nil
 		}
-		if err := putSession(tx, next); err != nil {
+		if err := putRecord(tx, next); err != nil {
 			return err
 		}
 		if err := indexDigest(tx, next.ID, r.Next); err != nil {
-			return err
-		}
-		if err := moveExpiry(tx, old, next); err != nil {
 			return err
 		}
 		out = next

@@ -30,8 +30,11 @@
 //	userfences/<uid>             see "Revoking every session of a user"  [L]
 //
 // Records are encoded by storage/internal/record (one version byte, then
-// JSON; the same bytes as storage/bolt), so the encoding can evolve without
-// migrating old rows. Expiries are 8 bytes, big-endian unix nanoseconds.
+// JSON), so the encoding can evolve without migrating old rows. Sessions
+// are still written as JSON (version 1), not as the binary version 2 that
+// storage/bolt writes: processes of an older release sharing the cluster
+// during a rolling upgrade read only version 1. Both are read. Expiries
+// are 8 bytes, big-endian unix nanoseconds.
 //
 // # Consistency
 //

@@ -88,7 +88,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	if len(kvs) == 0 {
 		return true, nil
 	}
-	live, err := liveFromState(kvs[0].Value, now)
+	live, err := tokenLiveFromState(kvs[0].Value, now)
 	if err != nil {
 		return true, fmt.Errorf("etcd: access token revoked: %w", err)
 	}
@@ -139,7 +139,7 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 		if len(kvs) == 0 {
 			continue // session gone
 		}
-		live, err := liveFromState(kvs[0].Value, now)
+		live, err := tokenLiveFromState(kvs[0].Value, now)
 		if err != nil {
 			return out, fmt.Errorf("etcd: access tokens revoked: %w", err)
 		}

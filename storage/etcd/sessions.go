@@ -43,7 +43,7 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 // putSessionOps returns the operations that store sess (attached to a lease
 // that outlives it, judged at ref) and, when it is revoked, its revocation.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
-	data, err := record.EncodeSession(sess)
+	data, err := record.EncodeSessionV1(sess) // v1 until every process of a shared cluster reads v2
 	if err != nil {
 		return nil, err
 	}
@@ -578,6 +578,19 @@ func liveFromState(b []byte, now time.Time) (bool, error) {
 	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
 	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
 	return !revoked && now.Before(idle) && now.Before(abs), nil
+}
+
+// tokenLiveFromState reports whether an unexpired access token of the
+// session may still be accepted at now: not revoked and before the absolute
+// expiry. The idle expiry is not consulted, by the storage contract (see
+// storage.DenyList.AccessTokenRevoked), which every backend keeps alike.
+func tokenLiveFromState(b []byte, now time.Time) (bool, error) {
+	if len(b) != 24 {
+		return false, record.ErrCorrupt
+	}
+	revoked := binary.BigEndian.Uint64(b[0:]) != 0
+	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
+	return !revoked && now.Before(abs), nil
 }
 
 func unixNano(t time.Time) int64 {

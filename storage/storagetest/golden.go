@@ -8,7 +8,7 @@ import (
 
 // Golden records: a session, a user and a signing key with every field set,
 // and the exact bytes a backend stores for each (one version byte, then
-// JSON). Backends test that they still write these bytes, so data written
+// JSON; or, for sessions, the binary version 2). Backends test that they still write these bytes, so data written
 // by an earlier release (bbolt files, etcd keys) keeps decoding. Never
 // change a Golden*Record constant to make a test pass: that is a storage
 // format change and needs a new record version and a migration.
@@ -59,3 +59,21 @@ const (
 	GoldenKeyRecord = "\x01" + `{"id":"kid-golden","private_key":"MIGHAgE=","public_key":"BAECAw==","state":"active",` +
 		`"created_at":"2026-01-02T03:04:05.000006Z","activated_at":"2026-01-02T03:04:06.000006Z","retired_at":"0001-01-01T00:00:00Z"}`
 )
+
+// GoldenSessionRecordV2 is the version-2 (binary) record of GoldenSession,
+// the form storage/bolt writes (see storage/internal/record).
+const GoldenSessionRecordV2 = "" +
+	"\x02\x00\x00\x00\x00\x00\x00\x00\x07" + // version 2, generation 7
+	"\x18\x86\xcb\x00\x14\xdd\xa1\x70" + // previous rotated (unix ns)
+	"\x18\x86\xca\xf2\x1c\x96\x49\x70" + // created (unix ns)
+	"\x18\x86\xcb\x0e\x0d\x24\xf9\x70" + // last rotated (unix ns)
+	"\x18\x86\xce\x38\x4d\x4e\xe9\x70" + // idle expiry (unix ns)
+	"\x18\x87\x19\x86\xad\xe5\x49\x70" + // absolute expiry (unix ns)
+	"\x18\x86\xcb\x1c\x05\x6c\x51\x70" + // revoked (unix ns)
+	"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x20" + // current digest
+	"\x01" + // flags: previous digest follows
+	"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2\xf1\xf0\xef\xee\xed\xec\xeb\xea\xe9\xe8\xe7\xe6\xe5\xe4\xe3\xe2\xe1\xe0" + // previous digest
+	"\x0bsess-golden" + // id
+	"\x0buser-golden" + // user id
+	"\x0bapi.example" + // audience
+	"\x06logout" // revoke reason

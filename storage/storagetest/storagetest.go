@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"UpdateSigningKeysRefusals", testUpdateSigningKeysRefusals},
 		{"ConcurrentKeyUpdates", testConcurrentKeyUpdates},
 		{"DeleteExpired", testDeleteExpired},
+		{"RotationRenewsLiveness", testRotationRenewsLiveness},
+		{"SweepHonoursRotation", testSweepHonoursRotation},
 		{"CancelledContext", testCancelledContext},
 	}
 	tests = append(tests, adminTests...)
@@ -443,12 +445,17 @@ func testDenyList(t *testing.T, s storage.Store) {
 	check("j1", "s1", now, true)
 	check("j2", "s1", now, false)
 	check("j2", "missing-session", now, true)
-	check("j2", "s1", base.Add(idle), true) // session expired
+	// The session's idle expiry is not consulted (see
+	// storage.DenyList.AccessTokenRevoked); its absolute expiry is.
+	check("j2", "s1", base.Add(idle), false)
+	check("j2", "s1", base.Add(maxAge).Add(-time.Nanosecond), false)
+	check("j2", "s1", base.Add(maxAge), true)
 	check("", "s1", now, true)
 	check("j2", "", now, true)
 	batch(now, []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1"), ref("j2", "missing-session"), ref("", "s1"), ref("j3", "s1")},
 		false, true, true, true, false)
-	batch(base.Add(idle), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, true, true)
+	batch(base.Add(idle), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, false, true)
+	batch(base.Add(maxAge), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, true, true)
 	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
 		t.Fatal(err)
 	}

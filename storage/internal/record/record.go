@@ -1,8 +1,11 @@
 // Package record is the storage format of sessions, users and signing keys
-// shared by the bbolt and etcd backends: one version byte, then JSON. The
-// bytes are pinned by golden tests in both backends (see
-// storagetest.GoldenSessionRecord); changing a field name, tag or the
-// version is a format change that needs a migration.
+// shared by the bbolt and etcd backends. Every record starts with a version
+// byte: 1 is JSON (users, keys, and sessions written before version 2), 2
+// is the compact binary session record (see EncodeSession). Decoders read
+// every version a release ever wrote, so stored rows never need rewriting.
+// The bytes are pinned by golden tests (storagetest.GoldenSessionRecord,
+// GoldenSessionRecordV2); changing a field name, tag or layout is a format
+// change that needs a new version.
 package record
 
 import (
@@ -14,8 +17,12 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// Version prefixes every encoded record.
+// Version prefixes every JSON record (users, keys, and sessions of
+// EncodeSessionV1).
 const Version byte = 1
+
+// SessionVersion prefixes the binary session records of EncodeSession.
+const SessionVersion byte = 2
 
 // ErrCorrupt reports a record this version cannot decode.
 var ErrCorrupt = errors.New("corrupt or unknown record")
@@ -56,8 +63,11 @@ type session struct {
 	RevokeReason      string    `json:"revoke_reason,omitempty"`
 }
 
-// EncodeSession returns the stored form of s.
-func EncodeSession(s storage.Session) ([]byte, error) {
+// EncodeSessionV1 returns the version-1 (JSON) stored form of s, which
+// every release reads. storage/etcd still writes it, so that processes of
+// an older release sharing the cluster keep reading the sessions a newer
+// one writes.
+func EncodeSessionV1(s storage.Session) ([]byte, error) {
 	r := session{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
 		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
 		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
@@ -68,8 +78,11 @@ func EncodeSession(s storage.Session) ([]byte, error) {
 	return Encode(r)
 }
 
-// DecodeSession parses a stored session.
+// DecodeSession parses a stored session of either version.
 func DecodeSession(data []byte) (storage.Session, error) {
+	if len(data) > 0 && data[0] == SessionVersion {
+		return decodeSessionV2(data)
+	}
 	var r session
 	if err := Decode(data, &r); err != nil {
 		return storage.Session{}, err

@@ -1,0 +1,82 @@
+package bolt
+
+import (
+	"context"
+	"maps"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/storagetest"
+)
+
+// dump returns every bucket's rows, as strings, keyed by bucket name.
+func dump(t *testing.T, s *Store) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			rows := map[string]string{}
+			out[string(name)] = rows
+			return b.ForEach(func(k, v []byte) error { rows[string(k)] = string(v); return nil })
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A successful rotation writes exactly two rows, the session record and
+// its new digest's refresh entry, and nothing else: the point of schema 3
+// (each further row is a further page written per rotation on a large
+// file). A reuse detection also writes the session summary, which the
+// per-request check reads.
+func TestRotationWritesTwoRows(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	first := storagetest.Digest(t)
+	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: first, CreatedAt: base,
+		LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, s)
+	next := storagetest.Digest(t)
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	after := dump(t, s)
+	for name, rows := range before {
+		switch name {
+		case string(bucketSessions):
+			if len(after[name]) != 1 || after[name]["s1"] == rows["s1"] {
+				t.Errorf("sessions: want the one record rewritten")
+			}
+		case string(bucketRefresh):
+			added := maps.Clone(after[name])
+			maps.DeleteFunc(added, func(k, _ string) bool { _, ok := rows[k]; return ok })
+			if len(added) != 1 || added[string(next[:])] != "s1" || len(after[name]) != len(rows)+1 {
+				t.Errorf("refresh: want exactly the new digest added, got %d new of %d", len(added), len(after[name]))
+			}
+		default:
+			if !maps.Equal(rows, after[name]) {
+				t.Errorf("bucket %s changed by a rotation", name)
+			}
+		}
+	}
+	// Reuse: the revocation reaches the summary.
+	stateBefore := after[string(bucketSessState)]["s1"]
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: storagetest.Digest(t), Now: base.Add(2 * time.Minute), IdleTTL: time.Hour}); err == nil {
+		t.Fatal("reuse not detected")
+	}
+	if got := dump(t, s)[string(bucketSessState)]["s1"]; got == stateBefore {
+		t.Fatal("reuse detection did not rewrite the session summary")
+	}
+}
