@@ -31,13 +31,12 @@ var (
 	bucketSessState = []byte("sessstate")
 	// bucketUserSessions is the user → sessions index (schema 2).
 	bucketUserSessions = []byte("usersessions")
-
-	// bucketSessDigests was the session → digests index of schemas 1 and
-	// 2; the schema 2 → 3 migration deletes it.
+	// bucketSessDigests is the session → digests index: every digest a
+	// session issued, so that deleting the session deletes them all.
 	bucketSessDigests = []byte("sessdigests")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
-		bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
+		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
 
 	keySchema = []byte("schema")
 )
@@ -54,10 +53,6 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
-	// orphanNext is where sweepOrphanDigests resumes its walk of the
-	// refresh index (nil: from the start). Only DeleteExpired's write
-	// transactions touch it, under bbolt's writer lock.
-	orphanNext []byte
 }
 
 var _ storage.Store = (*Store)(nil)

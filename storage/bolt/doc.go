@@ -10,11 +10,9 @@
 //	emails       normalised email → user id
 //	sessions     session id → session record
 //	refresh      refresh-token digest (32 bytes) → session id, for every
-//	             digest a session ever issued (so reuse is recognised). A
-//	             swept session's current and previous digests are deleted
-//	             with it; older ones are found by a paced walk of this
-//	             bucket in each sweep (an entry whose session is gone), and
-//	             read as unknown until then
+//	             digest a session ever issued (so reuse is recognised)
+//	sessdigests  session id, 0x00, digest → empty: every digest a session
+//	             issued, so that deleting the session deletes them all
 //	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
 //	             the sweeper's index, scanned in time order. A session's
@@ -32,15 +30,17 @@
 //	             a user, for administration (list, log out everywhere,
 //	             delete); written with the session, deleted when it is swept
 //
-// So a refresh rotation writes two rows, the session record and its new
-// digest's refresh entry: two leaf pages of a large file, where schema 2
-// wrote five (record, summary, digest, sessdigests entry, expiry move).
+// So a refresh rotation writes three rows, the session record, its new
+// digest's refresh entry and its sessdigests entry (next to the session's
+// earlier ones): two scattered leaf pages of a large file and one the
+// session keeps rewriting, where schema 2 wrote five rows (the summary and
+// an expiry move besides).
 //
 // Open upgrades an older layout in its one transaction (migrate.go): schema
 // "1" files get the usersessions index built from the sessions bucket;
-// schema "2" files lose the sessdigests bucket (session id, 0x00, digest →
-// empty), which nothing reads any more. An older Latch refuses a file at a
-// newer schema version.
+// schema "2" → "3" rewrites nothing (schema 2's exact summaries and expiry
+// entries are valid lower bounds). An older Latch refuses a file at a newer
+// schema version.
 //
 // Records are encoded by storage/internal/record (one version byte; shared
 // with storage/etcd): sessions as the compact binary version 2 (~150 bytes

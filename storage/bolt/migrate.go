@@ -21,7 +21,7 @@ type migration struct {
 // newer indexes would miss.
 var migrations = []migration{
 	{from: "1", to: "2", apply: buildUserSessionIndex},
-	{from: "2", to: "3", apply: dropSessionDigestIndex},
+	{from: "2", to: "3", apply: markLowerBounds},
 }
 
 // migrate brings a file at schema version v up to schemaVersion, or refuses
@@ -82,15 +82,10 @@ func buildUserSessionIndex(tx *bbolt.Tx) error {
 	return nil
 }
 
-// dropSessionDigestIndex (schema 2 → 3) deletes the session → digests
-// index: schema 3 finds a swept session's digests through its record and by
-// walking the refresh index (see deleteSession, sweepOrphanDigests), so a
-// rotation no longer writes an index entry. Nothing else changes: JSON
-// (version 1) session records stay readable, the summaries and expiry
-// entries that schema 2 kept exact are valid lower bounds.
-func dropSessionDigestIndex(tx *bbolt.Tx) error {
-	if tx.Bucket(bucketSessDigests) == nil {
-		return nil
-	}
-	return tx.DeleteBucket(bucketSessDigests)
-}
+// markLowerBounds (schema 2 → 3) changes no rows: schema 3 reads the
+// session summaries' idle expiry and the expiry index's session entries as
+// lower bounds (rotations no longer rewrite them; see doc.go), which the
+// exact values schema 2 kept already are, and reads JSON (version 1)
+// session records as before. The version bump makes an older Latch, which
+// would take a stale idle expiry for the real one, refuse the file.
+func markLowerBounds(*bbolt.Tx) error { return nil }

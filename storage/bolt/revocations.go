@@ -127,10 +127,7 @@ func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now
 // walks the expiry index in time order. A session's entry there is a lower
 // bound of its expiry (rotations do not move it): a session found to end
 // later than filed is re-filed at its real expiry, with its summary's idle
-// expiry brought up to date, and counts as handled like a deleted row. The
-// same transaction then examines up to orphanScanPerRow × limit entries of
-// the refresh index (see sweepOrphanDigests); the digests it deletes are not
-// counted.
+// expiry brought up to date, and counts as handled like a deleted row.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
 		return 0, err
@@ -174,7 +171,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			}
 			n++
 		}
-		return s.sweepOrphanDigests(tx, orphanScanPerRow*limit)
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bolt: delete expired: %w", err)
@@ -202,63 +199,26 @@ func sweepSession(tx *bbolt.Tx, id, cutoff []byte) error {
 	return deleteSession(tx, sess)
 }
 
-// orphanScanPerRow is how many refresh-index entries DeleteExpired examines
-// per row of its limit: with `latch serve`'s chunks of 50 and a sweep a
-// minute, at least 400 a minute (576,000 a day), and more while a backlog
-// of expired sessions, which is what leaves orphans, drains.
-const orphanScanPerRow = 8
-
-// sweepOrphanDigests examines the next max entries of the refresh index,
-// continuing where the last call stopped and starting over after the last
-// key, and deletes those whose session is gone: the digests a swept session
-// issued before its previous one (deleteSession deletes its current and
-// previous digests itself). Such an orphan already reads as not found (see
-// sessionByDigest); deleting it only reclaims its space. (It would lead to
-// a new session only if one were created under the swept session's id; the
-// server's session ids are 128 random bits, never reused.) The position is
-// kept in memory, under bbolt's writer lock, so a restart begins a new walk.
-func (s *Store) sweepOrphanDigests(tx *bbolt.Tx, max int) error {
-	refresh, sessions := tx.Bucket(bucketRefresh), tx.Bucket(bucketSessions)
-	c := refresh.Cursor()
-	var k, v []byte
-	if s.orphanNext == nil {
-		k, v = c.First()
-	} else {
-		k, v = c.Seek(s.orphanNext)
-	}
-	var orphans [][]byte
-	for seen := 0; k != nil && seen < max; k, v = c.Next() {
-		if sessions.Get(v) == nil {
-			orphans = append(orphans, bytes.Clone(k))
-		}
-		seen++
-	}
-	s.orphanNext = nil
-	if k != nil {
-		s.orphanNext = bytes.Clone(k)
-	}
-	for _, k := range orphans {
-		if err := refresh.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // deleteSession removes a session, its summary, its entry in the user →
-// sessions index and its current and previous refresh digests (the older
-// ones are left to sweepOrphanDigests).
+// sessions index and every refresh digest it issued (found through the
+// session → digests index), so none of them can be looked up again.
 func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 	id := []byte(sess.ID)
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
 		return err
 	}
-	refresh := tx.Bucket(bucketRefresh)
-	for _, h := range [...]storage.TokenHash{sess.CurrentHash, sess.PreviousHash} {
-		if h.IsZero() || string(refresh.Get(h[:])) != sess.ID {
-			continue
+	prefix := append(append([]byte{}, id...), 0)
+	digests, refresh := tx.Bucket(bucketSessDigests), tx.Bucket(bucketRefresh)
+	var keys [][]byte
+	c := digests.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := refresh.Delete(k[len(prefix):]); err != nil {
+			return err
 		}
-		if err := refresh.Delete(h[:]); err != nil {
+		if err := digests.Delete(k); err != nil {
 			return err
 		}
 	}

@@ -93,8 +93,9 @@ func unixNano(t time.Time) int64 {
 }
 
 // sessionByDigest returns the session that issued the refresh token with
-// digest h. A digest whose session is gone (swept; its digests are deleted
-// later, see sweepOrphanDigests) is ErrNotFound, like one never issued.
+// digest h. A digest whose session is gone (which only a damaged file has:
+// deleteSession deletes every digest a session issued) is ErrNotFound, like
+// one never issued.
 func sessionByDigest(tx *bbolt.Tx, h storage.TokenHash) (storage.Session, error) {
 	id := tx.Bucket(bucketRefresh).Get(h[:])
 	if id == nil {
@@ -109,12 +110,22 @@ func digestTaken(tx *bbolt.Tx, h storage.TokenHash) bool {
 	return id != nil && tx.Bucket(bucketSessions).Get(id) != nil
 }
 
+func sessDigestKey(id string, h storage.TokenHash) []byte {
+	k := make([]byte, 0, len(id)+1+len(h))
+	k = append(append(k, id...), 0)
+	return append(k, h[:]...)
+}
+
 // indexDigest records that session id issued the refresh token with digest
-// h. Nothing indexes a session's digests: when the session is swept, its
-// current and previous digests go with it and the older ones are found by
-// sweepOrphanDigests.
+// h: in the refresh index (digest → session) and in the session → digests
+// index, by which deleteSession finds every digest the session issued. The
+// second entry sits next to the session's earlier ones, so a session that
+// rotates often keeps rewriting the same leaf page.
 func indexDigest(tx *bbolt.Tx, id string, h storage.TokenHash) error {
-	return tx.Bucket(bucketRefresh).Put(h[:], []byte(id))
+	if err := tx.Bucket(bucketRefresh).Put(h[:], []byte(id)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessDigests).Put(sessDigestKey(id, h), nil)
 }
 
 // insertSession stores a new session with its indexes.
@@ -189,8 +200,8 @@ func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHas
 // time, so of several rotations of one digest only the first sees it
 // current.
 //
-// A rotation writes two rows: the session record and the new digest's
-// entry in the refresh index. It leaves the session summary (liveness is
+// A rotation writes three rows: the session record, the new digest's
+// entry in the refresh index and its session → digests entry. It leaves the session summary (liveness is
 // unchanged; its idle expiry is a lower bound) and the expiry index (its
 // entry is a lower bound too; the sweeper re-files the session when it
 // finds it later than filed) as they are, so that it dirties as few pages
