@@ -31,8 +31,9 @@ var (
 	bucketSessState = []byte("sessstate")
 	// bucketUserSessions is the user → sessions index (schema 2).
 	bucketUserSessions = []byte("usersessions")
-	// bucketSessDigests is the session → digests index: every digest a
-	// session issued, so that deleting the session deletes them all.
+	// bucketSessDigests is schema 2's session → digests index; schema 3
+	// links each refresh entry to its predecessor instead, and only reads
+	// and empties this bucket as schema 2 sessions are deleted.
 	bucketSessDigests = []byte("sessdigests")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,

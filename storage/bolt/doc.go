@@ -9,10 +9,14 @@
 //	users        user id → user record
 //	emails       normalised email → user id
 //	sessions     session id → session record
-//	refresh      refresh-token digest (32 bytes) → session id, for every
-//	             digest a session ever issued (so reuse is recognised)
-//	sessdigests  session id, 0x00, digest → empty: every digest a session
-//	             issued, so that deleting the session deletes them all
+//	refresh      refresh-token digest (32 bytes) → session id [0x00, the
+//	             digest that was current when this one was issued], for
+//	             every digest a session ever issued (so reuse is
+//	             recognised); the links chain a session's digests from its
+//	             current one, so deleting the session deletes them all
+//	sessdigests  session id, 0x00, digest → empty: schema 2's list of a
+//	             session's digests; schema 3 writes none, and deletes a
+//	             session's entries with it
 //	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
 //	             the sweeper's index, scanned in time order. A session's
@@ -30,16 +34,16 @@
 //	             a user, for administration (list, log out everywhere,
 //	             delete); written with the session, deleted when it is swept
 //
-// So a refresh rotation writes three rows, the session record, its new
-// digest's refresh entry and its sessdigests entry (next to the session's
-// earlier ones): two scattered leaf pages of a large file and one the
-// session keeps rewriting, where schema 2 wrote five rows (the summary and
-// an expiry move besides).
+// So a refresh rotation writes two rows, the session record and its new
+// digest's refresh entry: two leaf pages of a large file, where schema 2
+// wrote five rows (a sessdigests entry, the summary and an expiry move
+// besides).
 //
 // Open upgrades an older layout in its one transaction (migrate.go): schema
 // "1" files get the usersessions index built from the sessions bucket;
 // schema "2" → "3" rewrites nothing (schema 2's exact summaries and expiry
-// entries are valid lower bounds). An older Latch refuses a file at a newer
+// entries are valid lower bounds, its unlinked refresh entries are still
+// found through sessdigests). An older Latch refuses a file at a newer
 // schema version.
 //
 // Records are encoded by storage/internal/record (one version byte; shared

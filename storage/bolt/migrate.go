@@ -86,6 +86,8 @@ func buildUserSessionIndex(tx *bbolt.Tx) error {
 // session summaries' idle expiry and the expiry index's session entries as
 // lower bounds (rotations no longer rewrite them; see doc.go), which the
 // exact values schema 2 kept already are, and reads JSON (version 1)
-// session records as before. The version bump makes an older Latch, which
+// session records as before; schema 2's sessdigests entries are read (and
+// deleted) when their sessions are, next to schema 3's linked refresh
+// entries (see refreshEntry). The version bump makes an older Latch, which
 // would take a stale idle expiry for the real one, refuse the file.
 func markLowerBounds(*bbolt.Tx) error { return nil }

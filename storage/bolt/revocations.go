@@ -200,23 +200,50 @@ func sweepSession(tx *bbolt.Tx, id, cutoff []byte) error {
 }
 
 // deleteSession removes a session, its summary, its entry in the user →
-// sessions index and every refresh digest it issued (found through the
-// session → digests index), so none of them can be looked up again.
+// sessions index and every refresh digest it issued: those on the chain of
+// links from its current digest (see refreshEntry), and those a schema 2
+// file listed in the sessdigests bucket.
 func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 	id := []byte(sess.ID)
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
 		return err
 	}
+	refresh := tx.Bucket(bucketRefresh)
+	// Each successful rotation adds one digest to the chain, and adds one
+	// to Generation: the bound only guards against a damaged file.
+	h := sess.CurrentHash
+	for steps := uint64(0); !h.IsZero() && steps <= sess.Generation+1; steps++ {
+		v := refresh.Get(h[:])
+		if v == nil {
+			break
+		}
+		e, err := decodeRefreshEntry(v)
+		if err != nil {
+			return fmt.Errorf("refresh entry of session %q: %w", id, err)
+		}
+		if !bytes.Equal(e.sessionID, id) {
+			break
+		}
+		if err := refresh.Delete(h[:]); err != nil {
+			return err
+		}
+		h = e.prev
+	}
+	// Schema 2 digests (no links), listed by session.
 	prefix := append(append([]byte{}, id...), 0)
-	digests, refresh := tx.Bucket(bucketSessDigests), tx.Bucket(bucketRefresh)
+	digests := tx.Bucket(bucketSessDigests)
 	var keys [][]byte
 	c := digests.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := refresh.Delete(k[len(prefix):]); err != nil {
+		if owner, err := digestOwner(tx, storage.TokenHash(k[len(prefix):])); err != nil {
 			return err
+		} else if bytes.Equal(owner, id) {
+			if err := refresh.Delete(k[len(prefix):]); err != nil {
+				return err
+			}
 		}
 		if err := digests.Delete(k); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -92,12 +93,66 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
+// A refresh-index entry maps a digest to the session that issued it, and
+// links to the digest that was the session's current one when it was
+// issued (its predecessor): value = session id [0x00 predecessor digest].
+// Following the links from a session's current digest reaches every digest
+// it issued, so deleting a session deletes them all without a second index
+// written on every rotation. Session ids never contain 0x00
+// (storage.ValidID). Entries written by schema 2 hold the session id alone;
+// their digests are also listed in the sessdigests bucket, which schema 3
+// only reads and empties.
+
+// refreshEntry is a decoded refresh-index value.
+type refreshEntry struct {
+	sessionID []byte
+	prev      storage.TokenHash // zero: none (the session's first digest, or a schema 2 entry)
+}
+
+func decodeRefreshEntry(v []byte) (refreshEntry, error) {
+	i := bytes.IndexByte(v, 0)
+	if i < 0 {
+		return refreshEntry{sessionID: v}, nil
+	}
+	e := refreshEntry{sessionID: v[:i]}
+	if len(v)-i-1 != len(e.prev) || i == 0 {
+		return refreshEntry{}, record.ErrCorrupt
+	}
+	copy(e.prev[:], v[i+1:])
+	return e, nil
+}
+
+func encodeRefreshEntry(id string, prev storage.TokenHash) []byte {
+	if prev.IsZero() {
+		return []byte(id)
+	}
+	v := make([]byte, 0, len(id)+1+len(prev))
+	v = append(append(v, id...), 0)
+	return append(v, prev[:]...)
+}
+
+// digestOwner returns the id of the session that issued digest h, or nil.
+func digestOwner(tx *bbolt.Tx, h storage.TokenHash) ([]byte, error) {
+	v := tx.Bucket(bucketRefresh).Get(h[:])
+	if v == nil {
+		return nil, nil
+	}
+	e, err := decodeRefreshEntry(v)
+	if err != nil {
+		return nil, err
+	}
+	return e.sessionID, nil
+}
+
 // sessionByDigest returns the session that issued the refresh token with
 // digest h. A digest whose session is gone (which only a damaged file has:
 // deleteSession deletes every digest a session issued) is ErrNotFound, like
 // one never issued.
 func sessionByDigest(tx *bbolt.Tx, h storage.TokenHash) (storage.Session, error) {
-	id := tx.Bucket(bucketRefresh).Get(h[:])
+	id, err := digestOwner(tx, h)
+	if err != nil {
+		return storage.Session{}, err
+	}
 	if id == nil {
 		return storage.Session{}, storage.ErrNotFound
 	}
@@ -105,9 +160,12 @@ func sessionByDigest(tx *bbolt.Tx, h storage.TokenHash) (storage.Session, error)
 }
 
 // digestTaken reports whether a stored session issued the digest h.
-func digestTaken(tx *bbolt.Tx, h storage.TokenHash) bool {
-	id := tx.Bucket(bucketRefresh).Get(h[:])
-	return id != nil && tx.Bucket(bucketSessions).Get(id) != nil
+func digestTaken(tx *bbolt.Tx, h storage.TokenHash) (bool, error) {
+	id, err := digestOwner(tx, h)
+	if err != nil || id == nil {
+		return false, err
+	}
+	return tx.Bucket(bucketSessions).Get(id) != nil, nil
 }
 
 func sessDigestKey(id string, h storage.TokenHash) []byte {
@@ -117,15 +175,9 @@ func sessDigestKey(id string, h storage.TokenHash) []byte {
 }
 
 // indexDigest records that session id issued the refresh token with digest
-// h: in the refresh index (digest → session) and in the session → digests
-// index, by which deleteSession finds every digest the session issued. The
-// second entry sits next to the session's earlier ones, so a session that
-// rotates often keeps rewriting the same leaf page.
-func indexDigest(tx *bbolt.Tx, id string, h storage.TokenHash) error {
-	if err := tx.Bucket(bucketRefresh).Put(h[:], []byte(id)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketSessDigests).Put(sessDigestKey(id, h), nil)
+// h while prev was its current digest (zero for a new session).
+func indexDigest(tx *bbolt.Tx, id string, h, prev storage.TokenHash) error {
+	return tx.Bucket(bucketRefresh).Put(h[:], encodeRefreshEntry(id, prev))
 }
 
 // insertSession stores a new session with its indexes.
@@ -133,13 +185,16 @@ func insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
 		return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
 	}
-	if digestTaken(tx, sess.CurrentHash) {
+	if taken, err := digestTaken(tx, sess.CurrentHash); err != nil || taken {
+		if err != nil {
+			return err
+		}
 		return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
 	}
 	if err := putSession(tx, sess); err != nil {
 		return err
 	}
-	if err := indexDigest(tx, sess.ID, sess.CurrentHash); err != nil {
+	if err := indexDigest(tx, sess.ID, sess.CurrentHash, storage.TokenHash{}); err != nil {
 		return err
 	}
 	if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
@@ -200,8 +255,8 @@ func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHas
 // time, so of several rotations of one digest only the first sees it
 // current.
 //
-// A rotation writes three rows: the session record, the new digest's
-// entry in the refresh index and its session → digests entry. It leaves the session summary (liveness is
+// A rotation writes two rows: the session record and the new digest's
+// entry in the refresh index (which links to its predecessor). It leaves the session summary (liveness is
 // unchanged; its idle expiry is a lower bound) and the expiry index (its
 // entry is a lower bound too; the sweeper re-files the session when it
 // finds it later than filed) as they are, so that it dirties as few pages
@@ -236,14 +291,20 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		case decision != nil:
 			outcome = decision
 			return nil
-		case digestTaken(tx, r.Next):
+		}
+		if taken, err := digestTaken(tx, r.Next); err != nil {
+			return err
+		} else if taken {
 			outcome = fmt.Errorf("next refresh digest taken: %w", storage.ErrAlreadyExists)
 			return nil
 		}
 		if err := putRecord(tx, next); err != nil {
 			return err
 		}
-		if err := indexDigest(tx, next.ID, r.Next); err != nil {
+		// The link goes to the digest r.Next replaces as current: the
+		// presented one, or on a grace retry the successor it drops, whose
+		// own link goes to the presented one: so the chain misses none.
+		if err := indexDigest(tx, next.ID, r.Next, old.CurrentHash); err != nil {
 			return err
 		}
 		out = next

@@ -1,0 +1,130 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
+	"github.com/latchauth/latch/storage/storagetest"
+)
+
+// refreshEntries returns the refresh index: digest → owning session id.
+func refreshEntries(t *testing.T, s *Store) map[storage.TokenHash]string {
+	t.Helper()
+	out := map[storage.TokenHash]string{}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRefresh).ForEach(func(k, v []byte) error {
+			e, err := decodeRefreshEntry(v)
+			if err != nil {
+				return err
+			}
+			out[storage.TokenHash(k)] = string(e.sessionID)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Deleting a session deletes every refresh digest it issued, found by the
+// links from its current digest alone: through plain rotations, a grace
+// retry (which drops the successor it replaces from the session record)
+// and more rotations; another session's digests stay.
+func TestSweptSessionTakesEveryDigest(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	newSession := func(id string) storage.TokenHash {
+		h := storagetest.Digest(t)
+		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "u", CurrentHash: h, CreatedAt: base,
+			LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	rotate := func(presented storage.TokenHash, at time.Duration) storage.TokenHash {
+		t.Helper()
+		next := storagetest.Digest(t)
+		if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: presented, Next: next, Now: base.Add(at),
+			IdleTTL: time.Hour, ReuseGrace: 10 * time.Second}); err != nil {
+			t.Fatalf("rotate at %v: %v", at, err)
+		}
+		return next
+	}
+	cur := newSession("a")
+	other := newSession("b")
+	issued := []storage.TokenHash{cur}
+	for i := range 5 {
+		cur = rotate(cur, time.Duration(i+1)*time.Minute)
+		issued = append(issued, cur)
+		other = rotate(other, time.Duration(i+1)*time.Minute)
+	}
+	// Grace retry: the previous digest again, within the grace period.
+	retried := rotate(issued[len(issued)-2], 5*time.Minute+time.Second)
+	issued = append(issued, retried)
+	cur = rotate(retried, 6*time.Minute)
+	issued = append(issued, cur)
+	if got := refreshEntries(t, s); len(got) != len(issued)+6 {
+		t.Fatalf("refresh index holds %d digests before the sweep; want %d", len(got), len(issued)+6)
+	}
+	// Session b stays live past a's expiry by rotating late.
+	other = rotate(other, 61*time.Minute)
+	if n, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || n < 1 {
+		t.Fatalf("DeleteExpired = %d, %v", n, err)
+	}
+	got := refreshEntries(t, s)
+	for _, h := range issued {
+		if _, ok := got[h]; ok {
+			t.Errorf("a digest of the swept session is still indexed")
+		}
+		if _, _, err := s.FindSessionByRefreshHash(ctx, h); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("FindSessionByRefreshHash(swept digest) = %v; want ErrNotFound", err)
+		}
+	}
+	for _, owner := range got {
+		if owner != "b" {
+			t.Errorf("refresh index holds a digest of %q after the sweep", owner)
+		}
+	}
+}
+
+// A refresh entry decodes only in its two forms.
+func TestDecodeRefreshEntry(t *testing.T) {
+	var prev storage.TokenHash
+	prev[0], prev[31] = 1, 0
+	for _, tc := range []struct {
+		in      []byte
+		id      string
+		prev    storage.TokenHash
+		corrupt bool
+	}{
+		{in: []byte("sess"), id: "sess"},
+		{in: encodeRefreshEntry("sess", prev), id: "sess", prev: prev},
+		{in: encodeRefreshEntry("sess", storage.TokenHash{}), id: "sess"},
+		{in: append([]byte("sess\x00"), prev[:31]...), corrupt: true},
+		{in: append(append([]byte("sess\x00"), prev[:]...), 0), corrupt: true},
+		{in: append([]byte("\x00"), prev[:]...), corrupt: true},
+	} {
+		e, err := decodeRefreshEntry(tc.in)
+		if tc.corrupt {
+			if !errors.Is(err, record.ErrCorrupt) {
+				t.Errorf("decode(%q) = %v; want ErrCorrupt", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || string(e.sessionID) != tc.id || e.prev != tc.prev {
+			t.Errorf("decode(%q) = %q %x, %v; want %q %x", tc.in, e.sessionID, e.prev, err, tc.id, tc.prev)
+		}
+	}
+}
