@@ -79,7 +79,7 @@ func TestSweptSessionTakesEveryDigest(t *testing.T) {
 		t.Fatalf("refresh index holds %d digests before the sweep; want %d", len(got), len(issued)+6)
 	}
 	// Session b stays live past a's expiry by rotating late.
-	other = rotate(other, 61*time.Minute)
+	rotate(other, 61*time.Minute)
 	if n, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || n < 1 {
 		t.Fatalf("DeleteExpired = %d, %v", n, err)
 	}

@@ -168,12 +168,6 @@ func digestTaken(tx *bbolt.Tx, h storage.TokenHash) (bool, error) {
 	return tx.Bucket(bucketSessions).Get(id) != nil, nil
 }
 
-func sessDigestKey(id string, h storage.TokenHash) []byte {
-	k := make([]byte, 0, len(id)+1+len(h))
-	k = append(append(k, id...), 0)
-	return append(k, h[:]...)
-}
-
 // indexDigest records that session id issued the refresh token with digest
 // h while prev was its current digest (zero for a new session).
 func indexDigest(tx *bbolt.Tx, id string, h, prev storage.TokenHash) error {
