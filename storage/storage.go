@@ -322,9 +322,11 @@ type Sweeper interface {
 	// may index a session under a lower bound of its expiry (storage/bolt
 	// does, so that rotations need not move it): meeting a session that
 	// ends later, it re-files it, which counts as a handled row. A backend
-	// may also delete the digests of a deleted session later than the
-	// session (storage/bolt does, in paced walks): until then they read as
-	// unknown (ErrNotFound), like digests never issued.
+	// may delete a session that issued many digests over several calls
+	// (storage/bolt deletes a bounded number of digests per call, the
+	// session's record last): meanwhile the session stays expired, so each
+	// of its digests reads as that expired session or as unknown, and the
+	// call that stopped on its bound reports limit so that callers go on.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 }
 

@@ -128,3 +128,107 @@ func TestDecodeRefreshEntry(t *testing.T) {
 		}
 	}
 }
+
+// A session that rotated more often than one call's digest budget is
+// deleted over several DeleteExpired calls, each deleting at most
+// sweepDigestBudget digests and reporting a full chunk while work is left;
+// meanwhile every digest still indexed reads as the expired session, which
+// no rotation accepts. Schema 2 digests (unlinked, listed in sessdigests)
+// are bounded the same way.
+func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cur := storagetest.Digest(t)
+	if err := s.CreateSession(ctx, storage.Session{ID: "long", UserID: "u", CurrentHash: cur, CreatedAt: base,
+		LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	issued := []storage.TokenHash{cur}
+	const rotations = 2*sweepDigestBudget + 40
+	for i := range rotations {
+		next := storagetest.Digest(t)
+		if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next,
+			Now: base.Add(time.Duration(i+1) * time.Second), IdleTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+		issued = append(issued, cur)
+	}
+	// Schema 2 digests of the same session, as the old layout wrote them.
+	const legacy = sweepDigestBudget + 10
+	if err := s.db.Update(func(tx *bbolt.Tx) error {
+		for range legacy {
+			h := storagetest.Digest(t)
+			issued = append(issued, h)
+			if err := tx.Bucket(bucketRefresh).Put(h[:], []byte("long")); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketSessDigests).Put(append([]byte("long\x00"), h[:]...), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	total := len(issued)
+	now := base.Add(48 * time.Hour)
+	for call := 1; ; call++ {
+		before := len(refreshEntries(t, s))
+		n, err := s.DeleteExpired(ctx, now, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted := before - len(refreshEntries(t, s))
+		if deleted > sweepDigestBudget {
+			t.Fatalf("call %d deleted %d digests; budget %d", call, deleted, sweepDigestBudget)
+		}
+		if _, err := s.GetSession(ctx, "long"); errors.Is(err, storage.ErrNotFound) {
+			if n != 1 {
+				t.Fatalf("the call that finished the session reported %d; want 1", n)
+			}
+			if call != (total+sweepDigestBudget-1)/sweepDigestBudget {
+				t.Fatalf("finished in %d calls; want %d", call, (total+sweepDigestBudget-1)/sweepDigestBudget)
+			}
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if n != 16 {
+			t.Fatalf("call %d left work but reported %d; want the full chunk", call, n)
+		}
+		for _, h := range issued {
+			sess, _, err := s.FindSessionByRefreshHash(ctx, h)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil || sess.ID != "long" {
+				t.Fatalf("digest mid-sweep: %v, %v", sess.ID, err)
+			}
+			_, err = s.RotateRefreshToken(ctx, storage.Rotation{Presented: h, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
+			if !errors.Is(err, storage.ErrSessionExpired) {
+				t.Fatalf("rotation of a digest of a half-swept session: %v; want ErrSessionExpired", err)
+			}
+			break
+		}
+		if call > 10 {
+			t.Fatal("the sweep never finished")
+		}
+	}
+	if got := refreshEntries(t, s); len(got) != 0 {
+		t.Fatalf("%d digests left after the session was swept", len(got))
+	}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		if n := tx.Bucket(bucketSessDigests).Stats().KeyN; n != 0 {
+			t.Errorf("sessdigests holds %d entries after the sweep", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,6 +14,7 @@
 //	             every digest a session ever issued (so reuse is
 //	             recognised); the links chain a session's digests from its
 //	             current one, so deleting the session deletes them all
+//	             (at most 256 per sweeper call; see DeleteExpired)
 //	sessdigests  session id, 0x00, digest → empty: schema 2's list of a
 //	             session's digests; schema 3 writes none, and deletes a
 //	             session's entries with it

@@ -128,6 +128,12 @@ func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now
 // bound of its expiry (rotations do not move it): a session found to end
 // later than filed is re-filed at its real expiry, with its summary's idle
 // expiry brought up to date, and counts as handled like a deleted row.
+//
+// A session's refresh digests are deleted with it, at most
+// sweepDigestBudget per call: a session that rotated more often than that
+// is deleted over several calls, its record last (see deleteSession), and
+// stays due meanwhile. A call that stops on its digest budget reports
+// limit, so that a caller sweeping while full chunks come back goes on.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
 		return 0, err
@@ -152,12 +158,14 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			}
 			due = append(due, bytes.Clone(k))
 		}
+		budget := sweepDigestBudget
 		for _, k := range due {
 			id := k[9:]
 			var err error
+			done := true
 			switch k[8] {
 			case kindSession:
-				err = sweepSession(tx, id, cutoff)
+				done, err = sweepSession(tx, id, cutoff, &budget)
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
@@ -165,6 +173,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 			}
 			if err != nil {
 				return err
+			}
+			if !done {
+				n = limit // more of this session next call; its entry stays due
+				return nil
 			}
 			if err := expiry.Delete(k); err != nil {
 				return err
@@ -179,38 +191,47 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	return n, nil
 }
 
+// sweepDigestBudget bounds the refresh digests one DeleteExpired call
+// deletes, so that a session that rotated thousands of times does not hold
+// the one writer lock for a scattered page write per digest at once.
+const sweepDigestBudget = 256
+
 // sweepSession handles a session whose expiry-index entry is due (before
 // cutoff): it deletes the session if it has really expired, and otherwise
-// re-files it at its real expiry. The caller deletes the due entry.
-func sweepSession(tx *bbolt.Tx, id, cutoff []byte) error {
+// re-files it at its real expiry. It reports done = false when *budget
+// ran out before the session was gone (see deleteSession); the caller
+// deletes the due entry only when done.
+func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (done bool, err error) {
 	sess, err := getSession(tx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil // a stale entry (only a damaged file has one)
+		return true, nil // a stale entry (only a damaged file has one)
 	case err != nil:
-		return fmt.Errorf("session %q: %w", id, err)
+		return false, fmt.Errorf("session %q: %w", id, err)
 	}
 	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
 		if err := tx.Bucket(bucketSessState).Put(id, encodeState(sess)); err != nil {
-			return err
+			return false, err
 		}
-		return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+		return true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
 	}
-	return deleteSession(tx, sess)
+	return deleteSession(tx, sess, budget)
 }
 
-// deleteSession removes a session, its summary, its entry in the user →
-// sessions index and every refresh digest it issued: those on the chain of
-// links from its current digest (see refreshEntry), and those a schema 2
-// file listed in the sessdigests bucket.
-func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
+// deleteSession removes an expired session, its summary, its entry in the
+// user → sessions index and every refresh digest it issued: those on the
+// chain of links from its current digest (see refreshEntry), and those a
+// schema 2 file listed in the sessdigests bucket. It deletes at most
+// *budget digests (and lowers *budget by as many); when the budget runs out
+// first it keeps the record, with CurrentHash moved to the first digest
+// not yet deleted, and reports done = false. Meanwhile the session is
+// still expired: a digest not yet deleted reads as that expired session,
+// one deleted as unknown, and both fail a refresh.
+func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, err error) {
 	id := []byte(sess.ID)
-	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
-		return err
-	}
 	refresh := tx.Bucket(bucketRefresh)
-	// Each successful rotation adds one digest to the chain, and adds one
-	// to Generation: the bound only guards against a damaged file.
+	// Each successful rotation adds one digest to the chain, and one to
+	// Generation: the step bound only guards against a damaged file.
 	h := sess.CurrentHash
 	for steps := uint64(0); !h.IsZero() && steps <= sess.Generation+1; steps++ {
 		v := refresh.Get(h[:])
@@ -219,14 +240,19 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 		}
 		e, err := decodeRefreshEntry(v)
 		if err != nil {
-			return fmt.Errorf("refresh entry of session %q: %w", id, err)
+			return false, fmt.Errorf("refresh entry of session %q: %w", id, err)
 		}
 		if !bytes.Equal(e.sessionID, id) {
 			break
 		}
-		if err := refresh.Delete(h[:]); err != nil {
-			return err
+		if *budget <= 0 {
+			sess.CurrentHash = h
+			return false, putRecord(tx, sess)
 		}
+		if err := refresh.Delete(h[:]); err != nil {
+			return false, err
+		}
+		*budget--
 		h = e.prev
 	}
 	// Schema 2 digests (no links), listed by session.
@@ -235,24 +261,34 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 	var keys [][]byte
 	c := digests.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(keys) >= max(*budget, 0) {
+			break
+		}
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
 		if owner, err := digestOwner(tx, storage.TokenHash(k[len(prefix):])); err != nil {
-			return err
+			return false, err
 		} else if bytes.Equal(owner, id) {
 			if err := refresh.Delete(k[len(prefix):]); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if err := digests.Delete(k); err != nil {
-			return err
+			return false, err
 		}
+		*budget--
+	}
+	if k, _ := digests.Cursor().Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix) {
+		return false, nil // schema 2 digests left for the next call (the chain is gone)
+	}
+	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
+		return false, err
 	}
 	if err := tx.Bucket(bucketSessState).Delete(id); err != nil {
-		return err
+		return false, err
 	}
-	return tx.Bucket(bucketSessions).Delete(id)
+	return true, tx.Bucket(bucketSessions).Delete(id)
 }
 
 // ListRevocations implements storage.DenyList. It reads the deny list and
