@@ -39,7 +39,7 @@ const MaxPolicySize = 1 << 20
 // path as sent and before any prefix rule, a prefix rule's in its place in
 // the longest-first order.
 type Policy struct {
-	audiences          []string
+	audiences          []string // sorted
 	allowAuthenticated bool
 	exact              map[string][]*rule // by path, rules with methods first
 	exactFold          map[string][]*rule // the same by lower-case path
@@ -60,7 +60,7 @@ type rule struct {
 	roles   []string
 }
 
-// Audiences returns the audiences a token must name (at least one).
+// Audiences returns the audiences a token must name (at least one), sorted.
 func (p *Policy) Audiences() []string { return slices.Clone(p.audiences) }
 
 // match returns the rule for a request, or nil.
@@ -215,7 +215,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("audiences: %q listed twice", a))
 		}
 	}
-	p.audiences = doc.Audiences
+	p.audiences = slices.Sorted(slices.Values(doc.Audiences)) // sorted: SetPolicy compares them as a set
 	switch doc.Default {
 	case "", "deny":
 	case "authenticated":

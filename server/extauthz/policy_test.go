@@ -185,3 +185,26 @@ func FuzzParsePolicy(f *testing.F) {
 		p.match("GET", "/api/orders/1")
 	})
 }
+
+// TestSetPolicyAudiencesAsASet: a reload whose file lists the same
+// audiences in another order is accepted (the Verifier accepts a set, so
+// nothing needs a restart); one that adds or drops an audience is refused.
+func TestSetPolicyAudiencesAsASet(t *testing.T) {
+	s := &Server{}
+	s.policy.Store(mustParse(t, "audiences: [orders, billing]\nrules: [{path: /a, roles: []}]"))
+	reordered := mustParse(t, "audiences: [billing, orders]\nrules: [{path: /b, roles: []}]")
+	if err := s.SetPolicy(reordered); err != nil {
+		t.Fatalf("SetPolicy with the same audiences reordered: %v", err)
+	}
+	if s.policy.Load() != reordered {
+		t.Fatal("the reordered policy was not installed")
+	}
+	for _, doc := range []string{
+		"audiences: [orders]\nrules: [{path: /c, roles: []}]",
+		"audiences: [orders, billing, admin]\nrules: [{path: /c, roles: []}]",
+	} {
+		if err := s.SetPolicy(mustParse(t, doc)); err == nil || !strings.Contains(err.Error(), "audiences") {
+			t.Errorf("SetPolicy(%q) = %v, want a refusal naming audiences", doc, err)
+		}
+	}
+}
