@@ -246,8 +246,8 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 		}
 	}
 	// A role holding the separator would read as two roles upstream.
-	if !headerSafe(claims.Subject) || !headerSafe(claims.SessionID) || !headerSafe(strings.Join(claims.Roles, ",")) ||
-		slices.ContainsFunc(claims.Roles, func(r string) bool { return r == "" || strings.Contains(r, ",") }) {
+	if !headerSafe(claims.Subject) || !headerSafe(claims.SessionID) ||
+		slices.ContainsFunc(claims.Roles, func(r string) bool { return r == "" || strings.Contains(r, ",") || !headerSafe(r) }) {
 		return s.deny(ctx, h, invalidToken("claims not representable as headers"), &claims)
 	}
 	return s.allow(ctx, h, &claims)
