@@ -176,7 +176,9 @@ func LoadPolicy(path string) (*Policy, error) {
 //	    roles: []                         # any valid token
 //
 // Unknown fields, duplicate keys, malformed or non-canonical paths, rules
-// that are both public and need roles, and rules that overlap are errors;
+// that are both public and need roles, rules that overlap, and a public
+// rule whose pattern differs from a protected one's (for a method both
+// cover) only in letter case or an exact path's trailing "/" are errors;
 // all of them are reported at once.
 func ParsePolicy(data []byte) (*Policy, error) {
 	if len(data) > MaxPolicySize {
@@ -245,6 +247,12 @@ func ParsePolicy(data []byte) (*Policy, error) {
 					where, kind(r), r.pattern))
 				break
 			}
+			if o.public != r.public && o.prefix == r.prefix && form(o) == form(r) && (o.methods == nil || r.methods == nil ||
+				overlap(o.methods, r.methods)) {
+				errs = append(errs, fmt.Errorf("%s: %s %q and an earlier rule's %q differ only in letter case or a trailing /, "+
+					"which an upstream may serve alike, yet only one of them is public", where, kind(r), r.pattern, o.pattern))
+				break
+			}
 		}
 		all = append(all, r)
 	}
@@ -293,6 +301,19 @@ func kind(r *rule) string {
 		return "prefix"
 	}
 	return "path"
+}
+
+// form is the pattern as match folds a request into it: lower-case, and
+// for an exact rule without a trailing "/". A public rule and a rule that
+// needs a token must not share one, or the request in the public rule's
+// form would reach the protected resource (the path as sent is matched
+// before its other forms).
+func form(r *rule) string {
+	f := strings.ToLower(r.pattern)
+	if !r.prefix && f != "/" {
+		f = strings.TrimSuffix(f, "/")
+	}
+	return f
 }
 
 func overlap(a, b map[string]bool) bool {

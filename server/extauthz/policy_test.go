@@ -208,3 +208,34 @@ func TestSetPolicyAudiencesAsASet(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyRefusesPublicFormOfProtectedRule: a public rule whose pattern
+// is another form of a rule that needs a token (letter case, or an exact
+// path's trailing "/"), for a method both cover, is refused: the request
+// in the public form would match the public rule first, and an upstream
+// that serves both forms alike would serve the protected resource. The
+// check names both rules.
+func TestPolicyRefusesPublicFormOfProtectedRule(t *testing.T) {
+	for name, rules := range map[string]string{
+		"exact, letter case":       `[{path: /admin, roles: [admin]}, {path: /Admin, public: true}]`,
+		"exact, trailing slash":    `[{path: /admin/, public: true}, {path: /admin, roles: []}]`,
+		"exact, any method vs GET": `[{path: /admin, http_methods: [GET], roles: [admin]}, {path: /ADMIN/, public: true}]`,
+		"prefix, letter case":      `[{prefix: /ops/, roles: [admin]}, {prefix: /OPS/, http_methods: [POST], public: true}]`,
+		"grpc, letter case":        `[{grpc: /a.B/C, roles: [admin]}, {grpc: /a.b/c, public: true}]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := ParsePolicy([]byte("audiences: [a]\nrules: " + rules))
+			if err == nil {
+				t.Fatalf("accepted: %+v", p)
+			}
+			if !strings.Contains(err.Error(), "public") || !strings.Contains(err.Error(), "line") && !strings.Contains(err.Error(), "rules[1]") {
+				t.Errorf("error %q does not say which rules clash", err)
+			}
+		})
+	}
+	// Other methods, or both public, or both protected, are fine.
+	mustParse(t, "audiences: [a]\nrules: [{path: /admin, http_methods: [POST], roles: [admin]}, {path: /Admin, http_methods: [GET], public: true}]")
+	mustParse(t, "audiences: [a]\nrules: [{path: /admin, public: true}, {path: /Admin, public: true}]")
+	mustParse(t, "audiences: [a]\nrules: [{path: /admin, roles: [a]}, {path: /Admin/, roles: [b]}]")
+	mustParse(t, "audiences: [a]\nrules: [{prefix: /ops/, roles: [admin]}, {prefix: /ops/public/, public: true}]")
+}
