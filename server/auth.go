@@ -266,8 +266,9 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):
-		// The store has already committed the revocation of the session.
-		reused, _, _ := s.store.FindSessionByRefreshHash(ctx, digest)
+		// The store has already committed the revocation of the session
+		// (and returns it, as bolt and etcd do; else it is looked up).
+		reused := s.sessionFor(ctx, sess, digest)
 		if reused.ID != "" {
 			s.publishSession(reused)
 		}
