@@ -390,8 +390,10 @@ func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1
 		}
 		u, err = a.s.store.GetUser(ctx, l.UserId)
 	case *latchv1.GetUserRequest_Email:
+		// Checked before normalising: lower-casing turns invalid UTF-8 into
+		// U+FFFD, which would look up another address.
 		email := NormalizeEmail(l.Email)
-		if !utf8.ValidString(email) || len(email) > maxEmailLength {
+		if !utf8.ValidString(l.Email) || len(email) > maxEmailLength {
 			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
 		}
 		if email == "" {

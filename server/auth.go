@@ -266,8 +266,9 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):
-		// The store has already committed the revocation of the session.
-		reused, _, _ := s.store.FindSessionByRefreshHash(ctx, digest)
+		// The store has already committed the revocation of the session
+		// (and returns it, as bolt and etcd do; else it is looked up).
+		reused := s.sessionFor(ctx, sess, digest)
 		if reused.ID != "" {
 			s.publishSession(reused)
 		}
@@ -459,9 +460,9 @@ func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.Introsp
 	key = "introspect:" + c.Subject
 	target = s.verifyTargetAhead(ctx, key, c, req)
 	if target == nil || target.claims.ID == "" {
-		revoked, err := s.store.AccessTokenRevoked(ctx, c.ID, c.SessionID, s.now())
+		revoked, err := s.TokenRevoked(ctx, c)
 		if err != nil {
-			return "", nil, fmt.Errorf("access token revocation check: %w", err)
+			return "", nil, err
 		}
 		if _, err = s.checkCaller(ctx, probeKey, c, !revoked, RoleIntrospect); err != nil {
 			return "", nil, err
@@ -568,9 +569,9 @@ func (s *Server) activeAccessClaims(ctx context.Context, tok string) (tokens.Cla
 	if err != nil {
 		return tokens.Claims{}, false, nil
 	}
-	revoked, err := s.store.AccessTokenRevoked(ctx, c.ID, c.SessionID, s.now())
+	revoked, err := s.TokenRevoked(ctx, c)
 	if err != nil {
-		return tokens.Claims{}, false, fmt.Errorf("access token revocation check: %w", err)
+		return tokens.Claims{}, false, err
 	}
 	return c, !revoked, nil
 }

@@ -519,7 +519,7 @@ func (s *Server) initKeys(ctx context.Context) error {
 		return fmt.Errorf("server: list signing keys: %w", err)
 	}
 	if err := checkPrivateKeys(keys, s.keys.sealer); err != nil {
-		return fmt.Errorf("server: %w", err)
+		return err // "server: signing key <kid>: ..."
 	}
 	if s.keys.sealer == nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",

@@ -1231,3 +1231,42 @@ func TestReplicaWhoseKeysDoNotLoadIsNotReady(t *testing.T) {
 		t.Errorf("A publishes %s first, want the active key %s", got, want)
 	}
 }
+
+// TestStartRefusesMismatchedPrivateKey: a stored key (here the next one,
+// which does not sign yet) whose private half is not the key its id names
+// is refused at start, naming the key and nothing of the private key.
+func TestStartRefusesMismatchedPrivateKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	_, st, err := openServer(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := activeKey(t, st)
+	var nextID string
+	if _, err := st.UpdateSigningKeys(ctxT(t), func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
+		out := slices.Clone(cur)
+		for i := range out {
+			if out[i].State == storage.KeyNext {
+				out[i].PrivateKey, nextID = active.PrivateKey, out[i].ID
+			}
+		}
+		return out, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if nextID == "" {
+		t.Fatal("no next key stored")
+	}
+
+	_, _, err = openServer(t, path)
+	if err == nil {
+		t.Fatal("New accepted a next key whose private half belongs to another key")
+	}
+	if !strings.Contains(err.Error(), nextID) {
+		t.Errorf("error %q does not name the key %s", err, nextID)
+	}
+	if strings.Contains(err.Error(), hex.EncodeToString(active.PrivateKey[len(active.PrivateKey)-16:])) {
+		t.Errorf("error leaks private key bytes: %v", err)
+	}
+}

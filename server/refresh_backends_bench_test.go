@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
@@ -39,28 +38,7 @@ func BenchmarkRefreshBackends(b *testing.B) {
 	}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
-			e := newEnv(b, baseConfig(), be.wrap...)
-			e.addUser("alice@example.com", "alice-password")
-			const chains = 32
-			toks := make(chan string, chains)
-			for range chains {
-				toks <- e.login("alice@example.com", "alice-password").GetRefreshToken()
-			}
-			ctx := ctxT(b)
-			b.ReportAllocs()
-			b.SetParallelism(chains / 2)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				rt := <-toks
-				for pb.Next() {
-					resp, err := e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: rt})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					rt = resp.GetTokens().GetRefreshToken()
-				}
-			})
+			refreshChains(b, newEnv(b, baseConfig(), be.wrap...))
 		})
 	}
 }

@@ -94,12 +94,20 @@ func newEnv(t testing.TB, cfg server.Config, wrappers ...wrap) *env {
 
 func newEnvAt(t testing.TB, dbPath string, cfg server.Config, wrappers ...wrap) *env {
 	t.Helper()
+	return startEnv(t, dbPath, opsConfig{cfg: cfg, wrappers: wrappers})
+}
+
+// startEnv serves one server on the bbolt file at dbPath, its store wrapped
+// by oc.wrappers, with oc's server and gRPC options after the test clock and
+// logger.
+func startEnv(t testing.TB, dbPath string, oc opsConfig) *env {
+	t.Helper()
 	st, err := bolt.Open(dbPath)
 	if err != nil {
 		t.Fatalf("bolt.Open: %v", err)
 	}
 	var store storage.Store = st
-	for _, w := range wrappers {
+	for _, w := range oc.wrappers {
 		store = w(store)
 	}
 	hasher, err := password.NewHasher(fastParams(), 4)
@@ -109,12 +117,13 @@ func newEnvAt(t testing.TB, dbPath string, cfg server.Config, wrappers ...wrap) 
 	clk := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(ctxT(t), store, hasher, cfg, server.WithClock(clk.now), server.WithLogger(log))
+	opts := append([]server.Option{server.WithClock(clk.now), server.WithLogger(log)}, oc.srvOpts...)
+	srv, err := server.New(ctxT(t), store, hasher, oc.cfg, opts...)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
 	lis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(srv, log)
+	gs := server.NewGRPCServer(srv, log, oc.grpcOpts...)
 	go func() { _ = gs.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
