@@ -137,6 +137,7 @@ func TestKeySourceConfigErrors(t *testing.T) {
 		"with static JWKS":  {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithStaticJWKS(strings.NewReader(string(doc)))}, "exactly one key source"},
 		"twice":             {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithKeySource(set)}, "given twice"},
 		"nil":               {[]interceptors.Option{interceptors.WithKeySource(nil)}, "nil key source"},
+		"nil key set":       {[]interceptors.Option{interceptors.WithKeySource((*tokens.KeySet)(nil))}, "nil key source"},
 		"uncomparable":      {[]interceptors.Option{interceptors.WithKeySource(badEpoch{&ownedKeys{}})}, "uncomparable"},
 		"nil revocation fn": {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithRevocationCheck(nil)}, "nil check"},
 	} {

@@ -134,7 +134,7 @@ type EpochKeySource interface {
 // it.
 func WithKeySource(ks tokens.KeySource) Option {
 	return func(o *options) error {
-		if ks == nil {
+		if set, isSet := ks.(*tokens.KeySet); ks == nil || isSet && set == nil {
 			return errors.New("WithKeySource: nil key source")
 		}
 		if o.keySource != nil {
