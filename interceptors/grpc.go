@@ -46,9 +46,11 @@ const (
 	// retrying (the token itself may be fine).
 	msgRevocationUnavailable = "revocation state unavailable; try again"
 	// Keys or revocations too old under the FailClosed stale policy.
-	msgStale        = "token verification unavailable: keys or revocations out of date; try again later"
-	msgNotInPolicy  = "method is not allowed by the access policy"
-	msgMissingRoles = "token lacks required role(s): "
+	msgStale = "token verification unavailable: keys or revocations out of date; try again later"
+	// The key source failed (WithKeySource): the token may be fine.
+	msgKeysUnavailable = "signing keys unavailable; try again"
+	msgNotInPolicy     = "method is not allowed by the access policy"
+	msgMissingRoles    = "token lacks required role(s): "
 )
 
 // bearerToken reads the one "authorization: Bearer <token>" value.
@@ -88,6 +90,9 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 			return nil, status.Error(codes.Unavailable, msgStale)
 		case errors.Is(err, ErrRevocationUnavailable):
 			return nil, status.Error(codes.Unavailable, msgRevocationUnavailable)
+		case err != nil && tokens.Reason(err) == nil:
+			// No reason: the key lookup failed, not the token.
+			return nil, status.Error(codes.Unavailable, msgKeysUnavailable)
 		case err != nil:
 			return nil, status.Error(codes.Unauthenticated, invalidMessage(err))
 		}

@@ -241,6 +241,36 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	})
 }
 
+// TestRevocationCheckCallerCancelStaysHealthy: a check that fails only
+// because the caller hung up (its context cancelled) still refuses the
+// token but leaves health SERVING; a passed deadline (what a hung store
+// looks like) still makes it NOT_SERVING.
+func TestRevocationCheckCallerCancelStaysHealthy(t *testing.T) {
+	a := newKey(t)
+	owned := &ownedKeys{}
+	owned.set(t, a)
+	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(func(ctx context.Context, _ interceptors.Claims) (bool, error) {
+		return false, ctx.Err()
+	}))
+	tok := mint(t, a, time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+		t.Fatalf("Verify with a cancelled context = %v, want ErrRevocationUnavailable", err)
+	}
+	if h := v.Health(); h.RevocationCheckFailing || !h.Serving() {
+		t.Fatalf("Health = %+v after a caller's cancellation, want serving", h)
+	}
+	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer dcancel()
+	if _, err := v.Verify(dctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+		t.Fatalf("Verify past its deadline = %v, want ErrRevocationUnavailable", err)
+	}
+	if h := v.Health(); !h.RevocationCheckFailing || h.Serving() {
+		t.Fatalf("Health = %+v after a deadline passed in the check, want revocation check failing", h)
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -137,6 +137,7 @@ func TestKeySourceConfigErrors(t *testing.T) {
 		"with static JWKS":  {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithStaticJWKS(strings.NewReader(string(doc)))}, "exactly one key source"},
 		"twice":             {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithKeySource(set)}, "given twice"},
 		"nil":               {[]interceptors.Option{interceptors.WithKeySource(nil)}, "nil key source"},
+		"nil key set":       {[]interceptors.Option{interceptors.WithKeySource((*tokens.KeySet)(nil))}, "nil key source"},
 		"uncomparable":      {[]interceptors.Option{interceptors.WithKeySource(badEpoch{&ownedKeys{}})}, "uncomparable"},
 		"nil revocation fn": {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithRevocationCheck(nil)}, "nil check"},
 	} {
@@ -268,4 +269,32 @@ func TestKeyWithdrawnDuringVerification(t *testing.T) {
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, tokens.ErrUnknownKey) {
 		t.Fatalf("after the key was withdrawn: %v, want ErrUnknownKey (cached under the new set)", err)
 	}
+}
+
+// brokenKeys is a key source whose lookups fail (its store is down).
+type brokenKeys struct{}
+
+func (brokenKeys) PublicKey(context.Context, string) (*ecdsa.PublicKey, error) {
+	return nil, errors.New("keyring: read /var/lib/latch/keys: input/output error")
+}
+
+// TestKeySourceFailureIsUnavailable: a key source that fails (not "unknown
+// kid") is Latch's fault, not the client's: the interceptors answer
+// UNAVAILABLE, never UNAUTHENTICATED (which tells a client to drop its
+// token), and nothing of the inner error.
+func TestKeySourceFailureIsUnavailable(t *testing.T) {
+	a := newKey(t)
+	v := ownedVerifier(t, brokenKeys{})
+	client := sibling(t, v, policy())
+	_, err := client.UnaryCall(bearer(ctxT(t), mint(t, a, time.Now())), &testpb.SimpleRequest{})
+	wantCode(t, "failing key source", err, codes.Unavailable, "signing keys unavailable")
+	if strings.Contains(err.Error(), "/var/lib") || strings.Contains(err.Error(), "input/output") {
+		t.Fatalf("client saw the inner error: %v", err)
+	}
+	// A kid the source does not know is still the client's token's fault.
+	owned := &ownedKeys{}
+	owned.set(t, newKey(t))
+	client = sibling(t, ownedVerifier(t, epochKeys{owned}), policy())
+	_, err = client.UnaryCall(bearer(ctxT(t), mint(t, a, time.Now())), &testpb.SimpleRequest{})
+	wantCode(t, "unknown kid", err, codes.Unauthenticated, "unknown signing key")
 }

@@ -119,7 +119,9 @@ type EpochKeySource interface {
 // WithKeySource verifies against keys the caller owns, with no fetching:
 // for example Latch's own key ring when the interceptors run inside Latch,
 // or a key set the service manages itself. Each kid is looked up in ks on
-// every uncached verification.
+// every uncached verification. A lookup error other than
+// tokens.ErrUnknownKey refuses the token; the interceptors answer
+// UNAVAILABLE (the token may be fine), never UNAUTHENTICATED.
 //
 // The verified-token cache stays valid across key changes only if the
 // Verifier can tell when the set changes: when ks implements
@@ -132,7 +134,7 @@ type EpochKeySource interface {
 // it.
 func WithKeySource(ks tokens.KeySource) Option {
 	return func(o *options) error {
-		if ks == nil {
+		if set, isSet := ks.(*tokens.KeySet); ks == nil || isSet && set == nil {
 			return errors.New("WithKeySource: nil key source")
 		}
 		if o.keySource != nil {

@@ -205,7 +205,11 @@ func (v *Verifier) checkRevoked(ctx context.Context, c Claims) error {
 		return nil
 	}
 	revoked, err := v.revCheck(ctx, c)
-	if failing := err != nil; v.revCheckFailing.Load() != failing {
+	// A check cut short because the caller hung up (its context cancelled)
+	// says nothing about the check's health: one client going away must
+	// not turn the Verifier NOT_SERVING. A passed deadline still counts: a
+	// hung store shows only as deadlines.
+	if failing := err != nil; v.revCheckFailing.Load() != failing && (!failing || !errors.Is(ctx.Err(), context.Canceled)) {
 		v.revCheckFailing.Store(failing) // no shared write per call
 	}
 	switch {

@@ -86,3 +86,20 @@ func TestMalleableSignatureKeepsIdentity(t *testing.T) {
 		t.Fatalf("re-encoded token has jti/sid %s/%s, want %s/%s", c2.ID, c2.SessionID, c1.ID, c1.SessionID)
 	}
 }
+
+// TestSignatureSpareBitsRefused: the 86th character of the signature
+// carries 2 bits of r||s and 4 spare bits. A token whose spare bits are set
+// decodes to the same 64 bytes, so ECDSA would accept it; the strict
+// decoder must refuse it, keeping one string per signature.
+func TestSignatureSpareBitsRefused(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, validClaims())
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	for bit := 0; bit < 4; bit++ {
+		alias := tok[:len(tok)-1] + string(alphabet[last^1<<bit])
+		if _, err := f.verify(alias); !errors.Is(err, tokens.ErrSignature) {
+			t.Errorf("spare bit %d set: err %v, want ErrSignature", bit, err)
+		}
+	}
+}

@@ -164,8 +164,10 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
+	// The length check keeps Decode within rawSig; strict decoding refuses
+	// the non-canonical encodings (set bits beyond the 512).
 	var rawSig [es256Size]byte
-	if !isRawSignature(sig) {
+	if len(sig) != rawSignatureLength {
 		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
 	if n, err := strictRawURL.Decode(rawSig[:], []byte(sig)); err != nil || n != len(rawSig) {
@@ -243,17 +245,6 @@ func splitCompact(tok string) (h, p, sig string, ok bool) {
 
 // rawSignatureLength is the base64url length of a 64-byte r||s.
 const rawSignatureLength = 86
-
-// isRawSignature reports whether sig (known to be base64url) is the
-// canonical encoding of 64 bytes: 86 characters whose last one carries no
-// bits beyond the 512 (its 4 low bits are zero).
-func isRawSignature(sig string) bool {
-	if len(sig) != rawSignatureLength {
-		return false
-	}
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	return strings.IndexByte(alphabet, sig[len(sig)-1])&0x0f == 0
-}
 
 // maxHeaderMembers bounds the members kept from a header on the stack; a
 // header with more still scans (the slice grows).
