@@ -271,7 +271,11 @@ func verifyDenial(err error) denial {
 	if r := tokens.Reason(err); r != nil {
 		return invalidToken(r.Error())
 	}
-	return invalidToken("invalid token")
+	// No reason: the key lookup failed (WithKeySource), not the token, as
+	// in the interceptors' own mapping.
+	d := denyUnavailable
+	d.reason = "signing keys unavailable"
+	return d
 }
 
 // bearerToken reads the one "authorization: Bearer <token>" header, from
