@@ -35,7 +35,10 @@ func RunSweeper(ctx context.Context, s Sweeper, interval time.Duration, chunk in
 }
 
 // SweepOnce deletes every row expired at now, chunk rows per transaction,
-// and returns how many it deleted.
+// and returns the sum of what DeleteExpired reported: the rows it handled,
+// which counts sessions re-filed at a later expiry and a full chunk for a
+// call that stopped on a backend's own bound (see Sweeper), so it is at
+// least the number of rows deleted, not exactly it.
 //
 // Between two chunks it pauses as long as the last chunk took, so that the
 // sweep holds the store's write lock at most half the time and the

@@ -216,13 +216,13 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		n = 0
 		return tx.Bucket(bucketSessState).ForEach(func(id, v []byte) error {
-			m, err := decodeState(v)
+			m, err := record.DecodeState(v)
 			switch {
 			case err != nil:
 				return fmt.Errorf("session summary %q: %w", id, err)
-			case m.surelyLive(now):
+			case m.Live(now): // surely live (see putSession)
 				n++
-			case m.tokenLive(now):
+			case m.TokenLive(now):
 				sess, err := getSession(tx, id)
 				if err != nil {
 					return fmt.Errorf("session %q: %w", id, err)

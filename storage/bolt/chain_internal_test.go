@@ -18,17 +18,12 @@ import (
 func refreshEntries(t *testing.T, s *Store) map[storage.TokenHash]string {
 	t.Helper()
 	out := map[storage.TokenHash]string{}
-	if err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketRefresh).ForEach(func(k, v []byte) error {
-			e, err := decodeRefreshEntry(v)
-			if err != nil {
-				return err
-			}
-			out[storage.TokenHash(k)] = string(e.sessionID)
-			return nil
-		})
-	}); err != nil {
-		t.Fatal(err)
+	for k, v := range dump(t, s)[string(bucketRefresh)] {
+		e, err := decodeRefreshEntry([]byte(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[storage.TokenHash([]byte(k))] = string(e.sessionID)
 	}
 	return out
 }

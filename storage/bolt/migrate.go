@@ -60,7 +60,7 @@ func buildUserSessionIndex(tx *bbolt.Tx) error {
 		}
 		p := pending{key: userSessionKey(sess.UserID, sess.ID), id: []byte(sess.ID)}
 		if state.Get(k) == nil {
-			p.state = encodeState(sess)
+			p.state = record.EncodeState(sess)
 		}
 		puts = append(puts, p)
 		return nil

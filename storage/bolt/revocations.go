@@ -116,11 +116,11 @@ func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now
 	if state == nil {
 		return true, nil
 	}
-	m, err := decodeState(state)
+	m, err := record.DecodeState(state)
 	if err != nil {
 		return true, err
 	}
-	return !m.tokenLive(now), nil
+	return !m.TokenLive(now), nil
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
@@ -210,7 +210,7 @@ func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (done bool, err 
 		return false, fmt.Errorf("session %q: %w", id, err)
 	}
 	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
-		if err := tx.Bucket(bucketSessState).Put(id, encodeState(sess)); err != nil {
+		if err := tx.Bucket(bucketSessState).Put(id, record.EncodeState(sess)); err != nil {
 			return false, err
 		}
 		return true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)

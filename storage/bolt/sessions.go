@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -37,61 +36,18 @@ func putSession(tx *bbolt.Tx, s storage.Session) error {
 	if err := putRecord(tx, s); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketSessState).Put([]byte(s.ID), encodeState(s))
+	return tx.Bucket(bucketSessState).Put([]byte(s.ID), record.EncodeState(s))
 }
 
-// encodeState is the 24-byte session summary: revoked-at, idle expiry and
-// absolute expiry, big-endian unix nanoseconds (0 for a zero time). The
-// idle expiry in it is a lower bound: the one the session had when the
-// summary was last written (creation, revocation, or the sweeper re-filing
-// it); rotations move the session's idle expiry forward without rewriting
-// the summary. Revoked-at and the absolute expiry are exact: only
-// putSession changes the first, nothing changes the second.
-func encodeState(s storage.Session) []byte {
-	b := make([]byte, 24)
-	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(s.RevokedAt)))
-	binary.BigEndian.PutUint64(b[8:], uint64(unixNano(s.IdleExpiresAt)))
-	binary.BigEndian.PutUint64(b[16:], uint64(unixNano(s.AbsoluteExpiresAt)))
-	return b
-}
-
-// summary is a decoded session summary (see encodeState).
-type summary struct {
-	revoked        bool
-	idleLowerBound time.Time
-	absolute       time.Time
-}
-
-func decodeState(b []byte) (summary, error) {
-	if len(b) != 24 {
-		return summary{}, record.ErrCorrupt
-	}
-	return summary{
-		revoked:        binary.BigEndian.Uint64(b[0:]) != 0,
-		idleLowerBound: time.Unix(0, int64(binary.BigEndian.Uint64(b[8:]))),
-		absolute:       time.Unix(0, int64(binary.BigEndian.Uint64(b[16:]))),
-	}, nil
-}
-
-// tokenLive reports whether an unexpired access token of the session may
-// still be accepted at now: the session is not revoked and not past its
-// absolute expiry (see storage.DenyList.AccessTokenRevoked for why the idle
-// expiry need not be read).
-func (m summary) tokenLive(now time.Time) bool { return !m.revoked && now.Before(m.absolute) }
-
-// surelyLive reports whether the session is live at now by the summary
-// alone; when it is false, the session may still be live (its idle expiry
-// moved past the summary's) and only the record can tell.
-func (m summary) surelyLive(now time.Time) bool {
-	return m.tokenLive(now) && now.Before(m.idleLowerBound)
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
+// The session summary (record.EncodeState) in the sessstate bucket: its
+// idle expiry is a lower bound, the one the session had when the summary
+// was last written (creation, revocation, or the sweeper re-filing it);
+// rotations move the session's idle expiry forward without rewriting the
+// summary. Revoked-at and the absolute expiry are exact: only putSession
+// changes the first, nothing changes the second. So State.TokenLive is
+// exact, and State.Live (surely live) is true only of live sessions; a
+// session it calls not live may still be live, and only the record can
+// tell.
 
 // A refresh-index entry maps a digest to the session that issued it, and
 // links to the digest that was the session's current one when it was

@@ -95,6 +95,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 	if err := ctxErr(ctx, "update user"); err != nil {
 		return storage.User{}, err
 	}
+	if fn == nil {
+		return storage.User{}, fmt.Errorf("bolt: update user %s: nil update function: %w", id, storage.ErrInvalidArgument)
+	}
 	var out storage.User
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		old, err := getUser(tx, id)

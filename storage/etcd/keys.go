@@ -134,6 +134,9 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		return nil, err
 	}
 	defer cancel()
+	if fn == nil {
+		return nil, fmt.Errorf("etcd: update signing keys: nil update function: %w", storage.ErrInvalidArgument)
+	}
 	for range maxRetries {
 		ks, err := s.readKeySet(ctx)
 		if err != nil {

@@ -88,11 +88,11 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	if len(kvs) == 0 {
 		return true, nil
 	}
-	live, err := tokenLiveFromState(kvs[0].Value, now)
+	st, err := record.DecodeState(kvs[0].Value)
 	if err != nil {
 		return true, fmt.Errorf("etcd: access token revoked: %w", err)
 	}
-	return !live, nil
+	return !st.TokenLive(now), nil
 }
 
 // AccessTokensRevoked implements storage.DenyList: one linearizable Txn of
@@ -139,11 +139,11 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 		if len(kvs) == 0 {
 			continue // session gone
 		}
-		live, err := tokenLiveFromState(kvs[0].Value, now)
+		st, err := record.DecodeState(kvs[0].Value)
 		if err != nil {
 			return out, fmt.Errorf("etcd: access tokens revoked: %w", err)
 		}
-		answers[k] = !live
+		answers[k] = !st.TokenLive(now)
 	}
 	for k, i := range idx {
 		out[i] = answers[k]

@@ -3,7 +3,6 @@ package etcd
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -53,7 +52,7 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	}
 	ops := []clientv3.Op{
 		clientv3.OpPut(s.sessionKey(sess.ID), string(data), clientv3.WithLease(lease)),
-		clientv3.OpPut(s.sessStateKey(sess.ID), encodeState(sess), clientv3.WithLease(lease)),
+		clientv3.OpPut(s.sessStateKey(sess.ID), string(record.EncodeState(sess)), clientv3.WithLease(lease)),
 	}
 	if sess.Revoked() {
 		ops = append(ops, clientv3.OpPut(s.revSessionKey(sess.ID), encodeTime(sess.ExpiresAt()), clientv3.WithLease(lease)))
@@ -516,8 +515,8 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 	defer cancel()
 	n := 0
 	_, err = s.scan(ctx, s.p+"sessstate/", func(_ []byte, v []byte, _ int64) error {
-		live, err := liveFromState(v, now)
-		if live {
+		st, err := record.DecodeState(v)
+		if st.Live(now) {
 			n++
 		}
 		return err
@@ -555,47 +554,4 @@ func (s *Store) scan(ctx context.Context, prefix string, fn func(k, v []byte, mo
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-}
-
-// encodeState is the 24-byte summary of a session that the revocation
-// check and CountLiveSessions read: revoked-at, idle and absolute expiry,
-// big-endian unix nanoseconds (0 for a zero time).
-func encodeState(sess storage.Session) string {
-	var b [24]byte
-	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(sess.RevokedAt)))
-	binary.BigEndian.PutUint64(b[8:], uint64(unixNano(sess.IdleExpiresAt)))
-	binary.BigEndian.PutUint64(b[16:], uint64(unixNano(sess.AbsoluteExpiresAt)))
-	return string(b[:])
-}
-
-// liveFromState reports whether a session summary is live at now, by the
-// rules of storage.Session.Live.
-func liveFromState(b []byte, now time.Time) (bool, error) {
-	if len(b) != 24 {
-		return false, record.ErrCorrupt
-	}
-	revoked := binary.BigEndian.Uint64(b[0:]) != 0
-	idle := time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
-	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
-	return !revoked && now.Before(idle) && now.Before(abs), nil
-}
-
-// tokenLiveFromState reports whether an unexpired access token of the
-// session may still be accepted at now: not revoked and before the absolute
-// expiry. The idle expiry is not consulted, by the storage contract (see
-// storage.DenyList.AccessTokenRevoked), which every backend keeps alike.
-func tokenLiveFromState(b []byte, now time.Time) (bool, error) {
-	if len(b) != 24 {
-		return false, record.ErrCorrupt
-	}
-	revoked := binary.BigEndian.Uint64(b[0:]) != 0
-	abs := time.Unix(0, int64(binary.BigEndian.Uint64(b[16:])))
-	return !revoked && now.Before(abs), nil
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() || t.UnixNano() < 0 {
-		return 0
-	}
-	return t.UnixNano()
 }

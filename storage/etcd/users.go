@@ -106,6 +106,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		return storage.User{}, err
 	}
 	defer cancel()
+	if fn == nil {
+		return storage.User{}, fmt.Errorf("etcd: update user %s: nil update function: %w", id, storage.ErrInvalidArgument)
+	}
 	for range maxRetries {
 		old, rev, err := s.getUser(ctx, id)
 		if err != nil {

@@ -205,6 +205,12 @@ func testUpdateSigningKeysRefusals(t *testing.T, s storage.Store) {
 		}
 	})
 
+	t.Run("nil fn", func(t *testing.T) {
+		_, err := s.UpdateSigningKeys(c, nil)
+		wantErr(t, "UpdateSigningKeys with nil fn", err, storage.ErrInvalidArgument)
+		wantKeyStates(t, s, before)
+	})
+
 	t.Run("cancelled context", func(t *testing.T) {
 		cc, cancel := context.WithCancel(c)
 		cancel()

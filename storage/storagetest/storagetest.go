@@ -192,6 +192,8 @@ func testUpdateUser(t *testing.T, s storage.Store) {
 	}
 	_, err = s.UpdateUser(c, "nobody", func(*storage.User) error { return nil })
 	wantErr(t, "UpdateUser unknown", err, storage.ErrNotFound)
+	_, err = s.UpdateUser(c, "u1", nil)
+	wantErr(t, "UpdateUser with nil fn", err, storage.ErrInvalidArgument)
 }
 
 func testSessions(t *testing.T, s storage.Store) {
