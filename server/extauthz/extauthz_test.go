@@ -64,10 +64,14 @@ func (s *syncBuffer) String() string {
 type countingKeys struct {
 	interceptors.EpochKeySource
 	lookups atomic.Int64
+	fail    atomic.Bool // fault injection: the key store is down
 }
 
 func (c *countingKeys) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	c.lookups.Add(1)
+	if c.fail.Load() {
+		return nil, storage.ErrNotFound // any storage failure; the message must not reach Envoy
+	}
 	return c.EpochKeySource.PublicKey(ctx, kid)
 }
 
@@ -498,6 +502,26 @@ func TestCachedAllowHonoursRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDenied(t, resp, 401, codes.Unauthenticated, challengeInvalid)
+}
+
+// TestKeyStoreFailureFailsClosed: when the key lookup fails (the store
+// behind the key ring, not the token), Check answers 503 (UNAVAILABLE,
+// worth a retry), not 401 invalid_token, which tells the client to drop a
+// good token; and allows the same request once the store is back.
+func TestKeyStoreFailureFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	req := request("GET", "/api/orders/1", bearer(e.login("alice@example.com", "alice-password", "orders").GetAccessToken()))
+	e.keys.fail.Store(true)
+	resp, err := e.check.Check(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDenied(t, resp, 503, codes.Unavailable, "")
+	e.keys.fail.Store(false)
+	if resp, err := e.check.Check(ctxT(t), req); err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("after recovery: %v, %v", resp, err)
+	}
 }
 
 // TestRevocationStoreFailureFailsClosed: when the revocation read fails,
