@@ -47,8 +47,10 @@ const opsPerRevokedSession = 3
 // store's op timeout (as opposed to the caller's own deadline).
 var errOpTimeout = errors.New("etcd: no answer within the op timeout")
 
-// errContention reports a read-modify-write that kept losing races.
-var errContention = errors.New("etcd: too much write contention; gave up")
+// errContention reports a read-modify-write that kept losing races: the
+// store could not serve the write now, so it is storage.ErrUnavailable
+// (UNAVAILABLE, worth a retry), not an internal fault.
+var errContention = fmt.Errorf("etcd: too much write contention; gave up: %w", storage.ErrUnavailable)
 
 // Config says where the etcd cluster is and how to reach it.
 type Config struct {
