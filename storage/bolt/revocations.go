@@ -246,6 +246,9 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, 
 			break
 		}
 		if *budget <= 0 {
+			if h == sess.CurrentHash {
+				return false, nil // nothing deleted yet: the record stands as it is
+			}
 			sess.CurrentHash = h
 			return false, putRecord(tx, sess)
 		}
