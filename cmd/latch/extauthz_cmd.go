@@ -185,7 +185,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		go func() { errc <- metricsSrv.Serve(lis) }()
 	}
 	log.Info("ext_authz following Latch", "event", "listening", "latch_addr", *latchAddr, "revocations", *revEmail != "",
-		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", version)
+		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", readBuildInfo().version)
 	var serveErr error
 	select {
 	case <-ctx.Done():
