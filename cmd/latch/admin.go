@@ -296,10 +296,18 @@ func admin(ctx context.Context, args []string, e env) error {
 }
 
 // flagTakesValue reports whether a connection flag given before the
-// command consumes the next argument.
+// command consumes the next argument: every one but the boolean ones, as
+// connFlags registers them.
 func flagTakesValue(arg string) bool {
-	name := strings.TrimLeft(arg, "-")
-	return name != "insecure" && name != "json"
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	var cf connFlags
+	cf.register(fs)
+	f := fs.Lookup(strings.TrimLeft(arg, "-"))
+	if f == nil {
+		return true // not a connection flag: parsing refuses it
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // --- credentials and connection ---

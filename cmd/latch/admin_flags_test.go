@@ -86,3 +86,14 @@ func TestAdminArgsMayStartWithDash(t *testing.T) {
 		t.Errorf("-h: err %v, want flag.ErrHelp", err)
 	}
 }
+
+// TestAdminLeadingFlags: connection flags before the command are split off
+// with their values, and a boolean one (--insecure, --json) takes none, so
+// the command after it is still found.
+func TestAdminLeadingFlags(t *testing.T) {
+	for arg, want := range map[string]bool{"--addr": true, "-timeout": true, "--email": true, "--insecure": false, "-json": false} {
+		if got := flagTakesValue(arg); got != want {
+			t.Errorf("flagTakesValue(%q) = %v, want %v", arg, got, want)
+		}
+	}
+}

@@ -26,6 +26,12 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
+	if *sessions < 1 {
+		return fmt.Errorf("--sessions %d must be positive", *sessions)
+	}
+	if *sweepRows < -1 {
+		return fmt.Errorf("--sweep-rows %d must not be negative (0 skips the sweep rows)", *sweepRows)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the latch binary: %w", err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/certs"
 )
 
 // extAuthzCmd runs the ext_authz service on its own, next to the sidecars,
@@ -89,12 +88,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if *issuer == "" || *latchAddr == "" {
 		errs = append(errs, errors.New("--issuer and --latch-addr are required"))
 	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both, or neither"))
-	}
-	if *tlsClientCA != "" && *tlsCert == "" {
-		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
-	}
+	errs = append(errs, checkTLSFiles(*tlsCert, *tlsKey, *tlsClientCA)...)
 	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen))
 	if *metricsAddr != "" && !isLoopback(*metricsAddr) && !*insecureListen {
 		errs = append(errs, fmt.Errorf("refusing to serve plaintext metrics on --metrics-addr %s, which is not a loopback address: "+
@@ -106,13 +100,9 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 
 	et := extAuthzTransport{transport: server.DefaultTransport()}
 	if *tlsCert != "" {
-		copts := []certs.Option{certs.WithLogger(log)}
-		if *tlsClientCA != "" {
-			copts = append(copts, certs.WithClientCA(*tlsClientCA))
-		}
-		r, err := certs.New(*tlsCert, *tlsKey, copts...)
+		r, err := loadCerts(*tlsCert, *tlsKey, *tlsClientCA, log)
 		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
+			return err
 		}
 		et.tls = r.ServerConfig("h2")
 	}
@@ -185,7 +175,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		go func() { errc <- metricsSrv.Serve(lis) }()
 	}
 	log.Info("ext_authz following Latch", "event", "listening", "latch_addr", *latchAddr, "revocations", *revEmail != "",
-		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", version)
+		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", readBuildInfo().version)
 	var serveErr error
 	select {
 	case <-ctx.Done():

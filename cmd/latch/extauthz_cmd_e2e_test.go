@@ -160,12 +160,13 @@ func TestExtAuthzStandalone(t *testing.T) {
 func TestExtAuthzStandaloneBadConfig(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	out, err := exec.CommandContext(ctx, latchBinary(t), "ext-authz", "--ext-authz-policy", testPolicy,
-		"--stale-policy", "maybe").CombinedOutput()
+		"--stale-policy", "maybe", "--tls-key", "key.pem", "--tls-client-ca", "ca.pem").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("err=%v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"--ext-authz-addr is required", "--revocations-email is required", `--stale-policy "maybe"`} {
+	for _, want := range []string{"--ext-authz-addr is required", "--revocations-email is required", `--stale-policy "maybe"`,
+		"--tls-cert and --tls-key go together", "--tls-client-ca needs --tls-cert"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -64,13 +64,7 @@ func (f *transportFlags) transport() server.Transport {
 // validate reports every transport problem at once, given the listen
 // addresses by flag name.
 func (f *transportFlags) validate(addrs map[string]string) error {
-	var errs []error
-	if (f.tlsCert == "") != (f.tlsKey == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both, or neither"))
-	}
-	if f.tlsClientCA != "" && f.tlsCert == "" {
-		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first"))
-	}
+	errs := checkTLSFiles(f.tlsCert, f.tlsKey, f.tlsClientCA)
 	if f.maxStreams == 0 || f.maxStreams > 1<<32-1 {
 		errs = append(errs, fmt.Errorf("max-concurrent-streams %d must be in [1, %d]", f.maxStreams, uint32(1<<32-1)))
 	}
@@ -136,17 +130,41 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 	if f.tlsCert == "" {
 		return ts, nil
 	}
-	opts := []certs.Option{certs.WithLogger(log)}
-	if f.tlsClientCA != "" {
-		opts = append(opts, certs.WithClientCA(f.tlsClientCA))
-	}
-	r, err := certs.New(f.tlsCert, f.tlsKey, opts...)
+	r, err := loadCerts(f.tlsCert, f.tlsKey, f.tlsClientCA, log)
 	if err != nil {
-		return nil, fmt.Errorf("TLS: %w", err)
+		return nil, err
 	}
 	ts.certs = r
 	ts.grpcOpts = append(ts.grpcOpts, server.WithTLS(r.ServerConfig("h2")))
 	return ts, nil
+}
+
+// checkTLSFiles reports the problems with a --tls-cert, --tls-key and
+// --tls-client-ca combination (serve's and ext-authz's).
+func checkTLSFiles(cert, key, clientCA string) []error {
+	var errs []error
+	if (cert == "") != (key == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both, or neither"))
+	}
+	if clientCA != "" && cert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first"))
+	}
+	return errs
+}
+
+// loadCerts loads the served certificate and, when clientCA is set, the CA
+// that client certificates must chain to (failing now, not at the first
+// handshake); both reload when their files change.
+func loadCerts(cert, key, clientCA string, log *slog.Logger) (*certs.Reloader, error) {
+	opts := []certs.Option{certs.WithLogger(log)}
+	if clientCA != "" {
+		opts = append(opts, certs.WithClientCA(clientCA))
+	}
+	r, err := certs.New(cert, key, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return r, nil
 }
 
 // mode names the transport for the start-up log.
