@@ -4,6 +4,7 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"math/big"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -101,5 +102,63 @@ func TestSignatureSpareBitsRefused(t *testing.T) {
 		if _, err := f.verify(alias); !errors.Is(err, tokens.ErrSignature) {
 			t.Errorf("spare bit %d set: err %v, want ErrSignature", bit, err)
 		}
+	}
+}
+
+// TestForgedTokenRolesNotDecoded: the roles array is the one claim whose
+// decoding allocates in proportion to its length. A token whose signature
+// does not verify must cost the verifier the same allocations whether it
+// carries one role or thousands (a forged 8 KiB token used to make it
+// allocate ~100 KB), and must still be refused as a bad signature.
+func TestForgedTokenRolesNotDecoded(t *testing.T) {
+	f := newFixture(t)
+	forger := newFixture(t)
+	forged := func(roles []string) string {
+		c := validClaims()
+		c.Roles = roles
+		tok := forger.mint(t, c)
+		// Same header (kid) as f's tokens, forger's payload and signature.
+		head := f.mint(t, validClaims())
+		return head[:strings.IndexByte(head, '.')] + tok[strings.IndexByte(tok, '.'):]
+	}
+	// Two payloads of the same length (what decoding the payload and
+	// hashing the signing input cost grows with it): one role, or 1400.
+	many := make([]string, 1400)
+	for i := range many {
+		many[i] = "r"
+	}
+	small, large := forged([]string{strings.Repeat("r", len(many)*4-3)}), forged(many)
+	if len(small) != len(large) {
+		t.Fatalf("test tokens are %d and %d bytes long, want equal", len(small), len(large))
+	}
+	if len(large) > tokens.MaxTokenLength {
+		t.Fatalf("test token is %d bytes, over the %d limit", len(large), tokens.MaxTokenLength)
+	}
+	// Bytes allocated per verify: the old decoding made one allocation
+	// either way, sized by the roles.
+	bytesPerVerify := func(tok string) uint64 {
+		const runs = 50
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			if _, err := f.verify(tok); !errors.Is(err, tokens.ErrSignature) {
+				t.Fatalf("forged token: err %v, want ErrSignature", err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / runs
+	}
+	bytesPerVerify(large) // warm up
+	// 1400 decoded roles take 22 KiB (a 16-byte string header each); the
+	// allowance only absorbs allocations of the test itself.
+	if a, b := bytesPerVerify(small), bytesPerVerify(large); b > a+1024 {
+		t.Fatalf("forged token with 1400 roles: %d bytes allocated per verify, with 1 role %d; the roles were decoded before the signature was checked", b, a)
+	}
+	// A genuine token still carries its roles.
+	c := validClaims()
+	c.Roles = []string{"a", "b\u00e9"}
+	got, err := f.verify(f.mint(t, c))
+	if err != nil || strings.Join(got.Roles, ",") != "a,b\u00e9" {
+		t.Fatalf("genuine token: roles %q, err %v", got.Roles, err)
 	}
 }

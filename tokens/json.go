@@ -367,6 +367,41 @@ func jsonString(raw string) (string, bool) {
 	return s, err == nil
 }
 
+// isStringArray reports whether a member value is a JSON array of string
+// literals, without unquoting (or allocating for) any of them: the check
+// that can run before a token's signature is verified.
+func isStringArray(raw string) bool {
+	if len(raw) == 0 || raw[0] != '[' {
+		return false
+	}
+	sc := scanner{s: raw, i: 1}
+	sc.skipSpace()
+	if sc.i < len(sc.s) && sc.s[sc.i] == ']' {
+		return sc.i == len(sc.s)-1
+	}
+	for {
+		sc.skipSpace()
+		if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
+			return false
+		}
+		if _, err := sc.str(); err != nil {
+			return false
+		}
+		sc.skipSpace()
+		if sc.i >= len(sc.s) {
+			return false
+		}
+		switch sc.s[sc.i] {
+		case ',':
+			sc.i++
+		case ']':
+			return sc.i == len(sc.s)-1
+		default:
+			return false
+		}
+	}
+}
+
 // jsonStrings decodes a member value that must be a JSON array of strings.
 func jsonStrings(raw string) ([]string, bool) {
 	if len(raw) == 0 || raw[0] != '[' {

@@ -220,7 +220,13 @@ func TestJSONStrings(t *testing.T) {
 		{`["a",]`, nil, false},
 		{`["a"] `, nil, false},
 		{`"a"`, nil, false},
+		{`[`, nil, false},
+		{`["a"`, nil, false},
+		{`["a\x"]`, nil, false},
 	} {
+		if isStringArray(c.in) != c.ok {
+			t.Errorf("isStringArray(%q) = %v; want %v", c.in, !c.ok, c.ok)
+		}
 		got, ok := jsonStrings(c.in)
 		if ok != c.ok || strings.Join(got, "|") != strings.Join(c.want, "|") {
 			t.Errorf("jsonStrings(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
