@@ -70,7 +70,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	f.extAuthz.register(fs)
 	var boot bootstrapFlags // serve_admin.go
 	boot.register(fs)
-	var mf memFlags // serve_mem.go
+	var mf runtimeFlags // serve_runtime.go
 	mf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
@@ -106,8 +106,9 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer store.Close()
-	floor := mf.gcFloor()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(floor.hold))
+	floor, lender := mf.gcFloor(), mf.procLender(f.hashConcurrency)
+	defer lender.Stop()
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)))
 	if err != nil {
 		return err
 	}

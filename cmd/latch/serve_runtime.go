@@ -5,8 +5,10 @@ import (
 	"flag"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/latchauth/latch/server/gcfloor"
+	"github.com/latchauth/latch/server/proclend"
 )
 
 // releaseStartupMemory returns to the OS the memory that starting up left
@@ -16,9 +18,11 @@ import (
 // the next forced collection and the scavenger catch up, minutes later.
 func releaseStartupMemory() { debug.FreeOSMemory() }
 
-// memFlags are the serve flags about the Go runtime's memory.
-type memFlags struct {
+// runtimeFlags are the serve flags about the Go runtime: its memory and its
+// scheduler.
+type runtimeFlags struct {
 	gcHeapFloorMiB int
+	hashLendProcs  bool
 }
 
 // defaultGCHeapFloorMiB: see server/gcfloor. 48 MiB lets a server whose
@@ -26,12 +30,14 @@ type memFlags struct {
 // for tens of MiB of RSS while busy (idle RSS is unchanged).
 const defaultGCHeapFloorMiB = 48
 
-func (m *memFlags) register(fs *flag.FlagSet) {
+func (m *runtimeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&m.gcHeapFloorMiB, "gc-heap-floor-mib", defaultGCHeapFloorMiB,
 		"heap size (MiB) below which the garbage collector does not start a cycle; larger heaps are paced by GOGC as usual; 0 disables")
+	fs.BoolVar(&m.hashLendProcs, "hash-lend-procs", true,
+		"while passwords are hashed, raise GOMAXPROCS by one per hash so that hashing does not hold a scheduler slot other RPCs queue behind; applies only when GOMAXPROCS is not set and no CPU quota limits the process")
 }
 
-func (m memFlags) validate() error {
+func (m runtimeFlags) validate() error {
 	if m.gcHeapFloorMiB < 0 || m.gcHeapFloorMiB > 1<<20 {
 		return errors.New("gc-heap-floor-mib must be in [0, 1048576]")
 	}
@@ -46,9 +52,9 @@ type gcFloor struct {
 	f     atomic.Pointer[gcfloor.Floor]
 }
 
-func (m memFlags) gcFloor() *gcFloor { return &gcFloor{bytes: uint64(m.gcHeapFloorMiB) << 20} }
+func (m runtimeFlags) gcFloor() *gcFloor { return &gcFloor{bytes: uint64(m.gcHeapFloorMiB) << 20} }
 
-// hold is the password hasher's hook (password.WithHashHook).
+// hold suspends the floor for one hash (see hashHook).
 func (g *gcFloor) hold() func() { return g.f.Load().Hold() }
 
 // start starts the floor; call it after releaseStartupMemory, so that the
@@ -57,3 +63,27 @@ func (g *gcFloor) start() { g.f.Store(gcfloor.Start(g.bytes)) }
 
 // stop restores the GC percent the process started with.
 func (g *gcFloor) stop() { g.f.Load().Stop() }
+
+// lendLinger is how long a P lent for a hash stays lent after it: longer
+// than the gap between queued hashes, so that a login flood resizes the
+// scheduler once, not twice per hash.
+const lendLinger = 20 * time.Millisecond
+
+// procLender returns the serve command's proclend.Lender for hashes
+// concurrent hashes, or nil when --hash-lend-procs is off or does not apply
+// (proclend.Applicable).
+func (m runtimeFlags) procLender(hashes int) *proclend.Lender {
+	if !m.hashLendProcs || !proclend.Applicable() {
+		return nil
+	}
+	return proclend.New(hashes, lendLinger)
+}
+
+// hashHook is the password hasher's hook (password.WithHashHook): each
+// hash suspends the GC heap floor and borrows a scheduler slot.
+func hashHook(floor *gcFloor, lender *proclend.Lender) func() (end func()) {
+	return func() func() {
+		endHold, endLend := floor.hold(), lender.Lend()
+		return func() { endLend(); endHold() }
+	}
+}
