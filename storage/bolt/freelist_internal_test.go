@@ -1,0 +1,89 @@
+package bolt
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// TestCommitsReuseLowestFreePages pins why the store opens bbolt with the
+// array freelist: a commit's pages go to the lowest free page ids, so the
+// pages of one commit, and of the commits that follow, land next to each
+// other in the file instead of anywhere in it. (The map freelist hands out
+// an arbitrary free page.) On a large file that is the difference between
+// a few clustered writes per fsync and scattered ones: `latch bench`'s
+// Refresh rate at 1M stored sessions rose from 4,300–5,000/s to
+// 6,600–6,800/s in interleaved runs.
+func TestCommitsReuseLowestFreePages(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Free a few hundred pages: fill a scratch bucket, then drop it.
+	if err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("scratch"))
+		if err != nil {
+			return err
+		}
+		for i := range 2000 {
+			if err := b.Put(fmt.Appendf(nil, "k%05d", i), bytes.Repeat([]byte{'v'}, 512)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func(*bbolt.Tx) error{
+		func(tx *bbolt.Tx) error { return tx.DeleteBucket([]byte("scratch")) },
+		func(tx *bbolt.Tx) error {
+			// Past a quarter page a bucket gets its own leaf page.
+			b, err := tx.CreateBucket([]byte("probe"))
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte("k"), bytes.Repeat([]byte{'p'}, 2048))
+		},
+	} {
+		if err := s.db.Update(step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lowest, free int
+	if err := s.db.Update(func(tx *bbolt.Tx) error {
+		for id := 2; id < int(tx.Size())/tx.DB().Info().PageSize; id++ {
+			p, err := tx.Page(id)
+			if err != nil {
+				return err
+			}
+			if p != nil && p.Type == "free" {
+				if free == 0 {
+					lowest = id
+				}
+				free++
+			}
+		}
+		return tx.Bucket([]byte("probe")).Put([]byte("k"), bytes.Repeat([]byte{'q'}, 2048))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if free < 100 {
+		t.Fatalf("only %d free pages to choose from; the test needs hundreds", free)
+	}
+	var root int
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		root = int(tx.Bucket([]byte("probe")).Root())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket's new leaf is the commit's first allocation (child buckets
+	// spill before the root bucket that holds them).
+	if root != lowest {
+		t.Fatalf("the commit wrote the probe bucket's leaf to page %d; the lowest of %d free pages was %d", root, free, lowest)
+	}
+}
