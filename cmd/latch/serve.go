@@ -108,7 +108,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	defer store.Close()
 	floor, lender := mf.gcFloor(), mf.procLender(f.hashConcurrency)
 	defer lender.Stop()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)))
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)), password.WithRunner(mf.hashRunner()))
 	if err != nil {
 		return err
 	}

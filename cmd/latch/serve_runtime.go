@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/server/gcfloor"
+	"github.com/latchauth/latch/server/lowprio"
 	"github.com/latchauth/latch/server/proclend"
 )
 
@@ -23,6 +24,7 @@ func releaseStartupMemory() { debug.FreeOSMemory() }
 type runtimeFlags struct {
 	gcHeapFloorMiB int
 	hashLendProcs  bool
+	hashNice       int
 }
 
 // defaultGCHeapFloorMiB: see server/gcfloor. 48 MiB lets a server whose
@@ -35,11 +37,21 @@ func (m *runtimeFlags) register(fs *flag.FlagSet) {
 		"heap size (MiB) below which the garbage collector does not start a cycle; larger heaps are paced by GOGC as usual; 0 disables")
 	fs.BoolVar(&m.hashLendProcs, "hash-lend-procs", true,
 		"while passwords are hashed, raise GOMAXPROCS by one per hash so that hashing does not hold a scheduler slot other RPCs queue behind; applies only when GOMAXPROCS is not set and no CPU quota limits the process")
+	fs.IntVar(&m.hashNice, "hash-nice", defaultHashNice,
+		"nice value added to the threads that compute password hashes (Linux), so that the kernel runs token checks first when both want the CPU; 0 disables")
 }
+
+// defaultHashNice: at nice 10 a hashing thread weighs about a tenth of a
+// normal one in the kernel's scheduler: a login flood yields to token
+// checks, yet logins still progress when they keep every core busy.
+const defaultHashNice = 10
 
 func (m runtimeFlags) validate() error {
 	if m.gcHeapFloorMiB < 0 || m.gcHeapFloorMiB > 1<<20 {
 		return errors.New("gc-heap-floor-mib must be in [0, 1048576]")
+	}
+	if m.hashNice < 0 || m.hashNice > 19 {
+		return errors.New("hash-nice must be in [0, 19]")
 	}
 	return nil
 }
@@ -86,4 +98,11 @@ func hashHook(floor *gcFloor, lender *proclend.Lender) func() (end func()) {
 		endHold, endLend := floor.hold(), lender.Lend()
 		return func() { endLend(); endHold() }
 	}
+}
+
+// hashRunner is the password hasher's runner (password.WithRunner): each
+// argon2id computation on a thread of its own at --hash-nice.
+func (m runtimeFlags) hashRunner() func(work func()) {
+	nice := m.hashNice
+	return func(work func()) { lowprio.Run(nice, work) }
 }

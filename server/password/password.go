@@ -95,6 +95,7 @@ type Hasher struct {
 	rand   io.Reader
 	dummy  string
 	hook   func() (end func()) // see WithHashHook; nil: none
+	run    func(work func())   // see WithRunner; nil: call work
 }
 
 // Option configures a Hasher.
@@ -121,6 +122,23 @@ func WithRand(r io.Reader) Option { return func(h *Hasher) { h.rand = r } }
 // hashed, so that these blocks are collected at the usual pace. Default
 // none.
 func WithHashHook(start func() (end func())) Option { return func(h *Hasher) { h.hook = start } }
+
+// WithRunner sets the function that runs each argon2id computation: run
+// must call work once and return when it has returned. `latch serve` runs
+// them on a thread of lower priority (server/lowprio), so that under a
+// login flood the kernel serves token checks first. Default: work runs on
+// the calling goroutine.
+func WithRunner(run func(work func())) Option { return func(h *Hasher) { h.run = run } }
+
+// argon2id computes an argon2id key through the Hasher's runner.
+func (h *Hasher) argon2id(pw, salt []byte, p Params, keyLen uint32) []byte {
+	if h.run == nil {
+		return argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)
+	}
+	var key []byte
+	h.run(func() { key = argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen) })
+	return key
+}
 
 // working runs the hash hook's start and returns its end.
 func (h *Hasher) working() (end func()) {
@@ -185,7 +203,7 @@ func (h *Hasher) hash(pw []byte) (string, error) {
 	if _, err := io.ReadFull(h.rand, salt); err != nil {
 		return "", fmt.Errorf("password: read salt: %w", err)
 	}
-	key := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, p.KeyLength)
+	key := h.argon2id(pw, salt, p, p.KeyLength)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -212,7 +230,7 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash boo
 		if err != nil {
 			return false, false, err
 		}
-		got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+		got := h.argon2id([]byte(pw), salt, p, uint32(len(key)))
 		if subtle.ConstantTimeCompare(got, key) != 1 {
 			return false, false, nil
 		}

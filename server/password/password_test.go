@@ -211,3 +211,46 @@ func TestHashHookWrapsEachHash(t *testing.T) {
 		t.Errorf("%d starts, %d ends, %d still inside", started.Load(), ended.Load(), inside.Load())
 	}
 }
+
+// TestRunnerRunsEachArgon2id: every argon2id computation (hashing, the
+// dummy at construction, verifying a match, a mismatch, an unknown user)
+// goes through the runner, and its results are those of a direct call.
+func TestRunnerRunsEachArgon2id(t *testing.T) {
+	var runs atomic.Int64
+	h, err := NewHasher(testParams(), 2, WithRunner(func(work func()) {
+		runs.Add(1)
+		done := make(chan struct{})
+		go func() { defer close(done); work() }() // another goroutine, as lowprio runs it
+		<-done
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.Load(); got != 1 {
+		t.Fatalf("construction: %d runs, want 1 (the dummy hash)", got)
+	}
+	ctx := ctx(t)
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := NewHasher(testParams(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, rehash, err := direct.Verify(ctx, "correct horse", enc); err != nil || !ok || rehash {
+		t.Fatalf("a hash made through the runner, checked directly: ok %v rehash %v err %v", ok, rehash, err)
+	}
+	if ok, _, err := h.Verify(ctx, "correct horse", enc); err != nil || !ok {
+		t.Fatalf("Verify = %v, %v", ok, err)
+	}
+	if ok, _, _ := h.Verify(ctx, "wrong", enc); ok {
+		t.Fatal("wrong password matched")
+	}
+	if err := h.VerifyDummy(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.Load(); got != 5 {
+		t.Errorf("%d runs for 5 argon2id computations", got)
+	}
+}

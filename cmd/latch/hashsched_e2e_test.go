@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,19 +32,48 @@ func gomaxprocs(t *testing.T, p *latchProc) int {
 	return int(fam.GetMetric()[0].GetGauge().GetValue())
 }
 
-// TestLoginFloodLendsProc runs the real binary under a stream of logins:
-// with --hash-lend-procs (the default) its GOMAXPROCS rises by one while
-// passwords are hashed and comes back once they stop; with it off,
-// GOMAXPROCS never moves. (When the test's own environment sets
+// nicedThreads counts the threads of process pid whose nice value is nice
+// (Linux: field 19 of /proc/PID/task/TID/stat).
+func nicedThreads(t *testing.T, pid, nice int) int {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		// After the command name, in parentheses: state (field 3) ...
+		// nice (field 19).
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) > 16 && fields[16] == strconv.Itoa(nice) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLoginFloodLendsProc runs the real binary under a stream of logins.
+// By default its GOMAXPROCS rises by one while passwords are hashed and
+// comes back once they stop (--hash-lend-procs), and the hashes run on a
+// thread at nice 10 (--hash-nice); with both off, GOMAXPROCS never moves
+// and no thread is niced. (When the test's own environment sets
 // GOMAXPROCS, lending does not apply and the server must not lend.)
 func TestLoginFloodLendsProc(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc and lowers thread priority the Linux way")
+	}
 	for _, tc := range []struct {
 		name  string
 		extra []string
 		lends bool
+		nice  int
 	}{
-		{"default", nil, proclend.Applicable()},
-		{"off", []string{"--hash-lend-procs=false"}, false},
+		{"default", nil, proclend.Applicable(), defaultHashNice},
+		{"off", []string{"--hash-lend-procs=false", "--hash-nice", "0"}, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t, 2*time.Minute)
@@ -73,10 +107,11 @@ func TestLoginFloodLendsProc(t *testing.T) {
 			}
 			// Logins queue for the one hashing slot, so it is busy
 			// (and a P lent) from the first until the flood stops.
-			maxSeen := base
-			for i := 0; i < 200 && (maxSeen == base || !tc.lends); i++ {
+			maxSeen, niced := base, 0
+			for i := 0; i < 200 && (maxSeen == base || !tc.lends || niced == 0 && tc.nice > 0); i++ {
 				maxSeen = max(maxSeen, gomaxprocs(t, p))
-				if !tc.lends && i == 40 {
+				niced = max(niced, nicedThreads(t, p.cmd.Process.Pid, defaultHashNice))
+				if (!tc.lends || tc.nice == 0) && i == 40 {
 					break
 				}
 				time.Sleep(25 * time.Millisecond)
@@ -89,6 +124,10 @@ func TestLoginFloodLendsProc(t *testing.T) {
 			}
 			if maxSeen != want {
 				t.Fatalf("during the login flood GOMAXPROCS reached %d, want %d (idle %d)", maxSeen, want, base)
+			}
+			// One hashing slot: one niced thread at a time.
+			if wantNiced := min(tc.nice, 1); niced != wantNiced {
+				t.Fatalf("during the login flood %d threads at nice %d, want %d", niced, defaultHashNice, wantNiced)
 			}
 			for deadline := time.Now().Add(10 * time.Second); gomaxprocs(t, p) != base; time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {

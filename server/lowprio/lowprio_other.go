@@ -1,0 +1,7 @@
+//go:build !linux
+
+package lowprio
+
+const supported = false
+
+func lowerPriority(int) error { return nil }
