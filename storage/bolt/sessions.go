@@ -218,6 +218,25 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 	if err := r.Validate(); err != nil {
 		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", err)
 	}
+	// A digest that no stored session issued is refused from a read
+	// transaction, without queueing for the single writer: invalid refresh
+	// tokens (guesses, or tokens of swept sessions) then cost a lookup,
+	// not a place in a group commit, and a group of nothing but them no
+	// commit and fsync. The answer is final: a digest is presented by the
+	// holder of its token, who got that token after the commit that stored
+	// the digest, so a later transaction cannot find what this one does
+	// not. Everything else (reuse, expiry, revocation) is decided inside
+	// the write transaction, on the state it commits against.
+	var known bool
+	if err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		known, err = digestTaken(tx, r.Presented)
+		return err
+	}); err != nil {
+		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", err)
+	}
+	if !known {
+		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", storage.ErrNotFound)
+	}
 	var (
 		out     storage.Session
 		outcome error // the domain result, reported after the commit

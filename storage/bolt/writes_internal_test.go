@@ -2,11 +2,16 @@ package bolt
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/latchauth/latch/storage"
 )
 
 // TestCommitsReuseLowestFreePages pins why the store opens bbolt with the
@@ -85,5 +90,44 @@ func TestCommitsReuseLowestFreePages(t *testing.T) {
 	// spill before the root bucket that holds them).
 	if root != lowest {
 		t.Fatalf("the commit wrote the probe bucket's leaf to page %d; the lowest of %d free pages was %d", root, free, lowest)
+	}
+}
+
+// TestUnknownDigestCommitsNothing: a rotation presenting a digest that no
+// stored session issued is refused without a write transaction (no commit,
+// no fsync, no place in the writer's queue).
+func TestUnknownDigestCommitsNothing(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0).UTC()
+	cur := storage.TokenHash{1}
+	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: cur,
+		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(time.Hour), AbsoluteExpiresAt: now.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	txid := func() (id int) {
+		if err := s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	before := txid()
+	_, err = s.RotateRefreshToken(ctx, storage.Rotation{Presented: storage.TokenHash{2}, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour})
+	if !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("unknown digest: %v, want ErrNotFound", err)
+	}
+	if after := txid(); after != before {
+		t.Fatalf("unknown digest: the database went from transaction %d to %d", before, after)
+	}
+	// A known digest still rotates, through a commit.
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if after := txid(); after == before {
+		t.Fatal("a rotation committed nothing")
 	}
 }
