@@ -317,17 +317,36 @@ type KeyAdmin interface {
 type Sweeper interface {
 	// DeleteExpired deletes at most limit rows that expired before now:
 	// sessions past their expiry (with their refresh-token digests) and
-	// denied jtis past their token's expiry. It returns how many rows it
-	// handled; fewer than limit means nothing expired is left. A backend
-	// may index a session under a lower bound of its expiry (storage/bolt
-	// does, so that rotations need not move it): meeting a session that
-	// ends later, it re-files it, which counts as a handled row. A backend
-	// may delete a session that issued many digests over several calls
-	// (storage/bolt deletes a bounded number of digests per call, the
+	// denied jtis past their token's expiry. Its result counts the rows it
+	// deleted and the sessions it re-filed (together at most limit), and
+	// says whether expired rows may be left. A backend may index a session
+	// under a lower bound of its expiry (storage/bolt does, so that
+	// rotations need not move it): meeting a session that ends later, it
+	// re-files it at its real expiry, which counts in Refiled, not Deleted.
+	// A backend may delete a session that issued many digests over several
+	// calls (storage/bolt deletes a bounded number of digests per call, the
 	// session's record last): meanwhile the session stays expired, so each
-	// of its digests reads as that expired session or as unknown, and the
-	// call that stopped on its bound reports limit so that callers go on.
-	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
+	// of its digests reads as that expired session or as unknown; the
+	// session counts as deleted in the call that removes its record, and
+	// a call that stopped on such a bound reports More so that callers go
+	// on.
+	DeleteExpired(ctx context.Context, now time.Time, limit int) (SweepResult, error)
+}
+
+// SweepResult is what a sweep did: one DeleteExpired call, or the sum of
+// a SweepOnce pass.
+type SweepResult struct {
+	// Deleted counts the rows deleted: expired sessions (each with its
+	// refresh-token digests) and expired denied jtis.
+	Deleted int
+	// Refiled counts the sessions found to end later than the backend had
+	// indexed them, and filed again at their real expiry; they were not
+	// deleted. A backend that indexes exact expiries reports 0.
+	Refiled int
+	// More reports that the sweep stopped on a bound (the limit, a
+	// backend's own bound, or a cancelled context) and expired rows may be
+	// left.
+	More bool
 }
 
 // Store is everything Latch keeps.

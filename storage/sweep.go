@@ -23,37 +23,39 @@ func RunSweeper(ctx context.Context, s Sweeper, interval time.Duration, chunk in
 			return
 		case <-t.C:
 		}
-		total, err := SweepOnce(ctx, s, chunk, now())
+		res, err := SweepOnce(ctx, s, chunk, now())
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.LogAttrs(ctx, slog.LevelWarn, "sweep failed", slog.String("event", "sweep_failed"),
-				slog.Int("deleted", total), slog.String("error", err.Error()))
-		case total > 0:
-			log.LogAttrs(ctx, slog.LevelInfo, "swept expired rows", slog.String("event", "sweep"), slog.Int("deleted", total))
+				slog.Int("deleted", res.Deleted), slog.Int("refiled", res.Refiled), slog.String("error", err.Error()))
+		case res.Deleted > 0 || res.Refiled > 0:
+			log.LogAttrs(ctx, slog.LevelInfo, "swept expired rows", slog.String("event", "sweep"),
+				slog.Int("deleted", res.Deleted), slog.Int("refiled", res.Refiled))
 		}
 	}
 }
 
 // SweepOnce deletes every row expired at now, chunk rows per transaction,
-// and returns the sum of what DeleteExpired reported: the rows it handled,
-// which counts sessions re-filed at a later expiry and a full chunk for a
-// call that stopped on a backend's own bound (see Sweeper), so it is at
-// least the number of rows deleted, not exactly it.
+// and returns the sums of what the DeleteExpired calls reported: the rows
+// deleted and the sessions re-filed at a later expiry. Its More is set
+// only when it stopped early (an error or a cancelled ctx).
 //
 // Between two chunks it pauses as long as the last chunk took, so that the
 // sweep holds the store's write lock at most half the time and the
 // requests' writes (rotations, revocations) keep committing while a large
 // backlog drains.
-func SweepOnce(ctx context.Context, s Sweeper, chunk int, now time.Time) (int, error) {
-	total := 0
+func SweepOnce(ctx context.Context, s Sweeper, chunk int, now time.Time) (SweepResult, error) {
+	var total SweepResult
 	for ctx.Err() == nil {
 		start := time.Now()
-		n, err := s.DeleteExpired(ctx, now, chunk)
-		total += n
+		r, err := s.DeleteExpired(ctx, now, chunk)
+		total.Deleted += r.Deleted
+		total.Refiled += r.Refiled
 		if err != nil {
+			total.More = true
 			return total, err
 		}
-		if n < chunk {
+		if !r.More {
 			return total, nil
 		}
 		pause := time.NewTimer(time.Since(start))
@@ -63,5 +65,6 @@ func SweepOnce(ctx context.Context, s Sweeper, chunk int, now time.Time) (int, e
 		case <-pause.C:
 		}
 	}
+	total.More = true
 	return total, ctx.Err()
 }

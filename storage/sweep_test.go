@@ -19,23 +19,23 @@ type countingSweeper struct {
 	fail    error
 }
 
-func (c *countingSweeper) DeleteExpired(_ context.Context, _ time.Time, limit int) (int, error) {
+func (c *countingSweeper) DeleteExpired(_ context.Context, _ time.Time, limit int) (storage.SweepResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {
-		return 0, c.fail
+		return storage.SweepResult{}, c.fail
 	}
 	n := min(limit, c.backlog)
 	c.backlog -= n
 	c.calls = append(c.calls, n)
-	return n, nil
+	return storage.SweepResult{Deleted: n, More: n == limit}, nil
 }
 
 func TestSweepOnceDrainsInChunks(t *testing.T) {
 	s := &countingSweeper{backlog: 25}
-	n, err := storage.SweepOnce(context.Background(), s, 10, time.Now())
-	if err != nil || n != 25 {
-		t.Fatalf("SweepOnce = %d, %v; want 25", n, err)
+	r, err := storage.SweepOnce(context.Background(), s, 10, time.Now())
+	if err != nil || r != (storage.SweepResult{Deleted: 25}) {
+		t.Fatalf("SweepOnce = %+v, %v; want 25 deleted", r, err)
 	}
 	if want := []int{10, 10, 5}; len(s.calls) != 3 || s.calls[0] != want[0] || s.calls[2] != want[2] {
 		t.Fatalf("chunks = %v, want %v", s.calls, want)

@@ -482,7 +482,10 @@ func runListUsers(ctx context.Context, s *adminSession, o *adminOpts, _ []string
 	}
 	all := &latchv1.ListUsersResponse{}
 	token := ""
-	for {
+	// A server that hands back a page token it already gave would have us
+	// loop (and pile up users) until --timeout: stop at the first repeat.
+	seen := map[string]bool{}
+	for pages := 1; ; pages++ {
 		resp, err := s.admin.ListUsers(s.ctx(ctx), &latchv1.ListUsersRequest{PageSize: int32(min(o.pageSize, 500)), PageToken: token})
 		if err != nil {
 			return nil, nil, rpcError(err)
@@ -491,6 +494,10 @@ func runListUsers(ctx context.Context, s *adminSession, o *adminOpts, _ []string
 		if token = resp.GetNextPageToken(); token == "" {
 			break
 		}
+		if seen[token] {
+			return nil, nil, fmt.Errorf("listing users: page %d's next-page token repeats an earlier one; the server's paging is broken, stopping rather than looping", pages)
+		}
+		seen[token] = true
 	}
 	return all, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -134,8 +134,8 @@ func TestMigrateSchema1BuildsUserSessionIndex(t *testing.T) {
 		t.Fatalf("ListUserSessions(u2) after reopen = %v, %v", sessionIDsOf(got), err)
 	}
 	// The sweeper keeps the migrated index in step.
-	if n, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || n != 3 {
-		t.Fatalf("DeleteExpired = %d, %v; want 3", n, err)
+	if r, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || r.Deleted != 3 {
+		t.Fatalf("DeleteExpired = %+v, %v; want 3 deleted", r, err)
 	}
 	if got, err := s.ListUserSessions(ctx, "u1"); err != nil || len(got) != 0 {
 		t.Fatalf("ListUserSessions after the sweep = %v, %v; want none", sessionIDsOf(got), err)

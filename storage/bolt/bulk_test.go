@@ -57,8 +57,8 @@ func TestImportSessions(t *testing.T) {
 		t.Fatalf("import without a digest = %v, want ErrInvalidArgument", err)
 	}
 
-	n, err := storage.SweepOnce(ctx, s, 7, base.Add(3*time.Hour))
-	if err != nil || n != len(batch) {
-		t.Fatalf("sweep after expiry deleted %d, %v; want %d", n, err, len(batch))
+	r, err := storage.SweepOnce(ctx, s, 7, base.Add(3*time.Hour))
+	if err != nil || r != (storage.SweepResult{Deleted: len(batch)}) {
+		t.Fatalf("sweep after expiry = %+v, %v; want %d deleted", r, err, len(batch))
 	}
 }

@@ -75,8 +75,8 @@ func TestSweptSessionTakesEveryDigest(t *testing.T) {
 	}
 	// Session b stays live past a's expiry by rotating late.
 	rotate(other, 61*time.Minute)
-	if n, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || n < 1 {
-		t.Fatalf("DeleteExpired = %d, %v", n, err)
+	if r, err := s.DeleteExpired(ctx, base.Add(3*time.Hour), 100); err != nil || r.Deleted < 1 {
+		t.Fatalf("DeleteExpired = %+v, %v", r, err)
 	}
 	got := refreshEntries(t, s)
 	for _, h := range issued {
@@ -175,7 +175,7 @@ func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 	now := base.Add(48 * time.Hour)
 	for call := 1; ; call++ {
 		before := len(refreshEntries(t, s))
-		n, err := s.DeleteExpired(ctx, now, 16)
+		r, err := s.DeleteExpired(ctx, now, 16)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,8 +184,8 @@ func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 			t.Fatalf("call %d deleted %d digests; budget %d", call, deleted, sweepDigestBudget)
 		}
 		if _, err := s.GetSession(ctx, "long"); errors.Is(err, storage.ErrNotFound) {
-			if n != 1 {
-				t.Fatalf("the call that finished the session reported %d; want 1", n)
+			if r != (storage.SweepResult{Deleted: 1}) {
+				t.Fatalf("the call that finished the session reported %+v; want 1 deleted", r)
 			}
 			if call != (total+sweepDigestBudget-1)/sweepDigestBudget {
 				t.Fatalf("finished in %d calls; want %d", call, (total+sweepDigestBudget-1)/sweepDigestBudget)
@@ -194,8 +194,8 @@ func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		if n != 16 {
-			t.Fatalf("call %d left work but reported %d; want the full chunk", call, n)
+		if r != (storage.SweepResult{More: true}) {
+			t.Fatalf("call %d left work but reported %+v; want nothing deleted yet, More", call, r)
 		}
 		for _, h := range issued {
 			sess, _, err := s.FindSessionByRefreshHash(ctx, h)

@@ -96,8 +96,8 @@ func TestOpenSchema2File(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if n, err := s.DeleteExpired(ctx, base.Add(85*time.Minute), 100); err != nil || n != 4 {
-		t.Fatalf("DeleteExpired at +85m = %d, %v; want 4 (old, revoked, jti-1, live re-filed)", n, err)
+	if r, err := s.DeleteExpired(ctx, base.Add(85*time.Minute), 100); err != nil || r != (storage.SweepResult{Deleted: 3, Refiled: 1}) {
+		t.Fatalf("DeleteExpired at +85m = %+v, %v; want 3 deleted (old, revoked, jti-1), 1 re-filed (live)", r, err)
 	}
 	if _, err := s.GetSession(ctx, "live"); err != nil {
 		t.Fatalf("live after the sweep at +85m: %v", err)
@@ -107,8 +107,8 @@ func TestOpenSchema2File(t *testing.T) {
 			t.Fatalf("%s after the sweep at +85m: %v; want ErrNotFound", id, err)
 		}
 	}
-	if n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour), 100); err != nil || n != 1 {
-		t.Fatalf("DeleteExpired at +2h = %d, %v; want 1 (live)", n, err)
+	if r, err := s.DeleteExpired(ctx, base.Add(2*time.Hour), 100); err != nil || r != (storage.SweepResult{Deleted: 1}) {
+		t.Fatalf("DeleteExpired at +2h = %+v, %v; want 1 deleted (live)", r, err)
 	}
 	for _, d := range []string{"live-0", "live-1", "live-2", "live-3", "old-0", "revoked-0"} {
 		if _, _, err := s.FindSessionByRefreshHash(ctx, digest(d)); !errors.Is(err, storage.ErrNotFound) {

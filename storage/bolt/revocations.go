@@ -127,24 +127,25 @@ func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now
 // walks the expiry index in time order. A session's entry there is a lower
 // bound of its expiry (rotations do not move it): a session found to end
 // later than filed is re-filed at its real expiry, with its summary's idle
-// expiry brought up to date, and counts as handled like a deleted row.
+// expiry brought up to date, and counts in Refiled; each entry due counts
+// against limit, deleted or re-filed.
 //
 // A session's refresh digests are deleted with it, at most
 // sweepDigestBudget per call: a session that rotated more often than that
 // is deleted over several calls, its record last (see deleteSession), and
-// stays due meanwhile. A call that stops on its digest budget reports
-// limit, so that a caller sweeping while full chunks come back goes on.
-func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+// stays due meanwhile; it counts as deleted in the call that finishes it.
+// A call that stops on its digest budget reports More.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
-		return 0, err
+		return storage.SweepResult{}, err
 	}
 	if limit <= 0 {
-		return 0, nil
+		return storage.SweepResult{}, nil
 	}
 	cutoff := timeKey(now)
-	var n int
+	var res storage.SweepResult
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		n = 0
+		res = storage.SweepResult{}
 		expiry := tx.Bucket(bucketExpiry)
 		// Collect first: the bucket must not change under its cursor.
 		var due [][]byte
@@ -162,10 +163,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		for _, k := range due {
 			id := k[9:]
 			var err error
-			done := true
+			done, refiled := true, false
 			switch k[8] {
 			case kindSession:
-				done, err = sweepSession(tx, id, cutoff, &budget)
+				refiled, done, err = sweepSession(tx, id, cutoff, &budget)
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
@@ -175,20 +176,25 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 				return err
 			}
 			if !done {
-				n = limit // more of this session next call; its entry stays due
+				res.More = true // more of this session next call; its entry stays due
 				return nil
 			}
 			if err := expiry.Delete(k); err != nil {
 				return err
 			}
-			n++
+			if refiled {
+				res.Refiled++
+			} else {
+				res.Deleted++
+			}
 		}
+		res.More = len(due) == limit
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("bolt: delete expired: %w", err)
+		return storage.SweepResult{}, fmt.Errorf("bolt: delete expired: %w", err)
 	}
-	return n, nil
+	return res, nil
 }
 
 // sweepDigestBudget bounds the refresh digests one DeleteExpired call
@@ -198,24 +204,25 @@ const sweepDigestBudget = 256
 
 // sweepSession handles a session whose expiry-index entry is due (before
 // cutoff): it deletes the session if it has really expired, and otherwise
-// re-files it at its real expiry. It reports done = false when *budget
-// ran out before the session was gone (see deleteSession); the caller
-// deletes the due entry only when done.
-func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (done bool, err error) {
+// re-files it at its real expiry, reporting refiled. It reports
+// done = false when *budget ran out before the session was gone (see
+// deleteSession); the caller deletes the due entry only when done.
+func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done bool, err error) {
 	sess, err := getSession(tx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return true, nil // a stale entry (only a damaged file has one)
+		return false, true, nil // a stale entry (only a damaged file has one): deleted
 	case err != nil:
-		return false, fmt.Errorf("session %q: %w", id, err)
+		return false, false, fmt.Errorf("session %q: %w", id, err)
 	}
 	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
 		if err := tx.Bucket(bucketSessState).Put(id, record.EncodeState(sess)); err != nil {
-			return false, err
+			return false, false, err
 		}
-		return true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+		return true, true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
 	}
-	return deleteSession(tx, sess, budget)
+	done, err = deleteSession(tx, sess, budget)
+	return false, done, err
 }
 
 // deleteSession removes an expired session, its summary, its entry in the

@@ -235,9 +235,9 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 		}
 		cur = next
 	}
-	deleted, err := s.DeleteExpired(t.Context(), fenceBase.Add(365*24*time.Hour), 1000)
-	if err != nil || deleted != 81 {
-		t.Fatalf("DeleteExpired = %d, %v; want 81 sessions", deleted, err)
+	r, err := s.DeleteExpired(t.Context(), fenceBase.Add(365*24*time.Hour), 1000)
+	if err != nil || r != (storage.SweepResult{Deleted: 81}) {
+		t.Fatalf("DeleteExpired = %+v, %v; want 81 sessions deleted", r, err)
 	}
 	if _, _, err := s.FindSessionByRefreshHash(t.Context(), cur); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("digest of a deleted session: %v", err)

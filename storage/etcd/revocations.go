@@ -208,14 +208,14 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 // etcd; it deletes, now, what expired before now: sessions with every
 // digest and index row they own, and denied jtis. It scans every session,
 // so it is for tests and maintenance tools rather than a frequent sweeper.
-func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
 	ctx, cancel, err := s.beginScan(ctx, "delete expired")
 	if err != nil {
-		return 0, err
+		return storage.SweepResult{}, err
 	}
 	defer cancel()
 	if limit <= 0 {
-		return 0, nil
+		return storage.SweepResult{}, nil
 	}
 	var expired []sessRev
 	errFull := errors.New("full")
@@ -233,20 +233,20 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		return nil
 	})
 	if err != nil && !errors.Is(err, errFull) {
-		return 0, fmt.Errorf("etcd: delete expired: %w", err)
+		return storage.SweepResult{}, fmt.Errorf("etcd: delete expired: %w", err)
 	}
 	n := 0
 	for _, sr := range expired {
 		ok, err := s.deleteSession(ctx, sr)
 		if err != nil {
-			return n, fmt.Errorf("etcd: delete expired session %s: %w", sr.s.ID, err)
+			return swept(n, limit), fmt.Errorf("etcd: delete expired session %s: %w", sr.s.ID, err)
 		}
 		if ok {
 			n++
 		}
 	}
 	if n >= limit {
-		return n, nil
+		return swept(n, limit), nil
 	}
 	type jtiRev struct {
 		key string
@@ -267,19 +267,25 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		return nil
 	})
 	if err != nil && !errors.Is(err, errFull) {
-		return n, fmt.Errorf("etcd: delete expired: %w", err)
+		return swept(n, limit), fmt.Errorf("etcd: delete expired: %w", err)
 	}
 	for _, j := range jtis {
 		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(j.key), "=", j.rev)).
 			Then(clientv3.OpDelete(j.key)).Commit()
 		if err != nil {
-			return n, wrapErr(ctx, "delete expired jti", err)
+			return swept(n, limit), wrapErr(ctx, "delete expired jti", err)
 		}
 		if resp.Succeeded {
 			n++
 		}
 	}
-	return n, nil
+	return swept(n, limit), nil
+}
+
+// swept is DeleteExpired's result for n rows deleted under limit. Sessions
+// are indexed at their exact expiry here, so none is ever re-filed.
+func swept(n, limit int) storage.SweepResult {
+	return storage.SweepResult{Deleted: n, More: n >= limit}
 }
 
 // deleteSession deletes an expired session and what it owns. Its digests go

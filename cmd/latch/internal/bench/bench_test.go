@@ -53,9 +53,9 @@ func TestPrepareAndCountSwept(t *testing.T) {
 	if err != nil || n != 5+2+40 {
 		t.Fatalf("live sessions = %d, %v; want 47", n, err)
 	}
-	deleted, err := st.DeleteExpired(ctx, time.Now(), 12)
-	if err != nil || deleted != 12 {
-		t.Fatalf("DeleteExpired = %d, %v", deleted, err)
+	r, err := st.DeleteExpired(ctx, time.Now(), 12)
+	if err != nil || r.Deleted != 12 {
+		t.Fatalf("DeleteExpired = %+v, %v", r, err)
 	}
 	st.Close()
 	if got, err := countSwept(ctx, db, fx.expired); err != nil || got != 12 {
