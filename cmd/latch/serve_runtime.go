@@ -38,12 +38,14 @@ func (m *runtimeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&m.hashLendProcs, "hash-lend-procs", true,
 		"while passwords are hashed, raise GOMAXPROCS by one per hash so that hashing does not hold a scheduler slot other RPCs queue behind; applies only when GOMAXPROCS is not set and no CPU quota limits the process")
 	fs.IntVar(&m.hashNice, "hash-nice", defaultHashNice,
-		"nice value added to the threads that compute password hashes (Linux), so that the kernel runs token checks first when both want the CPU; 0 disables")
+		"nice value added to the thread that runs each password hash (Linux); argon2id's memory-filling passes run on goroutines of their own at normal priority, so only the rest of a hash is lowered (see server/lowprio); 0 disables")
 }
 
-// defaultHashNice: at nice 10 a hashing thread weighs about a tenth of a
-// normal one in the kernel's scheduler: a login flood yields to token
-// checks, yet logins still progress when they keep every core busy.
+// defaultHashNice: at nice 10 a thread weighs about a tenth of a normal one
+// in the kernel's scheduler. That applies to the part of a hash that runs
+// on the lowered thread; argon2id's passes run on goroutines at normal
+// priority (server/lowprio), so a login flood does not yield to token
+// checks by this alone.
 const defaultHashNice = 10
 
 func (m runtimeFlags) validate() error {
@@ -101,7 +103,8 @@ func hashHook(floor *gcFloor, lender *proclend.Lender) func() (end func()) {
 }
 
 // hashRunner is the password hasher's runner (password.WithRunner): each
-// argon2id computation on a thread of its own at --hash-nice.
+// argon2id computation on a thread of its own at --hash-nice (the
+// goroutines argon2 starts for its passes are not lowered: server/lowprio).
 func (m runtimeFlags) hashRunner() func(work func()) {
 	nice := m.hashNice
 	return func(work func()) { lowprio.Run(nice, work) }

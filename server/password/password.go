@@ -125,9 +125,9 @@ func WithHashHook(start func() (end func())) Option { return func(h *Hasher) { h
 
 // WithRunner sets the function that runs each argon2id computation: run
 // must call work once and return when it has returned. `latch serve` runs
-// them on a thread of lower priority (server/lowprio), so that under a
-// login flood the kernel serves token checks first. Default: work runs on
-// the calling goroutine.
+// them on a thread of lower priority (server/lowprio); x/crypto/argon2 runs
+// its memory-filling passes on goroutines of their own, which that does not
+// lower (see server/lowprio). Default: work runs on the calling goroutine.
 func WithRunner(run func(work func())) Option { return func(h *Hasher) { h.run = run } }
 
 // argon2id computes an argon2id key through the Hasher's runner.
