@@ -114,8 +114,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// next commits', close together in the file, so each fsync flushes a
 	// few clustered runs; with any-free-page they scatter over the whole
 	// file, and on an 800 MiB file the fsync cost grew with it: Refresh at
-	// 1M stored sessions 4,300–5,000/s (map) vs 6,600–6,800/s (array) in
-	// interleaved `latch bench` runs, the same at 10k
+	// 1M stored sessions 4,300–5,300/s (map) vs 5,900–7,200/s (array) in
+	// five interleaved `latch bench` pairs, the same at 10k
 	// (TestCommitsReuseLowestFreePages pins the order). The price is
 	// bbolt's array merge: each commit copies the sorted free list once
 	// (8 bytes per free page: ~0.6 MB at the 73k free pages of a 1M-session

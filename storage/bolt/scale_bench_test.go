@@ -59,7 +59,8 @@ func BenchmarkRotateAtScale(b *testing.B) {
 // rotation on a session drawn at random from all those stored (32 workers,
 // each on its own stripe of them), as when many users refresh, rather than
 // on 32 chains whose pages stay hot: what each rotation writes then lands
-// on pages spread over the whole file.
+// on pages spread over the whole file. It reports the pages each rotation
+// writes (bbolt's transaction stats), which grow with the tree's depth.
 func BenchmarkRotateSpreadAtScale(b *testing.B) {
 	for _, f := range strings.Split(*rotateScales, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -72,7 +73,14 @@ func BenchmarkRotateSpreadAtScale(b *testing.B) {
 			const workers = 32
 			var next atomic.Int64
 			b.SetParallelism(workers / 2)
+			before := bolt.DBStats(s).TxStats
 			b.ResetTimer()
+			defer func() {
+				// Pages written per rotation: its two leaves and the
+				// branch pages above them, shared within a commit.
+				after := bolt.DBStats(s).TxStats
+				b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/float64(b.N), "pages-written/op")
+			}()
 			b.RunParallel(func(pb *testing.PB) {
 				w := int(next.Add(1) - 1)
 				rng := rand.New(rand.NewPCG(uint64(w), uint64(n)))
