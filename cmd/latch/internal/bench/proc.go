@@ -5,8 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
@@ -50,15 +48,4 @@ func memKiB(pid int, key string) (float64, error) {
 // own; it fails quietly where the kernel does not allow it.
 func resetPeak(pid int) {
 	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-}
-
-// selfCPUSeconds returns the user+system CPU time of this process (the
-// bench client, which shares the machine's cores with the server).
-func selfCPUSeconds() (float64, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
-	}
-	tv := func(t syscall.Timeval) float64 { return time.Duration(t.Nano()).Seconds() }
-	return tv(ru.Utime) + tv(ru.Stime), nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -65,10 +66,10 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	cpu0, _ := cpuSeconds(pid)
 	resetPeak(pid)
 	startKiB, _ := memKiB(pid, "VmRSS")
-	self0, selfErr := selfCPUSeconds()
+	self0, selfErr := cpuSeconds(os.Getpid())
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
-	if self1, err := selfCPUSeconds(); err == nil && selfErr == nil {
+	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
 		r.ClientCores = (self1 - self0) / r.Seconds
 	}
 	if kind != "baseline" && kind != "sibling" {
