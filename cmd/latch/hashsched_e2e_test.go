@@ -79,10 +79,11 @@ func nicedThreads(t *testing.T, pid, nice int) int {
 
 // TestLoginFloodLendsProc runs the real binary under a stream of logins.
 // By default its GOMAXPROCS rises by one while passwords are hashed and
-// comes back once they stop (--hash-lend-procs), and the hashes run on a
+// comes back once they stop (--hash-lend-procs), and each hash starts on a
 // thread whose nice value is raised by 10 (--hash-nice) and that ends with
-// the hash; with both off, GOMAXPROCS never moves and no thread is niced. (When the test's own environment sets
-// GOMAXPROCS, lending does not apply and the server must not lend.)
+// the hash; with both off, GOMAXPROCS never moves and no thread is niced.
+// (When the test's own environment sets GOMAXPROCS, lending does not apply
+// and the server must not lend.)
 func TestLoginFloodLendsProc(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc and lowers thread priority the Linux way")
