@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,18 +33,11 @@ func refreshEntries(t *testing.T, s *Store) map[storage.TokenHash]string {
 // and more rotations; another session's digests stay.
 func TestSweptSessionTakesEveryDigest(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	newSession := func(id string) storage.TokenHash {
 		h := storagetest.Digest(t)
-		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "u", CurrentHash: h, CreatedAt: base,
-			LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
+		createSession(t, s, id, h, base, 2*time.Hour)
 		return h
 	}
 	rotate := func(presented storage.TokenHash, at time.Duration) storage.TokenHash {
@@ -132,17 +124,10 @@ func TestDecodeRefreshEntry(t *testing.T) {
 // are bounded the same way.
 func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cur := storagetest.Digest(t)
-	if err := s.CreateSession(ctx, storage.Session{ID: "long", UserID: "u", CurrentHash: cur, CreatedAt: base,
-		LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	createSession(t, s, "long", cur, base, 24*time.Hour)
 	issued := []storage.TokenHash{cur}
 	const rotations = 2*sweepDigestBudget + 40
 	for i := range rotations {

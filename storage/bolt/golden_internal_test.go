@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -20,11 +19,7 @@ import (
 // make existing database files unreadable.
 func TestRecordEncodingIsStable(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	if err := s.CreateUser(ctx, storagetest.GoldenUser()); err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +65,7 @@ func TestRecordEncodingIsStable(t *testing.T) {
 // still reads, rotates, and is rewritten as version 2 by the rotation.
 func TestVersion1SessionRecordStillReads(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	golden := storagetest.GoldenSession()
 	golden.RevokedAt, golden.RevokeReason = time.Time{}, ""
 	if err := s.CreateSession(ctx, golden); err != nil {

@@ -269,9 +269,11 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, 
 	prefix := append(append([]byte{}, id...), 0)
 	digests := tx.Bucket(bucketSessDigests)
 	var keys [][]byte
+	more := false // schema 2 digests left past the budget, for the next call
 	c := digests.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		if len(keys) >= max(*budget, 0) {
+		if len(keys) == *budget { // never negative: the chain stops at 0
+			more = true
 			break
 		}
 		keys = append(keys, bytes.Clone(k))
@@ -289,8 +291,8 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, 
 		}
 		*budget--
 	}
-	if k, _ := digests.Cursor().Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix) {
-		return false, nil // schema 2 digests left for the next call (the chain is gone)
+	if more {
+		return false, nil // the chain is gone; the record stays for the rest
 	}
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
 		return false, err

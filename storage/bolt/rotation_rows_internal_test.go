@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"maps"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,17 +36,10 @@ func dump(t *testing.T, s *Store) map[string]map[string]string {
 // per-request check reads.
 func TestRotationWritesTwoRows(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	first := storagetest.Digest(t)
-	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: first, CreatedAt: base,
-		LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	createSession(t, s, "s1", first, base, 24*time.Hour)
 	before := dump(t, s)
 	next := storagetest.Digest(t)
 	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {

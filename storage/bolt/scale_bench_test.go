@@ -26,11 +26,7 @@ var rotateScales = flag.String("rotate-scales", "10000,100000",
 // 20%). Each database is built once, before its sub-benchmark, whatever
 // b.N the framework tries; compare the sub-benchmarks' ns/op as a ratio.
 func BenchmarkRotateAtScale(b *testing.B) {
-	for _, f := range strings.Split(*rotateScales, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			b.Fatalf("-rotate-scales: %q is not a positive count", f)
-		}
+	for _, n := range scaleCounts(b) {
 		s, chains, _ := scaleStore(b, n)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
@@ -62,11 +58,7 @@ func BenchmarkRotateAtScale(b *testing.B) {
 // on pages spread over the whole file. It reports the pages each rotation
 // writes (bbolt's transaction stats), which grow with the tree's depth.
 func BenchmarkRotateSpreadAtScale(b *testing.B) {
-	for _, f := range strings.Split(*rotateScales, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			b.Fatalf("-rotate-scales: %q is not a positive count", f)
-		}
+	for _, n := range scaleCounts(b) {
 		s, _, current := scaleStore(b, n)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
@@ -99,6 +91,20 @@ func BenchmarkRotateSpreadAtScale(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// scaleCounts parses -rotate-scales.
+func scaleCounts(b *testing.B) []int {
+	b.Helper()
+	var out []int
+	for _, f := range strings.Split(*rotateScales, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("-rotate-scales: %q is not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // scaleStore opens a store holding n imported sessions and returns it with

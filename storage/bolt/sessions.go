@@ -135,10 +135,9 @@ func insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
 		return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
 	}
-	if taken, err := digestTaken(tx, sess.CurrentHash); err != nil || taken {
-		if err != nil {
-			return err
-		}
+	if taken, err := digestTaken(tx, sess.CurrentHash); err != nil {
+		return err
+	} else if taken {
 		return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
 	}
 	if err := putSession(tx, sess); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,11 +22,7 @@ import (
 // Refresh rate at 1M stored sessions rose from 4,300–5,300/s to
 // 5,900–7,200/s in five interleaved pairs.
 func TestCommitsReuseLowestFreePages(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	// Free a few hundred pages: fill a scratch bucket, then drop it.
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucket([]byte("scratch"))
@@ -97,18 +92,11 @@ func TestCommitsReuseLowestFreePages(t *testing.T) {
 // stored session issued is refused without a write transaction (no commit,
 // no fsync, no place in the writer's queue).
 func TestUnknownDigestCommitsNothing(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	ctx := context.Background()
 	now := time.Unix(1_700_000_000, 0).UTC()
 	cur := storage.TokenHash{1}
-	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: cur,
-		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(time.Hour), AbsoluteExpiresAt: now.Add(2 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	createSession(t, s, "s1", cur, now, 2*time.Hour)
 	txid := func() (id int) {
 		if err := s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
 			t.Fatal(err)
@@ -116,7 +104,7 @@ func TestUnknownDigestCommitsNothing(t *testing.T) {
 		return id
 	}
 	before := txid()
-	_, err = s.RotateRefreshToken(ctx, storage.Rotation{Presented: storage.TokenHash{2}, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour})
+	_, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: storage.TokenHash{2}, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour})
 	if !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("unknown digest: %v, want ErrNotFound", err)
 	}

@@ -128,6 +128,12 @@ func TestCorruptSessionV2(t *testing.T) {
 	if _, err := record.DecodeSession(zeroPrev); !errors.Is(err, record.ErrCorrupt) {
 		t.Fatalf("DecodeSession(zero previous digest flagged present): %v, want ErrCorrupt", err)
 	}
+	// The id's length (11) in two bytes instead of one: a varint that is
+	// not the shortest would decode to a record EncodeSession never writes.
+	padded := append(append(slices.Clone(good[:122]), 0x8b, 0x00), good[123:]...)
+	if _, err := record.DecodeSession(padded); !errors.Is(err, record.ErrCorrupt) {
+		t.Fatalf("DecodeSession(non-minimal string length): %v, want ErrCorrupt", err)
+	}
 	huge := append(slices.Clone(good[:122]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
 	if _, err := record.DecodeSession(huge); !errors.Is(err, record.ErrCorrupt) {
 		t.Fatalf("DecodeSession(huge string length): %v, want ErrCorrupt", err)

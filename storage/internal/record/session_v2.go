@@ -112,7 +112,9 @@ func decodeSessionV2(data []byte) (storage.Session, error) {
 	}
 	for _, str := range [...]*string{&s.ID, &s.UserID, &s.Audience, &s.RevokeReason} {
 		n, w := binary.Uvarint(rest)
-		if w <= 0 || n > uint64(len(rest)-w) {
+		// A varint's last byte is 0 only when it is not the shortest
+		// form, which EncodeSession never writes.
+		if w <= 0 || (w > 1 && rest[w-1] == 0) || n > uint64(len(rest)-w) {
 			return storage.Session{}, fmt.Errorf("%w: bad string length", ErrCorrupt)
 		}
 		*str = string(rest[w : w+int(n)])
