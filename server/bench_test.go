@@ -4,18 +4,27 @@ import (
 	"testing"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
 )
 
 // BenchmarkIntrospect measures Introspect of a hot (cached) access token by
 // an authenticated caller through the full interceptor chain over bufconn,
 // from 64 goroutines.
 func BenchmarkIntrospect(b *testing.B) {
-	e := newEnv(b, baseConfig())
+	introspectParallel(b, baseConfig(), 32)
+}
+
+// introspectParallel introspects one active access token by an
+// authenticated caller on a server with cfg, from parallelism × GOMAXPROCS
+// goroutines; the logins (argon2id hashes) are not timed.
+func introspectParallel(b *testing.B, cfg server.Config, parallelism int) {
+	e := newEnv(b, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	ctx := e.introspector()
 	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
 	b.ReportAllocs()
-	b.SetParallelism(32)
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			resp, err := e.client.Introspect(ctx, &latchv1.IntrospectRequest{Token: tok})
@@ -66,19 +75,5 @@ func refreshChains(b *testing.B, e *env) {
 func BenchmarkIntrospectUncached(b *testing.B) {
 	cfg := baseConfig()
 	cfg.VerifyCacheSize = -1
-	e := newEnv(b, cfg)
-	e.addUser("alice@example.com", "alice-password")
-	ctx := e.introspector()
-	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := e.client.Introspect(ctx, &latchv1.IntrospectRequest{Token: tok})
-			if err != nil || !resp.GetActive() {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	introspectParallel(b, cfg, 16)
 }

@@ -67,8 +67,9 @@ func verifyES256(pub *ecdsa.PublicKey, msg []byte, sig *[es256Size]byte) bool {
 	if pub == nil || pub.Curve == nil || pub.Curve.Params() != elliptic.P256().Params() {
 		return false
 	}
-	// SEQUENCE { INTEGER r, INTEGER s }: at most 2 + 2×(2+33) bytes, built
-	// on the stack.
+	// SEQUENCE { INTEGER r, INTEGER s }: at most 2 + 2×(2+33) bytes, in
+	// one 72-byte allocation (ecdsa.VerifyASN1 lets its signature escape,
+	// so buf cannot stay on the stack).
 	var buf [2 + 2*(2+33)]byte
 	der := append(buf[:0], 0x30, 0)
 	der = appendInteger(der, sig[:32])

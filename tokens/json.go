@@ -370,7 +370,24 @@ func jsonString(raw string) (string, bool) {
 // isStringArray reports whether a member value is a JSON array of string
 // literals, without unquoting (or allocating for) any of them: the check
 // that can run before a token's signature is verified.
-func isStringArray(raw string) bool {
+func isStringArray(raw string) bool { return stringArray(raw, nil) }
+
+// jsonStrings decodes a member value that must be a JSON array of strings.
+func jsonStrings(raw string) ([]string, bool) {
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil, false
+	}
+	out := make([]string, 0, strings.Count(raw, ",")+1)
+	if !stringArray(raw, &out) {
+		return nil, false
+	}
+	return out, true
+}
+
+// stringArray reports whether raw is a JSON array of string literals and
+// nothing after it. When out is not nil, each string is unquoted and
+// appended to *out; when it is nil, nothing is unquoted or allocated.
+func stringArray(raw string, out *[]string) bool {
 	if len(raw) == 0 || raw[0] != '[' {
 		return false
 	}
@@ -384,8 +401,16 @@ func isStringArray(raw string) bool {
 		if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
 			return false
 		}
-		if _, err := sc.str(); err != nil {
+		lit, err := sc.str()
+		if err != nil {
 			return false
+		}
+		if out != nil {
+			s, err := unquote(lit)
+			if err != nil {
+				return false
+			}
+			*out = append(*out, s)
 		}
 		sc.skipSpace()
 		if sc.i >= len(sc.s) {
@@ -398,49 +423,6 @@ func isStringArray(raw string) bool {
 			return sc.i == len(sc.s)-1
 		default:
 			return false
-		}
-	}
-}
-
-// jsonStrings decodes a member value that must be a JSON array of strings.
-func jsonStrings(raw string) ([]string, bool) {
-	if len(raw) == 0 || raw[0] != '[' {
-		return nil, false
-	}
-	sc := scanner{s: raw, i: 1}
-	out := make([]string, 0, strings.Count(raw, ",")+1)
-	sc.skipSpace()
-	if sc.i < len(sc.s) && sc.s[sc.i] == ']' {
-		return out, true
-	}
-	for {
-		sc.skipSpace()
-		if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
-			return nil, false
-		}
-		lit, err := sc.str()
-		if err != nil {
-			return nil, false
-		}
-		s, err := unquote(lit)
-		if err != nil {
-			return nil, false
-		}
-		out = append(out, s)
-		sc.skipSpace()
-		if sc.i >= len(sc.s) {
-			return nil, false
-		}
-		switch sc.s[sc.i] {
-		case ',':
-			sc.i++
-		case ']':
-			if sc.i != len(sc.s)-1 {
-				return nil, false
-			}
-			return out, true
-		default:
-			return nil, false
 		}
 	}
 }

@@ -219,6 +219,7 @@ func TestJSONStrings(t *testing.T) {
 		{`["a",1]`, nil, false},
 		{`["a",]`, nil, false},
 		{`["a"] `, nil, false},
+		{`[]x`, nil, false},
 		{`"a"`, nil, false},
 		{`[`, nil, false},
 		{`["a"`, nil, false},

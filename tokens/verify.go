@@ -190,7 +190,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if !verifyES256(key, []byte(tok[:len(h)+1+len(p)]), &rawSig) {
 		return Claims{}, invalid(ErrSignature, "")
 	}
-	if err := x.decodeRoles(); err != nil {
+	if err := x.decodeArrays(); err != nil {
 		return Claims{}, err
 	}
 	if err := v.validator.Validate(&x); err != nil {
@@ -205,8 +205,8 @@ type verification struct {
 	claims        Claims
 	exp, iat, nbf jwt.NumericDate
 	hasNbf        bool
-	rawRoles      string // the roles member as received; see decodeRoles
-	hasRoles      bool
+	// The array members as received, "" when absent; see decodeArrays.
+	rawAud, rawRoles string
 }
 
 var _ jwt.Claims = (*verification)(nil)
@@ -314,8 +314,15 @@ func (x *verification) decodeClaims(seg string) error {
 		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
 	}
 	aud, _ := lookup(m, "aud")
-	if c.Audience, ok = audience(aud); !ok {
-		return invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
+	if one, isString := jsonString(aud); isString {
+		if one == "" {
+			return invalid(ErrMalformed, msgAudience)
+		}
+		c.Audience = []string{one}
+	} else if !isStringArray(aud) {
+		return invalid(ErrMalformed, msgAudience)
+	} else {
+		x.rawAud = aud
 	}
 	rawExp, _ := lookup(m, "exp")
 	rawIat, _ := lookup(m, "iat")
@@ -338,32 +345,35 @@ func (x *verification) decodeClaims(seg string) error {
 		if !isStringArray(rawRoles) {
 			return invalid(ErrMalformed, "roles must be an array of strings")
 		}
-		x.rawRoles, x.hasRoles = rawRoles, true
+		x.rawRoles = rawRoles
 	}
 	return nil
 }
 
-// decodeRoles decodes the roles claim that decodeClaims set aside. It runs
-// after the signature verifies: the roles array is the one claim whose
-// decoding allocates in proportion to its length (a slice of strings), and
-// a forged token must not make the verifier allocate for what it carries.
-func (x *verification) decodeRoles() error {
-	if !x.hasRoles {
-		return nil
+// msgAudience refuses an aud that is not a non-empty string or a non-empty
+// array of them.
+const msgAudience = "aud must be a non-empty string or array of strings"
+
+// decodeArrays decodes the aud array and the roles that decodeClaims only
+// checked the shape of. It runs after the signature verifies: arrays are
+// the claims whose decoding allocates in proportion to their length (a
+// slice of strings), and a forged token must not make the verifier
+// allocate for what it carries.
+func (x *verification) decodeArrays() error {
+	if x.rawAud != "" {
+		auds, ok := jsonStrings(x.rawAud)
+		if !ok || len(auds) == 0 || slicesHasEmpty(auds) {
+			return invalid(ErrMalformed, msgAudience)
+		}
+		x.claims.Audience = auds
 	}
-	var ok bool
-	if x.claims.Roles, ok = jsonStrings(x.rawRoles); !ok {
-		return invalid(ErrMalformed, "roles must be an array of strings")
+	if x.rawRoles != "" {
+		var ok bool
+		if x.claims.Roles, ok = jsonStrings(x.rawRoles); !ok {
+			return invalid(ErrMalformed, "roles must be an array of strings")
+		}
 	}
 	return nil
-}
-
-func audience(raw string) ([]string, bool) {
-	if s, ok := jsonString(raw); ok {
-		return []string{s}, s != ""
-	}
-	auds, ok := jsonStrings(raw)
-	return auds, ok && len(auds) > 0 && !slicesHasEmpty(auds)
 }
 
 // classify maps the errors of golang-jwt's claims validator to this
