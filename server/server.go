@@ -105,6 +105,12 @@ func (c Config) Defaults() Config {
 	return c.keyDefaults()
 }
 
+// MaxSessionLifetime bounds --refresh-max-age (and so --refresh-ttl): 100
+// years. Storage keeps session times as Unix nanoseconds (up to the year
+// 2262), so a far longer lifetime would make every login and rotation fail
+// with an invalid argument instead of being refused at start-up.
+const MaxSessionLifetime = 100 * 365 * 24 * time.Hour
+
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
 	var errs []error
@@ -138,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshMaxAge < c.RefreshIdleTTL {
 		errs = append(errs, fmt.Errorf("refresh-max-age %v must be at least refresh-ttl %v", c.RefreshMaxAge, c.RefreshIdleTTL))
+	}
+	if c.RefreshMaxAge > MaxSessionLifetime {
+		errs = append(errs, fmt.Errorf("refresh-max-age %v must be at most %v (100 years)", c.RefreshMaxAge, MaxSessionLifetime))
 	}
 	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > time.Minute {
 		errs = append(errs, fmt.Errorf("refresh-reuse-grace %v must be in [0, 1m]", c.RefreshReuseGrace))

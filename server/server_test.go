@@ -874,3 +874,25 @@ func decodeSegment(t *testing.T, seg string) string {
 	}
 	return string(b)
 }
+
+// TestConfigRefreshMaxAgeBounded: a session lifetime past what storage can
+// record (times up to 2262) is refused at start-up, naming the flag.
+func TestConfigRefreshMaxAgeBounded(t *testing.T) {
+	for _, tc := range []struct {
+		maxAge time.Duration
+		ok     bool
+	}{
+		{server.MaxSessionLifetime, true},
+		{server.MaxSessionLifetime + time.Hour, false},
+		{250 * 365 * 24 * time.Hour, false},
+	} {
+		c := server.Config{Issuer: "https://latch.test", Audiences: []string{"svc"}, RefreshMaxAge: tc.maxAge}.Defaults()
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("refresh-max-age %v: Validate() = %v, want ok=%v", tc.maxAge, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "refresh-max-age") {
+			t.Errorf("refresh-max-age %v: error does not name refresh-max-age: %v", tc.maxAge, err)
+		}
+	}
+}
