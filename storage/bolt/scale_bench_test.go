@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/storage/storagetest"
@@ -32,7 +34,9 @@ func BenchmarkRotateAtScale(b *testing.B) {
 			ctx := context.Background()
 			var next atomic.Int64
 			b.SetParallelism(len(chains) / 2)
+			before, tx0 := bolt.DBStats(s).TxStats, bolt.LastTxID(s)
 			b.ResetTimer()
+			defer reportCommits(b, s, before, tx0)
 			b.RunParallel(func(pb *testing.PB) {
 				cur := &chains[next.Add(1)-1]
 				for pb.Next() {
@@ -65,14 +69,9 @@ func BenchmarkRotateSpreadAtScale(b *testing.B) {
 			const workers = 32
 			var next atomic.Int64
 			b.SetParallelism(workers / 2)
-			before := bolt.DBStats(s).TxStats
+			before, tx0 := bolt.DBStats(s).TxStats, bolt.LastTxID(s)
 			b.ResetTimer()
-			defer func() {
-				// Pages written per rotation: its two leaves and the
-				// branch pages above them, shared within a commit.
-				after := bolt.DBStats(s).TxStats
-				b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/float64(b.N), "pages-written/op")
-			}()
+			defer reportCommits(b, s, before, tx0)
 			b.RunParallel(func(pb *testing.PB) {
 				w := int(next.Add(1) - 1)
 				rng := rand.New(rand.NewPCG(uint64(w), uint64(n)))
@@ -91,6 +90,19 @@ func BenchmarkRotateSpreadAtScale(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// reportCommits reports what the rotations since before and tx0 cost in
+// commits: pages written per rotation (its two leaves and the branch pages
+// above them, shared within a commit), rotations per commit, and the time
+// each commit spent spilling the tree to pages and writing and syncing them.
+func reportCommits(b *testing.B, s *bolt.Store, before bbolt.TxStats, tx0 int) {
+	after := bolt.DBStats(s).TxStats
+	commits := float64(max(bolt.LastTxID(s)-tx0, 1))
+	b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/float64(b.N), "pages-written/op")
+	b.ReportMetric(float64(b.N)/commits, "rotations/commit")
+	b.ReportMetric(float64((after.GetSpillTime()-before.GetSpillTime()).Microseconds())/commits, "spill-µs/commit")
+	b.ReportMetric(float64((after.GetWriteTime()-before.GetWriteTime()).Microseconds())/commits, "write+sync-µs/commit")
 }
 
 // scaleCounts parses -rotate-scales.
