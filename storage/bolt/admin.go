@@ -153,6 +153,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		if err := tx.Bucket(bucketUsers).Delete([]byte(id)); err != nil {
 			return err
 		}
+		tx.OnCommit(s.live.invalidate)
 		revoked, err = revokeLive(tx, id, storage.ReasonUserChanged, now)
 		return err
 	})
@@ -193,6 +194,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	}
 	var revoked []storage.Session
 	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
+		tx.OnCommit(s.live.invalidate)
 		revoked, err = revokeLive(tx, userID, reason, now)
 		return err
 	})

@@ -54,6 +54,7 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
+	live   liveCache              // access tokens found not revoked, until the next revoking commit
 }
 
 var _ storage.Store = (*Store)(nil)

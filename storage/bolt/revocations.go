@@ -37,6 +37,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				return err
 			}
 		}
+		tx.OnCommit(s.live.invalidate)
 		if err := denied.Put([]byte(jti), timeKey(expiresAt)); err != nil {
 			return err
 		}
@@ -48,48 +49,75 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 	return nil
 }
 
-// AccessTokenRevoked implements storage.DenyList in one read transaction.
-// It fails closed: an empty jti or session id counts as revoked.
+// AccessTokenRevoked implements storage.DenyList: AccessTokensRevoked for
+// one token. It fails closed: an empty jti or session id counts as revoked.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
-	if err := ctxErr(ctx, "access token revoked"); err != nil {
-		return true, err
-	}
-	if jti == "" || sessionID == "" {
-		return true, nil
-	}
-	var revoked bool
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		revoked, err = accessTokenRevoked(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID, now)
-		return err
-	})
-	if err != nil {
+	refs := [1]storage.AccessTokenRef{{JTI: jti, SessionID: sessionID}}
+	var out [1]bool
+	if err := s.accessTokensRevoked(ctx, refs[:], now, out[:]); err != nil {
 		return true, fmt.Errorf("bolt: access token revoked: %w", err)
 	}
-	return revoked, nil
+	return out[0], nil
 }
 
 // AccessTokensRevoked implements storage.DenyList: every check in one read
-// transaction.
+// transaction, or none when the store's cache (liveCache) holds an answer
+// for every token. It fails closed: a ref with an empty jti or session id
+// counts as revoked, and on an error every ref does.
 func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
 	out := make([]bool, len(refs))
+	if err := s.accessTokensRevoked(ctx, refs, now, out); err != nil {
+		return out, fmt.Errorf("bolt: access tokens revoked: %w", err)
+	}
+	return out, nil
+}
+
+// accessTokensRevoked answers for refs into out (len(out) == len(refs)):
+// from the cache when it can answer for all of them, else from one read
+// transaction, whose "not revoked" answers it caches.
+func (s *Store) accessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time, out []bool) error {
 	for i := range out {
 		out[i] = true
 	}
 	if err := ctxErr(ctx, "access tokens revoked"); err != nil {
-		return out, err
+		return err
+	}
+	// The generation is read before the transaction begins: see liveCache.
+	gen := s.live.generation()
+	cached := true
+	for i, r := range refs {
+		if r.JTI == "" || r.SessionID == "" {
+			continue
+		}
+		var ok bool
+		if out[i], ok = s.live.revoked(r, now); !ok {
+			cached = false
+			break
+		}
+	}
+	if cached {
+		return nil
 	}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		denied, states := tx.Bucket(bucketDenied), tx.Bucket(bucketSessState) // opened once: each open allocates
 		for i, r := range refs {
+			out[i] = true
 			if r.JTI == "" || r.SessionID == "" {
 				continue
 			}
-			revoked, err := accessTokenRevoked(denied, states, r.JTI, r.SessionID, now)
+			state, found, err := liveState(denied, states, r.JTI, r.SessionID)
 			if err != nil {
 				return err
 			}
-			out[i] = revoked
+			if !found {
+				continue
+			}
+			if out[i] = !state.TokenLive(now); !state.Revoked {
+				// Not revoked, and will not be until a revoking
+				// commit; past its absolute expiry, the cache
+				// answers revoked, as the summary does.
+				s.live.put(gen, r, state.AbsoluteExpiresAt)
+			}
 		}
 		return nil
 	})
@@ -97,30 +125,32 @@ func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 		for i := range out {
 			out[i] = true
 		}
-		return out, fmt.Errorf("bolt: access tokens revoked: %w", err)
+		return err
 	}
-	return out, nil
+	return nil
 }
 
-// accessTokenRevoked is the check behind AccessTokenRevoked, given the
-// deny-list and session-state buckets of one transaction. It reads only the
-// 24-byte session summary, which every stored session has (putSession
-// writes it, deleteSession removes it, the schema 1 → 2 migration filled in
-// any missing): no summary means no session, so the token is revoked. Of
-// the summary it uses only what is exact, revocation and absolute expiry.
-func accessTokenRevoked(denied, states *bbolt.Bucket, jti, sessionID string, now time.Time) (bool, error) {
+// liveState is the check behind AccessTokensRevoked, given the deny-list and
+// session-state buckets of one transaction: the summary of the token's
+// session, not found when the token is revoked whatever the time (its jti
+// is denied, or its session is gone). It reads only the 24-byte session
+// summary, which every stored session has (putSession writes it,
+// deleteSession removes it, the schema 1 → 2 migration filled in any
+// missing): no summary means no session, so the token is revoked. Of the
+// summary the caller uses only what is exact, revocation and absolute
+// expiry.
+func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state record.State, found bool, err error) {
 	if exp := denied.Get([]byte(jti)); exp != nil {
-		return true, nil // denied (an expired denial only outlives an expired token)
+		return record.State{}, false, nil // denied (an expired denial only outlives an expired token)
 	}
-	state := states.Get([]byte(sessionID))
-	if state == nil {
-		return true, nil
+	v := states.Get([]byte(sessionID))
+	if v == nil {
+		return record.State{}, false, nil
 	}
-	m, err := record.DecodeState(state)
-	if err != nil {
-		return true, err
+	if state, err = record.DecodeState(v); err != nil {
+		return record.State{}, false, err
 	}
-	return !m.TokenLive(now), nil
+	return state, true, nil
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
@@ -158,6 +188,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 				break
 			}
 			due = append(due, bytes.Clone(k))
+		}
+		if len(due) > 0 {
+			// Deletes summaries and denials, and re-files summaries.
+			tx.OnCommit(s.live.invalidate)
 		}
 		budget := sweepDigestBudget
 		for _, k := range due {

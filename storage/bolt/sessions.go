@@ -255,6 +255,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		case errors.Is(decision, storage.ErrRefreshTokenReused):
 			outcome = decision
 			out = next
+			tx.OnCommit(s.live.invalidate)
 			return putSession(tx, next) // commit the revocation
 		case decision != nil:
 			outcome = decision
@@ -304,6 +305,7 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 			return nil
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
+		tx.OnCommit(s.live.invalidate)
 		return putSession(tx, sess)
 	})
 	if err != nil {
