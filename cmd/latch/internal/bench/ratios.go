@@ -87,7 +87,9 @@ func (b *runner) ratios() {
 }
 
 // scaleRatios adds, per RPC, the slowest scale row's rate over the fastest
-// one's (target ≥ 0.8: all within 20% of each other).
+// one's (target ≥ 0.8: all within 20% of each other), and the same ratio
+// of the disk's scattered-rewrite baseline (the largest database's over
+// the smallest one's): how much of Refresh's fall is the disk's own.
 func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
 	for _, rpc := range []string{"Refresh", "Introspect"} {
 		var lo, hi Result
@@ -106,6 +108,22 @@ func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
 			add(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
 				lo.PerSecond, hi.PerSecond, "target ≥ 0.8")
 		}
+	}
+	var small, large Result
+	for _, r := range b.report.Rows {
+		if !strings.HasPrefix(r.Name, "raw durable rewrite of") {
+			continue
+		}
+		if small.Name == "" || r.StoredSessions < small.StoredSessions {
+			small = r
+		}
+		if large.Name == "" || r.StoredSessions > large.StoredSessions {
+			large = r
+		}
+	}
+	if small.Name != "" && small.Name != large.Name {
+		add(fmt.Sprintf("disk: scattered-page commits, db of %d sessions / db of %d sessions", large.StoredSessions, small.StoredSessions),
+			large.PerSecond, small.PerSecond, "the disk's own fall with file size: the limit under the Refresh scale ratio")
 	}
 }
 
