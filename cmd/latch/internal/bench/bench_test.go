@@ -132,3 +132,29 @@ func TestVerifyLimitRatioIsCPUTime(t *testing.T) {
 		t.Errorf("ratio %v with the raw row on 2 cores, %v on 1; want 0.8 for both", all, half)
 	}
 }
+
+// TestScatterBaselineRatio: the disk ratio divides the largest database's
+// scattered-commit rate by the smallest one's, whatever the row order, and
+// is absent with a single size.
+func TestScatterBaselineRatio(t *testing.T) {
+	row := func(sessions int, rate float64) Result {
+		return Result{Name: "raw durable rewrite of 48 scattered pages, " + strings.Repeat("x", sessions%7), Kind: "baseline",
+			PerSecond: rate, StoredSessions: sessions}
+	}
+	value := func(rows ...Result) (float64, bool) {
+		b := &runner{report: &Report{Rows: rows}}
+		b.ratios()
+		for _, r := range b.report.Ratios {
+			if strings.HasPrefix(r.Name, "disk: scattered-page commits") {
+				return r.Value, true
+			}
+		}
+		return 0, false
+	}
+	if v, ok := value(row(1000000, 400), row(10000, 1600), row(100000, 1000)); !ok || math.Abs(v-0.25) > 1e-9 {
+		t.Errorf("ratio = %v, %v; want 0.25 (1M over 10k)", v, ok)
+	}
+	if _, ok := value(row(10000, 1600)); ok {
+		t.Error("a ratio from a single database size")
+	}
+}
