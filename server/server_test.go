@@ -446,8 +446,13 @@ func TestRevoke(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	ictx := e.introspector()
 
+	// Each case first sees the access token active, so that the store has
+	// an answer cached (bolt's liveCache) when the revocation lands.
 	t.Run("refresh token ends the session", func(t *testing.T) {
 		tp := e.login("alice@example.com", "alice-password")
+		if !e.introspect(ictx, tp.GetAccessToken()).GetActive() {
+			t.Fatal("fresh access token inactive")
+		}
 		if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: tp.GetRefreshToken()}); err != nil {
 			t.Fatal(err)
 		}
@@ -459,6 +464,9 @@ func TestRevoke(t *testing.T) {
 	})
 	t.Run("access token denies its jti only", func(t *testing.T) {
 		tp := e.login("alice@example.com", "alice-password")
+		if !e.introspect(ictx, tp.GetAccessToken()).GetActive() {
+			t.Fatal("fresh access token inactive")
+		}
 		if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: tp.GetAccessToken(),
 			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN}); err != nil { // wrong hint: still found
 			t.Fatal(err)
