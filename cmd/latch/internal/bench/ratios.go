@@ -92,39 +92,36 @@ func (b *runner) ratios() {
 // the smallest one's): how much of Refresh's fall is the disk's own.
 func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
 	for _, rpc := range []string{"Refresh", "Introspect"} {
-		var lo, hi Result
-		for _, r := range b.report.Rows {
-			if r.Kind != "scale" || !strings.HasPrefix(r.Name, rpc+",") {
-				continue
-			}
-			if lo.Name == "" || r.PerSecond < lo.PerSecond {
-				lo = r
-			}
-			if hi.Name == "" || r.PerSecond > hi.PerSecond {
-				hi = r
-			}
-		}
+		lo, hi := b.extremes(func(r Result) bool { return r.Kind == "scale" && strings.HasPrefix(r.Name, rpc+",") },
+			func(r Result) float64 { return r.PerSecond })
 		if lo.Name != "" && lo.Name != hi.Name {
 			add(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
 				lo.PerSecond, hi.PerSecond, "target ≥ 0.8")
 		}
 	}
-	var small, large Result
-	for _, r := range b.report.Rows {
-		if !strings.HasPrefix(r.Name, "raw durable rewrite of") {
-			continue
-		}
-		if small.Name == "" || r.StoredSessions < small.StoredSessions {
-			small = r
-		}
-		if large.Name == "" || r.StoredSessions > large.StoredSessions {
-			large = r
-		}
-	}
+	small, large := b.extremes(func(r Result) bool { return strings.HasPrefix(r.Name, "raw durable rewrite of") },
+		func(r Result) float64 { return float64(r.StoredSessions) })
 	if small.Name != "" && small.Name != large.Name {
 		add(fmt.Sprintf("disk: scattered-page commits, db of %d sessions / db of %d sessions", large.StoredSessions, small.StoredSessions),
 			large.PerSecond, small.PerSecond, "the disk's own fall with file size: the limit under the Refresh scale ratio")
 	}
+}
+
+// extremes returns the rows matching match with the lowest and the highest
+// by (the first of equals); zero Results when none match.
+func (b *runner) extremes(match func(Result) bool, by func(Result) float64) (lo, hi Result) {
+	for _, r := range b.report.Rows {
+		if !match(r) {
+			continue
+		}
+		if lo.Name == "" || by(r) < by(lo) {
+			lo = r
+		}
+		if hi.Name == "" || by(r) > by(hi) {
+			hi = r
+		}
+	}
+	return lo, hi
 }
 
 // Login-flood memory bound. Each hash slot accounts for three argon2id
