@@ -188,19 +188,7 @@ func TestHashHookWrapsEachHash(t *testing.T) {
 	if base != 0 || ended.Load() != 0 { // the dummy hash at construction is not in a slot
 		t.Fatalf("construction: %d starts, %d ends, want none", base, ended.Load())
 	}
-	enc, err := h.Hash(ctx, "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, _, err := h.Verify(ctx, "correct horse", enc); err != nil || !ok {
-		t.Fatalf("Verify = %v, %v", ok, err)
-	}
-	if ok, _, _ := h.Verify(ctx, "wrong", enc); ok {
-		t.Fatal("wrong password matched")
-	}
-	if err := h.VerifyDummy(ctx, "x"); err != nil {
-		t.Fatal(err)
-	}
+	enc := hashAndCheck(t, h)
 	if _, _, err := h.Verify(ctx, strings.Repeat("x", MaxLength+1), enc); err != nil {
 		t.Fatal(err)
 	}
@@ -230,16 +218,28 @@ func TestRunnerRunsEachArgon2id(t *testing.T) {
 		t.Fatalf("construction: %d runs, want 1 (the dummy hash)", got)
 	}
 	ctx := ctx(t)
-	enc, err := h.Hash(ctx, "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
+	enc := hashAndCheck(t, h)
 	direct, err := NewHasher(testParams(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ok, rehash, err := direct.Verify(ctx, "correct horse", enc); err != nil || !ok || rehash {
 		t.Fatalf("a hash made through the runner, checked directly: ok %v rehash %v err %v", ok, rehash, err)
+	}
+	if got := runs.Load(); got != 5 {
+		t.Errorf("%d runs for 5 argon2id computations", got)
+	}
+}
+
+// hashAndCheck hashes a password with h, then runs the three argon2id
+// verifications every hasher test needs (a match, a mismatch, the dummy for
+// an unknown user), and returns the hash.
+func hashAndCheck(t *testing.T, h *Hasher) string {
+	t.Helper()
+	ctx := ctx(t)
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if ok, _, err := h.Verify(ctx, "correct horse", enc); err != nil || !ok {
 		t.Fatalf("Verify = %v, %v", ok, err)
@@ -250,7 +250,5 @@ func TestRunnerRunsEachArgon2id(t *testing.T) {
 	if err := h.VerifyDummy(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
-	if got := runs.Load(); got != 5 {
-		t.Errorf("%d runs for 5 argon2id computations", got)
-	}
+	return enc
 }
