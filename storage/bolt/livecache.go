@@ -82,10 +82,15 @@ func (c *liveCache) put(gen uint64, ref storage.AccessTokenRef, absoluteExpiry t
 		}
 		set = c.cur.Load()
 	}
-	if set.gen != gen || set.n.Load() >= liveCacheMax {
-		return // a newer generation began, or this one is full
+	if set.gen != gen {
+		return // a newer generation began
 	}
-	if _, loaded := set.m.LoadOrStore(ref, absoluteExpiry.UnixNano()); !loaded {
-		set.n.Add(1)
+	// Reserve a place first, so that concurrent puts never pass the bound.
+	if set.n.Add(1) > liveCacheMax {
+		set.n.Add(-1)
+		return
+	}
+	if _, loaded := set.m.LoadOrStore(ref, absoluteExpiry.UnixNano()); loaded {
+		set.n.Add(-1)
 	}
 }
