@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -222,4 +224,20 @@ func TestRevokeIsSeenByEveryLaterCheck(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestAccessTokenRevokedContextError: a cancelled context fails closed with
+// one "bolt: <check>:" prefix, not two.
+func TestAccessTokenRevokedContextError(t *testing.T) {
+	s := openStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	revoked, err := s.AccessTokenRevoked(ctx, "j", "s", time.Now())
+	if !revoked || !errors.Is(err, context.Canceled) || err.Error() != "bolt: access token revoked: context canceled" {
+		t.Fatalf("AccessTokenRevoked = %v, %q; want true and %q", revoked, err, "bolt: access token revoked: context canceled")
+	}
+	got, err := s.AccessTokensRevoked(ctx, []storage.AccessTokenRef{{JTI: "j", SessionID: "s"}}, time.Now())
+	if !got[0] || err == nil || err.Error() != "bolt: access tokens revoked: context canceled" {
+		t.Fatalf("AccessTokensRevoked = %v, %v", got, err)
+	}
 }

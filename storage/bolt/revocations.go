@@ -79,8 +79,8 @@ func (s *Store) accessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 	for i := range out {
 		out[i] = true
 	}
-	if err := ctxErr(ctx, "access tokens revoked"); err != nil {
-		return err
+	if err := ctx.Err(); err != nil {
+		return err // the exported callers say which check
 	}
 	// The generation is read before the transaction begins: see liveCache.
 	gen := s.live.generation()
