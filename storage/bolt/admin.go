@@ -77,8 +77,10 @@ func sortNewestFirst(ss []storage.Session) {
 }
 
 // revokeLive revokes every session of the user that is live at now, in tx,
-// and returns them as stored.
-func revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.Session, error) {
+// and returns them as stored. It drops the store's cached answers even when
+// it revokes nothing (see RevokeSession).
+func (s *Store) revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.Session, error) {
+	tx.OnCommit(s.live.invalidate)
 	sessions, err := userSessions(tx, userID)
 	if err != nil {
 		return nil, err
@@ -89,7 +91,7 @@ func revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.S
 			continue
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
-		if err := putSession(tx, sess); err != nil {
+		if err := s.putSession(tx, sess); err != nil {
 			return nil, err
 		}
 		revoked = append(revoked, sess)
@@ -153,8 +155,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		if err := tx.Bucket(bucketUsers).Delete([]byte(id)); err != nil {
 			return err
 		}
-		tx.OnCommit(s.live.invalidate)
-		revoked, err = revokeLive(tx, id, storage.ReasonUserChanged, now)
+		revoked, err = s.revokeLive(tx, id, storage.ReasonUserChanged, now)
 		return err
 	})
 	if err != nil {
@@ -194,8 +195,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	}
 	var revoked []storage.Session
 	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
-		tx.OnCommit(s.live.invalidate)
-		revoked, err = revokeLive(tx, userID, reason, now)
+		revoked, err = s.revokeLive(tx, userID, reason, now)
 		return err
 	})
 	if err != nil {

@@ -26,7 +26,7 @@ func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) 
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		for _, sess := range sessions {
-			if err := insertSession(tx, sess); err != nil {
+			if err := s.insertSession(tx, sess); err != nil {
 				return fmt.Errorf("session %s: %w", sess.ID, err)
 			}
 		}

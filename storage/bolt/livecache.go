@@ -8,8 +8,8 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// liveCacheMax bounds the answers one generation of a liveCache holds
-// (~150 bytes each): past it, further checks read the file, uncached.
+// liveCacheMax bounds the answers a liveCache holds (~150 bytes each): a
+// full set is dropped for an empty one.
 const liveCacheMax = 1 << 15
 
 // liveCache remembers the access tokens that a read found not revoked
@@ -20,9 +20,15 @@ const liveCacheMax = 1 << 15
 //
 // Such an answer can only go stale by a commit that denies a jti, marks a
 // session summary revoked or deletes one. Each of those registers
-// invalidate to run after its commit (putSession, deleteSession,
-// denyAccessToken: the writes themselves, not their callers, so that no new
-// caller can forget). invalidate starts a new generation; an answer is used
+// invalidate to run after its commit: the writes themselves (putSession of
+// a revoked session, deleteSession, the deny in DenyAccessToken), not their
+// callers, so that no new caller can forget. Re-filing a summary and
+// deleting an expired denial do not register: neither can turn a cached
+// "not revoked" wrong, and the sweeper re-files live sessions all the time.
+// The revocations that find their target already revoked register too: a
+// commit whose fsync failed may have made its pages visible without running
+// its handlers, and the caller's retry must not answer OK while the cache
+// still disagrees. invalidate starts a new generation; an answer is used
 // only within the generation that was current before the read that
 // produced it began. So a check that starts after a revoking commit has
 // returned (and with it the Revoke RPC) never uses an answer read before
@@ -86,9 +92,16 @@ func (c *liveCache) put(gen uint64, ref storage.AccessTokenRef, absoluteExpiry t
 		return // a newer generation began
 	}
 	// Reserve a place first, so that concurrent puts never pass the bound.
+	// A full set is replaced by an empty one of the same generation
+	// (dropping answers is always safe), so that a long generation keeps
+	// caching the tokens in use rather than the first 32k it saw.
 	if set.n.Add(1) > liveCacheMax {
-		set.n.Add(-1)
-		return
+		fresh := &liveSet{gen: gen}
+		fresh.n.Store(1)
+		if !c.cur.CompareAndSwap(set, fresh) {
+			return // another put replaced it, or a new generation began
+		}
+		set = fresh
 	}
 	if _, loaded := set.m.LoadOrStore(ref, absoluteExpiry.UnixNano()); loaded {
 		set.n.Add(-1)

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record"
 	"github.com/latchauth/latch/storage/storagetest"
 )
 
@@ -167,18 +170,27 @@ func TestLiveCacheIgnoresAnswersOfOldGenerations(t *testing.T) {
 	}
 }
 
-// TestLiveCacheIsBounded: one generation holds at most liveCacheMax answers.
+// TestLiveCacheIsBounded: a set never holds more than liveCacheMax answers;
+// past the bound it starts over empty, so the tokens in use keep being
+// cached.
 func TestLiveCacheIsBounded(t *testing.T) {
 	var c liveCache
-	gen, exp := c.generation(), time.Now().Add(time.Hour)
+	gen, exp, now := c.generation(), time.Now().Add(time.Hour), time.Now()
+	ref := func(i int) storage.AccessTokenRef { return storage.AccessTokenRef{JTI: fmt.Sprint(i), SessionID: "s"} }
 	for i := range liveCacheMax + 100 {
-		c.put(gen, storage.AccessTokenRef{JTI: fmt.Sprint(i), SessionID: "s"}, exp)
+		c.put(gen, ref(i), exp)
+		if n := c.cur.Load().n.Load(); n > liveCacheMax {
+			t.Fatalf("%d answers cached after %d puts, bound %d", n, i+1, liveCacheMax)
+		}
 	}
-	if n := c.cur.Load().n.Load(); n != liveCacheMax {
-		t.Fatalf("%d answers cached, want the bound %d", n, liveCacheMax)
+	if n := c.cur.Load().n.Load(); n != 100 {
+		t.Fatalf("%d answers after the set started over, want the 100 put since", n)
 	}
-	if _, ok := c.revoked(storage.AccessTokenRef{JTI: fmt.Sprint(liveCacheMax + 50), SessionID: "s"}, time.Now()); ok {
-		t.Fatal("an answer past the bound was cached")
+	if _, ok := c.revoked(ref(liveCacheMax+99), now); !ok {
+		t.Fatal("the newest answer was not cached")
+	}
+	if _, ok := c.revoked(ref(0), now); ok {
+		t.Fatal("an answer from before the set started over is still served")
 	}
 }
 
@@ -239,5 +251,93 @@ func TestAccessTokenRevokedContextError(t *testing.T) {
 	got, err := s.AccessTokensRevoked(ctx, []storage.AccessTokenRef{{JTI: "j", SessionID: "s"}}, time.Now())
 	if !got[0] || err == nil || err.Error() != "bolt: access tokens revoked: context canceled" {
 		t.Fatalf("AccessTokensRevoked = %v, %v", got, err)
+	}
+}
+
+// TestSweeperRefileKeepsLiveCache: re-filing a session (the sweeper's
+// common case for live sessions that rotated) keeps the cached answers;
+// only deleting a session drops them.
+func TestSweeperRefileKeepsLiveCache(t *testing.T) {
+	s := openStore(t)
+	now := time.Now()
+	first := storagetest.Digest(t)
+	createSession(t, s, "rotated", first, now, 24*time.Hour) // filed at its idle expiry, now + 1 h
+	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: first, Next: storagetest.Digest(t),
+		Now: now.Add(50 * time.Minute), IdleTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	ref := storage.AccessTokenRef{JTI: "j", SessionID: "rotated"}
+	at := now.Add(70 * time.Minute)
+	checkRevoked(t, s, ref, at)
+	res, err := s.DeleteExpired(t.Context(), at, 100)
+	if err != nil || res.Refiled != 1 || res.Deleted != 0 {
+		t.Fatalf("DeleteExpired = %+v, %v; want the rotated session re-filed", res, err)
+	}
+	if revoked, read := checkRevoked(t, s, ref, at); revoked || read {
+		t.Fatalf("after a re-file: revoked=%v read=%v, want false from the cache", revoked, read)
+	}
+}
+
+// TestRepeatedRevocationDropsLiveCache: a revocation that finds its target
+// already revoked in the file still drops the cached answers, as after a
+// commit whose pages became visible but whose fsync failed (no OnCommit
+// ran). The test makes that state by writing the file behind the cache.
+func TestRepeatedRevocationDropsLiveCache(t *testing.T) {
+	now := time.Now()
+	revokeBehind := func(t *testing.T, s *Store) {
+		if err := s.db.Update(func(tx *bbolt.Tx) error {
+			sess, err := getSession(tx, []byte("s1"))
+			if err != nil {
+				return err
+			}
+			sess.RevokedAt, sess.RevokeReason = now, storage.ReasonRevoked
+			if err := putRecord(tx, sess); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketSessState).Put([]byte("s1"), record.EncodeState(sess))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name           string
+		behind, revoke func(t *testing.T, s *Store)
+	}{
+		{"RevokeSession", revokeBehind, func(t *testing.T, s *Store) {
+			if err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"RevokeUserSessions", revokeBehind, func(t *testing.T, s *Store) {
+			if _, err := s.RevokeUserSessions(t.Context(), "u", storage.ReasonAdmin, now); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"DenyAccessToken", func(t *testing.T, s *Store) {
+			if err := s.db.Update(func(tx *bbolt.Tx) error {
+				return tx.Bucket(bucketDenied).Put([]byte("j1"), timeKey(now.Add(2*time.Hour)))
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, s *Store) {
+			if err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			createSession(t, s, "s1", storagetest.Digest(t), now, 24*time.Hour)
+			ref := storage.AccessTokenRef{JTI: "j1", SessionID: "s1"}
+			checkRevoked(t, s, ref, now)
+			tc.behind(t, s)
+			if revoked, read := checkRevoked(t, s, ref, now); revoked || read {
+				t.Fatalf("set-up: revoked=%v read=%v, want the stale cached answer", revoked, read)
+			}
+			tc.revoke(t, s)
+			if revoked, read := checkRevoked(t, s, ref, now); !revoked || !read {
+				t.Fatalf("after %s: revoked=%v read=%v, want true from a read", tc.name, revoked, read)
+			}
+		})
 	}
 }

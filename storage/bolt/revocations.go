@@ -24,6 +24,8 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	err := s.writes.Do(func(tx *bbolt.Tx) error {
+		// Also when the jti is already denied (see RevokeSession).
+		tx.OnCommit(s.live.invalidate)
 		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
 		if old := denied.Get([]byte(jti)); old != nil {
 			if len(old) != 8 {
@@ -37,7 +39,6 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				return err
 			}
 		}
-		tx.OnCommit(s.live.invalidate)
 		if err := denied.Put([]byte(jti), timeKey(expiresAt)); err != nil {
 			return err
 		}
@@ -189,10 +190,6 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 			}
 			due = append(due, bytes.Clone(k))
 		}
-		if len(due) > 0 {
-			// Deletes summaries and denials, and re-files summaries.
-			tx.OnCommit(s.live.invalidate)
-		}
 		budget := sweepDigestBudget
 		for _, k := range due {
 			id := k[9:]
@@ -200,7 +197,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 			done, refiled := true, false
 			switch k[8] {
 			case kindSession:
-				refiled, done, err = sweepSession(tx, id, cutoff, &budget)
+				refiled, done, err = s.sweepSession(tx, id, cutoff, &budget)
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
@@ -241,7 +238,7 @@ const sweepDigestBudget = 256
 // re-files it at its real expiry, reporting refiled. It reports
 // done = false when *budget ran out before the session was gone (see
 // deleteSession); the caller deletes the due entry only when done.
-func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done bool, err error) {
+func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done bool, err error) {
 	sess, err := getSession(tx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -255,7 +252,7 @@ func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done b
 		}
 		return true, true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
 	}
-	done, err = deleteSession(tx, sess, budget)
+	done, err = s.deleteSession(tx, sess, budget)
 	return false, done, err
 }
 
@@ -268,7 +265,7 @@ func sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done b
 // not yet deleted, and reports done = false. Meanwhile the session is
 // still expired: a digest not yet deleted reads as that expired session,
 // one deleted as unknown, and both fail a refresh.
-func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, err error) {
+func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, err error) {
 	id := []byte(sess.ID)
 	refresh := tx.Bucket(bucketRefresh)
 	// Each successful rotation adds one digest to the chain, and one to
@@ -331,6 +328,9 @@ func deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, 
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
 		return false, err
 	}
+	// Without its summary the session's tokens read as revoked: drop the
+	// cached answers once the commit lands.
+	tx.OnCommit(s.live.invalidate)
 	if err := tx.Bucket(bucketSessState).Delete(id); err != nil {
 		return false, err
 	}

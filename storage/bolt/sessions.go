@@ -31,12 +31,17 @@ func putRecord(tx *bbolt.Tx, s storage.Session) error {
 }
 
 // putSession writes the session record and its summary: for every change
-// that the access-token check must see (creation, revocation).
-func putSession(tx *bbolt.Tx, s storage.Session) error {
-	if err := putRecord(tx, s); err != nil {
+// that the access-token check must see (creation, revocation). Writing a
+// revoked session drops the store's cached answers once the commit lands
+// (see liveCache).
+func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
+	if sess.Revoked() {
+		tx.OnCommit(s.live.invalidate)
+	}
+	if err := putRecord(tx, sess); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketSessState).Put([]byte(s.ID), record.EncodeState(s))
+	return tx.Bucket(bucketSessState).Put([]byte(sess.ID), record.EncodeState(sess))
 }
 
 // The session summary (record.EncodeState) in the sessstate bucket: its
@@ -131,7 +136,7 @@ func indexDigest(tx *bbolt.Tx, id string, h, prev storage.TokenHash) error {
 }
 
 // insertSession stores a new session with its indexes.
-func insertSession(tx *bbolt.Tx, sess storage.Session) error {
+func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
 		return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
 	}
@@ -140,7 +145,7 @@ func insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	} else if taken {
 		return fmt.Errorf("refresh digest taken: %w", storage.ErrAlreadyExists)
 	}
-	if err := putSession(tx, sess); err != nil {
+	if err := s.putSession(tx, sess); err != nil {
 		return err
 	}
 	if err := indexDigest(tx, sess.ID, sess.CurrentHash, storage.TokenHash{}); err != nil {
@@ -160,7 +165,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.writes.Do(func(tx *bbolt.Tx) error { return insertSession(tx, sess) })
+	err := s.writes.Do(func(tx *bbolt.Tx) error { return s.insertSession(tx, sess) })
 	if err != nil {
 		return fmt.Errorf("bolt: create session %s: %w", sess.ID, err)
 	}
@@ -255,8 +260,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		case errors.Is(decision, storage.ErrRefreshTokenReused):
 			outcome = decision
 			out = next
-			tx.OnCommit(s.live.invalidate)
-			return putSession(tx, next) // commit the revocation
+			return s.putSession(tx, next) // commit the revocation
 		case decision != nil:
 			outcome = decision
 			return nil
@@ -302,11 +306,14 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 			return err
 		}
 		if sess.Revoked() {
+			// Already revoked, maybe by a commit that failed after its
+			// pages became visible (a failed fsync), which ran no
+			// OnCommit: drop the cached answers before answering OK.
+			tx.OnCommit(s.live.invalidate)
 			return nil
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
-		tx.OnCommit(s.live.invalidate)
-		return putSession(tx, sess)
+		return s.putSession(tx, sess)
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: revoke session %s: %w", id, err)
