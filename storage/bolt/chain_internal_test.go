@@ -212,3 +212,36 @@ func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHalfSweptSessionExpiredForAnyClock: while a long session is deleted
+// over several sweeps, its record's current digest is one the session had
+// superseded; a rotation of it must fail even at a time before the
+// session's expiry (a clock stepped back), where it would otherwise be the
+// session's current token.
+func TestHalfSweptSessionExpiredForAnyClock(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cur := storagetest.Digest(t)
+	createSession(t, s, "long", cur, base, 24*time.Hour)
+	for i := range sweepDigestBudget + 10 {
+		next := storagetest.Digest(t)
+		if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next,
+			Now: base.Add(time.Duration(i+1) * time.Second), IdleTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	if r, err := s.DeleteExpired(ctx, base.Add(48*time.Hour), 16); err != nil || !r.More {
+		t.Fatalf("DeleteExpired = %+v, %v; want a partial delete", r, err)
+	}
+	sess, err := s.GetSession(ctx, "long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RotateRefreshToken(ctx, storage.Rotation{Presented: sess.CurrentHash, Next: storagetest.Digest(t),
+		Now: base.Add(30 * time.Minute), IdleTTL: time.Hour})
+	if !errors.Is(err, storage.ErrSessionExpired) {
+		t.Fatalf("rotation of the half-swept session's digest before its expiry: %v; want ErrSessionExpired", err)
+	}
+}

@@ -228,6 +228,11 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 	return res, nil
 }
 
+// sweptExpiry is the idle expiry of a session the sweeper has begun to
+// delete: before any clock a server runs on (and not the zero time, which
+// the record format reads as absent).
+var sweptExpiry = time.Unix(0, 1)
+
 // sweepDigestBudget bounds the refresh digests one DeleteExpired call
 // deletes, so that a session that rotated thousands of times does not hold
 // the one writer lock for a scattered page write per digest at once.
@@ -262,9 +267,10 @@ func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refi
 // schema 2 file listed in the sessdigests bucket. It deletes at most
 // *budget digests (and lowers *budget by as many); when the budget runs out
 // first it keeps the record, with CurrentHash moved to the first digest
-// not yet deleted, and reports done = false. Meanwhile the session is
-// still expired: a digest not yet deleted reads as that expired session,
-// one deleted as unknown, and both fail a refresh.
+// not yet deleted and its idle expiry moved to sweptExpiry, and reports
+// done = false. Meanwhile the session is still expired, whatever the
+// clock: a digest not yet deleted reads as that expired session, one
+// deleted as unknown, and both fail a refresh.
 func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, err error) {
 	id := []byte(sess.ID)
 	refresh := tx.Bucket(bucketRefresh)
@@ -287,7 +293,12 @@ func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (
 			if h == sess.CurrentHash {
 				return false, nil // nothing deleted yet: the record stands as it is
 			}
+			// h was superseded; now it is the record's current digest,
+			// which a rotation accepts while the session has not
+			// expired. Expire the record for any clock, so that a clock
+			// stepped back past the expiry cannot make h rotate.
 			sess.CurrentHash = h
+			sess.IdleExpiresAt = sweptExpiry
 			return false, putRecord(tx, sess)
 		}
 		if err := refresh.Delete(h[:]); err != nil {
