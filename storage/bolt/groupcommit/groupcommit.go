@@ -8,8 +8,16 @@
 // commits at once; writes that arrive while a commit is in flight queue up
 // and go together in the next one, which starts as soon as the previous one
 // is durable. Under load a group grows by itself to what arrives during one
-// commit, so the disk never waits and no write waits longer than the commit
-// in flight plus its own.
+// commit.
+//
+// One exception, for bursts (the idea of PostgreSQL's commit_delay and
+// commit_siblings): when the last group was large, ended moments ago, and
+// fewer than half as many writes are waiting now, the writers of that group
+// are on their way back, and a commit of the few early ones would cost a
+// whole fsync for little. The committer then waits for company: until as
+// many writes as the last group are pending, or half the last commit's
+// duration has passed (at most 10 ms), whichever comes first. A lone
+// writer, or a steady trickle, never waits: its groups are small.
 //
 // As with DB.Batch, a function may run more than once (when another
 // function of its group fails, the group is rolled back and run again
@@ -41,7 +49,26 @@ type Committer struct {
 	mu      sync.Mutex
 	pending []*call
 	leading bool // a goroutine is committing pending calls
+
+	// The last commit, for gathering (all under mu): its group size, when
+	// it ended and how long it took.
+	lastSize int
+	lastEnd  time.Time
+	lastDur  time.Duration
+	// want > 0 while the committer gathers: Do signals enough once that
+	// many calls are pending.
+	want   int
+	enough chan struct{}
+	// gathers counts the waits for company, and gathersFilled those that
+	// ended because the company came (not on the time bound): for tests,
+	// which also set gatherFor to replace the time bound.
+	gathers, gathersFilled int
+	gatherFor              time.Duration
 }
+
+// maxGather bounds a wait for company, whatever the last commit took (a
+// commit slowed by a stalled disk must not hold the next writes long).
+const maxGather = 10 * time.Millisecond
 
 type call struct {
 	fn   func(*bbolt.Tx) error
@@ -64,7 +91,7 @@ func WithDelay(d time.Duration) Option { return func(c *Committer) { c.delay = m
 
 // New returns a Committer for db.
 func New(db *bbolt.DB, opts ...Option) *Committer {
-	c := &Committer{db: db, maxSize: DefaultMaxSize}
+	c := &Committer{db: db, maxSize: DefaultMaxSize, enough: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -82,6 +109,10 @@ func (c *Committer) Do(fn func(*bbolt.Tx) error) error {
 	cl := &call{fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.pending = append(c.pending, cl)
+	if c.want > 0 && len(c.pending) >= c.want {
+		c.want = 0
+		c.enough <- struct{}{} // buffered; want > 0 means nobody sent yet
+	}
 	if !c.leading {
 		c.leading = true
 		go c.drain()
@@ -101,16 +132,58 @@ func (c *Committer) drain() {
 			time.Sleep(c.delay)
 		}
 		c.mu.Lock()
-		n := min(len(c.pending), c.maxSize)
-		if n == 0 {
+		if len(c.pending) == 0 {
 			c.leading = false
 			c.mu.Unlock()
 			return
 		}
+		c.gather()
+		n := min(len(c.pending), c.maxSize)
 		group := c.pending[:n:n]
 		c.pending = append([]*call(nil), c.pending[n:]...)
 		c.mu.Unlock()
+		start := time.Now()
 		c.commit(group)
+		end := time.Now()
+		c.mu.Lock()
+		c.lastSize, c.lastEnd, c.lastDur = n, end, end.Sub(start)
+		c.mu.Unlock()
+	}
+}
+
+// gather waits for company before a commit, as the package comment says:
+// when the last group ended less than its own duration ago and fewer than
+// half as many writes are pending now (so it had at least 4), it waits until
+// as many as the last group are pending (Do signals), or half the last
+// commit's duration (at most maxGather). Called and returns with c.mu held; releases it while
+// waiting.
+func (c *Committer) gather() {
+	if len(c.pending) >= c.lastSize/2 || time.Since(c.lastEnd) >= c.lastDur {
+		return
+	}
+	c.want = min(c.lastSize, c.maxSize)
+	c.gathers++
+	bound := min(c.lastDur/2, maxGather)
+	if c.gatherFor > 0 {
+		bound = c.gatherFor
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(bound)
+	filled := false
+	select {
+	case <-c.enough:
+		filled = true
+	case <-timer.C:
+	}
+	timer.Stop()
+	c.mu.Lock()
+	if c.want == 0 && !filled {
+		<-c.enough // Do signalled just as the time ran out: take it back
+		filled = true
+	}
+	c.want = 0
+	if filled {
+		c.gathersFilled++
 	}
 }
 

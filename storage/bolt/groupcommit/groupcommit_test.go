@@ -256,3 +256,202 @@ func BenchmarkGroupCommitVsBatch(b *testing.B) {
 		})
 	}
 }
+
+func gatherCounts(c *Committer) (gathers, filled int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gathers, c.gathersFilled
+}
+
+// gathering reports whether the committer is waiting for company.
+func gathering(c *Committer) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.want > 0
+}
+
+// waitGathering waits until the committer waits for company; it fails the
+// test if early, the write that should be waiting, returns first.
+func waitGathering(t *testing.T, c *Committer, early chan error) {
+	t.Helper()
+	for !gathering(c) {
+		if len(early) > 0 {
+			t.Fatalf("early write returned (%v) without the committer waiting for company", <-early)
+		}
+		runtime.Gosched()
+	}
+}
+
+// burst commits a group of n writes (after a held lone first write), and
+// leaves early queued behind it: held commits, so the group's size and the
+// queue behind it are exact. It returns when the group's commit has ended
+// and the committer is deciding about early.
+func burst(t *testing.T, c *Committer, n int, early []func(*bbolt.Tx) error) []chan error {
+	t.Helper()
+	release := make(chan struct{})
+	go func() { _ = c.Do(func(*bbolt.Tx) error { <-release; return nil }) }()
+	waitLeading(c)
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var id int
+			if err := c.Do(func(tx *bbolt.Tx) error { <-hold; return put(fmt.Sprint("burst", i), &id)(tx) }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitPending(c, n)
+	close(release) // the lone write commits; the group's commit starts and waits on hold
+	for {
+		c.mu.Lock()
+		started := len(c.pending) == 0 && c.lastSize == 1
+		c.mu.Unlock()
+		if started {
+			break
+		}
+		runtime.Gosched()
+	}
+	errs := make([]chan error, len(early))
+	for i, fn := range early {
+		errs[i] = make(chan error, 1)
+		go func() { errs[i] <- c.Do(fn) }()
+	}
+	waitPending(c, len(early))
+	close(hold)
+	wg.Wait()
+	return errs
+}
+
+// TestBurstWaitsForItsCompany: after a group of 8, a single early write does
+// not get a commit (and an fsync) of its own: the committer waits, and the
+// write shares one transaction with the 7 that follow it. The wait ends
+// because they came (gatherFor is 5 s here, far more than starting 7
+// goroutines takes, so a wait that ended on time instead shows as
+// gathersFilled 0).
+func TestBurstWaitsForItsCompany(t *testing.T) {
+	db := openDB(t)
+	c := New(db)
+	c.gatherFor = 5 * time.Second
+	ids := make([]int, 8)
+	errs := burst(t, c, 8, []func(*bbolt.Tx) error{put("early", &ids[0])})
+	waitGathering(t, c, errs[0])
+	var wg sync.WaitGroup
+	for i := 1; i < 8; i++ {
+		wg.Go(func() {
+			if err := c.Do(put(fmt.Sprint("late", i), &ids[i])); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := <-errs[0]; err != nil {
+		t.Fatalf("early write: %v", err)
+	}
+	wg.Wait()
+	for i := range ids {
+		if ids[i] != ids[0] {
+			t.Fatalf("writes after the burst ran in transactions %v; want one", ids)
+		}
+	}
+	if !has(t, db, "early") || !has(t, db, "late7") {
+		t.Fatal("a write of the gathered group is missing")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gathers != 1 || c.gathersFilled != 1 {
+		t.Fatalf("gathers %d, filled %d; want 1 wait, ended by its company", c.gathers, c.gathersFilled)
+	}
+}
+
+// TestGatherEndsOnTime: when the company does not come, the early write
+// commits alone once the bound has passed.
+func TestGatherEndsOnTime(t *testing.T) {
+	db := openDB(t)
+	c := New(db)
+	c.gatherFor = 20 * time.Millisecond
+	var id int
+	errs := burst(t, c, 8, []func(*bbolt.Tx) error{put("early", &id)})
+	if err := <-errs[0]; err != nil {
+		t.Fatalf("early write: %v", err)
+	}
+	if !has(t, db, "early") {
+		t.Fatal("early write not committed when Do returned")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gathers != 1 || c.gathersFilled != 0 || c.want != 0 || len(c.enough) != 0 {
+		t.Fatalf("gathers %d, filled %d, want %d, signals %d; want 1 wait that ran out, nothing left behind",
+			c.gathers, c.gathersFilled, c.want, len(c.enough))
+	}
+}
+
+// TestNoWaitWithoutABurst: a write commits at once when the last group was
+// small (a lone writer, a trickle) or when half the last group is already
+// waiting (the steady alternation of two groups under load).
+func TestNoWaitWithoutABurst(t *testing.T) {
+	t.Run("sequential", func(t *testing.T) {
+		c := New(openDB(t))
+		c.gatherFor = 5 * time.Second
+		for i := range 20 {
+			var id int
+			if err := c.Do(put(fmt.Sprint("k", i), &id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g, _ := gatherCounts(c); g != 0 {
+			t.Fatalf("sequential writes waited %d times", g)
+		}
+	})
+	t.Run("half the group queued", func(t *testing.T) {
+		c := New(openDB(t))
+		c.gatherFor = 5 * time.Second
+		ids := make([]int, 4)
+		var fns []func(*bbolt.Tx) error
+		for i := range ids {
+			fns = append(fns, put(fmt.Sprint("next", i), &ids[i]))
+		}
+		for _, ch := range burst(t, c, 8, fns) {
+			if err := <-ch; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g, _ := gatherCounts(c); g != 0 {
+			t.Fatalf("4 writes queued behind a group of 8 waited for more (%d waits)", g)
+		}
+	})
+}
+
+// TestGatherUnderConcurrentBursts: writers in waves, so that waits begin and
+// end (by company and by time) while others arrive; every write commits,
+// and no signal is left behind (run with -race).
+func TestGatherUnderConcurrentBursts(t *testing.T) {
+	db := openDB(t)
+	c := New(db)
+	var wg sync.WaitGroup
+	for wave := range 30 {
+		for w := range 1 + wave%9 {
+			wg.Go(func() {
+				var id int
+				if err := c.Do(put(fmt.Sprint("w", wave, "-", w), &id)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		if wave%3 == 0 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	for wave := range 30 {
+		for w := range 1 + wave%9 {
+			if !has(t, db, fmt.Sprint("w", wave, "-", w)) {
+				t.Fatalf("write %d of wave %d lost", w, wave)
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.want != 0 || len(c.enough) != 0 || c.leading || len(c.pending) != 0 {
+		t.Fatalf("committer left want %d, signals %d, leading %v, pending %d", c.want, len(c.enough), c.leading, len(c.pending))
+	}
+}
