@@ -153,10 +153,10 @@ func (c *Committer) drain() {
 
 // gather waits for company before a commit, as the package comment says:
 // when the last group ended less than its own duration ago and fewer than
-// half as many writes are pending now (so it had at least 4), it waits until
-// as many as the last group are pending (Do signals), or half the last
-// commit's duration (at most maxGather). Called and returns with c.mu held; releases it while
-// waiting.
+// half as many writes are pending now (so it had at least 4), it waits
+// until as many as the last group are pending (Do signals), or half the
+// last commit's duration (at most maxGather). It is called and returns with
+// c.mu held, and releases it while waiting.
 func (c *Committer) gather() {
 	if len(c.pending) >= c.lastSize/2 || time.Since(c.lastEnd) >= c.lastDur {
 		return
