@@ -110,11 +110,13 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// The freelist's type: the array one, which hands out the lowest free
 	// page ids, not the map one (etcd's), which hands out any free page.
 	// bbolt never writes a page in place: every commit writes its pages
-	// (a rotation's two leaves and their branches, ~5 pages at 1M
-	// sessions) to free pages. Lowest-first keeps a commit's pages, and the
-	// next commits', close together in the file, so each fsync flushes a
-	// few clustered runs; with any-free-page they scatter over the whole
-	// file, and on an 800 MiB file the fsync cost grew with it: Refresh at
+	// (a rotation's two leaves and their branches, ~3 pages at 1M
+	// sessions) to free pages. Lowest-first keeps a commit's pages nearer
+	// each other than any-free-page, which scatters them over the whole
+	// file; not contiguous, though: at 1M sessions the lowest free pages
+	// are themselves spread over tens to hundreds of MiB (README,
+	// "Performance"). On an 800 MiB file the fsync cost grows with the
+	// spread: Refresh at
 	// 1M stored sessions 4,300–5,300/s (map) vs 5,900–7,200/s (array) in
 	// five interleaved `latch bench` pairs, the same at 10k
 	// (TestCommitsReuseLowestFreePages pins the order). The price is
@@ -139,6 +141,24 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
 	return &Store{db: db, writes: groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay))}, nil
+}
+
+// WriteStats counts the store's writes since Open, for metrics: the group
+// committer's counts (storage/bolt/groupcommit) and bbolt's for every
+// write transaction (the committer's, and the sweeper's, key and
+// administration writes besides).
+type WriteStats struct {
+	groupcommit.Stats
+	// PagesWritten is how many pages bbolt wrote; WriteTime how long it
+	// spent writing them and fsyncing (the data and then the meta page).
+	PagesWritten int64
+	WriteTime    time.Duration
+}
+
+// WriteStats returns the counts so far.
+func (s *Store) WriteStats() WriteStats {
+	tx := s.db.Stats().TxStats
+	return WriteStats{Stats: s.writes.Stats(), PagesWritten: tx.GetWrite(), WriteTime: tx.GetWriteTime()}
 }
 
 // openRecovering is bbolt.Open, with bbolt's panics on a damaged file (it

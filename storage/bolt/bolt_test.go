@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -321,5 +322,40 @@ func TestRefusesForeignAndCorruptFiles(t *testing.T) {
 			s.Close()
 		}
 		t.Fatalf("Open of a truncated file = %v, want a truncation error", err)
+	}
+}
+
+// TestWriteStats: the store's write counts follow its writes. Sequential
+// session creations are a commit each through the group committer; a user
+// creation is a write transaction of its own (bbolt's pages, not the
+// committer's); an invalid write reaches neither.
+func TestWriteStats(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	before := s.WriteStats()
+	if err := s.CreateUser(ctx, storage.User{ID: "u1", Email: "a@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	afterUser := s.WriteStats()
+	if afterUser.Stats != before.Stats || afterUser.PagesWritten <= before.PagesWritten || afterUser.WriteTime <= before.WriteTime {
+		t.Fatalf("after CreateUser: %+v, before %+v; want bbolt's counts up, the committer's unchanged", afterUser, before)
+	}
+	for i := range 3 {
+		if err := s.CreateSession(ctx, session(t, "u1", fmt.Sprint("s", i), base)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateSession(ctx, storage.Session{ID: "bad"}); !errors.Is(err, storage.ErrInvalidArgument) {
+		t.Fatalf("invalid session: %v", err)
+	}
+	// A commit's counts are added just after its writers return: give the
+	// last one time to land (a bound against hanging, not a measurement).
+	got := s.WriteStats()
+	for deadline := time.Now().Add(10 * time.Second); got.Commits < before.Commits+3 && time.Now().Before(deadline); got = s.WriteStats() {
+		runtime.Gosched()
+	}
+	if got.Commits != before.Commits+3 || got.Writes != before.Writes+3 || got.Waits != 0 ||
+		got.PagesWritten < afterUser.PagesWritten+3 || got.WriteTime <= afterUser.WriteTime {
+		t.Fatalf("after 3 CreateSession: %+v (before them %+v); want 3 more commits of one write each, pages and time up", got, afterUser)
 	}
 }

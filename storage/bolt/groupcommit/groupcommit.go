@@ -59,11 +59,26 @@ type Committer struct {
 	// many calls are pending.
 	want   int
 	enough chan struct{}
-	// gathers counts the waits for company, and gathersFilled those that
-	// ended because the company came (not on the time bound): for tests,
-	// which also set gatherFor to replace the time bound.
-	gathers, gathersFilled int
-	gatherFor              time.Duration
+	stats  Stats
+	// gatherFor, when set (by tests), replaces the time bound of a wait.
+	gatherFor time.Duration
+}
+
+// Stats counts what a Committer has done since New. Writes / Commits is
+// the mean group size; Waits and WaitsFilled tell how often the committer
+// waited for a burst's writers and how often they came before the bound.
+type Stats struct {
+	Commits     uint64 // groups taken to commit in one transaction
+	Writes      uint64 // functions in those groups (one that fails is counted, then runs alone)
+	Waits       uint64 // waits for company before a commit
+	WaitsFilled uint64 // waits that ended because the company came
+}
+
+// Stats returns the counts so far.
+func (c *Committer) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
 }
 
 // maxGather bounds a wait for company, whatever the last commit took (a
@@ -147,6 +162,8 @@ func (c *Committer) drain() {
 		end := time.Now()
 		c.mu.Lock()
 		c.lastSize, c.lastEnd, c.lastDur = n, end, end.Sub(start)
+		c.stats.Commits++
+		c.stats.Writes += uint64(n)
 		c.mu.Unlock()
 	}
 }
@@ -162,7 +179,7 @@ func (c *Committer) gather() {
 		return
 	}
 	c.want = min(c.lastSize, c.maxSize)
-	c.gathers++
+	c.stats.Waits++
 	bound := min(c.lastDur/2, maxGather)
 	if c.gatherFor > 0 {
 		bound = c.gatherFor
@@ -183,7 +200,7 @@ func (c *Committer) gather() {
 	}
 	c.want = 0
 	if filled {
-		c.gathersFilled++
+		c.stats.WaitsFilled++
 	}
 }
 

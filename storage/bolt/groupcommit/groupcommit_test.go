@@ -102,6 +102,9 @@ func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
 	if !has(t, db, "first") {
 		t.Fatal("first write not committed")
 	}
+	if st := settled(c); st != (Stats{Commits: 2, Writes: 1 + n}) {
+		t.Fatalf("stats %+v; want 2 commits of %d writes, no waits", st, 1+n)
+	}
 }
 
 func waitLeading(c *Committer) {
@@ -257,10 +260,23 @@ func BenchmarkGroupCommitVsBatch(b *testing.B) {
 	}
 }
 
-func gatherCounts(c *Committer) (gathers, filled int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gathers, c.gathersFilled
+// settled returns c's stats once its committing goroutine has finished (a
+// commit's counts are added after its writers are told it is done).
+func settled(c *Committer) Stats {
+	for {
+		c.mu.Lock()
+		idle := !c.leading
+		c.mu.Unlock()
+		if idle {
+			return c.Stats()
+		}
+		runtime.Gosched()
+	}
+}
+
+func gatherCounts(c *Committer) (waits, filled uint64) {
+	st := c.Stats()
+	return st.Waits, st.WaitsFilled
 }
 
 // gathering reports whether the committer is waiting for company.
@@ -328,7 +344,7 @@ func burst(t *testing.T, c *Committer, n int, early []func(*bbolt.Tx) error) []c
 // write shares one transaction with the 7 that follow it. The wait ends
 // because they came (gatherFor is 5 s here, far more than starting 7
 // goroutines takes, so a wait that ended on time instead shows as
-// gathersFilled 0).
+// WaitsFilled 0).
 func TestBurstWaitsForItsCompany(t *testing.T) {
 	db := openDB(t)
 	c := New(db)
@@ -356,10 +372,9 @@ func TestBurstWaitsForItsCompany(t *testing.T) {
 	if !has(t, db, "early") || !has(t, db, "late7") {
 		t.Fatal("a write of the gathered group is missing")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gathers != 1 || c.gathersFilled != 1 {
-		t.Fatalf("gathers %d, filled %d; want 1 wait, ended by its company", c.gathers, c.gathersFilled)
+	// The lone first write, the burst of 8, then the early write with its 7.
+	if st := settled(c); st != (Stats{Commits: 3, Writes: 1 + 8 + 8, Waits: 1, WaitsFilled: 1}) {
+		t.Fatalf("stats %+v; want 3 commits of 17 writes, 1 wait ended by its company", st)
 	}
 }
 
@@ -377,11 +392,12 @@ func TestGatherEndsOnTime(t *testing.T) {
 	if !has(t, db, "early") {
 		t.Fatal("early write not committed when Do returned")
 	}
+	st := settled(c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gathers != 1 || c.gathersFilled != 0 || c.want != 0 || len(c.enough) != 0 {
-		t.Fatalf("gathers %d, filled %d, want %d, signals %d; want 1 wait that ran out, nothing left behind",
-			c.gathers, c.gathersFilled, c.want, len(c.enough))
+	if st != (Stats{Commits: 3, Writes: 1 + 8 + 1, Waits: 1}) || c.want != 0 || len(c.enough) != 0 {
+		t.Fatalf("stats %+v, want %d, signals %d; want 3 commits, 1 wait that ran out, nothing left behind",
+			st, c.want, len(c.enough))
 	}
 }
 
@@ -448,6 +464,13 @@ func TestGatherUnderConcurrentBursts(t *testing.T) {
 				t.Fatalf("write %d of wave %d lost", w, wave)
 			}
 		}
+	}
+	total := uint64(0)
+	for wave := range 30 {
+		total += uint64(1 + wave%9)
+	}
+	if st := settled(c); st.Writes != total || st.Commits == 0 || st.Commits > total || st.WaitsFilled > st.Waits {
+		t.Fatalf("stats %+v after %d writes", st, total)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
