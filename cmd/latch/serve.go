@@ -120,6 +120,9 @@ func serve(ctx context.Context, args []string, e env) error {
 		tp.instrument(m)
 		srvOpts = append(srvOpts, server.WithMetrics(m))
 		metricsReg = m.Registry()
+		if ws, ok := store.(writeStatser); ok {
+			m.Registry().MustRegister(newStorageMetrics(ws.WriteStats))
+		}
 	}
 	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
 	if err != nil {

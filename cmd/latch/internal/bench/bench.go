@@ -316,6 +316,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 type server struct {
 	cmd      *exec.Cmd
 	addr     string
+	httpAddr string // its metrics: /metrics
 	conn     *grpc.ClientConn
 	stopOnce sync.Once
 }
@@ -349,7 +350,7 @@ func startServer(ctx context.Context, bin, db string, extra ...string) (*server,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start latch: %w", err)
 	}
-	s := &server{cmd: cmd, addr: gaddr}
+	s := &server{cmd: cmd, addr: gaddr, httpAddr: haddr}
 	s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		s.stop()

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"math"
 	"path/filepath"
@@ -156,5 +157,49 @@ func TestScatterBaselineRatio(t *testing.T) {
 	}
 	if _, ok := value(row(10000, 1600)); ok {
 		t.Error("a ratio from a single database size")
+	}
+}
+
+// TestParseStoreCounts: the two counters are read from Prometheus text
+// format among others; a server without them is an error, not zeros.
+func TestParseStoreCounts(t *testing.T) {
+	text := `# HELP latch_storage_commits_total Group commits.
+# TYPE latch_storage_commits_total counter
+latch_storage_commits_total 1234
+latch_storage_commit_waits_total{outcome="filled"} 7
+latch_storage_commit_writes_total 17276
+latch_storage_pages_written_total 50000
+`
+	c, err := parseStoreCounts(bufio.NewScanner(strings.NewReader(text)))
+	if err != nil || c != (storeCount{commits: 1234, writes: 17276}) {
+		t.Fatalf("parseStoreCounts = %+v, %v; want 1234 commits, 17276 writes", c, err)
+	}
+	for _, bad := range []string{"latch_storage_commits_total 3\n", "latch_storage_commits_total x\nlatch_storage_commit_writes_total 1\n"} {
+		if c, err := parseStoreCounts(bufio.NewScanner(strings.NewReader(bad))); err == nil {
+			t.Errorf("parseStoreCounts(%q) = %+v, want an error", bad, c)
+		}
+	}
+}
+
+// TestWritesPerCommitRatio: the Refresh rows' group sizes are reported
+// from the counts their rows recorded; rows without counts add nothing.
+func TestWritesPerCommitRatio(t *testing.T) {
+	b := &runner{report: &Report{Rows: []Result{
+		{Name: "Refresh (rotation chains)", Kind: "scenario", PerSecond: 100, StoreCommits: 50, StoreWrites: 700},
+		{Name: "Refresh, 10000 stored sessions (db 8 MiB)", Kind: "scale", PerSecond: 100, StoreCommits: 10, StoreWrites: 120},
+		{Name: "Introspect, 10000 stored sessions (db 8 MiB)", Kind: "scale", PerSecond: 100},
+	}}}
+	b.ratios()
+	got := map[string]float64{}
+	for _, r := range b.report.Ratios {
+		got[r.Name] = r.Value
+	}
+	if got["Refresh (rotation chains): writes per group commit"] != 14 || got["Refresh, 10000 stored sessions (db 8 MiB): writes per group commit"] != 12 {
+		t.Fatalf("ratios %v; want 14 and 12 writes per commit", got)
+	}
+	for name := range got {
+		if strings.HasPrefix(name, "Introspect,") {
+			t.Errorf("ratio %q from a row without store counts", name)
+		}
 	}
 }

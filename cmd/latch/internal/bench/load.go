@@ -30,6 +30,10 @@ type Result struct {
 	// StoredSessions and DBSizeMiB describe the database of a scale row.
 	StoredSessions int     `json:"stored_sessions,omitempty"`
 	DBSizeMiB      float64 `json:"db_size_mib,omitempty"`
+	// StoreCommits and StoreWrites are the server's group commits during
+	// the row and the writes they carried (its latch_storage_* metrics).
+	StoreCommits float64 `json:"store_commits,omitempty"`
+	StoreWrites  float64 `json:"store_writes,omitempty"`
 }
 
 // errStop ends a worker early without counting an error (out of input).

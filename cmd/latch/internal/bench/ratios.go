@@ -65,6 +65,12 @@ func (b *runner) ratios() {
 	add("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "a trivial put per commit; a rotation writes 2 scattered pages, so Refresh commits cost more")
 	add("Refresh / Dex non-durable issue 10,800/s", refresh, dexIssue, "target ≥ 1")
 	add("Refresh / Hydra issue 1,400/s", refresh, hydraIssueHigh, "target ≥ 7")
+	for _, r := range b.report.Rows {
+		if strings.HasPrefix(r.Name, "Refresh (rotation") || (r.Kind == "scale" && strings.HasPrefix(r.Name, "Refresh,")) {
+			add(fmt.Sprintf("%s: writes per group commit", r.Name), r.StoreWrites, r.StoreCommits,
+				"from the server's latch_storage_* metrics; each commit is two fsyncs")
+		}
+	}
 	hc := float64(hashConcurrency())
 	add(fmt.Sprintf("Login / argon2id limit (raw rate × %d hash slot(s) / %d cores)", int(hc), runtime.NumCPU()),
 		rate("Login"), argon*hc/float64(runtime.NumCPU()), "target ≥ 0.9")

@@ -67,8 +67,12 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	resetPeak(pid)
 	startKiB, _ := memKiB(pid, "VmRSS")
 	self0, selfErr := cpuSeconds(os.Getpid())
+	store0, storeErr := storeCounts(ctx, b.srv.httpAddr)
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
+	if store1, err := storeCounts(ctx, b.srv.httpAddr); err == nil && storeErr == nil && kind != "baseline" && kind != "sibling" {
+		r.StoreCommits, r.StoreWrites = store1.commits-store0.commits, store1.writes-store0.writes
+	}
 	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
 		r.ClientCores = (self1 - self0) / r.Seconds
 	}
