@@ -31,7 +31,8 @@ type Result struct {
 	StoredSessions int     `json:"stored_sessions,omitempty"`
 	DBSizeMiB      float64 `json:"db_size_mib,omitempty"`
 	// StoreCommits and StoreWrites are the server's group commits during
-	// the row and the writes they carried (its latch_storage_* metrics).
+	// the row and the writes they carried (its latch_storage_* metrics);
+	// rows that run side by side (the sweep rows) count the same commits.
 	StoreCommits float64 `json:"store_commits,omitempty"`
 	StoreWrites  float64 `json:"store_writes,omitempty"`
 }

@@ -67,16 +67,23 @@ func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn lo
 	resetPeak(pid)
 	startKiB, _ := memKiB(pid, "VmRSS")
 	self0, selfErr := cpuSeconds(os.Getpid())
-	store0, storeErr := storeCounts(ctx, b.srv.httpAddr)
+	onServer := kind != "baseline" && kind != "sibling" // the row's load is the Latch server's
+	var store0 storeCount
+	var storeErr error
+	if onServer {
+		store0, storeErr = storeCounts(ctx, b.srv.httpAddr)
+	}
 	r := load(ctx, name, b.cfg.Duration, conc, fn)
 	r.Kind = kind
-	if store1, err := storeCounts(ctx, b.srv.httpAddr); err == nil && storeErr == nil && kind != "baseline" && kind != "sibling" {
-		r.StoreCommits, r.StoreWrites = store1.commits-store0.commits, store1.writes-store0.writes
+	if onServer && storeErr == nil {
+		if store1, err := storeCounts(ctx, b.srv.httpAddr); err == nil {
+			r.StoreCommits, r.StoreWrites = store1.commits-store0.commits, store1.writes-store0.writes
+		}
 	}
 	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
 		r.ClientCores = (self1 - self0) / r.Seconds
 	}
-	if kind != "baseline" && kind != "sibling" {
+	if onServer {
 		r.ServerStartMiB = startKiB / 1024
 		if cpu1, err := cpuSeconds(pid); err == nil {
 			r.ServerCores = (cpu1 - cpu0) / r.Seconds
