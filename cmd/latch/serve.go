@@ -70,8 +70,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	f.extAuthz.register(fs)
 	var boot bootstrapFlags // serve_admin.go
 	boot.register(fs)
-	var mf runtimeFlags // serve_runtime.go
-	mf.register(fs)
+	var rf runtimeFlags // serve_runtime.go
+	rf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -93,7 +93,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
 	bootErr := boot.check(e.getenv, log)
 	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr, extErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, mf.validate())...); err != nil {
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, rf.validate())...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -106,9 +106,9 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer store.Close()
-	floor, lender := mf.gcFloor(), mf.procLender(f.hashConcurrency)
+	floor, lender := rf.gcFloor(), rf.procLender(f.hashConcurrency)
 	defer lender.Stop()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)), password.WithRunner(mf.hashRunner()))
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)), password.WithRunner(rf.hashRunner()))
 	if err != nil {
 		return err
 	}

@@ -116,10 +116,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// file; not contiguous, though: at 1M sessions the lowest free pages
 	// are themselves spread over tens to hundreds of MiB (README,
 	// "Performance"). On an 800 MiB file the fsync cost grows with the
-	// spread: Refresh at
-	// 1M stored sessions 4,300–5,300/s (map) vs 5,900–7,200/s (array) in
-	// five interleaved `latch bench` pairs, the same at 10k
-	// (TestCommitsReuseLowestFreePages pins the order). The price is
+	// spread: Refresh at 1M stored sessions 4,300–5,300/s (map) vs
+	// 5,900–7,200/s (array) in five interleaved `latch bench` pairs, the
+	// same at 10k (TestCommitsReuseLowestFreePages pins the order). The price is
 	// bbolt's array merge: each commit copies the sorted free list once
 	// (8 bytes per free page: ~0.6 MB at the 73k free pages of a 1M-session
 	// bench file, ~2% of the server's CPU under Refresh); past millions of

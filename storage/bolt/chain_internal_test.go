@@ -126,19 +126,7 @@ func TestSweepDeletesLongChainsInBoundedSteps(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	cur := storagetest.Digest(t)
-	createSession(t, s, "long", cur, base, 24*time.Hour)
-	issued := []storage.TokenHash{cur}
-	const rotations = 2*sweepDigestBudget + 40
-	for i := range rotations {
-		next := storagetest.Digest(t)
-		if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next,
-			Now: base.Add(time.Duration(i+1) * time.Second), IdleTTL: time.Hour}); err != nil {
-			t.Fatal(err)
-		}
-		cur = next
-		issued = append(issued, cur)
-	}
+	issued := longSession(t, s, base, 2*sweepDigestBudget+40)
 	// Schema 2 digests of the same session, as the old layout wrote them.
 	const legacy = sweepDigestBudget + 10
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -222,16 +210,7 @@ func TestHalfSweptSessionExpiredForAnyClock(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	cur := storagetest.Digest(t)
-	createSession(t, s, "long", cur, base, 24*time.Hour)
-	for i := range sweepDigestBudget + 10 {
-		next := storagetest.Digest(t)
-		if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next,
-			Now: base.Add(time.Duration(i+1) * time.Second), IdleTTL: time.Hour}); err != nil {
-			t.Fatal(err)
-		}
-		cur = next
-	}
+	longSession(t, s, base, sweepDigestBudget+10)
 	if r, err := s.DeleteExpired(ctx, base.Add(48*time.Hour), 16); err != nil || !r.More {
 		t.Fatalf("DeleteExpired = %+v, %v; want a partial delete", r, err)
 	}
@@ -244,4 +223,24 @@ func TestHalfSweptSessionExpiredForAnyClock(t *testing.T) {
 	if !errors.Is(err, storage.ErrSessionExpired) {
 		t.Fatalf("rotation of the half-swept session's digest before its expiry: %v; want ErrSessionExpired", err)
 	}
+}
+
+// longSession creates session "long" at base (24 h absolute, 1 h idle) and
+// rotates it rotations times, a second apart; it returns every digest the
+// session issued, the first and the current one included.
+func longSession(t *testing.T, s *Store, base time.Time, rotations int) []storage.TokenHash {
+	t.Helper()
+	cur := storagetest.Digest(t)
+	createSession(t, s, "long", cur, base, 24*time.Hour)
+	issued := []storage.TokenHash{cur}
+	for i := range rotations {
+		next := storagetest.Digest(t)
+		if _, err := s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: cur, Next: next,
+			Now: base.Add(time.Duration(i+1) * time.Second), IdleTTL: time.Hour}); err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+		cur = next
+		issued = append(issued, cur)
+	}
+	return issued
 }
