@@ -7,12 +7,13 @@ import (
 	"testing"
 )
 
-// TestBenchRejectsNegativeCounts: a negative --sessions or --sweep-rows is
+// TestBenchRejectsNegativeCounts: a negative --sessions, --sweep-rows or
+// --rounds is
 // refused with an error naming the flag, instead of being silently replaced
 // by a default (--sessions by --concurrency, --sweep-rows by its automatic
 // size).
 func TestBenchRejectsNegativeCounts(t *testing.T) {
-	for _, tc := range []struct{ flag, val string }{{"--sessions", "-5"}, {"--sessions", "0"}, {"--sweep-rows", "-7"}} {
+	for _, tc := range []struct{ flag, val string }{{"--sessions", "-5"}, {"--sessions", "0"}, {"--sweep-rows", "-7"}, {"--rounds", "-1"}} {
 		var out, errOut bytes.Buffer
 		e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }}
 		err := benchCmd(context.Background(), []string{tc.flag, tc.val, "--duration", "1ms", "--scale", "none", "--only", "no-such-row"}, e)

@@ -51,6 +51,9 @@ type Config struct {
 	// Scale lists database sizes (stored live sessions) for the scale rows;
 	// empty skips them.
 	Scale []int
+	// Rounds is how many turns each row of an interleaved group takes
+	// (see interleave); 0 is one per second of Duration, at most 5.
+	Rounds int
 	// SweepRows is how many expired sessions the sweep rows' sweeper
 	// deletes while they run; 0 skips them.
 	SweepRows int
@@ -68,6 +71,9 @@ type Report struct {
 	IdleRSSMiB  float64  `json:"server_idle_rss_mib"`
 	DBSizeMiB   float64  `json:"db_size_mib"`
 	Rows        []Result `json:"rows"`
+	// Rounds is how many stretches each row of an interleaved group ran
+	// in (1: every row ran in one piece).
+	Rounds int `json:"rounds"`
 	// SweepRows expired sessions were stored for the sweep rows, and
 	// SweptDuringRows of them were deleted while those rows ran.
 	SweepRows       int `json:"sweep_rows,omitempty"`
@@ -103,8 +109,8 @@ type fixture struct {
 
 // Run executes the benchmark.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Concurrency < 1 || cfg.Duration <= 0 || cfg.Sessions < 1 {
-		return nil, errors.New("duration, concurrency and sessions must be positive")
+	if cfg.Concurrency < 1 || cfg.Duration <= 0 || cfg.Sessions < 1 || cfg.Rounds < 0 {
+		return nil, errors.New("duration, concurrency and sessions must be positive, rounds not negative")
 	}
 	dir, err := os.MkdirTemp("", "latch-bench")
 	if err != nil {
@@ -132,10 +138,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	b := &runner{cfg: cfg, report: r, srv: srv}
-	b.baselines(ctx, dir)
-	b.scenarios(ctx, fx)
+	raw, closeRaw := b.baselines(dir)
+	b.scenarios(ctx, dir, fx, raw)
+	closeRaw()
 	srv.stop()
-	b.uncached(ctx, dir)
 	b.scale(ctx, dir, cfg.Scale)
 	b.sweep(ctx, dir, cfg.SweepRows)
 	b.ratios()
@@ -411,8 +417,12 @@ func (s *server) dial(n int) ([]latchv1.AuthServiceClient, func(), error) {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n\n",
+	fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n",
 		r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
+	if r.Rounds > 1 {
+		fmt.Fprintf(w, "each scenario ran interleaved with the limits it is compared with (and each scale row with its other sizes): %d turns per row\n", r.Rounds)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tname\treq/s\tp50 µs\tp99 µs\terrors\tserver CPU\tbench CPU\tserver peak RSS MiB\t")
 	for _, row := range r.Rows {
@@ -455,39 +465,43 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// uncached measures Introspect with the server's verified-token cache off
-// (every call runs ECDSA), on a second database and server.
-func (b *runner) uncached(ctx context.Context, dir string) {
+// uncached returns the row of Introspect with the server's
+// verified-token cache off (every call runs ECDSA), on a second database
+// and server in dir; close stops that server. The row is empty when it is
+// not wanted or its server could not start.
+func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 	const name = "Introspect (verify cache off"
 	if !b.want(name) {
-		return
+		return row{}, func() {}
 	}
 	db := filepath.Join(dir, "uncached.db")
 	fx, err := prepare(ctx, db, population{live: b.cfg.Sessions})
 	if err != nil {
 		progress(b.cfg, "prepare uncached: %v", err)
-		return
+		return row{}, func() {}
 	}
 	srv, err := startServer(ctx, b.cfg.Binary, db, "--verify-cache", "0")
 	if err != nil {
 		progress(b.cfg, "start uncached: %v", err)
-		return
+		return row{}, func() {}
 	}
-	defer srv.stop()
-	b.srv = srv
 	clients, closeClients, err := srv.dial(4)
 	if err != nil {
-		return
+		srv.stop()
+		return row{}, func() {}
 	}
-	defer closeClients()
 	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
 	n := len(fx.access)
-	b.measure(ctx, "scenario", fmt.Sprintf("%s, %d distinct tokens)", name, n), b.cfg.Concurrency, func(ctx context.Context, w, i int) error {
-		resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
-			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-		if err == nil && !resp.GetActive() {
-			return fmt.Errorf("token inactive")
+	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv,
+			fn: func(ctx context.Context, w, i int) error {
+				resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
+					TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+				if err == nil && !resp.GetActive() {
+					return fmt.Errorf("token inactive")
+				}
+				return err
+			}}, func() {
+			closeClients()
+			srv.stop()
 		}
-		return err
-	})
 }

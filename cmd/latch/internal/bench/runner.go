@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,61 +56,193 @@ func (b *runner) want(name string) bool {
 
 type loadFn = func(ctx context.Context, worker, i int) error
 
-// measure runs one row; for scenarios it also measures the server's CPU and
-// peak RSS over the row.
-func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn loadFn) Result {
-	if !b.want(name) {
-		return Result{}
+// row is one line of the table, before it is measured.
+type row struct {
+	kind, name string
+	conc       int
+	fn         loadFn
+	// srv is the Latch server whose CPU, peak RSS and group commits the
+	// row reports; nil for rows whose load runs in this process (the
+	// baselines, the sibling service).
+	srv *server
+}
+
+// row returns a row whose load is b.srv's unless it is a baseline or a
+// sibling row.
+func (b *runner) row(kind, name string, conc int, fn loadFn) row {
+	r := row{kind: kind, name: name, conc: conc, fn: fn}
+	if kind != "baseline" && kind != "sibling" {
+		r.srv = b.srv
 	}
-	progress(b.cfg, "%-9s %-34s running for %v at concurrency %d", kind, name, b.cfg.Duration, conc)
-	pid := b.srv.cmd.Process.Pid
-	cpu0, _ := cpuSeconds(pid)
-	resetPeak(pid)
-	startKiB, _ := memKiB(pid, "VmRSS")
-	self0, selfErr := cpuSeconds(os.Getpid())
-	onServer := kind != "baseline" && kind != "sibling" // the row's load is the Latch server's
-	var store0 storeCount
-	var storeErr error
-	if onServer {
-		store0, storeErr = storeCounts(ctx, b.srv.httpAddr)
-	}
-	r := load(ctx, name, b.cfg.Duration, conc, fn)
-	r.Kind = kind
-	if onServer && storeErr == nil {
-		if store1, err := storeCounts(ctx, b.srv.httpAddr); err == nil {
-			r.StoreCommits, r.StoreWrites = store1.commits-store0.commits, store1.writes-store0.writes
-		}
-	}
-	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
-		r.ClientCores = (self1 - self0) / r.Seconds
-	}
-	if onServer {
-		r.ServerStartMiB = startKiB / 1024
-		if cpu1, err := cpuSeconds(pid); err == nil {
-			r.ServerCores = (cpu1 - cpu0) / r.Seconds
-		}
-		if kib, err := memKiB(pid, "VmHWM"); err == nil {
-			r.ServerPeakMiB = kib / 1024
-		}
-	}
-	progress(b.cfg, "%-9s %-34s %10.0f req/s  p99 %8.0f µs  errors %d", kind, name, r.PerSecond, r.P99Micros, r.Errors)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.report.Rows = append(b.report.Rows, r)
-	if b.rows == nil {
-		b.rows = map[string]Result{}
-	}
-	b.rows[name] = r
 	return r
 }
 
-// baselines measures the raw limits in this process, on this machine, now.
-func (b *runner) baselines(ctx context.Context, dir string) {
+// measure runs one row on its own for --duration.
+func (b *runner) measure(ctx context.Context, kind, name string, conc int, fn loadFn) Result {
+	return b.interleave(ctx, b.row(kind, name, conc, fn))[0]
+}
+
+// maxRounds bounds how many stretches interleave splits a row into.
+const maxRounds = 5
+
+// rounds is how many stretches each row of an interleaved group of n rows
+// runs in: --rounds, by default one per second of --duration, at most
+// maxRounds; one for a row measured alone.
+func (b *runner) rounds(n int) int {
+	switch {
+	case n < 2:
+		return 1
+	case b.cfg.Rounds > 0:
+		return b.cfg.Rounds
+	}
+	return max(1, min(maxRounds, int(b.cfg.Duration/time.Second)))
+}
+
+// interleave measures rows (those that --only wants) against each other.
+// Each runs for --duration in all, split into stretches, and the rows take
+// turns, one stretch each per round, each round starting one row later
+// (A B C, B C A, C A B, ...). A shared machine that speeds up or slows
+// down during the group then weighs on every row of it alike, so that the
+// ratios between them (a scenario over its raw limit, one database size
+// over another) measure the code rather than the minute each ran in.
+// Stretches drain (runLoad), so a row goes on in its next stretch where it
+// stopped. It returns the rows' results in the order given, zero for the
+// rows not run.
+func (b *runner) interleave(ctx context.Context, rows ...row) []Result {
+	var todo []int
+	for i, r := range rows {
+		if r.fn != nil && b.want(r.name) {
+			todo = append(todo, i)
+		}
+	}
+	out := make([]Result, len(rows))
+	if len(todo) == 0 {
+		return out
+	}
+	rounds := b.rounds(len(todo))
+	stretch := b.cfg.Duration / time.Duration(rounds)
+	tallies := make([]rowTally, len(rows))
+	for _, i := range todo {
+		tallies[i].next = make([]int, rows[i].conc)
+		progress(b.cfg, "%-9s %-34s running for %v at concurrency %d", rows[i].kind, rows[i].name, b.cfg.Duration, rows[i].conc)
+	}
+	if rounds > 1 {
+		progress(b.cfg, "interleaving those %d rows: %d rounds of %v each", len(todo), rounds, stretch)
+	}
+	for round := range rounds {
+		for j := range todo {
+			i := todo[(round+j)%len(todo)]
+			tallies[i].run(ctx, rows[i], stretch, rounds > 1)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.report.Rounds = max(b.report.Rounds, rounds)
+	if b.rows == nil {
+		b.rows = map[string]Result{}
+	}
+	for _, i := range todo {
+		r := tallies[i].result(rows[i])
+		progress(b.cfg, "%-9s %-34s %10.0f req/s  p99 %8.0f µs  errors %d", r.Kind, r.Name, r.PerSecond, r.P99Micros, r.Errors)
+		b.report.Rows = append(b.report.Rows, r)
+		b.rows[r.Name] = r
+		out[i] = r
+	}
+	return out
+}
+
+// rowTally adds up the stretches of one row.
+type rowTally struct {
+	load                 sample
+	next                 []int // each worker's next call number
+	stretches            int
+	clientCPU, serverCPU float64 // CPU seconds
+	startMiB, peakMiB    float64 // the server's RSS before the first stretch, and its highest
+	commits, writes      float64
+	storeFailed          bool
+}
+
+// run measures one stretch of r.
+func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool) {
+	first := t.stretches == 0
+	t.stretches++
+	var pid int
+	var cpu0 float64
+	var store0 storeCount
+	var storeErr error
+	if r.srv != nil {
+		pid = r.srv.cmd.Process.Pid
+		cpu0, _ = cpuSeconds(pid)
+		resetPeak(pid)
+		if first {
+			if kib, err := memKiB(pid, "VmRSS"); err == nil {
+				t.startMiB = kib / 1024
+			}
+		}
+		store0, storeErr = storeCounts(ctx, r.srv.httpAddr)
+	}
+	self0, selfErr := cpuSeconds(os.Getpid())
+	s := runLoad(ctx, dur, r.conc, t.next, drain, r.fn)
+	t.load.add(s)
+	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
+		t.clientCPU += self1 - self0
+	}
+	if r.srv == nil {
+		return
+	}
+	if store1, err := storeCounts(ctx, r.srv.httpAddr); err == nil && storeErr == nil {
+		t.commits += store1.commits - store0.commits
+		t.writes += store1.writes - store0.writes
+	} else {
+		t.storeFailed = true
+	}
+	if cpu1, err := cpuSeconds(pid); err == nil {
+		t.serverCPU += cpu1 - cpu0
+	}
+	if kib, err := memKiB(pid, "VmHWM"); err == nil {
+		t.peakMiB = max(t.peakMiB, kib/1024)
+	}
+}
+
+// result is the row's line of the table: its stretches' calls and CPU
+// over their seconds together.
+func (t *rowTally) result(r row) Result {
+	out := t.load.result(r.name)
+	out.Kind = r.kind
+	if out.Seconds <= 0 {
+		return out
+	}
+	out.ClientCores = t.clientCPU / out.Seconds
+	if r.srv != nil {
+		out.ServerCores = t.serverCPU / out.Seconds
+		out.ServerStartMiB, out.ServerPeakMiB = t.startMiB, t.peakMiB
+		if !t.storeFailed {
+			out.StoreCommits, out.StoreWrites = t.commits, t.writes
+		}
+	}
+	return out
+}
+
+// rawLimits are the raw baselines, measured in this process, each in the
+// interleaved group of the scenarios it bounds.
+type rawLimits struct {
+	verify, jwt, sign, argon, batch, group, echo row
+}
+
+// baselines builds the raw limits' rows; close releases what they hold
+// (databases, the echo server).
+func (b *runner) baselines(dir string) (raw rawLimits, closeAll func()) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
 	conc := b.cfg.Concurrency
 	key, _ := tokens.GenerateKey(rand.Reader)
 	digest := sha256.Sum256([]byte("latch bench"))
 	sig, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
-	b.measure(ctx, "baseline", "raw ecdsa.Verify P-256", conc, func(context.Context, int, int) error {
+	raw.verify = b.row("baseline", "raw ecdsa.Verify P-256", conc, func(context.Context, int, int) error {
 		if !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
 			return fmt.Errorf("verify failed")
 		}
@@ -123,12 +256,12 @@ func (b *runner) baselines(ctx context.Context, dir string) {
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(benchIssuer), jwt.WithAudience(benchAudience),
 		jwt.WithExpirationRequired())
 	keyFunc := func(*jwt.Token) (any, error) { return &key.PublicKey, nil }
-	b.measure(ctx, "baseline", "raw golang-jwt ES256 parse+verify", conc, func(context.Context, int, int) error {
+	raw.jwt = b.row("baseline", "raw golang-jwt ES256 parse+verify", conc, func(context.Context, int, int) error {
 		_, err := parser.Parse(tok, keyFunc)
 		return err
 	})
 	signing := tok[:strings.LastIndexByte(tok, '.')]
-	b.measure(ctx, "baseline", "raw ES256 sign", conc, func(context.Context, int, int) error {
+	raw.sign = b.row("baseline", "raw ES256 sign", conc, func(context.Context, int, int) error {
 		_, err := jwt.SigningMethodES256.Sign(signing, key)
 		return err
 	})
@@ -137,32 +270,32 @@ func (b *runner) baselines(ctx context.Context, dir string) {
 	salt := make([]byte, p.SaltLength)
 	// argon2id is CPU- and memory-bound: its limit is one hash per core at a
 	// time (more goroutines only thrash memory).
-	b.measure(ctx, "baseline", "raw argon2id hash (m=19456,t=2,p=1)", runtime.NumCPU(), func(context.Context, int, int) error {
+	raw.argon = b.row("baseline", "raw argon2id hash (m=19456,t=2,p=1)", runtime.NumCPU(), func(context.Context, int, int) error {
 		_ = argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLength)
 		return nil
 	})
 
 	if db, err := bbolt.Open(filepath.Join(dir, "raw.db"), 0o600, nil); err == nil {
+		closers = append(closers, func() { db.Close() })
 		db.MaxBatchDelay = 2 * time.Millisecond // what the store used before its group commit
 		_ = db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err })
 		var n atomic.Int64
-		b.measure(ctx, "baseline", "raw bbolt durable Batch commit", conc, func(context.Context, int, int) error {
+		raw.batch = b.row("baseline", "raw bbolt durable Batch commit", conc, func(context.Context, int, int) error {
 			k := []byte(fmt.Sprint(n.Add(1)))
 			return db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("b")).Put(k, k) })
 		})
-		db.Close()
 	}
 	// The store's own committer (storage/bolt/groupcommit) on a trivial
 	// put: the commit limit Refresh is measured against.
 	if db, err := bbolt.Open(filepath.Join(dir, "group.db"), 0o600, nil); err == nil {
+		closers = append(closers, func() { db.Close() })
 		_ = db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err })
 		gc := groupcommit.New(db)
 		var n atomic.Int64
-		b.measure(ctx, "baseline", "raw durable group commit (trivial put)", conc, func(context.Context, int, int) error {
+		raw.group = b.row("baseline", "raw durable group commit (trivial put)", conc, func(context.Context, int, int) error {
 			k := []byte(fmt.Sprint(n.Add(1)))
 			return gc.Do(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("b")).Put(k, k) })
 		})
-		db.Close()
 	}
 
 	// A trivial gRPC unary echo (health Check) over the same loopback
@@ -171,26 +304,25 @@ func (b *runner) baselines(ctx context.Context, dir string) {
 		gs := grpc.NewServer()
 		healthpb.RegisterHealthServer(gs, health.NewServer())
 		go func() { _ = gs.Serve(lis) }()
+		closers = append(closers, gs.Stop)
 		conns := make([]healthpb.HealthClient, 4)
-		var closers []*grpc.ClientConn
 		for i := range conns {
 			c, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			closers = append(closers, c)
+			closers = append(closers, func() { c.Close() })
 			conns[i] = healthpb.NewHealthClient(c)
 		}
-		b.measure(ctx, "baseline", "raw gRPC unary echo", conc, func(ctx context.Context, w, _ int) error {
+		raw.echo = b.row("baseline", "raw gRPC unary echo", conc, func(ctx context.Context, w, _ int) error {
 			_, err := conns[w%len(conns)].Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
 		})
-		for _, c := range closers {
-			c.Close()
-		}
-		gs.Stop()
 	}
+	return raw, closeAll
 }
 
-// scenarios drives the real server.
-func (b *runner) scenarios(ctx context.Context, fx *fixture) {
+// scenarios drives the real server (and, for the verify-cache-off row, a
+// second one on its own database in dir): each scenario interleaved with
+// the raw limits it is compared with.
+func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw rawLimits) {
 	conc := b.cfg.Concurrency
 	clients, closeClients, err := b.srv.dial(4)
 	if err != nil {
@@ -202,10 +334,10 @@ func (b *runner) scenarios(ctx context.Context, fx *fixture) {
 	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
 	n := len(fx.access)
 
-	b.measure(ctx, "scenario", "GetJWKS", conc, func(ctx context.Context, w, _ int) error {
-		_, err := cl(w).GetJWKS(ctx, &latchv1.GetJWKSRequest{})
-		return err
-	})
+	uncached, closeUncached := b.uncached(ctx, dir)
+	defer closeUncached()
+	b.interleave(ctx, raw.verify, raw.jwt, raw.sign, uncached)
+
 	introspect := func(ctx context.Context, w int, tok string) error {
 		resp, err := cl(w).Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: tok,
 			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
@@ -214,20 +346,28 @@ func (b *runner) scenarios(ctx context.Context, fx *fixture) {
 		}
 		return err
 	}
-	b.measure(ctx, "scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, func(ctx context.Context, w, i int) error {
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	})
-	b.measure(ctx, "scenario", "Introspect (hot mix: 90% on 10 tokens)", conc, func(ctx context.Context, w, i int) error {
-		if i%10 != 0 {
-			return introspect(ctx, w, fx.access[(w+i)%min(10, n)])
-		}
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	})
+	siblings, closeSiblings := b.interceptorRows(ctx, fx)
+	defer closeSiblings()
+	b.interleave(ctx, append([]row{raw.echo,
+		b.row("scenario", "GetJWKS", conc, func(ctx context.Context, w, _ int) error {
+			_, err := cl(w).GetJWKS(ctx, &latchv1.GetJWKSRequest{})
+			return err
+		}),
+		b.row("scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, func(ctx context.Context, w, i int) error {
+			return introspect(ctx, w, fx.access[(w*7919+i)%n])
+		}),
+		b.row("scenario", "Introspect (hot mix: 90% on 10 tokens)", conc, func(ctx context.Context, w, i int) error {
+			if i%10 != 0 {
+				return introspect(ctx, w, fx.access[(w+i)%min(10, n)])
+			}
+			return introspect(ctx, w, fx.access[(w*7919+i)%n])
+		}),
+	}, siblings...)...)
 
 	// Refresh: one rotation chain per worker (distinct sessions).
 	chains := make([]string, conc)
 	copy(chains, fx.refresh)
-	b.measure(ctx, "scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
+	b.interleave(ctx, raw.batch, raw.group, b.row("scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
 		if w >= len(fx.refresh) {
 			return fmt.Errorf("fewer sessions than workers")
 		}
@@ -237,12 +377,12 @@ func (b *runner) scenarios(ctx context.Context, fx *fixture) {
 		}
 		chains[w] = resp.GetTokens().GetRefreshToken()
 		return nil
-	})
+	}))
 
-	b.measure(ctx, "scenario", "Login", conc, func(ctx context.Context, w, _ int) error {
+	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, func(ctx context.Context, w, _ int) error {
 		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: "bench@example.com", Password: benchPassword})
 		return err
-	})
+	}))
 
 	// Introspect p99 alone and while a login flood saturates hashing.
 	half := max(conc/2, 1)
@@ -265,8 +405,6 @@ func (b *runner) scenarios(ctx context.Context, fx *fixture) {
 		stopFlood()
 		<-flood
 	}
-
-	b.interceptorScenarios(ctx, fx)
 
 	// Revoke last: it denies the tokens it is given.
 	var next atomic.Int64
@@ -295,55 +433,64 @@ func (orders) WatchOrders(_ *ordersv1.WatchOrdersRequest, st grpc.ServerStreamin
 	return st.Send(&ordersv1.WatchOrdersResponse{Order: &ordersv1.Order{OrderId: "o-1", Owner: c.Subject, Item: "tea"}})
 }
 
-// interceptorScenarios serves the orders service in this process behind
-// the interceptors, with keys fetched from the running Latch.
-func (b *runner) interceptorScenarios(ctx context.Context, fx *fixture) {
+// interceptorRows serves the orders service in this process behind the
+// interceptors, with keys fetched from the running Latch, and returns its
+// unary and stream rows; close stops it.
+func (b *runner) interceptorRows(ctx context.Context, fx *fixture) (rows []row, closeAll func()) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
 	if !b.want("interceptor") {
-		return
+		return nil, closeAll
 	}
 	v, err := interceptors.NewVerifier(ctx, interceptors.WithJWKSFromGRPC(b.srv.conn),
 		interceptors.WithIssuer(benchIssuer), interceptors.WithAudience(benchAudience))
 	if err != nil {
 		progress(b.cfg, "interceptors: %v", err)
-		return
+		return nil, closeAll
 	}
-	defer v.Close()
+	closers = append(closers, v.Close)
 	policy := interceptors.NewPolicy().Require("/"+ordersv1.OrdersService_ServiceDesc.ServiceName+"/", "orders:read")
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return
+		return nil, closeAll
 	}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(v.UnaryServerInterceptor(policy)), grpc.ChainStreamInterceptor(v.StreamServerInterceptor(policy)))
 	ordersv1.RegisterOrdersServiceServer(gs, orders{})
 	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	closers = append(closers, gs.Stop)
 	var clients []ordersv1.OrdersServiceClient
 	for range 4 {
 		c, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return
+			return nil, closeAll
 		}
-		defer c.Close()
+		closers = append(closers, func() { c.Close() })
 		clients = append(clients, ordersv1.NewOrdersServiceClient(c))
 	}
 	md := metadata.Pairs("authorization", "Bearer "+fx.orders)
 	conc := b.cfg.Concurrency
-	b.measure(ctx, "sibling", "interceptor-protected unary (in-process service)", conc, func(ctx context.Context, w, _ int) error {
-		_, err := clients[w%4].GetOrder(metadata.NewOutgoingContext(ctx, md), &ordersv1.GetOrderRequest{OrderId: "o-1"})
-		return err
-	})
-	b.measure(ctx, "sibling", "interceptor-protected stream (in-process service)", conc, func(ctx context.Context, w, _ int) error {
-		st, err := clients[w%4].WatchOrders(metadata.NewOutgoingContext(ctx, md), &ordersv1.WatchOrdersRequest{})
-		if err != nil {
+	return []row{
+		b.row("sibling", "interceptor-protected unary (in-process service)", conc, func(ctx context.Context, w, _ int) error {
+			_, err := clients[w%4].GetOrder(metadata.NewOutgoingContext(ctx, md), &ordersv1.GetOrderRequest{OrderId: "o-1"})
 			return err
-		}
-		for {
-			if _, err := st.Recv(); err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
+		}),
+		b.row("sibling", "interceptor-protected stream (in-process service)", conc, func(ctx context.Context, w, _ int) error {
+			st, err := clients[w%4].WatchOrders(metadata.NewOutgoingContext(ctx, md), &ordersv1.WatchOrdersRequest{})
+			if err != nil {
 				return err
 			}
-		}
-	})
+			for {
+				if _, err := st.Recv(); err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					return err
+				}
+			}
+		}),
+	}, closeAll
 }

@@ -62,48 +62,92 @@ func (wl *workload) introspect(ctx context.Context, w, i int) error {
 // scale measures Refresh and Introspect on databases holding each of sizes
 // live sessions (the workload touches cfg.Sessions of them, spread over the
 // whole key space since ids are random), and reports each database's size
-// on disk.
+// on disk. Every size gets its own server, all running at once, so that the
+// sizes' rows of one RPC are interleaved (see interleave); then, with the
+// servers stopped, the disk's scattered-rewrite baseline on each file.
 func (b *runner) scale(ctx context.Context, dir string, sizes []int) {
 	if len(sizes) == 0 || !b.want("stored sessions") {
 		return
 	}
+	type scaleDB struct {
+		sessions int
+		path     string
+		sizeMiB  float64
+		srv      *server
+		wl       *workload
+		close    func()
+	}
+	var dbs []*scaleDB
+	stopAll := func() {
+		for _, d := range dbs {
+			if d.srv != nil {
+				d.close()
+				d.srv.stop()
+				d.srv = nil
+			}
+		}
+	}
+	defer func() {
+		stopAll()
+		for _, d := range dbs {
+			_ = os.Remove(d.path)
+		}
+	}()
 	for _, n := range sizes {
-		db := filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))
+		d := &scaleDB{sessions: n, path: filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))}
 		live := min(b.cfg.Sessions, n)
 		progress(b.cfg, "scale: importing %d sessions", n)
 		t0 := time.Now()
-		fx, err := prepare(ctx, db, population{live: live, filler: n - live})
+		fx, err := prepare(ctx, d.path, population{live: live, filler: n - live})
 		if err != nil {
 			progress(b.cfg, "scale %d: prepare: %v", n, err)
 			return
 		}
-		size := fileMiB(db)
-		progress(b.cfg, "scale: %d sessions imported in %v (db %.1f MiB)", n, time.Since(t0).Round(time.Millisecond), size)
-		srv, err := startServer(ctx, b.cfg.Binary, db)
+		d.sizeMiB = fileMiB(d.path)
+		progress(b.cfg, "scale: %d sessions imported in %v (db %.1f MiB)", n, time.Since(t0).Round(time.Millisecond), d.sizeMiB)
+		srv, err := startServer(ctx, b.cfg.Binary, d.path)
 		if err != nil {
 			progress(b.cfg, "scale %d: %v", n, err)
 			return
 		}
-		b.srv = srv
 		clients, closeClients, err := srv.dial(4)
 		if err != nil {
 			srv.stop()
 			return
 		}
-		wl := newWorkload(fx, clients, b.cfg.Concurrency, 0, b.cfg.Concurrency)
-		for _, row := range []struct {
-			name string
-			fn   loadFn
-		}{{"Refresh", wl.refresh}, {"Introspect", wl.introspect}} {
-			r := b.measure(ctx, "scale", fmt.Sprintf("%s, %d stored sessions (db %.0f MiB)", row.name, n, size), b.cfg.Concurrency, row.fn)
+		d.srv, d.close = srv, closeClients
+		d.wl = newWorkload(fx, clients, b.cfg.Concurrency, 0, b.cfg.Concurrency)
+		dbs = append(dbs, d)
+	}
+	name := func(rpc string, d *scaleDB) string {
+		return fmt.Sprintf("%s, %d stored sessions (db %.0f MiB)", rpc, d.sessions, d.sizeMiB)
+	}
+	for _, rpc := range []string{"Refresh", "Introspect"} {
+		var rows []row
+		for _, d := range dbs {
+			fn := d.wl.refresh
+			if rpc == "Introspect" {
+				fn = d.wl.introspect
+			}
+			rows = append(rows, row{kind: "scale", name: name(rpc, d), conc: b.cfg.Concurrency, fn: fn, srv: d.srv})
+		}
+		for i, r := range b.interleave(ctx, rows...) {
 			if r.Name != "" {
-				b.setScale(r.Name, n, size)
+				b.setScale(r.Name, dbs[i].sessions, dbs[i].sizeMiB)
 			}
 		}
-		closeClients()
-		srv.stop()
-		b.scatterBaseline(ctx, db, n, size)
-		_ = os.Remove(db)
+	}
+	stopAll()
+	var rows []row
+	for _, d := range dbs {
+		r, closeFile := b.scatterRow(d.path, d.sessions, d.sizeMiB)
+		defer closeFile()
+		rows = append(rows, r)
+	}
+	for i, r := range b.interleave(ctx, rows...) {
+		if r.Name != "" {
+			b.setScale(r.Name, dbs[i].sessions, dbs[i].sizeMiB)
+		}
 	}
 }
 
@@ -112,7 +156,7 @@ func (b *runner) scale(ctx context.Context, dir string, sizes []int) {
 // BenchmarkRotateAtScale: 36 pages at 10k sessions, 46 at 1M).
 const scatterPages = 48
 
-// scatterBaseline measures the disk's own limit for the scale rows: commits
+// scatterRow returns the disk's own limit for the scale rows on db: commits
 // that each rewrite scatterPages random pages of the scale database file
 // (each page read and written back unchanged), fdatasync, then rewrite its
 // first page and fdatasync again, as a bbolt commit does with its meta
@@ -120,22 +164,23 @@ const scatterPages = 48
 // and on a large file those lie far apart, so this is what the same
 // commit costs on a file of each size. On disks whose cost per fsync grows
 // with the distance between the pages (virtual and network disks), the
-// rate falls with the file's size whatever the store does above it.
-func (b *runner) scatterBaseline(ctx context.Context, db string, sessions int, sizeMiB float64) {
+// rate falls with the file's size whatever the store does above it. No
+// server may have db open while the row runs. close closes the file.
+func (b *runner) scatterRow(db string, sessions int, sizeMiB float64) (row, func()) {
 	name := fmt.Sprintf("raw durable rewrite of %d scattered pages, %d stored sessions (db %.0f MiB)", scatterPages, sessions, sizeMiB)
 	if !b.want(name) {
-		return
+		return row{}, func() {}
 	}
 	f, err := os.OpenFile(db, os.O_RDWR, 0)
 	if err != nil {
 		progress(b.cfg, "scale %d: scatter baseline: %v", sessions, err)
-		return
+		return row{}, func() {}
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	const page = 4096
 	if err != nil || st.Size() < 4*page {
-		return
+		f.Close()
+		return row{}, func() {}
 	}
 	pages := st.Size() / page
 	rng := mrand.New(mrand.NewPCG(uint64(sessions), uint64(pages)))
@@ -147,7 +192,7 @@ func (b *runner) scatterBaseline(ctx context.Context, db string, sessions int, s
 		_, err := f.WriteAt(buf, off)
 		return err
 	}
-	r := b.measure(ctx, "baseline", name, 1, func(context.Context, int, int) error {
+	return b.row("baseline", name, 1, func(context.Context, int, int) error {
 		for range scatterPages {
 			if err := rewrite((2 + rng.Int64N(pages-2)) * page); err != nil {
 				return err
@@ -160,10 +205,7 @@ func (b *runner) scatterBaseline(ctx context.Context, db string, sessions int, s
 			return err
 		}
 		return f.Sync()
-	})
-	if r.Name != "" {
-		b.setScale(r.Name, sessions, sizeMiB)
-	}
+	}), func() { f.Close() }
 }
 
 // setScale records the population of a scale row.
