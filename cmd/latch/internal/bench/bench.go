@@ -57,6 +57,10 @@ type Config struct {
 	// SweepRows is how many expired sessions the sweep rows' sweeper
 	// deletes while they run; 0 skips them.
 	SweepRows int
+	// Hydra, when set, is an Ory Hydra binary (built with SQLite support)
+	// to run as a peer: its token issue and introspection rows are
+	// measured in the same run, interleaved with Refresh and Introspect.
+	Hydra string
 	// Progress receives a line as each row starts and ends.
 	Progress io.Writer
 }
@@ -138,8 +142,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	b := &runner{cfg: cfg, report: r, srv: srv}
+	var peers peerRows
+	if cfg.Hydra != "" && (b.want(hydraIssueRow) || b.want(hydraIntrospectRow)) {
+		progress(cfg, "starting the Ory Hydra peer (%s)", cfg.Hydra)
+		h, err := startHydra(ctx, cfg.Hydra, dir, cfg.Concurrency)
+		if err != nil {
+			return nil, fmt.Errorf("--hydra: %w", err)
+		}
+		defer h.stop()
+		peers.hydraIssue, peers.hydraIntrospect = h.rows(cfg.Concurrency)
+	}
 	raw, closeRaw := b.baselines(dir)
-	b.scenarios(ctx, dir, fx, raw)
+	b.scenarios(ctx, dir, fx, raw, peers)
 	closeRaw()
 	srv.stop()
 	b.scale(ctx, dir, cfg.Scale)

@@ -106,3 +106,53 @@ func TestInterleaveSkipsUnwanted(t *testing.T) {
 		t.Errorf("results %q, %q, %q and %d report rows; want only the kept row", got[0].Name, got[1].Name, got[2].Name, len(b.report.Rows))
 	}
 }
+
+// TestHydraRatiosAreSameRun: with the Hydra peer's rows in the report, the
+// Hydra targets are also computed from them (the rates measured in this
+// run), next to the issue's fixed reference figures; without the rows,
+// only the fixed ones appear.
+func TestHydraRatiosAreSameRun(t *testing.T) {
+	rows := []Result{
+		{Name: "Introspect (10000 distinct tokens)", Kind: "scenario", PerSecond: 20000},
+		{Name: "Refresh (rotation chains)", Kind: "scenario", PerSecond: 7000},
+	}
+	ratios := func(rows ...Result) map[string]float64 {
+		b := &runner{report: &Report{Rows: rows}}
+		b.ratios()
+		got := map[string]float64{}
+		for _, r := range b.report.Ratios {
+			got[r.Name] = r.Value
+		}
+		return got
+	}
+	const intro, issue = "Introspect (distinct) / Hydra introspect in this run (--hydra)", "Refresh / Hydra token issue in this run (--hydra)"
+	got := ratios(rows...)
+	if _, ok := got[intro]; ok {
+		t.Errorf("%q without a Hydra row", intro)
+	}
+	if v := got["Introspect (distinct) / Hydra introspect 2,300/s"]; v == 0 {
+		t.Errorf("the fixed Hydra reference ratio is missing: %v", got)
+	}
+	got = ratios(append(rows,
+		Result{Name: hydraIntrospectRow, Kind: "peer", PerSecond: 1000},
+		Result{Name: hydraIssueRow, Kind: "peer", PerSecond: 200})...)
+	if got[intro] != 20 || got[issue] != 35 {
+		t.Errorf("same-run Hydra ratios %v and %v, want 20 and 35", got[intro], got[issue])
+	}
+}
+
+// TestJWTAlg: the peer check that Hydra's tokens are ES256 JWTs reads the
+// alg of the header, and finds none in what is not a JWS.
+func TestJWTAlg(t *testing.T) {
+	for tok, want := range map[string]string{
+		"eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ.e30.c2ln": "ES256", // {"alg":"ES256","kid":"k"}
+		"eyJhbGciOiJSUzI1NiJ9.e30.c2ln":               "RS256",
+		"ory_at_opaque":                               "",
+		"!!!.e30.c2ln":                                "",
+		"bm90IGpzb24.e30.c2ln":                        "", // "not json"
+	} {
+		if got := jwtAlg(tok); got != want {
+			t.Errorf("jwtAlg(%q) = %q, want %q", tok, got, want)
+		}
+	}
+}

@@ -179,7 +179,9 @@ func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool
 				t.startMiB = kib / 1024
 			}
 		}
-		store0, storeErr = storeCounts(ctx, r.srv.httpAddr)
+		if r.srv.httpAddr != "" {
+			store0, storeErr = storeCounts(ctx, r.srv.httpAddr)
+		}
 	}
 	self0, selfErr := cpuSeconds(os.Getpid())
 	s := runLoad(ctx, dur, r.conc, t.next, drain, r.fn)
@@ -190,7 +192,9 @@ func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool
 	if r.srv == nil {
 		return
 	}
-	if store1, err := storeCounts(ctx, r.srv.httpAddr); err == nil && storeErr == nil {
+	if r.srv.httpAddr == "" {
+		t.storeFailed = true // not a Latch server: no store metrics
+	} else if store1, err := storeCounts(ctx, r.srv.httpAddr); err == nil && storeErr == nil {
 		t.commits += store1.commits - store0.commits
 		t.writes += store1.writes - store0.writes
 	} else {
@@ -221,6 +225,12 @@ func (t *rowTally) result(r row) Result {
 		}
 	}
 	return out
+}
+
+// peerRows are the rows of other auth servers run next to Latch (--hydra);
+// zero rows when none runs.
+type peerRows struct {
+	hydraIssue, hydraIntrospect row
 }
 
 // rawLimits are the raw baselines, measured in this process, each in the
@@ -321,8 +331,8 @@ func (b *runner) baselines(dir string) (raw rawLimits, closeAll func()) {
 
 // scenarios drives the real server (and, for the verify-cache-off row, a
 // second one on its own database in dir): each scenario interleaved with
-// the raw limits it is compared with.
-func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw rawLimits) {
+// the raw limits and the peers it is compared with.
+func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw rawLimits, peers peerRows) {
 	conc := b.cfg.Concurrency
 	clients, closeClients, err := b.srv.dial(4)
 	if err != nil {
@@ -362,12 +372,13 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 			}
 			return introspect(ctx, w, fx.access[(w*7919+i)%n])
 		}),
+		peers.hydraIntrospect,
 	}, siblings...)...)
 
 	// Refresh: one rotation chain per worker (distinct sessions).
 	chains := make([]string, conc)
 	copy(chains, fx.refresh)
-	b.interleave(ctx, raw.batch, raw.group, b.row("scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
+	b.interleave(ctx, raw.batch, raw.group, peers.hydraIssue, b.row("scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
 		if w >= len(fx.refresh) {
 			return fmt.Errorf("fewer sessions than workers")
 		}
