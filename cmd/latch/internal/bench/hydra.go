@@ -22,8 +22,8 @@ import (
 
 // Row names of the Ory Hydra peer (--hydra).
 const (
-	hydraIssueRow      = "peer Ory Hydra: client_credentials token (SQLite, ES256 JWT)"
-	hydraIntrospectRow = "peer Ory Hydra: introspect (SQLite, ES256 JWT)"
+	hydraIssueRow      = "Ory Hydra: client_credentials token (SQLite, ES256 JWT)"
+	hydraIntrospectRow = "Ory Hydra: introspect (SQLite, ES256 JWT)"
 )
 
 // hydraTokens is how many distinct access tokens the Hydra introspect row

@@ -38,8 +38,7 @@ type runner struct {
 	cfg    Config
 	report *Report
 	srv    *server
-	mu     sync.Mutex // guards report.Rows and rows (rows may run side by side)
-	rows   map[string]Result
+	mu     sync.Mutex // guards report (rows may run side by side)
 }
 
 func (b *runner) want(name string) bool {
@@ -138,14 +137,10 @@ func (b *runner) interleave(ctx context.Context, rows ...row) []Result {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.report.Rounds = max(b.report.Rounds, rounds)
-	if b.rows == nil {
-		b.rows = map[string]Result{}
-	}
 	for _, i := range todo {
 		r := tallies[i].result(rows[i])
 		progress(b.cfg, "%-9s %-34s %10.0f req/s  p99 %8.0f µs  errors %d", r.Kind, r.Name, r.PerSecond, r.P99Micros, r.Errors)
 		b.report.Rows = append(b.report.Rows, r)
-		b.rows[r.Name] = r
 		out[i] = r
 	}
 	return out
