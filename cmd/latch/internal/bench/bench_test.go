@@ -76,21 +76,12 @@ func TestFloodBound(t *testing.T) {
 // "Introspect (" and the suffix "distinct tokens)"), or a scale row but not
 // the Refresh scenario, no ratio is computed from the wrong row.
 func TestRatiosUseTheirOwnRows(t *testing.T) {
-	ratios := func(rows ...Result) map[string]float64 {
-		b := &runner{report: &Report{Rows: rows}}
-		b.ratios()
-		got := map[string]float64{}
-		for _, r := range b.report.Ratios {
-			got[r.Name] = r.Value
-		}
-		return got
-	}
 	echo := Result{Name: "raw gRPC unary echo", Kind: "baseline", PerSecond: 1000}
 	batch := Result{Name: "raw bbolt durable Batch commit", Kind: "baseline", PerSecond: 1000}
 	uncached := Result{Name: "Introspect (verify cache off, 10000 distinct tokens)", Kind: "scenario", PerSecond: 100}
 	scale := Result{Name: "Refresh, 10000 stored sessions (db 16 MiB)", Kind: "scale", PerSecond: 300}
 
-	got := ratios(echo, batch, uncached, scale)
+	got := ratioValues(echo, batch, uncached, scale)
 	for name := range got {
 		if strings.HasPrefix(name, "Introspect (distinct)") || strings.HasPrefix(name, "Refresh / ") {
 			t.Errorf("ratio %q computed without its row (from %v)", name, got)
@@ -99,7 +90,7 @@ func TestRatiosUseTheirOwnRows(t *testing.T) {
 
 	distinct := Result{Name: "Introspect (10000 distinct tokens)", Kind: "scenario", PerSecond: 700}
 	refresh := Result{Name: "Refresh (rotation chains)", Kind: "scenario", PerSecond: 500}
-	got = ratios(echo, batch, uncached, scale, distinct, refresh)
+	got = ratioValues(echo, batch, uncached, scale, distinct, refresh)
 	if v := got["Introspect (distinct) / gRPC echo"]; v != 0.7 {
 		t.Errorf("Introspect (distinct) / gRPC echo = %v, want 0.7 (from the cached row)", v)
 	}
@@ -202,4 +193,15 @@ func TestWritesPerCommitRatio(t *testing.T) {
 			t.Errorf("ratio %q from a row without store counts", name)
 		}
 	}
+}
+
+// ratioValues computes the ratios of a report holding rows, by name.
+func ratioValues(rows ...Result) map[string]float64 {
+	b := &runner{report: &Report{Rows: rows}}
+	b.ratios()
+	got := map[string]float64{}
+	for _, r := range b.report.Ratios {
+		got[r.Name] = r.Value
+	}
+	return got
 }

@@ -116,24 +116,15 @@ func TestHydraRatiosAreSameRun(t *testing.T) {
 		{Name: "Introspect (10000 distinct tokens)", Kind: "scenario", PerSecond: 20000},
 		{Name: "Refresh (rotation chains)", Kind: "scenario", PerSecond: 7000},
 	}
-	ratios := func(rows ...Result) map[string]float64 {
-		b := &runner{report: &Report{Rows: rows}}
-		b.ratios()
-		got := map[string]float64{}
-		for _, r := range b.report.Ratios {
-			got[r.Name] = r.Value
-		}
-		return got
-	}
 	const intro, issue = "Introspect (distinct) / Hydra introspect in this run (--hydra)", "Refresh / Hydra token issue in this run (--hydra)"
-	got := ratios(rows...)
+	got := ratioValues(rows...)
 	if _, ok := got[intro]; ok {
 		t.Errorf("%q without a Hydra row", intro)
 	}
 	if v := got["Introspect (distinct) / Hydra introspect 2,300/s"]; v == 0 {
 		t.Errorf("the fixed Hydra reference ratio is missing: %v", got)
 	}
-	got = ratios(append(rows,
+	got = ratioValues(append(rows,
 		Result{Name: hydraIntrospectRow, Kind: "peer", PerSecond: 1000},
 		Result{Name: hydraIssueRow, Kind: "peer", PerSecond: 200})...)
 	if got[intro] != 20 || got[issue] != 35 {
