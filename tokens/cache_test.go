@@ -1,6 +1,8 @@
 package tokens_test
 
 import (
+	"crypto/sha256"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,5 +41,26 @@ func TestVerifyCache(t *testing.T) {
 	}
 	if tokens.CacheKey("a") == tokens.CacheKey("b") {
 		t.Fatal("distinct tokens share a key")
+	}
+}
+
+// TestCacheKey: the key is the token's SHA-256 at every length, on both
+// sides of the stack buffer's size and up to the longest token Verify reads.
+func TestCacheKey(t *testing.T) {
+	for _, n := range []int{0, 1, 600, 2047, 2048, 2049, tokens.MaxTokenLength, tokens.MaxTokenLength + 1} {
+		tok := strings.Repeat("x", n)
+		if got, want := tokens.CacheKey(tok), sha256.Sum256([]byte(tok)); got != want {
+			t.Errorf("CacheKey of %d bytes = %x, want its SHA-256 %x", n, got, want)
+		}
+	}
+}
+
+// TestCacheKeyAllocatesNothing: the key of an access token of a usual size
+// costs no heap allocation (CacheKey runs on every Introspect and every
+// intercepted call).
+func TestCacheKeyAllocatesNothing(t *testing.T) {
+	tok := strings.Repeat("e", 900)
+	if allocs := testing.AllocsPerRun(100, func() { _ = tokens.CacheKey(tok) }); allocs != 0 {
+		t.Fatalf("CacheKey of a 900-byte token allocated %v times per run, want 0", allocs)
 	}
 }
