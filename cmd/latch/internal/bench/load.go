@@ -93,10 +93,11 @@ const drainGrace = 30 * time.Second
 // off after its commit but before its reply leaves the chain holding a
 // rotated token, which the next stretch would present as a reuse.
 func runLoad(ctx context.Context, dur time.Duration, conc int, next []int, drain bool, fn func(ctx context.Context, worker int, i int) error) sample {
-	callCtx, cancel := context.WithTimeout(ctx, dur+drainGrace)
-	if !drain {
-		callCtx, cancel = context.WithTimeout(ctx, dur)
+	callTimeout := dur
+	if drain {
+		callTimeout += drainGrace
 	}
+	callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	deadline := time.Now().Add(dur)
 	var ops, errs atomic.Int64
