@@ -434,7 +434,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n",
 		r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
 	if r.Rounds > 1 {
-		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every scenario with its raw limits and peers, every scale row with its other sizes\n", r.Rounds)
+		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every scenario with its raw limits and peers, Introspect during the login flood with Introspect unloaded, every scale row with its other sizes\n", r.Rounds)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

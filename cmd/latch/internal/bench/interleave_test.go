@@ -147,3 +147,36 @@ func TestJWTAlg(t *testing.T) {
 		}
 	}
 }
+
+// TestInterleaveBackground: a row's background load (the login flood) runs
+// during each of that row's stretches and never during another row's.
+func TestInterleaveBackground(t *testing.T) {
+	b := &runner{cfg: Config{Duration: 90 * time.Millisecond, Rounds: 3}, report: &Report{}}
+	var active atomic.Bool
+	var starts atomic.Int64
+	var seenIn, seenOut atomic.Int64 // calls of each row that saw the background running
+	call := func(seen *atomic.Int64) loadFn {
+		return func(context.Context, int, int) error {
+			if active.Load() {
+				seen.Add(1)
+			}
+			time.Sleep(time.Millisecond)
+			return nil
+		}
+	}
+	loaded := row{kind: "scenario", name: "during", conc: 2, fn: call(&seenIn), background: func(context.Context) func() {
+		starts.Add(1)
+		active.Store(true)
+		return func() { active.Store(false) }
+	}}
+	got := b.interleave(context.Background(), row{kind: "scenario", name: "alone", conc: 2, fn: call(&seenOut)}, loaded)
+	if starts.Load() != 3 {
+		t.Errorf("background started %d times, want once per stretch (3)", starts.Load())
+	}
+	if seenOut.Load() != 0 {
+		t.Errorf("%d calls of the other row ran during the background load, want 0", seenOut.Load())
+	}
+	if seenIn.Load() != got[1].Ops || got[1].Ops == 0 {
+		t.Errorf("%d of the loaded row's %d calls saw the background load, want all", seenIn.Load(), got[1].Ops)
+	}
+}

@@ -64,7 +64,16 @@ type row struct {
 	// row reports; nil for rows whose load runs in this process (the
 	// baselines, the sibling service).
 	srv *server
+	// background, when set, starts a load that runs during each of the
+	// row's stretches (the login flood); it returns once that load is
+	// under way, and its stop ends it.
+	background func(ctx context.Context) (stop func())
 }
+
+// floodLead is how long the login flood runs before an "Introspect during
+// login flood" stretch starts, and how long the server is given after it
+// stops: several argon2id hashes.
+const floodLead = 200 * time.Millisecond
 
 // row returns a row whose load is b.srv's unless it is a baseline or a
 // sibling row.
@@ -159,6 +168,12 @@ type rowTally struct {
 
 // run measures one stretch of r.
 func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool) {
+	if r.background != nil {
+		// Started first, as the flood always was: the row's CPU, RSS and
+		// peak are measured while it runs.
+		stop := r.background(ctx)
+		defer stop()
+	}
 	first := t.stretches == 0
 	t.stretches++
 	var pid int
@@ -390,27 +405,35 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 		return err
 	}))
 
-	// Introspect p99 alone and while a login flood saturates hashing.
+	// Introspect p99 alone and while a login flood saturates hashing,
+	// interleaved: the flood runs only during the second row's stretches.
 	half := max(conc/2, 1)
-	b.measure(ctx, "scenario", "Introspect, unloaded (half concurrency)", half, func(ctx context.Context, w, i int) error {
+	during := b.row("scenario", "Introspect during login flood", half, func(ctx context.Context, w, i int) error {
 		return introspect(ctx, w, fx.access[(w*7919+i)%n])
 	})
-	if b.want("during login flood") {
+	during.background = func(ctx context.Context) (stop func()) {
 		floodCtx, stopFlood := context.WithCancel(ctx)
-		flood := make(chan Result, 1)
+		done := make(chan struct{})
 		go func() {
-			flood <- load(floodCtx, "login flood", b.cfg.Duration+time.Second, half, func(ctx context.Context, w, _ int) error {
+			defer close(done)
+			// Long enough to outlast the stretch; stop ends it.
+			load(floodCtx, "login flood", b.cfg.Duration+time.Minute, half, func(ctx context.Context, w, _ int) error {
 				_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: "bench@example.com", Password: benchPassword})
 				return err
 			})
 		}()
-		time.Sleep(200 * time.Millisecond)
-		b.measure(ctx, "scenario", "Introspect during login flood", half, func(ctx context.Context, w, i int) error {
-			return introspect(ctx, w, fx.access[(w*7919+i)%n])
-		})
-		stopFlood()
-		<-flood
+		time.Sleep(floodLead) // let the flood fill the hashing slots first
+		return func() {
+			stopFlood()
+			<-done
+			// The server finishes the hash in progress after its caller
+			// has gone: let it end before the next (unloaded) stretch.
+			time.Sleep(floodLead)
+		}
 	}
+	b.interleave(ctx, b.row("scenario", "Introspect, unloaded (half concurrency)", half, func(ctx context.Context, w, i int) error {
+		return introspect(ctx, w, fx.access[(w*7919+i)%n])
+	}), during)
 
 	// Revoke last: it denies the tokens it is given.
 	var next atomic.Int64
