@@ -506,16 +506,17 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 	}
 	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
 	n := len(fx.access)
-	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv,
-			fn: func(ctx context.Context, w, i int) error {
-				resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
-					TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-				if err == nil && !resp.GetActive() {
-					return fmt.Errorf("token inactive")
-				}
-				return err
-			}}, func() {
-			closeClients()
-			srv.stop()
+	fn := func(ctx context.Context, w, i int) error {
+		resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
+			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+		if err == nil && !resp.GetActive() {
+			return fmt.Errorf("token inactive")
 		}
+		return err
+	}
+	stop := func() {
+		closeClients()
+		srv.stop()
+	}
+	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv, fn: fn}, stop
 }

@@ -243,6 +243,17 @@ type peerRows struct {
 	hydraIssue, hydraIntrospect row
 }
 
+// cleanup is a list of functions that release what a row builder set up.
+type cleanup []func()
+
+// run calls them, the last added first; it is bound as a method value
+// early (closeAll = c.run) and still sees what is added after.
+func (c *cleanup) run() {
+	for _, f := range slices.Backward(*c) {
+		f()
+	}
+}
+
 // rawLimits are the raw baselines, measured in this process, each in the
 // interleaved group of the scenarios it bounds.
 type rawLimits struct {
@@ -252,12 +263,8 @@ type rawLimits struct {
 // baselines builds the raw limits' rows; close releases what they hold
 // (databases, the echo server).
 func (b *runner) baselines(dir string) (raw rawLimits, closeAll func()) {
-	var closers []func()
-	closeAll = func() {
-		for _, c := range slices.Backward(closers) {
-			c()
-		}
-	}
+	var closers cleanup
+	closeAll = closers.run
 	conc := b.cfg.Concurrency
 	key, _ := tokens.GenerateKey(rand.Reader)
 	digest := sha256.Sum256([]byte("latch bench"))
@@ -466,12 +473,8 @@ func (orders) WatchOrders(_ *ordersv1.WatchOrdersRequest, st grpc.ServerStreamin
 // interceptors, with keys fetched from the running Latch, and returns its
 // unary and stream rows; close stops it.
 func (b *runner) interceptorRows(ctx context.Context, fx *fixture) (rows []row, closeAll func()) {
-	var closers []func()
-	closeAll = func() {
-		for _, c := range slices.Backward(closers) {
-			c()
-		}
-	}
+	var closers cleanup
+	closeAll = closers.run
 	if !b.want("interceptor") {
 		return nil, closeAll
 	}
