@@ -96,7 +96,7 @@ func (a *AdminServer) caller(ctx context.Context, method string) (tokens.Claims,
 	switch {
 	case errors.Is(err, storage.ErrNotFound), err == nil && (u.Disabled || !slices.Contains(u.Roles, RoleAdmin)):
 		a.s.log.LogAttrs(ctx, slog.LevelWarn, "administration refused", slog.String("event", "admin_permission_denied"),
-			slog.String("actor", c.Subject), slog.String("method", method), slog.String("peer", peerAddress(ctx)))
+			slog.String("actor", c.Subject), slog.String("method", method), slog.String("peer", a.s.clientAddr(ctx).String()))
 		return tokens.Claims{}, failure(codes.PermissionDenied, msgNotAdmin)
 	case err != nil:
 		return tokens.Claims{}, fmt.Errorf("get calling admin %s: %w", c.Subject, err)
@@ -108,7 +108,7 @@ func (a *AdminServer) caller(ctx context.Context, method string) (tokens.Claims,
 // acting admin. Attributes are ids, counts and flags, never a secret.
 func (a *AdminServer) audit(ctx context.Context, event, msg string, caller tokens.Claims, attrs ...slog.Attr) {
 	attrs = append([]slog.Attr{slog.String("event", event), slog.String("actor", caller.Subject),
-		slog.String("peer", peerAddress(ctx))}, attrs...)
+		slog.String("peer", a.s.clientAddr(ctx).String())}, attrs...)
 	a.s.log.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
 }
 

@@ -23,7 +23,9 @@ func adminPolicy() *latchauth.Policy {
 }
 
 // newAdminVerifier builds the verifier that guards AdminService with Latch's
-// own interceptors package: it verifies callers' access tokens against the
+// own interceptors package: it accepts only access tokens for Latch's own
+// audience (the issuer), so that no token a relying party receives can
+// administer Latch, and verifies them against the
 // server's key ring as it is at each call (a rotation is seen at once) and
 // checks every token's revocation in the store, as Introspect does, so a
 // revoked admin session or a disabled admin is refused at once.
@@ -32,7 +34,7 @@ func (s *Server) newAdminVerifier(ctx context.Context) (*latchauth.Verifier, err
 		latchauth.WithKeySource(s.KeySource()),
 		latchauth.WithRevocationCheck(s.TokenRevoked),
 		latchauth.WithIssuer(s.cfg.Issuer),
-		latchauth.WithAudience(s.cfg.Audiences...),
+		latchauth.WithAudience(s.cfg.Issuer),
 		latchauth.WithLeeway(s.cfg.Leeway),
 		latchauth.WithClock(s.now),
 		latchauth.WithLogger(s.log))
@@ -49,24 +51,20 @@ var isAdminService = selector.MatchFunc(func(_ context.Context, cm interceptors.
 	return cm.Service == latchv1.AdminService_ServiceDesc.ServiceName
 })
 
-// adminUnaryInterceptor guards AdminService's unary methods: the probe
-// budget of the caller's address (shared with Introspect's caller
-// credentials, so bad tokens cannot be tried without limit), then the
-// interceptors' verification and policy. Refusals are logged.
+// adminUnaryInterceptor guards AdminService's unary methods with the
+// interceptors' verification and policy. A refused credential is charged to
+// the client address's caller budget (shared with Introspect's callers) and
+// logged.
 func (s *Server) adminUnaryInterceptor() grpc.UnaryServerInterceptor {
 	authz := s.adminAuth.UnaryServerInterceptor(adminPolicy())
 	guard := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		key := "caller:" + peerAddress(ctx)
-		if err := s.allowProbe(ctx, key); err != nil {
-			return nil, s.toStatus(ctx, info.FullMethod, err)
-		}
 		reached := false
 		resp, err := authz(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 			reached = true
 			return handler(ctx, req)
 		})
 		if !reached {
-			s.adminRefused(ctx, key, info.FullMethod, err)
+			return nil, s.adminRefused(ctx, info.FullMethod, err)
 		}
 		return resp, err
 	}
@@ -78,32 +76,31 @@ func (s *Server) adminUnaryInterceptor() grpc.UnaryServerInterceptor {
 func (s *Server) adminStreamInterceptor() grpc.StreamServerInterceptor {
 	authz := s.adminAuth.StreamServerInterceptor(adminPolicy())
 	guard := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx := ss.Context()
-		key := "caller:" + peerAddress(ctx)
-		if err := s.allowProbe(ctx, key); err != nil {
-			return s.toStatus(ctx, info.FullMethod, err)
-		}
 		reached := false
 		err := authz(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
 			reached = true
 			return handler(srv, ss)
 		})
 		if !reached {
-			s.adminRefused(ctx, key, info.FullMethod, err)
+			return s.adminRefused(ss.Context(), info.FullMethod, err)
 		}
 		return err
 	}
 	return selector.StreamServerInterceptor(guard, isAdminService)
 }
 
-// adminRefused logs a call the interceptors refused and charges an invalid
-// credential to the address's probe budget.
-func (s *Server) adminRefused(ctx context.Context, probeKey, method string, err error) {
+// adminRefused logs a call the interceptors refused and returns its error;
+// an invalid credential is charged to the address's caller budget, and
+// answered RESOURCE_EXHAUSTED once that is spent.
+func (s *Server) adminRefused(ctx context.Context, method string, err error) error {
 	event := "admin_permission_denied"
 	if status.Code(err) == codes.Unauthenticated {
 		event = "admin_unauthenticated"
-		s.probes.Fail(probeKey)
+		if limited := s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, err); limited != err {
+			err = s.toStatus(ctx, method, limited)
+		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelWarn, "administration refused", slog.String("event", event),
-		slog.String("method", method), slog.String("code", status.Code(err).String()), slog.String("peer", peerAddress(ctx)))
+		slog.String("method", method), slog.String("code", status.Code(err).String()), slog.String("peer", s.clientAddr(ctx).String()))
+	return err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 )
 
 // Field limits. Oversized fields are refused before any work is done.
@@ -28,15 +26,15 @@ const (
 
 // Login implements latchv1.AuthServiceServer.
 func (s *Server) Login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
-	pair, err := s.login(ctx, req)
+	resp, err := s.login(ctx, req)
 	s.metrics.login(loginOutcome(err))
 	if err != nil {
 		return nil, s.toStatus(ctx, "Login", err)
 	}
-	return &latchv1.LoginResponse{Tokens: pair}, nil
+	return resp, nil
 }
 
-func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.TokenPair, error) {
+func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
 	email := NormalizeEmail(req.GetEmail())
 	pw := req.GetPassword()
 	switch {
@@ -52,37 +50,50 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 		return nil, invalidArg("password " + msgTooLongInField + " (1024 bytes)")
 	case !utf8.ValidString(pw):
 		return nil, invalidArg("password is not UTF-8")
+	case len(req.GetDeviceProof()) > tokens.MaxDeviceProofLength:
+		return nil, invalidArg("device_proof " + msgTooLongInField)
 	}
-	aud, err := s.audience(req.GetAudience())
+	aud, err := s.loginAudience(req.GetAudience())
 	if err != nil {
 		return nil, err
 	}
 
-	addr := peerAddress(ctx)
-	acctKey, addrKey := "acct:"+email, "addr:"+addr
-	if ok, wait := s.accounts.Allow(acctKey); !ok {
-		s.metrics.limited(LimiterLoginAccount)
-		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
-			slog.String("limit", "account"), slog.String("peer", addr))
-		return nil, rateLimited(wait)
+	// The account is looked up before anything is charged, because which
+	// buckets an attempt is charged to depends on it (its class, its device
+	// proofs); an unknown email is charged exactly as a person's account.
+	addr := s.clientAddr(ctx)
+	user, err := s.store.GetUserByEmail(ctx, email)
+	found := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("get user by email: %w", err)
 	}
-	if ok, wait := s.addrs.Allow(addrKey); !ok {
-		s.metrics.limited(LimiterLoginAddress)
-		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
-			slog.String("limit", "address"), slog.String("peer", addr))
-		return nil, rateLimited(wait)
+	device := ""
+	if found && req.GetDeviceProof() != "" {
+		key, err := s.deviceProofKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if device, err = tokens.VerifyDeviceProof(key, user.ID, req.GetDeviceProof(), s.now()); err != nil {
+			device = ""
+		}
 	}
-
-	user, found, err := s.checkPassword(ctx, email, pw)
+	charges := s.loginCharges(email, user, device, addr)
+	ticket, err := s.takeLogin(ctx, charges, addr)
 	if err != nil {
 		return nil, err
 	}
-	if !found {
-		s.accounts.Fail(acctKey)
-		s.addrs.Fail(addrKey)
+
+	user, ok, err := s.checkPassword(ctx, user, found, pw)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, failure(codes.Unauthenticated, msgBadLogin)
 	}
-	s.accounts.Reset(acctKey)
+	// A right password gives back the token this attempt took from the
+	// account's (or device's) failure budget, and only that one: the
+	// address's and the login-rate budgets keep it.
+	ticket.Refund(charges.refund)
 
 	now := s.now()
 	sess, refresh, err := s.newSession(ctx, user.ID, aud, now)
@@ -92,29 +103,33 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	if user, err = s.recheckUser(ctx, user, sess, now); err != nil {
 		return nil, err
 	}
-	pair, err := s.tokenPair(sess, user, refresh, now)
+	s.capSessions(ctx, user, sess)
+	pair, err := s.tokenPair(sess, user, refresh, aud, now)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := s.newDeviceProof(ctx, user.ID, now)
 	if err != nil {
 		return nil, err
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "login", slog.String("event", "login_succeeded"),
-		slog.String("user_id", user.ID), slog.String("session_id", sess.ID), slog.String("peer", addr))
-	return pair, nil
+		slog.String("user_id", user.ID), slog.String("session_id", sess.ID), slog.String("peer", addr.String()),
+		slog.Bool("known_device", device != ""))
+	return &latchv1.LoginResponse{Tokens: pair, DeviceProof: proof}, nil
 }
 
-// checkPassword looks the user up and checks pw, spending the same work
-// whether or not the email exists. found is false for an unknown email, a
-// wrong password or a disabled user, each logged with its reason.
-func (s *Server) checkPassword(ctx context.Context, email, pw string) (storage.User, bool, error) {
-	user, err := s.store.GetUserByEmail(ctx, email)
-	if errors.Is(err, storage.ErrNotFound) {
+// checkPassword checks pw against user (found is false for an unknown
+// email), spending the same work whether or not the email exists. ok is
+// false for an unknown email, a wrong password or a disabled user, each
+// logged with its reason. It returns the user with its hash upgraded when
+// the stored parameters were weaker than the current ones.
+func (s *Server) checkPassword(ctx context.Context, user storage.User, found bool, pw string) (storage.User, bool, error) {
+	if !found {
 		if err := s.hasher.VerifyDummy(ctx, pw); err != nil {
 			return storage.User{}, false, fmt.Errorf("dummy verify: %w", err)
 		}
 		s.loginFailed(ctx, "unknown_email", "")
 		return storage.User{}, false, nil
-	}
-	if err != nil {
-		return storage.User{}, false, fmt.Errorf("get user by email: %w", err)
 	}
 	ok, rehash, err := s.hasher.Verify(ctx, pw, user.PasswordHash)
 	if err != nil {
@@ -138,7 +153,7 @@ func (s *Server) checkPassword(ctx context.Context, email, pw string) (storage.U
 
 func (s *Server) loginFailed(ctx context.Context, reason, userID string) {
 	s.log.LogAttrs(ctx, slog.LevelInfo, "login failed", slog.String("event", "login_failed"),
-		slog.String("reason", reason), slog.String("user_id", userID), slog.String("peer", peerAddress(ctx)))
+		slog.String("reason", reason), slog.String("user_id", userID), slog.String("peer", s.clientAddr(ctx).String()))
 }
 
 // upgradeHash rewrites a user's hash with the current parameters after a
@@ -170,14 +185,18 @@ func (s *Server) upgradeHash(ctx context.Context, userID, verified, pw string) (
 	return h, true
 }
 
-func (s *Server) audience(requested string) (string, error) {
-	if requested == "" {
+// loginAudience returns the audience a Login asks for: one of the configured
+// audiences (the first when none is asked for) or Latch's own, the issuer.
+func (s *Server) loginAudience(requested string) (string, error) {
+	switch {
+	case requested == "":
 		return s.cfg.Audiences[0], nil
+	case len(requested) > maxAudienceLength:
+		return "", invalidArg("audience " + msgTooLongInField + " (256 bytes)")
+	case requested == s.cfg.Issuer || slices.Contains(s.cfg.Audiences, requested):
+		return requested, nil
 	}
-	if len(requested) > maxAudienceLength || !slices.Contains(s.cfg.Audiences, requested) {
-		return "", invalidArg("audience is not one of the configured audiences")
-	}
-	return requested, nil
+	return "", invalidArg("audience is neither one of the configured audiences nor Latch's own (the issuer)")
 }
 
 func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Time) (storage.Session, string, error) {
@@ -200,9 +219,10 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 	return sess, refresh, nil
 }
 
-// tokenPair mints the access token for sess and packs it with refresh. The
-// access token never outlives its session's absolute lifetime.
-func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh string, now time.Time) (*latchv1.TokenPair, error) {
+// tokenPair mints the access token for sess, for audience aud, and packs it
+// with refresh. The access token never outlives its session's absolute
+// lifetime.
+func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh, aud string, now time.Time) (*latchv1.TokenPair, error) {
 	jti, err := tokens.NewID(s.rand)
 	if err != nil {
 		return nil, fmt.Errorf("jti: %w", err)
@@ -212,7 +232,7 @@ func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh stri
 		exp = sess.AbsoluteExpiresAt
 	}
 	at, err := s.keys.signer().Sign(tokens.Claims{
-		Issuer: s.cfg.Issuer, Subject: user.ID, Audience: []string{sess.Audience},
+		Issuer: s.cfg.Issuer, Subject: user.ID, Audience: []string{aud},
 		ExpiresAt: exp, NotBefore: now, IssuedAt: now, ID: jti, SessionID: sess.ID, Roles: user.Roles,
 	})
 	if err != nil {
@@ -230,30 +250,36 @@ func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh stri
 
 // Refresh implements latchv1.AuthServiceServer.
 func (s *Server) Refresh(ctx context.Context, req *latchv1.RefreshRequest) (*latchv1.RefreshResponse, error) {
-	key := "refresh:" + peerAddress(ctx)
-	if err := s.allowProbe(ctx, key); err != nil {
-		s.metrics.refresh(RefreshRateLimited)
-		return nil, s.toStatus(ctx, "Refresh", err)
+	pair, err := s.refresh(ctx, req.GetRefreshToken(), req.GetAudience())
+	if ce := (*clientError)(nil); errors.As(err, &ce) && ce.code == codes.Unauthenticated {
+		// Only a failing refresh token is charged to its address's budget,
+		// and only a failing one is refused once that is spent.
+		if limited := s.chargeFailure(ctx, bucketRefresh, LimiterProbeRefresh, err); limited != err {
+			s.metrics.refresh(RefreshRateLimited)
+			return nil, s.toStatus(ctx, "Refresh", limited)
+		}
 	}
-	pair, err := s.refresh(ctx, req.GetRefreshToken())
 	s.metrics.refresh(refreshOutcome(err))
 	if err != nil {
-		if ce := (*clientError)(nil); errors.As(err, &ce) && ce.code == codes.Unauthenticated {
-			s.probes.Fail(key)
-		}
 		return nil, s.toStatus(ctx, "Refresh", err)
 	}
 	return &latchv1.RefreshResponse{Tokens: pair}, nil
 }
 
-func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenPair, error) {
+func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*latchv1.TokenPair, error) {
 	if presented == "" {
 		return nil, invalidArg("refresh_token is required")
+	}
+	if len(requestedAud) > maxAudienceLength {
+		return nil, invalidArg("audience " + msgTooLongInField + " (256 bytes)")
 	}
 	digest, err := tokens.HashRefreshToken(presented)
 	if err != nil {
 		s.refreshFailed(ctx, "malformed", storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
+	}
+	if err := s.checkRefreshAudience(ctx, digest, requestedAud); err != nil {
+		return nil, err
 	}
 	next, nextDigest, err := tokens.NewRefreshToken(s.rand)
 	if err != nil {
@@ -262,7 +288,7 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	now := s.now()
 	sess, err := s.store.RotateRefreshToken(ctx, storage.Rotation{
 		Presented: digest, Next: nextDigest, Now: now,
-		IdleTTL: s.cfg.RefreshIdleTTL, ReuseGrace: s.cfg.RefreshReuseGrace,
+		IdleTTL: s.cfg.RefreshIdleTTL, ReuseGrace: max(s.cfg.RefreshReuseGrace, 0),
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):
@@ -274,7 +300,7 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 		}
 		s.log.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			slog.String("event", "refresh_reuse_detected"), slog.String("session_id", reused.ID),
-			slog.String("user_id", reused.UserID), slog.String("peer", peerAddress(ctx)))
+			slog.String("user_id", reused.UserID), slog.String("peer", s.clientAddr(ctx).String()))
 		return nil, withOutcome(failure(codes.Unauthenticated, msgBadRefresh), RefreshReuseDetected)
 	case errors.Is(err, storage.ErrNotFound):
 		s.refreshFailed(ctx, "unknown", storage.Session{})
@@ -300,13 +326,40 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	if err != nil {
 		return nil, fmt.Errorf("get user: %w", err)
 	}
-	pair, err := s.tokenPair(sess, user, next, now)
+	aud := sess.Audience
+	if requestedAud != "" {
+		aud = requestedAud
+	}
+	pair, err := s.tokenPair(sess, user, next, aud, now)
 	if err != nil {
 		return nil, err
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh", slog.String("event", "refresh_succeeded"),
 		slog.String("user_id", user.ID), slog.String("session_id", sess.ID))
 	return pair, nil
+}
+
+// checkRefreshAudience refuses, before anything is rotated, a requested
+// audience that is neither Latch's own nor the session's. Only an audience
+// other than those needs the session read first; an unknown token passes
+// here and fails in the rotation as any unknown token does.
+func (s *Server) checkRefreshAudience(ctx context.Context, digest storage.TokenHash, requested string) error {
+	if requested == "" || requested == s.cfg.Issuer {
+		return nil
+	}
+	if !slices.Contains(s.cfg.Audiences, requested) {
+		return invalidArg("audience is neither the session's nor Latch's own (the issuer)")
+	}
+	sess, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("find session: %w", err)
+	case sess.Audience != requested:
+		return invalidArg("audience is neither the session's nor Latch's own (the issuer)")
+	}
+	return nil
 }
 
 // sessionFor returns sess, or when a failed rotation returned none, the
@@ -325,7 +378,7 @@ func (s *Server) sessionFor(ctx context.Context, sess storage.Session, digest st
 func (s *Server) refreshFailed(ctx context.Context, reason string, sess storage.Session) {
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh failed", slog.String("event", "refresh_failed"),
 		slog.String("reason", reason), slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID),
-		slog.String("peer", peerAddress(ctx)))
+		slog.String("peer", s.clientAddr(ctx).String()))
 }
 
 // Revoke implements latchv1.AuthServiceServer.
@@ -354,7 +407,7 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 	}
 	// RFC 7009 §2.2: an invalid token is answered like a revoked one.
 	s.log.LogAttrs(ctx, slog.LevelInfo, "revoke matched no token", slog.String("event", "revoke_no_match"),
-		slog.String("peer", peerAddress(ctx)))
+		slog.String("peer", s.clientAddr(ctx).String()))
 	return nil
 }
 
@@ -386,6 +439,9 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
+		c, err = s.verifySelf(ctx, tok) // a token for Latch's own audience
+	}
+	if err != nil {
 		return false, nil
 	}
 	if err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt); err != nil {
@@ -408,13 +464,11 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	var key string
-	var pre *checkedAccess
-	if s.cfg.IntrospectOpen {
-		key = "introspect:" + peerAddress(ctx)
-	} else {
-		var err error
-		if key, pre, err = s.authorizeIntrospector(ctx, req); err != nil {
+	if !s.cfg.IntrospectOpen {
+		// An authenticated introspector is never throttled for inactive
+		// answers: caller authentication is what stops scanning (RFC 7662
+		// section 4), and expired tokens are everyday traffic.
+		if _, err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
 			return nil, err
 		}
 	}
@@ -422,116 +476,29 @@ func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 	if tok == "" {
 		return nil, invalidArg("token is required")
 	}
-	if err := s.allowProbe(ctx, key); err != nil {
-		return nil, err
-	}
-	resp, err := s.introspectToken(ctx, req, pre)
-	if err == nil && !resp.GetActive() {
-		s.probes.Fail(key)
+	resp, err := s.introspectToken(ctx, req)
+	if err == nil && !resp.GetActive() && s.cfg.IntrospectOpen {
+		// Open introspection is a validity oracle for anyone: its inactive
+		// answers are charged to the asking address.
+		if err := s.chargeFailure(ctx, bucketInspect, LimiterProbeIntrospect, nil); err != nil {
+			return nil, err
+		}
 	}
 	return resp, err
 }
 
-// checkedAccess is the outcome of the target access-token check that
-// authorizeIntrospector made in the caller check's storage read.
-type checkedAccess struct {
-	claims tokens.Claims
-	active bool
-}
-
-// authorizeIntrospector is authorizeCaller(ctx, RoleIntrospect) that, when
-// the caller's token verifies and carries the role and the target looks
-// like an access token, verifies the target too and checks both tokens'
-// revocation state in ONE storage read (storage.DenyList's
-// AccessTokensRevoked) instead of two. The caller's outcome, its codes and
-// its probe accounting are authorizeCaller's. It returns the caller's
-// probe-budget key for the target ("introspect:<subject>"); target is nil
-// when the target was not checked here.
-func (s *Server) authorizeIntrospector(ctx context.Context, req *latchv1.IntrospectRequest) (key string, target *checkedAccess, err error) {
-	probeKey, tok, err := s.callerToken(ctx)
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := s.verifyAccess(ctx, tok)
-	if err != nil {
-		_, err = s.checkCaller(ctx, probeKey, tokens.Claims{}, false, RoleIntrospect)
-		return "", nil, err
-	}
-	key = "introspect:" + c.Subject
-	target = s.verifyTargetAhead(ctx, key, c, req)
-	if target == nil || target.claims.ID == "" {
-		revoked, err := s.TokenRevoked(ctx, c)
-		if err != nil {
-			return "", nil, err
-		}
-		if _, err = s.checkCaller(ctx, probeKey, c, !revoked, RoleIntrospect); err != nil {
-			return "", nil, err
-		}
-		return key, target, nil
-	}
-	refs := [2]storage.AccessTokenRef{{JTI: c.ID, SessionID: c.SessionID}, {JTI: target.claims.ID, SessionID: target.claims.SessionID}}
-	revoked, err := s.store.AccessTokensRevoked(ctx, refs[:], s.now())
-	if err != nil {
-		return "", nil, fmt.Errorf("access token revocation check: %w", err)
-	}
-	if len(revoked) != len(refs) {
-		return "", nil, fmt.Errorf("access token revocation check: %d answers for %d tokens", len(revoked), len(refs))
-	}
-	target.active = !revoked[1]
-	if _, err = s.checkCaller(ctx, probeKey, c, !revoked[0], RoleIntrospect); err != nil {
-		return "", nil, err
-	}
-	return key, target, nil
-}
-
-// verifyTargetAhead verifies Introspect's target token before the caller's
-// revocation check, so both can share one storage read, but only when
-// nothing would stop the call before the target check anyway: the caller's
-// verified claims carry the role, a token is present, the caller has probe
-// budget left and the target is tried as an access token first. It returns
-// nil when it did not check; a result with empty claims for a target that
-// did not verify.
-func (s *Server) verifyTargetAhead(ctx context.Context, key string, caller tokens.Claims, req *latchv1.IntrospectRequest) *checkedAccess {
-	tok := req.GetToken()
-	if tok == "" || !slices.Contains(caller.Roles, RoleIntrospect) || tryOrder(tok, req.GetTokenTypeHint())[0] != kindAccess {
-		return nil
-	}
-	if ok, _ := s.probes.Allow(key); !ok {
-		return nil
-	}
-	tc, err := s.verifyAccess(ctx, tok)
-	if err != nil {
-		return &checkedAccess{}
-	}
-	return &checkedAccess{claims: tc}
-}
-
-// allowProbe refuses a caller that has spent its budget of invalid tokens.
-func (s *Server) allowProbe(ctx context.Context, key string) error {
-	if ok, wait := s.probes.Allow(key); !ok {
-		s.metrics.limited("probe_" + key[:strings.IndexByte(key, ':')])
-		s.log.LogAttrs(ctx, slog.LevelWarn, "token probing refused", slog.String("event", "probe_rate_limited"),
-			slog.String("limit", key[:strings.IndexByte(key, ':')]), slog.String("peer", peerAddress(ctx)))
-		return probeLimited(wait)
-	}
-	return nil
-}
-
-// introspectToken answers for req's token; pre, when not nil, is the
-// access-token check already made for it (see authorizeIntrospector).
-func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest, pre *checkedAccess) (*latchv1.IntrospectResponse, error) {
+// introspectToken answers for req's token. Only tokens for the relying
+// parties' audiences are described: a token for Latch's own audience is
+// inactive here, so that no relying party trusting Introspect can be made to
+// accept one.
+func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
 	tok := req.GetToken()
 	for _, kind := range tryOrder(tok, req.GetTokenTypeHint()) {
 		var resp *latchv1.IntrospectResponse
 		var err error
-		switch {
-		case kind == kindRefresh:
+		if kind == kindRefresh {
 			resp, err = s.introspectRefresh(ctx, tok)
-		case pre != nil:
-			if pre.active {
-				resp = accessResponse(pre.claims)
-			}
-		default:
+		} else {
 			resp, err = s.introspectAccess(ctx, tok)
 		}
 		if err != nil || resp != nil {
@@ -541,31 +508,45 @@ func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectReq
 	return &latchv1.IntrospectResponse{Active: false}, nil
 }
 
-// verifyAccess is the strict verifier behind a cache of tokens that already
-// verified with the current keys (revocation is not cached: callers check
-// it every time).
+// verifyAccess verifies an access token for one of the relying parties'
+// audiences (Config.Audiences).
 func (s *Server) verifyAccess(ctx context.Context, tok string) (tokens.Claims, error) {
-	if len(tok) > tokens.MaxTokenLength || s.verified == nil {
-		return s.verifier.Verify(ctx, tok)
+	return s.verifyCached(ctx, s.verifier, s.verified, tok)
+}
+
+// verifySelf verifies an access token for Latch's own audience (the
+// issuer): the only tokens Latch's own APIs accept from their callers.
+func (s *Server) verifySelf(ctx context.Context, tok string) (tokens.Claims, error) {
+	return s.verifyCached(ctx, s.selfVerifier, s.verifiedSelf, tok)
+}
+
+// verifyCached is v behind cache, a cache of tokens that already verified
+// with v and the current keys (revocation is not cached: callers check it
+// every time). Each verifier has its own cache, so a token that one of them
+// accepted can never be taken from the cache by the other.
+func (s *Server) verifyCached(ctx context.Context, v *tokens.Verifier, cache *tokens.VerifyCache, tok string) (tokens.Claims, error) {
+	if len(tok) > tokens.MaxTokenLength || cache == nil {
+		return v.Verify(ctx, tok)
 	}
 	// The ring's KeyEpoch, as for the interceptors' caches over KeySource:
 	// an entry cached under it dies with the first key change.
 	key, epoch := tokens.CacheKey(tok), s.keys.KeyEpoch()
-	if c, ok := s.verified.Get(key, s.now(), epoch); ok {
+	if c, ok := cache.Get(key, s.now(), epoch); ok {
 		return c, nil
 	}
-	c, err := s.verifier.Verify(ctx, tok)
+	c, err := v.Verify(ctx, tok)
 	if err != nil {
 		return tokens.Claims{}, err
 	}
-	s.verified.Put(key, c, epoch)
+	cache.Put(key, c, epoch)
 	return c, nil
 }
 
-// activeAccessClaims verifies tok strictly and checks that neither its jti nor
-// its session has been revoked. ok is false for any token that is not active.
-func (s *Server) activeAccessClaims(ctx context.Context, tok string) (tokens.Claims, bool, error) {
-	c, err := s.verifyAccess(ctx, tok)
+// activeAccessClaims verifies tok strictly with verify and checks that
+// neither its jti nor its session has been revoked. ok is false for any
+// token that is not active.
+func (s *Server) activeAccessClaims(ctx context.Context, verify func(context.Context, string) (tokens.Claims, error), tok string) (tokens.Claims, bool, error) {
+	c, err := verify(ctx, tok)
 	if err != nil {
 		return tokens.Claims{}, false, nil
 	}
@@ -577,7 +558,7 @@ func (s *Server) activeAccessClaims(ctx context.Context, tok string) (tokens.Cla
 }
 
 func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
-	c, ok, err := s.activeAccessClaims(ctx, tok)
+	c, ok, err := s.activeAccessClaims(ctx, s.verifyAccess, tok)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -623,47 +604,23 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 }
 
 // authorizeCaller checks the caller's own access token, sent as
-// "authorization: Bearer <token>" metadata, and that it carries role.
+// "authorization: Bearer <token>" metadata: it must be active, for Latch's
+// own audience, and carry role. A failed credential is charged to the
+// client address's caller budget (and refused with RESOURCE_EXHAUSTED once
+// that is spent); a valid one never is.
 func (s *Server) authorizeCaller(ctx context.Context, role string) (tokens.Claims, error) {
-	probeKey, tok, err := s.callerToken(ctx)
+	tok, err := bearerToken(ctx)
+	if err != nil {
+		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, err)
+	}
+	c, active, err := s.activeAccessClaims(ctx, s.verifySelf, tok)
 	if err != nil {
 		return tokens.Claims{}, err
 	}
-	c, active, err := s.activeAccessClaims(ctx, tok)
-	if err != nil {
-		return tokens.Claims{}, err
-	}
-	return s.checkCaller(ctx, probeKey, c, active, role)
-}
-
-// callerToken returns the caller's bearer token and the probe-budget key
-// its failures count against.
-func (s *Server) callerToken(ctx context.Context) (probeKey, tok string, err error) {
-	// A caller credential is itself a token to check: bad ones count
-	// against the address's probe budget.
-	probeKey = "caller:" + peerAddress(ctx)
-	if err := s.allowProbe(ctx, probeKey); err != nil {
-		return "", "", err
-	}
-	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(vals) == 0 {
-		return "", "", failure(codes.Unauthenticated, msgNoCredential)
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
-		return "", "", failure(codes.Unauthenticated, msgBadScheme)
-	}
-	return probeKey, tok, nil
-}
-
-// checkCaller turns the caller token's check (its claims c, and whether it
-// is active) into authorizeCaller's outcome.
-func (s *Server) checkCaller(ctx context.Context, probeKey string, c tokens.Claims, active bool, role string) (tokens.Claims, error) {
 	if !active {
-		s.probes.Fail(probeKey)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "caller credential rejected", slog.String("event", "caller_unauthenticated"),
-			slog.String("peer", peerAddress(ctx)))
-		return tokens.Claims{}, failure(codes.Unauthenticated, msgBadCredential)
+			slog.String("peer", s.clientAddr(ctx).String()))
+		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, failure(codes.Unauthenticated, msgBadCredential))
 	}
 	if !slices.Contains(c.Roles, role) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "caller lacks role", slog.String("event", "caller_permission_denied"),
@@ -671,6 +628,20 @@ func (s *Server) checkCaller(ctx context.Context, probeKey string, c tokens.Clai
 		return tokens.Claims{}, failure(codes.PermissionDenied, msgNoIntrospect)
 	}
 	return c, nil
+}
+
+// bearerToken returns the token of the request's one "authorization:
+// Bearer <token>" metadata value.
+func bearerToken(ctx context.Context) (string, error) {
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) == 0 {
+		return "", failure(codes.Unauthenticated, msgNoCredential)
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
+		return "", failure(codes.Unauthenticated, msgBadScheme)
+	}
+	return tok, nil
 }
 
 // GetJWKS implements latchv1.AuthServiceServer.
@@ -709,19 +680,6 @@ func tryOrder(tok string, hint latchv1.TokenTypeHint) [2]tokenKind {
 // NormalizeEmail returns the form of an email that users are stored and
 // looked up by: surrounding spaces trimmed, lower-cased.
 func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
-
-// peerAddress is the client's IP address without port, for rate limits and
-// logs ("unknown" when the transport has none).
-func peerAddress(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
-	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
-}
 
 func unixOrZero(t time.Time) int64 {
 	if t.IsZero() {

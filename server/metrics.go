@@ -61,6 +61,8 @@ const (
 const (
 	LimiterLoginAccount    = "login_account"
 	LimiterLoginAddress    = "login_address"
+	LimiterLoginDevice     = "login_device"
+	LimiterLoginRate       = "login_rate"
 	LimiterProbeRefresh    = "probe_refresh"
 	LimiterProbeCaller     = "probe_caller"
 	LimiterProbeIntrospect = "probe_introspect"
@@ -127,7 +129,7 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		revocations: counter("latch_revocations_total", "Revocations by kind: access tokens, sessions by their holder, sessions by an administrator.", "kind",
 			RevokedAccess, RevokedSession, RevokedAdmin),
 		rateLimited: counter("latch_rate_limited_total", "Requests refused with RESOURCE_EXHAUSTED by a rate limiter, by limiter.", "limiter",
-			LimiterLoginAccount, LimiterLoginAddress, LimiterProbeRefresh, LimiterProbeCaller, LimiterProbeIntrospect),
+			LimiterLoginAccount, LimiterLoginAddress, LimiterLoginDevice, LimiterLoginRate, LimiterProbeRefresh, LimiterProbeCaller, LimiterProbeIntrospect),
 		keyRotations: counter("latch_key_rotations_total", "Signing-key rotations by trigger.", "trigger",
 			RotationScheduled, RotationManual, RotationImmediate),
 	}

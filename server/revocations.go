@@ -8,6 +8,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -105,6 +106,12 @@ func (s *Server) publishJTI(jti string, exp time.Time) {
 	s.revs.publish(&latchv1.RevocationEvent{Jti: jti, Exp: exp.Unix()})
 }
 
+// callerRevoked reports whether ev revokes caller's own token or session.
+func callerRevoked(caller tokens.Claims, ev *latchv1.RevocationEvent) bool {
+	return (caller.SessionID != "" && ev.GetSessionId() == caller.SessionID) ||
+		(caller.ID != "" && ev.GetJti() == caller.ID)
+}
+
 // StopWatchers ends every WatchRevocations stream with UNAVAILABLE, so that
 // a graceful stop does not wait for them; clients reconnect elsewhere.
 func (s *Server) StopWatchers() { s.revs.close() }
@@ -112,8 +119,10 @@ func (s *Server) StopWatchers() { s.revs.close() }
 // WatchRevocations implements latchv1.AuthServiceServer.
 func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grpc.ServerStreamingServer[latchv1.RevocationEvent]) error {
 	ctx := stream.Context()
+	var caller tokens.Claims // zero with IntrospectOpen: no caller to follow
 	if !s.cfg.IntrospectOpen {
-		if _, err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
+		var err error
+		if caller, err = s.authorizeCaller(ctx, RoleIntrospect); err != nil {
 			return s.toStatus(ctx, "WatchRevocations", err)
 		}
 	}
@@ -136,7 +145,7 @@ func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grp
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher subscribed", slog.String("event", "watch_started"),
-		slog.Int("snapshot", len(snap)), slog.String("peer", peerAddress(ctx)))
+		slog.Int("snapshot", len(snap)), slog.String("peer", s.clientAddr(ctx).String()))
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,9 +154,19 @@ func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grp
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
+			// The stream lives as long as its caller's credential: when the
+			// caller's own session or token is revoked (also when its user is
+			// disabled or deleted, which revokes its sessions), the stream
+			// ends, and the caller must come back with a valid token.
+			if callerRevoked(caller, ev) {
+				s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),
+					slog.String("reason", "caller credential revoked"), slog.String("user_id", caller.Subject),
+					slog.String("session_id", caller.SessionID), slog.String("peer", s.clientAddr(ctx).String()))
+				return s.toStatus(ctx, "WatchRevocations", failure(codes.Unauthenticated, msgCallerRevoked))
+			}
 		case <-sub.gone:
 			s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),
-				slog.String("reason", sub.reason), slog.String("peer", peerAddress(ctx)))
+				slog.String("reason", sub.reason), slog.String("peer", s.clientAddr(ctx).String()))
 			return s.toStatus(ctx, "WatchRevocations", failure(codes.Unavailable, sub.reason))
 		}
 	}

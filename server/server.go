@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -29,8 +30,12 @@ const RoleIntrospect = "introspect"
 type Config struct {
 	// Issuer is the iss claim of every token, e.g. "https://latch.example".
 	Issuer string
-	// Audiences a Login may ask for; the first is the default. Access
-	// tokens of any of them are accepted by Introspect.
+	// Audiences are the relying parties' audiences a Login may ask for; the
+	// first is the default. Introspect describes access tokens of any of
+	// them. None may be the issuer: the issuer is Latch's own audience, the
+	// only one its own APIs (AdminService, Introspect's and
+	// WatchRevocations' callers) accept, minted only when a Login or Refresh
+	// asks for it.
 	Audiences []string
 	// AccessTTL is the access-token lifetime (default 15m).
 	AccessTTL time.Duration
@@ -39,9 +44,12 @@ type Config struct {
 	RefreshIdleTTL time.Duration
 	// RefreshMaxAge is the absolute lifetime of a session (default 30 days).
 	RefreshMaxAge time.Duration
-	// RefreshReuseGrace, when positive, lets a client retry its last
-	// Refresh with the same token within this window (see storage.Rotation).
-	// Zero (the default) treats every second use as reuse.
+	// RefreshReuseGrace lets a client retry its last Refresh with the same
+	// token within this window after a lost reply (see storage.Rotation):
+	// the retry gets a new successor and the one it replaces is dead, so a
+	// session never has more than one live successor. Default
+	// DefaultRefreshReuseGrace; negative disables it (every second use is
+	// reuse).
 	RefreshReuseGrace time.Duration
 	// Leeway is the clock-skew allowance for exp, nbf and iat (default and
 	// maximum 30s).
@@ -49,14 +57,42 @@ type Config struct {
 	// IntrospectOpen lets anyone call Introspect without a credential. For
 	// development only: Introspect is an oracle for token validity.
 	IntrospectOpen bool
-	// Login limits: failed attempts allowed per account and per client
-	// address before RESOURCE_EXHAUSTED, refilled at one per refill period.
-	AccountBurst, AddressBurst   int
-	AccountRefill, AddressRefill time.Duration
-	// Probe limits: invalid refresh tokens per client address and inactive
-	// Introspect answers per caller allowed before RESOURCE_EXHAUSTED, so
-	// neither RPC can be used to scan for valid tokens. Refilled at one per
-	// ProbeRefill (default burst 30, refill 1s).
+	// TrustedProxies are the networks of the proxies in front of Latch (TLS
+	// terminators, load balancers, mesh sidecars) whose x-forwarded-for is
+	// believed; see clientAddr. Empty: the transport peer is the client.
+	TrustedProxies []netip.Prefix
+	// Login limits (see docs/security.md). Each login attempt takes a token,
+	// before its password is hashed, from:
+	//   - its client address's bucket (AddressBurst, AddressRefill; default
+	//     300 and 1s, sized for many clients behind one NAT), never given
+	//     back;
+	//   - the account's bucket shared by every client without a device proof
+	//     for it (AccountBurst, AccountRefill; default 10 and 5m), or, with a
+	//     valid device proof, that device's own bucket (DeviceBurst,
+	//     DeviceRefill; default 10 and 30s); a right password gives this
+	//     token back;
+	//   - the account's login-rate bucket (PersonLimits or ServiceLimits),
+	//     never given back, so that one valid credential cannot monopolise
+	//     the hasher.
+	AccountBurst, AddressBurst, DeviceBurst    int
+	AccountRefill, AddressRefill, DeviceRefill time.Duration
+	// DeviceProofTTL is how long a device proof handed out at login stays
+	// valid (default 180 days); each successful login hands out a fresh one.
+	DeviceProofTTL time.Duration
+	// PersonLimits apply to accounts holding none of ServiceRoles (and to
+	// unknown emails); ServiceLimits to accounts holding one, which fleets
+	// of pods share. Defaults: persons 20 logins then one per 6s, 50 live
+	// sessions; services 600 then one per 100ms, 10,000 live sessions.
+	PersonLimits, ServiceLimits AccountLimits
+	// ServiceRoles mark service accounts (default: "service" and
+	// "introspect").
+	ServiceRoles []string
+	// Probe limits: failed refresh tokens and caller credentials per client
+	// address, and (with IntrospectOpen only) inactive Introspect answers
+	// per client address. A budget is charged by failing requests only, and
+	// only failing requests are refused (RESOURCE_EXHAUSTED instead of
+	// UNAUTHENTICATED) once it is spent: a valid token is always served.
+	// Default burst 30, refill 1s.
 	ProbeBurst  int
 	ProbeRefill time.Duration
 	// VerifyCacheSize bounds the cache of access tokens that verified
@@ -86,7 +122,7 @@ func (c Config) Defaults() Config {
 	def(&c.RefreshIdleTTL, 7*24*time.Hour)
 	def(&c.RefreshMaxAge, 30*24*time.Hour)
 	def(&c.Leeway, tokens.MaxLeeway)
-	def(&c.AccountRefill, 30*time.Second)
+	def(&c.AccountRefill, 5*time.Minute)
 	def(&c.AddressRefill, time.Second)
 	def(&c.JWKSMaxAge, 5*time.Minute)
 	def(&c.ProbeRefill, time.Second)
@@ -99,10 +135,53 @@ func (c Config) Defaults() Config {
 	if c.AccountBurst == 0 {
 		c.AccountBurst = 10
 	}
-	if c.AddressBurst == 0 {
-		c.AddressBurst = 100
+	if c.DeviceBurst == 0 {
+		c.DeviceBurst = 10
 	}
+	if c.AddressBurst == 0 {
+		c.AddressBurst = 300
+	}
+	def(&c.DeviceRefill, 30*time.Second)
+	def(&c.DeviceProofTTL, 180*24*time.Hour)
+	c.PersonLimits = c.PersonLimits.orDefault(AccountLimits{LoginBurst: 20, LoginRefill: 6 * time.Second, MaxSessions: 50})
+	c.ServiceLimits = c.ServiceLimits.orDefault(AccountLimits{LoginBurst: 600, LoginRefill: 100 * time.Millisecond, MaxSessions: 10_000})
+	if c.ServiceRoles == nil {
+		c.ServiceRoles = []string{"service", RoleIntrospect}
+	}
+	def(&c.RefreshReuseGrace, DefaultRefreshReuseGrace)
 	return c.keyDefaults()
+}
+
+// DefaultRefreshReuseGrace is the default retry window for the immediately
+// previous refresh token (Config.RefreshReuseGrace): long enough for a
+// client to retry after a lost reply or a backend's leader election, short
+// enough that a stolen token replayed later is still caught as reuse.
+const DefaultRefreshReuseGrace = 5 * time.Second
+
+// AccountLimits bound what one account can do with valid credentials.
+type AccountLimits struct {
+	// LoginBurst logins (right or wrong password) are allowed at once, then
+	// one more every LoginRefill; past that Login answers RESOURCE_EXHAUSTED
+	// before any hashing, as for any other limit.
+	LoginBurst  int
+	LoginRefill time.Duration
+	// MaxSessions is how many live sessions the account may hold; a login
+	// past it revokes the oldest (with a revocation event).
+	MaxSessions int
+}
+
+// orDefault fills l's zero fields from d.
+func (l AccountLimits) orDefault(d AccountLimits) AccountLimits {
+	if l.LoginBurst == 0 {
+		l.LoginBurst = d.LoginBurst
+	}
+	if l.LoginRefill == 0 {
+		l.LoginRefill = d.LoginRefill
+	}
+	if l.MaxSessions == 0 {
+		l.MaxSessions = d.MaxSessions
+	}
+	return l
 }
 
 // MaxSessionLifetime bounds --refresh-max-age (and so --refresh-ttl): 100
@@ -127,6 +206,9 @@ func (c Config) Validate() error {
 		if slices.Index(c.Audiences, a) != i {
 			errs = append(errs, fmt.Errorf("audience %q listed twice", a))
 		}
+		if a != "" && a == c.Issuer {
+			errs = append(errs, fmt.Errorf("audience %q is the issuer, which is Latch's own audience: a relying party given it could call Latch's own APIs; choose another audience", a))
+		}
 	}
 	if c.AccessTTL <= 0 || c.AccessTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("access-ttl %v must be in (0, 24h]", c.AccessTTL))
@@ -148,14 +230,25 @@ func (c Config) Validate() error {
 	if c.RefreshMaxAge > MaxSessionLifetime {
 		errs = append(errs, fmt.Errorf("refresh-max-age %v must be at most %v (100 years)", c.RefreshMaxAge, MaxSessionLifetime))
 	}
-	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > time.Minute {
-		errs = append(errs, fmt.Errorf("refresh-reuse-grace %v must be in [0, 1m]", c.RefreshReuseGrace))
+	if c.RefreshReuseGrace > time.Minute {
+		errs = append(errs, fmt.Errorf("refresh-reuse-grace %v must be at most 1m", c.RefreshReuseGrace))
 	}
 	if c.Leeway < 0 || c.Leeway > tokens.MaxLeeway {
 		errs = append(errs, fmt.Errorf("leeway %v must be in [0, %v]", c.Leeway, tokens.MaxLeeway))
 	}
-	if c.AccountBurst < 1 || c.AddressBurst < 1 || c.AccountRefill <= 0 || c.AddressRefill <= 0 {
+	if c.AccountBurst < 1 || c.AddressBurst < 1 || c.DeviceBurst < 1 || c.AccountRefill <= 0 || c.AddressRefill <= 0 || c.DeviceRefill <= 0 || c.DeviceProofTTL <= 0 {
 		errs = append(errs, errors.New("login limits must be positive"))
+	}
+	for name, l := range map[string]AccountLimits{"person": c.PersonLimits, "service": c.ServiceLimits} {
+		if l.LoginBurst < 1 || l.LoginRefill <= 0 || l.MaxSessions < 1 {
+			errs = append(errs, fmt.Errorf("%s account limits must be positive (login burst %d, login refill %v, max sessions %d)",
+				name, l.LoginBurst, l.LoginRefill, l.MaxSessions))
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("trusted proxy network is not a valid CIDR prefix"))
+		}
 	}
 	if c.ProbeBurst < 1 || c.ProbeRefill <= 0 {
 		errs = append(errs, errors.New("probe limits must be positive"))
@@ -175,17 +268,21 @@ type Server struct {
 	store    storage.Store
 	hasher   *password.Hasher
 	keys     *keyRing
-	verifier *tokens.Verifier
-	verified *tokens.VerifyCache // access tokens that verified, for hot tokens
-	accounts *ratelimit.Limiter
-	addrs    *ratelimit.Limiter
-	probes   *ratelimit.Limiter
-	revs     *broadcaster
-	log      *slog.Logger
-	now      func() time.Time
-	rand     io.Reader
-	metrics  *Metrics  // nil: no metrics
-	ready    readiness // draining flag and shared store check
+	verifier *tokens.Verifier    // access tokens for the relying parties' audiences
+	verified *tokens.VerifyCache // tokens verifier accepted, for hot tokens
+	// selfVerifier accepts access tokens for Latch's own audience (the
+	// issuer) only: the callers of Latch's own APIs. verifiedSelf is its
+	// cache.
+	selfVerifier *tokens.Verifier
+	verifiedSelf *tokens.VerifyCache
+	limits       *ratelimit.Limiter // every login and probe bucket (limits.go)
+	deviceKey    []byte
+	revs         *broadcaster
+	log          *slog.Logger
+	now          func() time.Time
+	rand         io.Reader
+	metrics      *Metrics  // nil: no metrics
+	ready        readiness // draining flag and shared store check
 
 	keyPolicy  keyPolicy
 	keyMu      sync.Mutex // serialises key-set changes and ring reloads
@@ -245,7 +342,12 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 	if err != nil {
 		return nil, fmt.Errorf("server: verifier: %w", err)
 	}
-	const maxLimiterKeys = 100_000
+	self, err := tokens.NewVerifier(keys, cfg.Issuer, []string{cfg.Issuer},
+		tokens.WithLeeway(cfg.Leeway), tokens.WithClock(o.now))
+	if err != nil {
+		return nil, fmt.Errorf("server: verifier for Latch's own audience: %w", err)
+	}
+	const maxLimiterKeys = 200_000
 	s := &Server{
 		cfg:      cfg,
 		store:    store,
@@ -253,20 +355,25 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		keys:     keys,
 		verifier: v,
 		verified: newVerifyCache(cfg.VerifyCacheSize),
-		accounts: ratelimit.New(cfg.AccountBurst, cfg.AccountRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
-		addrs:    ratelimit.New(cfg.AddressBurst, cfg.AddressRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
-		probes:   ratelimit.New(cfg.ProbeBurst, cfg.ProbeRefill, maxLimiterKeys, ratelimit.WithClock(o.now)),
-		revs:     newBroadcaster(),
-		log:      o.log,
-		now:      o.now,
-		rand:     o.rand,
-		metrics:  o.metrics,
+
+		selfVerifier: self,
+		verifiedSelf: newVerifyCache(cfg.VerifyCacheSize),
+		limits:       ratelimit.New(maxLimiterKeys, ratelimit.WithClock(o.now)),
+		revs:         newBroadcaster(),
+		log:          o.log,
+		now:          o.now,
+		rand:         o.rand,
+		metrics:      o.metrics,
 
 		keyPolicy:  newKeyPolicy(cfg),
 		missReload: missReloader{interval: time.Second},
 	}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
+	}
+	s.deviceKey = make([]byte, 32)
+	if _, err := io.ReadFull(s.rand, s.deviceKey); err != nil {
+		return nil, fmt.Errorf("server: device proof key: %w", err)
 	}
 	keys.onMiss = s.reloadOnMiss
 	if o.metrics != nil {

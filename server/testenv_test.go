@@ -182,12 +182,30 @@ func (e *env) login(email, pw string) *latchv1.TokenPair {
 	return resp.GetTokens()
 }
 
+// loginFor logs in for audience aud (the issuer: Latch's own audience).
+func (e *env) loginFor(email, pw, aud string) *latchv1.TokenPair {
+	e.t.Helper()
+	resp, err := e.client.Login(ctxT(e.t), &latchv1.LoginRequest{Email: email, Password: pw, Audience: aud})
+	if err != nil {
+		e.t.Fatalf("Login(%s, audience %s): %v", email, aud, err)
+	}
+	return resp.GetTokens()
+}
+
+// loginSelf logs in for Latch's own audience (the issuer): the only
+// access tokens AdminService, Introspect and WatchRevocations accept from
+// their callers.
+func (e *env) loginSelf(email, pw string) *latchv1.TokenPair {
+	e.t.Helper()
+	return e.loginFor(email, pw, e.srv.Config().Issuer)
+}
+
 // introspector returns a context carrying the access token of a fresh
 // service user with role introspect.
 func (e *env) introspector() context.Context {
 	e.t.Helper()
 	e.addUser("introspector@example.com", "introspector-pw", server.RoleIntrospect)
-	tp := e.login("introspector@example.com", "introspector-pw")
+	tp := e.loginSelf("introspector@example.com", "introspector-pw")
 	return metadata.AppendToOutgoingContext(ctxT(e.t), "authorization", "Bearer "+tp.GetAccessToken())
 }
 

@@ -65,10 +65,11 @@ type User struct {
 
 // Revocation reasons recorded on sessions.
 const (
-	ReasonRevoked     = "revoked"      // revoked by the holder (Revoke RPC)
-	ReasonReuse       = "reuse"        // a rotated refresh token was presented again
-	ReasonAdmin       = "admin"        // revoked by an administrator
-	ReasonUserChanged = "user_changed" // password changed or user disabled/deleted
+	ReasonRevoked      = "revoked"       // revoked by the holder (Revoke RPC)
+	ReasonReuse        = "reuse"         // a rotated refresh token was presented again
+	ReasonAdmin        = "admin"         // revoked by an administrator
+	ReasonUserChanged  = "user_changed"  // password changed or user disabled/deleted
+	ReasonSessionLimit = "session_limit" // the oldest beyond the account's live-session cap
 )
 
 // Session is a refresh-token family: one login and all its rotations.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ type serveFlags struct {
 	sweepInterval                 time.Duration
 	logFormat, logLevel           string
 	introspectOpen, dev, reflect  bool
+	trustedProxies, serviceRoles  stringList
+	maxSessions                   int
 	hashConcurrency, probeBurst   int
 	verifyCache                   int
 	probeRefill                   time.Duration
@@ -53,7 +56,10 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.DurationVar(&f.accessTTL, "access-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&f.refreshTTL, "refresh-ttl", 168*time.Hour, "refresh token idle lifetime, renewed by each refresh")
 	fs.DurationVar(&f.maxAge, "refresh-max-age", 720*time.Hour, "absolute session lifetime")
-	fs.DurationVar(&f.reuseGrace, "refresh-reuse-grace", 0, "window in which a client may retry its last refresh with the same token (0 = none)")
+	fs.DurationVar(&f.reuseGrace, "refresh-reuse-grace", server.DefaultRefreshReuseGrace, "window in which a client may retry its last refresh with the same token after a lost reply (0 = none; at most 1m)")
+	fs.Var(&f.trustedProxies, "trusted-proxy", "network (CIDR) of a proxy in front of Latch whose x-forwarded-for is believed (repeatable); the client is the right-most address not in these networks")
+	fs.IntVar(&f.maxSessions, "max-sessions", 50, "live sessions a person may hold; a login past it revokes the oldest")
+	fs.Var(&f.serviceRoles, "service-role", "role marking service accounts, which fleets share: higher login rate, 10,000 live sessions (repeatable; default service,introspect)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for in-flight requests")
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", time.Minute, "how often expired sessions and revocations are deleted")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
@@ -82,17 +88,22 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	proxies, proxyErr := parsePrefixes("--trusted-proxy", f.trustedProxies.vals)
 	cfg := server.Config{
 		Issuer: f.issuer, Audiences: f.audiences.vals,
 		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
-		RefreshReuseGrace: f.reuseGrace, IntrospectOpen: f.introspectOpen,
+		RefreshReuseGrace: reuseGrace(f.reuseGrace), IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
+		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: f.maxSessions},
+	}
+	if f.serviceRoles.isSet {
+		cfg.ServiceRoles = append([]string{}, f.serviceRoles.vals...)
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
 	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
 	bootErr := boot.check(e.getenv, log)
-	if err := errors.Join(append(sf.validate(), cfg.Defaults().Validate(), keyErr, kekErr, extErr,
+	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr,
 		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, rf.validate())...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
@@ -160,7 +171,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 
 	if f.dev {
-		if err := devSetup(ctx, e, store, hasher, grpcLis.Addr().String()); err != nil {
+		if err := devSetup(ctx, e, store, hasher, grpcLis.Addr().String(), cfg.Issuer); err != nil {
 			return err
 		}
 	}
@@ -240,7 +251,7 @@ func explainOpen(path string, err error) error {
 // devSetup creates, on an empty database only, a demo person and a service
 // account with role introspect, prints their random passwords once, and
 // prints grpcurl commands to try.
-func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr string) error {
+func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr, issuer string) error {
 	n, err := store.CountUsers(ctx)
 	if err != nil {
 		return fmt.Errorf("dev: count users: %w", err)
@@ -270,13 +281,44 @@ latch --dev: created two users. Their passwords are shown only this once.
 Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
   grpcurl -plaintext %[5]s list
   grpcurl -plaintext -d '{"email":"%[1]s","password":"%[2]s"}' %[5]s latch.v1.AuthService/Login
-  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
+  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s","audience":"%[6]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
   grpcurl -plaintext -H "authorization: Bearer $SVC" -d '{"token":"<access token from the first Login>"}' %[5]s latch.v1.AuthService/Introspect
   grpcurl -plaintext -d '{"refresh_token":"<refresh token>"}' %[5]s latch.v1.AuthService/Refresh
   grpcurl -plaintext -d '{"token":"<refresh token>"}' %[5]s latch.v1.AuthService/Revoke
 
-`, p.email, p.pw, svc.email, svc.pw, grpcAddr)
+The service logs in for Latch's own audience (the issuer, %[6]s): only such
+tokens may call Introspect, WatchRevocations and AdminService.
+
+`, p.email, p.pw, svc.email, svc.pw, grpcAddr, issuer)
 	return nil
+}
+
+// reuseGrace maps the flag (0 disables) to server.Config (negative
+// disables, 0 means the default).
+func reuseGrace(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
+// parsePrefixes parses CIDR networks (a bare address is its own /32 or
+// /128), reporting every bad one.
+func parsePrefixes(flagName string, vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, v := range vals {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s %q is not a CIDR network or an IP address", flagName, v))
+	}
+	return out, errors.Join(errs...)
 }
 
 // cacheSize maps the flag (0 disables) to server.Config (negative disables,

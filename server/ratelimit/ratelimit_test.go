@@ -2,73 +2,174 @@ package ratelimit
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-type fakeClock struct{ t time.Time }
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time { return c.t }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
 
-func TestFailuresExhaustBucket(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l := New(3, 10*time.Second, 100, WithClock(clk.now))
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+var threePer10s = Rule{Burst: 3, Refill: 10 * time.Second}
+
+func TestTakeEmptiesBucketAndRefills(t *testing.T) {
+	clk := newClock()
+	l := New(100, WithClock(clk.now))
 	for i := range 3 {
-		if ok, _ := l.Allow("k"); !ok {
+		if _, _, ok := l.Take(Charge{"k", threePer10s}); !ok {
 			t.Fatalf("attempt %d refused, want allowed", i+1)
 		}
-		l.Fail("k")
 	}
-	ok, wait := l.Allow("k")
+	_, wait, ok := l.Take(Charge{"k", threePer10s})
 	if ok {
-		t.Fatalf("after 3 failures Allow = true, want false")
+		t.Fatal("fourth attempt allowed, want refused")
 	}
-	if wait <= 0 || wait > 10*time.Second {
-		t.Errorf("retryAfter = %v, want in (0, 10s]", wait)
+	if wait != 10*time.Second {
+		t.Errorf("retryAfter = %v, want 10s", wait)
 	}
-	if ok, _ := l.Allow("other"); !ok {
-		t.Errorf("another key refused")
+	if got := l.Wait("k"); got != 10*time.Second {
+		t.Errorf("Wait = %v, want 10s", got)
 	}
-	clk.t = clk.t.Add(10 * time.Second)
-	if ok, _ := l.Allow("k"); !ok {
-		t.Errorf("after refill Allow = false, want true")
+	if _, _, ok := l.Take(Charge{"other", threePer10s}); !ok {
+		t.Error("another key refused")
+	}
+	clk.advance(5 * time.Second)
+	if _, wait, ok := l.Take(Charge{"k", threePer10s}); ok || wait != 5*time.Second {
+		t.Errorf("after half a refill: ok=%v retryAfter=%v, want refused with 5s", ok, wait)
+	}
+	clk.advance(5 * time.Second)
+	if _, _, ok := l.Take(Charge{"k", threePer10s}); !ok {
+		t.Error("after a refill still refused")
 	}
 }
 
-func TestAllowDoesNotSpend(t *testing.T) {
-	l := New(1, time.Hour, 10)
-	for range 100 {
-		if ok, _ := l.Allow("k"); !ok {
-			t.Fatalf("Allow spent a token")
+// A refused Take spends nothing in any bucket, including the ones that had
+// tokens: the buckets move together or not at all.
+func TestTakeIsAllOrNothing(t *testing.T) {
+	clk := newClock()
+	l := New(100, WithClock(clk.now))
+	one := Rule{Burst: 1, Refill: time.Hour}
+	if _, _, ok := l.Take(Charge{"b", one}); !ok {
+		t.Fatal("first take of b refused")
+	}
+	for range 5 {
+		if _, _, ok := l.Take(Charge{"a", one}, Charge{"b", one}); ok {
+			t.Fatal("Take(a, b) allowed with b empty")
 		}
 	}
+	if _, _, ok := l.Take(Charge{"a", one}); !ok {
+		t.Error("a lost its token to refused Takes")
+	}
 }
 
-func TestReset(t *testing.T) {
-	l := New(1, time.Hour, 10)
-	l.Fail("k")
-	if ok, _ := l.Allow("k"); ok {
-		t.Fatalf("Allow after failure = true")
+// N concurrent attempts are limited as N sequential ones: exactly Burst of
+// them pass, however they interleave.
+func TestConcurrentTakesAreLimitedExactly(t *testing.T) {
+	l := New(100) // real clock: the burst is far larger than what refills in the test
+	rule := Rule{Burst: 10, Refill: time.Hour}
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 500 {
+		wg.Go(func() {
+			<-start
+			if _, _, ok := l.Take(Charge{"acct", rule}, Charge{"addr", Rule{Burst: 1000, Refill: time.Hour}}); ok {
+				passed.Add(1)
+			}
+		})
 	}
-	l.Reset("k")
-	if ok, _ := l.Allow("k"); !ok {
-		t.Errorf("Allow after Reset = false")
+	close(start)
+	wg.Wait()
+	if got := passed.Load(); got != 10 {
+		t.Errorf("%d of 500 concurrent attempts passed, want exactly the burst (10)", got)
+	}
+}
+
+func TestRefundGivesBackOnlyItsOwnToken(t *testing.T) {
+	clk := newClock()
+	l := New(100, WithClock(clk.now))
+	acct := Rule{Burst: 2, Refill: time.Hour}
+	addr := Rule{Burst: 2, Refill: time.Hour}
+	t1, _, ok := l.Take(Charge{"acct", acct}, Charge{"addr", addr})
+	if !ok {
+		t.Fatal("first take refused")
+	}
+	if _, _, ok := l.Take(Charge{"acct", acct}, Charge{"addr", addr}); !ok {
+		t.Fatal("second take refused")
+	}
+	// Both buckets are empty; refunding the first ticket's account token
+	// lets exactly one more account attempt through, and no address one.
+	t1.Refund("acct")
+	t1.Refund("acct") // a second refund of the same token gives nothing
+	t1.Refund("never-taken")
+	if _, _, ok := l.Take(Charge{"acct", acct}); !ok {
+		t.Error("refunded account token not usable")
+	}
+	if _, _, ok := l.Take(Charge{"acct", acct}); ok {
+		t.Error("a refund gave back more than one token")
+	}
+	if _, _, ok := l.Take(Charge{"addr", addr}); ok {
+		t.Error("refunding the account token refilled the address bucket")
+	}
+	var zero Ticket
+	zero.Refund("acct") // no panic
+}
+
+func TestRefundNeverExceedsBurst(t *testing.T) {
+	clk := newClock()
+	l := New(100, WithClock(clk.now))
+	r := Rule{Burst: 2, Refill: time.Second}
+	tk, _, _ := l.Take(Charge{"k", r})
+	clk.advance(time.Hour) // refilled to the burst meanwhile
+	tk.Refund("k")
+	for i := range 2 {
+		if _, _, ok := l.Take(Charge{"k", r}); !ok {
+			t.Fatalf("take %d refused", i+1)
+		}
+	}
+	if _, _, ok := l.Take(Charge{"k", r}); ok {
+		t.Error("refund raised the bucket above its burst")
+	}
+}
+
+func TestInvalidRuleRefuses(t *testing.T) {
+	l := New(10)
+	if _, _, ok := l.Take(Charge{"k", Rule{}}); ok {
+		t.Error("zero rule allowed an attempt")
 	}
 }
 
 func TestBoundedKeys(t *testing.T) {
-	l := New(1, time.Hour, 50)
+	l := New(50)
+	one := Rule{Burst: 1, Refill: time.Hour}
 	for i := range 1000 {
-		l.Fail(fmt.Sprint("k", i))
+		l.Take(Charge{fmt.Sprint("k", i), one})
 	}
 	if got := l.Len(); got != 50 {
 		t.Errorf("Len = %d, want 50", got)
 	}
 	// The most recent keys are remembered, the oldest forgotten.
-	if ok, _ := l.Allow("k999"); ok {
-		t.Errorf("most recent key forgotten")
+	if _, _, ok := l.Take(Charge{"k999", one}); ok {
+		t.Error("most recent key forgotten")
 	}
-	if ok, _ := l.Allow("k0"); !ok {
-		t.Errorf("oldest key still remembered")
+	if _, _, ok := l.Take(Charge{"k0", one}); !ok {
+		t.Error("oldest key still remembered")
 	}
 }

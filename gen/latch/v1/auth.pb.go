@@ -184,9 +184,18 @@ type LoginRequest struct {
 	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
 	// Password, 1 to 1024 bytes, compared exactly.
 	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
-	// Optional audience for the access token. Must be one of the audiences the
-	// server is configured with; empty selects the server's default audience.
-	Audience      string `protobuf:"bytes,3,opt,name=audience,proto3" json:"audience,omitempty"`
+	// Optional audience for the access token: one of the audiences the server
+	// is configured with, or Latch's own audience (its issuer URL) for a token
+	// that may call Latch's own APIs (AdminService, Introspect,
+	// WatchRevocations); empty selects the server's default audience. The
+	// session keeps it for every refresh.
+	Audience string `protobuf:"bytes,3,opt,name=audience,proto3" json:"audience,omitempty"`
+	// Optional device proof from an earlier successful login of this account
+	// on this device (LoginResponse.device_proof). With a valid one, failed
+	// attempts count against this device's own budget instead of the budget
+	// shared by every other client of the account, so that an attacker
+	// guessing passwords elsewhere cannot lock the owner out.
+	DeviceProof   string `protobuf:"bytes,4,opt,name=device_proof,json=deviceProof,proto3" json:"device_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,11 +251,22 @@ func (x *LoginRequest) GetAudience() string {
 	return ""
 }
 
+func (x *LoginRequest) GetDeviceProof() string {
+	if x != nil {
+		return x.DeviceProof
+	}
+	return ""
+}
+
 // LoginResponse carries the tokens of the new session.
 type LoginResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new session's tokens.
-	Tokens        *TokenPair `protobuf:"bytes,1,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens *TokenPair `protobuf:"bytes,1,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// A device proof for this account on this device: keep it with the
+	// device (it is not a credential and grants nothing by itself) and send it
+	// with the next Login of the same account.
+	DeviceProof   string `protobuf:"bytes,2,opt,name=device_proof,json=deviceProof,proto3" json:"device_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,11 +308,24 @@ func (x *LoginResponse) GetTokens() *TokenPair {
 	return nil
 }
 
+func (x *LoginResponse) GetDeviceProof() string {
+	if x != nil {
+		return x.DeviceProof
+	}
+	return ""
+}
+
 // RefreshRequest carries the refresh token to exchange.
 type RefreshRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The refresh token from the last Login or Refresh of this session.
-	RefreshToken  string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshToken string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	// Optional audience for the new access token, in the manner of RFC 8707
+	// resource indicators: the session's own audience (the default, when
+	// empty) or Latch's own audience (its issuer URL), so that an application
+	// can call Latch's own APIs on its user's behalf with the same session,
+	// without a second login. The session keeps its audience.
+	Audience      string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +363,13 @@ func (*RefreshRequest) Descriptor() ([]byte, []int) {
 func (x *RefreshRequest) GetRefreshToken() string {
 	if x != nil {
 		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *RefreshRequest) GetAudience() string {
+	if x != nil {
+		return x.Audience
 	}
 	return ""
 }
@@ -968,15 +1008,18 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"expires_in\x18\x04 \x01(\x03R\texpiresIn\x12,\n" +
 	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x06 \x01(\tR\tsessionId\"\\\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\"\x7f\n" +
 	"\fLoginRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1a\n" +
-	"\baudience\x18\x03 \x01(\tR\baudience\"<\n" +
+	"\baudience\x18\x03 \x01(\tR\baudience\x12!\n" +
+	"\fdevice_proof\x18\x04 \x01(\tR\vdeviceProof\"_\n" +
 	"\rLoginResponse\x12+\n" +
-	"\x06tokens\x18\x01 \x01(\v2\x13.latch.v1.TokenPairR\x06tokens\"5\n" +
+	"\x06tokens\x18\x01 \x01(\v2\x13.latch.v1.TokenPairR\x06tokens\x12!\n" +
+	"\fdevice_proof\x18\x02 \x01(\tR\vdeviceProof\"Q\n" +
 	"\x0eRefreshRequest\x12#\n" +
-	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\">\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\x12\x1a\n" +
+	"\baudience\x18\x02 \x01(\tR\baudience\">\n" +
 	"\x0fRefreshResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x01(\v2\x13.latch.v1.TokenPairR\x06tokens\"f\n" +
 	"\rRevokeRequest\x12\x14\n" +

@@ -48,18 +48,28 @@ type AuthServiceClient interface {
 	//     (email 254 bytes, password 1024 bytes), or audience not configured.
 	//   - UNAUTHENTICATED "invalid email or password": unknown email, wrong
 	//     password or disabled account; these cases are indistinguishable.
-	//   - RESOURCE_EXHAUSTED: too many failed attempts for this account or from
-	//     this address; a google.rpc.RetryInfo detail says when to retry.
+	//   - RESOURCE_EXHAUSTED "too many login attempts; retry later": a login
+	//     limit of this account, this device or this client address is spent
+	//     (checked before the password, so the answer is the same for a right
+	//     or wrong password and for an unknown email); a google.rpc.RetryInfo
+	//     detail says when to retry.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// Refresh exchanges a refresh token for a new token pair. The presented
 	// refresh token is consumed: it can never be exchanged again, and
 	// presenting it again revokes the whole session (every refresh token of the
-	// family and every access token carrying its session id).
+	// family and every access token carrying its session id). The one
+	// exception is a retry after a lost reply: the immediately previous token,
+	// presented again within a few seconds of its exchange, gets a new
+	// successor and the successor it replaces stops working.
 	//
 	// Anyone holding a refresh token may call it. Codes:
-	//   - INVALID_ARGUMENT: refresh_token empty.
+	//   - INVALID_ARGUMENT: refresh_token empty, or audience neither the
+	//     session's nor Latch's own.
 	//   - UNAUTHENTICATED "invalid refresh token": unknown, malformed, expired,
 	//     revoked or reused token (one message for all cases).
+	//   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
+	//     client address presented too many invalid refresh tokens; only
+	//     invalid tokens are refused, a valid one is always exchanged.
 	Refresh(ctx context.Context, in *RefreshRequest, opts ...grpc.CallOption) (*RefreshResponse, error)
 	// Revoke revokes a token (RFC 7009). Revoking a refresh token ends its
 	// whole session; revoking an access token denies its jti until it expires.
@@ -204,18 +214,28 @@ type AuthServiceServer interface {
 	//     (email 254 bytes, password 1024 bytes), or audience not configured.
 	//   - UNAUTHENTICATED "invalid email or password": unknown email, wrong
 	//     password or disabled account; these cases are indistinguishable.
-	//   - RESOURCE_EXHAUSTED: too many failed attempts for this account or from
-	//     this address; a google.rpc.RetryInfo detail says when to retry.
+	//   - RESOURCE_EXHAUSTED "too many login attempts; retry later": a login
+	//     limit of this account, this device or this client address is spent
+	//     (checked before the password, so the answer is the same for a right
+	//     or wrong password and for an unknown email); a google.rpc.RetryInfo
+	//     detail says when to retry.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// Refresh exchanges a refresh token for a new token pair. The presented
 	// refresh token is consumed: it can never be exchanged again, and
 	// presenting it again revokes the whole session (every refresh token of the
-	// family and every access token carrying its session id).
+	// family and every access token carrying its session id). The one
+	// exception is a retry after a lost reply: the immediately previous token,
+	// presented again within a few seconds of its exchange, gets a new
+	// successor and the successor it replaces stops working.
 	//
 	// Anyone holding a refresh token may call it. Codes:
-	//   - INVALID_ARGUMENT: refresh_token empty.
+	//   - INVALID_ARGUMENT: refresh_token empty, or audience neither the
+	//     session's nor Latch's own.
 	//   - UNAUTHENTICATED "invalid refresh token": unknown, malformed, expired,
 	//     revoked or reused token (one message for all cases).
+	//   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
+	//     client address presented too many invalid refresh tokens; only
+	//     invalid tokens are refused, a valid one is always exchanged.
 	Refresh(context.Context, *RefreshRequest) (*RefreshResponse, error)
 	// Revoke revokes a token (RFC 7009). Revoking a refresh token ends its
 	// whole session; revoking an access token denies its jti until it expires.

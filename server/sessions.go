@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/tokens"
+)
+
+// capSessions keeps user within its class's live-session cap after the
+// login that created sess: the oldest live sessions beyond the cap are
+// revoked (reason storage.ReasonSessionLimit), each with its revocation
+// event. sess itself is never revoked here. Concurrent logins may each
+// revoke the same old sessions; revoking is idempotent. A failure is logged
+// and the login still succeeds: the next login enforces the cap again.
+func (s *Server) capSessions(ctx context.Context, user storage.User, sess storage.Session) {
+	limit := s.accountLimits(user).MaxSessions
+	all, err := s.store.ListUserSessions(ctx, user.ID)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "session cap not enforced", slog.String("event", "session_cap_failed"),
+			slog.String("user_id", user.ID), slog.String("error", err.Error()))
+		return
+	}
+	now := s.now()
+	live := slices.DeleteFunc(all, func(x storage.Session) bool { return !x.Live(now) || x.ID == sess.ID })
+	excess := len(live) + 1 - limit
+	if excess <= 0 {
+		return
+	}
+	// Oldest first; the session id breaks ties so that concurrent logins
+	// pick the same victims.
+	slices.SortFunc(live, func(a, b storage.Session) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	for _, old := range live[:excess] {
+		if err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "session cap not enforced", slog.String("event", "session_cap_failed"),
+				slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.String("error", err.Error()))
+			return
+		}
+		s.publishSession(old)
+		s.metrics.Revoked(RevokedSession, 1)
+		s.log.LogAttrs(ctx, slog.LevelInfo, "oldest session revoked: live-session cap reached", slog.String("event", "session_cap_revoked"),
+			slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.Int("cap", limit))
+	}
+}
+
+// newDeviceProof issues the device proof a successful login hands out.
+func (s *Server) newDeviceProof(ctx context.Context, userID string, now time.Time) (string, error) {
+	key, err := s.deviceProofKey(ctx)
+	if err != nil {
+		return "", err
+	}
+	p, err := tokens.NewDeviceProof(key, userID, now.Add(s.cfg.DeviceProofTTL), s.rand)
+	if err != nil {
+		return "", fmt.Errorf("device proof: %w", err)
+	}
+	return p, nil
+}
+
+// deviceProofKey is the secret device proofs are MAC'd with.
+func (s *Server) deviceProofKey(context.Context) ([]byte, error) {
+	return s.deviceKey, nil
+}
