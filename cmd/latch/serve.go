@@ -33,7 +33,8 @@ type serveFlags struct {
 	logFormat, logLevel           string
 	introspectOpen, dev, reflect  bool
 	trustedProxies, serviceRoles  stringList
-	maxSessions                   int
+	maxSessions, addrBurst        int
+	addrRefill                    time.Duration
 	hashConcurrency, probeBurst   int
 	verifyCache                   int
 	probeRefill                   time.Duration
@@ -58,6 +59,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.DurationVar(&f.maxAge, "refresh-max-age", 720*time.Hour, "absolute session lifetime")
 	fs.DurationVar(&f.reuseGrace, "refresh-reuse-grace", server.DefaultRefreshReuseGrace, "window in which a client may retry its last refresh with the same token after a lost reply (0 = none; at most 1m)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "network (CIDR) of a proxy in front of Latch whose x-forwarded-for is believed (repeatable); the client is the right-most address not in these networks")
+	fs.IntVar(&f.addrBurst, "login-address-burst", 300, "login attempts (right or wrong) one client address may make at once; size it for the clients behind your largest NAT or proxy")
+	fs.DurationVar(&f.addrRefill, "login-address-refill", time.Second, "one more login attempt per client address allowed per this period")
 	fs.IntVar(&f.maxSessions, "max-sessions", 50, "live sessions a person may hold; a login past it revokes the oldest")
 	fs.Var(&f.serviceRoles, "service-role", "role marking service accounts, which fleets share: higher login rate, 10,000 live sessions (repeatable; default service,introspect)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for in-flight requests")
@@ -95,6 +98,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		RefreshReuseGrace: reuseGrace(f.reuseGrace), IntrospectOpen: f.introspectOpen,
 		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
 		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: f.maxSessions},
+		AddressBurst: f.addrBurst, AddressRefill: f.addrRefill,
 	}
 	if f.serviceRoles.isSet {
 		cfg.ServiceRoles = append([]string{}, f.serviceRoles.vals...)

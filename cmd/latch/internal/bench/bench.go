@@ -96,7 +96,9 @@ type Ratio struct {
 }
 
 const (
-	benchIssuer   = "http://latch.bench"
+	benchIssuer = "http://latch.bench"
+	// loginUsers is how many accounts the Login rows share out.
+	loginUsers    = 64
 	benchAudience = "bench"
 	benchPassword = "bench-password-1"
 )
@@ -196,10 +198,16 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	for _, u := range []storage.User{
+	users := []storage.User{
 		{ID: "u-bench", Email: "bench@example.com", PasswordHash: hash, Roles: []string{"orders:read"}},
 		{ID: "u-svc", Email: "svc@example.com", PasswordHash: hash, Roles: []string{"introspect"}},
-	} {
+	}
+	// The Login rows log in as loginUsers service accounts in turn, so that
+	// they measure hashing, not the per-account login rate.
+	for i := range loginUsers {
+		users = append(users, storage.User{ID: fmt.Sprintf("u-login-%d", i), Email: loginEmail(i), PasswordHash: hash, Roles: []string{"service"}})
+	}
+	for _, u := range users {
 		u.CreatedAt, u.UpdatedAt = now, now
 		if err := st.CreateUser(ctx, u); err != nil {
 			return nil, err
@@ -224,8 +232,8 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	// Live sessions 0..live-1 for the workload, live (the introspect
 	// caller) and live+1 (the orders caller); then the filler.
 	type liveSession struct {
-		sid, user, rt string
-		roles         []string
+		sid, user, rt, aud string
+		roles              []string
 	}
 	lives := make([]liveSession, pop.live+2)
 	chunk := make([]storage.Session, 0, importChunk)
@@ -246,7 +254,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		}
 		return nil
 	}
-	live := func(user string, expires time.Time) (storage.Session, string, error) {
+	live := func(user, aud string, expires time.Time) (storage.Session, string, error) {
 		sid, err := tokens.NewID(rand.Reader)
 		if err != nil {
 			return storage.Session{}, "", err
@@ -259,25 +267,26 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		if expires.Add(-time.Hour).Before(now) {
 			created = expires.Add(-time.Hour)
 		}
-		return storage.Session{ID: sid, UserID: user, Audience: benchAudience, CurrentHash: digest,
+		return storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: digest,
 			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires}, rt, nil
 	}
 	for i := range lives {
-		user, roles := "u-bench", []string{"orders:read"}
+		user, roles, aud := "u-bench", []string{"orders:read"}, benchAudience
 		if i == pop.live {
-			user, roles = "u-svc", []string{"introspect"}
+			// The introspect caller holds a token for Latch's own audience.
+			user, roles, aud = "u-svc", []string{"introspect"}, benchIssuer
 		}
-		sess, rt, err := live(user, now.Add(7*24*time.Hour))
+		sess, rt, err := live(user, aud, now.Add(7*24*time.Hour))
 		if err != nil {
 			return nil, err
 		}
-		lives[i] = liveSession{sid: sess.ID, user: user, rt: rt, roles: roles}
+		lives[i] = liveSession{sid: sess.ID, user: user, rt: rt, aud: aud, roles: roles}
 		if err := add(sess); err != nil {
 			return nil, err
 		}
 	}
 	for range pop.filler {
-		sess, _, err := live("u-bench", now.Add(7*24*time.Hour))
+		sess, _, err := live("u-bench", benchAudience, now.Add(7*24*time.Hour))
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +298,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	// sweeper deletes them in this order.
 	first := now.Add(-time.Hour)
 	for i := range pop.expired {
-		sess, _, err := live("u-bench", first.Add(time.Duration(i)*time.Microsecond))
+		sess, _, err := live("u-bench", benchAudience, first.Add(time.Duration(i)*time.Microsecond))
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +319,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		wg.Go(func() {
 			for i := w; i < len(lives); i += len(errs) {
 				jti, _ := tokens.NewID(rand.Reader)
-				at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: lives[i].user, Audience: []string{benchAudience},
+				at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: lives[i].user, Audience: []string{lives[i].aud},
 					IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: lives[i].sid, Roles: lives[i].roles})
 				if err != nil {
 					errs[w] = err
@@ -364,7 +373,7 @@ func startServer(ctx context.Context, bin, db string, extra ...string) (*server,
 	}
 	args := append([]string{"serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
 		"--issuer", benchIssuer, "--audience", benchAudience, "--log-level", "error",
-		"--probe-burst", "100000000", "--sweep-interval", "1h", "--hash-concurrency", strconv.Itoa(hashConcurrency())}, extra...)
+		"--probe-burst", "100000000", "--login-address-burst", "100000000", "--sweep-interval", "1h", "--hash-concurrency", strconv.Itoa(hashConcurrency())}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -520,3 +529,6 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 	}
 	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv, fn: fn}, stop
 }
+
+// loginEmail is the email of the i-th Login row account.
+func loginEmail(i int) string { return fmt.Sprintf("login-%d@example.com", i%loginUsers) }

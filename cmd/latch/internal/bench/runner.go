@@ -407,8 +407,8 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 		return nil
 	}))
 
-	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, func(ctx context.Context, w, _ int) error {
-		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: "bench@example.com", Password: benchPassword})
+	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, func(ctx context.Context, w, i int) error {
+		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
 		return err
 	}))
 
@@ -424,8 +424,8 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 		go func() {
 			defer close(done)
 			// Long enough to outlast the stretch; stop ends it.
-			load(floodCtx, "login flood", b.cfg.Duration+time.Minute, half, func(ctx context.Context, w, _ int) error {
-				_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: "bench@example.com", Password: benchPassword})
+			load(floodCtx, "login flood", b.cfg.Duration+time.Minute, half, func(ctx context.Context, w, i int) error {
+				_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
 				return err
 			})
 		}()

@@ -1,0 +1,52 @@
+package tokens_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/tokens"
+)
+
+func TestDeviceProof(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	p, err := tokens.NewDeviceProof(key, "user-1", now.Add(time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p) != tokens.MaxDeviceProofLength {
+		t.Errorf("proof length %d, want %d", len(p), tokens.MaxDeviceProofLength)
+	}
+	id, err := tokens.VerifyDeviceProof(key, "user-1", p, now)
+	if err != nil || len(id) != 32 {
+		t.Fatalf("VerifyDeviceProof = %q, %v", id, err)
+	}
+	other, _ := tokens.NewDeviceProof(key, "user-1", now.Add(time.Hour), rand.Reader)
+	if id2, _ := tokens.VerifyDeviceProof(key, "user-1", other, now); id2 == id {
+		t.Error("two proofs share a device id")
+	}
+	flipped := []byte(p)
+	flipped[5] ^= 1
+	for name, tc := range map[string]struct {
+		key         []byte
+		user, proof string
+		now         time.Time
+	}{
+		"another account": {key, "user-2", p, now},
+		"another key":     {bytes.Repeat([]byte{8}, 32), "user-1", p, now},
+		"expired":         {key, "user-1", p, now.Add(time.Hour)},
+		"tampered":        {key, "user-1", string(flipped), now},
+		"truncated":       {key, "user-1", p[:len(p)-1], now},
+		"padded":          {key, "user-1", p + "=", now},
+		"empty":           {key, "user-1", "", now},
+		"not base64url":   {key, "user-1", strings.Repeat("*", len(p)), now},
+	} {
+		if _, err := tokens.VerifyDeviceProof(tc.key, tc.user, tc.proof, tc.now); !errors.Is(err, tokens.ErrBadDeviceProof) {
+			t.Errorf("%s: err = %v, want ErrBadDeviceProof", name, err)
+		}
+	}
+}
