@@ -357,8 +357,10 @@ func TestEndToEndWalkthrough(t *testing.T) {
 
 	alice := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin,
 		map[string]any{"email": "alice@example.com", "password": alicePW, "audience": "billing"}), "login alice"))
+	// The service logs in for Latch's own audience, the issuer: only such
+	// tokens may call Introspect.
 	svc := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin,
-		map[string]any{"email": "svc@example.com", "password": svcPW}), "login svc"))
+		map[string]any{"email": "svc@example.com", "password": svcPW, "audience": "https://latch.test"}), "login svc"))
 	auth := []string{"authorization: Bearer " + svc.access}
 
 	introspect := func(tok string) map[string]any {
@@ -395,10 +397,13 @@ func TestEndToEndWalkthrough(t *testing.T) {
 
 	var rotated pair
 	t.Run("refresh rotates, reuse revokes the session", func(t *testing.T) {
-		rotated = tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": alice.refresh}), "refresh"))
-		if rotated.sid != alice.sid || rotated.refresh == alice.refresh {
-			t.Fatalf("refresh: sid %s→%s, refresh changed=%v", alice.sid, rotated.sid, rotated.refresh != alice.refresh)
+		first := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": alice.refresh}), "refresh"))
+		if first.sid != alice.sid || first.refresh == alice.refresh {
+			t.Fatalf("refresh: sid %s→%s, refresh changed=%v", alice.sid, first.sid, first.refresh != alice.refresh)
 		}
+		// A second rotation: the first token is now two generations old, so
+		// presenting it is reuse even within the retry window.
+		rotated = tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcRefresh, map[string]any{"refresh_token": first.refresh}), "second refresh"))
 		if got := introspect(rotated.access); got["active"] != true || fmt.Sprint(got["aud"]) != "[billing]" {
 			t.Errorf("rotated access token: %v, want active with audience billing", got)
 		}
