@@ -16,7 +16,7 @@ func BenchmarkAdminGetUser(b *testing.B) {
 	e := newEnv(b, baseConfig())
 	e.addUser("root@example.com", adminPW, server.RoleAdmin)
 	bob := e.addUser("bob@example.com", "bob-password-1")
-	ctx := bearerCtx(b, e.login("root@example.com", adminPW).GetAccessToken())
+	ctx := bearerCtx(b, e.loginSelf("root@example.com", adminPW).GetAccessToken())
 	client := latchv1.NewAdminServiceClient(e.conn)
 	req := &latchv1.GetUserRequest{Lookup: &latchv1.GetUserRequest_UserId{UserId: bob.ID}}
 	b.ReportAllocs()

@@ -45,7 +45,7 @@ func newAdminEnvCfg(t *testing.T, cfg server.Config, wrappers ...wrap) *adminEnv
 	t.Helper()
 	e := newEnv(t, cfg, wrappers...)
 	u := e.addUser("root@example.com", adminPW, server.RoleAdmin)
-	tp := e.login("root@example.com", adminPW)
+	tp := e.loginSelf("root@example.com", adminPW)
 	return &adminEnv{env: e, admin: latchv1.NewAdminServiceClient(e.conn), adminID: u.ID,
 		adminCtx: bearerCtx(t, tp.GetAccessToken()), adminTP: tp}
 }
@@ -111,30 +111,33 @@ func TestAdminAuthMatrix(t *testing.T) {
 	cfg.ProbeBurst = 10_000 // this test presents ~100 bad credentials from one address
 	a := newAdminEnvCfg(t, cfg)
 	a.addUser("alice@example.com", "alice-password", "user", server.RoleIntrospect)
-	alice := a.login("alice@example.com", "alice-password")
-	revoked := a.login("root@example.com", adminPW)
+	alice := a.loginSelf("alice@example.com", "alice-password")
+	// The admin's own token for a relying party's audience: a token a
+	// sibling service receives can never administer Latch.
+	relyingParty := a.login("root@example.com", adminPW)
+	revoked := a.loginSelf("root@example.com", adminPW)
 	if _, err := a.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: revoked.GetAccessToken()}); err != nil {
 		t.Fatal(err)
 	}
-	loggedOut := a.login("root@example.com", adminPW)
+	loggedOut := a.loginSelf("root@example.com", adminPW)
 	if _, err := a.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: loggedOut.GetRefreshToken()}); err != nil {
 		t.Fatal(err)
 	}
 	// An admin whose role was taken away (directly in storage, as `latch
 	// user` would) still holds a token that says admin.
 	demoted := a.addUser("demoted@example.com", "demoted-password", server.RoleAdmin)
-	demotedTP := a.login("demoted@example.com", "demoted-password")
+	demotedTP := a.loginSelf("demoted@example.com", "demoted-password")
 	if _, err := a.store.UpdateUser(ctxT(t), demoted.ID, func(u *storage.User) error { u.Roles = nil; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// An admin disabled directly in storage, without revoking their sessions.
 	disabled := a.addUser("disabled@example.com", "disabled-password", server.RoleAdmin)
-	disabledTP := a.login("disabled@example.com", "disabled-password")
+	disabledTP := a.loginSelf("disabled@example.com", "disabled-password")
 	if _, err := a.store.UpdateUser(ctxT(t), disabled.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	deleted := a.addUser("deleted@example.com", "deleted-password", server.RoleAdmin)
-	deletedTP := a.login("deleted@example.com", "deleted-password")
+	deletedTP := a.loginSelf("deleted@example.com", "deleted-password")
 	if _, err := a.store.DeleteUser(ctxT(t), deleted.ID, a.clock.now()); err != nil { // revokes the session
 		t.Fatal(err)
 	}
@@ -154,6 +157,7 @@ func TestAdminAuthMatrix(t *testing.T) {
 		}, codes.Unauthenticated},
 		{"bad signature", func() context.Context { return bearerCtx(t, tampered) }, codes.Unauthenticated},
 		{"refresh token", func() context.Context { return bearerCtx(t, a.adminTP.GetRefreshToken()) }, codes.Unauthenticated},
+		{"relying party's audience", func() context.Context { return bearerCtx(t, relyingParty.GetAccessToken()) }, codes.Unauthenticated},
 		{"revoked access token", func() context.Context { return bearerCtx(t, revoked.GetAccessToken()) }, codes.Unauthenticated},
 		{"revoked session", func() context.Context { return bearerCtx(t, loggedOut.GetAccessToken()) }, codes.Unauthenticated},
 		{"deleted admin", func() context.Context { return bearerCtx(t, deletedTP.GetAccessToken()) }, codes.Unauthenticated},
@@ -184,7 +188,7 @@ func TestAdminAuthMatrix(t *testing.T) {
 	}
 	// The admin interceptors apply to AdminService only: AuthService keeps
 	// its own rules (Introspect's own message for a missing role).
-	_, err := a.client.Introspect(bearerCtx(t, a.login("root@example.com", adminPW).GetAccessToken()),
+	_, err := a.client.Introspect(bearerCtx(t, a.loginSelf("root@example.com", adminPW).GetAccessToken()),
 		&latchv1.IntrospectRequest{Token: alice.GetAccessToken()})
 	wantStatus(t, err, codes.PermissionDenied, `caller token lacks role "introspect"`)
 	if _, err := a.client.GetJWKS(ctxT(t), &latchv1.GetJWKSRequest{}); err != nil {
@@ -908,7 +912,7 @@ func TestBootstrapAdmin(t *testing.T) {
 	if err != nil || !slices.Equal(u.Roles, []string{server.RoleAdmin}) || u.Disabled {
 		t.Fatalf("bootstrapped user = %+v, %v", u, err)
 	}
-	tp := e.login("root@example.com", "bootstrap-password")
+	tp := e.loginSelf("root@example.com", "bootstrap-password")
 	if _, err := latchv1.NewAdminServiceClient(e.conn).ListUsers(bearerCtx(t, tp.GetAccessToken()), &latchv1.ListUsersRequest{}); err != nil {
 		t.Fatalf("the bootstrapped admin cannot administer: %v", err)
 	}
@@ -957,13 +961,21 @@ func TestBootstrapAdmin(t *testing.T) {
 	}
 }
 
-// TestAdminProbeLimit: invalid credentials sent to AdminService count
-// against the address's probe budget, like Introspect's caller credentials:
-// past it, even a valid admin token from that address waits.
+// TestAdminProbeLimit: invalid credentials sent to AdminService are charged
+// to the address's caller budget, shared with Introspect's callers: past it,
+// every invalid credential from that address is refused with
+// RESOURCE_EXHAUSTED, while a valid admin token from the same address is
+// still served, and valid calls spend nothing.
 func TestAdminProbeLimit(t *testing.T) {
 	cfg := baseConfig()
 	cfg.ProbeBurst = 5
 	a := newAdminEnvCfg(t, cfg)
+	// Valid calls do not spend the budget.
+	for range 10 {
+		if _, err := a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{}); err != nil {
+			t.Fatalf("valid admin call: %v", err)
+		}
+	}
 	for i := range 5 {
 		_, err := a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
 		wantStatus(t, err, codes.Unauthenticated, "")
@@ -973,15 +985,25 @@ func TestAdminProbeLimit(t *testing.T) {
 	}
 	_, err := a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
 	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
-	_, err = a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{})
-	wantStatus(t, err, codes.ResourceExhausted, "")
-	// Valid calls do not spend the budget.
-	b := newAdminEnvCfg(t, cfg)
-	for range 10 {
-		if _, err := b.admin.ListUsers(b.adminCtx, &latchv1.ListUsersRequest{}); err != nil {
-			t.Fatalf("valid admin call: %v", err)
+	if !strings.Contains(a.logs.String(), `"event":"probe_rate_limited"`) {
+		t.Error("no probe_rate_limited event logged")
+	}
+	// The budget is the address's, shared with Introspect's callers.
+	_, err = a.client.Introspect(bearerCtx(t, "not.a.jwt"), &latchv1.IntrospectRequest{Token: "x"})
+	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
+	// A valid admin token from the same address is still served.
+	for range 3 {
+		if _, err := a.admin.ListUsers(a.adminCtx, &latchv1.ListUsersRequest{}); err != nil {
+			t.Fatalf("valid admin call after the budget was spent: %v", err)
 		}
 	}
+	// ...and served calls give nothing back: invalid ones stay refused.
+	_, err = a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
+	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
+	// The budget refills: one invalid credential is answered as such again.
+	a.clock.advance(time.Second)
+	_, err = a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
+	wantStatus(t, err, codes.Unauthenticated, "")
 }
 
 // revocationOutage fails the revocation check, as a broken disk would.
@@ -1085,7 +1107,7 @@ func TestAdminSigningKeys(t *testing.T) {
 
 	// Once the next key has been published long enough, it takes over.
 	a.clock.advance(a.srv.Config().KeyPublishLead + a.srv.Config().KeyReloadInterval + time.Second)
-	ctx := bearerCtx(t, a.login("root@example.com", adminPW).GetAccessToken())
+	ctx := bearerCtx(t, a.loginSelf("root@example.com", adminPW).GetAccessToken())
 	rot, err := a.admin.RotateSigningKey(ctx, &latchv1.RotateSigningKeyRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -1132,7 +1154,7 @@ func TestAdminRevocationsCounted(t *testing.T) {
 	o.addUser("root@example.com", adminPW, server.RoleAdmin)
 	bob := o.addUser("bob@example.com", "bob-password-1", "user")
 	admin := latchv1.NewAdminServiceClient(o.conn)
-	ctx := bearerCtx(t, o.login("root@example.com", adminPW).GetAccessToken())
+	ctx := bearerCtx(t, o.loginSelf("root@example.com", adminPW).GetAccessToken())
 	one := o.login("bob@example.com", "bob-password-1")
 	o.login("bob@example.com", "bob-password-1")
 	o.login("bob@example.com", "bob-password-1")

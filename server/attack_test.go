@@ -16,11 +16,14 @@ import (
 
 // TestAttackCorpusAgainstServer sends every token of the shared attack
 // corpus (tokens/tokenstest, built with Latch's own signing key, issuer,
-// audience, clock and leeway) to the server three ways: to Introspect (an
-// attack must be inactive with no other field; a genuine token active), to
-// Revoke (always OK, RFC 7009) and as Introspect's caller credential (an
-// attack is UNAUTHENTICATED). Tokens too large for a request are refused
-// with RESOURCE_EXHAUSTED before any parsing.
+// clock and leeway) to the server three ways: built for a relying party's
+// audience to Introspect (an attack must be inactive with no other field; a
+// genuine token active) and to Revoke (always OK, RFC 7009), and built for
+// Latch's own audience as Introspect's caller credential (an attack is
+// UNAUTHENTICATED). A genuine token crossing over is refused both ways: for
+// the relying party's audience as a caller credential, and for Latch's own
+// audience on Introspect (inactive). Tokens too large for a request are
+// refused with RESOURCE_EXHAUSTED before any parsing.
 func TestAttackCorpusAgainstServer(t *testing.T) {
 	cfg := baseConfig()
 	cfg.ProbeBurst = 1 << 30
@@ -36,10 +39,13 @@ func TestAttackCorpusAgainstServer(t *testing.T) {
 	k := tokenstest.NewKit(t, priv)
 	k.Issuer, k.Audience, k.Now, k.Leeway = "https://latch.test", "orders", e.clock.now(), e.srv.Config().Leeway
 	k.Subject, k.SessionID, k.Roles = alice.ID, session.GetSessionId(), []string{server.RoleIntrospect}
+	self := *k
+	self.Audience = e.srv.Config().Issuer
 
 	for i, a := range tokenstest.Corpus() {
 		t.Run(a.Name, func(t *testing.T) {
 			k.JTI = fmt.Sprintf("jti-%d", i) // rows never share a revocation
+			self.JTI = k.JTI
 			tok := a.Token(t, k)
 			if tok == "" {
 				_, err := e.client.Introspect(caller, &latchv1.IntrospectRequest{Token: tok})
@@ -64,13 +70,23 @@ func TestAttackCorpusAgainstServer(t *testing.T) {
 				t.Fatalf("attack (%s) introspects as %v, want only active=false", a.Source, resp)
 			}
 
-			// As the caller's own credential.
-			ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+tok)
+			// As the caller's own credential, built for Latch's own audience.
+			callerTok := a.Token(t, &self)
+			ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+callerTok)
 			_, err = e.client.Introspect(ctx, &latchv1.IntrospectRequest{Token: "x"})
 			switch {
 			case a.Want == nil:
 				wantStatus(t, err, codes.OK, "")
-			case len(tok) > tokens.MaxTokenLength || strings.ContainsAny(tok, "\n\r\x00"):
+				// A genuine token never crosses audiences: the relying
+				// party's token is no caller credential, and Latch's own
+				// token is inactive to Introspect.
+				_, err = e.client.Introspect(metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+tok),
+					&latchv1.IntrospectRequest{Token: "x"})
+				wantStatus(t, err, codes.Unauthenticated, "invalid caller credential")
+				if resp := e.introspect(caller, callerTok); resp.GetActive() {
+					t.Errorf("a token for Latch's own audience introspects as %v, want inactive", resp)
+				}
+			case len(callerTok) > tokens.MaxTokenLength || strings.ContainsAny(callerTok, "\n\r\x00"):
 				// Refused by gRPC itself (header size or characters).
 				if status.Code(err) == codes.OK {
 					t.Fatal("credential accepted")

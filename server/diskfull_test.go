@@ -11,6 +11,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"google.golang.org/grpc/codes"
@@ -89,6 +90,9 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	d.full.Store(false)
+	// Past the retry window, so that a token the failed attempt had
+	// consumed would now be reuse, not a retry.
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
 	r, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
 		t.Fatalf("Refresh after the disk recovered: %v (the failed attempt must not have consumed the token)", err)

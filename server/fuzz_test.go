@@ -41,7 +41,8 @@ func FuzzRequestValidation(f *testing.F) {
 	}
 	cfg := baseConfig()
 	cfg.IntrospectOpen = true
-	cfg.AccountBurst, cfg.AddressBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30
+	cfg.AccountBurst, cfg.AddressBurst, cfg.DeviceBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30, 1<<30
+	cfg.PersonLimits.LoginBurst = 1 << 30 // the handlers, not the limits, are fuzzed
 	srv, err := server.New(context.Background(), st, hasher, cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -74,8 +75,13 @@ func FuzzRequestValidation(f *testing.F) {
 			return err
 		}
 		check(t, "Login", login(pw), pw, login)
+		loginWithProof := func(proof string) error {
+			_, err := srv.Login(ctx, &latchv1.LoginRequest{Email: email, Password: pw, Audience: aud, DeviceProof: proof})
+			return err
+		}
+		check(t, "Login with a device proof", loginWithProof(tok), tok, loginWithProof)
 		refresh := func(tok string) error {
-			_, err := srv.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tok})
+			_, err := srv.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tok, Audience: aud})
 			return err
 		}
 		check(t, "Refresh", refresh(tok), tok, refresh)

@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"sync/atomic"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,80 +16,131 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// revocationReads counts the revocation reads the server makes on the real
-// store, and can make the batched one fail.
+// revocationReads records, in order, the jti of every access token whose
+// revocation state the server reads from the real store, and can make the
+// read for one jti fail.
 type revocationReads struct {
 	storage.Store
-	single, batch atomic.Int64
-	failBatch     error
+	mu      sync.Mutex
+	checked []string
+	failJTI string
+}
+
+func (r *revocationReads) record(jti string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checked = append(r.checked, jti)
+	if r.failJTI != "" && jti == r.failJTI {
+		return errors.New("disk on fire")
+	}
+	return nil
 }
 
 func (r *revocationReads) AccessTokenRevoked(ctx context.Context, jti, sid string, now time.Time) (bool, error) {
-	r.single.Add(1)
+	if err := r.record(jti); err != nil {
+		return false, err
+	}
 	return r.Store.AccessTokenRevoked(ctx, jti, sid, now)
 }
 
 func (r *revocationReads) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
-	r.batch.Add(1)
-	if r.failBatch != nil {
-		return []bool{true, true}, r.failBatch
+	for _, ref := range refs {
+		if err := r.record(ref.JTI); err != nil {
+			return nil, err
+		}
 	}
 	return r.Store.AccessTokensRevoked(ctx, refs, now)
 }
 
-func (r *revocationReads) take() (single, batch int64) { return r.single.Swap(0), r.batch.Swap(0) }
+// take returns the jtis checked since the last take.
+func (r *revocationReads) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.checked
+	r.checked = nil
+	return out
+}
 
-// TestIntrospectOneRevocationRead: an authorized Introspect of an access
-// token checks the caller's and the target's revocation state in ONE storage
-// read, and the answers are those of two separate checks: a revoked target
-// is inactive, a revoked caller is UNAUTHENTICATED (learning nothing about
-// the target), a caller without the role is PERMISSION_DENIED, and a failed
-// read is INTERNAL, never "active".
-func TestIntrospectOneRevocationRead(t *testing.T) {
+// jtiOf returns the jti claim of an access token.
+func jtiOf(t *testing.T, tok string) string {
+	t.Helper()
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	if err := json.Unmarshal([]byte(decodeSegment(t, strings.Split(tok, ".")[1])), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.JTI
+}
+
+// TestIntrospectRevocationReads: Introspect checks the revocation state of
+// every access token it relies on, once each, the caller's first: the
+// target's state is read only for an authorized caller, so a revoked caller
+// (UNAUTHENTICATED) or one without the role (PERMISSION_DENIED) learns
+// nothing about the target, and a target that does not verify costs no read
+// of its own. A revoked target is inactive, and a failed read is INTERNAL,
+// never "active".
+func TestIntrospectRevocationReads(t *testing.T) {
 	rr := &revocationReads{}
 	e := newEnv(t, baseConfig(), func(s storage.Store) storage.Store { rr.Store = s; return rr })
 	e.addUser("alice@example.com", "alice-password")
 	caller := e.introspector()
+	md, _ := metadata.FromOutgoingContext(caller)
+	callerTok := strings.TrimPrefix(md.Get("authorization")[0], "Bearer ")
+	callerJTI := jtiOf(t, callerTok)
 	target := e.login("alice@example.com", "alice-password")
+	targetJTI := jtiOf(t, target.GetAccessToken())
+	reads := func(what string, want ...string) {
+		t.Helper()
+		if got := rr.take(); !slices.Equal(got, want) {
+			t.Errorf("%s: revocation reads for jtis %v, want %v", what, got, want)
+		}
+	}
 	rr.take()
 
 	if resp := e.introspect(caller, target.GetAccessToken()); !resp.GetActive() || resp.GetSub() == "" {
 		t.Fatalf("live target: %v", resp)
 	}
-	if single, batch := rr.take(); single != 0 || batch != 1 {
-		t.Errorf("live caller + live access target: %d single + %d batched reads, want 0 + 1", single, batch)
-	}
+	reads("live caller + live access target", callerJTI, targetJTI)
 
-	// A refresh token target: the caller's check alone, then the refresh path.
+	// A refresh token target: the caller's check, then the refresh path.
 	if resp := e.introspect(caller, target.GetRefreshToken()); !resp.GetActive() || resp.GetTokenType() != "refresh_token" {
 		t.Fatalf("refresh target: %v", resp)
 	}
-	if single, batch := rr.take(); single != 1 || batch != 0 {
-		t.Errorf("refresh target: %d single + %d batched reads, want 1 + 0", single, batch)
-	}
+	reads("refresh target", callerJTI)
 
 	// A target that does not verify costs no storage read of its own.
 	if resp := e.introspect(caller, target.GetAccessToken()+"x"); resp.GetActive() {
 		t.Fatalf("tampered target active: %v", resp)
 	}
-	if single, batch := rr.take(); single != 1 || batch != 0 {
-		t.Errorf("tampered target: %d single + %d batched reads, want 1 + 0", single, batch)
-	}
+	reads("tampered target", callerJTI)
 
-	// The read failing is INTERNAL, not an answer.
-	rr.failBatch = errors.New("disk on fire")
+	// A failed read is INTERNAL, not an answer: the target's ...
+	rr.failJTI = targetJTI
 	_, err := e.client.Introspect(caller, &latchv1.IntrospectRequest{Token: target.GetAccessToken()})
 	wantStatus(t, err, codes.Internal, "internal error")
-	rr.failBatch = nil
-	rr.take()
+	reads("target's read failing", callerJTI, targetJTI)
+	// ... and the caller's, before the target is looked at.
+	rr.failJTI = callerJTI
+	_, err = e.client.Introspect(caller, &latchv1.IntrospectRequest{Token: target.GetAccessToken()})
+	wantStatus(t, err, codes.Internal, "internal error")
+	reads("caller's read failing", callerJTI)
+	rr.failJTI = ""
 
 	// A caller without the role: its own check only, PERMISSION_DENIED.
-	plain := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+target.GetAccessToken())
+	plainTok := e.loginSelf("alice@example.com", "alice-password").GetAccessToken()
+	rr.take()
+	plain := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+plainTok)
 	_, err = e.client.Introspect(plain, &latchv1.IntrospectRequest{Token: target.GetAccessToken()})
 	wantStatus(t, err, codes.PermissionDenied, "")
-	if single, batch := rr.take(); single != 1 || batch != 0 {
-		t.Errorf("caller without role: %d single + %d batched reads, want 1 + 0", single, batch)
-	}
+	reads("caller without role", jtiOf(t, plainTok))
+
+	// A caller token for a relying party's audience does not verify as a
+	// caller credential: UNAUTHENTICATED, no read at all.
+	rp := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+target.GetAccessToken())
+	_, err = e.client.Introspect(rp, &latchv1.IntrospectRequest{Token: target.GetAccessToken()})
+	wantStatus(t, err, codes.Unauthenticated, "invalid caller credential")
+	reads("caller token for a relying party's audience")
 
 	// A revoked target, a live caller: inactive.
 	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: target.GetAccessToken()}); err != nil {
@@ -96,17 +150,13 @@ func TestIntrospectOneRevocationRead(t *testing.T) {
 		t.Errorf("revoked target: %v, want inactive and empty", resp)
 	}
 
-	// A revoked caller, a live target: UNAUTHENTICATED.
+	// A revoked caller, a live target: UNAUTHENTICATED, the target unread.
 	other := e.login("alice@example.com", "alice-password")
-	md, _ := metadata.FromOutgoingContext(caller)
-	callerTok := md.Get("authorization")[0][len("Bearer "):]
 	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: callerTok}); err != nil {
 		t.Fatal(err)
 	}
 	rr.take()
 	_, err = e.client.Introspect(caller, &latchv1.IntrospectRequest{Token: other.GetAccessToken()})
-	wantStatus(t, err, codes.Unauthenticated, "")
-	if single, batch := rr.take(); single+batch != 1 {
-		t.Errorf("revoked caller: %d single + %d batched reads, want one read", single, batch)
-	}
+	wantStatus(t, err, codes.Unauthenticated, "invalid caller credential")
+	reads("revoked caller", callerJTI)
 }

@@ -329,7 +329,7 @@ func TestRotationWalk(t *testing.T) {
 	}
 	check := func(step string) {
 		now := e.clock.now()
-		caller := e.login("svc@example.com", "svc-password")
+		caller := e.loginSelf("svc@example.com", "svc-password")
 		ictx := metadataCtx(t, caller.GetAccessToken())
 		for _, m := range minted {
 			if now.After(m.exp.Add(time.Minute)) {

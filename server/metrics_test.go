@@ -146,7 +146,8 @@ func TestMetricsMove(t *testing.T) {
 	for _, k := range []string{server.RevokedAccess, server.RevokedSession, server.RevokedAdmin} {
 		c.add("latch_revocations_total", map[string]string{"kind": k}, 0)
 	}
-	for _, l := range []string{server.LimiterLoginAccount, server.LimiterLoginAddress, server.LimiterProbeRefresh, server.LimiterProbeCaller, server.LimiterProbeIntrospect} {
+	for _, l := range []string{server.LimiterLoginAccount, server.LimiterLoginAddress, server.LimiterLoginDevice, server.LimiterLoginRate,
+		server.LimiterProbeRefresh, server.LimiterProbeCaller, server.LimiterProbeIntrospect} {
 		c.add("latch_rate_limited_total", map[string]string{"limiter": l}, 0)
 	}
 	for _, tr := range []string{server.RotationScheduled, server.RotationManual, server.RotationImmediate} {
@@ -175,13 +176,14 @@ func TestMetricsMove(t *testing.T) {
 	c.rpc("Login", codes.InvalidArgument)
 	c.check("after failed logins")
 
-	// Refresh, then reuse of the first token.
+	// Refresh, then reuse of the first token after its retry window.
 	_, err = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.add("latch_refreshes_total", map[string]string{"outcome": server.RefreshRotated}, 1)
 	c.rpc("Refresh", codes.OK)
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "")
 	c.add("latch_refreshes_total", map[string]string{"outcome": server.RefreshReuseDetected}, 1)

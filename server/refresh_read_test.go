@@ -5,8 +5,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc/codes"
 )
@@ -36,6 +38,7 @@ func TestRefreshReuseNoSecondLookup(t *testing.T) {
 	}
 	dl.n.Store(0)
 
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second) // past the retry window: reuse
 	_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 	if n := dl.n.Load(); n != 0 {

@@ -38,10 +38,16 @@ func recv(t *testing.T, st grpc.ServerStreamingClient[latchv1.RevocationEvent]) 
 	}
 }
 
+// TestWatchRevocationsAuth: WatchRevocations refuses callers without a
+// valid access token for Latch's own audience (UNAUTHENTICATED), including
+// a token with the role minted for a relying party's audience, and callers
+// lacking role introspect (PERMISSION_DENIED).
 func TestWatchRevocationsAuth(t *testing.T) {
 	e := newEnv(t, baseConfig())
 	e.addUser("alice@example.com", "alice-password")
-	alice := e.login("alice@example.com", "alice-password")
+	alice := e.loginSelf("alice@example.com", "alice-password")
+	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	relyingParty := e.login("svc@example.com", "svc-password")
 	for name, tc := range map[string]struct {
 		ctx  context.Context
 		code codes.Code
@@ -51,6 +57,8 @@ func TestWatchRevocationsAuth(t *testing.T) {
 		"wrong scheme":    {metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Basic "+alice.GetAccessToken()), codes.Unauthenticated},
 		"lacks the role":  {metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+alice.GetAccessToken()), codes.PermissionDenied},
 		"refresh as cred": {metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+alice.GetRefreshToken()), codes.Unauthenticated},
+		"relying party's audience": {metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+relyingParty.GetAccessToken()),
+			codes.Unauthenticated},
 	} {
 		t.Run(name, func(t *testing.T) {
 			st, err := e.client.WatchRevocations(tc.ctx, &latchv1.WatchRevocationsRequest{})
@@ -96,12 +104,12 @@ func TestWatchRevocationsSnapshotThenLive(t *testing.T) {
 		t.Fatalf("live jti event = %v, want jti %s exp %d", ev, c.ID, c.ExpiresAt.Unix())
 	}
 
-	// Live: reuse detection revokes the session.
-	next, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()})
-	if err != nil {
+	// Live: reuse detection (a replay past the retry window) revokes the
+	// session.
+	if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()}); err != nil {
 		t.Fatal(err)
 	}
-	_ = next
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
 	if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("reuse = %v", err)
 	}

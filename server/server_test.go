@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,10 +147,15 @@ func TestRequestTooLarge(t *testing.T) {
 	wantStatus(t, err, codes.ResourceExhausted, "")
 }
 
+// TestLoginRateLimits: failed logins spend the account's budget, after
+// which even the right password is refused with RESOURCE_EXHAUSTED and a
+// retry hint; an unknown email is limited exactly like a known one; every
+// attempt, right or wrong, spends the address's budget, after which every
+// account is refused from that address; the budgets refill with time.
 func TestLoginRateLimits(t *testing.T) {
 	cfg := baseConfig()
 	cfg.AccountBurst, cfg.AccountRefill = 3, time.Minute
-	cfg.AddressBurst, cfg.AddressRefill = 5, time.Minute
+	cfg.AddressBurst, cfg.AddressRefill = 8, time.Minute
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	e.addUser("bob@example.com", "bob-password")
@@ -159,7 +165,7 @@ func TestLoginRateLimits(t *testing.T) {
 	}
 	// The account is now limited, even with the right password.
 	_, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password"})
-	wantStatus(t, err, codes.ResourceExhausted, "")
+	wantStatus(t, err, codes.ResourceExhausted, "too many login attempts; retry later")
 	st := status.Convert(err)
 	var retry *errdetails.RetryInfo
 	for _, d := range st.Details() {
@@ -170,18 +176,30 @@ func TestLoginRateLimits(t *testing.T) {
 	if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 {
 		t.Errorf("RESOURCE_EXHAUSTED without a RetryInfo hint: %v", st.Details())
 	}
-	if !strings.Contains(e.logs.String(), `"event":"login_rate_limited"`) {
-		t.Errorf("rate limiting not logged")
+	limitLogged := func(limit string) bool {
+		return slices.ContainsFunc(records(t, e.logs.String(), "login_rate_limited"), func(r map[string]any) bool { return r["limit"] == limit })
 	}
-	// An unknown email is limited exactly like a known one (no enumeration).
+	if !limitLogged(server.LimiterLoginAccount) {
+		t.Errorf("the account's limit not logged")
+	}
+	// An unknown email is limited exactly like a known one (no
+	// enumeration): three failures, then refused by its account budget.
 	for range 3 {
-		_, _ = e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "ghost@example.com", Password: "wrong"})
+		_, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "ghost@example.com", Password: "wrong"})
+		wantStatus(t, err, codes.Unauthenticated, "invalid email or password")
 	}
 	_, err = e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "ghost@example.com", Password: "wrong"})
-	wantStatus(t, err, codes.ResourceExhausted, "")
-	// The address has now spent 6 failures > 5: bob is refused too.
+	wantStatus(t, err, codes.ResourceExhausted, "too many login attempts; retry later")
+	// The address has spent 6 of its 8 attempts (refused attempts take
+	// nothing); bob's logins take the last two, right password or not.
+	for range 2 {
+		e.login("bob@example.com", "bob-password")
+	}
 	_, err = e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "bob@example.com", Password: "bob-password"})
-	wantStatus(t, err, codes.ResourceExhausted, "")
+	wantStatus(t, err, codes.ResourceExhausted, "too many login attempts; retry later")
+	if !limitLogged(server.LimiterLoginAddress) {
+		t.Errorf("the address's limit not logged")
+	}
 	// Buckets refill with time.
 	e.clock.advance(10 * time.Minute)
 	e.login("alice@example.com", "alice-password")
@@ -208,9 +226,10 @@ func TestRefreshRotationChain(t *testing.T) {
 }
 
 // TestRefreshReuseRevokesSession is invariant 1: presenting a rotated token
-// again revokes the whole session — every refresh token of it, and every
-// access token carrying its sid in Introspect — and the revocation is
-// logged and durable although the RPC failed.
+// again after the retry window for the immediately previous token revokes
+// the whole session — every refresh token of it, and every access token
+// carrying its sid in Introspect — and the revocation is logged and durable
+// although the RPC failed.
 func TestRefreshReuseRevokesSession(t *testing.T) {
 	e := newEnv(t, baseConfig())
 	e.addUser("alice@example.com", "alice-password")
@@ -226,6 +245,7 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 		t.Fatalf("fresh access token inactive")
 	}
 
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 
@@ -254,48 +274,110 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 }
 
-// TestConcurrentRefreshExactlyOneWins: of N concurrent exchanges of one
-// token over gRPC, exactly one succeeds; the losers count as reuse and
-// revoke the session (documented in README: without a grace period a lost
-// race is indistinguishable from a replay).
+// concurrentRefreshes exchanges tp's refresh token from n goroutines at
+// once and returns each exchange's successor (nil where it failed) and
+// error; an error other than UNAUTHENTICATED fails the test.
+func concurrentRefreshes(t *testing.T, e *env, tp *latchv1.TokenPair, n int) ([]*latchv1.TokenPair, []error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	succ := make([]*latchv1.TokenPair, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			resp, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
+			succ[i], errs[i] = resp.GetTokens(), err
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range errs {
+		if c := status.Code(err); c != codes.OK && c != codes.Unauthenticated {
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	return succ, errs
+}
+
+// TestConcurrentRefreshOneLiveSuccessor is invariant 1 under the default
+// retry window: of N concurrent exchanges of one token, at most one
+// successor stays live. Every exchange within the window may be answered
+// (each retry replaces the successor before it), but exactly one of the
+// successors handed out still works, and presenting any other is reuse.
+func TestConcurrentRefreshOneLiveSuccessor(t *testing.T) {
+	for _, n := range []int{2, 8, 64} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.ProbeBurst = 1000 // up to 63 dead successors are presented below
+			e := newEnv(t, cfg)
+			e.addUser("alice@example.com", "alice-password")
+			ictx := e.introspector()
+			tp := e.login("alice@example.com", "alice-password")
+			succ, _ := concurrentRefreshes(t, e, tp, n)
+			// Which successor is live, asked without spending any: Introspect
+			// reports a refresh token active only while it may be exchanged.
+			var live *latchv1.TokenPair
+			var dead []*latchv1.TokenPair
+			for _, s := range succ {
+				switch {
+				case s == nil:
+				case e.introspect(ictx, s.GetRefreshToken()).GetActive():
+					if live != nil {
+						t.Fatalf("two of %d concurrent exchanges left a live successor", n)
+					}
+					live = s
+				default:
+					dead = append(dead, s)
+				}
+			}
+			if live == nil {
+				t.Fatalf("none of %d successors is live (%d handed out)", n, len(dead))
+			}
+			// Try every successor: the live one works, every other fails.
+			if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()}); err != nil {
+				t.Fatalf("the live successor: %v", err)
+			}
+			for _, s := range dead {
+				_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: s.GetRefreshToken()})
+				wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
+			}
+		})
+	}
+}
+
+// TestConcurrentRefreshExactlyOneWins: with the retry window disabled, of N
+// concurrent exchanges of one token over gRPC exactly one succeeds; the
+// losers count as reuse and revoke the session (without a retry window a
+// lost race is indistinguishable from a replay).
 func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
 	for _, n := range []int{2, 8, 64} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			// The losers are invalid refresh tokens from one address: with
-			// the default probe burst (30), late goroutines could be refused
-			// RESOURCE_EXHAUSTED before they race at all. This test is about
-			// the race, so the probe limit is out of the way (its own tests
-			// are in probe_test.go).
+			// The losers are failing refresh tokens from one address: past
+			// the default probe burst (30) they would be answered
+			// RESOURCE_EXHAUSTED instead of UNAUTHENTICATED. This test is
+			// about the race, so the probe limit is out of the way (its own
+			// tests are in probe_test.go).
 			cfg := baseConfig()
 			cfg.ProbeBurst = 1000
+			cfg.RefreshReuseGrace = -1
 			e := newEnv(t, cfg)
 			e.addUser("alice@example.com", "alice-password")
 			tp := e.login("alice@example.com", "alice-password")
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			errs := make([]error, n)
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					_, errs[i] = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
-				}()
-			}
-			close(start)
-			wg.Wait()
+			_, errs := concurrentRefreshes(t, e, tp, n)
 			wins := 0
 			for _, err := range errs {
-				switch status.Code(err) {
-				case codes.OK:
+				if err == nil {
 					wins++
-				case codes.Unauthenticated:
-				default:
-					t.Errorf("unexpected error %v", err)
 				}
 			}
 			if wins != 1 {
 				t.Errorf("%d of %d concurrent refreshes succeeded, want exactly 1", wins, n)
+			}
+			if n > 1 {
+				if sess, err := e.store.GetSession(ctxT(t), tp.GetSessionId()); err != nil || sess.RevokeReason != storage.ReasonReuse {
+					t.Errorf("session after a lost race = %+v, %v; want revoked for reuse", sess, err)
+				}
 			}
 		})
 	}
@@ -523,9 +605,11 @@ func TestIntrospectAuthMatrix(t *testing.T) {
 	e := newEnv(t, baseConfig())
 	e.addUser("alice@example.com", "alice-password", "user")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	alice := e.login("alice@example.com", "alice-password")
-	svc := e.login("svc@example.com", "svc-password")
-	revokedSvc := e.login("svc@example.com", "svc-password")
+	alice := e.login("alice@example.com", "alice-password") // the target
+	aliceSelf := e.loginSelf("alice@example.com", "alice-password")
+	svc := e.loginSelf("svc@example.com", "svc-password")
+	relyingParty := e.login("svc@example.com", "svc-password") // has the role, wrong audience
+	revokedSvc := e.loginSelf("svc@example.com", "svc-password")
 	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: revokedSvc.GetAccessToken()}); err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +635,8 @@ func TestIntrospectAuthMatrix(t *testing.T) {
 		{"refresh token as credential", bearer("Bearer " + svc.GetRefreshToken()), codes.Unauthenticated},
 		{"revoked", bearer("Bearer " + revokedSvc.GetAccessToken()), codes.Unauthenticated},
 		{"oversized", bearer("Bearer " + strings.Repeat("a", 9000)), codes.Unauthenticated},
-		{"missing role", bearer("Bearer " + alice.GetAccessToken()), codes.PermissionDenied},
+		{"relying party's audience", bearer("Bearer " + relyingParty.GetAccessToken()), codes.Unauthenticated},
+		{"missing role", bearer("Bearer " + aliceSelf.GetAccessToken()), codes.PermissionDenied},
 		{"valid", bearer("Bearer " + svc.GetAccessToken()), codes.OK},
 		{"valid, lower-case scheme", bearer("bearer " + svc.GetAccessToken()), codes.OK},
 	} {
@@ -614,6 +699,8 @@ func TestIntrospectResponses(t *testing.T) {
 		"oversized":           strings.Repeat("a", 9000),
 		"header only":         strings.Split(tp.GetAccessToken(), ".")[0],
 		"access with padding": tp.GetAccessToken() + "=",
+		// Introspect describes relying parties' tokens only.
+		"Latch's own audience": e.loginSelf("alice@example.com", "alice-password").GetAccessToken(),
 	}
 	for name, tok := range inactive {
 		t.Run(name, func(t *testing.T) {
@@ -630,7 +717,7 @@ func TestIntrospectResponses(t *testing.T) {
 
 	e.clock.advance(16 * time.Minute)
 	// The introspector's own token has expired too; get a fresh caller.
-	svc := e.login("introspector@example.com", "introspector-pw")
+	svc := e.loginSelf("introspector@example.com", "introspector-pw")
 	ictx2 := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+svc.GetAccessToken())
 	if got := e.introspect(ictx2, tp.GetAccessToken()); got.GetActive() {
 		t.Errorf("expired access token active")
@@ -781,7 +868,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, _ = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()}) // reuse
+	if !strings.Contains(e.logs.String(), `"event":"refresh_reuse_detected"`) {
+		t.Fatal("no reuse detected: the reuse path's records are not checked")
+	}
 	e.introspect(ictx, r.GetTokens().GetAccessToken())
 	_, _ = e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: r.GetTokens().GetAccessToken()})
 	logs := e.logs.String()
