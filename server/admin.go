@@ -726,12 +726,13 @@ func (a *AdminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *l
 }
 
 // recheckUser reads the user again after Login stored their new session.
-// An administrator may have disabled or deleted the user, or set a new
-// password, while the password was being checked; their revocation of the
-// user's sessions may then have run before this session existed. Reading
-// after the session is stored closes that gap: either the revocation saw
-// the session, or this read sees the change, and the session is revoked
-// here. The login then fails like any other refused login. verified is the
+// An administrator may have set a new password while the password was being
+// checked; their revocation of the user's sessions may then have run before
+// this session existed. Reading after the session is stored closes that
+// gap: either the revocation saw the session, or this read sees the change,
+// and the session is revoked here. (A deletion or disabling that commits
+// before the session makes CreateSession refuse it; one that commits after
+// revokes it in storage. The checks below for those stay as a second line.) The login then fails like any other refused login. verified is the
 // user as the password check read it (with its hash after any upgrade); it
 // returns the user as stored now (current roles).
 func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess storage.Session, now time.Time) (storage.User, error) {

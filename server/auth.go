@@ -194,7 +194,19 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 		CreatedAt: now, LastRotatedAt: now,
 		IdleExpiresAt: now.Add(s.cfg.RefreshIdleTTL), AbsoluteExpiresAt: now.Add(s.cfg.RefreshMaxAge),
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	err = s.store.CreateSession(ctx, sess)
+	if gone, disabled := errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled); gone || disabled {
+		// An administrator deleted or disabled the user after the password
+		// check; the store refused the session in the transaction that
+		// would have stored it. The login fails like any refused login.
+		reason := "user_deleted_during_login"
+		if disabled {
+			reason = "user_disabled_during_login"
+		}
+		s.loginFailed(ctx, reason, userID)
+		return storage.Session{}, "", failure(codes.Unauthenticated, msgBadLogin)
+	}
+	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
 	return sess, refresh, nil

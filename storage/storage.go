@@ -21,6 +21,9 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrAlreadyExists reports that a row with the same unique key exists.
 	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrUserDisabled reports that the user a session would belong to is
+	// disabled: CreateSession stores no session for it.
+	ErrUserDisabled = errors.New("storage: user disabled")
 	// ErrSessionRevoked reports that a session exists but has been revoked.
 	ErrSessionRevoked = errors.New("storage: session revoked")
 	// ErrSessionExpired reports that a session exists but its idle or
@@ -176,7 +179,14 @@ type UserStore interface {
 // SessionStore keeps sessions and the digests of their refresh tokens.
 type SessionStore interface {
 	// CreateSession stores a new session whose CurrentHash is its first
-	// refresh token; ErrAlreadyExists if the id or the hash is taken.
+	// refresh token; ErrAlreadyExists if the id or the hash is taken. The
+	// session's owner must exist and be enabled, checked in the
+	// transaction that stores the session: ErrNotFound if no user has
+	// s.UserID, ErrUserDisabled if that user is disabled, and nothing is
+	// stored. So a session is never stored after a DeleteUser, or an
+	// UpdateUser that disables its owner, has committed; and DeleteUser
+	// and RevokeUserSessions revoke every session of the user committed
+	// before them, so no session outlives them live.
 	CreateSession(ctx context.Context, s Session) error
 	// GetSession returns the session with the id; ErrNotFound if none.
 	GetSession(ctx context.Context, id string) (Session, error)

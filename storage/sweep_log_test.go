@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/storage/storagetest"
 )
 
 // recordHandler hands every log record to a channel.
@@ -39,6 +40,7 @@ func TestRunSweeperLogsDeletedAndRefiledApart(t *testing.T) {
 	newSession := func(id string) storage.TokenHash {
 		digest++
 		h := storage.TokenHash{digest}
+		storagetest.EnsureUser(t, s, "user-"+id)
 		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "user-" + id, Audience: "orders",
 			CurrentHash: h, CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(idle),
 			AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {

@@ -233,6 +233,7 @@ func BenchmarkRawBoltBatch(b *testing.B) {
 func BenchmarkRotateRefreshToken(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()
@@ -258,6 +259,7 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 func BenchmarkAccessTokenRevoked(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: storagetest.Digest(b), CreatedAt: base,
 		IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(time.Hour)}); err != nil {
 		b.Fatal(err)

@@ -51,6 +51,7 @@ func newSession(t testing.TB, s storage.Store, id, user string, now time.Time) s
 	t.Helper()
 	sess := storage.Session{ID: id, UserID: user, Audience: "orders", CurrentHash: storagetest.Digest(t),
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(7 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(30 * 24 * time.Hour)}
+	storagetest.EnsureUser(t, s, user)
 	if err := s.CreateSession(ctxT(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}

@@ -32,6 +32,7 @@ func userSession(t *testing.T, s storage.Store, user, id string, created time.Ti
 		ID: id, UserID: user, Audience: "orders", CurrentHash: Digest(t),
 		CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: created.Add(idle), AbsoluteExpiresAt: created.Add(maxAge),
 	}
+	EnsureUser(t, s, user)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CancelledContext", testCancelledContext},
 	}
 	tests = append(tests, adminTests...)
+	tests = append(tests, userFenceTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -90,6 +91,7 @@ func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage
 		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
 	}
+	EnsureUser(t, s, sess.UserID)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}
@@ -199,9 +201,9 @@ func testUpdateUser(t *testing.T, s storage.Store) {
 func testSessions(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
-	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: "u", CurrentHash: Digest(t),
+	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: sess.UserID, CurrentHash: Digest(t),
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
-	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: "u", CurrentHash: sess.CurrentHash,
+	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: sess.UserID, CurrentHash: sess.CurrentHash,
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
 	wantErr(t, "CreateSession empty digest", s.CreateSession(c, storage.Session{ID: "s3", UserID: "u"}), storage.ErrInvalidArgument)
 
