@@ -202,16 +202,23 @@ type SessionStore interface {
 	// refresh token with this digest, and whether the digest is the
 	// session's current one; ErrNotFound if no session issued it.
 	FindSessionByRefreshHash(ctx context.Context, h TokenHash) (s Session, current bool, err error)
-	// RevokeSession marks the session revoked with the reason, durably.
-	// Revoking a revoked session keeps the first reason and succeeds.
-	// ErrNotFound if no such session.
-	RevokeSession(ctx context.Context, id, reason string, now time.Time) error
+	// RevokeSession marks the session revoked with the reason, durably, and
+	// reports whether it changed anything. Revoking a revoked session
+	// succeeds with changed false and writes nothing: the session keeps its
+	// first reason and time, and no revocation is committed (or seen by
+	// RevocationFeed watchers) again. Of concurrent calls for one live
+	// session exactly one reports changed. ErrNotFound if no such session.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error)
 }
 
 // DenyList keeps the ids (jti) of access tokens revoked before their expiry.
 type DenyList interface {
-	// DenyAccessToken records jti as revoked until expiresAt, durably.
-	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// DenyAccessToken records jti as revoked until expiresAt, durably, and
+	// reports whether it changed anything. Denying a jti already denied
+	// until expiresAt or later succeeds with changed false and writes
+	// nothing; a later expiresAt extends the denial (changed true). Of
+	// concurrent calls with one jti and expiry exactly one reports changed.
+	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (changed bool, err error)
 	// AccessTokenRevoked reports, in one read, whether the access token
 	// with this jti and session id is revoked at now: its jti is denied, or
 	// its session is revoked, past its absolute expiry, or gone.

@@ -55,7 +55,7 @@ func TestRunSweeperLogsDeletedAndRefiledApart(t *testing.T) {
 		Now: base.Add(50 * time.Minute), IdleTTL: idle}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(ctx, "jti-1", base.Add(time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "jti-1", base.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -64,7 +64,7 @@ func writeSchema1(t *testing.T, path string) {
 	if err := s.ImportSessions(ctx, []storage.Session{session(t, "u1", "s1", base), session(t, "u1", "s2", base.Add(time.Minute)), session(t, "u2", "s3", base)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeSession(ctx, "s3", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(ctx, "s3", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

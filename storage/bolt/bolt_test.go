@@ -85,7 +85,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.InitSigningKey(ctx, storage.SigningKey{ID: "k1", PrivateKey: []byte{1}, PublicKey: []byte{2}, CreatedAt: base}); err != nil {

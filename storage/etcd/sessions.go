@@ -292,34 +292,36 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 	return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", errContention)
 }
 
-// RevokeSession implements storage.SessionStore.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+// RevokeSession implements storage.SessionStore. A session already revoked
+// is answered from the read: no Txn, so no revocation event reaches
+// WatchRevocations again.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	ctx, cancel, err := s.begin(ctx, "revoke session")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if reason == "" || now.IsZero() {
-		return fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {
 		sr, err := s.getSession(ctx, id)
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
 		if sr.s.Revoked() {
-			return nil
+			return false, nil
 		}
 		_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
+	return false, fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
 }
 
 // revokeBatch revokes the sessions (read at the revisions given) in one Txn
