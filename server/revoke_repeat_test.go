@@ -106,3 +106,60 @@ func TestRepeatedRevokeIsNoOp(t *testing.T) {
 		t.Errorf("%d access_token_revoked log records, want 1", n)
 	}
 }
+
+// TestAdminRepeatedRevokeSessionIsNoOp: AdminService.RevokeSession of a
+// session that is already revoked answers with the session as it is and
+// announces nothing: one event reaches a watcher however often, and however
+// concurrently, an administrator repeats it (with RevokeUserSessions
+// repeats among them).
+func TestAdminRepeatedRevokeSessionIsNoOp(t *testing.T) {
+	a := newAdminEnv(t)
+	a.addUser("bob@example.com", "bob-password-1")
+	st, err := a.client.WatchRevocations(a.introspector(), &latchv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, a.env, "watch_started")
+	tp := a.login("bob@example.com", "bob-password-1")
+	c, err := a.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Go(func() {
+			if i%4 == 3 {
+				if _, err := a.admin.RevokeUserSessions(a.adminCtx, &latchv1.RevokeUserSessionsRequest{UserId: c.Subject}); err != nil {
+					t.Errorf("RevokeUserSessions: %v", err)
+				}
+				return
+			}
+			resp, err := a.admin.RevokeSession(a.adminCtx, &latchv1.RevokeSessionRequest{SessionId: tp.GetSessionId()})
+			if err != nil || resp.GetSession().GetState() != latchv1.SessionState_SESSION_STATE_REVOKED {
+				t.Errorf("RevokeSession = %v, %v; want the revoked session", resp, err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	sentinel := a.login("bob@example.com", "bob-password-1")
+	if _, err := a.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: sentinel.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	events := 0
+	for {
+		ev := recv(t, st)
+		if ev.GetSessionId() == sentinel.GetSessionId() {
+			break
+		}
+		if ev.GetSessionId() != tp.GetSessionId() {
+			t.Fatalf("unexpected event %v", ev)
+		}
+		events++
+	}
+	if events != 1 {
+		t.Fatalf("watcher got %d events for one session revoked 24 times, want 1", events)
+	}
+}
