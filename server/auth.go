@@ -213,7 +213,19 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 		CreatedAt: now, LastRotatedAt: now,
 		IdleExpiresAt: now.Add(s.cfg.RefreshIdleTTL), AbsoluteExpiresAt: now.Add(s.cfg.RefreshMaxAge),
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	err = s.store.CreateSession(ctx, sess)
+	if gone, disabled := errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled); gone || disabled {
+		// An administrator deleted or disabled the user after the password
+		// check; the store refused the session in the transaction that
+		// would have stored it. The login fails like any refused login.
+		reason := "user_deleted_during_login"
+		if disabled {
+			reason = "user_disabled_during_login"
+		}
+		s.loginFailed(ctx, reason, userID)
+		return storage.Session{}, "", failure(codes.Unauthenticated, msgBadLogin)
+	}
+	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
 	return sess, refresh, nil
@@ -316,7 +328,7 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && user.Disabled) {
-		if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		if _, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 			return nil, fmt.Errorf("revoke session of missing or disabled user: %w", rerr)
 		}
 		s.publishSession(sess)
@@ -424,8 +436,16 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("find session: %w", err)
 	}
-	if err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	changed, err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("revoke session: %w", err)
+	}
+	if !changed {
+		// Already revoked (or swept): RFC 7009 answers OK all the same,
+		// and there is nothing new to announce or count.
+		s.log.LogAttrs(ctx, slog.LevelDebug, "session already revoked", slog.String("event", "session_revoke_repeated"),
+			slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
+		return true, nil
 	}
 	s.publishSession(sess)
 	s.metrics.Revoked(RevokedSession, 1)
@@ -444,8 +464,14 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt); err != nil {
+	changed, err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt)
+	if err != nil {
 		return false, fmt.Errorf("deny access token: %w", err)
+	}
+	if !changed {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "access token already revoked", slog.String("event", "access_token_revoke_repeated"),
+			slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
+		return true, nil
 	}
 	s.publishJTI(c.ID, c.ExpiresAt)
 	s.metrics.Revoked(RevokedAccess, 1)

@@ -21,6 +21,9 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrAlreadyExists reports that a row with the same unique key exists.
 	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrUserDisabled reports that the user a session would belong to is
+	// disabled: CreateSession stores no session for it.
+	ErrUserDisabled = errors.New("storage: user disabled")
 	// ErrSessionRevoked reports that a session exists but has been revoked.
 	ErrSessionRevoked = errors.New("storage: session revoked")
 	// ErrSessionExpired reports that a session exists but its idle or
@@ -177,7 +180,14 @@ type UserStore interface {
 // SessionStore keeps sessions and the digests of their refresh tokens.
 type SessionStore interface {
 	// CreateSession stores a new session whose CurrentHash is its first
-	// refresh token; ErrAlreadyExists if the id or the hash is taken.
+	// refresh token; ErrAlreadyExists if the id or the hash is taken. The
+	// session's owner must exist and be enabled, checked in the
+	// transaction that stores the session: ErrNotFound if no user has
+	// s.UserID, ErrUserDisabled if that user is disabled, and nothing is
+	// stored. So a session is never stored after a DeleteUser, or an
+	// UpdateUser that disables its owner, has committed; and DeleteUser
+	// and RevokeUserSessions revoke every session of the user committed
+	// before them, so no session outlives them live.
 	CreateSession(ctx context.Context, s Session) error
 	// GetSession returns the session with the id; ErrNotFound if none.
 	GetSession(ctx context.Context, id string) (Session, error)
@@ -193,16 +203,23 @@ type SessionStore interface {
 	// refresh token with this digest, and whether the digest is the
 	// session's current one; ErrNotFound if no session issued it.
 	FindSessionByRefreshHash(ctx context.Context, h TokenHash) (s Session, current bool, err error)
-	// RevokeSession marks the session revoked with the reason, durably.
-	// Revoking a revoked session keeps the first reason and succeeds.
-	// ErrNotFound if no such session.
-	RevokeSession(ctx context.Context, id, reason string, now time.Time) error
+	// RevokeSession marks the session revoked with the reason, durably, and
+	// reports whether it changed anything. Revoking a revoked session
+	// succeeds with changed false and writes nothing: the session keeps its
+	// first reason and time, and no revocation is committed (or seen by
+	// RevocationFeed watchers) again. Of concurrent calls for one live
+	// session exactly one reports changed. ErrNotFound if no such session.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error)
 }
 
 // DenyList keeps the ids (jti) of access tokens revoked before their expiry.
 type DenyList interface {
-	// DenyAccessToken records jti as revoked until expiresAt, durably.
-	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// DenyAccessToken records jti as revoked until expiresAt, durably, and
+	// reports whether it changed anything. Denying a jti already denied
+	// until expiresAt or later succeeds with changed false and writes
+	// nothing; a later expiresAt extends the denial (changed true). Of
+	// concurrent calls with one jti and expiry exactly one reports changed.
+	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (changed bool, err error)
 	// AccessTokenRevoked reports, in one read, whether the access token
 	// with this jti and session id is revoked at now: its jti is denied, or
 	// its session is revoked, past its absolute expiry, or gone.

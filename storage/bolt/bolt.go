@@ -139,7 +139,27 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
-	return &Store{db: db, writes: groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay))}, nil
+	s := &Store{db: db}
+	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay),
+		groupcommit.WithCommitFailed(s.live.invalidate))
+	return s, nil
+}
+
+// update runs fn in a write transaction of its own (bbolt's Update). When
+// fn succeeded but the commit failed, the commit's pages may have become
+// visible without its OnCommit handlers running (a failed fsync), so the
+// cached answers are dropped as a revoking commit would drop them; the
+// group committer does the same for its writes (WithCommitFailed).
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	var fnErr error
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		s.live.invalidate()
+	}
+	return err
 }
 
 // WriteStats counts the store's writes since Open, for metrics: the group

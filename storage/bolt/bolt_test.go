@@ -85,7 +85,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.InitSigningKey(ctx, storage.SigningKey{ID: "k1", PrivateKey: []byte{1}, PublicKey: []byte{2}, CreatedAt: base}); err != nil {
@@ -233,6 +233,7 @@ func BenchmarkRawBoltBatch(b *testing.B) {
 func BenchmarkRotateRefreshToken(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()
@@ -258,6 +259,7 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 func BenchmarkAccessTokenRevoked(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: storagetest.Digest(b), CreatedAt: base,
 		IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(time.Hour)}); err != nil {
 		b.Fatal(err)

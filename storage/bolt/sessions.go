@@ -157,7 +157,11 @@ func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
 }
 
-// CreateSession implements storage.SessionStore.
+// CreateSession implements storage.SessionStore. The owner is checked in
+// the write transaction that stores the session; DeleteUser and
+// RevokeUserSessions revoke in write transactions too, and bbolt runs those
+// one at a time, so each sees every session committed before it and none
+// is committed for a user it deleted or disabled.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := ctxErr(ctx, "create session"); err != nil {
 		return err
@@ -165,7 +169,25 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
 		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.writes.Do(func(tx *bbolt.Tx) error { return s.insertSession(tx, sess) })
+	var refused error // reported after the commit, so that the group commits without a rerun
+	err := s.writes.Do(func(tx *bbolt.Tx) error {
+		refused = nil // the group commit may run this more than once
+		u, err := getUser(tx, sess.UserID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			refused = fmt.Errorf("user %s: %w", sess.UserID, err)
+			return nil
+		case err != nil:
+			return err
+		case u.Disabled:
+			refused = fmt.Errorf("user %s: %w", sess.UserID, storage.ErrUserDisabled)
+			return nil
+		}
+		return s.insertSession(tx, sess)
+	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return fmt.Errorf("bolt: create session %s: %w", sess.ID, err)
 	}
@@ -292,31 +314,41 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 	return out, nil
 }
 
-// RevokeSession implements storage.SessionStore.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+// RevokeSession implements storage.SessionStore. A session already
+// revoked is answered from a read transaction: a repeat costs no commit or
+// fsync and leaves the store's cached answers (liveCache) in place.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	if err := ctxErr(ctx, "revoke session"); err != nil {
-		return err
+		return false, err
 	}
 	if reason == "" || now.IsZero() {
-		return fmt.Errorf("bolt: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("bolt: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.writes.Do(func(tx *bbolt.Tx) error {
+	var revoked bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		sess, err := getSession(tx, []byte(id))
-		if err != nil {
+		revoked = sess.Revoked()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("bolt: revoke session %s: %w", id, err)
+	}
+	if revoked {
+		return false, nil
+	}
+	changed := false
+	err = s.writes.Do(func(tx *bbolt.Tx) error {
+		changed = false // the group commit may run this more than once
+		sess, err := getSession(tx, []byte(id))
+		if err != nil || sess.Revoked() { // revoked meanwhile by another call
 			return err
 		}
-		if sess.Revoked() {
-			// Already revoked, maybe by a commit that failed after its
-			// pages became visible (a failed fsync), which ran no
-			// OnCommit: drop the cached answers before answering OK.
-			tx.OnCommit(s.live.invalidate)
-			return nil
-		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
+		changed = true
 		return s.putSession(tx, sess)
 	})
 	if err != nil {
-		return fmt.Errorf("bolt: revoke session %s: %w", id, err)
+		return false, fmt.Errorf("bolt: revoke session %s: %w", id, err)
 	}
-	return nil
+	return changed, nil
 }

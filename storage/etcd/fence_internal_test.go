@@ -32,6 +32,7 @@ func openInternal(t *testing.T, srv *etcdtest.Server, prefix string, opts ...Opt
 
 func createSessions(t *testing.T, s *Store, user string, n int, at time.Time) []storage.Session {
 	t.Helper()
+	storagetest.EnsureUser(t, s, user)
 	var out []storage.Session
 	for i := range n {
 		sess := storage.Session{ID: fmt.Sprintf("%s-s%03d", user, i), UserID: user, Audience: "orders", CurrentHash: storagetest.Digest(t),
@@ -97,7 +98,7 @@ func TestFencedSessionsCannotBeRefreshed(t *testing.T) {
 	sessions := createSessions(t, s, "u1", 20, fenceBase)
 	other := createSessions(t, s, "u2", 1, fenceBase)[0]
 	now := fenceBase.Add(time.Hour)
-	live, err := s.liveSessionsOf(t.Context(), "u1", now)
+	live, _, err := s.liveSessionsOf(t.Context(), "u1", now)
 	if err != nil || len(live) != 20 {
 		t.Fatalf("live sessions = %d, %v", len(live), err)
 	}

@@ -16,30 +16,32 @@ import (
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
 // later expiry. The row's lease is judged against the store's clock (the
-// method has no time of its own) plus the lease slack.
-func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+// method has no time of its own) plus the lease slack. A jti already denied
+// until expiresAt or later is answered from the read: no Txn, so no
+// revocation event reaches WatchRevocations again.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
 	ctx, cancel, err := s.begin(ctx, "deny access token")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if !storage.ValidID(jti) || expiresAt.IsZero() {
-		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	key := s.revJTIKey(jti)
 	for range maxRetries {
 		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
-			return wrapErr(ctx, "deny access token "+jti, err)
+			return false, wrapErr(ctx, "deny access token "+jti, err)
 		}
 		var rev int64
 		if len(resp.Kvs) == 1 {
 			old, err := decodeTime(resp.Kvs[0].Value)
 			if err != nil {
-				return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+				return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
 			}
 			if !expiresAt.After(old) {
-				return nil
+				return false, nil
 			}
 			rev = resp.Kvs[0].ModRevision
 		}
@@ -52,13 +54,13 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
 		})
 		if err != nil {
-			return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+			return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
 		}
 		if txn.Succeeded {
-			return nil
+			return true, nil
 		}
 	}
-	return fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
+	return false, fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
 }
 
 // AccessTokenRevoked implements storage.DenyList with one linearizable read

@@ -88,7 +88,12 @@ func (s *Store) refTime(sess storage.Session) time.Time {
 
 // CreateSession implements storage.SessionStore: the session, its first
 // digest and its user index in one Txn that requires the session id and the
-// digest to be new.
+// digest to be new and the owner to be as read (existing and enabled): the
+// Txn compares the user's ModRevision, so a DeleteUser or a disabling
+// UpdateUser that commits first makes it fail, and it reads the user again.
+// DeleteUser and RevokeUserSessions in turn compare the user's session
+// index (see revokeUserSessions), so a session committed first is one they
+// revoke.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	ctx, cancel, err := s.begin(ctx, "create session")
 	if err != nil {
@@ -99,36 +104,65 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		return fmt.Errorf("etcd: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	ref := s.refTime(sess)
-	resp, err := s.commit(ctx, "create session "+sess.ID, func() (clientv3.Txn, error) {
-		ops, err := s.putSessionOps(ctx, sess, ref)
+	for range maxRetries {
+		userRev, err := s.sessionOwner(ctx, sess.UserID)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
 		}
-		dops, err := s.digestOps(ctx, sess, sess.CurrentHash, ref)
+		resp, err := s.commit(ctx, "create session "+sess.ID, func() (clientv3.Txn, error) {
+			ops, err := s.putSessionOps(ctx, sess, ref)
+			if err != nil {
+				return nil, err
+			}
+			dops, err := s.digestOps(ctx, sess, sess.CurrentHash, ref)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, dops...)
+			lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
+			return s.cli.Txn(ctx).If(
+				clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(s.digestKey(sess.CurrentHash)), "=", 0),
+				clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),
+			).Then(ops...).Else(
+				clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly()),
+				clientv3.OpGet(s.digestKey(sess.CurrentHash), clientv3.WithCountOnly()),
+			), nil
+		})
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
 		}
-		ops = append(ops, dops...)
-		lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
-		return s.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.digestKey(sess.CurrentHash)), "=", 0),
-		).Then(ops...).Else(clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly())), nil
-	})
-	if err != nil {
-		return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
-	}
-	if !resp.Succeeded {
-		if resp.Responses[0].GetResponseRange().Count > 0 {
+		switch {
+		case resp.Succeeded:
+			return nil
+		case resp.Responses[0].GetResponseRange().Count > 0:
 			return fmt.Errorf("etcd: create session %s: session id taken: %w", sess.ID, storage.ErrAlreadyExists)
+		case resp.Responses[1].GetResponseRange().Count > 0:
+			return fmt.Errorf("etcd: create session %s: refresh digest taken: %w", sess.ID, storage.ErrAlreadyExists)
 		}
-		return fmt.Errorf("etcd: create session %s: refresh digest taken: %w", sess.ID, storage.ErrAlreadyExists)
+		// The owner changed since it was read: judge it again.
 	}
-	return nil
+	return fmt.Errorf("etcd: create session %s: %w", sess.ID, errContention)
+}
+
+// sessionOwner reads the user a new session would belong to and returns
+// the revision that CreateSession's Txn compares: ErrNotFound if there is
+// no such user, ErrUserDisabled if it is disabled.
+func (s *Store) sessionOwner(ctx context.Context, uid string) (int64, error) {
+	u, rev, err := s.getUser(ctx, uid)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return 0, fmt.Errorf("user %s: %w", uid, err)
+	case err != nil:
+		return 0, err
+	case u.Disabled:
+		return 0, fmt.Errorf("user %s: %w", uid, storage.ErrUserDisabled)
+	}
+	return rev, nil
 }
 
 // GetSession implements storage.SessionStore.
@@ -258,34 +292,36 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 	return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", errContention)
 }
 
-// RevokeSession implements storage.SessionStore.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+// RevokeSession implements storage.SessionStore. A session already revoked
+// is answered from the read: no Txn, so no revocation event reaches
+// WatchRevocations again.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	ctx, cancel, err := s.begin(ctx, "revoke session")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if reason == "" || now.IsZero() {
-		return fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {
 		sr, err := s.getSession(ctx, id)
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
 		if sr.s.Revoked() {
-			return nil
+			return false, nil
 		}
 		_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
+	return false, fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
 }
 
 // revokeBatch revokes the sessions (read at the revisions given) in one Txn
@@ -318,11 +354,13 @@ func (s *Store) revokeBatch(ctx context.Context, batch []sessRev, reason string,
 	return out, nil
 }
 
-// sessionsOf reads every stored session of the user.
-func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
+// sessionsOf reads every stored session of the user, and returns the
+// revision its index was read at: every session created later has an index
+// entry whose CreateRevision is greater (see newSessionsCmp).
+func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, int64, error) {
 	idx, err := s.cli.Get(ctx, s.userSessionPrefix(uid), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, wrapErr(ctx, "list user sessions", err)
+		return nil, 0, wrapErr(ctx, "list user sessions", err)
 	}
 	var out []sessRev
 	for chunk := range slices.Chunk(idx.Kvs, s.maxTxnOps) {
@@ -332,7 +370,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, wrapErr(ctx, "read user sessions", err)
+			return nil, 0, wrapErr(ctx, "read user sessions", err)
 		}
 		for _, r := range resp.Responses {
 			kvs := r.GetResponseRange().Kvs
@@ -341,21 +379,31 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 			}
 			sess, err := record.DecodeSession(kvs[0].Value)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			out = append(out, sessRev{s: sess, rev: kvs[0].ModRevision, created: kvs[0].CreateRevision})
 		}
 	}
-	return out, nil
+	return out, idx.Header.Revision, nil
 }
 
-// liveSessionsOf returns the user's sessions live at now.
-func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, error) {
-	all, err := s.sessionsOf(ctx, uid)
+// liveSessionsOf returns the user's sessions live at now, and the revision
+// that sessionsOf read them at.
+func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, int64, error) {
+	all, rev, err := s.sessionsOf(ctx, uid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), nil
+	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), rev, nil
+}
+
+// newSessionsCmp holds in a Txn only while the user has no session created
+// after revision rev: every entry of the user's session index was created
+// at rev or before. A Txn that revokes what sessionsOf read at rev carries
+// it, so that a session CreateSession commits between that read and the
+// Txn is not left out: the Txn fails and the caller reads again.
+func (s *Store) newSessionsCmp(uid string, rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(s.userSessionPrefix(uid)), "<", rev+1).WithPrefix()
 }
 
 // ListUserSessions implements storage.SessionAdmin.
@@ -368,7 +416,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 	if !storage.ValidID(userID) {
 		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
 	}
-	all, err := s.sessionsOf(ctx, userID)
+	all, _, err := s.sessionsOf(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: list sessions of user %s: %w", userID, err)
 	}
@@ -413,7 +461,11 @@ type finalTxn func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error)
 // commits final's compares and operations with the last of them.
 //
 // When the live sessions (and final's operations) fit in one Txn, that is
-// one Txn: all or nothing, as the storage contract says. When they do not,
+// one Txn: all or nothing, as the storage contract says. It also compares
+// the user's session index (newSessionsCmp), so a session that
+// CreateSession commits after the read fails the Txn and is revoked on the
+// next attempt; and CreateSession compares the user's record, so no session
+// is created after a DeleteUser's Txn. When they do not fit,
 // it first writes the user's fence (userfences/<uid>: the time and reason)
 // in a Txn of its own, then revokes the sessions a Txn-full at a time,
 // reading them again before each Txn, and commits the last Txn-full with
@@ -435,14 +487,15 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 				return nil, err
 			}
 		}
-		live, err := s.liveSessionsOf(ctx, uid, now)
+		live, rev, err := s.liveSessionsOf(ctx, uid, now)
 		if err != nil {
 			return nil, err
 		}
-		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps) <= s.maxTxnOps {
+		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps)+1 <= s.maxTxnOps {
 			if len(live) == 0 && final == nil {
 				return revoked, nil
 			}
+			cmps = append(cmps, s.newSessionsCmp(uid, rev))
 			done, err := s.revokeBatch(ctx, live, reason, now, cmps, extra)
 			if errors.Is(err, errConflict) {
 				continue

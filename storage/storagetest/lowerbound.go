@@ -72,7 +72,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	if _, err := s.RotateRefreshToken(c, rotation(revoked.CurrentHash, revokedNext, base.Add(6*24*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	sweep := func(now time.Time) (deleted, refiled int) {

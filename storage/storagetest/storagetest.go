@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ReuseGrace", testReuseGrace},
 		{"ConcurrentRotation", testConcurrentRotation},
 		{"RevokeSession", testRevokeSession},
+		{"RevocationsReportChange", testRevocationsReportChange},
 		{"DenyList", testDenyList},
 		{"ListRevocations", testListRevocations},
 		{"SigningKeys", testSigningKeys},
@@ -56,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CancelledContext", testCancelledContext},
 	}
 	tests = append(tests, adminTests...)
+	tests = append(tests, userFenceTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -90,6 +92,7 @@ func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage
 		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
 	}
+	EnsureUser(t, s, sess.UserID)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}
@@ -199,9 +202,9 @@ func testUpdateUser(t *testing.T, s storage.Store) {
 func testSessions(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
-	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: "u", CurrentHash: Digest(t),
+	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: sess.UserID, CurrentHash: Digest(t),
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
-	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: "u", CurrentHash: sess.CurrentHash,
+	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: sess.UserID, CurrentHash: sess.CurrentHash,
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
 	wantErr(t, "CreateSession empty digest", s.CreateSession(c, storage.Session{ID: "s3", UserID: "u"}), storage.ErrInvalidArgument)
 
@@ -318,7 +321,7 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 
 	// Revoked session.
 	third := newSession(t, s, "s3", base)
-	if err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.RotateRefreshToken(c, rotation(third.CurrentHash, Digest(t), base.Add(time.Second)))
@@ -401,17 +404,60 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 func testRevokeSession(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	newSession(t, s, "s1", base)
-	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil {
-		t.Fatal(err)
+	if changed, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil || !changed {
+		t.Fatalf("RevokeSession = %v, %v; want changed", changed, err)
 	}
-	if err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
-		t.Fatalf("second revoke: %v", err)
+	if changed, err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil || changed {
+		t.Fatalf("second RevokeSession = %v, %v; want unchanged, no error", changed, err)
 	}
 	got := wantRevoked(t, s, "s1", storage.ReasonRevoked)
 	if !got.RevokedAt.Equal(base.Add(time.Minute)) {
 		t.Fatalf("RevokedAt = %v, want the first revocation's time", got.RevokedAt)
 	}
-	wantErr(t, "revoke unknown", s.RevokeSession(c, "nope", storage.ReasonRevoked, base), storage.ErrNotFound)
+	_, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
+	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
+}
+
+// testRevocationsReportChange: of many concurrent revocations of one
+// session, and of many concurrent denials of one jti, exactly one reports a
+// change; the rest, and every later repeat, report none.
+func testRevocationsReportChange(t *testing.T, s storage.Store) {
+	const n = 16
+	newSession(t, s, "s1", base)
+	c := ctx(t)
+	exp := base.Add(15 * time.Minute)
+	for name, revoke := range map[string]func() (bool, error){
+		"RevokeSession":   func() (bool, error) { return s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)) },
+		"DenyAccessToken": func() (bool, error) { return s.DenyAccessToken(c, "j1", exp) },
+	} {
+		var wg sync.WaitGroup
+		changed := make([]bool, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				changed[i], errs[i] = revoke()
+			})
+		}
+		close(start)
+		wg.Wait()
+		wins := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("%s %d: %v", name, i, errs[i])
+			}
+			if changed[i] {
+				wins++
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d of %d concurrent %s calls reported a change, want 1", wins, n, name)
+		}
+		if again, err := revoke(); err != nil || again {
+			t.Fatalf("%s repeated = %v, %v; want unchanged", name, again, err)
+		}
+	}
 }
 
 func testDenyList(t *testing.T, s storage.Store) {
@@ -438,11 +484,16 @@ func testDenyList(t *testing.T, s storage.Store) {
 	batch(now, nil)
 	batch(now, []storage.AccessTokenRef{ref("j1", "s1")}, false)
 	check("j1", "s1", now, false)
-	if err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil {
-		t.Fatal(err)
+	if changed, err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil || !changed {
+		t.Fatalf("DenyAccessToken = %v, %v; want changed", changed, err)
 	}
-	if err := s.DenyAccessToken(c, "j1", now.Add(10*time.Minute)); err != nil {
-		t.Fatalf("deny twice: %v", err)
+	for _, exp := range []time.Time{now.Add(10 * time.Minute), now.Add(15 * time.Minute)} {
+		if changed, err := s.DenyAccessToken(c, "j1", exp); err != nil || changed {
+			t.Fatalf("DenyAccessToken again until %v = %v, %v; want unchanged", exp.Sub(now), changed, err)
+		}
+	}
+	if changed, err := s.DenyAccessToken(c, "j1", now.Add(20*time.Minute)); err != nil || !changed {
+		t.Fatalf("DenyAccessToken with a later expiry = %v, %v; want changed", changed, err)
 	}
 	check("j1", "s1", now, true)
 	check("j2", "s1", now, false)
@@ -458,7 +509,7 @@ func testDenyList(t *testing.T, s storage.Store) {
 		false, true, true, true, false)
 	batch(base.Add(idle), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, false, true)
 	batch(base.Add(maxAge), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, true, true)
-	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
+	if _, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
 		t.Fatal(err)
 	}
 	check("j2", "s1", now, true)
@@ -469,7 +520,8 @@ func testDenyList(t *testing.T, s storage.Store) {
 	if got, err := s.AccessTokensRevoked(cancelled, []storage.AccessTokenRef{ref("j2", "s2")}, now); err == nil || !slices.Equal(got, []bool{true}) {
 		t.Fatalf("AccessTokensRevoked on a cancelled context = %v, %v; want [true] and an error", got, err)
 	}
-	wantErr(t, "deny empty jti", s.DenyAccessToken(c, "", now), storage.ErrInvalidArgument)
+	_, err := s.DenyAccessToken(c, "", now)
+	wantErr(t, "deny empty jti", err, storage.ErrInvalidArgument)
 }
 
 func testSigningKeys(t *testing.T, s storage.Store) {
@@ -522,11 +574,11 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	}
 	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
 	for i := range 3 {
-		if err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
+		if _, err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
@@ -592,16 +644,16 @@ func testListRevocations(t *testing.T, s storage.Store) {
 	newSession(t, s, "live", base)
 	newSession(t, s, "revoked", base)
 	newSession(t, s, "old", base.Add(-maxAge))
-	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	revs, err := s.ListRevocations(c, base)
