@@ -44,10 +44,14 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 		return 1
 	})
 	for _, old := range live[:excess] {
-		if err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		changed, err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "session cap not enforced", slog.String("event", "session_cap_failed"),
 				slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.String("error", err.Error()))
 			return
+		}
+		if !changed {
+			continue // a concurrent login revoked it first and announced it
 		}
 		s.publishSession(old)
 		s.metrics.Revoked(RevokedSession, 1)
