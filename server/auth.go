@@ -185,12 +185,12 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("session id: %w", err)
 	}
-	refresh, digest, err := tokens.NewRefreshToken(s.rand)
+	refresh, minted, err := tokens.NewRefreshToken(s.rand, s.refreshKeys.minting(), sid, 0)
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("refresh token: %w", err)
 	}
 	sess := storage.Session{
-		ID: sid, UserID: userID, Audience: aud, CurrentHash: digest,
+		ID: sid, UserID: userID, Audience: aud, CurrentHash: minted.Digest,
 		CreatedAt: now, LastRotatedAt: now,
 		IdleExpiresAt: now.Add(s.cfg.RefreshIdleTTL), AbsoluteExpiresAt: now.Add(s.cfg.RefreshMaxAge),
 	}
@@ -250,25 +250,28 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 	if presented == "" {
 		return nil, invalidArg("refresh_token is required")
 	}
-	digest, err := tokens.HashRefreshToken(presented)
+	// A token that does not parse, or whose MAC does not verify, is
+	// unknown: nothing it names is trusted, so it never revokes a session.
+	parsed, err := s.parseRefresh(ctx, presented)
 	if err != nil {
-		s.refreshFailed(ctx, "malformed", storage.Session{})
+		s.refreshFailed(ctx, refreshParseFailure(err), storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	}
-	next, nextDigest, err := tokens.NewRefreshToken(s.rand)
+	next, minted, err := tokens.NewRefreshToken(s.rand, s.refreshKeys.minting(), parsed.SessionID, parsed.Generation+1)
 	if err != nil {
 		return nil, fmt.Errorf("refresh token: %w", err)
 	}
 	now := s.now()
 	sess, err := s.store.RotateRefreshToken(ctx, storage.Rotation{
-		Presented: digest, Next: nextDigest, Now: now,
+		SessionID: parsed.SessionID, Generation: parsed.Generation,
+		Presented: parsed.Digest, Next: minted.Digest, Now: now,
 		IdleTTL: s.cfg.RefreshIdleTTL, ReuseGrace: s.cfg.RefreshReuseGrace,
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):
 		// The store has already committed the revocation of the session
 		// (and returns it, as bolt and etcd do; else it is looked up).
-		reused := s.sessionFor(ctx, sess, digest)
+		reused := s.sessionFor(ctx, sess, parsed.SessionID)
 		if reused.ID != "" {
 			s.publishSession(reused)
 		}
@@ -280,10 +283,10 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 		s.refreshFailed(ctx, "unknown", storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionRevoked):
-		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, digest))
+		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, parsed.SessionID))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionExpired):
-		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, digest))
+		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, parsed.SessionID))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case err != nil:
 		return nil, fmt.Errorf("rotate refresh token: %w", err)
@@ -310,12 +313,12 @@ func (s *Server) refresh(ctx context.Context, presented string) (*latchv1.TokenP
 }
 
 // sessionFor returns sess, or when a failed rotation returned none, the
-// session that issued digest (for the audit record; zero if unknown).
-func (s *Server) sessionFor(ctx context.Context, sess storage.Session, digest storage.TokenHash) storage.Session {
+// session sid (for the audit record; zero if unknown).
+func (s *Server) sessionFor(ctx context.Context, sess storage.Session, sid string) storage.Session {
 	if sess.ID != "" {
 		return sess
 	}
-	found, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	found, err := s.store.GetSession(ctx, sid)
 	if err != nil {
 		return storage.Session{}
 	}
@@ -358,13 +361,17 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 	return nil
 }
 
-// revokeRefresh ends the session that issued tok, if any.
+// revokeRefresh ends the session that issued tok, if any. Any refresh token
+// Latch minted for the session (its MAC verifies), current or already
+// rotated, revokes it: it proves possession of a token of that session, and
+// RFC 7009 lets a client end the whole grant with any of its refresh
+// tokens. A token whose MAC does not verify matches nothing.
 func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
-	digest, err := tokens.HashRefreshToken(tok)
+	parsed, err := s.parseRefresh(ctx, tok)
 	if err != nil {
 		return false, nil
 	}
-	sess, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	sess, err := s.store.GetSession(ctx, parsed.SessionID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
@@ -593,19 +600,22 @@ func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	}
 }
 
+// introspectRefresh answers for a refresh token: active only when it is
+// its live session's current token (a rotated one is inactive, though
+// Revoke still accepts it).
 func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
-	digest, err := tokens.HashRefreshToken(tok)
+	parsed, err := s.parseRefresh(ctx, tok)
 	if err != nil {
 		return nil, nil
 	}
-	sess, current, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	sess, err := s.store.GetSession(ctx, parsed.SessionID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find session: %w", err)
+		return nil, fmt.Errorf("get session: %w", err)
 	}
-	if !current || !sess.Live(s.now()) {
+	if !isCurrent(sess, parsed) || !sess.Live(s.now()) {
 		return nil, nil
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)

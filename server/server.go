@@ -191,6 +191,9 @@ type Server struct {
 	keyMu      sync.Mutex // serialises key-set changes and ring reloads
 	missReload missReloader
 
+	refreshKeys *refreshRing // refresh-token MAC secrets (refreshkeys.go)
+	refreshMiss missReloader
+
 	// adminAuth guards AdminService (admin_auth.go).
 	adminAuth *latchauth.Verifier
 }
@@ -264,6 +267,9 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 
 		keyPolicy:  newKeyPolicy(cfg),
 		missReload: missReloader{interval: time.Second},
+
+		refreshKeys: &refreshRing{sealer: o.sealer},
+		refreshMiss: missReloader{interval: time.Second},
 	}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err

@@ -8,8 +8,8 @@ import (
 // Rotation asks a SessionStore to exchange one refresh token for the next.
 type Rotation struct {
 	// SessionID and Generation are what the presented refresh token says
-	// (its MAC verified): the session it belongs to and the session's
-	// generation when it was minted.
+	// (its MAC verified): the session it belongs to and its generation
+	// (see Session.Generation). Next must carry Generation+1.
 	SessionID  string
 	Generation uint64
 	// Presented is the digest of the refresh token the client sent.
@@ -53,9 +53,10 @@ func (r Rotation) Validate() error {
 //   - Presented is the previous token and within ReuseGrace of its exchange:
 //     replace the current token by Next (the replaced one counts as reused
 //     from now on);
-//   - a Generation older than the session's: a token the session issued
-//     and has since exchanged (every rotation, a grace retry included,
-//     moves the generation on): revoke the session with ReasonReuse and
+//   - a Generation below the session's: a token the session issued and has
+//     since replaced (every rotation, a grace retry included, moves the
+//     session's generation on by one, and a token's is at most one more
+//     than the one it replaced): revoke the session with ReasonReuse and
 //     return ErrRefreshTokenReused; the caller must store the returned
 //     session (commit the revocation) and then report the error;
 //   - otherwise (the session's generation or a later one, yet not its

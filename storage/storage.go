@@ -91,9 +91,10 @@ type Session struct {
 	// reuse grace period.
 	PreviousHash      TokenHash
 	PreviousRotatedAt time.Time
-	// Generation counts rotations; it starts at 0 at login. The current
-	// refresh token carries it; every older token of the session carries a
-	// smaller one.
+	// Generation counts rotations (grace retries included); it starts at 0
+	// at login. A refresh token carries the generation of the token it
+	// replaced plus one (0 at login), so the current token carries at most
+	// Generation, and every token the session has replaced carries less.
 	Generation uint64
 	// CreatedAt is the login time; LastRotatedAt the time the current
 	// refresh token was issued.

@@ -97,9 +97,9 @@ func testConcurrentGraceRotation(t *testing.T, s storage.Store) {
 		t.Fatalf("%d of %d successors are current; want exactly 1", live, n)
 	}
 	// A replaced successor, presented with the generation it was minted
-	// with, is reuse.
+	// with (the presented token's plus one), is reuse.
 	l := losers[0]
-	r := storage.Rotation{SessionID: "race", Generation: l.got.Generation, Presented: l.next, Next: Digest(t),
+	r := storage.Rotation{SessionID: "race", Generation: 1, Presented: l.next, Next: Digest(t),
 		Now: base.Add(2 * time.Second), IdleTTL: idle, ReuseGrace: time.Minute}
 	_, err = s.RotateRefreshToken(c, r)
 	if !errors.Is(err, storage.ErrRefreshTokenReused) {
