@@ -149,14 +149,6 @@ func TestCreateSessionRefusesNULInUserID(t *testing.T) {
 	}
 }
 
-func sessionIDsOf(ss []storage.Session) []string {
-	ids := make([]string, len(ss))
-	for i, s := range ss {
-		ids[i] = s.ID
-	}
-	return ids
-}
-
 // BenchmarkCountLiveSessions scans 10,000 sessions (the sessions-live gauge
 // calls it once per scrape); compare with BenchmarkRawBoltScan, the bare
 // bbolt walk over as many keys.
