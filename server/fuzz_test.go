@@ -41,7 +41,7 @@ func FuzzRequestValidation(f *testing.F) {
 	}
 	cfg := baseConfig()
 	cfg.IntrospectOpen = true
-	cfg.AccountBurst, cfg.AddressBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.LoginBurst, cfg.AddressBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30, 1<<30
 	srv, err := server.New(context.Background(), st, hasher, cfg)
 	if err != nil {
 		f.Fatal(err)

@@ -51,7 +51,7 @@ func TestRunSweeperLogsDeletedAndRefiledApart(t *testing.T) {
 	newSession("idle")
 	kept := newSession("rotated")
 	digest++
-	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: kept, Next: storage.TokenHash{digest},
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: "rotated", Presented: kept, Next: storage.TokenHash{digest},
 		Now: base.Add(50 * time.Minute), IdleTTL: idle}); err != nil {
 		t.Fatal(err)
 	}

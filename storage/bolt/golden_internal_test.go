@@ -80,7 +80,7 @@ func TestVersion1SessionRecordStillReads(t *testing.T) {
 		t.Fatalf("GetSession of a v1 record = %+v, %v; want %+v", got, err, golden)
 	}
 	now := golden.LastRotatedAt.Add(time.Minute)
-	rotated, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: golden.CurrentHash, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
+	rotated, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: golden.ID, Generation: golden.Generation, Presented: golden.CurrentHash, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
 	if err != nil {
 		t.Fatalf("rotation of a v1 session: %v", err)
 	}

@@ -103,7 +103,7 @@ func TestRevokingWritesInvalidateLiveCache(t *testing.T) {
 		}},
 		{"refresh token reuse", func(t *testing.T, s *Store, first storage.TokenHash) {
 			next := storagetest.Digest(t)
-			r := storage.Rotation{Presented: first, Next: next, Now: now, IdleTTL: time.Hour}
+			r := storage.Rotation{SessionID: "s1", Presented: first, Next: next, Now: now, IdleTTL: time.Hour}
 			if _, err := s.RotateRefreshToken(t.Context(), r); err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +261,7 @@ func TestSweeperRefileKeepsLiveCache(t *testing.T) {
 	now := time.Now()
 	first := storagetest.Digest(t)
 	createSession(t, s, "rotated", first, now, 24*time.Hour) // filed at its idle expiry, now + 1 h
-	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: first, Next: storagetest.Digest(t),
+	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: "rotated", Presented: first, Next: storagetest.Digest(t),
 		Now: now.Add(50 * time.Minute), IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}

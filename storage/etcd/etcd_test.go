@@ -35,7 +35,15 @@ func openStore(t testing.TB, srv *etcdtest.Server, opts ...etcd.Option) *etcd.St
 
 func TestConformance(t *testing.T) {
 	srv := etcdtest.Start(t)
-	storagetest.Run(t, func(t *testing.T) storage.Store { return openStore(t, srv) })
+	storagetest.Run(t, func(t *testing.T) storage.Store { return openStore(t, srv) },
+		storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
+			es := s.(*etcd.Store)
+			resp, err := es.Client().Get(ctxT(t), es.Prefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatalf("count keys: %v", err)
+			}
+			return int(resp.Count)
+		}))
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -91,7 +99,7 @@ func TestRotationRaceAcrossClients(t *testing.T) {
 			next := storagetest.Digest(t)
 			wg.Go(func() {
 				<-start
-				_, errs[i] = peers[i%len(peers)].RotateRefreshToken(ctxT(t), storage.Rotation{
+				_, errs[i] = peers[i%len(peers)].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: sess.ID,
 					Presented: sess.CurrentHash, Next: next, Now: base.Add(time.Second), IdleTTL: time.Hour})
 			})
 		}
@@ -158,10 +166,10 @@ func TestRevocationFeed(t *testing.T) {
 
 	s2 := newSession(t, peers[1], "s2", "u1", base)
 	next := storagetest.Digest(t)
-	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{Presented: s2.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: "s2", Presented: s2.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{Presented: s2.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
+	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: "s2", Presented: s2.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
 		t.Fatalf("reuse: %v", err)
 	}
 	want(storage.Revocation{SessionID: "s2", ExpiresAt: base.Add(time.Hour)})
@@ -308,10 +316,10 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Presented: reused.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
 		t.Fatal(err)
 	}
 	if _, err := s.DenyAccessToken(c, "denied", time.Now().Add(time.Hour)); err != nil {
@@ -324,7 +332,7 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 			t.Fatalf("session %s after an etcd crash: revoked=%v, %v", sid, revoked, err)
 		}
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: next, Next: storagetest.Digest(t), Now: base.Add(time.Minute), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrSessionRevoked) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Generation: 1, Presented: next, Next: storagetest.Digest(t), Now: base.Add(time.Minute), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrSessionRevoked) {
 		t.Fatalf("rotation of the reused family after an etcd crash = %v, want ErrSessionRevoked", err)
 	}
 	if revoked, err := s.AccessTokenRevoked(c, "denied", "live", base); err != nil || !revoked {

@@ -109,7 +109,7 @@ func TestFencedSessionsCannotBeRefreshed(t *testing.T) {
 	later.UserID = "u1"
 
 	rot := func(sess storage.Session) error {
-		_, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: sess.CurrentHash, Next: storagetest.Digest(t),
+		_, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: sess.ID, Presented: sess.CurrentHash, Next: storagetest.Digest(t),
 			Now: now.Add(time.Minute), IdleTTL: time.Hour})
 		return err
 	}
@@ -163,7 +163,7 @@ func TestDeleteUserManySessionsUnderRefresh(t *testing.T) {
 	s.testHookBeforeBatch = func() {
 		calls++
 		if calls == 1 { // rotate a session the first partial Txn is about to revoke
-			_, refreshErr = s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: sessions[0].CurrentHash,
+			_, refreshErr = s.RotateRefreshToken(context.Background(), storage.Rotation{SessionID: sessions[0].ID, Presented: sessions[0].CurrentHash,
 				Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
 		}
 	}
@@ -230,7 +230,7 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 	cur := long.CurrentHash
 	for i := range 30 {
 		next := storagetest.Digest(t)
-		if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: cur, Next: next,
+		if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: long.ID, Generation: uint64(i), Presented: cur, Next: next,
 			Now: fenceBase.Add(time.Duration(i+1) * time.Minute), IdleTTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
@@ -240,8 +240,9 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 	if err != nil || r != (storage.SweepResult{Deleted: 81}) {
 		t.Fatalf("DeleteExpired = %+v, %v; want 81 sessions deleted", r, err)
 	}
-	if _, _, err := s.FindSessionByRefreshHash(t.Context(), cur); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("digest of a deleted session: %v", err)
+	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: long.ID, Generation: 30, Presented: cur, Next: storagetest.Digest(t),
+		Now: fenceBase.Add(time.Hour), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("token of a deleted session: %v", err)
 	}
 
 	// A batch check is one Txn of two reads per token: 8 tokens fit, 9 are

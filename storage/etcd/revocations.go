@@ -290,34 +290,16 @@ func swept(n, limit int) storage.SweepResult {
 	return storage.SweepResult{Deleted: n, More: n >= limit}
 }
 
-// deleteSession deletes an expired session and what it owns. Its digests go
-// first, in Txns that fit the cluster's limit (a session has one per
-// rotation, more than one Txn may hold); the last Txn deletes the session
-// itself if it has not changed since it was read. It reports whether the session was deleted.
+// deleteSession deletes an expired session and its index rows in one Txn,
+// if the session has not changed since it was read. It reports whether the
+// session was deleted.
 func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
-	resp, err := s.cli.Get(ctx, s.sessDigestPrefix(sr.s.ID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return false, wrapErr(ctx, "read session digests", err)
-	}
-	prefix := s.sessDigestPrefix(sr.s.ID)
-	var ops []clientv3.Op
-	for _, kv := range resp.Kvs {
-		hexDigest := string(kv.Key[len(prefix):])
-		ops = append(ops, clientv3.OpDelete(s.p+"digests/"+hexDigest))
-	}
-	const ownOps = 5 // what the last Txn deletes besides digests
-	for chunk := s.maxTxnOps - ownOps; len(ops) > chunk; {
-		if _, err := s.cli.Txn(ctx).Then(ops[:chunk]...).Commit(); err != nil {
-			return false, wrapErr(ctx, "delete session digests", err)
-		}
-		ops = ops[chunk:]
-	}
-	ops = append(ops,
-		clientv3.OpDelete(prefix, clientv3.WithPrefix()),
+	ops := []clientv3.Op{
 		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
 		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
 		clientv3.OpDelete(s.sessStateKey(sr.s.ID)),
-		clientv3.OpDelete(s.sessionKey(sr.s.ID)))
+		clientv3.OpDelete(s.sessionKey(sr.s.ID)),
+	}
 	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
 		Then(ops...).Commit()
 	if err != nil {

@@ -60,20 +60,6 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	return ops, nil
 }
 
-// digestOps returns the operations that record that sess issued the
-// refresh token with digest h. They live until the session's absolute
-// expiry, which never moves.
-func (s *Store) digestOps(ctx context.Context, sess storage.Session, h storage.TokenHash, ref time.Time) ([]clientv3.Op, error) {
-	lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
-	if err != nil {
-		return nil, err
-	}
-	return []clientv3.Op{
-		clientv3.OpPut(s.digestKey(h), sess.ID, clientv3.WithLease(lease)),
-		clientv3.OpPut(s.sessDigestKey(sess.ID, h), "", clientv3.WithLease(lease)),
-	}, nil
-}
-
 // refTime is the time a new session's lease is judged against: the time of
 // its last rotation (its login), or the store's clock if it has none.
 func (s *Store) refTime(sess storage.Session) time.Time {
@@ -86,14 +72,13 @@ func (s *Store) refTime(sess storage.Session) time.Time {
 	return s.clock()
 }
 
-// CreateSession implements storage.SessionStore: the session, its first
-// digest and its user index in one Txn that requires the session id and the
-// digest to be new and the owner to be as read (existing and enabled): the
-// Txn compares the user's ModRevision, so a DeleteUser or a disabling
-// UpdateUser that commits first makes it fail, and it reads the user again.
-// DeleteUser and RevokeUserSessions in turn compare the user's session
-// index (see revokeUserSessions), so a session committed first is one they
-// revoke.
+// CreateSession implements storage.SessionStore: the session and its user
+// index in one Txn that requires the session id to be new and the owner to
+// be as read (existing and enabled): the Txn compares the user's
+// ModRevision, so a DeleteUser or a disabling UpdateUser that commits first
+// makes it fail, and it reads the user again. DeleteUser and
+// RevokeUserSessions in turn compare the user's session index (see
+// revokeUserSessions), so a session committed first is one they revoke.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	ctx, cancel, err := s.begin(ctx, "create session")
 	if err != nil {
@@ -114,11 +99,6 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 			if err != nil {
 				return nil, err
 			}
-			dops, err := s.digestOps(ctx, sess, sess.CurrentHash, ref)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, dops...)
 			lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
 			if err != nil {
 				return nil, err
@@ -126,11 +106,9 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 			ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
 			return s.cli.Txn(ctx).If(
 				clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(s.digestKey(sess.CurrentHash)), "=", 0),
 				clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),
 			).Then(ops...).Else(
 				clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly()),
-				clientv3.OpGet(s.digestKey(sess.CurrentHash), clientv3.WithCountOnly()),
 			), nil
 		})
 		if err != nil {
@@ -141,8 +119,6 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 			return nil
 		case resp.Responses[0].GetResponseRange().Count > 0:
 			return fmt.Errorf("etcd: create session %s: session id taken: %w", sess.ID, storage.ErrAlreadyExists)
-		case resp.Responses[1].GetResponseRange().Count > 0:
-			return fmt.Errorf("etcd: create session %s: refresh digest taken: %w", sess.ID, storage.ErrAlreadyExists)
 		}
 		// The owner changed since it was read: judge it again.
 	}
@@ -179,40 +155,13 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 	return sr.s, nil
 }
 
-// sessionByDigest finds the session that issued digest h.
-func (s *Store) sessionByDigest(ctx context.Context, h storage.TokenHash) (sessRev, error) {
-	resp, err := s.cli.Get(ctx, s.digestKey(h))
-	if err != nil {
-		return sessRev{}, wrapErr(ctx, "find session", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return sessRev{}, storage.ErrNotFound
-	}
-	// A digest whose session is gone (expired and collected first) reads
-	// as not found.
-	return s.getSession(ctx, string(resp.Kvs[0].Value))
-}
-
-// FindSessionByRefreshHash implements storage.SessionStore.
-func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHash) (storage.Session, bool, error) {
-	ctx, cancel, err := s.begin(ctx, "find session")
-	if err != nil {
-		return storage.Session{}, false, err
-	}
-	defer cancel()
-	sr, err := s.sessionByDigest(ctx, h)
-	if err != nil {
-		return storage.Session{}, false, fmt.Errorf("etcd: find session by refresh digest: %w", err)
-	}
-	return sr.s, sr.s.CurrentHash == h, nil
-}
-
 // RotateRefreshToken implements storage.SessionStore. It reads the session
-// that issued the presented digest, decides with storage.Rotation.Apply, and
-// commits with a Txn that compares the session's ModRevision (and, for a
-// rotation, that the next digest is new). A failed compare means another
-// rotation or revocation committed first; the decision is then taken again
-// on the fresh session, which is how the losers of a race end up as reuse.
+// the rotation names, decides with storage.Rotation.Apply, and commits the
+// session record with a Txn that compares its ModRevision: no other key is
+// written, so a session's keys do not grow with its rotations. A failed
+// compare means another rotation or revocation committed first; the
+// decision is then taken again on the fresh session, which is how the
+// losers of a race end up as reuse.
 func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
 	ctx, cancel, err := s.begin(ctx, "rotate refresh token")
 	if err != nil {
@@ -223,16 +172,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
 	}
 	for range maxRetries {
-		old, err := s.sessionByDigest(ctx, r.Presented)
+		old, err := s.getSession(ctx, r.SessionID)
 		if err != nil {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
+			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", r.SessionID, err)
 		}
 		next, decision := r.Apply(old.s)
 		reuse := errors.Is(decision, storage.ErrRefreshTokenReused)
 		if decision != nil && !reuse {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
+			return old.s, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
 		}
-		sessKey, nextKey, fenceKey := s.sessionKey(old.s.ID), s.digestKey(r.Next), s.userFenceKey(old.s.UserID)
+		sessKey, fenceKey := s.sessionKey(old.s.ID), s.userFenceKey(old.s.UserID)
 		resp, err := s.commit(ctx, "rotate refresh token", func() (clientv3.Txn, error) {
 			ops, err := s.putSessionOps(ctx, next, r.Now)
 			if err != nil {
@@ -243,14 +192,6 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 				// No RevokeUserSessions or DeleteUser of the owner has
 				// begun since the session was created (see userFence).
 				clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created),
-			}
-			if !reuse {
-				dops, err := s.digestOps(ctx, next, r.Next, r.Now)
-				if err != nil {
-					return nil, err
-				}
-				ops = append(ops, dops...)
-				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nextKey), "=", 0))
 			}
 			return s.cli.Txn(ctx).If(cmps...).Then(ops...).
 				Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
@@ -282,10 +223,6 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 				return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, err)
 			}
 			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, storage.ErrSessionRevoked)
-		}
-		if !reuse && unchanged {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: next refresh digest taken: %w",
-				old.s.ID, storage.ErrAlreadyExists)
 		}
 		// Lost the race: decide again on what the winner wrote.
 	}

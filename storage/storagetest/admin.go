@@ -236,7 +236,7 @@ func testListUserSessions(t *testing.T, s storage.Store) {
 	if _, err := s.RevokeSession(c, "mid", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(first.CurrentHash, Digest(t), base.Add(3*time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "old", first.CurrentHash, Digest(t), base.Add(3*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 

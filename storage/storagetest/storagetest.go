@@ -29,8 +29,12 @@ const (
 
 // Run runs the conformance suite. open must return a fresh, empty store for
 // each call; Run closes it.
-func Run(t *testing.T, open func(t *testing.T) storage.Store) {
+func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 	t.Helper()
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tests := []struct {
 		name string
 		fn   func(*testing.T, storage.Store)
@@ -43,6 +47,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RotationRefusals", testRotationRefusals},
 		{"ReuseGrace", testReuseGrace},
 		{"ConcurrentRotation", testConcurrentRotation},
+		{"ConcurrentGraceRotation", testConcurrentGraceRotation},
+		{"OldGenerationReuse", testOldGenerationReuse},
+		{"RefreshKeys", testRefreshKeys},
 		{"RevokeSession", testRevokeSession},
 		{"RevocationsReportChange", testRevocationsReportChange},
 		{"DenyList", testDenyList},
@@ -58,6 +65,12 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	}
 	tests = append(tests, adminTests...)
 	tests = append(tests, userFenceTests...)
+	if o.footprint != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, storage.Store)
+		}{"RotationFootprint", func(t *testing.T, s storage.Store) { testRotationFootprint(t, s, o.footprint) }})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -99,8 +112,23 @@ func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage
 	return sess
 }
 
-func rotation(presented, next storage.TokenHash, now time.Time) storage.Rotation {
-	return storage.Rotation{Presented: presented, Next: next, Now: now, IdleTTL: idle}
+// rotation returns the Rotation that exchanges the token of session id
+// with digest presented for next at now, carrying the generation a
+// client's token would: the session's own for its current token, one less
+// for its previous one, and 0 for any other (a token the session has since
+// exchanged, or one it never issued).
+func rotation(t *testing.T, s storage.Store, id string, presented, next storage.TokenHash, now time.Time) storage.Rotation {
+	t.Helper()
+	r := storage.Rotation{SessionID: id, Presented: presented, Next: next, Now: now, IdleTTL: idle}
+	sess, err := s.GetSession(ctx(t), id)
+	switch {
+	case err != nil:
+	case presented == sess.CurrentHash:
+		r.Generation = sess.Generation
+	case presented == sess.PreviousHash:
+		r.Generation = sess.Generation - 1
+	}
+	return r
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -204,8 +232,6 @@ func testSessions(t *testing.T, s storage.Store) {
 	sess := newSession(t, s, "s1", base)
 	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: sess.UserID, CurrentHash: Digest(t),
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
-	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: sess.UserID, CurrentHash: sess.CurrentHash,
-		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
 	wantErr(t, "CreateSession empty digest", s.CreateSession(c, storage.Session{ID: "s3", UserID: "u"}), storage.ErrInvalidArgument)
 
 	got, err := s.GetSession(c, "s1")
@@ -216,20 +242,18 @@ func testSessions(t *testing.T, s storage.Store) {
 	_, err = s.GetSession(c, "nope")
 	wantErr(t, "GetSession unknown", err, storage.ErrNotFound)
 
-	found, current, err := s.FindSessionByRefreshHash(c, sess.CurrentHash)
-	if err != nil || found.ID != "s1" || !current {
-		t.Fatalf("FindSessionByRefreshHash(current) = %s, %v, %v", found.ID, current, err)
+	found, err := s.GetSession(c, "s1")
+	if err != nil || found.CurrentHash != sess.CurrentHash || !found.PreviousHash.IsZero() || found.Generation != 0 {
+		t.Fatalf("GetSession(new) = %+v, %v", found, err)
 	}
 	next := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	found, current, err = s.FindSessionByRefreshHash(c, sess.CurrentHash)
-	if err != nil || found.ID != "s1" || current {
-		t.Fatalf("FindSessionByRefreshHash(previous) = %s, %v, %v; want s1, not current", found.ID, current, err)
+	found, err = s.GetSession(c, "s1")
+	if err != nil || found.CurrentHash != next || found.PreviousHash != sess.CurrentHash || found.Generation != 1 {
+		t.Fatalf("GetSession(rotated) = %+v, %v; want the new digest current and the first previous", found, err)
 	}
-	_, _, err = s.FindSessionByRefreshHash(c, Digest(t))
-	wantErr(t, "FindSessionByRefreshHash unknown", err, storage.ErrNotFound)
 }
 
 func testRotationChain(t *testing.T, s storage.Store) {
@@ -240,7 +264,7 @@ func testRotationChain(t *testing.T, s storage.Store) {
 	for i := 1; i <= 5; i++ {
 		now = now.Add(time.Hour)
 		next := Digest(t)
-		got, err := s.RotateRefreshToken(c, rotation(issued[len(issued)-1], next, now))
+		got, err := s.RotateRefreshToken(c, rotation(t, s, "s1", issued[len(issued)-1], next, now))
 		if err != nil {
 			t.Fatalf("rotation %d: %v", i, err)
 		}
@@ -260,21 +284,21 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
 	t1, t2 := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(t1, t2, base.Add(2*time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	// The attacker replays the first token.
-	_, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
+	// The attacker replays the first token (generation 0).
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
 	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
 	got := wantRevoked(t, s, "s1", storage.ReasonReuse)
 	if !got.RevokedAt.Equal(base.Add(3 * time.Minute)) {
 		t.Fatalf("RevokedAt = %v", got.RevokedAt)
 	}
 	// The legitimate holder's current token is dead too.
-	_, err = s.RotateRefreshToken(c, rotation(t2, Digest(t), base.Add(4*time.Minute)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)))
 	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
 	if revoked, err := s.AccessTokenRevoked(c, "any-jti", "s1", base.Add(4*time.Minute)); err != nil || !revoked {
 		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want true", revoked, err)
@@ -286,20 +310,27 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	sess := newSession(t, s, "s1", base)
 	other := newSession(t, s, "s2", base)
 
-	_, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base))
-	wantErr(t, "unknown digest", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, other.CurrentHash, base))
-	wantErr(t, "next digest taken", err, storage.ErrAlreadyExists)
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, sess.CurrentHash, base))
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", Digest(t), Digest(t), base))
+	wantErr(t, "a digest the session never issued", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "nosuch", sess.CurrentHash, Digest(t), base))
+	wantErr(t, "unknown session", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", sess.CurrentHash, Digest(t), base))
+	wantErr(t, "another session's digest", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, sess.CurrentHash, base))
 	wantErr(t, "same digest", err, storage.ErrInvalidArgument)
-	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base})
+	_, err = s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: sess.CurrentHash, Next: Digest(t), Now: base})
 	wantErr(t, "no idle ttl", err, storage.ErrInvalidArgument)
+	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base, IdleTTL: idle})
+	wantErr(t, "no session id", err, storage.ErrInvalidArgument)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Generation != 0 || got.Revoked() {
 		t.Fatalf("refused rotations changed the session: %+v", got)
 	}
+	if got, _ := s.GetSession(c, "s2"); got.CurrentHash != other.CurrentHash || got.Revoked() {
+		t.Fatalf("a digest presented for the wrong session changed it: %+v", got)
+	}
 
 	// Idle expiry: nothing changes, the token stays current (and dead).
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(idle)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(idle)))
 	wantErr(t, "idle-expired session", err, storage.ErrSessionExpired)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Revoked() {
 		t.Fatalf("expired rotation changed the session: %+v", got)
@@ -311,12 +342,12 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	for now.Before(base.Add(maxAge - 24*time.Hour)) {
 		now = now.Add(24 * time.Hour)
 		next := Digest(t)
-		if _, err := s.RotateRefreshToken(c, rotation(cur, next, now)); err != nil {
+		if _, err := s.RotateRefreshToken(c, rotation(t, s, "s2", cur, next, now)); err != nil {
 			t.Fatalf("daily rotation at %v: %v", now.Sub(base), err)
 		}
 		cur = next
 	}
-	_, err = s.RotateRefreshToken(c, rotation(cur, Digest(t), base.Add(maxAge)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", cur, Digest(t), base.Add(maxAge)))
 	wantErr(t, "past absolute lifetime", err, storage.ErrSessionExpired)
 
 	// Revoked session.
@@ -324,7 +355,7 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	if _, err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.RotateRefreshToken(c, rotation(third.CurrentHash, Digest(t), base.Add(time.Second)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)))
 	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
 	wantRevoked(t, s, "s3", storage.ReasonRevoked)
 }
@@ -332,31 +363,33 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 func testReuseGrace(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
-	grace := func(p, n storage.TokenHash, now time.Time) storage.Rotation {
-		r := rotation(p, n, now)
+	grace := func(id string, p, n storage.TokenHash, now time.Time) storage.Rotation {
+		r := rotation(t, s, id, p, n, now)
 		r.ReuseGrace = 10 * time.Second
 		return r
 	}
 	lost, retried := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, lost, base)); err != nil {
+	if _, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, lost, base)); err != nil {
 		t.Fatal(err)
 	}
 	// The client never saw "lost" and retries with the original within grace.
-	got, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, retried, base.Add(5*time.Second)))
+	got, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, retried, base.Add(5*time.Second)))
 	if err != nil || got.CurrentHash != retried {
 		t.Fatalf("retry within grace = %+v, %v", got, err)
 	}
 	// The replaced successor is now a reused token and kills the family.
-	_, err = s.RotateRefreshToken(c, grace(lost, Digest(t), base.Add(6*time.Second)))
+	r := grace("s1", lost, Digest(t), base.Add(6*time.Second))
+	r.Generation = 1 // what the replaced successor carries
+	_, err = s.RotateRefreshToken(c, r)
 	wantErr(t, "replaced successor", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s1", storage.ReasonReuse)
 
 	// Past the grace period the retry is reuse.
 	s2 := newSession(t, s, "s2", base)
-	if _, err := s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base)); err != nil {
+	if _, err := s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
+	_, err = s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
 	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s2", storage.ReasonReuse)
 }
@@ -375,10 +408,10 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 			errs := make([]error, n)
 			start := make(chan struct{})
 			for i := range n {
-				next := Digest(t)
+				r := rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
 				wg.Go(func() {
 					<-start
-					_, errs[i] = s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Second)))
+					_, errs[i] = s.RotateRefreshToken(c, r)
 				})
 			}
 			close(start)
@@ -568,8 +601,8 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	for i := range 5 {
 		expired = append(expired, newSession(t, s, fmt.Sprintf("old%d", i), base))
 	}
-	// Rotate one so that it has two digests to delete.
-	if _, err := s.RotateRefreshToken(c, rotation(expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
+	// Rotate one, so that it holds a previous digest too.
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
@@ -604,9 +637,8 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 		if _, err := s.GetSession(c, sess.ID); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("expired session %s survived: %v", sess.ID, err)
 		}
-		if _, _, err := s.FindSessionByRefreshHash(c, sess.CurrentHash); !errors.Is(err, storage.ErrNotFound) {
-			t.Fatalf("digest of swept session %s survived: %v", sess.ID, err)
-		}
+		_, err := s.RotateRefreshToken(c, rotation(t, s, sess.ID, sess.CurrentHash, Digest(t), now))
+		wantErr(t, "rotation of a swept session", err, storage.ErrNotFound)
 	}
 	if _, err := s.GetSession(c, live.ID); err != nil {
 		t.Fatalf("live session swept: %v", err)
@@ -628,7 +660,7 @@ func testCancelledContext(t *testing.T, s storage.Store) {
 	if _, err := s.GetSession(c, "x"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetSession with cancelled ctx = %v", err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base)); !errors.Is(err, context.Canceled) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: Digest(t), Next: Digest(t), Now: base, IdleTTL: idle}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("RotateRefreshToken with cancelled ctx = %v", err)
 	}
 	if n, _ := s.CountUsers(ctx(t)); n != 0 {
