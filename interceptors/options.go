@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"google.golang.org/grpc"
@@ -31,7 +32,7 @@ type options struct {
 	now             func() time.Time
 	log             *slog.Logger
 	httpClient      *http.Client
-	jwksURL         string
+	jwksURL         *url.URL
 	sources         int              // key-source options given
 	keySource       tokens.KeySource // WithKeySource
 	revCheck        RevocationCheck
@@ -69,21 +70,50 @@ func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
 // WithJWKSURL fetches Latch's keys from its HTTP JWKS endpoint, for example
 // "https://latch.example/.well-known/jwks.json", honouring Cache-Control
 // max-age and ETag. Use WithHTTPClient to set TLS or timeouts.
+//
+// The URL must be https, except on a loopback host (127.0.0.0/8, ::1,
+// localhost), where plain http is accepted for local development: keys
+// fetched over plain http could be replaced by anyone on the path, who
+// could then mint tokens this service accepts. A redirect is followed only
+// within the same scheme and host (and port); one to another host, or from
+// https to http, fails the fetch, so that the endpoint's origin cannot hand
+// the choice of keys to another. The URL must not hold credentials.
 func WithJWKSURL(url string) Option {
-	return func(o *options) error {
-		if url == "" {
-			return errors.New("WithJWKSURL: empty URL")
-		}
-		o.jwksURL = url
-		o.sources++
-		return nil
+	return func(o *options) error { return o.setJWKSURL("WithJWKSURL", url, false) }
+}
+
+// WithInsecureJWKSURL is WithJWKSURL without the https requirement: it also
+// accepts plain http to any host. Anyone who can alter traffic between this
+// service and that host can then substitute their own keys and mint tokens
+// this service accepts, so use it only where the network path is otherwise
+// protected (a service mesh that adds mTLS, for example). Redirects are
+// still followed only within the same scheme and host.
+func WithInsecureJWKSURL(url string) Option {
+	return func(o *options) error { return o.setJWKSURL("WithInsecureJWKSURL", url, true) }
+}
+
+func (o *options) setJWKSURL(name, raw string, insecure bool) error {
+	u, err := parseJWKSURL(raw, insecure)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
+	o.jwksURL = u
+	o.sources++
+	return nil
 }
 
 // WithHTTPClient sets the client WithJWKSURL uses. Default: a client with a
-// 10 s timeout.
+// 10 s timeout. The Verifier uses a copy of c whose redirect policy first
+// refuses any redirect off the JWKS URL's scheme and host, then applies
+// c.CheckRedirect; c itself is not changed.
 func WithHTTPClient(c *http.Client) Option {
-	return func(o *options) error { o.httpClient = c; return nil }
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("WithHTTPClient: nil client")
+		}
+		o.httpClient = c
+		return nil
+	}
 }
 
 // WithStaticJWKS uses a fixed JSON Web Key Set read from r (a file shipped

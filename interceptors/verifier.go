@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -70,12 +69,8 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	if o.jwksURL != "" {
-		client := o.httpClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		o.source = &httpFetcher{url: o.jwksURL, client: client}
+	if o.jwksURL != nil {
+		o.source = &httpFetcher{url: o.jwksURL.String(), client: jwksClient(o.httpClient, o.jwksURL)}
 	}
 
 	var (
