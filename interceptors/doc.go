@@ -58,8 +58,9 @@
 // lag; UpdateHealth and ReportHealth publish them through a grpc.health.v1
 // server under the service name "latch.verifier" (HealthService):
 // NOT_SERVING once either exceeds its bound (WithMaxKeyAge, default 1 h;
-// WithMaxRevocationLag, default 5 min), before the first key set, or while
-// a WithRevocationCheck function fails. While stale, the default
+// WithMaxRevocationLag, default 5 min), before the first key set, before
+// the first revocation snapshot (which counts as stale), or while a
+// WithRevocationCheck function fails. While stale, the default
 // WithStalePolicy(FailClosed) refuses every token with ErrStale
 // (UNAVAILABLE); FailOpen keeps verifying with what it has.
 //

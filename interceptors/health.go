@@ -16,7 +16,8 @@ import (
 const HealthService = "latch.verifier"
 
 // ErrStale reports that the key set or the revocation state is older than
-// its bound (WithMaxKeyAge, WithMaxRevocationLag) while the stale policy is
+// its bound (WithMaxKeyAge, WithMaxRevocationLag), or that no revocation
+// snapshot has arrived yet (WithLazyStart), while the stale policy is
 // FailClosed: the token is refused whatever it holds, until the state is
 // fresh again. The interceptors answer UNAVAILABLE.
 var ErrStale = errors.New("interceptors: verifier state is stale")
@@ -62,6 +63,8 @@ func WithMaxKeyAge(d time.Duration) Option {
 // out of sync (down, or reconnected but before its snapshot is complete)
 // before the Verifier is stale: revocations made meanwhile are unknown to
 // it. Default 5 minutes, a third of the default access-token lifetime.
+// Before the first snapshot (WithLazyStart) the Verifier is stale at
+// once: it has never known what Latch revoked.
 func WithMaxRevocationLag(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -94,10 +97,15 @@ type Health struct {
 	// RevocationLag is how long the revocation stream has been out of
 	// sync; 0 while in sync or when revocations are not followed.
 	RevocationLag time.Duration
+	// RevocationsMissing reports that revocations are followed but no
+	// snapshot has arrived yet (WithLazyStart): nothing is known of what
+	// Latch has revoked, so it counts as stale from the start.
+	RevocationsMissing bool
 	// RevocationCheckFailing reports that the last WithRevocationCheck
 	// call failed (tokens are being refused with ErrRevocationUnavailable).
 	RevocationCheckFailing bool
-	// Stale reports KeyAge or RevocationLag beyond its bound.
+	// Stale reports KeyAge or RevocationLag beyond its bound, or
+	// RevocationsMissing.
 	Stale bool
 	// Policy is the stale policy in force.
 	Policy StalePolicy
@@ -112,6 +120,9 @@ func (h Health) Problems() []string {
 	var p []string
 	if h.KeysMissing {
 		p = append(p, "no key set yet")
+	}
+	if h.RevocationsMissing {
+		p = append(p, "no revocation snapshot yet")
 	}
 	if h.Stale {
 		p = append(p, fmt.Sprintf("stale (key age %v, revocation lag %v)", h.KeyAge.Round(time.Second), h.RevocationLag.Round(time.Second)))
@@ -139,8 +150,9 @@ func (v *Verifier) healthAt(now time.Time) Health {
 		if ns := v.revs.staleSince.Load(); ns != 0 {
 			h.RevocationLag = max(now.Sub(time.Unix(0, ns)), 0)
 		}
+		h.RevocationsMissing = !v.revs.everSynced.Load()
 	}
-	h.Stale = h.KeyAge > v.maxKeyAge || h.RevocationLag > v.maxRevLag
+	h.Stale = h.KeyAge > v.maxKeyAge || h.RevocationLag > v.maxRevLag || h.RevocationsMissing
 	return h
 }
 

@@ -250,8 +250,12 @@ func WithStartupTimeout(d time.Duration) Option {
 }
 
 // WithLazyStart lets NewVerifier return before any key set has been
-// fetched; until one arrives every token is rejected (UNAUTHENTICATED) and
-// fetching keeps retrying in the background. Default: NewVerifier fails.
+// fetched (and, with WithRevocationsFromGRPC, before the first revocation
+// snapshot): until keys arrive every token is rejected (UNAUTHENTICATED)
+// and fetching keeps retrying in the background; until the first snapshot
+// arrives the Verifier is stale (Health.RevocationsMissing), so under the
+// default FailClosed policy every token is refused with ErrStale
+// (UNAVAILABLE), never accepted unchecked. Default: NewVerifier fails.
 func WithLazyStart() Option {
 	return func(o *options) error { o.lazy = true; return nil }
 }

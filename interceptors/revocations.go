@@ -28,7 +28,8 @@ type revocations struct {
 	jtis map[string]int64 // jti → exp (unix seconds)
 	sids map[string]int64 // session id → exp
 
-	synced atomic.Bool // a snapshot has been fully received
+	synced     atomic.Bool // a snapshot has been fully received on the current stream
+	everSynced atomic.Bool // a snapshot has been fully received on some stream
 	// staleSince is when the local copy stopped being known complete
 	// (unix nanos): creation, or the loss of a synced stream. 0 while in
 	// sync.
@@ -150,6 +151,7 @@ func (r *revocations) follow(ctx context.Context) error {
 	received := 0
 	markSynced := func() {
 		r.synced.Store(true)
+		r.everSynced.Store(true)
 		r.staleSince.Store(0)
 		r.syncOnce.Do(func() { close(r.firstSync) })
 		r.log.LogAttrs(ctx, slog.LevelInfo, "revocation snapshot received", slog.String("event", "revocations_synced"),
