@@ -223,3 +223,25 @@ func (v *Verifier) probeRevocationCheck(ctx context.Context, timeout time.Durati
 	_, err := v.revCheck(pctx, Claims{ID: "latch-health-probe", SessionID: "latch-health-probe", Subject: "latch-health-probe"})
 	v.revCheckFailing.Store(err != nil)
 }
+
+// CredentialsHealthService is the grpc.health.v1 service name under which
+// RefreshingCredentials.UpdateHealth publishes whether the credentials can
+// still get tokens.
+const CredentialsHealthService = "latch.credentials"
+
+// UpdateHealth sets hs's status for CredentialsHealthService, and for each
+// of services, from Failure: NOT_SERVING while the credentials cannot get
+// a token by themselves (ErrSessionEnded), SERVING otherwise. It returns
+// Failure. Call it from the loop that publishes the service's health, so
+// that a readiness probe shows a session that has ended for good.
+func (c *RefreshingCredentials) UpdateHealth(hs *health.Server, services ...string) error {
+	err := c.Failure()
+	st := healthpb.HealthCheckResponse_SERVING
+	if err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	for _, name := range append([]string{CredentialsHealthService}, services...) {
+		hs.SetServingStatus(name, st)
+	}
+	return err
+}

@@ -27,6 +27,7 @@ type switchableLatch struct {
 	t   *testing.T
 	e   *latchEnv
 	lis atomic.Pointer[bufconn.Listener]
+	gs  *server.GRPCServer // nil while down
 }
 
 // newSwitchableLatch starts unreachable.
@@ -45,6 +46,16 @@ func (s *switchableLatch) up() {
 	go func() { _ = gs.Serve(lis) }()
 	s.t.Cleanup(gs.Stop)
 	s.lis.Store(lis)
+	s.gs = gs
+}
+
+// down stops serving: open streams end, new connections are refused.
+func (s *switchableLatch) down() {
+	dead := bufconn.Listen(1)
+	dead.Close()
+	s.lis.Store(dead)
+	s.gs.Stop()
+	s.gs = nil
 }
 
 // dial connects to it, retrying quickly while it is unreachable.
