@@ -104,6 +104,10 @@ type Health struct {
 	// RevocationCheckFailing reports that the last WithRevocationCheck
 	// call failed (tokens are being refused with ErrRevocationUnavailable).
 	RevocationCheckFailing bool
+	// CredentialsFailing reports that the WithRevocationCredentials
+	// credentials cannot get a token (ErrSessionEnded): the revocation
+	// stream cannot reconnect until they recover.
+	CredentialsFailing bool
 	// Stale reports KeyAge or RevocationLag beyond its bound, or
 	// RevocationsMissing.
 	Stale bool
@@ -112,8 +116,11 @@ type Health struct {
 }
 
 // Serving reports whether health checks should answer SERVING: keys are
-// present, nothing is stale and the revocation check answers.
-func (h Health) Serving() bool { return !h.KeysMissing && !h.Stale && !h.RevocationCheckFailing }
+// present, nothing is stale, the revocation check answers and the
+// revocation stream's credentials can get tokens.
+func (h Health) Serving() bool {
+	return !h.KeysMissing && !h.Stale && !h.RevocationCheckFailing && !h.CredentialsFailing
+}
 
 // Problems lists what is wrong, in fixed words, for logs.
 func (h Health) Problems() []string {
@@ -129,6 +136,9 @@ func (h Health) Problems() []string {
 	}
 	if h.RevocationCheckFailing {
 		p = append(p, "revocation check failing")
+	}
+	if h.CredentialsFailing {
+		p = append(p, "revocation stream credentials: session ended")
 	}
 	return p
 }
@@ -151,6 +161,7 @@ func (v *Verifier) healthAt(now time.Time) Health {
 			h.RevocationLag = max(now.Sub(time.Unix(0, ns)), 0)
 		}
 		h.RevocationsMissing = !v.revs.everSynced.Load()
+		h.CredentialsFailing = v.revs.creds != nil && v.revs.creds.Failure() != nil
 	}
 	h.Stale = h.KeyAge > v.maxKeyAge || h.RevocationLag > v.maxRevLag || h.RevocationsMissing
 	return h

@@ -28,6 +28,7 @@ type options struct {
 	startTimeout    time.Duration
 	lazy            bool
 	revocations     grpc.ClientConnInterface
+	revCreds        *RefreshingCredentials
 	cacheSize       int
 	now             func() time.Time
 	log             *slog.Logger
@@ -271,6 +272,27 @@ func WithRevocationsFromGRPC(conn grpc.ClientConnInterface) Option {
 			return errors.New("WithRevocationsFromGRPC: nil connection")
 		}
 		o.revocations = conn
+		return nil
+	}
+}
+
+// WithRevocationCredentials sends creds on the WatchRevocations stream of
+// WithRevocationsFromGRPC, whose connection must then carry no per-RPC
+// credentials of its own (the call would hold two). Log them in for
+// Latch's own audience, its issuer (the one WithIssuer names), and give
+// them Relogin: when Latch ends the stream with UNAUTHENTICATED (the
+// follower's session was revoked, or its token refused), the follower
+// invalidates the token it sent and reconnects at once with a new one
+// (refreshed, or from a new login), so that a revoked follower session
+// costs one reconnect, not the rest of the access token's lifetime. While
+// creds report ErrSessionEnded (Failure), Health reports
+// CredentialsFailing and the Verifier is not serving.
+func WithRevocationCredentials(creds *RefreshingCredentials) Option {
+	return func(o *options) error {
+		if creds == nil {
+			return errors.New("WithRevocationCredentials: nil credentials")
+		}
+		o.revCreds = creds
 		return nil
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -110,4 +112,78 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	if resp, err := client.UnaryCall(bearer(ctxT(t), tok), &testpb.SimpleRequest{}); err != nil || resp.GetUsername() == "" {
 		t.Fatalf("UnaryCall after the snapshot = %v, %v", resp, err)
 	}
+}
+
+// TestRevocationFollowerRenewsRefusedToken: when Latch refuses the
+// follower's own token on WatchRevocations (its session was revoked), the
+// follower renews it through its credentials (here by logging in again,
+// since the refresh token died with the session) and is back in sync
+// without the lag growing and without waiting for the token to expire.
+// When the follower's user is disabled, the credentials cannot recover and
+// the Verifier's health says so.
+//
+// The stream is made to present the revoked token by restarting the
+// gRPC server in front of Latch after the revocation; a Latch that ends
+// open streams of revoked sessions by itself takes the same path.
+func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
+	e := newLatch(t)
+	e.addUser("alice@example.com", "alice-password", "orders:read")
+	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	pw := &pwSource{pw: "svc-password"}
+	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now),
+		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := newSwitchableLatch(t, e)
+	watch.up()
+	v := newVerifier(t, e, interceptors.WithRevocationsFromGRPC(watch.dial()), interceptors.WithRevocationCredentials(creds))
+	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+
+	svcSession := sessionOf(t, v, creds)
+	if err := e.store.RevokeSession(ctxT(t), svcSession, "test", e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	watch.down()
+	eventually(t, "the stream to drop", func() bool { return !v.Status().RevocationsConnected })
+	watch.up()
+	// The test clock stands still, so the lag cannot grow here; what
+	// matters is that the stream is back without the token expiring.
+	eventually(t, "the follower back on the stream", func() bool { return v.Status().RevocationsConnected && v.Health().Serving() })
+	if pw.logins.Load() != 1 {
+		t.Fatalf("%d logins, want 1", pw.logins.Load())
+	}
+	if s := sessionOf(t, v, creds); s == svcSession {
+		t.Fatal("the follower is still on its revoked session")
+	}
+	// It follows revocations again.
+	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the revocation", func() bool {
+		_, err := v.Verify(context.Background(), tok)
+		return errors.Is(err, interceptors.ErrRevoked)
+	})
+
+	// Disabled: the new login is refused too; health reports it.
+	svc, err := e.store.GetUserByEmail(ctxT(t), "svc@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	watch.down()
+	watch.up()
+	eventually(t, "the credentials failure in health", func() bool {
+		h := v.Health()
+		return h.CredentialsFailing && !h.Serving()
+	})
 }

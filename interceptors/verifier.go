@@ -63,6 +63,9 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	case o.sources == 0:
 		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
 	}
+	if o.revCreds != nil && o.revocations == nil {
+		errs = append(errs, errors.New("WithRevocationCredentials needs WithRevocationsFromGRPC"))
+	}
 	if o.now == nil || o.log == nil {
 		errs = append(errs, errors.New("clock and logger must not be nil"))
 	}
@@ -105,7 +108,7 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 		v.cache = tokens.NewVerifyCache(o.cacheSize)
 	}
 	if o.revocations != nil {
-		v.revs = newRevocations(o.revocations, o.now, o.log)
+		v.revs = newRevocations(o.revocations, o.revCreds, o.now, o.log)
 	}
 
 	if kc != nil && !o.lazy {
