@@ -101,7 +101,8 @@ func Relogin(login LoginFunc) CredentialsOption {
 
 // RetryBackoff sets the backoff between failed exchanges: base after the
 // first failure, doubling up to max, each wait drawn at random from its
-// upper half. Default 1 s and 1 minute.
+// upper half. Default 1 s and 1 minute; values other than 0 < base ≤ max
+// are ignored.
 func RetryBackoff(base, max time.Duration) CredentialsOption {
 	return func(c *RefreshingCredentials) {
 		if base > 0 && max >= base {
@@ -243,6 +244,9 @@ func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 		if c.refresh == "" && c.relogin == nil {
 			err := c.fatal
 			c.mu.Unlock()
+			if err == nil {
+				err = sessionEnded(errors.New("no refresh token"))
+			}
 			return "", err
 		}
 		if now.Before(c.retryAt) {

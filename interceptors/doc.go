@@ -9,7 +9,8 @@
 //		interceptors.WithJWKSFromGRPC(latchConn), // or WithJWKSURL, WithStaticJWKS
 //		interceptors.WithIssuer("https://latch.example"),
 //		interceptors.WithAudience("orders"),
-//		interceptors.WithRevocationsFromGRPC(latchConn)) // optional, see below
+//		interceptors.WithRevocationsFromGRPC(latchConn), // optional, see below
+//		interceptors.WithRevocationCredentials(creds))
 //	defer v.Close()
 //	policy := interceptors.NewPolicy().
 //		Require("/orders.v1.Orders/", "orders:read").
@@ -40,7 +41,11 @@
 // Latch's WatchRevocations open, reconnecting with backoff, and rejects
 // revoked jtis and sessions as soon as the event arrives. While the stream
 // is down, revocations made in the meantime are not seen until it
-// reconnects (each reconnect starts with a full snapshot).
+// reconnects (each reconnect starts with a full snapshot). The stream
+// needs credentials with role "introspect" for Latch's own audience, its
+// issuer; given with WithRevocationCredentials (and Relogin), they are
+// renewed at once when Latch refuses them, for example because the
+// follower's own session was revoked.
 //
 // # Keys
 //

@@ -91,10 +91,11 @@ func (r *revocations) purge() {
 }
 
 // run keeps a WatchRevocations stream open until ctx ends, reconnecting
-// with jittered exponential backoff (0.5 s to 30 s). A stream Latch ends
-// with UNAUTHENTICATED while the follower has its credentials is retried
-// at once with a renewed token, once; only if that one is refused too
-// does the backoff apply.
+// with jittered exponential backoff (0.5 s to 30 s; back to 0.5 s after a
+// stream that reached its snapshot). A stream Latch ends with
+// UNAUTHENTICATED while the follower has its credentials is retried at
+// once with a renewed token, once; only if that one is refused too does
+// the backoff apply.
 func (r *revocations) run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	purge := time.NewTicker(time.Minute)
@@ -118,12 +119,14 @@ func (r *revocations) run(ctx context.Context) {
 			return
 		}
 		wasSynced := r.synced.Swap(false)
+		if wasSynced {
+			backoff = 500 * time.Millisecond // a stream that worked: reconnect soon
+		}
 		if r.creds != nil && sent != "" && status.Code(err) == codes.Unauthenticated && (wasSynced || !renewed) {
 			// Latch refused the follower's own token (its session was
 			// revoked or its user disabled): renew it and reconnect now.
 			r.creds.Invalidate(sent)
 			renewed = true
-			backoff = 500 * time.Millisecond
 			r.log.LogAttrs(ctx, slog.LevelWarn, "revocation stream refused the follower's token; reconnecting with a new one",
 				slog.String("event", "revocations_reauthenticating"), slog.String("error", errString(err)))
 			continue
@@ -139,9 +142,7 @@ func (r *revocations) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if wasSynced {
-			backoff = 500 * time.Millisecond
-		} else {
+		if !wasSynced {
 			backoff = min(backoff*2, 30*time.Second)
 		}
 	}
