@@ -128,16 +128,15 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		interceptors.WithLogger(log),
 	}
 	if *revEmail != "" {
-		creds, err := interceptors.Login(ctx, latch, *revEmail, password, "", loginOpts...)
+		// WatchRevocations is one of Latch's own APIs: it accepts only
+		// tokens for Latch's own audience, its issuer. When the session
+		// ends (revoked, expired), the credentials log in again.
+		login := interceptors.PasswordLogin(latch, *revEmail, *issuer, func(context.Context) (string, error) { return password, nil })
+		creds, err := interceptors.Login(ctx, latch, *revEmail, password, *issuer, append(loginOpts, interceptors.Relogin(login))...)
 		if err != nil {
 			return fmt.Errorf("--revocations-email: %w", err)
 		}
-		watch, err := grpc.NewClient(*latchAddr, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(creds))
-		if err != nil {
-			return fmt.Errorf("latch connection: %w", err)
-		}
-		defer watch.Close()
-		vopts = append(vopts, interceptors.WithRevocationsFromGRPC(watch))
+		vopts = append(vopts, interceptors.WithRevocationsFromGRPC(latch), interceptors.WithRevocationCredentials(creds))
 	} else {
 		log.Warn("not following revocations (--stateless): a revoked token passes until it expires", "event", "ext_authz_stateless")
 	}
