@@ -63,7 +63,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if f.addr == "" {
 		errs = append(errs, errors.New("--ext-authz-addr is required"))
 	}
-	policy, err := loadExtAuthzPolicy(f, nil)
+	policy, err := loadExtAuthzPolicy(f, *issuer, nil)
 	if err != nil {
 		errs = append(errs, err)
 	}

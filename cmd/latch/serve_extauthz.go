@@ -66,9 +66,10 @@ type extAuthz struct {
 
 // loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
 // reporting every problem at once (before anything is opened); the policy
-// is nil when --ext-authz-addr is empty. audiences are Latch's (nil: not
-// known here, not checked).
-func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, error) {
+// is nil when --ext-authz-addr is empty. issuer is Latch's --issuer, its
+// own audience, which the policy may not name; audiences are the ones
+// Latch issues (nil: not known here, not checked).
+func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
 			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
@@ -90,7 +91,7 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
-		p, err := loadPolicyFile(f.policy, audiences)
+		p, err := loadPolicyFile(f.policy, issuer, audiences)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -99,10 +100,11 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	return policy, errors.Join(errs...)
 }
 
-// loadPolicyFile loads and checks a policy file, including, when
-// audiences is not nil, that every audience it names is one Latch issues.
-func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
-	p, err := extauthz.LoadPolicy(path)
+// loadPolicyFile loads and checks a policy file for issuer, including,
+// when audiences is not nil, that every audience it names is one Latch
+// issues.
+func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, error) {
+	p, err := extauthz.LoadPolicy(path, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +173,8 @@ func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTranspor
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
 // with grpc.health.v1 (latch.verifier kept up to date from v) and, with
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
-// among audiences. It takes ownership of v (closed by stop, or on error).
+// among audiences and whose issuer must stay the same. It takes ownership
+// of v (closed by stop, or on error).
 func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
 	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
@@ -237,7 +240,7 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 			case <-hctx.Done():
 				return
 			case <-hup:
-				reloadPolicy(hctx, f.policy, audiences, ea, log)
+				reloadPolicy(hctx, f.policy, policy.Issuer(), audiences, ea, log)
 			}
 		}
 	})
@@ -277,8 +280,8 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not
 // load, or changes the audiences, is refused and the current policy stays.
-func reloadPolicy(ctx context.Context, path string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
-	p, err := loadPolicyFile(path, audiences)
+func reloadPolicy(ctx context.Context, path, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	p, err := loadPolicyFile(path, issuer, audiences)
 	if err == nil {
 		err = ea.SetPolicy(p)
 	}
