@@ -153,21 +153,48 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 }
 
 // extAuthzTransport is how the ext_authz listener is served: TLS (nil:
-// plaintext, which the exposure rule allows on loopback only) and
-// connection limits.
+// plaintext, which the exposure rule allows on loopback only), whether it
+// requires client certificates, and connection limits.
 type extAuthzTransport struct {
-	tls       *tls.Config
-	transport server.Transport
+	tls        *tls.Config
+	clientAuth bool
+	transport  server.Transport
 }
 
-// extAuthzTransport gives the ext_authz listener the gRPC port's TLS
-// (certificate, client CA, reloads) and connection limits.
+// extAuthzTransport gives the ext_authz listener the gRPC port's
+// certificate (with reloads) and connection limits, and its own client CA
+// (--ext-authz-client-ca) when given, else the gRPC port's.
 func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
 	et := extAuthzTransport{transport: t}
-	if ts.certs != nil {
-		et.tls = ts.certs.ServerConfig("h2")
+	r := ts.certs
+	if ts.extCerts != nil {
+		r = ts.extCerts
+	}
+	if r != nil {
+		et.tls, et.clientAuth = r.ServerConfig("h2"), r.MutualTLS()
 	}
 	return et
+}
+
+// allowUnauthenticatedHelp is the help of
+// --ext-authz-allow-unauthenticated-clients (serve's and ext-authz's).
+const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback address without requiring client certificates. " +
+	"RISK: anyone who can reach the port can test whether stolen or guessed tokens are valid and read their subject, session and roles; " +
+	"use it only where the network or a mesh lets nothing but Envoy reach the port"
+
+// checkExtAuthzClientAuth refuses an ext_authz listener on a non-loopback
+// addr that does not require client certificates (clientAuth), unless
+// allowed: Check answers whether a token is valid and whose it is, so
+// whoever can call it has a token oracle. fix names the flags that turn
+// client certificates on.
+func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) error {
+	if addr == "" || isLoopback(addr) || clientAuth || allowed {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve ext_authz on --ext-authz-addr %s, which is not a loopback address, without client certificates: "+
+		"anyone who can reach it could test tokens and read their subject, session and roles. Give %s, or "+
+		"--ext-authz-allow-unauthenticated-clients (LATCH_EXT_AUTHZ_ALLOW_UNAUTHENTICATED_CLIENTS=true) if the network or a mesh "+
+		"lets nothing but Envoy reach the port", addr, fix)
 }
 
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
@@ -245,8 +272,12 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 		}
 	})
 	go func() { wg.Wait(); close(x.done) }()
+	if !et.clientAuth && !isLoopback(f.addr) { // only with --ext-authz-allow-unauthenticated-clients (checkExtAuthzClientAuth)
+		log.Warn("ext_authz serves clients without certificates beyond loopback (--ext-authz-allow-unauthenticated-clients): "+
+			"whoever reaches the port can test tokens", "event", "ext_authz_unauthenticated_clients", "addr", lis.Addr().String())
+	}
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
-		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil)
+		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil, "client_auth", et.clientAuth)
 	return x, nil
 }
 
