@@ -36,7 +36,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	latchAddr := fs.String("latch-addr", "127.0.0.1:7300", "Latch's gRPC address: keys (GetJWKS) and revocations (WatchRevocations)")
 	issuer := fs.String("issuer", "http://127.0.0.1:7301", "Latch's --issuer (iss of every token)")
 	plaintext := fs.Bool("latch-plaintext", false, "talk to Latch without TLS (loopback, or a mesh that adds mTLS); default TLS with the system's roots")
-	revEmail := fs.String("revocations-email", "", "account with role introspect that follows Latch's revocations; its password in LATCH_EXT_AUTHZ_PASSWORD")
+	revEmail := fs.String("revocations-email", "", "account with role introspect that follows Latch's revocations (logged in for Latch's own audience, --issuer); its password in LATCH_EXT_AUTHZ_PASSWORD")
 	stateless := fs.Bool("stateless", false, "run without following revocations: a revoked token passes until it expires (refused unless given)")
 	maxKeyAge := fs.Duration("max-key-age", time.Hour, "key set older than this (Latch unreachable) is stale")
 	maxRevLag := fs.Duration("max-revocation-lag", 5*time.Minute, "revocation stream out of sync longer than this is stale")
@@ -131,7 +131,9 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		interceptors.WithLogger(log),
 	}
 	if *revEmail != "" {
-		creds, err := interceptors.Login(ctx, latch, *revEmail, password, "", loginOpts...)
+		// WatchRevocations accepts only tokens for Latch's own audience,
+		// its issuer; this token goes to Latch alone, never to an upstream.
+		creds, err := interceptors.Login(ctx, latch, *revEmail, password, *issuer, loginOpts...)
 		if err != nil {
 			return fmt.Errorf("--revocations-email: %w", err)
 		}
