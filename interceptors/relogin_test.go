@@ -67,7 +67,7 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := sessionOf(t, v, creds)
-	if err := e.store.RevokeSession(ctxT(t), first, "test", e.clock.now()); err != nil {
+	if _, err := e.store.RevokeSession(ctxT(t), first, "test", e.clock.now()); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.advance(15*time.Minute - 30*time.Second) // the refresh is due
@@ -118,7 +118,7 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 		if got := servingStatus(t, hc, interceptors.CredentialsHealthService); got != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("fresh credentials: %v", got)
 		}
-		if err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+		if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
 			t.Fatal(err)
 		}
 		before := e.refresh.Load()
@@ -165,7 +165,7 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 			}
 		}
 		setDisabled(true)
-		if err := e.store.RevokeSession(ctxT(t), sid, "test", e.clock.now()); err != nil {
+		if _, err := e.store.RevokeSession(ctxT(t), sid, "test", e.clock.now()); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.advance(15 * time.Minute)

@@ -145,7 +145,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	}
 
 	svcSession := sessionOf(t, v, creds)
-	if err := e.store.RevokeSession(ctxT(t), svcSession, "test", e.clock.now()); err != nil {
+	if _, err := e.store.RevokeSession(ctxT(t), svcSession, "test", e.clock.now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
@@ -177,7 +177,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	if _, err := e.store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+	if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
