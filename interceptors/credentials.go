@@ -4,43 +4,74 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
+
+// ErrSessionEnded reports credentials that cannot get a token: Latch
+// refused the refresh token (the session was revoked, reused or expired)
+// and no Relogin is configured, or the Relogin function was itself refused
+// with UNAUTHENTICATED (wrong password, account disabled). Token and the
+// calls that carry the credentials fail with it (UNAUTHENTICATED), and
+// RefreshingCredentials.Failure reports it for health checks.
+var ErrSessionEnded = errors.New("interceptors: Latch session ended and could not be renewed")
 
 // RefreshingCredentials is a credentials.PerRPCCredentials that attaches
 // "authorization: Bearer <access token>" to every call and, before the
 // access token expires, exchanges the refresh token with Latch for a new
-// pair. However many calls need a token at once, one Refresh runs (single
+// pair. However many calls need a token at once, one exchange runs (single
 // flight) and the others wait for it. Use it with grpc.WithPerRPCCredentials.
+//
+// A failed exchange is retried with jittered exponential backoff (1 s
+// doubling to 1 min by default, see RetryBackoff), driven by the calls
+// that need a token: meanwhile a still-valid access token keeps being
+// used, and an expired one fails fast with the last error. A transient
+// failure (UNAVAILABLE, a deadline, ...) keeps the refresh token for the
+// next try. When Latch refuses the refresh token (UNAUTHENTICATED: the
+// session was revoked or has expired), the session is over: with Relogin
+// the credentials log in again, otherwise they fail with ErrSessionEnded
+// from then on.
 //
 // It requires transport security (TLS) unless AllowInsecure is given: a
 // bearer token on a plaintext connection can be stolen by anyone on the
 // path.
 type RefreshingCredentials struct {
-	latch    latchv1.AuthServiceClient
-	now      func() time.Time
-	early    time.Duration
-	insecure bool
+	latch       latchv1.AuthServiceClient
+	now         func() time.Time
+	early       time.Duration
+	insecure    bool
+	relogin     LoginFunc
+	backoffBase time.Duration
+	backoffMax  time.Duration
 
 	mu       sync.Mutex
-	access   string
-	refresh  string
+	access   string // "" once the session has ended
+	refresh  string // "" once Latch has refused it
 	exp      time.Time
 	lifetime time.Duration
+	rejected bool // Invalidate named the current access token
 	inflight chan struct{}
 	lastErr  error
-	retryAt  time.Time // after a failed refresh, the old token is used until then
+	failures int       // consecutive failed exchanges, for backoff
+	retryAt  time.Time // no exchange before then after a failure
+	fatal    error     // wraps ErrSessionEnded while the credentials cannot recover by themselves
 }
 
 var _ credentials.PerRPCCredentials = (*RefreshingCredentials)(nil)
 
 // CredentialsOption configures RefreshingCredentials.
 type CredentialsOption func(*RefreshingCredentials)
+
+// LoginFunc logs in to Latch afresh and returns the new session's token
+// pair. PasswordLogin makes one.
+type LoginFunc func(ctx context.Context) (*latchv1.TokenPair, error)
 
 // AllowInsecure lets the credentials travel on plaintext connections. Only
 // for loopback tests and local development.
@@ -57,6 +88,50 @@ func CredentialsClock(now func() time.Time) CredentialsOption {
 	return func(c *RefreshingCredentials) { c.now = now }
 }
 
+// Relogin lets the credentials start a new session with login when Latch
+// refuses the refresh token (the session was revoked, reused after a lost
+// reply, or expired), instead of failing for good. A login that fails is
+// retried with the same backoff as a refresh; one refused with
+// UNAUTHENTICATED also reports ErrSessionEnded through Failure until a
+// later attempt succeeds. Default: none, and a refused refresh token ends
+// the credentials.
+func Relogin(login LoginFunc) CredentialsOption {
+	return func(c *RefreshingCredentials) { c.relogin = login }
+}
+
+// RetryBackoff sets the backoff between failed exchanges: base after the
+// first failure, doubling up to max, each wait drawn at random from its
+// upper half. Default 1 s and 1 minute; values other than 0 < base ≤ max
+// are ignored.
+func RetryBackoff(base, max time.Duration) CredentialsOption {
+	return func(c *RefreshingCredentials) {
+		if base > 0 && max >= base {
+			c.backoffBase, c.backoffMax = base, max
+		}
+	}
+}
+
+// PasswordLogin returns a LoginFunc that logs in to latch as email for
+// audience, asking password for the password on every login (so it can be
+// read from a file or secret store that rotates, and need not stay in
+// memory). For credentials that call Latch's own APIs (WatchRevocations,
+// Introspect, AdminService) the audience is Latch's issuer, the iss of its
+// tokens.
+func PasswordLogin(latch grpc.ClientConnInterface, email, audience string, password func(ctx context.Context) (string, error)) LoginFunc {
+	client := latchv1.NewAuthServiceClient(latch)
+	return func(ctx context.Context) (*latchv1.TokenPair, error) {
+		pw, err := password(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("password for %s: %w", email, err)
+		}
+		resp, err := client.Login(withoutCredentials(ctx), &latchv1.LoginRequest{Email: email, Password: pw, Audience: audience})
+		if err != nil {
+			return nil, fmt.Errorf("log in as %s: %w", email, err)
+		}
+		return resp.GetTokens(), nil
+	}
+}
+
 // NewRefreshingCredentials starts from pair (from Login or Refresh) and
 // refreshes through latch, a connection to Latch. The connection may itself
 // carry these credentials: the Refresh calls they make are sent without
@@ -65,7 +140,8 @@ func NewRefreshingCredentials(latch grpc.ClientConnInterface, pair *latchv1.Toke
 	if latch == nil || pair.GetAccessToken() == "" || pair.GetRefreshToken() == "" {
 		return nil, errors.New("interceptors: a Latch connection and a token pair are required")
 	}
-	c := &RefreshingCredentials{latch: latchv1.NewAuthServiceClient(latch), now: time.Now, early: time.Minute}
+	c := &RefreshingCredentials{latch: latchv1.NewAuthServiceClient(latch), now: time.Now, early: time.Minute,
+		backoffBase: time.Second, backoffMax: time.Minute}
 	for _, opt := range opts {
 		opt(c)
 	}
@@ -74,7 +150,9 @@ func NewRefreshingCredentials(latch grpc.ClientConnInterface, pair *latchv1.Toke
 }
 
 // Login logs in to Latch and returns credentials that keep the session's
-// tokens fresh. The password is used once and not kept.
+// tokens fresh. The password is used once and not kept: to let the
+// credentials log in again when the session ends, give Relogin (with
+// PasswordLogin). For Latch's own APIs, audience is Latch's issuer.
 func Login(ctx context.Context, latch grpc.ClientConnInterface, email, password, audience string, opts ...CredentialsOption) (*RefreshingCredentials, error) {
 	resp, err := latchv1.NewAuthServiceClient(latch).Login(withoutCredentials(ctx),
 		&latchv1.LoginRequest{Email: email, Password: password, Audience: audience})
@@ -88,6 +166,7 @@ func (c *RefreshingCredentials) install(pair *latchv1.TokenPair, now time.Time) 
 	c.access, c.refresh = pair.GetAccessToken(), pair.GetRefreshToken()
 	c.lifetime = time.Duration(pair.GetExpiresIn()) * time.Second
 	c.exp = now.Add(c.lifetime)
+	c.rejected = false
 }
 
 type skipCredentialsKey struct{}
@@ -113,26 +192,48 @@ func (c *RefreshingCredentials) GetRequestMetadata(ctx context.Context, _ ...str
 // RequireTransportSecurity implements credentials.PerRPCCredentials.
 func (c *RefreshingCredentials) RequireTransportSecurity() bool { return !c.insecure }
 
-// Token returns a current access token, refreshing first if it is about to
-// expire. If a refresh fails while the old token is still valid, the old
-// token is returned and the refresh retried on the next call.
+// Invalidate tells the credentials that Latch refused tok (a call or a
+// stream ended with UNAUTHENTICATED, for example because the session was
+// revoked): if tok is still the current access token, the next Token call
+// gets a new one (refresh, or Relogin when the refresh token is refused
+// too) instead of returning it. A token already replaced is ignored, so
+// that callers racing on one rejection cause one exchange.
+func (c *RefreshingCredentials) Invalidate(tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok != "" && tok == c.access {
+		c.rejected = true
+	}
+}
+
+// Failure returns an error wrapping ErrSessionEnded while the credentials
+// cannot get a token by themselves (see ErrSessionEnded), and nil
+// otherwise, transient failures included. UpdateHealth
+// publishes it.
+func (c *RefreshingCredentials) Failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fatal
+}
+
+// Token returns a current access token, getting a new one first if it is
+// about to expire or was invalidated. While an exchange is failing, a
+// still-valid token is returned and the exchange retried after the
+// backoff; an unusable one fails with the last error.
 func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
-		early := min(c.early, c.lifetime/5)
-		fresh := now.Before(c.exp.Add(-max(early, 0))) || (now.Before(c.exp) && now.Before(c.retryAt))
-		if fresh && c.inflight == nil {
+		early := max(min(c.early, c.lifetime/5), 0)
+		usable := c.access != "" && !c.rejected && now.Before(c.exp)
+		due := !usable || !now.Before(c.exp.Add(-early))
+		if usable && (!due || c.inflight != nil || now.Before(c.retryAt)) {
 			tok := c.access
 			c.mu.Unlock()
-			return tok, nil
+			return tok, nil // fresh, or still usable while an exchange runs or backs off
 		}
 		if ch := c.inflight; ch != nil {
-			tok, valid := c.access, now.Before(c.exp)
 			c.mu.Unlock()
-			if valid {
-				return tok, nil // still usable while the refresh runs
-			}
 			select {
 			case <-ch:
 				continue
@@ -140,32 +241,110 @@ func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 				return "", ctx.Err()
 			}
 		}
+		if c.refresh == "" && c.relogin == nil {
+			err := c.fatal
+			c.mu.Unlock()
+			if err == nil {
+				err = sessionEnded(errors.New("no refresh token"))
+			}
+			return "", err
+		}
+		if now.Before(c.retryAt) {
+			err := c.lastErr
+			c.mu.Unlock()
+			return "", fmt.Errorf("interceptors: get an access token (retrying in %v): %w", c.retryAt.Sub(now).Round(time.Millisecond), err)
+		}
 		ch := make(chan struct{})
 		c.inflight = ch
 		refresh := c.refresh
 		c.mu.Unlock()
 
-		rctx, cancel := context.WithTimeout(withoutCredentials(context.WithoutCancel(ctx)), 10*time.Second)
-		resp, err := c.latch.Refresh(rctx, &latchv1.RefreshRequest{RefreshToken: refresh})
+		// The exchange is shared: it must not die with the call that
+		// started it.
+		xctx, cancel := context.WithTimeout(withoutCredentials(context.WithoutCancel(ctx)), 10*time.Second)
+		pair, refreshRefused, err := c.exchange(xctx, refresh)
 		cancel()
 
 		c.mu.Lock()
 		c.inflight = nil
 		close(ch)
 		if err == nil {
-			c.install(resp.GetTokens(), c.now())
-			c.lastErr = nil
+			c.install(pair, c.now())
+			c.lastErr, c.fatal, c.failures, c.retryAt = nil, nil, 0, time.Time{}
 			tok := c.access
 			c.mu.Unlock()
 			return tok, nil
 		}
+		if refreshRefused {
+			// The session is over: its refresh token and its access
+			// token (revoked with it) are of no more use.
+			c.refresh, c.access = "", ""
+		}
 		c.lastErr = err
-		c.retryAt = c.now().Add(5 * time.Second)
-		tok, valid := c.access, c.now().Before(c.exp)
+		if errors.Is(err, ErrSessionEnded) {
+			c.fatal = err
+		}
+		c.failures++
+		c.retryAt = c.now().Add(c.backoff(c.failures))
+		tok, usable := c.access, c.access != "" && !c.rejected && c.now().Before(c.exp)
 		c.mu.Unlock()
-		if valid {
+		if usable {
 			return tok, nil
 		}
-		return "", fmt.Errorf("interceptors: refresh access token: %w", err)
+		return "", err
 	}
+}
+
+// exchange gets a new pair: Refresh with refresh (if any), then, when
+// Latch refuses it, Relogin. refreshRefused reports that refresh is dead.
+func (c *RefreshingCredentials) exchange(ctx context.Context, refresh string) (pair *latchv1.TokenPair, refreshRefused bool, err error) {
+	if refresh != "" {
+		resp, err := c.latch.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: refresh})
+		switch {
+		case err == nil:
+			return resp.GetTokens(), false, nil
+		case status.Code(err) != codes.Unauthenticated:
+			return nil, false, fmt.Errorf("interceptors: refresh access token: %w", err)
+		case c.relogin == nil:
+			return nil, true, sessionEnded(fmt.Errorf("the refresh token was refused and no re-login is configured (Relogin): %w", err))
+		}
+		refreshRefused = true
+	}
+	pair, err = c.relogin(ctx)
+	switch {
+	case err == nil && (pair.GetAccessToken() == "" || pair.GetRefreshToken() == ""):
+		return nil, refreshRefused, errors.New("interceptors: log in again: no token pair returned")
+	case status.Code(err) == codes.Unauthenticated:
+		return nil, refreshRefused, sessionEnded(fmt.Errorf("the new login was refused: %w", err))
+	case err != nil:
+		return nil, refreshRefused, fmt.Errorf("interceptors: log in again: %w", err)
+	}
+	return pair, refreshRefused, nil
+}
+
+// sessionEnded wraps err in ErrSessionEnded and gives it the status
+// UNAUTHENTICATED, which gRPC calls carrying the credentials fail with.
+func sessionEnded(err error) error {
+	return &sessionEndedError{err: fmt.Errorf("%w: %w", ErrSessionEnded, err)}
+}
+
+type sessionEndedError struct{ err error }
+
+func (e *sessionEndedError) Error() string { return e.err.Error() }
+func (e *sessionEndedError) Unwrap() error { return e.err }
+
+// GRPCStatus makes the error UNAUTHENTICATED, whatever the inner cause.
+func (e *sessionEndedError) GRPCStatus() *status.Status {
+	return status.New(codes.Unauthenticated, e.err.Error())
+}
+
+// backoff is the wait after n consecutive failures: base·2ⁿ⁻¹ capped at
+// max, drawn from its upper half.
+func (c *RefreshingCredentials) backoff(n int) time.Duration {
+	d := c.backoffBase
+	for i := 1; i < n && d < c.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.backoffMax)
+	return d/2 + rand.N(d/2+1)
 }

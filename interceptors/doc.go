@@ -9,7 +9,8 @@
 //		interceptors.WithJWKSFromGRPC(latchConn), // or WithJWKSURL, WithStaticJWKS
 //		interceptors.WithIssuer("https://latch.example"),
 //		interceptors.WithAudience("orders"),
-//		interceptors.WithRevocationsFromGRPC(latchConn)) // optional, see below
+//		interceptors.WithRevocationsFromGRPC(latchConn), // optional, see below
+//		interceptors.WithRevocationCredentials(creds))
 //	defer v.Close()
 //	policy := interceptors.NewPolicy().
 //		Require("/orders.v1.Orders/", "orders:read").
@@ -40,7 +41,11 @@
 // Latch's WatchRevocations open, reconnecting with backoff, and rejects
 // revoked jtis and sessions as soon as the event arrives. While the stream
 // is down, revocations made in the meantime are not seen until it
-// reconnects (each reconnect starts with a full snapshot).
+// reconnects (each reconnect starts with a full snapshot). The stream
+// needs credentials with role "introspect" for Latch's own audience, its
+// issuer; given with WithRevocationCredentials (and Relogin), they are
+// renewed at once when Latch refuses them, for example because the
+// follower's own session was revoked.
 //
 // # Keys
 //
@@ -58,8 +63,9 @@
 // lag; UpdateHealth and ReportHealth publish them through a grpc.health.v1
 // server under the service name "latch.verifier" (HealthService):
 // NOT_SERVING once either exceeds its bound (WithMaxKeyAge, default 1 h;
-// WithMaxRevocationLag, default 5 min), before the first key set, or while
-// a WithRevocationCheck function fails. While stale, the default
+// WithMaxRevocationLag, default 5 min), before the first key set, before
+// the first revocation snapshot (which counts as stale), or while a
+// WithRevocationCheck function fails. While stale, the default
 // WithStalePolicy(FailClosed) refuses every token with ErrStale
 // (UNAVAILABLE); FailOpen keeps verifying with what it has.
 //

@@ -151,3 +151,35 @@ func ExampleVerifier_ReportHealth() {
 	fmt.Println(v.UpdateHealth(hs).Serving())
 	// Output: true
 }
+
+// A sibling service follows Latch's revocations with credentials of its
+// own, logged in for Latch's own audience (its issuer) and able to log in
+// again when their session ends, reading the password each time.
+func ExampleWithRevocationCredentials() {
+	ctx := context.Background()
+	const latchIssuer = "https://latch.example"
+	latch, err := grpc.NewClient("latch.internal:7300", grpc.WithTransportCredentials(insecure.NewCredentials())) // use TLS
+	if err != nil {
+		log.Fatal(err)
+	}
+	password := func(context.Context) (string, error) { return "from-a-secret-store", nil }
+	login := interceptors.PasswordLogin(latch, "svc@example.com", latchIssuer, password)
+	pair, err := login(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	creds, err := interceptors.NewRefreshingCredentials(latch, pair, interceptors.Relogin(login))
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := interceptors.NewVerifier(ctx,
+		interceptors.WithJWKSFromGRPC(latch),
+		interceptors.WithIssuer(latchIssuer),
+		interceptors.WithAudience("orders"),
+		interceptors.WithRevocationsFromGRPC(latch), // latch carries no per-RPC credentials
+		interceptors.WithRevocationCredentials(creds))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close()
+}

@@ -16,7 +16,8 @@ import (
 const HealthService = "latch.verifier"
 
 // ErrStale reports that the key set or the revocation state is older than
-// its bound (WithMaxKeyAge, WithMaxRevocationLag) while the stale policy is
+// its bound (WithMaxKeyAge, WithMaxRevocationLag), or that no revocation
+// snapshot has arrived yet (WithLazyStart), while the stale policy is
 // FailClosed: the token is refused whatever it holds, until the state is
 // fresh again. The interceptors answer UNAVAILABLE.
 var ErrStale = errors.New("interceptors: verifier state is stale")
@@ -62,6 +63,8 @@ func WithMaxKeyAge(d time.Duration) Option {
 // out of sync (down, or reconnected but before its snapshot is complete)
 // before the Verifier is stale: revocations made meanwhile are unknown to
 // it. Default 5 minutes, a third of the default access-token lifetime.
+// Before the first snapshot (WithLazyStart) the Verifier is stale at
+// once: it has never known what Latch revoked.
 func WithMaxRevocationLag(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -94,18 +97,30 @@ type Health struct {
 	// RevocationLag is how long the revocation stream has been out of
 	// sync; 0 while in sync or when revocations are not followed.
 	RevocationLag time.Duration
+	// RevocationsMissing reports that revocations are followed but no
+	// snapshot has arrived yet (WithLazyStart): nothing is known of what
+	// Latch has revoked, so it counts as stale from the start.
+	RevocationsMissing bool
 	// RevocationCheckFailing reports that the last WithRevocationCheck
 	// call failed (tokens are being refused with ErrRevocationUnavailable).
 	RevocationCheckFailing bool
-	// Stale reports KeyAge or RevocationLag beyond its bound.
+	// CredentialsFailing reports that the WithRevocationCredentials
+	// credentials cannot get a token (ErrSessionEnded): the revocation
+	// stream cannot reconnect until they recover.
+	CredentialsFailing bool
+	// Stale reports KeyAge or RevocationLag beyond its bound, or
+	// RevocationsMissing.
 	Stale bool
 	// Policy is the stale policy in force.
 	Policy StalePolicy
 }
 
 // Serving reports whether health checks should answer SERVING: keys are
-// present, nothing is stale and the revocation check answers.
-func (h Health) Serving() bool { return !h.KeysMissing && !h.Stale && !h.RevocationCheckFailing }
+// present, nothing is stale, the revocation check answers and the
+// revocation stream's credentials can get tokens.
+func (h Health) Serving() bool {
+	return !h.KeysMissing && !h.Stale && !h.RevocationCheckFailing && !h.CredentialsFailing
+}
 
 // Problems lists what is wrong, in fixed words, for logs.
 func (h Health) Problems() []string {
@@ -113,11 +128,17 @@ func (h Health) Problems() []string {
 	if h.KeysMissing {
 		p = append(p, "no key set yet")
 	}
+	if h.RevocationsMissing {
+		p = append(p, "no revocation snapshot yet")
+	}
 	if h.Stale {
 		p = append(p, fmt.Sprintf("stale (key age %v, revocation lag %v)", h.KeyAge.Round(time.Second), h.RevocationLag.Round(time.Second)))
 	}
 	if h.RevocationCheckFailing {
 		p = append(p, "revocation check failing")
+	}
+	if h.CredentialsFailing {
+		p = append(p, "revocation stream credentials: session ended")
 	}
 	return p
 }
@@ -139,8 +160,10 @@ func (v *Verifier) healthAt(now time.Time) Health {
 		if ns := v.revs.staleSince.Load(); ns != 0 {
 			h.RevocationLag = max(now.Sub(time.Unix(0, ns)), 0)
 		}
+		h.RevocationsMissing = !v.revs.everSynced.Load()
+		h.CredentialsFailing = v.revs.creds != nil && v.revs.creds.Failure() != nil
 	}
-	h.Stale = h.KeyAge > v.maxKeyAge || h.RevocationLag > v.maxRevLag
+	h.Stale = h.KeyAge > v.maxKeyAge || h.RevocationLag > v.maxRevLag || h.RevocationsMissing
 	return h
 }
 
@@ -210,4 +233,26 @@ func (v *Verifier) probeRevocationCheck(ctx context.Context, timeout time.Durati
 	// The claims of no real token.
 	_, err := v.revCheck(pctx, Claims{ID: "latch-health-probe", SessionID: "latch-health-probe", Subject: "latch-health-probe"})
 	v.revCheckFailing.Store(err != nil)
+}
+
+// CredentialsHealthService is the grpc.health.v1 service name under which
+// RefreshingCredentials.UpdateHealth publishes whether the credentials can
+// still get tokens.
+const CredentialsHealthService = "latch.credentials"
+
+// UpdateHealth sets hs's status for CredentialsHealthService, and for each
+// of services, from Failure: NOT_SERVING while the credentials cannot get
+// a token by themselves (ErrSessionEnded), SERVING otherwise. It returns
+// Failure. Call it from the loop that publishes the service's health, so
+// that a readiness probe shows a session that has ended for good.
+func (c *RefreshingCredentials) UpdateHealth(hs *health.Server, services ...string) error {
+	err := c.Failure()
+	st := healthpb.HealthCheckResponse_SERVING
+	if err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	for _, name := range append([]string{CredentialsHealthService}, services...) {
+		hs.SetServingStatus(name, st)
+	}
+	return err
 }

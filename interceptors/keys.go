@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,82 @@ func (f *grpcFetcher) fetch(ctx context.Context) (*tokens.KeySet, time.Duration,
 		return nil, 0, fmt.Errorf("GetJWKS: %w", err)
 	}
 	return ks, 0, nil
+}
+
+// parseJWKSURL checks a JWKS URL: absolute, http or https with a host, no
+// credentials, and https unless the host is loopback or insecure is set.
+// Its errors do not repeat the URL, which may hold a password.
+func parseJWKSURL(raw string, insecure bool) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("empty URL")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("malformed URL")
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, errors.New("the URL must be https (http only to a loopback host)")
+	case u.Host == "" || u.Hostname() == "":
+		return nil, errors.New("the URL has no host")
+	case u.User != nil:
+		return nil, errors.New("the URL must not hold credentials")
+	case u.Scheme == "http" && !insecure && !loopbackHost(u.Hostname()):
+		return nil, fmt.Errorf("plain http to %s: the URL must be https except to a loopback host "+
+			"(127.0.0.0/8, ::1, localhost); WithInsecureJWKSURL accepts it where the network is otherwise protected", u.Hostname())
+	}
+	return u, nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// jwksClient returns a copy of c (nil: a client with a 10 s timeout) that
+// follows a redirect only to the scheme and host of origin, and then only
+// if c's own CheckRedirect allows it. c is not changed.
+func jwksClient(c *http.Client, origin *url.URL) *http.Client {
+	var cp http.Client
+	if c != nil {
+		cp = *c
+	} else {
+		cp.Timeout = 10 * time.Second
+	}
+	next := cp.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !sameOrigin(req.URL, origin) {
+			return fmt.Errorf("refusing a JWKS redirect to %s://%s: redirects must stay on %s://%s",
+				req.URL.Scheme, req.URL.Host, origin.Scheme, origin.Host)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
+}
+
+// sameOrigin compares scheme, host (case-insensitively) and port (the
+// scheme's default when absent).
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if u.Scheme == "https" {
+			return "443"
+		}
+		return "80"
+	}
+	return a.Scheme == b.Scheme && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 // httpFetcher GETs a JWKS URL, with ETag revalidation.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,11 +28,12 @@ type options struct {
 	startTimeout    time.Duration
 	lazy            bool
 	revocations     grpc.ClientConnInterface
+	revCreds        *RefreshingCredentials
 	cacheSize       int
 	now             func() time.Time
 	log             *slog.Logger
 	httpClient      *http.Client
-	jwksURL         string
+	jwksURL         *url.URL
 	sources         int              // key-source options given
 	keySource       tokens.KeySource // WithKeySource
 	revCheck        RevocationCheck
@@ -69,21 +71,50 @@ func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
 // WithJWKSURL fetches Latch's keys from its HTTP JWKS endpoint, for example
 // "https://latch.example/.well-known/jwks.json", honouring Cache-Control
 // max-age and ETag. Use WithHTTPClient to set TLS or timeouts.
+//
+// The URL must be https, except on a loopback host (127.0.0.0/8, ::1,
+// localhost), where plain http is accepted for local development: keys
+// fetched over plain http could be replaced by anyone on the path, who
+// could then mint tokens this service accepts. A redirect is followed only
+// within the same scheme and host (and port); one to another host, or from
+// https to http, fails the fetch, so that the endpoint's origin cannot hand
+// the choice of keys to another. The URL must not hold credentials.
 func WithJWKSURL(url string) Option {
-	return func(o *options) error {
-		if url == "" {
-			return errors.New("WithJWKSURL: empty URL")
-		}
-		o.jwksURL = url
-		o.sources++
-		return nil
+	return func(o *options) error { return o.setJWKSURL("WithJWKSURL", url, false) }
+}
+
+// WithInsecureJWKSURL is WithJWKSURL without the https requirement: it also
+// accepts plain http to any host. Anyone who can alter traffic between this
+// service and that host can then substitute their own keys and mint tokens
+// this service accepts, so use it only where the network path is otherwise
+// protected (a service mesh that adds mTLS, for example). Redirects are
+// still followed only within the same scheme and host.
+func WithInsecureJWKSURL(url string) Option {
+	return func(o *options) error { return o.setJWKSURL("WithInsecureJWKSURL", url, true) }
+}
+
+func (o *options) setJWKSURL(name, raw string, insecure bool) error {
+	u, err := parseJWKSURL(raw, insecure)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
+	o.jwksURL = u
+	o.sources++
+	return nil
 }
 
 // WithHTTPClient sets the client WithJWKSURL uses. Default: a client with a
-// 10 s timeout.
+// 10 s timeout. The Verifier uses a copy of c whose redirect policy first
+// refuses any redirect off the JWKS URL's scheme and host, then applies
+// c.CheckRedirect; c itself is not changed.
 func WithHTTPClient(c *http.Client) Option {
-	return func(o *options) error { o.httpClient = c; return nil }
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("WithHTTPClient: nil client")
+		}
+		o.httpClient = c
+		return nil
+	}
 }
 
 // WithStaticJWKS uses a fixed JSON Web Key Set read from r (a file shipped
@@ -220,8 +251,12 @@ func WithStartupTimeout(d time.Duration) Option {
 }
 
 // WithLazyStart lets NewVerifier return before any key set has been
-// fetched; until one arrives every token is rejected (UNAUTHENTICATED) and
-// fetching keeps retrying in the background. Default: NewVerifier fails.
+// fetched (and, with WithRevocationsFromGRPC, before the first revocation
+// snapshot): until keys arrive every token is rejected (UNAUTHENTICATED)
+// and fetching keeps retrying in the background; until the first snapshot
+// arrives the Verifier is stale (Health.RevocationsMissing), so under the
+// default FailClosed policy every token is refused with ErrStale
+// (UNAVAILABLE), never accepted unchecked. Default: NewVerifier fails.
 func WithLazyStart() Option {
 	return func(o *options) error { o.lazy = true; return nil }
 }
@@ -237,6 +272,27 @@ func WithRevocationsFromGRPC(conn grpc.ClientConnInterface) Option {
 			return errors.New("WithRevocationsFromGRPC: nil connection")
 		}
 		o.revocations = conn
+		return nil
+	}
+}
+
+// WithRevocationCredentials sends creds on the WatchRevocations stream of
+// WithRevocationsFromGRPC, whose connection must then carry no per-RPC
+// credentials of its own (the call would hold two). Log them in for
+// Latch's own audience, its issuer (the one WithIssuer names), and give
+// them Relogin: when Latch ends the stream with UNAUTHENTICATED (the
+// follower's session was revoked, or its token refused), the follower
+// invalidates the token it sent and reconnects at once with a new one
+// (refreshed, or from a new login), so that a revoked follower session
+// costs one reconnect, not the rest of the access token's lifetime. While
+// creds report ErrSessionEnded (Failure), Health reports
+// CredentialsFailing and the Verifier is not serving.
+func WithRevocationCredentials(creds *RefreshingCredentials) Option {
+	return func(o *options) error {
+		if creds == nil {
+			return errors.New("WithRevocationCredentials: nil credentials")
+		}
+		o.revCreds = creds
 		return nil
 	}
 }

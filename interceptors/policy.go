@@ -7,20 +7,33 @@ import (
 	"strings"
 )
 
-// Policy maps gRPC methods to the roles a caller's token must carry. Rules
-// name a full method ("/pkg.Service/Method") or a service prefix
-// ("/pkg.Service/"); the exact method wins over a prefix and a longer prefix
-// over a shorter one. Methods no rule names are denied (fail closed) unless
-// AllowAuthenticated is called.
+// Policy maps gRPC methods to what a caller needs: nothing (Public) or a
+// valid token carrying a set of roles (Require). Rules name a full method
+// ("/pkg.Service/Method") or a service prefix ("/pkg.Service/").
+//
+// Exactly one rule decides each method, whatever it demands: the exact
+// method's rule if there is one, else the longest prefix that matches, so
+// an exact Require beats a public prefix and an exact Public beats a
+// protected prefix (the same precedence as Latch's ext_authz policy).
+// Each pattern holds one rule: a later Public or Require for the same
+// pattern replaces the earlier one, so
+// NewPolicy().Require("/grpc.health.v1.Health/", "ops") protects the
+// health service that NewPolicy makes public. Methods no rule names are
+// denied (fail closed) unless AllowAuthenticated is called.
 //
 // Build a Policy before serving; the interceptors take a snapshot of it, so
 // later changes do not affect them. The builder methods panic on a
 // malformed method pattern, a programming error like a bad http.ServeMux
 // pattern.
 type Policy struct {
-	rules              map[string][]string
-	public             map[string]bool
+	rules              map[string]rule // by pattern
 	allowAuthenticated bool
+}
+
+// rule is what a pattern demands: nothing (public) or a token with roles.
+type rule struct {
+	public bool
+	roles  []string
 }
 
 // Methods that are public in every NewPolicy: health checks and server
@@ -34,7 +47,7 @@ var defaultPublic = []string{
 // NewPolicy returns a policy in which only health checks and server
 // reflection are public and every other method is denied.
 func NewPolicy() *Policy {
-	p := &Policy{rules: map[string][]string{}, public: map[string]bool{}}
+	p := &Policy{rules: map[string]rule{}}
 	return p.Public(defaultPublic...)
 }
 
@@ -49,16 +62,17 @@ func checkPattern(m string) {
 // token may call it.
 func (p *Policy) Require(method string, roles ...string) *Policy {
 	checkPattern(method)
-	p.rules[method] = slices.Clone(roles)
+	p.rules[method] = rule{roles: slices.Clone(roles)}
 	return p
 }
 
 // Public lets anyone call the methods (or service prefixes), with or
-// without a token. A token sent to a public method is not verified.
+// without a token. A token sent to a public method is not verified. A
+// public prefix does not open a method that has an exact Require.
 func (p *Policy) Public(methods ...string) *Policy {
 	for _, m := range methods {
 		checkPattern(m)
-		p.public[m] = true
+		p.rules[m] = rule{public: true}
 	}
 	return p
 }
@@ -72,62 +86,68 @@ func (p *Policy) AllowAuthenticated() *Policy {
 
 // compiledPolicy is the immutable snapshot the interceptors use.
 type compiledPolicy struct {
-	exact              map[string][]string
+	exact              map[string]rule
 	prefixes           []prefixRule // longest first
-	public             map[string]bool
-	publicPrefixes     []string
 	allowAuthenticated bool
 }
 
 type prefixRule struct {
 	prefix string
-	roles  []string
+	rule
 }
 
 func (p *Policy) compile() *compiledPolicy {
 	if p == nil {
 		p = NewPolicy()
 	}
-	c := &compiledPolicy{exact: map[string][]string{}, public: map[string]bool{}, allowAuthenticated: p.allowAuthenticated}
-	for m, roles := range p.rules {
+	c := &compiledPolicy{exact: map[string]rule{}, allowAuthenticated: p.allowAuthenticated}
+	for m, r := range p.rules {
+		r.roles = slices.Clone(r.roles)
 		if strings.HasSuffix(m, "/") {
-			c.prefixes = append(c.prefixes, prefixRule{m, slices.Clone(roles)})
+			c.prefixes = append(c.prefixes, prefixRule{m, r})
 		} else {
-			c.exact[m] = slices.Clone(roles)
+			c.exact[m] = r
 		}
 	}
-	sort.Slice(c.prefixes, func(i, j int) bool { return len(c.prefixes[i].prefix) > len(c.prefixes[j].prefix) })
-	for m := range p.public {
-		if strings.HasSuffix(m, "/") {
-			c.publicPrefixes = append(c.publicPrefixes, m)
-		} else {
-			c.public[m] = true
+	sort.Slice(c.prefixes, func(i, j int) bool {
+		a, b := c.prefixes[i].prefix, c.prefixes[j].prefix
+		if len(a) != len(b) {
+			return len(a) > len(b)
 		}
-	}
+		return a < b
+	})
 	return c
 }
 
-func (c *compiledPolicy) isPublic(method string) bool {
-	if c.public[method] {
-		return true
+// match returns the one rule that decides method: the exact rule, else the
+// longest matching prefix; ok is false when no rule names it.
+func (c *compiledPolicy) match(method string) (r rule, ok bool) {
+	if r, ok := c.exact[method]; ok {
+		return r, true
 	}
-	for _, p := range c.publicPrefixes {
-		if strings.HasPrefix(method, p) {
-			return true
+	for _, pr := range c.prefixes {
+		if strings.HasPrefix(method, pr.prefix) {
+			return pr.rule, true
 		}
 	}
-	return false
+	return rule{}, false
 }
 
-// required returns the roles method needs and whether any rule allows it.
+// isPublic reports whether method needs no token.
+func (c *compiledPolicy) isPublic(method string) bool {
+	r, ok := c.match(method)
+	return ok && r.public
+}
+
+// required returns the roles method needs and whether a token may call it
+// at all (a method no rule names only under AllowAuthenticated).
 func (c *compiledPolicy) required(method string) ([]string, bool) {
-	if roles, ok := c.exact[method]; ok {
-		return roles, true
+	r, ok := c.match(method)
+	switch {
+	case !ok:
+		return nil, c.allowAuthenticated
+	case r.public: // not reached through the interceptors, which skip public methods
+		return nil, true
 	}
-	for _, r := range c.prefixes {
-		if strings.HasPrefix(method, r.prefix) {
-			return r.roles, true
-		}
-	}
-	return nil, c.allowAuthenticated
+	return r.roles, true
 }

@@ -11,6 +11,8 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // snapshotHeader is the header in which Latch announces how many events of
@@ -20,15 +22,17 @@ const snapshotHeader = "latch-snapshot-size"
 // revocations is the local copy of Latch's revocations, fed by the
 // WatchRevocations stream.
 type revocations struct {
-	conn grpc.ClientConnInterface
-	now  func() time.Time
-	log  *slog.Logger
+	conn  grpc.ClientConnInterface
+	creds *RefreshingCredentials // nil: conn carries the credential
+	now   func() time.Time
+	log   *slog.Logger
 
 	mu   sync.RWMutex
 	jtis map[string]int64 // jti → exp (unix seconds)
 	sids map[string]int64 // session id → exp
 
-	synced atomic.Bool // a snapshot has been fully received
+	synced     atomic.Bool // a snapshot has been fully received on the current stream
+	everSynced atomic.Bool // a snapshot has been fully received on some stream
 	// staleSince is when the local copy stopped being known complete
 	// (unix nanos): creation, or the loss of a synced stream. 0 while in
 	// sync.
@@ -38,8 +42,8 @@ type revocations struct {
 	syncOnce   sync.Once
 }
 
-func newRevocations(conn grpc.ClientConnInterface, now func() time.Time, log *slog.Logger) *revocations {
-	r := &revocations{conn: conn, now: now, log: log, jtis: map[string]int64{}, sids: map[string]int64{},
+func newRevocations(conn grpc.ClientConnInterface, creds *RefreshingCredentials, now func() time.Time, log *slog.Logger) *revocations {
+	r := &revocations{conn: conn, creds: creds, now: now, log: log, jtis: map[string]int64{}, sids: map[string]int64{},
 		firstSync: make(chan struct{})}
 	r.staleSince.Store(now().UnixNano())
 	return r
@@ -87,7 +91,11 @@ func (r *revocations) purge() {
 }
 
 // run keeps a WatchRevocations stream open until ctx ends, reconnecting
-// with jittered exponential backoff (0.5 s to 30 s).
+// with jittered exponential backoff (0.5 s to 30 s; back to 0.5 s after a
+// stream that reached its snapshot). A stream Latch ends with
+// UNAUTHENTICATED while the follower has its credentials is retried at
+// once with a renewed token, once; only if that one is refused too does
+// the backoff apply.
 func (r *revocations) run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	purge := time.NewTicker(time.Minute)
@@ -102,13 +110,28 @@ func (r *revocations) run(ctx context.Context) {
 			}
 		}
 	}()
+	renewed := false // the last stream was a reconnect with a renewed token
 	for ctx.Err() == nil {
-		err := r.follow(ctx)
+		sent, err := r.follow(ctx)
 		r.staleSince.CompareAndSwap(0, r.now().UnixNano()) // before connected, which Status shows
 		r.connected.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
+		wasSynced := r.synced.Swap(false)
+		if wasSynced {
+			backoff = 500 * time.Millisecond // a stream that worked: reconnect soon
+		}
+		if r.creds != nil && sent != "" && status.Code(err) == codes.Unauthenticated && (wasSynced || !renewed) {
+			// Latch refused the follower's own token (its session was
+			// revoked or its user disabled): renew it and reconnect now.
+			r.creds.Invalidate(sent)
+			renewed = true
+			r.log.LogAttrs(ctx, slog.LevelWarn, "revocation stream refused the follower's token; reconnecting with a new one",
+				slog.String("event", "revocations_reauthenticating"), slog.String("error", errString(err)))
+			continue
+		}
+		renewed = false
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.LogAttrs(ctx, slog.LevelWarn, "revocation stream down; reconnecting",
 			slog.String("event", "revocations_disconnected"), slog.String("error", errString(err)), slog.Duration("retry_in", wait))
@@ -119,26 +142,45 @@ func (r *revocations) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if r.synced.Load() {
-			backoff = 500 * time.Millisecond
-			r.synced.Store(false)
-		} else {
+		if !wasSynced {
 			backoff = min(backoff*2, 30*time.Second)
 		}
 	}
 }
 
-// follow reads one stream: the snapshot, then live events.
-func (r *revocations) follow(ctx context.Context) error {
+// sentToken is the per-call credential of one stream: the access token the
+// follower got from its RefreshingCredentials, so that it knows which
+// token Latch refused.
+type sentToken struct {
+	token  string
+	secure bool
+}
+
+func (s sentToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + s.token}, nil
+}
+
+func (s sentToken) RequireTransportSecurity() bool { return s.secure }
+
+// follow reads one stream: the snapshot, then live events. sent is the
+// access token it sent from r.creds, if any.
+func (r *revocations) follow(ctx context.Context) (sent string, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := latchv1.NewAuthServiceClient(r.conn).WatchRevocations(sctx, &latchv1.WatchRevocationsRequest{})
+	var opts []grpc.CallOption
+	if r.creds != nil {
+		if sent, err = r.creds.Token(sctx); err != nil {
+			return "", err
+		}
+		opts = append(opts, grpc.PerRPCCredentials(sentToken{token: sent, secure: r.creds.RequireTransportSecurity()}))
+	}
+	st, err := latchv1.NewAuthServiceClient(r.conn).WatchRevocations(sctx, &latchv1.WatchRevocationsRequest{}, opts...)
 	if err != nil {
-		return err
+		return sent, err
 	}
 	md, err := st.Header()
 	if err != nil {
-		return err
+		return sent, err
 	}
 	snapshot := -1
 	if v := md.Get(snapshotHeader); len(v) == 1 {
@@ -150,6 +192,7 @@ func (r *revocations) follow(ctx context.Context) error {
 	received := 0
 	markSynced := func() {
 		r.synced.Store(true)
+		r.everSynced.Store(true)
 		r.staleSince.Store(0)
 		r.syncOnce.Do(func() { close(r.firstSync) })
 		r.log.LogAttrs(ctx, slog.LevelInfo, "revocation snapshot received", slog.String("event", "revocations_synced"),
@@ -161,7 +204,7 @@ func (r *revocations) follow(ctx context.Context) error {
 	for {
 		ev, err := st.Recv()
 		if err != nil {
-			return err
+			return sent, err
 		}
 		r.add(ev)
 		received++

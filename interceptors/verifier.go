@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -64,18 +63,17 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 	case o.sources == 0:
 		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
 	}
+	if o.revCreds != nil && o.revocations == nil {
+		errs = append(errs, errors.New("WithRevocationCredentials needs WithRevocationsFromGRPC"))
+	}
 	if o.now == nil || o.log == nil {
 		errs = append(errs, errors.New("clock and logger must not be nil"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	if o.jwksURL != "" {
-		client := o.httpClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		o.source = &httpFetcher{url: o.jwksURL, client: client}
+	if o.jwksURL != nil {
+		o.source = &httpFetcher{url: o.jwksURL.String(), client: jwksClient(o.httpClient, o.jwksURL)}
 	}
 
 	var (
@@ -110,7 +108,7 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 		v.cache = tokens.NewVerifyCache(o.cacheSize)
 	}
 	if o.revocations != nil {
-		v.revs = newRevocations(o.revocations, o.now, o.log)
+		v.revs = newRevocations(o.revocations, o.revCreds, o.now, o.log)
 	}
 
 	if kc != nil && !o.lazy {

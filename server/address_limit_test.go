@@ -33,7 +33,7 @@ func clientFrom(t *testing.T, addr, sourceIP string) latchv1.AuthServiceClient {
 // limited whatever address tries it.
 func TestLimitsArePerAccountAndPerAddress(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 3, time.Hour
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 3, time.Hour
 	cfg.AddressBurst, cfg.AddressRefill = 10, time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")

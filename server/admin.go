@@ -645,10 +645,7 @@ func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, r
 		return nil, err
 	}
 	now := a.s.now().UTC()
-	before, err := a.s.store.GetSession(ctx, id)
-	if err == nil {
-		err = a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
-	}
+	changed, err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, failure(codes.NotFound, msgSessionNotFound)
 	}
@@ -659,12 +656,14 @@ func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, r
 	if err != nil {
 		return nil, fmt.Errorf("get revoked session: %w", err)
 	}
-	a.s.publishSession(sess)
-	if !before.Revoked() {
+	// Revoking a revoked session answers with it as it is (its first
+	// reason) and announces and counts nothing again.
+	if changed {
+		a.s.publishSession(sess)
 		a.s.metrics.Revoked(RevokedAdmin, 1)
 	}
 	a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
-		slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason))
+		slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason), slog.Bool("changed", changed))
 	return &latchv1.RevokeSessionResponse{Session: sessionProto(sess, now)}, nil
 }
 
@@ -726,12 +725,13 @@ func (a *AdminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *l
 }
 
 // recheckUser reads the user again after Login stored their new session.
-// An administrator may have disabled or deleted the user, or set a new
-// password, while the password was being checked; their revocation of the
-// user's sessions may then have run before this session existed. Reading
-// after the session is stored closes that gap: either the revocation saw
-// the session, or this read sees the change, and the session is revoked
-// here. The login then fails like any other refused login. verified is the
+// An administrator may have set a new password while the password was being
+// checked; their revocation of the user's sessions may then have run before
+// this session existed. Reading after the session is stored closes that
+// gap: either the revocation saw the session, or this read sees the change,
+// and the session is revoked here. (A deletion or disabling that commits
+// before the session makes CreateSession refuse it; one that commits after
+// revokes it in storage. The checks below for those stay as a second line.) The login then fails like any other refused login. verified is the
 // user as the password check read it (with its hash after any upgrade); it
 // returns the user as stored now (current roles).
 func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess storage.Session, now time.Time) (storage.User, error) {
@@ -750,10 +750,13 @@ func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess st
 	default:
 		return u, nil
 	}
-	if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+	changed, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now)
+	if rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 		return storage.User{}, fmt.Errorf("revoke session of a user changed during login: %w", rerr)
 	}
-	s.publishSession(sess)
+	if changed {
+		s.publishSession(sess)
+	}
 	s.loginFailed(ctx, reason, verified.ID)
 	return storage.User{}, failure(codes.Unauthenticated, msgBadLogin)
 }

@@ -29,7 +29,7 @@ func records(t *testing.T, logs, event string) []map[string]any {
 // auditor needs, and that no record holds a password or token.
 func TestAuditEvents(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst = 1
+	cfg.PersonLimits.FailureBurst = 1
 	e := newOpsEnv(t, opsConfig{cfg: cfg, srvOpts: []server.Option{server.WithMetrics(server.NewMetrics())}})
 	const pw = "alice-password"
 	alice := e.addUser("alice@example.com", pw)

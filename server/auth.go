@@ -68,14 +68,8 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 		return nil, fmt.Errorf("get user by email: %w", err)
 	}
 	device := ""
-	if found && req.GetDeviceProof() != "" {
-		key, err := s.deviceProofKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if device, err = tokens.VerifyDeviceProof(key, user.ID, req.GetDeviceProof(), s.now()); err != nil {
-			device = ""
-		}
+	if found {
+		device = s.knownDevice(user.ID, req.GetDeviceProof())
 	}
 	charges := s.loginCharges(email, user, device, addr)
 	ticket, err := s.takeLogin(ctx, charges, addr)
@@ -108,7 +102,7 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	if err != nil {
 		return nil, err
 	}
-	proof, err := s.newDeviceProof(ctx, user.ID, now)
+	proof, err := s.newDeviceProof(user.ID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -204,16 +198,28 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("session id: %w", err)
 	}
-	refresh, digest, err := tokens.NewRefreshToken(s.rand)
+	refresh, minted, err := tokens.NewRefreshToken(s.rand, s.refreshKeys.minting(), sid, 0)
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("refresh token: %w", err)
 	}
 	sess := storage.Session{
-		ID: sid, UserID: userID, Audience: aud, CurrentHash: digest,
+		ID: sid, UserID: userID, Audience: aud, CurrentHash: minted.Digest,
 		CreatedAt: now, LastRotatedAt: now,
 		IdleExpiresAt: now.Add(s.cfg.RefreshIdleTTL), AbsoluteExpiresAt: now.Add(s.cfg.RefreshMaxAge),
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	err = s.store.CreateSession(ctx, sess)
+	if gone, disabled := errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled); gone || disabled {
+		// An administrator deleted or disabled the user after the password
+		// check; the store refused the session in the transaction that
+		// would have stored it. The login fails like any refused login.
+		reason := "user_deleted_during_login"
+		if disabled {
+			reason = "user_disabled_during_login"
+		}
+		s.loginFailed(ctx, reason, userID)
+		return storage.Session{}, "", failure(codes.Unauthenticated, msgBadLogin)
+	}
+	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
 	return sess, refresh, nil
@@ -273,28 +279,31 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	if len(requestedAud) > maxAudienceLength {
 		return nil, invalidArg("audience " + msgTooLongInField + " (256 bytes)")
 	}
-	digest, err := tokens.HashRefreshToken(presented)
+	// A token that does not parse, or whose MAC does not verify, is
+	// unknown: nothing it names is trusted, so it never revokes a session.
+	parsed, err := s.parseRefresh(ctx, presented)
 	if err != nil {
-		s.refreshFailed(ctx, "malformed", storage.Session{})
+		s.refreshFailed(ctx, refreshParseFailure(err), storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	}
-	if err := s.checkRefreshAudience(ctx, digest, requestedAud); err != nil {
+	if err := s.checkRefreshAudience(ctx, parsed.SessionID, requestedAud); err != nil {
 		return nil, err
 	}
-	next, nextDigest, err := tokens.NewRefreshToken(s.rand)
+	next, minted, err := tokens.NewRefreshToken(s.rand, s.refreshKeys.minting(), parsed.SessionID, parsed.Generation+1)
 	if err != nil {
 		return nil, fmt.Errorf("refresh token: %w", err)
 	}
 	now := s.now()
 	sess, err := s.store.RotateRefreshToken(ctx, storage.Rotation{
-		Presented: digest, Next: nextDigest, Now: now,
+		SessionID: parsed.SessionID, Generation: parsed.Generation,
+		Presented: parsed.Digest, Next: minted.Digest, Now: now,
 		IdleTTL: s.cfg.RefreshIdleTTL, ReuseGrace: max(s.cfg.RefreshReuseGrace, 0),
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):
 		// The store has already committed the revocation of the session
 		// (and returns it, as bolt and etcd do; else it is looked up).
-		reused := s.sessionFor(ctx, sess, digest)
+		reused := s.sessionFor(ctx, sess, parsed.SessionID)
 		if reused.ID != "" {
 			s.publishSession(reused)
 		}
@@ -306,17 +315,17 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 		s.refreshFailed(ctx, "unknown", storage.Session{})
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionRevoked):
-		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, digest))
+		s.refreshFailed(ctx, "revoked", s.sessionFor(ctx, sess, parsed.SessionID))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case errors.Is(err, storage.ErrSessionExpired):
-		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, digest))
+		s.refreshFailed(ctx, "expired", s.sessionFor(ctx, sess, parsed.SessionID))
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	case err != nil:
 		return nil, fmt.Errorf("rotate refresh token: %w", err)
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && user.Disabled) {
-		if rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		if _, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 			return nil, fmt.Errorf("revoke session of missing or disabled user: %w", rerr)
 		}
 		s.publishSession(sess)
@@ -340,17 +349,18 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 }
 
 // checkRefreshAudience refuses, before anything is rotated, a requested
-// audience that is neither Latch's own nor the session's. Only an audience
-// other than those needs the session read first; an unknown token passes
-// here and fails in the rotation as any unknown token does.
-func (s *Server) checkRefreshAudience(ctx context.Context, digest storage.TokenHash, requested string) error {
+// audience that is neither Latch's own nor the session's (sid, named by a
+// refresh token whose MAC verified). Only an audience other than those
+// needs the session read first; an unknown session passes here and fails
+// in the rotation as any unknown token does.
+func (s *Server) checkRefreshAudience(ctx context.Context, sid, requested string) error {
 	if requested == "" || requested == s.cfg.Issuer {
 		return nil
 	}
 	if !slices.Contains(s.cfg.Audiences, requested) {
 		return invalidArg("audience is neither the session's nor Latch's own (the issuer)")
 	}
-	sess, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	sess, err := s.store.GetSession(ctx, sid)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil
@@ -363,12 +373,12 @@ func (s *Server) checkRefreshAudience(ctx context.Context, digest storage.TokenH
 }
 
 // sessionFor returns sess, or when a failed rotation returned none, the
-// session that issued digest (for the audit record; zero if unknown).
-func (s *Server) sessionFor(ctx context.Context, sess storage.Session, digest storage.TokenHash) storage.Session {
+// session sid (for the audit record; zero if unknown).
+func (s *Server) sessionFor(ctx context.Context, sess storage.Session, sid string) storage.Session {
 	if sess.ID != "" {
 		return sess
 	}
-	found, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	found, err := s.store.GetSession(ctx, sid)
 	if err != nil {
 		return storage.Session{}
 	}
@@ -411,21 +421,33 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 	return nil
 }
 
-// revokeRefresh ends the session that issued tok, if any.
+// revokeRefresh ends the session that issued tok, if any. Any refresh token
+// Latch minted for the session (its MAC verifies), current or already
+// rotated, revokes it: it proves possession of a token of that session, and
+// RFC 7009 lets a client end the whole grant with any of its refresh
+// tokens. A token whose MAC does not verify matches nothing.
 func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
-	digest, err := tokens.HashRefreshToken(tok)
+	parsed, err := s.parseRefresh(ctx, tok)
 	if err != nil {
 		return false, nil
 	}
-	sess, _, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	sess, err := s.store.GetSession(ctx, parsed.SessionID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("find session: %w", err)
 	}
-	if err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	changed, err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("revoke session: %w", err)
+	}
+	if !changed {
+		// Already revoked (or swept): RFC 7009 answers OK all the same,
+		// and there is nothing new to announce or count.
+		s.log.LogAttrs(ctx, slog.LevelDebug, "session already revoked", slog.String("event", "session_revoke_repeated"),
+			slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
+		return true, nil
 	}
 	s.publishSession(sess)
 	s.metrics.Revoked(RevokedSession, 1)
@@ -444,8 +466,14 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt); err != nil {
+	changed, err := s.store.DenyAccessToken(ctx, c.ID, c.ExpiresAt)
+	if err != nil {
 		return false, fmt.Errorf("deny access token: %w", err)
+	}
+	if !changed {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "access token already revoked", slog.String("event", "access_token_revoke_repeated"),
+			slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
+		return true, nil
 	}
 	s.publishJTI(c.ID, c.ExpiresAt)
 	s.metrics.Revoked(RevokedAccess, 1)
@@ -574,19 +602,22 @@ func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	}
 }
 
+// introspectRefresh answers for a refresh token: active only when it is
+// its live session's current token (a rotated one is inactive, though
+// Revoke still accepts it).
 func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
-	digest, err := tokens.HashRefreshToken(tok)
+	parsed, err := s.parseRefresh(ctx, tok)
 	if err != nil {
 		return nil, nil
 	}
-	sess, current, err := s.store.FindSessionByRefreshHash(ctx, digest)
+	sess, err := s.store.GetSession(ctx, parsed.SessionID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find session: %w", err)
+		return nil, fmt.Errorf("get session: %w", err)
 	}
-	if !current || !sess.Live(s.now()) {
+	if !isCurrent(sess, parsed) || !sess.Live(s.now()) {
 		return nil, nil
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)

@@ -45,16 +45,16 @@ func (d *diskFullStore) RotateRefreshToken(ctx context.Context, r storage.Rotati
 	return d.Store.RotateRefreshToken(ctx, r)
 }
 
-func (d *diskFullStore) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+func (d *diskFullStore) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	if err := d.err("revoke session"); err != nil {
-		return err
+		return false, err
 	}
 	return d.Store.RevokeSession(ctx, id, reason, now)
 }
 
-func (d *diskFullStore) DenyAccessToken(ctx context.Context, jti string, exp time.Time) error {
+func (d *diskFullStore) DenyAccessToken(ctx context.Context, jti string, exp time.Time) (bool, error) {
 	if err := d.err("deny"); err != nil {
-		return err
+		return false, err
 	}
 	return d.Store.DenyAccessToken(ctx, jti, exp)
 }

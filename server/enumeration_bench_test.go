@@ -33,8 +33,7 @@ func BenchmarkLoginEnumeration(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AddressBurst = 1<<30, 1<<30
-	cfg.PersonLimits.LoginBurst = 1 << 30 // every iteration must reach the hasher
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.LoginBurst, cfg.AddressBurst = 1<<30, 1<<30, 1<<30 // every iteration must reach the hasher
 	srv, err := server.New(context.Background(), st, hasher, cfg)
 	if err != nil {
 		b.Fatal(err)

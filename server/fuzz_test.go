@@ -41,8 +41,7 @@ func FuzzRequestValidation(f *testing.F) {
 	}
 	cfg := baseConfig()
 	cfg.IntrospectOpen = true
-	cfg.AccountBurst, cfg.AddressBurst, cfg.DeviceBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30, 1<<30
-	cfg.PersonLimits.LoginBurst = 1 << 30 // the handlers, not the limits, are fuzzed
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.LoginBurst, cfg.AddressBurst, cfg.DeviceBurst, cfg.ProbeBurst = 1<<30, 1<<30, 1<<30, 1<<30, 1<<30 // the handlers, not the limits, are fuzzed
 	srv, err := server.New(context.Background(), st, hasher, cfg)
 	if err != nil {
 		f.Fatal(err)

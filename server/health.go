@@ -80,7 +80,7 @@ func (s *Server) checkReady(c *readyCall) {
 	switch {
 	case s.keys.signer() == nil:
 		err = ErrNoSigningKey
-	case s.keys.stale.Load():
+	case s.keys.stale.Load() || s.refreshKeys.stale.Load():
 		err = ErrSigningKeysStale
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)

@@ -113,11 +113,14 @@ type keyPolicy struct {
 	lead     time.Duration
 	reload   time.Duration
 	window   time.Duration // retired window: reload + access ttl + leeway
+	// refreshWindow is a retired refresh-token key's window: reload +
+	// refresh max age.
+	refreshWindow time.Duration
 }
 
 func newKeyPolicy(c Config) keyPolicy {
 	p := keyPolicy{lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
-		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway}
+		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway, refreshWindow: c.KeyReloadInterval + c.RefreshMaxAge}
 	if c.KeyRotation > 0 {
 		p.rotation = c.KeyRotation
 	}
@@ -361,6 +364,11 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 	if _, err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
+	// The refresh-token key rotates with the signing key.
+	rotated := slices.ContainsFunc(res.events, func(ev keyEvent) bool { return ev.name == "key_retired" })
+	if err := s.applyRefreshKeys(ctx, rotated); err != nil {
+		return nil, err
+	}
 	if res.refused != nil {
 		return keys, res.refused
 	}
@@ -525,6 +533,9 @@ func (s *Server) initKeys(ctx context.Context) error {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",
 			slog.String("event", "key_encryption_disabled"))
 	} else if err := s.sealPlaintextKeys(ctx, keys); err != nil {
+		return err
+	}
+	if err := s.initRefreshKeys(ctx); err != nil {
 		return err
 	}
 	if _, err := s.applyKeys(ctx, actSchedule); err != nil {

@@ -1221,6 +1221,16 @@ func TestReplicaWhoseKeysDoNotLoadIsNotReady(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.store.UpdateRefreshKeys(ctxT(t), func(cur []storage.RefreshKey) ([]storage.RefreshKey, error) {
+		for i, k := range cur {
+			if cur[i].Secret, err = kek.Open("refresh-key:"+k.ID, k.Secret); err != nil {
+				return nil, err
+			}
+		}
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatalf("A's sync after the fix: %v", err)
 	}

@@ -46,7 +46,7 @@ func (s *Server) loginCharges(email string, user storage.User, device string, ad
 		add(lc.refund, LimiterLoginDevice, ratelimit.Rule{Burst: s.cfg.DeviceBurst, Refill: s.cfg.DeviceRefill})
 	} else {
 		lc.refund = bucketAccount + email
-		add(lc.refund, LimiterLoginAccount, ratelimit.Rule{Burst: s.cfg.AccountBurst, Refill: s.cfg.AccountRefill})
+		add(lc.refund, LimiterLoginAccount, ratelimit.Rule{Burst: lim.FailureBurst, Refill: lim.FailureRefill})
 	}
 	add(bucketRate+email, LimiterLoginRate, ratelimit.Rule{Burst: lim.LoginBurst, Refill: lim.LoginRefill})
 	return lc

@@ -40,7 +40,7 @@ func loginOutcomes(t *testing.T, e *env, n int, req func(i int) *latchv1.LoginRe
 // right password among them, gets through.
 func TestConcurrentLoginsAreLimitedAsSequentialOnes(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 10, time.Hour
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 10, time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("victim@example.com", "right-password")
 
@@ -99,7 +99,7 @@ func answerOf(err error) limitedAnswer {
 // password get the same answer: status, message and retry hint.
 func TestLimitedLoginAnswersAlike(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 3, time.Hour
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 3, time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	for _, email := range []string{"alice@example.com", "nobody@example.com"} {
@@ -131,7 +131,7 @@ func TestLimitedLoginAnswersAlike(t *testing.T) {
 // own).
 func TestSuccessRefundsOnlyItsOwnAccountToken(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 3, time.Hour
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 3, time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	login := func(pw string) error {
@@ -199,6 +199,7 @@ func TestServiceAccountFleetDoesNotThrash(t *testing.T) {
 				resp, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "orders-svc@example.com", Password: "svc-password"})
 				if err != nil {
 					failed.Add(1)
+					t.Log(err)
 					return
 				}
 				sessions[p] = resp.GetTokens()
@@ -260,7 +261,7 @@ func TestLiveSessionsPerPersonAreCapped(t *testing.T) {
 // login gets its own budget. A proof of another account, or none, does not.
 func TestDeviceProofKeepsTheOwnerIn(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 3, time.Hour
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 3, time.Hour
 	cfg.DeviceBurst, cfg.DeviceRefill = 3, time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")

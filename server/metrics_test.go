@@ -132,7 +132,7 @@ func (c *counters) rpc(method string, code codes.Code) {
 // (every other tracked series staying where it was).
 func TestMetricsMove(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst = 2
+	cfg.PersonLimits.FailureBurst = 2
 	cfg.ProbeBurst = 4
 	m := server.NewMetrics(server.WithBuildInfo("v1.2.3", "abc123"))
 	e := newOpsEnv(t, opsConfig{cfg: cfg, srvOpts: []server.Option{server.WithMetrics(m)}})

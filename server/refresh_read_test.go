@@ -13,23 +13,23 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// digestLookups counts the refresh-digest lookups the server makes on the
-// real store.
-type digestLookups struct {
+// sessionLookups counts the session reads the server makes on the real
+// store besides rotations.
+type sessionLookups struct {
 	storage.Store
 	n atomic.Int64
 }
 
-func (d *digestLookups) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHash) (storage.Session, bool, error) {
+func (d *sessionLookups) GetSession(ctx context.Context, id string) (storage.Session, error) {
 	d.n.Add(1)
-	return d.Store.FindSessionByRefreshHash(ctx, h)
+	return d.Store.GetSession(ctx, id)
 }
 
 // TestRefreshReuseNoSecondLookup: on reuse the store has revoked the session
 // and returned it; the server announces and logs that session without
-// looking the presented digest up again.
+// reading it again.
 func TestRefreshReuseNoSecondLookup(t *testing.T) {
-	dl := &digestLookups{}
+	dl := &sessionLookups{}
 	e := newEnv(t, baseConfig(), func(s storage.Store) storage.Store { dl.Store = s; return dl })
 	alice := e.addUser("alice@example.com", "alice-password")
 	first := e.login("alice@example.com", "alice-password")
@@ -42,7 +42,7 @@ func TestRefreshReuseNoSecondLookup(t *testing.T) {
 	_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 	if n := dl.n.Load(); n != 0 {
-		t.Errorf("reuse made %d refresh-digest lookups besides the rotation, want 0", n)
+		t.Errorf("reuse made %d session reads besides the rotation, want 0", n)
 	}
 	var line string
 	for _, l := range strings.Split(e.logs.String(), "\n") {

@@ -66,23 +66,25 @@ type Config struct {
 	//   - its client address's bucket (AddressBurst, AddressRefill; default
 	//     300 and 1s, sized for many clients behind one NAT), never given
 	//     back;
-	//   - the account's bucket shared by every client without a device proof
-	//     for it (AccountBurst, AccountRefill; default 10 and 5m), or, with a
-	//     valid device proof, that device's own bucket (DeviceBurst,
+	//   - the account's failure bucket shared by every client without a
+	//     device proof for it (the class's FailureBurst, FailureRefill), or,
+	//     with a valid device proof, that device's own bucket (DeviceBurst,
 	//     DeviceRefill; default 10 and 30s); a right password gives this
 	//     token back;
-	//   - the account's login-rate bucket (PersonLimits or ServiceLimits),
-	//     never given back, so that one valid credential cannot monopolise
-	//     the hasher.
-	AccountBurst, AddressBurst, DeviceBurst    int
-	AccountRefill, AddressRefill, DeviceRefill time.Duration
+	//   - the account's login-rate bucket (the class's LoginBurst,
+	//     LoginRefill), never given back, so that one valid credential
+	//     cannot monopolise the hasher.
+	AddressBurst, DeviceBurst   int
+	AddressRefill, DeviceRefill time.Duration
 	// DeviceProofTTL is how long a device proof handed out at login stays
 	// valid (default 180 days); each successful login hands out a fresh one.
 	DeviceProofTTL time.Duration
 	// PersonLimits apply to accounts holding none of ServiceRoles (and to
 	// unknown emails); ServiceLimits to accounts holding one, which fleets
-	// of pods share. Defaults: persons 20 logins then one per 6s, 50 live
-	// sessions; services 600 then one per 100ms, 10,000 live sessions.
+	// of pods share, logging in together through rolling restarts.
+	// Defaults: persons 20 logins then one per 6s, 10 failures then one per
+	// 5m, 50 live sessions; services 600 logins then one per 100ms, 100
+	// failures then one per 30s, 10,000 live sessions.
 	PersonLimits, ServiceLimits AccountLimits
 	// ServiceRoles mark service accounts (default: "service" and
 	// "introspect").
@@ -122,7 +124,6 @@ func (c Config) Defaults() Config {
 	def(&c.RefreshIdleTTL, 7*24*time.Hour)
 	def(&c.RefreshMaxAge, 30*24*time.Hour)
 	def(&c.Leeway, tokens.MaxLeeway)
-	def(&c.AccountRefill, 5*time.Minute)
 	def(&c.AddressRefill, time.Second)
 	def(&c.JWKSMaxAge, 5*time.Minute)
 	def(&c.ProbeRefill, time.Second)
@@ -132,9 +133,6 @@ func (c Config) Defaults() Config {
 	if c.ProbeBurst == 0 {
 		c.ProbeBurst = 30
 	}
-	if c.AccountBurst == 0 {
-		c.AccountBurst = 10
-	}
 	if c.DeviceBurst == 0 {
 		c.DeviceBurst = 10
 	}
@@ -143,8 +141,10 @@ func (c Config) Defaults() Config {
 	}
 	def(&c.DeviceRefill, 30*time.Second)
 	def(&c.DeviceProofTTL, 180*24*time.Hour)
-	c.PersonLimits = c.PersonLimits.orDefault(AccountLimits{LoginBurst: 20, LoginRefill: 6 * time.Second, MaxSessions: 50})
-	c.ServiceLimits = c.ServiceLimits.orDefault(AccountLimits{LoginBurst: 600, LoginRefill: 100 * time.Millisecond, MaxSessions: 10_000})
+	c.PersonLimits = c.PersonLimits.orDefault(AccountLimits{LoginBurst: 20, LoginRefill: 6 * time.Second,
+		FailureBurst: 10, FailureRefill: 5 * time.Minute, MaxSessions: 50})
+	c.ServiceLimits = c.ServiceLimits.orDefault(AccountLimits{LoginBurst: 600, LoginRefill: 100 * time.Millisecond,
+		FailureBurst: 100, FailureRefill: 30 * time.Second, MaxSessions: 10_000})
 	if c.ServiceRoles == nil {
 		c.ServiceRoles = []string{"service", RoleIntrospect}
 	}
@@ -165,6 +165,13 @@ type AccountLimits struct {
 	// before any hashing, as for any other limit.
 	LoginBurst  int
 	LoginRefill time.Duration
+	// FailureBurst attempts without a device proof may be in flight or
+	// have failed at once, then one more every FailureRefill; a right
+	// password gives its attempt's token back. Every client without a
+	// device proof for the account shares this budget, so it is what a
+	// distributed guesser faces.
+	FailureBurst  int
+	FailureRefill time.Duration
 	// MaxSessions is how many live sessions the account may hold; a login
 	// past it revokes the oldest (with a revocation event).
 	MaxSessions int
@@ -177,6 +184,12 @@ func (l AccountLimits) orDefault(d AccountLimits) AccountLimits {
 	}
 	if l.LoginRefill == 0 {
 		l.LoginRefill = d.LoginRefill
+	}
+	if l.FailureBurst == 0 {
+		l.FailureBurst = d.FailureBurst
+	}
+	if l.FailureRefill == 0 {
+		l.FailureRefill = d.FailureRefill
 	}
 	if l.MaxSessions == 0 {
 		l.MaxSessions = d.MaxSessions
@@ -236,13 +249,12 @@ func (c Config) Validate() error {
 	if c.Leeway < 0 || c.Leeway > tokens.MaxLeeway {
 		errs = append(errs, fmt.Errorf("leeway %v must be in [0, %v]", c.Leeway, tokens.MaxLeeway))
 	}
-	if c.AccountBurst < 1 || c.AddressBurst < 1 || c.DeviceBurst < 1 || c.AccountRefill <= 0 || c.AddressRefill <= 0 || c.DeviceRefill <= 0 || c.DeviceProofTTL <= 0 {
+	if c.AddressBurst < 1 || c.DeviceBurst < 1 || c.AddressRefill <= 0 || c.DeviceRefill <= 0 || c.DeviceProofTTL <= 0 {
 		errs = append(errs, errors.New("login limits must be positive"))
 	}
 	for name, l := range map[string]AccountLimits{"person": c.PersonLimits, "service": c.ServiceLimits} {
-		if l.LoginBurst < 1 || l.LoginRefill <= 0 || l.MaxSessions < 1 {
-			errs = append(errs, fmt.Errorf("%s account limits must be positive (login burst %d, login refill %v, max sessions %d)",
-				name, l.LoginBurst, l.LoginRefill, l.MaxSessions))
+		if l.LoginBurst < 1 || l.LoginRefill <= 0 || l.FailureBurst < 1 || l.FailureRefill <= 0 || l.MaxSessions < 1 {
+			errs = append(errs, fmt.Errorf("%s account limits must be positive (%+v)", name, l))
 		}
 	}
 	for _, p := range c.TrustedProxies {
@@ -287,6 +299,9 @@ type Server struct {
 	keyPolicy  keyPolicy
 	keyMu      sync.Mutex // serialises key-set changes and ring reloads
 	missReload missReloader
+
+	refreshKeys *refreshRing // refresh-token MAC secrets (refreshkeys.go)
+	refreshMiss missReloader
 
 	// adminAuth guards AdminService (admin_auth.go).
 	adminAuth *latchauth.Verifier
@@ -367,14 +382,14 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 
 		keyPolicy:  newKeyPolicy(cfg),
 		missReload: missReloader{interval: time.Second},
+
+		refreshKeys: &refreshRing{sealer: o.sealer},
+		refreshMiss: missReloader{interval: time.Second},
 	}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
 	}
-	s.deviceKey = make([]byte, 32)
-	if _, err := io.ReadFull(s.rand, s.deviceKey); err != nil {
-		return nil, fmt.Errorf("server: device proof key: %w", err)
-	}
+
 	keys.onMiss = s.reloadOnMiss
 	if o.metrics != nil {
 		if err := o.metrics.bind(s); err != nil {

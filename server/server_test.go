@@ -70,8 +70,8 @@ func TestLoginIssuesTokens(t *testing.T) {
 	if tp.GetTokenType() != "Bearer" || tp.GetExpiresIn() != 900 || tp.GetRefreshExpiresIn() != int64(7*24*3600) || tp.GetSessionId() == "" {
 		t.Errorf("token pair = %v", tp)
 	}
-	if len(tp.GetRefreshToken()) != tokens.RefreshTokenLength {
-		t.Errorf("refresh token length = %d, want %d", len(tp.GetRefreshToken()), tokens.RefreshTokenLength)
+	if n := len(tp.GetRefreshToken()); n > tokens.MaxRefreshTokenLength || n < 43 {
+		t.Errorf("refresh token length = %d, want 43 to %d", n, tokens.MaxRefreshTokenLength)
 	}
 	c, err := e.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
 	if err != nil {
@@ -154,7 +154,7 @@ func TestRequestTooLarge(t *testing.T) {
 // account is refused from that address; the budgets refill with time.
 func TestLoginRateLimits(t *testing.T) {
 	cfg := baseConfig()
-	cfg.AccountBurst, cfg.AccountRefill = 3, time.Minute
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 3, time.Minute
 	cfg.AddressBurst, cfg.AddressRefill = 8, time.Minute
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
@@ -418,12 +418,20 @@ func TestRefreshFailuresShareOneMessage(t *testing.T) {
 	idle := e.login("alice@example.com", "alice-password")
 	disabled := e.login("alice@example.com", "alice-password")
 	cases := map[string]func() string{
-		"malformed":     func() string { return "not a refresh token" },
-		"unknown":       func() string { t, _, _ := tokens.NewRefreshToken(rand.Reader); return t },
-		"revoked":       func() string { return revoked.GetRefreshToken() },
-		"idle expired":  func() string { e.clock.advance(61 * time.Minute); return idle.GetRefreshToken() },
-		"access token":  func() string { return idle.GetAccessToken() },
-		"trailing bits": func() string { r := []byte(disabled.GetRefreshToken()); r[42] ^= 1; return string(r) },
+		"malformed": func() string { return "not a refresh token" },
+		"unknown": func() string {
+			k, _ := tokens.NewRefreshKey(rand.Reader)
+			t, _, _ := tokens.NewRefreshToken(rand.Reader, k, disabled.GetSessionId(), 0)
+			return t
+		},
+		"revoked":      func() string { return revoked.GetRefreshToken() },
+		"idle expired": func() string { e.clock.advance(61 * time.Minute); return idle.GetRefreshToken() },
+		"access token": func() string { return idle.GetAccessToken() },
+		"trailing bits": func() string {
+			r := []byte(disabled.GetRefreshToken())
+			r[len(r)-1] ^= 1
+			return string(r)
+		},
 		"user disabled": func() string {
 			if _, err := e.store.UpdateUser(ctxT(t), u.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 				t.Fatal(err)

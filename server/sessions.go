@@ -44,10 +44,14 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 		return 1
 	})
 	for _, old := range live[:excess] {
-		if err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		changed, err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "session cap not enforced", slog.String("event", "session_cap_failed"),
 				slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.String("error", err.Error()))
 			return
+		}
+		if !changed {
+			continue // a concurrent login revoked it first and announced it
 		}
 		s.publishSession(old)
 		s.metrics.Revoked(RevokedSession, 1)
@@ -56,20 +60,26 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 	}
 }
 
-// newDeviceProof issues the device proof a successful login hands out.
-func (s *Server) newDeviceProof(ctx context.Context, userID string, now time.Time) (string, error) {
-	key, err := s.deviceProofKey(ctx)
-	if err != nil {
-		return "", err
-	}
-	p, err := tokens.NewDeviceProof(key, userID, now.Add(s.cfg.DeviceProofTTL), s.rand)
+// newDeviceProof issues the device proof a successful login hands out,
+// under the refresh-token secret that mints now.
+func (s *Server) newDeviceProof(userID string, now time.Time) (string, error) {
+	p, err := tokens.NewDeviceProof(s.refreshKeys.minting(), userID, now.Add(s.cfg.DeviceProofTTL), s.rand)
 	if err != nil {
 		return "", fmt.Errorf("device proof: %w", err)
 	}
 	return p, nil
 }
 
-// deviceProofKey is the secret device proofs are MAC'd with.
-func (s *Server) deviceProofKey(context.Context) ([]byte, error) {
-	return s.deviceKey, nil
+// knownDevice returns the device id of proof when it is a valid device
+// proof of userID, else "". A proof whose secret has been removed since is
+// simply not valid any more.
+func (s *Server) knownDevice(userID, proof string) string {
+	if proof == "" {
+		return ""
+	}
+	id, err := tokens.VerifyDeviceProof(s.refreshKeys.lookup, userID, proof, s.now())
+	if err != nil {
+		return ""
+	}
+	return id
 }

@@ -7,6 +7,11 @@ import (
 
 // Rotation asks a SessionStore to exchange one refresh token for the next.
 type Rotation struct {
+	// SessionID and Generation are what the presented refresh token says
+	// (its MAC verified): the session it belongs to and its generation
+	// (see Session.Generation). Next must carry Generation+1.
+	SessionID  string
+	Generation uint64
 	// Presented is the digest of the refresh token the client sent.
 	Presented TokenHash
 	// Next is the digest of the freshly generated successor.
@@ -26,6 +31,8 @@ type Rotation struct {
 // Validate reports a rotation that no backend should attempt.
 func (r Rotation) Validate() error {
 	switch {
+	case !ValidID(r.SessionID):
+		return fmt.Errorf("rotation without a session id: %w", ErrInvalidArgument)
 	case r.Presented.IsZero() || r.Next.IsZero():
 		return fmt.Errorf("rotation with empty digest: %w", ErrInvalidArgument)
 	case r.Presented == r.Next:
@@ -36,9 +43,9 @@ func (r Rotation) Validate() error {
 	return nil
 }
 
-// Apply decides the exchange for s, the session that issued r.Presented, and
-// returns the session as it must be stored. The rules, shared by every
-// backend so that they cannot drift apart:
+// Apply decides the exchange for s, the session r.SessionID, and returns
+// the session as it must be stored. The rules, shared by every backend so
+// that they cannot drift apart:
 //
 //   - revoked session: ErrSessionRevoked, store nothing;
 //   - expired session: ErrSessionExpired, store nothing;
@@ -46,9 +53,16 @@ func (r Rotation) Validate() error {
 //   - Presented is the previous token and within ReuseGrace of its exchange:
 //     replace the current token by Next (the replaced one counts as reused
 //     from now on);
-//   - otherwise the token was already exchanged: revoke the session with
-//     ReasonReuse and return ErrRefreshTokenReused; the caller must store the
-//     returned session (commit the revocation) and then report the error.
+//   - a Generation below the session's: a token the session issued and has
+//     since replaced (every rotation, a grace retry included, moves the
+//     session's generation on by one, and a token's is at most one more
+//     than the one it replaced): revoke the session with ReasonReuse and
+//     return ErrRefreshTokenReused; the caller must store the returned
+//     session (commit the revocation) and then report the error;
+//   - otherwise (the session's generation or a later one, yet not its
+//     current token): a token no committed rotation delivered, such as
+//     the successor minted by the loser of a concurrent exchange:
+//     ErrNotFound, store nothing.
 func (r Rotation) Apply(s Session) (Session, error) {
 	switch {
 	case s.Revoked():
@@ -61,10 +75,12 @@ func (r Rotation) Apply(s Session) (Session, error) {
 	case r.ReuseGrace > 0 && r.Presented == s.PreviousHash && r.Now.Sub(s.PreviousRotatedAt) <= r.ReuseGrace:
 		// Retry of the last exchange: the successor it replaces is dropped
 		// from CurrentHash and so becomes a reused token.
-	default:
+	case r.Generation < s.Generation:
 		s.RevokedAt = r.Now
 		s.RevokeReason = ReasonReuse
 		return s, ErrRefreshTokenReused
+	default:
+		return s, ErrNotFound
 	}
 	s.CurrentHash = r.Next
 	s.Generation++

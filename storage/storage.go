@@ -21,6 +21,9 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrAlreadyExists reports that a row with the same unique key exists.
 	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrUserDisabled reports that the user a session would belong to is
+	// disabled: CreateSession stores no session for it.
+	ErrUserDisabled = errors.New("storage: user disabled")
 	// ErrSessionRevoked reports that a session exists but has been revoked.
 	ErrSessionRevoked = errors.New("storage: session revoked")
 	// ErrSessionExpired reports that a session exists but its idle or
@@ -39,8 +42,8 @@ var (
 	ErrUnavailable = errors.New("storage: backend unavailable")
 )
 
-// TokenHash is the SHA-256 digest of a refresh token's 32 random bytes. Only
-// digests are stored, never refresh tokens.
+// TokenHash is the SHA-256 digest of a refresh token's body (see
+// tokens.RefreshToken). Only digests are stored, never refresh tokens.
 type TokenHash [32]byte
 
 // IsZero reports whether h is the zero digest (no token).
@@ -72,7 +75,11 @@ const (
 	ReasonSessionLimit = "session_limit" // the oldest beyond the account's live-session cap
 )
 
-// Session is a refresh-token family: one login and all its rotations.
+// Session is a refresh-token family: one login and all its rotations. It
+// keeps the digests of two tokens at most, whatever the number of
+// rotations: refresh tokens carry their session id and generation under a
+// server MAC, so an older token of the family is recognised by its
+// generation, without its digest.
 type Session struct {
 	// ID is the opaque session id (the access token's sid).
 	ID string
@@ -88,7 +95,10 @@ type Session struct {
 	// reuse grace period.
 	PreviousHash      TokenHash
 	PreviousRotatedAt time.Time
-	// Generation counts rotations; it starts at 0 at login.
+	// Generation counts rotations (grace retries included); it starts at 0
+	// at login. A refresh token carries the generation of the token it
+	// replaced plus one (0 at login), so the current token carries at most
+	// Generation, and every token the session has replaced carries less.
 	Generation uint64
 	// CreatedAt is the login time; LastRotatedAt the time the current
 	// refresh token was issued.
@@ -153,6 +163,44 @@ type SigningKey struct {
 	RetiredAt   time.Time
 }
 
+// RefreshKey is a secret that MACs refresh tokens (HMAC-SHA256), shared
+// by every process of one store, in the same life cycle as signing keys:
+// a next key is known to every process before it becomes the active one,
+// the one that mints; a retired key still verifies the tokens it minted
+// until none of their sessions can be live.
+type RefreshKey struct {
+	// ID is the key's id, carried by every token it minted
+	// (tokens.ValidRefreshKeyID).
+	ID string
+	// Secret is the 32-byte secret, possibly sealed by a key-encryption
+	// key; storage treats it as opaque bytes.
+	Secret []byte
+	// State is next, active or retired.
+	State KeyState
+	// CreatedAt, ActivatedAt and RetiredAt record transitions; zero when
+	// the transition has not happened.
+	CreatedAt   time.Time
+	ActivatedAt time.Time
+	RetiredAt   time.Time
+}
+
+// RefreshKeyStore keeps the refresh-token MAC secrets. It is part of
+// Store.
+type RefreshKeyStore interface {
+	// ListRefreshKeys returns every stored refresh key, in no particular
+	// order.
+	ListRefreshKeys(ctx context.Context) ([]RefreshKey, error)
+	// UpdateRefreshKeys reads every stored refresh key, calls fn with them
+	// and stores what fn returns as the complete new set, in one durable
+	// transaction: keys fn drops are deleted, others are written. fn may be
+	// called more than once (a backend may retry on a conflicting
+	// concurrent write), so it must depend only on its argument. If fn
+	// returns an error nothing is written and the error is returned. A set
+	// ValidateRefreshKeys refuses is ErrInvalidArgument. It returns the
+	// stored set.
+	UpdateRefreshKeys(ctx context.Context, fn func([]RefreshKey) ([]RefreshKey, error)) ([]RefreshKey, error)
+}
+
 // UserStore keeps users.
 type UserStore interface {
 	// CreateUser stores a new user; ErrAlreadyExists if the id or the
@@ -174,35 +222,50 @@ type UserStore interface {
 	CountUsers(ctx context.Context) (int, error)
 }
 
-// SessionStore keeps sessions and the digests of their refresh tokens.
+// SessionStore keeps sessions and the digests of their current refresh
+// tokens.
 type SessionStore interface {
 	// CreateSession stores a new session whose CurrentHash is its first
-	// refresh token; ErrAlreadyExists if the id or the hash is taken.
+	// refresh token; ErrAlreadyExists if the id is taken. The session's
+	// owner must exist and be enabled, checked in the transaction that
+	// stores the session: ErrNotFound if no user has s.UserID,
+	// ErrUserDisabled if that user is disabled, and nothing is stored. So
+	// a session is never stored after a DeleteUser, or an UpdateUser that
+	// disables its owner, has committed; and DeleteUser and
+	// RevokeUserSessions revoke every session of the user committed before
+	// them, so no session outlives them live.
 	CreateSession(ctx context.Context, s Session) error
 	// GetSession returns the session with the id; ErrNotFound if none.
 	GetSession(ctx context.Context, id string) (Session, error)
-	// RotateRefreshToken exchanges the refresh token whose digest is
-	// presented for the one whose digest is next, in one durable
-	// transaction, following Decide. It returns the updated session on
-	// success. On reuse it revokes the session, commits, and then returns
-	// ErrRefreshTokenReused. Other failures: ErrNotFound (unknown digest),
-	// ErrSessionRevoked, ErrSessionExpired. Of any number of concurrent
-	// calls with the same presented digest, at most one succeeds.
+	// RotateRefreshToken exchanges the refresh token of session
+	// r.SessionID whose digest is presented for the one whose digest is
+	// next, in one durable transaction, following Rotation.Apply. It
+	// returns the updated session on success. On reuse it revokes the
+	// session, commits, and then returns ErrRefreshTokenReused (with the
+	// revoked session). Other failures: ErrNotFound (no such session, or
+	// a token no rotation of it delivered), ErrSessionRevoked,
+	// ErrSessionExpired (with the session as stored). Of any number of
+	// concurrent calls with the same presented digest, at most one
+	// succeeds. It writes the session record alone: the store's size does
+	// not grow with rotations.
 	RotateRefreshToken(ctx context.Context, r Rotation) (Session, error)
-	// FindSessionByRefreshHash returns the session that ever issued the
-	// refresh token with this digest, and whether the digest is the
-	// session's current one; ErrNotFound if no session issued it.
-	FindSessionByRefreshHash(ctx context.Context, h TokenHash) (s Session, current bool, err error)
-	// RevokeSession marks the session revoked with the reason, durably.
-	// Revoking a revoked session keeps the first reason and succeeds.
-	// ErrNotFound if no such session.
-	RevokeSession(ctx context.Context, id, reason string, now time.Time) error
+	// RevokeSession marks the session revoked with the reason, durably, and
+	// reports whether it changed anything. Revoking a revoked session
+	// succeeds with changed false and writes nothing: the session keeps its
+	// first reason and time, and no revocation is committed (or seen by
+	// RevocationFeed watchers) again. Of concurrent calls for one live
+	// session exactly one reports changed. ErrNotFound if no such session.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error)
 }
 
 // DenyList keeps the ids (jti) of access tokens revoked before their expiry.
 type DenyList interface {
-	// DenyAccessToken records jti as revoked until expiresAt, durably.
-	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// DenyAccessToken records jti as revoked until expiresAt, durably, and
+	// reports whether it changed anything. Denying a jti already denied
+	// until expiresAt or later succeeds with changed false and writes
+	// nothing; a later expiresAt extends the denial (changed true). Of
+	// concurrent calls with one jti and expiry exactly one reports changed.
+	DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (changed bool, err error)
 	// AccessTokenRevoked reports, in one read, whether the access token
 	// with this jti and session id is revoked at now: its jti is denied, or
 	// its session is revoked, past its absolute expiry, or gone.
@@ -317,20 +380,13 @@ type KeyAdmin interface {
 // Sweeper deletes rows that can no longer matter.
 type Sweeper interface {
 	// DeleteExpired deletes at most limit rows that expired before now:
-	// sessions past their expiry (with their refresh-token digests) and
-	// denied jtis past their token's expiry. Its result counts the rows it
-	// deleted and the sessions it re-filed (together at most limit), and
-	// says whether expired rows may be left. A backend may index a session
-	// under a lower bound of its expiry (storage/bolt does, so that
-	// rotations need not move it): meeting a session that ends later, it
-	// re-files it at its real expiry, which counts in Refiled, not Deleted.
-	// A backend may delete a session that issued many digests over several
-	// calls (storage/bolt deletes a bounded number of digests per call, the
-	// session's record last): meanwhile the session stays expired, so each
-	// of its digests reads as that expired session or as unknown; the
-	// session counts as deleted in the call that removes its record, and
-	// a call that stopped on such a bound reports More so that callers go
-	// on.
+	// sessions past their expiry (with their indexes) and denied jtis past
+	// their token's expiry. Its result counts the rows it deleted and the
+	// sessions it re-filed (together at most limit), and says whether
+	// expired rows may be left. A backend may index a session under a
+	// lower bound of its expiry (storage/bolt does, so that rotations need
+	// not move it): meeting a session that ends later, it re-files it at
+	// its real expiry, which counts in Refiled, not Deleted.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (SweepResult, error)
 }
 
@@ -338,7 +394,7 @@ type Sweeper interface {
 // a SweepOnce pass.
 type SweepResult struct {
 	// Deleted counts the rows deleted: expired sessions (each with its
-	// refresh-token digests) and expired denied jtis.
+	// indexes) and expired denied jtis.
 	Deleted int
 	// Refiled counts the sessions found to end later than the backend had
 	// indexed them, and filed again at their real expiry; they were not
@@ -357,6 +413,7 @@ type Store interface {
 	DenyList
 	KeyStore
 	KeyAdmin
+	RefreshKeyStore
 	Sweeper
 	UserAdmin
 	SessionAdmin

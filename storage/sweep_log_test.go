@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/storage/storagetest"
 )
 
 // recordHandler hands every log record to a channel.
@@ -39,6 +40,7 @@ func TestRunSweeperLogsDeletedAndRefiledApart(t *testing.T) {
 	newSession := func(id string) storage.TokenHash {
 		digest++
 		h := storage.TokenHash{digest}
+		storagetest.EnsureUser(t, s, "user-"+id)
 		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "user-" + id, Audience: "orders",
 			CurrentHash: h, CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(idle),
 			AbsoluteExpiresAt: base.Add(24 * time.Hour)}); err != nil {
@@ -49,11 +51,11 @@ func TestRunSweeperLogsDeletedAndRefiledApart(t *testing.T) {
 	newSession("idle")
 	kept := newSession("rotated")
 	digest++
-	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: kept, Next: storage.TokenHash{digest},
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: "rotated", Presented: kept, Next: storage.TokenHash{digest},
 		Now: base.Add(50 * time.Minute), IdleTTL: idle}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(ctx, "jti-1", base.Add(time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "jti-1", base.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -14,41 +14,51 @@ import (
 
 // A device proof tells Latch that a login attempt comes from a device that
 // has logged in to the account before (OWASP's "device cookie"). It is
-// bound to one account by an HMAC-SHA256 keyed with a server secret, and
-// carries a random device id and an expiry:
+// bound to one account by an HMAC-SHA256 keyed with a server secret (one of
+// the refresh-token MAC secrets, named by its id, from which a key for this
+// one purpose is derived), and carries a random device id and an expiry:
 //
-//	base64url(id[16] || exp[8, big-endian Unix seconds] || mac[32])
+//	base64url(keyID[8] || id[16] || exp[8, big-endian Unix seconds] || mac[32])
 //
-// mac = HMAC-SHA256(key, "latch device proof v1\x00" || userID || "\x00" ||
-// id || exp). It is not a credential: it grants nothing by itself and only
-// selects which failure budget a login attempt is charged to.
+// mac = HMAC-SHA256(HMAC-SHA256(secret, "latch device proof v1"),
+// userID || "\x00" || keyID || id || exp). It is not a credential: it grants
+// nothing by itself and only selects which failure budget a login attempt
+// is charged to.
 const (
 	deviceIDLen    = 16
-	deviceProofLen = deviceIDLen + 8 + sha256.Size
+	deviceBodyLen  = RefreshKeyIDBytes + deviceIDLen + 8
+	deviceProofLen = deviceBodyLen + sha256.Size
 	// MaxDeviceProofLength is the longest device proof Latch issues, in
 	// characters; longer input is refused before any work.
 	MaxDeviceProofLength = (deviceProofLen*8 + 5) / 6
-	deviceProofLabel     = "latch device proof v1\x00"
+	deviceProofLabel     = "latch device proof v1"
 )
 
 // ErrBadDeviceProof reports a device proof that is malformed, expired, or
 // not one issued for the account.
 var ErrBadDeviceProof = errors.New("tokens: invalid device proof")
 
-// NewDeviceProof issues a device proof for userID that expires at exp.
-func NewDeviceProof(key []byte, userID string, exp time.Time, rand io.Reader) (string, error) {
+// NewDeviceProof issues a device proof for userID that expires at exp,
+// under key.
+func NewDeviceProof(key RefreshKey, userID string, exp time.Time, rand io.Reader) (string, error) {
+	kid, ok := decodeKeyID(key.ID)
+	if !ok {
+		return "", fmt.Errorf("tokens: device proof: malformed secret id")
+	}
 	var buf [deviceProofLen]byte
-	if _, err := io.ReadFull(rand, buf[:deviceIDLen]); err != nil {
+	copy(buf[:RefreshKeyIDBytes], kid[:])
+	if _, err := io.ReadFull(rand, buf[RefreshKeyIDBytes:RefreshKeyIDBytes+deviceIDLen]); err != nil {
 		return "", fmt.Errorf("tokens: device id: %w", err)
 	}
-	binary.BigEndian.PutUint64(buf[deviceIDLen:], uint64(exp.Unix()))
-	copy(buf[deviceIDLen+8:], deviceMAC(key, userID, buf[:deviceIDLen+8]))
+	binary.BigEndian.PutUint64(buf[RefreshKeyIDBytes+deviceIDLen:], uint64(exp.Unix()))
+	copy(buf[deviceBodyLen:], deviceMAC(key.Secret, userID, buf[:deviceBodyLen]))
 	return base64.RawURLEncoding.EncodeToString(buf[:]), nil
 }
 
-// VerifyDeviceProof checks that proof was issued for userID under key and
-// has not expired at now, and returns its device id (hex).
-func VerifyDeviceProof(key []byte, userID, proof string, now time.Time) (string, error) {
+// VerifyDeviceProof checks that proof was issued for userID under a secret
+// that lookup knows by id and has not expired at now, and returns its device
+// id (hex).
+func VerifyDeviceProof(lookup func(id string) ([]byte, bool), userID, proof string, now time.Time) (string, error) {
 	if len(proof) != MaxDeviceProofLength {
 		return "", ErrBadDeviceProof
 	}
@@ -56,20 +66,28 @@ func VerifyDeviceProof(key []byte, userID, proof string, now time.Time) (string,
 	if err != nil || len(buf) != deviceProofLen {
 		return "", ErrBadDeviceProof
 	}
-	body := buf[:deviceIDLen+8]
-	if !hmac.Equal(buf[deviceIDLen+8:], deviceMAC(key, userID, body)) {
+	secret, ok := lookup(base64.RawURLEncoding.EncodeToString(buf[:RefreshKeyIDBytes]))
+	if !ok {
 		return "", ErrBadDeviceProof
 	}
-	exp := int64(binary.BigEndian.Uint64(buf[deviceIDLen:]))
+	body := buf[:deviceBodyLen]
+	if !hmac.Equal(buf[deviceBodyLen:], deviceMAC(secret, userID, body)) {
+		return "", ErrBadDeviceProof
+	}
+	exp := int64(binary.BigEndian.Uint64(buf[RefreshKeyIDBytes+deviceIDLen:]))
 	if exp <= 0 || !now.Before(time.Unix(exp, 0)) {
 		return "", ErrBadDeviceProof
 	}
-	return hex.EncodeToString(buf[:deviceIDLen]), nil
+	return hex.EncodeToString(buf[RefreshKeyIDBytes : RefreshKeyIDBytes+deviceIDLen]), nil
 }
 
-func deviceMAC(key []byte, userID string, body []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(deviceProofLabel))
+// deviceMAC is the proof's MAC under a key derived from secret for device
+// proofs alone, so that no value is ever valid as both a device proof and a
+// refresh token.
+func deviceMAC(secret []byte, userID string, body []byte) []byte {
+	k := hmac.New(sha256.New, secret)
+	k.Write([]byte(deviceProofLabel))
+	m := hmac.New(sha256.New, k.Sum(nil))
 	m.Write([]byte(userID))
 	m.Write([]byte{0})
 	m.Write(body)

@@ -17,6 +17,9 @@
 //     JSON integers; iss and aud must match; exp must be in the future and
 //     iat and nbf not in the future, each with a leeway of at most MaxLeeway.
 //
-// Refresh tokens are opaque: 32 random bytes, base64url. Only their SHA-256
-// digest (HashRefreshToken) is ever stored.
+// Refresh tokens are opaque to clients: a session id, a generation and 32
+// random bytes, under an HMAC-SHA256 keyed with a server secret, base64url
+// (see NewRefreshToken for the layout). ParseRefreshToken trusts nothing in
+// a token before its MAC verifies; only the SHA-256 digest of a token is
+// ever stored.
 package tokens

@@ -56,10 +56,14 @@ func ExampleVerifier_Verify_reasons() {
 	// true true
 }
 
-// Refresh tokens are opaque; only their digest is stored.
-func ExampleHashRefreshToken() {
-	tok, digest, _ := tokens.NewRefreshToken(rand.Reader)
-	again, err := tokens.HashRefreshToken(tok)
-	fmt.Println(len(tok), again == digest, err)
-	// Output: 43 true <nil>
+// Refresh tokens are opaque to clients; the server reads its session id
+// and generation back once the MAC verifies, and stores only the digest.
+func ExampleParseRefreshToken() {
+	key, _ := tokens.NewRefreshKey(rand.Reader)
+	tok, minted, _ := tokens.NewRefreshToken(rand.Reader, key, "Gq3bK0jW9xWZ2tqfYb3X1w", 4)
+	got, err := tokens.ParseRefreshToken(tok, func(id string) ([]byte, bool) {
+		return key.Secret, id == key.ID
+	})
+	fmt.Println(len(tok), got.SessionID, got.Generation, got.Digest == minted.Digest, err)
+	// Output: 139 Gq3bK0jW9xWZ2tqfYb3X1w 4 true <nil>
 }

@@ -1,6 +1,9 @@
 package tokens_test
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -44,38 +47,48 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
-// FuzzHashRefreshToken checks that the refresh-token decoder never panics,
-// accepts only 43-character canonical strings, and that an accepted string is
-// the canonical encoding of what it decodes to (one string per token).
-func FuzzHashRefreshToken(f *testing.F) {
+// FuzzParseRefreshToken checks that the refresh-token decoder never panics,
+// never echoes its input, accepts only the canonical encoding of a token
+// whose MAC verifies (one string per token), and that what it returns is
+// what the token carries.
+func FuzzParseRefreshToken(f *testing.F) {
+	key, err := tokens.NewRefreshKey(bytes.NewReader(make([]byte, 40)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	lookup := func(id string) ([]byte, bool) { return key.Secret, id == key.ID }
 	f.Add("")
 	f.Add(strings.Repeat("A", 43))
-	f.Add(strings.Repeat("_", 43))
-	f.Add(strings.Repeat("A", 42) + "B")
-	f.Add(strings.Repeat("A", 42) + "=")
+	f.Add(strings.Repeat("_", 139))
+	f.Add(strings.Repeat("A", 138) + "=")
+	for _, gen := range []uint64{0, 1, 1 << 63} {
+		tok, _, err := tokens.NewRefreshToken(rand.Reader, key, "Gq3bK0jW9xWZ2tqfYb3X1w", gen)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(tok)
+	}
 	for _, s := range readSeeds(f, "refresh-seeds.txt") {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		d, err := tokens.HashRefreshToken(in)
+		got, err := tokens.ParseRefreshToken(in, lookup)
 		if err != nil {
-			if !errors.Is(err, tokens.ErrMalformedRefreshToken) {
-				t.Fatalf("error %v does not wrap ErrMalformedRefreshToken", err)
+			if !errors.Is(err, tokens.ErrMalformedRefreshToken) && !errors.Is(err, tokens.ErrRefreshTokenForged) &&
+				!errors.Is(err, tokens.ErrUnknownRefreshKey) {
+				t.Fatalf("error %v is not a refresh-token error", err)
 			}
 			if len(in) >= 8 && strings.Contains(err.Error(), in) {
 				t.Fatal("error echoes the input")
 			}
 			return
 		}
-		if len(in) != tokens.RefreshTokenLength {
-			t.Fatalf("accepted %d-character input", len(in))
-		}
 		raw := tokenstest.MustDecode(in)
 		if b64(raw) != in {
 			t.Fatal("accepted a non-canonical encoding")
 		}
-		if d2, _ := tokens.HashRefreshToken(b64(raw)); d2 != d {
-			t.Fatal("digest differs for the canonical form")
+		if got.KeyID != key.ID || got.Digest != sha256.Sum256(raw[:len(raw)-32]) || !strings.Contains(string(raw), got.SessionID) {
+			t.Fatalf("accepted token says %+v, not what it carries", got)
 		}
 	})
 }

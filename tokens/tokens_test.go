@@ -283,41 +283,135 @@ func TestJWKSIsACopy(t *testing.T) {
 	}
 }
 
-func TestRefreshTokens(t *testing.T) {
-	tok, digest, err := tokens.NewRefreshToken(rand.Reader)
+// refreshKeys returns a MAC secret and a lookup that knows it alone.
+func refreshKeys(t testing.TB) (tokens.RefreshKey, func(string) ([]byte, bool)) {
+	t.Helper()
+	key, err := tokens.NewRefreshKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tok) != tokens.RefreshTokenLength {
-		t.Fatalf("len = %d, want %d", len(tok), tokens.RefreshTokenLength)
+	return key, func(id string) ([]byte, bool) {
+		if id != key.ID {
+			return nil, false
+		}
+		return key.Secret, true
 	}
-	got, err := tokens.HashRefreshToken(tok)
-	if err != nil || got != digest {
-		t.Fatalf("HashRefreshToken = %x, %v; want %x", got, err, digest)
+}
+
+func TestRefreshTokens(t *testing.T) {
+	key, lookup := refreshKeys(t)
+	tok, minted, err := tokens.NewRefreshToken(rand.Reader, key, "session-1", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tokens.RefreshToken{KeyID: key.ID, SessionID: "session-1", Generation: 7, Digest: minted.Digest}
+	if minted != want {
+		t.Fatalf("NewRefreshToken says %+v, want %+v", minted, want)
+	}
+	got, err := tokens.ParseRefreshToken(tok, lookup)
+	if err != nil || got != minted {
+		t.Fatalf("ParseRefreshToken = %+v, %v; want %+v", got, err, minted)
 	}
 	raw := tokenstest.MustDecode(tok)
-	if sum := sha256.Sum256(raw); sum != digest {
-		t.Fatal("digest is not SHA-256 of the raw 32 bytes")
+	if sum := sha256.Sum256(raw[:len(raw)-32]); sum != minted.Digest {
+		t.Fatal("digest is not SHA-256 of the token body")
 	}
-	tok2, digest2, _ := tokens.NewRefreshToken(rand.Reader)
-	if tok2 == tok || digest2 == digest {
+	sid := strings.Repeat("s", 22)
+	tok22, _, _ := tokens.NewRefreshToken(rand.Reader, key, sid, 0)
+	if len(tok22) != 139 {
+		t.Fatalf("token of a 22-byte session id is %d characters, want 139", len(tok22))
+	}
+	long, _, err := tokens.NewRefreshToken(rand.Reader, key, strings.Repeat("s", 255), 1<<63)
+	if err != nil || len(long) != tokens.MaxRefreshTokenLength {
+		t.Fatalf("longest token: %d characters, %v; want %d", len(long), err, tokens.MaxRefreshTokenLength)
+	}
+	if _, err := tokens.ParseRefreshToken(long, lookup); err != nil {
+		t.Fatalf("longest token does not parse: %v", err)
+	}
+	tok2, minted2, _ := tokens.NewRefreshToken(rand.Reader, key, "session-1", 7)
+	if tok2 == tok || minted2.Digest == minted.Digest {
 		t.Fatal("two refresh tokens are equal")
 	}
-	// A different encoding of the same 32 bytes must not be accepted:
+	// A different encoding of the same bytes must not be accepted:
 	// flipping the spare low bits of the last character.
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	i := strings.IndexByte(alphabet, tok[len(tok)-1])
 	alias := tok[:len(tok)-1] + string(alphabet[i^1])
+	rewrite := func(edit func(b []byte) []byte) string { return b64(edit(tokenstest.MustDecode(tok))) }
 	for name, in := range map[string]string{
-		"empty": "", "short": tok[:42], "long": tok + "A", "padded": tok + "=",
-		"std alphabet": strings.Repeat("+", 43), "newline": tok[:20] + "\n" + tok[21:],
+		"empty": "", "short": tok[:len(tok)-1], "long": tok + "A", "padded": tok + "=",
+		"std alphabet": strings.Repeat("+", len(tok)), "newline": tok[:20] + "\n" + tok[21:],
 		"spare bits set": alias, "jwt": "a.b.c", "space": " " + tok[1:],
+		"old 43-character token": strings.Repeat("A", 43),
+		"version 2":              rewrite(func(b []byte) []byte { b[0] = 2; return b }),
+		"empty session id":       rewrite(func(b []byte) []byte { b[17] = 0; return b }),
+		"session id too long":    rewrite(func(b []byte) []byte { b[17]++; return b }),
+		"trailing byte":          rewrite(func(b []byte) []byte { return append(b, 0) }),
+		"too long to decode":     strings.Repeat("A", tokens.MaxRefreshTokenLength+1),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := tokens.HashRefreshToken(in); !errors.Is(err, tokens.ErrMalformedRefreshToken) {
-				t.Fatalf("HashRefreshToken = %v, want ErrMalformedRefreshToken", err)
+			if _, err := tokens.ParseRefreshToken(in, lookup); !errors.Is(err, tokens.ErrMalformedRefreshToken) {
+				t.Fatalf("ParseRefreshToken = %v, want ErrMalformedRefreshToken", err)
 			}
 		})
+	}
+}
+
+// TestRefreshTokenMAC: a token whose session id, generation or random part
+// was changed, or that was minted under another secret, is refused before
+// anything it names could be trusted; one naming an unknown secret is told
+// apart (so that a server can reload its secrets).
+func TestRefreshTokenMAC(t *testing.T) {
+	key, lookup := refreshKeys(t)
+	other, _ := refreshKeys(t)
+	tok, _, err := tokens.NewRefreshToken(rand.Reader, key, "session-1", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(at int) string {
+		b := tokenstest.MustDecode(tok)
+		b[at] ^= 1
+		return b64(b)
+	}
+	forgedWithOther, _, _ := tokens.NewRefreshToken(rand.Reader, tokens.RefreshKey{ID: key.ID, Secret: other.Secret}, "session-1", 3)
+	for name, in := range map[string]string{
+		"generation":     flip(16),
+		"session id":     flip(18),
+		"random part":    flip(18 + len("session-1")),
+		"mac":            flip(len(tokenstest.MustDecode(tok)) - 1),
+		"another secret": forgedWithOther,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := tokens.ParseRefreshToken(in, lookup); !errors.Is(err, tokens.ErrRefreshTokenForged) {
+				t.Fatalf("ParseRefreshToken = %v, want ErrRefreshTokenForged", err)
+			}
+		})
+	}
+	unknown, _, _ := tokens.NewRefreshToken(rand.Reader, other, "session-1", 7)
+	if _, err := tokens.ParseRefreshToken(unknown, lookup); !errors.Is(err, tokens.ErrUnknownRefreshKey) {
+		t.Fatalf("token of an unknown secret: %v, want ErrUnknownRefreshKey", err)
+	}
+	for name, mint := range map[string]func() error{
+		"bad key id": func() error {
+			_, _, err := tokens.NewRefreshToken(rand.Reader, tokens.RefreshKey{ID: "x", Secret: key.Secret}, "s", 0)
+			return err
+		},
+		"short secret": func() error {
+			_, _, err := tokens.NewRefreshToken(rand.Reader, tokens.RefreshKey{ID: key.ID, Secret: key.Secret[:16]}, "s", 0)
+			return err
+		},
+		"no session id": func() error { _, _, err := tokens.NewRefreshToken(rand.Reader, key, "", 0); return err },
+		"long session id": func() error {
+			_, _, err := tokens.NewRefreshToken(rand.Reader, key, strings.Repeat("s", 256), 0)
+			return err
+		},
+	} {
+		if err := mint(); err == nil {
+			t.Errorf("NewRefreshToken with %s succeeded", name)
+		}
+	}
+	if !tokens.ValidRefreshKeyID(key.ID) || tokens.ValidRefreshKeyID(key.ID+"A") || tokens.ValidRefreshKeyID("") {
+		t.Error("ValidRefreshKeyID does not accept exactly NewRefreshKey's ids")
 	}
 }
 
@@ -329,8 +423,12 @@ func TestNewIDAndRandomnessFailure(t *testing.T) {
 	if _, err := tokens.NewID(bytes.NewReader(nil)); err == nil {
 		t.Fatal("NewID succeeded with no randomness")
 	}
-	if _, _, err := tokens.NewRefreshToken(bytes.NewReader(make([]byte, 31))); err == nil {
+	key, _ := refreshKeys(t)
+	if _, _, err := tokens.NewRefreshToken(bytes.NewReader(make([]byte, 31)), key, "s", 0); err == nil {
 		t.Fatal("NewRefreshToken succeeded with short randomness")
+	}
+	if _, err := tokens.NewRefreshKey(bytes.NewReader(make([]byte, 39))); err == nil {
+		t.Fatal("NewRefreshKey succeeded with short randomness")
 	}
 }
 

@@ -71,16 +71,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		interceptors.WithLogger(log),
 	}
 	if *revEmail != "" {
-		creds, err := interceptors.Login(ctx, latch, *revEmail, getenv("LATCH_EXAMPLE_PASSWORD"), "", interceptors.AllowInsecure())
+		// WatchRevocations is one of Latch's own APIs: the account logs in
+		// for Latch's own audience, its issuer, and again whenever its
+		// session ends.
+		password := func(context.Context) (string, error) { return getenv("LATCH_EXAMPLE_PASSWORD"), nil }
+		login := interceptors.PasswordLogin(latch, *revEmail, *issuer, password)
+		pair, err := login(ctx)
 		if err != nil {
 			return fmt.Errorf("revocations account: %w", err)
 		}
-		watch, err := grpc.NewClient(*latchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(creds))
+		creds, err := interceptors.NewRefreshingCredentials(latch, pair, interceptors.AllowInsecure(), interceptors.Relogin(login))
 		if err != nil {
-			return fmt.Errorf("latch connection: %w", err)
+			return fmt.Errorf("revocations account: %w", err)
 		}
-		defer watch.Close()
-		opts = append(opts, interceptors.WithRevocationsFromGRPC(watch))
+		opts = append(opts, interceptors.WithRevocationsFromGRPC(latch), interceptors.WithRevocationCredentials(creds))
 	}
 	v, err := interceptors.NewVerifier(ctx, opts...)
 	if err != nil {

@@ -70,7 +70,9 @@ Connection and output flags (every command; environment variable in brackets):
   --tls-cert, --tls-key   [LATCH_ADMIN_TLS_CERT, LATCH_ADMIN_TLS_KEY] client certificate for mTLS
   --insecure              [LATCH_ADMIN_INSECURE] plaintext, allowed only to a loopback address
   --email E               [LATCH_ADMIN_EMAIL] log in as this admin (instead of $LATCH_ADMIN_TOKEN)
-  --audience A            [LATCH_ADMIN_AUDIENCE] audience to log in for (default: Latch's default)
+  --issuer URL            [LATCH_ADMIN_ISSUER] Latch's --issuer; --email logs in for it, the audience
+                          Latch's own APIs accept (default http://127.0.0.1:7301, as latch serve)
+  --audience A            [LATCH_ADMIN_AUDIENCE] audience to log in for instead of --issuer
   --timeout D             [LATCH_ADMIN_TIMEOUT] bound on the whole command (default 30s)
   --json                  print the response as JSON (protobuf JSON mapping) for scripts
 
@@ -81,13 +83,13 @@ Example:
 // command takes.
 type connFlags struct {
 	addr, tlsCA, tlsServerName, tlsCert, tlsKey string
-	email, audience                             string
+	email, issuer, audience                     string
 	insecure, json                              bool
 	timeout                                     time.Duration
 }
 
 // connFlagNames are the flags that have a LATCH_ADMIN_* environment form.
-var connFlagNames = []string{"addr", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "insecure", "email", "audience", "timeout"}
+var connFlagNames = []string{"addr", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "insecure", "email", "issuer", "audience", "timeout"}
 
 func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7300", "Latch's gRPC address")
@@ -97,7 +99,8 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key (PEM) for mTLS")
 	fs.BoolVar(&c.insecure, "insecure", false, "plaintext gRPC; allowed only to a loopback address")
 	fs.StringVar(&c.email, "email", "", "log in as this admin (password prompted); default: the token in "+adminTokenEnv)
-	fs.StringVar(&c.audience, "audience", "", "audience to log in for (default: Latch's default audience)")
+	fs.StringVar(&c.issuer, "issuer", "http://127.0.0.1:7301", "Latch's --issuer: the audience --email logs in for, which Latch's own APIs accept")
+	fs.StringVar(&c.audience, "audience", "", "audience to log in for (default: --issuer)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on the whole command")
 	fs.BoolVar(&c.json, "json", false, "print the response as JSON")
 }
@@ -399,7 +402,12 @@ func openAdminSession(ctx context.Context, cf connFlags, e env, p *prompter) (*a
 		conn.Close()
 		return nil, err
 	}
-	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: cf.audience})
+	// Latch's own APIs accept only tokens for its own audience, its issuer.
+	aud := cf.audience
+	if aud == "" {
+		aud = cf.issuer
+	}
+	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: aud})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("log in as %s: %w", cf.email, rpcError(err))

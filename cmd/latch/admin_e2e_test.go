@@ -25,7 +25,7 @@ import (
 // environment, and returns stdout, stderr and the exit code.
 func adminRun(t *testing.T, ctx context.Context, p *latchProc, stdin string, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	full := append([]string{"admin", "--insecure", "--addr", p.grpcAddr}, args...)
+	full := append([]string{"admin", "--insecure", "--addr", p.grpcAddr, "--issuer", "https://latch.test"}, args...)
 	cmd := exec.CommandContext(ctx, latchBinary(t), full...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), env...)
@@ -357,7 +357,7 @@ func TestAdminOverMutualTLS(t *testing.T) {
 		"--bootstrap-admin", "root@example.com")
 
 	run := func(args ...string) (string, string, int) {
-		full := append([]string{"admin", "--addr", p.grpcAddr, "--email", "root@example.com", "--timeout", "10s"}, args...)
+		full := append([]string{"admin", "--addr", p.grpcAddr, "--issuer", "https://latch.test", "--email", "root@example.com", "--timeout", "10s"}, args...)
 		cmd := exec.CommandContext(ctx, latchBinary(t), full...)
 		cmd.Stdin = strings.NewReader("root-password-1\n")
 		var stdout, stderr strings.Builder
@@ -401,7 +401,7 @@ func TestAdminPromptsOnTerminal(t *testing.T) {
 	// converse runs the command on a pseudo-terminal and answers each
 	// prompt when it appears.
 	converse := func(answers map[string]string, order []string, args ...string) (string, error) {
-		line := latchBinary(t) + " admin --insecure --addr " + p.grpcAddr + " --email root@example.com " + strings.Join(args, " ")
+		line := latchBinary(t) + " admin --insecure --addr " + p.grpcAddr + " --issuer https://latch.test --email root@example.com " + strings.Join(args, " ")
 		cmd := exec.CommandContext(ctx, scriptBin, "-qec", line, "/dev/null")
 		in, err := cmd.StdinPipe()
 		if err != nil {

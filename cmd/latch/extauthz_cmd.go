@@ -36,7 +36,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	latchAddr := fs.String("latch-addr", "127.0.0.1:7300", "Latch's gRPC address: keys (GetJWKS) and revocations (WatchRevocations)")
 	issuer := fs.String("issuer", "http://127.0.0.1:7301", "Latch's --issuer (iss of every token)")
 	plaintext := fs.Bool("latch-plaintext", false, "talk to Latch without TLS (loopback, or a mesh that adds mTLS); default TLS with the system's roots")
-	revEmail := fs.String("revocations-email", "", "account with role introspect that follows Latch's revocations; its password in LATCH_EXT_AUTHZ_PASSWORD")
+	revEmail := fs.String("revocations-email", "", "account with role introspect that follows Latch's revocations (logged in for Latch's own audience, --issuer); its password in LATCH_EXT_AUTHZ_PASSWORD")
 	stateless := fs.Bool("stateless", false, "run without following revocations: a revoked token passes until it expires (refused unless given)")
 	maxKeyAge := fs.Duration("max-key-age", time.Hour, "key set older than this (Latch unreachable) is stale")
 	maxRevLag := fs.Duration("max-revocation-lag", 5*time.Minute, "revocation stream out of sync longer than this is stale")
@@ -45,6 +45,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mutual TLS with the sidecars)")
 	insecureListen := fs.Bool("insecure-listen", false, "allow plaintext on a non-loopback --ext-authz-addr (a mesh adds mTLS); no effect with --tls-cert")
+	allowUnauth := fs.Bool("ext-authz-allow-unauthenticated-clients", false, allowUnauthenticatedHelp)
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP; off when empty)")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -63,7 +64,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if f.addr == "" {
 		errs = append(errs, errors.New("--ext-authz-addr is required"))
 	}
-	policy, err := loadExtAuthzPolicy(f, nil)
+	policy, err := loadExtAuthzPolicy(f, *issuer, nil)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -90,6 +91,8 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	}
 	errs = append(errs, checkTLSFiles(*tlsCert, *tlsKey, *tlsClientCA)...)
 	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen))
+	errs = append(errs, checkExtAuthzClientAuth(f.addr, *tlsClientCA != "", *allowUnauth,
+		"--tls-client-ca (LATCH_TLS_CLIENT_CA) with the CA of Envoy's client certificates, and --tls-cert and --tls-key"))
 	if *metricsAddr != "" && !isLoopback(*metricsAddr) && !*insecureListen {
 		errs = append(errs, fmt.Errorf("refusing to serve plaintext metrics on --metrics-addr %s, which is not a loopback address: "+
 			"give --insecure-listen if the network in between is trusted", *metricsAddr))
@@ -104,7 +107,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		if err != nil {
 			return err
 		}
-		et.tls = r.ServerConfig("h2")
+		et.tls, et.clientAuth = r.ServerConfig("h2"), r.MutualTLS()
 	}
 	tc := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	var loginOpts []interceptors.CredentialsOption
@@ -128,16 +131,15 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		interceptors.WithLogger(log),
 	}
 	if *revEmail != "" {
-		creds, err := interceptors.Login(ctx, latch, *revEmail, password, "", loginOpts...)
+		// WatchRevocations is one of Latch's own APIs: it accepts only
+		// tokens for Latch's own audience, its issuer. When the session
+		// ends (revoked, expired), the credentials log in again.
+		login := interceptors.PasswordLogin(latch, *revEmail, *issuer, func(context.Context) (string, error) { return password, nil })
+		creds, err := interceptors.Login(ctx, latch, *revEmail, password, *issuer, append(loginOpts, interceptors.Relogin(login))...)
 		if err != nil {
 			return fmt.Errorf("--revocations-email: %w", err)
 		}
-		watch, err := grpc.NewClient(*latchAddr, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(creds))
-		if err != nil {
-			return fmt.Errorf("latch connection: %w", err)
-		}
-		defer watch.Close()
-		vopts = append(vopts, interceptors.WithRevocationsFromGRPC(watch))
+		vopts = append(vopts, interceptors.WithRevocationsFromGRPC(latch), interceptors.WithRevocationCredentials(creds))
 	} else {
 		log.Warn("not following revocations (--stateless): a revoked token passes until it expires", "event", "ext_authz_stateless")
 	}

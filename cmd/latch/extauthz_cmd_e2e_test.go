@@ -173,6 +173,26 @@ func TestExtAuthzStandaloneBadConfig(t *testing.T) {
 	}
 }
 
+// TestExtAuthzStandaloneRefusesLatchAudience: `latch ext-authz` refuses
+// at start-up a policy whose audiences include its --issuer, Latch's own
+// audience.
+func TestExtAuthzStandaloneRefusesLatchAudience(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policy, []byte("audiences: [\"https://latch.test\"]\nrules: [{prefix: /, roles: []}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, latchBinary(t), "ext-authz", "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", policy,
+		"--issuer", "https://latch.test", "--latch-addr", "127.0.0.1:1", "--latch-plaintext", "--stateless").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("err=%v, want exit 1\n%s", err, out)
+	}
+	if want := `"https://latch.test" is Latch's issuer, which is Latch's own audience`; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
 // listeningField returns a field of the process's "listening" record.
 func listeningField(t *testing.T, p *latchProc, field string) string {
 	t.Helper()

@@ -140,6 +140,10 @@ func TestExtAuthzBadConfig(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("audiences: [payments]\nrules:\n  - path: nope\n    roles: [x]\n  - prefix: /a/\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	latchAud := filepath.Join(dir, "latch-audience.yaml")
+	if err := os.WriteFile(latchAud, []byte("audiences: [orders, \"https://latch.test\"]\nrules: [{prefix: /, roles: []}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	foreign := filepath.Join(dir, "foreign.yaml")
 	if err := os.WriteFile(foreign, []byte("audiences: [payments]\nrules: [{prefix: /, roles: []}]\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -153,7 +157,9 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "access-ttl"}},
 		"foreign audience":    {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", foreign}, []string{`audience "payments" is not one Latch issues`}},
 		"bad headers":         {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy, "--ext-authz-sub-header", "X-Sub", "--ext-authz-sid-header", "x-latch-roles"}, []string{`"X-Sub"`, "must differ"}},
-		"missing file":        {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", filepath.Join(dir, "none.yaml")}, []string{"none.yaml"}},
+		"Latch's audience": {[]string{"--issuer", "https://latch.test", "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", latchAud},
+			[]string{`"https://latch.test" is Latch's issuer, which is Latch's own audience`}},
+		"missing file": {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", filepath.Join(dir, "none.yaml")}, []string{"none.yaml"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")

@@ -277,7 +277,7 @@ func TestReadmeIstioExtAuthzExample(t *testing.T) {
 }
 
 func TestReadmePolicyExample(t *testing.T) {
-	p, err := extauthz.ParsePolicy([]byte(readmeExamples(t)["latch-policy"]))
+	p, err := extauthz.ParsePolicy([]byte(readmeExamples(t)["latch-policy"]), "https://latch.example")
 	if err != nil {
 		t.Fatalf("README policy: %v", err)
 	}
@@ -289,7 +289,7 @@ func TestReadmePolicyExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := extauthz.ParsePolicy(bytes.TrimSpace(data)); err != nil {
+	if _, err := extauthz.ParsePolicy(bytes.TrimSpace(data), "https://latch.test"); err != nil {
 		t.Fatal(err)
 	}
 }

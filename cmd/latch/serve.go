@@ -105,7 +105,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	keyErr := f.keys.apply(&cfg)
 	sealer, kekErr := f.keys.sealer(e.getenv)
-	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Audiences)
+	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Issuer, cfg.Audiences)
 	bootErr := boot.check(e.getenv, log)
 	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr,
 		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, rf.validate())...); err != nil {

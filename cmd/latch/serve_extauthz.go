@@ -66,9 +66,10 @@ type extAuthz struct {
 
 // loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
 // reporting every problem at once (before anything is opened); the policy
-// is nil when --ext-authz-addr is empty. audiences are Latch's (nil: not
-// known here, not checked).
-func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, error) {
+// is nil when --ext-authz-addr is empty. issuer is Latch's --issuer, its
+// own audience, which the policy may not name; audiences are the ones
+// Latch issues (nil: not known here, not checked).
+func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
 			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
@@ -90,7 +91,7 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
-		p, err := loadPolicyFile(f.policy, audiences)
+		p, err := loadPolicyFile(f.policy, issuer, audiences)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -99,10 +100,11 @@ func loadExtAuthzPolicy(f extAuthzFlags, audiences []string) (*extauthz.Policy, 
 	return policy, errors.Join(errs...)
 }
 
-// loadPolicyFile loads and checks a policy file, including, when
-// audiences is not nil, that every audience it names is one Latch issues.
-func loadPolicyFile(path string, audiences []string) (*extauthz.Policy, error) {
-	p, err := extauthz.LoadPolicy(path)
+// loadPolicyFile loads and checks a policy file for issuer, including,
+// when audiences is not nil, that every audience it names is one Latch
+// issues.
+func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, error) {
+	p, err := extauthz.LoadPolicy(path, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -151,27 +153,55 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 }
 
 // extAuthzTransport is how the ext_authz listener is served: TLS (nil:
-// plaintext, which the exposure rule allows on loopback only) and
-// connection limits.
+// plaintext, which the exposure rule allows on loopback only), whether it
+// requires client certificates, and connection limits.
 type extAuthzTransport struct {
-	tls       *tls.Config
-	transport server.Transport
+	tls        *tls.Config
+	clientAuth bool
+	transport  server.Transport
 }
 
-// extAuthzTransport gives the ext_authz listener the gRPC port's TLS
-// (certificate, client CA, reloads) and connection limits.
+// extAuthzTransport gives the ext_authz listener the gRPC port's
+// certificate (with reloads) and connection limits, and its own client CA
+// (--ext-authz-client-ca) when given, else the gRPC port's.
 func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
 	et := extAuthzTransport{transport: t}
-	if ts.certs != nil {
-		et.tls = ts.certs.ServerConfig("h2")
+	r := ts.certs
+	if ts.extCerts != nil {
+		r = ts.extCerts
+	}
+	if r != nil {
+		et.tls, et.clientAuth = r.ServerConfig("h2"), r.MutualTLS()
 	}
 	return et
+}
+
+// allowUnauthenticatedHelp is the help of
+// --ext-authz-allow-unauthenticated-clients (serve's and ext-authz's).
+const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback address without requiring client certificates. " +
+	"RISK: anyone who can reach the port can test whether stolen or guessed tokens are valid and read their subject, session and roles; " +
+	"use it only where the network or a mesh lets nothing but Envoy reach the port"
+
+// checkExtAuthzClientAuth refuses an ext_authz listener on a non-loopback
+// addr that does not require client certificates (clientAuth), unless
+// allowed: Check answers whether a token is valid and whose it is, so
+// whoever can call it has a token oracle. fix names the flags that turn
+// client certificates on.
+func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) error {
+	if addr == "" || isLoopback(addr) || clientAuth || allowed {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve ext_authz on --ext-authz-addr %s, which is not a loopback address, without client certificates: "+
+		"anyone who can reach it could test tokens and read their subject, session and roles. Give %s, or "+
+		"--ext-authz-allow-unauthenticated-clients (LATCH_EXT_AUTHZ_ALLOW_UNAUTHENTICATED_CLIENTS=true) if the network or a mesh "+
+		"lets nothing but Envoy reach the port", addr, fix)
 }
 
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
 // with grpc.health.v1 (latch.verifier kept up to date from v) and, with
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
-// among audiences. It takes ownership of v (closed by stop, or on error).
+// among audiences and whose issuer must stay the same. It takes ownership
+// of v (closed by stop, or on error).
 func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
 	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
@@ -237,13 +267,17 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 			case <-hctx.Done():
 				return
 			case <-hup:
-				reloadPolicy(hctx, f.policy, audiences, ea, log)
+				reloadPolicy(hctx, f.policy, policy.Issuer(), audiences, ea, log)
 			}
 		}
 	})
 	go func() { wg.Wait(); close(x.done) }()
+	if !et.clientAuth && !isLoopback(f.addr) { // only with --ext-authz-allow-unauthenticated-clients (checkExtAuthzClientAuth)
+		log.Warn("ext_authz serves clients without certificates beyond loopback (--ext-authz-allow-unauthenticated-clients): "+
+			"whoever reaches the port can test tokens", "event", "ext_authz_unauthenticated_clients", "addr", lis.Addr().String())
+	}
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
-		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil)
+		"audiences", strings.Join(policy.Audiences(), ","), "tls", et.tls != nil, "client_auth", et.clientAuth)
 	return x, nil
 }
 
@@ -277,8 +311,8 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not
 // load, or changes the audiences, is refused and the current policy stays.
-func reloadPolicy(ctx context.Context, path string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
-	p, err := loadPolicyFile(path, audiences)
+func reloadPolicy(ctx context.Context, path, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	p, err := loadPolicyFile(path, issuer, audiences)
 	if err == nil {
 		err = ea.SetPolicy(p)
 	}

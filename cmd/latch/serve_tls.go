@@ -31,14 +31,19 @@ type transportFlags struct {
 	maxAge, maxAgeGrace          time.Duration
 	drainDelay                   time.Duration
 	metrics                      bool
+	// The ext_authz listener's own client authentication (--ext-authz-addr).
+	extAuthzClientCA    string
+	extAuthzAllowUnauth bool
 }
 
 func (f *transportFlags) register(fs *flag.FlagSet) {
 	def := server.DefaultTransport()
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain for TLS on both ports (reloaded when the file changes)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates on both ports (mutual TLS)")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates on every port (mutual TLS), ext_authz's too unless --ext-authz-client-ca")
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow plaintext on non-loopback addresses (behind a proxy that terminates TLS); no effect with --tls-cert")
+	fs.StringVar(&f.extAuthzClientCA, "ext-authz-client-ca", "", "PEM CA bundle: require and verify client certificates (Envoy's) on --ext-authz-addr only, with --tls-cert; the other ports are unaffected (default: --tls-client-ca, when given)")
+	fs.BoolVar(&f.extAuthzAllowUnauth, "ext-authz-allow-unauthenticated-clients", false, allowUnauthenticatedHelp)
 	fs.UintVar(&f.maxStreams, "max-concurrent-streams", uint(def.MaxConcurrentStreams), "RPCs in flight per gRPC connection")
 	fs.DurationVar(&f.keepaliveTime, "keepalive-time", def.Keepalive.Time, "ping a client after this long without activity")
 	fs.DurationVar(&f.keepaliveTO, "keepalive-timeout", def.Keepalive.Timeout, "close a connection whose ping is not answered within this")
@@ -75,6 +80,15 @@ func (f *transportFlags) validate(addrs map[string]string) error {
 		errs = append(errs, f.transport().Validate())
 	}
 	errs = append(errs, checkExposure(addrs, f.tlsCert != "", f.insecureListen))
+	switch ext := addrs["ext-authz-addr"]; {
+	case f.extAuthzClientCA != "" && ext == "":
+		errs = append(errs, errors.New("--ext-authz-client-ca is set but --ext-authz-addr is not: the CA would not be used"))
+	case f.extAuthzClientCA != "" && f.tlsCert == "":
+		errs = append(errs, errors.New("--ext-authz-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first"))
+	default:
+		errs = append(errs, checkExtAuthzClientAuth(ext, f.tlsClientCA != "" || f.extAuthzClientCA != "", f.extAuthzAllowUnauth,
+			"--ext-authz-client-ca (LATCH_EXT_AUTHZ_CLIENT_CA) with the CA of Envoy's client certificates, and --tls-cert and --tls-key"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -120,6 +134,7 @@ func isLoopbackHost(host string) bool {
 // transportSetup is what the flags become once files are loaded.
 type transportSetup struct {
 	certs    *certs.Reloader // nil: plaintext
+	extCerts *certs.Reloader // the ext_authz listener's, with its own client CA; nil: certs
 	grpcOpts []server.GRPCOption
 }
 
@@ -136,6 +151,11 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 	}
 	ts.certs = r
 	ts.grpcOpts = append(ts.grpcOpts, server.WithTLS(r.ServerConfig("h2")))
+	if f.extAuthzClientCA != "" {
+		if ts.extCerts, err = loadCerts(f.tlsCert, f.tlsKey, f.extAuthzClientCA, log); err != nil {
+			return nil, fmt.Errorf("--ext-authz-client-ca: %w", err)
+		}
+	}
 	return ts, nil
 }
 

@@ -136,6 +136,27 @@ func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 	}
 }
 
+// TestServeRefusesIssuerAsAudience: Latch's own audience is its issuer
+// URL, so `latch serve` refuses an --audience (one relying parties get
+// tokens for) equal to --issuer, before opening anything.
+func TestServeRefusesIssuerAsAudience(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "https://latch.test").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("serve with --audience = --issuer: err=%v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{`audience "https://latch.test" is the issuer`, "Latch's own audience", "relying party"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the database was created before the refusal (stat: %v)", err)
+	}
+}
+
 // TestServeMutualTLSEndToEnd runs the real binary configured the way the
 // container is (LATCH_INSECURE_LISTEN=true plus LATCH_TLS_* files): TLS
 // with client certificates on both ports, plaintext never served, metrics

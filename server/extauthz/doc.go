@@ -15,6 +15,9 @@
 //     header removed unless WithKeepAuthorization;
 //   - no or invalid token: 401 with an RFC 6750 WWW-Authenticate challenge
 //     (error="invalid_token" for a token that fails), gRPC UNAUTHENTICATED;
+//     a token that names Latch's own audience (its issuer URL) is invalid
+//     here whatever else it names, so that no upstream receives a token
+//     that can act on Latch (a policy may not name that audience either);
 //   - a valid token lacking a role: 403 (error="insufficient_scope"),
 //     PERMISSION_DENIED; a path no rule admits: 403;
 //   - a non-canonical path: 400, INVALID_ARGUMENT;

@@ -25,7 +25,7 @@ rules:
     public: true
   - prefix: /api/orders/
     roles: [orders:read]
-`))
+`), "https://latch.example")
 	if err != nil {
 		log.Fatal(err)
 	}

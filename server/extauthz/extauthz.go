@@ -124,8 +124,10 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns a Server that verifies with v and decides with p. v must
 // accept the audiences p names (build it with
-// interceptors.WithAudience(p.Audiences()...)); its stale policy and
-// revocation sources apply to every Check.
+// interceptors.WithAudience(p.Audiences()...)) and p's issuer; its stale
+// policy and revocation sources apply to every Check. Whatever v accepts,
+// Check refuses a token that names Latch's own audience (p's issuer, or
+// the token's iss).
 func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	o := options{sub: DefaultSubjectHeader, sid: DefaultSessionHeader, roles: DefaultRolesHeader, realm: "latch",
 		log: slog.New(slog.DiscardHandler)}
@@ -151,14 +153,18 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 }
 
 // SetPolicy replaces the route policy; checks that start afterwards use
-// p. It refuses a policy whose audiences differ from the current one's:
-// the Verifier was built for those.
+// p. It refuses a policy whose audiences or issuer differ from the current
+// one's: the Verifier was built for those.
 func (s *Server) SetPolicy(p *Policy) error {
 	if p == nil {
 		return errors.New("extauthz: nil policy")
 	}
-	if old := s.policy.Load(); !slices.Equal(old.audiences, p.audiences) {
+	old := s.policy.Load()
+	if !slices.Equal(old.audiences, p.audiences) {
 		return fmt.Errorf("extauthz: the new policy's audiences %v differ from %v; restart to change them", p.audiences, old.audiences)
+	}
+	if old.issuer != p.issuer {
+		return fmt.Errorf("extauthz: the new policy's issuer %q differs from %q; restart to change it", p.issuer, old.issuer)
 	}
 	s.policy.Store(p)
 	return nil
@@ -234,6 +240,12 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 	claims, err := s.v.Verify(ctx, tok)
 	if err != nil {
 		return s.deny(ctx, h, verifyDenial(err), nil)
+	}
+	// Latch's own audience is its issuer. A token naming it can act on
+	// Latch, so it is refused here whatever else it names and whatever the
+	// Verifier was built to accept: an upstream must never receive one.
+	if slices.Contains(claims.Audience, policy.issuer) || slices.Contains(claims.Audience, claims.Issuer) {
+		return s.deny(ctx, h, invalidToken("token names Latch's own audience"), &claims)
 	}
 	switch {
 	case r == nil && !policy.allowAuthenticated:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -130,7 +131,7 @@ func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Opti
 	t.Cleanup(gs.Stop)
 	e.latch = latchv1.NewAuthServiceClient(dial(t, latchLis))
 
-	policy, err := extauthz.LoadPolicy("testdata/policy.yaml")
+	policy, err := extauthz.LoadPolicy("testdata/policy.yaml", issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +553,7 @@ func TestSetPolicy(t *testing.T) {
 	if resp, err := e.check.Check(ctxT(t), req); err != nil || resp.GetOkResponse() == nil {
 		t.Fatalf("before: %v, %v", resp, err)
 	}
-	stricter, err := extauthz.ParsePolicy([]byte("audiences: [orders]\nrules: [{path: /api/me, roles: [admin]}]"))
+	stricter, err := extauthz.ParsePolicy([]byte("audiences: [orders]\nrules: [{path: /api/me, roles: [admin]}]"), issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +565,7 @@ func TestSetPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDenied(t, resp, 403, codes.PermissionDenied, challengeScope)
-	other, _ := extauthz.ParsePolicy([]byte("audiences: [billing]\nrules: [{path: /api/me, roles: []}]"))
+	other, _ := extauthz.ParsePolicy([]byte("audiences: [billing]\nrules: [{path: /api/me, roles: []}]"), issuer)
 	if err := ea.SetPolicy(other); err == nil || !strings.Contains(err.Error(), "audiences") {
 		t.Fatalf("SetPolicy with other audiences = %v, want a refusal", err)
 	}
@@ -591,7 +592,7 @@ func TestStaleVerifierFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	policy, _ := extauthz.LoadPolicy("testdata/policy.yaml")
+	policy, _ := extauthz.LoadPolicy("testdata/policy.yaml", issuer)
 	ea, err := extauthz.New(v, policy, extauthz.WithRealm("orders-api"))
 	if err != nil {
 		t.Fatal(err)
@@ -688,5 +689,47 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, err := extauthz.New(nil, nil, extauthz.WithMetrics(reg)); err == nil {
 		t.Error("registering the metrics twice on one registry succeeded")
+	}
+}
+
+// TestCheckRefusesLatchAudience: a token naming Latch's own audience (its
+// issuer URL) is refused even when it also names an audience the policy
+// admits and the Verifier accepts, so that no upstream behind ext_authz
+// ever receives a token that can act on Latch.
+func TestCheckRefusesLatchAudience(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		e := newEnv(t, extauthz.WithKeepAuthorization(keep))
+		e.addUser("alice@example.com", "alice-password", "orders:read")
+		real, err := e.srv.Verifier().Verify(ctxT(t), e.login("alice@example.com", "alice-password", "orders").GetAccessToken())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same token for orders alone passes: only the audience differs.
+		if resp, err := e.check.Check(ctxT(t), request("GET", "/api/me", bearer(e.forge(func(c *tokens.Claims) {
+			c.Subject, c.SessionID = real.Subject, real.SessionID
+		})))); err != nil || resp.GetOkResponse() == nil {
+			t.Fatalf("control token for orders only: %v, %v", resp, err)
+		}
+		for name, aud := range map[string][]string{
+			"issuer and orders": {"orders", issuer},
+			"issuer first":      {issuer, "orders"},
+		} {
+			t.Run(fmt.Sprintf("%s keep=%v", name, keep), func(t *testing.T) {
+				tok := e.forge(func(c *tokens.Claims) { c.Subject, c.SessionID, c.Audience = real.Subject, real.SessionID, aud })
+				for _, req := range []*authv3.CheckRequest{
+					request("GET", "/api/orders/1", bearer(tok)), // a rule with roles
+					request("GET", "/api/me", bearer(tok)),       // any valid token
+				} {
+					resp, err := e.check.Check(ctxT(t), req)
+					if err != nil {
+						t.Fatalf("Check: %v", err)
+					}
+					wantDenied(t, resp, 401, codes.Unauthenticated, challengeInvalid)
+				}
+			})
+		}
+		if !strings.Contains(e.logs.String(), `"reason":"token names Latch's own audience"`) {
+			t.Errorf("no ext_authz_denied record says why:\n%s", e.logs.String())
+		}
 	}
 }

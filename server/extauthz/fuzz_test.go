@@ -30,7 +30,7 @@ func FuzzCheck(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(v.Close)
-	p, err := LoadPolicy("testdata/policy.yaml")
+	p, err := LoadPolicy("testdata/policy.yaml", testIssuer)
 	if err != nil {
 		f.Fatal(err)
 	}

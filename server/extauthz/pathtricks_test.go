@@ -32,7 +32,7 @@ rules:
   - {prefix: /api/orders/, http_methods: [DELETE], roles: [orders:write]}
   - {path: /reports, http_methods: [GET], roles: [admin]}
   - {path: /reports, roles: []}
-`))
+`), issuer)
 	if err != nil {
 		t.Fatal(err)
 	}

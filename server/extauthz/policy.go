@@ -39,6 +39,7 @@ const MaxPolicySize = 1 << 20
 // path as sent and before any prefix rule, a prefix rule's in its place in
 // the longest-first order.
 type Policy struct {
+	issuer             string   // Latch's issuer, which is Latch's own audience
 	audiences          []string // sorted
 	allowAuthenticated bool
 	exact              map[string][]*rule // by path, rules with methods first
@@ -62,6 +63,10 @@ type rule struct {
 
 // Audiences returns the audiences a token must name (at least one), sorted.
 func (p *Policy) Audiences() []string { return slices.Clone(p.audiences) }
+
+// Issuer returns the issuer the policy was parsed for: the iss of the
+// tokens it admits, and Latch's own audience, which it never admits.
+func (p *Policy) Issuer() string { return p.issuer }
 
 // match returns the rule for a request, or nil.
 func (p *Policy) match(method, path string) *rule {
@@ -139,9 +144,10 @@ type ruleFile struct {
 var httpMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
 	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}
 
-// LoadPolicy reads and validates the policy file at path (YAML or JSON).
-// Every problem is reported at once, each with its rule and line.
-func LoadPolicy(path string) (*Policy, error) {
+// LoadPolicy reads and validates the policy file at path (YAML or JSON)
+// for the Latch whose issuer (iss) is issuer, as ParsePolicy does. Every
+// problem is reported at once, each with its rule and line.
+func LoadPolicy(path, issuer string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("extauthz: policy: %w", err)
@@ -151,14 +157,15 @@ func LoadPolicy(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extauthz: policy %s: %w", path, err)
 	}
-	p, err := ParsePolicy(data)
+	p, err := ParsePolicy(data, issuer)
 	if err != nil {
 		return nil, fmt.Errorf("extauthz: policy %s: %w", path, err)
 	}
 	return p, nil
 }
 
-// ParsePolicy parses and validates a policy document:
+// ParsePolicy parses and validates a policy document for the Latch whose
+// issuer (iss) is issuer:
 //
 //	audiences: [orders]          # required: a token must name one of them
 //	default: deny                # or "authenticated"; deny when absent
@@ -175,12 +182,17 @@ func LoadPolicy(path string) (*Policy, error) {
 //	  - grpc: /orders.v1.Orders/GetOrder  # one gRPC method
 //	    roles: []                         # any valid token
 //
+// The issuer is Latch's own audience: Latch's own APIs accept the tokens
+// minted for it, so a token for it must never reach an upstream (which,
+// with WithKeepAuthorization, receives the token itself). An audience
+// equal to issuer is an error, and so is an empty issuer.
+//
 // Unknown fields, duplicate keys, malformed or non-canonical paths, rules
 // that are both public and need roles, rules that overlap, and a public
 // rule whose pattern differs from a protected one's (for a method both
 // cover) only in letter case or an exact path's trailing "/" are errors;
 // all of them are reported at once.
-func ParsePolicy(data []byte) (*Policy, error) {
+func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 	if len(data) > MaxPolicySize {
 		return nil, fmt.Errorf("larger than %d bytes", MaxPolicySize)
 	}
@@ -205,7 +217,10 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	lines := ruleLines(data)
 
-	p := &Policy{exact: map[string][]*rule{}, exactFold: map[string][]*rule{}}
+	p := &Policy{issuer: issuer, exact: map[string][]*rule{}, exactFold: map[string][]*rule{}}
+	if issuer == "" {
+		errs = append(errs, errors.New("no issuer given: a policy is checked against Latch's issuer, its own audience, which it may not admit"))
+	}
 	if len(doc.Audiences) == 0 {
 		errs = append(errs, errors.New("audiences: at least one audience is required (the aud a token must name)"))
 	}
@@ -215,6 +230,9 @@ func ParsePolicy(data []byte) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("audiences[%d]: empty", i))
 		case slices.Index(doc.Audiences, a) != i:
 			errs = append(errs, fmt.Errorf("audiences: %q listed twice", a))
+		case a == issuer:
+			errs = append(errs, fmt.Errorf("audiences: %q is Latch's issuer, which is Latch's own audience: a token for it can act on Latch, "+
+				"so it may not be given to an upstream; name the upstream's own audience instead", a))
 		}
 	}
 	p.audiences = slices.Sorted(slices.Values(doc.Audiences)) // sorted: SetPolicy compares them as a set

@@ -3,13 +3,17 @@ package extauthz
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
+// testIssuer is the issuer the policies of these tests are parsed for.
+const testIssuer = "https://latch.test"
+
 func mustParse(t *testing.T, doc string) *Policy {
 	t.Helper()
-	p, err := ParsePolicy([]byte(doc))
+	p, err := ParsePolicy([]byte(doc), testIssuer)
 	if err != nil {
 		t.Fatalf("ParsePolicy: %v", err)
 	}
@@ -19,7 +23,7 @@ func mustParse(t *testing.T, doc string) *Policy {
 // TestPolicyMatching: exact beats prefix, longer prefix beats shorter, a
 // rule naming the method beats one that does not, unmatched is nil.
 func TestPolicyMatching(t *testing.T) {
-	p, err := LoadPolicy("testdata/policy.yaml")
+	p, err := LoadPolicy("testdata/policy.yaml", testIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +105,7 @@ rules:
   - prefix: /api/
     roles: [write]
 `
-	_, err := ParsePolicy([]byte(doc))
+	_, err := ParsePolicy([]byte(doc), testIssuer)
 	if err == nil {
 		t.Fatal("ParsePolicy accepted a broken policy")
 	}
@@ -142,12 +146,12 @@ func TestPolicyRefusals(t *testing.T) {
 		"too large":      "audiences: [a]\n#" + strings.Repeat("x", MaxPolicySize),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if p, err := ParsePolicy([]byte(doc)); err == nil {
+			if p, err := ParsePolicy([]byte(doc), testIssuer); err == nil {
 				t.Fatalf("accepted: %+v", p)
 			}
 		})
 	}
-	if _, err := LoadPolicy(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+	if _, err := LoadPolicy(filepath.Join(t.TempDir(), "missing.yaml"), testIssuer); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: %v", err)
 	}
 	// Different methods on one pattern are fine.
@@ -174,13 +178,14 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add(seed)
 	f.Add([]byte(`{"audiences":["a"],"rules":[{"prefix":"/","roles":[]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParsePolicy(data)
+		p, err := ParsePolicy(data, testIssuer)
 		if err != nil {
 			return
 		}
-		// Whatever parses must have an audience and match without panicking.
-		if len(p.Audiences()) == 0 {
-			t.Fatal("parsed policy without audiences")
+		// Whatever parses must have an audience, never Latch's own, and
+		// match without panicking.
+		if len(p.Audiences()) == 0 || slices.Contains(p.Audiences(), testIssuer) {
+			t.Fatalf("parsed policy with audiences %v", p.Audiences())
 		}
 		p.match("GET", "/api/orders/1")
 	})
@@ -224,7 +229,7 @@ func TestPolicyRefusesPublicFormOfProtectedRule(t *testing.T) {
 		"grpc, letter case":        `[{grpc: /a.B/C, roles: [admin]}, {grpc: /a.b/c, public: true}]`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := ParsePolicy([]byte("audiences: [a]\nrules: " + rules))
+			p, err := ParsePolicy([]byte("audiences: [a]\nrules: "+rules), testIssuer)
 			if err == nil {
 				t.Fatalf("accepted: %+v", p)
 			}
@@ -238,4 +243,62 @@ func TestPolicyRefusesPublicFormOfProtectedRule(t *testing.T) {
 	mustParse(t, "audiences: [a]\nrules: [{path: /admin, public: true}, {path: /Admin, public: true}]")
 	mustParse(t, "audiences: [a]\nrules: [{path: /admin, roles: [a]}, {path: /Admin/, roles: [b]}]")
 	mustParse(t, "audiences: [a]\nrules: [{prefix: /ops/, roles: [admin]}, {prefix: /ops/public/, public: true}]")
+}
+
+// TestPolicyRefusesLatchAudience: Latch's own audience is its issuer URL,
+// so a policy that names it as an audience is refused when it is parsed
+// or loaded, with a message that says why; an issuer must be given.
+func TestPolicyRefusesLatchAudience(t *testing.T) {
+	for name, doc := range map[string]string{
+		"alone":               "audiences: [\"https://latch.test\"]\nrules: [{prefix: /, roles: []}]",
+		"next to another":     "audiences: [orders, \"https://latch.test\"]\nrules: [{prefix: /, roles: []}]",
+		"JSON":                `{"audiences": ["https://latch.test"], "default": "authenticated"}`,
+		"with other problems": "audiences: [\"https://latch.test\", \"\"]\nrules: [{prefix: /, roles: []}]",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := ParsePolicy([]byte(doc), testIssuer)
+			if err == nil {
+				t.Fatalf("accepted a policy naming the issuer as an audience: %+v", p)
+			}
+			for _, want := range []string{`"https://latch.test" is Latch's issuer`, "Latch's own audience", "act on Latch"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte("audiences: [\"https://latch.test\"]\nrules: [{prefix: /, roles: []}]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPolicy(file, testIssuer); err == nil || !strings.Contains(err.Error(), "Latch's own audience") {
+		t.Errorf("LoadPolicy = %v, want a refusal naming Latch's own audience", err)
+	}
+	// The same document is fine for a Latch with another issuer, and an
+	// audience that merely resembles the issuer is another audience.
+	if p, err := ParsePolicy([]byte("audiences: [\"https://latch.test\"]\nrules: [{prefix: /, roles: []}]"), "https://other.test"); err != nil || p.Issuer() != "https://other.test" {
+		t.Errorf("other issuer: %v, %v", p, err)
+	}
+	mustParse(t, "audiences: [\"https://latch.test/orders\"]\nrules: [{prefix: /, roles: []}]")
+	if _, err := ParsePolicy([]byte("audiences: [orders]\nrules: [{prefix: /, roles: []}]"), ""); err == nil || !strings.Contains(err.Error(), "no issuer") {
+		t.Errorf("empty issuer: %v, want a refusal", err)
+	}
+}
+
+// TestSetPolicyKeepsIssuer: a policy parsed for another issuer is refused
+// by SetPolicy (the Verifier pins the issuer) and the current one stays.
+func TestSetPolicyKeepsIssuer(t *testing.T) {
+	s := &Server{}
+	cur := mustParse(t, "audiences: [orders]\nrules: [{path: /a, roles: []}]")
+	s.policy.Store(cur)
+	other, err := ParsePolicy([]byte("audiences: [orders]\nrules: [{path: /a, roles: []}]"), "https://other.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPolicy(other); err == nil || !strings.Contains(err.Error(), "issuer") {
+		t.Errorf("SetPolicy with another issuer = %v, want a refusal naming the issuer", err)
+	}
+	if s.policy.Load() != cur {
+		t.Error("a refused policy replaced the current one")
+	}
 }

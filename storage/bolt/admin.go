@@ -144,7 +144,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return nil, fmt.Errorf("bolt: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		u, err := getUser(tx, id)
 		if err != nil {
 			return err
@@ -194,7 +194,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, fmt.Errorf("bolt: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
-	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
+	err := s.update(func(tx *bbolt.Tx) (err error) {
 		revoked, err = s.revokeLive(tx, userID, reason, now)
 		return err
 	})

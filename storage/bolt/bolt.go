@@ -15,29 +15,26 @@ import (
 	"github.com/latchauth/latch/storage/bolt/groupcommit"
 )
 
-// schemaVersion is the layout this package reads and writes; migrate.go
-// upgrades older layouts at Open.
-const schemaVersion = "3"
+// schemaVersion is the layout this package reads and writes. Open refuses a
+// file of any other version.
+const schemaVersion = "4"
 
 var (
 	bucketMeta      = []byte("meta")
 	bucketUsers     = []byte("users")
 	bucketEmails    = []byte("emails")
 	bucketSessions  = []byte("sessions")
-	bucketRefresh   = []byte("refresh")
 	bucketDenied    = []byte("denied")
 	bucketExpiry    = []byte("expiry")
 	bucketKeys      = []byte("keys")
 	bucketSessState = []byte("sessstate")
-	// bucketUserSessions is the user → sessions index (schema 2).
+	// bucketUserSessions is the user → sessions index.
 	bucketUserSessions = []byte("usersessions")
-	// bucketSessDigests is schema 2's session → digests index; schema 3
-	// links each refresh entry to its predecessor instead, and only reads
-	// and empties this bucket as schema 2 sessions are deleted.
-	bucketSessDigests = []byte("sessdigests")
+	// bucketRefreshKeys holds the refresh-token MAC secrets.
+	bucketRefreshKeys = []byte("refreshkeys")
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions, bucketRefresh,
-		bucketSessDigests, bucketDenied, bucketExpiry, bucketKeys, bucketSessState, bucketUserSessions}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketEmails, bucketSessions,
+		bucketDenied, bucketExpiry, bucketKeys, bucketRefreshKeys, bucketSessState, bucketUserSessions}
 
 	keySchema = []byte("schema")
 )
@@ -139,7 +136,27 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
-	return &Store{db: db, writes: groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay))}, nil
+	s := &Store{db: db}
+	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay),
+		groupcommit.WithCommitFailed(s.live.invalidate))
+	return s, nil
+}
+
+// update runs fn in a write transaction of its own (bbolt's Update). When
+// fn succeeded but the commit failed, the commit's pages may have become
+// visible without its OnCommit handlers running (a failed fsync), so the
+// cached answers are dropped as a revoking commit would drop them; the
+// group committer does the same for its writes (WithCommitFailed).
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	var fnErr error
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		s.live.invalidate()
+	}
+	return err
 }
 
 // WriteStats counts the store's writes since Open, for metrics: the group
@@ -199,17 +216,21 @@ func initSchema(tx *bbolt.Tx) error {
 			return errors.New("the file is a bbolt database of another program (no Latch schema); refusing to use it")
 		}
 	}
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		if v := meta.Get(keySchema); v != nil && string(v) != schemaVersion {
+			return fmt.Errorf("database schema version %q is not %q: the file was written by another version of Latch, whose layout this one does not read; start this version on a new file", v, schemaVersion)
+		}
+	}
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	v := meta.Get(keySchema)
-	if v == nil {
+	if meta.Get(keySchema) == nil {
 		return meta.Put(keySchema, []byte(schemaVersion))
 	}
-	return migrate(tx, string(v))
+	return nil
 }
 
 // Close closes the database file.

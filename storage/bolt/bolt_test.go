@@ -58,7 +58,13 @@ func TestConformance(t *testing.T) {
 			}
 		})
 		return s
-	})
+	}, storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
+		n, err := bolt.KeyCount(s.(*bolt.Store))
+		if err != nil {
+			t.Fatalf("count keys: %v", err)
+		}
+		return n
+	}))
 }
 
 var base = time.Unix(1_700_000_000, 0).UTC()
@@ -82,10 +88,10 @@ func TestDurableAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := storagetest.Digest(t)
-	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: "s1", Presented: first, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "j1", base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.InitSigningKey(ctx, storage.SigningKey{ID: "k1", PrivateKey: []byte{1}, PublicKey: []byte{2}, CreatedAt: base}); err != nil {
@@ -103,11 +109,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if u, err := r.GetUserByEmail(ctx, "a@example.com"); err != nil || u.Roles[0] != "admin" {
 		t.Fatalf("user after reopen: %+v, %v", u, err)
 	}
-	if got, cur, err := r.FindSessionByRefreshHash(ctx, next); err != nil || !cur || got.Generation != 1 {
-		t.Fatalf("session after reopen: %+v, %v, %v", got, cur, err)
-	}
-	if _, cur, err := r.FindSessionByRefreshHash(ctx, first); err != nil || cur {
-		t.Fatalf("rotated digest after reopen: current=%v, %v", cur, err)
+	if got, err := r.GetSession(ctx, "s1"); err != nil || got.CurrentHash != next || got.PreviousHash != first || got.Generation != 1 {
+		t.Fatalf("session after reopen: %+v, %v", got, err)
 	}
 	if revoked, err := r.AccessTokenRevoked(ctx, "j1", "s1", base.Add(2*time.Minute)); err != nil || !revoked {
 		t.Fatalf("denial after reopen: %v, %v", revoked, err)
@@ -233,6 +236,7 @@ func BenchmarkRawBoltBatch(b *testing.B) {
 func BenchmarkRotateRefreshToken(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()
@@ -244,13 +248,14 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 			b.Error(err)
 			return
 		}
+		var gen uint64
 		for pb.Next() {
 			next := storagetest.Digest(b)
-			if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+			if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: id, Generation: gen, Presented: cur, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 				b.Error(err)
 				return
 			}
-			cur = next
+			cur, gen = next, gen+1
 		}
 	})
 }
@@ -258,6 +263,7 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 func BenchmarkAccessTokenRevoked(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
+	storagetest.EnsureUser(b, s, "u")
 	if err := s.CreateSession(ctx, storage.Session{ID: "s1", UserID: "u", CurrentHash: storagetest.Digest(b), CreatedAt: base,
 		IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(time.Hour)}); err != nil {
 		b.Fatal(err)

@@ -9,12 +9,13 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// ImportSessions stores sessions exactly as CreateSession would, but all of
-// them in one write transaction (one commit, one fsync): for bulk loads
+// ImportSessions stores sessions as CreateSession would, but all of them in
+// one write transaction (one commit, one fsync) and without checking their
+// owners (a restore may bring sessions before their users): for bulk loads
 // such as `latch bench`'s scale rows, restores and migrations, not for the
 // serving path, where it would hold the write lock for the whole slice.
-// Either every session is stored or none is; a taken id or refresh digest
-// fails the whole import with storage.ErrAlreadyExists.
+// Either every session is stored or none is; a taken id fails the whole
+// import with storage.ErrAlreadyExists.
 func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) error {
 	if err := ctxErr(ctx, "import sessions"); err != nil {
 		return err

@@ -21,7 +21,7 @@ func importable(t *testing.T, n int, prefix string) []storage.Session {
 }
 
 // TestImportSessions: imported sessions are what CreateSession would have
-// stored (found by id and by refresh digest, rotatable, swept at expiry),
+// stored (found by id, rotatable, swept at expiry),
 // and an import with one bad session stores none.
 func TestImportSessions(t *testing.T) {
 	s, _ := openTemp(t)
@@ -31,13 +31,13 @@ func TestImportSessions(t *testing.T) {
 		t.Fatalf("ImportSessions: %v", err)
 	}
 	for _, want := range batch {
-		got, current, err := s.FindSessionByRefreshHash(ctx, want.CurrentHash)
-		if err != nil || !current || got.ID != want.ID || got.UserID != "u1" {
-			t.Fatalf("FindSessionByRefreshHash(%s) = %+v, %v, %v", want.ID, got, current, err)
+		got, err := s.GetSession(ctx, want.ID)
+		if err != nil || got.CurrentHash != want.CurrentHash || got.UserID != "u1" {
+			t.Fatalf("GetSession(%s) = %+v, %v", want.ID, got, err)
 		}
 	}
 	next := storagetest.Digest(t)
-	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: batch[0].CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: batch[0].ID, Presented: batch[0].CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 		t.Fatalf("rotate an imported session: %v", err)
 	}
 

@@ -5,19 +5,13 @@
 //
 // Every bucket is created at Open, in one transaction:
 //
-//	meta         "schema" → schema version ("3")
+//	meta         "schema" → schema version ("4")
 //	users        user id → user record
 //	emails       normalised email → user id
-//	sessions     session id → session record
-//	refresh      refresh-token digest (32 bytes) → session id [0x00, the
-//	             digest that was current when this one was issued], for
-//	             every digest a session ever issued (so reuse is
-//	             recognised); the links chain a session's digests from its
-//	             current one, so deleting the session deletes them all
-//	             (at most 256 per sweeper call; see DeleteExpired)
-//	sessdigests  session id, 0x00, digest → empty: schema 2's list of a
-//	             session's digests; schema 3 writes none, and deletes a
-//	             session's entries with it
+//	sessions     session id → session record, which holds the digests of
+//	             the session's current refresh token and of the one before
+//	             it: a session's rows do not grow with its rotations (older
+//	             tokens are recognised by the generation they carry)
 //	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
 //	             the sweeper's index, scanned in time order. A session's
@@ -25,6 +19,7 @@
 //	             rotations do not move it): the sweeper re-files a session
 //	             that ends later instead of deleting it
 //	keys         key id → signing-key record
+//	refreshkeys  key id → refresh-token MAC secret record
 //	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):
 //	             what the per-request revocation check reads, without
 //	             the session record. Written at creation and revocation
@@ -35,23 +30,15 @@
 //	             a user, for administration (list, log out everywhere,
 //	             delete); written with the session, deleted when it is swept
 //
-// So a refresh rotation writes two rows, the session record and its new
-// digest's refresh entry: two leaf pages of a large file, where schema 2
-// wrote five rows (a sessdigests entry, the summary and an expiry move
-// besides).
+// So a refresh rotation writes one row, the session record: one leaf page
+// of a large file, and no new key.
 //
-// Open upgrades an older layout in its one transaction (migrate.go): schema
-// "1" files get the usersessions index built from the sessions bucket;
-// schema "2" → "3" rewrites nothing (schema 2's exact summaries and expiry
-// entries are valid lower bounds, its unlinked refresh entries are still
-// found through sessdigests). An older Latch refuses a file at a newer
-// schema version.
+// Open refuses a file whose schema version is not "4", with an error that
+// names both versions; it never rewrites another layout.
 //
 // Records are encoded by storage/internal/record (one version byte; shared
 // with storage/etcd): sessions as the compact binary version 2 (~150 bytes
-// against ~460 as JSON), users and keys as JSON. Session records written
-// as JSON by schemas 1 and 2 stay readable and become version 2 when next
-// written, so the upgrade rewrites no rows.
+// against ~460 as JSON), users and keys as JSON.
 //
 // # Durability
 //

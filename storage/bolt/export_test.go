@@ -12,3 +12,16 @@ func LastTxID(s *Store) int {
 	_ = s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
 	return id
 }
+
+// KeyCount returns the number of keys in every bucket of s together: the
+// rows the store holds.
+func KeyCount(s *Store) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+			n += b.Stats().KeyN
+			return nil
+		})
+	})
+	return n, err
+}

@@ -52,6 +52,7 @@ func TestFreelistWrittenAtCloseOnly(t *testing.T) {
 	}
 	create := func(s *bolt.Store, id string) {
 		t.Helper()
+		storagetest.EnsureUser(t, s, "u")
 		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "u", CurrentHash: storagetest.Digest(t),
 			CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}); err != nil {
 			t.Fatal(err)

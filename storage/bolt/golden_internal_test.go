@@ -20,10 +20,7 @@ import (
 func TestRecordEncodingIsStable(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	if err := s.CreateUser(ctx, storagetest.GoldenUser()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateSession(ctx, storagetest.GoldenSession()); err != nil {
+	if err := storagetest.StoreGolden(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.InitSigningKey(ctx, storagetest.GoldenKey()); err != nil {
@@ -68,6 +65,7 @@ func TestVersion1SessionRecordStillReads(t *testing.T) {
 	s := openStore(t)
 	golden := storagetest.GoldenSession()
 	golden.RevokedAt, golden.RevokeReason = time.Time{}, ""
+	storagetest.EnsureUser(t, s, golden.UserID)
 	if err := s.CreateSession(ctx, golden); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +80,7 @@ func TestVersion1SessionRecordStillReads(t *testing.T) {
 		t.Fatalf("GetSession of a v1 record = %+v, %v; want %+v", got, err, golden)
 	}
 	now := golden.LastRotatedAt.Add(time.Minute)
-	rotated, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: golden.CurrentHash, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
+	rotated, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: golden.ID, Generation: golden.Generation, Presented: golden.CurrentHash, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
 	if err != nil {
 		t.Fatalf("rotation of a v1 session: %v", err)
 	}

@@ -25,10 +25,12 @@ const liveCacheMax = 1 << 15
 // callers, so that no new caller can forget. Re-filing a summary and
 // deleting an expired denial do not register: neither can turn a cached
 // "not revoked" wrong, and the sweeper re-files live sessions all the time.
-// The revocations that find their target already revoked register too: a
-// commit whose fsync failed may have made its pages visible without running
-// its handlers, and the caller's retry must not answer OK while the cache
-// still disagrees. invalidate starts a new generation; an answer is used
+// A revocation that finds its target already revoked writes nothing and
+// does not invalidate (repeats are free). A commit whose fsync failed may
+// have made its pages visible without running its handlers, so that a
+// retry would find its target revoked while the cache still disagrees:
+// every write transaction that fails to commit therefore invalidates
+// (groupcommit.WithCommitFailed, Store.update). invalidate starts a new generation; an answer is used
 // only within the generation that was current before the read that
 // produced it began. So a check that starts after a revoking commit has
 // returned (and with it the Revoke RPC) never uses an answer read before

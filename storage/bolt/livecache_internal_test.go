@@ -11,7 +11,6 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/internal/record"
 	"github.com/latchauth/latch/storage/storagetest"
 )
 
@@ -83,12 +82,12 @@ func TestRevokingWritesInvalidateLiveCache(t *testing.T) {
 		revoke func(t *testing.T, s *Store, first storage.TokenHash)
 	}{
 		{"DenyAccessToken", func(t *testing.T, s *Store, _ storage.TokenHash) {
-			if err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil {
+			if _, err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"RevokeSession", func(t *testing.T, s *Store, _ storage.TokenHash) {
-			if err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
+			if _, err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -104,7 +103,7 @@ func TestRevokingWritesInvalidateLiveCache(t *testing.T) {
 		}},
 		{"refresh token reuse", func(t *testing.T, s *Store, first storage.TokenHash) {
 			next := storagetest.Digest(t)
-			r := storage.Rotation{Presented: first, Next: next, Now: now, IdleTTL: time.Hour}
+			r := storage.Rotation{SessionID: "s1", Presented: first, Next: next, Now: now, IdleTTL: time.Hour}
 			if _, err := s.RotateRefreshToken(t.Context(), r); err != nil {
 				t.Fatal(err)
 			}
@@ -226,7 +225,7 @@ func TestRevokeIsSeenByEveryLaterCheck(t *testing.T) {
 	}
 	for i := range n {
 		id := fmt.Sprintf("s%d", i)
-		if err := s.RevokeSession(t.Context(), id, storage.ReasonRevoked, now); err != nil {
+		if _, err := s.RevokeSession(t.Context(), id, storage.ReasonRevoked, now); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.AccessTokensRevoked(t.Context(), []storage.AccessTokenRef{{JTI: "j", SessionID: id}}, now)
@@ -262,7 +261,7 @@ func TestSweeperRefileKeepsLiveCache(t *testing.T) {
 	now := time.Now()
 	first := storagetest.Digest(t)
 	createSession(t, s, "rotated", first, now, 24*time.Hour) // filed at its idle expiry, now + 1 h
-	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: first, Next: storagetest.Digest(t),
+	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: "rotated", Presented: first, Next: storagetest.Digest(t),
 		Now: now.Add(50 * time.Minute), IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,65 +277,69 @@ func TestSweeperRefileKeepsLiveCache(t *testing.T) {
 	}
 }
 
-// TestRepeatedRevocationDropsLiveCache: a revocation that finds its target
-// already revoked in the file still drops the cached answers, as after a
-// commit whose pages became visible but whose fsync failed (no OnCommit
-// ran). The test makes that state by writing the file behind the cache.
-func TestRepeatedRevocationDropsLiveCache(t *testing.T) {
+// TestRepeatedRevocationKeepsLiveCache: a revocation that finds its target
+// already revoked changes nothing, so it writes nothing and keeps the
+// cached answers of other tokens.
+func TestRepeatedRevocationKeepsLiveCache(t *testing.T) {
 	now := time.Now()
-	revokeBehind := func(t *testing.T, s *Store) {
-		if err := s.db.Update(func(tx *bbolt.Tx) error {
-			sess, err := getSession(tx, []byte("s1"))
-			if err != nil {
-				return err
-			}
-			sess.RevokedAt, sess.RevokeReason = now, storage.ReasonRevoked
-			if err := putRecord(tx, sess); err != nil {
-				return err
-			}
-			return tx.Bucket(bucketSessState).Put([]byte("s1"), record.EncodeState(sess))
-		}); err != nil {
-			t.Fatal(err)
+	s := openStore(t)
+	createSession(t, s, "s1", storagetest.Digest(t), now, 24*time.Hour)
+	createSession(t, s, "s2", storagetest.Digest(t), now, 24*time.Hour)
+	if changed, err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil || !changed {
+		t.Fatalf("RevokeSession = %v, %v", changed, err)
+	}
+	if changed, err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil || !changed {
+		t.Fatalf("DenyAccessToken = %v, %v", changed, err)
+	}
+	other := storage.AccessTokenRef{JTI: "j2", SessionID: "s2"}
+	checkRevoked(t, s, other, now)
+	if revoked, read := checkRevoked(t, s, other, now); revoked || read {
+		t.Fatalf("set-up: revoked=%v read=%v, want a cached live answer", revoked, read)
+	}
+	writes := s.WriteStats().Writes
+	for range 3 {
+		if changed, err := s.RevokeSession(t.Context(), "s1", storage.ReasonAdmin, now); err != nil || changed {
+			t.Fatalf("repeated RevokeSession = %v, %v; want unchanged", changed, err)
+		}
+		if changed, err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil || changed {
+			t.Fatalf("repeated DenyAccessToken = %v, %v; want unchanged", changed, err)
 		}
 	}
-	for _, tc := range []struct {
-		name           string
-		behind, revoke func(t *testing.T, s *Store)
-	}{
-		{"RevokeSession", revokeBehind, func(t *testing.T, s *Store) {
-			if err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"RevokeUserSessions", revokeBehind, func(t *testing.T, s *Store) {
-			if _, err := s.RevokeUserSessions(t.Context(), "u", storage.ReasonAdmin, now); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"DenyAccessToken", func(t *testing.T, s *Store) {
-			if err := s.db.Update(func(tx *bbolt.Tx) error {
-				return tx.Bucket(bucketDenied).Put([]byte("j1"), timeKey(now.Add(2*time.Hour)))
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}, func(t *testing.T, s *Store) {
-			if err := s.DenyAccessToken(t.Context(), "j1", now.Add(time.Hour)); err != nil {
-				t.Fatal(err)
-			}
-		}},
+	if got := s.WriteStats().Writes; got != writes {
+		t.Errorf("repeated revocations made %d writes, want 0", got-writes)
+	}
+	if revoked, read := checkRevoked(t, s, other, now); revoked || read {
+		t.Fatalf("after repeats: revoked=%v read=%v, want the cached live answer", revoked, read)
+	}
+}
+
+// TestFailedCommitDropsLiveCache: a write transaction that fails to commit
+// may have made its pages visible without running its OnCommit handlers
+// (a failed fsync), so it drops the cached answers, through the group
+// committer and through Store.update alike. The commits here fail because
+// the file is closed under them.
+func TestFailedCommitDropsLiveCache(t *testing.T) {
+	for name, write := range map[string]func(s *Store) error{
+		"group commit": func(s *Store) error { return s.writes.Do(func(*bbolt.Tx) error { return nil }) },
+		"update":       func(s *Store) error { return s.update(func(*bbolt.Tx) error { return nil }) },
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(name, func(t *testing.T) {
 			s := openStore(t)
-			createSession(t, s, "s1", storagetest.Digest(t), now, 24*time.Hour)
-			ref := storage.AccessTokenRef{JTI: "j1", SessionID: "s1"}
-			checkRevoked(t, s, ref, now)
-			tc.behind(t, s)
-			if revoked, read := checkRevoked(t, s, ref, now); revoked || read {
-				t.Fatalf("set-up: revoked=%v read=%v, want the stale cached answer", revoked, read)
+			gen := s.live.generation()
+			if err := s.writes.Do(func(*bbolt.Tx) error { return errors.New("refused") }); err == nil {
+				t.Fatal("a failing write function succeeded")
 			}
-			tc.revoke(t, s)
-			if revoked, read := checkRevoked(t, s, ref, now); !revoked || !read {
-				t.Fatalf("after %s: revoked=%v read=%v, want true from a read", tc.name, revoked, read)
+			if got := s.live.generation(); got != gen {
+				t.Fatalf("a write whose function failed (nothing committed) dropped the cache")
+			}
+			if err := s.db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(s); err == nil {
+				t.Fatal("a write on a closed file succeeded")
+			}
+			if got := s.live.generation(); got == gen {
+				t.Fatal("a write that failed to commit kept the cache")
 			}
 		})
 	}

@@ -15,39 +15,65 @@ import (
 )
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
-// later expiry.
-func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+// later expiry. A jti already denied until expiresAt or later is answered
+// from a read transaction: a repeat costs no commit or fsync and leaves the
+// store's cached answers (liveCache) in place.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
 	if err := ctxErr(ctx, "deny access token"); err != nil {
-		return err
+		return false, err
 	}
 	if !storage.ValidID(jti) || expiresAt.IsZero() {
-		return fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
-	err := s.writes.Do(func(tx *bbolt.Tx) error {
-		// Also when the jti is already denied (see RevokeSession).
-		tx.OnCommit(s.live.invalidate)
-		denied, expiry := tx.Bucket(bucketDenied), tx.Bucket(bucketExpiry)
-		if old := denied.Get([]byte(jti)); old != nil {
-			if len(old) != 8 {
-				return record.ErrCorrupt
-			}
-			oldExp := time.Unix(0, int64(binary.BigEndian.Uint64(old)))
-			if !expiresAt.After(oldExp) {
-				return nil
-			}
-			if err := expiry.Delete(expiryKey(oldExp, kindJTI, jti)); err != nil {
+	var denied bool
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		_, denied, err = deniedUntil(tx, jti, expiresAt)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("bolt: deny access token %s: %w", jti, err)
+	}
+	if denied {
+		return false, nil
+	}
+	changed := false
+	err = s.writes.Do(func(tx *bbolt.Tx) error {
+		changed = false // the group commit may run this more than once
+		old, denied, err := deniedUntil(tx, jti, expiresAt)
+		if err != nil || denied { // denied meanwhile by another call
+			return err
+		}
+		expiry := tx.Bucket(bucketExpiry)
+		if !old.IsZero() {
+			if err := expiry.Delete(expiryKey(old, kindJTI, jti)); err != nil {
 				return err
 			}
 		}
-		if err := denied.Put([]byte(jti), timeKey(expiresAt)); err != nil {
+		tx.OnCommit(s.live.invalidate)
+		if err := tx.Bucket(bucketDenied).Put([]byte(jti), timeKey(expiresAt)); err != nil {
 			return err
 		}
+		changed = true
 		return expiry.Put(expiryKey(expiresAt, kindJTI, jti), nil)
 	})
 	if err != nil {
-		return fmt.Errorf("bolt: deny access token %s: %w", jti, err)
+		return false, fmt.Errorf("bolt: deny access token %s: %w", jti, err)
 	}
-	return nil
+	return changed, nil
+}
+
+// deniedUntil returns the expiry jti is denied until (zero if it is not
+// denied), and whether that covers until.
+func deniedUntil(tx *bbolt.Tx, jti string, until time.Time) (time.Time, bool, error) {
+	v := tx.Bucket(bucketDenied).Get([]byte(jti))
+	if v == nil {
+		return time.Time{}, false, nil
+	}
+	if len(v) != 8 {
+		return time.Time{}, false, record.ErrCorrupt
+	}
+	exp := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+	return exp, !until.After(exp), nil
 }
 
 // AccessTokenRevoked implements storage.DenyList: AccessTokensRevoked for
@@ -136,8 +162,7 @@ func (s *Store) accessTokensRevoked(ctx context.Context, refs []storage.AccessTo
 // session, not found when the token is revoked whatever the time (its jti
 // is denied, or its session is gone). It reads only the 24-byte session
 // summary, which every stored session has (putSession writes it,
-// deleteSession removes it, the schema 1 → 2 migration filled in any
-// missing): no summary means no session, so the token is revoked. Of the
+// deleteSession removes it): no summary means no session, so the token is revoked. Of the
 // summary the caller uses only what is exact, revocation and absolute
 // expiry.
 func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state record.State, found bool, err error) {
@@ -160,12 +185,6 @@ func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state recor
 // later than filed is re-filed at its real expiry, with its summary's idle
 // expiry brought up to date, and counts in Refiled; each entry due counts
 // against limit, deleted or re-filed.
-//
-// A session's refresh digests are deleted with it, at most
-// sweepDigestBudget per call: a session that rotated more often than that
-// is deleted over several calls, its record last (see deleteSession), and
-// stays due meanwhile; it counts as deleted in the call that finishes it.
-// A call that stops on its digest budget reports More.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
 		return storage.SweepResult{}, err
@@ -175,7 +194,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 	}
 	cutoff := timeKey(now)
 	var res storage.SweepResult
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		res = storage.SweepResult{}
 		expiry := tx.Bucket(bucketExpiry)
 		// Collect first: the bucket must not change under its cursor.
@@ -190,14 +209,13 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 			}
 			due = append(due, bytes.Clone(k))
 		}
-		budget := sweepDigestBudget
 		for _, k := range due {
 			id := k[9:]
 			var err error
-			done, refiled := true, false
+			refiled := false
 			switch k[8] {
 			case kindSession:
-				refiled, done, err = s.sweepSession(tx, id, cutoff, &budget)
+				refiled, err = s.sweepSession(tx, id, cutoff)
 			case kindJTI:
 				err = tx.Bucket(bucketDenied).Delete(id)
 			default:
@@ -205,10 +223,6 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 			}
 			if err != nil {
 				return err
-			}
-			if !done {
-				res.More = true // more of this session next call; its entry stays due
-				return nil
 			}
 			if err := expiry.Delete(k); err != nil {
 				return err
@@ -228,124 +242,41 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 	return res, nil
 }
 
-// sweptExpiry is the idle expiry of a session the sweeper has begun to
-// delete: before any clock a server runs on (and not the zero time, which
-// the record format reads as absent).
-var sweptExpiry = time.Unix(0, 1)
-
-// sweepDigestBudget bounds the refresh digests one DeleteExpired call
-// deletes, so that a session that rotated thousands of times does not hold
-// the one writer lock for a scattered page write per digest at once.
-const sweepDigestBudget = 256
-
 // sweepSession handles a session whose expiry-index entry is due (before
 // cutoff): it deletes the session if it has really expired, and otherwise
-// re-files it at its real expiry, reporting refiled. It reports
-// done = false when *budget ran out before the session was gone (see
-// deleteSession); the caller deletes the due entry only when done.
-func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte, budget *int) (refiled, done bool, err error) {
+// re-files it at its real expiry, reporting refiled.
+func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err error) {
 	sess, err := getSession(tx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return false, true, nil // a stale entry (only a damaged file has one): deleted
+		return false, nil // a stale entry (only a damaged file has one): deleted
 	case err != nil:
-		return false, false, fmt.Errorf("session %q: %w", id, err)
+		return false, fmt.Errorf("session %q: %w", id, err)
 	}
 	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
 		if err := tx.Bucket(bucketSessState).Put(id, record.EncodeState(sess)); err != nil {
-			return false, false, err
+			return false, err
 		}
-		return true, true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+		return true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
 	}
-	done, err = s.deleteSession(tx, sess, budget)
-	return false, done, err
+	return false, s.deleteSession(tx, sess)
 }
 
-// deleteSession removes an expired session, its summary, its entry in the
-// user → sessions index and every refresh digest it issued: those on the
-// chain of links from its current digest (see refreshEntry), and those a
-// schema 2 file listed in the sessdigests bucket. It deletes at most
-// *budget digests (and lowers *budget by as many); when the budget runs out
-// first it keeps the record, with CurrentHash moved to the first digest
-// not yet deleted and its idle expiry moved to sweptExpiry, and reports
-// done = false. Meanwhile the session is still expired, whatever the
-// clock: a digest not yet deleted reads as that expired session, one
-// deleted as unknown, and both fail a refresh.
-func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session, budget *int) (done bool, err error) {
+// deleteSession removes an expired session: its record, its summary and
+// its entry in the user → sessions index (the refresh-token digests it
+// keeps are in the record).
+func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 	id := []byte(sess.ID)
-	refresh := tx.Bucket(bucketRefresh)
-	// Each successful rotation adds one digest to the chain, and one to
-	// Generation: the step bound only guards against a damaged file.
-	h := sess.CurrentHash
-	for steps := uint64(0); !h.IsZero() && steps <= sess.Generation+1; steps++ {
-		v := refresh.Get(h[:])
-		if v == nil {
-			break
-		}
-		e, err := decodeRefreshEntry(v)
-		if err != nil {
-			return false, fmt.Errorf("refresh entry of session %q: %w", id, err)
-		}
-		if !bytes.Equal(e.sessionID, id) {
-			break
-		}
-		if *budget <= 0 {
-			if h == sess.CurrentHash {
-				return false, nil // nothing deleted yet: the record stands as it is
-			}
-			// h was superseded; now it is the record's current digest,
-			// which a rotation accepts while the session has not
-			// expired. Expire the record for any clock, so that a clock
-			// stepped back past the expiry cannot make h rotate.
-			sess.CurrentHash = h
-			sess.IdleExpiresAt = sweptExpiry
-			return false, putRecord(tx, sess)
-		}
-		if err := refresh.Delete(h[:]); err != nil {
-			return false, err
-		}
-		*budget--
-		h = e.prev
-	}
-	// Schema 2 digests (no links), listed by session.
-	prefix := append(append([]byte{}, id...), 0)
-	digests := tx.Bucket(bucketSessDigests)
-	var keys [][]byte
-	more := false // schema 2 digests left past the budget, for the next call
-	c := digests.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+32 && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		if len(keys) == *budget { // never negative: the chain stops at 0
-			more = true
-			break
-		}
-		keys = append(keys, bytes.Clone(k))
-	}
-	for _, k := range keys {
-		if owner, err := digestOwner(tx, storage.TokenHash(k[len(prefix):])); err != nil {
-			return false, err
-		} else if bytes.Equal(owner, id) {
-			if err := refresh.Delete(k[len(prefix):]); err != nil {
-				return false, err
-			}
-		}
-		if err := digests.Delete(k); err != nil {
-			return false, err
-		}
-		*budget--
-	}
-	if more {
-		return false, nil // the chain is gone; the record stays for the rest
-	}
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
-		return false, err
+		return err
 	}
 	// Without its summary the session's tokens read as revoked: drop the
 	// cached answers once the commit lands.
 	tx.OnCommit(s.live.invalidate)
 	if err := tx.Bucket(bucketSessState).Delete(id); err != nil {
-		return false, err
+		return err
 	}
-	return true, tx.Bucket(bucketSessions).Delete(id)
+	return tx.Bucket(bucketSessions).Delete(id)
 }
 
 // ListRevocations implements storage.DenyList. It reads the deny list and

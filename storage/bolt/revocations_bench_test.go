@@ -16,6 +16,7 @@ func BenchmarkIntrospectRevocationReads(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
 	for _, id := range []string{"caller", "target"} {
+		storagetest.EnsureUser(b, s, "u-"+id)
 		if err := s.CreateSession(ctx, storage.Session{ID: id, UserID: "u-" + id, CurrentHash: storagetest.Digest(b), CreatedAt: base,
 			IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(time.Hour)}); err != nil {
 			b.Fatal(err)

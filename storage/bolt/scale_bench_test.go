@@ -41,11 +41,11 @@ func BenchmarkRotateAtScale(b *testing.B) {
 				cur := &chains[next.Add(1)-1]
 				for pb.Next() {
 					nd := storagetest.Digest(b)
-					if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: *cur, Next: nd, Now: base, IdleTTL: time.Hour}); err != nil {
+					if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: cur.id, Generation: cur.gen, Presented: cur.h, Next: nd, Now: base, IdleTTL: time.Hour}); err != nil {
 						b.Error(err)
 						return
 					}
-					*cur = nd
+					cur.h, cur.gen = nd, cur.gen+1
 				}
 			})
 		})
@@ -78,11 +78,12 @@ func BenchmarkRotateSpreadAtScale(b *testing.B) {
 				for pb.Next() {
 					i := w + workers*rng.IntN((n-w+workers-1)/workers) // stripe w: i ≡ w (mod workers)
 					nd := storagetest.Digest(b)
-					if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: current[i], Next: nd, Now: base, IdleTTL: time.Hour}); err != nil {
+					cur := &current[i]
+					if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: cur.id, Generation: cur.gen, Presented: cur.h, Next: nd, Now: base, IdleTTL: time.Hour}); err != nil {
 						b.Error(err)
 						return
 					}
-					current[i] = nd
+					cur.h, cur.gen = nd, cur.gen+1
 				}
 			})
 		})
@@ -119,10 +120,18 @@ func scaleCounts(b *testing.B) []int {
 	return out
 }
 
+// chainToken is what a client's current refresh token says: its session,
+// its generation and its digest.
+type chainToken struct {
+	id  string
+	gen uint64
+	h   storage.TokenHash
+}
+
 // scaleStore opens a store holding n imported sessions and returns it with
-// the current digests of 32 more sessions whose tokens the caller rotates,
-// and the current digests of the n sessions.
-func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash, []storage.TokenHash) {
+// the current tokens of 32 more sessions whose tokens the caller rotates,
+// and the current tokens of the n sessions.
+func scaleStore(b *testing.B, n int) (*bolt.Store, []chainToken, []chainToken) {
 	b.Helper()
 	s, err := bolt.Open(filepath.Join(b.TempDir(), "scale.db"))
 	if err != nil {
@@ -130,10 +139,10 @@ func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash, []storag
 	}
 	ctx := context.Background()
 	all := make([]storage.Session, 0, 20_000)
-	current := make([]storage.TokenHash, n)
+	current := make([]chainToken, n)
 	for i := range n {
-		current[i] = storagetest.Digest(b)
-		all = append(all, storage.Session{ID: fmt.Sprintf("s%07d-%d", i*7919%n, i), UserID: "u", CurrentHash: current[i],
+		current[i] = chainToken{id: fmt.Sprintf("s%07d-%d", i*7919%n, i), h: storagetest.Digest(b)}
+		all = append(all, storage.Session{ID: current[i].id, UserID: "u", CurrentHash: current[i].h,
 			CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)})
 		if len(all) == cap(all) || i == n-1 {
 			if err := s.ImportSessions(ctx, all); err != nil {
@@ -142,11 +151,11 @@ func scaleStore(b *testing.B, n int) (*bolt.Store, []storage.TokenHash, []storag
 			all = all[:0]
 		}
 	}
-	chains := make([]storage.TokenHash, 32)
+	chains := make([]chainToken, 32)
 	sessions := make([]storage.Session, len(chains))
 	for i := range chains {
-		chains[i] = storagetest.Digest(b)
-		sessions[i] = storage.Session{ID: fmt.Sprintf("chain%02d", i), UserID: "u", CurrentHash: chains[i],
+		chains[i] = chainToken{id: fmt.Sprintf("chain%02d", i), h: storagetest.Digest(b)}
+		sessions[i] = storage.Session{ID: chains[i].id, UserID: "u", CurrentHash: chains[i].h,
 			CreatedAt: base, LastRotatedAt: base, IdleExpiresAt: base.Add(time.Hour), AbsoluteExpiresAt: base.Add(2 * time.Hour)}
 	}
 	if err := s.ImportSessions(ctx, sessions); err != nil {

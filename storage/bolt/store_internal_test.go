@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/storagetest"
 )
 
 // openStore opens a store in a fresh temp dir, closed when the test ends.
@@ -23,6 +24,7 @@ func openStore(t *testing.T) *Store {
 // current digest h, an hour of idle lifetime and the given absolute one.
 func createSession(t *testing.T, s *Store, id string, h storage.TokenHash, created time.Time, absolute time.Duration) {
 	t.Helper()
+	storagetest.EnsureUser(t, s, "u")
 	if err := s.CreateSession(t.Context(), storage.Session{ID: id, UserID: "u", CurrentHash: h, CreatedAt: created,
 		LastRotatedAt: created, IdleExpiresAt: created.Add(time.Hour), AbsoluteExpiresAt: created.Add(absolute)}); err != nil {
 		t.Fatal(err)

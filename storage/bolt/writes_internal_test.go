@@ -88,9 +88,9 @@ func TestCommitsReuseLowestFreePages(t *testing.T) {
 	}
 }
 
-// TestUnknownDigestCommitsNothing: a rotation presenting a digest that no
-// stored session issued is refused without a write transaction (no commit,
-// no fsync, no place in the writer's queue).
+// TestUnknownDigestCommitsNothing: a rotation naming no stored session, or
+// presenting a token its session never delivered, is refused without a
+// write transaction (no commit, no fsync, no place in the writer's queue).
 func TestUnknownDigestCommitsNothing(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
@@ -104,15 +104,17 @@ func TestUnknownDigestCommitsNothing(t *testing.T) {
 		return id
 	}
 	before := txid()
-	_, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: storage.TokenHash{2}, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour})
-	if !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("unknown digest: %v, want ErrNotFound", err)
+	for _, sid := range []string{"s1", "nosuch"} {
+		_, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: sid, Presented: storage.TokenHash{2}, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour})
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("unknown digest of session %s: %v, want ErrNotFound", sid, err)
+		}
 	}
 	if after := txid(); after != before {
 		t.Fatalf("unknown digest: the database went from transaction %d to %d", before, after)
 	}
 	// A known digest still rotates, through a commit.
-	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour}); err != nil {
+	if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: "s1", Presented: cur, Next: storage.TokenHash{3}, Now: now, IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if after := txid(); after == before {

@@ -48,14 +48,15 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 					id := fmt.Sprintf("bench-%d", ids.Add(1))
 					sess := newSession(b, s, id, "u-"+id, base)
 					cur, now, ctx := sess.CurrentHash, base, context.Background()
+					var gen uint64
 					for pb.Next() {
 						next := storagetest.Digest(b)
 						now = now.Add(time.Second)
-						if _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: cur, Next: next, Now: now, IdleTTL: time.Hour}); err != nil {
+						if _, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: id, Generation: gen, Presented: cur, Next: next, Now: now, IdleTTL: time.Hour}); err != nil {
 							b.Error(err)
 							return
 						}
-						cur = next
+						cur, gen = next, gen+1
 					}
 				})
 			})

@@ -8,7 +8,8 @@
 // Every key lives under a prefix (default "/latch/"); ids are stored as
 // given (they may not contain NUL, which separates composite keys):
 //
-//	meta/schema                  schema version ("1")
+//	meta/schema                  schema version ("2"; Open refuses any
+//	                             other)
 //	meta/keyset                  guard of the signing-key set: every change
 //	                             of the set rewrites it, and every change
 //	                             compares its revision (so two processes
@@ -20,13 +21,13 @@
 //	                             (24 bytes), written with the record: what
 //	                             the per-request revocation check and
 //	                             CountLiveSessions read                  [L]
-//	digests/<hex sha256>         session id, for every refresh token a
-//	                             session ever issued (reuse detection)   [A]
-//	sessdigests/<sid>\0<hex>     empty (to delete a session's digests)   [A]
 //	usersessions/<uid>\0<sid>    empty (a user's sessions)               [A]
 //	revocations/session/<sid>    expiry of a revoked session             [L]
 //	revocations/jti/<jti>        expiry of a denied access token         [L]
 //	keys/<kid>                   signing-key record
+//	meta/refreshkeyset           guard of the refresh-key set, as
+//	                             meta/keyset is of the signing keys
+//	refreshkeys/<id>             refresh-token MAC secret record
 //	userfences/<uid>             see "Revoking every session of a user"  [L]
 //
 // Records are encoded by storage/internal/record (one version byte, then
@@ -54,8 +55,10 @@
 // carried by the row, such as a rotation's Now), never by etcd. Leases are
 // only the garbage collector: rows marked [L] above are attached to a lease
 // that ends after the row's expiry, rows marked [A] to one that ends after
-// the session's absolute expiry (which never moves, so the digests of an
-// old rotation never have to be re-attached). A lease's TTL is the row's
+// the session's absolute expiry (which never moves, so they never have to
+// be re-attached). A session's keys do not grow with its rotations: the
+// record holds the digests of its current and previous refresh tokens, and
+// older tokens are recognised by the generation they carry. A lease's TTL is the row's
 // remaining life judged against the operation's time, plus a slack that
 // covers clock skew between processes, rounded up to a bucket so that rows
 // expiring together share one lease. Because of the leases, `latch serve`

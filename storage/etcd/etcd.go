@@ -22,7 +22,7 @@ import (
 )
 
 // schemaVersion is the layout this package reads and writes.
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 // DefaultPrefix is the key prefix used when Config.Prefix is empty.
 const DefaultPrefix = "/latch/"
@@ -219,7 +219,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 		}
 		if len(resp.Kvs) == 1 {
 			if v := string(resp.Kvs[0].Value); v != schemaVersion {
-				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch", v, schemaVersion)
+				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch, whose layout this one does not read; start this version on a new prefix (--etcd-prefix)", v, schemaVersion)
 			}
 			return nil
 		}
@@ -343,13 +343,6 @@ func (s *Store) sessionKey(id string) string { return s.p + "sessions/" + id }
 func (s *Store) sessStateKey(id string) string {
 	return s.p + "sessstate/" + id
 }
-func (s *Store) digestKey(h storage.TokenHash) string {
-	return s.p + "digests/" + fmt.Sprintf("%x", h[:])
-}
-func (s *Store) sessDigestKey(sid string, h storage.TokenHash) string {
-	return s.p + "sessdigests/" + sid + "\x00" + fmt.Sprintf("%x", h[:])
-}
-func (s *Store) sessDigestPrefix(sid string) string { return s.p + "sessdigests/" + sid + "\x00" }
 func (s *Store) userSessionKey(uid, sid string) string {
 	return s.p + "usersessions/" + uid + "\x00" + sid
 }
@@ -359,6 +352,8 @@ func (s *Store) revSessionKey(sid string) string     { return s.p + "revocations
 func (s *Store) revJTIKey(jti string) string         { return s.p + "revocations/jti/" + jti }
 func (s *Store) keyKey(id string) string             { return s.p + "keys/" + id }
 func (s *Store) keysetKey() string                   { return s.p + "meta/keyset" }
+func (s *Store) refreshKeyKey(id string) string      { return s.p + "refreshkeys/" + id }
+func (s *Store) refreshKeysetKey() string            { return s.p + "meta/refreshkeyset" }
 func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
 // --- encoding ---

@@ -35,7 +35,15 @@ func openStore(t testing.TB, srv *etcdtest.Server, opts ...etcd.Option) *etcd.St
 
 func TestConformance(t *testing.T) {
 	srv := etcdtest.Start(t)
-	storagetest.Run(t, func(t *testing.T) storage.Store { return openStore(t, srv) })
+	storagetest.Run(t, func(t *testing.T) storage.Store { return openStore(t, srv) },
+		storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
+			es := s.(*etcd.Store)
+			resp, err := es.Client().Get(ctxT(t), es.Prefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatalf("count keys: %v", err)
+			}
+			return int(resp.Count)
+		}))
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -51,6 +59,7 @@ func newSession(t testing.TB, s storage.Store, id, user string, now time.Time) s
 	t.Helper()
 	sess := storage.Session{ID: id, UserID: user, Audience: "orders", CurrentHash: storagetest.Digest(t),
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(7 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(30 * 24 * time.Hour)}
+	storagetest.EnsureUser(t, s, user)
 	if err := s.CreateSession(ctxT(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}
@@ -90,7 +99,7 @@ func TestRotationRaceAcrossClients(t *testing.T) {
 			next := storagetest.Digest(t)
 			wg.Go(func() {
 				<-start
-				_, errs[i] = peers[i%len(peers)].RotateRefreshToken(ctxT(t), storage.Rotation{
+				_, errs[i] = peers[i%len(peers)].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: sess.ID,
 					Presented: sess.CurrentHash, Next: next, Now: base.Add(time.Second), IdleTTL: time.Hour})
 			})
 		}
@@ -133,7 +142,7 @@ func TestRevocationFeed(t *testing.T) {
 	}()
 	<-ready
 	sess := newSession(t, peers[1], "s1", "u1", base)
-	if err := peers[1].RevokeSession(ctxT(t), "s1", storage.ReasonAdmin, base); err != nil {
+	if _, err := peers[1].RevokeSession(ctxT(t), "s1", storage.ReasonAdmin, base); err != nil {
 		t.Fatal(err)
 	}
 	want := func(w storage.Revocation) {
@@ -157,14 +166,14 @@ func TestRevocationFeed(t *testing.T) {
 
 	s2 := newSession(t, peers[1], "s2", "u1", base)
 	next := storagetest.Digest(t)
-	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{Presented: s2.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: "s2", Presented: s2.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{Presented: s2.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
+	if _, err := peers[1].RotateRefreshToken(ctxT(t), storage.Rotation{SessionID: "s2", Presented: s2.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
 		t.Fatalf("reuse: %v", err)
 	}
 	want(storage.Revocation{SessionID: "s2", ExpiresAt: base.Add(time.Hour)})
-	if err := peers[1].DenyAccessToken(ctxT(t), "jti-1", base.Add(15*time.Minute)); err != nil {
+	if _, err := peers[1].DenyAccessToken(ctxT(t), "jti-1", base.Add(15*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	want(storage.Revocation{JTI: "jti-1", ExpiresAt: base.Add(15 * time.Minute)})
@@ -207,7 +216,7 @@ func TestLeaseTTLFollowsTheRowsClock(t *testing.T) {
 	if got, lo, hi := ttl(prefix+"sessions/s1"), 7*24*time.Hour+slack-time.Minute, 7*24*time.Hour+slack+bucket+time.Minute; got < lo || got > hi {
 		t.Errorf("session lease TTL %v, want in [%v, %v]", got, lo, hi)
 	}
-	if err := s.DenyAccessToken(ctxT(t), "old-jti", base.Add(time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(ctxT(t), "old-jti", base.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got, lo, hi := ttl(prefix+"revocations/jti/old-jti"), slack-time.Minute, slack+bucket+time.Minute; got < lo || got > hi {
@@ -220,7 +229,7 @@ func TestLeaseTTLFollowsTheRowsClock(t *testing.T) {
 func TestLeaseDeletesExpiredRows(t *testing.T) {
 	srv := etcdtest.Start(t)
 	s := openStore(t, srv, etcd.WithLeaseSlack(0), etcd.WithLeaseBucket(time.Second))
-	if err := s.DenyAccessToken(ctxT(t), "short", time.Now().Add(time.Second)); err != nil {
+	if _, err := s.DenyAccessToken(ctxT(t), "short", time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	key := s.Prefix() + "revocations/jti/short"
@@ -304,16 +313,16 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 	newSession(t, s, "live", "u1", base)
 	reused := newSession(t, s, "reused", "u1", base)
 	next := storagetest.Digest(t)
-	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: reused.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Presented: reused.CurrentHash, Next: storagetest.Digest(t), Now: base, IdleTTL: time.Hour}); !errors.Is(err, storage.ErrRefreshTokenReused) {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(c, "denied", time.Now().Add(time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(c, "denied", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	srv.Crash()
@@ -323,7 +332,7 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 			t.Fatalf("session %s after an etcd crash: revoked=%v, %v", sid, revoked, err)
 		}
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{Presented: next, Next: storagetest.Digest(t), Now: base.Add(time.Minute), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrSessionRevoked) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Generation: 1, Presented: next, Next: storagetest.Digest(t), Now: base.Add(time.Minute), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrSessionRevoked) {
 		t.Fatalf("rotation of the reused family after an etcd crash = %v, want ErrSessionRevoked", err)
 	}
 	if revoked, err := s.AccessTokenRevoked(c, "denied", "live", base); err != nil || !revoked {

@@ -28,7 +28,7 @@ func TestFollowResyncsAfterCompaction(t *testing.T) {
 	}
 	old := start.Header.Revision
 	for jti, exp := range map[string]time.Time{"gap-1": now.Add(time.Hour), "gap-2": now.Add(time.Hour), "expired": now.Add(-time.Minute)} {
-		if err := s.DenyAccessToken(ctx, jti, exp); err != nil {
+		if _, err := s.DenyAccessToken(ctx, jti, exp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,7 +55,7 @@ func TestFollowResyncsAfterCompaction(t *testing.T) {
 			t.Fatalf("after compaction the feed relayed only %v", seen)
 		}
 	}
-	if err := s.DenyAccessToken(ctx, "after", now.Add(time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(ctx, "after", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -32,6 +32,7 @@ func openInternal(t *testing.T, srv *etcdtest.Server, prefix string, opts ...Opt
 
 func createSessions(t *testing.T, s *Store, user string, n int, at time.Time) []storage.Session {
 	t.Helper()
+	storagetest.EnsureUser(t, s, user)
 	var out []storage.Session
 	for i := range n {
 		sess := storage.Session{ID: fmt.Sprintf("%s-s%03d", user, i), UserID: user, Audience: "orders", CurrentHash: storagetest.Digest(t),
@@ -97,7 +98,7 @@ func TestFencedSessionsCannotBeRefreshed(t *testing.T) {
 	sessions := createSessions(t, s, "u1", 20, fenceBase)
 	other := createSessions(t, s, "u2", 1, fenceBase)[0]
 	now := fenceBase.Add(time.Hour)
-	live, err := s.liveSessionsOf(t.Context(), "u1", now)
+	live, _, err := s.liveSessionsOf(t.Context(), "u1", now)
 	if err != nil || len(live) != 20 {
 		t.Fatalf("live sessions = %d, %v", len(live), err)
 	}
@@ -108,7 +109,7 @@ func TestFencedSessionsCannotBeRefreshed(t *testing.T) {
 	later.UserID = "u1"
 
 	rot := func(sess storage.Session) error {
-		_, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: sess.CurrentHash, Next: storagetest.Digest(t),
+		_, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: sess.ID, Presented: sess.CurrentHash, Next: storagetest.Digest(t),
 			Now: now.Add(time.Minute), IdleTTL: time.Hour})
 		return err
 	}
@@ -162,7 +163,7 @@ func TestDeleteUserManySessionsUnderRefresh(t *testing.T) {
 	s.testHookBeforeBatch = func() {
 		calls++
 		if calls == 1 { // rotate a session the first partial Txn is about to revoke
-			_, refreshErr = s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: sessions[0].CurrentHash,
+			_, refreshErr = s.RotateRefreshToken(context.Background(), storage.Rotation{SessionID: sessions[0].ID, Presented: sessions[0].CurrentHash,
 				Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
 		}
 	}
@@ -229,7 +230,7 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 	cur := long.CurrentHash
 	for i := range 30 {
 		next := storagetest.Digest(t)
-		if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{Presented: cur, Next: next,
+		if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: long.ID, Generation: uint64(i), Presented: cur, Next: next,
 			Now: fenceBase.Add(time.Duration(i+1) * time.Minute), IdleTTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
@@ -239,8 +240,9 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 	if err != nil || r != (storage.SweepResult{Deleted: 81}) {
 		t.Fatalf("DeleteExpired = %+v, %v; want 81 sessions deleted", r, err)
 	}
-	if _, _, err := s.FindSessionByRefreshHash(t.Context(), cur); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("digest of a deleted session: %v", err)
+	if _, err := s.RotateRefreshToken(t.Context(), storage.Rotation{SessionID: long.ID, Generation: 30, Presented: cur, Next: storagetest.Digest(t),
+		Now: fenceBase.Add(time.Hour), IdleTTL: time.Hour}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("token of a deleted session: %v", err)
 	}
 
 	// A batch check is one Txn of two reads per token: 8 tokens fit, 9 are

@@ -22,10 +22,7 @@ func TestRecordEncodingIsStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.CreateUser(ctx, storagetest.GoldenUser()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateSession(ctx, storagetest.GoldenSession()); err != nil {
+	if err := storagetest.StoreGolden(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.InitSigningKey(ctx, storagetest.GoldenKey()); err != nil {

@@ -16,30 +16,32 @@ import (
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
 // later expiry. The row's lease is judged against the store's clock (the
-// method has no time of its own) plus the lease slack.
-func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+// method has no time of its own) plus the lease slack. A jti already denied
+// until expiresAt or later is answered from the read: no Txn, so no
+// revocation event reaches WatchRevocations again.
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
 	ctx, cancel, err := s.begin(ctx, "deny access token")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if !storage.ValidID(jti) || expiresAt.IsZero() {
-		return fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
 	}
 	key := s.revJTIKey(jti)
 	for range maxRetries {
 		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
-			return wrapErr(ctx, "deny access token "+jti, err)
+			return false, wrapErr(ctx, "deny access token "+jti, err)
 		}
 		var rev int64
 		if len(resp.Kvs) == 1 {
 			old, err := decodeTime(resp.Kvs[0].Value)
 			if err != nil {
-				return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+				return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
 			}
 			if !expiresAt.After(old) {
-				return nil
+				return false, nil
 			}
 			rev = resp.Kvs[0].ModRevision
 		}
@@ -52,13 +54,13 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
 		})
 		if err != nil {
-			return fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+			return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
 		}
 		if txn.Succeeded {
-			return nil
+			return true, nil
 		}
 	}
-	return fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
+	return false, fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
 }
 
 // AccessTokenRevoked implements storage.DenyList with one linearizable read
@@ -288,34 +290,16 @@ func swept(n, limit int) storage.SweepResult {
 	return storage.SweepResult{Deleted: n, More: n >= limit}
 }
 
-// deleteSession deletes an expired session and what it owns. Its digests go
-// first, in Txns that fit the cluster's limit (a session has one per
-// rotation, more than one Txn may hold); the last Txn deletes the session
-// itself if it has not changed since it was read. It reports whether the session was deleted.
+// deleteSession deletes an expired session and its index rows in one Txn,
+// if the session has not changed since it was read. It reports whether the
+// session was deleted.
 func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
-	resp, err := s.cli.Get(ctx, s.sessDigestPrefix(sr.s.ID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return false, wrapErr(ctx, "read session digests", err)
-	}
-	prefix := s.sessDigestPrefix(sr.s.ID)
-	var ops []clientv3.Op
-	for _, kv := range resp.Kvs {
-		hexDigest := string(kv.Key[len(prefix):])
-		ops = append(ops, clientv3.OpDelete(s.p+"digests/"+hexDigest))
-	}
-	const ownOps = 5 // what the last Txn deletes besides digests
-	for chunk := s.maxTxnOps - ownOps; len(ops) > chunk; {
-		if _, err := s.cli.Txn(ctx).Then(ops[:chunk]...).Commit(); err != nil {
-			return false, wrapErr(ctx, "delete session digests", err)
-		}
-		ops = ops[chunk:]
-	}
-	ops = append(ops,
-		clientv3.OpDelete(prefix, clientv3.WithPrefix()),
+	ops := []clientv3.Op{
 		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
 		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
 		clientv3.OpDelete(s.sessStateKey(sr.s.ID)),
-		clientv3.OpDelete(s.sessionKey(sr.s.ID)))
+		clientv3.OpDelete(s.sessionKey(sr.s.ID)),
+	}
 	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
 		Then(ops...).Commit()
 	if err != nil {

@@ -60,20 +60,6 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	return ops, nil
 }
 
-// digestOps returns the operations that record that sess issued the
-// refresh token with digest h. They live until the session's absolute
-// expiry, which never moves.
-func (s *Store) digestOps(ctx context.Context, sess storage.Session, h storage.TokenHash, ref time.Time) ([]clientv3.Op, error) {
-	lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
-	if err != nil {
-		return nil, err
-	}
-	return []clientv3.Op{
-		clientv3.OpPut(s.digestKey(h), sess.ID, clientv3.WithLease(lease)),
-		clientv3.OpPut(s.sessDigestKey(sess.ID, h), "", clientv3.WithLease(lease)),
-	}, nil
-}
-
 // refTime is the time a new session's lease is judged against: the time of
 // its last rotation (its login), or the store's clock if it has none.
 func (s *Store) refTime(sess storage.Session) time.Time {
@@ -86,9 +72,13 @@ func (s *Store) refTime(sess storage.Session) time.Time {
 	return s.clock()
 }
 
-// CreateSession implements storage.SessionStore: the session, its first
-// digest and its user index in one Txn that requires the session id and the
-// digest to be new.
+// CreateSession implements storage.SessionStore: the session and its user
+// index in one Txn that requires the session id to be new and the owner to
+// be as read (existing and enabled): the Txn compares the user's
+// ModRevision, so a DeleteUser or a disabling UpdateUser that commits first
+// makes it fail, and it reads the user again. DeleteUser and
+// RevokeUserSessions in turn compare the user's session index (see
+// revokeUserSessions), so a session committed first is one they revoke.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	ctx, cancel, err := s.begin(ctx, "create session")
 	if err != nil {
@@ -99,36 +89,56 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		return fmt.Errorf("etcd: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
 	}
 	ref := s.refTime(sess)
-	resp, err := s.commit(ctx, "create session "+sess.ID, func() (clientv3.Txn, error) {
-		ops, err := s.putSessionOps(ctx, sess, ref)
+	for range maxRetries {
+		userRev, err := s.sessionOwner(ctx, sess.UserID)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
 		}
-		dops, err := s.digestOps(ctx, sess, sess.CurrentHash, ref)
+		resp, err := s.commit(ctx, "create session "+sess.ID, func() (clientv3.Txn, error) {
+			ops, err := s.putSessionOps(ctx, sess, ref)
+			if err != nil {
+				return nil, err
+			}
+			lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
+			return s.cli.Txn(ctx).If(
+				clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
+				clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),
+			).Then(ops...).Else(
+				clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly()),
+			), nil
+		})
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
 		}
-		ops = append(ops, dops...)
-		lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
-		return s.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.digestKey(sess.CurrentHash)), "=", 0),
-		).Then(ops...).Else(clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly())), nil
-	})
-	if err != nil {
-		return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
-	}
-	if !resp.Succeeded {
-		if resp.Responses[0].GetResponseRange().Count > 0 {
+		switch {
+		case resp.Succeeded:
+			return nil
+		case resp.Responses[0].GetResponseRange().Count > 0:
 			return fmt.Errorf("etcd: create session %s: session id taken: %w", sess.ID, storage.ErrAlreadyExists)
 		}
-		return fmt.Errorf("etcd: create session %s: refresh digest taken: %w", sess.ID, storage.ErrAlreadyExists)
+		// The owner changed since it was read: judge it again.
 	}
-	return nil
+	return fmt.Errorf("etcd: create session %s: %w", sess.ID, errContention)
+}
+
+// sessionOwner reads the user a new session would belong to and returns
+// the revision that CreateSession's Txn compares: ErrNotFound if there is
+// no such user, ErrUserDisabled if it is disabled.
+func (s *Store) sessionOwner(ctx context.Context, uid string) (int64, error) {
+	u, rev, err := s.getUser(ctx, uid)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return 0, fmt.Errorf("user %s: %w", uid, err)
+	case err != nil:
+		return 0, err
+	case u.Disabled:
+		return 0, fmt.Errorf("user %s: %w", uid, storage.ErrUserDisabled)
+	}
+	return rev, nil
 }
 
 // GetSession implements storage.SessionStore.
@@ -145,40 +155,13 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 	return sr.s, nil
 }
 
-// sessionByDigest finds the session that issued digest h.
-func (s *Store) sessionByDigest(ctx context.Context, h storage.TokenHash) (sessRev, error) {
-	resp, err := s.cli.Get(ctx, s.digestKey(h))
-	if err != nil {
-		return sessRev{}, wrapErr(ctx, "find session", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return sessRev{}, storage.ErrNotFound
-	}
-	// A digest whose session is gone (expired and collected first) reads
-	// as not found.
-	return s.getSession(ctx, string(resp.Kvs[0].Value))
-}
-
-// FindSessionByRefreshHash implements storage.SessionStore.
-func (s *Store) FindSessionByRefreshHash(ctx context.Context, h storage.TokenHash) (storage.Session, bool, error) {
-	ctx, cancel, err := s.begin(ctx, "find session")
-	if err != nil {
-		return storage.Session{}, false, err
-	}
-	defer cancel()
-	sr, err := s.sessionByDigest(ctx, h)
-	if err != nil {
-		return storage.Session{}, false, fmt.Errorf("etcd: find session by refresh digest: %w", err)
-	}
-	return sr.s, sr.s.CurrentHash == h, nil
-}
-
 // RotateRefreshToken implements storage.SessionStore. It reads the session
-// that issued the presented digest, decides with storage.Rotation.Apply, and
-// commits with a Txn that compares the session's ModRevision (and, for a
-// rotation, that the next digest is new). A failed compare means another
-// rotation or revocation committed first; the decision is then taken again
-// on the fresh session, which is how the losers of a race end up as reuse.
+// the rotation names, decides with storage.Rotation.Apply, and commits the
+// session record with a Txn that compares its ModRevision: no other key is
+// written, so a session's keys do not grow with its rotations. A failed
+// compare means another rotation or revocation committed first; the
+// decision is then taken again on the fresh session, which is how the
+// losers of a race end up as reuse.
 func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
 	ctx, cancel, err := s.begin(ctx, "rotate refresh token")
 	if err != nil {
@@ -189,16 +172,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
 	}
 	for range maxRetries {
-		old, err := s.sessionByDigest(ctx, r.Presented)
+		old, err := s.getSession(ctx, r.SessionID)
 		if err != nil {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
+			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", r.SessionID, err)
 		}
 		next, decision := r.Apply(old.s)
 		reuse := errors.Is(decision, storage.ErrRefreshTokenReused)
 		if decision != nil && !reuse {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
+			return old.s, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
 		}
-		sessKey, nextKey, fenceKey := s.sessionKey(old.s.ID), s.digestKey(r.Next), s.userFenceKey(old.s.UserID)
+		sessKey, fenceKey := s.sessionKey(old.s.ID), s.userFenceKey(old.s.UserID)
 		resp, err := s.commit(ctx, "rotate refresh token", func() (clientv3.Txn, error) {
 			ops, err := s.putSessionOps(ctx, next, r.Now)
 			if err != nil {
@@ -209,14 +192,6 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 				// No RevokeUserSessions or DeleteUser of the owner has
 				// begun since the session was created (see userFence).
 				clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created),
-			}
-			if !reuse {
-				dops, err := s.digestOps(ctx, next, r.Next, r.Now)
-				if err != nil {
-					return nil, err
-				}
-				ops = append(ops, dops...)
-				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nextKey), "=", 0))
 			}
 			return s.cli.Txn(ctx).If(cmps...).Then(ops...).
 				Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
@@ -249,43 +224,41 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 			}
 			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, storage.ErrSessionRevoked)
 		}
-		if !reuse && unchanged {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: next refresh digest taken: %w",
-				old.s.ID, storage.ErrAlreadyExists)
-		}
 		// Lost the race: decide again on what the winner wrote.
 	}
 	return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", errContention)
 }
 
-// RevokeSession implements storage.SessionStore.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) error {
+// RevokeSession implements storage.SessionStore. A session already revoked
+// is answered from the read: no Txn, so no revocation event reaches
+// WatchRevocations again.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	ctx, cancel, err := s.begin(ctx, "revoke session")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if reason == "" || now.IsZero() {
-		return fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
+		return false, fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {
 		sr, err := s.getSession(ctx, id)
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
 		if sr.s.Revoked() {
-			return nil
+			return false, nil
 		}
 		_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("etcd: revoke session %s: %w", id, err)
+			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
+	return false, fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
 }
 
 // revokeBatch revokes the sessions (read at the revisions given) in one Txn
@@ -318,11 +291,13 @@ func (s *Store) revokeBatch(ctx context.Context, batch []sessRev, reason string,
 	return out, nil
 }
 
-// sessionsOf reads every stored session of the user.
-func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
+// sessionsOf reads every stored session of the user, and returns the
+// revision its index was read at: every session created later has an index
+// entry whose CreateRevision is greater (see newSessionsCmp).
+func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, int64, error) {
 	idx, err := s.cli.Get(ctx, s.userSessionPrefix(uid), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, wrapErr(ctx, "list user sessions", err)
+		return nil, 0, wrapErr(ctx, "list user sessions", err)
 	}
 	var out []sessRev
 	for chunk := range slices.Chunk(idx.Kvs, s.maxTxnOps) {
@@ -332,7 +307,7 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, wrapErr(ctx, "read user sessions", err)
+			return nil, 0, wrapErr(ctx, "read user sessions", err)
 		}
 		for _, r := range resp.Responses {
 			kvs := r.GetResponseRange().Kvs
@@ -341,21 +316,31 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, error) {
 			}
 			sess, err := record.DecodeSession(kvs[0].Value)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			out = append(out, sessRev{s: sess, rev: kvs[0].ModRevision, created: kvs[0].CreateRevision})
 		}
 	}
-	return out, nil
+	return out, idx.Header.Revision, nil
 }
 
-// liveSessionsOf returns the user's sessions live at now.
-func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, error) {
-	all, err := s.sessionsOf(ctx, uid)
+// liveSessionsOf returns the user's sessions live at now, and the revision
+// that sessionsOf read them at.
+func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, int64, error) {
+	all, rev, err := s.sessionsOf(ctx, uid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), nil
+	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), rev, nil
+}
+
+// newSessionsCmp holds in a Txn only while the user has no session created
+// after revision rev: every entry of the user's session index was created
+// at rev or before. A Txn that revokes what sessionsOf read at rev carries
+// it, so that a session CreateSession commits between that read and the
+// Txn is not left out: the Txn fails and the caller reads again.
+func (s *Store) newSessionsCmp(uid string, rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(s.userSessionPrefix(uid)), "<", rev+1).WithPrefix()
 }
 
 // ListUserSessions implements storage.SessionAdmin.
@@ -368,7 +353,7 @@ func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.
 	if !storage.ValidID(userID) {
 		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
 	}
-	all, err := s.sessionsOf(ctx, userID)
+	all, _, err := s.sessionsOf(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: list sessions of user %s: %w", userID, err)
 	}
@@ -413,7 +398,11 @@ type finalTxn func(ctx context.Context) ([]clientv3.Cmp, []clientv3.Op, error)
 // commits final's compares and operations with the last of them.
 //
 // When the live sessions (and final's operations) fit in one Txn, that is
-// one Txn: all or nothing, as the storage contract says. When they do not,
+// one Txn: all or nothing, as the storage contract says. It also compares
+// the user's session index (newSessionsCmp), so a session that
+// CreateSession commits after the read fails the Txn and is revoked on the
+// next attempt; and CreateSession compares the user's record, so no session
+// is created after a DeleteUser's Txn. When they do not fit,
 // it first writes the user's fence (userfences/<uid>: the time and reason)
 // in a Txn of its own, then revokes the sessions a Txn-full at a time,
 // reading them again before each Txn, and commits the last Txn-full with
@@ -435,14 +424,15 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 				return nil, err
 			}
 		}
-		live, err := s.liveSessionsOf(ctx, uid, now)
+		live, rev, err := s.liveSessionsOf(ctx, uid, now)
 		if err != nil {
 			return nil, err
 		}
-		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps) <= s.maxTxnOps {
+		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps)+1 <= s.maxTxnOps {
 			if len(live) == 0 && final == nil {
 				return revoked, nil
 			}
+			cmps = append(cmps, s.newSessionsCmp(uid, rev))
 			done, err := s.revokeBatch(ctx, live, reason, now, cmps, extra)
 			if errors.Is(err, errConflict) {
 				continue

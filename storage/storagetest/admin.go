@@ -32,6 +32,7 @@ func userSession(t *testing.T, s storage.Store, user, id string, created time.Ti
 		ID: id, UserID: user, Audience: "orders", CurrentHash: Digest(t),
 		CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: created.Add(idle), AbsoluteExpiresAt: created.Add(maxAge),
 	}
+	EnsureUser(t, s, user)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}
@@ -150,7 +151,7 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 	liveA := userSession(t, s, "u1", "a", base)
 	liveB := userSession(t, s, "u1", "b", base.Add(time.Minute))
 	userSession(t, s, "u1", "c", base)
-	if err := s.RevokeSession(c, "c", storage.ReasonRevoked, base.Add(time.Second)); err != nil {
+	if _, err := s.RevokeSession(c, "c", storage.ReasonRevoked, base.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	userSession(t, s, "u1", "d", base.Add(-maxAge)) // expired, not swept
@@ -232,10 +233,10 @@ func testListUserSessions(t *testing.T, s storage.Store) {
 	userSession(t, s, "u1", "expired", base.Add(-maxAge))
 	userSession(t, s, "u1x", "prefix", base) // a user whose id extends u1's
 	userSession(t, s, "u", "short", base)    // and one whose id is a prefix of it
-	if err := s.RevokeSession(c, "mid", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
+	if _, err := s.RevokeSession(c, "mid", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(first.CurrentHash, Digest(t), base.Add(3*time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "old", first.CurrentHash, Digest(t), base.Add(3*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -272,7 +273,7 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 	userSession(t, s, "u1", "a", base)
 	userSession(t, s, "u1", "b", base.Add(time.Minute))
 	userSession(t, s, "u1", "revoked", base)
-	if err := s.RevokeSession(c, "revoked", storage.ReasonReuse, base.Add(time.Second)); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonReuse, base.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	userSession(t, s, "u1", "expired", base.Add(-maxAge))
@@ -346,7 +347,7 @@ func testCountLiveSessions(t *testing.T, s storage.Store) {
 	userSession(t, s, "u2", "c", base.Add(time.Hour))
 	userSession(t, s, "u2", "expired", base.Add(-maxAge))
 	userSession(t, s, "u2", "revoked", base)
-	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
 	now := base.Add(2 * time.Hour)

@@ -1,6 +1,8 @@
 package storagetest
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/latchauth/latch/storage"
@@ -77,3 +79,23 @@ const GoldenSessionRecordV2 = "" +
 	"\x0buser-golden" + // user id
 	"\x0bapi.example" + // audience
 	"\x06logout" // revoke reason
+
+// StoreGolden stores GoldenUser and GoldenSession. GoldenUser is disabled
+// and CreateSession stores sessions only for enabled users, so it stores
+// the user enabled, then the session, then disables the user: the stored
+// rows are then exactly the golden ones.
+func StoreGolden(ctx context.Context, s storage.Store) error {
+	u := GoldenUser()
+	enabled := u
+	enabled.Disabled = false
+	if err := s.CreateUser(ctx, enabled); err != nil {
+		return fmt.Errorf("create golden user: %w", err)
+	}
+	if err := s.CreateSession(ctx, GoldenSession()); err != nil {
+		return fmt.Errorf("create golden session: %w", err)
+	}
+	if _, err := s.UpdateUser(ctx, u.ID, func(stored *storage.User) error { *stored = u; return nil }); err != nil {
+		return fmt.Errorf("disable golden user: %w", err)
+	}
+	return nil
+}

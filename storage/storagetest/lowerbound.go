@@ -18,7 +18,7 @@ func testRotationRenewsLiveness(t *testing.T, s storage.Store) {
 	other := newSession(t, s, "s2", base)
 	rotatedAt := base.Add(6 * 24 * time.Hour)
 	next := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, rotatedAt)); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, next, rotatedAt)); err != nil {
 		t.Fatal(err)
 	}
 	// Past the idle expiry the session had at creation, before the one the
@@ -30,22 +30,22 @@ func testRotationRenewsLiveness(t *testing.T, s storage.Store) {
 	if n, err := s.CountLiveSessions(c, now); err != nil || n != 1 {
 		t.Fatalf("CountLiveSessions = %d, %v; want 1 (the rotated session; the other idled out)", n, err)
 	}
-	if got, current, err := s.FindSessionByRefreshHash(c, next); err != nil || !current || !got.Live(now) {
-		t.Fatalf("FindSessionByRefreshHash(current) = %+v, %v, %v; want the live session", got, current, err)
+	if got, err := s.GetSession(c, "s1"); err != nil || got.CurrentHash != next || !got.Live(now) {
+		t.Fatalf("GetSession(rotated) = %+v, %v; want the live session", got, err)
 	}
 	// The never-rotated session has idled out: its token cannot refresh.
-	_, err := s.RotateRefreshToken(c, rotation(other.CurrentHash, Digest(t), now))
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "s2", other.CurrentHash, Digest(t), now))
 	wantErr(t, "rotation of an idled-out session", err, storage.ErrSessionExpired)
 	// Past the renewed idle expiry, the rotated session is dead too.
 	later := rotatedAt.Add(idle)
 	if n, err := s.CountLiveSessions(c, later); err != nil || n != 0 {
 		t.Fatalf("CountLiveSessions after the renewed idle expiry = %d, %v; want 0", n, err)
 	}
-	_, err = s.RotateRefreshToken(c, rotation(next, Digest(t), later))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", next, Digest(t), later))
 	wantErr(t, "rotation after the renewed idle expiry", err, storage.ErrSessionExpired)
 	// Reuse detected after the original idle expiry revokes the session,
 	// and the per-request check sees it at once.
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), now))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), now))
 	wantErr(t, "reuse of the first token", err, storage.ErrRefreshTokenReused)
 	if revoked, err := s.AccessTokenRevoked(c, "j1", "s1", now); err != nil || !revoked {
 		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want revoked", revoked, err)
@@ -63,16 +63,16 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	digests := []storage.TokenHash{rotated.CurrentHash}
 	for _, at := range []time.Duration{24 * time.Hour, 6 * 24 * time.Hour} {
 		next := Digest(t)
-		if _, err := s.RotateRefreshToken(c, rotation(digests[len(digests)-1], next, base.Add(at))); err != nil {
+		if _, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", digests[len(digests)-1], next, base.Add(at))); err != nil {
 			t.Fatal(err)
 		}
 		digests = append(digests, next)
 	}
 	revokedNext := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(revoked.CurrentHash, revokedNext, base.Add(6*24*time.Hour))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "revoked", revoked.CurrentHash, revokedNext, base.Add(6*24*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	sweep := func(now time.Time) (deleted, refiled int) {
@@ -104,8 +104,8 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	if _, err := s.GetSession(c, "idle"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("idled-out session after the sweep: %v; want ErrNotFound", err)
 	}
-	if _, _, err := s.FindSessionByRefreshHash(c, idleOut.CurrentHash); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("digest of a swept session: %v; want ErrNotFound", err)
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "idle", idleOut.CurrentHash, Digest(t), now)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("rotation of a swept session: %v; want ErrNotFound", err)
 	}
 	if got, err := s.GetSession(c, "rotated"); err != nil || got.CurrentHash != digests[2] {
 		t.Fatalf("rotated session after the sweep = %+v, %v; want it kept", got, err)
@@ -125,7 +125,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 		t.Fatalf("second DeleteExpired = %+v, %v; want nothing done", r, err)
 	}
 	// The kept session still rotates, and its old tokens are still reuse.
-	_, err := s.RotateRefreshToken(c, rotation(digests[0], Digest(t), now))
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", digests[0], Digest(t), now))
 	wantErr(t, "reuse after the sweep", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "rotated", storage.ReasonReuse)
 
@@ -140,11 +140,12 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 			t.Fatalf("session %s after its expiry's sweep: %v; want ErrNotFound", id, err)
 		}
 	}
-	for i, h := range append(digests, revoked.CurrentHash, revokedNext) {
-		if got, _, err := s.FindSessionByRefreshHash(c, h); !errors.Is(err, storage.ErrNotFound) {
-			t.Fatalf("digest %d of a swept session = %+v, %v; want ErrNotFound", i, got, err)
-		}
-		_, err := s.RotateRefreshToken(c, rotation(h, Digest(t), end))
+	for _, h := range digests {
+		_, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", h, Digest(t), end))
+		wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
+	}
+	for _, h := range []storage.TokenHash{revoked.CurrentHash, revokedNext} {
+		_, err := s.RotateRefreshToken(c, rotation(t, s, "revoked", h, Digest(t), end))
 		wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
 	}
 }

@@ -29,8 +29,12 @@ const (
 
 // Run runs the conformance suite. open must return a fresh, empty store for
 // each call; Run closes it.
-func Run(t *testing.T, open func(t *testing.T) storage.Store) {
+func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 	t.Helper()
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tests := []struct {
 		name string
 		fn   func(*testing.T, storage.Store)
@@ -43,7 +47,11 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RotationRefusals", testRotationRefusals},
 		{"ReuseGrace", testReuseGrace},
 		{"ConcurrentRotation", testConcurrentRotation},
+		{"ConcurrentGraceRotation", testConcurrentGraceRotation},
+		{"OldGenerationReuse", testOldGenerationReuse},
+		{"RefreshKeys", testRefreshKeys},
 		{"RevokeSession", testRevokeSession},
+		{"RevocationsReportChange", testRevocationsReportChange},
 		{"DenyList", testDenyList},
 		{"ListRevocations", testListRevocations},
 		{"SigningKeys", testSigningKeys},
@@ -56,6 +64,13 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CancelledContext", testCancelledContext},
 	}
 	tests = append(tests, adminTests...)
+	tests = append(tests, userFenceTests...)
+	if o.footprint != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, storage.Store)
+		}{"RotationFootprint", func(t *testing.T, s storage.Store) { testRotationFootprint(t, s, o.footprint) }})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -90,14 +105,30 @@ func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage
 		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
 	}
+	EnsureUser(t, s, sess.UserID)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
 	}
 	return sess
 }
 
-func rotation(presented, next storage.TokenHash, now time.Time) storage.Rotation {
-	return storage.Rotation{Presented: presented, Next: next, Now: now, IdleTTL: idle}
+// rotation returns the Rotation that exchanges the token of session id
+// with digest presented for next at now, carrying the generation a
+// client's token would: the session's own for its current token, one less
+// for its previous one, and 0 for any other (a token the session has since
+// exchanged, or one it never issued).
+func rotation(t *testing.T, s storage.Store, id string, presented, next storage.TokenHash, now time.Time) storage.Rotation {
+	t.Helper()
+	r := storage.Rotation{SessionID: id, Presented: presented, Next: next, Now: now, IdleTTL: idle}
+	sess, err := s.GetSession(ctx(t), id)
+	switch {
+	case err != nil:
+	case presented == sess.CurrentHash:
+		r.Generation = sess.Generation
+	case presented == sess.PreviousHash:
+		r.Generation = sess.Generation - 1
+	}
+	return r
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -199,9 +230,7 @@ func testUpdateUser(t *testing.T, s storage.Store) {
 func testSessions(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
-	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: "u", CurrentHash: Digest(t),
-		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
-	wantErr(t, "CreateSession same digest", s.CreateSession(c, storage.Session{ID: "s2", UserID: "u", CurrentHash: sess.CurrentHash,
+	wantErr(t, "CreateSession same id", s.CreateSession(c, storage.Session{ID: "s1", UserID: sess.UserID, CurrentHash: Digest(t),
 		IdleExpiresAt: base.Add(idle), AbsoluteExpiresAt: base.Add(maxAge)}), storage.ErrAlreadyExists)
 	wantErr(t, "CreateSession empty digest", s.CreateSession(c, storage.Session{ID: "s3", UserID: "u"}), storage.ErrInvalidArgument)
 
@@ -213,20 +242,18 @@ func testSessions(t *testing.T, s storage.Store) {
 	_, err = s.GetSession(c, "nope")
 	wantErr(t, "GetSession unknown", err, storage.ErrNotFound)
 
-	found, current, err := s.FindSessionByRefreshHash(c, sess.CurrentHash)
-	if err != nil || found.ID != "s1" || !current {
-		t.Fatalf("FindSessionByRefreshHash(current) = %s, %v, %v", found.ID, current, err)
+	found, err := s.GetSession(c, "s1")
+	if err != nil || found.CurrentHash != sess.CurrentHash || !found.PreviousHash.IsZero() || found.Generation != 0 {
+		t.Fatalf("GetSession(new) = %+v, %v", found, err)
 	}
 	next := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	found, current, err = s.FindSessionByRefreshHash(c, sess.CurrentHash)
-	if err != nil || found.ID != "s1" || current {
-		t.Fatalf("FindSessionByRefreshHash(previous) = %s, %v, %v; want s1, not current", found.ID, current, err)
+	found, err = s.GetSession(c, "s1")
+	if err != nil || found.CurrentHash != next || found.PreviousHash != sess.CurrentHash || found.Generation != 1 {
+		t.Fatalf("GetSession(rotated) = %+v, %v; want the new digest current and the first previous", found, err)
 	}
-	_, _, err = s.FindSessionByRefreshHash(c, Digest(t))
-	wantErr(t, "FindSessionByRefreshHash unknown", err, storage.ErrNotFound)
 }
 
 func testRotationChain(t *testing.T, s storage.Store) {
@@ -237,7 +264,7 @@ func testRotationChain(t *testing.T, s storage.Store) {
 	for i := 1; i <= 5; i++ {
 		now = now.Add(time.Hour)
 		next := Digest(t)
-		got, err := s.RotateRefreshToken(c, rotation(issued[len(issued)-1], next, now))
+		got, err := s.RotateRefreshToken(c, rotation(t, s, "s1", issued[len(issued)-1], next, now))
 		if err != nil {
 			t.Fatalf("rotation %d: %v", i, err)
 		}
@@ -257,21 +284,21 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
 	t1, t2 := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(t1, t2, base.Add(2*time.Minute))); err != nil {
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	// The attacker replays the first token.
-	_, err := s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
+	// The attacker replays the first token (generation 0).
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
 	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
 	got := wantRevoked(t, s, "s1", storage.ReasonReuse)
 	if !got.RevokedAt.Equal(base.Add(3 * time.Minute)) {
 		t.Fatalf("RevokedAt = %v", got.RevokedAt)
 	}
 	// The legitimate holder's current token is dead too.
-	_, err = s.RotateRefreshToken(c, rotation(t2, Digest(t), base.Add(4*time.Minute)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)))
 	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
 	if revoked, err := s.AccessTokenRevoked(c, "any-jti", "s1", base.Add(4*time.Minute)); err != nil || !revoked {
 		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want true", revoked, err)
@@ -283,20 +310,27 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	sess := newSession(t, s, "s1", base)
 	other := newSession(t, s, "s2", base)
 
-	_, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base))
-	wantErr(t, "unknown digest", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, other.CurrentHash, base))
-	wantErr(t, "next digest taken", err, storage.ErrAlreadyExists)
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, sess.CurrentHash, base))
+	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", Digest(t), Digest(t), base))
+	wantErr(t, "a digest the session never issued", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "nosuch", sess.CurrentHash, Digest(t), base))
+	wantErr(t, "unknown session", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", sess.CurrentHash, Digest(t), base))
+	wantErr(t, "another session's digest", err, storage.ErrNotFound)
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, sess.CurrentHash, base))
 	wantErr(t, "same digest", err, storage.ErrInvalidArgument)
-	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base})
+	_, err = s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: sess.CurrentHash, Next: Digest(t), Now: base})
 	wantErr(t, "no idle ttl", err, storage.ErrInvalidArgument)
+	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base, IdleTTL: idle})
+	wantErr(t, "no session id", err, storage.ErrInvalidArgument)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Generation != 0 || got.Revoked() {
 		t.Fatalf("refused rotations changed the session: %+v", got)
 	}
+	if got, _ := s.GetSession(c, "s2"); got.CurrentHash != other.CurrentHash || got.Revoked() {
+		t.Fatalf("a digest presented for the wrong session changed it: %+v", got)
+	}
 
 	// Idle expiry: nothing changes, the token stays current (and dead).
-	_, err = s.RotateRefreshToken(c, rotation(sess.CurrentHash, Digest(t), base.Add(idle)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(idle)))
 	wantErr(t, "idle-expired session", err, storage.ErrSessionExpired)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Revoked() {
 		t.Fatalf("expired rotation changed the session: %+v", got)
@@ -308,20 +342,20 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	for now.Before(base.Add(maxAge - 24*time.Hour)) {
 		now = now.Add(24 * time.Hour)
 		next := Digest(t)
-		if _, err := s.RotateRefreshToken(c, rotation(cur, next, now)); err != nil {
+		if _, err := s.RotateRefreshToken(c, rotation(t, s, "s2", cur, next, now)); err != nil {
 			t.Fatalf("daily rotation at %v: %v", now.Sub(base), err)
 		}
 		cur = next
 	}
-	_, err = s.RotateRefreshToken(c, rotation(cur, Digest(t), base.Add(maxAge)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", cur, Digest(t), base.Add(maxAge)))
 	wantErr(t, "past absolute lifetime", err, storage.ErrSessionExpired)
 
 	// Revoked session.
 	third := newSession(t, s, "s3", base)
-	if err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.RotateRefreshToken(c, rotation(third.CurrentHash, Digest(t), base.Add(time.Second)))
+	_, err = s.RotateRefreshToken(c, rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)))
 	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
 	wantRevoked(t, s, "s3", storage.ReasonRevoked)
 }
@@ -329,31 +363,33 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 func testReuseGrace(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
-	grace := func(p, n storage.TokenHash, now time.Time) storage.Rotation {
-		r := rotation(p, n, now)
+	grace := func(id string, p, n storage.TokenHash, now time.Time) storage.Rotation {
+		r := rotation(t, s, id, p, n, now)
 		r.ReuseGrace = 10 * time.Second
 		return r
 	}
 	lost, retried := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, lost, base)); err != nil {
+	if _, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, lost, base)); err != nil {
 		t.Fatal(err)
 	}
 	// The client never saw "lost" and retries with the original within grace.
-	got, err := s.RotateRefreshToken(c, grace(sess.CurrentHash, retried, base.Add(5*time.Second)))
+	got, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, retried, base.Add(5*time.Second)))
 	if err != nil || got.CurrentHash != retried {
 		t.Fatalf("retry within grace = %+v, %v", got, err)
 	}
 	// The replaced successor is now a reused token and kills the family.
-	_, err = s.RotateRefreshToken(c, grace(lost, Digest(t), base.Add(6*time.Second)))
+	r := grace("s1", lost, Digest(t), base.Add(6*time.Second))
+	r.Generation = 1 // what the replaced successor carries
+	_, err = s.RotateRefreshToken(c, r)
 	wantErr(t, "replaced successor", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s1", storage.ReasonReuse)
 
 	// Past the grace period the retry is reuse.
 	s2 := newSession(t, s, "s2", base)
-	if _, err := s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base)); err != nil {
+	if _, err := s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.RotateRefreshToken(c, grace(s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
+	_, err = s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
 	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s2", storage.ReasonReuse)
 }
@@ -372,10 +408,10 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 			errs := make([]error, n)
 			start := make(chan struct{})
 			for i := range n {
-				next := Digest(t)
+				r := rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
 				wg.Go(func() {
 					<-start
-					_, errs[i] = s.RotateRefreshToken(c, rotation(sess.CurrentHash, next, base.Add(time.Second)))
+					_, errs[i] = s.RotateRefreshToken(c, r)
 				})
 			}
 			close(start)
@@ -401,17 +437,60 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 func testRevokeSession(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	newSession(t, s, "s1", base)
-	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil {
-		t.Fatal(err)
+	if changed, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil || !changed {
+		t.Fatalf("RevokeSession = %v, %v; want changed", changed, err)
 	}
-	if err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
-		t.Fatalf("second revoke: %v", err)
+	if changed, err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil || changed {
+		t.Fatalf("second RevokeSession = %v, %v; want unchanged, no error", changed, err)
 	}
 	got := wantRevoked(t, s, "s1", storage.ReasonRevoked)
 	if !got.RevokedAt.Equal(base.Add(time.Minute)) {
 		t.Fatalf("RevokedAt = %v, want the first revocation's time", got.RevokedAt)
 	}
-	wantErr(t, "revoke unknown", s.RevokeSession(c, "nope", storage.ReasonRevoked, base), storage.ErrNotFound)
+	_, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
+	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
+}
+
+// testRevocationsReportChange: of many concurrent revocations of one
+// session, and of many concurrent denials of one jti, exactly one reports a
+// change; the rest, and every later repeat, report none.
+func testRevocationsReportChange(t *testing.T, s storage.Store) {
+	const n = 16
+	newSession(t, s, "s1", base)
+	c := ctx(t)
+	exp := base.Add(15 * time.Minute)
+	for name, revoke := range map[string]func() (bool, error){
+		"RevokeSession":   func() (bool, error) { return s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)) },
+		"DenyAccessToken": func() (bool, error) { return s.DenyAccessToken(c, "j1", exp) },
+	} {
+		var wg sync.WaitGroup
+		changed := make([]bool, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				changed[i], errs[i] = revoke()
+			})
+		}
+		close(start)
+		wg.Wait()
+		wins := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("%s %d: %v", name, i, errs[i])
+			}
+			if changed[i] {
+				wins++
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d of %d concurrent %s calls reported a change, want 1", wins, n, name)
+		}
+		if again, err := revoke(); err != nil || again {
+			t.Fatalf("%s repeated = %v, %v; want unchanged", name, again, err)
+		}
+	}
 }
 
 func testDenyList(t *testing.T, s storage.Store) {
@@ -438,11 +517,16 @@ func testDenyList(t *testing.T, s storage.Store) {
 	batch(now, nil)
 	batch(now, []storage.AccessTokenRef{ref("j1", "s1")}, false)
 	check("j1", "s1", now, false)
-	if err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil {
-		t.Fatal(err)
+	if changed, err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil || !changed {
+		t.Fatalf("DenyAccessToken = %v, %v; want changed", changed, err)
 	}
-	if err := s.DenyAccessToken(c, "j1", now.Add(10*time.Minute)); err != nil {
-		t.Fatalf("deny twice: %v", err)
+	for _, exp := range []time.Time{now.Add(10 * time.Minute), now.Add(15 * time.Minute)} {
+		if changed, err := s.DenyAccessToken(c, "j1", exp); err != nil || changed {
+			t.Fatalf("DenyAccessToken again until %v = %v, %v; want unchanged", exp.Sub(now), changed, err)
+		}
+	}
+	if changed, err := s.DenyAccessToken(c, "j1", now.Add(20*time.Minute)); err != nil || !changed {
+		t.Fatalf("DenyAccessToken with a later expiry = %v, %v; want changed", changed, err)
 	}
 	check("j1", "s1", now, true)
 	check("j2", "s1", now, false)
@@ -458,7 +542,7 @@ func testDenyList(t *testing.T, s storage.Store) {
 		false, true, true, true, false)
 	batch(base.Add(idle), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, false, true)
 	batch(base.Add(maxAge), []storage.AccessTokenRef{ref("j2", "s1"), ref("j1", "s1")}, true, true)
-	if err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
+	if _, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
 		t.Fatal(err)
 	}
 	check("j2", "s1", now, true)
@@ -469,7 +553,8 @@ func testDenyList(t *testing.T, s storage.Store) {
 	if got, err := s.AccessTokensRevoked(cancelled, []storage.AccessTokenRef{ref("j2", "s2")}, now); err == nil || !slices.Equal(got, []bool{true}) {
 		t.Fatalf("AccessTokensRevoked on a cancelled context = %v, %v; want [true] and an error", got, err)
 	}
-	wantErr(t, "deny empty jti", s.DenyAccessToken(c, "", now), storage.ErrInvalidArgument)
+	_, err := s.DenyAccessToken(c, "", now)
+	wantErr(t, "deny empty jti", err, storage.ErrInvalidArgument)
 }
 
 func testSigningKeys(t *testing.T, s storage.Store) {
@@ -516,17 +601,17 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	for i := range 5 {
 		expired = append(expired, newSession(t, s, fmt.Sprintf("old%d", i), base))
 	}
-	// Rotate one so that it has two digests to delete.
-	if _, err := s.RotateRefreshToken(c, rotation(expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
+	// Rotate one, so that it holds a previous digest too.
+	if _, err := s.RotateRefreshToken(c, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
 	for i := range 3 {
-		if err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
+		if _, err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
+	if _, err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
@@ -552,9 +637,8 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 		if _, err := s.GetSession(c, sess.ID); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("expired session %s survived: %v", sess.ID, err)
 		}
-		if _, _, err := s.FindSessionByRefreshHash(c, sess.CurrentHash); !errors.Is(err, storage.ErrNotFound) {
-			t.Fatalf("digest of swept session %s survived: %v", sess.ID, err)
-		}
+		_, err := s.RotateRefreshToken(c, rotation(t, s, sess.ID, sess.CurrentHash, Digest(t), now))
+		wantErr(t, "rotation of a swept session", err, storage.ErrNotFound)
 	}
 	if _, err := s.GetSession(c, live.ID); err != nil {
 		t.Fatalf("live session swept: %v", err)
@@ -576,7 +660,7 @@ func testCancelledContext(t *testing.T, s storage.Store) {
 	if _, err := s.GetSession(c, "x"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetSession with cancelled ctx = %v", err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(Digest(t), Digest(t), base)); !errors.Is(err, context.Canceled) {
+	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: Digest(t), Next: Digest(t), Now: base, IdleTTL: idle}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("RotateRefreshToken with cancelled ctx = %v", err)
 	}
 	if n, _ := s.CountUsers(ctx(t)); n != 0 {
@@ -592,16 +676,16 @@ func testListRevocations(t *testing.T, s storage.Store) {
 	newSession(t, s, "live", base)
 	newSession(t, s, "revoked", base)
 	newSession(t, s, "old", base.Add(-maxAge))
-	if err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
+	if _, err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
+	if _, err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	revs, err := s.ListRevocations(c, base)

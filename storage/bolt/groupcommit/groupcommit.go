@@ -62,6 +62,9 @@ type Committer struct {
 	stats  Stats
 	// gatherFor, when set (by tests), replaces the time bound of a wait.
 	gatherFor time.Duration
+	// commitFailed runs after a transaction whose functions succeeded
+	// failed to commit (WithCommitFailed).
+	commitFailed func()
 }
 
 // Stats counts what a Committer has done since New. Writes / Commits is
@@ -104,6 +107,14 @@ func WithMaxSize(n int) Option { return func(c *Committer) { c.maxSize = max(n, 
 // Every write waits up to d longer.
 func WithDelay(d time.Duration) Option { return func(c *Committer) { c.delay = max(d, 0) } }
 
+// WithCommitFailed has f called after every transaction whose functions
+// all succeeded but which did not commit (bbolt could not begin or commit
+// it), before its callers get the error. A commit that fails may have made
+// its pages visible without running its OnCommit handlers (a failed fsync),
+// so a caller whose handlers keep a cache in step uses f to drop it.
+// Default: nothing.
+func WithCommitFailed(f func()) Option { return func(c *Committer) { c.commitFailed = f } }
+
 // New returns a Committer for db.
 func New(db *bbolt.DB, opts ...Option) *Committer {
 	c := &Committer{db: db, maxSize: DefaultMaxSize, enough: make(chan struct{}, 1)}
@@ -135,7 +146,14 @@ func (c *Committer) Do(fn func(*bbolt.Tx) error) error {
 	c.mu.Unlock()
 	err := <-cl.done
 	if errors.Is(err, errRunAlone) {
-		return c.db.Update(func(tx *bbolt.Tx) error { return safely(fn, tx) })
+		var fnErr error
+		err = c.db.Update(func(tx *bbolt.Tx) error {
+			fnErr = safely(fn, tx)
+			return fnErr
+		})
+		if err != nil && fnErr == nil {
+			c.failed()
+		}
 	}
 	return err
 }
@@ -223,10 +241,20 @@ func (c *Committer) commit(group []*call) {
 			group = append(group[:failed:failed], group[failed+1:]...)
 			continue
 		}
+		if err != nil {
+			c.failed()
+		}
 		for _, cl := range group {
 			cl.done <- err
 		}
 		return
+	}
+}
+
+// failed runs the WithCommitFailed function, if any.
+func (c *Committer) failed() {
+	if c.commitFailed != nil {
+		c.commitFailed()
 	}
 }
 

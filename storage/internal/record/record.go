@@ -1,4 +1,5 @@
-// Package record is the storage format of sessions, users and signing keys
+// Package record is the storage format of sessions, users, signing keys and
+// refresh-token MAC secrets
 // shared by the bbolt and etcd backends. Every record starts with a version
 // byte: 1 is JSON (users, keys, and sessions written before version 2), 2
 // is the compact binary session record (see EncodeSession). Decoders read
@@ -150,4 +151,30 @@ func DecodeKey(data []byte) (storage.SigningKey, error) {
 	}
 	return storage.SigningKey{ID: r.ID, PrivateKey: r.PrivateKey, PublicKey: r.PublicKey,
 		State: r.State, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}, nil
+}
+
+type refreshKey struct {
+	ID          string           `json:"id"`
+	Secret      []byte           `json:"secret"`
+	State       storage.KeyState `json:"state"`
+	CreatedAt   time.Time        `json:"created_at"`
+	ActivatedAt time.Time        `json:"activated_at"`
+	RetiredAt   time.Time        `json:"retired_at"`
+}
+
+// EncodeRefreshKey returns the stored form of k.
+func EncodeRefreshKey(k storage.RefreshKey) ([]byte, error) {
+	return Encode(refreshKey{ID: k.ID, Secret: k.Secret, State: k.State,
+		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
+}
+
+// DecodeRefreshKey parses a stored refresh key. The result shares no
+// memory with data.
+func DecodeRefreshKey(data []byte) (storage.RefreshKey, error) {
+	var r refreshKey
+	if err := Decode(data, &r); err != nil {
+		return storage.RefreshKey{}, err
+	}
+	return storage.RefreshKey{ID: r.ID, Secret: r.Secret, State: r.State,
+		CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}, nil
 }

@@ -228,6 +228,17 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		return nil, err
 	}
 	fx := &fixture{signer: signer}
+	// The refresh-token MAC secret the server will load and mint with; the
+	// fixture's sessions hold tokens minted with it.
+	refreshKey, err := tokens.NewRefreshKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.UpdateRefreshKeys(ctx, func([]storage.RefreshKey) ([]storage.RefreshKey, error) {
+		return []storage.RefreshKey{{ID: refreshKey.ID, Secret: refreshKey.Secret, State: storage.KeyActive, CreatedAt: now, ActivatedAt: now}}, nil
+	}); err != nil {
+		return nil, err
+	}
 
 	// Live sessions 0..live-1 for the workload, live (the introspect
 	// caller) and live+1 (the orders caller); then the filler.
@@ -259,7 +270,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		if err != nil {
 			return storage.Session{}, "", err
 		}
-		rt, digest, err := tokens.NewRefreshToken(rand.Reader)
+		rt, minted, err := tokens.NewRefreshToken(rand.Reader, refreshKey, sid, 0)
 		if err != nil {
 			return storage.Session{}, "", err
 		}
@@ -267,7 +278,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		if expires.Add(-time.Hour).Before(now) {
 			created = expires.Add(-time.Hour)
 		}
-		return storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: digest,
+		return storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: minted.Digest,
 			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires}, rt, nil
 	}
 	for i := range lives {
