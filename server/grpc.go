@@ -80,7 +80,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rpcLog := rpcLogger{log: log}
+	rpcLog := rpcLogger{log: log, client: s.clientAddr}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))

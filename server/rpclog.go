@@ -33,6 +33,10 @@ import (
 // the INTERNAL it became.
 type rpcLogger struct {
 	log *slog.Logger
+	// client resolves the client's address through the trusted proxies
+	// (Server.clientAddr); logged as "peer" beside the transport's
+	// "peer.address", as every other record of the request names it.
+	client func(context.Context) clientAddress
 }
 
 // rpcLevel is go-grpc-middleware's DefaultServerCodeToLevel.
@@ -88,6 +92,9 @@ func (l rpcLogger) finished(ctx context.Context, fullMethod, typ string, start t
 		slog.String("grpc.method_type", typ))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
+	}
+	if l.client != nil {
+		attrs = append(attrs, slog.String("peer", l.client(ctx).String()))
 	}
 	attrs = append(attrs, slog.String("grpc.start_time", start.Format(time.RFC3339)))
 	if d, ok := ctx.Deadline(); ok {

@@ -280,6 +280,12 @@ func TestTrustedProxiesResolveTheClient(t *testing.T) {
 	if err := login(proxy, "2001:db8:1:3::1"); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("another /64: %v, want its own budget", err)
 	}
+	// Log lines name the client, not the proxy.
+	for _, want := range []string{`"peer":"203.0.113.7"`, `"peer":"2001:db8:1:2::1"`} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("no log record with %s", want)
+		}
+	}
 	// A peer that is not a trusted proxy cannot choose its address.
 	for i := range 3 {
 		wantStatus(t, login(direct, "192.0.2."+string(rune('1'+i))), codes.Unauthenticated, "")
