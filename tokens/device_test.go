@@ -59,3 +59,25 @@ func TestDeviceProof(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerifyDeviceProof: no input panics, and nothing but the proofs issued
+// under the key for the account verifies.
+func FuzzVerifyDeviceProof(f *testing.F) {
+	key := tokens.RefreshKey{ID: "AAAAAAAAAAA", Secret: bytes.Repeat([]byte{7}, 32)}
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	// Deterministic, so that every fuzzing worker builds the same proof.
+	good, err := tokens.NewDeviceProof(key, "user-1", now.Add(time.Hour), bytes.NewReader(bytes.Repeat([]byte{9}, 16)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("")
+	f.Add(strings.Repeat("A", len(good)))
+	lookup := func(id string) ([]byte, bool) { return key.Secret, id == key.ID }
+	f.Fuzz(func(t *testing.T, proof string) {
+		id, err := tokens.VerifyDeviceProof(lookup, "user-1", proof, now)
+		if err == nil && proof != good {
+			t.Fatalf("a proof not issued verified: %q (device %s)", proof, id)
+		}
+	})
+}
