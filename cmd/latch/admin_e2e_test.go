@@ -111,7 +111,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	// A token from the environment instead of a login; grpcurl as a second
 	// client of AdminService.
 	root := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
-		map[string]string{"email": "root@example.com", "password": rootPW}), "root login"))
+		map[string]string{"email": "root@example.com", "password": rootPW, "audience": "https://latch.test"}), "root login"))
 	tokenEnv := []string{"LATCH_ADMIN_TOKEN=" + root.access}
 	out = mustAdmin(t, ctx, p, "", tokenEnv, "sessions", "list", ids["alice@example.com"], "--json")
 	if strings.Count(out, "SESSION_STATE_REVOKED") != 2 {
@@ -135,9 +135,15 @@ func TestAdminEndToEnd(t *testing.T) {
 	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, "latch.v1.AdminService/ListUsers", map[string]any{}),
 		"Unauthenticated", "", "grpcurl ListUsers without a token")
 	aliceNow := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
-		map[string]string{"email": "alice@example.com", "password": alicePW}), "alice login"))
+		map[string]string{"email": "alice@example.com", "password": alicePW, "audience": "https://latch.test"}), "alice login"))
 	wantCode(t, grpcurl(t, ctx, p.grpcAddr, []string{"authorization: Bearer " + aliceNow.access}, "latch.v1.AdminService/ListUsers", map[string]any{}),
 		"PermissionDenied", "", "grpcurl ListUsers as a user")
+	// A token for a relying party's audience, even an administrator's, never
+	// administers Latch.
+	rootRP := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "root@example.com", "password": rootPW, "audience": "orders"}), "root login for orders"))
+	wantCode(t, grpcurl(t, ctx, p.grpcAddr, []string{"authorization: Bearer " + rootRP.access}, "latch.v1.AdminService/ListUsers", map[string]any{}),
+		"Unauthenticated", "", "grpcurl ListUsers with an admin's token for orders")
 
 	// Errors are reported with their code, and exit 1.
 	_, errOut, code := adminRun(t, ctx, p, "", tokenEnv, "users", "get", "nobody@example.com")
@@ -267,7 +273,7 @@ func TestAdminCLICommands(t *testing.T) {
 	t.Setenv(bootstrapPasswordEnv, "root-password-1")
 	p := startLatch(t, ctx, db, "--bootstrap-admin", "root@example.com")
 	root := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin,
-		map[string]string{"email": "root@example.com", "password": "root-password-1"}), "root login"))
+		map[string]string{"email": "root@example.com", "password": "root-password-1", "audience": "https://latch.test"}), "root login"))
 	tok := []string{"LATCH_ADMIN_TOKEN=" + root.access}
 	login := func(email, pw string) grpcResult {
 		return grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]string{"email": email, "password": pw})

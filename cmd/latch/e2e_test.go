@@ -381,8 +381,12 @@ func TestEndToEndWalkthrough(t *testing.T) {
 
 	t.Run("introspect needs a caller credential with role introspect", func(t *testing.T) {
 		wantCode(t, grpcurl(t, ctx, addr, nil, svcIntrospect, map[string]any{"token": alice.access}), "Unauthenticated", "", "no credential")
-		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Bearer " + alice.access}, svcIntrospect,
+		aliceSelf := tokensOf(t, mustOK(t, grpcurl(t, ctx, addr, nil, svcLogin,
+			map[string]any{"email": "alice@example.com", "password": alicePW, "audience": "https://latch.test"}), "login alice for Latch"))
+		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Bearer " + aliceSelf.access}, svcIntrospect,
 			map[string]any{"token": alice.access}), "PermissionDenied", "", "credential without role")
+		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Bearer " + alice.access}, svcIntrospect,
+			map[string]any{"token": alice.access}), "Unauthenticated", "invalid caller credential", "relying party's token as credential")
 		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Basic abc"}, svcIntrospect,
 			map[string]any{"token": alice.access}), "Unauthenticated", "", "wrong scheme")
 	})
@@ -485,7 +489,7 @@ func TestEndToEndWalkthrough(t *testing.T) {
 	checkLogsHoldNoSecrets(t, p.logText()+p.stdout.String(), alicePW, svcPW, alice.access, alice.refresh, rotated.refresh, svc.access)
 
 	p2 := startLatch(t, ctx, db)
-	svc2 := tokensOf(t, mustOK(t, grpcurl(t, ctx, p2.grpcAddr, nil, svcLogin, map[string]any{"email": "svc@example.com", "password": svcPW}), "login svc"))
+	svc2 := tokensOf(t, mustOK(t, grpcurl(t, ctx, p2.grpcAddr, nil, svcLogin, map[string]any{"email": "svc@example.com", "password": svcPW, "audience": "https://latch.test"}), "login svc"))
 	auth = []string{"authorization: Bearer " + svc2.access}
 	addr = p2.grpcAddr
 	t.Run("state survives a restart", func(t *testing.T) {
@@ -528,7 +532,10 @@ func TestDevMode(t *testing.T) {
 	if m == nil {
 		t.Fatalf("--dev output lacks the service credentials:\n%s", out)
 	}
-	svc := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]any{"email": m[1], "password": m[2]}), "login svc"))
+	if !strings.Contains(out, `"audience":"https://latch.test"`) {
+		t.Errorf("--dev's service login is not for Latch's own audience (the issuer):\n%s", out)
+	}
+	svc := tokensOf(t, mustOK(t, grpcurl(t, ctx, p.grpcAddr, nil, svcLogin, map[string]any{"email": m[1], "password": m[2], "audience": "https://latch.test"}), "login svc"))
 	pm := regexp.MustCompile(`person:\s+(\S+)\s+password (\S+)`).FindStringSubmatch(out)
 	if pm == nil {
 		t.Fatalf("--dev output lacks the person credentials:\n%s", out)

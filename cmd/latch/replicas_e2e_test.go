@@ -67,7 +67,7 @@ func startReplicas(t *testing.T, ctx context.Context, srv *etcdtest.Server, pref
 		// to each replica from one address, on top of the reuse checks:
 		// the per-address probe limit (default burst 30) is per replica and
 		// tested elsewhere, so it is raised here to keep it out of the race.
-		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--probe-burst", "1000")...)
+		p := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--probe-burst", "1000", "--refresh-reuse-grace", "0")...)
 		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -118,15 +118,15 @@ func TestReplicasShareEtcd(t *testing.T) {
 		t.Fatalf("replicas publish different key sets:\n%s\n%s", strings.Join(jwks, "\n"), strings.Join(kids, "\n"))
 	}
 
-	login := func(r replica, email, pw string) *latchv1.TokenPair {
+	login := func(r replica, email, pw, aud string) *latchv1.TokenPair {
 		t.Helper()
-		resp, err := r.cli.Login(ctx, &latchv1.LoginRequest{Email: email, Password: pw})
+		resp, err := r.cli.Login(ctx, &latchv1.LoginRequest{Email: email, Password: pw, Audience: aud})
 		if err != nil {
 			t.Fatalf("Login on %s: %v", r.name, err)
 		}
 		return resp.GetTokens()
 	}
-	svc := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login(a, "svc@example.com", "svc-password-111").GetAccessToken())
+	svc := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login(a, "svc@example.com", "svc-password-111", "https://latch.test").GetAccessToken())
 	active := func(r replica, tok string) bool {
 		t.Helper()
 		resp, err := r.cli.Introspect(svc, &latchv1.IntrospectRequest{Token: tok})
@@ -210,7 +210,7 @@ func TestReplicasShareEtcd(t *testing.T) {
 
 	// Revoke an access token on B: A's stream reports its jti; C's
 	// Introspect (with the token verified and cached before) says inactive.
-	p3 := login(c, "alice@example.com", "alice-password-1")
+	p3 := login(c, "alice@example.com", "alice-password-1", "")
 	if !active(c, p3.GetAccessToken()) {
 		t.Fatal("fresh token inactive on C")
 	}
@@ -223,7 +223,7 @@ func TestReplicasShareEtcd(t *testing.T) {
 	waitEvent(func(ev *latchv1.RevocationEvent) bool { return ev.GetJti() != "" }, "the access token revoked on B")
 
 	// 64 concurrent refreshes of one token, spread over the replicas.
-	p4 := login(a, "alice@example.com", "alice-password-1")
+	p4 := login(a, "alice@example.com", "alice-password-1", "")
 	const n = 64
 	errs := make([]error, n)
 	winners := make([]*latchv1.TokenPair, n)
@@ -349,7 +349,7 @@ func TestReplicasRideOutEtcdRestart(t *testing.T) {
 		reps = append(reps, replica{name: n, proc: p, cli: latchv1.NewAuthServiceClient(conn)})
 	}
 	a, b := reps[0], reps[1]
-	svcLoginResp, err := a.cli.Login(ctx, &latchv1.LoginRequest{Email: "svc@example.com", Password: "svc-password-111"})
+	svcLoginResp, err := a.cli.Login(ctx, &latchv1.LoginRequest{Email: "svc@example.com", Password: "svc-password-111", Audience: "https://latch.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
