@@ -288,7 +288,6 @@ type Server struct {
 	selfVerifier *tokens.Verifier
 	verifiedSelf *tokens.VerifyCache
 	limits       *ratelimit.Limiter // every login and probe bucket (limits.go)
-	deviceKey    []byte
 	revs         *broadcaster
 	log          *slog.Logger
 	now          func() time.Time
