@@ -16,7 +16,7 @@ import (
 func TestCredentialsRefreshSingleFlight(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("svc@example.com", "svc-password", "orders:read")
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
 		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now))
 	if err != nil {
 		t.Fatal(err)

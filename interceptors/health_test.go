@@ -144,7 +144,7 @@ func TestRevocationLag(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "", interceptors.AllowInsecure())
+	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}

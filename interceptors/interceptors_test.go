@@ -79,7 +79,7 @@ func TestAuthMatrix(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("bob@example.com", "bob-password", "billing:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "", interceptors.AllowInsecure())
+	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +183,14 @@ func TestAuthMatrix(t *testing.T) {
 	})
 	t.Run("reuse detection revokes the session's access tokens", func(t *testing.T) {
 		pair := e.login("alice@example.com", "alice-password", "")
-		if _, err := e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: pair.GetRefreshToken()}); err != nil {
+		next, err := e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: pair.GetRefreshToken()})
+		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: next.GetTokens().GetRefreshToken()}); err != nil {
+			t.Fatal(err)
+		}
+		// Two rotations back: reuse, even within the retry window.
 		_, _ = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: pair.GetRefreshToken()})
 		waitRejected(t, client, pair.GetAccessToken())
 	})

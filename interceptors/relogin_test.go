@@ -2,7 +2,10 @@ package interceptors_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,17 +23,29 @@ import (
 )
 
 // sessionOf returns the session id of the token creds hold now.
-func sessionOf(t *testing.T, v *interceptors.Verifier, creds *interceptors.RefreshingCredentials) string {
+func sessionOf(t *testing.T, _ *interceptors.Verifier, creds *interceptors.RefreshingCredentials) string {
 	t.Helper()
 	tok, err := creds.Token(ctxT(t))
 	if err != nil {
 		t.Fatalf("Token: %v", err)
 	}
-	c, err := v.Verify(ctxT(t), tok)
-	if err != nil {
-		t.Fatalf("Verify: %v", err)
+	// The token may be for Latch's own audience, which a sibling's
+	// verifier refuses: read its sid without verifying it (Latch minted it).
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("credentials hold a token of %d parts", len(parts))
 	}
-	return c.SessionID
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		SID string `json:"sid"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.SID == "" {
+		t.Fatalf("token payload without sid: %v", err)
+	}
+	return claims.SID
 }
 
 // pwSource is a password source the test can change, counting logins.

@@ -83,7 +83,7 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "", interceptors.AllowInsecure())
+	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +130,9 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	pw := &pwSource{pw: "svc-password"}
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
 		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now),
-		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
+		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
