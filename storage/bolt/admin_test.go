@@ -58,6 +58,7 @@ func TestOpenRefusesOtherSchemas(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			storagetest.EnsureUser(t, s, "u1")
 			if err := s.CreateSession(context.Background(), session(t, "u1", "s1", base)); err != nil {
 				t.Fatal(err)
 			}
