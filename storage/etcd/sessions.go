@@ -44,9 +44,9 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 // is revoked, the end of its retention (Session.RetainedUntil), when the
 // lease takes with it the record, the state row, the revocation row
 // written here and the user index entry, moved here from the lease of its
-// absolute expiry. Only a revocation writes a revoked session (its
-// callers write nothing for one already revoked), so each session's keys
-// are moved once.
+// absolute expiry. A revoked session is written once: by its revocation
+// (whose callers write nothing for a session already revoked), or by a
+// CreateSession that stores it revoked.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
 	data, err := record.EncodeSessionV1(sess) // v1 until every process of a shared cluster reads v2
 	if err != nil {
