@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/storage/bolt"
 )
 
 // opsEnv is like env, with server and gRPC options of the test's choosing
@@ -20,6 +21,7 @@ type opsConfig struct {
 	wrappers []wrap
 	srvOpts  []server.Option
 	grpcOpts []server.GRPCOption
+	boltOpts []bolt.Option
 }
 
 func newOpsEnv(t testing.TB, oc opsConfig) *opsEnv {

@@ -152,6 +152,20 @@ func (c Config) Defaults() Config {
 	return c.keyDefaults()
 }
 
+// RevokedSessionRetention is how long the store must keep a revoked
+// session for the tokens this configuration mints: AccessTTL + Leeway
+// (after Defaults), the longest an access token carrying its sid can still
+// be accepted after the revocation. Pass it (or, after lowering AccessTTL,
+// the longer value of before, until tokens minted under that have expired)
+// to the store's revoked-session retention (bolt.WithRevokedSessionRetention,
+// etcd.WithRevokedSessionRetention), so that what one account's logins
+// leave stored is bounded by its login rate times this, not times the
+// session lifetime; see "Revoked sessions" in package storage.
+func (c Config) RevokedSessionRetention() time.Duration {
+	d := c.Defaults()
+	return d.AccessTTL + max(d.Leeway, 0)
+}
+
 // DefaultRefreshReuseGrace is the default retry window for the immediately
 // previous refresh token (Config.RefreshReuseGrace): long enough for a
 // client to retry after a lost reply or a backend's leader election, short

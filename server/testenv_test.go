@@ -102,7 +102,7 @@ func newEnvAt(t testing.TB, dbPath string, cfg server.Config, wrappers ...wrap) 
 // logger.
 func startEnv(t testing.TB, dbPath string, oc opsConfig) *env {
 	t.Helper()
-	st, err := bolt.Open(dbPath)
+	st, err := bolt.Open(dbPath, oc.boltOpts...)
 	if err != nil {
 		t.Fatalf("bolt.Open: %v", err)
 	}

@@ -7,6 +7,32 @@
 // types), and reports domain failures with the sentinel errors below, wrapped
 // with context and matched with errors.Is. Every write is durable (fsynced)
 // when the method returns.
+//
+// # Revoked sessions
+//
+// A revoked session matters only while an access token carrying its sid
+// can still be accepted: until the longest access-token lifetime plus the
+// verifiers' leeway has passed since the revocation, for no token of it is
+// minted afterwards. Backends therefore take a retention setting
+// (bolt.WithRevokedSessionRetention, etcd.WithRevokedSessionRetention).
+// Until RevokedAt + retention a revoked session stays stored as it is:
+// ListRevocations reports it, AccessTokenRevoked says revoked, its refresh
+// tokens fail with ErrSessionRevoked, ListUserSessions lists it. After
+// that (or after its expiry, if that comes first: Session.RetainedUntil)
+// the store deletes it with its indexes (storage/bolt at the next sweep,
+// storage/etcd through its lease), whichever call revoked it
+// (RevokeSession, RevokeUserSessions, DeleteUser, a reuse detection in
+// RotateRefreshToken). From then on its refresh tokens are unknown
+// (ErrNotFound) and AccessTokenRevoked still says revoked (its session is
+// gone). So what one account leaves stored is bounded by its login rate
+// times the retention, not times the session lifetime.
+//
+// The retention must be at least the longest access-token lifetime plus
+// leeway ever used with the store (the server's Config.AccessTTL +
+// Config.Leeway): a session deleted while a token of it can still verify
+// drops out of ListRevocations, the snapshot that revocation watchers
+// start from. Zero, the default, keeps a revoked session until its own
+// expiry.
 package storage
 
 import (
@@ -124,6 +150,20 @@ func (s Session) ExpiresAt() time.Time {
 
 // Revoked reports whether the session has been revoked.
 func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
+
+// RetainedUntil is when a store that keeps revoked sessions for retention
+// (see "Revoked sessions" in the package documentation) may delete the session: at its expiry, or,
+// once it is revoked and retention is positive, at RevokedAt + retention
+// if that comes first.
+func (s Session) RetainedUntil(retention time.Duration) time.Time {
+	end := s.ExpiresAt()
+	if retention > 0 && s.Revoked() {
+		if r := s.RevokedAt.Add(retention); r.Before(end) {
+			return r
+		}
+	}
+	return end
+}
 
 // Live reports whether the session is neither revoked nor expired at now.
 func (s Session) Live(now time.Time) bool {
@@ -380,8 +420,10 @@ type KeyAdmin interface {
 // Sweeper deletes rows that can no longer matter.
 type Sweeper interface {
 	// DeleteExpired deletes at most limit rows that expired before now:
-	// sessions past their expiry (with their indexes) and denied jtis past
-	// their token's expiry. Its result counts the rows it deleted and the
+	// sessions past their expiry, or revoked sessions past their
+	// retention (Session.RetainedUntil; see "Revoked sessions" in the
+	// package documentation), with
+	// their indexes, and denied jtis past their token's expiry. Its result counts the rows it deleted and the
 	// sessions it re-filed (together at most limit), and says whether
 	// expired rows may be left. A backend may index a session under a
 	// lower bound of its expiry (storage/bolt does, so that rotations need

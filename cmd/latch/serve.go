@@ -29,7 +29,7 @@ type serveFlags struct {
 	audiences                     stringList
 	accessTTL, refreshTTL, maxAge time.Duration
 	reuseGrace, shutdownTimeout   time.Duration
-	sweepInterval                 time.Duration
+	sweepInterval, revokedKeep    time.Duration
 	logFormat, logLevel           string
 	introspectOpen, dev, reflect  bool
 	trustedProxies, serviceRoles  stringList
@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.Var(&f.serviceRoles, "service-role", "role marking service accounts, which fleets share: higher login rate, 10,000 live sessions (repeatable; default service,introspect)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for in-flight requests")
 	fs.DurationVar(&f.sweepInterval, "sweep-interval", time.Minute, "how often expired sessions and revocations are deleted")
+	fs.DurationVar(&f.revokedKeep, "revoked-session-retention", 0, "how long a revoked session is kept before it is deleted (default: --access-ttl plus the 30s leeway); after lowering --access-ttl, keep the old value here until tokens minted under it have expired")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
@@ -107,7 +108,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	sealer, kekErr := f.keys.sealer(e.getenv)
 	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Issuer, cfg.Audiences)
 	bootErr := boot.check(e.getenv, log)
-	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr,
+	retention, retentionErr := revokedRetention(f.revokedKeep, cfg)
+	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr, retentionErr,
 		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, rf.validate())...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
@@ -116,7 +118,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, log, e.getenv)
+	store, err := sf.open(ctx, log, e.getenv, retention)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
 	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start (connection, schema check, revocation feed)")
 	fs.DurationVar(&f.reqTimeout, "etcd-request-timeout", 5*time.Second, "bound on each etcd request (a client's earlier deadline wins); past it the RPC fails with UNAVAILABLE")
-	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a third of it")
+	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a quarter of it")
 }
 
 // noteSet records which storage flags were given, after parseFlags.
@@ -136,10 +136,28 @@ func (f *storageFlags) describe() []any {
 	return []any{"storage", storageBolt, "db", f.db}
 }
 
-// open opens the selected backend. getenv supplies LATCH_ETCD_PASSWORD.
-func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(string) string) (storage.Store, error) {
+// revokedRetention is the store's revoked-session retention for serve:
+// --revoked-session-retention (flagValue) when given, else cfg's
+// (server.Config.RevokedSessionRetention: access-ttl plus leeway). It
+// refuses a shorter one: a session deleted while its access tokens can
+// still verify drops out of the revocation snapshot verifiers start from.
+func revokedRetention(flagValue time.Duration, cfg server.Config) (time.Duration, error) {
+	least := cfg.RevokedSessionRetention()
+	switch {
+	case flagValue == 0:
+		return least, nil
+	case flagValue < least:
+		return 0, fmt.Errorf("--revoked-session-retention %v must be at least --access-ttl plus the leeway (%v), or 0 for exactly that", flagValue, least)
+	}
+	return flagValue, nil
+}
+
+// open opens the selected backend, which keeps a revoked session for
+// retention after its revocation (0: until its expiry). getenv supplies
+// LATCH_ETCD_PASSWORD.
+func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(string) string, retention time.Duration) (storage.Store, error) {
 	if f.kind != storageEtcd {
-		store, err := bolt.Open(f.db)
+		store, err := bolt.Open(f.db, bolt.WithRevokedSessionRetention(retention))
 		if err != nil {
 			return nil, explainOpen(f.db, err)
 		}
@@ -154,7 +172,8 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 		}
 		cfg.TLS = tc
 	}
-	store, err := etcd.Open(ctx, cfg, etcd.WithLogger(log), etcd.WithOpTimeout(f.reqTimeout), etcd.WithMaxTxnOps(f.maxTxnOps))
+	store, err := etcd.Open(ctx, cfg, etcd.WithLogger(log), etcd.WithOpTimeout(f.reqTimeout), etcd.WithMaxTxnOps(f.maxTxnOps),
+		etcd.WithRevokedSessionRetention(retention))
 	if err != nil {
 		return nil, fmt.Errorf("open etcd storage: %w", err)
 	}

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
+	"github.com/latchauth/latch/storage/storagetest"
 )
 
 func parseStorageFlags(t *testing.T, args ...string) *storageFlags {
@@ -35,7 +40,7 @@ func TestEtcdRequestTimeoutIsNotTheDialTimeout(t *testing.T) {
 	if errs := f.validate(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" })
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,5 +67,59 @@ func TestEtcdStorageFlagErrors(t *testing.T) {
 	f = parseStorageFlags(t, "--etcd-request-timeout", "1s", "--etcd-max-txn-ops", "64")
 	if errs := f.validate(); len(errs) != 2 {
 		t.Errorf("etcd-only flags with bbolt: %v, want two errors", errs)
+	}
+}
+
+// TestRevokedSessionRetention: serve's store keeps a revoked session for
+// --access-ttl plus the leeway unless --revoked-session-retention asks for
+// longer (never shorter), and the bbolt store it opens deletes a revoked
+// session at the first sweep after that.
+func TestRevokedSessionRetention(t *testing.T) {
+	cfg := server.Config{AccessTTL: 10 * time.Minute}
+	for _, tc := range []struct {
+		flag, want time.Duration
+		err        string
+	}{
+		{0, 10*time.Minute + 30*time.Second, ""},
+		{time.Hour, time.Hour, ""},
+		{10 * time.Minute, 0, "--revoked-session-retention 10m0s must be at least --access-ttl plus the leeway (10m30s)"},
+		{-time.Second, 0, "must be at least"},
+	} {
+		got, err := revokedRetention(tc.flag, cfg)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("revokedRetention(%v) = %v, %v; want an error with %q", tc.flag, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("revokedRetention(%v) = %v, %v; want %v", tc.flag, got, err, tc.want)
+		}
+	}
+
+	retention, err := revokedRetention(0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := parseStorageFlags(t, "--db", filepath.Join(t.TempDir(), "latch.db"))
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, retention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	storagetest.EnsureUser(t, store, "u1")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := store.CreateSession(t.Context(), storage.Session{ID: "s1", UserID: "u1", CurrentHash: storagetest.Digest(t),
+		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(7 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(30 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.SweepOnce(t.Context(), store, 16, now.Add(retention+time.Nanosecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.GetSession(t.Context(), "s1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("revoked session after --access-ttl plus leeway and a sweep: %v; want it deleted", err)
 	}
 }

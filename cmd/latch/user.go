@@ -82,7 +82,7 @@ func user(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), e.getenv)
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), e.getenv, 0) // adds a user: revokes and sweeps nothing
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func (s *Store) revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) (
 			continue
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
-		if err := s.putSession(tx, sess); err != nil {
+		if err := s.putRevoked(tx, sess); err != nil {
 			return nil, err
 		}
 		revoked = append(revoked, sess)
@@ -134,8 +134,9 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 }
 
 // DeleteUser implements storage.UserAdmin. The user's sessions stay stored,
-// revoked, until the sweeper deletes them at their expiry, so that
-// revocation watchers and the per-request check keep denying their tokens.
+// revoked, until the sweeper deletes them after their retention (see
+// WithRevokedSessionRetention), so that revocation watchers and the
+// per-request check keep denying their tokens while any can verify.
 func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]storage.Session, error) {
 	if err := ctxErr(ctx, "delete user"); err != nil {
 		return nil, err

@@ -52,6 +52,9 @@ type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
 	live   liveCache              // access tokens found not revoked, until the next revoking commit
+	// retention is how long a revoked session is kept after its
+	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
+	retention time.Duration
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -63,6 +66,7 @@ type options struct {
 	lockTimeout   time.Duration
 	maxBatchDelay time.Duration
 	maxBatchSize  int
+	retention     time.Duration
 }
 
 // WithLockTimeout bounds how long Open waits for another process to release
@@ -80,6 +84,20 @@ func WithMaxBatchDelay(d time.Duration) Option { return func(o *options) { o.max
 // (bbolt's MaxBatchSize).
 func WithMaxBatchSize(n int) Option { return func(o *options) { o.maxBatchSize = n } }
 
+// WithRevokedSessionRetention makes the store delete a revoked session,
+// with its indexes, at the first sweep (DeleteExpired) after RevokedAt + d
+// (or after its expiry, if that comes first), whichever call revoked it;
+// see "Revoked sessions" in package storage. d must be at least the
+// longest access-token lifetime plus leeway ever used with the file
+// (server.Config.RevokedSessionRetention). Default 0: a revoked session is
+// kept until its own expiry. The setting applies to sessions as they are
+// revoked and swept: a longer d given later delays the deletion of
+// sessions revoked before (the sweeper files them again), a shorter one
+// does not hasten it.
+func WithRevokedSessionRetention(d time.Duration) Option {
+	return func(o *options) { o.retention = d }
+}
+
 // Open opens (creating if needed, mode 0600) the database at path, creates
 // the buckets and checks the schema version.
 func Open(path string, opts ...Option) (*Store, error) {
@@ -89,6 +107,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	if path == "" {
 		return nil, errors.New("bolt: empty database path")
+	}
+	if o.retention < 0 {
+		return nil, fmt.Errorf("bolt: revoked-session retention %v is negative: %w", o.retention, storage.ErrInvalidArgument)
 	}
 	// The freelist. bbolt's default rewrites the whole freelist (8 bytes
 	// per free page) in every commit; a file with many free pages (after a
@@ -136,7 +157,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
-	s := &Store{db: db}
+	s := &Store{db: db, retention: o.retention}
 	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay),
 		groupcommit.WithCommitFailed(s.live.invalidate))
 	return s, nil

@@ -39,32 +39,49 @@ func openTemp(t testing.TB) (*bolt.Store, string) {
 }
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store {
-		path := filepath.Join(t.TempDir(), "latch.db")
-		s, err := bolt.Open(path)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() {
-			// Run closes the store; reopen to check what it left on disk.
-			r, err := bolt.Open(path)
+	storagetest.Run(t, func(t *testing.T) storage.Store { return openChecked(t) },
+		storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
+			n, err := bolt.KeyCount(s.(*bolt.Store))
 			if err != nil {
-				t.Errorf("reopen for consistency check: %v", err)
-				return
+				t.Fatalf("count keys: %v", err)
 			}
-			defer r.Close()
-			if err := r.Check(); err != nil {
-				t.Errorf("consistency check: %v", err)
-			}
-		})
-		return s
-	}, storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
-		n, err := bolt.KeyCount(s.(*bolt.Store))
+			return n
+		}),
+		storagetest.WithRetention(storagetest.Retention{
+			Retention: 15*time.Minute + 30*time.Second,
+			Open: func(t *testing.T) storage.Store {
+				return openChecked(t, bolt.WithRevokedSessionRetention(15*time.Minute+30*time.Second))
+			},
+			Sweep: func(t *testing.T, s storage.Store, now time.Time) {
+				if _, err := storage.SweepOnce(context.Background(), s, 1000, now); err != nil {
+					t.Fatalf("SweepOnce(%v): %v", now, err)
+				}
+			},
+		}))
+}
+
+// openChecked opens a store on a new file in t.TempDir() whose consistency
+// bbolt checks after the test has closed it.
+func openChecked(t *testing.T, opts ...bolt.Option) *bolt.Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "latch.db")
+	s, err := bolt.Open(path, opts...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		// Run closes the store; reopen to check what it left on disk.
+		r, err := bolt.Open(path)
 		if err != nil {
-			t.Fatalf("count keys: %v", err)
+			t.Errorf("reopen for consistency check: %v", err)
+			return
 		}
-		return n
-	}))
+		defer r.Close()
+		if err := r.Check(); err != nil {
+			t.Errorf("consistency check: %v", err)
+		}
+	})
+	return s
 }
 
 var base = time.Unix(1_700_000_000, 0).UTC()

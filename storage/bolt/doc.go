@@ -14,10 +14,12 @@
 //	             tokens are recognised by the generation they carry)
 //	denied       jti → expiry (8 bytes, big-endian unix nanoseconds)
 //	expiry       expiry (8 bytes), kind ('s' session, 'j' jti), id → empty:
-//	             the sweeper's index, scanned in time order. A session's
-//	             entry is a lower bound of its expiry (filed at creation;
-//	             rotations do not move it): the sweeper re-files a session
-//	             that ends later instead of deleting it
+//	             the sweeper's index, scanned in time order; one entry
+//	             per session. A live session's entry is a lower bound of
+//	             its expiry (filed at creation; rotations do not move it):
+//	             the sweeper re-files a session that ends later instead of
+//	             deleting it. Its revocation files it again, at the time
+//	             it may be deleted (WithRevokedSessionRetention)
 //	keys         key id → signing-key record
 //	refreshkeys  key id → refresh-token MAC secret record
 //	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):

@@ -180,11 +180,13 @@ func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state recor
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
-// walks the expiry index in time order. A session's entry there is a lower
-// bound of its expiry (rotations do not move it): a session found to end
-// later than filed is re-filed at its real expiry, with its summary's idle
-// expiry brought up to date, and counts in Refiled; each entry due counts
-// against limit, deleted or re-filed.
+// walks the expiry index in time order. A live session's entry there is a
+// lower bound of its expiry (rotations do not move it); a revoked
+// session's is the time it may be deleted, RetainedUntil with the
+// retention of the store that revoked it. A session found to end later
+// than filed (by this store's retention) is re-filed then, with its
+// summary's idle expiry brought up to date, and counts in Refiled; each
+// entry due counts against limit, deleted or re-filed.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
 	if err := ctxErr(ctx, "delete expired"); err != nil {
 		return storage.SweepResult{}, err
@@ -243,8 +245,9 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 }
 
 // sweepSession handles a session whose expiry-index entry is due (before
-// cutoff): it deletes the session if it has really expired, and otherwise
-// re-files it at its real expiry, reporting refiled.
+// cutoff): it deletes the session if it has really expired, or was revoked
+// longer ago than the store's retention, and otherwise re-files it at the
+// time it may be deleted, reporting refiled.
 func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err error) {
 	sess, err := getSession(tx, id)
 	switch {
@@ -253,16 +256,16 @@ func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err
 	case err != nil:
 		return false, fmt.Errorf("session %q: %w", id, err)
 	}
-	if exp := timeKey(sess.ExpiresAt()); string(exp) >= string(cutoff) {
+	if until := sess.RetainedUntil(s.retention); string(timeKey(until)) >= string(cutoff) {
 		if err := tx.Bucket(bucketSessState).Put(id, record.EncodeState(sess)); err != nil {
 			return false, err
 		}
-		return true, tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
+		return true, tx.Bucket(bucketExpiry).Put(expiryKey(until, kindSession, sess.ID), nil)
 	}
 	return false, s.deleteSession(tx, sess)
 }
 
-// deleteSession removes an expired session: its record, its summary and
+// deleteSession removes a session that can no longer matter: its record, its summary and
 // its entry in the user → sessions index (the refresh-token digests it
 // keeps are in the record).
 func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session) error {

@@ -43,6 +43,31 @@ func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
 	return tx.Bucket(bucketSessState).Put([]byte(sess.ID), record.EncodeState(sess))
 }
 
+// putRevoked writes sess, which the caller has just revoked (it was live
+// in tx), and files it in the expiry index at the time the sweeper may
+// delete it, sess.RetainedUntil(s.retention), in place of the entry it had
+// while live: the one at its summary's expiry (see insertSession and
+// sweepSession, the only other writers of both), read before putSession
+// overwrites the summary. So the session keeps one entry, and a revoked
+// session goes at the first sweep after its retention, not at its expiry.
+func (s *Store) putRevoked(tx *bbolt.Tx, sess storage.Session) error {
+	id := []byte(sess.ID)
+	expiry := tx.Bucket(bucketExpiry)
+	if v := tx.Bucket(bucketSessState).Get(id); v != nil {
+		st, err := record.DecodeState(v)
+		if err != nil {
+			return fmt.Errorf("session summary %q: %w", id, err)
+		}
+		if err := expiry.Delete(expiryKey(st.ExpiresAt(), kindSession, sess.ID)); err != nil {
+			return err
+		}
+	}
+	if err := s.putSession(tx, sess); err != nil {
+		return err
+	}
+	return expiry.Put(expiryKey(sess.RetainedUntil(s.retention), kindSession, sess.ID), nil)
+}
+
 // The session summary (record.EncodeState) in the sessstate bucket: its
 // idle expiry is a lower bound, the one the session had when the summary
 // was last written (creation, revocation, or the sweeper re-filing it);
@@ -174,7 +199,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 		case errors.Is(decision, storage.ErrRefreshTokenReused):
 			outcome = decision
 			out = next
-			return s.putSession(tx, next) // commit the revocation
+			return s.putRevoked(tx, next) // commit the revocation
 		case decision != nil:
 			outcome = decision
 			out = old
@@ -223,7 +248,7 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
 		changed = true
-		return s.putSession(tx, sess)
+		return s.putRevoked(tx, sess)
 	})
 	if err != nil {
 		return false, fmt.Errorf("bolt: revoke session %s: %w", id, err)

@@ -21,7 +21,7 @@
 //	                             (24 bytes), written with the record: what
 //	                             the per-request revocation check and
 //	                             CountLiveSessions read                  [L]
-//	usersessions/<uid>\0<sid>    empty (a user's sessions)               [A]
+//	usersessions/<uid>\0<sid>    empty (a user's sessions)          [A, L]
 //	revocations/session/<sid>    expiry of a revoked session             [L]
 //	revocations/jti/<jti>        expiry of a denied access token         [L]
 //	keys/<kid>                   signing-key record
@@ -55,8 +55,13 @@
 // carried by the row, such as a rotation's Now), never by etcd. Leases are
 // only the garbage collector: rows marked [L] above are attached to a lease
 // that ends after the row's expiry, rows marked [A] to one that ends after
-// the session's absolute expiry (which never moves, so they never have to
-// be re-attached). A session's keys do not grow with its rotations: the
+// the session's absolute expiry (which never moves, so rotations never
+// re-attach them). A revocation moves every key of the session (record,
+// state row, revocation row and user index entry, [A, L]) in its own Txn
+// to one lease, which ends after the session's retention
+// (WithRevokedSessionRetention; see "Revoked sessions" in package
+// storage): a revoked session is gone that long after its revocation,
+// whatever revoked it, not when it would have expired. A session's keys do not grow with its rotations: the
 // record holds the digests of its current and previous refresh tokens, and
 // older tokens are recognised by the generation they carry. A lease's TTL is the row's
 // remaining life judged against the operation's time, plus a slack that
@@ -68,9 +73,9 @@
 // # Revoking every session of a user
 //
 // etcd refuses a Txn with more than --max-txn-ops operations (128 by
-// default; tell the store with WithMaxTxnOps). Revoking a session costs 3.
+// default; tell the store with WithMaxTxnOps). Revoking a session costs 4.
 // RevokeUserSessions and DeleteUser are one Txn whenever the user's live
-// sessions fit (42 and 41 at the default), exactly as the storage contract
+// sessions fit (32 and 31 at the default), exactly as the storage contract
 // says. For a user with more, they first commit the user's fence
 //
 //	userfences/<uid>             revocation time and reason: sessions

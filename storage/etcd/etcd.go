@@ -40,8 +40,9 @@ const maxLeaseLife = 10 * 365 * 24 * time.Hour
 const DefaultMaxTxnOps = 128
 
 // opsPerRevokedSession is what revoking one session costs in a Txn: the
-// record, the state row and the revocation row (and one compare).
-const opsPerRevokedSession = 3
+// record, the state row, the revocation row and the user index entry, all
+// moved to the lease of the session's retention (and one compare).
+const opsPerRevokedSession = 4
 
 // errOpTimeout is the cause of a request context that ran out of the
 // store's op timeout (as opposed to the caller's own deadline).
@@ -78,6 +79,9 @@ type Store struct {
 	maxTxnOps int
 	leases    *leaseCache
 	log       *slog.Logger
+	// retention is how long a revoked session is kept after its
+	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
+	retention time.Duration
 
 	// testHookBeforeBatch, when set (by tests only), runs before each
 	// partial revocation Txn of RevokeUserSessions and DeleteUser.
@@ -102,6 +106,7 @@ type options struct {
 	leaseBucket time.Duration
 	maxTxnOps   int
 	log         *slog.Logger
+	retention   time.Duration
 }
 
 // WithMaxTxnOps sets the most operations the store puts in one Txn (default
@@ -142,6 +147,19 @@ func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseS
 // leases stays small. Rows live up to one bucket longer.
 func WithLeaseBucket(d time.Duration) Option { return func(o *options) { o.leaseBucket = d } }
 
+// WithRevokedSessionRetention makes a revocation move the revoked
+// session's keys (record, state row, revocation row, user index entry) to
+// a lease that ends d after RevokedAt (or at the session's expiry, if that
+// comes first), plus the lease slack, whichever call revoked it; see
+// "Revoked sessions" in package storage. d must be at least the longest
+// access-token lifetime plus leeway ever used with the prefix
+// (server.Config.RevokedSessionRetention). Default 0: a revoked session is
+// kept until its own expiry. Each process applies its own setting to the
+// revocations it commits, so give every process of a prefix the same.
+func WithRevokedSessionRetention(d time.Duration) Option {
+	return func(o *options) { o.retention = d }
+}
+
 // Open connects to etcd, checks that the prefix holds Latch data of this
 // schema version (or nothing, in which case it writes the schema marker) and
 // returns the Store. ctx bounds the connection and the check.
@@ -158,8 +176,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: at least one endpoint is required")
 	}
-	if o.opTimeout <= 0 || o.leaseSlack < 0 || o.leaseBucket < time.Second || o.maxTxnOps < 16 {
-		return nil, errors.New("etcd: op timeout must be positive, lease slack not negative, lease bucket at least 1s and max txn ops at least 16")
+	if o.opTimeout <= 0 || o.leaseSlack < 0 || o.leaseBucket < time.Second || o.maxTxnOps < 16 || o.retention < 0 {
+		return nil, errors.New("etcd: op timeout must be positive, lease slack and revoked-session retention not negative, lease bucket at least 1s and max txn ops at least 16")
 	}
 	dial := cfg.DialTimeout
 	if dial <= 0 {
@@ -180,7 +198,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout, maxTxnOps: o.maxTxnOps,
-		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log}
+		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log,
+		retention: o.retention}
 	checkCtx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
 	if err := s.initSchema(checkCtx); err != nil {

@@ -43,6 +43,17 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("count keys: %v", err)
 			}
 			return int(resp.Count)
+		}),
+		// Leases run on real time: a retention of a few seconds, no
+		// slack and one-second buckets, so that the revoked sessions'
+		// keys are gone a few seconds after their revocation.
+		storagetest.WithRetention(storagetest.Retention{
+			Retention: 4 * time.Second,
+			Open: func(t *testing.T) storage.Store {
+				return openStore(t, srv, etcd.WithRevokedSessionRetention(4*time.Second),
+					etcd.WithLeaseSlack(0), etcd.WithLeaseBucket(time.Second))
+			},
+			Patience: 20 * time.Second,
 		}))
 }
 

@@ -55,14 +55,16 @@ func (s *Store) revision(t *testing.T) int64 {
 }
 
 // TestRevokeAllInOneTxnWhenItFits: with etcd's default --max-txn-ops (128),
-// 42 sessions (126 operations) are revoked by RevokeUserSessions in one Txn,
-// and 41 sessions plus the user's deletion by DeleteUser in one Txn: each
+// 32 sessions (128 operations) are revoked by RevokeUserSessions in one Txn,
+// and 31 sessions plus the user's deletion by DeleteUser in one Txn: each
 // call moves etcd's revision by exactly one.
 func TestRevokeAllInOneTxnWhenItFits(t *testing.T) {
 	srv := etcdtest.Start(t)
 	s := openInternal(t, srv, "/onetxn/")
 	now := fenceBase.Add(time.Hour)
-	for user, n := range map[string]int{"u-revoke": 42, "u-delete": 41} {
+	fit := DefaultMaxTxnOps / opsPerRevokedSession
+	fitWithDelete := (DefaultMaxTxnOps - 2) / opsPerRevokedSession // the user and its email
+	for user, n := range map[string]int{"u-revoke": fit, "u-delete": fitWithDelete} {
 		if err := s.CreateUser(t.Context(), storage.User{ID: user, Email: user + "@example.com"}); err != nil {
 			t.Fatal(err)
 		}
@@ -70,19 +72,19 @@ func TestRevokeAllInOneTxnWhenItFits(t *testing.T) {
 	}
 	before := s.revision(t)
 	revoked, err := s.RevokeUserSessions(t.Context(), "u-revoke", storage.ReasonAdmin, now)
-	if err != nil || len(revoked) != 42 {
-		t.Fatalf("RevokeUserSessions = %d sessions, %v; want 42", len(revoked), err)
+	if err != nil || len(revoked) != fit {
+		t.Fatalf("RevokeUserSessions = %d sessions, %v; want %d", len(revoked), err, fit)
 	}
 	if got := s.revision(t) - before; got != 1 {
-		t.Fatalf("RevokeUserSessions of 42 sessions took %d Txns, want 1", got)
+		t.Fatalf("RevokeUserSessions of %d sessions took %d Txns, want 1", fit, got)
 	}
 	before = s.revision(t)
 	gone, err := s.DeleteUser(t.Context(), "u-delete", now)
-	if err != nil || len(gone) != 41 {
-		t.Fatalf("DeleteUser = %d sessions, %v; want 41", len(gone), err)
+	if err != nil || len(gone) != fitWithDelete {
+		t.Fatalf("DeleteUser = %d sessions, %v; want %d", len(gone), err, fitWithDelete)
 	}
 	if got := s.revision(t) - before; got != 1 {
-		t.Fatalf("DeleteUser with 41 sessions took %d Txns, want 1", got)
+		t.Fatalf("DeleteUser with %d sessions took %d Txns, want 1", fitWithDelete, got)
 	}
 }
 

@@ -207,7 +207,8 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 
 // DeleteExpired implements storage.Sweeper. Leases already delete expired
 // rows (a slack after their expiry), so `latch serve` does not call it on
-// etcd; it deletes, now, what expired before now: sessions with every
+// etcd; it deletes, now, what expired before now: sessions (expired, or
+// revoked longer ago than the retention: Session.RetainedUntil) with every
 // digest and index row they own, and denied jtis. It scans every session,
 // so it is for tests and maintenance tools rather than a frequent sweeper.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
@@ -226,7 +227,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 		if err != nil {
 			return err
 		}
-		if sess.ExpiresAt().Before(now) {
+		if sess.RetainedUntil(s.retention).Before(now) {
 			expired = append(expired, sessRev{s: sess, rev: rev})
 			if len(expired) == limit {
 				return errFull
@@ -290,9 +291,9 @@ func swept(n, limit int) storage.SweepResult {
 	return storage.SweepResult{Deleted: n, More: n >= limit}
 }
 
-// deleteSession deletes an expired session and its index rows in one Txn,
-// if the session has not changed since it was read. It reports whether the
-// session was deleted.
+// deleteSession deletes a session that can no longer matter and its index
+// rows in one Txn, if the session has not changed since it was read. It
+// reports whether the session was deleted.
 func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
 	ops := []clientv3.Op{
 		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),

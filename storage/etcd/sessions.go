@@ -39,14 +39,20 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 	return sessRev{s: sess, rev: resp.Kvs[0].ModRevision, created: resp.Kvs[0].CreateRevision}, err
 }
 
-// putSessionOps returns the operations that store sess (attached to a lease
-// that outlives it, judged at ref) and, when it is revoked, its revocation.
+// putSessionOps returns the operations that store sess, attached to a lease
+// that outlives it (judged at ref): its expiry while it is live; once it
+// is revoked, the end of its retention (Session.RetainedUntil), when the
+// lease takes with it the record, the state row, the revocation row
+// written here and the user index entry, moved here from the lease of its
+// absolute expiry. A revoked session is written once: by its revocation
+// (whose callers write nothing for a session already revoked), or by a
+// CreateSession that stores it revoked.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
 	data, err := record.EncodeSessionV1(sess) // v1 until every process of a shared cluster reads v2
 	if err != nil {
 		return nil, err
 	}
-	lease, err := s.lease(ctx, sess.ExpiresAt(), ref)
+	lease, err := s.lease(ctx, sess.RetainedUntil(s.retention), ref)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +61,9 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 		clientv3.OpPut(s.sessStateKey(sess.ID), string(record.EncodeState(sess)), clientv3.WithLease(lease)),
 	}
 	if sess.Revoked() {
-		ops = append(ops, clientv3.OpPut(s.revSessionKey(sess.ID), encodeTime(sess.ExpiresAt()), clientv3.WithLease(lease)))
+		ops = append(ops,
+			clientv3.OpPut(s.revSessionKey(sess.ID), encodeTime(sess.ExpiresAt()), clientv3.WithLease(lease)),
+			clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
 	}
 	return ops, nil
 }
@@ -99,11 +107,13 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 			if err != nil {
 				return nil, err
 			}
-			lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
-			if err != nil {
-				return nil, err
+			if !sess.Revoked() { // a revoked one's index entry is among ops
+				lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
+				if err != nil {
+					return nil, err
+				}
+				ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
 			}
-			ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
 			return s.cli.Txn(ctx).If(
 				clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
 				clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),

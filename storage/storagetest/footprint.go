@@ -12,6 +12,7 @@ type Option func(*runOptions)
 
 type runOptions struct {
 	footprint func(t *testing.T, s storage.Store) int
+	retention *Retention
 }
 
 // WithFootprint gives Run a measure of how much a backend stores: any

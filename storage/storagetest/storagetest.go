@@ -82,6 +82,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 			tc.fn(t, s)
 		})
 	}
+	for _, tc := range retentionTests(o) {
+		t.Run(tc.name, tc.fn)
+	}
 }
 
 func ctx(t *testing.T) context.Context {

@@ -42,6 +42,15 @@ func DecodeState(b []byte) (State, error) {
 	}, nil
 }
 
+// ExpiresAt is the earlier of the summary's idle and absolute expiries,
+// as storage.Session.ExpiresAt is of the session's.
+func (st State) ExpiresAt() time.Time {
+	if st.AbsoluteExpiresAt.Before(st.IdleExpiresAt) {
+		return st.AbsoluteExpiresAt
+	}
+	return st.IdleExpiresAt
+}
+
 // TokenLive reports whether an unexpired access token of the session may
 // still be accepted at now: the session is not revoked and not past its
 // absolute expiry (see storage.DenyList.AccessTokenRevoked for why the
