@@ -118,9 +118,13 @@ func checkID(field, id string) error {
 	switch {
 	case id == "":
 		return invalidArg(field + " is required")
-	case len(id) > maxIDLength || !utf8.ValidString(id):
-		return invalidArg(field + " " + msgTooLongInField + " (128 bytes) or not UTF-8")
-	case strings.ContainsFunc(id, unicode.IsControl):
+	case len(id) > maxIDLength:
+		return invalidArg(field + " " + msgTooLongInField + " (128 bytes)")
+	}
+	if err := checkUTF8(reqField{field, id}); err != nil {
+		return err
+	}
+	if strings.ContainsFunc(id, unicode.IsControl) {
 		// Latch's ids are printable; a control character (NUL among them,
 		// which no backend stores) cannot name anything.
 		return invalidArg(field + " contains a control character")
@@ -392,12 +396,15 @@ func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1
 	case *latchv1.GetUserRequest_Email:
 		// Checked before normalising: lower-casing turns invalid UTF-8 into
 		// U+FFFD, which would look up another address.
-		email := NormalizeEmail(l.Email)
-		if !utf8.ValidString(l.Email) || len(email) > maxEmailLength {
-			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
+		if err := checkUTF8(reqField{"email", l.Email}); err != nil {
+			return nil, err
 		}
-		if email == "" {
+		email := NormalizeEmail(l.Email)
+		switch {
+		case email == "":
 			return nil, invalidArg("email is required")
+		case len(email) > maxEmailLength:
+			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes)")
 		}
 		u, err = a.s.store.GetUserByEmail(ctx, email)
 	default:

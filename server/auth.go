@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/server/password"
@@ -35,21 +34,23 @@ func (s *Server) Login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 }
 
 func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
+	// Checked before normalising: lower-casing turns invalid UTF-8 into
+	// U+FFFD, which would name another address.
+	if err := checkUTF8(reqField{"email", req.GetEmail()}, reqField{"password", req.GetPassword()},
+		reqField{"audience", req.GetAudience()}); err != nil {
+		return nil, err
+	}
 	email := NormalizeEmail(req.GetEmail())
 	pw := req.GetPassword()
 	switch {
-	case !utf8.ValidString(req.GetEmail()):
-		return nil, invalidArg("email is not UTF-8")
 	case email == "":
 		return nil, invalidArg("email is required")
-	case len(email) > maxEmailLength || !utf8.ValidString(email):
-		return nil, invalidArg("email " + msgTooLongInField + " (254 bytes) or not UTF-8")
+	case len(email) > maxEmailLength:
+		return nil, invalidArg("email " + msgTooLongInField + " (254 bytes)")
 	case pw == "":
 		return nil, invalidArg("password is required")
 	case len(pw) > password.MaxLength:
 		return nil, invalidArg("password " + msgTooLongInField + " (1024 bytes)")
-	case !utf8.ValidString(pw):
-		return nil, invalidArg("password is not UTF-8")
 	case len(req.GetDeviceProof()) > tokens.MaxDeviceProofLength:
 		return nil, invalidArg("device_proof " + msgTooLongInField)
 	}
@@ -278,6 +279,9 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	}
 	if len(requestedAud) > maxAudienceLength {
 		return nil, invalidArg("audience " + msgTooLongInField + " (256 bytes)")
+	}
+	if err := checkUTF8(reqField{"audience", requestedAud}); err != nil {
+		return nil, err
 	}
 	// A token that does not parse, or whose MAC does not verify, is
 	// unknown: nothing it names is trusted, so it never revokes a session.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
@@ -48,6 +49,25 @@ func (e *clientError) Error() string { return e.code.String() + ": " + e.msg }
 func failure(code codes.Code, msg string) error { return &clientError{code: code, msg: msg} }
 
 func invalidArg(msg string) error { return failure(codes.InvalidArgument, msg) }
+
+// reqField is one string field of a request, for checkUTF8.
+type reqField struct{ name, value string }
+
+// checkUTF8 refuses the first of fields that is not UTF-8 with
+// INVALID_ARGUMENT naming it. The generated protobuf code does not check
+// UTF-8 (proto/latch/v1 sets features.utf8_validation = NONE), so that such
+// a request reaches its handler instead of being answered INTERNAL by the
+// gRPC runtime; every string field of a request is checked here or by a
+// stricter parser of its own. Tokens are not: a token that is not UTF-8 is
+// malformed and answered as any malformed token.
+func checkUTF8(fields ...reqField) error {
+	for _, f := range fields {
+		if !utf8.ValidString(f.value) {
+			return invalidArg(f.name + " is not UTF-8")
+		}
+	}
+	return nil
+}
 
 func rateLimited(retryAfter time.Duration) error {
 	return &clientError{code: codes.ResourceExhausted, msg: msgRateLimited, retryAfter: retryAfter}

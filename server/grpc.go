@@ -96,7 +96,6 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	stream = append(stream, rpcLog.stream, s.adminStreamInterceptor(), recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
-		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
 		grpc.NumStreamWorkers(streamWorkers()),

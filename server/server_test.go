@@ -463,11 +463,12 @@ func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(dat
 func (rawCodec) Name() string                       { return "proto" }
 
 // TestInvalidUTF8OnTheWire sends requests whose string fields are not
-// UTF-8, which no protobuf library will encode but an attacker can. Latch's
-// request codec lets them reach the handlers, which refuse them like any
-// malformed input (grpc-go alone would answer INTERNAL): INVALID_ARGUMENT for
-// Login, UNAUTHENTICATED for Refresh, OK for Revoke and inactive for
-// Introspect; nothing echoed, no rate-limit token spent.
+// UTF-8, which a validating protobuf library will not encode but an
+// attacker can. The protobuf runtime lets them reach the handlers (the
+// proto files turn its UTF-8 check off; with it grpc-go answers INTERNAL),
+// which refuse them like any malformed input: INVALID_ARGUMENT for Login,
+// UNAUTHENTICATED for Refresh, OK for Revoke and inactive for Introspect;
+// nothing echoed, no rate-limit token spent.
 func TestInvalidUTF8OnTheWire(t *testing.T) {
 	cfg := baseConfig()
 	cfg.IntrospectOpen = true

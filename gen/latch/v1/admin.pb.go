@@ -141,17 +141,17 @@ func (SigningKeyState) EnumDescriptor() ([]byte, []int) {
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque, immutable id: the `sub` of the user's access tokens.
-	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
 	// Normalised (trimmed, lower-cased) email, unique among users.
-	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Email string `protobuf:"bytes,2,opt,name=email" json:"email,omitempty"`
 	// Roles copied into the user's access tokens, sorted.
-	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	Roles []string `protobuf:"bytes,3,rep,name=roles" json:"roles,omitempty"`
 	// A disabled user cannot log in or refresh.
-	Disabled bool `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	Disabled bool `protobuf:"varint,4,opt,name=disabled" json:"disabled,omitempty"`
 	// When the user was created.
-	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime" json:"create_time,omitempty"`
 	// When the user was last changed (roles, email, disabled or password).
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime" json:"update_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,28 +233,28 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 type Session struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque session id: the `sid` of its access tokens.
-	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
 	// The user the session belongs to.
-	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	// The audience chosen at login.
-	Audience string `protobuf:"bytes,3,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,3,opt,name=audience" json:"audience,omitempty"`
 	// State at the time of the answer.
-	State SessionState `protobuf:"varint,4,opt,name=state,proto3,enum=latch.v1.SessionState" json:"state,omitempty"`
+	State SessionState `protobuf:"varint,4,opt,name=state,enum=latch.v1.SessionState" json:"state,omitempty"`
 	// Number of refresh-token rotations so far.
-	Generation uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,5,opt,name=generation" json:"generation,omitempty"`
 	// Login time.
-	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime" json:"create_time,omitempty"`
 	// When the current refresh token was issued.
-	LastRotateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_rotate_time,json=lastRotateTime,proto3" json:"last_rotate_time,omitempty"`
+	LastRotateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_rotate_time,json=lastRotateTime" json:"last_rotate_time,omitempty"`
 	// When the session ends if nothing revokes it: the earlier of its idle
 	// expiry (renewed by each refresh) and its absolute expiry.
-	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime" json:"expire_time,omitempty"`
 	// When the session was revoked; unset while it is not.
-	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime" json:"revoke_time,omitempty"`
 	// Why it was revoked: "revoked" (by its holder), "reuse" (a rotated
 	// refresh token was presented again), "admin", or "user_changed"
 	// (password changed, user disabled or deleted). Empty while not revoked.
-	RevokeReason  string `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	RevokeReason  string `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason" json:"revoke_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -363,21 +363,21 @@ func (x *Session) GetRevokeReason() string {
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Key id: the RFC 7638 thumbprint, the `kid` header of its tokens.
-	Kid string `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	Kid string `protobuf:"bytes,1,opt,name=kid" json:"kid,omitempty"`
 	// Life-cycle state.
-	State SigningKeyState `protobuf:"varint,2,opt,name=state,proto3,enum=latch.v1.SigningKeyState" json:"state,omitempty"`
+	State SigningKeyState `protobuf:"varint,2,opt,name=state,enum=latch.v1.SigningKeyState" json:"state,omitempty"`
 	// The public key as published in the JWKS.
-	PublicKey *JSONWebKey `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKey *JSONWebKey `protobuf:"bytes,3,opt,name=public_key,json=publicKey" json:"public_key,omitempty"`
 	// When the key was created.
-	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime" json:"create_time,omitempty"`
 	// When it became active; unset if it has not.
-	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
+	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activate_time,json=activateTime" json:"activate_time,omitempty"`
 	// When it was retired; unset if it has not been.
-	RetireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
+	RetireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retire_time,json=retireTime" json:"retire_time,omitempty"`
 	// For a next key: when the schedule will make it active. Unset otherwise.
-	ScheduledActivateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=scheduled_activate_time,json=scheduledActivateTime,proto3" json:"scheduled_activate_time,omitempty"`
+	ScheduledActivateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=scheduled_activate_time,json=scheduledActivateTime" json:"scheduled_activate_time,omitempty"`
 	// For a retired key: when it stops being published. Unset otherwise.
-	RemoveTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=remove_time,json=removeTime,proto3" json:"remove_time,omitempty"`
+	RemoveTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=remove_time,json=removeTime" json:"remove_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,13 +472,13 @@ func (x *SigningKey) GetRemoveTime() *timestamppb.Timestamp {
 type CreateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Email, 1 to 254 bytes; stored trimmed and lower-cased.
-	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	Email string `protobuf:"bytes,1,opt,name=email" json:"email,omitempty"`
 	// Initial password, 8 to 1024 bytes. Stored only as an argon2id hash.
-	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Password string `protobuf:"bytes,2,opt,name=password" json:"password,omitempty"`
 	// Roles, each [A-Za-z0-9._:-]{1,64}, at most 32; duplicates are dropped.
-	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	Roles []string `protobuf:"bytes,3,rep,name=roles" json:"roles,omitempty"`
 	// Create the user disabled (it cannot log in until enabled).
-	Disabled      bool `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	Disabled      bool `protobuf:"varint,4,opt,name=disabled" json:"disabled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,7 +545,7 @@ func (x *CreateUserRequest) GetDisabled() bool {
 type CreateUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user as stored, with its new id.
-	User          *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	User          *User `protobuf:"bytes,1,opt,name=user" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -662,12 +662,12 @@ type isGetUserRequest_Lookup interface {
 
 type GetUserRequest_UserId struct {
 	// The user's id.
-	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,oneof"`
 }
 
 type GetUserRequest_Email struct {
 	// The user's email (compared after trimming and lower-casing).
-	Email string `protobuf:"bytes,2,opt,name=email,proto3,oneof"`
+	Email string `protobuf:"bytes,2,opt,name=email,oneof"`
 }
 
 func (*GetUserRequest_UserId) isGetUserRequest_Lookup() {}
@@ -678,7 +678,7 @@ func (*GetUserRequest_Email) isGetUserRequest_Lookup() {}
 type GetUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user.
-	User          *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	User          *User `protobuf:"bytes,1,opt,name=user" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -725,9 +725,9 @@ type ListUsersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum number of users to return: 0 means 50; values above 500 are
 	// treated as 500.
-	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
 	// next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,9 +780,9 @@ func (x *ListUsersRequest) GetPageToken() string {
 type ListUsersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Users in ascending order of id.
-	Users []*User `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	Users []*User `protobuf:"bytes,1,rep,name=users" json:"users,omitempty"`
 	// Token for the next page; empty when this page is the last.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,7 +835,7 @@ func (x *ListUsersResponse) GetNextPageToken() string {
 type RoleList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The roles; may be empty to remove every role.
-	Roles         []string `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	Roles         []string `protobuf:"bytes,1,rep,name=roles" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,14 +881,14 @@ func (x *RoleList) GetRoles() []string {
 type UpdateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user to change.
-	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	// When set, replaces the user's roles.
-	Roles *RoleList `protobuf:"bytes,2,opt,name=roles,proto3" json:"roles,omitempty"`
+	Roles *RoleList `protobuf:"bytes,2,opt,name=roles" json:"roles,omitempty"`
 	// When set, disables (true) or enables (false) the user. Disabling
 	// revokes every live session of the user.
-	Disabled *bool `protobuf:"varint,3,opt,name=disabled,proto3,oneof" json:"disabled,omitempty"`
+	Disabled *bool `protobuf:"varint,3,opt,name=disabled" json:"disabled,omitempty"`
 	// When set, changes the user's email.
-	Email         *string `protobuf:"bytes,4,opt,name=email,proto3,oneof" json:"email,omitempty"`
+	Email         *string `protobuf:"bytes,4,opt,name=email" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,9 +955,9 @@ func (x *UpdateUserRequest) GetEmail() string {
 type UpdateUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user as stored now.
-	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	User *User `protobuf:"bytes,1,opt,name=user" json:"user,omitempty"`
 	// Number of sessions revoked because the user was disabled.
-	RevokedSessions int32 `protobuf:"varint,2,opt,name=revoked_sessions,json=revokedSessions,proto3" json:"revoked_sessions,omitempty"`
+	RevokedSessions int32 `protobuf:"varint,2,opt,name=revoked_sessions,json=revokedSessions" json:"revoked_sessions,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1010,12 +1010,12 @@ func (x *UpdateUserResponse) GetRevokedSessions() int32 {
 type SetPasswordRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user whose password changes.
-	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	// The new password, 8 to 1024 bytes.
-	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Password string `protobuf:"bytes,2,opt,name=password" json:"password,omitempty"`
 	// Keep the user's sessions live. By default every live session is
 	// revoked.
-	KeepSessions  bool `protobuf:"varint,3,opt,name=keep_sessions,json=keepSessions,proto3" json:"keep_sessions,omitempty"`
+	KeepSessions  bool `protobuf:"varint,3,opt,name=keep_sessions,json=keepSessions" json:"keep_sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1075,9 +1075,9 @@ func (x *SetPasswordRequest) GetKeepSessions() bool {
 type SetPasswordResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user as stored now.
-	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	User *User `protobuf:"bytes,1,opt,name=user" json:"user,omitempty"`
 	// Number of sessions revoked (0 with keep_sessions).
-	RevokedSessions int32 `protobuf:"varint,2,opt,name=revoked_sessions,json=revokedSessions,proto3" json:"revoked_sessions,omitempty"`
+	RevokedSessions int32 `protobuf:"varint,2,opt,name=revoked_sessions,json=revokedSessions" json:"revoked_sessions,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1130,7 +1130,7 @@ func (x *SetPasswordResponse) GetRevokedSessions() int32 {
 type DeleteUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user to delete.
-	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1176,7 +1176,7 @@ func (x *DeleteUserRequest) GetUserId() string {
 type DeleteUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number of live sessions revoked.
-	RevokedSessions int32 `protobuf:"varint,1,opt,name=revoked_sessions,json=revokedSessions,proto3" json:"revoked_sessions,omitempty"`
+	RevokedSessions int32 `protobuf:"varint,1,opt,name=revoked_sessions,json=revokedSessions" json:"revoked_sessions,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1222,7 +1222,7 @@ func (x *DeleteUserResponse) GetRevokedSessions() int32 {
 type ListSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user.
-	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1268,10 +1268,10 @@ func (x *ListSessionsRequest) GetUserId() string {
 type ListSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sessions, newest first; at most 1000.
-	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions" json:"sessions,omitempty"`
 	// Number of stored sessions of the user; more than len(sessions) when
 	// the list was cut at 1000.
-	Total         int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	Total         int32 `protobuf:"varint,2,opt,name=total" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1324,7 +1324,7 @@ func (x *ListSessionsResponse) GetTotal() int32 {
 type RevokeSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session id (the `sid` of its access tokens).
-	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1371,7 +1371,7 @@ type RevokeSessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session, revoked (with its first revocation's time and reason if
 	// it was revoked before).
-	Session       *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Session       *Session `protobuf:"bytes,1,opt,name=session" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1417,7 +1417,7 @@ func (x *RevokeSessionResponse) GetSession() *Session {
 type RevokeUserSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user.
-	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1463,7 +1463,7 @@ func (x *RevokeUserSessionsRequest) GetUserId() string {
 type RevokeUserSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sessions that were live and are now revoked.
-	Revoked       []*Session `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	Revoked       []*Session `protobuf:"bytes,1,rep,name=revoked" json:"revoked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1510,7 +1510,7 @@ type RotateSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Make a fresh key sign at once instead of activating the published next
 	// key when it is safe to (use for a compromised key).
-	Immediate     bool `protobuf:"varint,1,opt,name=immediate,proto3" json:"immediate,omitempty"`
+	Immediate     bool `protobuf:"varint,1,opt,name=immediate" json:"immediate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1556,7 +1556,7 @@ func (x *RotateSigningKeyRequest) GetImmediate() bool {
 type RotateSigningKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every key, active first.
-	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1639,7 +1639,7 @@ func (*ListSigningKeysRequest) Descriptor() ([]byte, []int) {
 type ListSigningKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every key, active first, then next, then retired.
-	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1747,14 +1747,12 @@ const file_latch_v1_admin_proto_rawDesc = "" +
 	"\x05users\x18\x01 \x03(\v2\x0e.latch.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\" \n" +
 	"\bRoleList\x12\x14\n" +
-	"\x05roles\x18\x01 \x03(\tR\x05roles\"\xa9\x01\n" +
+	"\x05roles\x18\x01 \x03(\tR\x05roles\"\x96\x01\n" +
 	"\x11UpdateUserRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12(\n" +
-	"\x05roles\x18\x02 \x01(\v2\x12.latch.v1.RoleListR\x05roles\x12\x1f\n" +
-	"\bdisabled\x18\x03 \x01(\bH\x00R\bdisabled\x88\x01\x01\x12\x19\n" +
-	"\x05email\x18\x04 \x01(\tH\x01R\x05email\x88\x01\x01B\v\n" +
-	"\t_disabledB\b\n" +
-	"\x06_email\"c\n" +
+	"\x05roles\x18\x02 \x01(\v2\x12.latch.v1.RoleListR\x05roles\x12!\n" +
+	"\bdisabled\x18\x03 \x01(\bB\x05\xaa\x01\x02\b\x01R\bdisabled\x12\x1b\n" +
+	"\x05email\x18\x04 \x01(\tB\x05\xaa\x01\x02\b\x01R\x05email\"c\n" +
 	"\x12UpdateUserResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.latch.v1.UserR\x04user\x12)\n" +
 	"\x10revoked_sessions\x18\x02 \x01(\x05R\x0frevokedSessions\"n\n" +
@@ -1814,7 +1812,7 @@ const file_latch_v1_admin_proto_rawDesc = "" +
 	"\rRevokeSession\x12\x1e.latch.v1.RevokeSessionRequest\x1a\x1f.latch.v1.RevokeSessionResponse\x12_\n" +
 	"\x12RevokeUserSessions\x12#.latch.v1.RevokeUserSessionsRequest\x1a$.latch.v1.RevokeUserSessionsResponse\x12Y\n" +
 	"\x10RotateSigningKey\x12!.latch.v1.RotateSigningKeyRequest\x1a\".latch.v1.RotateSigningKeyResponse\x12V\n" +
-	"\x0fListSigningKeys\x12 .latch.v1.ListSigningKeysRequest\x1a!.latch.v1.ListSigningKeysResponseB1Z/github.com/latchauth/latch/gen/latch/v1;latchv1b\x06proto3"
+	"\x0fListSigningKeys\x12 .latch.v1.ListSigningKeysRequest\x1a!.latch.v1.ListSigningKeysResponseB8Z/github.com/latchauth/latch/gen/latch/v1;latchv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_latch_v1_admin_proto_rawDescOnce sync.Once
@@ -1927,7 +1925,6 @@ func file_latch_v1_admin_proto_init() {
 		(*GetUserRequest_UserId)(nil),
 		(*GetUserRequest_Email)(nil),
 	}
-	file_latch_v1_admin_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

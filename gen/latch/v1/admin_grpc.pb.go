@@ -53,6 +53,8 @@ const (
 //   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
 //     address presented too many invalid caller tokens (to AdminService or
 //     as Introspect callers); google.rpc.RetryInfo says when to retry.
+//   - INVALID_ARGUMENT: a string field that is not UTF-8 (the message names
+//     the field), besides each method's own cases.
 //   - UNAVAILABLE: Latch could not check the caller token's revocation
 //     state (it fails closed) or is shutting down.
 //   - INTERNAL "internal error": an unexpected failure (logged with its
@@ -305,6 +307,8 @@ func (c *adminServiceClient) ListSigningKeys(ctx context.Context, in *ListSignin
 //   - RESOURCE_EXHAUSTED "too many invalid tokens; retry later": this
 //     address presented too many invalid caller tokens (to AdminService or
 //     as Introspect callers); google.rpc.RetryInfo says when to retry.
+//   - INVALID_ARGUMENT: a string field that is not UTF-8 (the message names
+//     the field), besides each method's own cases.
 //   - UNAVAILABLE: Latch could not check the caller token's revocation
 //     state (it fails closed) or is shutting down.
 //   - INTERNAL "internal error": an unexpected failure (logged with its

@@ -86,20 +86,20 @@ type TokenPair struct {
 	// Access token: an ES256 JWT (header typ "at+jwt") carrying iss, sub (the
 	// user id, never the email), aud, exp, iat, nbf, jti, sid and roles. Send it
 	// as `authorization: Bearer <access_token>`.
-	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken" json:"access_token,omitempty"`
 	// Refresh token: opaque, single use. Keep it secret; exchange it with
 	// Refresh. Every exchange returns a new one and consumes this one.
-	RefreshToken string `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshToken string `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken" json:"refresh_token,omitempty"`
 	// Always "Bearer".
-	TokenType string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	TokenType string `protobuf:"bytes,3,opt,name=token_type,json=tokenType" json:"token_type,omitempty"`
 	// Seconds until the access token expires.
-	ExpiresIn int64 `protobuf:"varint,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	ExpiresIn int64 `protobuf:"varint,4,opt,name=expires_in,json=expiresIn" json:"expires_in,omitempty"`
 	// Seconds until the refresh token expires if it is not used (the idle
 	// lifetime, capped by the session's absolute lifetime).
-	RefreshExpiresIn int64 `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	RefreshExpiresIn int64 `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn" json:"refresh_expires_in,omitempty"`
 	// Id of the session (refresh family) that both tokens belong to; equal to
 	// the access token's `sid` claim.
-	SessionId     string `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId     string `protobuf:"bytes,6,opt,name=session_id,json=sessionId" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,21 +181,21 @@ type LoginRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Email address, 1 to 254 bytes. Compared case-insensitively after
 	// trimming surrounding spaces.
-	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	Email string `protobuf:"bytes,1,opt,name=email" json:"email,omitempty"`
 	// Password, 1 to 1024 bytes, compared exactly.
-	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Password string `protobuf:"bytes,2,opt,name=password" json:"password,omitempty"`
 	// Optional audience for the access token: one of the audiences the server
 	// is configured with, or Latch's own audience (its issuer URL) for a token
 	// that may call Latch's own APIs (AdminService, Introspect,
 	// WatchRevocations); empty selects the server's default audience. The
 	// session keeps it for every refresh.
-	Audience string `protobuf:"bytes,3,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,3,opt,name=audience" json:"audience,omitempty"`
 	// Optional device proof from an earlier successful login of this account
 	// on this device (LoginResponse.device_proof). With a valid one, failed
 	// attempts count against this device's own budget instead of the budget
 	// shared by every other client of the account, so that an attacker
 	// guessing passwords elsewhere cannot lock the owner out.
-	DeviceProof   string `protobuf:"bytes,4,opt,name=device_proof,json=deviceProof,proto3" json:"device_proof,omitempty"`
+	DeviceProof   string `protobuf:"bytes,4,opt,name=device_proof,json=deviceProof" json:"device_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,11 +262,11 @@ func (x *LoginRequest) GetDeviceProof() string {
 type LoginResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new session's tokens.
-	Tokens *TokenPair `protobuf:"bytes,1,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens *TokenPair `protobuf:"bytes,1,opt,name=tokens" json:"tokens,omitempty"`
 	// A device proof for this account on this device: keep it with the
 	// device (it is not a credential and grants nothing by itself) and send it
 	// with the next Login of the same account.
-	DeviceProof   string `protobuf:"bytes,2,opt,name=device_proof,json=deviceProof,proto3" json:"device_proof,omitempty"`
+	DeviceProof   string `protobuf:"bytes,2,opt,name=device_proof,json=deviceProof" json:"device_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,13 +319,13 @@ func (x *LoginResponse) GetDeviceProof() string {
 type RefreshRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The refresh token from the last Login or Refresh of this session.
-	RefreshToken string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshToken string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken" json:"refresh_token,omitempty"`
 	// Optional audience for the new access token, in the manner of RFC 8707
 	// resource indicators: the session's own audience (the default, when
 	// empty) or Latch's own audience (its issuer URL), so that an application
 	// can call Latch's own APIs on its user's behalf with the same session,
 	// without a second login. The session keeps its audience.
-	Audience      string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience      string `protobuf:"bytes,2,opt,name=audience" json:"audience,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -379,7 +379,7 @@ type RefreshResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session's new tokens. The access token keeps the session's audience
 	// and the user's current roles.
-	Tokens        *TokenPair `protobuf:"bytes,1,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens        *TokenPair `protobuf:"bytes,1,opt,name=tokens" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,9 +425,9 @@ func (x *RefreshResponse) GetTokens() *TokenPair {
 type RevokeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The access or refresh token to revoke.
-	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
 	// Optional hint of the token's kind.
-	TokenTypeHint TokenTypeHint `protobuf:"varint,2,opt,name=token_type_hint,json=tokenTypeHint,proto3,enum=latch.v1.TokenTypeHint" json:"token_type_hint,omitempty"`
+	TokenTypeHint TokenTypeHint `protobuf:"varint,2,opt,name=token_type_hint,json=tokenTypeHint,enum=latch.v1.TokenTypeHint" json:"token_type_hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,9 +517,9 @@ func (*RevokeResponse) Descriptor() ([]byte, []int) {
 type IntrospectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The access or refresh token to introspect.
-	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
 	// Optional hint of the token's kind.
-	TokenTypeHint TokenTypeHint `protobuf:"varint,2,opt,name=token_type_hint,json=tokenTypeHint,proto3,enum=latch.v1.TokenTypeHint" json:"token_type_hint,omitempty"`
+	TokenTypeHint TokenTypeHint `protobuf:"varint,2,opt,name=token_type_hint,json=tokenTypeHint,enum=latch.v1.TokenTypeHint" json:"token_type_hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -574,28 +574,28 @@ type IntrospectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whether the token is currently valid: well formed, correctly signed,
 	// within its lifetime, not revoked, and its session is live.
-	Active bool `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	Active bool `protobuf:"varint,1,opt,name=active" json:"active,omitempty"`
 	// Subject: the user id.
-	Sub string `protobuf:"bytes,2,opt,name=sub,proto3" json:"sub,omitempty"`
+	Sub string `protobuf:"bytes,2,opt,name=sub" json:"sub,omitempty"`
 	// Id of the session (refresh family) the token belongs to.
-	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId" json:"session_id,omitempty"`
 	// Roles of the user when the token was issued (access tokens) or now
 	// (refresh tokens).
-	Roles []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	Roles []string `protobuf:"bytes,4,rep,name=roles" json:"roles,omitempty"`
 	// Expiry, seconds since the Unix epoch.
-	Exp int64 `protobuf:"varint,5,opt,name=exp,proto3" json:"exp,omitempty"`
+	Exp int64 `protobuf:"varint,5,opt,name=exp" json:"exp,omitempty"`
 	// Issue time, seconds since the Unix epoch.
-	Iat int64 `protobuf:"varint,6,opt,name=iat,proto3" json:"iat,omitempty"`
+	Iat int64 `protobuf:"varint,6,opt,name=iat" json:"iat,omitempty"`
 	// Not-before time, seconds since the Unix epoch.
-	Nbf int64 `protobuf:"varint,7,opt,name=nbf,proto3" json:"nbf,omitempty"`
+	Nbf int64 `protobuf:"varint,7,opt,name=nbf" json:"nbf,omitempty"`
 	// JWT id of an access token; empty for refresh tokens.
-	Jti string `protobuf:"bytes,8,opt,name=jti,proto3" json:"jti,omitempty"`
+	Jti string `protobuf:"bytes,8,opt,name=jti" json:"jti,omitempty"`
 	// Issuer.
-	Iss string `protobuf:"bytes,9,opt,name=iss,proto3" json:"iss,omitempty"`
+	Iss string `protobuf:"bytes,9,opt,name=iss" json:"iss,omitempty"`
 	// Audiences.
-	Aud []string `protobuf:"bytes,10,rep,name=aud,proto3" json:"aud,omitempty"`
+	Aud []string `protobuf:"bytes,10,rep,name=aud" json:"aud,omitempty"`
 	// "access_token" or "refresh_token".
-	TokenType     string `protobuf:"bytes,11,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	TokenType     string `protobuf:"bytes,11,opt,name=token_type,json=tokenType" json:"token_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,7 +748,7 @@ func (*GetJWKSRequest) Descriptor() ([]byte, []int) {
 type GetJWKSResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Published public keys, the one that signs new tokens first.
-	Keys          []*JSONWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys          []*JSONWebKey `protobuf:"bytes,1,rep,name=keys" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -794,20 +794,20 @@ func (x *GetJWKSResponse) GetKeys() []*JSONWebKey {
 type JSONWebKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Key type: always "EC".
-	Kty string `protobuf:"bytes,1,opt,name=kty,proto3" json:"kty,omitempty"`
+	Kty string `protobuf:"bytes,1,opt,name=kty" json:"kty,omitempty"`
 	// Curve: always "P-256".
-	Crv string `protobuf:"bytes,2,opt,name=crv,proto3" json:"crv,omitempty"`
+	Crv string `protobuf:"bytes,2,opt,name=crv" json:"crv,omitempty"`
 	// X coordinate, base64url without padding, 32 bytes.
-	X string `protobuf:"bytes,3,opt,name=x,proto3" json:"x,omitempty"`
+	X string `protobuf:"bytes,3,opt,name=x" json:"x,omitempty"`
 	// Y coordinate, base64url without padding, 32 bytes.
-	Y string `protobuf:"bytes,4,opt,name=y,proto3" json:"y,omitempty"`
+	Y string `protobuf:"bytes,4,opt,name=y" json:"y,omitempty"`
 	// Key id: the key's RFC 7638 JWK thumbprint (SHA-256, base64url); tokens
 	// name it in their `kid` header.
-	Kid string `protobuf:"bytes,5,opt,name=kid,proto3" json:"kid,omitempty"`
+	Kid string `protobuf:"bytes,5,opt,name=kid" json:"kid,omitempty"`
 	// Algorithm: always "ES256".
-	Alg string `protobuf:"bytes,6,opt,name=alg,proto3" json:"alg,omitempty"`
+	Alg string `protobuf:"bytes,6,opt,name=alg" json:"alg,omitempty"`
 	// Use: always "sig".
-	Use           string `protobuf:"bytes,7,opt,name=use,proto3" json:"use,omitempty"`
+	Use           string `protobuf:"bytes,7,opt,name=use" json:"use,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,12 +933,12 @@ func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
 type RevocationEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The jti of a revoked access token: reject tokens carrying it.
-	Jti string `protobuf:"bytes,1,opt,name=jti,proto3" json:"jti,omitempty"`
+	Jti string `protobuf:"bytes,1,opt,name=jti" json:"jti,omitempty"`
 	// The id of a revoked session: reject access tokens whose sid it is.
-	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId" json:"session_id,omitempty"`
 	// Unix seconds after which the revocation no longer matters (every token
 	// it concerns has expired); verifiers may forget it then.
-	Exp           int64 `protobuf:"varint,3,opt,name=exp,proto3" json:"exp,omitempty"`
+	Exp           int64 `protobuf:"varint,3,opt,name=exp" json:"exp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,7 +1073,7 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"Introspect\x12\x1b.latch.v1.IntrospectRequest\x1a\x1c.latch.v1.IntrospectResponse\x12>\n" +
 	"\aGetJWKS\x12\x18.latch.v1.GetJWKSRequest\x1a\x19.latch.v1.GetJWKSResponse\x12R\n" +
-	"\x10WatchRevocations\x12!.latch.v1.WatchRevocationsRequest\x1a\x19.latch.v1.RevocationEvent0\x01B1Z/github.com/latchauth/latch/gen/latch/v1;latchv1b\x06proto3"
+	"\x10WatchRevocations\x12!.latch.v1.WatchRevocationsRequest\x1a\x19.latch.v1.RevocationEvent0\x01B8Z/github.com/latchauth/latch/gen/latch/v1;latchv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_latch_v1_auth_proto_rawDescOnce sync.Once

@@ -38,7 +38,10 @@ const (
 // AuthService issues, rotates, revokes and describes Latch tokens.
 //
 // Errors follow one rule: a client's mistake never produces INTERNAL, and no
-// error message ever contains a password, a token or any other secret.
+// error message ever contains a password, a token or any other secret. A
+// request string field that is not UTF-8 is INVALID_ARGUMENT, with a message
+// naming the field; a token or device proof that is not UTF-8 is instead
+// answered as any other malformed one.
 type AuthServiceClient interface {
 	// Login exchanges an email and password for a new session: an access token
 	// and the first refresh token of a new refresh family.
@@ -204,7 +207,10 @@ type AuthService_WatchRevocationsClient = grpc.ServerStreamingClient[RevocationE
 // AuthService issues, rotates, revokes and describes Latch tokens.
 //
 // Errors follow one rule: a client's mistake never produces INTERNAL, and no
-// error message ever contains a password, a token or any other secret.
+// error message ever contains a password, a token or any other secret. A
+// request string field that is not UTF-8 is INVALID_ARGUMENT, with a message
+// naming the field; a token or device proof that is not UTF-8 is instead
+// answered as any other malformed one.
 type AuthServiceServer interface {
 	// Login exchanges an email and password for a new session: an access token
 	// and the first refresh token of a new refresh family.
