@@ -98,7 +98,6 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
-		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.KeepaliveEnforcementPolicy(o.transport.Enforcement),
 		grpc.KeepaliveParams(o.transport.Keepalive),
 		grpc.ChainUnaryInterceptor(unary...),
