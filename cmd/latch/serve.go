@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -80,8 +81,6 @@ func serve(ctx context.Context, args []string, e env) error {
 	f.extAuthz.register(fs)
 	var boot bootstrapFlags // serve_admin.go
 	boot.register(fs)
-	var rf runtimeFlags // serve_runtime.go
-	rf.register(fs)
 	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -110,7 +109,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	bootErr := boot.check(e.getenv, log)
 	retention, retentionErr := revokedRetention(f.revokedKeep, cfg)
 	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr, retentionErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr, rf.validate())...); err != nil {
+		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr)...); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 
@@ -123,9 +122,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer store.Close()
-	floor, lender := rf.gcFloor(), rf.procLender(f.hashConcurrency)
-	defer lender.Stop()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency, password.WithHashHook(hashHook(floor, lender)), password.WithRunner(rf.hashRunner()))
+	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
 	if err != nil {
 		return err
 	}
@@ -191,8 +188,6 @@ func serve(ctx context.Context, args []string, e env) error {
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
 	releaseStartupMemory()
-	floor.start()
-	defer floor.stop()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {
@@ -344,3 +339,10 @@ func cacheSize(n int) int {
 // ~19 ms a chunk at 200,000 expired sessions), while SweepOnce's pacing
 // still gives the sweep up to half the writer's time.
 const sweepChunk = 16
+
+// releaseStartupMemory returns to the OS the memory that starting up left
+// behind as garbage, above all the argon2id block (19 MiB at the default
+// parameters) of the dummy hash the password hasher computes once at
+// construction. Without it an idle server keeps that block resident until
+// the next forced collection and the scavenger catch up, minutes later.
+func releaseStartupMemory() { debug.FreeOSMemory() }

@@ -94,8 +94,6 @@ type Hasher struct {
 	wait   time.Duration
 	rand   io.Reader
 	dummy  string
-	hook   func() (end func()) // see WithHashHook; nil: none
-	run    func(work func())   // see WithRunner; nil: call work
 }
 
 // Option configures a Hasher.
@@ -113,40 +111,6 @@ func WithQueueTimeout(d time.Duration) Option { return func(h *Hasher) { h.wait 
 // WithRand sets the source of salts. Default crypto/rand.Reader; anything
 // predictable makes salts predictable.
 func WithRand(r io.Reader) Option { return func(h *Hasher) { h.rand = r } }
-
-// WithHashHook sets a function called as each hash or verification starts
-// work in its slot; the function it returns is called when that work ends.
-// Each argon2id computation allocates Params.Memory KiB (19 MiB by
-// default) that becomes garbage when it ends: `latch serve` uses the hook
-// to suspend its GC heap floor (server/gcfloor) while passwords are being
-// hashed, so that these blocks are collected at the usual pace. Default
-// none.
-func WithHashHook(start func() (end func())) Option { return func(h *Hasher) { h.hook = start } }
-
-// WithRunner sets the function that runs each argon2id computation: run
-// must call work once and return when it has returned. `latch serve` runs
-// them on a thread of lower priority (server/lowprio); x/crypto/argon2 runs
-// its memory-filling passes on goroutines of their own, which that does not
-// lower (see server/lowprio). Default: work runs on the calling goroutine.
-func WithRunner(run func(work func())) Option { return func(h *Hasher) { h.run = run } }
-
-// argon2id computes an argon2id key through the Hasher's runner.
-func (h *Hasher) argon2id(pw, salt []byte, p Params, keyLen uint32) []byte {
-	if h.run == nil {
-		return argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)
-	}
-	var key []byte
-	h.run(func() { key = argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen) })
-	return key
-}
-
-// working runs the hash hook's start and returns its end.
-func (h *Hasher) working() (end func()) {
-	if h.hook == nil {
-		return func() {}
-	}
-	return h.hook()
-}
 
 // NewHasher returns a Hasher writing hashes with params and running at most
 // concurrency hashes at once (at least 1).
@@ -193,7 +157,6 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer h.release()
-	defer h.working()()
 	return h.hash([]byte(pw))
 }
 
@@ -203,7 +166,7 @@ func (h *Hasher) hash(pw []byte) (string, error) {
 	if _, err := io.ReadFull(h.rand, salt); err != nil {
 		return "", fmt.Errorf("password: read salt: %w", err)
 	}
-	key := h.argon2id(pw, salt, p, p.KeyLength)
+	key := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, p.KeyLength)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -223,14 +186,13 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash boo
 		return false, false, err
 	}
 	defer h.release()
-	defer h.working()()
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):
 		p, salt, key, err := decodeArgon2id(encoded)
 		if err != nil {
 			return false, false, err
 		}
-		got := h.argon2id([]byte(pw), salt, p, uint32(len(key)))
+		got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
 		if subtle.ConstantTimeCompare(got, key) != 1 {
 			return false, false, nil
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,87 +167,4 @@ func BenchmarkHashDefault(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// TestHashHookWrapsEachHash: the hook's start and end bracket every hash
-// and verification (argon2id and bcrypt, match or not), never a refused
-// oversize password, and each end runs once.
-func TestHashHookWrapsEachHash(t *testing.T) {
-	var started, ended, inside atomic.Int64
-	h, err := NewHasher(testParams(), 2, WithHashHook(func() func() {
-		started.Add(1)
-		inside.Add(1)
-		return func() { inside.Add(-1); ended.Add(1) }
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := ctx(t)
-	base := started.Load()
-	if base != 0 || ended.Load() != 0 { // the dummy hash at construction is not in a slot
-		t.Fatalf("construction: %d starts, %d ends, want none", base, ended.Load())
-	}
-	enc := hashAndCheck(t, h)
-	if _, _, err := h.Verify(ctx, strings.Repeat("x", MaxLength+1), enc); err != nil {
-		t.Fatal(err)
-	}
-	if got := started.Load() - base; got != 4 {
-		t.Errorf("hook started %d times for 4 hashes", got)
-	}
-	if started.Load() != ended.Load() || inside.Load() != 0 {
-		t.Errorf("%d starts, %d ends, %d still inside", started.Load(), ended.Load(), inside.Load())
-	}
-}
-
-// TestRunnerRunsEachArgon2id: every argon2id computation (hashing, the
-// dummy at construction, verifying a match, a mismatch, an unknown user)
-// goes through the runner, and its results are those of a direct call.
-func TestRunnerRunsEachArgon2id(t *testing.T) {
-	var runs atomic.Int64
-	h, err := NewHasher(testParams(), 2, WithRunner(func(work func()) {
-		runs.Add(1)
-		done := make(chan struct{})
-		go func() { defer close(done); work() }() // another goroutine, as lowprio runs it
-		<-done
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := runs.Load(); got != 1 {
-		t.Fatalf("construction: %d runs, want 1 (the dummy hash)", got)
-	}
-	ctx := ctx(t)
-	enc := hashAndCheck(t, h)
-	direct, err := NewHasher(testParams(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, rehash, err := direct.Verify(ctx, "correct horse", enc); err != nil || !ok || rehash {
-		t.Fatalf("a hash made through the runner, checked directly: ok %v rehash %v err %v", ok, rehash, err)
-	}
-	if got := runs.Load(); got != 5 {
-		t.Errorf("%d runs for 5 argon2id computations", got)
-	}
-}
-
-// hashAndCheck hashes a password with h, then runs the three argon2id
-// verifications every hasher test needs (a match, a mismatch, the dummy for
-// an unknown user), and returns the hash.
-func hashAndCheck(t *testing.T, h *Hasher) string {
-	t.Helper()
-	ctx := ctx(t)
-	enc, err := h.Hash(ctx, "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, _, err := h.Verify(ctx, "correct horse", enc); err != nil || !ok {
-		t.Fatalf("Verify = %v, %v", ok, err)
-	}
-	if ok, _, _ := h.Verify(ctx, "wrong", enc); ok {
-		t.Fatal("wrong password matched")
-	}
-	if err := h.VerifyDummy(ctx, "x"); err != nil {
-		t.Fatal(err)
-	}
-	return enc
 }
