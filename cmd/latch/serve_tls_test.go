@@ -435,7 +435,7 @@ func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
 // for every flag of `latch serve` (from its --help) with the flag's
 // environment variable, and for every variable serve reads that is no
 // flag's (LATCH_KEY_ENCRYPTION_KEY, LATCH_ETCD_PASSWORD: secrets, never
-// flags).
+// flags); and it documents no flag that serve does not have.
 func TestReadmeListsEveryServeFlag(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
@@ -446,14 +446,14 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 	cmd := exec.Command(latchBinary(t), "serve", "--help")
 	cmd.Stdout, cmd.Stderr = &help, &help
 	_ = cmd.Run()
-	n := 0
+	served := map[string]bool{}
 	for _, line := range strings.Split(help.String(), "\n") {
 		fields := strings.Fields(line)
 		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
 			continue
 		}
-		n++
 		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
+		served[flagName] = true
 		if !flags[flagName] {
 			t.Errorf("README.md's configuration table has no row for %s", flagName)
 		}
@@ -461,8 +461,13 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 			t.Errorf("README.md's configuration table does not give %s for %s", envName, flagName)
 		}
 	}
-	if n < 20 {
-		t.Fatalf("found only %d flags in latch serve --help:\n%s", n, help.String())
+	if len(served) < 20 {
+		t.Fatalf("found only %d flags in latch serve --help:\n%s", len(served), help.String())
+	}
+	for flagName := range flags {
+		if !served[flagName] {
+			t.Errorf("README.md's configuration table documents %s, which latch serve does not have", flagName)
+		}
 	}
 	// Variables read directly (string literals in serve's sources).
 	files, err := filepath.Glob("serve*.go")
