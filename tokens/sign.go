@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 const (
@@ -123,19 +125,12 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("tokens: encode claims: %w", err)
 	}
-	// header.payload.signature, built in one buffer.
-	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(s.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(es256Size))
-	buf = append(buf, s.header...)
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, payload)
-	sig, err := signES256(s.key, buf)
+	signing := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := jwt.SigningMethodES256.Sign(signing, s.key)
 	if err != nil {
 		return "", fmt.Errorf("tokens: sign: %w", err)
 	}
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, sig[:])
-	return string(buf), nil
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
 func slicesHasEmpty(ss []string) bool {

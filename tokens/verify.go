@@ -2,6 +2,9 @@ package tokens
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -97,8 +100,8 @@ func WithClock(now func() time.Time) VerifierOption {
 // Verifier verifies Latch access tokens strictly (see the package doc). It
 // is safe for concurrent use.
 type Verifier struct {
-	keys      KeySource
-	validator *jwt.Validator
+	keys   KeySource
+	parser *jwt.Parser
 }
 
 // NewVerifier returns a Verifier that accepts tokens signed by a key from
@@ -129,9 +132,12 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 	}
 	return &Verifier{
 		keys: keys,
-		// The one claims validator, built once: the issuer and
-		// audiences, exp required, iat checked, and the injected clock.
-		validator: jwt.NewValidator(
+		// The one parser, built once: ES256 only, canonical base64url,
+		// the issuer and audiences, exp required, iat checked, the leeway
+		// and the injected clock.
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{Algorithm}),
+			jwt.WithStrictDecoding(),
 			jwt.WithIssuer(issuer),
 			jwt.WithAudience(audiences...),
 			jwt.WithExpirationRequired(),
@@ -147,69 +153,203 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 // Verify does not consult revocations: callers that must honour them check
 // the jti and sid afterwards.
 //
-// The token is split, decoded and checked once, strictly, by this package
-// (the header fixes the one algorithm, ES256); crypto/ecdsa then checks the
-// ES256 signature over the bytes as received (es256.go), and golang-jwt's
-// validator the validity of exactly the decoded claims (iss, aud, exp, nbf,
-// iat). Nothing is decoded twice.
+// golang-jwt's parser decodes the token, checks the ES256 signature with a
+// key from the Verifier's KeySource and validates the claims. Around it,
+// Verify adds what Latch promises and the parser does not check: the size
+// cap, the compact form, the header (precheck) and the claims' shape
+// (verification.UnmarshalJSON), all before the key lookup, as the reasons
+// of the attack corpus require.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
-	if len(tok) > MaxTokenLength {
-		return Claims{}, invalid(ErrMalformed, "too long")
-	}
-	h, p, sig, ok := splitCompact(tok)
-	if !ok {
-		return Claims{}, invalid(ErrMalformed, "not a compact JWS")
-	}
-	kid, err := checkHeader(h)
-	if err != nil {
+	if err := precheck(tok); err != nil {
 		return Claims{}, err
-	}
-	// The length check keeps Decode within rawSig; strict decoding refuses
-	// the non-canonical encodings (set bits beyond the 512).
-	var rawSig [es256Size]byte
-	if len(sig) != rawSignatureLength {
-		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
-	}
-	if n, err := strictRawURL.Decode(rawSig[:], []byte(sig)); err != nil || n != len(rawSig) {
-		return Claims{}, invalid(ErrSignature, "want 64-byte r||s")
 	}
 	var x verification
-	if err := x.decodeClaims(p); err != nil {
-		return Claims{}, err
-	}
-	key, err := v.keys.PublicKey(ctx, kid)
+	var keyErr error
+	_, err := v.parser.ParseWithClaims(tok, &x, func(t *jwt.Token) (any, error) {
+		var key *ecdsa.PublicKey
+		key, keyErr = v.lookupKey(ctx, t, &x)
+		if keyErr != nil {
+			return nil, keyErr
+		}
+		return key, nil
+	})
 	switch {
-	case errors.Is(err, ErrUnknownKey), err == nil && key == nil:
-		return Claims{}, invalid(ErrUnknownKey, "")
+	case keyErr != nil:
+		return Claims{}, keyErr
 	case err != nil:
-		return Claims{}, fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
-	}
-	// ES256 over the bytes as received (es256.go): crypto/ecdsa refuses r
-	// or s equal to 0 or not below the curve order. As golang-jwt's Parser
-	// does, the signature is checked before the claims' validity.
-	if !verifyES256(key, []byte(tok[:len(h)+1+len(p)]), &rawSig) {
-		return Claims{}, invalid(ErrSignature, "")
-	}
-	if err := x.decodeArrays(); err != nil {
-		return Claims{}, err
-	}
-	if err := v.validator.Validate(&x); err != nil {
 		return Claims{}, classify(err)
 	}
 	return x.claims, nil
 }
 
-// verification holds one token's strictly decoded claims; golang-jwt's
-// validator reads them through jwt.Claims.
+// lookupKey is the parser's keyfunc: it returns the key named by the
+// token's kid from the Verifier's KeySource, and from nowhere else (jku,
+// x5u, jwk and x5c are never read). The parser calls it once the claims
+// are decoded into x; claims that are JSON null are never handed to
+// x.UnmarshalJSON, so they are refused here, before the lookup.
+func (v *Verifier) lookupKey(ctx context.Context, t *jwt.Token, x *verification) (*ecdsa.PublicKey, error) {
+	if !x.decoded {
+		return nil, invalid(ErrMalformed, "claims: "+errNotObject.Error())
+	}
+	kid, ok := t.Header["kid"].(string)
+	if !ok {
+		return nil, invalid(ErrMalformed, "kid is required") // precheck refused it already
+	}
+	key, err := v.keys.PublicKey(ctx, kid)
+	switch {
+	case errors.Is(err, ErrUnknownKey), err == nil && key == nil:
+		return nil, invalid(ErrUnknownKey, "")
+	case err != nil:
+		return nil, fmt.Errorf("%w: key lookup: %w", ErrInvalidToken, err)
+	case key.Curve == nil || key.Curve.Params() != elliptic.P256().Params():
+		// No ES256 signature verifies under another curve's key.
+		return nil, invalid(ErrSignature, "")
+	}
+	return key, nil
+}
+
+// rawSignatureLength is the base64url length of a 64-byte r||s.
+const rawSignatureLength = 86
+
+// maxHeaderMembers bounds the members kept from a header on the stack; a
+// header with more still decodes (the slice grows).
+const maxHeaderMembers = 8
+
+// precheck refuses, before golang-jwt's parser runs, what Latch refuses
+// and the parser would accept or give another reason for: a token over
+// MaxTokenLength, anything but three non-empty parts in the base64url
+// alphabet (the decoder alone would skip newlines), a header that is not
+// strict JSON (duplicate names, invalid UTF-8, trailing data) or carries
+// another alg or typ, crit, or no usable kid, and a signature that is not
+// the canonical encoding of a 64-byte r||s (RFC 7518 §3.4, never DER).
+func precheck(tok string) error {
+	if len(tok) > MaxTokenLength {
+		return invalid(ErrMalformed, "too long")
+	}
+	h, rest, ok1 := strings.Cut(tok, ".")
+	p, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || h == "" || p == "" || sig == "" ||
+		!isBase64URL(h) || !isBase64URL(p) || !isBase64URL(sig) { // also refuses a fourth part
+		return invalid(ErrMalformed, "not a compact JWS")
+	}
+	if err := checkHeader(h); err != nil {
+		return err
+	}
+	// Strict decoding refuses the encodings of the 64 bytes whose 4 spare
+	// bits are set, so that each signature has one accepted string.
+	if len(sig) != rawSignatureLength {
+		return invalid(ErrSignature, "want 64-byte r||s")
+	}
+	if _, err := strictRawURL.DecodeString(sig); err != nil {
+		return invalid(ErrSignature, "want 64-byte r||s")
+	}
+	return nil
+}
+
+// checkHeader decodes the protected header strictly and checks alg, typ,
+// crit and kid.
+func checkHeader(seg string) error {
+	raw, err := strictRawURL.DecodeString(seg)
+	if err != nil {
+		return invalid(ErrMalformed, "header encoding")
+	}
+	var buf [maxHeaderMembers]member
+	m, err := strictObject(raw, buf[:0])
+	if err != nil {
+		return invalid(ErrMalformed, "header: "+err.Error())
+	}
+	if alg, ok := jsonString(lookup(m, "alg")); !ok || alg != Algorithm {
+		return invalid(ErrUnsupported, "alg must be ES256")
+	}
+	typ, ok := jsonString(lookup(m, "typ"))
+	if !ok || !(strings.EqualFold(typ, AccessTokenType) || strings.EqualFold(typ, "application/"+AccessTokenType)) {
+		return invalid(ErrUnsupported, "typ must be at+jwt")
+	}
+	if lookup(m, "crit") != nil {
+		return invalid(ErrUnsupported, "crit is not supported")
+	}
+	kid, ok := jsonString(lookup(m, "kid"))
+	if !ok || kid == "" || len(kid) > maxKeyIDLength {
+		return invalid(ErrMalformed, "kid is required")
+	}
+	return nil
+}
+
+// verification holds one token's claims as golang-jwt's parser decodes
+// them: strictly (UnmarshalJSON), with the array members decoded only once
+// the signature has verified (GetAudience and Validate).
 type verification struct {
 	claims        Claims
 	exp, iat, nbf jwt.NumericDate
 	hasNbf        bool
-	// The array members as received, "" when absent; see decodeArrays.
-	rawAud, rawRoles string
+	// The array members as received, nil when absent.
+	rawAud, rawRoles json.RawMessage
+	// decoded is set once UnmarshalJSON has accepted the claims.
+	decoded bool
 }
 
-var _ jwt.Claims = (*verification)(nil)
+var _ jwt.ClaimsValidator = (*verification)(nil)
+
+// maxClaimsMembers bounds the members kept from the claims on the stack.
+const maxClaimsMembers = 16
+
+// UnmarshalJSON decodes the claims strictly: what golang-jwt does not
+// check (duplicate names, integer NumericDates, required sub, jti, iat and
+// sid, types of aud and roles). The parser calls it before the key lookup.
+func (x *verification) UnmarshalJSON(data []byte) error {
+	var buf [maxClaimsMembers]member
+	m, err := strictObject(data, buf[:0])
+	if err != nil {
+		return invalid(ErrMalformed, "claims: "+err.Error())
+	}
+	c := &x.claims
+	var ok bool
+	str := func(name string, dst *string) bool {
+		*dst, ok = jsonString(lookup(m, name))
+		return ok && *dst != ""
+	}
+	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
+		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
+	}
+	aud := lookup(m, "aud")
+	if one, isString := jsonString(aud); isString {
+		if one == "" {
+			return invalid(ErrMalformed, msgAudience)
+		}
+		c.Audience = []string{one}
+	} else if !isStringArray(aud) {
+		return invalid(ErrMalformed, msgAudience)
+	} else {
+		x.rawAud = aud
+	}
+	exp, okExp := jsonNumericDate(lookup(m, "exp"))
+	iat, okIat := jsonNumericDate(lookup(m, "iat"))
+	if !okExp || !okIat {
+		return invalid(ErrMalformed, "exp and iat must be integer NumericDates")
+	}
+	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
+	x.exp.Time, x.iat.Time = c.ExpiresAt, c.IssuedAt
+	if rawNbf := lookup(m, "nbf"); rawNbf != nil {
+		nbf, ok := jsonNumericDate(rawNbf)
+		if !ok {
+			return invalid(ErrMalformed, "nbf must be an integer NumericDate")
+		}
+		c.NotBefore = time.Unix(nbf, 0)
+		x.nbf.Time, x.hasNbf = c.NotBefore, true
+	}
+	if rawRoles := lookup(m, "roles"); rawRoles != nil {
+		if !isStringArray(rawRoles) {
+			return invalid(ErrMalformed, "roles must be an array of strings")
+		}
+		x.rawRoles = rawRoles
+	}
+	x.decoded = true
+	return nil
+}
+
+// msgAudience refuses an aud that is not a non-empty string or a non-empty
+// array of them.
+const msgAudience = "aud must be a non-empty string or array of strings"
 
 // GetExpirationTime returns exp.
 func (x *verification) GetExpirationTime() (*jwt.NumericDate, error) { return &x.exp, nil }
@@ -231,143 +371,26 @@ func (x *verification) GetIssuer() (string, error) { return x.claims.Issuer, nil
 // GetSubject returns sub.
 func (x *verification) GetSubject() (string, error) { return x.claims.Subject, nil }
 
-// GetAudience returns aud.
-func (x *verification) GetAudience() (jwt.ClaimStrings, error) { return x.claims.Audience, nil }
-
-// splitCompact splits a compact JWS into its three non-empty parts, which
-// must hold only the unpadded base64url alphabet.
-func splitCompact(tok string) (h, p, sig string, ok bool) {
-	h, rest, ok1 := strings.Cut(tok, ".")
-	p, sig, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || h == "" || p == "" || sig == "" {
-		return "", "", "", false
-	}
-	if !isBase64URL(h) || !isBase64URL(p) || !isBase64URL(sig) {
-		return "", "", "", false // also refuses a fourth part
-	}
-	return h, p, sig, true
-}
-
-// rawSignatureLength is the base64url length of a 64-byte r||s.
-const rawSignatureLength = 86
-
-// maxHeaderMembers bounds the members kept from a header on the stack; a
-// header with more still scans (the slice grows).
-const maxHeaderMembers = 8
-
-// checkHeader decodes the protected header and returns its kid.
-func checkHeader(seg string) (string, error) {
-	raw, err := strictRawURL.DecodeString(seg)
-	if err != nil {
-		return "", invalid(ErrMalformed, "header encoding")
-	}
-	var buf [maxHeaderMembers]member
-	m, _, err := scanObject(string(raw), buf[:0])
-	if err != nil {
-		return "", invalid(ErrMalformed, "header: "+err.Error())
-	}
-	alg, _ := lookup(m, "alg")
-	if alg, ok := jsonString(alg); !ok || alg != Algorithm {
-		return "", invalid(ErrUnsupported, "alg must be ES256")
-	}
-	typ, _ := lookup(m, "typ")
-	typ, ok := jsonString(typ)
-	if !ok || !(strings.EqualFold(typ, AccessTokenType) || strings.EqualFold(typ, "application/"+AccessTokenType)) {
-		return "", invalid(ErrUnsupported, "typ must be at+jwt")
-	}
-	if _, ok := lookup(m, "crit"); ok {
-		return "", invalid(ErrUnsupported, "crit is not supported")
-	}
-	kid, _ := lookup(m, "kid")
-	kid, ok = jsonString(kid)
-	if !ok || kid == "" || len(kid) > maxKeyIDLength {
-		return "", invalid(ErrMalformed, "kid is required")
-	}
-	return kid, nil
-}
-
-// maxClaimsMembers bounds the members kept from the claims on the stack.
-const maxClaimsMembers = 16
-
-// decodeClaims decodes the payload strictly into x: what golang-jwt does
-// not check (duplicate names, integer NumericDates, required sub, jti, iat
-// and sid, types of aud and roles). Strings are substrings of one copy of
-// the payload.
-func (x *verification) decodeClaims(seg string) error {
-	raw, err := strictRawURL.DecodeString(seg)
-	if err != nil {
-		return invalid(ErrMalformed, "claims encoding")
-	}
-	var buf [maxClaimsMembers]member
-	m, _, err := scanObject(string(raw), buf[:0])
-	if err != nil {
-		return invalid(ErrMalformed, "claims: "+err.Error())
-	}
-	c := &x.claims
-	var ok bool
-	str := func(name string, dst *string) bool {
-		v, _ := lookup(m, name)
-		*dst, ok = jsonString(v)
-		return ok && *dst != ""
-	}
-	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
-		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
-	}
-	aud, _ := lookup(m, "aud")
-	if one, isString := jsonString(aud); isString {
-		if one == "" {
-			return invalid(ErrMalformed, msgAudience)
-		}
-		c.Audience = []string{one}
-	} else if !isStringArray(aud) {
-		return invalid(ErrMalformed, msgAudience)
-	} else {
-		x.rawAud = aud
-	}
-	rawExp, _ := lookup(m, "exp")
-	rawIat, _ := lookup(m, "iat")
-	exp, okExp := jsonNumericDate(rawExp)
-	iat, okIat := jsonNumericDate(rawIat)
-	if !okExp || !okIat {
-		return invalid(ErrMalformed, "exp and iat must be integer NumericDates")
-	}
-	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
-	x.exp.Time, x.iat.Time = c.ExpiresAt, c.IssuedAt
-	if rawNbf, present := lookup(m, "nbf"); present {
-		nbf, ok := jsonNumericDate(rawNbf)
-		if !ok {
-			return invalid(ErrMalformed, "nbf must be an integer NumericDate")
-		}
-		c.NotBefore = time.Unix(nbf, 0)
-		x.nbf.Time, x.hasNbf = c.NotBefore, true
-	}
-	if rawRoles, present := lookup(m, "roles"); present {
-		if !isStringArray(rawRoles) {
-			return invalid(ErrMalformed, "roles must be an array of strings")
-		}
-		x.rawRoles = rawRoles
-	}
-	return nil
-}
-
-// msgAudience refuses an aud that is not a non-empty string or a non-empty
-// array of them.
-const msgAudience = "aud must be a non-empty string or array of strings"
-
-// decodeArrays decodes the aud array and the roles that decodeClaims only
-// checked the shape of. It runs after the signature verifies: arrays are
-// the claims whose decoding allocates in proportion to their length (a
-// slice of strings), and a forged token must not make the verifier
-// allocate for what it carries.
-func (x *verification) decodeArrays() error {
-	if x.rawAud != "" {
+// GetAudience returns aud, decoding an aud array. The parser's validator
+// calls it only after the signature verifies: arrays are the claims whose
+// decoding allocates in proportion to their length (a slice of strings),
+// and a forged token must not make the verifier allocate for what it
+// carries.
+func (x *verification) GetAudience() (jwt.ClaimStrings, error) {
+	if x.rawAud != nil {
 		auds, ok := jsonStrings(x.rawAud)
 		if !ok || len(auds) == 0 || slicesHasEmpty(auds) {
-			return invalid(ErrMalformed, msgAudience)
+			return nil, invalid(ErrMalformed, msgAudience)
 		}
-		x.claims.Audience = auds
+		x.claims.Audience, x.rawAud = auds, nil
 	}
-	if x.rawRoles != "" {
+	return x.claims.Audience, nil
+}
+
+// Validate decodes the roles once the signature has verified (see
+// GetAudience); golang-jwt's validator calls it after its own checks.
+func (x *verification) Validate() error {
+	if x.rawRoles != nil {
 		var ok bool
 		if x.claims.Roles, ok = jsonStrings(x.rawRoles); !ok {
 			return invalid(ErrMalformed, "roles must be an array of strings")
@@ -376,10 +399,17 @@ func (x *verification) decodeArrays() error {
 	return nil
 }
 
-// classify maps the errors of golang-jwt's claims validator to this
-// package's reasons.
+// classify maps the errors of golang-jwt's parser, past the precheck, to
+// this package's reasons. A reason of this package's own (from
+// UnmarshalJSON, GetAudience or Validate) comes first, as those checks
+// come before the parser's claim checks.
 func classify(err error) error {
+	var ve *verifyError
 	switch {
+	case errors.As(err, &ve):
+		return ve
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return invalid(ErrSignature, "")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid(ErrExpired, "")
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):

@@ -314,6 +314,8 @@ func Corpus() []Attack {
 		{"header not JSON", "OWASP JWT cheat sheet", rawParts(`not json`, ""), tokens.ErrMalformed},
 		{"header JSON array", "RFC 7515 §4", rawParts(`["ES256"]`, ""), tokens.ErrMalformed},
 		{"claims not JSON", "RFC 7519 §7.2", rawParts("", `hello`), tokens.ErrMalformed},
+		{"claims JSON null", "RFC 7519 §7.2 (a JSON object); decoders skip null", rawParts("", ` null `), tokens.ErrMalformed},
+		{"claims JSON array", "RFC 7519 §7.2 (a JSON object)", rawParts("", `[{"sub":"admin"}]`), tokens.ErrMalformed},
 		{"claims with trailing garbage", "parser differential", func(t testing.TB, k *Kit) string {
 			return k.SignRaw(t, mustJSON(t, k.Header()), append(mustJSON(t, k.Claims()), []byte(`{"sub":"admin"}`)...))
 		}, tokens.ErrMalformed},
