@@ -32,23 +32,27 @@ type loginCharges struct {
 // stored account, zero for an unknown email; device the id of a device
 // proof that verified for that account, or ""). An unknown email is charged
 // exactly as a person's account is, so that the answers cannot tell them
-// apart.
+// apart. The buckets of a stored account and of a device proof Latch issued
+// are kept (ratelimit.Charge.Keep): their number is bounded by the users
+// and the logins, not by what an attacker sends, so no flood of other keys
+// can make the table forget a victim's spent budget.
 func (s *Server) loginCharges(email string, user storage.User, device string, addr clientAddress) loginCharges {
 	lim := s.accountLimits(user)
+	known := user.ID != ""
 	var lc loginCharges
-	add := func(key, limiter string, r ratelimit.Rule) {
-		lc.all = append(lc.all, ratelimit.Charge{Key: key, Rule: r})
+	add := func(key, limiter string, r ratelimit.Rule, keep bool) {
+		lc.all = append(lc.all, ratelimit.Charge{Key: key, Rule: r, Keep: keep})
 		lc.limiter = append(lc.limiter, limiter)
 	}
-	add(bucketAddress+addr.bucket(), LimiterLoginAddress, ratelimit.Rule{Burst: s.cfg.AddressBurst, Refill: s.cfg.AddressRefill})
+	add(bucketAddress+addr.bucket(), LimiterLoginAddress, ratelimit.Rule{Burst: s.cfg.AddressBurst, Refill: s.cfg.AddressRefill}, false)
 	if device != "" {
 		lc.refund = bucketDevice + device
-		add(lc.refund, LimiterLoginDevice, ratelimit.Rule{Burst: s.cfg.DeviceBurst, Refill: s.cfg.DeviceRefill})
+		add(lc.refund, LimiterLoginDevice, ratelimit.Rule{Burst: s.cfg.DeviceBurst, Refill: s.cfg.DeviceRefill}, true)
 	} else {
 		lc.refund = bucketAccount + email
-		add(lc.refund, LimiterLoginAccount, ratelimit.Rule{Burst: lim.FailureBurst, Refill: lim.FailureRefill})
+		add(lc.refund, LimiterLoginAccount, ratelimit.Rule{Burst: lim.FailureBurst, Refill: lim.FailureRefill}, known)
 	}
-	add(bucketRate+email, LimiterLoginRate, ratelimit.Rule{Burst: lim.LoginBurst, Refill: lim.LoginRefill})
+	add(bucketRate+email, LimiterLoginRate, ratelimit.Rule{Burst: lim.LoginBurst, Refill: lim.LoginRefill}, known)
 	return lc
 }
 

@@ -16,7 +16,11 @@
 //
 // The table holds at most a fixed number of keys and forgets the least
 // recently used one first, so a flood of distinct keys costs bounded memory
-// (a forgotten key starts again with a full bucket).
+// (a forgotten key starts again with a full bucket). A key whose number the
+// caller knows an attacker cannot grow (a stored account, a device proof the
+// server issued) is charged with Keep: its bucket is never forgotten to make
+// room, only once it has refilled, so that no flood of other keys can hand a
+// victim's account a fresh budget. A refused Take creates no bucket.
 package ratelimit
 
 import (
@@ -40,6 +44,10 @@ func (r Rule) Valid() bool { return r.Burst >= 1 && r.Refill > 0 }
 type Charge struct {
 	Key  string
 	Rule Rule
+	// Keep marks a key from a set an attacker cannot grow at will: its
+	// bucket is not forgotten to make room for other keys while it holds
+	// less than its burst.
+	Keep bool
 }
 
 // Limiter is a bounded table of token buckets. It is safe for concurrent use.
@@ -48,7 +56,8 @@ type Limiter struct {
 	max     int
 	now     func() time.Time
 	entries map[string]*list.Element
-	lru     *list.List // of *bucket; front = most recently used
+	lru     *list.List // of *bucket, forgettable to make room; front = most recently used
+	kept    *list.List // of *bucket charged with Keep; front = most recently used
 }
 
 type bucket struct {
@@ -56,6 +65,7 @@ type bucket struct {
 	rule   Rule
 	tokens float64   // tokens held at last
 	last   time.Time // when tokens was computed
+	kept   bool      // in Limiter.kept rather than Limiter.lru
 }
 
 // level returns the tokens b holds at now.
@@ -88,6 +98,7 @@ func New(maxKeys int, opts ...Option) *Limiter {
 		now:     time.Now,
 		entries: make(map[string]*list.Element),
 		lru:     list.New(),
+		kept:    list.New(),
 	}
 	for _, o := range opts {
 		o(l)
@@ -98,35 +109,39 @@ func New(maxKeys int, opts ...Option) *Limiter {
 // Take takes one token from the bucket of every charge, atomically: either
 // every bucket holds a token and each gives one, or none gives anything, ok
 // is false and retryAfter is how long until every refusing bucket holds a
-// token again. A key seen for the first time starts with a full bucket. A
-// charge whose rule is not Valid refuses. A key named twice is charged
-// twice.
+// token again. A key seen for the first time starts with a full bucket; a
+// refused Take creates no bucket. A charge whose rule is not Valid refuses.
+// A key named twice is charged twice.
 func (l *Limiter) Take(charges ...Charge) (t Ticket, retryAfter time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	buckets := make([]*bucket, len(charges))
-	need := make(map[*bucket]float64, len(charges))
-	for i, c := range charges {
+	l.dropRefilled(now)
+	need := make(map[string]float64, len(charges))
+	for _, c := range charges {
 		if !c.Rule.Valid() {
 			return Ticket{}, 0, false
 		}
-		b := l.lookup(c.Key, c.Rule, now)
-		buckets[i] = b
-		need[b]++
+		need[c.Key]++
 	}
 	short := false
-	for b, n := range need {
-		if lvl := b.level(now); lvl < n {
+	for _, c := range charges {
+		lvl, refill := float64(c.Rule.Burst), c.Rule.Refill
+		if el, found := l.entries[c.Key]; found {
+			b := el.Value.(*bucket)
+			lvl, refill = math.Min(b.level(now), float64(c.Rule.Burst)), b.rule.Refill
+		}
+		if n := need[c.Key]; lvl < n {
 			short = true
-			retryAfter = max(retryAfter, time.Duration(math.Ceil((n-lvl)*float64(b.rule.Refill))))
+			retryAfter = max(retryAfter, time.Duration(math.Ceil((n-lvl)*float64(refill))))
 		}
 	}
 	if short {
 		return Ticket{}, retryAfter, false
 	}
-	keys := make([]string, len(buckets))
-	for i, b := range buckets {
+	keys := make([]string, len(charges))
+	for i, c := range charges {
+		b := l.lookup(c, now)
 		b.tokens = b.level(now) - 1
 		b.last = now
 		keys[i] = b.key
@@ -134,28 +149,61 @@ func (l *Limiter) Take(charges ...Charge) (t Ticket, retryAfter time.Duration, o
 	return Ticket{l: l, keys: keys}, 0, true
 }
 
-// lookup returns key's bucket, creating a full one (and forgetting the least
-// recently used key when the table is full). The bucket takes rule, so a
-// key's shape follows its latest charge.
-func (l *Limiter) lookup(key string, rule Rule, now time.Time) *bucket {
-	if el, found := l.entries[key]; found {
-		l.lru.MoveToFront(el)
+// lookup returns c's bucket, creating a full one (and forgetting the least
+// recently used forgettable key when the table is full). The bucket takes
+// c's rule, so a key's shape follows its latest charge, and is kept once
+// any charge of it asks for Keep.
+func (l *Limiter) lookup(c Charge, now time.Time) *bucket {
+	if el, found := l.entries[c.Key]; found {
 		b := el.Value.(*bucket)
-		if b.rule != rule {
-			b.tokens = math.Min(b.level(now), float64(rule.Burst))
+		if b.rule != c.Rule {
+			b.tokens = math.Min(b.level(now), float64(c.Rule.Burst))
 			b.last = now
-			b.rule = rule
+			b.rule = c.Rule
+		}
+		switch {
+		case c.Keep && !b.kept:
+			l.lru.Remove(el)
+			b.kept = true
+			l.entries[c.Key] = l.kept.PushFront(b)
+		case b.kept:
+			l.kept.MoveToFront(el)
+		default:
+			l.lru.MoveToFront(el)
 		}
 		return b
 	}
-	b := &bucket{key: key, rule: rule, tokens: float64(rule.Burst), last: now}
-	l.entries[key] = l.lru.PushFront(b)
+	b := &bucket{key: c.Key, rule: c.Rule, tokens: float64(c.Rule.Burst), last: now, kept: c.Keep}
+	if c.Keep {
+		l.entries[c.Key] = l.kept.PushFront(b)
+		return b
+	}
+	l.entries[c.Key] = l.lru.PushFront(b)
 	for l.lru.Len() > l.max {
 		oldest := l.lru.Back()
 		l.lru.Remove(oldest)
 		delete(l.entries, oldest.Value.(*bucket).key)
 	}
 	return b
+}
+
+// dropRefilled forgets kept buckets that have refilled to their burst (a
+// full bucket is what a forgotten key starts with), looking at the two least
+// recently used ones on each call, so that kept keys cost memory only while
+// they hold a debt.
+func (l *Limiter) dropRefilled(now time.Time) {
+	for range 2 {
+		el := l.kept.Back()
+		if el == nil {
+			return
+		}
+		b := el.Value.(*bucket)
+		if b.level(now) < float64(b.rule.Burst) {
+			return
+		}
+		l.kept.Remove(el)
+		delete(l.entries, b.key)
+	}
 }
 
 // Wait reports how long until key's bucket holds a token (zero if it does
@@ -174,7 +222,7 @@ func (l *Limiter) Wait(key string) time.Duration {
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lru.Len()
+	return l.lru.Len() + l.kept.Len()
 }
 
 // Ticket is what one Take took. The zero Ticket took nothing.

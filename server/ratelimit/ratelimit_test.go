@@ -33,11 +33,11 @@ func TestTakeEmptiesBucketAndRefills(t *testing.T) {
 	clk := newClock()
 	l := New(100, WithClock(clk.now))
 	for i := range 3 {
-		if _, _, ok := l.Take(Charge{"k", threePer10s}); !ok {
+		if _, _, ok := l.Take(Charge{Key: "k", Rule: threePer10s}); !ok {
 			t.Fatalf("attempt %d refused, want allowed", i+1)
 		}
 	}
-	_, wait, ok := l.Take(Charge{"k", threePer10s})
+	_, wait, ok := l.Take(Charge{Key: "k", Rule: threePer10s})
 	if ok {
 		t.Fatal("fourth attempt allowed, want refused")
 	}
@@ -47,15 +47,15 @@ func TestTakeEmptiesBucketAndRefills(t *testing.T) {
 	if got := l.Wait("k"); got != 10*time.Second {
 		t.Errorf("Wait = %v, want 10s", got)
 	}
-	if _, _, ok := l.Take(Charge{"other", threePer10s}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "other", Rule: threePer10s}); !ok {
 		t.Error("another key refused")
 	}
 	clk.advance(5 * time.Second)
-	if _, wait, ok := l.Take(Charge{"k", threePer10s}); ok || wait != 5*time.Second {
+	if _, wait, ok := l.Take(Charge{Key: "k", Rule: threePer10s}); ok || wait != 5*time.Second {
 		t.Errorf("after half a refill: ok=%v retryAfter=%v, want refused with 5s", ok, wait)
 	}
 	clk.advance(5 * time.Second)
-	if _, _, ok := l.Take(Charge{"k", threePer10s}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "k", Rule: threePer10s}); !ok {
 		t.Error("after a refill still refused")
 	}
 }
@@ -66,15 +66,15 @@ func TestTakeIsAllOrNothing(t *testing.T) {
 	clk := newClock()
 	l := New(100, WithClock(clk.now))
 	one := Rule{Burst: 1, Refill: time.Hour}
-	if _, _, ok := l.Take(Charge{"b", one}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "b", Rule: one}); !ok {
 		t.Fatal("first take of b refused")
 	}
 	for range 5 {
-		if _, _, ok := l.Take(Charge{"a", one}, Charge{"b", one}); ok {
+		if _, _, ok := l.Take(Charge{Key: "a", Rule: one}, Charge{Key: "b", Rule: one}); ok {
 			t.Fatal("Take(a, b) allowed with b empty")
 		}
 	}
-	if _, _, ok := l.Take(Charge{"a", one}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "a", Rule: one}); !ok {
 		t.Error("a lost its token to refused Takes")
 	}
 }
@@ -90,7 +90,7 @@ func TestConcurrentTakesAreLimitedExactly(t *testing.T) {
 	for range 500 {
 		wg.Go(func() {
 			<-start
-			if _, _, ok := l.Take(Charge{"acct", rule}, Charge{"addr", Rule{Burst: 1000, Refill: time.Hour}}); ok {
+			if _, _, ok := l.Take(Charge{Key: "acct", Rule: rule}, Charge{Key: "addr", Rule: Rule{Burst: 1000, Refill: time.Hour}}); ok {
 				passed.Add(1)
 			}
 		})
@@ -107,11 +107,11 @@ func TestRefundGivesBackOnlyItsOwnToken(t *testing.T) {
 	l := New(100, WithClock(clk.now))
 	acct := Rule{Burst: 2, Refill: time.Hour}
 	addr := Rule{Burst: 2, Refill: time.Hour}
-	t1, _, ok := l.Take(Charge{"acct", acct}, Charge{"addr", addr})
+	t1, _, ok := l.Take(Charge{Key: "acct", Rule: acct}, Charge{Key: "addr", Rule: addr})
 	if !ok {
 		t.Fatal("first take refused")
 	}
-	if _, _, ok := l.Take(Charge{"acct", acct}, Charge{"addr", addr}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "acct", Rule: acct}, Charge{Key: "addr", Rule: addr}); !ok {
 		t.Fatal("second take refused")
 	}
 	// Both buckets are empty; refunding the first ticket's account token
@@ -119,13 +119,13 @@ func TestRefundGivesBackOnlyItsOwnToken(t *testing.T) {
 	t1.Refund("acct")
 	t1.Refund("acct") // a second refund of the same token gives nothing
 	t1.Refund("never-taken")
-	if _, _, ok := l.Take(Charge{"acct", acct}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "acct", Rule: acct}); !ok {
 		t.Error("refunded account token not usable")
 	}
-	if _, _, ok := l.Take(Charge{"acct", acct}); ok {
+	if _, _, ok := l.Take(Charge{Key: "acct", Rule: acct}); ok {
 		t.Error("a refund gave back more than one token")
 	}
-	if _, _, ok := l.Take(Charge{"addr", addr}); ok {
+	if _, _, ok := l.Take(Charge{Key: "addr", Rule: addr}); ok {
 		t.Error("refunding the account token refilled the address bucket")
 	}
 	var zero Ticket
@@ -136,22 +136,22 @@ func TestRefundNeverExceedsBurst(t *testing.T) {
 	clk := newClock()
 	l := New(100, WithClock(clk.now))
 	r := Rule{Burst: 2, Refill: time.Second}
-	tk, _, _ := l.Take(Charge{"k", r})
+	tk, _, _ := l.Take(Charge{Key: "k", Rule: r})
 	clk.advance(time.Hour) // refilled to the burst meanwhile
 	tk.Refund("k")
 	for i := range 2 {
-		if _, _, ok := l.Take(Charge{"k", r}); !ok {
+		if _, _, ok := l.Take(Charge{Key: "k", Rule: r}); !ok {
 			t.Fatalf("take %d refused", i+1)
 		}
 	}
-	if _, _, ok := l.Take(Charge{"k", r}); ok {
+	if _, _, ok := l.Take(Charge{Key: "k", Rule: r}); ok {
 		t.Error("refund raised the bucket above its burst")
 	}
 }
 
 func TestInvalidRuleRefuses(t *testing.T) {
 	l := New(10)
-	if _, _, ok := l.Take(Charge{"k", Rule{}}); ok {
+	if _, _, ok := l.Take(Charge{Key: "k", Rule: Rule{}}); ok {
 		t.Error("zero rule allowed an attempt")
 	}
 }
@@ -160,16 +160,60 @@ func TestBoundedKeys(t *testing.T) {
 	l := New(50)
 	one := Rule{Burst: 1, Refill: time.Hour}
 	for i := range 1000 {
-		l.Take(Charge{fmt.Sprint("k", i), one})
+		l.Take(Charge{Key: fmt.Sprint("k", i), Rule: one})
 	}
 	if got := l.Len(); got != 50 {
 		t.Errorf("Len = %d, want 50", got)
 	}
 	// The most recent keys are remembered, the oldest forgotten.
-	if _, _, ok := l.Take(Charge{"k999", one}); ok {
+	if _, _, ok := l.Take(Charge{Key: "k999", Rule: one}); ok {
 		t.Error("most recent key forgotten")
 	}
-	if _, _, ok := l.Take(Charge{"k0", one}); !ok {
+	if _, _, ok := l.Take(Charge{Key: "k0", Rule: one}); !ok {
 		t.Error("oldest key still remembered")
+	}
+}
+
+// Keys charged with Keep are never forgotten to make room while they hold a
+// debt: a flood of other keys cannot hand them a fresh budget.
+func TestKeptKeysSurviveAFlood(t *testing.T) {
+	clk := newClock()
+	l := New(50, WithClock(clk.now))
+	victim := Rule{Burst: 2, Refill: time.Hour}
+	for range 2 {
+		if _, _, ok := l.Take(Charge{Key: "acct:victim", Rule: victim, Keep: true}); !ok {
+			t.Fatal("victim's first attempts refused")
+		}
+	}
+	for i := range 10_000 {
+		l.Take(Charge{Key: fmt.Sprint("acct:nobody-", i), Rule: victim})
+	}
+	if _, _, ok := l.Take(Charge{Key: "acct:victim", Rule: victim, Keep: true}); ok {
+		t.Fatal("a flood of other keys gave the kept key a fresh bucket")
+	}
+	if got := l.Len(); got != 51 {
+		t.Errorf("Len = %d, want the 50 forgettable keys and the kept one", got)
+	}
+	// Once refilled, a kept bucket is dropped (it is what a new key gets).
+	clk.advance(2 * time.Hour)
+	l.Take(Charge{Key: "other", Rule: victim})
+	if got := l.Len(); got != 50 {
+		t.Errorf("Len after the kept bucket refilled = %d, want 50", got)
+	}
+}
+
+// A refused Take creates no bucket, so refused requests cannot churn the
+// table.
+func TestRefusedTakeCreatesNothing(t *testing.T) {
+	l := New(100)
+	one := Rule{Burst: 1, Refill: time.Hour}
+	l.Take(Charge{Key: "addr", Rule: one})
+	for i := range 50 {
+		if _, _, ok := l.Take(Charge{Key: "addr", Rule: one}, Charge{Key: fmt.Sprint("acct:", i), Rule: one}); ok {
+			t.Fatal("Take allowed with the address bucket empty")
+		}
+	}
+	if got := l.Len(); got != 1 {
+		t.Errorf("Len = %d after refused Takes, want 1", got)
 	}
 }
