@@ -28,6 +28,7 @@ const (
 	msgNoCredential   = "missing authorization metadata: send \"authorization: Bearer <access token>\""
 	msgBadCredential  = "invalid caller credential"
 	msgCallerRevoked  = "caller credential revoked; reconnect with a valid access token"
+	msgCallerExpired  = "caller credential expired; reconnect with a fresh access token"
 	msgBadScheme      = "authorization metadata must be exactly one \"Bearer <access token>\" value"
 	msgNoIntrospect   = "caller token lacks role \"introspect\""
 	msgUnavailable    = "service unavailable; retry later"

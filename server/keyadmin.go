@@ -113,14 +113,14 @@ type keyPolicy struct {
 	lead     time.Duration
 	reload   time.Duration
 	window   time.Duration // retired window: reload + access ttl + leeway
-	// refreshWindow is a retired refresh-token key's window: reload +
-	// refresh max age.
+	// refreshWindow is a retired refresh-token key's window: reload + the
+	// longer of the refresh max age and the device-proof lifetime.
 	refreshWindow time.Duration
 }
 
 func newKeyPolicy(c Config) keyPolicy {
 	p := keyPolicy{lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
-		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway, refreshWindow: c.KeyReloadInterval + c.RefreshMaxAge}
+		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway, refreshWindow: c.KeyReloadInterval + max(c.RefreshMaxAge, c.DeviceProofTTL)}
 	if c.KeyRotation > 0 {
 		p.rotation = c.KeyRotation
 	}

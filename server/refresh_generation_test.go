@@ -201,11 +201,11 @@ func TestRevokeWithRotatedRefreshToken(t *testing.T) {
 
 // TestRefreshKeyRotation: the refresh-token key rotates with the signing
 // key; tokens minted under the old key still refresh (and new ones use the
-// new key) until the old key's window, RefreshMaxAge after it retired, is
-// over; then it is removed.
+// new key) until the old key's window, the longer of RefreshMaxAge and
+// DeviceProofTTL after it retired, is over; then it is removed.
 func TestRefreshKeyRotation(t *testing.T) {
 	cfg := keyConfig()
-	cfg.RefreshIdleTTL, cfg.RefreshMaxAge = 2*time.Hour, 3*time.Hour
+	cfg.RefreshIdleTTL, cfg.RefreshMaxAge, cfg.DeviceProofTTL = 2*time.Hour, 3*time.Hour, 4*time.Hour
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	before := activeRefreshKey(t, e.store)
@@ -227,7 +227,7 @@ func TestRefreshKeyRotation(t *testing.T) {
 		t.Fatalf("successor of an old-key token: %+v, %v; want it minted under the new key %s", p, err, after.ID)
 	}
 	// Past the old key's window it is removed.
-	e.clock.advance(cfg.RefreshMaxAge + cfg.KeyReloadInterval + time.Second)
+	e.clock.advance(cfg.DeviceProofTTL + cfg.KeyReloadInterval + time.Second)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,10 @@ import (
 // rotates (on schedule, or through RotateSigningKey), the next secret
 // becomes active and the active one retired. A retired secret's tokens
 // belong to sessions created or rotated before it retired, which live at
-// most Config.RefreshMaxAge: it is removed once RetiredAt +
-// KeyReloadInterval + RefreshMaxAge has passed, and never before. A
+// most Config.RefreshMaxAge, and the device proofs it MAC'd (see
+// tokens.NewDeviceProof) live at most Config.DeviceProofTTL: it is removed
+// once RetiredAt + KeyReloadInterval + the longer of the two has passed,
+// and never before. A
 // replica that meets a token of a secret it does not know reloads the set
 // (at most once a second) before it calls the token unknown.
 //

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -106,6 +107,21 @@ func (s *Server) publishJTI(jti string, exp time.Time) {
 	s.revs.publish(&latchv1.RevocationEvent{Jti: jti, Exp: exp.Unix()})
 }
 
+// callerDeadline is when a revocation stream's caller credential stops
+// being valid: its expiry plus the leeway the verifier grants.
+func (s *Server) callerDeadline(caller tokens.Claims) time.Time {
+	return caller.ExpiresAt.Add(s.cfg.Leeway)
+}
+
+// endWatch ends a revocation stream whose caller's credential is no longer
+// valid, with UNAUTHENTICATED and msg.
+func (s *Server) endWatch(ctx context.Context, caller tokens.Claims, reason, msg string) error {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),
+		slog.String("reason", reason), slog.String("user_id", caller.Subject),
+		slog.String("session_id", caller.SessionID), slog.String("peer", s.clientAddr(ctx).String()))
+	return s.toStatus(ctx, "WatchRevocations", failure(codes.Unauthenticated, msg))
+}
+
 // callerRevoked reports whether ev revokes caller's own token or session.
 func callerRevoked(caller tokens.Claims, ev *latchv1.RevocationEvent) bool {
 	return (caller.SessionID != "" && ev.GetSessionId() == caller.SessionID) ||
@@ -139,30 +155,46 @@ func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grp
 	if err := stream.SendHeader(metadata.Pairs(SnapshotSizeHeader, strconv.Itoa(len(snap)))); err != nil {
 		return err
 	}
+	// The stream lives as long as its caller's credential: when the
+	// caller's own session or token is revoked (also when its user is
+	// disabled or deleted, which revokes its sessions), or its access token
+	// expires, the stream ends and the caller must come back with a valid
+	// token. A revocation that happened while the stream was being set up
+	// is in the snapshot.
+	revoked := false
 	for _, r := range snap {
-		if err := stream.Send(&latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}); err != nil {
+		ev := &latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}
+		if err := stream.Send(ev); err != nil {
 			return err
 		}
+		revoked = revoked || callerRevoked(caller, ev)
+	}
+	if revoked {
+		return s.endWatch(ctx, caller, "caller credential revoked", msgCallerRevoked)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher subscribed", slog.String("event", "watch_started"),
 		slog.Int("snapshot", len(snap)), slog.String("peer", s.clientAddr(ctx).String()))
+	var expired <-chan time.Time // nil with IntrospectOpen: never fires
+	if !caller.ExpiresAt.IsZero() {
+		t := time.NewTimer(s.callerDeadline(caller).Sub(s.now()))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return s.toStatus(ctx, "WatchRevocations", ctx.Err())
+		case <-expired:
+			return s.endWatch(ctx, caller, "caller credential expired", msgCallerExpired)
 		case ev := <-sub.events:
+			if !caller.ExpiresAt.IsZero() && !s.now().Before(s.callerDeadline(caller)) {
+				return s.endWatch(ctx, caller, "caller credential expired", msgCallerExpired)
+			}
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
-			// The stream lives as long as its caller's credential: when the
-			// caller's own session or token is revoked (also when its user is
-			// disabled or deleted, which revokes its sessions), the stream
-			// ends, and the caller must come back with a valid token.
 			if callerRevoked(caller, ev) {
-				s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),
-					slog.String("reason", "caller credential revoked"), slog.String("user_id", caller.Subject),
-					slog.String("session_id", caller.SessionID), slog.String("peer", s.clientAddr(ctx).String()))
-				return s.toStatus(ctx, "WatchRevocations", failure(codes.Unauthenticated, msgCallerRevoked))
+				return s.endWatch(ctx, caller, "caller credential revoked", msgCallerRevoked)
 			}
 		case <-sub.gone:
 			s.log.LogAttrs(ctx, slog.LevelInfo, "revocation watcher ended", slog.String("event", "watch_ended"),

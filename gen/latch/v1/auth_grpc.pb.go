@@ -115,8 +115,11 @@ type AuthServiceClient interface {
 	// form the snapshot, so a client knows when it is in sync.
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
-	// metadata with role "introspect" (unless the server runs with
-	// --introspect-open). Codes: UNAUTHENTICATED without a valid credential;
+	// metadata for Latch's own audience (the issuer) with role "introspect"
+	// (unless the server runs with --introspect-open). The stream lasts as
+	// long as that credential: it ends with UNAUTHENTICATED when the caller's
+	// own session or token is revoked, or when the token expires (reconnect
+	// with a fresh token). Codes: UNAUTHENTICATED without a valid credential;
 	// PERMISSION_DENIED without the role; UNAVAILABLE when the server shuts
 	// down or the client reads too slowly to keep up (reconnect and resume
 	// from the new snapshot).
@@ -284,8 +287,11 @@ type AuthServiceServer interface {
 	// form the snapshot, so a client knows when it is in sync.
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
-	// metadata with role "introspect" (unless the server runs with
-	// --introspect-open). Codes: UNAUTHENTICATED without a valid credential;
+	// metadata for Latch's own audience (the issuer) with role "introspect"
+	// (unless the server runs with --introspect-open). The stream lasts as
+	// long as that credential: it ends with UNAUTHENTICATED when the caller's
+	// own session or token is revoked, or when the token expires (reconnect
+	// with a fresh token). Codes: UNAUTHENTICATED without a valid credential;
 	// PERMISSION_DENIED without the role; UNAVAILABLE when the server shuts
 	// down or the client reads too slowly to keep up (reconnect and resume
 	// from the new snapshot).
