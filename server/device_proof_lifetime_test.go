@@ -12,7 +12,7 @@ import (
 // rotating every 30 days; RefreshMaxAge 30 days) the secret that MACs the
 // proof is deleted about 30-60 days after the proof was handed out, and
 // the owner's proof stops keeping her in during an attack.
-func TestReviewDeviceProofOutlivesItsSecret(t *testing.T) {
+func TestDeviceProofOutlivesItsSecret(t *testing.T) {
 	cfg := baseConfig() // default KeyRotation, RefreshMaxAge, DeviceProofTTL
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")

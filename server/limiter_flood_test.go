@@ -16,7 +16,7 @@ import (
 // limited: flooding the limiter table with logins for distinct unknown
 // emails (refused by the address budget, so no hashing) must not make the
 // server forget the victim's account bucket. Default limits, one address.
-func TestReviewLimiterFloodDoesNotResetAccountBudget(t *testing.T) {
+func TestLimiterFloodDoesNotResetAccountBudget(t *testing.T) {
 	e := newEnv(t, baseConfig())
 	e.addUser("victim@example.com", "right-password")
 	guess := func() error {

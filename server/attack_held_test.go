@@ -18,7 +18,7 @@ import (
 // window after the owner rotated: the thief's session lasts only until the
 // owner's next refresh, which revokes the session and the thief's access
 // token with it.
-func TestReviewGraceThiefLosesOnOwnersNextRefresh(t *testing.T) {
+func TestGraceThiefLosesOnOwnersNextRefresh(t *testing.T) {
 	cfg := baseConfig()
 	cfg.IntrospectOpen = true
 	e := newEnv(t, cfg)
@@ -41,7 +41,7 @@ func TestReviewGraceThiefLosesOnOwnersNextRefresh(t *testing.T) {
 
 // Spoofing attempts through a trusted proxy never move the client off the
 // address the proxy saw.
-func TestReviewForwardedForSpoofing(t *testing.T) {
+func TestForwardedForSpoofing(t *testing.T) {
 	cfg := baseConfig()
 	cfg.AddressBurst, cfg.AddressRefill = 1, time.Hour
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}

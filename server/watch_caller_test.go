@@ -36,7 +36,7 @@ func (h *revokedCheckHook) AccessTokenRevoked(ctx context.Context, jti, sid stri
 // A watcher whose session is revoked while its stream is being set up
 // (after its credential was checked, before it subscribed) must still have
 // its stream ended: its own revocation is in the snapshot it is sent.
-func TestReviewWatchEndsWhenCallerRevokedDuringSetup(t *testing.T) {
+func TestWatchEndsWhenCallerRevokedDuringSetup(t *testing.T) {
 	hooked := &revokedCheckHook{}
 	e := newEnv(t, baseConfig(), func(s storage.Store) storage.Store { hooked.Store = s; return hooked })
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
@@ -72,7 +72,7 @@ func TestReviewWatchEndsWhenCallerRevokedDuringSetup(t *testing.T) {
 // A watcher's stream must not outlive its credential's expiry: a caller
 // whose 15-minute access token has expired keeps receiving every
 // revocation for as long as the connection lasts.
-func TestReviewWatchEndsWhenCallerTokenExpires(t *testing.T) {
+func TestWatchEndsWhenCallerTokenExpires(t *testing.T) {
 	e := newEnv(t, baseConfig())
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	e.addUser("bob@example.com", "bob-password")
