@@ -97,7 +97,8 @@ func (s *Server) checkReady(c *readyCall) {
 	changed := !s.ready.checked || (s.ready.last == nil) != (err == nil) || (err != nil && !errors.Is(err, s.ready.last))
 	s.ready.last, s.ready.checked = err, true
 	s.ready.mu.Unlock()
-	close(c.done)
+	// The change is logged before the waiting callers are released, so
+	// that whoever saw the new state also finds its record.
 	if changed {
 		if err != nil {
 			s.log.Warn("not ready", "event", "readiness_changed", "ready", false, "reason", err.Error())
@@ -105,6 +106,7 @@ func (s *Server) checkReady(c *readyCall) {
 			s.log.Info("ready", "event", "readiness_changed", "ready", true)
 		}
 	}
+	close(c.done)
 }
 
 // SetDraining marks the server as stopping: from now on Ready reports
