@@ -14,8 +14,8 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"

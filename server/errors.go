@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"

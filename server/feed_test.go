@@ -10,8 +10,8 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"

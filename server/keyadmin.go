@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/latchauth/latch/server/keyseal"
+	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/latchauth/latch/server/keyseal"
+	"github.com/latchauth/latch/internal/keyseal"
 )
 
 // Key life-cycle defaults.

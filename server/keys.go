@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/latchauth/latch/server/keyseal"
+	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"slices"
 
-	"github.com/latchauth/latch/server/ratelimit"
+	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/storage"
 )
 

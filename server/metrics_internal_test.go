@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/internal/password"
 	"google.golang.org/grpc/codes"
 )
 

@@ -14,9 +14,9 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	latchauth "github.com/latchauth/latch/interceptors"
-	"github.com/latchauth/latch/server/keyseal"
-	"github.com/latchauth/latch/server/password"
-	"github.com/latchauth/latch/server/ratelimit"
+	"github.com/latchauth/latch/internal/keyseal"
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )

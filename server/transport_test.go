@@ -14,10 +14,10 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/internal/certs"
+	"github.com/latchauth/latch/internal/certs/certstest"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/certs"
-	"github.com/latchauth/latch/server/certs/certstest"
-	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage/bolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
-	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/internal/password"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchauth/latch/server/certs/certstest"
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 // adminRun runs `latch admin <args>` against p with stdin and extra

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/latchauth/latch/server/certs/certstest"
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 // clientAuthEnv clears the environment variables that would change what

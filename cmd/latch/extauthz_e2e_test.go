@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/latchauth/latch/server/certs/certstest"
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 const testPolicy = "../../server/extauthz/testdata/policy.yaml"

@@ -17,9 +17,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/redact"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/password"
-	"github.com/latchauth/latch/server/redact"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"

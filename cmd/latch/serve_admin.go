@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/password"
 )
 
 // bootstrapPasswordEnv holds the first admin's password for

@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/keyseal"
 )
 
 // envKEK carries the key-encryption key itself (never a flag: a flag's

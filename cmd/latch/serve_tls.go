@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchauth/latch/internal/certs"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/certs"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/certs/certstest"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/certs/certstest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -546,7 +546,7 @@ func TestReadmeListsEveryEvent(t *testing.T) {
 	}
 	re := regexp.MustCompile(`"event",\s*"([a-z_]+)"|slog\.String\("event",\s*"([a-z_]+)"\)`)
 	seen := map[string]bool{}
-	for _, dir := range []string{".", filepath.Join("..", "..", "server"), filepath.Join("..", "..", "server", "certs"), filepath.Join("..", "..", "storage"), filepath.Join("..", "..", "storage", "etcd"),
+	for _, dir := range []string{".", filepath.Join("..", "..", "server"), filepath.Join("..", "..", "internal", "certs"), filepath.Join("..", "..", "storage"), filepath.Join("..", "..", "storage", "etcd"),
 		filepath.Join("..", "..", "server", "extauthz")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {

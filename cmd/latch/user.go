@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/server/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 )

@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/internal/password"
 )
 
 // Peer rates on this machine class, from issue 8 (32 concurrent HTTP

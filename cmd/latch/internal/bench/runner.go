@@ -22,7 +22,7 @@ import (
 	ordersv1 "github.com/latchauth/latch/gen/latch/example/orders/v1"
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
-	"github.com/latchauth/latch/server/password"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage/bolt/groupcommit"
 	"github.com/latchauth/latch/tokens"
 	bbolt "go.etcd.io/bbolt"

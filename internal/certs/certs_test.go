@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchauth/latch/server/certs"
-	"github.com/latchauth/latch/server/certs/certstest"
+	"github.com/latchauth/latch/internal/certs"
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 // tlsServer accepts TLS connections on a real loopback port with cfg and

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/latchauth/latch/server/keyseal"
+	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/tokens"
 )
 
