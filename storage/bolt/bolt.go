@@ -51,7 +51,6 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
-	live   liveCache              // access tokens found not revoked, until the next revoking commit
 	// retention is how long a revoked session is kept after its
 	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
 	retention time.Duration
@@ -158,26 +157,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
 	s := &Store{db: db, retention: o.retention}
-	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay),
-		groupcommit.WithCommitFailed(s.live.invalidate))
+	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay))
 	return s, nil
-}
-
-// update runs fn in a write transaction of its own (bbolt's Update). When
-// fn succeeded but the commit failed, the commit's pages may have become
-// visible without its OnCommit handlers running (a failed fsync), so the
-// cached answers are dropped as a revoking commit would drop them; the
-// group committer does the same for its writes (WithCommitFailed).
-func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	var fnErr error
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		fnErr = fn(tx)
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
-		s.live.invalidate()
-	}
-	return err
 }
 
 // WriteStats counts the store's writes since Open, for metrics: the group
