@@ -43,15 +43,6 @@ func (r *revocationReads) AccessTokenRevoked(ctx context.Context, jti, sid strin
 	return r.Store.AccessTokenRevoked(ctx, jti, sid, now)
 }
 
-func (r *revocationReads) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
-	for _, ref := range refs {
-		if err := r.record(ref.JTI); err != nil {
-			return nil, err
-		}
-	}
-	return r.Store.AccessTokensRevoked(ctx, refs, now)
-}
-
 // take returns the jtis checked since the last take.
 func (r *revocationReads) take() []string {
 	r.mu.Lock()

@@ -537,8 +537,8 @@ func TestRevoke(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	ictx := e.introspector()
 
-	// Each case first sees the access token active, so that the store has
-	// an answer cached (bolt's liveCache) when the revocation lands.
+	// Each case first sees the access token active, then revokes it, and
+	// sees it inactive.
 	t.Run("refresh token ends the session", func(t *testing.T) {
 		tp := e.login("alice@example.com", "alice-password")
 		if !e.introspect(ictx, tp.GetAccessToken()).GetActive() {

@@ -321,24 +321,11 @@ type DenyList interface {
 	// the access lifetime, such a token may pass here for at most that
 	// leeway after its session idled out, as it passes local verification.)
 	AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error)
-	// AccessTokensRevoked is AccessTokenRevoked for several tokens in one
-	// read (Introspect checks its caller's token and the target together;
-	// keep batches small: etcd caps a transaction at 128 operations, and a
-	// batch too big for one read is ErrInvalidArgument): revoked[i]
-	// answers for refs[i]. On error every answer is true.
-	AccessTokensRevoked(ctx context.Context, refs []AccessTokenRef, now time.Time) (revoked []bool, err error)
 	// ListRevocations returns every revocation that still matters at now:
 	// each denied jti whose expiry is after now, and each revoked session
 	// whose expiry is after now, in no particular order. It is the snapshot
 	// that revocation watchers start from.
 	ListRevocations(ctx context.Context, now time.Time) ([]Revocation, error)
-}
-
-// AccessTokenRef names an access token for a revocation check: its jti and
-// its session id.
-type AccessTokenRef struct {
-	JTI       string
-	SessionID string
 }
 
 // Revocation is one revocation that verifiers must honour: a denied access

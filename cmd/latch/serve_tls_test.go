@@ -264,10 +264,9 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	// The Login's session went through the store's group commit.
 	commits, writes := metricValue(fams["latch_storage_commits_total"]), metricValue(fams["latch_storage_commit_writes_total"])
 	if commits < 1 || writes < commits || metricValue(fams["latch_storage_pages_written_total"]) < 1 ||
-		metricValue(fams["latch_storage_write_seconds_total"]) <= 0 || metricValue(fams["latch_storage_commit_waits_total"], "outcome", "timed_out") != 0 {
-		t.Errorf("storage metrics after a Login: commits %v, writes %v, pages %v, write seconds %v, waits timed out %v",
-			commits, writes, metricValue(fams["latch_storage_pages_written_total"]), metricValue(fams["latch_storage_write_seconds_total"]),
-			metricValue(fams["latch_storage_commit_waits_total"], "outcome", "timed_out"))
+		metricValue(fams["latch_storage_write_seconds_total"]) <= 0 {
+		t.Errorf("storage metrics after a Login: commits %v, writes %v, pages %v, write seconds %v",
+			commits, writes, metricValue(fams["latch_storage_pages_written_total"]), metricValue(fams["latch_storage_write_seconds_total"]))
 	}
 	if got, want := metricValue(fams["latch_tls_cert_not_after_seconds"]), float64(serverLeaf.Cert.NotAfter.Unix()); got != want {
 		t.Errorf("latch_tls_cert_not_after_seconds = %v, want %v", got, want)

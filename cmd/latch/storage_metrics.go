@@ -17,7 +17,7 @@ type writeStatser interface {
 type storageMetrics struct {
 	stats func() bolt.WriteStats
 
-	commits, writes, waits, pages, writeTime *prometheus.Desc
+	commits, writes, pages, writeTime *prometheus.Desc
 }
 
 func newStorageMetrics(stats func() bolt.WriteStats) *storageMetrics {
@@ -27,8 +27,6 @@ func newStorageMetrics(stats func() bolt.WriteStats) *storageMetrics {
 			"Group commits of the bbolt store's writes (sessions, rotations, revocations): one fsynced transaction each.", nil, nil),
 		writes: prometheus.NewDesc("latch_storage_commit_writes_total",
 			"Writes those group commits carried; divided by latch_storage_commits_total, the mean group size.", nil, nil),
-		waits: prometheus.NewDesc("latch_storage_commit_waits_total",
-			"Waits of the group committer for the rest of a burst before a commit, by how they ended.", []string{"outcome"}, nil),
 		pages: prometheus.NewDesc("latch_storage_pages_written_total",
 			"Pages bbolt wrote, in every write transaction.", nil, nil),
 		writeTime: prometheus.NewDesc("latch_storage_write_seconds_total",
@@ -38,7 +36,7 @@ func newStorageMetrics(stats func() bolt.WriteStats) *storageMetrics {
 
 // Describe implements prometheus.Collector.
 func (m *storageMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.commits, m.writes, m.waits, m.pages, m.writeTime} {
+	for _, d := range []*prometheus.Desc{m.commits, m.writes, m.pages, m.writeTime} {
 		ch <- d
 	}
 }
@@ -48,8 +46,6 @@ func (m *storageMetrics) Collect(ch chan<- prometheus.Metric) {
 	st := m.stats()
 	ch <- prometheus.MustNewConstMetric(m.commits, prometheus.CounterValue, float64(st.Commits))
 	ch <- prometheus.MustNewConstMetric(m.writes, prometheus.CounterValue, float64(st.Writes))
-	ch <- prometheus.MustNewConstMetric(m.waits, prometheus.CounterValue, float64(st.WaitsFilled), "filled")
-	ch <- prometheus.MustNewConstMetric(m.waits, prometheus.CounterValue, float64(st.Waits-st.WaitsFilled), "timed_out")
 	ch <- prometheus.MustNewConstMetric(m.pages, prometheus.CounterValue, float64(st.PagesWritten))
 	ch <- prometheus.MustNewConstMetric(m.writeTime, prometheus.CounterValue, st.WriteTime.Seconds())
 }

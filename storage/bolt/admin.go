@@ -77,10 +77,8 @@ func sortNewestFirst(ss []storage.Session) {
 }
 
 // revokeLive revokes every session of the user that is live at now, in tx,
-// and returns them as stored. It drops the store's cached answers even when
-// it revokes nothing (see RevokeSession).
+// and returns them as stored.
 func (s *Store) revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.Session, error) {
-	tx.OnCommit(s.live.invalidate)
 	sessions, err := userSessions(tx, userID)
 	if err != nil {
 		return nil, err
@@ -145,7 +143,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return nil, fmt.Errorf("bolt: delete user: id and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
-	err := s.update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		u, err := getUser(tx, id)
 		if err != nil {
 			return err
@@ -195,7 +193,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, fmt.Errorf("bolt: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
 	}
 	var revoked []storage.Session
-	err := s.update(func(tx *bbolt.Tx) (err error) {
+	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
 		revoked, err = s.revokeLive(tx, userID, reason, now)
 		return err
 	})

@@ -51,7 +51,6 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 type Store struct {
 	db     *bbolt.DB
 	writes *groupcommit.Committer // the small concurrent writes (sessions, revocations)
-	live   liveCache              // access tokens found not revoked, until the next revoking commit
 	// retention is how long a revoked session is kept after its
 	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
 	retention time.Duration
@@ -63,26 +62,13 @@ var _ storage.Store = (*Store)(nil)
 type Option func(*options)
 
 type options struct {
-	lockTimeout   time.Duration
-	maxBatchDelay time.Duration
-	maxBatchSize  int
-	retention     time.Duration
+	lockTimeout time.Duration
+	retention   time.Duration
 }
 
 // WithLockTimeout bounds how long Open waits for another process to release
 // the file lock before failing with ErrLocked. Default 2 s.
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
-
-// WithMaxBatchDelay sets how long the group committer waits for more writes
-// before each shared commit. Default 0: writes that arrive during a commit
-// already share the next one, so a wait only adds latency on a disk whose
-// fsync is slow; a small delay can help where fsync is nearly free and the
-// per-commit work dominates.
-func WithMaxBatchDelay(d time.Duration) Option { return func(o *options) { o.maxBatchDelay = d } }
-
-// WithMaxBatchSize bounds how many writes share one commit. Default 1000
-// (bbolt's MaxBatchSize).
-func WithMaxBatchSize(n int) Option { return func(o *options) { o.maxBatchSize = n } }
 
 // WithRevokedSessionRetention makes the store delete a revoked session,
 // with its indexes, at the first sweep (DeleteExpired) after RevokedAt + d
@@ -101,7 +87,7 @@ func WithRevokedSessionRetention(d time.Duration) Option {
 // Open opens (creating if needed, mode 0600) the database at path, creates
 // the buckets and checks the schema version.
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{lockTimeout: 2 * time.Second, maxBatchSize: groupcommit.DefaultMaxSize}
+	o := options{lockTimeout: 2 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -158,26 +144,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	db.NoFreelistSync = true // read by commits under the writer lock; none runs yet
 	s := &Store{db: db, retention: o.retention}
-	s.writes = groupcommit.New(db, groupcommit.WithMaxSize(o.maxBatchSize), groupcommit.WithDelay(o.maxBatchDelay),
-		groupcommit.WithCommitFailed(s.live.invalidate))
+	s.writes = groupcommit.New(db)
 	return s, nil
-}
-
-// update runs fn in a write transaction of its own (bbolt's Update). When
-// fn succeeded but the commit failed, the commit's pages may have become
-// visible without its OnCommit handlers running (a failed fsync), so the
-// cached answers are dropped as a revoking commit would drop them; the
-// group committer does the same for its writes (WithCommitFailed).
-func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	var fnErr error
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		fnErr = fn(tx)
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
-		s.live.invalidate()
-	}
-	return err
 }
 
 // WriteStats counts the store's writes since Open, for metrics: the group

@@ -16,8 +16,7 @@ import (
 
 // DenyAccessToken implements storage.DenyList. Denying a jti twice keeps the
 // later expiry. A jti already denied until expiresAt or later is answered
-// from a read transaction: a repeat costs no commit or fsync and leaves the
-// store's cached answers (liveCache) in place.
+// from a read transaction: a repeat costs no commit or fsync.
 func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
 	if err := ctxErr(ctx, "deny access token"); err != nil {
 		return false, err
@@ -49,7 +48,6 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				return err
 			}
 		}
-		tx.OnCommit(s.live.invalidate)
 		if err := tx.Bucket(bucketDenied).Put([]byte(jti), timeKey(expiresAt)); err != nil {
 			return err
 		}
@@ -76,88 +74,32 @@ func deniedUntil(tx *bbolt.Tx, jti string, until time.Time) (time.Time, bool, er
 	return exp, !until.After(exp), nil
 }
 
-// AccessTokenRevoked implements storage.DenyList: AccessTokensRevoked for
-// one token. It fails closed: an empty jti or session id counts as revoked.
+// AccessTokenRevoked implements storage.DenyList with one read
+// transaction. It fails closed: an empty jti or session id, a session that
+// is gone, or an error counts as revoked.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
-	refs := [1]storage.AccessTokenRef{{JTI: jti, SessionID: sessionID}}
-	var out [1]bool
-	if err := s.accessTokensRevoked(ctx, refs[:], now, out[:]); err != nil {
-		return true, fmt.Errorf("bolt: access token revoked: %w", err)
+	if err := ctxErr(ctx, "access token revoked"); err != nil {
+		return true, err
 	}
-	return out[0], nil
-}
-
-// AccessTokensRevoked implements storage.DenyList: every check in one read
-// transaction, or none when the store's cache (liveCache) holds an answer
-// for every token. It fails closed: a ref with an empty jti or session id
-// counts as revoked, and on an error every ref does.
-func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
-	out := make([]bool, len(refs))
-	if err := s.accessTokensRevoked(ctx, refs, now, out); err != nil {
-		return out, fmt.Errorf("bolt: access tokens revoked: %w", err)
+	if jti == "" || sessionID == "" {
+		return true, nil
 	}
-	return out, nil
-}
-
-// accessTokensRevoked answers for refs into out (len(out) == len(refs)):
-// from the cache when it can answer for all of them, else from one read
-// transaction, whose "not revoked" answers it caches.
-func (s *Store) accessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time, out []bool) error {
-	for i := range out {
-		out[i] = true
-	}
-	if err := ctx.Err(); err != nil {
-		return err // the exported callers say which check
-	}
-	// The generation is read before the transaction begins: see liveCache.
-	gen := s.live.generation()
-	cached := true
-	for i, r := range refs {
-		if r.JTI == "" || r.SessionID == "" {
-			continue
-		}
-		var ok bool
-		if out[i], ok = s.live.revoked(r, now); !ok {
-			cached = false
-			break
-		}
-	}
-	if cached {
-		return nil
-	}
+	revoked := true
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		denied, states := tx.Bucket(bucketDenied), tx.Bucket(bucketSessState) // opened once: each open allocates
-		for i, r := range refs {
-			out[i] = true
-			if r.JTI == "" || r.SessionID == "" {
-				continue
-			}
-			state, found, err := liveState(denied, states, r.JTI, r.SessionID)
-			if err != nil {
-				return err
-			}
-			if !found {
-				continue
-			}
-			if out[i] = !state.TokenLive(now); !state.Revoked {
-				// Not revoked, and will not be until a revoking
-				// commit; past its absolute expiry, the cache
-				// answers revoked, as the summary does.
-				s.live.put(gen, r, state.AbsoluteExpiresAt)
-			}
+		state, found, err := liveState(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID)
+		if err != nil || !found {
+			return err
 		}
+		revoked = !state.TokenLive(now)
 		return nil
 	})
 	if err != nil {
-		for i := range out {
-			out[i] = true
-		}
-		return err
+		return true, fmt.Errorf("bolt: access token revoked: %w", err)
 	}
-	return nil
+	return revoked, nil
 }
 
-// liveState is the check behind AccessTokensRevoked, given the deny-list and
+// liveState is the check behind AccessTokenRevoked, given the deny-list and
 // session-state buckets of one transaction: the summary of the token's
 // session, not found when the token is revoked whatever the time (its jti
 // is denied, or its session is gone). It reads only the 24-byte session
@@ -196,7 +138,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 	}
 	cutoff := timeKey(now)
 	var res storage.SweepResult
-	err := s.update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = storage.SweepResult{}
 		expiry := tx.Bucket(bucketExpiry)
 		// Collect first: the bucket must not change under its cursor.
@@ -273,9 +215,6 @@ func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(sess.UserID, sess.ID)); err != nil {
 		return err
 	}
-	// Without its summary the session's tokens read as revoked: drop the
-	// cached answers once the commit lands.
-	tx.OnCommit(s.live.invalidate)
 	if err := tx.Bucket(bucketSessState).Delete(id); err != nil {
 		return err
 	}

@@ -30,13 +30,8 @@ func putRecord(tx *bbolt.Tx, s storage.Session) error {
 }
 
 // putSession writes the session record and its summary: for every change
-// that the access-token check must see (creation, revocation). Writing a
-// revoked session drops the store's cached answers once the commit lands
-// (see liveCache).
+// that the access-token check must see (creation, revocation).
 func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
-	if sess.Revoked() {
-		tx.OnCommit(s.live.invalidate)
-	}
 	if err := putRecord(tx, sess); err != nil {
 		return err
 	}
@@ -219,7 +214,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 
 // RevokeSession implements storage.SessionStore. A session already
 // revoked is answered from a read transaction: a repeat costs no commit or
-// fsync and leaves the store's cached answers (liveCache) in place.
+// fsync.
 func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
 	if err := ctxErr(ctx, "revoke session"); err != nil {
 		return false, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -247,17 +246,4 @@ func TestAtTheClustersTxnLimit(t *testing.T) {
 		t.Fatalf("token of a deleted session: %v", err)
 	}
 
-	// A batch check is one Txn of two reads per token: 8 tokens fit, 9 are
-	// the caller's mistake (not an outage) and every answer stays revoked.
-	refs := make([]storage.AccessTokenRef, 9)
-	for i := range refs {
-		refs[i] = storage.AccessTokenRef{JTI: fmt.Sprintf("j%d", i), SessionID: long.ID}
-	}
-	if got, err := s.AccessTokensRevoked(t.Context(), refs[:8], fenceBase); err != nil || len(got) != 8 {
-		t.Fatalf("AccessTokensRevoked(8 refs) = %v, %v", got, err)
-	}
-	got, err := s.AccessTokensRevoked(t.Context(), refs, fenceBase)
-	if !errors.Is(err, storage.ErrInvalidArgument) || len(got) != 9 || slices.Contains(got, false) {
-		t.Fatalf("AccessTokensRevoked(9 refs) = %v, %v; want all revoked and ErrInvalidArgument", got, err)
-	}
 }

@@ -97,62 +97,6 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 	return !st.TokenLive(now), nil
 }
 
-// AccessTokensRevoked implements storage.DenyList: one linearizable Txn of
-// two gets per token, so the answers come from one revision.
-func (s *Store) AccessTokensRevoked(ctx context.Context, refs []storage.AccessTokenRef, now time.Time) ([]bool, error) {
-	out := make([]bool, len(refs))
-	for i := range out {
-		out[i] = true
-	}
-	ctx, cancel, err := s.begin(ctx, "access tokens revoked")
-	if err != nil {
-		return out, err
-	}
-	defer cancel()
-	ops := make([]clientv3.Op, 0, 2*len(refs))
-	idx := make([]int, 0, len(refs)) // refs[idx[k]] is checked by ops[2k], ops[2k+1]
-	for i, r := range refs {
-		if r.JTI == "" || r.SessionID == "" {
-			continue
-		}
-		idx = append(idx, i)
-		ops = append(ops, clientv3.OpGet(s.revJTIKey(r.JTI), clientv3.WithCountOnly()), clientv3.OpGet(s.sessStateKey(r.SessionID)))
-	}
-	if len(ops) == 0 {
-		return out, nil
-	}
-	if len(ops) > s.maxTxnOps {
-		// One Txn (one revision) or nothing: etcd would refuse it with an
-		// error that reads as an outage.
-		return out, fmt.Errorf("etcd: access tokens revoked: %d tokens, at most %d fit one transaction: %w",
-			len(idx), s.maxTxnOps/2, storage.ErrInvalidArgument)
-	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-	if err != nil {
-		return out, wrapErr(ctx, "access tokens revoked", err)
-	}
-	answers := make([]bool, len(idx))
-	for k := range idx {
-		answers[k] = true
-		if resp.Responses[2*k].GetResponseRange().Count > 0 {
-			continue // denied
-		}
-		kvs := resp.Responses[2*k+1].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			continue // session gone
-		}
-		st, err := record.DecodeState(kvs[0].Value)
-		if err != nil {
-			return out, fmt.Errorf("etcd: access tokens revoked: %w", err)
-		}
-		answers[k] = !st.TokenLive(now)
-	}
-	for k, i := range idx {
-		out[i] = answers[k]
-	}
-	return out, nil
-}
-
 // parseRevocation turns a key and value under revocations/ into a
 // Revocation.
 func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {

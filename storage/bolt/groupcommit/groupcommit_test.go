@@ -123,7 +123,8 @@ func waitLeading(c *Committer) {
 // transactions.
 func TestMaxSizeBoundsAGroup(t *testing.T) {
 	db := openDB(t)
-	c := New(db, WithMaxSize(3))
+	c := New(db)
+	c.maxSize = 3
 	release := make(chan struct{})
 	go func() {
 		_ = c.Do(func(*bbolt.Tx) error { <-release; return nil })
@@ -274,173 +275,10 @@ func settled(c *Committer) Stats {
 	}
 }
 
-func gatherCounts(c *Committer) (waits, filled uint64) {
-	st := c.Stats()
-	return st.Waits, st.WaitsFilled
-}
-
-// gathering reports whether the committer is waiting for company.
-func gathering(c *Committer) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.want > 0
-}
-
-// waitGathering waits until the committer waits for company; it fails the
-// test if early, the write that should be waiting, returns first.
-func waitGathering(t *testing.T, c *Committer, early chan error) {
-	t.Helper()
-	for !gathering(c) {
-		if len(early) > 0 {
-			t.Fatalf("early write returned (%v) without the committer waiting for company", <-early)
-		}
-		runtime.Gosched()
-	}
-}
-
-// burst commits a group of n writes (after a held lone first write), and
-// leaves early queued behind it: held commits, so the group's size and the
-// queue behind it are exact. It returns when the group's commit has ended
-// and the committer is deciding about early.
-func burst(t *testing.T, c *Committer, n int, early []func(*bbolt.Tx) error) []chan error {
-	t.Helper()
-	release := make(chan struct{})
-	go func() { _ = c.Do(func(*bbolt.Tx) error { <-release; return nil }) }()
-	waitLeading(c)
-	hold := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			var id int
-			if err := c.Do(func(tx *bbolt.Tx) error { <-hold; return put(fmt.Sprint("burst", i), &id)(tx) }); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	waitPending(c, n)
-	close(release) // the lone write commits; the group's commit starts and waits on hold
-	for {
-		c.mu.Lock()
-		started := len(c.pending) == 0 && c.lastSize == 1
-		c.mu.Unlock()
-		if started {
-			break
-		}
-		runtime.Gosched()
-	}
-	errs := make([]chan error, len(early))
-	for i, fn := range early {
-		errs[i] = make(chan error, 1)
-		go func() { errs[i] <- c.Do(fn) }()
-	}
-	waitPending(c, len(early))
-	close(hold)
-	wg.Wait()
-	return errs
-}
-
-// TestBurstWaitsForItsCompany: after a group of 8, a single early write does
-// not get a commit (and an fsync) of its own: the committer waits, and the
-// write shares one transaction with the 7 that follow it. The wait ends
-// because they came (gatherFor is 5 s here, far more than starting 7
-// goroutines takes, so a wait that ended on time instead shows as
-// WaitsFilled 0).
-func TestBurstWaitsForItsCompany(t *testing.T) {
-	db := openDB(t)
-	c := New(db)
-	c.gatherFor = 5 * time.Second
-	ids := make([]int, 8)
-	errs := burst(t, c, 8, []func(*bbolt.Tx) error{put("early", &ids[0])})
-	waitGathering(t, c, errs[0])
-	var wg sync.WaitGroup
-	for i := 1; i < 8; i++ {
-		wg.Go(func() {
-			if err := c.Do(put(fmt.Sprint("late", i), &ids[i])); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if err := <-errs[0]; err != nil {
-		t.Fatalf("early write: %v", err)
-	}
-	wg.Wait()
-	for i := range ids {
-		if ids[i] != ids[0] {
-			t.Fatalf("writes after the burst ran in transactions %v; want one", ids)
-		}
-	}
-	if !has(t, db, "early") || !has(t, db, "late7") {
-		t.Fatal("a write of the gathered group is missing")
-	}
-	// The lone first write, the burst of 8, then the early write with its 7.
-	if st := settled(c); st != (Stats{Commits: 3, Writes: 1 + 8 + 8, Waits: 1, WaitsFilled: 1}) {
-		t.Fatalf("stats %+v; want 3 commits of 17 writes, 1 wait ended by its company", st)
-	}
-}
-
-// TestGatherEndsOnTime: when the company does not come, the early write
-// commits alone once the bound has passed.
-func TestGatherEndsOnTime(t *testing.T) {
-	db := openDB(t)
-	c := New(db)
-	c.gatherFor = 20 * time.Millisecond
-	var id int
-	errs := burst(t, c, 8, []func(*bbolt.Tx) error{put("early", &id)})
-	if err := <-errs[0]; err != nil {
-		t.Fatalf("early write: %v", err)
-	}
-	if !has(t, db, "early") {
-		t.Fatal("early write not committed when Do returned")
-	}
-	st := settled(c)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st != (Stats{Commits: 3, Writes: 1 + 8 + 1, Waits: 1}) || c.want != 0 || len(c.enough) != 0 {
-		t.Fatalf("stats %+v, want %d, signals %d; want 3 commits, 1 wait that ran out, nothing left behind",
-			st, c.want, len(c.enough))
-	}
-}
-
-// TestNoWaitWithoutABurst: a write commits at once when the last group was
-// small (a lone writer, a trickle) or when half the last group is already
-// waiting (the steady alternation of two groups under load).
-func TestNoWaitWithoutABurst(t *testing.T) {
-	t.Run("sequential", func(t *testing.T) {
-		c := New(openDB(t))
-		c.gatherFor = 5 * time.Second
-		for i := range 20 {
-			var id int
-			if err := c.Do(put(fmt.Sprint("k", i), &id)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if g, _ := gatherCounts(c); g != 0 {
-			t.Fatalf("sequential writes waited %d times", g)
-		}
-	})
-	t.Run("half the group queued", func(t *testing.T) {
-		c := New(openDB(t))
-		c.gatherFor = 5 * time.Second
-		ids := make([]int, 4)
-		var fns []func(*bbolt.Tx) error
-		for i := range ids {
-			fns = append(fns, put(fmt.Sprint("next", i), &ids[i]))
-		}
-		for _, ch := range burst(t, c, 8, fns) {
-			if err := <-ch; err != nil {
-				t.Fatal(err)
-			}
-		}
-		if g, _ := gatherCounts(c); g != 0 {
-			t.Fatalf("4 writes queued behind a group of 8 waited for more (%d waits)", g)
-		}
-	})
-}
-
-// TestGatherUnderConcurrentBursts: writers in waves, so that waits begin and
-// end (by company and by time) while others arrive; every write commits,
-// and no signal is left behind (run with -race).
-func TestGatherUnderConcurrentBursts(t *testing.T) {
+// TestConcurrentWavesAllCommit: writers in waves of different sizes, so
+// that groups form and drain while others arrive; every write commits once,
+// and the committer is left idle (run with -race).
+func TestConcurrentWavesAllCommit(t *testing.T) {
 	db := openDB(t)
 	c := New(db)
 	var wg sync.WaitGroup
@@ -469,12 +307,12 @@ func TestGatherUnderConcurrentBursts(t *testing.T) {
 	for wave := range 30 {
 		total += uint64(1 + wave%9)
 	}
-	if st := settled(c); st.Writes != total || st.Commits == 0 || st.Commits > total || st.WaitsFilled > st.Waits {
+	if st := settled(c); st.Writes != total || st.Commits == 0 || st.Commits > total {
 		t.Fatalf("stats %+v after %d writes", st, total)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.want != 0 || len(c.enough) != 0 || c.leading || len(c.pending) != 0 {
-		t.Fatalf("committer left want %d, signals %d, leading %v, pending %d", c.want, len(c.enough), c.leading, len(c.pending))
+	if c.leading || len(c.pending) != 0 {
+		t.Fatalf("committer left leading %v, pending %d", c.leading, len(c.pending))
 	}
 }
