@@ -86,7 +86,7 @@ func BenchmarkCallInterceptorUncached(b *testing.B) { benchInterceptor(b, 0, fal
 // BenchmarkVerifyUncachedInterleaved runs the interceptors' uncached Verify
 // and golang-jwt's own ES256 parse+verify of the same token one after the
 // other in every iteration (a noisy machine slows both alike) and reports
-// interceptor/jwt: issue 8's target for the uncached interceptor is ≤ 1.15.
+// interceptor/jwt: the target for the uncached interceptor is ≤ 1.15.
 func BenchmarkVerifyUncachedInterleaved(b *testing.B) {
 	k := newKey(b)
 	v := staticVerifier(b, k, 0)

@@ -9,7 +9,7 @@
 // authorization API lives in the extauthz sub-package.
 //
 // Every handler validates its input before doing any work, answers a
-// client's mistake with a fixed message and the status design.md names,
+// client's mistake with a fixed message and the status docs/api.md names,
 // and turns every other failure into INTERNAL through one function
 // (toStatus) that logs the detail and returns nothing of it. Logs carry user
 // ids, session ids, jtis, methods and peers with an "event" field; they never

@@ -19,7 +19,7 @@ import (
 // BenchmarkLoginEnumeration measures, with the production argon2id
 // parameters, Login for an unknown email and for a known email with a wrong
 // password, interleaved, and reports both medians and their ratio
-// (design.md invariant 3: the two must be indistinguishable). Run:
+// (the two must be indistinguishable). Run:
 //
 //	go test -run '^$' -bench LoginEnumeration -benchtime 200x ./server
 func BenchmarkLoginEnumeration(b *testing.B) {

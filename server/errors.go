@@ -17,7 +17,8 @@ import (
 )
 
 // Fixed client-visible messages. Credential failures share one message per
-// RPC so that the answer tells an attacker nothing (design.md invariant 3).
+// RPC so that the answer tells an attacker nothing (an unknown email and a
+// wrong password are indistinguishable).
 const (
 	msgBadLogin       = "invalid email or password"
 	msgBadRefresh     = "invalid refresh token"

@@ -13,7 +13,7 @@ import (
 	"github.com/latchauth/latch/tokens"
 )
 
-// Signing-key life cycle (design.md, "Signing keys"):
+// Signing-key life cycle (docs/key-rotation.md):
 //
 //	next ──(rotation due and published ≥ lead)──▶ active ──▶ retired ──(window over)──▶ removed
 //

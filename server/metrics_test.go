@@ -412,15 +412,15 @@ func TestHTTPMetrics(t *testing.T) {
 
 // TestReadmeListsEveryMetric: every metric family a server with metrics
 // exposes (apart from the Go runtime and process collectors) has a row in
-// the README's metrics table.
+// the metrics table of docs/operations.md.
 func TestReadmeListsEveryMetric(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, section, ok := strings.Cut(string(readme), "\n## Metrics\n")
 	if !ok {
-		t.Fatal("README.md has no \"## Metrics\" section")
+		t.Fatal("docs/operations.md has no \"## Metrics\" section")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var rows strings.Builder
@@ -437,7 +437,7 @@ func TestReadmeListsEveryMetric(t *testing.T) {
 		}
 		n++
 		if !strings.Contains(rows.String(), "`"+name+"`") {
-			t.Errorf("metric %s is exposed but has no row in README.md's metrics table", name)
+			t.Errorf("metric %s is exposed but has no row in the metrics table of docs/operations.md", name)
 		}
 	}
 	if n < 10 {

@@ -21,7 +21,7 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	only := fs.String("only", "", "comma-separated substrings: run only the rows whose name contains one")
 	scale := fs.String("scale", "auto", "comma-separated database sizes (stored sessions) for the scale rows, or none; auto is 10000,100000,1000000 (1000,2000,4000 when --duration is under 1s, as in the CI smoke run)")
-	hydra := fs.String("hydra", "", "an Ory Hydra binary built with SQLite support (README, Performance): runs it next to Latch and measures its token issue and introspection in the same run")
+	hydra := fs.String("hydra", "", "an Ory Hydra binary built with SQLite support (docs/performance.md): runs it next to Latch and measures its token issue and introspection in the same run")
 	rounds := fs.Int("rounds", 0, "turns each row of an interleaved group takes (a scenario and the limits it is compared with; the scale rows of one RPC): 0 is one per second of --duration, at most 5; 1 runs every row in one piece, one after another")
 	sweepRows := fs.Int("sweep-rows", -1, "expired sessions the sweeper deletes during the sweep rows (0 skips them; default 40,000 per second of --duration, at least 2,000, at most 1,000,000)")
 	fs.Usage = usageFunc(fs, "Usage: latch bench [flags]\n\nStarts Latch (this binary) on a temporary database and loopback listeners, runs each\nscenario and the raw baselines it is bounded by, and prints a table with ratios.\nNumbers are for this machine, now: compare ratios, not absolute rates.")

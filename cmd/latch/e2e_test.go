@@ -2,7 +2,7 @@ package main
 
 // End-to-end tests: the real binary, built from this package, on free
 // loopback ports with a temporary database, driven by grpcurl (a real,
-// independent gRPC client) exactly as the README's walkthrough does.
+// independent gRPC client) exactly as the walkthrough in docs/getting-started.md does.
 
 import (
 	"bufio"
@@ -299,7 +299,7 @@ const (
 	svcRevoke     = "latch.v1.AuthService/Revoke"
 )
 
-// TestEndToEndWalkthrough drives the README walkthrough against the real
+// TestEndToEndWalkthrough drives the walkthrough of docs/getting-started.md against the real
 // binary: user add for a person and a service, Login, Introspect with the
 // service's token, Refresh, reuse detection, Revoke, JWKS over gRPC and
 // HTTP, graceful stop, and revocations that survive a restart and kill -9.

@@ -32,7 +32,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestEnvoyEndToEnd runs the README's ext_authz example for real: Envoy in
+// TestEnvoyEndToEnd runs the ext_authz example of docs/service-mesh.md for real: Envoy in
 // front of the example orders service, asking the latch binary about every
 // call, driven with grpcurl through Envoy. It needs an envoy binary.
 func TestEnvoyEndToEnd(t *testing.T) {
@@ -77,7 +77,7 @@ rules:
 	for from, to := range map[string]string{"port_value: 8080": "port_value: " + strconv.Itoa(listen),
 		"port_value: 7400": "port_value: " + ordersPort, "port_value: 7302": "port_value: " + authzPort} {
 		if !strings.Contains(conf, from) {
-			t.Fatalf("README example lost %q", from)
+			t.Fatalf("documented example lost %q", from)
 		}
 		conf = strings.Replace(conf, from, to, 1)
 	}

@@ -85,7 +85,7 @@ func startExample(t *testing.T, ctx context.Context, latchAddr string, env []str
 	}
 }
 
-// TestExampleOrdersServiceWithGrpcurl walks the README's "Protecting your
+// TestExampleOrdersServiceWithGrpcurl walks docs/interceptors.md's "Protecting your
 // own service" section: a sibling service behind Latch's interceptors,
 // called with grpcurl using a token from Login, following revocations.
 func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {

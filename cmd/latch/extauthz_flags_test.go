@@ -10,12 +10,16 @@ import (
 )
 
 // TestReadmeListsEveryExtAuthzFlag: every flag of `latch ext-authz`, and
-// its environment variable, is documented in README.md (as
+// its environment variable, is documented in docs/ (as
 // TestReadmeListsEveryServeFlag does for `latch serve`).
 func TestReadmeListsEveryExtAuthzFlag(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
+	var readme []byte
+	for _, f := range []string{"configuration.md", "service-mesh.md"} {
+		doc, err := os.ReadFile(filepath.Join("..", "..", "docs", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readme = append(readme, doc...)
 	}
 	var help bytes.Buffer
 	cmd := exec.Command(latchBinary(t), "ext-authz", "--help")
@@ -30,7 +34,7 @@ func TestReadmeListsEveryExtAuthzFlag(t *testing.T) {
 		n++
 		for _, want := range []string{"`" + fields[0] + "`", "`" + strings.Trim(fields[1], "[]") + "`"} {
 			if !bytes.Contains(readme, []byte(want)) {
-				t.Errorf("README.md does not document %s (latch ext-authz)", want)
+				t.Errorf("docs/ do not document %s (latch ext-authz)", want)
 			}
 		}
 	}
@@ -38,6 +42,6 @@ func TestReadmeListsEveryExtAuthzFlag(t *testing.T) {
 		t.Fatalf("found only %d flags in latch ext-authz --help:\n%s", n, help.String())
 	}
 	if !bytes.Contains(readme, []byte("`LATCH_EXT_AUTHZ_PASSWORD`")) {
-		t.Error("README.md does not document `LATCH_EXT_AUTHZ_PASSWORD`")
+		t.Error("docs/ do not document `LATCH_EXT_AUTHZ_PASSWORD`")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// maxIdleRSSKiB is issue 8's idle-memory target for `latch serve`.
+// maxIdleRSSKiB is the idle-memory target for `latch serve`.
 const maxIdleRSSKiB = 32 << 10
 
 // TestIdleRSS starts the real binary and reads its resident set once it

@@ -28,23 +28,24 @@ import (
 
 var meshExample = regexp.MustCompile("(?s)<!-- mesh-example: (\\S+) -->\n```(?:yaml|json)\n(.*?)```")
 
-// readmeExamples returns the README's blocks marked "mesh-example", by name.
+// readmeExamples returns the blocks of docs/service-mesh.md marked
+// "mesh-example", by name.
 func readmeExamples(t *testing.T) map[string]string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/service-mesh.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks := map[string]string{}
 	for _, m := range meshExample.FindAllStringSubmatch(string(readme), -1) {
 		if _, dup := blocks[m[1]]; dup {
-			t.Fatalf("README has two mesh-example blocks named %s", m[1])
+			t.Fatalf("docs/service-mesh.md has two mesh-example blocks named %s", m[1])
 		}
 		blocks[m[1]] = m[2]
 	}
 	for _, want := range []string{"envoy-ext-authz", "envoy-jwt-authn", "istio-request-authentication", "istio-ext-authz", "latch-policy"} {
 		if _, ok := blocks[want]; !ok {
-			t.Fatalf("README has no mesh-example block %s", want)
+			t.Fatalf("docs/service-mesh.md has no mesh-example block %s", want)
 		}
 	}
 	return blocks
@@ -167,7 +168,7 @@ func TestReadmeEnvoyExtAuthzExample(t *testing.T) {
 		t.Error("ext_authz example fails open")
 	}
 	if got := clusterPorts(b)["latch_ext_authz"]; got != 7302 {
-		t.Errorf("latch_ext_authz port = %d, want 7302 (the README's --ext-authz-addr)", got)
+		t.Errorf("latch_ext_authz port = %d, want 7302 (the documented --ext-authz-addr)", got)
 	}
 	for _, c := range b.GetStaticResources().GetClusters() {
 		if c.GetName() == "latch_ext_authz" && c.GetHealthChecks()[0].GetGrpcHealthCheck().GetServiceName() != "latch.verifier" {
@@ -279,7 +280,7 @@ func TestReadmeIstioExtAuthzExample(t *testing.T) {
 func TestReadmePolicyExample(t *testing.T) {
 	p, err := extauthz.ParsePolicy([]byte(readmeExamples(t)["latch-policy"]), "https://latch.example")
 	if err != nil {
-		t.Fatalf("README policy: %v", err)
+		t.Fatalf("documented policy: %v", err)
 	}
 	if !slices.Equal(p.Audiences(), []string{"orders"}) {
 		t.Errorf("audiences = %v", p.Audiences())

@@ -404,13 +404,13 @@ func TestDockerfileEnv(t *testing.T) {
 
 // configTable returns what the first two columns of the README's
 // configuration table (the "## Configuration" section) name in backticks:
-// flags and environment variables. A name elsewhere in the README does not
+// flags and environment variables. A name elsewhere in the docs does not
 // count: an operator looks it up in the table.
 func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
 	t.Helper()
 	_, after, ok := strings.Cut(readme, "\n## Configuration\n")
 	if !ok {
-		t.Fatal("README.md has no \"## Configuration\" section")
+		t.Fatal("docs/configuration.md has no \"## Configuration\" section")
 	}
 	section, _, _ := strings.Cut(after, "\n## ")
 	tick := regexp.MustCompile("`([^`]+)`")
@@ -430,13 +430,13 @@ func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
 	return flags, envs
 }
 
-// TestReadmeListsEveryServeFlag: the README's configuration table has a row
+// TestReadmeListsEveryServeFlag: the table of docs/configuration.md has a row
 // for every flag of `latch serve` (from its --help) with the flag's
 // environment variable, and for every variable serve reads that is no
 // flag's (LATCH_KEY_ENCRYPTION_KEY, LATCH_ETCD_PASSWORD: secrets, never
 // flags); and it documents no flag that serve does not have.
 func TestReadmeListsEveryServeFlag(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,10 +454,10 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
 		served[flagName] = true
 		if !flags[flagName] {
-			t.Errorf("README.md's configuration table has no row for %s", flagName)
+			t.Errorf("docs/configuration.md's table has no row for %s", flagName)
 		}
 		if !envs[envName] {
-			t.Errorf("README.md's configuration table does not give %s for %s", envName, flagName)
+			t.Errorf("docs/configuration.md's table does not give %s for %s", envName, flagName)
 		}
 	}
 	if len(served) < 20 {
@@ -465,7 +465,7 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 	}
 	for flagName := range flags {
 		if !served[flagName] {
-			t.Errorf("README.md's configuration table documents %s, which latch serve does not have", flagName)
+			t.Errorf("docs/configuration.md's table documents %s, which latch serve does not have", flagName)
 		}
 	}
 	// Variables read directly (string literals in serve's sources).
@@ -486,7 +486,7 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 		for _, m := range direct.FindAllStringSubmatch(string(src), -1) {
 			found++
 			if !envs[m[1]] {
-				t.Errorf("%s reads %s, which README.md's configuration table does not list", f, m[1])
+				t.Errorf("%s reads %s, which docs/configuration.md's table does not list", f, m[1])
 			}
 		}
 	}
@@ -536,10 +536,10 @@ func TestTransportFlagsMapping(t *testing.T) {
 }
 
 // TestReadmeListsEveryEvent: every "event" value the server and this
-// command log is documented in the README (the audit-event list, or the
+// command log is documented in docs/operations.md (the audit-event list, or the
 // key-rotation section).
 func TestReadmeListsEveryEvent(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +569,7 @@ func TestReadmeListsEveryEvent(t *testing.T) {
 	}
 	for ev := range seen {
 		if !bytes.Contains(readme, []byte("`"+ev+"`")) {
-			t.Errorf("event %q is logged but not documented in README.md", ev)
+			t.Errorf("event %q is logged but not documented in docs/operations.md", ev)
 		}
 	}
 }

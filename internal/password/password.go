@@ -123,7 +123,7 @@ func NewHasher(params Params, concurrency int, opts ...Option) (*Hasher, error) 
 		o(h)
 	}
 	// The dummy hash answers for unknown emails, so that they cost the same
-	// time as a wrong password (design.md invariant 3).
+	// time as a wrong password: the two must be indistinguishable.
 	d, err := h.hash([]byte("latch-dummy-password-for-unknown-users"))
 	if err != nil {
 		return nil, fmt.Errorf("password: dummy hash: %w", err)

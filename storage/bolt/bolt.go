@@ -118,8 +118,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// sessions) to free pages. Lowest-first keeps a commit's pages nearer
 	// each other than any-free-page, which scatters them over the whole
 	// file; not contiguous, though: at 1M sessions the lowest free pages
-	// are themselves spread over tens to hundreds of MiB (README,
-	// "Performance"). On an 800 MiB file the fsync cost grows with the
+	// are themselves spread over tens to hundreds of MiB (docs/performance.md).
 	// spread: Refresh at 1M stored sessions 4,300–5,300/s (map) vs
 	// 5,900–7,200/s (array) in five interleaved `latch bench` pairs, the
 	// same at 10k (TestCommitsReuseLowestFreePages pins the order). The price is

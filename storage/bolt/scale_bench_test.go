@@ -24,8 +24,8 @@ var rotateScales = flag.String("rotate-scales", "10000,100000",
 
 // BenchmarkRotateAtScale rotates 32 concurrent chains on databases holding
 // the sessions counts of -rotate-scales (imported in bulk, as latch bench's
-// scale rows do): the storage side of issue 8's scale target (rates within
-// 20%). Each database is built once, before its sub-benchmark, whatever
+// scale rows do): the storage side of the scale target (rates within 20%
+// of each other). Each database is built once, before its sub-benchmark, whatever
 // b.N the framework tries; compare the sub-benchmarks' ns/op as a ratio.
 func BenchmarkRotateAtScale(b *testing.B) {
 	for _, n := range scaleCounts(b) {

@@ -261,7 +261,7 @@ func Corpus() []Attack {
 		{"another issuer's key under our kid", "RFC 8725 §3.10", func(t testing.TB, k *Kit) string {
 			return signWith(t, k, attackerKey(t), k.Header())
 		}, tokens.ErrSignature},
-		{"key retired past its window (not in the set)", "design.md key life cycle", func(t testing.TB, k *Kit) string {
+		{"key retired past its window (not in the set)", "key life cycle", func(t testing.TB, k *Kit) string {
 			old := attackerKey(t)
 			kid, _ := tokens.Thumbprint(&old.PublicKey)
 			h := k.Header()
@@ -303,8 +303,8 @@ func Corpus() []Attack {
 		{"aud array with a number", "RFC 7519 §4.1.3", mapClaims(func(k *Kit, p map[string]any) { p["aud"] = []any{k.Audience, 1} }), tokens.ErrMalformed},
 		{"sub missing", "RFC 9068 §2.2", mapClaims(func(k *Kit, p map[string]any) { delete(p, "sub") }), tokens.ErrMalformed},
 		{"jti missing", "RFC 9068 §2.2", mapClaims(func(k *Kit, p map[string]any) { delete(p, "jti") }), tokens.ErrMalformed},
-		{"sid missing", "design.md token format", mapClaims(func(k *Kit, p map[string]any) { delete(p, "sid") }), tokens.ErrMalformed},
-		{"roles not an array", "design.md token format", mapClaims(func(k *Kit, p map[string]any) { p["roles"] = "admin" }), tokens.ErrMalformed},
+		{"sid missing", "token format", mapClaims(func(k *Kit, p map[string]any) { delete(p, "sid") }), tokens.ErrMalformed},
+		{"roles not an array", "token format", mapClaims(func(k *Kit, p map[string]any) { p["roles"] = "admin" }), tokens.ErrMalformed},
 
 		// JSON shape.
 		{"duplicate alg in header", "RFC 7515 §4 (names MUST be unique); RFC 8725 §3.x", rawParts(`{"alg":"none","alg":"ES256","typ":"at+jwt","kid":"x"}`, ""), tokens.ErrMalformed},

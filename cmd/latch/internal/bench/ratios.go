@@ -8,8 +8,8 @@ import (
 	"github.com/latchauth/latch/internal/password"
 )
 
-// Peer rates on this machine class, from issue 8 (32 concurrent HTTP
-// clients): reference points measured on another day, not by this tool.
+// Peer rates on this machine class (32 concurrent HTTP clients): reference
+// points measured on another day, not by this tool.
 // With --hydra the Hydra ones are also measured in the run itself.
 const (
 	hydraIntrospect = 2300.0
