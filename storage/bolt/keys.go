@@ -106,27 +106,12 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		if err := storage.ValidateSigningKeys(next); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketKeys)
-		keep := make(map[string]bool, len(next))
-		for _, k := range next {
-			keep[k.ID] = true
-		}
-		for _, id := range stored {
-			if !keep[id] {
-				if err := b.Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
+		err = replaceSet(tx.Bucket(bucketKeys), stored, next, func(k storage.SigningKey) string { return k.ID }, record.EncodeKey)
+		if err != nil {
+			return err
 		}
 		out = make([]storage.SigningKey, 0, len(next))
 		for _, k := range next {
-			data, err := record.EncodeKey(k)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(k.ID), data); err != nil {
-				return err
-			}
 			// A copy: fn's slices stay fn's.
 			k.PrivateKey, k.PublicKey = slices.Clone(k.PrivateKey), slices.Clone(k.PublicKey)
 			out = append(out, k)
@@ -137,4 +122,31 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.Signing
 		return nil, fmt.Errorf("bolt: update signing keys: %w", err)
 	}
 	return out, nil
+}
+
+// replaceSet makes next the whole content of b, a key set whose stored ids
+// are stored: every stored id next lacks is deleted, every member of next
+// is put under its id.
+func replaceSet[K any](b *bbolt.Bucket, stored []string, next []K, id func(K) string, encode func(K) ([]byte, error)) error {
+	keep := make(map[string]bool, len(next))
+	for _, k := range next {
+		keep[id(k)] = true
+	}
+	for _, old := range stored {
+		if !keep[old] {
+			if err := b.Delete([]byte(old)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range next {
+		data, err := encode(k)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(id(k)), data); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -68,27 +68,12 @@ func (s *Store) UpdateRefreshKeys(ctx context.Context, fn func([]storage.Refresh
 		if err := storage.ValidateRefreshKeys(next); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketRefreshKeys)
-		keep := make(map[string]bool, len(next))
-		for _, k := range next {
-			keep[k.ID] = true
-		}
-		for _, id := range stored {
-			if !keep[id] {
-				if err := b.Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
+		err = replaceSet(tx.Bucket(bucketRefreshKeys), stored, next, func(k storage.RefreshKey) string { return k.ID }, record.EncodeRefreshKey)
+		if err != nil {
+			return err
 		}
 		out = make([]storage.RefreshKey, 0, len(next))
 		for _, k := range next {
-			data, err := record.EncodeRefreshKey(k)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(k.ID), data); err != nil {
-				return err
-			}
 			k.Secret = slices.Clone(k.Secret) // fn's slices stay fn's
 			out = append(out, k)
 		}

@@ -11,65 +11,95 @@ import (
 	"github.com/latchauth/latch/storage/internal/record"
 )
 
-// keySet is the stored key set, each key's encoding, and the revision of
-// the guard key it was read with (0 when no set was ever written).
-type keySet struct {
-	keys    []storage.SigningKey
+// guardedSet is a stored key set (signing keys or refresh-token secrets),
+// each key's encoding, and the revision of the guard key it was read with
+// (0 when no set was ever written). Every change to a set is one Txn that
+// requires the guard to be where it was read and moves it.
+type guardedSet[K any] struct {
+	keys    []K
 	encoded map[string]string
 	guard   int64
 	version int64
 }
 
-// readKeySet reads the keys and the guard in one Txn (one revision).
-func (s *Store) readKeySet(ctx context.Context) (keySet, error) {
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.p+"keys/", clientv3.WithPrefix()),
-		clientv3.OpGet(s.keysetKey()),
-	).Commit()
-	if err != nil {
-		return keySet{}, wrapErr(ctx, "read signing keys", err)
-	}
-	ks := keySet{encoded: map[string]string{}}
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		k, err := record.DecodeKey(kv.Value)
-		if err != nil {
-			return keySet{}, err
-		}
-		ks.keys = append(ks.keys, k)
-		ks.encoded[k.ID] = string(kv.Value)
-	}
-	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
-		ks.guard = g[0].ModRevision
-		ks.version, _ = strconv.ParseInt(string(g[0].Value), 10, 64)
-	}
-	return ks, nil
+// setCodec names where a kind of key set lives and how its keys encode.
+type setCodec[K any] struct {
+	what     string         // for errors: "signing keys", "refresh keys"
+	prefix   string         // key prefix of the set's members
+	guardKey string         // the guard
+	id       func(K) string // a member's id (its key after prefix)
+	encode   func(K) ([]byte, error)
+	decode   func([]byte) (K, error)
 }
 
-// writeKeySet replaces the stored set by next if the guard has not moved
-// since ks was read; it reports whether it did.
-func (s *Store) writeKeySet(ctx context.Context, ks keySet, next []storage.SigningKey) (bool, error) {
-	ops := []clientv3.Op{clientv3.OpPut(s.keysetKey(), strconv.FormatInt(ks.version+1, 10))}
+// readSet reads the set and its guard in one Txn (one revision).
+func readSet[K any](ctx context.Context, s *Store, c setCodec[K]) (guardedSet[K], error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(c.prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(c.guardKey),
+	).Commit()
+	if err != nil {
+		return guardedSet[K]{}, wrapErr(ctx, "read "+c.what, err)
+	}
+	gs := guardedSet[K]{encoded: map[string]string{}}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		k, err := c.decode(kv.Value)
+		if err != nil {
+			return guardedSet[K]{}, err
+		}
+		gs.keys = append(gs.keys, k)
+		gs.encoded[c.id(k)] = string(kv.Value)
+	}
+	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
+		gs.guard = g[0].ModRevision
+		gs.version, _ = strconv.ParseInt(string(g[0].Value), 10, 64)
+	}
+	return gs, nil
+}
+
+// writeSet replaces the stored set by next if the guard has not moved since
+// gs was read; it reports whether it did.
+func writeSet[K any](ctx context.Context, s *Store, c setCodec[K], gs guardedSet[K], next []K) (bool, error) {
+	ops := []clientv3.Op{clientv3.OpPut(c.guardKey, strconv.FormatInt(gs.version+1, 10))}
 	keep := map[string]bool{}
 	for _, k := range next {
-		keep[k.ID] = true
-		data, err := record.EncodeKey(k)
+		id := c.id(k)
+		keep[id] = true
+		data, err := c.encode(k)
 		if err != nil {
 			return false, err
 		}
-		if ks.encoded[k.ID] != string(data) {
-			ops = append(ops, clientv3.OpPut(s.keyKey(k.ID), string(data)))
+		if gs.encoded[id] != string(data) {
+			ops = append(ops, clientv3.OpPut(c.prefix+id, string(data)))
 		}
 	}
-	for id := range ks.encoded {
+	for id := range gs.encoded {
 		if !keep[id] {
-			ops = append(ops, clientv3.OpDelete(s.keyKey(id)))
+			ops = append(ops, clientv3.OpDelete(c.prefix+id))
 		}
 	}
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.keysetKey()), "=", ks.guard)).Then(ops...).Commit()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(c.guardKey), "=", gs.guard)).Then(ops...).Commit()
 	if err != nil {
-		return false, wrapErr(ctx, "write signing keys", err)
+		return false, wrapErr(ctx, "write "+c.what, err)
 	}
 	return resp.Succeeded, nil
+}
+
+// signingKeys is the signing-key set's codec.
+func (s *Store) signingKeys() setCodec[storage.SigningKey] {
+	return setCodec[storage.SigningKey]{what: "signing keys", prefix: s.keyKey(""), guardKey: s.keysetKey(),
+		id: func(k storage.SigningKey) string { return k.ID }, encode: record.EncodeKey, decode: record.DecodeKey}
+}
+
+// readKeySet reads the signing keys and their guard.
+func (s *Store) readKeySet(ctx context.Context) (guardedSet[storage.SigningKey], error) {
+	return readSet(ctx, s, s.signingKeys())
+}
+
+// writeKeySet replaces the stored signing keys by next if the guard has
+// not moved since ks was read.
+func (s *Store) writeKeySet(ctx context.Context, ks guardedSet[storage.SigningKey], next []storage.SigningKey) (bool, error) {
+	return writeSet(ctx, s, s.signingKeys(), ks, next)
 }
 
 // ListSigningKeys implements storage.KeyStore.

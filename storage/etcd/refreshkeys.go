@@ -4,74 +4,15 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/internal/record"
 )
 
-// refreshKeySet is the stored refresh-key set, each key's encoding, and the
-// revision of its guard key (meta/refreshkeyset) it was read with (0 when
-// no set was ever written).
-type refreshKeySet struct {
-	keys    []storage.RefreshKey
-	encoded map[string]string
-	guard   int64
-	version int64
-}
-
-// readRefreshKeySet reads the keys and the guard in one Txn (one revision).
-func (s *Store) readRefreshKeySet(ctx context.Context) (refreshKeySet, error) {
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.refreshKeyKey(""), clientv3.WithPrefix()),
-		clientv3.OpGet(s.refreshKeysetKey()),
-	).Commit()
-	if err != nil {
-		return refreshKeySet{}, wrapErr(ctx, "read refresh keys", err)
-	}
-	ks := refreshKeySet{encoded: map[string]string{}}
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		k, err := record.DecodeRefreshKey(kv.Value)
-		if err != nil {
-			return refreshKeySet{}, err
-		}
-		ks.keys = append(ks.keys, k)
-		ks.encoded[k.ID] = string(kv.Value)
-	}
-	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
-		ks.guard = g[0].ModRevision
-		ks.version, _ = strconv.ParseInt(string(g[0].Value), 10, 64)
-	}
-	return ks, nil
-}
-
-// writeRefreshKeySet replaces the stored set by next if the guard has not
-// moved since ks was read; it reports whether it did.
-func (s *Store) writeRefreshKeySet(ctx context.Context, ks refreshKeySet, next []storage.RefreshKey) (bool, error) {
-	ops := []clientv3.Op{clientv3.OpPut(s.refreshKeysetKey(), strconv.FormatInt(ks.version+1, 10))}
-	keep := map[string]bool{}
-	for _, k := range next {
-		keep[k.ID] = true
-		data, err := record.EncodeRefreshKey(k)
-		if err != nil {
-			return false, err
-		}
-		if ks.encoded[k.ID] != string(data) {
-			ops = append(ops, clientv3.OpPut(s.refreshKeyKey(k.ID), string(data)))
-		}
-	}
-	for id := range ks.encoded {
-		if !keep[id] {
-			ops = append(ops, clientv3.OpDelete(s.refreshKeyKey(id)))
-		}
-	}
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.refreshKeysetKey()), "=", ks.guard)).Then(ops...).Commit()
-	if err != nil {
-		return false, wrapErr(ctx, "write refresh keys", err)
-	}
-	return resp.Succeeded, nil
+// refreshKeys is the refresh-secret set's codec.
+func (s *Store) refreshKeys() setCodec[storage.RefreshKey] {
+	return setCodec[storage.RefreshKey]{what: "refresh keys", prefix: s.refreshKeyKey(""), guardKey: s.refreshKeysetKey(),
+		id: func(k storage.RefreshKey) string { return k.ID }, encode: record.EncodeRefreshKey, decode: record.DecodeRefreshKey}
 }
 
 // ListRefreshKeys implements storage.RefreshKeyStore.
@@ -81,7 +22,7 @@ func (s *Store) ListRefreshKeys(ctx context.Context) ([]storage.RefreshKey, erro
 		return nil, err
 	}
 	defer cancel()
-	ks, err := s.readRefreshKeySet(ctx)
+	ks, err := readSet(ctx, s, s.refreshKeys())
 	if err != nil {
 		return nil, fmt.Errorf("etcd: list refresh keys: %w", err)
 	}
@@ -101,7 +42,7 @@ func (s *Store) UpdateRefreshKeys(ctx context.Context, fn func([]storage.Refresh
 		return nil, fmt.Errorf("etcd: update refresh keys: nil update function: %w", storage.ErrInvalidArgument)
 	}
 	for range maxRetries {
-		ks, err := s.readRefreshKeySet(ctx)
+		ks, err := readSet(ctx, s, s.refreshKeys())
 		if err != nil {
 			return nil, fmt.Errorf("etcd: update refresh keys: %w", err)
 		}
@@ -112,7 +53,7 @@ func (s *Store) UpdateRefreshKeys(ctx context.Context, fn func([]storage.Refresh
 		if err := storage.ValidateRefreshKeys(next); err != nil {
 			return nil, fmt.Errorf("etcd: update refresh keys: %w", err)
 		}
-		ok, err := s.writeRefreshKeySet(ctx, ks, next)
+		ok, err := writeSet(ctx, s, s.refreshKeys(), ks, next)
 		if err != nil {
 			return nil, fmt.Errorf("etcd: update refresh keys: %w", err)
 		}
