@@ -12,9 +12,14 @@ import (
 )
 
 func listKeys(tx *bbolt.Tx) ([]storage.SigningKey, error) {
-	var out []storage.SigningKey
-	err := tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-		k, err := record.DecodeKey(v)
+	return listSet(tx.Bucket(bucketKeys), record.DecodeKey)
+}
+
+// listSet decodes every member of a key set's bucket.
+func listSet[K any](b *bbolt.Bucket, decode func([]byte) (K, error)) ([]K, error) {
+	var out []K
+	err := b.ForEach(func(_, v []byte) error {
+		k, err := decode(v)
 		if err != nil {
 			return err
 		}

@@ -12,16 +12,7 @@ import (
 )
 
 func listRefreshKeys(tx *bbolt.Tx) ([]storage.RefreshKey, error) {
-	var out []storage.RefreshKey
-	err := tx.Bucket(bucketRefreshKeys).ForEach(func(_, v []byte) error {
-		k, err := record.DecodeRefreshKey(v)
-		if err != nil {
-			return err
-		}
-		out = append(out, k)
-		return nil
-	})
-	return out, err
+	return listSet(tx.Bucket(bucketRefreshKeys), record.DecodeRefreshKey)
 }
 
 // ListRefreshKeys implements storage.RefreshKeyStore.
