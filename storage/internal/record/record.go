@@ -35,10 +35,13 @@ var ErrCorrupt = errors.New("corrupt or unknown record")
 
 var marshal = proto.MarshalOptions{Deterministic: true}
 
-// encode returns m as a record.
-func encode(m proto.Message) ([]byte, error) {
+// encode returns m as a record, or err (converting m's fields failed).
+func encode(m proto.Message, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
 	b := protowire.AppendVarint([]byte{Version}, uint64(marshal.Size(m)))
-	b, err := marshal.MarshalAppend(b, m)
+	b, err = marshal.MarshalAppend(b, m)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
@@ -99,10 +102,7 @@ func EncodeSession(s storage.Session) ([]byte, error) {
 	if !s.PreviousHash.IsZero() {
 		m.PreviousHash = s.PreviousHash[:]
 	}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return encode(m)
+	return encode(m, c.err)
 }
 
 // DecodeSession parses a session record.
@@ -130,10 +130,7 @@ func EncodeUser(u storage.User) ([]byte, error) {
 	var c times
 	m := &recordpb.User{Id: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: u.Roles,
 		Disabled: u.Disabled, CreatedAt: c.pb(u.CreatedAt), UpdatedAt: c.pb(u.UpdatedAt)}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return encode(m)
+	return encode(m, c.err)
 }
 
 // DecodeUser parses a user record. The result shares no memory with data.
@@ -154,10 +151,7 @@ func EncodeKey(k storage.SigningKey) ([]byte, error) {
 	var c times
 	m := &recordpb.SigningKey{Id: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: string(k.State),
 		CreatedAt: c.pb(k.CreatedAt), ActivatedAt: c.pb(k.ActivatedAt), RetiredAt: c.pb(k.RetiredAt)}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return encode(m)
+	return encode(m, c.err)
 }
 
 // DecodeKey parses a signing-key record. The result shares no memory with
@@ -179,10 +173,7 @@ func EncodeRefreshKey(k storage.RefreshKey) ([]byte, error) {
 	var c times
 	m := &recordpb.RefreshKey{Id: k.ID, Secret: k.Secret, State: string(k.State),
 		CreatedAt: c.pb(k.CreatedAt), ActivatedAt: c.pb(k.ActivatedAt), RetiredAt: c.pb(k.RetiredAt)}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return encode(m)
+	return encode(m, c.err)
 }
 
 // DecodeRefreshKey parses a refresh-key record. The result shares no

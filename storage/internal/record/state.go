@@ -23,10 +23,7 @@ func EncodeState(s storage.Session) ([]byte, error) {
 	var c times
 	m := &recordpb.SessionState{RevokedAt: c.pb(s.RevokedAt), IdleExpiresAt: c.pb(s.IdleExpiresAt),
 		AbsoluteExpiresAt: c.pb(s.AbsoluteExpiresAt)}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return encode(m)
+	return encode(m, c.err)
 }
 
 // DecodeState parses a summary record.
