@@ -33,15 +33,14 @@ const Version byte = 3
 // another version.
 var ErrCorrupt = errors.New("corrupt or unknown record")
 
-var marshal = proto.MarshalOptions{Deterministic: true}
-
 // encode returns m as a record, or err (converting m's fields failed).
 func encode(m proto.Message, err error) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := protowire.AppendVarint([]byte{Version}, uint64(marshal.Size(m)))
-	b, err = marshal.MarshalAppend(b, m)
+	opts := proto.MarshalOptions{Deterministic: true}
+	b := protowire.AppendVarint([]byte{Version}, uint64(opts.Size(m)))
+	b, err = opts.MarshalAppend(b, m)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
