@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
@@ -16,8 +16,8 @@ import (
 func TestCredentialsRefreshSingleFlight(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("svc@example.com", "svc-password", "orders:read")
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now))
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestCredentialsOnTheWire(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	v := newVerifier(t, e)
 	client := sibling(t, v, policy())
-	creds, err := interceptors.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "", interceptors.AllowInsecure())
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "", clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCredentialsOnTheWire(t *testing.T) {
 	if err != nil || resp.GetUsername() == "" {
 		t.Fatalf("UnaryCall with credentials = %v, %v", resp, err)
 	}
-	strict, err := interceptors.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "")
+	strict, err := clientcreds.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -106,7 +108,7 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	wantCode(t, "stale", err, codes.Unavailable, "out of date")
 
 	j.down.Store(false)
-	eventually(t, "a successful background refresh", func() bool { return !v.Health().Stale })
+	eventually(t, "a successful background refresh", func() bool { return !v.Status().Stale })
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
@@ -119,32 +121,32 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	}
 }
 
-// TestStaleKeysFailOpen: with FailOpen a stale verifier keeps verifying
+// TestStaleKeysFailOpen: with WithFailOpen a stale verifier keeps verifying
 // with its last keys, while health still reports the problem.
 func TestStaleKeysFailOpen(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
 	clk := &clock{t: time.Now()}
 	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
-		interceptors.WithRefreshInterval(time.Hour), interceptors.WithStalePolicy(interceptors.FailOpen))
+		interceptors.WithRefreshInterval(time.Hour), interceptors.WithFailOpen())
 	j.down.Store(true)
 	clk.advance(11 * time.Minute)
 	if _, err := v.Verify(context.Background(), mint(t, a, clk.now())); err != nil {
 		t.Fatalf("fail open: %v", err)
 	}
-	if h := v.Health(); !h.Stale || h.Serving() || h.Policy != interceptors.FailOpen {
-		t.Fatalf("Health = %+v, want stale, not serving, policy open", h)
+	if h := v.Status(); !h.Stale || h.Serving() || !h.FailOpen {
+		t.Fatalf("Status = %+v, want stale, not serving, fail open", h)
 	}
 }
 
 // TestRevocationLag: when the WatchRevocations stream is cut, the lag grows
 // from the moment it went down; past WithMaxRevocationLag tokens are
-// refused (FailClosed) and health is NOT_SERVING.
+// refused (unless WithFailOpen) and health is NOT_SERVING.
 func TestRevocationLag(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +164,11 @@ func TestRevocationLag(t *testing.T) {
 	}
 	t.Cleanup(func() { watchConn.Close() })
 
-	verifiers := map[interceptors.StalePolicy]*interceptors.Verifier{}
-	for _, policy := range []interceptors.StalePolicy{interceptors.FailClosed, interceptors.FailOpen} {
-		verifiers[policy] = newVerifier(t, e, interceptors.WithRevocationsFromGRPC(watchConn),
-			interceptors.WithMaxRevocationLag(time.Minute), interceptors.WithStalePolicy(policy))
-		if h := verifiers[policy].Health(); h.RevocationLag != 0 || !h.Serving() {
+	verifiers := map[string]*interceptors.Verifier{}
+	for policy, opt := range map[string]interceptors.Option{"closed": interceptors.WithLeeway(5 * time.Second), "open": interceptors.WithFailOpen()} {
+		verifiers[policy] = newVerifier(t, e, interceptors.WithRevocations(watchConn, nil),
+			interceptors.WithMaxRevocationLag(time.Minute), opt)
+		if h := verifiers[policy].Status(); h.RevocationLag != 0 || !h.Serving() {
 			t.Fatalf("in sync: %+v", h)
 		}
 	}
@@ -177,17 +179,17 @@ func TestRevocationLag(t *testing.T) {
 	}
 	e.clock.advance(2 * time.Minute)
 	for policy, v := range verifiers {
-		h := v.Health()
+		h := v.Status()
 		if h.RevocationLag < 2*time.Minute || !h.Stale || h.Serving() {
 			t.Fatalf("%v: stream down 2 min with a 1 min bound: %+v", policy, h)
 		}
 		_, err := v.Verify(context.Background(), tok)
 		switch policy {
-		case interceptors.FailClosed:
+		case "closed":
 			if !errors.Is(err, interceptors.ErrStale) {
 				t.Fatalf("fail closed: %v, want ErrStale", err)
 			}
-		case interceptors.FailOpen:
+		case "open":
 			if err != nil {
 				t.Fatalf("fail open: %v", err)
 			}
@@ -202,7 +204,7 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	owned := &ownedKeys{}
 	owned.set(t, a)
 	var failing atomic.Bool
-	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(func(context.Context, interceptors.Claims) (bool, error) {
+	v := ownedVerifier(t, epochKeys{owned}, verifier.WithRevocationCheck(func(context.Context, interceptors.Claims) (bool, error) {
 		if failing.Load() {
 			return false, errors.New("store down")
 		}
@@ -211,14 +213,14 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	tok := mint(t, a, time.Now())
 	failing.Store(true)
 	_, _ = v.Verify(context.Background(), tok)
-	if h := v.Health(); !h.RevocationCheckFailing || h.Serving() {
+	if h := v.Status(); !h.RevocationCheckFailing || h.Serving() {
 		t.Fatalf("Health = %+v, want revocation check failing", h)
 	}
 	failing.Store(false)
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
-	if h := v.Health(); !h.Serving() {
+	if h := v.Status(); !h.Serving() {
 		t.Fatalf("Health = %+v after a good check", h)
 	}
 
@@ -249,24 +251,24 @@ func TestRevocationCheckCallerCancelStaysHealthy(t *testing.T) {
 	a := newKey(t)
 	owned := &ownedKeys{}
 	owned.set(t, a)
-	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(func(ctx context.Context, _ interceptors.Claims) (bool, error) {
+	v := ownedVerifier(t, epochKeys{owned}, verifier.WithRevocationCheck(func(ctx context.Context, _ interceptors.Claims) (bool, error) {
 		return false, ctx.Err()
 	}))
 	tok := mint(t, a, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, verifier.ErrRevocationUnavailable) {
 		t.Fatalf("Verify with a cancelled context = %v, want ErrRevocationUnavailable", err)
 	}
-	if h := v.Health(); h.RevocationCheckFailing || !h.Serving() {
+	if h := v.Status(); h.RevocationCheckFailing || !h.Serving() {
 		t.Fatalf("Health = %+v after a caller's cancellation, want serving", h)
 	}
 	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer dcancel()
-	if _, err := v.Verify(dctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+	if _, err := v.Verify(dctx, tok); !errors.Is(err, verifier.ErrRevocationUnavailable) {
 		t.Fatalf("Verify past its deadline = %v, want ErrRevocationUnavailable", err)
 	}
-	if h := v.Health(); !h.RevocationCheckFailing || h.Serving() {
+	if h := v.Status(); !h.RevocationCheckFailing || h.Serving() {
 		t.Fatalf("Health = %+v after a deadline passed in the check, want revocation check failing", h)
 	}
 }
@@ -316,13 +318,12 @@ func TestReportHealth(t *testing.T) {
 
 func TestHealthOptionErrors(t *testing.T) {
 	for name, opt := range map[string]interceptors.Option{
-		"key age":    interceptors.WithMaxKeyAge(0),
-		"rev lag":    interceptors.WithMaxRevocationLag(-time.Second),
-		"bad policy": interceptors.WithStalePolicy(interceptors.StalePolicy(7)),
+		"key age": interceptors.WithMaxKeyAge(0),
+		"rev lag": interceptors.WithMaxRevocationLag(-time.Second),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := interceptors.NewVerifier(ctxT(t), opt, interceptors.WithStaticJWKS(strings.NewReader(`{}`)),
-				interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")); err == nil {
+			if _, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+				Keys: interceptors.StaticJWKS([]byte(`{}`))}, opt); err == nil {
 				t.Fatal("NewVerifier succeeded")
 			}
 		})
@@ -337,7 +338,7 @@ func TestHealthWithoutKeys(t *testing.T) {
 	j.down.Store(true)
 	v := urlVerifier(t, j, interceptors.WithLazyStart(), interceptors.WithRefreshInterval(time.Hour),
 		interceptors.WithMinRefetchInterval(time.Hour))
-	h := v.Health()
+	h := v.Status()
 	if !h.KeysMissing || h.Serving() || h.Stale {
 		t.Fatalf("Health = %+v, want keys missing, not serving, not stale", h)
 	}

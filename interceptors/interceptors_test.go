@@ -10,6 +10,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc"
@@ -28,11 +29,9 @@ func policy() *interceptors.Policy {
 
 func newVerifier(t *testing.T, e *latchEnv, opts ...interceptors.Option) *interceptors.Verifier {
 	t.Helper()
-	opts = append([]interceptors.Option{
-		interceptors.WithJWKSFromGRPC(e.conn), interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"),
-		interceptors.WithClock(e.clock.now),
-	}, opts...)
-	v, err := interceptors.NewVerifier(ctxT(t), opts...)
+	v, err := interceptors.NewVerifier(ctxT(t),
+		interceptors.Config{Issuer: issuer, Audience: []string{"orders"}, Keys: interceptors.JWKSFromGRPC(e.conn)},
+		append([]interceptors.Option{interceptors.WithClock(e.clock.now)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -79,11 +78,11 @@ func TestAuthMatrix(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("bob@example.com", "bob-password", "billing:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newVerifier(t, e, interceptors.WithRevocationsFromGRPC(e.dial(grpc.WithPerRPCCredentials(svc))))
+	v := newVerifier(t, e, interceptors.WithRevocations(e.dial(grpc.WithPerRPCCredentials(svc)), nil))
 	client := sibling(t, v, policy())
 
 	alice := e.login("alice@example.com", "alice-password", "")

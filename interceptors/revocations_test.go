@@ -11,6 +11,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc"
@@ -83,19 +84,19 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	e := newLatch(t)
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	watch := newSwitchableLatch(t, e)
-	v := newVerifier(t, e, interceptors.WithLazyStart(), interceptors.WithRevocationsFromGRPC(watch.dial(grpc.WithPerRPCCredentials(svc))))
-	eventually(t, "the key set", func() bool { return !v.Health().KeysMissing })
+	v := newVerifier(t, e, interceptors.WithLazyStart(), interceptors.WithRevocations(watch.dial(grpc.WithPerRPCCredentials(svc)), nil))
+	eventually(t, "the key set", func() bool { return !v.Status().KeysMissing })
 
 	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, interceptors.ErrStale) {
 		t.Fatalf("Verify before the first revocation snapshot = %v, want ErrStale", err)
 	}
-	h := v.Health()
+	h := v.Status()
 	if !h.RevocationsMissing || !h.Stale || h.Serving() {
 		t.Fatalf("Health before the first snapshot = %+v, want revocations missing, stale, not serving", h)
 	}
@@ -105,7 +106,7 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	wantCode(t, "stream before sync", serr, codes.Unavailable, "out of date")
 
 	watch.up()
-	eventually(t, "the first snapshot", func() bool { return v.Health().Serving() })
+	eventually(t, "the first snapshot", func() bool { return v.Status().Serving() })
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("Verify after the snapshot: %v", err)
 	}
@@ -130,15 +131,15 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password", "orders:read")
 	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	pw := &pwSource{pw: "svc-password"}
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now),
-		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now),
+		clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	watch := newSwitchableLatch(t, e)
 	watch.up()
-	v := newVerifier(t, e, interceptors.WithRevocationsFromGRPC(watch.dial()), interceptors.WithRevocationCredentials(creds))
+	v := newVerifier(t, e, interceptors.WithRevocations(watch.dial(), creds))
 	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	watch.up()
 	// The test clock stands still, so the lag cannot grow here; what
 	// matters is that the stream is back without the token expiring.
-	eventually(t, "the follower back on the stream", func() bool { return v.Status().RevocationsConnected && v.Health().Serving() })
+	eventually(t, "the follower back on the stream", func() bool { return v.Status().RevocationsConnected && v.Status().Serving() })
 	if pw.logins.Load() != 1 {
 		t.Fatalf("%d logins, want 1", pw.logins.Load())
 	}
@@ -183,7 +184,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	watch.down()
 	watch.up()
 	eventually(t, "the credentials failure in health", func() bool {
-		h := v.Health()
+		h := v.Status()
 		return h.CredentialsFailing && !h.Serving()
 	})
 }
