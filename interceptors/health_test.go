@@ -73,12 +73,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestStaleKeysFailClosed(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
+	clk := newClock(time.Now())
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
 		interceptors.WithRefreshInterval(20*time.Millisecond))
 	hs := health.NewServer()
 	hc := healthClient(t, hs)
-	tok := mint(t, a, clk.now())
+	tok := mint(t, a, clk.Now())
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	}
 
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
+	clk.Advance(11 * time.Minute)
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, interceptors.ErrStale) {
 		t.Fatalf("keys 11 min old with a 10 min bound: %v, want ErrStale", err)
 	}
@@ -126,12 +126,12 @@ func TestStaleKeysFailClosed(t *testing.T) {
 func TestStaleKeysFailOpen(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
+	clk := newClock(time.Now())
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
 		interceptors.WithRefreshInterval(time.Hour), interceptors.WithFailOpen())
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
-	if _, err := v.Verify(context.Background(), mint(t, a, clk.now())); err != nil {
+	clk.Advance(11 * time.Minute)
+	if _, err := v.Verify(context.Background(), mint(t, a, clk.Now())); err != nil {
 		t.Fatalf("fail open: %v", err)
 	}
 	if h := v.Status(); !h.Stale || h.Serving() || !h.FailOpen {
@@ -144,8 +144,8 @@ func TestStaleKeysFailOpen(t *testing.T) {
 // refused (unless WithFailOpen) and health is NOT_SERVING.
 func TestRevocationLag(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ func TestRevocationLag(t *testing.T) {
 	// A second gRPC server over the same Latch, only for the stream, so
 	// that it can be cut while keys stay reachable.
 	lis := bufconn.Listen(1 << 20)
-	watchSrv := server.NewGRPCServer(e.srv, slog.New(slog.DiscardHandler))
+	watchSrv := server.NewGRPCServer(e.Server, slog.New(slog.DiscardHandler))
 	go func() { _ = watchSrv.Serve(lis) }()
 	t.Cleanup(watchSrv.Stop)
 	watchConn, err := grpc.NewClient("passthrough:///watch",
@@ -172,12 +172,12 @@ func TestRevocationLag(t *testing.T) {
 			t.Fatalf("in sync: %+v", h)
 		}
 	}
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	watchSrv.Stop()
 	for _, v := range verifiers {
 		eventually(t, "the stream to drop", func() bool { return !v.Status().RevocationsConnected })
 	}
-	e.clock.advance(2 * time.Minute)
+	e.Clock.Advance(2 * time.Minute)
 	for policy, v := range verifiers {
 		h := v.Status()
 		if h.RevocationLag < 2*time.Minute || !h.Stale || h.Serving() {
@@ -295,9 +295,9 @@ func (s *syncBuffer) String() string {
 func TestReportHealth(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
+	clk := newClock(time.Now())
 	var logs syncBuffer
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
 		interceptors.WithRefreshInterval(time.Hour), interceptors.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	hs := health.NewServer()
 	hc := healthClient(t, hs)
@@ -309,7 +309,7 @@ func TestReportHealth(t *testing.T) {
 		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_SERVING
 	})
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
+	clk.Advance(11 * time.Minute)
 	eventually(t, "NOT_SERVING", func() bool {
 		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_NOT_SERVING
 	})

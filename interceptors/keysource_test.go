@@ -212,9 +212,9 @@ func TestRevocationCheck(t *testing.T) {
 // as soon as Revoke returns, with no stream to wait for.
 func TestInsideLatch(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	v := ownedVerifier(t, e.srv.KeySource(), verifier.WithRevocationCheck(e.srv.TokenRevoked), interceptors.WithClock(e.clock.now))
-	if _, ok := e.srv.KeySource().(verifier.EpochKeySource); !ok {
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	v := ownedVerifier(t, e.Server.KeySource(), verifier.WithRevocationCheck(e.Server.TokenRevoked), interceptors.WithClock(e.Clock.Now))
+	if _, ok := e.Server.KeySource().(verifier.EpochKeySource); !ok {
 		t.Fatal("server.KeySource does not implement EpochKeySource: the verified-token cache would be off")
 	}
 	ctx := ctxT(t)
@@ -222,7 +222,7 @@ func TestInsideLatch(t *testing.T) {
 		func(p *latchv1.TokenPair) string { return p.GetAccessToken() },  // jti denied
 		func(p *latchv1.TokenPair) string { return p.GetRefreshToken() }, // session revoked
 	} {
-		pair := e.login("alice@example.com", "alice-password", "")
+		pair := e.Login("alice@example.com", "alice-password", "")
 		if _, err := v.Verify(ctx, pair.GetAccessToken()); err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestInsideLatch(t *testing.T) {
 			t.Fatalf("right after Revoke: %v, want ErrRevoked", err)
 		}
 	}
-	if _, err := v.Verify(ctx, mint(t, newKey(t), e.clock.now())); !errors.Is(err, tokens.ErrUnknownKey) {
+	if _, err := v.Verify(ctx, mint(t, newKey(t), e.Clock.Now())); !errors.Is(err, tokens.ErrUnknownKey) {
 		t.Fatalf("foreign key: %v", err)
 	}
 }

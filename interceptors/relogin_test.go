@@ -67,12 +67,12 @@ func (p *pwSource) get(context.Context) (string, error) {
 // cause one Refresh and one login.
 func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	v := newVerifier(t, e)
 	client := sibling(t, v, policy())
 	pw := &pwSource{pw: "svc-password"}
 	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-		clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now),
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now),
 		clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
 	if err != nil {
 		t.Fatal(err)
@@ -81,10 +81,10 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := sessionOf(t, v, creds)
-	if _, err := e.store.RevokeSession(ctxT(t), first, "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), first, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(15*time.Minute - 30*time.Second) // the refresh is due
+	e.Clock.Advance(15*time.Minute - 30*time.Second) // the refresh is due
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -112,7 +112,7 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 // reports it too, until a later attempt (after the backoff) succeeds.
 func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	// The test clock runs hours ahead of the key fetches; key age is not
 	// what this test checks.
 	v := newVerifier(t, e, interceptors.WithFailOpen())
@@ -120,25 +120,25 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 
 	t.Run("no relogin", func(t *testing.T) {
 		creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-			clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now))
+			clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := creds.Failure(); err != nil {
 			t.Fatalf("fresh credentials: %v", err)
 		}
-		if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+		if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		before := e.refresh.Load()
-		e.clock.advance(15*time.Minute - 30*time.Second)
+		e.Clock.Advance(15*time.Minute - 30*time.Second)
 		for range 3 {
 			_, err := client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds))
 			wantCode(t, "call with ended credentials", err, codes.Unauthenticated, "session ended")
 			if _, err := creds.Token(ctxT(t)); !errors.Is(err, clientcreds.ErrSessionEnded) {
 				t.Fatalf("Token = %v, want ErrSessionEnded", err)
 			}
-			e.clock.advance(time.Hour) // no backoff brings a dead refresh token back
+			e.Clock.Advance(time.Hour) // no backoff brings a dead refresh token back
 		}
 		if n := e.refresh.Load() - before; n != 1 {
 			t.Fatalf("%d Refresh calls with a dead refresh token, want 1", n)
@@ -151,28 +151,28 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 	t.Run("relogin refused", func(t *testing.T) {
 		pw := &pwSource{pw: "svc-password"}
 		creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-			clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now), clientcreds.WithRetryBackoff(time.Second, time.Minute),
+			clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now), clientcreds.WithRetryBackoff(time.Second, time.Minute),
 			clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sid := sessionOf(t, v, creds)
 		var user storage.User
-		if s, err := e.store.GetSession(ctxT(t), sid); err != nil {
+		if s, err := e.Store.GetSession(ctxT(t), sid); err != nil {
 			t.Fatal(err)
-		} else if user, err = e.store.GetUser(ctxT(t), s.UserID); err != nil {
+		} else if user, err = e.Store.GetUser(ctxT(t), s.UserID); err != nil {
 			t.Fatal(err)
 		}
 		setDisabled := func(d bool) {
-			if _, err := e.store.UpdateUser(ctxT(t), user.ID, func(u *storage.User) error { u.Disabled = d; return nil }); err != nil {
+			if _, err := e.Store.UpdateUser(ctxT(t), user.ID, func(u *storage.User) error { u.Disabled = d; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
 		setDisabled(true)
-		if _, err := e.store.RevokeSession(ctxT(t), sid, "test", e.clock.now()); err != nil {
+		if _, err := e.Store.RevokeSession(ctxT(t), sid, "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
-		e.clock.advance(15 * time.Minute)
+		e.Clock.Advance(15 * time.Minute)
 		_, err = client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds))
 		wantCode(t, "call while the login is refused", err, codes.Unauthenticated, "session ended")
 		if err := creds.Failure(); !errors.Is(err, clientcreds.ErrSessionEnded) {
@@ -184,7 +184,7 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 			t.Fatalf("Token within the backoff = %v after %d more logins, want an error and none", err, pw.logins.Load()-logins)
 		}
 		setDisabled(false)
-		e.clock.advance(time.Second)
+		e.Clock.Advance(time.Second)
 		if _, err := client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds)); err != nil {
 			t.Fatalf("call once the account is enabled again: %v", err)
 		}
@@ -200,21 +200,21 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 // succeeds: nothing was lost and no login was needed.
 func TestCredentialsTransientRefreshFailureKeepsRefreshToken(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	v := newVerifier(t, e)
 	pw := &pwSource{pw: "svc-password"}
 	sw := newSwitchableLatch(t, e)
 	sw.up()
 	conn := sw.dial()
 	creds, err := clientcreds.Login(ctxT(t), conn, "svc@example.com", "svc-password", "",
-		clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now), clientcreds.WithRetryBackoff(time.Second, 4*time.Second),
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now), clientcreds.WithRetryBackoff(time.Second, 4*time.Second),
 		clientcreds.WithRelogin(clientcreds.PasswordLogin(conn, "svc@example.com", "", pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sid := sessionOf(t, v, creds)
 	sw.down()
-	e.clock.advance(15 * time.Minute)
+	e.Clock.Advance(15 * time.Minute)
 	for range 3 {
 		_, err := creds.Token(ctxT(t))
 		if status.Code(err) != codes.Unavailable || errors.Is(err, clientcreds.ErrSessionEnded) {
@@ -223,7 +223,7 @@ func TestCredentialsTransientRefreshFailureKeepsRefreshToken(t *testing.T) {
 		if creds.Failure() != nil {
 			t.Fatal("a transient failure is reported as fatal")
 		}
-		e.clock.advance(4 * time.Second) // past the longest backoff
+		e.Clock.Advance(4 * time.Second) // past the longest backoff
 	}
 	sw.up()
 	for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {

@@ -45,7 +45,7 @@ func newSwitchableLatch(t *testing.T, e *latchEnv) *switchableLatch {
 // up serves Latch on a fresh listener.
 func (s *switchableLatch) up() {
 	lis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(s.e.srv, slog.New(slog.DiscardHandler))
+	gs := server.NewGRPCServer(s.e.Server, slog.New(slog.DiscardHandler))
 	go func() { _ = gs.Serve(lis) }()
 	s.t.Cleanup(gs.Stop)
 	s.lis.Store(lis)
@@ -82,8 +82,8 @@ func (s *switchableLatch) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 // short the time since start, and accepts valid tokens after it.
 func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	v := newVerifier(t, e, interceptors.WithLazyStart(), interceptors.WithRevocations(watch.dial(grpc.WithPerRPCCredentials(svc)), nil))
 	eventually(t, "the key set", func() bool { return !v.Status().KeysMissing })
 
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, interceptors.ErrStale) {
 		t.Fatalf("Verify before the first revocation snapshot = %v, want ErrStale", err)
 	}
@@ -128,11 +128,11 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 // open streams of revoked sessions by itself takes the same path.
 func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	pw := &pwSource{pw: "svc-password"}
 	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
-		clientcreds.WithInsecure(), clientcreds.WithClock(e.clock.now),
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now),
 		clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
 	if err != nil {
 		t.Fatal(err)
@@ -140,13 +140,13 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	watch := newSwitchableLatch(t, e)
 	watch.up()
 	v := newVerifier(t, e, interceptors.WithRevocations(watch.dial(), creds))
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
 
 	svcSession := sessionOf(t, v, creds)
-	if _, err := e.store.RevokeSession(ctxT(t), svcSession, "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), svcSession, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
@@ -171,14 +171,14 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	})
 
 	// Disabled: the new login is refused too; health reports it.
-	svc, err := e.store.GetUserByEmail(ctxT(t), "svc@example.com")
+	svc, err := e.Store.GetUserByEmail(ctxT(t), "svc@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+	if _, err := e.Store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
