@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
-	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
@@ -54,10 +53,10 @@ const (
 
 // AdminServer implements latchv1.AdminServiceServer over a Server: its
 // store, password hasher and policy, clock, revocation broadcaster and
-// logger. NewGRPCServer serves it behind Latch's own interceptors requiring
-// role admin (admin_auth.go); each handler also re-checks, in storage, that
-// the caller is still an enabled administrator, so an AdminServer reached
-// without those interceptors denies everything.
+// logger. NewGRPCServer serves it behind the access table, which requires
+// role admin on every method (authz.go); each handler also re-checks, in
+// storage, that the caller is still an enabled administrator, so an
+// AdminServer reached without the table's interceptors denies everything.
 type AdminServer struct {
 	latchv1.UnimplementedAdminServiceServer
 	s *Server
@@ -83,14 +82,14 @@ func adminCall[Req, Resp any](ctx context.Context, a *AdminServer, method string
 	return zero, a.s.toStatus(ctx, "AdminService/"+method, err)
 }
 
-// caller returns the verified claims the interceptors put on ctx, after
+// caller returns the verified claims the access table put on ctx, after
 // checking that the account behind them still exists, is enabled and holds
 // RoleAdmin now: a demoted or disabled admin's unexpired token does not
 // administer.
 func (a *AdminServer) caller(ctx context.Context, method string) (tokens.Claims, error) {
-	c, ok := interceptors.ClaimsFromContext(ctx)
+	c, ok := callerFrom(ctx)
 	if !ok {
-		return tokens.Claims{}, failure(codes.Unauthenticated, msgNoCredential)
+		return tokens.Claims{}, failure(codes.Unauthenticated, msgBadCredential)
 	}
 	u, err := a.s.store.GetUser(ctx, c.Subject)
 	switch {

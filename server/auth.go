@@ -14,7 +14,6 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 )
 
 // Field limits. Oversized fields are refused before any work is done.
@@ -496,14 +495,11 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	if !s.cfg.IntrospectOpen {
-		// An authenticated introspector is never throttled for inactive
-		// answers: caller authentication is what stops scanning (RFC 7662
-		// section 4), and expired tokens are everyday traffic.
-		if _, err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
-			return nil, err
-		}
-	}
+	// The access table has authorized the caller (role introspect) unless
+	// introspection is open. An authenticated introspector is never
+	// throttled for inactive answers: caller authentication is what stops
+	// scanning (RFC 7662 section 4), and expired tokens are everyday
+	// traffic.
 	tok := req.GetToken()
 	if tok == "" {
 		return nil, invalidArg("token is required")
@@ -636,47 +632,6 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 		Exp: sess.ExpiresAt().Unix(), Iat: sess.LastRotatedAt.Unix(), Nbf: sess.LastRotatedAt.Unix(),
 		Iss: s.cfg.Issuer, Aud: []string{sess.Audience}, TokenType: "refresh_token",
 	}, nil
-}
-
-// authorizeCaller checks the caller's own access token, sent as
-// "authorization: Bearer <token>" metadata: it must be active, for Latch's
-// own audience, and carry role. A failed credential is charged to the
-// client address's caller budget (and refused with RESOURCE_EXHAUSTED once
-// that is spent); a valid one never is.
-func (s *Server) authorizeCaller(ctx context.Context, role string) (tokens.Claims, error) {
-	tok, err := bearerToken(ctx)
-	if err != nil {
-		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, err)
-	}
-	c, active, err := s.activeAccessClaims(ctx, s.verifySelf, tok)
-	if err != nil {
-		return tokens.Claims{}, err
-	}
-	if !active {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "caller credential rejected", slog.String("event", "caller_unauthenticated"),
-			slog.String("peer", s.clientAddr(ctx).String()))
-		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, failure(codes.Unauthenticated, msgBadCredential))
-	}
-	if !slices.Contains(c.Roles, role) {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "caller lacks role", slog.String("event", "caller_permission_denied"),
-			slog.String("user_id", c.Subject), slog.String("role", role))
-		return tokens.Claims{}, failure(codes.PermissionDenied, msgNoIntrospect)
-	}
-	return c, nil
-}
-
-// bearerToken returns the token of the request's one "authorization:
-// Bearer <token>" metadata value.
-func bearerToken(ctx context.Context) (string, error) {
-	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(vals) == 0 {
-		return "", failure(codes.Unauthenticated, msgNoCredential)
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
-		return "", failure(codes.Unauthenticated, msgBadScheme)
-	}
-	return tok, nil
 }
 
 // GetJWKS implements latchv1.AuthServiceServer.
