@@ -570,24 +570,15 @@ func (s *Server) verifyCached(ctx context.Context, v *tokens.Verifier, cache *to
 	return c, nil
 }
 
-// activeAccessClaims verifies tok strictly with verify and checks that
-// neither its jti nor its session has been revoked. ok is false for any
-// token that is not active.
-func (s *Server) activeAccessClaims(ctx context.Context, verify func(context.Context, string) (tokens.Claims, error), tok string) (tokens.Claims, bool, error) {
-	c, err := verify(ctx, tok)
+// introspectAccess answers for tok as an access token of a relying
+// party's audience: nil unless it verifies and is not revoked.
+func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
+	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
-		return tokens.Claims{}, false, nil
+		return nil, nil
 	}
 	revoked, err := s.TokenRevoked(ctx, c)
-	if err != nil {
-		return tokens.Claims{}, false, err
-	}
-	return c, !revoked, nil
-}
-
-func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
-	c, ok, err := s.activeAccessClaims(ctx, s.verifyAccess, tok)
-	if err != nil || !ok {
+	if err != nil || revoked {
 		return nil, err
 	}
 	return accessResponse(c), nil
