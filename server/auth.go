@@ -500,8 +500,7 @@ func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 	// throttled for inactive answers: caller authentication is what stops
 	// scanning (RFC 7662 section 4), and expired tokens are everyday
 	// traffic.
-	tok := req.GetToken()
-	if tok == "" {
+	if req.GetToken() == "" {
 		return nil, invalidArg("token is required")
 	}
 	resp, err := s.introspectToken(ctx, req)

@@ -30,35 +30,23 @@ type access struct {
 }
 
 // accessTable is who may call each RPC Latch serves, keyed by full method
-// name. A method it does not name is refused PERMISSION_DENIED before any
-// handler runs, so a method added to a service stays closed until a rule
-// here names it. With introspectOpen, Introspect and WatchRevocations are
-// public.
+// name: every AdminService method needs role admin, and each other method
+// is named here. A method the table does not name is refused
+// PERMISSION_DENIED before any handler runs, so a method added to a service
+// stays closed until a rule names it. With introspectOpen, Introspect and
+// WatchRevocations are public.
 func accessTable(introspectOpen bool) map[string]access {
 	anyone, introspector := access{public: true}, access{role: RoleIntrospect}
 	if introspectOpen {
 		introspector = anyone
 	}
-	admin := access{role: RoleAdmin, admin: true}
-	return map[string]access{
+	t := map[string]access{
 		latchv1.AuthService_Login_FullMethodName:            anyone,
 		latchv1.AuthService_Refresh_FullMethodName:          anyone, // the refresh token is the credential
 		latchv1.AuthService_Revoke_FullMethodName:           anyone, // so is the token revoked (RFC 7009)
 		latchv1.AuthService_GetJWKS_FullMethodName:          anyone,
 		latchv1.AuthService_Introspect_FullMethodName:       introspector,
 		latchv1.AuthService_WatchRevocations_FullMethodName: introspector,
-
-		latchv1.AdminService_CreateUser_FullMethodName:         admin,
-		latchv1.AdminService_GetUser_FullMethodName:            admin,
-		latchv1.AdminService_ListUsers_FullMethodName:          admin,
-		latchv1.AdminService_UpdateUser_FullMethodName:         admin,
-		latchv1.AdminService_SetPassword_FullMethodName:        admin,
-		latchv1.AdminService_DeleteUser_FullMethodName:         admin,
-		latchv1.AdminService_ListSessions_FullMethodName:       admin,
-		latchv1.AdminService_RevokeSession_FullMethodName:      admin,
-		latchv1.AdminService_RevokeUserSessions_FullMethodName: admin,
-		latchv1.AdminService_RotateSigningKey_FullMethodName:   admin,
-		latchv1.AdminService_ListSigningKeys_FullMethodName:    admin,
 
 		healthpb.Health_Check_FullMethodName: anyone,
 		healthpb.Health_List_FullMethodName:  anyone,
@@ -67,6 +55,10 @@ func accessTable(introspectOpen bool) map[string]access {
 		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      anyone,
 		reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: anyone,
 	}
+	for _, m := range latchv1.AdminService_ServiceDesc.Methods {
+		t["/"+latchv1.AdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = access{role: RoleAdmin, admin: true}
+	}
+	return t
 }
 
 type callerKey struct{}

@@ -107,7 +107,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	}
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
-	latchv1.RegisterAdminServiceServer(gs, NewAdminServer(s))
+	latchv1.RegisterAdminServiceServer(gs, &adminServer{s: s})
 	hs := newHealthServer(s, func() []string {
 		names := []string{""}
 		for name := range gs.GetServiceInfo() {
