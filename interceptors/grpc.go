@@ -9,9 +9,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/latchauth/latch/internal/bearer"
 	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
@@ -34,13 +34,8 @@ func ContextWithClaims(ctx context.Context, c Claims) context.Context {
 
 // Client-visible messages: they say what is wrong, never the token.
 const (
-	msgMissing   = "missing bearer token: send \"authorization: Bearer <access token>\" metadata"
-	msgTwoValues = "more than one authorization metadata value"
-	msgScheme    = "authorization metadata must use the Bearer scheme"
-	msgEmpty     = "empty bearer token"
-	msgTooLong   = "bearer token longer than 8 KiB"
-	msgInvalid   = "invalid bearer token"
-	msgRevoked   = "bearer token revoked"
+	msgInvalid = "invalid bearer token"
+	msgRevoked = "bearer token revoked"
 	// The revocation check failed: fail closed, and say it is worth
 	// retrying (the token itself may be fine).
 	msgRevocationUnavailable = "revocation state unavailable; try again"
@@ -51,28 +46,6 @@ const (
 	msgNotInPolicy     = "method is not allowed by the access policy"
 	msgMissingRoles    = "token lacks required role(s): "
 )
-
-// bearerToken reads the one "authorization: Bearer <token>" value.
-func bearerToken(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	switch {
-	case len(vals) == 0:
-		return "", status.Error(codes.Unauthenticated, msgMissing)
-	case len(vals) > 1:
-		return "", status.Error(codes.Unauthenticated, msgTwoValues)
-	case len(vals[0]) > tokens.MaxTokenLength+len("Bearer "):
-		return "", status.Error(codes.Unauthenticated, msgTooLong)
-	}
-	scheme, tok, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", status.Error(codes.Unauthenticated, msgScheme)
-	}
-	if tok = strings.TrimSpace(tok); tok == "" {
-		return "", status.Error(codes.Unauthenticated, msgEmpty)
-	}
-	return tok, nil
-}
 
 // AuthFunc returns a go-grpc-middleware v2 auth.AuthFunc that applies p
 // (nil: NewPolicy()) to each call, for services that compose their own
@@ -87,9 +60,9 @@ func (v *Verifier) AuthFunc(p *Policy) auth.AuthFunc {
 		if c.isPublic(method) {
 			return ctx, nil
 		}
-		tok, err := bearerToken(ctx)
+		tok, err := bearer.FromIncomingContext(ctx)
 		if err != nil {
-			return nil, err
+			return nil, status.Error(codes.Unauthenticated, err.Error())
 		}
 		claims, err := v.Verify(ctx, tok)
 		switch {

@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
-	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
@@ -52,28 +51,25 @@ const (
 	msgSelfLockout     = "an administrator cannot disable, demote or delete themself; ask another administrator"
 )
 
-// AdminServer implements latchv1.AdminServiceServer over a Server: its
+// adminServer implements latchv1.AdminServiceServer over a Server: its
 // store, password hasher and policy, clock, revocation broadcaster and
-// logger. NewGRPCServer serves it behind Latch's own interceptors requiring
-// role admin (admin_auth.go); each handler also re-checks, in storage, that
-// the caller is still an enabled administrator, so an AdminServer reached
-// without those interceptors denies everything.
-type AdminServer struct {
+// logger. NewGRPCServer serves it behind the access table (authz.go), which
+// admits only callers who hold role admin in their token and, in storage,
+// now.
+type adminServer struct {
 	latchv1.UnimplementedAdminServiceServer
 	s *Server
 }
 
-var _ latchv1.AdminServiceServer = (*AdminServer)(nil)
+var _ latchv1.AdminServiceServer = (*adminServer)(nil)
 
-// NewAdminServer returns the AdminService of s.
-func NewAdminServer(s *Server) *AdminServer { return &AdminServer{s: s} }
-
-// adminCall runs fn for an authorised administrator and turns its error into
-// a status through the one mapper (toStatus).
-func adminCall[Req, Resp any](ctx context.Context, a *AdminServer, method string, req Req,
+// adminCall runs fn for the administrator the access table verified and
+// turns its error into a status through the one mapper (toStatus); without
+// a verified caller it refuses.
+func adminCall[Req, Resp any](ctx context.Context, a *adminServer, method string, req Req,
 	fn func(context.Context, tokens.Claims, Req) (Resp, error)) (Resp, error) {
-	caller, err := a.caller(ctx, method)
-	if err == nil {
+	err := failure(codes.Unauthenticated, msgBadCredential)
+	if caller, ok := callerFrom(ctx); ok {
 		var resp Resp
 		if resp, err = fn(ctx, caller, req); err == nil {
 			return resp, nil
@@ -83,30 +79,9 @@ func adminCall[Req, Resp any](ctx context.Context, a *AdminServer, method string
 	return zero, a.s.toStatus(ctx, "AdminService/"+method, err)
 }
 
-// caller returns the verified claims the interceptors put on ctx, after
-// checking that the account behind them still exists, is enabled and holds
-// RoleAdmin now: a demoted or disabled admin's unexpired token does not
-// administer.
-func (a *AdminServer) caller(ctx context.Context, method string) (tokens.Claims, error) {
-	c, ok := interceptors.ClaimsFromContext(ctx)
-	if !ok {
-		return tokens.Claims{}, failure(codes.Unauthenticated, msgNoCredential)
-	}
-	u, err := a.s.store.GetUser(ctx, c.Subject)
-	switch {
-	case errors.Is(err, storage.ErrNotFound), err == nil && (u.Disabled || !slices.Contains(u.Roles, RoleAdmin)):
-		a.s.log.LogAttrs(ctx, slog.LevelWarn, "administration refused", slog.String("event", "admin_permission_denied"),
-			slog.String("actor", c.Subject), slog.String("method", method), slog.String("peer", a.s.clientAddr(ctx).String()))
-		return tokens.Claims{}, failure(codes.PermissionDenied, msgNotAdmin)
-	case err != nil:
-		return tokens.Claims{}, fmt.Errorf("get calling admin %s: %w", c.Subject, err)
-	}
-	return c, nil
-}
-
 // audit logs one administrative change with its stable event name and the
 // acting admin. Attributes are ids, counts and flags, never a secret.
-func (a *AdminServer) audit(ctx context.Context, event, msg string, caller tokens.Claims, attrs ...slog.Attr) {
+func (a *adminServer) audit(ctx context.Context, event, msg string, caller tokens.Claims, attrs ...slog.Attr) {
 	attrs = append([]slog.Attr{slog.String("event", event), slog.String("actor", caller.Subject),
 		slog.String("peer", a.s.clientAddr(ctx).String())}, attrs...)
 	a.s.log.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
@@ -303,7 +278,7 @@ func keysProto(keys []KeyInfo) []*latchv1.SigningKey {
 
 // revoked announces sessions an administrator revoked to WatchRevocations
 // streams (and so to verifiers that follow them), and logs them.
-func (a *AdminServer) revoked(ctx context.Context, caller tokens.Claims, userID, reason string, sessions []storage.Session) {
+func (a *adminServer) revoked(ctx context.Context, caller tokens.Claims, userID, reason string, sessions []storage.Session) {
 	for _, sess := range sessions {
 		a.s.publishSession(sess)
 	}
@@ -322,11 +297,11 @@ func (a *AdminServer) revoked(ctx context.Context, caller tokens.Claims, userID,
 // --- handlers ---
 
 // CreateUser implements latchv1.AdminServiceServer.
-func (a *AdminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
+func (a *adminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
 	return adminCall(ctx, a, "CreateUser", req, a.createUser)
 }
 
-func (a *AdminServer) createUser(ctx context.Context, caller tokens.Claims, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
+func (a *adminServer) createUser(ctx context.Context, caller tokens.Claims, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
 	email, err := checkNewEmail(req.GetEmail())
 	if err != nil {
 		return nil, err
@@ -378,11 +353,11 @@ func (s *Server) CreateUser(ctx context.Context, email, pw string, roles []strin
 }
 
 // GetUser implements latchv1.AdminServiceServer.
-func (a *AdminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
+func (a *adminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
 	return adminCall(ctx, a, "GetUser", req, a.getUser)
 }
 
-func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
+func (a *adminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
 	var (
 		u   storage.User
 		err error
@@ -420,11 +395,11 @@ func (a *AdminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1
 }
 
 // ListUsers implements latchv1.AdminServiceServer.
-func (a *AdminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
+func (a *adminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
 	return adminCall(ctx, a, "ListUsers", req, a.listUsers)
 }
 
-func (a *AdminServer) listUsers(ctx context.Context, _ tokens.Claims, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
+func (a *adminServer) listUsers(ctx context.Context, _ tokens.Claims, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
@@ -457,11 +432,11 @@ func (a *AdminServer) listUsers(ctx context.Context, _ tokens.Claims, req *latch
 }
 
 // UpdateUser implements latchv1.AdminServiceServer.
-func (a *AdminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
+func (a *adminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
 	return adminCall(ctx, a, "UpdateUser", req, a.updateUser)
 }
 
-func (a *AdminServer) updateUser(ctx context.Context, caller tokens.Claims, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
+func (a *adminServer) updateUser(ctx context.Context, caller tokens.Claims, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
 	id := req.GetUserId()
 	if err := checkID("user_id", id); err != nil {
 		return nil, err
@@ -533,11 +508,11 @@ func (a *AdminServer) updateUser(ctx context.Context, caller tokens.Claims, req 
 }
 
 // SetPassword implements latchv1.AdminServiceServer.
-func (a *AdminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
+func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
 	return adminCall(ctx, a, "SetPassword", req, a.setPassword)
 }
 
-func (a *AdminServer) setPassword(ctx context.Context, caller tokens.Claims, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
+func (a *adminServer) setPassword(ctx context.Context, caller tokens.Claims, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
 	id := req.GetUserId()
 	if err := checkID("user_id", id); err != nil {
 		return nil, err
@@ -581,11 +556,11 @@ func (a *AdminServer) setPassword(ctx context.Context, caller tokens.Claims, req
 }
 
 // DeleteUser implements latchv1.AdminServiceServer.
-func (a *AdminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
+func (a *adminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
 	return adminCall(ctx, a, "DeleteUser", req, a.deleteUser)
 }
 
-func (a *AdminServer) deleteUser(ctx context.Context, caller tokens.Claims, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
+func (a *adminServer) deleteUser(ctx context.Context, caller tokens.Claims, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
 	id := req.GetUserId()
 	if err := checkID("user_id", id); err != nil {
 		return nil, err
@@ -606,11 +581,11 @@ func (a *AdminServer) deleteUser(ctx context.Context, caller tokens.Claims, req 
 }
 
 // ListSessions implements latchv1.AdminServiceServer.
-func (a *AdminServer) ListSessions(ctx context.Context, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
+func (a *adminServer) ListSessions(ctx context.Context, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
 	return adminCall(ctx, a, "ListSessions", req, a.listSessions)
 }
 
-func (a *AdminServer) listSessions(ctx context.Context, _ tokens.Claims, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
+func (a *adminServer) listSessions(ctx context.Context, _ tokens.Claims, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
 	id := req.GetUserId()
 	if err := a.userExists(ctx, id); err != nil {
 		return nil, err
@@ -627,7 +602,7 @@ func (a *AdminServer) listSessions(ctx context.Context, _ tokens.Claims, req *la
 }
 
 // userExists checks the id and that the user exists (NOT_FOUND if not).
-func (a *AdminServer) userExists(ctx context.Context, id string) error {
+func (a *adminServer) userExists(ctx context.Context, id string) error {
 	if err := checkID("user_id", id); err != nil {
 		return err
 	}
@@ -642,11 +617,11 @@ func (a *AdminServer) userExists(ctx context.Context, id string) error {
 }
 
 // RevokeSession implements latchv1.AdminServiceServer.
-func (a *AdminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
+func (a *adminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
 	return adminCall(ctx, a, "RevokeSession", req, a.revokeSession)
 }
 
-func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
+func (a *adminServer) revokeSession(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
 	id := req.GetSessionId()
 	if err := checkID("session_id", id); err != nil {
 		return nil, err
@@ -675,11 +650,11 @@ func (a *AdminServer) revokeSession(ctx context.Context, caller tokens.Claims, r
 }
 
 // RevokeUserSessions implements latchv1.AdminServiceServer.
-func (a *AdminServer) RevokeUserSessions(ctx context.Context, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
+func (a *adminServer) RevokeUserSessions(ctx context.Context, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
 	return adminCall(ctx, a, "RevokeUserSessions", req, a.revokeUserSessions)
 }
 
-func (a *AdminServer) revokeUserSessions(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
+func (a *adminServer) revokeUserSessions(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
 	id := req.GetUserId()
 	if err := a.userExists(ctx, id); err != nil {
 		return nil, err
@@ -698,11 +673,11 @@ func (a *AdminServer) revokeUserSessions(ctx context.Context, caller tokens.Clai
 }
 
 // RotateSigningKey implements latchv1.AdminServiceServer.
-func (a *AdminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
+func (a *adminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
 	return adminCall(ctx, a, "RotateSigningKey", req, a.rotateSigningKey)
 }
 
-func (a *AdminServer) rotateSigningKey(ctx context.Context, caller tokens.Claims, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
+func (a *adminServer) rotateSigningKey(ctx context.Context, caller tokens.Claims, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
 	keys, err := a.s.RotateSigningKey(ctx, req.GetImmediate())
 	if err != nil {
 		return nil, fmt.Errorf("rotate signing key: %w", err)
@@ -719,11 +694,11 @@ func (a *AdminServer) rotateSigningKey(ctx context.Context, caller tokens.Claims
 }
 
 // ListSigningKeys implements latchv1.AdminServiceServer.
-func (a *AdminServer) ListSigningKeys(ctx context.Context, req *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
+func (a *adminServer) ListSigningKeys(ctx context.Context, req *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
 	return adminCall(ctx, a, "ListSigningKeys", req, a.listSigningKeys)
 }
 
-func (a *AdminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
+func (a *adminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
 	keys, err := a.s.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)

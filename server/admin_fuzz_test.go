@@ -2,25 +2,20 @@ package server_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
-	"github.com/latchauth/latch/interceptors"
-	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/bolt"
-	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// FuzzAdminRequestValidation drives every AdminService handler that takes
-// input with arbitrary field values, as an administrator, on a real bbolt
-// store. Whatever arrives: no panic, never INTERNAL (an administrator's
+// FuzzAdminRequestValidation drives every AdminService method that takes
+// input with arbitrary field values, as an administrator, over gRPC through
+// the real interceptor chain on a real bbolt store. Whatever arrives: no panic, never INTERNAL (an administrator's
 // typo is not the server's fault), only the codes the contract lists, and no
 // message that repeats the password it was given.
 func FuzzAdminRequestValidation(f *testing.F) {
@@ -30,31 +25,23 @@ func FuzzAdminRequestValidation(f *testing.F) {
 	f.Add("al\xffice@example.com", "pa\x00ss-word", "\x00", "id\xff", "u1:\xff", int32(3), false)
 	f.Add("root@example.com", "root-password", "admin", "admin-id", "", int32(1), true)
 
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "latch.db"))
-	if err != nil {
-		f.Fatal(err)
+	// The acting administrator has an id no input names, so that no input
+	// revokes its own credential; "admin-id" is another administrator, a
+	// target like "u1".
+	e := newEnv(f, baseConfig())
+	e.addUser("root@example.com", adminPW, server.RoleAdmin)
+	for _, u := range []storage.User{{ID: "admin-id", Email: "other-admin@example.com", Roles: []string{server.RoleAdmin}}, {ID: "u1", Email: "u1@example.com"}} {
+		if err := e.store.CreateUser(context.Background(), u); err != nil {
+			f.Fatal(err)
+		}
 	}
-	f.Cleanup(func() { st.Close() })
-	hasher, err := password.NewHasher(fastParams(), 2)
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv, err := server.New(context.Background(), st, hasher, baseConfig())
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := st.CreateUser(context.Background(), storage.User{ID: "admin-id", Email: "root@example.com", Roles: []string{server.RoleAdmin}}); err != nil {
-		f.Fatal(err)
-	}
-	if err := st.CreateUser(context.Background(), storage.User{ID: "u1", Email: "u1@example.com"}); err != nil {
-		f.Fatal(err)
-	}
-	a := server.NewAdminServer(srv)
-	ctx := interceptors.ContextWithClaims(context.Background(), tokens.Claims{Subject: "admin-id", Roles: []string{server.RoleAdmin}})
+	a := latchv1.NewAdminServiceClient(e.conn)
+	tok := e.loginSelf("root@example.com", adminPW).GetAccessToken()
 
 	allowed := map[codes.Code]bool{codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true,
 		codes.AlreadyExists: true, codes.FailedPrecondition: true, codes.ResourceExhausted: true}
 	f.Fuzz(func(t *testing.T, email, pw, role, id, pageToken string, pageSize int32, flag bool) {
+		ctx := bearerCtx(t, tok)
 		check := func(rpc string, err error) {
 			t.Helper()
 			st := status.Convert(err)

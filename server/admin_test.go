@@ -1013,7 +1013,8 @@ func TestAdminProbeLimit(t *testing.T) {
 	wantStatus(t, err, codes.Unauthenticated, "")
 }
 
-// revocationOutage fails the revocation check, as a broken disk would.
+// revocationOutage fails the revocation check, as an unreachable backend
+// would.
 type revocationOutage struct {
 	storage.Store
 	fail bool
@@ -1021,7 +1022,7 @@ type revocationOutage struct {
 
 func (r *revocationOutage) AccessTokenRevoked(ctx context.Context, jti, sid string, now time.Time) (bool, error) {
 	if r.fail {
-		return false, errors.New("read error at /var/secret/path")
+		return false, fmt.Errorf("read error at /var/secret/path: %w", storage.ErrUnavailable)
 	}
 	return r.Store.AccessTokenRevoked(ctx, jti, sid, now)
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 )
 
 // Field limits. Oversized fields are refused before any work is done.
@@ -496,16 +495,12 @@ func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest)
 }
 
 func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	if !s.cfg.IntrospectOpen {
-		// An authenticated introspector is never throttled for inactive
-		// answers: caller authentication is what stops scanning (RFC 7662
-		// section 4), and expired tokens are everyday traffic.
-		if _, err := s.authorizeCaller(ctx, RoleIntrospect); err != nil {
-			return nil, err
-		}
-	}
-	tok := req.GetToken()
-	if tok == "" {
+	// The access table has authorized the caller (role introspect) unless
+	// introspection is open. An authenticated introspector is never
+	// throttled for inactive answers: caller authentication is what stops
+	// scanning (RFC 7662 section 4), and expired tokens are everyday
+	// traffic.
+	if req.GetToken() == "" {
 		return nil, invalidArg("token is required")
 	}
 	resp, err := s.introspectToken(ctx, req)
@@ -574,24 +569,15 @@ func (s *Server) verifyCached(ctx context.Context, v *tokens.Verifier, cache *to
 	return c, nil
 }
 
-// activeAccessClaims verifies tok strictly with verify and checks that
-// neither its jti nor its session has been revoked. ok is false for any
-// token that is not active.
-func (s *Server) activeAccessClaims(ctx context.Context, verify func(context.Context, string) (tokens.Claims, error), tok string) (tokens.Claims, bool, error) {
-	c, err := verify(ctx, tok)
+// introspectAccess answers for tok as an access token of a relying
+// party's audience: nil unless it verifies and is not revoked.
+func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
+	c, err := s.verifyAccess(ctx, tok)
 	if err != nil {
-		return tokens.Claims{}, false, nil
+		return nil, nil
 	}
 	revoked, err := s.TokenRevoked(ctx, c)
-	if err != nil {
-		return tokens.Claims{}, false, err
-	}
-	return c, !revoked, nil
-}
-
-func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.IntrospectResponse, error) {
-	c, ok, err := s.activeAccessClaims(ctx, s.verifyAccess, tok)
-	if err != nil || !ok {
+	if err != nil || revoked {
 		return nil, err
 	}
 	return accessResponse(c), nil
@@ -636,47 +622,6 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 		Exp: sess.ExpiresAt().Unix(), Iat: sess.LastRotatedAt.Unix(), Nbf: sess.LastRotatedAt.Unix(),
 		Iss: s.cfg.Issuer, Aud: []string{sess.Audience}, TokenType: "refresh_token",
 	}, nil
-}
-
-// authorizeCaller checks the caller's own access token, sent as
-// "authorization: Bearer <token>" metadata: it must be active, for Latch's
-// own audience, and carry role. A failed credential is charged to the
-// client address's caller budget (and refused with RESOURCE_EXHAUSTED once
-// that is spent); a valid one never is.
-func (s *Server) authorizeCaller(ctx context.Context, role string) (tokens.Claims, error) {
-	tok, err := bearerToken(ctx)
-	if err != nil {
-		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, err)
-	}
-	c, active, err := s.activeAccessClaims(ctx, s.verifySelf, tok)
-	if err != nil {
-		return tokens.Claims{}, err
-	}
-	if !active {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "caller credential rejected", slog.String("event", "caller_unauthenticated"),
-			slog.String("peer", s.clientAddr(ctx).String()))
-		return tokens.Claims{}, s.chargeFailure(ctx, bucketCaller, LimiterProbeCaller, failure(codes.Unauthenticated, msgBadCredential))
-	}
-	if !slices.Contains(c.Roles, role) {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "caller lacks role", slog.String("event", "caller_permission_denied"),
-			slog.String("user_id", c.Subject), slog.String("role", role))
-		return tokens.Claims{}, failure(codes.PermissionDenied, msgNoIntrospect)
-	}
-	return c, nil
-}
-
-// bearerToken returns the token of the request's one "authorization:
-// Bearer <token>" metadata value.
-func bearerToken(ctx context.Context) (string, error) {
-	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(vals) == 0 {
-		return "", failure(codes.Unauthenticated, msgNoCredential)
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if len(vals) != 1 || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > tokens.MaxTokenLength {
-		return "", failure(codes.Unauthenticated, msgBadScheme)
-	}
-	return tok, nil
 }
 
 // GetJWKS implements latchv1.AuthServiceServer.

@@ -8,6 +8,10 @@
 // drain; Metrics is the server's own Prometheus registry. Envoy's external
 // authorization API lives in the extauthz sub-package.
 //
+// Who may call each RPC is one deny-by-default table (authz.go), enforced by
+// one unary and one stream interceptor before any handler runs; handlers
+// of protected RPCs take the verified caller from the context.
+//
 // Every handler validates its input before doing any work, answers a
 // client's mistake with a fixed message and the status docs/api.md names,
 // and turns every other failure into INTERNAL through one function

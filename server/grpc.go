@@ -70,9 +70,8 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 // NewGRPCServer builds the gRPC server for s: AuthService and AdminService.
 // Interceptor order, outermost first: metrics (when s has a Metrics),
 // logging (rpclog.go: method, code, duration, peer, verified
-// client-certificate identity — never payloads), then, for AdminService
-// methods only, Latch's own interceptors requiring role admin
-// (admin_auth.go), then recovery (a panic becomes INTERNAL "internal
+// client-certificate identity — never payloads), then the access table
+// (authz.go: every RPC's rule, deny by default), then recovery (a panic becomes INTERNAL "internal
 // error"; the panic value and stack go to the log only). grpc.health.v1
 // answers from s.Ready.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
@@ -92,8 +91,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, rpcLog.unary, s.adminUnaryInterceptor(), recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, rpcLog.stream, s.adminStreamInterceptor(), recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, rpcLog.unary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, rpcLog.stream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
@@ -108,7 +107,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	}
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
-	latchv1.RegisterAdminServiceServer(gs, NewAdminServer(s))
+	latchv1.RegisterAdminServiceServer(gs, &adminServer{s: s})
 	hs := newHealthServer(s, func() []string {
 		names := []string{""}
 		for name := range gs.GetServiceInfo() {
@@ -169,7 +168,6 @@ func (g *GRPCServer) GracefulStop() {
 func (g *GRPCServer) Drain(ctx context.Context) {
 	g.StartDrain()
 	g.auth.StopWatchers()
-	defer g.auth.adminAuth.Close() // after the last admin call has finished
 	g.health.stopWatch()
 	done := make(chan struct{})
 	go func() {

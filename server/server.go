@@ -13,7 +13,6 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
-	latchauth "github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/ratelimit"
@@ -316,8 +315,8 @@ type Server struct {
 	refreshKeys *refreshRing // refresh-token MAC secrets (refreshkeys.go)
 	refreshMiss missReloader
 
-	// adminAuth guards AdminService (admin_auth.go).
-	adminAuth *latchauth.Verifier
+	// access is who may call each RPC (authz.go).
+	access map[string]access
 }
 
 var _ latchv1.AuthServiceServer = (*Server)(nil)
@@ -398,6 +397,8 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 
 		refreshKeys: &refreshRing{sealer: o.sealer},
 		refreshMiss: missReloader{interval: time.Second},
+
+		access: accessTable(cfg.IntrospectOpen),
 	}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
@@ -408,9 +409,6 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		if err := o.metrics.bind(s); err != nil {
 			return nil, err
 		}
-	}
-	if s.adminAuth, err = s.newAdminVerifier(ctx); err != nil {
-		return nil, err
 	}
 	return s, nil
 }

@@ -26,44 +26,30 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// whoamiDesc is a one-method service whose handler answers with the
-// identity PeerIdentityFromContext gives it: "subject|uris|dns", or "" when
-// there is none.
-func whoamiDesc() *grpc.ServiceDesc {
-	return &grpc.ServiceDesc{
-		ServiceName: "latch.test.Whoami",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "Who",
-			Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-				in := new(emptypb.Empty)
-				if err := dec(in); err != nil {
-					return nil, err
-				}
-				h := func(ctx context.Context, _ any) (any, error) {
-					id, ok := server.PeerIdentityFromContext(ctx)
-					if !ok {
-						return wrapperspb.String(""), nil
-					}
-					return wrapperspb.String(id.Subject + "|" + strings.Join(id.URIs, ",") + "|" + strings.Join(id.DNSNames, ",")), nil
-				}
-				if ic == nil {
-					return h(ctx, in)
-				}
-				return ic(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/latch.test.Whoami/Who"}, h)
-			},
-		}},
+// identityProbe is an interceptor, innermost in the chain, that records
+// the identity PeerIdentityFromContext gives a GetJWKS call's handler
+// context: "subject|uris|dns", or "" when there is none.
+func identityProbe(seen chan<- string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == latchv1.AuthService_GetJWKS_FullMethodName {
+			got := ""
+			if id, ok := server.PeerIdentityFromContext(ctx); ok {
+				got = id.Subject + "|" + strings.Join(id.URIs, ",") + "|" + strings.Join(id.DNSNames, ",")
+			}
+			seen <- got
+		}
+		return handler(ctx, req)
 	}
 }
 
 // tlsServer is Latch's gRPC server on a real loopback port with TLS (and
-// mutual TLS when clientCA is set), plus the Whoami service.
+// mutual TLS when clientCA is set), with an identity probe and an empty
+// service registered after NewGRPCServer.
 type tlsServer struct {
 	addr   string
+	seen   chan string // identities the probe recorded
 	serial string
 	logs   *logBuffer
 	ca     *certstest.CA
@@ -99,37 +85,42 @@ func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")))
-	gs.RegisterService(whoamiDesc(), struct{}{})
+	seen := make(chan string, 16)
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")),
+		server.WithServerOptions(grpc.ChainUnaryInterceptor(identityProbe(seen))))
+	// A service registered after NewGRPCServer, for health to cover.
+	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "latch.test.Whoami", HandlerType: (*any)(nil)}, struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(func() { gs.Stop(); st.Close() })
-	return &tlsServer{addr: lis.Addr().String(), serial: leaf.Cert.SerialNumber.String(), logs: logs, ca: ca}
+	return &tlsServer{addr: lis.Addr().String(), seen: seen, serial: leaf.Cert.SerialNumber.String(), logs: logs, ca: ca}
 }
 
-// who calls Whoami over a fresh connection with creds.
-func who(t *testing.T, addr string, creds credentials.TransportCredentials) (string, error) {
+// who calls GetJWKS over a fresh connection with creds and returns the
+// identity its handler context carried.
+func who(t *testing.T, s *tlsServer, creds credentials.TransportCredentials) (string, error) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out := new(wrapperspb.StringValue)
-	err = conn.Invoke(ctx, "/latch.test.Whoami/Who", &emptypb.Empty{}, out)
-	return out.GetValue(), err
+	if _, err := latchv1.NewAuthServiceClient(conn).GetJWKS(ctx, &latchv1.GetJWKSRequest{}); err != nil {
+		return "", err
+	}
+	return <-s.seen, nil
 }
 
 func TestTLSHandshake(t *testing.T) {
 	s := startTLSServer(t, nil)
 	good := credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool(), ServerName: "localhost"})
 
-	got, err := who(t, s.addr, good)
+	got, err := who(t, s, good)
 	if err != nil {
 		t.Fatalf("TLS call: %v", err)
 	}
@@ -159,15 +150,15 @@ func TestTLSHandshake(t *testing.T) {
 		t.Errorf("health of a service registered later: %v, %v; want SERVING", hc, err)
 	}
 
-	if _, err := who(t, s.addr, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {
+	if _, err := who(t, s, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {
 		t.Errorf("plaintext client against the TLS server: %v, want UNAVAILABLE", err)
 	}
 	other := certstest.NewCA(t, "untrusted CA")
-	if _, err := who(t, s.addr, credentials.NewTLS(&tls.Config{RootCAs: other.Pool(), ServerName: "localhost"})); status.Code(err) != codes.Unavailable {
+	if _, err := who(t, s, credentials.NewTLS(&tls.Config{RootCAs: other.Pool(), ServerName: "localhost"})); status.Code(err) != codes.Unavailable {
 		t.Errorf("client that does not trust the server's CA: %v, want UNAVAILABLE", err)
 	}
 	old := credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10})
-	if _, err := who(t, s.addr, old); status.Code(err) != codes.Unavailable {
+	if _, err := who(t, s, old); status.Code(err) != codes.Unavailable {
 		t.Errorf("TLS 1.1 client: %v, want UNAVAILABLE", err)
 	}
 }
@@ -184,7 +175,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	t.Run("no client certificate is refused", func(t *testing.T) {
-		if _, err := who(t, s.addr, creds(nil)); status.Code(err) != codes.Unavailable {
+		if _, err := who(t, s, creds(nil)); status.Code(err) != codes.Unavailable {
 			t.Errorf("err = %v, want UNAVAILABLE (handshake refused)", err)
 		}
 	})
@@ -194,18 +185,18 @@ func TestMutualTLS(t *testing.T) {
 	})
 	t.Run("certificate from another CA is refused", func(t *testing.T) {
 		rogue := certstest.NewCA(t, "rogue CA").Client(t, "orders", "spiffe://latch.test/orders")
-		if _, err := who(t, s.addr, creds(&rogue)); status.Code(err) != codes.Unavailable {
+		if _, err := who(t, s, creds(&rogue)); status.Code(err) != codes.Unavailable {
 			t.Errorf("err = %v, want UNAVAILABLE (handshake refused)", err)
 		}
 		// The server's own CA is not a client CA either.
 		serverIssued := s.ca.Client(t, "orders", "")
-		if _, err := who(t, s.addr, creds(&serverIssued)); status.Code(err) != codes.Unavailable {
+		if _, err := who(t, s, creds(&serverIssued)); status.Code(err) != codes.Unavailable {
 			t.Errorf("certificate from the server's CA: err = %v, want UNAVAILABLE", err)
 		}
 	})
 	t.Run("good certificate: identity visible to the handler and logged", func(t *testing.T) {
 		c := clientCA.Client(t, "orders", "spiffe://latch.test/ns/shop/sa/orders", "orders.shop.internal")
-		got, err := who(t, s.addr, creds(&c))
+		got, err := who(t, s, creds(&c))
 		if err != nil {
 			t.Fatalf("call with a good client certificate: %v", err)
 		}
@@ -216,7 +207,7 @@ func TestMutualTLS(t *testing.T) {
 		var found bool
 		for _, line := range strings.Split(s.logs.String(), "\n") {
 			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["grpc.method"] == "Who" {
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["grpc.method"] == "GetJWKS" {
 				found = rec["peer_identity"] == "spiffe://latch.test/ns/shop/sa/orders"
 			}
 		}

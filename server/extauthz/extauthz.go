@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/bearer"
 	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
@@ -292,9 +293,11 @@ func verifyDenial(err error) denial {
 }
 
 // bearerToken reads the one "authorization: Bearer <token>" header, from
-// the headers map or, with Envoy's encode_raw_headers, the header map.
+// the headers map or, with Envoy's encode_raw_headers, the header map. No
+// header, or one of another scheme, presents no bearer token (RFC 6750
+// §3.1: no error code); any other malformed value is an invalid token.
 func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
-	var vals []string
+	var lines []string
 	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
 		for _, hv := range hm.GetHeaders() {
 			if strings.EqualFold(hv.GetKey(), "authorization") {
@@ -302,32 +305,20 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 				if v == "" {
 					v = hv.GetValue()
 				}
-				vals = append(vals, v)
+				lines = append(lines, v)
 			}
 		}
 	} else if v, ok := h.GetHeaders()["authorization"]; ok {
-		vals = append(vals, v)
+		lines = append(lines, v)
 	}
-	bad := func(reason string) (string, *denial) { d := invalidToken(reason); return "", &d }
-	missing := func() (string, *denial) { d := denyMissing; return "", &d }
+	tok, err := bearer.FromHeader(lines...)
 	switch {
-	case len(vals) == 0:
-		return missing()
-	case len(vals) > 1:
-		return bad("more than one authorization header")
-	case len(vals[0]) > tokens.MaxTokenLength+len("Bearer "):
-		return bad("authorization header longer than 8 KiB")
-	}
-	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return missing() // another scheme: no bearer token was presented
-	}
-	tok = strings.TrimSpace(tok)
-	switch {
-	case tok == "":
-		return bad("empty bearer token")
-	case strings.Contains(tok, ","):
-		return bad("more than one authorization header") // Envoy joins repeated headers with commas
+	case errors.Is(err, bearer.ErrMissing), errors.Is(err, bearer.ErrScheme):
+		d := denyMissing
+		return "", &d
+	case err != nil:
+		d := invalidToken(err.Error())
+		return "", &d
 	}
 	return tok, nil
 }
