@@ -138,7 +138,7 @@ func TestAdminAuthMatrix(t *testing.T) {
 	}
 	deleted := a.addUser("deleted@example.com", "deleted-password", server.RoleAdmin)
 	deletedTP := a.loginSelf("deleted@example.com", "deleted-password")
-	if _, err := a.store.DeleteUser(ctxT(t), deleted.ID, a.clock.now()); err != nil { // revokes the session
+	if _, err := a.store.DeleteUser(ctxT(t), deleted.ID, a.clock.Now()); err != nil { // revokes the session
 		t.Fatal(err)
 	}
 	tampered := a.adminTP.GetAccessToken()[:len(a.adminTP.GetAccessToken())-4] + "AAAA"
@@ -173,7 +173,7 @@ func TestAdminAuthMatrix(t *testing.T) {
 		}
 	}
 	t.Run("expired", func(t *testing.T) {
-		a.clock.advance(16 * time.Minute)
+		a.clock.Advance(16 * time.Minute)
 		for _, m := range ms {
 			wantStatus(t, invoke(a.adminCtx, a.env, sd, m), codes.Unauthenticated, "")
 		}
@@ -368,7 +368,7 @@ func TestLoginRacingAdmin(t *testing.T) {
 				t.Fatalf("%d sessions stored; want %d", len(sessions), want)
 			}
 			for _, sess := range sessions {
-				if sess.Live(a.clock.now()) {
+				if sess.Live(a.clock.Now()) {
 					t.Fatal("a login racing an administrator left a live session")
 				}
 			}
@@ -416,7 +416,7 @@ func TestAdminUpdateUser(t *testing.T) {
 	ictx := a.introspector()
 	tp := a.login("bob@example.com", "bob-password-1")
 
-	a.clock.advance(time.Minute)
+	a.clock.Advance(time.Minute)
 	resp, err := a.admin.UpdateUser(a.adminCtx, &latchv1.UpdateUserRequest{UserId: u.GetId(),
 		Roles: &latchv1.RoleList{Roles: []string{"orders:write", "user"}}, Email: proto.String("Robert@Example.com")})
 	if err != nil {
@@ -542,9 +542,9 @@ func TestAdminSessions(t *testing.T) {
 	ictx := a.introspector()
 	carol := a.login("introspector@example.com", "introspector-pw")
 	tp1 := a.login("bob@example.com", "bob-password-1")
-	a.clock.advance(time.Second)
+	a.clock.Advance(time.Second)
 	tp2 := a.login("bob@example.com", "bob-password-1")
-	a.clock.advance(time.Second)
+	a.clock.Advance(time.Second)
 	tp3 := a.login("bob@example.com", "bob-password-1")
 
 	// A watcher must learn of every administrative revocation.
@@ -1008,7 +1008,7 @@ func TestAdminProbeLimit(t *testing.T) {
 	_, err = a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
 	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
 	// The budget refills: one invalid credential is answered as such again.
-	a.clock.advance(time.Second)
+	a.clock.Advance(time.Second)
 	_, err = a.admin.ListUsers(bearerCtx(t, "not.a.jwt"), &latchv1.ListUsersRequest{})
 	wantStatus(t, err, codes.Unauthenticated, "")
 }
@@ -1114,7 +1114,7 @@ func TestAdminSigningKeys(t *testing.T) {
 	}
 
 	// Once the next key has been published long enough, it takes over.
-	a.clock.advance(a.srv.Config().KeyPublishLead + a.srv.Config().KeyReloadInterval + time.Second)
+	a.clock.Advance(a.srv.Config().KeyPublishLead + a.srv.Config().KeyReloadInterval + time.Second)
 	ctx := bearerCtx(t, a.loginSelf("root@example.com", adminPW).GetAccessToken())
 	rot, err := a.admin.RotateSigningKey(ctx, &latchv1.RotateSigningKeyRequest{})
 	if err != nil {
@@ -1217,7 +1217,7 @@ func TestBootstrapAdminConcurrent(t *testing.T) {
 func TestAdminListSessionsBounded(t *testing.T) {
 	a := newAdminEnv(t)
 	u := a.addUser("svc@example.com", "svc-password-1", "user")
-	base := a.clock.now()
+	base := a.clock.Now()
 	sessions := make([]storage.Session, 1001)
 	for i := range sessions {
 		sessions[i] = storage.Session{ID: fmt.Sprintf("s%04d", i), UserID: u.ID, Audience: "orders",

@@ -25,9 +25,9 @@ func TestGraceThiefLosesOnOwnersNextRefresh(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	t0 := e.login("alice@example.com", "alice-password")
 	t1 := e.refresh(t0.GetRefreshToken()) // owner
-	e.clock.advance(3 * time.Second)
+	e.clock.Advance(3 * time.Second)
 	stolen := e.refresh(t0.GetRefreshToken()) // thief, inside 5 s
-	e.clock.advance(10 * time.Second)
+	e.clock.Advance(10 * time.Second)
 	// The owner comes back with its T1, which the thief replaced: reuse.
 	_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: t1.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")

@@ -37,7 +37,7 @@ func TestAttackCorpusAgainstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := tokenstest.NewKit(t, priv)
-	k.Issuer, k.Audience, k.Now, k.Leeway = "https://latch.test", "orders", e.clock.now(), e.srv.Config().Leeway
+	k.Issuer, k.Audience, k.Now, k.Leeway = "https://latch.test", "orders", e.clock.Now(), e.srv.Config().Leeway
 	k.Subject, k.SessionID, k.Roles = alice.ID, session.GetSessionId(), []string{server.RoleIntrospect}
 	self := *k
 	self.Audience = e.srv.Config().Issuer

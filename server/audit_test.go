@@ -45,7 +45,7 @@ func TestAuditEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A replay after the retry window for the previous token is reuse.
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "")
 	_, err = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: r.GetTokens().GetRefreshToken()})

@@ -22,13 +22,13 @@ func TestDeviceProofOutlivesItsSecret(t *testing.T) {
 	}
 	proof := first.GetDeviceProof()
 	// One ordinary rotation, as the 30-day schedule or an operator does.
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	if _, err := e.srv.RotateSigningKey(ctxT(t), false); err != nil {
 		t.Fatal(err)
 	}
 	// 40 days later (well inside 180 days), after a key reload.
 	for range 40 {
-		e.clock.advance(24 * time.Hour)
+		e.clock.Advance(24 * time.Hour)
 		if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}

@@ -147,7 +147,7 @@ func TestSidecarFlow(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
 	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: doc.Issuer, Audience: []string{"orders"},
-		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.now))
+		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestDiscoveryUnderIssuerPath(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
 	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: doc.Issuer, Audience: []string{"orders"},
-		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.now))
+		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatalf("keys from jwks_uri %s: %v", doc.JWKSURI, err)
 	}

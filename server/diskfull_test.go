@@ -92,7 +92,7 @@ func TestDiskFull(t *testing.T) {
 	d.full.Store(false)
 	// Past the retry window, so that a token the failed attempt had
 	// consumed would now be reuse, not a retry.
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	r, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
 		t.Fatalf("Refresh after the disk recovered: %v (the failed attempt must not have consumed the token)", err)

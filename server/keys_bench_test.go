@@ -46,7 +46,7 @@ func BenchmarkRotateSigningKey(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			e := newEnv(b, keyConfig())
-			srv, err := server.New(ctxT(b), e.store, e.hasher, keyConfig(), append(opts, server.WithClock(e.clock.now))...)
+			srv, err := server.New(ctxT(b), e.store, e.hasher, keyConfig(), append(opts, server.WithClock(e.clock.Now))...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -54,7 +54,7 @@ func BenchmarkRotateSigningKey(b *testing.B) {
 			window := srv.Config().KeyReloadInterval + srv.Config().AccessTTL + srv.Config().Leeway
 			b.ReportAllocs()
 			for b.Loop() {
-				e.clock.advance(window + time.Second) // the last retired key goes, as it would in real time
+				e.clock.Advance(window + time.Second) // the last retired key goes, as it would in real time
 				if _, err := srv.RotateSigningKey(ctx, true); err != nil {
 					b.Fatal(err)
 				}

@@ -259,7 +259,7 @@ func TestRotationWalk(t *testing.T) {
 		v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: eff.Issuer, Audience: []string{"orders"},
 			Keys: interceptors.JWKSURL(url)},
 			interceptors.WithHTTPClient(&http.Client{Transport: cache}),
-			interceptors.WithClock(e.clock.now), interceptors.WithMinRefetchInterval(time.Second),
+			interceptors.WithClock(e.clock.Now), interceptors.WithMinRefetchInterval(time.Second),
 			// Background refreshes run on real timers, not on the test
 			// clock, so the key set looks hours old; staleness (fail
 			// closed after WithMaxKeyAge) is not what this walk checks.
@@ -270,7 +270,7 @@ func TestRotationWalk(t *testing.T) {
 		t.Cleanup(v.Close)
 		return v
 	}
-	honouring := verifier(&sidecarCache{now: e.clock.now})
+	honouring := verifier(&sidecarCache{now: e.clock.Now})
 	// Istio-like sidecars refreshing every 20 minutes, one per 2-minute
 	// phase of that schedule: whenever a key is created, one of them has
 	// just refreshed and sees the key only 20 minutes later. So the walk
@@ -280,7 +280,7 @@ func TestRotationWalk(t *testing.T) {
 	var istioCaches []*sidecarCache
 	var istio []*interceptors.Verifier
 	for i := range sidecarPhases {
-		c := &sidecarCache{now: e.clock.now, fixed: sidecarPeriod, phase: time.Duration(i) * sidecarPeriod / sidecarPhases, url: url}
+		c := &sidecarCache{now: e.clock.Now, fixed: sidecarPeriod, phase: time.Duration(i) * sidecarPeriod / sidecarPhases, url: url}
 		istioCaches = append(istioCaches, c)
 		istio = append(istio, verifier(c))
 	}
@@ -290,7 +290,7 @@ func TestRotationWalk(t *testing.T) {
 	retiredAt := map[string]time.Time{}      // kid → RetiredAt as stored
 	var minted []mintedToken
 	observe := func() {
-		now := e.clock.now()
+		now := e.clock.Now()
 		published := fetchJWKS(t, url)
 		for _, kid := range published {
 			if _, ok := firstPublished[kid]; !ok {
@@ -319,7 +319,7 @@ func TestRotationWalk(t *testing.T) {
 	}
 	mint := func() {
 		tp := e.login("alice@example.com", "alice-password")
-		now := e.clock.now()
+		now := e.clock.Now()
 		kid := tokenKid(t, tp.GetAccessToken())
 		first, ok := firstPublished[kid]
 		if !ok || now.Sub(first) < eff.KeyPublishLead {
@@ -328,7 +328,7 @@ func TestRotationWalk(t *testing.T) {
 		minted = append(minted, mintedToken{tok: tp.GetAccessToken(), kid: kid, mintedAt: now, exp: now.Add(eff.AccessTTL)})
 	}
 	check := func(step string) {
-		now := e.clock.now()
+		now := e.clock.Now()
 		caller := e.loginSelf("svc@example.com", "svc-password")
 		ictx := metadataCtx(t, caller.GetAccessToken())
 		for _, m := range minted {
@@ -359,14 +359,14 @@ func TestRotationWalk(t *testing.T) {
 	// cached a key set: exempt it from the lead (and only it).
 	first := activeKey(t, e.store).ID
 	firstPublished[first] = firstPublished[first].Add(-eff.KeyPublishLead)
-	start := e.clock.now()
+	start := e.clock.Now()
 	// Two hours and a half on the schedule alone, then as long again with an
 	// operator asking for an on-demand rotation every minute (granted each
 	// time the next key has been published for the lead).
 	var activatedAt []time.Time
 	onDemand := 0
-	for e.clock.now().Sub(start) < 5*time.Hour {
-		e.clock.advance(time.Minute)
+	for e.clock.Now().Sub(start) < 5*time.Hour {
+		e.clock.Advance(time.Minute)
 		// The sidecar refreshes first, so that a key created at this
 		// step waits a whole period for its next refresh (the worst case).
 		for _, c := range istioCaches {
@@ -380,7 +380,7 @@ func TestRotationWalk(t *testing.T) {
 		if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 			t.Fatalf("SyncSigningKeys: %v", err)
 		}
-		if e.clock.now().Sub(start) > 2*time.Hour+30*time.Minute {
+		if e.clock.Now().Sub(start) > 2*time.Hour+30*time.Minute {
 			_, err := e.srv.RotateSigningKey(ctxT(t), false)
 			switch {
 			case err == nil:
@@ -390,11 +390,11 @@ func TestRotationWalk(t *testing.T) {
 			}
 		}
 		if activeKey(t, e.store).ID != before {
-			activatedAt = append(activatedAt, e.clock.now())
+			activatedAt = append(activatedAt, e.clock.Now())
 		}
 		observe()
 		mint()
-		check(fmt.Sprintf("step %v", e.clock.now().Sub(start)))
+		check(fmt.Sprintf("step %v", e.clock.Now().Sub(start)))
 	}
 	if len(activatedAt) < 2+5 || onDemand < 5 {
 		t.Errorf("%d rotations (%d on demand) in 5h, want the 2 scheduled ones and at least 5 on demand", len(activatedAt), onDemand)
@@ -421,7 +421,7 @@ func TestRotationWalk(t *testing.T) {
 		t.Errorf("tokens were signed by %d keys, want %d (the first and one per rotation)", len(kids), len(activatedAt)+1)
 	}
 	for _, k := range storedKeys(t, e.store) {
-		if k.State == storage.KeyRetired && e.clock.now().After(k.RetiredAt.Add(window)) {
+		if k.State == storage.KeyRetired && e.clock.Now().After(k.RetiredAt.Add(window)) {
 			t.Errorf("retired key %s outlived its window", k.ID)
 		}
 	}
@@ -467,13 +467,13 @@ func TestRetiredKeyRemovedExactlyAfterWindow(t *testing.T) {
 	e := newEnv(t, cfg)
 	eff := e.srv.Config()
 	old := activeKey(t, e.store)
-	e.clock.advance(eff.KeyRotation)
+	e.clock.Advance(eff.KeyRotation)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	retired := storedKeys(t, e.store)[old.ID]
-	if retired.State != storage.KeyRetired || !retired.RetiredAt.Equal(e.clock.now()) {
-		t.Fatalf("old key after rotation = %s retired at %v, want retired at %v", retired.State, retired.RetiredAt, e.clock.now())
+	if retired.State != storage.KeyRetired || !retired.RetiredAt.Equal(e.clock.Now()) {
+		t.Fatalf("old key after rotation = %s retired at %v, want retired at %v", retired.State, retired.RetiredAt, e.clock.Now())
 	}
 	deadline := retired.RetiredAt.Add(eff.KeyReloadInterval + eff.AccessTTL + eff.Leeway)
 	infos, err := e.srv.ListSigningKeys(ctxT(t))
@@ -486,7 +486,7 @@ func TestRetiredKeyRemovedExactlyAfterWindow(t *testing.T) {
 		}
 	}
 	for _, at := range []time.Time{deadline.Add(-time.Minute), deadline} {
-		e.clock.advance(at.Sub(e.clock.now()))
+		e.clock.Advance(at.Sub(e.clock.Now()))
 		if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -494,12 +494,12 @@ func TestRetiredKeyRemovedExactlyAfterWindow(t *testing.T) {
 			t.Fatalf("retired key removed at %v, before its window ended at %v", at, deadline)
 		}
 	}
-	e.clock.advance(time.Nanosecond)
+	e.clock.Advance(time.Nanosecond)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(jwksKids(e.srv.JWKS()), old.ID) {
-		t.Fatalf("retired key still published at %v, after its window ended at %v", e.clock.now(), deadline)
+		t.Fatalf("retired key still published at %v, after its window ended at %v", e.clock.Now(), deadline)
 	}
 	if _, ok := storedKeys(t, e.store)[old.ID]; ok {
 		t.Fatal("retired key still stored after its window")
@@ -527,7 +527,7 @@ func TestOnDemandRotation(t *testing.T) {
 		t.Fatalf("ListSigningKeys = %+v, %v; want active then next, no scheduled activation", infos, err)
 	}
 
-	e.clock.advance(ready.Sub(e.clock.now()) - time.Nanosecond)
+	e.clock.Advance(ready.Sub(e.clock.Now()) - time.Nanosecond)
 	before := statesOf(storedKeys(t, e.store))
 	_, err = e.srv.RotateSigningKey(ctxT(t), false)
 	var nr *server.KeyNotReadyError
@@ -539,7 +539,7 @@ func TestOnDemandRotation(t *testing.T) {
 	}
 
 	// With the schedule off, time alone never rotates.
-	e.clock.advance(90 * 24 * time.Hour)
+	e.clock.Advance(90 * 24 * time.Hour)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +584,7 @@ func TestImmediateRotation(t *testing.T) {
 	}
 	after := storedKeys(t, e.store)
 	fresh := activeKey(t, e.store)
-	if _, existed := keys[fresh.ID]; existed || !fresh.ActivatedAt.Equal(e.clock.now()) {
+	if _, existed := keys[fresh.ID]; existed || !fresh.ActivatedAt.Equal(e.clock.Now()) {
 		t.Fatalf("immediate rotation activated %s (existed before: %v)", fresh.ID, existed)
 	}
 	if after[old.ID].State != storage.KeyRetired {
@@ -635,7 +635,7 @@ func TestRotationBurstIsCapped(t *testing.T) {
 	if after := statesOf(storedKeys(t, e.store)); fmt.Sprint(after) != fmt.Sprint(before) || len(e.srv.JWKS().Keys) != server.MaxRetiredKeys+2 {
 		t.Fatalf("refused rotation changed the keys (%d published)", len(e.srv.JWKS().Keys))
 	}
-	e.clock.advance(tm.RetryAt.Sub(e.clock.now()) + time.Nanosecond)
+	e.clock.Advance(tm.RetryAt.Sub(e.clock.Now()) + time.Nanosecond)
 	if _, err := e.srv.RotateSigningKey(ctxT(t), true); err != nil {
 		t.Fatalf("rotation after the first retired key's window: %v", err)
 	}
@@ -649,7 +649,7 @@ func TestReplicasShareOneStore(t *testing.T) {
 	cfg := keyConfig()
 	e := newEnv(t, cfg)
 	logs2 := &logBuffer{}
-	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.now),
+	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.Now),
 		server.WithLogger(slog.New(slog.NewJSONHandler(logs2, nil))))
 	if err != nil {
 		t.Fatalf("second server.New: %v", err)
@@ -659,9 +659,9 @@ func TestReplicasShareOneStore(t *testing.T) {
 	}
 	replicas := []*server.Server{e.srv, srv2}
 	activeSeen := map[string]bool{activeKey(t, e.store).ID: true}
-	start := e.clock.now()
-	for round := 0; e.clock.now().Sub(start) < 5*time.Hour; round++ {
-		e.clock.advance(7 * time.Minute)
+	start := e.clock.Now()
+	for round := 0; e.clock.Now().Sub(start) < 5*time.Hour; round++ {
+		e.clock.Advance(7 * time.Minute)
 		var wg sync.WaitGroup
 		errs := make([]error, 2*len(replicas))
 		for i, r := range replicas {
@@ -712,7 +712,7 @@ func TestReplicasShareOneStore(t *testing.T) {
 func TestReplicaVerifiesKeyActivatedElsewhere(t *testing.T) {
 	cfg := keyConfig()
 	e := newEnv(t, cfg)
-	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.now))
+	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,7 +721,7 @@ func TestReplicaVerifiesKeyActivatedElsewhere(t *testing.T) {
 	}
 	u := e.addUser("alice@example.com", "alice-password")
 	sess := storage.Session{ID: "s1", UserID: u.ID, Audience: "orders", CurrentHash: storage.TokenHash{1},
-		CreatedAt: e.clock.now(), LastRotatedAt: e.clock.now(), IdleExpiresAt: e.clock.now().Add(time.Hour), AbsoluteExpiresAt: e.clock.now().Add(time.Hour)}
+		CreatedAt: e.clock.Now(), LastRotatedAt: e.clock.Now(), IdleExpiresAt: e.clock.Now().Add(time.Hour), AbsoluteExpiresAt: e.clock.Now().Add(time.Hour)}
 	if err := e.store.CreateSession(ctxT(t), sess); err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +733,7 @@ func TestReplicaVerifiesKeyActivatedElsewhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := e.clock.now()
+	now := e.clock.Now()
 	tok, err := signer.Sign(tokens.Claims{Issuer: cfg.Issuer, Subject: u.ID, Audience: []string{"orders"},
 		ExpiresAt: now.Add(time.Minute), NotBefore: now, IssuedAt: now, ID: "jti-1", SessionID: "s1"})
 	if err != nil {
@@ -752,7 +752,7 @@ func TestRunKeyManager(t *testing.T) {
 	cfg.KeyReloadInterval = 100 * time.Millisecond
 	e := newEnv(t, cfg)
 	old := activeKey(t, e.store)
-	e.clock.advance(cfg.KeyRotation)
+	e.clock.Advance(cfg.KeyRotation)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan struct{})
 	go func() { e.srv.RunKeyManager(ctx); close(done) }()
@@ -789,7 +789,7 @@ func TestReplicasRunningKeyManagers(t *testing.T) {
 	cfg.KeyReloadInterval = 100 * time.Millisecond
 	e := newEnv(t, cfg)
 	logs2 := &logBuffer{}
-	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.now),
+	srv2, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithClock(e.clock.Now),
 		server.WithLogger(slog.New(slog.NewJSONHandler(logs2, nil))))
 	if err != nil {
 		t.Fatal(err)
@@ -803,7 +803,7 @@ func TestReplicasRunningKeyManagers(t *testing.T) {
 
 	actives := map[string]bool{}
 	for step := range 12 {
-		e.clock.advance(20 * time.Minute)
+		e.clock.Advance(20 * time.Minute)
 		waitFor(t, fmt.Sprintf("replicas to converge at step %d", step), func() bool {
 			keys := storedKeys(t, e.store)
 			var active string
@@ -827,7 +827,7 @@ func TestReplicasRunningKeyManagers(t *testing.T) {
 			}
 			actives[active] = true
 			// Converged on the set due at this time: nothing is overdue.
-			return e.clock.now().Before(keys[active].ActivatedAt.Add(cfg.KeyRotation))
+			return e.clock.Now().Before(keys[active].ActivatedAt.Add(cfg.KeyRotation))
 		})
 	}
 	cancel()
@@ -843,7 +843,7 @@ func TestReplicasRunningKeyManagers(t *testing.T) {
 func TestKeysSurviveRestart(t *testing.T) {
 	cfg := keyConfig()
 	e := newEnv(t, cfg)
-	e.clock.advance(cfg.KeyRotation)
+	e.clock.Advance(cfg.KeyRotation)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -853,7 +853,7 @@ func TestKeysSurviveRestart(t *testing.T) {
 	}
 	e.close()
 	e2 := newEnvAt(t, e.dbPath, cfg)
-	e2.clock.advance(cfg.KeyRotation + time.Minute) // the same instant as before the restart (plus a minute)
+	e2.clock.Advance(cfg.KeyRotation + time.Minute) // the same instant as before the restart (plus a minute)
 	if err := e2.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -1099,7 +1099,7 @@ func TestKeyEncryptionMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv, err := server.New(ctxT(t), st, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.now),
+	srv, err := server.New(ctxT(t), st, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.Now),
 		server.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	if err != nil {
 		t.Fatalf("New with a first KEK: %v", err)
@@ -1175,7 +1175,7 @@ func TestReplicaWhoseKeysDoNotLoadIsNotReady(t *testing.T) {
 	e := newEnv(t, cfg) // replica A: no key-encryption key
 	readyz := strings.TrimSuffix(serveHTTP(t, e.srv), server.JWKSPath) + "/readyz"
 	kek := newKEK(t)
-	b, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.now))
+	b, err := server.New(ctxT(t), e.store, e.hasher, cfg, server.WithKeySealer(kek), server.WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatalf("replica B with a KEK: %v", err)
 	}

@@ -53,7 +53,7 @@ func TestLimiterFloodDoesNotResetAccountBudget(t *testing.T) {
 
 	// One second later the address has one token again; the account's
 	// shared bucket has refilled by 1/300 of a token.
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	err := guess()
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("after the flood a guess on the limited account got %v; want RESOURCE_EXHAUSTED: the flood evicted the account's bucket and reset its budget", err)

@@ -235,7 +235,7 @@ func TestLiveSessionsPerPersonAreCapped(t *testing.T) {
 	var pairs []*latchv1.TokenPair
 	for range 5 {
 		pairs = append(pairs, e.login("alice@example.com", "alice-password"))
-		e.clock.advance(time.Second)
+		e.clock.Advance(time.Second)
 	}
 	for i := range 2 {
 		ev, err := watch.Recv()
@@ -301,7 +301,7 @@ func TestDeviceProofKeepsTheOwnerIn(t *testing.T) {
 	wantStatus(t, login("alice-password", aliceProof), codes.ResourceExhausted, "")
 
 	// A device proof expires: past its lifetime it is no better than none.
-	e.clock.advance(e.srv.Config().DeviceProofTTL + time.Second)
+	e.clock.Advance(e.srv.Config().DeviceProofTTL + time.Second)
 	for range 3 {
 		wantStatus(t, login("guess", ""), codes.Unauthenticated, "")
 	}

@@ -183,7 +183,7 @@ func TestMetricsMove(t *testing.T) {
 	}
 	c.add("latch_refreshes_total", map[string]string{"outcome": server.RefreshRotated}, 1)
 	c.rpc("Refresh", codes.OK)
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "")
 	c.add("latch_refreshes_total", map[string]string{"outcome": server.RefreshReuseDetected}, 1)
@@ -285,7 +285,7 @@ func TestMetricsMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.check("after a sync with nothing due") // no rotation counted
-	e.clock.advance(e.srv.Config().KeyRotation + time.Hour)
+	e.clock.Advance(e.srv.Config().KeyRotation + time.Hour)
 	if err := e.srv.SyncSigningKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestSessionsLiveGauge(t *testing.T) {
 	if got := live(); got != 0 {
 		t.Errorf("empty store: %v live sessions, want 0", got)
 	}
-	e.clock.advance(31 * time.Second)
+	e.clock.Advance(31 * time.Second)
 	e.addUser("alice@example.com", "alice-password")
 	a := e.login("alice@example.com", "alice-password")
 	e.login("alice@example.com", "alice-password")
@@ -355,7 +355,7 @@ func TestSessionsLiveGauge(t *testing.T) {
 	if got := live(); got != 2 {
 		t.Errorf("within 30 s of the last count: %v, want the cached 2", got)
 	}
-	e.clock.advance(30 * time.Second)
+	e.clock.Advance(30 * time.Second)
 	if got := live(); got != 1 {
 		t.Errorf("30 s later, after one revocation: %v, want 1", got)
 	}

@@ -74,7 +74,7 @@ func TestRefreshProbingIsLimited(t *testing.T) {
 
 	// A replay of the rotated token past its retry window is refused like
 	// any failing token, and still revokes the session.
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: prev.GetRefreshToken()})
 	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
 	if sess, err := e.store.GetSession(ctxT(t), tp.GetSessionId()); err != nil || !sess.Revoked() {
@@ -82,7 +82,7 @@ func TestRefreshProbingIsLimited(t *testing.T) {
 	}
 
 	// The budget refills: one invalid token is answered as such again.
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	wantStatus(t, probe(7), codes.Unauthenticated, "invalid refresh token")
 	wantStatus(t, probe(8), codes.ResourceExhausted, "too many invalid tokens; retry later")
 }
@@ -141,7 +141,7 @@ func TestOpenIntrospectProbingIsLimited(t *testing.T) {
 	}
 	_, err = e.client.Introspect(ctxT(t), &latchv1.IntrospectRequest{Token: "garbage"})
 	wantStatus(t, err, codes.ResourceExhausted, "too many invalid tokens; retry later")
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	if r := e.introspect(ctxT(t), "garbage"); r.GetActive() {
 		t.Fatal("garbage active after the refill")
 	}

@@ -161,7 +161,7 @@ func TestRefreshGraceRetriedSuccessorRotates(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	tp := e.login("alice@example.com", "alice-password")
 	lost := e.refresh(tp.GetRefreshToken())
-	e.clock.advance(5 * time.Second)
+	e.clock.Advance(5 * time.Second)
 	retried := e.refresh(tp.GetRefreshToken())
 	again := e.refresh(retried.GetRefreshToken())
 	_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: lost.GetRefreshToken()})
@@ -210,7 +210,7 @@ func TestRefreshKeyRotation(t *testing.T) {
 	e.addUser("alice@example.com", "alice-password")
 	before := activeRefreshKey(t, e.store)
 	old := e.login("alice@example.com", "alice-password")
-	e.clock.advance(time.Hour) // the next signing key is ready
+	e.clock.Advance(time.Hour) // the next signing key is ready
 	if _, err := e.srv.RotateSigningKey(ctxT(t), false); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestRefreshKeyRotation(t *testing.T) {
 		t.Fatalf("successor of an old-key token: %+v, %v; want it minted under the new key %s", p, err, after.ID)
 	}
 	// Past the old key's window it is removed.
-	e.clock.advance(cfg.DeviceProofTTL + cfg.KeyReloadInterval + time.Second)
+	e.clock.Advance(cfg.DeviceProofTTL + cfg.KeyReloadInterval + time.Second)
 	if err := e.srv.SyncSigningKeys(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

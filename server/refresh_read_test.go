@@ -38,7 +38,7 @@ func TestRefreshReuseNoSecondLookup(t *testing.T) {
 	}
 	dl.n.Store(0)
 
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second) // past the retry window: reuse
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second) // past the retry window: reuse
 	_, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 	if n := dl.n.Load(); n != 0 {

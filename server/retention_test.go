@@ -34,9 +34,9 @@ func TestSessionCapLeavesBoundedStorage(t *testing.T) {
 	var pairs []*latchv1.TokenPair
 	for range logins {
 		pairs = append(pairs, e.login("busy@example.com", "busy-password"))
-		e.clock.advance(time.Minute) // within the account's login rate
+		e.clock.Advance(time.Minute) // within the account's login rate
 	}
-	lastRevocation := e.clock.now().Add(-time.Minute)
+	lastRevocation := e.clock.Now().Add(-time.Minute)
 	count := func() (stored, live int) {
 		t.Helper()
 		all, err := e.store.ListUserSessions(ctxT(t), u.ID)
@@ -44,7 +44,7 @@ func TestSessionCapLeavesBoundedStorage(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range all {
-			if s.Live(e.clock.now()) {
+			if s.Live(e.clock.Now()) {
 				live++
 			}
 		}
@@ -52,7 +52,7 @@ func TestSessionCapLeavesBoundedStorage(t *testing.T) {
 	}
 	sweep := func() {
 		t.Helper()
-		if _, err := storage.SweepOnce(ctxT(t), e.store, 1000, e.clock.now()); err != nil {
+		if _, err := storage.SweepOnce(ctxT(t), e.store, 1000, e.clock.Now()); err != nil {
 			t.Fatalf("SweepOnce: %v", err)
 		}
 	}
@@ -64,7 +64,7 @@ func TestSessionCapLeavesBoundedStorage(t *testing.T) {
 	// Just before the last revocation's retention ends, the session it
 	// revoked is still stored (those revoked earlier are gone), and its
 	// refresh token is refused.
-	e.clock.advance(lastRevocation.Add(retention - time.Second).Sub(e.clock.now()))
+	e.clock.Advance(lastRevocation.Add(retention - time.Second).Sub(e.clock.Now()))
 	sweep()
 	if stored, live := count(); stored != maxSessions+1 || live != maxSessions {
 		t.Fatalf("just before the last retention ends: %d sessions stored, %d live; want %d, %d", stored, live, maxSessions+1, maxSessions)
@@ -74,7 +74,7 @@ func TestSessionCapLeavesBoundedStorage(t *testing.T) {
 	}
 
 	// After it, and a sweep, no more than the cap are stored.
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	sweep()
 	if stored, live := count(); stored > maxSessions || live != maxSessions {
 		t.Fatalf("after the retention and a sweep: %d sessions stored, %d live; want at most %d, all live", stored, live, maxSessions)

@@ -87,7 +87,7 @@ func TestWatchRevocationsSnapshotThenLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := recv(t, st); ev.GetSessionId() != before.GetSessionId() || ev.GetJti() != "" || ev.GetExp() <= e.clock.now().Unix() {
+	if ev := recv(t, st); ev.GetSessionId() != before.GetSessionId() || ev.GetJti() != "" || ev.GetExp() <= e.clock.Now().Unix() {
 		t.Fatalf("snapshot event = %v, want session %s", ev, before.GetSessionId())
 	}
 
@@ -109,7 +109,7 @@ func TestWatchRevocationsSnapshotThenLive(t *testing.T) {
 	if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: live.GetRefreshToken()}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("reuse = %v", err)
 	}

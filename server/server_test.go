@@ -77,7 +77,7 @@ func TestLoginIssuesTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("access token does not verify: %v", err)
 	}
-	now := e.clock.now()
+	now := e.clock.Now()
 	if c.Subject != u.ID || c.SessionID != tp.GetSessionId() || c.Issuer != "https://latch.test" ||
 		fmt.Sprint(c.Audience) != "[billing]" || fmt.Sprint(c.Roles) != "[user reader]" || c.ID == "" ||
 		!c.ExpiresAt.Equal(now.Add(15*time.Minute)) || !c.IssuedAt.Equal(now) || !c.NotBefore.Equal(now) {
@@ -201,7 +201,7 @@ func TestLoginRateLimits(t *testing.T) {
 		t.Errorf("the address's limit not logged")
 	}
 	// Buckets refill with time.
-	e.clock.advance(10 * time.Minute)
+	e.clock.Advance(10 * time.Minute)
 	e.login("alice@example.com", "alice-password")
 }
 
@@ -211,7 +211,7 @@ func TestRefreshRotationChain(t *testing.T) {
 	tp := e.login("alice@example.com", "alice-password")
 	seen := map[string]bool{tp.GetRefreshToken(): true}
 	for i := range 5 {
-		e.clock.advance(time.Minute)
+		e.clock.Advance(time.Minute)
 		resp, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 		if err != nil {
 			t.Fatalf("refresh %d: %v", i, err)
@@ -245,7 +245,7 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 		t.Fatalf("fresh access token inactive")
 	}
 
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 
@@ -393,7 +393,7 @@ func TestRefreshGraceRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(5 * time.Second)
+	e.clock.Advance(5 * time.Second)
 	// The client lost r1's reply and retries with the same token.
 	r2, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
@@ -425,7 +425,7 @@ func TestRefreshFailuresShareOneMessage(t *testing.T) {
 			return t
 		},
 		"revoked":      func() string { return revoked.GetRefreshToken() },
-		"idle expired": func() string { e.clock.advance(61 * time.Minute); return idle.GetRefreshToken() },
+		"idle expired": func() string { e.clock.Advance(61 * time.Minute); return idle.GetRefreshToken() },
 		"access token": func() string { return idle.GetAccessToken() },
 		"trailing bits": func() string {
 			r := []byte(disabled.GetRefreshToken())
@@ -516,7 +516,7 @@ func TestAbsoluteLifetimeCapsTokens(t *testing.T) {
 	e := newEnv(t, cfg)
 	e.addUser("alice@example.com", "alice-password")
 	tp := e.login("alice@example.com", "alice-password")
-	e.clock.advance(59 * time.Minute) // 11 minutes of absolute lifetime left
+	e.clock.Advance(59 * time.Minute) // 11 minutes of absolute lifetime left
 	resp, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +527,7 @@ func TestAbsoluteLifetimeCapsTokens(t *testing.T) {
 	if got := resp.GetTokens().GetRefreshExpiresIn(); got != 660 {
 		t.Errorf("refresh_expires_in = %d, want 660", got)
 	}
-	e.clock.advance(11 * time.Minute)
+	e.clock.Advance(11 * time.Minute)
 	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: resp.GetTokens().GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
 }
@@ -661,7 +661,7 @@ func TestIntrospectAuthMatrix(t *testing.T) {
 		})
 	}
 	t.Run("expired credential", func(t *testing.T) {
-		e.clock.advance(16 * time.Minute)
+		e.clock.Advance(16 * time.Minute)
 		_, err := e.client.Introspect(bearer("Bearer "+svc.GetAccessToken()), &latchv1.IntrospectRequest{Token: alice.GetAccessToken()})
 		wantStatus(t, err, codes.Unauthenticated, "")
 	})
@@ -683,7 +683,7 @@ func TestIntrospectResponses(t *testing.T) {
 	u := e.addUser("alice@example.com", "alice-password", "user")
 	ictx := e.introspector()
 	tp := e.login("alice@example.com", "alice-password")
-	now := e.clock.now().Unix()
+	now := e.clock.Now().Unix()
 
 	got := e.introspect(ictx, tp.GetAccessToken())
 	c, _ := e.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
@@ -724,7 +724,7 @@ func TestIntrospectResponses(t *testing.T) {
 	_, err := e.client.Introspect(ictx, &latchv1.IntrospectRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "")
 
-	e.clock.advance(16 * time.Minute)
+	e.clock.Advance(16 * time.Minute)
 	// The introspector's own token has expired too; get a fresh caller.
 	svc := e.loginSelf("introspector@example.com", "introspector-pw")
 	ictx2 := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+svc.GetAccessToken())
@@ -764,7 +764,7 @@ func TestGetJWKSMatchesHTTPAndTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := tokens.NewVerifier(ks, "https://latch.test", []string{"orders"}, tokens.WithClock(e.clock.now))
+	v, err := tokens.NewVerifier(ks, "https://latch.test", []string{"orders"}, tokens.WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -877,7 +877,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(server.DefaultRefreshReuseGrace + time.Second)
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
 	_, _ = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()}) // reuse
 	if !strings.Contains(e.logs.String(), `"event":"refresh_reuse_detected"`) {
 		t.Fatal("no reuse detected: the reuse path's records are not checked")

@@ -1,63 +1,27 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"log/slog"
-	"net"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/internal/latchtest"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the harness's settable test clock.
+type clock = latchtest.Clock
 
 // logBuffer collects JSON log records for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer = latchtest.LogBuffer
 
 // env is one Latch server on a real bbolt file in t.TempDir(), served over
 // bufconn through the real interceptor chain.
@@ -76,12 +40,10 @@ type env struct {
 }
 
 // fastParams keep argon2id cheap in tests; the code path is the same.
-func fastParams() password.Params {
-	return password.Params{Memory: 64, Time: 1, Threads: 1, SaltLength: 16, KeyLength: 32}
-}
+func fastParams() password.Params { return latchtest.FastParams() }
 
 func baseConfig() server.Config {
-	return server.Config{Issuer: "https://latch.test", Audiences: []string{"orders", "billing"}}
+	return latchtest.DefaultConfig()
 }
 
 // wrap lets a test put a fault-injecting wrapper around the real store.
@@ -102,43 +64,14 @@ func newEnvAt(t testing.TB, dbPath string, cfg server.Config, wrappers ...wrap) 
 // logger.
 func startEnv(t testing.TB, dbPath string, oc opsConfig) *env {
 	t.Helper()
-	st, err := bolt.Open(dbPath, oc.boltOpts...)
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
+	wraps := make([]func(storage.Store) storage.Store, len(oc.wrappers))
+	for i, w := range oc.wrappers {
+		wraps[i] = w
 	}
-	var store storage.Store = st
-	for _, w := range oc.wrappers {
-		store = w(store)
-	}
-	hasher, err := password.NewHasher(fastParams(), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := append([]server.Option{server.WithClock(clk.now), server.WithLogger(log)}, oc.srvOpts...)
-	srv, err := server.New(ctxT(t), store, hasher, oc.cfg, opts...)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(srv, log, oc.grpcOpts...)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dbPath: dbPath, store: store, srv: srv, client: latchv1.NewAuthServiceClient(conn),
-		conn: conn, clock: clk, logs: logs, hasher: hasher, gs: gs, lis: lis}
-	t.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		store.Close()
-	})
-	return e
+	l := latchtest.Start(t, latchtest.Options{Config: oc.cfg, DBPath: dbPath, Wrap: wraps,
+		Server: oc.srvOpts, GRPC: oc.grpcOpts, Bolt: oc.boltOpts})
+	return &env{t: t, dbPath: dbPath, store: l.Store, srv: l.Server, client: l.Client, conn: l.Conn,
+		clock: l.Clock, logs: l.Logs, hasher: l.Hasher, gs: l.GRPC, lis: l.Listener}
 }
 
 // close stops the server and closes the store early (for restart tests).
@@ -147,12 +80,7 @@ func (e *env) close() {
 	e.store.Close()
 }
 
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return latchtest.Context(t) }
 
 // addUser stores a user with a password directly (as `latch user add` does).
 func (e *env) addUser(email, pw string, roles ...string) storage.User {
@@ -166,7 +94,7 @@ func (e *env) addUser(email, pw string, roles ...string) storage.User {
 		e.t.Fatal(err)
 	}
 	u := storage.User{ID: id, Email: server.NormalizeEmail(email), PasswordHash: h, Roles: roles,
-		CreatedAt: e.clock.now(), UpdatedAt: e.clock.now()}
+		CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}
 	if err := e.store.CreateUser(ctxT(e.t), u); err != nil {
 		e.t.Fatal(err)
 	}

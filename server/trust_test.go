@@ -222,7 +222,7 @@ func TestLostRefreshReplyIsRetriedByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	retry, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
 	if err != nil {
 		t.Fatalf("retry of the immediately previous token within the default window: %v", err)

@@ -86,7 +86,7 @@ func TestWatchEndsWhenCallerTokenExpires(t *testing.T) {
 	if _, err := w.Header(); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(24 * time.Hour) // the caller's token expired long ago
+	e.clock.Advance(24 * time.Hour) // the caller's token expired long ago
 	bob := e.login("bob@example.com", "bob-password")
 	if _, err := e.client.Revoke(ctxT(t), &latchv1.RevokeRequest{Token: bob.GetRefreshToken()}); err != nil {
 		t.Fatal(err)

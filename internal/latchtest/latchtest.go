@@ -125,7 +125,9 @@ type Latch struct {
 	Clock  *Clock
 	Logs   *LogBuffer // JSON records at debug level and above
 	Hasher *password.Hasher
-	lis    *bufconn.Listener
+	// Listener is the server's in-memory listener, for tests that speak
+	// raw bytes to it.
+	Listener *bufconn.Listener
 }
 
 // Start serves a Latch for the rest of the test; cleanup stops the server
@@ -160,9 +162,9 @@ func Start(t testing.TB, o Options) *Latch {
 		store.Close()
 		t.Fatalf("server.New: %v", err)
 	}
-	l.lis = bufconn.Listen(1 << 20)
+	l.Listener = bufconn.Listen(1 << 20)
 	l.GRPC = server.NewGRPCServer(l.Server, log, o.GRPC...)
-	go func() { _ = l.GRPC.Serve(l.lis) }()
+	go func() { _ = l.GRPC.Serve(l.Listener) }()
 	l.Conn = l.dial()
 	l.Client = latchv1.NewAuthServiceClient(l.Conn)
 	t.Cleanup(func() {
@@ -183,7 +185,7 @@ func (l *Latch) Dial(opts ...grpc.DialOption) *grpc.ClientConn {
 
 func (l *Latch) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 	conn, err := grpc.NewClient("passthrough:///latch", append([]grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.lis.DialContext(ctx) }),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.Listener.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		l.T.Fatal(err)

@@ -1,7 +1,6 @@
 package extauthz_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,39 +25,17 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
-	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/latchtest"
 	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/extauthz"
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/tokens"
 )
 
 const issuer = "https://latch.test"
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func ctxT(t testing.TB) context.Context { return latchtest.Context(t) }
 
 // countingKeys wraps Latch's key source and counts lookups, so that a test
 // can tell a cached verification from a full one.
@@ -81,6 +57,7 @@ func (c *countingKeys) PublicKey(ctx context.Context, kid string) (*ecdsa.Public
 // ext_authz server, built as `latch serve --ext-authz-addr` builds it,
 // with a Check client over bufconn.
 type env struct {
+	*latchtest.Latch
 	t        testing.TB
 	store    storage.Store
 	srv      *server.Server
@@ -89,8 +66,7 @@ type env struct {
 	ea       *extauthz.Server
 	keys     *countingKeys
 	failRevs atomic.Bool // fault injection: the revocation read fails
-	logs     *syncBuffer
-	hasher   *password.Hasher
+	logs     *latchtest.LogBuffer
 }
 
 func dial(t testing.TB, lis *bufconn.Listener) *grpc.ClientConn {
@@ -112,25 +88,9 @@ func newEnv(t testing.TB, opts ...extauthz.Option) *env {
 // newEnvWith is newEnv with extra options for the Verifier.
 func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Option) *env {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	hasher, err := password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLength: 16, KeyLength: 32}, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(ctxT(t), st, hasher, server.Config{Issuer: issuer, Audiences: []string{"orders", "billing"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, store: st, srv: srv, hasher: hasher, logs: &syncBuffer{}}
-	latchLis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(srv, slog.New(slog.DiscardHandler))
-	go func() { _ = gs.Serve(latchLis) }()
-	t.Cleanup(gs.Stop)
-	e.latch = latchv1.NewAuthServiceClient(dial(t, latchLis))
+	l := latchtest.Start(t, latchtest.Options{ClockStart: time.Now()})
+	srv := l.Server
+	e := &env{Latch: l, t: t, store: l.Store, srv: srv, latch: l.Client, logs: &latchtest.LogBuffer{}}
 
 	policy, err := extauthz.LoadPolicy("testdata/policy.yaml", issuer)
 	if err != nil {
@@ -164,48 +124,15 @@ func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Opti
 	return e
 }
 
-func (e *env) addUser(email, pw string, roles ...string) {
-	e.t.Helper()
-	h, err := e.hasher.Hash(ctxT(e.t), pw)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	id, _ := tokens.NewID(rand.Reader)
-	if err := e.store.CreateUser(ctxT(e.t), storage.User{ID: id, Email: email, PasswordHash: h, Roles: roles}); err != nil {
-		e.t.Fatal(err)
-	}
-}
+func (e *env) addUser(email, pw string, roles ...string) { e.AddUser(email, pw, roles...) }
 
-func (e *env) login(email, pw, aud string) *latchv1.TokenPair {
-	e.t.Helper()
-	resp, err := e.latch.Login(ctxT(e.t), &latchv1.LoginRequest{Email: email, Password: pw, Audience: aud})
-	if err != nil {
-		e.t.Fatalf("Login: %v", err)
-	}
-	return resp.GetTokens()
-}
+func (e *env) login(email, pw, aud string) *latchv1.TokenPair { return e.Login(email, pw, aud) }
 
 // forge signs claims with Latch's real key: correctly signed tokens with
 // wrong claims.
 func (e *env) forge(mut func(*tokens.Claims)) string {
 	e.t.Helper()
-	keys, err := e.store.ListSigningKeys(ctxT(e.t))
-	if err != nil {
-		e.t.Fatalf("keys: %v", err)
-	}
-	var s *tokens.Signer
-	for _, k := range keys {
-		if k.State == storage.KeyActive {
-			priv, err := tokens.ParsePrivateKey(k.PrivateKey)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			s, _ = tokens.NewSigner(priv)
-		}
-	}
-	if s == nil {
-		e.t.Fatal("no active signing key")
-	}
+	s := e.Signer()
 	now := time.Now()
 	c := tokens.Claims{Issuer: issuer, Subject: "u-forged", Audience: []string{"orders"}, IssuedAt: now,
 		ExpiresAt: now.Add(10 * time.Minute), ID: "jti-forged", SessionID: "sid-forged", Roles: []string{"orders:read"}}
