@@ -52,7 +52,7 @@ func (b *runner) ratios() {
 	add("Introspect (distinct) / Hydra introspect", intro, rate(hydraIntrospectRow), "target ≥ 10")
 	refresh := rate("Refresh (rotation")
 	add("Refresh / raw bbolt batched commit", refresh, batch, "target ≥ 0.7")
-	add("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "a trivial put per commit; a rotation writes 2 scattered pages, so Refresh commits cost more")
+	add("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "a trivial put per commit; a rotation rewrites pages scattered over the file, so Refresh commits cost more")
 	add("Refresh / Hydra token issue", refresh, rate(hydraIssueRow), "target ≥ 20")
 	for _, r := range b.report.Rows {
 		if strings.HasPrefix(r.Name, "Refresh (rotation") || (r.Kind == "scale" && strings.HasPrefix(r.Name, "Refresh,")) {
