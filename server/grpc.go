@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -97,6 +98,12 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(o.transport.MaxConcurrentStreams),
+		// Kept goroutines serve the RPCs, so a call runs on a stack already
+		// grown through the interceptor chain and handler rather than on a
+		// fresh goroutine whose stack grows by copying on every call. An
+		// RPC that finds every worker busy (16 per core leaves room for
+		// handlers waiting on a commit's fsync) gets a goroutine of its own.
+		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(o.transport.Enforcement),
 		grpc.KeepaliveParams(o.transport.Keepalive),
 		grpc.ChainUnaryInterceptor(unary...),

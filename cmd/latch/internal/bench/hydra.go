@@ -30,12 +30,11 @@ const (
 // cycles through (the Latch rows use --sessions distinct tokens).
 const hydraTokens = 1000
 
-// hydra is Ory Hydra run next to Latch as a peer, so that the issue-8
-// comparisons with it are measured in the same run rather than taken from
-// figures measured on another day: the binary named by --hydra (built with
-// SQLite support; latch bench neither fetches nor builds it), on a SQLite
-// file in the run's temporary directory, with JWT access tokens signed by
-// an ES256 key, serving on loopback.
+// hydra is Ory Hydra run next to Latch as a peer, so that a ratio to it
+// compares two rates measured in the same run: the binary named by --hydra
+// (built with SQLite support; latch bench neither fetches nor builds it),
+// on a SQLite file in the run's temporary directory, with JWT access tokens
+// signed by an ES256 key, serving on loopback.
 type hydra struct {
 	srv           *server // the hydra process (no Latch metrics: store counts stay empty)
 	public, admin string  // base URLs
