@@ -234,7 +234,7 @@ func TestServeBootstrapConfig(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")
-			cmd := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd := serveCommand(t, ctx, append([]string{"--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
 			cmd.Env = append(os.Environ(), tc.env...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
@@ -250,7 +250,7 @@ func TestServeBootstrapConfig(t *testing.T) {
 		})
 	}
 	// Reported with every other configuration problem, at once.
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(dir, "x.db"), "--access-ttl", "-1s", "--bootstrap-admin", "root@example.com")
+	cmd := serveCommand(t, ctx, "--db", filepath.Join(dir, "x.db"), "--access-ttl", "-1s", "--bootstrap-admin", "root@example.com")
 	out, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "access-ttl") || !strings.Contains(string(out), "needs a password") {
 		t.Errorf("bootstrap and other configuration errors not reported together:\n%s", out)

@@ -39,7 +39,7 @@ func clientAuthEnv(t *testing.T) {
 // listening instead is killed and the test fails.
 func wantRefused(t *testing.T, ctx context.Context, args []string, want ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, latchBinary(t), args...)
+	cmd := latchCommand(t, ctx, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -164,7 +164,7 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")
 			args := append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders"}, tc.args...)
-			out, err := exec.CommandContext(ctx, latchBinary(t), args...).CombinedOutput()
+			out, err := latchCommand(t, ctx, args...).CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("err=%v, want exit 1\n%s", err, out)
@@ -296,7 +296,7 @@ func TestExtAuthzMutualTLS(t *testing.T) {
 		bad.Close()
 	}
 
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(t.TempDir(), "x.db"),
+	out, err := serveCommand(t, ctx, "--db", filepath.Join(t.TempDir(), "x.db"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders",
 		"--ext-authz-addr", "0.0.0.0:0", "--ext-authz-policy", testPolicy).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on --ext-authz-addr") {

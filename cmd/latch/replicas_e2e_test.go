@@ -274,7 +274,7 @@ func TestReplicasShareEtcd(t *testing.T) {
 // clear error within the dial timeout.
 func TestServeEtcdConfigErrors(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--db", "x.db",
+	out, err := serveCommand(t, ctx, "--storage", "etcd", "--db", "x.db",
 		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "1m").CombinedOutput()
 	if err == nil {
 		t.Fatal("serve with bad etcd flags started")
@@ -285,15 +285,15 @@ func TestServeEtcdConfigErrors(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
+	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `--etcd-endpoints "http://10.1.2.3:2379" is plaintext over the network`) {
 		t.Errorf("plaintext etcd over the network: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
+	out, err = serveCommand(t, ctx, "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--etcd-endpoints applies only to --storage etcd") {
 		t.Errorf("etcd flag with bbolt: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",
+	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",
 		"--etcd-dial-timeout", "1s", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "open etcd storage") {
@@ -320,7 +320,7 @@ func TestServeEtcdTLS(t *testing.T) {
 		"no client certificate": append(etcdArgs(srv, prefix), "--etcd-ca", srv.CAFile),
 		"unknown CA":            append(etcdArgs(srv, prefix), "--etcd-cert", srv.CertFile, "--etcd-key", srv.KeyFile),
 	} {
-		out, err := exec.CommandContext(ctx, latchBinary(t), append(base, args...)...).CombinedOutput()
+		out, err := latchCommand(t, ctx, append(base, args...)...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "open etcd storage") {
 			t.Errorf("%s: serve = %v, want a refusal to start\n%s", name, err, out)
 		}
@@ -558,7 +558,7 @@ func TestServeEtcdAuth(t *testing.T) {
 	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": p1.refresh}), "OK", "", "Refresh with etcd auth")
 
 	t.Setenv("LATCH_ETCD_PASSWORD", "wrong-etcd-password")
-	out, err := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	out, err := serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--etcd-username", "latch", "--etcd-dial-timeout", "3s"}, etcdArgs(srv, prefix)...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "authentication failed") {
 		t.Errorf("serve with a wrong etcd password = %v, want an authentication failure\n%s", err, out)

@@ -69,29 +69,29 @@ type extAuthz struct {
 // is nil when --ext-authz-addr is empty. issuer is Latch's --issuer, its
 // own audience, which the policy may not name; audiences are the ones
 // Latch issues (nil: not known here, not checked).
-func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*extauthz.Policy, error) {
+func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string, n namer) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
-			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
+			return nil, fmt.Errorf("%s is set but %s is not: the policy would not be used", n("ext-authz-policy"), n("ext-authz-addr"))
 		}
 		return nil, nil
 	}
 	var errs []error
 	if f.policy == "" {
-		errs = append(errs, errors.New("--ext-authz-policy is required with --ext-authz-addr (requests no rule names are denied)"))
+		errs = append(errs, fmt.Errorf("%s is required with %s (requests no rule names are denied)", n("ext-authz-policy"), n("ext-authz-addr")))
 	}
 	if f.cache < 0 {
-		errs = append(errs, errors.New("--ext-authz-cache must not be negative"))
+		errs = append(errs, fmt.Errorf("%s must not be negative", n("ext-authz-cache")))
 	}
 	if f.healthInterval <= 0 {
-		errs = append(errs, errors.New("--ext-authz-health-interval must be positive"))
+		errs = append(errs, fmt.Errorf("%s must be positive", n("ext-authz-health-interval")))
 	}
 	if err := extauthz.CheckHeaderNames(f.subH, f.sidH, f.rolesH); err != nil {
-		errs = append(errs, fmt.Errorf("--ext-authz-*-header: %w", err))
+		errs = append(errs, fmt.Errorf("%s, %s, %s: %w", n("ext-authz-sub-header"), n("ext-authz-sid-header"), n("ext-authz-roles-header"), err))
 	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
-		p, err := loadPolicyFile(f.policy, issuer, audiences)
+		p, err := loadPolicyFile(f.policy, issuer, audiences, n)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -103,7 +103,7 @@ func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*ex
 // loadPolicyFile loads and checks a policy file for issuer, including,
 // when audiences is not nil, that every audience it names is one Latch
 // issues.
-func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, error) {
+func loadPolicyFile(path, issuer string, audiences []string, n namer) (*extauthz.Policy, error) {
 	p, err := extauthz.LoadPolicy(path, issuer)
 	if err != nil {
 		return nil, err
@@ -111,8 +111,8 @@ func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, 
 	var errs []error
 	for _, a := range p.Audiences() {
 		if audiences != nil && !slices.Contains(audiences, a) {
-			errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
-				a, strings.Join(audiences, ",")))
+			errs = append(errs, fmt.Errorf("%s: audience %q is not one Latch issues (%s %s): no token could pass",
+				n("ext-authz-policy"), a, n("audience"), strings.Join(audiences, ",")))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -133,7 +133,7 @@ func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, 
 //
 // With reflect (--reflection) the listener serves gRPC reflection too, so
 // that grpcurl and ghz can call Check without Envoy's proto files.
-func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+func startExtAuthz(ctx context.Context, f extAuthzFlags, lis net.Listener, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
 	if policy == nil {
 		return nil, nil
@@ -149,7 +149,7 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz verifier: %w", err)
 	}
-	return listenExtAuthz(f, v, policy, reflect, et, reg, srv.Config().Audiences, log)
+	return listenExtAuthz(f, lis, v, policy, reflect, et, reg, srv.Config().Audiences, log)
 }
 
 // extAuthzTransport is how the ext_authz listener is served: TLS (nil:
@@ -187,14 +187,14 @@ const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback addre
 // allowed: Check answers whether a token is valid and whose it is, so
 // whoever can call it has a token oracle. fix names the flags that turn
 // client certificates on.
-func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) error {
+func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string, n namer) error {
 	if addr == "" || isLoopback(addr) || clientAuth || allowed {
 		return nil
 	}
-	return fmt.Errorf("refusing to serve ext_authz on --ext-authz-addr %s, which is not a loopback address, without client certificates: "+
+	return fmt.Errorf("refusing to serve ext_authz on %s %s, which is not a loopback address, without client certificates: "+
 		"anyone who can reach it could test tokens and read their subject, session and roles. Give %s, or "+
-		"--ext-authz-allow-unauthenticated-clients (LATCH_EXT_AUTHZ_ALLOW_UNAUTHENTICATED_CLIENTS=true) if the network or a mesh "+
-		"lets nothing but Envoy reach the port", addr, fix)
+		"set %s to true if the network or a mesh lets nothing but Envoy reach the port",
+		n("ext-authz-addr"), addr, fix, n("ext-authz-allow-unauthenticated-clients"))
 }
 
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
@@ -202,7 +202,7 @@ func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) 
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
 // among audiences and whose issuer must stay the same. It takes ownership
 // of v (closed by stop, or on error).
-func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+func listenExtAuthz(f extAuthzFlags, lis net.Listener, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
 	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
 		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log)}
@@ -217,11 +217,6 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 	if err != nil {
 		v.Close()
 		return nil, err
-	}
-	lis, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		v.Close()
-		return nil, fmt.Errorf("listen on --ext-authz-addr: %w", err)
 	}
 	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes
 	// every check over them (opening more when the stream limit is
@@ -312,7 +307,7 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not
 // load, or changes the audiences, is refused and the current policy stays.
 func reloadPolicy(ctx context.Context, path, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
-	p, err := loadPolicyFile(path, issuer, audiences)
+	p, err := loadPolicyFile(path, issuer, audiences, flagName)
 	if err == nil {
 		err = ea.SetPolicy(p)
 	}

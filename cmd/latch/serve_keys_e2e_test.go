@@ -28,7 +28,7 @@ func newKEKText(t *testing.T) string {
 // and returns its output.
 func serveFails(t *testing.T, ctx context.Context, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	cmd := serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,10 @@ import (
 	"github.com/latchauth/latch/storage/bolt"
 	"github.com/latchauth/latch/storage/etcd"
 )
+
+// etcdPasswordEnv carries the etcd user's password (never a flag or a
+// value in the file).
+const etcdPasswordEnv = "LATCH_ETCD_PASSWORD"
 
 // Storage backends selectable with --storage.
 const (
@@ -40,7 +43,8 @@ type storageFlags struct {
 	dialTimeout time.Duration
 	reqTimeout  time.Duration
 	maxTxnOps   int
-	set         map[string]bool // flags given on the command line or in the environment
+	set         map[string]bool // settings given (by flag id, e.g. "etcd-endpoints")
+	name        namer           // how messages name a setting
 }
 
 // register adds the storage flags to fs.
@@ -59,35 +63,38 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a quarter of it")
 }
 
-// noteSet records which storage flags were given, after parseFlags.
+// noteSet records which storage flags were given, after parseFlags; the
+// messages then name flags.
 func (f *storageFlags) noteSet(fs *flag.FlagSet) {
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	f.name = flagName
 }
 
 // validate reports every problem with the storage flags.
 func (f *storageFlags) validate() []error {
+	n := f.name
 	var errs []error
 	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
 	switch f.kind {
 	case storageBolt:
 		if f.db == "" {
-			errs = append(errs, errors.New("--db is required with --storage bbolt"))
+			errs = append(errs, fmt.Errorf("%s is required with %s bbolt", n("db"), n("storage")))
 		}
 		for _, name := range etcdOnly {
 			if f.set[name] {
-				errs = append(errs, fmt.Errorf("--%s applies only to --storage etcd (the storage is bbolt)", name))
+				errs = append(errs, fmt.Errorf("%s applies only to %s etcd (the storage is bbolt)", n(name), n("storage")))
 			}
 		}
 	case storageEtcd:
 		if f.set["db"] {
-			errs = append(errs, errors.New("--db applies only to --storage bbolt; with --storage etcd the data is in etcd"))
+			errs = append(errs, fmt.Errorf("%s applies only to %s bbolt; with %s etcd the data is in etcd", n("db"), n("storage"), n("storage")))
 		}
 		if f.set["sweep-interval"] {
-			errs = append(errs, errors.New("--sweep-interval applies only to --storage bbolt; etcd deletes expired rows through leases"))
+			errs = append(errs, fmt.Errorf("%s applies only to %s bbolt; etcd deletes expired rows through leases", n("sweep-interval"), n("storage")))
 		}
 		if len(f.endpoints.vals) == 0 {
-			errs = append(errs, errors.New("--etcd-endpoints is required with --storage etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)"))
+			errs = append(errs, fmt.Errorf("%s is required with %s etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)", n("etcd-endpoints"), n("storage")))
 		}
 		tlsWanted := f.ca != "" || f.cert != "" || f.key != ""
 		schemes := map[string]bool{}
@@ -95,35 +102,35 @@ func (f *storageFlags) validate() []error {
 			u, err := url.Parse(ep)
 			switch {
 			case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http://host:port or https://host:port", ep))
+				errs = append(errs, fmt.Errorf("%s %q: want http://host:port or https://host:port", n("etcd-endpoints"), ep))
 			case u.Scheme == "http" && tlsWanted:
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is http:// but TLS options are set; use https://", ep))
+				errs = append(errs, fmt.Errorf("%s %q is http:// but TLS options are set; use https://", n("etcd-endpoints"), ep))
 			case u.Scheme == "http" && !f.plaintext && !isLoopbackHost(u.Hostname()):
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is plaintext over the network: use https:// with --etcd-ca (and --etcd-cert/--etcd-key), or --etcd-allow-plaintext on a network you trust", ep))
+				errs = append(errs, fmt.Errorf("%s %q is plaintext over the network: use https:// with %s (and %s, %s), or %s on a network you trust", n("etcd-endpoints"), ep, n("etcd-ca"), n("etcd-cert"), n("etcd-key"), n("etcd-allow-plaintext")))
 			default:
 				schemes[u.Scheme] = true
 			}
 		}
 		if len(schemes) > 1 {
-			errs = append(errs, errors.New("--etcd-endpoints mixes http:// and https://; use https:// for all"))
+			errs = append(errs, fmt.Errorf("%s mixes http:// and https://; use https:// for all", n("etcd-endpoints")))
 		}
 		if (f.cert == "") != (f.key == "") {
-			errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+			errs = append(errs, fmt.Errorf("%s and %s go together", n("etcd-cert"), n("etcd-key")))
 		}
 		if !strings.HasPrefix(f.prefix, "/") || strings.ContainsRune(f.prefix, 0) {
-			errs = append(errs, fmt.Errorf("--etcd-prefix %q must start with '/' (e.g. /latch/)", f.prefix))
+			errs = append(errs, fmt.Errorf("%s %q must start with '/' (e.g. /latch/)", n("etcd-prefix"), f.prefix))
 		}
 		if f.dialTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("--etcd-dial-timeout %v must be positive", f.dialTimeout))
+			errs = append(errs, fmt.Errorf("%s %v must be positive", n("etcd-dial-timeout"), f.dialTimeout))
 		}
 		if f.reqTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("--etcd-request-timeout %v must be positive", f.reqTimeout))
+			errs = append(errs, fmt.Errorf("%s %v must be positive", n("etcd-request-timeout"), f.reqTimeout))
 		}
 		if f.maxTxnOps < 16 {
-			errs = append(errs, fmt.Errorf("--etcd-max-txn-ops %d: want at least 16 (etcd's default is %d)", f.maxTxnOps, etcd.DefaultMaxTxnOps))
+			errs = append(errs, fmt.Errorf("%s %d: want at least 16 (etcd's default is %d)", n("etcd-max-txn-ops"), f.maxTxnOps, etcd.DefaultMaxTxnOps))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--storage %q: want bbolt or etcd", f.kind))
+		errs = append(errs, fmt.Errorf("%s %q: want bbolt or etcd", n("storage"), f.kind))
 	}
 	return errs
 }
@@ -141,13 +148,13 @@ func (f *storageFlags) describe() []any {
 // (server.Config.RevokedSessionRetention: access-ttl plus leeway). It
 // refuses a shorter one: a session deleted while its access tokens can
 // still verify drops out of the revocation snapshot verifiers start from.
-func revokedRetention(flagValue time.Duration, cfg server.Config) (time.Duration, error) {
+func revokedRetention(flagValue time.Duration, cfg server.Config, n namer) (time.Duration, error) {
 	least := cfg.RevokedSessionRetention()
 	switch {
 	case flagValue == 0:
 		return least, nil
 	case flagValue < least:
-		return 0, fmt.Errorf("--revoked-session-retention %v must be at least --access-ttl plus the leeway (%v), or 0 for exactly that", flagValue, least)
+		return 0, fmt.Errorf("%s %v must be at least %s plus the leeway (%v), or 0 for exactly that", n("revoked-session-retention"), flagValue, n("access-ttl"), least)
 	}
 	return flagValue, nil
 }
@@ -164,7 +171,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 		return store, nil
 	}
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
-		Username: f.username, Password: getenv("LATCH_ETCD_PASSWORD")}
+		Username: f.username, Password: getenv(etcdPasswordEnv)}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
 		tc, err := f.tlsConfig() // without --etcd-ca, the system's roots verify etcd
 		if err != nil {
@@ -186,18 +193,18 @@ func (f *storageFlags) tlsConfig() (*tls.Config, error) {
 	if f.ca != "" {
 		pem, err := os.ReadFile(f.ca)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-ca: %w", err)
+			return nil, fmt.Errorf("%s: %w", f.name("etcd-ca"), err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--etcd-ca %s: no PEM certificate in it", f.ca)
+			return nil, fmt.Errorf("%s %s: no PEM certificate in it", f.name("etcd-ca"), f.ca)
 		}
 		tc.RootCAs = pool
 	}
 	if f.cert != "" {
 		pair, err := tls.LoadX509KeyPair(f.cert, f.key)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+			return nil, fmt.Errorf("%s, %s: %w", f.name("etcd-cert"), f.name("etcd-key"), err)
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}

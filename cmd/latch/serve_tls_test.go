@@ -57,7 +57,7 @@ func TestCheckExposure(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkExposure(tc.addrs, tc.tls, tc.insecure)
+			err := checkExposure(tc.addrs, tc.tls, tc.insecure, flagName)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("checkExposure = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -118,7 +118,7 @@ func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 	t.Setenv("LATCH_INSECURE_LISTEN", "") // whatever the caller's environment says
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
+	cmd := serveCommand(t, ctx, "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve on 0.0.0.0 without TLS: err=%v, want exit 1\n%s", err, out)
@@ -142,7 +142,7 @@ func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 func TestServeRefusesIssuerAsAudience(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	out, err := serveCommand(t, ctx, "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "https://latch.test").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve with --audience = --issuer: err=%v, want exit 1\n%s", err, out)
@@ -394,10 +394,10 @@ func TestDockerfileEnv(t *testing.T) {
 		t.Errorf("LATCH_INSECURE_LISTEN = %q, want true", vars["LATCH_INSECURE_LISTEN"])
 	}
 	addrs := map[string]string{"grpc-addr": vars["LATCH_GRPC_ADDR"], "http-addr": vars["LATCH_HTTP_ADDR"]}
-	if err := checkExposure(addrs, false, false); err == nil {
+	if err := checkExposure(addrs, false, false, flagName); err == nil {
 		t.Errorf("the image's addresses %v count as loopback; the container would be unreachable", addrs)
 	}
-	if err := checkExposure(addrs, false, true); err != nil {
+	if err := checkExposure(addrs, false, true, flagName); err != nil {
 		t.Errorf("the image's plaintext default is refused: %v", err)
 	}
 }
