@@ -340,12 +340,12 @@ func explainOpen(path string, err error) error {
 		switch {
 		case errors.Is(pe.Err, fs.ErrNotExist):
 			if _, serr := os.Stat(dir); serr != nil {
-				return fmt.Errorf("open database %s: directory %s does not exist; create it (mkdir -p %s) or choose another path", path, dir, dir)
+				return fmt.Errorf("open database %s: %w: its directory does not exist; create it (mkdir -p %s) or choose another path", path, pe.Err, dir)
 			}
 		case errors.Is(pe.Err, fs.ErrPermission):
-			return fmt.Errorf("open database %s: permission denied; the user running latch must be able to write the file and its directory %s", path, dir)
+			return fmt.Errorf("open database %s: %w: the user running latch must be able to write the file and its directory %s", path, pe.Err, dir)
 		}
-		return fmt.Errorf("open database %s: %s %v", path, pe.Op, pe.Err)
+		return fmt.Errorf("open database %s: %s: %w", path, pe.Op, pe.Err)
 	}
 	return fmt.Errorf("open database %s: %w", path, err)
 }

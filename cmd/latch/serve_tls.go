@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -35,25 +34,6 @@ type transportFlags struct {
 	extAuthzClientCA    string
 	extAuthzAllowUnauth bool
 	name                namer // how messages name a setting
-}
-
-func (f *transportFlags) register(fs *flag.FlagSet) {
-	def := server.DefaultTransport()
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain for TLS on both ports (reloaded when the file changes)")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates on every port (mutual TLS), ext_authz's too unless --ext-authz-client-ca")
-	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow plaintext on non-loopback addresses (behind a proxy that terminates TLS); no effect with --tls-cert")
-	fs.StringVar(&f.extAuthzClientCA, "ext-authz-client-ca", "", "PEM CA bundle: require and verify client certificates (Envoy's) on --ext-authz-addr only, with --tls-cert; the other ports are unaffected (default: --tls-client-ca, when given)")
-	fs.BoolVar(&f.extAuthzAllowUnauth, "ext-authz-allow-unauthenticated-clients", false, allowUnauthenticatedHelp)
-	fs.UintVar(&f.maxStreams, "max-concurrent-streams", uint(def.MaxConcurrentStreams), "RPCs in flight per gRPC connection")
-	fs.DurationVar(&f.keepaliveTime, "keepalive-time", def.Keepalive.Time, "ping a client after this long without activity")
-	fs.DurationVar(&f.keepaliveTO, "keepalive-timeout", def.Keepalive.Timeout, "close a connection whose ping is not answered within this")
-	fs.DurationVar(&f.keepaliveMin, "keepalive-min-time", def.Enforcement.MinTime, "clients pinging more often are disconnected (too_many_pings)")
-	fs.DurationVar(&f.maxIdle, "max-connection-idle", def.Keepalive.MaxConnectionIdle, "close connections without RPCs for this long (0 = never)")
-	fs.DurationVar(&f.maxAge, "max-connection-age", 0, "close connections this old, so clients rebalance (0 = never)")
-	fs.DurationVar(&f.maxAgeGrace, "max-connection-age-grace", def.Keepalive.MaxConnectionAgeGrace, "RPCs still running at max-connection-age get this long before the connection closes (0 = forever)")
-	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on SIGTERM or SIGINT, report NOT_SERVING (/readyz 503) for this long before refusing new connections")
-	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at /metrics on the HTTP port")
 }
 
 // transport returns the gRPC connection limits from the flags.

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"io/fs"
 	"net/http"
@@ -381,12 +380,9 @@ func TestDockerfileEnv(t *testing.T) {
 	if len(vars) == 0 {
 		t.Fatal("the Dockerfile sets no environment")
 	}
-	var help bytes.Buffer
-	cmd := exec.Command(latchBinary(t), "serve", "--help")
-	cmd.Stdout, cmd.Stderr = &help, &help
-	_ = cmd.Run()
+	known := keyNames()
 	for k := range vars {
-		if !strings.Contains(help.String(), "["+k+"]") {
+		if _, ok := known[k]; !ok {
 			t.Errorf("Dockerfile sets %s, which latch serve does not read", k)
 		}
 	}
@@ -402,80 +398,85 @@ func TestDockerfileEnv(t *testing.T) {
 	}
 }
 
-// configTable returns what the first two columns of the README's
-// configuration table (the "## Configuration" section) name in backticks:
-// flags and environment variables. A name elsewhere in the docs does not
-// count: an operator looks it up in the table.
-func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
+// configTable returns what the first two columns of the tables of
+// docs/configuration.md's "## Configuration" section name in backticks:
+// keys (or variables, in the secrets table) and variables. A name
+// elsewhere in the docs does not count: an operator looks it up in the
+// table.
+func configTable(t *testing.T, doc string) (keys, envs map[string]bool) {
 	t.Helper()
-	_, after, ok := strings.Cut(readme, "\n## Configuration\n")
+	_, after, ok := strings.Cut(doc, "\n## Configuration\n")
 	if !ok {
 		t.Fatal("docs/configuration.md has no \"## Configuration\" section")
 	}
 	section, _, _ := strings.Cut(after, "\n## ")
 	tick := regexp.MustCompile("`([^`]+)`")
-	flags, envs = map[string]bool{}, map[string]bool{}
+	keys, envs = map[string]bool{}, map[string]bool{}
 	for _, line := range strings.Split(section, "\n") {
 		cells := strings.Split(line, "|")
-		if !strings.HasPrefix(line, "|") || len(cells) < 6 {
+		if !strings.HasPrefix(line, "|") || len(cells) < 4 {
 			continue
 		}
 		for _, m := range tick.FindAllStringSubmatch(cells[1], -1) {
-			flags[m[1]] = true
+			keys[m[1]] = true
 		}
-		for _, m := range tick.FindAllStringSubmatch(cells[2], -1) {
-			envs[m[1]] = true
+		if len(cells) >= 7 {
+			for _, m := range tick.FindAllStringSubmatch(cells[2], -1) {
+				envs[m[1]] = true
+			}
 		}
 	}
-	return flags, envs
+	return keys, envs
 }
 
-// TestReadmeListsEveryServeFlag: the table of docs/configuration.md has a row
-// for every flag of `latch serve` (from its --help) with the flag's
-// environment variable, and for every variable serve reads that is no
-// flag's (LATCH_KEY_ENCRYPTION_KEY, LATCH_ETCD_PASSWORD: secrets, never
-// flags); and it documents no flag that serve does not have.
-func TestReadmeListsEveryServeFlag(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+// TestDocsListEveryConfigKey: docs/configuration.md's table has a row for
+// every key of serve's configuration type with its variable, lists the
+// secret variables, and documents no key that does not exist.
+func TestDocsListEveryConfigKey(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	flags, envs := configTable(t, string(readme))
-	var help bytes.Buffer
-	cmd := exec.Command(latchBinary(t), "serve", "--help")
-	cmd.Stdout, cmd.Stderr = &help, &help
-	_ = cmd.Run()
-	served := map[string]bool{}
-	for _, line := range strings.Split(help.String(), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
-			continue
+	keys, envs := configTable(t, string(doc))
+	c := defaultConfig()
+	known := map[string]bool{}
+	for _, s := range settings(&c) {
+		known[s.key] = true
+		if !keys[s.key] {
+			t.Errorf("docs/configuration.md's table has no row for %s", s.key)
 		}
-		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
-		served[flagName] = true
-		if !flags[flagName] {
-			t.Errorf("docs/configuration.md's table has no row for %s", flagName)
-		}
-		if !envs[envName] {
-			t.Errorf("docs/configuration.md's table does not give %s for %s", envName, flagName)
+		if !envs[s.env] {
+			t.Errorf("docs/configuration.md's table does not give %s for %s", s.env, s.key)
 		}
 	}
-	if len(served) < 20 {
-		t.Fatalf("found only %d flags in latch serve --help:\n%s", len(served), help.String())
-	}
-	for flagName := range flags {
-		if !served[flagName] {
-			t.Errorf("docs/configuration.md's table documents %s, which latch serve does not have", flagName)
+	for _, s := range secretEnv {
+		known[s.env] = true
+		if !keys[s.env] {
+			t.Errorf("docs/configuration.md does not list the secret variable %s", s.env)
 		}
 	}
-	// Variables read directly (string literals in serve's sources).
+	for k := range keys {
+		if !known[k] {
+			t.Errorf("docs/configuration.md's table documents %s, which is no key of latch serve", k)
+		}
+	}
+}
+
+// TestServeReadsNoUndocumentedVariable: every LATCH_* variable that
+// serve's sources name is a key's variable or a listed secret.
+func TestServeReadsNoUndocumentedVariable(t *testing.T) {
+	known := keyNames()
+	for _, s := range secretEnv {
+		known[s.env] = "secret"
+	}
+	known[configEnv] = "config"
 	files, err := filepath.Glob("serve*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	direct := regexp.MustCompile(`"(LATCH_[A-Z0-9_]+)"`)
 	found := 0
-	for _, f := range files {
+	for _, f := range append(files, "config.go") {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
@@ -485,44 +486,46 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 		}
 		for _, m := range direct.FindAllStringSubmatch(string(src), -1) {
 			found++
-			if !envs[m[1]] {
-				t.Errorf("%s reads %s, which docs/configuration.md's table does not list", f, m[1])
+			if _, ok := known[m[1]]; !ok {
+				t.Errorf("%s names %s, which is neither a key's variable nor a listed secret", f, m[1])
 			}
 		}
 	}
-	if found < 2 {
-		t.Fatalf("found %d LATCH_* literals in serve*.go, want at least LATCH_KEY_ENCRYPTION_KEY and LATCH_ETCD_PASSWORD", found)
+	if found < 3 {
+		t.Fatalf("found %d LATCH_* literals in serve's sources; is the pattern stale?", found)
 	}
 }
 
-// TestTransportFlagsMapping: flags and their environment variables reach
-// the server's Transport, and the defaults are the server's.
-func TestTransportFlagsMapping(t *testing.T) {
-	parse := func(args []string, env map[string]string) transportFlags {
+// TestTransportSettingsMapping: the grpc keys reach the server's
+// Transport, and their defaults are the server's.
+func TestTransportSettingsMapping(t *testing.T) {
+	build := func(environ map[string]string) transportFlags {
 		t.Helper()
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		var f transportFlags
-		f.register(fs)
-		if err := parseFlags(fs, args, func(k string) string { return env[k] }); err != nil {
+		environ["LATCH_ISSUER"] = "https://latch.test"
+		c := defaultConfig()
+		if err := applyEnv(&c, func(k string) string { return environ[k] }); err != nil {
 			t.Fatal(err)
 		}
-		return f
+		st, errs := prepareServe(c, env{stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return environ[k] }})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return st.tf
 	}
-	def := parse(nil, nil)
+	def := build(map[string]string{})
 	if got, want := def.transport(), server.DefaultTransport(); got != want {
 		t.Errorf("defaults: %+v, want server.DefaultTransport() %+v", got, want)
 	}
 	if !def.metrics || def.insecureListen || def.drainDelay != 0 {
 		t.Errorf("defaults: metrics=%v insecure-listen=%v drain-delay=%v", def.metrics, def.insecureListen, def.drainDelay)
 	}
-	f := parse([]string{"--max-concurrent-streams", "7", "--max-connection-age", "30m", "--keepalive-min-time", "20s"},
-		map[string]string{"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "1h",
-			"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
+	f := build(map[string]string{"LATCH_MAX_CONCURRENT_STREAMS": "7", "LATCH_KEEPALIVE_MIN_TIME": "20s",
+		"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "30m",
+		"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
 	tr := f.transport()
 	want := server.DefaultTransport()
 	want.MaxConcurrentStreams = 7
-	want.Keepalive.MaxConnectionAge = 30 * time.Minute // the flag wins over LATCH_MAX_CONNECTION_AGE
+	want.Keepalive.MaxConnectionAge = 30 * time.Minute
 	want.Keepalive.MaxConnectionAgeGrace = 5 * time.Second
 	want.Keepalive.MaxConnectionIdle = 0
 	want.Keepalive.Time, want.Keepalive.Timeout = time.Minute, 7*time.Second
