@@ -47,15 +47,15 @@ func (c Config) keyDefaults() Config {
 func (c Config) validateKeys() []error {
 	var errs []error
 	if c.KeyPublishLead < c.JWKSMaxAge {
-		errs = append(errs, fmt.Errorf("KeyPublishLead %v must be at least the JWKS max-age %v: verifiers may cache the key set that long, and must see a new key before it signs; raise KeyPublishLead",
+		errs = append(errs, fmt.Errorf("config: KeyPublishLead %v must be at least the JWKS max-age %v: verifiers may cache the key set that long, and must see a new key before it signs; raise KeyPublishLead",
 			c.KeyPublishLead, c.JWKSMaxAge))
 	}
 	if c.KeyReloadInterval < 100*time.Millisecond || c.KeyReloadInterval > 10*time.Minute {
-		errs = append(errs, fmt.Errorf("KeyReloadInterval %v must be in [100ms, 10m]", c.KeyReloadInterval))
+		errs = append(errs, fmt.Errorf("config: KeyReloadInterval %v must be in [100ms, 10m]", c.KeyReloadInterval))
 	}
 	if c.KeyRotation > 0 {
 		if minimum := c.KeyPublishLead + c.AccessTTL + c.Leeway + c.KeyReloadInterval; c.KeyRotation < minimum {
-			errs = append(errs, fmt.Errorf("KeyRotation %v must be at least KeyPublishLead %v + AccessTTL %v + Leeway %v + KeyReloadInterval %v = %v, so that each key is published long enough before it signs and at most one retired key is published at a time: raise KeyRotation, lower KeyPublishLead (not below the JWKS max-age) or AccessTTL, or disable scheduled rotation to rotate only on demand",
+			errs = append(errs, fmt.Errorf("config: KeyRotation %v must be at least KeyPublishLead %v + AccessTTL %v + Leeway %v + KeyReloadInterval %v = %v, so that each key is published long enough before it signs and at most one retired key is published at a time: raise KeyRotation, lower KeyPublishLead (not below the JWKS max-age) or AccessTTL, or disable scheduled rotation to rotate only on demand",
 				c.KeyRotation, c.KeyPublishLead, c.AccessTTL, c.Leeway, c.KeyReloadInterval, minimum))
 		}
 	}

@@ -188,7 +188,6 @@ func defaultConfig() config {
 // documentation and value.
 type setting struct {
 	key, env, doc string
-	section       string // the doc of the section's first field, for the example's layout
 	v             reflect.Value
 }
 

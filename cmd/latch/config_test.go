@@ -25,7 +25,7 @@ func TestConfigExampleIsTheDefaults(t *testing.T) {
 	d := defaultConfig()
 	for _, s := range settings(&d) {
 		leaf := s.key[strings.LastIndex(s.key, ".")+1:]
-		if !regexp.MustCompile(`(?m)^\s*` + leaf + `:`).Match(out.Bytes()) || !strings.Contains(out.String(), "["+s.env+"]") {
+		if !regexp.MustCompile(`(?m)^\s*`+leaf+`:`).Match(out.Bytes()) || !strings.Contains(out.String(), "["+s.env+"]") {
 			t.Errorf("the example lacks %s [%s]", s.key, s.env)
 		}
 	}
@@ -84,8 +84,8 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	want := defaultConfig()
 	want.Issuer, want.Dev = "https://file.example", true
-	want.Listen.GRPC, want.Listen.HTTP = "127.0.0.1:5555", "127.0.0.1:4444" // flag; environment
-	want.Tokens.AccessTTL, want.Tokens.RefreshTTL = 7*time.Minute, time.Hour  // environment; file
+	want.Listen.GRPC, want.Listen.HTTP = "127.0.0.1:5555", "127.0.0.1:4444"  // flag; environment
+	want.Tokens.AccessTTL, want.Tokens.RefreshTTL = 7*time.Minute, time.Hour // environment; file
 	want.Limits.TrustedProxies = []string{"192.168.0.0/16", "172.16.0.0/12"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config =\n%+v\nwant\n%+v", cfg, want)

@@ -130,7 +130,8 @@ func inKeys(err error, n namer) error {
 	if err == nil {
 		return nil
 	}
-	return errors.New(serverFieldRE.ReplaceAllStringFunc(err.Error(), func(f string) string { return n(serverFields[f]) }))
+	msg := strings.ReplaceAll(err.Error(), "config: ", "")
+	return errors.New(serverFieldRE.ReplaceAllStringFunc(msg, func(f string) string { return n(serverFields[f]) }))
 }
 
 // checkServeNumbers reports settings that make no sense on their own and
