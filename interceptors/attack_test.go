@@ -1,7 +1,6 @@
 package interceptors_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,8 +20,9 @@ func TestAttackCorpusAgainstInterceptors(t *testing.T) {
 	set, _ := tokens.NewKeySet(&key.PublicKey)
 	doc, _ := json.Marshal(set.JWKS())
 	now := time.Now().Truncate(time.Second)
-	v, err := interceptors.NewVerifier(context.Background(), interceptors.WithStaticJWKS(bytes.NewReader(doc)),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"), interceptors.WithLeeway(5*time.Second),
+	v, err := interceptors.NewVerifier(context.Background(),
+		interceptors.Config{Issuer: issuer, Audience: []string{"orders"}, Keys: interceptors.StaticJWKS(doc)},
+		interceptors.WithLeeway(5*time.Second),
 		interceptors.WithClock(func() time.Time { return now }))
 	if err != nil {
 		t.Fatal(err)

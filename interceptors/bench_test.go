@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,8 +31,9 @@ func BenchmarkRawECDSAVerify(b *testing.B) {
 func staticVerifier(b *testing.B, k *ecdsa.PrivateKey, cache int) *interceptors.Verifier {
 	set, _ := tokens.NewKeySet(&k.PublicKey)
 	doc, _ := json.Marshal(set.JWKS())
-	v, err := interceptors.NewVerifier(context.Background(), interceptors.WithStaticJWKS(strings.NewReader(string(doc))),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"), interceptors.WithCacheSize(cache))
+	v, err := interceptors.NewVerifier(context.Background(),
+		interceptors.Config{Issuer: issuer, Audience: []string{"orders"}, Keys: interceptors.StaticJWKS(doc)},
+		interceptors.WithCacheSize(cache))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
@@ -15,9 +15,9 @@ import (
 // token.
 func TestCredentialsRefreshSingleFlight(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now))
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestCredentialsRefreshSingleFlight(t *testing.T) {
 	if e.refresh.Load() != 0 {
 		t.Fatal("a fresh token was refreshed")
 	}
-	e.clock.advance(15*time.Minute - 30*time.Second) // inside the refresh-early window
+	e.Clock.Advance(15*time.Minute - 30*time.Second) // inside the refresh-early window
 	var wg sync.WaitGroup
 	got := make([]string, 32)
 	for i := range got {
@@ -61,10 +61,10 @@ func TestCredentialsRefreshSingleFlight(t *testing.T) {
 // service, and refuse plaintext unless allowed.
 func TestCredentialsOnTheWire(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
 	v := newVerifier(t, e)
 	client := sibling(t, v, policy())
-	creds, err := interceptors.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "", interceptors.AllowInsecure())
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "", clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCredentialsOnTheWire(t *testing.T) {
 	if err != nil || resp.GetUsername() == "" {
 		t.Fatalf("UnaryCall with credentials = %v, %v", resp, err)
 	}
-	strict, err := interceptors.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "")
+	strict, err := clientcreds.Login(ctxT(t), e.conn, "alice@example.com", "alice-password", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,23 +2,14 @@ package interceptors_test
 
 import (
 	"context"
-	"crypto/rand"
-	"log/slog"
 	"net"
-	"path/filepath"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
-	"github.com/latchauth/latch/internal/password"
-	"github.com/latchauth/latch/server"
-	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/storage/bolt"
-	"github.com/latchauth/latch/tokens"
+	"github.com/latchauth/latch/internal/latchtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -26,143 +17,35 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 )
 
-const issuer = "https://latch.test"
+const issuer = latchtest.Issuer
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is a settable test clock for verifiers that run without a Latch.
+type clock = latchtest.Clock
 
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
+func newClock(start time.Time) *clock { return latchtest.NewClock(start) }
 
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func ctxT(t testing.TB) context.Context { return latchtest.Context(t) }
 
-// latchEnv is a real Latch server (bbolt in a temp dir) over bufconn.
+// latchEnv is a real Latch (bbolt in a temp dir) over bufconn, with a
+// client connection that counts the Refresh calls made through it.
 type latchEnv struct {
-	t       *testing.T
-	store   storage.Store
+	*latchtest.Latch
 	conn    *grpc.ClientConn
 	client  latchv1.AuthServiceClient
-	gs      *server.GRPCServer
-	srv     *server.Server
-	clock   *clock
-	hasher  *password.Hasher
 	refresh atomic.Int64 // Refresh calls made through conn
-	lis     *bufconn.Listener
-}
-
-// dial opens another connection to Latch (for example one carrying
-// per-RPC credentials).
-func (e *latchEnv) dial(opts ...grpc.DialOption) *grpc.ClientConn {
-	e.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///latch", append([]grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func newLatch(t *testing.T) *latchEnv {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLength: 16, KeyLength: 32}, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Now().Truncate(time.Second)}
-	srv, err := server.New(ctxT(t), st, hasher, server.Config{Issuer: issuer, Audiences: []string{"orders", "billing"}},
-		server.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(srv, slog.New(slog.DiscardHandler))
-	go func() { _ = gs.Serve(lis) }()
-	e := &latchEnv{t: t, store: st, gs: gs, srv: srv, clock: clk, hasher: hasher, lis: lis}
-	conn, err := grpc.NewClient("passthrough:///latch",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			if method == latchv1.AuthService_Refresh_FullMethodName {
-				e.refresh.Add(1)
-			}
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.conn, e.client = conn, latchv1.NewAuthServiceClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		st.Close()
-	})
+	e := &latchEnv{Latch: latchtest.Start(t, latchtest.Options{ClockStart: time.Now().Truncate(time.Second)})}
+	e.conn = e.Dial(grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == latchv1.AuthService_Refresh_FullMethodName {
+			e.refresh.Add(1)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}))
+	e.client = latchv1.NewAuthServiceClient(e.conn)
 	return e
-}
-
-func (e *latchEnv) addUser(email, pw string, roles ...string) {
-	e.t.Helper()
-	h, err := e.hasher.Hash(ctxT(e.t), pw)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	id, _ := tokens.NewID(rand.Reader)
-	if err := e.store.CreateUser(ctxT(e.t), storage.User{ID: id, Email: email, PasswordHash: h, Roles: roles}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *latchEnv) login(email, pw, aud string) *latchv1.TokenPair {
-	e.t.Helper()
-	resp, err := e.client.Login(ctxT(e.t), &latchv1.LoginRequest{Email: email, Password: pw, Audience: aud})
-	if err != nil {
-		e.t.Fatalf("Login: %v", err)
-	}
-	return resp.GetTokens()
-}
-
-// signer returns Latch's real private key, to forge tokens that are
-// correctly signed but carry wrong claims.
-func (e *latchEnv) signer() *tokens.Signer {
-	e.t.Helper()
-	keys, err := e.store.ListSigningKeys(ctxT(e.t))
-	if err != nil {
-		e.t.Fatalf("keys: %v", err)
-	}
-	// The active key signs; the next key is published beside it.
-	i := slices.IndexFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyActive })
-	if i < 0 {
-		e.t.Fatal("no active signing key")
-	}
-	priv, err := tokens.ParsePrivateKey(keys[i].PrivateKey)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s, err := tokens.NewSigner(priv)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s
 }
 
 // testService is a protected sibling service with a unary and a

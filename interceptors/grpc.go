@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
 
@@ -45,9 +44,9 @@ const (
 	// The revocation check failed: fail closed, and say it is worth
 	// retrying (the token itself may be fine).
 	msgRevocationUnavailable = "revocation state unavailable; try again"
-	// Keys or revocations too old under the FailClosed stale policy.
+	// Keys or revocations too old, and WithFailOpen not given.
 	msgStale = "token verification unavailable: keys or revocations out of date; try again later"
-	// The key source failed (WithKeySource): the token may be fine.
+	// The key source failed (inside Latch): the token may be fine.
 	msgKeysUnavailable = "signing keys unavailable; try again"
 	msgNotInPolicy     = "method is not allowed by the access policy"
 	msgMissingRoles    = "token lacks required role(s): "
@@ -75,9 +74,19 @@ func bearerToken(ctx context.Context) (string, error) {
 	return tok, nil
 }
 
-// authFunc verifies the caller's token and applies the policy.
-func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
+// AuthFunc returns a go-grpc-middleware v2 auth.AuthFunc that applies p
+// (nil: NewPolicy()) to each call, for services that compose their own
+// chain with auth.UnaryServerInterceptor and auth.StreamServerInterceptor:
+// a public method passes without a token; any other needs a valid bearer
+// token with the roles p requires, whose claims it puts on the context
+// (ClaimsFromContext). p is copied: later changes to it have no effect.
+func (v *Verifier) AuthFunc(p *Policy) auth.AuthFunc {
+	c := p.compile()
 	return func(ctx context.Context) (context.Context, error) {
+		method, _ := grpc.Method(ctx)
+		if c.isPublic(method) {
+			return ctx, nil
+		}
 		tok, err := bearerToken(ctx)
 		if err != nil {
 			return nil, err
@@ -88,7 +97,7 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 			return nil, status.Error(codes.Unauthenticated, msgRevoked)
 		case errors.Is(err, ErrStale):
 			return nil, status.Error(codes.Unavailable, msgStale)
-		case errors.Is(err, ErrRevocationUnavailable):
+		case errors.Is(err, verifier.ErrRevocationUnavailable):
 			return nil, status.Error(codes.Unavailable, msgRevocationUnavailable)
 		case err != nil && tokens.Reason(err) == nil:
 			// No reason: the key lookup failed, not the token.
@@ -96,8 +105,7 @@ func (v *Verifier) authFunc(p *compiledPolicy) auth.AuthFunc {
 		case err != nil:
 			return nil, status.Error(codes.Unauthenticated, invalidMessage(err))
 		}
-		method, _ := grpc.Method(ctx)
-		roles, allowed := p.required(method)
+		roles, allowed := c.required(method)
 		if !allowed {
 			return nil, status.Error(codes.PermissionDenied, msgNotInPolicy)
 		}
@@ -123,24 +131,17 @@ func invalidMessage(err error) string {
 	return msgInvalid
 }
 
-func (p *compiledPolicy) needsAuth() selector.Matcher {
-	return selector.MatchFunc(func(_ context.Context, cm interceptors.CallMeta) bool {
-		return !p.isPublic(cm.FullMethod())
-	})
-}
-
-// UnaryServerInterceptor verifies the bearer token of every unary call the
-// policy does not mark public and puts its claims on the context. A nil
-// policy is NewPolicy(): everything but health and reflection is denied.
+// UnaryServerInterceptor verifies the bearer token of every unary call
+// that p does not mark public and puts its claims on the context: AuthFunc
+// in go-grpc-middleware's auth interceptor. A nil p is NewPolicy():
+// everything but health and reflection is denied.
 func (v *Verifier) UnaryServerInterceptor(p *Policy) grpc.UnaryServerInterceptor {
-	c := p.compile()
-	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(v.authFunc(c)), c.needsAuth())
+	return auth.UnaryServerInterceptor(v.AuthFunc(p))
 }
 
 // StreamServerInterceptor does for streams what UnaryServerInterceptor does
 // for unary calls: the token is checked before the handler runs, and the
 // claims are on the stream's context.
 func (v *Verifier) StreamServerInterceptor(p *Policy) grpc.StreamServerInterceptor {
-	c := p.compile()
-	return selector.StreamServerInterceptor(auth.StreamServerInterceptor(v.authFunc(c)), c.needsAuth())
+	return auth.StreamServerInterceptor(v.AuthFunc(p))
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -71,12 +73,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestStaleKeysFailClosed(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
+	clk := newClock(time.Now())
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
 		interceptors.WithRefreshInterval(20*time.Millisecond))
 	hs := health.NewServer()
 	hc := healthClient(t, hs)
-	tok := mint(t, a, clk.now())
+	tok := mint(t, a, clk.Now())
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	}
 
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
+	clk.Advance(11 * time.Minute)
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, interceptors.ErrStale) {
 		t.Fatalf("keys 11 min old with a 10 min bound: %v, want ErrStale", err)
 	}
@@ -106,7 +108,7 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	wantCode(t, "stale", err, codes.Unavailable, "out of date")
 
 	j.down.Store(false)
-	eventually(t, "a successful background refresh", func() bool { return !v.Health().Stale })
+	eventually(t, "a successful background refresh", func() bool { return !v.Status().Stale })
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
@@ -119,39 +121,39 @@ func TestStaleKeysFailClosed(t *testing.T) {
 	}
 }
 
-// TestStaleKeysFailOpen: with FailOpen a stale verifier keeps verifying
+// TestStaleKeysFailOpen: with WithFailOpen a stale verifier keeps verifying
 // with its last keys, while health still reports the problem.
 func TestStaleKeysFailOpen(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
-		interceptors.WithRefreshInterval(time.Hour), interceptors.WithStalePolicy(interceptors.FailOpen))
+	clk := newClock(time.Now())
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
+		interceptors.WithRefreshInterval(time.Hour), interceptors.WithFailOpen())
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
-	if _, err := v.Verify(context.Background(), mint(t, a, clk.now())); err != nil {
+	clk.Advance(11 * time.Minute)
+	if _, err := v.Verify(context.Background(), mint(t, a, clk.Now())); err != nil {
 		t.Fatalf("fail open: %v", err)
 	}
-	if h := v.Health(); !h.Stale || h.Serving() || h.Policy != interceptors.FailOpen {
-		t.Fatalf("Health = %+v, want stale, not serving, policy open", h)
+	if h := v.Status(); !h.Stale || h.Serving() || !h.FailOpen {
+		t.Fatalf("Status = %+v, want stale, not serving, fail open", h)
 	}
 }
 
 // TestRevocationLag: when the WatchRevocations stream is cut, the lag grows
 // from the moment it went down; past WithMaxRevocationLag tokens are
-// refused (FailClosed) and health is NOT_SERVING.
+// refused (unless WithFailOpen) and health is NOT_SERVING.
 func TestRevocationLag(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second gRPC server over the same Latch, only for the stream, so
 	// that it can be cut while keys stay reachable.
 	lis := bufconn.Listen(1 << 20)
-	watchSrv := server.NewGRPCServer(e.srv, slog.New(slog.DiscardHandler))
+	watchSrv := server.NewGRPCServer(e.Server, slog.New(slog.DiscardHandler))
 	go func() { _ = watchSrv.Serve(lis) }()
 	t.Cleanup(watchSrv.Stop)
 	watchConn, err := grpc.NewClient("passthrough:///watch",
@@ -162,32 +164,32 @@ func TestRevocationLag(t *testing.T) {
 	}
 	t.Cleanup(func() { watchConn.Close() })
 
-	verifiers := map[interceptors.StalePolicy]*interceptors.Verifier{}
-	for _, policy := range []interceptors.StalePolicy{interceptors.FailClosed, interceptors.FailOpen} {
-		verifiers[policy] = newVerifier(t, e, interceptors.WithRevocationsFromGRPC(watchConn),
-			interceptors.WithMaxRevocationLag(time.Minute), interceptors.WithStalePolicy(policy))
-		if h := verifiers[policy].Health(); h.RevocationLag != 0 || !h.Serving() {
+	verifiers := map[string]*interceptors.Verifier{}
+	for policy, opt := range map[string]interceptors.Option{"closed": interceptors.WithLeeway(5 * time.Second), "open": interceptors.WithFailOpen()} {
+		verifiers[policy] = newVerifier(t, e, interceptors.WithRevocations(watchConn, nil),
+			interceptors.WithMaxRevocationLag(time.Minute), opt)
+		if h := verifiers[policy].Status(); h.RevocationLag != 0 || !h.Serving() {
 			t.Fatalf("in sync: %+v", h)
 		}
 	}
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	watchSrv.Stop()
 	for _, v := range verifiers {
 		eventually(t, "the stream to drop", func() bool { return !v.Status().RevocationsConnected })
 	}
-	e.clock.advance(2 * time.Minute)
+	e.Clock.Advance(2 * time.Minute)
 	for policy, v := range verifiers {
-		h := v.Health()
+		h := v.Status()
 		if h.RevocationLag < 2*time.Minute || !h.Stale || h.Serving() {
 			t.Fatalf("%v: stream down 2 min with a 1 min bound: %+v", policy, h)
 		}
 		_, err := v.Verify(context.Background(), tok)
 		switch policy {
-		case interceptors.FailClosed:
+		case "closed":
 			if !errors.Is(err, interceptors.ErrStale) {
 				t.Fatalf("fail closed: %v, want ErrStale", err)
 			}
-		case interceptors.FailOpen:
+		case "open":
 			if err != nil {
 				t.Fatalf("fail open: %v", err)
 			}
@@ -202,7 +204,7 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	owned := &ownedKeys{}
 	owned.set(t, a)
 	var failing atomic.Bool
-	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(func(context.Context, interceptors.Claims) (bool, error) {
+	v := ownedVerifier(t, epochKeys{owned}, verifier.WithRevocationCheck(func(context.Context, interceptors.Claims) (bool, error) {
 		if failing.Load() {
 			return false, errors.New("store down")
 		}
@@ -211,14 +213,14 @@ func TestRevocationCheckFailureIsUnhealthy(t *testing.T) {
 	tok := mint(t, a, time.Now())
 	failing.Store(true)
 	_, _ = v.Verify(context.Background(), tok)
-	if h := v.Health(); !h.RevocationCheckFailing || h.Serving() {
+	if h := v.Status(); !h.RevocationCheckFailing || h.Serving() {
 		t.Fatalf("Health = %+v, want revocation check failing", h)
 	}
 	failing.Store(false)
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
-	if h := v.Health(); !h.Serving() {
+	if h := v.Status(); !h.Serving() {
 		t.Fatalf("Health = %+v after a good check", h)
 	}
 
@@ -249,24 +251,24 @@ func TestRevocationCheckCallerCancelStaysHealthy(t *testing.T) {
 	a := newKey(t)
 	owned := &ownedKeys{}
 	owned.set(t, a)
-	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(func(ctx context.Context, _ interceptors.Claims) (bool, error) {
+	v := ownedVerifier(t, epochKeys{owned}, verifier.WithRevocationCheck(func(ctx context.Context, _ interceptors.Claims) (bool, error) {
 		return false, ctx.Err()
 	}))
 	tok := mint(t, a, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, verifier.ErrRevocationUnavailable) {
 		t.Fatalf("Verify with a cancelled context = %v, want ErrRevocationUnavailable", err)
 	}
-	if h := v.Health(); h.RevocationCheckFailing || !h.Serving() {
+	if h := v.Status(); h.RevocationCheckFailing || !h.Serving() {
 		t.Fatalf("Health = %+v after a caller's cancellation, want serving", h)
 	}
 	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer dcancel()
-	if _, err := v.Verify(dctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+	if _, err := v.Verify(dctx, tok); !errors.Is(err, verifier.ErrRevocationUnavailable) {
 		t.Fatalf("Verify past its deadline = %v, want ErrRevocationUnavailable", err)
 	}
-	if h := v.Health(); !h.RevocationCheckFailing || h.Serving() {
+	if h := v.Status(); !h.RevocationCheckFailing || h.Serving() {
 		t.Fatalf("Health = %+v after a deadline passed in the check, want revocation check failing", h)
 	}
 }
@@ -293,9 +295,9 @@ func (s *syncBuffer) String() string {
 func TestReportHealth(t *testing.T) {
 	a := newKey(t)
 	j := newJWKSServer(t, a)
-	clk := &clock{t: time.Now()}
+	clk := newClock(time.Now())
 	var logs syncBuffer
-	v := urlVerifier(t, j, interceptors.WithClock(clk.now), interceptors.WithMaxKeyAge(10*time.Minute),
+	v := urlVerifier(t, j, interceptors.WithClock(clk.Now), interceptors.WithMaxKeyAge(10*time.Minute),
 		interceptors.WithRefreshInterval(time.Hour), interceptors.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	hs := health.NewServer()
 	hc := healthClient(t, hs)
@@ -307,7 +309,7 @@ func TestReportHealth(t *testing.T) {
 		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_SERVING
 	})
 	j.down.Store(true)
-	clk.advance(11 * time.Minute)
+	clk.Advance(11 * time.Minute)
 	eventually(t, "NOT_SERVING", func() bool {
 		return servingStatus(t, hc, interceptors.HealthService) == healthpb.HealthCheckResponse_NOT_SERVING
 	})
@@ -316,13 +318,12 @@ func TestReportHealth(t *testing.T) {
 
 func TestHealthOptionErrors(t *testing.T) {
 	for name, opt := range map[string]interceptors.Option{
-		"key age":    interceptors.WithMaxKeyAge(0),
-		"rev lag":    interceptors.WithMaxRevocationLag(-time.Second),
-		"bad policy": interceptors.WithStalePolicy(interceptors.StalePolicy(7)),
+		"key age": interceptors.WithMaxKeyAge(0),
+		"rev lag": interceptors.WithMaxRevocationLag(-time.Second),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := interceptors.NewVerifier(ctxT(t), opt, interceptors.WithStaticJWKS(strings.NewReader(`{}`)),
-				interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")); err == nil {
+			if _, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+				Keys: interceptors.StaticJWKS([]byte(`{}`))}, opt); err == nil {
 				t.Fatal("NewVerifier succeeded")
 			}
 		})
@@ -337,7 +338,7 @@ func TestHealthWithoutKeys(t *testing.T) {
 	j.down.Store(true)
 	v := urlVerifier(t, j, interceptors.WithLazyStart(), interceptors.WithRefreshInterval(time.Hour),
 		interceptors.WithMinRefetchInterval(time.Hour))
-	h := v.Health()
+	h := v.Status()
 	if !h.KeysMissing || h.Serving() || h.Stale {
 		t.Fatalf("Health = %+v, want keys missing, not serving, not stale", h)
 	}

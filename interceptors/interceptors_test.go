@@ -10,6 +10,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc"
@@ -28,11 +29,9 @@ func policy() *interceptors.Policy {
 
 func newVerifier(t *testing.T, e *latchEnv, opts ...interceptors.Option) *interceptors.Verifier {
 	t.Helper()
-	opts = append([]interceptors.Option{
-		interceptors.WithJWKSFromGRPC(e.conn), interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"),
-		interceptors.WithClock(e.clock.now),
-	}, opts...)
-	v, err := interceptors.NewVerifier(ctxT(t), opts...)
+	v, err := interceptors.NewVerifier(ctxT(t),
+		interceptors.Config{Issuer: issuer, Audience: []string{"orders"}, Keys: interceptors.JWKSFromGRPC(e.conn)},
+		append([]interceptors.Option{interceptors.WithClock(e.Clock.Now)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -76,20 +75,20 @@ func wantCode(t *testing.T, what string, err error, code codes.Code, msgPart str
 // with keys and revocations from a real Latch.
 func TestAuthMatrix(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("bob@example.com", "bob-password", "billing:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("bob@example.com", "bob-password", "billing:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newVerifier(t, e, interceptors.WithRevocationsFromGRPC(e.dial(grpc.WithPerRPCCredentials(svc))))
+	v := newVerifier(t, e, interceptors.WithRevocations(e.Dial(grpc.WithPerRPCCredentials(svc)), nil))
 	client := sibling(t, v, policy())
 
-	alice := e.login("alice@example.com", "alice-password", "")
-	signer := e.signer()
+	alice := e.Login("alice@example.com", "alice-password", "")
+	signer := e.Signer()
 	forged := func(mut func(*tokens.Claims)) string {
-		now := e.clock.now()
+		now := e.Clock.Now()
 		c := tokens.Claims{Issuer: issuer, Subject: "forged", Audience: []string{"orders"}, IssuedAt: now, NotBefore: now,
 			ExpiresAt: now.Add(10 * time.Minute), ID: "jti-forged", SessionID: alice.GetSessionId(), Roles: []string{"orders:read"}}
 		mut(&c)
@@ -101,8 +100,8 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	otherKey, _ := tokens.GenerateKey(rand.Reader)
 	otherSigner, _ := tokens.NewSigner(otherKey)
-	wrongKey, _ := otherSigner.Sign(tokens.Claims{Issuer: issuer, Subject: "x", Audience: []string{"orders"}, IssuedAt: e.clock.now(),
-		ExpiresAt: e.clock.now().Add(time.Minute), ID: "j", SessionID: alice.GetSessionId(), Roles: []string{"orders:read"}})
+	wrongKey, _ := otherSigner.Sign(tokens.Claims{Issuer: issuer, Subject: "x", Audience: []string{"orders"}, IssuedAt: e.Clock.Now(),
+		ExpiresAt: e.Clock.Now().Add(time.Minute), ID: "j", SessionID: alice.GetSessionId(), Roles: []string{"orders:read"}})
 	tampered := alice.GetAccessToken()
 	parts := strings.Split(tampered, ".")
 	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -131,7 +130,7 @@ func TestAuthMatrix(t *testing.T) {
 			c.IssuedAt, c.ExpiresAt = c.IssuedAt.Add(-time.Hour), c.IssuedAt.Add(-30*time.Minute)
 		})), codes.Unauthenticated, "expired"},
 		{"refresh token as bearer", bearer(ctx, alice.GetRefreshToken()), codes.Unauthenticated, "malformed"},
-		{"missing role", bearer(ctx, e.login("bob@example.com", "bob-password", "orders").GetAccessToken()), codes.PermissionDenied, "orders:read"},
+		{"missing role", bearer(ctx, e.Login("bob@example.com", "bob-password", "orders").GetAccessToken()), codes.PermissionDenied, "orders:read"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +160,7 @@ func TestAuthMatrix(t *testing.T) {
 	})
 
 	t.Run("revoked jti", func(t *testing.T) {
-		pair := e.login("alice@example.com", "alice-password", "")
+		pair := e.Login("alice@example.com", "alice-password", "")
 		if _, uerr, serr := call(t, client, bearer(ctx, pair.GetAccessToken())); uerr != nil || serr != nil {
 			t.Fatalf("before revoke: %v / %v", uerr, serr)
 		}
@@ -173,7 +172,7 @@ func TestAuthMatrix(t *testing.T) {
 		wantCode(t, "stream", serr, codes.Unauthenticated, "revoked")
 	})
 	t.Run("revoked session", func(t *testing.T) {
-		pair := e.login("alice@example.com", "alice-password", "")
+		pair := e.Login("alice@example.com", "alice-password", "")
 		if _, err := e.client.Revoke(ctx, &latchv1.RevokeRequest{Token: pair.GetRefreshToken()}); err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +181,7 @@ func TestAuthMatrix(t *testing.T) {
 		wantCode(t, "stream", serr, codes.Unauthenticated, "revoked")
 	})
 	t.Run("reuse detection revokes the session's access tokens", func(t *testing.T) {
-		pair := e.login("alice@example.com", "alice-password", "")
+		pair := e.Login("alice@example.com", "alice-password", "")
 		next, err := e.client.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: pair.GetRefreshToken()})
 		if err != nil {
 			t.Fatal(err)
@@ -214,9 +213,9 @@ func waitRejected(t *testing.T, c testpb.TestServiceClient, tok string) {
 
 func TestDefaultDenyAndPublicHealth(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
 	v := newVerifier(t, e)
-	alice := e.login("alice@example.com", "alice-password", "")
+	alice := e.Login("alice@example.com", "alice-password", "")
 	// No rule names TestService: denied even with a valid token.
 	client := sibling(t, v, interceptors.NewPolicy())
 	_, uerr, serr := call(t, client, bearer(ctxT(t), alice.GetAccessToken()))

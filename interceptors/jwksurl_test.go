@@ -15,8 +15,8 @@ import (
 	"github.com/latchauth/latch/tokens"
 )
 
-// TestJWKSURLSchemes: WithJWKSURL takes https anywhere and plain http only
-// on loopback; WithInsecureJWKSURL is the explicit way to use plain http
+// TestJWKSURLSchemes: JWKSURL takes https anywhere and plain http only
+// on loopback; InsecureJWKSURL is the explicit way to use plain http
 // elsewhere. Malformed URLs are refused at construction.
 func TestJWKSURLSchemes(t *testing.T) {
 	for _, c := range []struct {
@@ -39,23 +39,23 @@ func TestJWKSURLSchemes(t *testing.T) {
 		{"https://latch.example/%zz", false, "URL"},
 	} {
 		t.Run(c.url, func(t *testing.T) {
-			v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(c.url), interceptors.WithLazyStart(),
-				interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"))
+			v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+				Keys: interceptors.JWKSURL(c.url)}, interceptors.WithLazyStart())
 			if err == nil {
 				v.Close()
 			}
 			if c.ok != (err == nil) {
-				t.Fatalf("NewVerifier(WithJWKSURL(%q)) = %v, want ok=%v", c.url, err, c.ok)
+				t.Fatalf("NewVerifier(JWKSURL(%q)) = %v, want ok=%v", c.url, err, c.ok)
 			}
 			if err != nil && (!strings.Contains(err.Error(), c.errPart) || strings.Contains(err.Error(), "secret")) {
 				t.Fatalf("error %q does not name %q, or shows the URL's password", err, c.errPart)
 			}
 		})
 	}
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithInsecureJWKSURL("http://latch.example/jwks"), interceptors.WithLazyStart(),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"))
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+		Keys: interceptors.InsecureJWKSURL("http://latch.example/jwks")}, interceptors.WithLazyStart())
 	if err != nil {
-		t.Fatalf("WithInsecureJWKSURL: %v", err)
+		t.Fatalf("InsecureJWKSURL: %v", err)
 	}
 	v.Close()
 }
@@ -108,13 +108,13 @@ func TestJWKSURLRedirects(t *testing.T) {
 	// keys, or the first fetch failure it logs.
 	start := func(path string, client *http.Client) error {
 		var logs syncBuffer
-		opts := []interceptors.Option{interceptors.WithJWKSURL(latch.URL + path), interceptors.WithIssuer(issuer),
-			interceptors.WithAudience("orders"), interceptors.WithLazyStart(),
+		opts := []interceptors.Option{interceptors.WithLazyStart(),
 			interceptors.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil)))}
 		if client != nil {
 			opts = append(opts, interceptors.WithHTTPClient(client))
 		}
-		v, err := interceptors.NewVerifier(ctxT(t), opts...)
+		v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+			Keys: interceptors.JWKSURL(latch.URL + path)}, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,9 +122,9 @@ func TestJWKSURLRedirects(t *testing.T) {
 		var failure string
 		eventually(t, "keys or a failed fetch", func() bool {
 			failure = logs.String()
-			return !v.Health().KeysMissing || strings.Contains(failure, `"event":"jwks_refresh_failed"`)
+			return !v.Status().KeysMissing || strings.Contains(failure, `"event":"jwks_refresh_failed"`)
 		})
-		if !v.Health().KeysMissing {
+		if !v.Status().KeysMissing {
 			return nil
 		}
 		return errors.New(failure)

@@ -92,9 +92,8 @@ func mint(t testing.TB, k *ecdsa.PrivateKey, now time.Time) string {
 
 func urlVerifier(t *testing.T, j *jwksServer, opts ...interceptors.Option) *interceptors.Verifier {
 	t.Helper()
-	v, err := interceptors.NewVerifier(ctxT(t), append([]interceptors.Option{
-		interceptors.WithJWKSURL(j.srv.URL + "/.well-known/jwks.json"), interceptors.WithIssuer(issuer),
-		interceptors.WithAudience("orders")}, opts...)...)
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+		Keys: interceptors.JWKSURL(j.srv.URL + "/.well-known/jwks.json")}, opts...)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -180,8 +179,10 @@ func TestLatchDownKeepsLastKeys(t *testing.T) {
 func TestStartupFailsClearlyWithoutKeys(t *testing.T) {
 	j := newJWKSServer(t, newKey(t))
 	j.down.Store(true)
-	_, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(j.srv.URL), interceptors.WithIssuer(issuer),
-		interceptors.WithAudience("orders"), interceptors.WithStartupTimeout(2*time.Second))
+	ctx, cancel := context.WithTimeout(ctxT(t), 2*time.Second)
+	defer cancel()
+	_, err := interceptors.NewVerifier(ctx, interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+		Keys: interceptors.JWKSURL(j.srv.URL)})
 	if err == nil || !strings.Contains(err.Error(), "no key set within the start-up timeout") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("NewVerifier = %v, want a clear start-up error naming the cause", err)
 	}
@@ -211,14 +212,14 @@ func TestLazyStartRejectsUntilKeysArrive(t *testing.T) {
 }
 
 func TestNewVerifierConfigErrors(t *testing.T) {
-	for name, opts := range map[string][]interceptors.Option{
-		"no source":   {interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")},
-		"no issuer":   {interceptors.WithStaticJWKS(strings.NewReader(`{"keys":[]}`)), interceptors.WithAudience("orders")},
-		"bad static":  {interceptors.WithStaticJWKS(strings.NewReader(`nope`)), interceptors.WithIssuer(issuer), interceptors.WithAudience("o")},
-		"two sources": {interceptors.WithJWKSURL("http://x"), interceptors.WithStaticJWKS(strings.NewReader(`{}`)), interceptors.WithIssuer(issuer)},
+	for name, cfg := range map[string]interceptors.Config{
+		"no source":  {Issuer: issuer, Audience: []string{"orders"}},
+		"no issuer":  {Keys: interceptors.StaticJWKS([]byte(`{"keys":[]}`)), Audience: []string{"orders"}},
+		"bad static": {Keys: interceptors.StaticJWKS([]byte(`nope`)), Issuer: issuer, Audience: []string{"o"}},
+		"nil conn":   {Keys: interceptors.JWKSFromGRPC(nil), Issuer: issuer, Audience: []string{"o"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := interceptors.NewVerifier(ctxT(t), opts...); err == nil {
+			if _, err := interceptors.NewVerifier(ctxT(t), cfg); err == nil {
 				t.Fatal("NewVerifier succeeded")
 			}
 		})
@@ -229,8 +230,8 @@ func TestStaticJWKS(t *testing.T) {
 	a := newKey(t)
 	set, _ := tokens.NewKeySet(&a.PublicKey)
 	doc, _ := json.Marshal(set.JWKS())
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithStaticJWKS(strings.NewReader(string(doc))),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"))
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+		Keys: interceptors.StaticJWKS(doc)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,14 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 	"google.golang.org/grpc/codes"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // ownedKeys is a key source the caller owns and changes, counting lookups.
-// With epoch set it implements interceptors.EpochKeySource.
+// With epoch set it implements verifier.EpochKeySource.
 type ownedKeys struct {
 	cur     atomic.Pointer[tokens.KeySet]
 	lookups atomic.Int64
@@ -48,8 +49,8 @@ func (e epochKeys) KeyEpoch() any { return e.cur.Load() }
 
 func ownedVerifier(t *testing.T, ks tokens.KeySource, opts ...interceptors.Option) *interceptors.Verifier {
 	t.Helper()
-	v, err := interceptors.NewVerifier(ctxT(t), append([]interceptors.Option{interceptors.WithKeySource(ks),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")}, opts...)...)
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"}},
+		append([]interceptors.Option{verifier.WithKeySource(ks)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -82,8 +83,8 @@ func TestKeySourceEpochInvalidatesCache(t *testing.T) {
 	if _, err := v.Verify(ctx, mint(t, b, time.Now())); err != nil {
 		t.Fatalf("token of the new key: %v", err)
 	}
-	if st := v.Status(); !st.KeysOwnedByCaller || st.KeyFetches != 0 {
-		t.Fatalf("Status = %+v, want KeysOwnedByCaller and no fetches", st)
+	if st := v.Status(); st.KeyFetches != 0 || st.KeysMissing || !st.Serving() {
+		t.Fatalf("Status = %+v, want no fetches, and serving", st)
 	}
 }
 
@@ -128,21 +129,20 @@ func (badEpoch) KeyEpoch() any { return []int{1} }
 func TestKeySourceConfigErrors(t *testing.T) {
 	set, _ := tokens.NewKeySet(&newKey(t).PublicKey)
 	doc, _ := json.Marshal(set.JWKS())
-	base := []interceptors.Option{interceptors.WithIssuer(issuer), interceptors.WithAudience("orders")}
 	for name, tc := range map[string]struct {
-		opts []interceptors.Option
+		keys interceptors.Keys
+		ks   tokens.KeySource
 		want string
 	}{
-		"with a JWKS URL":   {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithJWKSURL("http://127.0.0.1:1/jwks")}, "exactly one key source"},
-		"with static JWKS":  {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithStaticJWKS(strings.NewReader(string(doc)))}, "exactly one key source"},
-		"twice":             {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithKeySource(set)}, "given twice"},
-		"nil":               {[]interceptors.Option{interceptors.WithKeySource(nil)}, "nil key source"},
-		"nil key set":       {[]interceptors.Option{interceptors.WithKeySource((*tokens.KeySet)(nil))}, "nil key source"},
-		"uncomparable":      {[]interceptors.Option{interceptors.WithKeySource(badEpoch{&ownedKeys{}})}, "uncomparable"},
-		"nil revocation fn": {[]interceptors.Option{interceptors.WithKeySource(set), interceptors.WithRevocationCheck(nil)}, "nil check"},
+		"with a JWKS URL":  {interceptors.JWKSURL("http://127.0.0.1:1/jwks"), set, "Config.Keys must be empty"},
+		"with static JWKS": {interceptors.StaticJWKS(doc), set, "Config.Keys must be empty"},
+		"nil":              {interceptors.Keys{}, nil, "Config.Keys is required"},
+		"nil key set":      {interceptors.Keys{}, (*tokens.KeySet)(nil), "nil key source"},
+		"uncomparable":     {interceptors.Keys{}, badEpoch{&ownedKeys{}}, "uncomparable"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := interceptors.NewVerifier(ctxT(t), append(tc.opts, base...)...)
+			_, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"}, Keys: tc.keys},
+				verifier.WithKeySource(tc.ks))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewVerifier = %v, want an error containing %q", err, tc.want)
 			}
@@ -168,7 +168,7 @@ func TestRevocationCheck(t *testing.T) {
 		}
 		return revoked.Load(), nil
 	}
-	v := ownedVerifier(t, epochKeys{owned}, interceptors.WithRevocationCheck(check))
+	v := ownedVerifier(t, epochKeys{owned}, verifier.WithRevocationCheck(check))
 	tok := mint(t, a, time.Now())
 	ctx := context.Background()
 	c, err := v.Verify(ctx, tok)
@@ -190,7 +190,7 @@ func TestRevocationCheck(t *testing.T) {
 	}
 	revoked.Store(false)
 	failing.Store(true)
-	if _, err := v.Verify(ctx, tok); !errors.Is(err, interceptors.ErrRevocationUnavailable) {
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, verifier.ErrRevocationUnavailable) {
 		t.Fatalf("failing check: %v, want ErrRevocationUnavailable (fail closed)", err)
 	}
 
@@ -212,9 +212,9 @@ func TestRevocationCheck(t *testing.T) {
 // as soon as Revoke returns, with no stream to wait for.
 func TestInsideLatch(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	v := ownedVerifier(t, e.srv.KeySource(), interceptors.WithRevocationCheck(e.srv.TokenRevoked), interceptors.WithClock(e.clock.now))
-	if _, ok := e.srv.KeySource().(interceptors.EpochKeySource); !ok {
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	v := ownedVerifier(t, e.Server.KeySource(), verifier.WithRevocationCheck(e.Server.TokenRevoked), interceptors.WithClock(e.Clock.Now))
+	if _, ok := e.Server.KeySource().(verifier.EpochKeySource); !ok {
 		t.Fatal("server.KeySource does not implement EpochKeySource: the verified-token cache would be off")
 	}
 	ctx := ctxT(t)
@@ -222,7 +222,7 @@ func TestInsideLatch(t *testing.T) {
 		func(p *latchv1.TokenPair) string { return p.GetAccessToken() },  // jti denied
 		func(p *latchv1.TokenPair) string { return p.GetRefreshToken() }, // session revoked
 	} {
-		pair := e.login("alice@example.com", "alice-password", "")
+		pair := e.Login("alice@example.com", "alice-password", "")
 		if _, err := v.Verify(ctx, pair.GetAccessToken()); err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestInsideLatch(t *testing.T) {
 			t.Fatalf("right after Revoke: %v, want ErrRevoked", err)
 		}
 	}
-	if _, err := v.Verify(ctx, mint(t, newKey(t), e.clock.now())); !errors.Is(err, tokens.ErrUnknownKey) {
+	if _, err := v.Verify(ctx, mint(t, newKey(t), e.Clock.Now())); !errors.Is(err, tokens.ErrUnknownKey) {
 		t.Fatalf("foreign key: %v", err)
 	}
 }

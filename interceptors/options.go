@@ -1,10 +1,8 @@
 package interceptors
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -12,65 +10,44 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/latchauth/latch/interceptors/clientcreds"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
 
-// Option configures NewVerifier.
-type Option func(*options) error
-
-type options struct {
-	source          keyFetcher
-	issuer          string
-	audiences       []string
-	leeway          time.Duration
-	refreshInterval time.Duration
-	minRefetch      time.Duration
-	startTimeout    time.Duration
-	lazy            bool
-	revocations     grpc.ClientConnInterface
-	revCreds        *RefreshingCredentials
-	cacheSize       int
-	now             func() time.Time
-	log             *slog.Logger
-	httpClient      *http.Client
-	jwksURL         *url.URL
-	sources         int              // key-source options given
-	keySource       tokens.KeySource // WithKeySource
-	revCheck        RevocationCheck
-	maxKeyAge       time.Duration
-	maxRevLag       time.Duration
-	stalePolicy     StalePolicy
+// Config holds what a Verifier cannot do without.
+type Config struct {
+	// Issuer is the iss tokens must carry: Latch's --issuer.
+	Issuer string
+	// Audience lists the audiences this service answers to; a token must
+	// name at least one.
+	Audience []string
+	// Keys says where Latch's public keys come from: JWKSFromGRPC,
+	// JWKSURL, InsecureJWKSURL or StaticJWKS.
+	Keys Keys
 }
 
-func defaultOptions() options {
-	return options{
-		leeway:          5 * time.Second,
-		refreshInterval: 5 * time.Minute,
-		minRefetch:      30 * time.Second,
-		startTimeout:    10 * time.Second,
-		cacheSize:       10_000,
-		maxKeyAge:       time.Hour,
-		maxRevLag:       5 * time.Minute,
-		now:             time.Now,
-		log:             slog.New(slog.DiscardHandler),
+// Keys is where a Verifier gets Latch's public keys. The zero value names
+// no source.
+type Keys struct {
+	name    string     // the constructor, for messages
+	fetcher keyFetcher // nil for a URL, which needs the HTTP client
+	url     *url.URL
+	err     error
+}
+
+// JWKSFromGRPC fetches Latch's keys with AuthService.GetJWKS over conn.
+func JWKSFromGRPC(conn grpc.ClientConnInterface) Keys {
+	k := Keys{name: "JWKSFromGRPC", fetcher: &grpcFetcher{conn: conn}}
+	if conn == nil {
+		k.err = errors.New("nil connection")
 	}
+	return k
 }
 
-// WithJWKSFromGRPC fetches Latch's keys with AuthService.GetJWKS over conn.
-func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
-	return func(o *options) error {
-		if conn == nil {
-			return errors.New("WithJWKSFromGRPC: nil connection")
-		}
-		o.source = &grpcFetcher{conn: conn}
-		o.sources++
-		return nil
-	}
-}
-
-// WithJWKSURL fetches Latch's keys from its HTTP JWKS endpoint, for example
+// JWKSURL fetches Latch's keys from its HTTP JWKS endpoint, for example
 // "https://latch.example/.well-known/jwks.json", honouring Cache-Control
-// max-age and ETag. Use WithHTTPClient to set TLS or timeouts.
+// max-age and ETag. WithHTTPClient sets TLS or timeouts.
 //
 // The URL must be https, except on a loopback host (127.0.0.0/8, ::1,
 // localhost), where plain http is accepted for local development: keys
@@ -79,244 +56,166 @@ func WithJWKSFromGRPC(conn grpc.ClientConnInterface) Option {
 // within the same scheme and host (and port); one to another host, or from
 // https to http, fails the fetch, so that the endpoint's origin cannot hand
 // the choice of keys to another. The URL must not hold credentials.
-func WithJWKSURL(url string) Option {
-	return func(o *options) error { return o.setJWKSURL("WithJWKSURL", url, false) }
+func JWKSURL(url string) Keys {
+	u, err := parseJWKSURL(url, false)
+	return Keys{name: "JWKSURL", url: u, err: err}
 }
 
-// WithInsecureJWKSURL is WithJWKSURL without the https requirement: it also
-// accepts plain http to any host. Anyone who can alter traffic between this
-// service and that host can then substitute their own keys and mint tokens
-// this service accepts, so use it only where the network path is otherwise
+// InsecureJWKSURL is JWKSURL without the https requirement: it also accepts
+// plain http to any host. Anyone who can alter traffic between this service
+// and that host can then substitute their own keys and mint tokens this
+// service accepts, so use it only where the network path is otherwise
 // protected (a service mesh that adds mTLS, for example). Redirects are
 // still followed only within the same scheme and host.
-func WithInsecureJWKSURL(url string) Option {
-	return func(o *options) error { return o.setJWKSURL("WithInsecureJWKSURL", url, true) }
+func InsecureJWKSURL(url string) Keys {
+	u, err := parseJWKSURL(url, true)
+	return Keys{name: "InsecureJWKSURL", url: u, err: err}
 }
 
-func (o *options) setJWKSURL(name, raw string, insecure bool) error {
-	u, err := parseJWKSURL(raw, insecure)
+// StaticJWKS uses a fixed JSON Web Key Set (a file shipped with the
+// service, for example). Nothing is ever refetched.
+func StaticJWKS(jwks []byte) Keys {
+	k := Keys{name: "StaticJWKS"}
+	set, err := tokens.ParseJWKS(jwks)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		k.err = err
+		return k
 	}
-	o.jwksURL = u
-	o.sources++
-	return nil
+	k.fetcher = staticFetcher{set: set}
+	return k
 }
 
-// WithHTTPClient sets the client WithJWKSURL uses. Default: a client with a
-// 10 s timeout. The Verifier uses a copy of c whose redirect policy first
-// refuses any redirect off the JWKS URL's scheme and host, then applies
-// c.CheckRedirect; c itself is not changed.
-func WithHTTPClient(c *http.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return errors.New("WithHTTPClient: nil client")
-		}
-		o.httpClient = c
-		return nil
-	}
-}
-
-// WithStaticJWKS uses a fixed JSON Web Key Set read from r (a file shipped
-// with the service, for example). Nothing is ever refetched.
-func WithStaticJWKS(r io.Reader) Option {
-	return func(o *options) error {
-		data, err := io.ReadAll(io.LimitReader(r, tokens.MaxJWKSSize+1))
-		if err != nil {
-			return fmt.Errorf("WithStaticJWKS: %w", err)
-		}
-		set, err := tokens.ParseJWKS(data)
-		if err != nil {
-			return fmt.Errorf("WithStaticJWKS: %w", err)
-		}
-		o.source = staticFetcher{set: set}
-		o.sources++
-		return nil
-	}
-}
-
-// EpochKeySource is a tokens.KeySource that tells when its key set
-// changes. WithKeySource uses KeyEpoch to keep the verified-token cache
-// honest: a cached verification is used only while KeyEpoch returns the
-// value it had when the token was verified.
-type EpochKeySource interface {
-	tokens.KeySource
-	// KeyEpoch returns a comparable value that changes whenever the set of
-	// keys changes, for example a pointer to an immutable snapshot of the
-	// set. It is called on every verification and must be cheap.
-	KeyEpoch() any
-}
-
-// WithKeySource verifies against keys the caller owns, with no fetching:
-// for example Latch's own key ring when the interceptors run inside Latch,
-// or a key set the service manages itself. Each kid is looked up in ks on
-// every uncached verification. A lookup error other than
-// tokens.ErrUnknownKey refuses the token; the interceptors answer
-// UNAVAILABLE (the token may be fine), never UNAUTHENTICATED.
-//
-// The verified-token cache stays valid across key changes only if the
-// Verifier can tell when the set changes: when ks implements
-// EpochKeySource (or is an immutable *tokens.KeySet) the cache is keyed to
-// its epoch; otherwise the cache is off and every call runs ECDSA, so that
-// a key removed from ks is never honoured from the cache.
-//
-// Exclusive with WithJWKSFromGRPC, WithJWKSURL and WithStaticJWKS. Key-age
-// health (WithMaxKeyAge) does not apply: ks is as fresh as its owner keeps
-// it.
-func WithKeySource(ks tokens.KeySource) Option {
-	return func(o *options) error {
-		if set, isSet := ks.(*tokens.KeySet); ks == nil || isSet && set == nil {
-			return errors.New("WithKeySource: nil key source")
-		}
-		if o.keySource != nil {
-			return errors.New("WithKeySource: given twice")
-		}
-		o.keySource = ks
-		o.sources++
-		return nil
-	}
-}
-
-// RevocationCheck reports whether the token with claims c has been revoked
-// (its jti or its session). An error means the answer is unknown.
-type RevocationCheck func(ctx context.Context, c Claims) (revoked bool, err error)
-
-// WithRevocationCheck runs check on every verification, after the
-// signature and claims checks and on cache hits too (revocation is never
-// cached): for example Latch's own storage when the interceptors run
-// inside Latch. A revoked token fails with ErrRevoked; an error fails
-// closed with ErrRevocationUnavailable (UNAVAILABLE from the interceptors),
-// never as a valid token. It may be combined with WithRevocationsFromGRPC:
-// a token either one reports revoked is rejected.
-func WithRevocationCheck(check RevocationCheck) Option {
-	return func(o *options) error {
-		if check == nil {
-			return errors.New("WithRevocationCheck: nil check")
-		}
-		if o.revCheck != nil {
-			return errors.New("WithRevocationCheck: given twice")
-		}
-		o.revCheck = check
-		return nil
-	}
-}
-
-// WithIssuer sets the issuer (iss) tokens must carry: Latch's --issuer.
-// Required.
-func WithIssuer(iss string) Option {
-	return func(o *options) error { o.issuer = iss; return nil }
-}
-
-// WithAudience sets the audiences this service answers to; a token must
-// name at least one. Required.
-func WithAudience(aud ...string) Option {
-	return func(o *options) error { o.audiences = append(o.audiences, aud...); return nil }
-}
+// Option tunes a Verifier. The defaults suit a service that fetches keys
+// from Latch and, with WithRevocations, follows its revocations.
+type Option func(*verifier.Settings)
 
 // WithLeeway allows for clock skew on exp, nbf and iat. Default 5 s, at
 // most tokens.MaxLeeway.
-func WithLeeway(d time.Duration) Option {
-	return func(o *options) error { o.leeway = d; return nil }
-}
+func WithLeeway(d time.Duration) Option { return func(s *verifier.Settings) { s.Leeway = d } }
 
 // WithRefreshInterval sets how often keys are refreshed in the background
 // when the server sends no Cache-Control max-age. Default 5 minutes.
 func WithRefreshInterval(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return errors.New("WithRefreshInterval: must be positive")
-		}
-		o.refreshInterval = d
-		return nil
-	}
+	return func(s *verifier.Settings) { s.RefreshInterval = d }
 }
 
 // WithMinRefetchInterval bounds refetches caused by tokens with an unknown
 // kid: at most one per interval, however many such tokens arrive (a flood
 // of random kids must not become a flood of fetches). Default 30 s.
 func WithMinRefetchInterval(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return errors.New("WithMinRefetchInterval: must be positive")
-		}
-		o.minRefetch = d
-		return nil
-	}
-}
-
-// WithStartupTimeout bounds how long NewVerifier waits for the first key
-// set. Default 10 s.
-func WithStartupTimeout(d time.Duration) Option {
-	return func(o *options) error { o.startTimeout = d; return nil }
+	return func(s *verifier.Settings) { s.MinRefetch = d }
 }
 
 // WithLazyStart lets NewVerifier return before any key set has been
-// fetched (and, with WithRevocationsFromGRPC, before the first revocation
+// fetched (and, with WithRevocations, before the first revocation
 // snapshot): until keys arrive every token is rejected (UNAUTHENTICATED)
 // and fetching keeps retrying in the background; until the first snapshot
-// arrives the Verifier is stale (Health.RevocationsMissing), so under the
-// default FailClosed policy every token is refused with ErrStale
-// (UNAVAILABLE), never accepted unchecked. Default: NewVerifier fails.
-func WithLazyStart() Option {
-	return func(o *options) error { o.lazy = true; return nil }
-}
+// arrives the Verifier is stale (Status.RevocationsMissing), so every token
+// is refused with ErrStale (UNAVAILABLE) unless WithFailOpen, never
+// accepted unchecked. Default: NewVerifier waits, and fails if it cannot
+// get them.
+func WithLazyStart() Option { return func(s *verifier.Settings) { s.Lazy = true } }
 
-// WithRevocationsFromGRPC follows Latch's WatchRevocations stream over conn
-// and rejects revoked tokens and sessions locally. conn must carry a
-// credential with role "introspect" (see NewRefreshingCredentials), unless
-// Latch runs with --introspect-open. Without this option verification is
-// stateless: tokens are valid until they expire.
-func WithRevocationsFromGRPC(conn grpc.ClientConnInterface) Option {
-	return func(o *options) error {
-		if conn == nil {
-			return errors.New("WithRevocationsFromGRPC: nil connection")
-		}
-		o.revocations = conn
-		return nil
-	}
-}
-
-// WithRevocationCredentials sends creds on the WatchRevocations stream of
-// WithRevocationsFromGRPC, whose connection must then carry no per-RPC
-// credentials of its own (the call would hold two). Log them in for
-// Latch's own audience, its issuer (the one WithIssuer names), and give
-// them Relogin: when Latch ends the stream with UNAUTHENTICATED (the
-// follower's session was revoked, or its token refused), the follower
-// invalidates the token it sent and reconnects at once with a new one
-// (refreshed, or from a new login), so that a revoked follower session
-// costs one reconnect, not the rest of the access token's lifetime. While
-// creds report ErrSessionEnded (Failure), Health reports
-// CredentialsFailing and the Verifier is not serving.
-func WithRevocationCredentials(creds *RefreshingCredentials) Option {
-	return func(o *options) error {
-		if creds == nil {
-			return errors.New("WithRevocationCredentials: nil credentials")
-		}
-		o.revCreds = creds
-		return nil
-	}
+// WithRevocations follows Latch's WatchRevocations stream over conn and
+// rejects revoked tokens and sessions locally. Without it verification is
+// stateless: a token is valid until it expires.
+//
+// The stream needs a credential with role "introspect" for Latch's own
+// audience, its issuer (unless Latch runs with --introspect-open): either
+// creds, logged in for that audience and given clientcreds.WithRelogin, or
+// nil when conn carries its own per-RPC credentials. With creds, when
+// Latch ends the stream with UNAUTHENTICATED (the follower's session was
+// revoked, or its token refused), the follower invalidates the token it
+// sent and reconnects at once with a new one, so that a revoked follower
+// session costs one reconnect, not the rest of the access token's
+// lifetime; while creds report clientcreds.ErrSessionEnded the Verifier
+// is not serving (Status.CredentialsFailing).
+func WithRevocations(conn grpc.ClientConnInterface, creds *clientcreds.Credentials) Option {
+	return func(s *verifier.Settings) { s.Revocations, s.RevocationCreds = conn, creds }
 }
 
 // WithCacheSize bounds the verified-token cache (entries). A hit skips the
 // ECDSA verification but never the revocation check. 0 disables it.
 // Default 10,000.
-func WithCacheSize(n int) Option {
-	return func(o *options) error {
-		if n < 0 {
-			return errors.New("WithCacheSize: must not be negative")
-		}
-		o.cacheSize = n
-		return nil
+func WithCacheSize(n int) Option { return func(s *verifier.Settings) { s.CacheSize = n } }
+
+// WithClock sets the clock for token times and freshness. Default
+// time.Now.
+func WithClock(now func() time.Time) Option { return func(s *verifier.Settings) { s.Now = now } }
+
+// WithLogger sets the logger for key refreshes, the revocation stream and
+// health changes. Tokens are never logged. Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(s *verifier.Settings) { s.Log = l } }
+
+// WithHTTPClient sets the client a JWKSURL or InsecureJWKSURL is fetched
+// with. Default: a client with a 10 s timeout. The Verifier uses a copy of
+// c whose redirect policy first refuses any redirect off the URL's scheme
+// and host, then applies c.CheckRedirect; c itself is not changed.
+func WithHTTPClient(c *http.Client) Option { return func(s *verifier.Settings) { s.HTTPClient = c } }
+
+// WithMaxKeyAge bounds how old the key set may grow (time since the last
+// successful fetch, 304 included) before the Verifier is stale. It does not
+// apply to StaticJWKS, which fetches nothing. Default 1 hour (a dozen
+// failed refreshes at the default pace).
+func WithMaxKeyAge(d time.Duration) Option { return func(s *verifier.Settings) { s.MaxKeyAge = d } }
+
+// WithMaxRevocationLag bounds how long the revocation stream may be out of
+// sync (down, or reconnected but before its snapshot is complete) before
+// the Verifier is stale: revocations made meanwhile are unknown to it.
+// Default 5 minutes, a third of the default access-token lifetime. Before
+// the first snapshot (WithLazyStart) the Verifier is stale at once: it has
+// never known what Latch revoked.
+func WithMaxRevocationLag(d time.Duration) Option {
+	return func(s *verifier.Settings) { s.MaxRevocationLag = d }
+}
+
+// WithFailOpen keeps verifying while the Verifier is stale, with the last
+// key set and the revocations received so far: a key withdrawn, or a token
+// revoked, while the Verifier is cut off from Latch is honoured until it
+// reconnects. Health still reports NOT_SERVING, so operators see it.
+// Default: fail closed, refusing every token with ErrStale (UNAVAILABLE)
+// while stale, so that no request is let through on keys or revocations
+// that may be out of date.
+func WithFailOpen() Option { return func(s *verifier.Settings) { s.FailOpen = true } }
+
+// validate reports every problem with cfg and s at once, each named as the
+// caller wrote it.
+func validate(cfg Config, s verifier.Settings) error {
+	var errs []error
+	if cfg.Issuer == "" {
+		errs = append(errs, errors.New("Config.Issuer is required: Latch's --issuer"))
 	}
-}
-
-// WithClock sets the clock for token times. Default time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) error { o.now = now; return nil }
-}
-
-// WithLogger sets the logger for key refreshes and the revocation stream.
-// Tokens are never logged. Default: discard.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error { o.log = l; return nil }
+	if len(cfg.Audience) == 0 {
+		errs = append(errs, errors.New("Config.Audience is required: the audiences this service answers to"))
+	}
+	switch {
+	case cfg.Keys.err != nil:
+		errs = append(errs, fmt.Errorf("Config.Keys: %s: %w", cfg.Keys.name, cfg.Keys.err))
+	case cfg.Keys.name != "" && s.KeySource != nil:
+		errs = append(errs, errors.New("Config.Keys must be empty with Latch's own key source"))
+	case cfg.Keys.name == "" && s.KeySource == nil:
+		errs = append(errs, errors.New("Config.Keys is required: JWKSFromGRPC, JWKSURL, InsecureJWKSURL or StaticJWKS"))
+	}
+	if set, isSet := s.KeySource.(*tokens.KeySet); isSet && set == nil {
+		errs = append(errs, errors.New("nil key source"))
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"WithRefreshInterval", s.RefreshInterval}, {"WithMinRefetchInterval", s.MinRefetch},
+		{"WithMaxKeyAge", s.MaxKeyAge}, {"WithMaxRevocationLag", s.MaxRevocationLag}} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", d.name))
+		}
+	}
+	if s.CacheSize < 0 {
+		errs = append(errs, errors.New("WithCacheSize: must not be negative"))
+	}
+	if s.Now == nil || s.Log == nil {
+		errs = append(errs, errors.New("WithClock and WithLogger: must not be nil"))
+	}
+	if s.Revocations == nil && s.RevocationCreds != nil {
+		errs = append(errs, errors.New("WithRevocations: nil connection"))
+	}
+	return errors.Join(errs...)
 }

@@ -146,7 +146,7 @@ func (c *compiledPolicy) required(method string) ([]string, bool) {
 	switch {
 	case !ok:
 		return nil, c.allowAuthenticated
-	case r.public: // not reached through the interceptors, which skip public methods
+	case r.public: // not reached: AuthFunc passes public methods first
 		return nil, true
 	}
 	return r.roles, true

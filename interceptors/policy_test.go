@@ -14,11 +14,11 @@ import (
 // protected.
 func TestPolicyPrecedence(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("root@example.com", "root-password", "admin")
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("root@example.com", "root-password", "admin")
 	v := newVerifier(t, e)
-	alice := e.login("alice@example.com", "alice-password", "").GetAccessToken()
-	root := e.login("root@example.com", "root-password", "").GetAccessToken()
+	alice := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
+	root := e.Login("root@example.com", "root-password", "").GetAccessToken()
 
 	const svc = "/grpc.testing.TestService/"
 	p := interceptors.NewPolicy().

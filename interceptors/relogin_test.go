@@ -12,18 +12,17 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
 
 // sessionOf returns the session id of the token creds hold now.
-func sessionOf(t *testing.T, _ *interceptors.Verifier, creds *interceptors.RefreshingCredentials) string {
+func sessionOf(t *testing.T, _ *interceptors.Verifier, creds *clientcreds.Credentials) string {
 	t.Helper()
 	tok, err := creds.Token(ctxT(t))
 	if err != nil {
@@ -63,18 +62,18 @@ func (p *pwSource) get(context.Context) (string, error) {
 }
 
 // TestCredentialsLogInAgainAfterSessionEnds: when Latch refuses the
-// refresh token because the session was revoked, credentials with Relogin
+// refresh token because the session was revoked, credentials with WithRelogin
 // log in again and calls through them continue; many concurrent callers
 // cause one Refresh and one login.
 func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	v := newVerifier(t, e)
 	client := sibling(t, v, policy())
 	pw := &pwSource{pw: "svc-password"}
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now),
-		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now),
+		clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +81,10 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := sessionOf(t, v, creds)
-	if _, err := e.store.RevokeSession(ctxT(t), first, "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), first, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(15*time.Minute - 30*time.Second) // the refresh is due
+	e.Clock.Advance(15*time.Minute - 30*time.Second) // the refresh is due
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -106,91 +105,78 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 	}
 }
 
-// TestCredentialsSessionEndedIsFatal: without Relogin, a refused refresh
+// TestCredentialsSessionEndedIsFatal: without WithRelogin, a refused refresh
 // token ends the credentials: calls fail UNAUTHENTICATED with
-// ErrSessionEnded, Latch is not asked again, and health says NOT_SERVING.
-// With a Relogin that Latch refuses (account disabled), health says
-// NOT_SERVING too, until a later attempt (after the backoff) succeeds.
+// ErrSessionEnded, Latch is not asked again, and Failure reports it.
+// With a WithRelogin that Latch refuses (account disabled), Failure
+// reports it too, until a later attempt (after the backoff) succeeds.
 func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	// The test clock runs hours ahead of the key fetches; key age is not
 	// what this test checks.
-	v := newVerifier(t, e, interceptors.WithStalePolicy(interceptors.FailOpen))
+	v := newVerifier(t, e, interceptors.WithFailOpen())
 	client := sibling(t, v, policy())
-	hs := health.NewServer()
-	hc := healthClient(t, hs)
 
 	t.Run("no relogin", func(t *testing.T) {
-		creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-			interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now))
+		creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+			clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := creds.UpdateHealth(hs); err != nil {
-			t.Fatal(err)
+		if err := creds.Failure(); err != nil {
+			t.Fatalf("fresh credentials: %v", err)
 		}
-		if got := servingStatus(t, hc, interceptors.CredentialsHealthService); got != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("fresh credentials: %v", got)
-		}
-		if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+		if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		before := e.refresh.Load()
-		e.clock.advance(15*time.Minute - 30*time.Second)
+		e.Clock.Advance(15*time.Minute - 30*time.Second)
 		for range 3 {
 			_, err := client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds))
 			wantCode(t, "call with ended credentials", err, codes.Unauthenticated, "session ended")
-			if _, err := creds.Token(ctxT(t)); !errors.Is(err, interceptors.ErrSessionEnded) {
+			if _, err := creds.Token(ctxT(t)); !errors.Is(err, clientcreds.ErrSessionEnded) {
 				t.Fatalf("Token = %v, want ErrSessionEnded", err)
 			}
-			e.clock.advance(time.Hour) // no backoff brings a dead refresh token back
+			e.Clock.Advance(time.Hour) // no backoff brings a dead refresh token back
 		}
 		if n := e.refresh.Load() - before; n != 1 {
 			t.Fatalf("%d Refresh calls with a dead refresh token, want 1", n)
 		}
-		if err := creds.UpdateHealth(hs, "my.Service"); !errors.Is(err, interceptors.ErrSessionEnded) {
-			t.Fatalf("UpdateHealth = %v, want ErrSessionEnded", err)
-		}
-		for _, svc := range []string{interceptors.CredentialsHealthService, "my.Service"} {
-			if got := servingStatus(t, hc, svc); got != healthpb.HealthCheckResponse_NOT_SERVING {
-				t.Fatalf("%s with ended credentials: %v, want NOT_SERVING", svc, got)
-			}
+		if err := creds.Failure(); !errors.Is(err, clientcreds.ErrSessionEnded) {
+			t.Fatalf("Failure = %v, want ErrSessionEnded", err)
 		}
 	})
 
 	t.Run("relogin refused", func(t *testing.T) {
 		pw := &pwSource{pw: "svc-password"}
-		creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
-			interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now), interceptors.RetryBackoff(time.Second, time.Minute),
-			interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
+		creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", "",
+			clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now), clientcreds.WithRetryBackoff(time.Second, time.Minute),
+			clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", "", pw.get)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sid := sessionOf(t, v, creds)
 		var user storage.User
-		if s, err := e.store.GetSession(ctxT(t), sid); err != nil {
+		if s, err := e.Store.GetSession(ctxT(t), sid); err != nil {
 			t.Fatal(err)
-		} else if user, err = e.store.GetUser(ctxT(t), s.UserID); err != nil {
+		} else if user, err = e.Store.GetUser(ctxT(t), s.UserID); err != nil {
 			t.Fatal(err)
 		}
 		setDisabled := func(d bool) {
-			if _, err := e.store.UpdateUser(ctxT(t), user.ID, func(u *storage.User) error { u.Disabled = d; return nil }); err != nil {
+			if _, err := e.Store.UpdateUser(ctxT(t), user.ID, func(u *storage.User) error { u.Disabled = d; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
 		setDisabled(true)
-		if _, err := e.store.RevokeSession(ctxT(t), sid, "test", e.clock.now()); err != nil {
+		if _, err := e.Store.RevokeSession(ctxT(t), sid, "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
-		e.clock.advance(15 * time.Minute)
+		e.Clock.Advance(15 * time.Minute)
 		_, err = client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds))
 		wantCode(t, "call while the login is refused", err, codes.Unauthenticated, "session ended")
-		if err := creds.UpdateHealth(hs); !errors.Is(err, interceptors.ErrSessionEnded) {
-			t.Fatalf("UpdateHealth = %v, want ErrSessionEnded", err)
-		}
-		if got := servingStatus(t, hc, interceptors.CredentialsHealthService); got != healthpb.HealthCheckResponse_NOT_SERVING {
-			t.Fatalf("login refused: %v, want NOT_SERVING", got)
+		if err := creds.Failure(); !errors.Is(err, clientcreds.ErrSessionEnded) {
+			t.Fatalf("login refused: Failure = %v, want ErrSessionEnded", err)
 		}
 		// Within the backoff nobody logs in again.
 		logins := pw.logins.Load()
@@ -198,15 +184,12 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 			t.Fatalf("Token within the backoff = %v after %d more logins, want an error and none", err, pw.logins.Load()-logins)
 		}
 		setDisabled(false)
-		e.clock.advance(time.Second)
+		e.Clock.Advance(time.Second)
 		if _, err := client.UnaryCall(ctxT(t), &testpb.SimpleRequest{}, grpc.PerRPCCredentials(creds)); err != nil {
 			t.Fatalf("call once the account is enabled again: %v", err)
 		}
-		if err := creds.UpdateHealth(hs); err != nil {
-			t.Fatal(err)
-		}
-		if got := servingStatus(t, hc, interceptors.CredentialsHealthService); got != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("recovered: %v, want SERVING", got)
+		if err := creds.Failure(); err != nil {
+			t.Fatalf("recovered: Failure = %v, want nil", err)
 		}
 	})
 }
@@ -217,30 +200,30 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 // succeeds: nothing was lost and no login was needed.
 func TestCredentialsTransientRefreshFailureKeepsRefreshToken(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("svc@example.com", "svc-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", "orders:read")
 	v := newVerifier(t, e)
 	pw := &pwSource{pw: "svc-password"}
 	sw := newSwitchableLatch(t, e)
 	sw.up()
 	conn := sw.dial()
-	creds, err := interceptors.Login(ctxT(t), conn, "svc@example.com", "svc-password", "",
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now), interceptors.RetryBackoff(time.Second, 4*time.Second),
-		interceptors.Relogin(interceptors.PasswordLogin(conn, "svc@example.com", "", pw.get)))
+	creds, err := clientcreds.Login(ctxT(t), conn, "svc@example.com", "svc-password", "",
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now), clientcreds.WithRetryBackoff(time.Second, 4*time.Second),
+		clientcreds.WithRelogin(clientcreds.PasswordLogin(conn, "svc@example.com", "", pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sid := sessionOf(t, v, creds)
 	sw.down()
-	e.clock.advance(15 * time.Minute)
+	e.Clock.Advance(15 * time.Minute)
 	for range 3 {
 		_, err := creds.Token(ctxT(t))
-		if status.Code(err) != codes.Unavailable || errors.Is(err, interceptors.ErrSessionEnded) {
+		if status.Code(err) != codes.Unavailable || errors.Is(err, clientcreds.ErrSessionEnded) {
 			t.Fatalf("Token while Latch is down = %v, want UNAVAILABLE", err)
 		}
 		if creds.Failure() != nil {
 			t.Fatal("a transient failure is reported as fatal")
 		}
-		e.clock.advance(4 * time.Second) // past the longest backoff
+		e.Clock.Advance(4 * time.Second) // past the longest backoff
 	}
 	sw.up()
 	for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {

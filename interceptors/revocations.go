@@ -10,6 +10,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,7 +24,7 @@ const snapshotHeader = "latch-snapshot-size"
 // WatchRevocations stream.
 type revocations struct {
 	conn  grpc.ClientConnInterface
-	creds *RefreshingCredentials // nil: conn carries the credential
+	creds *clientcreds.Credentials // nil: conn carries the credential
 	now   func() time.Time
 	log   *slog.Logger
 
@@ -42,7 +43,7 @@ type revocations struct {
 	syncOnce   sync.Once
 }
 
-func newRevocations(conn grpc.ClientConnInterface, creds *RefreshingCredentials, now func() time.Time, log *slog.Logger) *revocations {
+func newRevocations(conn grpc.ClientConnInterface, creds *clientcreds.Credentials, now func() time.Time, log *slog.Logger) *revocations {
 	r := &revocations{conn: conn, creds: creds, now: now, log: log, jtis: map[string]int64{}, sids: map[string]int64{},
 		firstSync: make(chan struct{})}
 	r.staleSince.Store(now().UnixNano())
@@ -149,7 +150,7 @@ func (r *revocations) run(ctx context.Context) {
 }
 
 // sentToken is the per-call credential of one stream: the access token the
-// follower got from its RefreshingCredentials, so that it knows which
+// follower got from its clientcreds.Credentials, so that it knows which
 // token Latch refused.
 type sentToken struct {
 	token  string

@@ -11,6 +11,7 @@ import (
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc"
@@ -44,7 +45,7 @@ func newSwitchableLatch(t *testing.T, e *latchEnv) *switchableLatch {
 // up serves Latch on a fresh listener.
 func (s *switchableLatch) up() {
 	lis := bufconn.Listen(1 << 20)
-	gs := server.NewGRPCServer(s.e.srv, slog.New(slog.DiscardHandler))
+	gs := server.NewGRPCServer(s.e.Server, slog.New(slog.DiscardHandler))
 	go func() { _ = gs.Serve(lis) }()
 	s.t.Cleanup(gs.Stop)
 	s.lis.Store(lis)
@@ -81,21 +82,21 @@ func (s *switchableLatch) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 // short the time since start, and accepts valid tokens after it.
 func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
-	svc, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, interceptors.AllowInsecure())
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	svc, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer, clientcreds.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	watch := newSwitchableLatch(t, e)
-	v := newVerifier(t, e, interceptors.WithLazyStart(), interceptors.WithRevocationsFromGRPC(watch.dial(grpc.WithPerRPCCredentials(svc))))
-	eventually(t, "the key set", func() bool { return !v.Health().KeysMissing })
+	v := newVerifier(t, e, interceptors.WithLazyStart(), interceptors.WithRevocations(watch.dial(grpc.WithPerRPCCredentials(svc)), nil))
+	eventually(t, "the key set", func() bool { return !v.Status().KeysMissing })
 
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, interceptors.ErrStale) {
 		t.Fatalf("Verify before the first revocation snapshot = %v, want ErrStale", err)
 	}
-	h := v.Health()
+	h := v.Status()
 	if !h.RevocationsMissing || !h.Stale || h.Serving() {
 		t.Fatalf("Health before the first snapshot = %+v, want revocations missing, stale, not serving", h)
 	}
@@ -105,7 +106,7 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 	wantCode(t, "stream before sync", serr, codes.Unavailable, "out of date")
 
 	watch.up()
-	eventually(t, "the first snapshot", func() bool { return v.Health().Serving() })
+	eventually(t, "the first snapshot", func() bool { return v.Status().Serving() })
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("Verify after the snapshot: %v", err)
 	}
@@ -127,25 +128,25 @@ func TestLazyStartRefusesUntilRevocationsSync(t *testing.T) {
 // open streams of revoked sessions by itself takes the same path.
 func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	e := newLatch(t)
-	e.addUser("alice@example.com", "alice-password", "orders:read")
-	e.addUser("svc@example.com", "svc-password", server.RoleIntrospect)
+	e.AddUser("alice@example.com", "alice-password", "orders:read")
+	e.AddUser("svc@example.com", "svc-password", server.RoleIntrospect)
 	pw := &pwSource{pw: "svc-password"}
-	creds, err := interceptors.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
-		interceptors.AllowInsecure(), interceptors.CredentialsClock(e.clock.now),
-		interceptors.Relogin(interceptors.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
+	creds, err := clientcreds.Login(ctxT(t), e.conn, "svc@example.com", "svc-password", issuer,
+		clientcreds.WithInsecure(), clientcreds.WithClock(e.Clock.Now),
+		clientcreds.WithRelogin(clientcreds.PasswordLogin(e.conn, "svc@example.com", issuer, pw.get)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	watch := newSwitchableLatch(t, e)
 	watch.up()
-	v := newVerifier(t, e, interceptors.WithRevocationsFromGRPC(watch.dial()), interceptors.WithRevocationCredentials(creds))
-	tok := e.login("alice@example.com", "alice-password", "").GetAccessToken()
+	v := newVerifier(t, e, interceptors.WithRevocations(watch.dial(), creds))
+	tok := e.Login("alice@example.com", "alice-password", "").GetAccessToken()
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
 
 	svcSession := sessionOf(t, v, creds)
-	if _, err := e.store.RevokeSession(ctxT(t), svcSession, "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), svcSession, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
@@ -153,7 +154,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	watch.up()
 	// The test clock stands still, so the lag cannot grow here; what
 	// matters is that the stream is back without the token expiring.
-	eventually(t, "the follower back on the stream", func() bool { return v.Status().RevocationsConnected && v.Health().Serving() })
+	eventually(t, "the follower back on the stream", func() bool { return v.Status().RevocationsConnected && v.Status().Serving() })
 	if pw.logins.Load() != 1 {
 		t.Fatalf("%d logins, want 1", pw.logins.Load())
 	}
@@ -170,20 +171,20 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	})
 
 	// Disabled: the new login is refused too; health reports it.
-	svc, err := e.store.GetUserByEmail(ctxT(t), "svc@example.com")
+	svc, err := e.Store.GetUserByEmail(ctxT(t), "svc@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+	if _, err := e.Store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.clock.now()); err != nil {
+	if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
 	watch.up()
 	eventually(t, "the credentials failure in health", func() bool {
-		h := v.Health()
+		h := v.Status()
 		return h.CredentialsFailing && !h.Serving()
 	})
 }

@@ -9,17 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
 
 // ErrRevoked reports a token that verifies but that Latch has revoked (its
-// jti or its session), as learnt from the WatchRevocations stream.
+// jti or its session).
 var ErrRevoked = errors.New("interceptors: token revoked")
-
-// ErrRevocationUnavailable reports that whether a token is revoked could
-// not be established (the WithRevocationCheck function failed): the token
-// is refused, never accepted, until the check answers again.
-var ErrRevocationUnavailable = errors.New("interceptors: revocation state unavailable")
 
 // Claims are a verified token's claims: sub, sid, roles, jti, exp, ...
 type Claims = tokens.Claims
@@ -28,14 +24,14 @@ type Claims = tokens.Claims
 // use; Close stops its background work.
 type Verifier struct {
 	tv       *tokens.Verifier
-	keys     *keyCache // nil with WithKeySource
+	keys     *keyCache // nil with Latch's own key source
 	epoch    func() any
-	revs     *revocations        // nil: stateless
-	revCheck RevocationCheck     // nil: none
-	cache    *tokens.VerifyCache // nil: disabled
+	revs     *revocations             // nil: stateless
+	revCheck verifier.RevocationCheck // nil: none
+	cache    *tokens.VerifyCache      // nil: disabled
 
 	maxKeyAge, maxRevLag time.Duration
-	stalePolicy          StalePolicy
+	failOpen             bool
 	revCheckFailing      atomic.Bool
 	log                  *slog.Logger
 	now                  func() time.Time
@@ -43,37 +39,23 @@ type Verifier struct {
 	done                 chan struct{}
 }
 
-// NewVerifier returns a Verifier. One key source (WithJWKSFromGRPC,
-// WithJWKSURL, WithStaticJWKS or WithKeySource), WithIssuer and
-// WithAudience are required. Unless WithLazyStart is given it fetches the
-// key set (and, with WithRevocationsFromGRPC, the revocation snapshot)
-// before returning, and fails if that takes longer than the start-up
-// timeout. Background work runs until Close; ctx bounds only the start-up.
-func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
-	o := defaultOptions()
-	var errs []error
+// NewVerifier returns a Verifier for cfg. Unless WithLazyStart is given it
+// fetches the key set (and, with WithRevocations, the revocation snapshot)
+// before returning, and fails if that takes longer than ctx allows (10 s
+// when ctx has no deadline). Background work runs until Close; ctx bounds
+// only the start-up. A configuration error names every problem at once.
+func NewVerifier(ctx context.Context, cfg Config, opts ...Option) (*Verifier, error) {
+	s := verifier.Defaults()
 	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			errs = append(errs, err)
-		}
+		opt(&s)
 	}
-	switch {
-	case o.sources > 1:
-		errs = append(errs, errors.New("give exactly one key source: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
-	case o.sources == 0:
-		errs = append(errs, errors.New("a key source is required: WithJWKSFromGRPC, WithJWKSURL, WithStaticJWKS or WithKeySource"))
-	}
-	if o.revCreds != nil && o.revocations == nil {
-		errs = append(errs, errors.New("WithRevocationCredentials needs WithRevocationsFromGRPC"))
-	}
-	if o.now == nil || o.log == nil {
-		errs = append(errs, errors.New("clock and logger must not be nil"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := validate(cfg, s); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	if o.jwksURL != nil {
-		o.source = &httpFetcher{url: o.jwksURL.String(), client: jwksClient(o.httpClient, o.jwksURL)}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 	}
 
 	var (
@@ -81,40 +63,42 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 		kc    *keyCache
 		epoch func() any // nil: the key set's changes cannot be seen, no cache
 	)
-	if o.keySource != nil {
-		ks = o.keySource
-		switch s := o.keySource.(type) {
-		case EpochKeySource:
-			if e := s.KeyEpoch(); e != nil && !reflect.TypeOf(e).Comparable() {
-				return nil, fmt.Errorf("interceptors: WithKeySource: KeyEpoch returned an uncomparable %T", e)
+	if s.KeySource != nil {
+		ks = s.KeySource
+		switch src := s.KeySource.(type) {
+		case verifier.EpochKeySource:
+			if e := src.KeyEpoch(); e != nil && !reflect.TypeOf(e).Comparable() {
+				return nil, fmt.Errorf("interceptors: key source: KeyEpoch returned an uncomparable %T", e)
 			}
-			epoch = s.KeyEpoch
+			epoch = src.KeyEpoch
 		case *tokens.KeySet: // immutable
-			epoch = func() any { return s }
+			epoch = func() any { return src }
 		}
 	} else {
-		_, static := o.source.(staticFetcher)
-		kc = &keyCache{fetcher: o.source, static: static, interval: o.refreshInterval, minRefetch: o.minRefetch, now: o.now, log: o.log}
+		f := cfg.Keys.fetcher
+		if cfg.Keys.url != nil {
+			f = &httpFetcher{url: cfg.Keys.url.String(), client: jwksClient(s.HTTPClient, cfg.Keys.url)}
+		}
+		_, static := f.(staticFetcher)
+		kc = &keyCache{fetcher: f, static: static, interval: s.RefreshInterval, minRefetch: s.MinRefetch, now: s.Now, log: s.Log}
 		ks = kc
 		epoch = func() any { return kc.cur.Load() }
 	}
-	tv, err := tokens.NewVerifier(ks, o.issuer, o.audiences, tokens.WithLeeway(o.leeway), tokens.WithClock(o.now))
+	tv, err := tokens.NewVerifier(ks, cfg.Issuer, cfg.Audience, tokens.WithLeeway(s.Leeway), tokens.WithClock(s.Now))
 	if err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	v := &Verifier{tv: tv, keys: kc, epoch: epoch, revCheck: o.revCheck, now: o.now, done: make(chan struct{}),
-		maxKeyAge: o.maxKeyAge, maxRevLag: o.maxRevLag, stalePolicy: o.stalePolicy, log: o.log}
-	if o.cacheSize > 0 && epoch != nil {
-		v.cache = tokens.NewVerifyCache(o.cacheSize)
+	v := &Verifier{tv: tv, keys: kc, epoch: epoch, revCheck: s.RevocationCheck, now: s.Now, done: make(chan struct{}),
+		maxKeyAge: s.MaxKeyAge, maxRevLag: s.MaxRevocationLag, failOpen: s.FailOpen, log: s.Log}
+	if s.CacheSize > 0 && epoch != nil {
+		v.cache = tokens.NewVerifyCache(s.CacheSize)
 	}
-	if o.revocations != nil {
-		v.revs = newRevocations(o.revocations, o.revCreds, o.now, o.log)
+	if s.Revocations != nil {
+		v.revs = newRevocations(s.Revocations, s.RevocationCreds, s.Now, s.Log)
 	}
 
-	if kc != nil && !o.lazy {
-		sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
-		defer cancel()
-		if err := kc.waitFirst(sctx); err != nil {
+	if kc != nil && !s.Lazy {
+		if err := kc.waitFirst(ctx); err != nil {
 			return nil, fmt.Errorf("interceptors: %w", err)
 		}
 	}
@@ -130,12 +114,10 @@ func NewVerifier(ctx context.Context, opts ...Option) (*Verifier, error) {
 		}
 		<-bg.Done()
 	}()
-	if v.revs != nil && !o.lazy {
-		sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
-		defer cancel()
+	if v.revs != nil && !s.Lazy {
 		select {
 		case <-v.revs.firstSync:
-		case <-sctx.Done():
+		case <-ctx.Done():
 			v.Close()
 			return nil, errors.New("interceptors: no revocation snapshot from Latch within the start-up timeout " +
 				"(does the connection carry a credential with role \"introspect\"?)")
@@ -151,10 +133,9 @@ func (v *Verifier) Close() {
 }
 
 // Verify checks tok strictly (tokens.Verifier), then against the
-// revocations received so far and the WithRevocationCheck function. Errors
-// wrap tokens.ErrInvalidToken (with its reason), ErrRevoked,
-// ErrRevocationUnavailable or ErrStale (see WithStalePolicy); none contains
-// the token.
+// revocations received so far. Errors wrap tokens.ErrInvalidToken (with its
+// reason), ErrRevoked or ErrStale (see WithFailOpen); none contains the
+// token.
 func (v *Verifier) Verify(ctx context.Context, tok string) (Claims, error) {
 	if len(tok) > tokens.MaxTokenLength {
 		return v.tv.Verify(ctx, tok) // refuses it without hashing 8 KiB+
@@ -212,46 +193,9 @@ func (v *Verifier) checkRevoked(ctx context.Context, c Claims) error {
 	}
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)
+		return fmt.Errorf("%w: %w", verifier.ErrRevocationUnavailable, err)
 	case revoked:
 		return ErrRevoked
 	}
 	return nil
-}
-
-// Status describes what the Verifier depends on, for health checks.
-type Status struct {
-	// Keys is the number of keys in the current set; 0 before the first
-	// fetch, and with WithKeySource.
-	Keys int
-	// KeysOwnedByCaller reports WithKeySource: the Verifier fetches
-	// nothing, and the fields about fetches stay zero.
-	KeysOwnedByCaller bool
-	// KeysFetchedAt is the time of the last successful key fetch.
-	KeysFetchedAt time.Time
-	// KeyFetches counts fetch attempts (background, start-up and unknown
-	// kid).
-	KeyFetches int64
-	// RevocationsFollowed reports whether WithRevocationsFromGRPC is on;
-	// RevocationsConnected whether its stream is up now.
-	RevocationsFollowed  bool
-	RevocationsConnected bool
-}
-
-// Status returns the Verifier's current state.
-func (v *Verifier) Status() Status {
-	s := Status{RevocationsFollowed: v.revs != nil, KeysOwnedByCaller: v.keys == nil}
-	if v.keys != nil {
-		s.KeyFetches = v.keys.fetches.Load()
-		if set := v.keys.cur.Load(); set != nil {
-			s.Keys = set.Len()
-		}
-		if ns := v.keys.fetchedAt.Load(); ns != 0 {
-			s.KeysFetchedAt = time.Unix(0, ns)
-		}
-	}
-	if v.revs != nil {
-		s.RevocationsConnected = v.revs.connected.Load()
-	}
-	return s
 }

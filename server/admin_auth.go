@@ -9,6 +9,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	latchauth "github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/verifier"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -30,11 +31,9 @@ func adminPolicy() *latchauth.Policy {
 // checks every token's revocation in the store, as Introspect does, so a
 // revoked admin session or a disabled admin is refused at once.
 func (s *Server) newAdminVerifier(ctx context.Context) (*latchauth.Verifier, error) {
-	v, err := latchauth.NewVerifier(ctx,
-		latchauth.WithKeySource(s.KeySource()),
-		latchauth.WithRevocationCheck(s.TokenRevoked),
-		latchauth.WithIssuer(s.cfg.Issuer),
-		latchauth.WithAudience(s.cfg.Issuer),
+	v, err := latchauth.NewVerifier(ctx, latchauth.Config{Issuer: s.cfg.Issuer, Audience: []string{s.cfg.Issuer}},
+		verifier.WithKeySource(s.KeySource()),
+		verifier.WithRevocationCheck(s.TokenRevoked),
 		latchauth.WithLeeway(s.cfg.Leeway),
 		latchauth.WithClock(s.now),
 		latchauth.WithLogger(s.log))

@@ -146,8 +146,8 @@ func TestSidecarFlow(t *testing.T) {
 	}
 	e.addUser("alice@example.com", "alice-password")
 	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(doc.JWKSURI), interceptors.WithIssuer(doc.Issuer),
-		interceptors.WithAudience("orders"), interceptors.WithClock(e.clock.now))
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: doc.Issuer, Audience: []string{"orders"},
+		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,8 +186,8 @@ func TestDiscoveryUnderIssuerPath(t *testing.T) {
 	}
 	e.addUser("alice@example.com", "alice-password")
 	tok := e.login("alice@example.com", "alice-password").GetAccessToken()
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(doc.JWKSURI), interceptors.WithIssuer(doc.Issuer),
-		interceptors.WithAudience("orders"), interceptors.WithClock(e.clock.now))
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: doc.Issuer, Audience: []string{"orders"},
+		Keys: interceptors.JWKSURL(doc.JWKSURI)}, interceptors.WithClock(e.clock.now))
 	if err != nil {
 		t.Fatalf("keys from jwks_uri %s: %v", doc.JWKSURI, err)
 	}

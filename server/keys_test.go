@@ -256,9 +256,9 @@ func TestRotationWalk(t *testing.T) {
 	window := eff.KeyReloadInterval + eff.AccessTTL + eff.Leeway
 
 	verifier := func(cache *sidecarCache) *interceptors.Verifier {
-		v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(url),
+		v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: eff.Issuer, Audience: []string{"orders"},
+			Keys: interceptors.JWKSURL(url)},
 			interceptors.WithHTTPClient(&http.Client{Transport: cache}),
-			interceptors.WithIssuer(eff.Issuer), interceptors.WithAudience("orders"),
 			interceptors.WithClock(e.clock.now), interceptors.WithMinRefetchInterval(time.Second),
 			// Background refreshes run on real timers, not on the test
 			// clock, so the key set looks hours old; staleness (fail

@@ -9,8 +9,8 @@ import (
 
 // KeySource returns the server's published keys (next, active and retired)
 // as a tokens.KeySource for verifiers that run inside Latch, such as
-// interceptors.WithKeySource. Its dynamic type also has
-// KeyEpoch() any (interceptors.EpochKeySource), which changes whenever the
+// verifier.WithKeySource. Its dynamic type also has
+// KeyEpoch() any (verifier.EpochKeySource), which changes whenever the
 // published set does, so that verified-token caches built on it are
 // invalidated by every key change. It reads the ring as it is at each call:
 // a later rotation is seen at once.
@@ -23,7 +23,7 @@ func (r *keyRing) KeyEpoch() any { return r.cur.Load() }
 // TokenRevoked reports whether the access token with claims c is revoked
 // in storage (its jti denied, or its session revoked, expired or gone), in
 // one read: the check Introspect makes. Its signature is that of
-// interceptors.RevocationCheck. The answer is as durable as the store:
+// verifier.RevocationCheck. The answer is as durable as the store:
 // a Revoke that has returned is always seen.
 func (s *Server) TokenRevoked(ctx context.Context, c tokens.Claims) (bool, error) {
 	revoked, err := s.store.AccessTokenRevoked(ctx, c.ID, c.SessionID, s.now())

@@ -26,6 +26,7 @@ import (
 
 	ordersv1 "github.com/latchauth/latch/gen/latch/example/orders/v1"
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -64,29 +65,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("latch connection: %w", err)
 	}
 	defer latch.Close()
-	opts := []interceptors.Option{
-		interceptors.WithJWKSFromGRPC(latch),
-		interceptors.WithIssuer(*issuer),
-		interceptors.WithAudience(*audience),
-		interceptors.WithLogger(log),
-	}
+	opts := []interceptors.Option{interceptors.WithLogger(log)}
 	if *revEmail != "" {
 		// WatchRevocations is one of Latch's own APIs: the account logs in
 		// for Latch's own audience, its issuer, and again whenever its
 		// session ends.
 		password := func(context.Context) (string, error) { return getenv("LATCH_EXAMPLE_PASSWORD"), nil }
-		login := interceptors.PasswordLogin(latch, *revEmail, *issuer, password)
+		login := clientcreds.PasswordLogin(latch, *revEmail, *issuer, password)
 		pair, err := login(ctx)
 		if err != nil {
 			return fmt.Errorf("revocations account: %w", err)
 		}
-		creds, err := interceptors.NewRefreshingCredentials(latch, pair, interceptors.AllowInsecure(), interceptors.Relogin(login))
+		creds, err := clientcreds.New(latch, pair, clientcreds.WithInsecure(), clientcreds.WithRelogin(login))
 		if err != nil {
 			return fmt.Errorf("revocations account: %w", err)
 		}
-		opts = append(opts, interceptors.WithRevocationsFromGRPC(latch), interceptors.WithRevocationCredentials(creds))
+		opts = append(opts, interceptors.WithRevocations(latch, creds))
 	}
-	v, err := interceptors.NewVerifier(ctx, opts...)
+	v, err := interceptors.NewVerifier(ctx, interceptors.Config{
+		Issuer:   *issuer,
+		Audience: []string{*audience},
+		Keys:     interceptors.JWKSFromGRPC(latch),
+	}, opts...)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	// "latch.verifier" reports whether the keys and revocations this
-	// service verifies with are fresh (see interceptors.Verifier.Health).
+	// service verifies with are fresh (see interceptors.Verifier.Status).
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go v.ReportHealth(hctx, hs, 5*time.Second)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/interceptors/clientcreds"
 	"github.com/latchauth/latch/server"
 )
 
@@ -77,13 +78,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	case *revEmail != "" && password == "":
 		errs = append(errs, errors.New("LATCH_EXT_AUTHZ_PASSWORD must hold the password of --revocations-email"))
 	}
-	var sp interceptors.StalePolicy
-	switch *stalePolicy {
-	case "closed":
-		sp = interceptors.FailClosed
-	case "open":
-		sp = interceptors.FailOpen
-	default:
+	if *stalePolicy != "closed" && *stalePolicy != "open" {
 		errs = append(errs, fmt.Errorf("--stale-policy %q: want closed or open", *stalePolicy))
 	}
 	if *issuer == "" || *latchAddr == "" {
@@ -110,10 +105,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		et.tls, et.clientAuth = r.ServerConfig("h2"), r.MutualTLS()
 	}
 	tc := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
-	var loginOpts []interceptors.CredentialsOption
+	var loginOpts []clientcreds.Option
 	if *plaintext {
 		tc = insecure.NewCredentials()
-		loginOpts = append(loginOpts, interceptors.AllowInsecure())
+		loginOpts = append(loginOpts, clientcreds.WithInsecure())
 	}
 	latch, err := grpc.NewClient(*latchAddr, grpc.WithTransportCredentials(tc))
 	if err != nil {
@@ -121,29 +116,29 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	}
 	defer latch.Close()
 	vopts := []interceptors.Option{
-		interceptors.WithJWKSFromGRPC(latch),
-		interceptors.WithIssuer(*issuer),
-		interceptors.WithAudience(policy.Audiences()...),
 		interceptors.WithCacheSize(f.cache),
 		interceptors.WithMaxKeyAge(*maxKeyAge),
 		interceptors.WithMaxRevocationLag(*maxRevLag),
-		interceptors.WithStalePolicy(sp),
 		interceptors.WithLogger(log),
+	}
+	if *stalePolicy == "open" {
+		vopts = append(vopts, interceptors.WithFailOpen())
 	}
 	if *revEmail != "" {
 		// WatchRevocations is one of Latch's own APIs: it accepts only
 		// tokens for Latch's own audience, its issuer. When the session
 		// ends (revoked, expired), the credentials log in again.
-		login := interceptors.PasswordLogin(latch, *revEmail, *issuer, func(context.Context) (string, error) { return password, nil })
-		creds, err := interceptors.Login(ctx, latch, *revEmail, password, *issuer, append(loginOpts, interceptors.Relogin(login))...)
+		login := clientcreds.PasswordLogin(latch, *revEmail, *issuer, func(context.Context) (string, error) { return password, nil })
+		creds, err := clientcreds.Login(ctx, latch, *revEmail, password, *issuer, append(loginOpts, clientcreds.WithRelogin(login))...)
 		if err != nil {
 			return fmt.Errorf("--revocations-email: %w", err)
 		}
-		vopts = append(vopts, interceptors.WithRevocationsFromGRPC(latch), interceptors.WithRevocationCredentials(creds))
+		vopts = append(vopts, interceptors.WithRevocations(latch, creds))
 	} else {
 		log.Warn("not following revocations (--stateless): a revoked token passes until it expires", "event", "ext_authz_stateless")
 	}
-	v, err := interceptors.NewVerifier(ctx, vopts...)
+	v, err := interceptors.NewVerifier(ctx, interceptors.Config{Issuer: *issuer, Audience: policy.Audiences(),
+		Keys: interceptors.JWKSFromGRPC(latch)}, vopts...)
 	if err != nil {
 		return err
 	}
@@ -182,7 +177,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		go func() { errc <- metricsSrv.Serve(lis) }()
 	}
 	log.Info("ext_authz following Latch", "event", "listening", "latch_addr", *latchAddr, "revocations", *revEmail != "",
-		"stale_policy", sp.String(), "metrics_addr", metricsBound, "version", readBuildInfo().version)
+		"stale_policy", *stalePolicy, "metrics_addr", metricsBound, "version", readBuildInfo().version)
 	var serveErr error
 	select {
 	case <-ctx.Done():

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/extauthz"
 )
@@ -127,8 +128,8 @@ func loadPolicyFile(path, issuer string, audiences []string, n namer) (*extauthz
 //
 // Verification inside Latch goes through the interceptors' Verifier, the
 // code path sibling services use, over the server's key ring
-// (WithKeySource: no fetching, a rotation is seen at once) and its store
-// (WithRevocationCheck: a Revoke that has returned is seen by the next
+// (verifier.WithKeySource: no fetching, a rotation is seen at once) and its
+// store (verifier.WithRevocationCheck: a Revoke that has returned is seen by the next
 // Check, with no stream lag).
 //
 // With reflect (--reflection) the listener serves gRPC reflection too, so
@@ -138,11 +139,9 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, lis net.Listener, polic
 	if policy == nil {
 		return nil, nil
 	}
-	v, err := interceptors.NewVerifier(ctx,
-		interceptors.WithKeySource(srv.KeySource()),
-		interceptors.WithRevocationCheck(srv.TokenRevoked),
-		interceptors.WithIssuer(srv.Config().Issuer),
-		interceptors.WithAudience(policy.Audiences()...),
+	v, err := interceptors.NewVerifier(ctx, interceptors.Config{Issuer: srv.Config().Issuer, Audience: policy.Audiences()},
+		verifier.WithKeySource(srv.KeySource()),
+		verifier.WithRevocationCheck(srv.TokenRevoked),
 		interceptors.WithLeeway(min(srv.Config().Leeway, 30*time.Second)),
 		interceptors.WithCacheSize(f.cache),
 		interceptors.WithLogger(log))
@@ -283,14 +282,14 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 	gauges := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_key_age_seconds",
 			Help: "Time since the ext_authz verifier last fetched the key set (0 when it uses Latch's own ring)."},
-			func() float64 { return v.Health().KeyAge.Seconds() }),
+			func() float64 { return v.Status().KeyAge.Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_revocation_lag_seconds",
 			Help: "How long the ext_authz verifier's revocation stream has been out of sync (0 in sync or inside Latch)."},
-			func() float64 { return v.Health().RevocationLag.Seconds() }),
+			func() float64 { return v.Status().RevocationLag.Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latch_verifier_serving",
 			Help: "1 while latch.verifier health is SERVING, else 0."},
 			func() float64 {
-				if v.Health().Serving() {
+				if v.Status().Serving() {
 					return 1
 				}
 				return 0

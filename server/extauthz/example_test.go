@@ -3,6 +3,7 @@ package extauthz_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"log"
 	"time"
@@ -31,8 +32,12 @@ rules:
 	}
 	key, _ := tokens.GenerateKey(rand.Reader)
 	keys, _ := tokens.NewKeySet(&key.PublicKey)
-	v, err := interceptors.NewVerifier(context.Background(), interceptors.WithKeySource(keys),
-		interceptors.WithIssuer("https://latch.example"), interceptors.WithAudience(policy.Audiences()...))
+	jwks, _ := json.Marshal(keys.JWKS()) // what Latch publishes; JWKSFromGRPC or JWKSURL fetch it
+	v, err := interceptors.NewVerifier(context.Background(), interceptors.Config{
+		Issuer:   policy.Issuer(),
+		Audience: policy.Audiences(),
+		Keys:     interceptors.StaticJWKS(jwks),
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
 
@@ -123,11 +124,11 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // New returns a Server that verifies with v and decides with p. v must
-// accept the audiences p names (build it with
-// interceptors.WithAudience(p.Audiences()...)) and p's issuer; its stale
-// policy and revocation sources apply to every Check. Whatever v accepts,
-// Check refuses a token that names Latch's own audience (p's issuer, or
-// the token's iss).
+// accept the audiences p names and p's issuer (build it with
+// interceptors.Config{Issuer: p.Issuer(), Audience: p.Audiences()}); its
+// fail-open setting and revocation sources apply to every Check. Whatever v
+// accepts, Check refuses a token that names Latch's own audience (p's
+// issuer, or the token's iss).
 func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	o := options{sub: DefaultSubjectHeader, sid: DefaultSessionHeader, roles: DefaultRolesHeader, realm: "latch",
 		log: slog.New(slog.DiscardHandler)}
@@ -273,7 +274,7 @@ func verifyDenial(err error) denial {
 		d := denyUnavailable
 		d.reason = "verifier stale (fail closed)"
 		return d
-	case errors.Is(err, interceptors.ErrRevocationUnavailable):
+	case errors.Is(err, verifier.ErrRevocationUnavailable):
 		d := denyUnavailable
 		d.reason = "revocation state unavailable"
 		return d
@@ -283,7 +284,7 @@ func verifyDenial(err error) denial {
 	if r := tokens.Reason(err); r != nil {
 		return invalidToken(r.Error())
 	}
-	// No reason: the key lookup failed (WithKeySource), not the token, as
+	// No reason: the key lookup failed (Latch's own key ring), not the token, as
 	// in the interceptors' own mapping.
 	d := denyUnavailable
 	d.reason = "signing keys unavailable"

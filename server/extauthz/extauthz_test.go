@@ -28,6 +28,7 @@ import (
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/interceptors"
 	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/server/extauthz"
 	"github.com/latchauth/latch/storage"
@@ -63,7 +64,7 @@ func (s *syncBuffer) String() string {
 // countingKeys wraps Latch's key source and counts lookups, so that a test
 // can tell a cached verification from a full one.
 type countingKeys struct {
-	interceptors.EpochKeySource
+	verifier.EpochKeySource
 	lookups atomic.Int64
 	fail    atomic.Bool // fault injection: the key store is down
 }
@@ -135,15 +136,15 @@ func newEnvWith(t testing.TB, vopts []interceptors.Option, opts ...extauthz.Opti
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.keys = &countingKeys{EpochKeySource: srv.KeySource().(interceptors.EpochKeySource)}
-	v, err := interceptors.NewVerifier(ctxT(t), append([]interceptors.Option{interceptors.WithKeySource(e.keys),
-		interceptors.WithRevocationCheck(func(ctx context.Context, c interceptors.Claims) (bool, error) {
-			if e.failRevs.Load() {
-				return false, storage.ErrNotFound // any storage failure; the message must not reach Envoy
-			}
-			return srv.TokenRevoked(ctx, c)
-		}),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience(policy.Audiences()...)}, vopts...)...)
+	e.keys = &countingKeys{EpochKeySource: srv.KeySource().(verifier.EpochKeySource)}
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: policy.Audiences()},
+		append([]interceptors.Option{verifier.WithKeySource(e.keys),
+			verifier.WithRevocationCheck(func(ctx context.Context, c interceptors.Claims) (bool, error) {
+				if e.failRevs.Load() {
+					return false, storage.ErrNotFound // any storage failure; the message must not reach Envoy
+				}
+				return srv.TokenRevoked(ctx, c)
+			})}, vopts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,8 +586,8 @@ func TestStaleVerifierFailsClosed(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	v, err := interceptors.NewVerifier(ctxT(t), interceptors.WithJWKSURL(jwks.URL+server.JWKSPath),
-		interceptors.WithIssuer(issuer), interceptors.WithAudience("orders"), interceptors.WithClock(clock),
+	v, err := interceptors.NewVerifier(ctxT(t), interceptors.Config{Issuer: issuer, Audience: []string{"orders"},
+		Keys: interceptors.JWKSURL(jwks.URL + server.JWKSPath)}, interceptors.WithClock(clock),
 		interceptors.WithMaxKeyAge(time.Minute), interceptors.WithRefreshInterval(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -609,7 +610,7 @@ func TestStaleVerifierFailsClosed(t *testing.T) {
 	mu.Unlock()
 	resp, _ = ea.Check(ctxT(t), req)
 	wantDenied(t, resp, 503, codes.Unavailable, "")
-	if v.Health().Serving() {
+	if v.Status().Serving() {
 		t.Error("health still SERVING while stale")
 	}
 }

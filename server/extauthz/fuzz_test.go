@@ -10,6 +10,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/latchauth/latch/interceptors"
+	"github.com/latchauth/latch/internal/verifier"
 	"github.com/latchauth/latch/tokens"
 )
 
@@ -24,8 +25,8 @@ func FuzzCheck(f *testing.F) {
 	now := time.Now()
 	valid, _ := signer.Sign(tokens.Claims{Issuer: "https://latch.test", Subject: "u1", Audience: []string{"orders"},
 		IssuedAt: now, ExpiresAt: now.Add(time.Hour), ID: "j1", SessionID: "s1", Roles: []string{"orders:read"}})
-	v, err := interceptors.NewVerifier(context.Background(), interceptors.WithKeySource(set),
-		interceptors.WithIssuer("https://latch.test"), interceptors.WithAudience("orders"))
+	v, err := interceptors.NewVerifier(context.Background(), interceptors.Config{Issuer: "https://latch.test", Audience: []string{"orders"}},
+		verifier.WithKeySource(set))
 	if err != nil {
 		f.Fatal(err)
 	}

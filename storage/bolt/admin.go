@@ -203,10 +203,9 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 	return revoked, nil
 }
 
-// CountLiveSessions implements storage.SessionAdmin. It walks the 24-byte
-// session summaries, which every stored session has (putSession writes one
-// with every session; the schema 1 → 2 migration filled in any missing),
-// and reads a session record only when the summary cannot tell: a session
+// CountLiveSessions implements storage.SessionAdmin. It walks the session
+// summaries, which every stored session has (putSession writes one with
+// every session), and reads a session record only when the summary cannot tell: a session
 // neither revoked nor past its absolute expiry whose summary's idle expiry
 // (a lower bound) has passed.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {

@@ -47,11 +47,11 @@ func session(t testing.TB, user, id string, created time.Time) storage.Session {
 }
 
 // TestOpenRefusesOtherSchemas: a file of another layout (the unreleased
-// versions 1 to 3, which kept a refresh-digest row per rotation, or an
-// unknown later one) is refused with an error naming both versions, and
-// left exactly as it was.
+// versions 1 to 4, whose records this build does not read, or an unknown
+// later one) is refused with an error naming both versions, and left
+// exactly as it was.
 func TestOpenRefusesOtherSchemas(t *testing.T) {
-	for _, v := range []string{"1", "2", "3", "5"} {
+	for _, v := range []string{"1", "2", "3", "4", "6"} {
 		t.Run(v, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "latch.db")
 			s, err := bolt.Open(path)
@@ -79,7 +79,7 @@ func TestOpenRefusesOtherSchemas(t *testing.T) {
 				s.Close()
 				t.Fatalf("Open accepted a schema %s file", v)
 			}
-			if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf(`version %q is not "4"`, v)) || !strings.Contains(msg, "new file") {
+			if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf(`version %q is not "5"`, v)) || !strings.Contains(msg, "new file") {
 				t.Fatalf("Open of a schema %s file: %q; want an error naming both versions and the way out", v, msg)
 			}
 			if got := rawSchema(t, path); got != v {

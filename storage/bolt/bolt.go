@@ -17,7 +17,7 @@ import (
 
 // schemaVersion is the layout this package reads and writes. Open refuses a
 // file of any other version.
-const schemaVersion = "4"
+const schemaVersion = "5"
 
 var (
 	bucketMeta      = []byte("meta")

@@ -5,7 +5,7 @@
 //
 // Every bucket is created at Open, in one transaction:
 //
-//	meta         "schema" → schema version ("4")
+//	meta         "schema" → schema version ("5")
 //	users        user id → user record
 //	emails       normalised email → user id
 //	sessions     session id → session record, which holds the digests of
@@ -22,9 +22,9 @@
 //	             it may be deleted (WithRevokedSessionRetention)
 //	keys         key id → signing-key record
 //	refreshkeys  key id → refresh-token MAC secret record
-//	sessstate    session id → revoked-at, idle and absolute expiry (24 bytes):
-//	             what the per-request revocation check reads, without
-//	             the session record. Written at creation and revocation
+//	sessstate    session id → session summary record (revoked-at, idle and
+//	             absolute expiry): what the per-request revocation check
+//	             reads, without the session record. Written at creation and revocation
 //	             (and by the sweeper's re-filing), not by rotations:
 //	             revoked-at and absolute expiry are exact, the idle expiry
 //	             is a lower bound
@@ -35,12 +35,12 @@
 // So a refresh rotation writes one row, the session record: one leaf page
 // of a large file, and no new key.
 //
-// Open refuses a file whose schema version is not "4", with an error that
+// Open refuses a file whose schema version is not "5", with an error that
 // names both versions; it never rewrites another layout.
 //
-// Records are encoded by storage/internal/record (one version byte; shared
-// with storage/etcd): sessions as the compact binary version 2 (~150 bytes
-// against ~460 as JSON), users and keys as JSON.
+// Records (users, sessions, session summaries, signing keys, refresh-token
+// secrets) are encoded by storage/internal/record, the one encoding
+// storage/etcd writes too.
 //
 // # Durability
 //

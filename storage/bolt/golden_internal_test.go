@@ -3,9 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"reflect"
 	"testing"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -14,85 +12,56 @@ import (
 	"github.com/latchauth/latch/storage/storagetest"
 )
 
-// TestRecordEncodingIsStable pins the bytes this backend stores for a
-// session (the binary version 2), a user and a signing key: a change would
-// make existing database files unreadable.
-func TestRecordEncodingIsStable(t *testing.T) {
+// TestRowsHoldSharedRecords: every row that holds a record (session,
+// session summary, user, signing key, refresh key) holds exactly the
+// encoding of storage/internal/record, the one storage/etcd writes too,
+// and reads back as the value written.
+func TestRowsHoldSharedRecords(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	if err := storagetest.StoreGolden(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.InitSigningKey(ctx, storagetest.GoldenKey()); err != nil {
-		t.Fatal(err)
-	}
+	sess, user, key, rk := storagetest.GoldenSession(), storagetest.GoldenUser(), storagetest.GoldenKey(), storagetest.GoldenRefreshKey()
 	for _, c := range []struct {
 		bucket []byte
 		key    string
-		want   string
+		want   func() ([]byte, error)
 	}{
-		{bucketSessions, storagetest.GoldenSession().ID, storagetest.GoldenSessionRecordV2},
-		{bucketUsers, storagetest.GoldenUser().ID, storagetest.GoldenUserRecord},
-		{bucketKeys, storagetest.GoldenKey().ID, storagetest.GoldenKeyRecord},
+		{bucketSessions, sess.ID, func() ([]byte, error) { return record.EncodeSession(sess) }},
+		{bucketSessState, sess.ID, func() ([]byte, error) { return record.EncodeState(sess) }},
+		{bucketUsers, user.ID, func() ([]byte, error) { return record.EncodeUser(user) }},
+		{bucketKeys, key.ID, func() ([]byte, error) { return record.EncodeKey(key) }},
+		{bucketRefreshKeys, rk.ID, func() ([]byte, error) { return record.EncodeRefreshKey(rk) }},
 	} {
-		var got string
-		if err := s.db.View(func(tx *bbolt.Tx) error {
-			got = string(tx.Bucket(c.bucket).Get([]byte(c.key)))
-			return nil
-		}); err != nil {
+		want, err := c.want()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got != c.want {
-			t.Errorf("%s/%s stored as\n%q\nwant\n%q", c.bucket, c.key, got, c.want)
+		var got []byte
+		s.db.View(func(tx *bbolt.Tx) error {
+			got = bytes.Clone(tx.Bucket(c.bucket).Get([]byte(c.key)))
+			return nil
+		})
+		if len(got) == 0 || got[0] != record.Version || !bytes.Equal(got, want) {
+			t.Errorf("%s/%s stored as %x; want the version-%d record %x", c.bucket, c.key, got, record.Version, want)
 		}
 	}
-	// And they read back as the values written.
-	if got, err := s.GetSession(ctx, storagetest.GoldenSession().ID); err != nil || got != storagetest.GoldenSession() {
-		t.Errorf("GetSession = %+v, %v; want %+v", got, err, storagetest.GoldenSession())
+	if got, err := s.GetSession(ctx, sess.ID); err != nil || got != sess {
+		t.Errorf("GetSession = %+v, %v; want %+v", got, err, sess)
 	}
-	if got, err := s.GetUser(ctx, storagetest.GoldenUser().ID); err != nil || !reflect.DeepEqual(got, storagetest.GoldenUser()) {
-		t.Errorf("GetUser = %+v, %v; want %+v", got, err, storagetest.GoldenUser())
+	if got, err := s.GetUser(ctx, user.ID); err != nil || !equalUsers(got, user) {
+		t.Errorf("GetUser = %+v, %v; want %+v", got, err, user)
 	}
-	if got, err := s.ListSigningKeys(ctx); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], storagetest.GoldenKey()) {
-		t.Errorf("ListSigningKeys = %+v, %v; want [%+v]", got, err, storagetest.GoldenKey())
+	if got, err := s.ListSigningKeys(ctx); err != nil || len(got) != 1 || !bytes.Equal(got[0].PrivateKey, key.PrivateKey) || got[0].ActivatedAt != key.ActivatedAt {
+		t.Errorf("ListSigningKeys = %+v, %v; want [%+v]", got, err, key)
+	}
+	if got, err := s.ListRefreshKeys(ctx); err != nil || len(got) != 1 || !bytes.Equal(got[0].Secret, rk.Secret) || got[0].RetiredAt != rk.RetiredAt {
+		t.Errorf("ListRefreshKeys = %+v, %v; want [%+v]", got, err, rk)
 	}
 }
 
-// A session record written as JSON (version 1, what schemas 1 and 2 wrote)
-// still reads, rotates, and is rewritten as version 2 by the rotation.
-func TestVersion1SessionRecordStillReads(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t)
-	golden := storagetest.GoldenSession()
-	golden.RevokedAt, golden.RevokeReason = time.Time{}, ""
-	storagetest.EnsureUser(t, s, golden.UserID)
-	if err := s.CreateSession(ctx, golden); err != nil {
-		t.Fatal(err)
-	}
-	v1, err := record.EncodeSessionV1(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketSessions).Put([]byte(golden.ID), v1) }); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.GetSession(ctx, golden.ID); err != nil || got != golden {
-		t.Fatalf("GetSession of a v1 record = %+v, %v; want %+v", got, err, golden)
-	}
-	now := golden.LastRotatedAt.Add(time.Minute)
-	rotated, err := s.RotateRefreshToken(ctx, storage.Rotation{SessionID: golden.ID, Generation: golden.Generation, Presented: golden.CurrentHash, Next: storagetest.Digest(t), Now: now, IdleTTL: time.Hour})
-	if err != nil {
-		t.Fatalf("rotation of a v1 session: %v", err)
-	}
-	var stored []byte
-	s.db.View(func(tx *bbolt.Tx) error {
-		stored = bytes.Clone(tx.Bucket(bucketSessions).Get([]byte(golden.ID)))
-		return nil
-	})
-	if len(stored) == 0 || stored[0] != record.SessionVersion {
-		t.Fatalf("rotated session stored as %q; want a version-2 record", stored)
-	}
-	if got, err := s.GetSession(ctx, golden.ID); err != nil || got != rotated {
-		t.Fatalf("GetSession after rotation = %+v, %v; want %+v", got, err, rotated)
-	}
+func equalUsers(a, b storage.User) bool {
+	return a.ID == b.ID && a.Email == b.Email && a.PasswordHash == b.PasswordHash && a.Disabled == b.Disabled &&
+		a.CreatedAt == b.CreatedAt && a.UpdatedAt == b.UpdatedAt && len(a.Roles) == len(b.Roles)
 }

@@ -7,9 +7,27 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/storagetest"
 )
+
+// dump returns every bucket's rows, as strings, keyed by bucket name.
+func dump(t *testing.T, s *Store) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			rows := map[string]string{}
+			out[string(name)] = rows
+			return b.ForEach(func(k, v []byte) error { rows[string(k)] = string(v); return nil })
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
 
 // expiryEntries returns the expiry-index times of every session, by id.
 func expiryEntries(t *testing.T, s *Store) map[string][]time.Time {

@@ -102,11 +102,11 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, n
 // liveState is the check behind AccessTokenRevoked, given the deny-list and
 // session-state buckets of one transaction: the summary of the token's
 // session, not found when the token is revoked whatever the time (its jti
-// is denied, or its session is gone). It reads only the 24-byte session
+// is denied, or its session is gone). It reads only the session
 // summary, which every stored session has (putSession writes it,
-// deleteSession removes it): no summary means no session, so the token is revoked. Of the
-// summary the caller uses only what is exact, revocation and absolute
-// expiry.
+// deleteSession removes it): no summary means no session, so the token is
+// revoked. Of the summary the caller uses only what is exact, revocation
+// and absolute expiry.
 func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state record.State, found bool, err error) {
 	if exp := denied.Get([]byte(jti)); exp != nil {
 		return record.State{}, false, nil // denied (an expired denial only outlives an expired token)
@@ -199,7 +199,7 @@ func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err
 		return false, fmt.Errorf("session %q: %w", id, err)
 	}
 	if until := sess.RetainedUntil(s.retention); string(timeKey(until)) >= string(cutoff) {
-		if err := tx.Bucket(bucketSessState).Put(id, record.EncodeState(sess)); err != nil {
+		if err := putState(tx, sess); err != nil {
 			return false, err
 		}
 		return true, tx.Bucket(bucketExpiry).Put(expiryKey(until, kindSession, sess.ID), nil)

@@ -35,7 +35,16 @@ func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
 	if err := putRecord(tx, sess); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketSessState).Put([]byte(sess.ID), record.EncodeState(sess))
+	return putState(tx, sess)
+}
+
+// putState writes the session's summary.
+func putState(tx *bbolt.Tx, sess storage.Session) error {
+	data, err := record.EncodeState(sess)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessState).Put([]byte(sess.ID), data)
 }
 
 // putRevoked writes sess, which the caller has just revoked (it was live

@@ -8,7 +8,7 @@
 // Every key lives under a prefix (default "/latch/"); ids are stored as
 // given (they may not contain NUL, which separates composite keys):
 //
-//	meta/schema                  schema version ("2"; Open refuses any
+//	meta/schema                  schema version ("3"; Open refuses any
 //	                             other)
 //	meta/keyset                  guard of the signing-key set: every change
 //	                             of the set rewrites it, and every change
@@ -17,10 +17,11 @@
 //	users/<id>                   user record
 //	emails/<email>               user id (unique index, same Txn as the user)
 //	sessions/<id>                session record                          [L]
-//	sessstate/<id>               revoked-at, idle and absolute expiry
-//	                             (24 bytes), written with the record: what
-//	                             the per-request revocation check and
-//	                             CountLiveSessions read                  [L]
+//	sessstate/<id>               session summary record (revoked-at, idle
+//	                             and absolute expiry), written with the
+//	                             session record: what the per-request
+//	                             revocation check and CountLiveSessions
+//	                             read                                    [L]
 //	usersessions/<uid>\0<sid>    empty (a user's sessions)          [A, L]
 //	revocations/session/<sid>    expiry of a revoked session             [L]
 //	revocations/jti/<jti>        expiry of a denied access token         [L]
@@ -30,12 +31,9 @@
 //	refreshkeys/<id>             refresh-token MAC secret record
 //	userfences/<uid>             see "Revoking every session of a user"  [L]
 //
-// Records are encoded by storage/internal/record (one version byte, then
-// JSON), so the encoding can evolve without migrating old rows. Sessions
-// are still written as JSON (version 1), not as the binary version 2 that
-// storage/bolt writes: processes of an older release sharing the cluster
-// during a rolling upgrade read only version 1. Both are read. Expiries
-// are 8 bytes, big-endian unix nanoseconds.
+// Records are encoded by storage/internal/record, the one encoding
+// storage/bolt writes too. Expiries are 8 bytes, big-endian unix
+// nanoseconds.
 //
 // # Consistency
 //

@@ -22,7 +22,7 @@ import (
 )
 
 // schemaVersion is the layout this package reads and writes.
-const schemaVersion = "2"
+const schemaVersion = "3"
 
 // DefaultPrefix is the key prefix used when Config.Prefix is empty.
 const DefaultPrefix = "/latch/"

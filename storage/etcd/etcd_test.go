@@ -290,7 +290,8 @@ func TestUnavailable(t *testing.T) {
 }
 
 // TestOpenRefusesForeignPrefix: a prefix with keys but no Latch schema is
-// not adopted, and a schema of another version is refused.
+// not adopted, and a schema of another version is refused with an error
+// that names both versions.
 func TestOpenRefusesForeignPrefix(t *testing.T) {
 	srv := etcdtest.Start(t)
 	s := openStore(t, srv)
@@ -301,12 +302,16 @@ func TestOpenRefusesForeignPrefix(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no Latch schema marker") {
 		t.Fatalf("Open on a foreign prefix = %v, want a refusal", err)
 	}
-	if _, err := s.Client().Put(ctxT(t), s.Prefix()+"meta/schema", "99"); err != nil {
-		t.Fatal(err)
-	}
-	_, err = etcd.Open(ctxT(t), etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: s.Prefix()})
-	if err == nil || !strings.Contains(err.Error(), "schema version") {
-		t.Fatalf("Open on another schema version = %v, want a refusal", err)
+	// 1 and 2 are the unreleased layouts whose records this build does not
+	// read; 4 and 99 are later ones.
+	for _, v := range []string{"1", "2", "4", "99"} {
+		if _, err := s.Client().Put(ctxT(t), s.Prefix()+"meta/schema", v); err != nil {
+			t.Fatal(err)
+		}
+		_, err = etcd.Open(ctxT(t), etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: s.Prefix()})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(`schema version %q is not "3"`, v)) || !strings.Contains(err.Error(), "--etcd-prefix") {
+			t.Fatalf("Open on schema version %s = %v, want a refusal naming both versions and the way out", v, err)
+		}
 	}
 	if _, err := etcd.Open(ctxT(t), etcd.Config{Prefix: "/x/"}); err == nil {
 		t.Fatal("Open without endpoints succeeded")

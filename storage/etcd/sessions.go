@@ -48,7 +48,11 @@ func (s *Store) getSession(ctx context.Context, id string) (sessRev, error) {
 // (whose callers write nothing for a session already revoked), or by a
 // CreateSession that stores it revoked.
 func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref time.Time) ([]clientv3.Op, error) {
-	data, err := record.EncodeSessionV1(sess) // v1 until every process of a shared cluster reads v2
+	data, err := record.EncodeSession(sess)
+	if err != nil {
+		return nil, err
+	}
+	state, err := record.EncodeState(sess)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +62,7 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	}
 	ops := []clientv3.Op{
 		clientv3.OpPut(s.sessionKey(sess.ID), string(data), clientv3.WithLease(lease)),
-		clientv3.OpPut(s.sessStateKey(sess.ID), string(record.EncodeState(sess)), clientv3.WithLease(lease)),
+		clientv3.OpPut(s.sessStateKey(sess.ID), string(state), clientv3.WithLease(lease)),
 	}
 	if sess.Revoked() {
 		ops = append(ops,
@@ -506,7 +510,7 @@ func decodeFence(b []byte) (time.Time, string, error) {
 }
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every
-// session's 24-byte state row (not the records), a page at a time.
+// session's summary (not the session records), a page at a time.
 func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
 	ctx, cancel, err := s.beginScan(ctx, "count live sessions")
 	if err != nil {

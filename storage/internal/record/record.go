@@ -1,180 +1,189 @@
-// Package record is the storage format of sessions, users, signing keys and
-// refresh-token MAC secrets
-// shared by the bbolt and etcd backends. Every record starts with a version
-// byte: 1 is JSON (users, keys, and sessions written before version 2), 2
-// is the compact binary session record (see EncodeSession). Decoders read
-// every version a release ever wrote, so stored rows never need rewriting.
-// The bytes are pinned by golden tests (storagetest.GoldenSessionRecord,
-// GoldenSessionRecordV2); changing a field name, tag or layout is a format
-// change that needs a new version.
+// Package record is the one stored form of what both storage backends
+// (storage/bolt and storage/etcd) persist: sessions and their summaries,
+// users, signing keys and refresh-token MAC secrets. A record is the byte
+// Version, the length of the rest as a varint, and a protobuf message of
+// package latch.storage.v1 (proto/latch/storage/v1/record.proto, generated
+// into recordpb). The length makes a record cut short fail to decode
+// instead of reading as another, shorter one.
+//
+// Decoders read only Version and only fields they know: anything else is
+// ErrCorrupt, never a guess. Encoders are deterministic, so equal values
+// give equal bytes (storage/etcd skips rewriting an unchanged key).
 package record
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record/recordpb"
 )
 
-// Version prefixes every JSON record (users, keys, and sessions of
-// EncodeSessionV1).
-const Version byte = 1
+// Version is the first byte of every record. A format that an earlier
+// build would misread gets a new number, never one used before: 1 and 2
+// were unreleased formats.
+const Version byte = 3
 
-// SessionVersion prefixes the binary session records of EncodeSession.
-const SessionVersion byte = 2
-
-// ErrCorrupt reports a record this version cannot decode.
+// ErrCorrupt reports a record this build cannot decode: damaged, or of
+// another version.
 var ErrCorrupt = errors.New("corrupt or unknown record")
 
-// Encode returns v as a versioned record.
-func Encode(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
+// encode returns m as a record, or err (converting m's fields failed).
+func encode(m proto.Message, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	b := protowire.AppendVarint([]byte{Version}, uint64(opts.Size(m)))
+	b, err = opts.MarshalAppend(b, m)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
-	return append([]byte{Version}, b...), nil
+	return b, nil
 }
 
-// Decode parses a versioned record into v.
-func Decode(data []byte, v any) error {
-	if len(data) < 2 || data[0] != Version {
-		return ErrCorrupt
+// decode parses a record into m.
+func decode(data []byte, m proto.Message) error {
+	if len(data) == 0 || data[0] != Version {
+		return fmt.Errorf("%w: not a version %d record", ErrCorrupt, Version)
 	}
-	if err := json.Unmarshal(data[1:], v); err != nil {
+	n, w := protowire.ConsumeVarint(data[1:])
+	if w < 0 || n != uint64(len(data)-1-w) {
+		return fmt.Errorf("%w: length does not match", ErrCorrupt)
+	}
+	if err := proto.Unmarshal(data[1+w:], m); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return fmt.Errorf("%w: unknown fields", ErrCorrupt)
 	}
 	return nil
 }
 
-type session struct {
-	ID                string    `json:"id"`
-	UserID            string    `json:"user_id"`
-	Audience          string    `json:"aud"`
-	CurrentHash       []byte    `json:"current"`
-	PreviousHash      []byte    `json:"previous,omitempty"`
-	PreviousRotatedAt time.Time `json:"previous_rotated_at"`
-	Generation        uint64    `json:"generation"`
-	CreatedAt         time.Time `json:"created_at"`
-	LastRotatedAt     time.Time `json:"last_rotated_at"`
-	IdleExpiresAt     time.Time `json:"idle_expires_at"`
-	AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
-	RevokedAt         time.Time `json:"revoked_at"`
-	RevokeReason      string    `json:"revoke_reason,omitempty"`
+// times converts between time.Time and Timestamp, keeping the first
+// error: a zero time is an unset field.
+type times struct{ err error }
+
+func (c *times) pb(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	ts := timestamppb.New(t)
+	if err := ts.CheckValid(); err != nil && c.err == nil {
+		c.err = fmt.Errorf("encode record: time %v outside years 1 to 9999: %w", t, storage.ErrInvalidArgument)
+	}
+	return ts
 }
 
-// EncodeSessionV1 returns the version-1 (JSON) stored form of s, which
-// every release reads. storage/etcd still writes it, so that processes of
-// an older release sharing the cluster keep reading the sessions a newer
-// one writes.
-func EncodeSessionV1(s storage.Session) ([]byte, error) {
-	r := session{ID: s.ID, UserID: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
-		PreviousRotatedAt: s.PreviousRotatedAt, Generation: s.Generation, CreatedAt: s.CreatedAt,
-		LastRotatedAt: s.LastRotatedAt, IdleExpiresAt: s.IdleExpiresAt, AbsoluteExpiresAt: s.AbsoluteExpiresAt,
-		RevokedAt: s.RevokedAt, RevokeReason: s.RevokeReason}
+func (c *times) time(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	if err := ts.CheckValid(); err != nil && c.err == nil {
+		c.err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return ts.AsTime()
+}
+
+// EncodeSession returns the record of s. A time outside the years 1 to 9999
+// is storage.ErrInvalidArgument.
+func EncodeSession(s storage.Session) ([]byte, error) {
+	var c times
+	m := &recordpb.Session{Id: s.ID, UserId: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
+		PreviousRotatedAt: c.pb(s.PreviousRotatedAt), Generation: s.Generation, CreatedAt: c.pb(s.CreatedAt),
+		LastRotatedAt: c.pb(s.LastRotatedAt), IdleExpiresAt: c.pb(s.IdleExpiresAt),
+		AbsoluteExpiresAt: c.pb(s.AbsoluteExpiresAt), RevokedAt: c.pb(s.RevokedAt), RevokeReason: s.RevokeReason}
 	if !s.PreviousHash.IsZero() {
-		r.PreviousHash = s.PreviousHash[:]
+		m.PreviousHash = s.PreviousHash[:]
 	}
-	return Encode(r)
+	return encode(m, c.err)
 }
 
-// DecodeSession parses a stored session of either version.
+// DecodeSession parses a session record.
 func DecodeSession(data []byte) (storage.Session, error) {
-	if len(data) > 0 && data[0] == SessionVersion {
-		return decodeSessionV2(data)
-	}
-	var r session
-	if err := Decode(data, &r); err != nil {
+	var m recordpb.Session
+	if err := decode(data, &m); err != nil {
 		return storage.Session{}, err
 	}
-	s := storage.Session{ID: r.ID, UserID: r.UserID, Audience: r.Audience, PreviousRotatedAt: r.PreviousRotatedAt,
-		Generation: r.Generation, CreatedAt: r.CreatedAt, LastRotatedAt: r.LastRotatedAt,
-		IdleExpiresAt: r.IdleExpiresAt, AbsoluteExpiresAt: r.AbsoluteExpiresAt, RevokedAt: r.RevokedAt,
-		RevokeReason: r.RevokeReason}
-	if len(r.CurrentHash) != len(s.CurrentHash) || (r.PreviousHash != nil && len(r.PreviousHash) != len(s.PreviousHash)) {
+	var c times
+	s := storage.Session{ID: m.Id, UserID: m.UserId, Audience: m.Audience,
+		PreviousRotatedAt: c.time(m.PreviousRotatedAt), Generation: m.Generation, CreatedAt: c.time(m.CreatedAt),
+		LastRotatedAt: c.time(m.LastRotatedAt), IdleExpiresAt: c.time(m.IdleExpiresAt),
+		AbsoluteExpiresAt: c.time(m.AbsoluteExpiresAt), RevokedAt: c.time(m.RevokedAt), RevokeReason: m.RevokeReason}
+	if len(m.CurrentHash) != len(s.CurrentHash) || (len(m.PreviousHash) != 0 && len(m.PreviousHash) != len(s.PreviousHash)) {
 		return storage.Session{}, fmt.Errorf("%w: bad refresh digest length", ErrCorrupt)
 	}
-	copy(s.CurrentHash[:], r.CurrentHash)
-	copy(s.PreviousHash[:], r.PreviousHash)
-	return s, nil
+	copy(s.CurrentHash[:], m.CurrentHash)
+	copy(s.PreviousHash[:], m.PreviousHash)
+	return s, c.err
 }
 
-type user struct {
-	ID           string    `json:"id"`
-	Email        string    `json:"email"`
-	PasswordHash string    `json:"password_hash"`
-	Roles        []string  `json:"roles,omitempty"`
-	Disabled     bool      `json:"disabled,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-}
-
-// EncodeUser returns the stored form of u.
+// EncodeUser returns the record of u. A time outside the years 1 to 9999
+// is storage.ErrInvalidArgument.
 func EncodeUser(u storage.User) ([]byte, error) {
-	return Encode(user{ID: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: u.Roles,
-		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
+	var c times
+	m := &recordpb.User{Id: u.ID, Email: u.Email, PasswordHash: u.PasswordHash, Roles: u.Roles,
+		Disabled: u.Disabled, CreatedAt: c.pb(u.CreatedAt), UpdatedAt: c.pb(u.UpdatedAt)}
+	return encode(m, c.err)
 }
 
-// DecodeUser parses a stored user. The result shares no memory with data.
+// DecodeUser parses a user record. The result shares no memory with data.
 func DecodeUser(data []byte) (storage.User, error) {
-	var r user
-	if err := Decode(data, &r); err != nil {
+	var m recordpb.User
+	if err := decode(data, &m); err != nil {
 		return storage.User{}, err
 	}
-	return storage.User{ID: r.ID, Email: r.Email, PasswordHash: r.PasswordHash, Roles: r.Roles,
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+	var c times
+	u := storage.User{ID: m.Id, Email: m.Email, PasswordHash: m.PasswordHash, Roles: m.Roles,
+		Disabled: m.Disabled, CreatedAt: c.time(m.CreatedAt), UpdatedAt: c.time(m.UpdatedAt)}
+	return u, c.err
 }
 
-type key struct {
-	ID          string           `json:"id"`
-	PrivateKey  []byte           `json:"private_key"`
-	PublicKey   []byte           `json:"public_key"`
-	State       storage.KeyState `json:"state"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ActivatedAt time.Time        `json:"activated_at"`
-	RetiredAt   time.Time        `json:"retired_at"`
-}
-
-// EncodeKey returns the stored form of k.
+// EncodeKey returns the record of k. A time outside the years 1 to 9999
+// is storage.ErrInvalidArgument.
 func EncodeKey(k storage.SigningKey) ([]byte, error) {
-	return Encode(key{ID: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: k.State,
-		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
+	var c times
+	m := &recordpb.SigningKey{Id: k.ID, PrivateKey: k.PrivateKey, PublicKey: k.PublicKey, State: string(k.State),
+		CreatedAt: c.pb(k.CreatedAt), ActivatedAt: c.pb(k.ActivatedAt), RetiredAt: c.pb(k.RetiredAt)}
+	return encode(m, c.err)
 }
 
-// DecodeKey parses a stored signing key. The result shares no memory with
+// DecodeKey parses a signing-key record. The result shares no memory with
 // data.
 func DecodeKey(data []byte) (storage.SigningKey, error) {
-	var r key
-	if err := Decode(data, &r); err != nil {
+	var m recordpb.SigningKey
+	if err := decode(data, &m); err != nil {
 		return storage.SigningKey{}, err
 	}
-	return storage.SigningKey{ID: r.ID, PrivateKey: r.PrivateKey, PublicKey: r.PublicKey,
-		State: r.State, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}, nil
+	var c times
+	k := storage.SigningKey{ID: m.Id, PrivateKey: m.PrivateKey, PublicKey: m.PublicKey, State: storage.KeyState(m.State),
+		CreatedAt: c.time(m.CreatedAt), ActivatedAt: c.time(m.ActivatedAt), RetiredAt: c.time(m.RetiredAt)}
+	return k, c.err
 }
 
-type refreshKey struct {
-	ID          string           `json:"id"`
-	Secret      []byte           `json:"secret"`
-	State       storage.KeyState `json:"state"`
-	CreatedAt   time.Time        `json:"created_at"`
-	ActivatedAt time.Time        `json:"activated_at"`
-	RetiredAt   time.Time        `json:"retired_at"`
-}
-
-// EncodeRefreshKey returns the stored form of k.
+// EncodeRefreshKey returns the record of k. A time outside the years 1 to
+// 9999 is storage.ErrInvalidArgument.
 func EncodeRefreshKey(k storage.RefreshKey) ([]byte, error) {
-	return Encode(refreshKey{ID: k.ID, Secret: k.Secret, State: k.State,
-		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
+	var c times
+	m := &recordpb.RefreshKey{Id: k.ID, Secret: k.Secret, State: string(k.State),
+		CreatedAt: c.pb(k.CreatedAt), ActivatedAt: c.pb(k.ActivatedAt), RetiredAt: c.pb(k.RetiredAt)}
+	return encode(m, c.err)
 }
 
-// DecodeRefreshKey parses a stored refresh key. The result shares no
+// DecodeRefreshKey parses a refresh-key record. The result shares no
 // memory with data.
 func DecodeRefreshKey(data []byte) (storage.RefreshKey, error) {
-	var r refreshKey
-	if err := Decode(data, &r); err != nil {
+	var m recordpb.RefreshKey
+	if err := decode(data, &m); err != nil {
 		return storage.RefreshKey{}, err
 	}
-	return storage.RefreshKey{ID: r.ID, Secret: r.Secret, State: r.State,
-		CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt, RetiredAt: r.RetiredAt}, nil
+	var c times
+	k := storage.RefreshKey{ID: m.Id, Secret: m.Secret, State: storage.KeyState(m.State),
+		CreatedAt: c.time(m.CreatedAt), ActivatedAt: c.time(m.ActivatedAt), RetiredAt: c.time(m.RetiredAt)}
+	return k, c.err
 }

@@ -1,45 +1,40 @@
 package record
 
 import (
-	"encoding/binary"
 	"time"
 
 	"github.com/latchauth/latch/storage"
+	"github.com/latchauth/latch/storage/internal/record/recordpb"
 )
 
-// stateLen is the length of an encoded session summary.
-const stateLen = 24
-
-// EncodeState returns the 24-byte session summary that both backends keep
-// next to each session record for the per-request revocation check and
-// the live-session count: revoked-at, idle expiry and absolute expiry, as
-// big-endian unix nanoseconds (0 for a zero time). It has no version byte:
-// its length is its format.
-func EncodeState(s storage.Session) []byte {
-	b := make([]byte, stateLen)
-	binary.BigEndian.PutUint64(b[0:], uint64(unixNano(s.RevokedAt)))
-	binary.BigEndian.PutUint64(b[8:], uint64(unixNano(s.IdleExpiresAt)))
-	binary.BigEndian.PutUint64(b[16:], uint64(unixNano(s.AbsoluteExpiresAt)))
-	return b
-}
-
-// State is a decoded session summary (see EncodeState).
+// State is a session summary: what both backends keep next to each session
+// record for the per-request revocation check and the live-session count,
+// so that neither reads the whole session for them.
 type State struct {
 	Revoked           bool
 	IdleExpiresAt     time.Time
 	AbsoluteExpiresAt time.Time
 }
 
-// DecodeState decodes a session summary; ErrCorrupt unless it is 24 bytes.
-func DecodeState(b []byte) (State, error) {
-	if len(b) != stateLen {
-		return State{}, ErrCorrupt
+// EncodeState returns the summary record of s: its revocation time and
+// expiries. A time outside the years 1 to 9999 is
+// storage.ErrInvalidArgument.
+func EncodeState(s storage.Session) ([]byte, error) {
+	var c times
+	m := &recordpb.SessionState{RevokedAt: c.pb(s.RevokedAt), IdleExpiresAt: c.pb(s.IdleExpiresAt),
+		AbsoluteExpiresAt: c.pb(s.AbsoluteExpiresAt)}
+	return encode(m, c.err)
+}
+
+// DecodeState parses a summary record.
+func DecodeState(data []byte) (State, error) {
+	var m recordpb.SessionState
+	if err := decode(data, &m); err != nil {
+		return State{}, err
 	}
-	return State{
-		Revoked:           binary.BigEndian.Uint64(b[0:]) != 0,
-		IdleExpiresAt:     time.Unix(0, int64(binary.BigEndian.Uint64(b[8:]))),
-		AbsoluteExpiresAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[16:]))),
-	}, nil
+	var c times
+	st := State{Revoked: m.RevokedAt != nil, IdleExpiresAt: c.time(m.IdleExpiresAt), AbsoluteExpiresAt: c.time(m.AbsoluteExpiresAt)}
+	return st, c.err
 }
 
 // ExpiresAt is the earlier of the summary's idle and absolute expiries,
@@ -63,12 +58,4 @@ func (st State) TokenLive(now time.Time) bool {
 // storage.Session.Live, taking the summary's idle expiry as the session's.
 func (st State) Live(now time.Time) bool {
 	return st.TokenLive(now) && now.Before(st.IdleExpiresAt)
-}
-
-// unixNano is t in unix nanoseconds, 0 for the zero time.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }

@@ -478,8 +478,8 @@ func (b *runner) interceptorRows(ctx context.Context, fx *fixture) (rows []row, 
 	if !b.want("interceptor") {
 		return nil, closeAll
 	}
-	v, err := interceptors.NewVerifier(ctx, interceptors.WithJWKSFromGRPC(b.srv.conn),
-		interceptors.WithIssuer(benchIssuer), interceptors.WithAudience(benchAudience))
+	v, err := interceptors.NewVerifier(ctx, interceptors.Config{Issuer: benchIssuer, Audience: []string{benchAudience},
+		Keys: interceptors.JWKSFromGRPC(b.srv.conn)})
 	if err != nil {
 		progress(b.cfg, "interceptors: %v", err)
 		return nil, closeAll

@@ -1,4 +1,8 @@
-package interceptors
+// Package clientcreds gives a gRPC client Latch access tokens that stay
+// fresh: Credentials attach "authorization: Bearer <access token>" to every
+// call and exchange the refresh token with Latch before the access token
+// expires, logging in again (WithRelogin) when Latch ends the session.
+package clientcreds
 
 import (
 	"context"
@@ -17,32 +21,32 @@ import (
 
 // ErrSessionEnded reports credentials that cannot get a token: Latch
 // refused the refresh token (the session was revoked, reused or expired)
-// and no Relogin is configured, or the Relogin function was itself refused
-// with UNAUTHENTICATED (wrong password, account disabled). Token and the
+// and no WithRelogin is configured, or the WithRelogin function was itself
+// refused with UNAUTHENTICATED (wrong password, account disabled). Token and the
 // calls that carry the credentials fail with it (UNAUTHENTICATED), and
-// RefreshingCredentials.Failure reports it for health checks.
-var ErrSessionEnded = errors.New("interceptors: Latch session ended and could not be renewed")
+// Credentials.Failure reports it for health checks.
+var ErrSessionEnded = errors.New("clientcreds: Latch session ended and could not be renewed")
 
-// RefreshingCredentials is a credentials.PerRPCCredentials that attaches
+// Credentials is a credentials.PerRPCCredentials that attaches
 // "authorization: Bearer <access token>" to every call and, before the
 // access token expires, exchanges the refresh token with Latch for a new
 // pair. However many calls need a token at once, one exchange runs (single
 // flight) and the others wait for it. Use it with grpc.WithPerRPCCredentials.
 //
 // A failed exchange is retried with jittered exponential backoff (1 s
-// doubling to 1 min by default, see RetryBackoff), driven by the calls
+// doubling to 1 min by default, see WithRetryBackoff), driven by the calls
 // that need a token: meanwhile a still-valid access token keeps being
 // used, and an expired one fails fast with the last error. A transient
 // failure (UNAVAILABLE, a deadline, ...) keeps the refresh token for the
 // next try. When Latch refuses the refresh token (UNAUTHENTICATED: the
-// session was revoked or has expired), the session is over: with Relogin
+// session was revoked or has expired), the session is over: with WithRelogin
 // the credentials log in again, otherwise they fail with ErrSessionEnded
 // from then on.
 //
-// It requires transport security (TLS) unless AllowInsecure is given: a
+// It requires transport security (TLS) unless WithInsecure is given: a
 // bearer token on a plaintext connection can be stolen by anyone on the
 // path.
-type RefreshingCredentials struct {
+type Credentials struct {
 	latch       latchv1.AuthServiceClient
 	now         func() time.Time
 	early       time.Duration
@@ -64,47 +68,47 @@ type RefreshingCredentials struct {
 	fatal    error     // wraps ErrSessionEnded while the credentials cannot recover by themselves
 }
 
-var _ credentials.PerRPCCredentials = (*RefreshingCredentials)(nil)
+var _ credentials.PerRPCCredentials = (*Credentials)(nil)
 
-// CredentialsOption configures RefreshingCredentials.
-type CredentialsOption func(*RefreshingCredentials)
+// Option configures Credentials.
+type Option func(*Credentials)
 
 // LoginFunc logs in to Latch afresh and returns the new session's token
 // pair. PasswordLogin makes one.
 type LoginFunc func(ctx context.Context) (*latchv1.TokenPair, error)
 
-// AllowInsecure lets the credentials travel on plaintext connections. Only
+// WithInsecure lets the credentials travel on plaintext connections. Only
 // for loopback tests and local development.
-func AllowInsecure() CredentialsOption { return func(c *RefreshingCredentials) { c.insecure = true } }
+func WithInsecure() Option { return func(c *Credentials) { c.insecure = true } }
 
-// RefreshEarly sets how long before expiry the token is refreshed. Default
+// WithRefreshEarly sets how long before expiry the token is refreshed. Default
 // 60 s (or a fifth of the lifetime, if shorter).
-func RefreshEarly(d time.Duration) CredentialsOption {
-	return func(c *RefreshingCredentials) { c.early = d }
+func WithRefreshEarly(d time.Duration) Option {
+	return func(c *Credentials) { c.early = d }
 }
 
-// CredentialsClock sets the clock. Default time.Now.
-func CredentialsClock(now func() time.Time) CredentialsOption {
-	return func(c *RefreshingCredentials) { c.now = now }
+// WithClock sets the clock. Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *Credentials) { c.now = now }
 }
 
-// Relogin lets the credentials start a new session with login when Latch
+// WithRelogin lets the credentials start a new session with login when Latch
 // refuses the refresh token (the session was revoked, reused after a lost
 // reply, or expired), instead of failing for good. A login that fails is
 // retried with the same backoff as a refresh; one refused with
 // UNAUTHENTICATED also reports ErrSessionEnded through Failure until a
 // later attempt succeeds. Default: none, and a refused refresh token ends
 // the credentials.
-func Relogin(login LoginFunc) CredentialsOption {
-	return func(c *RefreshingCredentials) { c.relogin = login }
+func WithRelogin(login LoginFunc) Option {
+	return func(c *Credentials) { c.relogin = login }
 }
 
-// RetryBackoff sets the backoff between failed exchanges: base after the
+// WithRetryBackoff sets the backoff between failed exchanges: base after the
 // first failure, doubling up to max, each wait drawn at random from its
 // upper half. Default 1 s and 1 minute; values other than 0 < base ≤ max
 // are ignored.
-func RetryBackoff(base, max time.Duration) CredentialsOption {
-	return func(c *RefreshingCredentials) {
+func WithRetryBackoff(base, max time.Duration) Option {
+	return func(c *Credentials) {
 		if base > 0 && max >= base {
 			c.backoffBase, c.backoffMax = base, max
 		}
@@ -132,15 +136,14 @@ func PasswordLogin(latch grpc.ClientConnInterface, email, audience string, passw
 	}
 }
 
-// NewRefreshingCredentials starts from pair (from Login or Refresh) and
-// refreshes through latch, a connection to Latch. The connection may itself
-// carry these credentials: the Refresh calls they make are sent without
-// them.
-func NewRefreshingCredentials(latch grpc.ClientConnInterface, pair *latchv1.TokenPair, opts ...CredentialsOption) (*RefreshingCredentials, error) {
+// New starts from pair (from Login or Refresh) and refreshes through
+// latch, a connection to Latch. The connection may itself carry these
+// credentials: the Refresh calls they make are sent without them.
+func New(latch grpc.ClientConnInterface, pair *latchv1.TokenPair, opts ...Option) (*Credentials, error) {
 	if latch == nil || pair.GetAccessToken() == "" || pair.GetRefreshToken() == "" {
-		return nil, errors.New("interceptors: a Latch connection and a token pair are required")
+		return nil, errors.New("clientcreds: a Latch connection and a token pair are required")
 	}
-	c := &RefreshingCredentials{latch: latchv1.NewAuthServiceClient(latch), now: time.Now, early: time.Minute,
+	c := &Credentials{latch: latchv1.NewAuthServiceClient(latch), now: time.Now, early: time.Minute,
 		backoffBase: time.Second, backoffMax: time.Minute}
 	for _, opt := range opts {
 		opt(c)
@@ -151,18 +154,17 @@ func NewRefreshingCredentials(latch grpc.ClientConnInterface, pair *latchv1.Toke
 
 // Login logs in to Latch and returns credentials that keep the session's
 // tokens fresh. The password is used once and not kept: to let the
-// credentials log in again when the session ends, give Relogin (with
-// PasswordLogin). For Latch's own APIs, audience is Latch's issuer.
-func Login(ctx context.Context, latch grpc.ClientConnInterface, email, password, audience string, opts ...CredentialsOption) (*RefreshingCredentials, error) {
-	resp, err := latchv1.NewAuthServiceClient(latch).Login(withoutCredentials(ctx),
-		&latchv1.LoginRequest{Email: email, Password: password, Audience: audience})
+// credentials log in again when the session ends, give WithRelogin
+// (with PasswordLogin). For Latch's own APIs, audience is Latch's issuer.
+func Login(ctx context.Context, latch grpc.ClientConnInterface, email, password, audience string, opts ...Option) (*Credentials, error) {
+	pair, err := PasswordLogin(latch, email, audience, func(context.Context) (string, error) { return password, nil })(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("interceptors: login: %w", err)
+		return nil, fmt.Errorf("clientcreds: %w", err)
 	}
-	return NewRefreshingCredentials(latch, resp.GetTokens(), opts...)
+	return New(latch, pair, opts...)
 }
 
-func (c *RefreshingCredentials) install(pair *latchv1.TokenPair, now time.Time) {
+func (c *Credentials) install(pair *latchv1.TokenPair, now time.Time) {
 	c.access, c.refresh = pair.GetAccessToken(), pair.GetRefreshToken()
 	c.lifetime = time.Duration(pair.GetExpiresIn()) * time.Second
 	c.exp = now.Add(c.lifetime)
@@ -178,7 +180,7 @@ func withoutCredentials(ctx context.Context) context.Context {
 }
 
 // GetRequestMetadata implements credentials.PerRPCCredentials.
-func (c *RefreshingCredentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+func (c *Credentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
 	if ctx.Value(skipCredentialsKey{}) != nil {
 		return nil, nil
 	}
@@ -190,15 +192,15 @@ func (c *RefreshingCredentials) GetRequestMetadata(ctx context.Context, _ ...str
 }
 
 // RequireTransportSecurity implements credentials.PerRPCCredentials.
-func (c *RefreshingCredentials) RequireTransportSecurity() bool { return !c.insecure }
+func (c *Credentials) RequireTransportSecurity() bool { return !c.insecure }
 
 // Invalidate tells the credentials that Latch refused tok (a call or a
 // stream ended with UNAUTHENTICATED, for example because the session was
 // revoked): if tok is still the current access token, the next Token call
-// gets a new one (refresh, or Relogin when the refresh token is refused
+// gets a new one (refresh, or a new login when the refresh token is refused
 // too) instead of returning it. A token already replaced is ignored, so
 // that callers racing on one rejection cause one exchange.
-func (c *RefreshingCredentials) Invalidate(tok string) {
+func (c *Credentials) Invalidate(tok string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if tok != "" && tok == c.access {
@@ -208,9 +210,9 @@ func (c *RefreshingCredentials) Invalidate(tok string) {
 
 // Failure returns an error wrapping ErrSessionEnded while the credentials
 // cannot get a token by themselves (see ErrSessionEnded), and nil
-// otherwise, transient failures included. UpdateHealth
-// publishes it.
-func (c *RefreshingCredentials) Failure() error {
+// otherwise, transient failures included: for a readiness check, so that
+// a session that has ended for good shows.
+func (c *Credentials) Failure() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.fatal
@@ -220,7 +222,7 @@ func (c *RefreshingCredentials) Failure() error {
 // about to expire or was invalidated. While an exchange is failing, a
 // still-valid token is returned and the exchange retried after the
 // backoff; an unusable one fails with the last error.
-func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
+func (c *Credentials) Token(ctx context.Context) (string, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
@@ -252,7 +254,7 @@ func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 		if now.Before(c.retryAt) {
 			err := c.lastErr
 			c.mu.Unlock()
-			return "", fmt.Errorf("interceptors: get an access token (retrying in %v): %w", c.retryAt.Sub(now).Round(time.Millisecond), err)
+			return "", fmt.Errorf("clientcreds: get an access token (retrying in %v): %w", c.retryAt.Sub(now).Round(time.Millisecond), err)
 		}
 		ch := make(chan struct{})
 		c.inflight = ch
@@ -296,28 +298,29 @@ func (c *RefreshingCredentials) Token(ctx context.Context) (string, error) {
 }
 
 // exchange gets a new pair: Refresh with refresh (if any), then, when
-// Latch refuses it, Relogin. refreshRefused reports that refresh is dead.
-func (c *RefreshingCredentials) exchange(ctx context.Context, refresh string) (pair *latchv1.TokenPair, refreshRefused bool, err error) {
+// Latch refuses it, the WithRelogin function. refreshRefused reports that
+// refresh is dead.
+func (c *Credentials) exchange(ctx context.Context, refresh string) (pair *latchv1.TokenPair, refreshRefused bool, err error) {
 	if refresh != "" {
 		resp, err := c.latch.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: refresh})
 		switch {
 		case err == nil:
 			return resp.GetTokens(), false, nil
 		case status.Code(err) != codes.Unauthenticated:
-			return nil, false, fmt.Errorf("interceptors: refresh access token: %w", err)
+			return nil, false, fmt.Errorf("clientcreds: refresh access token: %w", err)
 		case c.relogin == nil:
-			return nil, true, sessionEnded(fmt.Errorf("the refresh token was refused and no re-login is configured (Relogin): %w", err))
+			return nil, true, sessionEnded(fmt.Errorf("the refresh token was refused and no re-login is configured (WithRelogin): %w", err))
 		}
 		refreshRefused = true
 	}
 	pair, err = c.relogin(ctx)
 	switch {
 	case err == nil && (pair.GetAccessToken() == "" || pair.GetRefreshToken() == ""):
-		return nil, refreshRefused, errors.New("interceptors: log in again: no token pair returned")
+		return nil, refreshRefused, errors.New("clientcreds: log in again: no token pair returned")
 	case status.Code(err) == codes.Unauthenticated:
 		return nil, refreshRefused, sessionEnded(fmt.Errorf("the new login was refused: %w", err))
 	case err != nil:
-		return nil, refreshRefused, fmt.Errorf("interceptors: log in again: %w", err)
+		return nil, refreshRefused, fmt.Errorf("clientcreds: log in again: %w", err)
 	}
 	return pair, refreshRefused, nil
 }
@@ -340,7 +343,7 @@ func (e *sessionEndedError) GRPCStatus() *status.Status {
 
 // backoff is the wait after n consecutive failures: base·2ⁿ⁻¹ capped at
 // max, drawn from its upper half.
-func (c *RefreshingCredentials) backoff(n int) time.Duration {
+func (c *Credentials) backoff(n int) time.Duration {
 	d := c.backoffBase
 	for i := 1; i < n && d < c.backoffMax; i++ {
 		d *= 2
