@@ -152,9 +152,9 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		args []string
 		want []string
 	}{
-		"no policy":           {[]string{"--ext-authz-addr", "127.0.0.1:0"}, []string{"--ext-authz-policy is required"}},
-		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"--ext-authz-addr is not"}},
-		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "access-ttl"}},
+		"no policy":           {[]string{"--ext-authz-addr", "127.0.0.1:0"}, []string{"ext_authz.policy_file (LATCH_EXT_AUTHZ_POLICY) is required with ext_authz.addr (LATCH_EXT_AUTHZ_ADDR)"}},
+		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"ext_authz.policy_file (LATCH_EXT_AUTHZ_POLICY) is set but ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) is not"}},
+		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "tokens.access_ttl (LATCH_ACCESS_TTL) -1s must be in (0, 24h]"}},
 		"foreign audience":    {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", foreign}, []string{`audience "payments" is not one Latch issues`}},
 		"bad headers":         {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy, "--ext-authz-sub-header", "X-Sub", "--ext-authz-sid-header", "x-latch-roles"}, []string{`"X-Sub"`, "must differ"}},
 		"Latch's audience": {[]string{"--issuer", "https://latch.test", "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", latchAud},
@@ -299,7 +299,7 @@ func TestExtAuthzMutualTLS(t *testing.T) {
 	out, err := serveCommand(t, ctx, "--db", filepath.Join(t.TempDir(), "x.db"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders",
 		"--ext-authz-addr", "0.0.0.0:0", "--ext-authz-policy", testPolicy).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on --ext-authz-addr") {
+	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) 0.0.0.0:0") {
 		t.Errorf("plaintext ext_authz on all interfaces: err=%v\n%s", err, out)
 	}
 }

@@ -269,28 +269,32 @@ func TestReplicasShareEtcd(t *testing.T) {
 	}
 }
 
-// TestServeEtcdConfigErrors: bad storage flags are all reported at once,
+// TestServeEtcdConfigErrors: bad storage settings are all reported at once,
 // before anything is opened, and an unreachable etcd fails the start with a
 // clear error within the dial timeout.
 func TestServeEtcdConfigErrors(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	out, err := serveCommand(t, ctx, "--storage", "etcd", "--db", "x.db",
-		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "1m").CombinedOutput()
+		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "2m").CombinedOutput()
 	if err == nil {
 		t.Fatal("serve with bad etcd flags started")
 	}
-	for _, want := range []string{"--db applies only to --storage bbolt", `--etcd-endpoints "ftp://h:1"`,
-		"--etcd-cert and --etcd-key go together", `--etcd-prefix "latch" must start with '/'`, "--sweep-interval applies only to --storage bbolt"} {
+	for _, want := range []string{"storage.db (--db, LATCH_DB) applies only to storage.backend (LATCH_STORAGE) bbolt",
+		`storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) "ftp://h:1": want http://host:port or https://host:port`,
+		"storage.etcd.cert_file (LATCH_ETCD_CERT) and storage.etcd.key_file (LATCH_ETCD_KEY) go together",
+		`storage.etcd.prefix (LATCH_ETCD_PREFIX) "latch" must start with '/'`,
+		"storage.sweep_interval (LATCH_SWEEP_INTERVAL) applies only to storage.backend (LATCH_STORAGE) bbolt"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `--etcd-endpoints "http://10.1.2.3:2379" is plaintext over the network`) {
+	if err == nil || !strings.Contains(string(out), `storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) "http://10.1.2.3:2379" is plaintext over the network: `+
+		"use https:// with storage.etcd.ca_file (LATCH_ETCD_CA)") {
 		t.Errorf("plaintext etcd over the network: %v\n%s", err, out)
 	}
 	out, err = serveCommand(t, ctx, "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--etcd-endpoints applies only to --storage etcd") {
+	if err == nil || !strings.Contains(string(out), "storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) applies only to storage.backend (LATCH_STORAGE) etcd") {
 		t.Errorf("etcd flag with bbolt: %v\n%s", err, out)
 	}
 	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",

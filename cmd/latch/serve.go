@@ -97,7 +97,7 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 		extAuthzClientCA: cfg.ExtAuthz.ClientCAFile, extAuthzAllowUnauth: cfg.ExtAuthz.AllowUnauthenticatedClients, name: n}
 	x := cfg.ExtAuthz
 	st.ext = extAuthzFlags{addr: x.Addr, policy: x.PolicyFile, subH: x.SubHeader, sidH: x.SidHeader, rolesH: x.RolesHeader,
-		keepAuthorization: x.KeepAuthorization, cache: x.Cache, healthInterval: x.HealthInterval}
+		keepAuthorization: x.KeepAuthorization, cache: x.Cache, healthInterval: x.HealthInterval, name: n}
 	st.policy, err = loadExtAuthzPolicy(st.ext, st.srv.Issuer, st.srv.Audiences, n)
 	errs = append(errs, err)
 	st.boot = bootstrapFlags{email: cfg.BootstrapAdmin.Email, passwordFile: cfg.BootstrapAdmin.PasswordFile, name: n}
@@ -121,8 +121,9 @@ var serverFields = map[string]string{
 	"KeyRotation": "key-rotation", "KeyReloadInterval": "key-reload-interval",
 }
 
-// serverFieldRE matches the field names of serverFields in a message.
-var serverFieldRE = regexp.MustCompile(`\b(Issuer|Audiences|AccessTTL|RefreshIdleTTL|RefreshMaxAge|RefreshReuseGrace|KeyPublishLead|KeyRotation|KeyReloadInterval)\b`)
+// serverFieldRE matches the field names of serverFields, and Leeway (fixed,
+// not a setting), in a message.
+var serverFieldRE = regexp.MustCompile(`\b(Issuer|Audiences|AccessTTL|RefreshIdleTTL|RefreshMaxAge|RefreshReuseGrace|KeyPublishLead|KeyRotation|KeyReloadInterval|Leeway)\b`)
 
 // inKeys rewrites the server's validation errors, which name
 // server.Config fields, in the words of serve's configuration.
@@ -131,7 +132,12 @@ func inKeys(err error, n namer) error {
 		return nil
 	}
 	msg := strings.ReplaceAll(err.Error(), "config: ", "")
-	return errors.New(serverFieldRE.ReplaceAllStringFunc(msg, func(f string) string { return n(serverFields[f]) }))
+	return errors.New(serverFieldRE.ReplaceAllStringFunc(msg, func(f string) string {
+		if f == "Leeway" {
+			return "the clock leeway" // fixed, not a setting
+		}
+		return n(serverFields[f])
+	}))
 }
 
 // checkServeNumbers reports settings that make no sense on their own and

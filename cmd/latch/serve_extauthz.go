@@ -41,6 +41,7 @@ type extAuthzFlags struct {
 	keepAuthorization  bool
 	cache              int
 	healthInterval     time.Duration
+	name               namer // how messages and logs name these settings: serve's keys or ext-authz's flags
 }
 
 func (f *extAuthzFlags) register(fs *flag.FlagSet) {
@@ -52,6 +53,7 @@ func (f *extAuthzFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.keepAuthorization, "ext-authz-keep-authorization", false, "forward the authorization header to the upstream (default: removed from every allowed request, public ones included)")
 	fs.IntVar(&f.cache, "ext-authz-cache", 50000, "tokens remembered as verified by ext_authz (revocation is checked on every request); 0 disables")
 	fs.DurationVar(&f.healthInterval, "ext-authz-health-interval", 5*time.Second, "how often the latch.verifier health status is updated")
+	f.name = flagName
 }
 
 // extAuthz is the running ext_authz listener.
@@ -261,13 +263,13 @@ func listenExtAuthz(f extAuthzFlags, lis net.Listener, v *interceptors.Verifier,
 			case <-hctx.Done():
 				return
 			case <-hup:
-				reloadPolicy(hctx, f.policy, policy.Issuer(), audiences, ea, log)
+				reloadPolicy(hctx, f, policy.Issuer(), audiences, ea, log)
 			}
 		}
 	})
 	go func() { wg.Wait(); close(x.done) }()
 	if !et.clientAuth && !isLoopback(f.addr) { // only with --ext-authz-allow-unauthenticated-clients (checkExtAuthzClientAuth)
-		log.Warn("ext_authz serves clients without certificates beyond loopback (--ext-authz-allow-unauthenticated-clients): "+
+		log.Warn("ext_authz serves clients without certificates beyond loopback ("+f.name("ext-authz-allow-unauthenticated-clients")+"): "+
 			"whoever reaches the port can test tokens", "event", "ext_authz_unauthenticated_clients", "addr", lis.Addr().String())
 	}
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
@@ -305,8 +307,9 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not
 // load, or changes the audiences, is refused and the current policy stays.
-func reloadPolicy(ctx context.Context, path, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
-	p, err := loadPolicyFile(path, issuer, audiences, flagName)
+func reloadPolicy(ctx context.Context, f extAuthzFlags, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	path := f.policy
+	p, err := loadPolicyFile(path, issuer, audiences, f.name)
 	if err == nil {
 		err = ea.SetPolicy(p)
 	}

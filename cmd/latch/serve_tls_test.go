@@ -49,14 +49,14 @@ func TestCheckExposure(t *testing.T) {
 		mustName, none string
 	}{
 		{name: "plaintext on loopback", addrs: loop},
-		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "--grpc-addr 0.0.0.0:7300"},
-		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "--http-addr 0.0.0.0:7301", none: "--grpc-addr"},
+		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "listen.grpc (--grpc-addr, LATCH_GRPC_ADDR) 0.0.0.0:7300"},
+		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "listen.http (--http-addr, LATCH_HTTP_ADDR) 0.0.0.0:7301", none: "listen.grpc"},
 		{name: "TLS anywhere", addrs: open, tls: true},
 		{name: "insecure-listen", addrs: open, insecure: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkExposure(tc.addrs, tc.tls, tc.insecure, flagName)
+			err := checkExposure(tc.addrs, tc.tls, tc.insecure, configNamer())
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("checkExposure = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -64,7 +64,8 @@ func TestCheckExposure(t *testing.T) {
 				return
 			}
 			msg := err.Error()
-			for _, want := range []string{tc.mustName, "--tls-cert", "--insecure-listen", "LATCH_INSECURE_LISTEN=true"} {
+			for _, want := range []string{tc.mustName, "tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)",
+				"set listen.insecure (LATCH_INSECURE_LISTEN) to true"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("message %q does not say %q", msg, want)
 				}
@@ -111,7 +112,7 @@ func TestVersionCommand(t *testing.T) {
 }
 
 // TestServeRefusesPlaintextBeyondLoopback runs the real binary: plaintext
-// on a non-loopback address without --insecure-listen is refused before
+// on a non-loopback address without listen.insecure is refused before
 // anything is opened, with the fix in the message.
 func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 	t.Setenv("LATCH_INSECURE_LISTEN", "") // whatever the caller's environment says
@@ -122,12 +123,13 @@ func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve on 0.0.0.0 without TLS: err=%v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"refusing to serve plaintext on --grpc-addr 0.0.0.0:0", "--tls-cert", "--insecure-listen"} {
+	for _, want := range []string{"refusing to serve plaintext on listen.grpc (--grpc-addr, LATCH_GRPC_ADDR) 0.0.0.0:0",
+		"give tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)", "set listen.insecure (LATCH_INSECURE_LISTEN) to true"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(string(out), "--http-addr") {
+	if strings.Contains(string(out), "listen.http") {
 		t.Errorf("output blames the loopback --http-addr:\n%s", out)
 	}
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
