@@ -149,13 +149,14 @@ type bootstrapConfig struct {
 	PasswordFile string `yaml:"password_file" env:"LATCH_BOOTSTRAP_ADMIN_PASSWORD_FILE" doc:"file whose first line is that administrator's password; or put the password in LATCH_BOOTSTRAP_ADMIN_PASSWORD"`
 }
 
-// secretEnv are the variables that carry secrets themselves. They are never
-// keys of the file nor flags: a file is copied and committed, and a flag
-// shows in the process list.
-var secretEnv = []struct{ env, doc string }{
-	{envKEK, "the key-encryption key itself (instead of keys.encryption_key_file)"},
-	{etcdPasswordEnv, "the password of storage.etcd.username"},
-	{bootstrapPasswordEnv, "the first administrator's password (instead of bootstrap_admin.password_file)"},
+// secretEnv are the variables that carry secrets themselves, with where
+// else each secret may come from (alt). They are never keys of the file nor
+// flags: a file is copied and committed, and a flag shows in the process
+// list.
+var secretEnv = []struct{ env, doc, alt string }{
+	{envKEK, "the key-encryption key itself (instead of keys.encryption_key_file)", " or the file keys.encryption_key_file names"},
+	{etcdPasswordEnv, "the password of storage.etcd.username", ""},
+	{bootstrapPasswordEnv, "the first administrator's password (instead of bootstrap_admin.password_file)", " or the file bootstrap_admin.password_file names"},
 }
 
 // defaultConfig is the configuration before any file, variable or flag.

@@ -80,13 +80,7 @@ func parseServeArgs(args []string) (serveArgs, []error) {
 		}
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !slices.Contains(known, name) {
-			msg := fmt.Sprintf("unknown flag --%s", name)
-			if s := closest(name, known); s != "" {
-				msg += fmt.Sprintf("; did you mean --%s?", s)
-			} else {
-				msg += "; every setting but the few flags is a configuration key or LATCH_* variable (latch config example)"
-			}
-			errs = append(errs, errors.New(msg))
+			errs = append(errs, errors.New(unknownServeFlag(name, known)))
 			if !hasVal && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
 				i++ // its value, most likely
 			}
@@ -113,37 +107,21 @@ func parseServeArgs(args []string) (serveArgs, []error) {
 	return sa, errs
 }
 
-// closest returns the candidate nearest to name by edit distance, if it is
-// near enough to be what was meant.
-func closest(name string, candidates []string) string {
-	best, bestD := "", len(name)/2+2
-	for _, c := range candidates {
-		if d := editDistance(name, c); d < bestD {
-			best, bestD = c, d
+// unknownServeFlag is the one-line message for a flag serve does not take.
+// A setting that is not a flag is named by its key and variable, and a
+// secret by where it is read from, since operators used to other servers
+// try both as flags.
+func unknownServeFlag(name string, known []string) string {
+	for _, s := range secretEnv {
+		if idOf(s.env) == name {
+			return fmt.Sprintf("--%s is not a flag: a secret is read from %s%s, never from the command line, "+
+				"which other users of the machine can see", name, s.env, s.alt)
 		}
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	if key, ok := keyNames()[envOf(name)]; ok {
+		return fmt.Sprintf("--%s is not a flag of latch serve: set %s in the configuration file (--config) or %s", name, key, envOf(name))
 	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return unknownFlag("latch serve", name, known)
 }
 
 // loadServeConfig builds serve's configuration from the defaults, the file
