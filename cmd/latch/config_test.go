@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchauth/latch/server"
 )
 
 // TestConfigExampleIsTheDefaults: `latch config example` prints every key,
@@ -264,5 +266,42 @@ func TestServeDatabaseDirectoryMissing(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "mkdir -p "+dir) {
 		t.Errorf("no hint to create the directory:\n%s", out)
+	}
+}
+
+// TestHelpShowsValuesAndRoutes: the example configuration and serve's help
+// show the key publish lead as the duration it comes to, name both signals
+// that drain, and list every route of the HTTP port.
+func TestHelpShowsValuesAndRoutes(t *testing.T) {
+	text := func(args ...string) string {
+		var out bytes.Buffer
+		run(t.Context(), args, env{stdout: &out, stderr: &out, getenv: func(string) string { return "" }})
+		return out.String()
+	}
+	example, help := text("config", "example"), text("serve", "--help")
+	if lead := (server.Config{}).Defaults().KeyPublishLead; lead != time.Hour+5*time.Minute {
+		t.Fatalf("default key publish lead = %v, want 1h5m0s (the JWKS max-age 5m + 1h)", lead)
+	}
+	if !strings.Contains(example, "publish_lead: 1h5m0s") {
+		t.Errorf("the example does not show the publish lead as 1h5m0s:\n%s", example)
+	}
+	drain := regexp.MustCompile(`(?m)^\s*# (.*)\n\s*drain_delay:`).FindStringSubmatch(example)
+	if drain == nil || !strings.Contains(drain[1], "SIGTERM or SIGINT") {
+		t.Errorf("shutdown.drain_delay's comment does not name SIGTERM and SIGINT: %q", drain)
+	}
+	if !strings.Contains(help, "SIGINT or SIGTERM") {
+		t.Errorf("serve's help does not say that SIGINT and SIGTERM both stop it gracefully:\n%s", help)
+	}
+	httpDoc := regexp.MustCompile(`(?m)^\s*# (.*)\n\s*http:`).FindStringSubmatch(example)
+	if httpDoc == nil {
+		t.Fatalf("the example has no listen.http comment:\n%s", example)
+	}
+	for _, route := range []string{server.JWKSPath, server.DiscoveryPath, "/healthz", "/readyz", server.MetricsPath} {
+		if !strings.Contains(httpDoc[1], route) {
+			t.Errorf("listen.http's comment does not list %s: %q", route, httpDoc[1])
+		}
+		if !strings.Contains(help, route) {
+			t.Errorf("serve's help does not list %s under --http-addr", route)
+		}
 	}
 }
