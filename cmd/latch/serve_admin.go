@@ -12,8 +12,9 @@ import (
 )
 
 // bootstrapPasswordEnv holds the first admin's password for
-// --bootstrap-admin. There is deliberately no flag for the password itself:
-// flag values show in `ps` and shell history.
+// bootstrap_admin.email. There is deliberately no flag or plain key for the
+// password itself: flag values show in `ps` and shell history, and a
+// configuration file is copied and committed.
 const bootstrapPasswordEnv = "LATCH_BOOTSTRAP_ADMIN_PASSWORD"
 
 // bootstrapFlags are serve's settings for creating the first
@@ -81,7 +82,7 @@ func readPasswordFile(path, name string, log *slog.Logger) (string, error) {
 	return pw, nil
 }
 
-// apply creates the first admin if --bootstrap-admin was given and no
+// apply creates the first admin if bootstrap_admin.email is set and no
 // enabled admin exists. The server logs the outcome (event admin_bootstrap).
 func (b *bootstrapFlags) apply(ctx context.Context, srv *server.Server) error {
 	if b.email == "" {

@@ -67,9 +67,9 @@ type extAuthz struct {
 	once   sync.Once
 }
 
-// loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
-// reporting every problem at once (before anything is opened); the policy
-// is nil when --ext-authz-addr is empty. issuer is Latch's --issuer, its
+// loadExtAuthzPolicy checks the ext_authz settings and loads the policy
+// file, reporting every problem at once (before anything is opened); the
+// policy is nil when no ext_authz address is set. issuer is Latch's, its
 // own audience, which the policy may not name; audiences are the ones
 // Latch issues (nil: not known here, not checked).
 func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string, n namer) (*extauthz.Policy, error) {
@@ -125,7 +125,7 @@ func loadPolicyFile(path, issuer string, audiences []string, n namer) (*extauthz
 }
 
 // startExtAuthz builds the ext_authz service over Latch's own key ring and
-// store and listens on --ext-authz-addr; it returns nil when policy is nil
+// store and listens on ext_authz.addr; it returns nil when policy is nil
 // (the listener is off).
 //
 // Verification inside Latch goes through the interceptors' Verifier, the
@@ -134,7 +134,7 @@ func loadPolicyFile(path, issuer string, audiences []string, n namer) (*extauthz
 // store (verifier.WithRevocationCheck: a Revoke that has returned is seen by the next
 // Check, with no stream lag).
 //
-// With reflect (--reflection) the listener serves gRPC reflection too, so
+// With reflect (grpc.reflection) the listener serves gRPC reflection too, so
 // that grpcurl and ghz can call Check without Envoy's proto files.
 func startExtAuthz(ctx context.Context, f extAuthzFlags, lis net.Listener, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
@@ -164,7 +164,7 @@ type extAuthzTransport struct {
 
 // extAuthzTransport gives the ext_authz listener the gRPC port's
 // certificate (with reloads) and connection limits, and its own client CA
-// (--ext-authz-client-ca) when given, else the gRPC port's.
+// (ext_authz.client_ca_file) when given, else the gRPC port's.
 func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
 	et := extAuthzTransport{transport: t}
 	r := ts.certs
@@ -177,8 +177,8 @@ func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTranspor
 	return et
 }
 
-// allowUnauthenticatedHelp is the help of
-// --ext-authz-allow-unauthenticated-clients (serve's and ext-authz's).
+// allowUnauthenticatedHelp is the help of latch ext-authz's
+// --ext-authz-allow-unauthenticated-clients.
 const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback address without requiring client certificates. " +
 	"RISK: anyone who can reach the port can test whether stolen or guessed tokens are valid and read their subject, session and roles; " +
 	"use it only where the network or a mesh lets nothing but Envoy reach the port"
@@ -268,7 +268,7 @@ func listenExtAuthz(f extAuthzFlags, lis net.Listener, v *interceptors.Verifier,
 		}
 	})
 	go func() { wg.Wait(); close(x.done) }()
-	if !et.clientAuth && !isLoopback(f.addr) { // only with --ext-authz-allow-unauthenticated-clients (checkExtAuthzClientAuth)
+	if !et.clientAuth && !isLoopback(f.addr) { // only when unauthenticated clients are allowed (checkExtAuthzClientAuth)
 		log.Warn("ext_authz serves clients without certificates beyond loopback ("+f.name("ext-authz-allow-unauthenticated-clients")+"): "+
 			"whoever reaches the port can test tokens", "event", "ext_authz_unauthenticated_clients", "addr", lis.Addr().String())
 	}

@@ -46,8 +46,8 @@ func (k *keyFlags) apply(cfg *server.Config) error {
 	return errors.Join(errs...)
 }
 
-// sealer returns the key sealer from --key-encryption-key-file or
-// LATCH_KEY_ENCRYPTION_KEY (nil, nil when neither is given). Errors never
+// sealer returns the key sealer from keys.encryption_key_file (or, for
+// latch user add, --key-encryption-key-file) or LATCH_KEY_ENCRYPTION_KEY (nil, nil when neither is given). Errors never
 // repeat the key.
 func (k *keyFlags) sealer(getenv func(string) string) (*keyseal.Sealer, error) {
 	envText := getenv(envKEK)

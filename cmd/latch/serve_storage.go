@@ -23,7 +23,8 @@ import (
 // value in the file).
 const etcdPasswordEnv = "LATCH_ETCD_PASSWORD"
 
-// Storage backends selectable with --storage.
+// Storage backends selectable with storage.backend (serve) or --storage
+// (latch user add).
 const (
 	storageBolt = "bbolt"
 	storageEtcd = "etcd"
@@ -144,8 +145,9 @@ func (f *storageFlags) describe() []any {
 }
 
 // revokedRetention is the store's revoked-session retention for serve:
-// --revoked-session-retention (flagValue) when given, else cfg's
-// (server.Config.RevokedSessionRetention: access-ttl plus leeway). It
+// tokens.revoked_session_retention (flagValue) when set, else cfg's
+// (server.Config.RevokedSessionRetention: the access-token lifetime plus
+// leeway). It
 // refuses a shorter one: a session deleted while its access tokens can
 // still verify drops out of the revocation snapshot verifiers start from.
 func revokedRetention(flagValue time.Duration, cfg server.Config, n namer) (time.Duration, error) {
@@ -173,7 +175,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
 		Username: f.username, Password: getenv(etcdPasswordEnv)}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
-		tc, err := f.tlsConfig() // without --etcd-ca, the system's roots verify etcd
+		tc, err := f.tlsConfig() // without a CA file, the system's roots verify etcd
 		if err != nil {
 			return nil, err
 		}

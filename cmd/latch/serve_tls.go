@@ -30,7 +30,7 @@ type transportFlags struct {
 	maxAge, maxAgeGrace          time.Duration
 	drainDelay                   time.Duration
 	metrics                      bool
-	// The ext_authz listener's own client authentication (--ext-authz-addr).
+	// The ext_authz listener's own client authentication (ext_authz.addr).
 	extAuthzClientCA    string
 	extAuthzAllowUnauth bool
 	name                namer // how messages name a setting
@@ -146,8 +146,8 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 	return ts, nil
 }
 
-// checkTLSFiles reports the problems with a --tls-cert, --tls-key and
-// --tls-client-ca combination (serve's and ext-authz's).
+// checkTLSFiles reports the problems with a certificate, key and client CA
+// combination (serve's tls.* keys and ext-authz's --tls-* flags).
 func checkTLSFiles(cert, key, clientCA string, n namer) []error {
 	var errs []error
 	if (cert == "") != (key == "") {
