@@ -71,7 +71,8 @@ type etcdConfig struct {
 	CAFile         string        `yaml:"ca_file" env:"LATCH_ETCD_CA" doc:"PEM file of the CA that signed etcd's server certificates (default: the system's roots)"`
 	CertFile       string        `yaml:"cert_file" env:"LATCH_ETCD_CERT" doc:"PEM client certificate for etcd (with key_file)"`
 	KeyFile        string        `yaml:"key_file" env:"LATCH_ETCD_KEY" doc:"PEM private key of cert_file"`
-	Username       string        `yaml:"username" env:"LATCH_ETCD_USERNAME" doc:"etcd user when etcd auth is on; its password comes from LATCH_ETCD_PASSWORD only"`
+	Username       string        `yaml:"username" env:"LATCH_ETCD_USERNAME" doc:"etcd user when etcd auth is on; its password comes from password_file or LATCH_ETCD_PASSWORD"`
+	PasswordFile   string        `yaml:"password_file" env:"LATCH_ETCD_PASSWORD_FILE" doc:"file whose first line is the password of username; or put the password in LATCH_ETCD_PASSWORD"`
 	AllowPlaintext bool          `yaml:"allow_plaintext" env:"LATCH_ETCD_ALLOW_PLAINTEXT" doc:"allow http:// endpoints off loopback (password hashes, refresh-token digests and unsealed private keys then cross the network in clear)"`
 	DialTimeout    time.Duration `yaml:"dial_timeout" env:"LATCH_ETCD_DIAL_TIMEOUT" doc:"how long to wait for etcd at start (connection, schema check, revocation feed)"`
 	RequestTimeout time.Duration `yaml:"request_timeout" env:"LATCH_ETCD_REQUEST_TIMEOUT" doc:"bound on each etcd request (a client's earlier deadline wins); past it the RPC fails with UNAVAILABLE"`
@@ -155,7 +156,7 @@ type bootstrapConfig struct {
 // list.
 var secretEnv = []struct{ env, doc, alt string }{
 	{envKEK, "the key-encryption key itself (instead of keys.encryption_key_file)", " or the file keys.encryption_key_file names"},
-	{etcdPasswordEnv, "the password of storage.etcd.username", ""},
+	{etcdPasswordEnv, "the password of storage.etcd.username (instead of storage.etcd.password_file)", " or the file storage.etcd.password_file names"},
 	{bootstrapPasswordEnv, "the first administrator's password (instead of bootstrap_admin.password_file)", " or the file bootstrap_admin.password_file names"},
 }
 
@@ -277,7 +278,7 @@ const maxConfigFile = 1 << 20
 // secretKeys are keys an operator may try to put a secret under; the file
 // refuses them with the way to give the secret instead.
 var secretKeys = map[string]string{
-	"password":       "secrets are never read from the file: use bootstrap_admin.password_file or " + bootstrapPasswordEnv + ", or " + etcdPasswordEnv + " for etcd",
+	"password":       "secrets are never read from the file: use bootstrap_admin.password_file or " + bootstrapPasswordEnv + ", or for etcd storage.etcd.password_file or " + etcdPasswordEnv,
 	"encryption_key": "secrets are never read from the file: use keys.encryption_key_file or " + envKEK,
 }
 

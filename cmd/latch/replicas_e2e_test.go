@@ -10,7 +10,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -561,8 +563,25 @@ func TestServeEtcdAuth(t *testing.T) {
 		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login with etcd auth"))
 	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": p1.refresh}), "OK", "", "Refresh with etcd auth")
 
-	t.Setenv("LATCH_ETCD_PASSWORD", "wrong-etcd-password")
+	// From a file, as an orchestrator mounts a secret; both ways at once
+	// are refused before anything is opened.
+	pwFile := filepath.Join(t.TempDir(), "etcd-password")
+	if err := os.WriteFile(pwFile, []byte("latch-etcd-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LATCH_ETCD_PASSWORD", "")
+	pf := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-username", "latch", "--etcd-password-file", pwFile)...)
+	mustOK(t, grpcurl(t, ctx, pf.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login with the etcd password from a file")
+	t.Setenv("LATCH_ETCD_PASSWORD", "latch-etcd-password")
 	out, err := serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--etcd-username", "latch", "--etcd-password-file", pwFile}, etcdArgs(srv, prefix)...)...).CombinedOutput()
+	if want := "give the etcd password once: LATCH_ETCD_PASSWORD or storage.etcd.password_file (LATCH_ETCD_PASSWORD_FILE), not both"; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("serve with the etcd password twice = %v, want %q\n%s", err, want, out)
+	}
+
+	t.Setenv("LATCH_ETCD_PASSWORD", "wrong-etcd-password")
+	out, err = serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--etcd-username", "latch", "--etcd-dial-timeout", "3s"}, etcdArgs(srv, prefix)...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "authentication failed") {
 		t.Errorf("serve with a wrong etcd password = %v, want an authentication failure\n%s", err, out)

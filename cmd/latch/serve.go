@@ -86,9 +86,10 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	errs = append(errs, err)
 	sc := cfg.Storage
 	st.sf = storageFlags{kind: sc.Backend, db: sc.DB, endpoints: stringList{vals: sc.Etcd.Endpoints}, prefix: sc.Etcd.Prefix,
-		ca: sc.Etcd.CAFile, cert: sc.Etcd.CertFile, key: sc.Etcd.KeyFile, username: sc.Etcd.Username, plaintext: sc.Etcd.AllowPlaintext,
+		ca: sc.Etcd.CAFile, cert: sc.Etcd.CertFile, key: sc.Etcd.KeyFile, username: sc.Etcd.Username, passwordFile: sc.Etcd.PasswordFile, plaintext: sc.Etcd.AllowPlaintext,
 		dialTimeout: sc.Etcd.DialTimeout, reqTimeout: sc.Etcd.RequestTimeout, maxTxnOps: sc.Etcd.MaxTxnOps, set: set, name: n}
 	errs = append(errs, st.sf.validate()...)
+	errs = append(errs, st.sf.resolvePassword(e.getenv))
 	g := cfg.GRPC
 	st.tf = transportFlags{tlsCert: cfg.TLS.CertFile, tlsKey: cfg.TLS.KeyFile, tlsClientCA: cfg.TLS.ClientCAFile,
 		insecureListen: cfg.Listen.Insecure, maxStreams: uint(max(g.MaxConcurrentStreams, 0)),
@@ -214,7 +215,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, log, e.getenv, st.retention)
+	store, err := sf.open(ctx, log, st.retention)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -32,20 +35,22 @@ const (
 
 // storageFlags select and configure the storage backend, for serve and user.
 type storageFlags struct {
-	kind        string
-	db          string
-	endpoints   stringList
-	prefix      string
-	ca          string
-	cert        string
-	key         string
-	username    string
-	plaintext   bool
-	dialTimeout time.Duration
-	reqTimeout  time.Duration
-	maxTxnOps   int
-	set         map[string]bool // settings given (by flag id, e.g. "etcd-endpoints")
-	name        namer           // how messages name a setting
+	kind         string
+	db           string
+	endpoints    stringList
+	prefix       string
+	ca           string
+	cert         string
+	key          string
+	username     string
+	passwordFile string
+	password     string // from passwordFile or LATCH_ETCD_PASSWORD, resolved by resolvePassword; never logged
+	plaintext    bool
+	dialTimeout  time.Duration
+	reqTimeout   time.Duration
+	maxTxnOps    int
+	set          map[string]bool // settings given (by flag id, e.g. "etcd-endpoints")
+	name         namer           // how messages name a setting
 }
 
 // register adds the storage flags to fs.
@@ -57,7 +62,8 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "etcd-ca", "", "PEM file of the CA that signed etcd's server certificates (default: the system's roots); https:// endpoints use TLS")
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key); enables TLS to etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key of --etcd-cert")
-	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from LATCH_ETCD_PASSWORD only")
+	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from --etcd-password-file or LATCH_ETCD_PASSWORD")
+	fs.StringVar(&f.passwordFile, "etcd-password-file", "", "file whose first line is the password of --etcd-username (or put the password in LATCH_ETCD_PASSWORD)")
 	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
 	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start (connection, schema check, revocation feed)")
 	fs.DurationVar(&f.reqTimeout, "etcd-request-timeout", 5*time.Second, "bound on each etcd request (a client's earlier deadline wins); past it the RPC fails with UNAVAILABLE")
@@ -76,7 +82,7 @@ func (f *storageFlags) noteSet(fs *flag.FlagSet) {
 func (f *storageFlags) validate() []error {
 	n := f.name
 	var errs []error
-	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
+	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-password-file", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
 	switch f.kind {
 	case storageBolt:
 		if f.db == "" {
@@ -136,6 +142,55 @@ func (f *storageFlags) validate() []error {
 	return errs
 }
 
+// resolvePassword reads the etcd user's password from the file or from
+// LATCH_ETCD_PASSWORD, given one way only, and reports what is wrong
+// without ever repeating it.
+func (f *storageFlags) resolvePassword(getenv func(string) string) error {
+	n := f.name
+	env := getenv(etcdPasswordEnv)
+	switch {
+	case f.kind != storageEtcd:
+		return nil
+	case env != "" && f.passwordFile != "":
+		return fmt.Errorf("give the etcd password once: %s or %s, not both", etcdPasswordEnv, n("etcd-password-file"))
+	case f.passwordFile != "" && f.username == "":
+		return fmt.Errorf("%s is given without %s", n("etcd-password-file"), n("etcd-username"))
+	case f.passwordFile != "":
+		pw, err := readSecretFile(f.passwordFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n("etcd-password-file"), err)
+		}
+		f.password = pw
+	default:
+		f.password = env
+	}
+	return nil
+}
+
+// maxSecretLine is the longest secret read from a file.
+const maxSecretLine = 1024
+
+// readSecretFile reads the first line of a file that holds a secret, the
+// way orchestrators mount one; an empty or overlong line is an error.
+func readSecretFile(path string) (string, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer file.Close()
+	line, err := readSecretLine(bufio.NewReaderSize(file, secretLineBuffer))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	switch {
+	case line == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case len(line) > maxSecretLine:
+		return "", fmt.Errorf("%s: the first line is longer than %d bytes", path, maxSecretLine)
+	}
+	return line, nil
+}
+
 // describe names the storage for the start-up log line.
 func (f *storageFlags) describe() []any {
 	if f.kind == storageEtcd {
@@ -162,9 +217,9 @@ func revokedRetention(flagValue time.Duration, cfg server.Config, n namer) (time
 }
 
 // open opens the selected backend, which keeps a revoked session for
-// retention after its revocation (0: until its expiry). getenv supplies
-// LATCH_ETCD_PASSWORD.
-func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(string) string, retention time.Duration) (storage.Store, error) {
+// retention after its revocation (0: until its expiry). The etcd password
+// is the one resolvePassword found.
+func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention time.Duration) (storage.Store, error) {
 	if f.kind != storageEtcd {
 		store, err := bolt.Open(f.db, bolt.WithRevokedSessionRetention(retention))
 		if err != nil {
@@ -173,7 +228,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 		return store, nil
 	}
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
-		Username: f.username, Password: getenv(etcdPasswordEnv)}
+		Username: f.username, Password: f.password}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
 		tc, err := f.tlsConfig() // without a CA file, the system's roots verify etcd
 		if err != nil {

@@ -40,7 +40,7 @@ func TestEtcdRequestTimeoutIsNotTheDialTimeout(t *testing.T) {
 	if errs := f.validate(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, 0)
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestRevokedSessionRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := parseStorageFlags(t, "--db", filepath.Join(t.TempDir(), "latch.db"))
-	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, retention)
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), retention)
 	if err != nil {
 		t.Fatal(err)
 	}
