@@ -937,7 +937,7 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"issuer", "audience", "access-ttl", "refresh-max-age", "leeway"} {
+	for _, want := range []string{"Issuer", "Audiences", "AccessTTL", "RefreshMaxAge", "Leeway"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q: %v", want, err)
 		}
@@ -967,7 +967,7 @@ func TestConfigRefreshTTLCoversAccessTokenAndLeeway(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("refresh-ttl %v: Validate() = %v, want ok=%v", tc.idle, err, tc.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "refresh-ttl") {
+		if err != nil && !strings.Contains(err.Error(), "RefreshIdleTTL") {
 			t.Errorf("refresh-ttl %v: error does not name refresh-ttl: %v", tc.idle, err)
 		}
 	}
@@ -999,7 +999,7 @@ func TestConfigRefreshMaxAgeBounded(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("refresh-max-age %v: Validate() = %v, want ok=%v", tc.maxAge, err, tc.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "refresh-max-age") {
+		if err != nil && !strings.Contains(err.Error(), "RefreshMaxAge") {
 			t.Errorf("refresh-max-age %v: error does not name refresh-max-age: %v", tc.maxAge, err)
 		}
 	}

@@ -286,7 +286,7 @@ func TestTransportValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate accepted a broken transport")
 	}
-	for _, want := range []string{"max-concurrent-streams", "max-connection-age", "keepalive-min-time"} {
+	for _, want := range []string{"MaxConcurrentStreams", "MaxConnectionAge", "Enforcement.MinTime"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

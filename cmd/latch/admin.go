@@ -112,11 +112,8 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 	args = markDashIDs(fs, args)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errUsage
+		if err := parseFlagSet(fs, args); err != nil {
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			break

@@ -139,7 +139,7 @@ func startLatch(t *testing.T, ctx context.Context, db string, extra ...string) *
 	}
 	args := append(append(append([]string{"serve"}, storageArgs...), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "billing", "--log-format", "json"), extra...)
-	cmd := exec.Command(latchBinary(t), args...)
+	cmd := latchCommand(t, context.Background(), args...)
 	p := &latchProc{cmd: cmd, done: make(chan error, 1)}
 	cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
 	stderr, err := cmd.StderrPipe()
@@ -569,13 +569,13 @@ func TestDevMode(t *testing.T) {
 func TestServeRejectsBadConfig(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--access-ttl", "-1s", "--refresh-max-age", "1h", "--issuer", "")
+	cmd := serveCommand(t, ctx, "--db", db, "--access-ttl", "-1s", "--refresh-max-age", "1h", "--issuer", "")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("serve with bad config: err=%v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"issuer is required", "access-ttl", "refresh-max-age"} {
+	for _, want := range []string{"issuer (--issuer, LATCH_ISSUER) is required", "tokens.access_ttl (LATCH_ACCESS_TTL)", "tokens.refresh_max_age (LATCH_REFRESH_MAX_AGE)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -610,7 +610,7 @@ func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
 	}
 	for name, db := range map[string]string{"garbage": garbage, "directory": dir, "path under a file": filepath.Join(garbage, "latch.db")} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+			cmd := serveCommand(t, ctx, "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
@@ -624,7 +624,7 @@ func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
 
 	live := filepath.Join(dir, "live.db")
 	startLatch(t, ctx, live)
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", live, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	cmd := serveCommand(t, ctx, "--db", live, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use by another process") {
 		t.Fatalf("second server on a live db: err=%v\n%s", err, out)

@@ -55,6 +55,9 @@ func user(ctx context.Context, args []string, e env) error {
 	}
 	sf.noteSet(fs)
 	errs := sf.validate()
+	if err := sf.resolvePassword(e.getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
 	} else if _, err := server.ParseNewEmail(email); err != nil {
@@ -82,7 +85,7 @@ func user(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), e.getenv, 0) // adds a user: revokes and sweeps nothing
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), 0) // adds a user: revokes and sweeps nothing
 	if err != nil {
 		return err
 	}

@@ -238,7 +238,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 		}
 		if len(resp.Kvs) == 1 {
 			if v := string(resp.Kvs[0].Value); v != schemaVersion {
-				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch, whose layout this one does not read; start this version on a new prefix (--etcd-prefix)", v, schemaVersion)
+				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch, whose layout this one does not read; start this version on a new prefix", v, schemaVersion)
 			}
 			return nil
 		}
@@ -262,7 +262,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 		// Another process initialised it first: read it again.
 	}
 	if foreign > 0 {
-		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another --etcd-prefix)", foreign)
+		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another prefix)", foreign)
 	}
 	return errContention
 }
