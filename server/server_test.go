@@ -688,14 +688,14 @@ func TestIntrospectResponses(t *testing.T) {
 	got := e.introspect(ictx, tp.GetAccessToken())
 	c, _ := e.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
 	want := &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token"}
+		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(access) =\n%v\nwant\n%v", got, want)
 	}
 
 	got = e.introspect(ictx, tp.GetRefreshToken())
 	want = &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token"}
+		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(refresh) =\n%v\nwant\n%v", got, want)
 	}
