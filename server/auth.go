@@ -349,7 +349,11 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	if err != nil {
 		return nil, err
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh", slog.String("event", "refresh_succeeded"),
+	// Debug, not info: a rotation happens for every live session every
+	// access-token lifetime, and latch_refreshes_total counts them. The
+	// events an operator acts on (refresh_failed, refresh_reuse_detected)
+	// stay at info and warn.
+	s.log.LogAttrs(ctx, slog.LevelDebug, "refresh", slog.String("event", "refresh_succeeded"),
 		slog.String("user_id", user.ID), slog.String("session_id", sess.ID))
 	return pair, nil
 }

@@ -116,7 +116,11 @@ func startEnv(t testing.TB, dbPath string, oc opsConfig) *env {
 	}
 	clk := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var level slog.Leveler = slog.LevelDebug
+	if oc.logLevel != nil {
+		level = oc.logLevel
+	}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
 	opts := append([]server.Option{server.WithClock(clk.now), server.WithLogger(log)}, oc.srvOpts...)
 	srv, err := server.New(ctxT(t), store, hasher, oc.cfg, opts...)
 	if err != nil {

@@ -37,7 +37,7 @@ type serveFlags struct {
 	maxSessions, addrBurst        int
 	addrRefill                    time.Duration
 	hashConcurrency, probeBurst   int
-	verifyCache                   int
+	verifyCache, accessLogSample  int
 	probeRefill                   time.Duration
 	keys                          keyFlags
 	extAuthz                      extAuthzFlags
@@ -69,6 +69,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.DurationVar(&f.revokedKeep, "revoked-session-retention", 0, "how long a revoked session is kept before it is deleted (default: --access-ttl plus the 30s leeway); after lowering --access-ttl, keep the old value here until tokens minted under it have expired")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.accessLogSample, "access-log-sample", 0, "per-call access log: one record for every N calls that end OK or with a client error (0: none; 1: every call); failures at warn or error are always logged")
 	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
 	fs.BoolVar(&f.dev, "dev", false, "first-try mode: on an empty database create a demo user and a service user and print grpcurl commands")
 	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
@@ -90,6 +91,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	log, err := newLogger(e, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if f.accessLogSample < 0 {
+		return fmt.Errorf("--access-log-sample %d: want 0 (no access log) or N > 0 (one record in every N calls)", f.accessLogSample)
 	}
 	proxies, proxyErr := parsePrefixes("--trusted-proxy", f.trustedProxies.vals)
 	cfg := server.Config{
@@ -166,7 +170,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
-	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect))...)
+	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect), server.WithAccessLog(f.accessLogSample))...)
 	hs := &http.Server{
 		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
