@@ -172,7 +172,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect), server.WithAccessLog(f.accessLogSample))...)
 	hs := &http.Server{
-		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		Handler: srv.HTTPHandler(tp.httpOpts...), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
