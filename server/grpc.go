@@ -88,7 +88,7 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 // methods only, Latch's own interceptors requiring role admin
 // (admin_auth.go), then recovery (a panic becomes INTERNAL "internal
 // error"; the panic value and stack go to the log only). grpc.health.v1
-// answers from s.Ready.
+// answers from s.Ready, and SERVING for LivenessService.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
 	o := grpcOptions{reflection: true, transport: DefaultTransport(), healthInterval: 5 * time.Second}
 	for _, opt := range opts {
