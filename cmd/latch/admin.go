@@ -338,7 +338,10 @@ func (p *prompter) secret(what string, confirm bool) (string, error) {
 	read := func(prompt string) (string, error) {
 		if !p.tty {
 			line, err := readSecretLine(p.br)
-			if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			if errors.Is(err, io.EOF) && line == "" {
+				return "", fmt.Errorf("%s: standard input is empty; give the %s as one line, e.g. printf '%%s\\n' \"$PASSWORD\" | latch ...", what, what)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
 				return "", fmt.Errorf("read %s from standard input: %w", what, err)
 			}
 			return line, nil
@@ -354,6 +357,9 @@ func (p *prompter) secret(what string, confirm bool) (string, error) {
 	pw, err := read(what + ": ")
 	if err != nil {
 		return "", err
+	}
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty; it must be 8 to 1024 bytes", what)
 	}
 	if err := password.CheckLength(pw); err != nil {
 		return "", fmt.Errorf("%s must be 8 to 1024 bytes", what)
