@@ -20,6 +20,7 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -483,10 +484,17 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 // rpcError turns a gRPC status into "Code: message".
 func rpcError(err error) error {
 	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unavailable && strings.Contains(st.Message(), plaintextAnswer) {
+			return fmt.Errorf("%s: %s\nThe server answered in plaintext, not TLS: a `latch serve` without --tls-cert on this machine speaks plaintext; add --insecure (allowed to loopback addresses only)", st.Code(), st.Message())
+		}
 		return fmt.Errorf("%s: %s", st.Code(), st.Message())
 	}
 	return err
 }
+
+// plaintextAnswer is what crypto/tls reports, through gRPC, when the server
+// answers a TLS handshake in plaintext.
+const plaintextAnswer = "first record does not look like a TLS handshake"
 
 // --- commands ---
 
