@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
-	"github.com/latchauth/latch/tokens"
 )
 
 type serveFlags struct {
@@ -251,51 +249,6 @@ func explainOpen(path string, err error) error {
 		return fmt.Errorf("database %s is in use by another process (a running `latch serve`?); stop it first: %w", path, err)
 	}
 	return fmt.Errorf("open database %s: %w", path, err)
-}
-
-// devSetup creates, on an empty database only, a demo person and a service
-// account with role introspect, prints their random passwords once, and
-// prints grpcurl commands to try.
-func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr, issuer string) error {
-	n, err := store.CountUsers(ctx)
-	if err != nil {
-		return fmt.Errorf("dev: count users: %w", err)
-	}
-	if n > 0 {
-		fmt.Fprintf(e.stdout, "latch --dev: the database already has %d user(s); nothing created.\n", n)
-		return nil
-	}
-	type acct struct{ email, role, pw string }
-	accts := []acct{{email: "demo@example.com", role: "user"}, {email: "service@example.com", role: server.RoleIntrospect}}
-	for i := range accts {
-		pw, err := tokens.NewID(rand.Reader)
-		if err != nil {
-			return fmt.Errorf("dev: password: %w", err)
-		}
-		accts[i].pw = pw
-		if _, err := addUser(ctx, store, hasher, accts[i].email, pw, []string{accts[i].role}); err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
-	}
-	p, svc := accts[0], accts[1]
-	fmt.Fprintf(e.stdout, `
-latch --dev: created two users. Their passwords are shown only this once.
-  person:  %s  password %s  (role user)
-  service: %s  password %s  (role introspect)
-
-Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
-  grpcurl -plaintext %[5]s list
-  grpcurl -plaintext -d '{"email":"%[1]s","password":"%[2]s"}' %[5]s latch.v1.AuthService/Login
-  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s","audience":"%[6]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
-  grpcurl -plaintext -H "authorization: Bearer $SVC" -d '{"token":"<access token from the first Login>"}' %[5]s latch.v1.AuthService/Introspect
-  grpcurl -plaintext -d '{"refresh_token":"<refresh token>"}' %[5]s latch.v1.AuthService/Refresh
-  grpcurl -plaintext -d '{"token":"<refresh token>"}' %[5]s latch.v1.AuthService/Revoke
-
-The service logs in for Latch's own audience (the issuer, %[6]s): only such
-tokens may call Introspect, WatchRevocations and AdminService.
-
-`, p.email, p.pw, svc.email, svc.pw, grpcAddr, issuer)
-	return nil
 }
 
 // reuseGrace maps the flag (0 disables) to server.Config (negative
