@@ -76,3 +76,58 @@ func TestDocsExamplesMatchOrdersService(t *testing.T) {
 		t.Error("latch-policy example has no grpc rule for the orders service")
 	}
 }
+
+// TestBuiltBinariesIgnored: every binary the docs build (`go build -o X`,
+// and `go build` of a command without -o) is in .gitignore and
+// .dockerignore, so it is neither committed nor copied into the image's
+// build context.
+func TestBuiltBinariesIgnored(t *testing.T) {
+	bins := map[string]bool{"latch-example-orders": true, "latch": true} // plain `go build ./cmd/...` names
+	for _, f := range []string{"../../README.md", "../../docs/getting-started.md", "../../docs/interceptors.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`go build -o (\S+)`).FindAllStringSubmatch(string(b), -1) {
+			bins[m[1]] = true
+		}
+	}
+	for _, f := range []string{"../../.gitignore", "../../.dockerignore"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		for bin := range bins {
+			if !slices.Contains(lines, "/"+bin) {
+				t.Errorf("%s does not ignore /%s, a binary the docs build", f, bin)
+			}
+		}
+	}
+}
+
+// TestDocsExampleUsersDistinct: the users the walkthrough and the orders
+// example add are different accounts, so both can be followed in one
+// directory without "already exists".
+func TestDocsExampleUsersDistinct(t *testing.T) {
+	emails := func(f string) map[string]bool {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, m := range regexp.MustCompile(`latch user add --email (\S+)`).FindAllStringSubmatch(string(b), -1) {
+			out[m[1]] = true
+		}
+		if len(out) == 0 {
+			t.Fatalf("%s adds no users", f)
+		}
+		return out
+	}
+	walkthrough := emails("../../docs/getting-started.md")
+	for e := range emails("../../docs/interceptors.md") {
+		if walkthrough[e] {
+			t.Errorf("%s is added by both the walkthrough and the orders example", e)
+		}
+	}
+}
