@@ -340,7 +340,7 @@ func (p *prompter) secret(what string, confirm bool) (string, error) {
 		if !p.tty {
 			line, err := readSecretLine(p.br)
 			if errors.Is(err, io.EOF) && line == "" {
-				return "", fmt.Errorf("%s: standard input is empty; give the %s as one line, e.g. printf '%%s\\n' \"$PASSWORD\" | latch ...", what, what)
+				return "", fmt.Errorf("%s: standard input is empty; pipe the %s in as one line, e.g. with printf '%%s\\n' \"$PASSWORD\"", what, what)
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
 				return "", fmt.Errorf("read %s from standard input: %w", what, err)
