@@ -868,7 +868,8 @@ func TestInternalErrorsLeakNothing(t *testing.T) {
 // TestLogsHoldNoSecrets is invariant 4: after a full session life, no log
 // record contains a password or token, and records carry ids instead.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	e := newEnv(t, baseConfig())
+	// The access log is on, so that the per-call records are checked too.
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithAccessLog(1)}})
 	e.addUser("alice@example.com", "alice-password")
 	ictx := e.introspector()
 	tp := e.login("alice@example.com", "alice-password")

@@ -99,7 +99,9 @@ func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")))
+	// With the access log on, so that the records of successful calls,
+	// which carry the peer identity, are written.
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")), server.WithAccessLog(1))
 	gs.RegisterService(whoamiDesc(), struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
