@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: a static, trimmed binary on distroless (nonroot).
-# Base images are pinned by tag; pin by digest in your registry mirror.
+# Base images are pinned by tag, not digest: the Go image to an exact Go
+# release, the runtime to distroless static on Debian 12, nonroot variant,
+# which its publisher rebuilds for security updates. For a reproducible
+# image, append @sha256:<digest> to each FROM (docs/operations.md says how).
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

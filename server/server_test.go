@@ -688,14 +688,14 @@ func TestIntrospectResponses(t *testing.T) {
 	got := e.introspect(ictx, tp.GetAccessToken())
 	c, _ := e.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
 	want := &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token"}
+		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(access) =\n%v\nwant\n%v", got, want)
 	}
 
 	got = e.introspect(ictx, tp.GetRefreshToken())
 	want = &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token"}
+		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(refresh) =\n%v\nwant\n%v", got, want)
 	}
@@ -868,7 +868,8 @@ func TestInternalErrorsLeakNothing(t *testing.T) {
 // TestLogsHoldNoSecrets is invariant 4: after a full session life, no log
 // record contains a password or token, and records carry ids instead.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	e := newEnv(t, baseConfig())
+	// The access log is on, so that the per-call records are checked too.
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithAccessLog(1)}})
 	e.addUser("alice@example.com", "alice-password")
 	ictx := e.introspector()
 	tp := e.login("alice@example.com", "alice-password")

@@ -56,6 +56,8 @@ type listenConfig struct {
 type logConfig struct {
 	Format string `yaml:"format" env:"LATCH_LOG_FORMAT" doc:"log format: json or text"`
 	Level  string `yaml:"level" env:"LATCH_LOG_LEVEL" doc:"log level: debug, info, warn or error"`
+	// AccessSample is N of "one access record in every N calls".
+	AccessSample int `yaml:"access_sample" env:"LATCH_ACCESS_LOG_SAMPLE" doc:"write a finished-call record for one in every N calls that end OK or with a client mistake (0 = none; warnings and errors are always logged)"`
 }
 
 type storageConfig struct {

@@ -34,8 +34,9 @@ Usage:
   latch serve --dev                   first try: demo users and grpcurl commands printed
   latch config example                print a complete configuration with every default
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
-  latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
+  latch bench [--duration 10s] [--concurrency 32] [--json FILE]
+                                      measure Latch against its raw limits on this machine
   latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
                   [--revocations-email E]   Envoy ext_authz next to the sidecars (latch ext-authz --help)
   latch admin <command> ...           administer a running server (latch admin --help)

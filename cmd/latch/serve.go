@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +30,6 @@ import (
 	"github.com/latchauth/latch/server/extauthz"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
-	"github.com/latchauth/latch/tokens"
 )
 
 // serveSetup is serve's configuration, checked and turned into what the
@@ -60,6 +58,9 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	if err != nil {
 		errs = append(errs, err)
 		log = slog.New(redact.NewHandler(slog.NewJSONHandler(e.stderr, nil)))
+	}
+	if cfg.Log.AccessSample < 0 {
+		errs = append(errs, fmt.Errorf("%s %d: want 0 (no access log) or N > 0 (one record in every N calls)", n("access-log-sample"), cfg.Log.AccessSample))
 	}
 	if !cfg.Dev {
 		errs = append(errs, checkIssuer(cfg.Issuer, n))
@@ -255,9 +256,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	if extAuthz != nil {
 		defer extAuthz.stop(context.Background()) // on early returns; a no-op after the graceful stop below
 	}
-	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.GRPC.Reflection))...)
+	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.GRPC.Reflection), server.WithAccessLog(f.Log.AccessSample))...)
 	hs := &http.Server{
-		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		Handler: srv.HTTPHandler(tp.httpOpts...), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
@@ -378,50 +379,6 @@ func hashConcurrency(n int) int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
-// devSetup creates, on an empty database only, a demo person and a service
-// account with role introspect, prints their random passwords once, and
-// prints grpcurl commands to try.
-func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr, issuer string) error {
-	n, err := store.CountUsers(ctx)
-	if err != nil {
-		return fmt.Errorf("dev: count users: %w", err)
-	}
-	if n > 0 {
-		fmt.Fprintf(e.stdout, "latch --dev: the database already has %d user(s); nothing created.\n", n)
-		return nil
-	}
-	type acct struct{ email, role, pw string }
-	accts := []acct{{email: "demo@example.com", role: "user"}, {email: "service@example.com", role: server.RoleIntrospect}}
-	for i := range accts {
-		pw, err := tokens.NewID(rand.Reader)
-		if err != nil {
-			return fmt.Errorf("dev: password: %w", err)
-		}
-		accts[i].pw = pw
-		if _, err := addUser(ctx, store, hasher, accts[i].email, pw, []string{accts[i].role}); err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
-	}
-	p, svc := accts[0], accts[1]
-	fmt.Fprintf(e.stdout, `
-latch --dev: created two users. Their passwords are shown only this once.
-  person:  %s  password %s  (role user)
-  service: %s  password %s  (role introspect)
-
-Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
-  grpcurl -plaintext %[5]s list
-  grpcurl -plaintext -d '{"email":"%[1]s","password":"%[2]s"}' %[5]s latch.v1.AuthService/Login
-  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s","audience":"%[6]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
-  grpcurl -plaintext -H "authorization: Bearer $SVC" -d '{"token":"<access token from the first Login>"}' %[5]s latch.v1.AuthService/Introspect
-  grpcurl -plaintext -d '{"refresh_token":"<refresh token>"}' %[5]s latch.v1.AuthService/Refresh
-  grpcurl -plaintext -d '{"token":"<refresh token>"}' %[5]s latch.v1.AuthService/Revoke
-
-The service logs in for Latch's own audience (the issuer, %[6]s): only such
-tokens may call Introspect, WatchRevocations and AdminService.
-
-`, p.email, p.pw, svc.email, svc.pw, grpcAddr, issuer)
-	return nil
-}
 
 // reuseGrace maps the flag (0 disables) to server.Config (negative
 // disables, 0 means the default).

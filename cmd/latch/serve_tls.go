@@ -123,6 +123,9 @@ type transportSetup struct {
 	certs    *certs.Reloader // nil: plaintext
 	extCerts *certs.Reloader // the ext_authz listener's, with its own client CA; nil: certs
 	grpcOpts []server.GRPCOption
+	// httpOpts configure the HTTP handler: under mutual TLS, everything
+	// but the public documents and probes needs a client certificate.
+	httpOpts []server.HTTPOption
 }
 
 // setup loads the TLS files (failing now, not at the first handshake) and
@@ -138,6 +141,9 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 	}
 	ts.certs = r
 	ts.grpcOpts = append(ts.grpcOpts, server.WithTLS(r.ServerConfig("h2")))
+	if r.MutualTLS() {
+		ts.httpOpts = append(ts.httpOpts, server.WithClientCertRequired())
+	}
 	if f.extAuthzClientCA != "" {
 		if ts.extCerts, err = loadCerts(f.tlsCert, f.tlsKey, f.extAuthzClientCA, log); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.name("ext-authz-client-ca"), err)
@@ -197,12 +203,16 @@ func (ts *transportSetup) instrument(m *server.Metrics) {
 	}, func() float64 { return float64(ts.certs.Leaf().NotAfter.Unix()) }))
 }
 
-// serveHTTP serves hs on lis, with TLS when configured.
+// serveHTTP serves hs on lis, with TLS when configured. Under mutual TLS
+// a client certificate is verified when given but not demanded at the
+// handshake: JWT libraries fetching the JWKS, meshes and platform HTTP
+// probes cannot present one, and the handler (httpOpts) admits clients
+// without one to the public routes only.
 func (ts *transportSetup) serveHTTP(hs *http.Server, lis net.Listener) error {
 	if ts.certs == nil {
 		return hs.Serve(lis)
 	}
-	hs.TLSConfig = ts.certs.ServerConfig("h2", "http/1.1")
+	hs.TLSConfig = ts.certs.VerifyIfGivenConfig("h2", "http/1.1")
 	return hs.ServeTLS(lis, "", "")
 }
 

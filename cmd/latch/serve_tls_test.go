@@ -161,7 +161,8 @@ func TestServeRefusesIssuerAsAudience(t *testing.T) {
 // TestServeMutualTLSEndToEnd runs the real binary configured the way the
 // container is (LATCH_INSECURE_LISTEN=true plus LATCH_TLS_* files): TLS
 // with client certificates on both ports, plaintext never served, metrics
-// and readiness over HTTPS, and a graceful drain that reports NOT_SERVING
+// and readiness over HTTPS (the public routes without a client
+// certificate, metrics only with one), and a graceful drain that reports NOT_SERVING
 // for --drain-delay before stopping.
 func TestServeMutualTLSEndToEnd(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
@@ -184,7 +185,7 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	if out, err := userAdd(ctx, latchBinary(t), db, "alice@example.com", pw); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}
-	p := startLatch(t, ctx, db, "--drain-delay", "15s")
+	p := startLatch(t, ctx, db, "--drain-delay", "15s", "--access-log-sample", "1")
 	if !strings.Contains(p.logText(), `"transport":"mtls"`) {
 		t.Errorf("listening record does not say mtls:\n%s", p.logText())
 	}
@@ -230,9 +231,23 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	if code, body, err := get(https, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("/readyz over mTLS = %d %q %v, want 200", code, body, err)
 	}
+	// The public documents and probes need no client certificate (JWT
+	// libraries, meshes and platform probes cannot present one); metrics
+	// do, and a certificate from an unknown CA fails the handshake.
 	noCert := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if _, _, err := get(noCert, "/readyz"); err == nil {
-		t.Errorf("HTTPS without a client certificate was served")
+	for _, path := range []string{"/readyz", "/healthz", "/.well-known/jwks.json", "/.well-known/openid-configuration"} {
+		if code, body, err := get(noCert, path); err != nil || code != http.StatusOK {
+			t.Errorf("%s over HTTPS without a client certificate = %d %q %v, want 200", path, code, body, err)
+		}
+	}
+	if code, _, err := get(noCert, "/metrics"); err != nil || code != http.StatusForbidden {
+		t.Errorf("/metrics without a client certificate = %d %v, want 403", code, err)
+	}
+	foreignCert := certstest.NewCA(t, "other CA").Client(t, "intruder", "").TLSCertificate(t)
+	foreign := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreignCert, nil }}}}
+	if _, _, err := get(foreign, "/readyz"); err == nil {
+		t.Errorf("HTTPS with a certificate from an unknown CA was served")
 	}
 	for !strings.Contains(p.logText(), `"event":"http_server_error"`) || !strings.Contains(p.logText(), `"event":"tls_handshake_failed"`) {
 		select {
