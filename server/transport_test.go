@@ -86,7 +86,9 @@ func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
 		t.Fatal(err)
 	}
 	seen := make(chan string, 16)
-	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")),
+	// With the access log on, so that the records of successful calls,
+	// which carry the peer identity, are written.
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")), server.WithAccessLog(1),
 		server.WithServerOptions(grpc.ChainUnaryInterceptor(identityProbe(seen))))
 	// A service registered after NewGRPCServer, for health to cover.
 	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "latch.test.Whoami", HandlerType: (*any)(nil)}, struct{}{})
