@@ -20,7 +20,7 @@ func TestHelpDescribesEachCommand(t *testing.T) {
 	for _, line := range strings.Split(out.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, "  latch "); ok {
 			cur = strings.Fields(rest)[0]
-			if cur == "user" || cur == "serve" {
+			if cur == "user" || cur == "serve" || cur == "config" {
 				cur = strings.Join(strings.Fields(rest)[:2], " ")
 			}
 		}
@@ -29,13 +29,14 @@ func TestHelpDescribesEachCommand(t *testing.T) {
 		}
 	}
 	for cmd, want := range map[string]string{
-		"serve [flags]": "run the service",
-		"serve --dev":   "demo users",
-		"user add":      "add a user; the server must be stopped",
-		"bench":         "measure",
-		"ext-authz":     "Envoy ext_authz",
-		"admin":         "administer a running server",
-		"version":       "print the version",
+		"serve [--config": "run the service",
+		"serve --dev":     "demo users",
+		"config example":  "complete configuration",
+		"user add":        "add a user; the server must be stopped",
+		"bench":           "measure",
+		"ext-authz":       "Envoy ext_authz",
+		"admin":           "administer a running server",
+		"version":         "print the version",
 	} {
 		if !strings.Contains(blocks[cmd], want) {
 			t.Errorf("help for latch %s lacks %q:\n%s", cmd, want, blocks[cmd])
