@@ -379,7 +379,6 @@ func hashConcurrency(n int) int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
-
 // reuseGrace maps the flag (0 disables) to server.Config (negative
 // disables, 0 means the default).
 func reuseGrace(d time.Duration) time.Duration {
