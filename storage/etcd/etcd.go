@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -293,43 +292,59 @@ func (s *Store) boundedCtx(ctx context.Context, d time.Duration) (context.Contex
 	return context.WithTimeoutCause(ctx, d, errOpTimeout)
 }
 
-// begin checks ctx and returns the bounded context for one method call.
-func (s *Store) begin(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
-	}
-	c, cancel := s.opCtx(ctx)
-	return c, cancel, nil
+// run calls fn with ctx bounded by the op timeout, and prefixes its error
+// with "etcd: " and op. A done ctx fails at once.
+func (s *Store) run(ctx context.Context, op string, fn func(context.Context) error) error {
+	return s.runFor(ctx, op, s.opTimeout, fn)
 }
 
-// beginScan is begin for the calls that read every row of a kind
+// runScan is run for the calls that read every row of a kind
 // (ListRevocations, CountLiveSessions, DeleteExpired): their bound is
 // scanTimeouts op timeouts.
-func (s *Store) beginScan(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
+func (s *Store) runScan(ctx context.Context, op string, fn func(context.Context) error) error {
+	return s.runFor(ctx, op, scanTimeouts*s.opTimeout, fn)
+}
+
+func (s *Store) runFor(ctx context.Context, op string, d time.Duration, fn func(context.Context) error) error {
+	err := ctx.Err()
+	if err == nil {
+		c, cancel := s.boundedCtx(ctx, d)
+		defer cancel()
+		err = fn(c)
 	}
-	c, cancel := s.boundedCtx(ctx, scanTimeouts*s.opTimeout)
-	return c, cancel, nil
+	if err != nil {
+		return fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	return nil
+}
+
+// invalid is the error of a refused argument: what op requires.
+func invalid(op, required string) error {
+	return fmt.Errorf("etcd: %s: %s: %w", op, required, storage.ErrInvalidArgument)
 }
 
 // scanTimeouts is how many op timeouts a scanning call may take.
 const scanTimeouts = 12
 
-// wrapErr adds context to an error from the etcd client. When the caller's
-// own context ended, that is the error; an unreachable or leaderless
-// cluster, or the store's op timeout, is storage.ErrUnavailable.
-func wrapErr(ctx context.Context, op string, err error) error {
+// wrapErr is clientErr(ctx, err) prefixed with what failed.
+func wrapErr(ctx context.Context, what string, err error) error {
+	return fmt.Errorf("%s: %w", what, clientErr(ctx, err))
+}
+
+// clientErr maps an error of the etcd client. When the caller's own
+// context ended, that is the error; an unreachable or leaderless cluster,
+// or the store's op timeout, is storage.ErrUnavailable.
+func clientErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(context.Cause(ctx), errOpTimeout) {
-			return fmt.Errorf("etcd: %s: %w: %w", op, storage.ErrUnavailable, errOpTimeout)
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, errOpTimeout)
 		}
-		return fmt.Errorf("etcd: %s: %w", op, cerr)
+		return cerr
 	}
 	if unavailable(err) {
-		return fmt.Errorf("etcd: %s: %w: %v", op, storage.ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
 	}
-	return fmt.Errorf("etcd: %s: %w", op, err)
+	return err
 }
 
 // unavailable reports whether err means the cluster could not answer (as
@@ -375,24 +390,7 @@ func (s *Store) refreshKeyKey(id string) string      { return s.p + "refreshkeys
 func (s *Store) refreshKeysetKey() string            { return s.p + "meta/refreshkeyset" }
 func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
-// --- encoding ---
-
-func encodeTime(t time.Time) string {
-	var b [8]byte
-	n := t.UnixNano()
-	if t.IsZero() || n < 0 {
-		n = 0
-	}
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	return string(b[:])
-}
-
-func decodeTime(b []byte) (time.Time, error) {
-	if len(b) != 8 {
-		return time.Time{}, record.ErrCorrupt
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), nil
-}
+func encodeTime(t time.Time) string { return string(record.EncodeTime(t)) }
 
 // --- leases ---
 
