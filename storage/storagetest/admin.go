@@ -11,27 +11,10 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// adminTests are the conformance cases of storage.UserAdmin and
-// storage.SessionAdmin; Run runs them with the rest.
-var adminTests = []struct {
-	name string
-	fn   func(*testing.T, storage.Store)
-}{
-	{"ListUsers", testListUsers},
-	{"DeleteUser", testDeleteUser},
-	{"ListUserSessions", testListUserSessions},
-	{"RevokeUserSessions", testRevokeUserSessions},
-	{"CountLiveSessions", testCountLiveSessions},
-	{"AdminCancelledContext", testAdminCancelledContext},
-}
-
 // userSession stores a session of user created at the time given.
 func userSession(t *testing.T, s storage.Store, user, id string, created time.Time) storage.Session {
 	t.Helper()
-	sess := storage.Session{
-		ID: id, UserID: user, Audience: "orders", CurrentHash: Digest(t),
-		CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: created.Add(idle), AbsoluteExpiresAt: created.Add(maxAge),
-	}
+	sess := sessionOf(t, user, id, created)
 	EnsureUser(t, s, user)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
@@ -40,19 +23,17 @@ func userSession(t *testing.T, s storage.Store, user, id string, created time.Ti
 }
 
 func sessionIDs(ss []storage.Session) []string {
-	ids := make([]string, len(ss))
-	for i, s := range ss {
-		ids[i] = s.ID
-	}
-	return ids
+	return ids(ss, func(s storage.Session) string { return s.ID })
 }
 
-func userIDs(us []storage.User) []string {
-	ids := make([]string, len(us))
-	for i, u := range us {
-		ids[i] = u.ID
+func userIDs(us []storage.User) []string { return ids(us, func(u storage.User) string { return u.ID }) }
+
+func ids[T any](xs []T, id func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = id(x)
 	}
-	return ids
+	return out
 }
 
 func testListUsers(t *testing.T, s storage.Store) {
@@ -315,16 +296,8 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 	if got, _ := s.GetSession(c, "other"); !got.Live(now) {
 		t.Fatal("another user's session was revoked")
 	}
-	revs, err := s.ListRevocations(c, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, r := range revs {
-		seen[r.SessionID] = true
-	}
-	if !seen["a"] || !seen["b"] {
-		t.Fatalf("ListRevocations = %+v, want sessions a and b (watchers must learn of them)", revs)
+	if seen := revocationSet(t, s, now); !seen["a"] || !seen["b"] {
+		t.Fatalf("ListRevocations = %v, want sessions a and b (watchers must learn of them)", seen)
 	}
 
 	again, err := s.RevokeUserSessions(c, "u1", storage.ReasonUserChanged, now.Add(time.Minute))

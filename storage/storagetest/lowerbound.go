@@ -75,32 +75,13 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	if _, err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	sweep := func(now time.Time) (deleted, refiled int) {
-		t.Helper()
-		for range 100 {
-			r, err := s.DeleteExpired(c, now, 2)
-			if err != nil {
-				t.Fatalf("DeleteExpired at %v: %v", now.Sub(base), err)
-			}
-			if r.Deleted+r.Refiled > 2 {
-				t.Fatalf("DeleteExpired at %v = %+v with limit 2", now.Sub(base), r)
-			}
-			deleted += r.Deleted
-			refiled += r.Refiled
-			if !r.More {
-				return deleted, refiled
-			}
-		}
-		t.Fatalf("DeleteExpired at %v never finished", now.Sub(base))
-		return 0, 0
-	}
 	now := base.Add(idle + 24*time.Hour) // past every original idle expiry
 	// Only the idled-out session is deleted. A backend that filed the
 	// other two under an earlier expiry (the rotated one under its
 	// original idle expiry; the revoked one too, unless its revocation
 	// filed it again) re-files them and says so; it never counts them as
 	// deleted.
-	if deleted, refiled := sweep(now); deleted != 1 || refiled > 2 {
+	if deleted, refiled := sweepAll(t, s, now, 2); deleted != 1 || refiled > 2 {
 		t.Fatalf("sweep past the original idle expiries: deleted %d, re-filed %d; want 1 deleted, at most 2 re-filed", deleted, refiled)
 	}
 	if _, err := s.GetSession(c, "idle"); !errors.Is(err, storage.ErrNotFound) {
@@ -134,7 +115,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	// Past both sessions' real expiry everything goes, and every digest
 	// they issued reads as unknown: never as a session, live or not.
 	end := base.Add(6*24*time.Hour + idle + time.Second)
-	if deleted, refiled := sweep(end); deleted != 2 || refiled != 0 {
+	if deleted, refiled := sweepAll(t, s, end, 2); deleted != 2 || refiled != 0 {
 		t.Fatalf("sweep past the real expiries: deleted %d, re-filed %d; want 2 deleted, 0 re-filed", deleted, refiled)
 	}
 	for _, id := range []string{"rotated", "revoked"} {

@@ -62,29 +62,37 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"RotationRenewsLiveness", testRotationRenewsLiveness},
 		{"SweepHonoursRotation", testSweepHonoursRotation},
 		{"CancelledContext", testCancelledContext},
-	}
-	tests = append(tests, adminTests...)
-	tests = append(tests, userFenceTests...)
-	if o.footprint != nil {
-		tests = append(tests, struct {
-			name string
-			fn   func(*testing.T, storage.Store)
-		}{"RotationFootprint", func(t *testing.T, s storage.Store) { testRotationFootprint(t, s, o.footprint) }})
+		{"ListUsers", testListUsers},
+		{"DeleteUser", testDeleteUser},
+		{"ListUserSessions", testListUserSessions},
+		{"RevokeUserSessions", testRevokeUserSessions},
+		{"CountLiveSessions", testCountLiveSessions},
+		{"AdminCancelledContext", testAdminCancelledContext},
+		{"CreateSessionNeedsUser", testCreateSessionNeedsUser},
+		{"DeleteUserRacesCreateSession", testDeleteUserRacesCreateSession},
+		{"DisableUserRacesCreateSession", testDisableUserRacesCreateSession},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tc.fn(t, s)
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, openClosed(t, open)) })
 	}
-	for _, tc := range retentionTests(o) {
-		t.Run(tc.name, tc.fn)
+	if o.footprint != nil {
+		t.Run("RotationFootprint", func(t *testing.T) { testRotationFootprint(t, openClosed(t, open), o.footprint) })
 	}
+	if r := o.retention; r != nil {
+		t.Run("RevokedSessionRetention", func(t *testing.T) { testRevokedRetention(t, openClosed(t, r.Open), r, o.footprint) })
+		t.Run("RevokedSessionRetentionConcurrent", func(t *testing.T) { testRetentionConcurrent(t, openClosed(t, r.Open), r, o.footprint) })
+	}
+}
+
+// openClosed opens a store that is closed when t ends.
+func openClosed(t *testing.T, open func(t *testing.T) storage.Store) storage.Store {
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
 }
 
 func ctx(t *testing.T) context.Context {
@@ -104,15 +112,22 @@ func Digest(t testing.TB) storage.TokenHash {
 
 func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage.Session {
 	t.Helper()
-	sess := storage.Session{
-		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
-		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
+	return userSession(t, s, "user-"+id, id, now)
+}
+
+// race runs fn(0) … fn(n-1) in n goroutines released together, and waits
+// for them all.
+func race(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
 	}
-	EnsureUser(t, s, sess.UserID)
-	if err := s.CreateSession(ctx(t), sess); err != nil {
-		t.Fatalf("CreateSession(%s): %v", id, err)
-	}
-	return sess
+	close(start)
+	wg.Wait()
 }
 
 // rotation returns the Rotation that exchanges the token of session id
@@ -407,18 +422,12 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 			c := ctx(t)
 			id := fmt.Sprintf("race-%d", n)
 			sess := newSession(t, s, id, base)
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			start := make(chan struct{})
-			for i := range n {
-				r := rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
-				wg.Go(func() {
-					<-start
-					_, errs[i] = s.RotateRefreshToken(c, r)
-				})
+			rotations := make([]storage.Rotation, n)
+			for i := range rotations {
+				rotations[i] = rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
 			}
-			close(start)
-			wg.Wait()
+			errs := make([]error, n)
+			race(n, func(i int) { _, errs[i] = s.RotateRefreshToken(c, rotations[i]) })
 			wins := 0
 			for i, err := range errs {
 				switch {
@@ -466,18 +475,9 @@ func testRevocationsReportChange(t *testing.T, s storage.Store) {
 		"RevokeSession":   func() (bool, error) { return s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)) },
 		"DenyAccessToken": func() (bool, error) { return s.DenyAccessToken(c, "j1", exp) },
 	} {
-		var wg sync.WaitGroup
 		changed := make([]bool, n)
 		errs := make([]error, n)
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				changed[i], errs[i] = revoke()
-			})
-		}
-		close(start)
-		wg.Wait()
+		race(n, func(i int) { changed[i], errs[i] = revoke() })
 		wins := 0
 		for i := range n {
 			if errs[i] != nil {
@@ -552,13 +552,9 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 	key := func(id string) storage.SigningKey {
 		return storage.SigningKey{ID: id, PrivateKey: []byte("priv-" + id), PublicKey: []byte("pub-" + id), State: storage.KeyNext, CreatedAt: base}
 	}
-	var wg sync.WaitGroup
 	got := make([]storage.SigningKey, 8)
 	errs := make([]error, 8)
-	for i := range 8 {
-		wg.Go(func() { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
-	}
-	wg.Wait()
+	race(8, func(i int) { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
 	for i := range 8 {
 		if errs[i] != nil {
 			t.Fatalf("InitSigningKey %d: %v", i, errs[i])
@@ -603,20 +599,7 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	}
 	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
 
-	total := 0
-	for {
-		r, err := s.DeleteExpired(c, now, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Deleted+r.Refiled > 3 {
-			t.Fatalf("DeleteExpired = %+v with limit 3", r)
-		}
-		total += r.Deleted
-		if !r.More {
-			break
-		}
-	}
+	total, _ := sweepAll(t, s, now, 3)
 	if total != 8 {
 		t.Fatalf("deleted %d rows, want 8 (5 sessions, 3 jtis)", total)
 	}
@@ -636,6 +619,28 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	if r, err := s.DeleteExpired(c, now, 100); err != nil || r != (storage.SweepResult{}) {
 		t.Fatalf("second sweep = %+v, %v; want nothing done", r, err)
 	}
+}
+
+// sweepAll calls DeleteExpired(now, limit) until it reports no more, and
+// sums what it did; each call must stay within limit.
+func sweepAll(t *testing.T, s storage.Store, now time.Time, limit int) (deleted, refiled int) {
+	t.Helper()
+	for range 100 {
+		r, err := s.DeleteExpired(ctx(t), now, limit)
+		if err != nil {
+			t.Fatalf("DeleteExpired at %v: %v", now.Sub(base), err)
+		}
+		if r.Deleted+r.Refiled > limit {
+			t.Fatalf("DeleteExpired at %v = %+v with limit %d", now.Sub(base), r, limit)
+		}
+		deleted += r.Deleted
+		refiled += r.Refiled
+		if !r.More {
+			return deleted, refiled
+		}
+	}
+	t.Fatalf("DeleteExpired at %v never finished", now.Sub(base))
+	return 0, 0
 }
 
 func testCancelledContext(t *testing.T, s storage.Store) {
