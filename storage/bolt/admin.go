@@ -13,11 +13,6 @@ import (
 	"github.com/latchauth/latch/storage/internal/record"
 )
 
-var (
-	_ storage.UserAdmin    = (*Store)(nil)
-	_ storage.SessionAdmin = (*Store)(nil)
-)
-
 // userSessionKey is the usersessions index key: user id, 0x00, session id.
 // storage.ValidID keeps NUL out of both ids, so a user's prefix is unambiguous.
 func userSessionKey(userID, sessionID string) []byte {

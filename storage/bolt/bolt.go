@@ -230,12 +230,6 @@ func (s *Store) Check() error {
 	})
 }
 
-// Path returns the database file's path.
-func (s *Store) Path() string { return s.db.Path() }
-
-// Stat reports the database file's size, for diagnostics.
-func (s *Store) Stat() (os.FileInfo, error) { return os.Stat(s.db.Path()) }
-
 // --- index keys ---
 
 func timeKey(t time.Time) []byte { return record.EncodeTime(t) }

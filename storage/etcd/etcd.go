@@ -71,16 +71,10 @@ type Config struct {
 // Store is a storage.Store on etcd. It is safe for concurrent use, by any
 // number of goroutines and processes sharing one prefix.
 type Store struct {
-	cli       *clientv3.Client
-	p         string // key prefix, ending in "/"
-	clock     func() time.Time
-	opTimeout time.Duration
-	maxTxnOps int
-	leases    *leaseCache
-	log       *slog.Logger
-	// retention is how long a revoked session is kept after its
-	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
-	retention time.Duration
+	cli    *clientv3.Client
+	p      string // key prefix, ending in "/"
+	leases *leaseCache
+	options
 
 	// testHookBeforeBatch, when set (by tests only), runs before each
 	// partial revocation Txn of RevokeUserSessions and DeleteUser.
@@ -89,9 +83,6 @@ type Store struct {
 
 var (
 	_ storage.Store          = (*Store)(nil)
-	_ storage.UserAdmin      = (*Store)(nil)
-	_ storage.SessionAdmin   = (*Store)(nil)
-	_ storage.KeyAdmin       = (*Store)(nil)
 	_ storage.RevocationFeed = (*Store)(nil)
 )
 
@@ -99,13 +90,14 @@ var (
 type Option func(*options)
 
 type options struct {
-	clock       func() time.Time
 	opTimeout   time.Duration
 	leaseSlack  time.Duration
 	leaseBucket time.Duration
 	maxTxnOps   int
 	log         *slog.Logger
-	retention   time.Duration
+	// retention is how long a revoked session is kept after its
+	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
+	retention time.Duration
 }
 
 // WithMaxTxnOps sets the most operations the store puts in one Txn (default
@@ -119,32 +111,12 @@ func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
 // secret is logged (keys are logged without their prefix, values never).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithClock sets the clock that converts a row's remaining life into a lease
-// TTL where the operation carries no time of its own (DenyAccessToken).
-// Default time.Now. It never decides whether a row is expired: the now
-// passed to each method does. A clock far ahead of the others shortens
-// leases, which is why WithLeaseSlack exists.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
-
 // WithOpTimeout bounds each call of the store (default 5s; a caller's
 // earlier deadline wins), so that a lost cluster fails requests instead of
 // hanging them for as long as the client is willing to wait. A call that
 // runs out of it fails with storage.ErrUnavailable. Calls that scan every
 // row of a kind get 12 times as long.
 func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeout = d } }
-
-// WithLeaseSlack sets how long past its expiry a row is kept before its
-// lease deletes it (default 5m). It must exceed the clock skew between Latch
-// processes: a denied jti deleted before every process considers its token
-// expired would make that token valid again on a process whose clock is
-// behind. It must therefore exceed that skew plus the verifiers' leeway
-// (at most tokens.MaxLeeway, 30s); the default leaves 4.5 minutes of skew.
-func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseSlack = d } }
-
-// WithLeaseBucket sets the granularity of lease expiries (default 5m): rows
-// whose leases would end within one bucket share a lease, so the number of
-// leases stays small. Rows live up to one bucket longer.
-func WithLeaseBucket(d time.Duration) Option { return func(o *options) { o.leaseBucket = d } }
 
 // WithRevokedSessionRetention makes a revocation move the revoked
 // session's keys (record, state row, revocation row, user index entry) to
@@ -163,7 +135,7 @@ func WithRevokedSessionRetention(d time.Duration) Option {
 // schema version (or nothing, in which case it writes the schema marker) and
 // returns the Store. ctx bounds the connection and the check.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
-	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now, opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute,
+	o := options{log: slog.New(slog.DiscardHandler), opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute,
 		maxTxnOps: DefaultMaxTxnOps}
 	for _, opt := range opts {
 		opt(&o)
@@ -196,9 +168,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout, maxTxnOps: o.maxTxnOps,
-		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log,
-		retention: o.retention}
+	s := &Store{cli: cli, p: prefix, options: o,
+		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}}}
 	checkCtx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
 	if err := s.initSchema(checkCtx); err != nil {
@@ -397,10 +368,8 @@ func encodeTime(t time.Time) string { return string(record.EncodeTime(t)) }
 // leaseCache hands out leases that end after a given moment, shared by all
 // rows whose leases end in the same bucket.
 type leaseCache struct {
-	mu     sync.Mutex
-	byEnd  map[int64]clientv3.LeaseID // bucket end (unix seconds, real time) → lease
-	slack  time.Duration
-	bucket time.Duration
+	mu    sync.Mutex
+	byEnd map[int64]clientv3.LeaseID // bucket end (unix seconds, real time) → lease
 }
 
 // lease returns a lease that outlives a row expiring at expiresAt, judged
@@ -412,7 +381,7 @@ func (s *Store) lease(ctx context.Context, expiresAt, ref time.Time) (clientv3.L
 	remaining := min(max(expiresAt.Sub(ref), 0), maxLeaseLife)
 	lc := s.leases
 	realNow := time.Now()
-	end := realNow.Add(remaining + lc.slack).Truncate(lc.bucket).Add(lc.bucket)
+	end := realNow.Add(remaining + s.leaseSlack).Truncate(s.leaseBucket).Add(s.leaseBucket)
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if id, ok := lc.byEnd[end.Unix()]; ok {

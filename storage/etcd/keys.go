@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"slices"
-	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -19,7 +18,6 @@ type guardedSet[K any] struct {
 	keys    []K
 	encoded map[string]string
 	guard   int64
-	version int64
 }
 
 // setCodec names where a kind of key set lives and how its keys encode.
@@ -54,7 +52,6 @@ func readSet[K any](ctx context.Context, s *Store, c setCodec[K]) (guardedSet[K]
 	}
 	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
 		gs.guard = g[0].ModRevision
-		gs.version, _ = strconv.ParseInt(string(g[0].Value), 10, 64)
 	}
 	return gs, nil
 }
@@ -62,7 +59,7 @@ func readSet[K any](ctx context.Context, s *Store, c setCodec[K]) (guardedSet[K]
 // writeSet replaces the stored set by next if the guard has not moved since
 // gs was read; it reports whether it did.
 func writeSet[K any](ctx context.Context, s *Store, c setCodec[K], gs guardedSet[K], next []K) (bool, error) {
-	ops := []clientv3.Op{clientv3.OpPut(c.guardKey, strconv.FormatInt(gs.version+1, 10))}
+	ops := []clientv3.Op{clientv3.OpPut(c.guardKey, "")} // every put moves its ModRevision
 	keep := map[string]bool{}
 	for _, k := range next {
 		id := c.id(k)

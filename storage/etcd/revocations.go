@@ -38,7 +38,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				rev = resp.Kvs[0].ModRevision
 			}
 			txn, err := s.commit(ctx, "deny", func() (clientv3.Txn, error) {
-				lease, err := s.lease(ctx, expiresAt, s.clock())
+				lease, err := s.lease(ctx, expiresAt, time.Now())
 				if err != nil {
 					return nil, err
 				}
@@ -275,7 +275,7 @@ func (s *Store) follow(ctx context.Context, rev int64, fn func(storage.Revocatio
 		}
 		for {
 			c, cancel := s.opCtx(ctx)
-			revs, at, err := s.listRevocations(c, s.clock())
+			revs, at, err := s.listRevocations(c, time.Now())
 			cancel()
 			if err == nil {
 				for _, r := range revs {

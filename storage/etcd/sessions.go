@@ -80,7 +80,7 @@ func (s *Store) refTime(sess storage.Session) time.Time {
 	case !sess.CreatedAt.IsZero():
 		return sess.CreatedAt
 	}
-	return s.clock()
+	return time.Now()
 }
 
 // CreateSession implements storage.SessionStore: the session and its user
@@ -97,9 +97,14 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	ref := s.refTime(sess)
 	return s.run(ctx, "create session "+sess.ID, func(ctx context.Context) error {
 		for range maxRetries {
-			userRev, err := s.sessionOwner(ctx, sess.UserID)
-			if err != nil {
+			u, userRev, err := s.getUser(ctx, sess.UserID)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				return fmt.Errorf("user %s: %w", sess.UserID, err)
+			case err != nil:
 				return err
+			case u.Disabled:
+				return fmt.Errorf("user %s: %w", sess.UserID, storage.ErrUserDisabled)
 			}
 			resp, err := s.commit(ctx, "create session", func() (clientv3.Txn, error) {
 				ops, err := s.putSessionOps(ctx, sess, ref)
@@ -132,22 +137,6 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		}
 		return errContention
 	})
-}
-
-// sessionOwner reads the user a new session would belong to and returns
-// the revision that CreateSession's Txn compares: ErrNotFound if there is
-// no such user, ErrUserDisabled if it is disabled.
-func (s *Store) sessionOwner(ctx context.Context, uid string) (int64, error) {
-	u, rev, err := s.getUser(ctx, uid)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return 0, fmt.Errorf("user %s: %w", uid, err)
-	case err != nil:
-		return 0, err
-	case u.Disabled:
-		return 0, fmt.Errorf("user %s: %w", uid, storage.ErrUserDisabled)
-	}
-	return rev, nil
 }
 
 // GetSession implements storage.SessionStore.
@@ -321,16 +310,6 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, int64, e
 	return out, idx.Header.Revision, nil
 }
 
-// liveSessionsOf returns the user's sessions live at now, and the revision
-// that sessionsOf read them at.
-func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, int64, error) {
-	all, rev, err := s.sessionsOf(ctx, uid)
-	if err != nil {
-		return nil, 0, err
-	}
-	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), rev, nil
-}
-
 // newSessionsCmp holds in a Txn only while the user has no session created
 // after revision rev: every entry of the user's session index was created
 // at rev or before. A Txn that revokes what sessionsOf read at rev carries
@@ -411,10 +390,11 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 				return nil, err
 			}
 		}
-		live, rev, err := s.liveSessionsOf(ctx, uid, now)
+		live, rev, err := s.sessionsOf(ctx, uid)
 		if err != nil {
 			return nil, err
 		}
+		live = slices.DeleteFunc(live, func(sr sessRev) bool { return !sr.s.Live(now) })
 		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps)+1 <= s.maxTxnOps {
 			if len(live) == 0 && final == nil {
 				return revoked, nil
@@ -455,12 +435,7 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 // user's live sessions could (their absolute expiry never moves), plus the
 // lease slack.
 func (s *Store) writeFence(ctx context.Context, uid, reason string, now time.Time, live []sessRev) error {
-	var until time.Time
-	for _, sr := range live {
-		if sr.s.AbsoluteExpiresAt.After(until) {
-			until = sr.s.AbsoluteExpiresAt
-		}
-	}
+	until := slices.MaxFunc(live, func(a, b sessRev) int { return a.s.AbsoluteExpiresAt.Compare(b.s.AbsoluteExpiresAt) }).s.AbsoluteExpiresAt
 	_, err := s.commit(ctx, "fence user sessions", func() (clientv3.Txn, error) {
 		lease, err := s.lease(ctx, until, now)
 		if err != nil {

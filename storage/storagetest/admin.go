@@ -1,8 +1,6 @@
 package storagetest
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -336,32 +334,5 @@ func testCountLiveSessions(t *testing.T, s storage.Store) {
 	// At c's idle expiry nothing is live.
 	if n, err := s.CountLiveSessions(c, base.Add(time.Hour+idle)); err != nil || n != 0 {
 		t.Fatalf("CountLiveSessions after every expiry = %d, %v; want 0", n, err)
-	}
-}
-
-func testAdminCancelledContext(t *testing.T, s storage.Store) {
-	if err := s.CreateUser(ctx(t), storage.User{ID: "u1", Email: "a@example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	userSession(t, s, "u1", "a", base)
-	c, cancel := context.WithCancel(context.Background())
-	cancel()
-	calls := map[string]func() error{
-		"ListUsers":          func() error { _, err := s.ListUsers(c, "", 10); return err },
-		"DeleteUser":         func() error { _, err := s.DeleteUser(c, "u1", base); return err },
-		"ListUserSessions":   func() error { _, err := s.ListUserSessions(c, "u1"); return err },
-		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(c, "u1", storage.ReasonAdmin, base); return err },
-		"CountLiveSessions":  func() error { _, err := s.CountLiveSessions(c, base); return err },
-	}
-	for name, call := range calls {
-		if err := call(); !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s with a cancelled context = %v, want context.Canceled", name, err)
-		}
-	}
-	if _, err := s.GetUser(ctx(t), "u1"); err != nil {
-		t.Fatalf("cancelled DeleteUser wrote: %v", err)
-	}
-	if got, _ := s.GetSession(ctx(t), "a"); got.Revoked() {
-		t.Fatal("cancelled RevokeUserSessions wrote")
 	}
 }

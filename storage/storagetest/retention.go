@@ -92,11 +92,7 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 	}
 	create := func(user, id string) revokedSession {
 		t.Helper()
-		sess := sessionOf(t, user, id, base)
-		if err := s.CreateSession(c, sess); err != nil {
-			t.Fatalf("CreateSession(%s): %v", id, err)
-		}
-		return revokedSession{id: id, user: user, token: sess.CurrentHash}
+		return revokedSession{id: id, user: user, token: userSession(t, s, user, id, base).CurrentHash}
 	}
 	live := create("ret-a", "ret-live")
 	before := footprintOf(t, s, measure)
@@ -218,11 +214,7 @@ func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measur
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("ret-many-%d", i)
-		sess := sessionOf(t, user, ids[i], base)
-		if err := s.CreateSession(c, sess); err != nil {
-			t.Fatalf("CreateSession(%s): %v", ids[i], err)
-		}
-		tokens[i] = sess.CurrentHash
+		tokens[i] = userSession(t, s, user, ids[i], base).CurrentHash
 	}
 	revokedAt := base.Add(time.Hour)
 	errs := make(chan error, 8*n)
