@@ -232,11 +232,9 @@ func (s *Store) Check() error {
 
 // --- index keys ---
 
-func timeKey(t time.Time) []byte { return record.EncodeTime(t) }
-
 func expiryKey(t time.Time, kind byte, id string) []byte {
 	k := make([]byte, 0, 9+len(id))
-	k = append(k, timeKey(t)...)
+	k = append(k, record.EncodeTime(t)...)
 	k = append(k, kind)
 	return append(k, id...)
 }

@@ -42,7 +42,7 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketDenied).Put([]byte(jti), timeKey(expiresAt)); err != nil {
+		if err := tx.Bucket(bucketDenied).Put([]byte(jti), record.EncodeTime(expiresAt)); err != nil {
 			return err
 		}
 		changed = true
@@ -64,43 +64,25 @@ func deniedUntil(tx *bbolt.Tx, jti string, until time.Time) (time.Time, bool, er
 
 // AccessTokenRevoked implements storage.DenyList with one read
 // transaction. It fails closed: an empty jti or session id, a session that
-// is gone, or an error counts as revoked.
+// is gone, or an error counts as revoked. It reads the deny list and the
+// session summary, which every stored session has (putSession writes it,
+// deleteSession removes it), and uses only what the summary holds exactly:
+// revocation and absolute expiry.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
 	if jti == "" || sessionID == "" {
 		return true, nil
 	}
 	revoked := true
 	err := s.view(ctx, "access token revoked", func(tx *bbolt.Tx) error {
-		state, found, err := liveState(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID)
-		if err != nil || !found {
-			return err
+		v := tx.Bucket(bucketSessState).Get([]byte(sessionID))
+		if tx.Bucket(bucketDenied).Get([]byte(jti)) != nil || v == nil {
+			return nil // denied (an expired denial only outlives an expired token), or the session is gone
 		}
+		state, err := record.DecodeState(v)
 		revoked = !state.TokenLive(now)
-		return nil
+		return err
 	})
 	return revoked || err != nil, err
-}
-
-// liveState is the check behind AccessTokenRevoked, given the deny-list and
-// session-state buckets of one transaction: the summary of the token's
-// session, not found when the token is revoked whatever the time (its jti
-// is denied, or its session is gone). It reads only the session
-// summary, which every stored session has (putSession writes it,
-// deleteSession removes it): no summary means no session, so the token is
-// revoked. Of the summary the caller uses only what is exact, revocation
-// and absolute expiry.
-func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state record.State, found bool, err error) {
-	if exp := denied.Get([]byte(jti)); exp != nil {
-		return record.State{}, false, nil // denied (an expired denial only outlives an expired token)
-	}
-	v := states.Get([]byte(sessionID))
-	if v == nil {
-		return record.State{}, false, nil
-	}
-	if state, err = record.DecodeState(v); err != nil {
-		return record.State{}, false, err
-	}
-	return state, true, nil
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
@@ -115,7 +97,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (re
 	if limit <= 0 {
 		return storage.SweepResult{}, ctx.Err()
 	}
-	cutoff := timeKey(now)
+	cutoff := record.EncodeTime(now)
 	err = s.update(ctx, "delete expired", func(tx *bbolt.Tx) error {
 		res = storage.SweepResult{}
 		expiry := tx.Bucket(bucketExpiry)
@@ -173,7 +155,7 @@ func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err
 	case err != nil:
 		return false, fmt.Errorf("session %q: %w", id, err)
 	}
-	if until := sess.RetainedUntil(s.retention); string(timeKey(until)) >= string(cutoff) {
+	if until := sess.RetainedUntil(s.retention); string(record.EncodeTime(until)) >= string(cutoff) {
 		if err := putState(tx, sess); err != nil {
 			return false, err
 		}

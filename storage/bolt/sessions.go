@@ -38,7 +38,11 @@ func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
 	return putState(tx, sess)
 }
 
-// putState writes the session's summary.
+// putState writes the session's summary. Its idle expiry is a lower bound:
+// rotations move the session's forward without rewriting the summary.
+// Revoked-at and the absolute expiry are exact, so State.TokenLive is
+// exact, and State.Live is true only of live sessions (one it calls not
+// live may still be, and only the record can tell).
 func putState(tx *bbolt.Tx, sess storage.Session) error {
 	data, err := record.EncodeState(sess)
 	if err != nil {
@@ -71,16 +75,6 @@ func (s *Store) putRevoked(tx *bbolt.Tx, sess storage.Session) error {
 	}
 	return expiry.Put(expiryKey(sess.RetainedUntil(s.retention), kindSession, sess.ID), nil)
 }
-
-// The session summary (record.EncodeState) in the sessstate bucket: its
-// idle expiry is a lower bound, the one the session had when the summary
-// was last written (creation, revocation, or the sweeper re-filing it);
-// rotations move the session's idle expiry forward without rewriting the
-// summary. Revoked-at and the absolute expiry are exact: only putSession
-// changes the first, nothing changes the second. So State.TokenLive is
-// exact, and State.Live (surely live) is true only of live sessions; a
-// session it calls not live may still be live, and only the record can
-// tell.
 
 // insertSession stores a new session with its indexes.
 func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {

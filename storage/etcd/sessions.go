@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,18 +72,6 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	return ops, nil
 }
 
-// refTime is the time a new session's lease is judged against: the time of
-// its last rotation (its login), or the store's clock if it has none.
-func (s *Store) refTime(sess storage.Session) time.Time {
-	switch {
-	case !sess.LastRotatedAt.IsZero():
-		return sess.LastRotatedAt
-	case !sess.CreatedAt.IsZero():
-		return sess.CreatedAt
-	}
-	return time.Now()
-}
-
 // CreateSession implements storage.SessionStore: the session and its user
 // index in one Txn that requires the session id to be new and the owner to
 // be as read (existing and enabled): the Txn compares the user's
@@ -94,7 +83,9 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if err := storage.CheckSession(sess); err != nil {
 		return fmt.Errorf("etcd: create session: %w", err)
 	}
-	ref := s.refTime(sess)
+	// A new session's lease is judged against its last rotation (its
+	// login), or now if it carries no time.
+	ref := cmp.Or(sess.LastRotatedAt, sess.CreatedAt, time.Now())
 	return s.run(ctx, "create session "+sess.ID, func(ctx context.Context) error {
 		for range maxRetries {
 			u, userRev, err := s.getUser(ctx, sess.UserID)

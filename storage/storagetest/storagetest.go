@@ -148,6 +148,46 @@ func rotation(t *testing.T, s storage.Store, id string, presented, next storage.
 	return r
 }
 
+// mustRevoke, mustRotate and mustDeny call RevokeSession,
+// RotateRefreshToken and DenyAccessToken, and fail t on an error.
+func mustRevoke(t *testing.T, s storage.Store, id, reason string, at time.Time) {
+	t.Helper()
+	if _, err := s.RevokeSession(ctx(t), id, reason, at); err != nil {
+		t.Fatalf("RevokeSession(%s): %v", id, err)
+	}
+}
+
+func mustRotate(t *testing.T, s storage.Store, r storage.Rotation) {
+	t.Helper()
+	if _, err := s.RotateRefreshToken(ctx(t), r); err != nil {
+		t.Fatalf("RotateRefreshToken(%s): %v", r.SessionID, err)
+	}
+}
+
+func mustDeny(t *testing.T, s storage.Store, jti string, expiresAt time.Time) {
+	t.Helper()
+	if _, err := s.DenyAccessToken(ctx(t), jti, expiresAt); err != nil {
+		t.Fatalf("DenyAccessToken(%s): %v", jti, err)
+	}
+}
+
+// wantRevokedAt fails t unless AccessTokenRevoked(jti, sessionID, at)
+// answers want without error.
+func wantRevokedAt(t *testing.T, s storage.Store, jti, sessionID string, at time.Time, want bool) {
+	t.Helper()
+	if got, err := s.AccessTokenRevoked(ctx(t), jti, sessionID, at); err != nil || got != want {
+		t.Fatalf("AccessTokenRevoked(%q, %q) at %v = %v, %v; want %v", jti, sessionID, at.Sub(base), got, err, want)
+	}
+}
+
+// wantLiveCount fails t unless CountLiveSessions(at) is want.
+func wantLiveCount(t *testing.T, s storage.Store, at time.Time, want int) {
+	t.Helper()
+	if n, err := s.CountLiveSessions(ctx(t), at); err != nil || n != want {
+		t.Fatalf("CountLiveSessions at %v = %d, %v; want %d", at.Sub(base), n, err, want)
+	}
+}
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
@@ -289,12 +329,8 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
 	t1, t2 := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute))); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute)))
+	mustRotate(t, s, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute)))
 	// The attacker replays the first token (generation 0).
 	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
 	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
@@ -305,9 +341,7 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	// The legitimate holder's current token is dead too.
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)))
 	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
-	if revoked, err := s.AccessTokenRevoked(c, "any-jti", "s1", base.Add(4*time.Minute)); err != nil || !revoked {
-		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want true", revoked, err)
-	}
+	wantRevokedAt(t, s, "any-jti", "s1", base.Add(4*time.Minute), true)
 }
 
 func testRotationRefusals(t *testing.T, s storage.Store) {
@@ -357,9 +391,7 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 
 	// Revoked session.
 	third := newSession(t, s, "s3", base)
-	if _, err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "s3", storage.ReasonRevoked, base)
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)))
 	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
 	wantRevoked(t, s, "s3", storage.ReasonRevoked)
@@ -374,9 +406,7 @@ func testReuseGrace(t *testing.T, s storage.Store) {
 		return r
 	}
 	lost, retried := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, lost, base)); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, grace("s1", sess.CurrentHash, lost, base))
 	// The client never saw "lost" and retries with the original within grace.
 	got, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, retried, base.Add(5*time.Second)))
 	if err != nil || got.CurrentHash != retried {
@@ -391,9 +421,7 @@ func testReuseGrace(t *testing.T, s storage.Store) {
 
 	// Past the grace period the retry is reuse.
 	s2 := newSession(t, s, "s2", base)
-	if _, err := s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base)); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, grace("s2", s2.CurrentHash, Digest(t), base))
 	_, err = s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
 	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s2", storage.ReasonReuse)
@@ -487,14 +515,7 @@ func testDenyList(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	newSession(t, s, "s1", base)
 	now := base.Add(time.Minute)
-	check := func(jti, sid string, at time.Time, want bool) {
-		t.Helper()
-		got, err := s.AccessTokenRevoked(c, jti, sid, at)
-		if err != nil || got != want {
-			t.Fatalf("AccessTokenRevoked(%s, %s) = %v, %v; want %v", jti, sid, got, err, want)
-		}
-	}
-	check("j1", "s1", now, false)
+	wantRevokedAt(t, s, "j1", "s1", now, false)
 	if changed, err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil || !changed {
 		t.Fatalf("DenyAccessToken = %v, %v; want changed", changed, err)
 	}
@@ -506,22 +527,20 @@ func testDenyList(t *testing.T, s storage.Store) {
 	if changed, err := s.DenyAccessToken(c, "j1", now.Add(20*time.Minute)); err != nil || !changed {
 		t.Fatalf("DenyAccessToken with a later expiry = %v, %v; want changed", changed, err)
 	}
-	check("j1", "s1", now, true)
-	check("j2", "s1", now, false)
-	check("j2", "missing-session", now, true)
+	wantRevokedAt(t, s, "j1", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "s1", now, false)
+	wantRevokedAt(t, s, "j2", "missing-session", now, true)
 	// The session's idle expiry is not consulted (see
 	// storage.DenyList.AccessTokenRevoked); its absolute expiry is.
-	check("j2", "s1", base.Add(idle), false)
-	check("j2", "s1", base.Add(maxAge).Add(-time.Nanosecond), false)
-	check("j2", "s1", base.Add(maxAge), true)
-	check("", "s1", now, true)
-	check("j2", "", now, true)
-	if _, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
-		t.Fatal(err)
-	}
-	check("j2", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(idle), false)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(maxAge).Add(-time.Nanosecond), false)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(maxAge), true)
+	wantRevokedAt(t, s, "", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "", now, true)
+	mustRevoke(t, s, "s1", storage.ReasonRevoked, now)
+	wantRevokedAt(t, s, "j2", "s1", now, true)
 	newSession(t, s, "s2", base)
-	check("j2", "s2", now, false)
+	wantRevokedAt(t, s, "j2", "s2", now, false)
 	cancelled, cancel := context.WithCancel(c)
 	cancel()
 	if got, err := s.AccessTokenRevoked(cancelled, "j2", "s2", now); err == nil || !got {
@@ -536,9 +555,7 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 	if keys, err := s.ListSigningKeys(c); err != nil || len(keys) != 0 {
 		t.Fatalf("ListSigningKeys on empty store = %v, %v", keys, err)
 	}
-	key := func(id string) storage.SigningKey {
-		return storage.SigningKey{ID: id, PrivateKey: []byte("priv-" + id), PublicKey: []byte("pub-" + id), State: storage.KeyNext, CreatedAt: base}
-	}
+	key := func(id string) storage.SigningKey { return testKey(id, storage.KeyNext, base) }
 	got := make([]storage.SigningKey, 8)
 	errs := make([]error, 8)
 	race(8, func(i int) { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
@@ -572,18 +589,12 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 		expired = append(expired, newSession(t, s, fmt.Sprintf("old%d", i), base))
 	}
 	// Rotate one, so that it holds a previous digest too.
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour)))
 	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
 	for i := range 3 {
-		if _, err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
+		mustDeny(t, s, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour))
 	}
-	if _, err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	mustDeny(t, s, "livejti", base.Add(40*24*time.Hour))
 	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
 
 	total, _ := sweepAll(t, s, now, 3)
@@ -673,18 +684,10 @@ func testListRevocations(t *testing.T, s storage.Store) {
 	newSession(t, s, "live", base)
 	newSession(t, s, "revoked", base)
 	newSession(t, s, "old", base.Add(-maxAge))
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "revoked", storage.ReasonRevoked, base)
+	mustRevoke(t, s, "old", storage.ReasonRevoked, base)
+	mustDeny(t, s, "j-live", base.Add(10*time.Minute))
+	mustDeny(t, s, "j-expired", base.Add(-time.Minute))
 	revs, err := s.ListRevocations(c, base)
 	if err != nil {
 		t.Fatal(err)

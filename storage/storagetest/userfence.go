@@ -146,7 +146,7 @@ func raceUserRemoval(t *testing.T, s storage.Store, remove func(t *testing.T, us
 					t.Fatalf("trial %d: session %s, stored for a removed user, is live to AccessTokenRevoked (%v, %v)",
 						trial, sessions[i].ID, revoked, err)
 				}
-			case refusedForUser(err):
+			case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled): // its owner was gone or disabled
 				refusals++
 			default:
 				t.Fatalf("trial %d: CreateSession(%s): %v", trial, sessions[i].ID, err)
@@ -163,10 +163,4 @@ func raceUserRemoval(t *testing.T, s storage.Store, remove func(t *testing.T, us
 		}
 	}
 	t.Logf("%d of %d creates refused for a removed user", refusals, raceTrials*raceCreators)
-}
-
-// refusedForUser reports whether CreateSession refused a session because
-// its owner was gone or disabled.
-func refusedForUser(err error) bool {
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrUserDisabled)
 }
