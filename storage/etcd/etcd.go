@@ -45,12 +45,12 @@ const opsPerRevokedSession = 4
 
 // errOpTimeout is the cause of a request context that ran out of the
 // store's op timeout (as opposed to the caller's own deadline).
-var errOpTimeout = errors.New("etcd: no answer within the op timeout")
+var errOpTimeout = errors.New("no answer within the op timeout")
 
 // errContention reports a read-modify-write that kept losing races: the
 // store could not serve the write now, so it is storage.ErrUnavailable
 // (UNAVAILABLE, worth a retry), not an internal fault.
-var errContention = fmt.Errorf("etcd: too much write contention; gave up: %w", storage.ErrUnavailable)
+var errContention = fmt.Errorf("too much write contention; gave up: %w", storage.ErrUnavailable)
 
 // Config says where the etcd cluster is and how to reach it.
 type Config struct {

@@ -476,6 +476,10 @@ func testRevokeSession(t *testing.T, s storage.Store) {
 	}
 	_, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
 	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
+	for _, id := range []string{"", "a\x00b", strings.Repeat("x", storage.MaxIDLen+1)} {
+		_, err := s.RevokeSession(c, id, storage.ReasonRevoked, base)
+		wantErr(t, fmt.Sprintf("revoke session id %.10q", id), err, storage.ErrInvalidArgument)
+	}
 }
 
 // testRevocationsReportChange: of many concurrent revocations of one
