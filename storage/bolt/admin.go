@@ -21,31 +21,16 @@ func userSessionKey(userID, sessionID string) []byte {
 	return append(k, sessionID...)
 }
 
-// indexUserSession records that session sessionID belongs to userID.
-func indexUserSession(tx *bbolt.Tx, userID, sessionID string) error {
-	return tx.Bucket(bucketUserSessions).Put(userSessionKey(userID, sessionID), nil)
-}
-
-// userSessionIDs returns (copies of) the ids of every session indexed under
-// the user.
-func userSessionIDs(tx *bbolt.Tx, userID string) [][]byte {
-	prefix := userSessionKey(userID, "")
-	var ids [][]byte
-	c := tx.Bucket(bucketUserSessions).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		ids = append(ids, bytes.Clone(k[len(prefix):]))
-	}
-	return ids
-}
-
 // userSessions decodes every stored session of the user, newest first. An
 // index entry whose session is gone is skipped: the index is maintained in
 // the transactions that delete sessions, so this only guards against a
 // damaged file.
 func userSessions(tx *bbolt.Tx, userID string) ([]storage.Session, error) {
+	prefix := userSessionKey(userID, "")
 	var out []storage.Session
-	for _, id := range userSessionIDs(tx, userID) {
-		sess, err := getSession(tx, id)
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		sess, err := getSession(tx, k[len(prefix):]) // decoding copies out of the transaction
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -84,7 +84,7 @@ func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if err := s.putSession(tx, sess); err != nil {
 		return err
 	}
-	if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
+	if err := tx.Bucket(bucketUserSessions).Put(userSessionKey(sess.UserID, sess.ID), nil); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
