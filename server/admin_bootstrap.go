@@ -31,7 +31,7 @@ const (
 // password policy (8 to 1024 bytes); it is stored only as a hash and never
 // logged. The outcome is logged with event "admin_bootstrap".
 func (s *Server) BootstrapAdmin(ctx context.Context, email, pw string) (BootstrapResult, error) {
-	email, err := checkNewEmail(email)
+	email, err := ParseNewEmail(email)
 	if err != nil {
 		return 0, fmt.Errorf("server: bootstrap admin: %w", err)
 	}
