@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/keyseal"
@@ -293,6 +295,65 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 // errNoChange aborts an update transaction that would write nothing new.
 var errNoChange = errors.New("no change")
 
+// keySetUpdate is a backend's read-modify-write of one key set
+// (storage.KeyAdmin.UpdateSigningKeys, storage.RefreshKeyStore.UpdateRefreshKeys).
+type keySetUpdate[K any] func(context.Context, func([]K) ([]K, error)) ([]K, error)
+
+// updateKeySet runs plan on the stored set in one update transaction and
+// returns the set stored after it and the transitions plan made. A plan
+// that makes none writes nothing. A backend that runs plan again (another
+// replica changed the set first) gets a fresh plan of the new set, and the
+// last run's transitions are the ones made.
+func updateKeySet[K any](ctx context.Context, update keySetUpdate[K], plan func([]K) ([]K, []keyEvent, error)) ([]K, []keyEvent, error) {
+	var events []keyEvent
+	var unchanged []K
+	keys, err := update(ctx, func(cur []K) ([]K, error) {
+		next, evs, err := plan(cur)
+		events, unchanged = evs, cur
+		if err == nil && len(evs) == 0 {
+			err = errNoChange
+		}
+		return next, err
+	})
+	if errors.Is(err, errNoChange) {
+		return unchanged, nil, nil
+	}
+	return keys, events, err
+}
+
+// sealStored seals, in one update transaction, every key of a set that is
+// stored in clear, and returns how many it sealed. part is a key's secret
+// part and the id its seal is bound to.
+func sealStored[K any](ctx context.Context, update keySetUpdate[K], sealer *keyseal.Sealer, rand io.Reader, part func(*K) (*[]byte, string)) (int, error) {
+	sealed := 0
+	_, err := update(ctx, func(cur []K) ([]K, error) {
+		sealed = 0
+		for i := range cur {
+			secret, aad := part(&cur[i])
+			if keyseal.IsSealed(*secret) {
+				continue
+			}
+			b, err := sealer.Seal(rand, aad, *secret)
+			if err != nil {
+				return nil, err
+			}
+			*secret = b
+			sealed++
+		}
+		if sealed == 0 {
+			return nil, errNoChange
+		}
+		return cur, nil
+	})
+	if errors.Is(err, errNoChange) {
+		return 0, nil
+	}
+	return sealed, err
+}
+
+// rotationKind is the metrics label of a rotation made for each action.
+var rotationKind = map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}
+
 // applyKeys runs one life-cycle step in one UpdateSigningKeys transaction
 // and installs the stored result in the key ring. It returns the stored
 // keys and, for on-demand rotations, why one was refused.
@@ -300,79 +361,34 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	now := s.now()
-
-	keys, err := s.store.ListSigningKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
-	}
-	// A dry run first (with placeholder keys), so that the common case,
-	// nothing due, costs one read and no write transaction.
-	dry, err := s.keyPolicy.plan(keys, now, act, func() (storage.SigningKey, error) {
-		return storage.SigningKey{ID: "dry-run"}, nil
+	var refused error
+	keys, events, err := updateKeySet(ctx, s.store.UpdateSigningKeys, func(cur []storage.SigningKey) ([]storage.SigningKey, []keyEvent, error) {
+		res, err := s.keyPolicy.plan(cur, now, act, func() (storage.SigningKey, error) {
+			return s.keys.newSigningKey(s.rand, now)
+		})
+		refused = res.refused
+		return res.keys, res.events, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("update signing keys: %w", err)
 	}
-	var res planResult
-	if dry.changed() {
-		// Fresh keys are generated at most once per call, however often a
-		// backend retries the function.
-		var pool []storage.SigningKey
-		keys, err = s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
-			used := 0
-			r, err := s.keyPolicy.plan(cur, now, act, func() (storage.SigningKey, error) {
-				if used == len(pool) {
-					k, err := s.keys.newSigningKey(s.rand, storage.KeyNext, now)
-					if err != nil {
-						return storage.SigningKey{}, err
-					}
-					pool = append(pool, k)
-				}
-				used++
-				return pool[used-1], nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			res = r
-			if !r.changed() {
-				return nil, errNoChange
-			}
-			return r.keys, nil
-		})
-		switch {
-		case errors.Is(err, errNoChange):
-			// Another replica made the change first; res says what is
-			// left to do (nothing), and the keys are re-read below.
-			res.events = nil
-			if keys, err = s.store.ListSigningKeys(ctx); err != nil {
-				return nil, fmt.Errorf("list signing keys: %w", err)
-			}
-		case err != nil:
-			return nil, fmt.Errorf("update signing keys: %w", err)
-		}
-	} else {
-		res = dry
-	}
-	for _, ev := range res.events {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+ev.name[len("key_"):],
+	rotated := false
+	for _, ev := range events {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+strings.TrimPrefix(ev.name, "key_"),
 			slog.String("event", ev.name), slog.String("kid", ev.kid))
 		if ev.name == "key_retired" { // an active key replaced: one rotation
-			s.metrics.KeyRotated(map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}[act])
+			rotated = true
+			s.metrics.KeyRotated(rotationKind[act])
 		}
 	}
 	if _, err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
 	// The refresh-token key rotates with the signing key.
-	rotated := slices.ContainsFunc(res.events, func(ev keyEvent) bool { return ev.name == "key_retired" })
 	if err := s.applyRefreshKeys(ctx, rotated); err != nil {
 		return nil, err
 	}
-	if res.refused != nil {
-		return keys, res.refused
-	}
-	return keys, nil
+	return keys, refused
 }
 
 // SyncSigningKeys runs one step of the key manager: it applies every
@@ -532,8 +548,13 @@ func (s *Server) initKeys(ctx context.Context) error {
 	if s.keys.sealer == nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",
 			slog.String("event", "key_encryption_disabled"))
-	} else if err := s.sealPlaintextKeys(ctx, keys); err != nil {
-		return err
+	} else if n, err := sealStored(ctx, s.store.UpdateSigningKeys, s.keys.sealer, s.rand, func(k *storage.SigningKey) (*[]byte, string) {
+		return &k.PrivateKey, k.ID
+	}); err != nil {
+		return fmt.Errorf("server: seal signing keys: %w", err)
+	} else if n > 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored private signing keys with the key-encryption key; copies made before (backups, free pages of the database file) still hold them in clear: rotate the signing key if they may have leaked",
+			slog.String("event", "key_encryption_migrated"), slog.Int("keys", n))
 	}
 	if err := s.initRefreshKeys(ctx); err != nil {
 		return err
@@ -541,36 +562,5 @@ func (s *Server) initKeys(ctx context.Context) error {
 	if _, err := s.applyKeys(ctx, actSchedule); err != nil {
 		return fmt.Errorf("server: signing keys: %w", err)
 	}
-	return nil
-}
-
-// sealPlaintextKeys seals, in one transaction, every stored private key that
-// is not sealed yet.
-func (s *Server) sealPlaintextKeys(ctx context.Context, keys []storage.SigningKey) error {
-	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return !keyseal.IsSealed(k.PrivateKey) }) {
-		return nil
-	}
-	sealed := 0
-	_, err := s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
-		sealed = 0
-		out := slices.Clone(cur)
-		for i, k := range out {
-			if keyseal.IsSealed(k.PrivateKey) {
-				continue
-			}
-			b, err := s.keys.sealer.Seal(s.rand, k.ID, k.PrivateKey)
-			if err != nil {
-				return nil, err
-			}
-			out[i].PrivateKey = b
-			sealed++
-		}
-		return out, nil
-	})
-	if err != nil {
-		return fmt.Errorf("server: seal signing keys: %w", err)
-	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored private signing keys with the key-encryption key; copies made before (backups, free pages of the database file) still hold them in clear: rotate the signing key if they may have leaked",
-		slog.String("event", "key_encryption_migrated"), slog.Int("keys", sealed))
 	return nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -54,13 +55,14 @@ type keyState struct {
 	version string
 }
 
-// keysVersion identifies a key set by what the ring depends on, so that a
-// reload that finds nothing new keeps the current state (and with it the
-// verified-token cache, whose epoch is the state).
-func keysVersion(keys []storage.SigningKey) string {
+// ringVersion identifies a key set by what a ring depends on (line gives
+// a key's id, state and times), so that a reload that finds nothing new
+// keeps the current state: for signing keys, with it the verified-token
+// cache, whose epoch is the state.
+func ringVersion[K any](keys []K, line func(K) []any) string {
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s|%s|%d|%d|%d", k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano())
+		parts[i] = fmt.Sprintf("%v|%v|%v|%v|%v", line(k)...)
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "\n")
@@ -70,7 +72,9 @@ func keysVersion(keys []storage.SigningKey) string {
 // are what it already holds. It reports whether the state changed. On error
 // the ring keeps its state.
 func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
-	v := keysVersion(keys)
+	v := ringVersion(keys, func(k storage.SigningKey) []any {
+		return []any{k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano()}
+	})
 	if cur := r.cur.Load(); cur != nil && cur.version == v {
 		r.stale.Store(false)
 		return false, nil
@@ -86,9 +90,9 @@ func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
 	return true, nil
 }
 
-// newSigningKey generates a P-256 key in state, its private part sealed
-// when the ring has a sealer.
-func (r *keyRing) newSigningKey(rand io.Reader, state storage.KeyState, now time.Time) (storage.SigningKey, error) {
+// newSigningKey generates a next P-256 key, its private part sealed when
+// the ring has a sealer.
+func (r *keyRing) newSigningKey(rand io.Reader, now time.Time) (storage.SigningKey, error) {
 	priv, err := tokens.GenerateKey(rand)
 	if err != nil {
 		return storage.SigningKey{}, fmt.Errorf("generate signing key: %w", err)
@@ -113,11 +117,7 @@ func (r *keyRing) newSigningKey(rand io.Reader, state storage.KeyState, now time
 	if err != nil {
 		return storage.SigningKey{}, fmt.Errorf("encode public key: %w", err)
 	}
-	k := storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: state, CreatedAt: now}
-	if state == storage.KeyActive {
-		k.ActivatedAt = now
-	}
-	return k, nil
+	return storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: storage.KeyNext, CreatedAt: now}, nil
 }
 
 // openPrivate returns the PKCS #8 private key of k, unsealing it when it is
@@ -207,32 +207,17 @@ func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, er
 	return signer, nil
 }
 
-// stateRank orders states as the JWKS lists them.
-func stateRank(s storage.KeyState) int {
-	switch s {
-	case storage.KeyActive:
-		return 0
-	case storage.KeyNext:
-		return 1
-	default:
-		return 2
-	}
-}
+// keyRank orders states as the JWKS lists them.
+var keyRank = map[storage.KeyState]int{storage.KeyActive: 0, storage.KeyNext: 1, storage.KeyRetired: 2}
 
 // compareKeys orders keys active, next (oldest first), retired (most
 // recently retired first), ties by id.
 func compareKeys(a, b storage.SigningKey) int {
-	if ra, rb := stateRank(a.State), stateRank(b.State); ra != rb {
-		return ra - rb
-	}
+	byTime := a.CreatedAt.Compare(b.CreatedAt)
 	if a.State == storage.KeyRetired {
-		if c := b.RetiredAt.Compare(a.RetiredAt); c != 0 {
-			return c
-		}
-	} else if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-		return c
+		byTime = b.RetiredAt.Compare(a.RetiredAt)
 	}
-	return strings.Compare(a.ID, b.ID)
+	return cmp.Or(cmp.Compare(keyRank[a.State], keyRank[b.State]), byTime, strings.Compare(a.ID, b.ID))
 }
 
 // PublicKey implements tokens.KeySource over the published keys. A kid the

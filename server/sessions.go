@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/storage"
@@ -35,13 +37,7 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 	// Oldest first; the session id breaks ties so that concurrent logins
 	// pick the same victims.
 	slices.SortFunc(live, func(a, b storage.Session) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		return 1
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	for _, old := range live[:excess] {
 		changed, err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now)
