@@ -258,13 +258,15 @@ var keyStateProto = map[storage.KeyState]latchv1.SigningKeyState{
 	storage.KeyRetired: latchv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
 }
 
+func jwkProto(j tokens.JWK) *latchv1.JSONWebKey {
+	return &latchv1.JSONWebKey{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y, Kid: j.Kid, Alg: j.Alg, Use: j.Use}
+}
+
 func keysProto(keys []KeyInfo) []*latchv1.SigningKey {
 	out := make([]*latchv1.SigningKey, len(keys))
 	for i, k := range keys {
-		j := k.PublicJWK
 		out[i] = &latchv1.SigningKey{
-			Kid: k.ID, State: keyStateProto[k.State],
-			PublicKey:  &latchv1.JSONWebKey{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y, Kid: j.Kid, Alg: j.Alg, Use: j.Use},
+			Kid: k.ID, State: keyStateProto[k.State], PublicKey: jwkProto(k.PublicJWK),
 			CreateTime: ts(k.CreatedAt), ActivateTime: ts(k.ActivatedAt), RetireTime: ts(k.RetiredAt),
 			ScheduledActivateTime: ts(k.ActivatesAt), RemoveTime: ts(k.RemovedAt),
 		}

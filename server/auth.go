@@ -406,17 +406,10 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 	if tok == "" {
 		return invalidArg("token is required")
 	}
-	for _, kind := range tryOrder(tok, hint) {
-		var done bool
-		var err error
-		if kind == kindRefresh {
-			done, err = s.revokeRefresh(ctx, tok)
-		} else {
-			done, err = s.revokeAccess(ctx, tok)
-		}
-		if err != nil || done {
-			return err
-		}
+	done, err := tryKinds(tok, hint, func(tok string) (bool, error) { return s.revokeAccess(ctx, tok) },
+		func(tok string) (bool, error) { return s.revokeRefresh(ctx, tok) })
+	if err != nil || done {
+		return err
 	}
 	// RFC 7009 §2.2: an invalid token is answered like a revoked one.
 	s.log.LogAttrs(ctx, slog.LevelInfo, "revoke matched no token", slog.String("event", "revoke_no_match"),
@@ -485,54 +478,33 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	return true, nil
 }
 
-// Introspect implements latchv1.AuthServiceServer.
+// Introspect implements latchv1.AuthServiceServer. The access table has
+// authorized the caller (role introspect) unless introspection is open. An
+// authenticated introspector is never throttled for inactive answers:
+// caller authentication is what stops scanning (RFC 7662 section 4), and
+// expired tokens are everyday traffic. Only tokens for the relying parties'
+// audiences are described: a token for Latch's own audience is inactive
+// here, so that no relying party trusting Introspect can be made to accept
+// one.
 func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	resp, err := s.introspect(ctx, req)
+	if req.GetToken() == "" {
+		return nil, s.toStatus(ctx, "Introspect", invalidArg("token is required"))
+	}
+	resp, err := tryKinds(req.GetToken(), req.GetTokenTypeHint(), func(tok string) (*latchv1.IntrospectResponse, error) {
+		return s.introspectAccess(ctx, tok)
+	}, func(tok string) (*latchv1.IntrospectResponse, error) { return s.introspectRefresh(ctx, tok) })
+	if err == nil && resp == nil {
+		resp = &latchv1.IntrospectResponse{Active: false}
+		// Open introspection is a validity oracle for anyone: its inactive
+		// answers are charged to the asking address.
+		if s.cfg.IntrospectOpen {
+			err = s.chargeFailure(ctx, bucketInspect, LimiterProbeIntrospect, nil)
+		}
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "Introspect", err)
 	}
 	return resp, nil
-}
-
-func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	// The access table has authorized the caller (role introspect) unless
-	// introspection is open. An authenticated introspector is never
-	// throttled for inactive answers: caller authentication is what stops
-	// scanning (RFC 7662 section 4), and expired tokens are everyday
-	// traffic.
-	if req.GetToken() == "" {
-		return nil, invalidArg("token is required")
-	}
-	resp, err := s.introspectToken(ctx, req)
-	if err == nil && !resp.GetActive() && s.cfg.IntrospectOpen {
-		// Open introspection is a validity oracle for anyone: its inactive
-		// answers are charged to the asking address.
-		if err := s.chargeFailure(ctx, bucketInspect, LimiterProbeIntrospect, nil); err != nil {
-			return nil, err
-		}
-	}
-	return resp, err
-}
-
-// introspectToken answers for req's token. Only tokens for the relying
-// parties' audiences are described: a token for Latch's own audience is
-// inactive here, so that no relying party trusting Introspect can be made to
-// accept one.
-func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	tok := req.GetToken()
-	for _, kind := range tryOrder(tok, req.GetTokenTypeHint()) {
-		var resp *latchv1.IntrospectResponse
-		var err error
-		if kind == kindRefresh {
-			resp, err = s.introspectRefresh(ctx, tok)
-		} else {
-			resp, err = s.introspectAccess(ctx, tok)
-		}
-		if err != nil || resp != nil {
-			return resp, err
-		}
-	}
-	return &latchv1.IntrospectResponse{Active: false}, nil
 }
 
 // verifyAccess verifies an access token for one of the relying parties'
@@ -629,32 +601,26 @@ func (s *Server) GetJWKS(ctx context.Context, _ *latchv1.GetJWKSRequest) (*latch
 	set := s.keys.jwks()
 	resp := &latchv1.GetJWKSResponse{Keys: make([]*latchv1.JSONWebKey, 0, len(set.Keys))}
 	for _, k := range set.Keys {
-		resp.Keys = append(resp.Keys, &latchv1.JSONWebKey{
-			Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, Kid: k.Kid, Alg: k.Alg, Use: k.Use,
-		})
+		resp.Keys = append(resp.Keys, jwkProto(k))
 	}
 	return resp, nil
 }
 
-type tokenKind int
-
-const (
-	kindAccess tokenKind = iota
-	kindRefresh
-)
-
-// tryOrder is the order in which a token is tried as each kind: the hinted
-// kind first; without a hint, a JWT shape (dots) is tried as an access token
-// first. Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1).
-func tryOrder(tok string, hint latchv1.TokenTypeHint) [2]tokenKind {
-	switch {
-	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN:
-		return [2]tokenKind{kindRefresh, kindAccess}
-	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN, strings.Contains(tok, "."):
-		return [2]tokenKind{kindAccess, kindRefresh}
-	default:
-		return [2]tokenKind{kindRefresh, kindAccess}
+// tryKinds tries tok as each kind of token, the hinted kind first;
+// without a hint, a JWT shape (dots) is tried as an access token first.
+// Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1): it returns
+// the first answer that is not the zero value, or the first error.
+func tryKinds[T comparable](tok string, hint latchv1.TokenTypeHint, access, refresh func(string) (T, error)) (T, error) {
+	first, second := refresh, access
+	if hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN ||
+		(hint != latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN && strings.Contains(tok, ".")) {
+		first, second = access, refresh
 	}
+	var zero T
+	if v, err := first(tok); err != nil || v != zero {
+		return v, err
+	}
+	return second(tok)
 }
 
 // NormalizeEmail returns the form of an email that users are stored and

@@ -381,7 +381,7 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 			s.metrics.KeyRotated(rotationKind[act])
 		}
 	}
-	if _, err := s.keys.install(keys); err != nil {
+	if err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
 	// The refresh-token key rotates with the signing key.
@@ -512,25 +512,33 @@ func (s *Server) keyInfos(keys []storage.SigningKey) ([]KeyInfo, error) {
 	return out, nil
 }
 
-// reloadOnMiss reloads the key ring from storage for an unknown kid, at
-// most once a second and never while the key manager is busy. It reports
-// whether the ring changed.
+// reloadOnMiss reloads the key ring from storage for an unknown kid
+// (another replica may have just activated it). It reports whether the
+// reload ran and loaded.
 func (s *Server) reloadOnMiss(ctx context.Context) bool {
-	if !s.missReload.allow(s.now()) || !s.keyMu.TryLock() {
+	return s.reloadRing(ctx, &s.missReload, func() error {
+		keys, err := s.store.ListSigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		return s.keys.install(keys)
+	})
+}
+
+// reloadRing runs load for an id a ring does not know, at most once per
+// limit's interval (so that made-up ids cannot turn into a flood of storage
+// reads) and never while the key manager is busy. It logs a failure and
+// reports whether load ran and succeeded.
+func (s *Server) reloadRing(ctx context.Context, limit *missReloader, load func() error) bool {
+	if !limit.allow(s.now()) || !s.keyMu.TryLock() {
 		return false
 	}
 	defer s.keyMu.Unlock()
-	keys, err := s.store.ListSigningKeys(ctx)
-	if err != nil {
+	if err := load(); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "key reload failed", slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
 		return false
 	}
-	changed, err := s.keys.install(keys)
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "signing-key reload failed",
-			slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
-		return false
-	}
-	return changed
+	return true
 }
 
 // initKeys runs at start: it refuses sealed keys without a key-encryption

@@ -69,25 +69,23 @@ func ringVersion[K any](keys []K, line func(K) []any) string {
 }
 
 // install replaces the ring's state with one built from keys, unless keys
-// are what it already holds. It reports whether the state changed. On error
-// the ring keeps its state.
-func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
+// are what it already holds. On error the ring keeps its state and is
+// marked stale.
+func (r *keyRing) install(keys []storage.SigningKey) error {
 	v := ringVersion(keys, func(k storage.SigningKey) []any {
 		return []any{k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano()}
 	})
-	if cur := r.cur.Load(); cur != nil && cur.version == v {
-		r.stale.Store(false)
-		return false, nil
+	if cur := r.cur.Load(); cur == nil || cur.version != v {
+		st, err := buildKeyState(keys, r.sealer)
+		if err != nil {
+			r.stale.Store(true)
+			return err
+		}
+		st.version = v
+		r.cur.Store(st)
 	}
-	st, err := buildKeyState(keys, r.sealer)
-	if err != nil {
-		r.stale.Store(true)
-		return false, err
-	}
-	st.version = v
-	r.cur.Store(st)
 	r.stale.Store(false)
-	return true, nil
+	return nil
 }
 
 // newSigningKey generates a next P-256 key, its private part sealed when

@@ -256,25 +256,17 @@ func (s *Server) initRefreshKeys(ctx context.Context) error {
 	return nil
 }
 
-// reloadRefreshOnMiss reloads the refresh secrets from storage for a token
-// whose secret this replica does not know (another replica may have just
-// activated it), at most once a second and never while the key manager is
-// busy. It reports whether a reload ran.
+// reloadRefreshOnMiss reloads the refresh secrets for a token whose
+// secret this replica does not know (another replica may have just
+// activated it); see reloadOnMiss.
 func (s *Server) reloadRefreshOnMiss(ctx context.Context) bool {
-	if !s.refreshMiss.allow(s.now()) || !s.keyMu.TryLock() {
-		return false
-	}
-	defer s.keyMu.Unlock()
-	keys, err := s.store.ListRefreshKeys(ctx)
-	if err == nil {
-		err = s.refreshKeys.install(keys)
-	}
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "refresh-token key reload failed",
-			slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
-		return false
-	}
-	return true
+	return s.reloadRing(ctx, &s.refreshMiss, func() error {
+		keys, err := s.store.ListRefreshKeys(ctx)
+		if err != nil {
+			return err
+		}
+		return s.refreshKeys.install(keys)
+	})
 }
 
 // parseRefresh decodes a presented refresh token and verifies its MAC,
