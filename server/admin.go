@@ -317,7 +317,7 @@ func (a *adminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserReq
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("get user by email: %w", err)
 		}
-		u, err := a.s.CreateUser(ctx, email, req.GetPassword(), roles, req.GetDisabled())
+		u, err := AddUser(ctx, a.s.store, a.s.hasher, a.s.rand, a.s.now(), email, req.GetPassword(), roles, req.GetDisabled())
 		if err != nil {
 			return nil, storeErr(err, msgUserNotFound, "create user")
 		}
@@ -325,13 +325,6 @@ func (a *adminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserReq
 			slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
 		return &latchv1.CreateUserResponse{User: userProto(u)}, nil
 	})
-}
-
-// CreateUser hashes pw under the server's hashing bound and stores a new
-// user with a fresh id. email must already be normalised and roles checked;
-// a taken email is storage.ErrAlreadyExists.
-func (s *Server) CreateUser(ctx context.Context, email, pw string, roles []string, disabled bool) (storage.User, error) {
-	return AddUser(ctx, s.store, s.hasher, s.rand, s.now(), email, pw, roles, disabled)
 }
 
 // AddUser hashes pw with hasher and stores in store a new user with a fresh

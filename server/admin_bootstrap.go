@@ -47,7 +47,7 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, pw string) (Bootstra
 			slog.String("event", "admin_bootstrap"), slog.String("outcome", "admin_exists"))
 		return BootstrapAdminExists, nil
 	}
-	u, err := s.CreateUser(ctx, email, pw, []string{RoleAdmin}, false)
+	u, err := AddUser(ctx, s.store, s.hasher, s.rand, s.now(), email, pw, []string{RoleAdmin}, false)
 	if errors.Is(err, storage.ErrAlreadyExists) {
 		// Another replica sharing the store may have just bootstrapped the
 		// same admin.

@@ -121,12 +121,8 @@ type keyPolicy struct {
 }
 
 func newKeyPolicy(c Config) keyPolicy {
-	p := keyPolicy{lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
+	return keyPolicy{rotation: max(c.KeyRotation, 0), lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
 		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway, refreshWindow: c.KeyReloadInterval + max(c.RefreshMaxAge, c.DeviceProofTTL)}
-	if c.KeyRotation > 0 {
-		p.rotation = c.KeyRotation
-	}
-	return p
 }
 
 // readyAt is when a next key has been published everywhere for the lead.
@@ -174,16 +170,16 @@ type planResult struct {
 	refused error // an on-demand rotation could not be made: *KeyNotReadyError or *TooManyRetiredKeysError
 }
 
-func (r planResult) changed() bool { return len(r.events) > 0 }
-
 // plan decides the key set that should be stored at now, from the stored
 // keys alone. newKey supplies fresh keys (state and times are set here).
 func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyAction, newKey func() (storage.SigningKey, error)) (planResult, error) {
 	var res planResult
-	fresh := func(state storage.KeyState) (storage.SigningKey, error) {
+	keys := slices.Clone(stored)
+	// fresh adds a new key in state.
+	fresh := func(state storage.KeyState) error {
 		k, err := newKey()
 		if err != nil {
-			return storage.SigningKey{}, err
+			return err
 		}
 		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
 		res.events = append(res.events, keyEvent{"key_created", k.ID})
@@ -191,10 +187,10 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 			k.ActivatedAt = now
 			res.events = append(res.events, keyEvent{"key_activated", k.ID})
 		}
-		return k, nil
+		keys = append(keys, k)
+		return nil
 	}
 
-	keys := slices.Clone(stored)
 	slices.SortFunc(keys, compareKeys)
 	// Retired keys past their window go.
 	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
@@ -253,21 +249,17 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 			}
 			return false
 		})
-		k, err := fresh(storage.KeyActive)
-		if err != nil {
+		if err := fresh(storage.KeyActive); err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
 	case active < 0 && next >= 0:
 		// No key signs (a store damaged by hand, or a first start that
 		// died half-way): the best available is the published next key.
 		activateNext()
 	case active < 0:
-		k, err := fresh(storage.KeyActive)
-		if err != nil {
+		if err := fresh(storage.KeyActive); err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
 	case next < 0:
 		// Nothing to activate: a next key is created below, and an
 		// on-demand rotation must wait for it.
@@ -279,12 +271,10 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 	}
 
 	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyNext }) {
-		k, err := fresh(storage.KeyNext)
-		if err != nil {
+		if err := fresh(storage.KeyNext); err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
-		if act == actRotate && res.refused == nil && next < 0 {
+		if k := keys[len(keys)-1]; act == actRotate && res.refused == nil && next < 0 {
 			res.refused = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
 		}
 	}
@@ -453,14 +443,10 @@ func (s *Server) RotateSigningKey(ctx context.Context, immediate bool) ([]KeyInf
 		act = actImmediate
 	}
 	keys, err := s.applyKeys(ctx, act)
-	var nr *KeyNotReadyError
-	var tm *TooManyRetiredKeysError
-	switch {
-	case errors.As(err, &nr):
-		return nil, nr
-	case errors.As(err, &tm):
-		return nil, tm
-	case err != nil:
+	if errors.Is(err, ErrKeyNotReady) || errors.Is(err, ErrTooManyRetiredKeys) {
+		return nil, err // as it is: *KeyNotReadyError or *TooManyRetiredKeysError
+	}
+	if err != nil {
 		return nil, fmt.Errorf("server: rotate signing key: %w", err)
 	}
 	return s.keyInfos(keys)
@@ -550,8 +536,12 @@ func (s *Server) initKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: list signing keys: %w", err)
 	}
-	if err := checkPrivateKeys(keys, s.keys.sealer); err != nil {
-		return err // "server: signing key <kid>: ..."
+	// Every stored private key is opened and checked against its id now, so
+	// that a wrong key-encryption key or a damaged key is found at start.
+	for _, k := range keys {
+		if _, err := newSigner(k, s.keys.sealer); err != nil {
+			return err // "server: signing key <kid>: ..."
+		}
 	}
 	if s.keys.sealer == nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",

@@ -134,19 +134,6 @@ func openPrivate(k storage.SigningKey, sealer *keyseal.Sealer) ([]byte, error) {
 	return der, err
 }
 
-// checkPrivateKeys opens every stored private key (sealed or not) and checks
-// that it is the private half of the key's id (newSigner's checks), so that
-// a wrong key-encryption key or a damaged key is found at start, not at the
-// next rotation.
-func checkPrivateKeys(keys []storage.SigningKey, sealer *keyseal.Sealer) error {
-	for _, k := range keys {
-		if _, err := newSigner(k, sealer); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // buildKeyState orders the published keys active first, then next (oldest
 // first), then retired (newest first), and builds the signer from the
 // active one.
