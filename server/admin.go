@@ -663,12 +663,8 @@ func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess st
 	default:
 		return u, nil
 	}
-	changed, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now)
-	if rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-		return storage.User{}, fmt.Errorf("revoke session of a user changed during login: %w", rerr)
-	}
-	if changed {
-		s.publishSession(sess)
+	if _, err := s.revokeSession(ctx, sess, storage.ReasonUserChanged, "", now); err != nil {
+		return storage.User{}, fmt.Errorf("user changed during login: %w", err)
 	}
 	s.loginFailed(ctx, reason, verified.ID)
 	return storage.User{}, failure(codes.Unauthenticated, msgBadLogin)

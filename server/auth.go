@@ -328,10 +328,9 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && user.Disabled) {
-		if _, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-			return nil, fmt.Errorf("revoke session of missing or disabled user: %w", rerr)
+		if _, err := s.revokeSession(ctx, sess, storage.ReasonUserChanged, "", now); err != nil {
+			return nil, fmt.Errorf("missing or disabled user: %w", err)
 		}
-		s.publishSession(sess)
 		s.refreshFailed(ctx, "user_disabled_or_deleted", sess)
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	}
@@ -434,9 +433,9 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("find session: %w", err)
 	}
-	changed, err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now())
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return false, fmt.Errorf("revoke session: %w", err)
+	changed, err := s.revokeSession(ctx, sess, storage.ReasonRevoked, RevokedSession, s.now())
+	if err != nil {
+		return false, err
 	}
 	if !changed {
 		// Already revoked (or swept): RFC 7009 answers OK all the same,
@@ -445,8 +444,6 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 			slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 		return true, nil
 	}
-	s.publishSession(sess)
-	s.metrics.Revoked(RevokedSession, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("event", "session_revoked"),
 		slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 	return true, nil

@@ -464,36 +464,24 @@ func (s *Server) ListSigningKeys(ctx context.Context) ([]KeyInfo, error) {
 
 func (s *Server) keyInfos(keys []storage.SigningKey) ([]KeyInfo, error) {
 	keys = slices.Clone(keys)
-	slices.SortFunc(keys, compareKeys)
-	var active *storage.SigningKey
-	for i := range keys {
-		if keys[i].State == storage.KeyActive {
-			active = &keys[i]
-		}
-	}
-	out := make([]KeyInfo, 0, len(keys))
-	firstNext := true
-	for _, k := range keys {
+	slices.SortFunc(keys, compareKeys) // the active key first, then the oldest next key
+	out := make([]KeyInfo, len(keys))
+	for i, k := range keys {
 		pub, err := tokens.ParsePublicKey(k.PublicKey)
+		var jwk tokens.JWK
+		if err == nil {
+			jwk, err = tokens.NewJWK(pub)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
 		}
-		jwk, err := tokens.NewJWK(pub)
-		if err != nil {
-			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		out[i] = KeyInfo{ID: k.ID, State: k.State, PublicJWK: jwk, CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
+		switch {
+		case k.State == storage.KeyNext && i == 1 && keys[0].State == storage.KeyActive:
+			out[i].ActivatesAt = s.keyPolicy.activatesAt(keys[0], k)
+		case k.State == storage.KeyRetired:
+			out[i].RemovedAt = s.keyPolicy.removeAt(k)
 		}
-		info := KeyInfo{ID: k.ID, State: k.State, PublicJWK: jwk,
-			CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
-		switch k.State {
-		case storage.KeyNext:
-			if firstNext && active != nil {
-				info.ActivatesAt = s.keyPolicy.activatesAt(*active, k)
-			}
-			firstNext = false
-		case storage.KeyRetired:
-			info.RemovedAt = s.keyPolicy.removeAt(k)
-		}
-		out = append(out, info)
 	}
 	return out, nil
 }

@@ -118,22 +118,6 @@ func (r *keyRing) newSigningKey(rand io.Reader, now time.Time) (storage.SigningK
 	return storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: storage.KeyNext, CreatedAt: now}, nil
 }
 
-// openPrivate returns the PKCS #8 private key of k, unsealing it when it is
-// sealed.
-func openPrivate(k storage.SigningKey, sealer *keyseal.Sealer) ([]byte, error) {
-	if !keyseal.IsSealed(k.PrivateKey) {
-		return k.PrivateKey, nil
-	}
-	if sealer == nil {
-		return nil, ErrKeyEncryptionKeyRequired
-	}
-	der, err := sealer.Open(k.ID, k.PrivateKey)
-	if errors.Is(err, keyseal.ErrAuthentication) {
-		return nil, ErrKeyEncryptionKeyWrong
-	}
-	return der, err
-}
-
 // buildKeyState orders the published keys active first, then next (oldest
 // first), then retired (newest first), and builds the signer from the
 // active one.
@@ -170,15 +154,23 @@ func buildKeyState(keys []storage.SigningKey, sealer *keyseal.Sealer) (*keyState
 	return &keyState{signer: signer, published: set, keys: public}, nil
 }
 
+// newSigner opens k's private key, unsealing it when it is sealed, and
+// checks that it is the private half of the key's id.
 func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, error) {
-	der, err := openPrivate(k, sealer)
-	if err != nil {
-		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	der := k.PrivateKey
+	if keyseal.IsSealed(der) {
+		if sealer == nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyRequired)
+		}
+		var err error
+		if der, err = sealer.Open(k.ID, k.PrivateKey); errors.Is(err, keyseal.ErrAuthentication) {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyWrong)
+		} else if err != nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		}
+		defer clear(der)
 	}
 	priv, err := tokens.ParsePrivateKey(der)
-	if keyseal.IsSealed(k.PrivateKey) {
-		clear(der)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
 	}
