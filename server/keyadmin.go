@@ -175,22 +175,17 @@ type planResult struct {
 func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyAction, newKey func() (storage.SigningKey, error)) (planResult, error) {
 	var res planResult
 	keys := slices.Clone(stored)
-	// fresh adds a new key in state.
-	fresh := func(state storage.KeyState) error {
+	// addNext adds a fresh next key and returns its index.
+	addNext := func() (int, error) {
 		k, err := newKey()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
+		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = storage.KeyNext, now, time.Time{}, time.Time{}
 		res.events = append(res.events, keyEvent{"key_created", k.ID})
-		if state == storage.KeyActive {
-			k.ActivatedAt = now
-			res.events = append(res.events, keyEvent{"key_activated", k.ID})
-		}
 		keys = append(keys, k)
-		return nil
+		return len(keys) - 1, nil
 	}
-
 	slices.SortFunc(keys, compareKeys)
 	// Retired keys past their window go.
 	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
@@ -215,12 +210,12 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		if active >= 0 {
 			keys[active].State, keys[active].RetiredAt = storage.KeyRetired, now
 			res.events = append(res.events, keyEvent{"key_retired", keys[active].ID})
+			active = -1
 		}
 	}
-	activateNext := func() {
-		retire()
-		keys[next].State, keys[next].ActivatedAt = storage.KeyActive, now
-		res.events = append(res.events, keyEvent{"key_activated", keys[next].ID})
+	activate := func(i int) {
+		keys[i].State, keys[i].ActivatedAt = storage.KeyActive, now
+		res.events = append(res.events, keyEvent{"key_activated", keys[i].ID})
 	}
 
 	var firstRemoval time.Time
@@ -249,33 +244,39 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 			}
 			return false
 		})
-		if err := fresh(storage.KeyActive); err != nil {
+		i, err := addNext()
+		if err != nil {
 			return planResult{}, err
 		}
+		activate(i)
 	case active < 0 && next >= 0:
 		// No key signs (a store damaged by hand, or a first start that
 		// died half-way): the best available is the published next key.
-		activateNext()
+		activate(next)
 	case active < 0:
-		if err := fresh(storage.KeyActive); err != nil {
+		i, err := addNext()
+		if err != nil {
 			return planResult{}, err
 		}
+		activate(i)
 	case next < 0:
 		// Nothing to activate: a next key is created below, and an
 		// on-demand rotation must wait for it.
 	case !now.Before(p.readyAt(keys[next])) &&
 		(act == actRotate || (p.rotation > 0 && !now.Before(keys[active].ActivatedAt.Add(p.rotation)))):
-		activateNext()
+		retire()
+		activate(next)
 	case act == actRotate:
 		res.refused = &KeyNotReadyError{KeyID: keys[next].ID, ReadyAt: p.readyAt(keys[next])}
 	}
 
 	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyNext }) {
-		if err := fresh(storage.KeyNext); err != nil {
+		i, err := addNext()
+		if err != nil {
 			return planResult{}, err
 		}
-		if k := keys[len(keys)-1]; act == actRotate && res.refused == nil && next < 0 {
-			res.refused = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
+		if act == actRotate && res.refused == nil && next < 0 {
+			res.refused = &KeyNotReadyError{KeyID: keys[i].ID, ReadyAt: p.readyAt(keys[i])}
 		}
 	}
 	res.keys = keys

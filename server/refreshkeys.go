@@ -33,9 +33,9 @@ import (
 // most Config.RefreshMaxAge, and the device proofs it MAC'd (see
 // tokens.NewDeviceProof) live at most Config.DeviceProofTTL: it is removed
 // once RetiredAt + KeyReloadInterval + the longer of the two has passed,
-// and never before. A
-// replica that meets a token of a secret it does not know reloads the set
-// (at most once a second) before it calls the token unknown.
+// and never before. A replica that meets a token of a secret it does not
+// know reloads the set (at most once a second) before it calls the token
+// unknown.
 //
 // Secrets are sealed with the key-encryption key when one is given, like
 // private signing keys, and are never logged or served.
@@ -167,17 +167,13 @@ func (p keyPolicy) planRefreshKeys(stored []storage.RefreshKey, now time.Time, r
 			next = i
 		}
 	}
-	fresh := func(state storage.KeyState) error {
+	addNext := func() error {
 		k, err := newKey()
 		if err != nil {
 			return err
 		}
-		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
+		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = storage.KeyNext, now, time.Time{}, time.Time{}
 		events = append(events, keyEvent{"refresh_key_created", k.ID})
-		if state == storage.KeyActive {
-			k.ActivatedAt = now
-			events = append(events, keyEvent{"refresh_key_activated", k.ID})
-		}
 		keys = append(keys, k)
 		return nil
 	}
@@ -186,17 +182,18 @@ func (p keyPolicy) planRefreshKeys(stored []storage.RefreshKey, now time.Time, r
 		events = append(events, keyEvent{"refresh_key_retired", keys[active].ID})
 		active = -1
 	}
-	switch {
-	case active < 0 && next >= 0:
+	if active < 0 {
+		if next < 0 {
+			if err := addNext(); err != nil {
+				return nil, nil, err
+			}
+			next = len(keys) - 1
+		}
 		keys[next].State, keys[next].ActivatedAt = storage.KeyActive, now
 		events = append(events, keyEvent{"refresh_key_activated", keys[next].ID})
-	case active < 0:
-		if err := fresh(storage.KeyActive); err != nil {
-			return nil, nil, err
-		}
 	}
 	if !slices.ContainsFunc(keys, func(k storage.RefreshKey) bool { return k.State == storage.KeyNext }) {
-		if err := fresh(storage.KeyNext); err != nil {
+		if err := addNext(); err != nil {
 			return nil, nil, err
 		}
 	}
