@@ -107,64 +107,39 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 
 // parseAdminFlags parses flags placed anywhere among the arguments, fills
 // connection flags not given from LATCH_ADMIN_*, and returns the positional
-// arguments.
+// arguments. A positional argument may begin with '-', as a user or session
+// id may (ids are base64url): one with a single leading dash that names no
+// flag of fs is positional, and so is whatever follows "--". A value of a
+// flag that takes one is the flag's whatever it looks like; a misspelt
+// "--flag" is refused.
 func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	args = markDashIDs(fs, args)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return pos, setFromEnv(fs, getenv, adminEnvName)
-}
-
-// markDashIDs lets a positional argument begin with '-', as a user or
-// session id may (ids are base64url): an argument with one leading dash that
-// names no flag of fs is preceded by "--", so that fs.Parse hands it back as
-// positional instead of refusing it as an unknown flag. A value of a flag
-// that takes one is left alone; a misspelt "--flag" is still refused.
-func markDashIDs(fs *flag.FlagSet, args []string) []string {
-	out := make([]string, 0, len(args))
+	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "--" {
-			// The next argument is positional whatever it looks like.
-			out = append(out, args[i:min(i+2, len(args))]...)
-			i++
-			continue
-		}
-		if len(a) < 2 || a[0] != '-' {
-			out = append(out, a)
-			continue
-		}
-		name, hasValue := strings.TrimLeft(a, "-"), false
-		if j := strings.IndexByte(name, '='); j >= 0 {
-			name, hasValue = name[:j], true
-		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := fs.Lookup(name)
-		if f == nil {
-			if a[1] != '-' && name != "h" && name != "help" {
-				out = append(out, "--")
+		switch {
+		case a == "--":
+			if i++; i < len(args) {
+				pos = append(pos, args[i])
 			}
-			out = append(out, a)
-			continue
-		}
-		out = append(out, a)
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
-			i++
-			out = append(out, args[i]) // the flag's value, whatever it looks like
+		case len(a) < 2 || a[0] != '-' || (f == nil && a[1] != '-' && name != "h" && name != "help"):
+			pos = append(pos, a)
+		default:
+			flags = append(flags, a)
+			if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
 		}
 	}
-	return out
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	return pos, setFromEnv(fs, getenv, adminEnvName)
 }
 
 // adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
@@ -365,11 +340,13 @@ func flagTakesValue(arg string) bool {
 	var cf connFlags
 	cf.register(fs)
 	f := fs.Lookup(strings.TrimLeft(arg, "-"))
-	if f == nil {
-		return true // not a connection flag: parsing refuses it
-	}
+	return f == nil || !isBoolFlag(f) // not a connection flag: parsing refuses it
+}
+
+// isBoolFlag reports whether f takes no value.
+func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return !ok || !b.IsBoolFlag()
+	return ok && b.IsBoolFlag()
 }
 
 // --- credentials and connection ---
