@@ -549,16 +549,11 @@ func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.Int
 	if err != nil || revoked {
 		return nil, err
 	}
-	return accessResponse(c), nil
-}
-
-// accessResponse is Introspect's answer for an active access token.
-func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	return &latchv1.IntrospectResponse{
 		Active: true, Sub: c.Subject, SessionId: c.SessionID, Roles: c.Roles,
 		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Nbf: unixOrZero(c.NotBefore), Jti: c.ID,
 		Iss: c.Issuer, Aud: c.Audience, TokenType: "access_token",
-	}
+	}, nil
 }
 
 // introspectRefresh answers for a refresh token: active only when it is

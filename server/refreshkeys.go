@@ -248,7 +248,7 @@ func (s *Server) initRefreshKeys(ctx context.Context) error {
 	}
 	if n > 0 {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored refresh-token keys with the key-encryption key",
-			slog.String("event", "refresh_key_encryption_migrated"))
+			slog.String("event", "refresh_key_encryption_migrated"), slog.Int("keys", n))
 	}
 	return nil
 }

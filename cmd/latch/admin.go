@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -315,7 +316,6 @@ func admin(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer sess.close(e)
-	sess.prompt = p
 	resp, human, err := cmd.run(sess.ctx(ctx), sess, &o, strings.Join(pos, ""))
 	if err != nil {
 		return err
@@ -429,7 +429,7 @@ func openAdminSession(ctx context.Context, cf connFlags, e env, p *prompter) (*a
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cf.addr, err)
 	}
-	s := &adminSession{conn: conn, admin: latchv1.NewAdminServiceClient(conn), auth: latchv1.NewAuthServiceClient(conn), token: token}
+	s := &adminSession{conn: conn, admin: latchv1.NewAdminServiceClient(conn), auth: latchv1.NewAuthServiceClient(conn), token: token, prompt: p}
 	if token != "" {
 		return s, nil
 	}
@@ -439,11 +439,7 @@ func openAdminSession(ctx context.Context, cf connFlags, e env, p *prompter) (*a
 		return nil, err
 	}
 	// Latch's own APIs accept only tokens for its own audience, its issuer.
-	aud := cf.audience
-	if aud == "" {
-		aud = cf.issuer
-	}
-	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: aud})
+	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: cmp.Or(cf.audience, cf.issuer)})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("log in as %s: %w", cf.email, rpcError(err))
