@@ -33,19 +33,15 @@ func (s *Server) Login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 }
 
 func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
-	// Checked before normalising: lower-casing turns invalid UTF-8 into
-	// U+FFFD, which would name another address.
-	if err := checkUTF8(reqField{"email", req.GetEmail()}, reqField{"password", req.GetPassword()},
-		reqField{"audience", req.GetAudience()}); err != nil {
+	email, err := parseEmail(req.GetEmail())
+	if err != nil {
+		return nil, asInvalid(err)
+	}
+	pw := req.GetPassword()
+	if err := checkUTF8(reqField{"password", pw}, reqField{"audience", req.GetAudience()}); err != nil {
 		return nil, err
 	}
-	email := NormalizeEmail(req.GetEmail())
-	pw := req.GetPassword()
 	switch {
-	case email == "":
-		return nil, invalidArg("email is required")
-	case len(email) > maxEmailLength:
-		return nil, invalidArg("email " + msgTooLongInField + " (254 bytes)")
 	case pw == "":
 		return nil, invalidArg("password is required")
 	case len(pw) > password.MaxLength:
