@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/mail"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -66,17 +68,30 @@ var _ latchv1.AdminServiceServer = (*adminServer)(nil)
 // adminCall runs fn for the administrator the access table verified and
 // turns its error into a status through the one mapper (toStatus); without
 // a verified caller it refuses.
-func adminCall[Req, Resp any](ctx context.Context, a *adminServer, method string, req Req,
-	fn func(context.Context, tokens.Claims, Req) (Resp, error)) (Resp, error) {
+func adminCall[Resp any](ctx context.Context, a *adminServer, fn func(caller tokens.Claims) (Resp, error)) (Resp, error) {
 	err := failure(codes.Unauthenticated, msgBadCredential)
 	if caller, ok := callerFrom(ctx); ok {
 		var resp Resp
-		if resp, err = fn(ctx, caller, req); err == nil {
+		if resp, err = fn(caller); err == nil {
 			return resp, nil
 		}
 	}
+	method, _ := grpc.Method(ctx)
 	var zero Resp
-	return zero, a.s.toStatus(ctx, "AdminService/"+method, err)
+	return zero, a.s.toStatus(ctx, method, err)
+}
+
+// storeErr is a failed storage call's error: NOT_FOUND with notFound for
+// storage.ErrNotFound, ALREADY_EXISTS for a taken email, else err wrapped
+// with what was being done.
+func storeErr(err error, notFound, what string) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return failure(codes.NotFound, notFound)
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return failure(codes.AlreadyExists, msgEmailTaken)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // audit logs one administrative change with its stable event name and the
@@ -107,21 +122,33 @@ func checkID(field, id string) error {
 	return nil
 }
 
+// parseEmail checks an email a request names (UTF-8, present, at most 254
+// bytes) and returns its normalised form. UTF-8 is checked before
+// normalising: lower-casing turns invalid UTF-8 into U+FFFD, which would
+// name another address.
+func parseEmail(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", errors.New("email is not UTF-8")
+	}
+	switch email := NormalizeEmail(raw); {
+	case email == "":
+		return "", errors.New("email is required")
+	case len(email) > maxEmailLength:
+		return "", errors.New("email " + msgTooLongInField + " (254 bytes)")
+	default:
+		return email, nil
+	}
+}
+
 // ParseNewEmail normalises an email that is about to be stored (by an
 // administrator, the admin bootstrap or `latch user add`) and checks that it
 // is one plain address: no display name, no list, at most 254 bytes. It is
 // the one email policy for new accounts; its error messages name only the
 // rule that failed.
 func ParseNewEmail(raw string) (string, error) {
-	if !utf8.ValidString(raw) {
-		return "", errors.New("email is not UTF-8")
-	}
-	email := NormalizeEmail(raw)
-	switch {
-	case email == "":
-		return "", errors.New("email is required")
-	case len(email) > maxEmailLength:
-		return "", errors.New("email " + msgTooLongInField + " (254 bytes)")
+	email, err := parseEmail(raw)
+	if err != nil {
+		return "", err
 	}
 	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
 		return "", errors.New("email is not a plain address like name@example.com")
@@ -129,38 +156,17 @@ func ParseNewEmail(raw string) (string, error) {
 	return email, nil
 }
 
-// checkNewEmail is ParseNewEmail with its failure as INVALID_ARGUMENT.
-func checkNewEmail(raw string) (string, error) {
-	email, err := ParseNewEmail(raw)
-	if err != nil {
-		return "", invalidArg(err.Error())
-	}
-	return email, nil
-}
-
-// ValidRole reports whether r may be a role: 1 to 64 of [A-Za-z0-9._:-].
-func ValidRole(r string) bool {
-	if r == "" || len(r) > maxRoleLength {
-		return false
-	}
-	for _, c := range r {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// ParseRoles checks roles for a new or updated account (at most 32, each
-// ValidRole) and returns them sorted without duplicates. It is the one role
-// policy for AdminService and `latch user add`.
+// ParseRoles checks roles for a new or updated account (at most 32, each 1
+// to 64 of [A-Za-z0-9._:-]) and returns them sorted without duplicates. It
+// is the one role policy for AdminService and `latch user add`.
 func ParseRoles(roles []string) ([]string, error) {
 	if len(roles) > maxRoles {
 		return nil, fmt.Errorf("at most %d roles", maxRoles)
 	}
 	for _, r := range roles {
-		if !ValidRole(r) {
+		if r == "" || len(r) > maxRoleLength || strings.ContainsFunc(r, func(c rune) bool {
+			return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c))
+		}) {
 			return nil, errors.New("each role must be 1 to 64 of the characters A-Z a-z 0-9 . _ : -")
 		}
 	}
@@ -169,20 +175,20 @@ func ParseRoles(roles []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// checkRoles is ParseRoles with its failure as INVALID_ARGUMENT.
-func checkRoles(roles []string) ([]string, error) {
-	out, err := ParseRoles(roles)
-	if err != nil {
-		return nil, invalidArg(err.Error())
-	}
-	return out, nil
-}
-
 func checkNewPassword(pw string) error {
 	if !utf8.ValidString(pw) || password.CheckLength(pw) != nil {
-		return invalidArg(msgBadPassword)
+		return errors.New(msgBadPassword)
 	}
 	return nil
+}
+
+// asInvalid is a validation error as INVALID_ARGUMENT with its message; a
+// client error stays as it is.
+func asInvalid(err error) error {
+	if ce := (*clientError)(nil); errors.As(err, &ce) {
+		return err
+	}
+	return invalidArg(err.Error())
 }
 
 // Page tokens are opaque to clients: a version prefix and the last id of
@@ -252,23 +258,15 @@ var keyStateProto = map[storage.KeyState]latchv1.SigningKeyState{
 	storage.KeyRetired: latchv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED,
 }
 
-// keysProto describes keys active first, then next, then retired (newest
-// first within a state).
+func jwkProto(j tokens.JWK) *latchv1.JSONWebKey {
+	return &latchv1.JSONWebKey{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y, Kid: j.Kid, Alg: j.Alg, Use: j.Use}
+}
+
 func keysProto(keys []KeyInfo) []*latchv1.SigningKey {
-	order := map[storage.KeyState]int{storage.KeyActive: 0, storage.KeyNext: 1, storage.KeyRetired: 2}
-	keys = slices.Clone(keys)
-	slices.SortStableFunc(keys, func(a, b KeyInfo) int {
-		if c := cmp.Compare(order[a.State], order[b.State]); c != 0 {
-			return c
-		}
-		return b.CreatedAt.Compare(a.CreatedAt)
-	})
 	out := make([]*latchv1.SigningKey, len(keys))
 	for i, k := range keys {
-		j := k.PublicJWK
 		out[i] = &latchv1.SigningKey{
-			Kid: k.ID, State: keyStateProto[k.State],
-			PublicKey:  &latchv1.JSONWebKey{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y, Kid: j.Kid, Alg: j.Alg, Use: j.Use},
+			Kid: k.ID, State: keyStateProto[k.State], PublicKey: jwkProto(k.PublicJWK),
 			CreateTime: ts(k.CreatedAt), ActivateTime: ts(k.ActivatedAt), RetireTime: ts(k.RetiredAt),
 			ScheduledActivateTime: ts(k.ActivatesAt), RemoveTime: ts(k.RemovedAt),
 		}
@@ -276,77 +274,77 @@ func keysProto(keys []KeyInfo) []*latchv1.SigningKey {
 	return out
 }
 
+// revokeUser revokes every live session of user id for reason and
+// announces them.
+func (a *adminServer) revokeUser(ctx context.Context, caller tokens.Claims, id, reason string, now time.Time) ([]storage.Session, error) {
+	sessions, err := a.s.store.RevokeUserSessions(ctx, id, reason, now)
+	if err != nil {
+		return nil, fmt.Errorf("revoke user sessions: %w", err)
+	}
+	a.revoked(ctx, caller, id, reason, sessions)
+	return sessions, nil
+}
+
 // revoked announces sessions an administrator revoked to WatchRevocations
 // streams (and so to verifiers that follow them), and logs them.
 func (a *adminServer) revoked(ctx context.Context, caller tokens.Claims, userID, reason string, sessions []storage.Session) {
-	for _, sess := range sessions {
-		a.s.publishSession(sess)
-	}
-	a.s.metrics.Revoked(RevokedAdmin, len(sessions))
-	if len(sessions) == 0 {
-		return
-	}
 	ids := make([]string, len(sessions))
 	for i, sess := range sessions {
+		a.s.publishSession(sess)
 		ids[i] = sess.ID
 	}
-	a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", userID),
-		slog.String("reason", reason), slog.Int("count", len(sessions)), slog.Any("session_ids", ids))
+	a.s.metrics.Revoked(RevokedAdmin, len(sessions))
+	if len(sessions) > 0 {
+		a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", userID),
+			slog.String("reason", reason), slog.Int("count", len(sessions)), slog.Any("session_ids", ids))
+	}
 }
 
 // --- handlers ---
 
 // CreateUser implements latchv1.AdminServiceServer.
 func (a *adminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
-	return adminCall(ctx, a, "CreateUser", req, a.createUser)
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.CreateUserResponse, error) {
+		email, emailErr := ParseNewEmail(req.GetEmail())
+		roles, rolesErr := ParseRoles(req.GetRoles())
+		if err := cmp.Or(emailErr, checkNewPassword(req.GetPassword()), rolesErr); err != nil {
+			return nil, asInvalid(err)
+		}
+		// A taken email is refused before the hash is spent on it (CreateUser
+		// below still catches a race).
+		if _, err := a.s.store.GetUserByEmail(ctx, email); err == nil {
+			return nil, failure(codes.AlreadyExists, msgEmailTaken)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("get user by email: %w", err)
+		}
+		u, err := AddUser(ctx, a.s.store, a.s.hasher, a.s.rand, a.s.now(), email, req.GetPassword(), roles, req.GetDisabled())
+		if err != nil {
+			return nil, storeErr(err, msgUserNotFound, "create user")
+		}
+		a.audit(ctx, "admin_user_created", "user created", caller, slog.String("user_id", u.ID),
+			slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
+		return &latchv1.CreateUserResponse{User: userProto(u)}, nil
+	})
 }
 
-func (a *adminServer) createUser(ctx context.Context, caller tokens.Claims, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
-	email, err := checkNewEmail(req.GetEmail())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNewPassword(req.GetPassword()); err != nil {
-		return nil, err
-	}
-	roles, err := checkRoles(req.GetRoles())
-	if err != nil {
-		return nil, err
-	}
-	// A taken email is refused before the hash is spent on it (CreateUser
-	// below still catches a race).
-	if _, err := a.s.store.GetUserByEmail(ctx, email); err == nil {
-		return nil, failure(codes.AlreadyExists, msgEmailTaken)
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("get user by email: %w", err)
-	}
-	u, err := a.s.CreateUser(ctx, email, req.GetPassword(), roles, req.GetDisabled())
-	if errors.Is(err, storage.ErrAlreadyExists) {
-		return nil, failure(codes.AlreadyExists, msgEmailTaken)
-	}
-	if err != nil {
-		return nil, err
-	}
-	a.audit(ctx, "admin_user_created", "user created", caller, slog.String("user_id", u.ID),
-		slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
-	return &latchv1.CreateUserResponse{User: userProto(u)}, nil
-}
-
-// CreateUser hashes pw under the server's hashing bound and stores a new
-// user with a fresh id. email must already be normalised and roles checked;
-// a taken email is storage.ErrAlreadyExists.
-func (s *Server) CreateUser(ctx context.Context, email, pw string, roles []string, disabled bool) (storage.User, error) {
-	id, err := tokens.NewID(s.rand)
+// AddUser hashes pw with hasher and stores in store a new user with a fresh
+// id made from rand, created at now. email must already be normalised
+// (ParseNewEmail) and roles checked (ParseRoles); a taken email is
+// storage.ErrAlreadyExists. It is the one way Latch creates accounts:
+// through AdminService, the admin bootstrap and `latch user add`.
+func AddUser(ctx context.Context, store storage.UserStore, hasher *password.Hasher, rand io.Reader, now time.Time,
+	email, pw string, roles []string, disabled bool) (storage.User, error) {
+	id, err := tokens.NewID(rand)
 	if err != nil {
 		return storage.User{}, fmt.Errorf("user id: %w", err)
 	}
-	hash, err := s.hasher.Hash(ctx, pw)
+	hash, err := hasher.Hash(ctx, pw)
 	if err != nil {
 		return storage.User{}, fmt.Errorf("hash password: %w", err)
 	}
-	now := s.now().UTC()
+	now = now.UTC()
 	u := storage.User{ID: id, Email: email, PasswordHash: hash, Roles: roles, Disabled: disabled, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.CreateUser(ctx, u); err != nil {
+	if err := store.CreateUser(ctx, u); err != nil {
 		return storage.User{}, fmt.Errorf("create user: %w", err)
 	}
 	return u, nil
@@ -354,251 +352,202 @@ func (s *Server) CreateUser(ctx context.Context, email, pw string, roles []strin
 
 // GetUser implements latchv1.AdminServiceServer.
 func (a *adminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
-	return adminCall(ctx, a, "GetUser", req, a.getUser)
-}
-
-func (a *adminServer) getUser(ctx context.Context, _ tokens.Claims, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
-	var (
-		u   storage.User
-		err error
-	)
-	switch l := req.GetLookup().(type) {
-	case *latchv1.GetUserRequest_UserId:
-		if err := checkID("user_id", l.UserId); err != nil {
-			return nil, err
+	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.GetUserResponse, error) {
+		var u storage.User
+		switch l := req.GetLookup().(type) {
+		case *latchv1.GetUserRequest_UserId:
+			if err := checkID("user_id", l.UserId); err != nil {
+				return nil, err
+			}
+			var err error
+			if u, err = a.s.store.GetUser(ctx, l.UserId); err != nil {
+				return nil, storeErr(err, msgUserNotFound, "get user")
+			}
+		case *latchv1.GetUserRequest_Email:
+			email, err := parseEmail(l.Email)
+			if err != nil {
+				return nil, asInvalid(err)
+			}
+			if u, err = a.s.store.GetUserByEmail(ctx, email); err != nil {
+				return nil, storeErr(err, msgUserNotFound, "get user by email")
+			}
+		default:
+			return nil, invalidArg("user_id or email is required")
 		}
-		u, err = a.s.store.GetUser(ctx, l.UserId)
-	case *latchv1.GetUserRequest_Email:
-		// Checked before normalising: lower-casing turns invalid UTF-8 into
-		// U+FFFD, which would look up another address.
-		if err := checkUTF8(reqField{"email", l.Email}); err != nil {
-			return nil, err
-		}
-		email := NormalizeEmail(l.Email)
-		switch {
-		case email == "":
-			return nil, invalidArg("email is required")
-		case len(email) > maxEmailLength:
-			return nil, invalidArg("email " + msgTooLongInField + " (254 bytes)")
-		}
-		u, err = a.s.store.GetUserByEmail(ctx, email)
-	default:
-		return nil, invalidArg("user_id or email is required")
-	}
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgUserNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
-	}
-	return &latchv1.GetUserResponse{User: userProto(u)}, nil
+		return &latchv1.GetUserResponse{User: userProto(u)}, nil
+	})
 }
 
 // ListUsers implements latchv1.AdminServiceServer.
 func (a *adminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
-	return adminCall(ctx, a, "ListUsers", req, a.listUsers)
-}
-
-func (a *adminServer) listUsers(ctx context.Context, _ tokens.Claims, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, invalidArg("page_size must not be negative")
-	case size == 0:
-		size = defaultPageSize
-	case size > maxPageSize:
-		size = maxPageSize
-	}
-	after, err := decodePageToken(req.GetPageToken())
-	if err != nil {
-		return nil, err
-	}
-	// One more than asked for tells whether another page follows, so the
-	// last page never comes with a token to an empty one.
-	users, err := a.s.store.ListUsers(ctx, after, size+1)
-	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	resp := &latchv1.ListUsersResponse{}
-	if len(users) > size {
-		users = users[:size]
-		resp.NextPageToken = encodePageToken(users[size-1].ID)
-	}
-	resp.Users = make([]*latchv1.User, len(users))
-	for i, u := range users {
-		resp.Users[i] = userProto(u)
-	}
-	return resp, nil
+	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListUsersResponse, error) {
+		size := int(req.GetPageSize())
+		if size < 0 {
+			return nil, invalidArg("page_size must not be negative")
+		}
+		if size == 0 {
+			size = defaultPageSize
+		}
+		size = min(size, maxPageSize)
+		after, err := decodePageToken(req.GetPageToken())
+		if err != nil {
+			return nil, err
+		}
+		// One more than asked for tells whether another page follows, so
+		// the last page never comes with a token to an empty one.
+		users, err := a.s.store.ListUsers(ctx, after, size+1)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		resp := &latchv1.ListUsersResponse{}
+		if len(users) > size {
+			users = users[:size]
+			resp.NextPageToken = encodePageToken(users[size-1].ID)
+		}
+		for _, u := range users {
+			resp.Users = append(resp.Users, userProto(u))
+		}
+		return resp, nil
+	})
 }
 
 // UpdateUser implements latchv1.AdminServiceServer.
 func (a *adminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
-	return adminCall(ctx, a, "UpdateUser", req, a.updateUser)
-}
-
-func (a *adminServer) updateUser(ctx context.Context, caller tokens.Claims, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
-	id := req.GetUserId()
-	if err := checkID("user_id", id); err != nil {
-		return nil, err
-	}
-	if req.Roles == nil && req.Disabled == nil && req.Email == nil {
-		return nil, invalidArg("nothing to change: set roles, disabled or email")
-	}
-	var (
-		roles []string
-		email string
-		err   error
-	)
-	if req.Roles != nil {
-		if roles, err = checkRoles(req.GetRoles().GetRoles()); err != nil {
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.UpdateUserResponse, error) {
+		id := req.GetUserId()
+		if err := checkID("user_id", id); err != nil {
 			return nil, err
 		}
-	}
-	if req.Email != nil {
-		if email, err = checkNewEmail(req.GetEmail()); err != nil {
-			return nil, err
+		if req.Roles == nil && req.Disabled == nil && req.Email == nil {
+			return nil, invalidArg("nothing to change: set roles, disabled or email")
 		}
-	}
-	if id == caller.Subject && (req.GetDisabled() || (req.Roles != nil && !slices.Contains(roles, RoleAdmin))) {
-		return nil, failure(codes.FailedPrecondition, msgSelfLockout)
-	}
-	now := a.s.now().UTC()
-	var changed []string
-	u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
-		changed = changed[:0] // the store may call fn again
-		if req.Roles != nil && !slices.Equal(u.Roles, roles) {
-			u.Roles = slices.Clone(roles)
-			changed = append(changed, "roles")
+		var roles []string
+		var email string
+		var rolesErr, emailErr error
+		if req.Roles != nil {
+			roles, rolesErr = ParseRoles(req.GetRoles().GetRoles())
 		}
-		if req.Disabled != nil && u.Disabled != req.GetDisabled() {
-			u.Disabled = req.GetDisabled()
-			changed = append(changed, "disabled")
+		if req.Email != nil {
+			email, emailErr = ParseNewEmail(req.GetEmail())
 		}
-		if req.Email != nil && u.Email != email {
-			u.Email = email
-			changed = append(changed, "email")
+		if err := cmp.Or(rolesErr, emailErr); err != nil {
+			return nil, asInvalid(err)
 		}
-		if len(changed) > 0 {
-			u.UpdatedAt = now
+		if id == caller.Subject && (req.GetDisabled() || (req.Roles != nil && !slices.Contains(roles, RoleAdmin))) {
+			return nil, failure(codes.FailedPrecondition, msgSelfLockout)
 		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, failure(codes.NotFound, msgUserNotFound)
-	case errors.Is(err, storage.ErrAlreadyExists):
-		return nil, failure(codes.AlreadyExists, msgEmailTaken)
-	case err != nil:
-		return nil, fmt.Errorf("update user: %w", err)
-	}
-	a.audit(ctx, "admin_user_updated", "user updated", caller, slog.String("user_id", u.ID),
-		slog.Any("changed", changed), slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
-	resp := &latchv1.UpdateUserResponse{User: userProto(u)}
-	// Disabling ends every session, also one a Login racing this call may
-	// have created after an earlier disable (the call is idempotent).
-	if req.GetDisabled() {
-		revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonUserChanged, now)
+		now := a.s.now().UTC()
+		var changed []string
+		u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+			changed = changed[:0] // the store may call fn again
+			if req.Roles != nil && !slices.Equal(u.Roles, roles) {
+				u.Roles = slices.Clone(roles)
+				changed = append(changed, "roles")
+			}
+			if req.Disabled != nil && u.Disabled != req.GetDisabled() {
+				u.Disabled = req.GetDisabled()
+				changed = append(changed, "disabled")
+			}
+			if req.Email != nil && u.Email != email {
+				u.Email = email
+				changed = append(changed, "email")
+			}
+			if len(changed) > 0 {
+				u.UpdatedAt = now
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("revoke sessions of disabled user: %w", err)
+			return nil, storeErr(err, msgUserNotFound, "update user")
 		}
-		a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
-		resp.RevokedSessions = int32(len(revoked))
-	}
-	return resp, nil
+		a.audit(ctx, "admin_user_updated", "user updated", caller, slog.String("user_id", u.ID),
+			slog.Any("changed", changed), slog.Any("roles", u.Roles), slog.Bool("disabled", u.Disabled))
+		resp := &latchv1.UpdateUserResponse{User: userProto(u)}
+		// Disabling ends every session, also one a Login racing this call
+		// may have created after an earlier disable (the call is idempotent).
+		if req.GetDisabled() {
+			revoked, err := a.revokeUser(ctx, caller, id, storage.ReasonUserChanged, now)
+			if err != nil {
+				return nil, err
+			}
+			resp.RevokedSessions = int32(len(revoked))
+		}
+		return resp, nil
+	})
 }
 
 // SetPassword implements latchv1.AdminServiceServer.
 func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
-	return adminCall(ctx, a, "SetPassword", req, a.setPassword)
-}
-
-func (a *adminServer) setPassword(ctx context.Context, caller tokens.Claims, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
-	id := req.GetUserId()
-	if err := checkID("user_id", id); err != nil {
-		return nil, err
-	}
-	if err := checkNewPassword(req.GetPassword()); err != nil {
-		return nil, err
-	}
-	// An unknown user is refused before the hash is spent on it.
-	if _, err := a.s.store.GetUser(ctx, id); errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgUserNotFound)
-	} else if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
-	}
-	hash, err := a.s.hasher.Hash(ctx, req.GetPassword())
-	if err != nil {
-		return nil, fmt.Errorf("hash password: %w", err)
-	}
-	now := a.s.now().UTC()
-	u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
-		u.PasswordHash, u.UpdatedAt = hash, now
-		return nil
-	})
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgUserNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("update password: %w", err)
-	}
-	a.audit(ctx, "admin_password_set", "password set", caller, slog.String("user_id", id),
-		slog.Bool("keep_sessions", req.GetKeepSessions()))
-	resp := &latchv1.SetPasswordResponse{User: userProto(u)}
-	if !req.GetKeepSessions() {
-		revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonUserChanged, now)
-		if err != nil {
-			return nil, fmt.Errorf("revoke sessions after password change: %w", err)
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.SetPasswordResponse, error) {
+		id := req.GetUserId()
+		if err := cmp.Or(checkID("user_id", id), checkNewPassword(req.GetPassword())); err != nil {
+			return nil, asInvalid(err)
 		}
-		a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
-		resp.RevokedSessions = int32(len(revoked))
-	}
-	return resp, nil
+		// An unknown user is refused before the hash is spent on it.
+		if err := a.userExists(ctx, id); err != nil {
+			return nil, err
+		}
+		hash, err := a.s.hasher.Hash(ctx, req.GetPassword())
+		if err != nil {
+			return nil, fmt.Errorf("hash password: %w", err)
+		}
+		now := a.s.now().UTC()
+		u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+			u.PasswordHash, u.UpdatedAt = hash, now
+			return nil
+		})
+		if err != nil {
+			return nil, storeErr(err, msgUserNotFound, "update password")
+		}
+		a.audit(ctx, "admin_password_set", "password set", caller, slog.String("user_id", id),
+			slog.Bool("keep_sessions", req.GetKeepSessions()))
+		resp := &latchv1.SetPasswordResponse{User: userProto(u)}
+		if !req.GetKeepSessions() {
+			revoked, err := a.revokeUser(ctx, caller, id, storage.ReasonUserChanged, now)
+			if err != nil {
+				return nil, err
+			}
+			resp.RevokedSessions = int32(len(revoked))
+		}
+		return resp, nil
+	})
 }
 
 // DeleteUser implements latchv1.AdminServiceServer.
 func (a *adminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
-	return adminCall(ctx, a, "DeleteUser", req, a.deleteUser)
-}
-
-func (a *adminServer) deleteUser(ctx context.Context, caller tokens.Claims, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
-	id := req.GetUserId()
-	if err := checkID("user_id", id); err != nil {
-		return nil, err
-	}
-	if id == caller.Subject {
-		return nil, failure(codes.FailedPrecondition, msgSelfLockout)
-	}
-	revoked, err := a.s.store.DeleteUser(ctx, id, a.s.now().UTC())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgUserNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("delete user: %w", err)
-	}
-	a.audit(ctx, "admin_user_deleted", "user deleted", caller, slog.String("user_id", id), slog.Int("revoked_sessions", len(revoked)))
-	a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
-	return &latchv1.DeleteUserResponse{RevokedSessions: int32(len(revoked))}, nil
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.DeleteUserResponse, error) {
+		id := req.GetUserId()
+		if err := checkID("user_id", id); err != nil {
+			return nil, err
+		}
+		if id == caller.Subject {
+			return nil, failure(codes.FailedPrecondition, msgSelfLockout)
+		}
+		revoked, err := a.s.store.DeleteUser(ctx, id, a.s.now().UTC())
+		if err != nil {
+			return nil, storeErr(err, msgUserNotFound, "delete user")
+		}
+		a.audit(ctx, "admin_user_deleted", "user deleted", caller, slog.String("user_id", id), slog.Int("revoked_sessions", len(revoked)))
+		a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
+		return &latchv1.DeleteUserResponse{RevokedSessions: int32(len(revoked))}, nil
+	})
 }
 
 // ListSessions implements latchv1.AdminServiceServer.
 func (a *adminServer) ListSessions(ctx context.Context, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
-	return adminCall(ctx, a, "ListSessions", req, a.listSessions)
-}
-
-func (a *adminServer) listSessions(ctx context.Context, _ tokens.Claims, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
-	id := req.GetUserId()
-	if err := a.userExists(ctx, id); err != nil {
-		return nil, err
-	}
-	sessions, err := a.s.store.ListUserSessions(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("list user sessions: %w", err)
-	}
-	total := len(sessions)
-	if len(sessions) > maxListedSessions {
-		sessions = sessions[:maxListedSessions] // newest first
-	}
-	return &latchv1.ListSessionsResponse{Sessions: sessionsProto(sessions, a.s.now()), Total: int32(total)}, nil
+	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListSessionsResponse, error) {
+		id := req.GetUserId()
+		if err := a.userExists(ctx, id); err != nil {
+			return nil, err
+		}
+		sessions, err := a.s.store.ListUserSessions(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("list user sessions: %w", err)
+		}
+		total := len(sessions)
+		sessions = sessions[:min(total, maxListedSessions)] // newest first
+		return &latchv1.ListSessionsResponse{Sessions: sessionsProto(sessions, a.s.now()), Total: int32(total)}, nil
+	})
 }
 
 // userExists checks the id and that the user exists (NOT_FOUND if not).
@@ -606,104 +555,86 @@ func (a *adminServer) userExists(ctx context.Context, id string) error {
 	if err := checkID("user_id", id); err != nil {
 		return err
 	}
-	_, err := a.s.store.GetUser(ctx, id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return failure(codes.NotFound, msgUserNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("get user: %w", err)
+	if _, err := a.s.store.GetUser(ctx, id); err != nil {
+		return storeErr(err, msgUserNotFound, "get user")
 	}
 	return nil
 }
 
 // RevokeSession implements latchv1.AdminServiceServer.
 func (a *adminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
-	return adminCall(ctx, a, "RevokeSession", req, a.revokeSession)
-}
-
-func (a *adminServer) revokeSession(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
-	id := req.GetSessionId()
-	if err := checkID("session_id", id); err != nil {
-		return nil, err
-	}
-	now := a.s.now().UTC()
-	changed, err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgSessionNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("revoke session: %w", err)
-	}
-	sess, err := a.s.store.GetSession(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("get revoked session: %w", err)
-	}
-	// Revoking a revoked session answers with it as it is (its first
-	// reason) and announces and counts nothing again.
-	if changed {
-		a.s.publishSession(sess)
-		a.s.metrics.Revoked(RevokedAdmin, 1)
-	}
-	a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
-		slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason), slog.Bool("changed", changed))
-	return &latchv1.RevokeSessionResponse{Session: sessionProto(sess, now)}, nil
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RevokeSessionResponse, error) {
+		id := req.GetSessionId()
+		if err := checkID("session_id", id); err != nil {
+			return nil, err
+		}
+		now := a.s.now().UTC()
+		changed, err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
+		if err != nil {
+			return nil, storeErr(err, msgSessionNotFound, "revoke session")
+		}
+		sess, err := a.s.store.GetSession(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("get revoked session: %w", err)
+		}
+		// Revoking a revoked session answers with it as it is (its first
+		// reason) and announces and counts nothing again.
+		if changed {
+			a.s.publishSession(sess)
+			a.s.metrics.Revoked(RevokedAdmin, 1)
+		}
+		a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
+			slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason), slog.Bool("changed", changed))
+		return &latchv1.RevokeSessionResponse{Session: sessionProto(sess, now)}, nil
+	})
 }
 
 // RevokeUserSessions implements latchv1.AdminServiceServer.
 func (a *adminServer) RevokeUserSessions(ctx context.Context, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
-	return adminCall(ctx, a, "RevokeUserSessions", req, a.revokeUserSessions)
-}
-
-func (a *adminServer) revokeUserSessions(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
-	id := req.GetUserId()
-	if err := a.userExists(ctx, id); err != nil {
-		return nil, err
-	}
-	now := a.s.now().UTC()
-	revoked, err := a.s.store.RevokeUserSessions(ctx, id, storage.ReasonAdmin, now)
-	if err != nil {
-		return nil, fmt.Errorf("revoke user sessions: %w", err)
-	}
-	a.revoked(ctx, caller, id, storage.ReasonAdmin, revoked)
-	if len(revoked) == 0 {
-		a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", id),
-			slog.String("reason", storage.ReasonAdmin), slog.Int("count", 0))
-	}
-	return &latchv1.RevokeUserSessionsResponse{Revoked: sessionsProto(revoked, now)}, nil
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RevokeUserSessionsResponse, error) {
+		id := req.GetUserId()
+		if err := a.userExists(ctx, id); err != nil {
+			return nil, err
+		}
+		now := a.s.now().UTC()
+		revoked, err := a.revokeUser(ctx, caller, id, storage.ReasonAdmin, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(revoked) == 0 {
+			a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", id),
+				slog.String("reason", storage.ReasonAdmin), slog.Int("count", 0))
+		}
+		return &latchv1.RevokeUserSessionsResponse{Revoked: sessionsProto(revoked, now)}, nil
+	})
 }
 
 // RotateSigningKey implements latchv1.AdminServiceServer.
 func (a *adminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
-	return adminCall(ctx, a, "RotateSigningKey", req, a.rotateSigningKey)
-}
-
-func (a *adminServer) rotateSigningKey(ctx context.Context, caller tokens.Claims, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
-	keys, err := a.s.RotateSigningKey(ctx, req.GetImmediate())
-	if err != nil {
-		return nil, fmt.Errorf("rotate signing key: %w", err)
-	}
-	var active string
-	for _, k := range keys {
-		if k.State == storage.KeyActive {
-			active = k.ID
+	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RotateSigningKeyResponse, error) {
+		keys, err := a.s.RotateSigningKey(ctx, req.GetImmediate())
+		if err != nil {
+			return nil, fmt.Errorf("rotate signing key: %w", err)
 		}
-	}
-	a.audit(ctx, "admin_signing_key_rotated", "signing key rotation requested", caller,
-		slog.Bool("immediate", req.GetImmediate()), slog.String("active_kid", active), slog.Int("keys", len(keys)))
-	return &latchv1.RotateSigningKeyResponse{Keys: keysProto(keys)}, nil
+		var active string
+		if i := slices.IndexFunc(keys, func(k KeyInfo) bool { return k.State == storage.KeyActive }); i >= 0 {
+			active = keys[i].ID
+		}
+		a.audit(ctx, "admin_signing_key_rotated", "signing key rotation requested", caller,
+			slog.Bool("immediate", req.GetImmediate()), slog.String("active_kid", active), slog.Int("keys", len(keys)))
+		return &latchv1.RotateSigningKeyResponse{Keys: keysProto(keys)}, nil
+	})
 }
 
 // ListSigningKeys implements latchv1.AdminServiceServer.
-func (a *adminServer) ListSigningKeys(ctx context.Context, req *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
-	return adminCall(ctx, a, "ListSigningKeys", req, a.listSigningKeys)
-}
-
-func (a *adminServer) listSigningKeys(ctx context.Context, _ tokens.Claims, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
-	keys, err := a.s.ListSigningKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
-	}
-	return &latchv1.ListSigningKeysResponse{Keys: keysProto(keys)}, nil
+func (a *adminServer) ListSigningKeys(ctx context.Context, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
+	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListSigningKeysResponse, error) {
+		keys, err := a.s.ListSigningKeys(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list signing keys: %w", err)
+		}
+		return &latchv1.ListSigningKeysResponse{Keys: keysProto(keys)}, nil
+	})
 }
 
 // recheckUser reads the user again after Login stored their new session.
@@ -732,12 +663,8 @@ func (s *Server) recheckUser(ctx context.Context, verified storage.User, sess st
 	default:
 		return u, nil
 	}
-	changed, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now)
-	if rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-		return storage.User{}, fmt.Errorf("revoke session of a user changed during login: %w", rerr)
-	}
-	if changed {
-		s.publishSession(sess)
+	if _, err := s.revokeSession(ctx, sess, storage.ReasonUserChanged, "", now); err != nil {
+		return storage.User{}, fmt.Errorf("user changed during login: %w", err)
 	}
 	s.loginFailed(ctx, reason, verified.ID)
 	return storage.User{}, failure(codes.Unauthenticated, msgBadLogin)

@@ -31,7 +31,7 @@ const (
 // password policy (8 to 1024 bytes); it is stored only as a hash and never
 // logged. The outcome is logged with event "admin_bootstrap".
 func (s *Server) BootstrapAdmin(ctx context.Context, email, pw string) (BootstrapResult, error) {
-	email, err := checkNewEmail(email)
+	email, err := ParseNewEmail(email)
 	if err != nil {
 		return 0, fmt.Errorf("server: bootstrap admin: %w", err)
 	}
@@ -47,7 +47,7 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, pw string) (Bootstra
 			slog.String("event", "admin_bootstrap"), slog.String("outcome", "admin_exists"))
 		return BootstrapAdminExists, nil
 	}
-	u, err := s.CreateUser(ctx, email, pw, []string{RoleAdmin}, false)
+	u, err := AddUser(ctx, s.store, s.hasher, s.rand, s.now(), email, pw, []string{RoleAdmin}, false)
 	if errors.Is(err, storage.ErrAlreadyExists) {
 		// Another replica sharing the store may have just bootstrapped the
 		// same admin.

@@ -33,19 +33,15 @@ func (s *Server) Login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 }
 
 func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1.LoginResponse, error) {
-	// Checked before normalising: lower-casing turns invalid UTF-8 into
-	// U+FFFD, which would name another address.
-	if err := checkUTF8(reqField{"email", req.GetEmail()}, reqField{"password", req.GetPassword()},
-		reqField{"audience", req.GetAudience()}); err != nil {
+	email, err := parseEmail(req.GetEmail())
+	if err != nil {
+		return nil, asInvalid(err)
+	}
+	pw := req.GetPassword()
+	if err := checkUTF8(reqField{"password", pw}, reqField{"audience", req.GetAudience()}); err != nil {
 		return nil, err
 	}
-	email := NormalizeEmail(req.GetEmail())
-	pw := req.GetPassword()
 	switch {
-	case email == "":
-		return nil, invalidArg("email is required")
-	case len(email) > maxEmailLength:
-		return nil, invalidArg("email " + msgTooLongInField + " (254 bytes)")
 	case pw == "":
 		return nil, invalidArg("password is required")
 	case len(pw) > password.MaxLength:
@@ -330,10 +326,9 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	}
 	user, err := s.store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && user.Disabled) {
-		if _, rerr := s.store.RevokeSession(ctx, sess.ID, storage.ReasonUserChanged, now); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-			return nil, fmt.Errorf("revoke session of missing or disabled user: %w", rerr)
+		if _, err := s.revokeSession(ctx, sess, storage.ReasonUserChanged, "", now); err != nil {
+			return nil, fmt.Errorf("missing or disabled user: %w", err)
 		}
-		s.publishSession(sess)
 		s.refreshFailed(ctx, "user_disabled_or_deleted", sess)
 		return nil, failure(codes.Unauthenticated, msgBadRefresh)
 	}
@@ -412,17 +407,10 @@ func (s *Server) revoke(ctx context.Context, tok string, hint latchv1.TokenTypeH
 	if tok == "" {
 		return invalidArg("token is required")
 	}
-	for _, kind := range tryOrder(tok, hint) {
-		var done bool
-		var err error
-		if kind == kindRefresh {
-			done, err = s.revokeRefresh(ctx, tok)
-		} else {
-			done, err = s.revokeAccess(ctx, tok)
-		}
-		if err != nil || done {
-			return err
-		}
+	done, err := tryKinds(tok, hint, func(tok string) (bool, error) { return s.revokeAccess(ctx, tok) },
+		func(tok string) (bool, error) { return s.revokeRefresh(ctx, tok) })
+	if err != nil || done {
+		return err
 	}
 	// RFC 7009 §2.2: an invalid token is answered like a revoked one.
 	s.log.LogAttrs(ctx, slog.LevelInfo, "revoke matched no token", slog.String("event", "revoke_no_match"),
@@ -447,9 +435,9 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("find session: %w", err)
 	}
-	changed, err := s.store.RevokeSession(ctx, sess.ID, storage.ReasonRevoked, s.now())
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return false, fmt.Errorf("revoke session: %w", err)
+	changed, err := s.revokeSession(ctx, sess, storage.ReasonRevoked, RevokedSession, s.now())
+	if err != nil {
+		return false, err
 	}
 	if !changed {
 		// Already revoked (or swept): RFC 7009 answers OK all the same,
@@ -458,8 +446,6 @@ func (s *Server) revokeRefresh(ctx context.Context, tok string) (bool, error) {
 			slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 		return true, nil
 	}
-	s.publishSession(sess)
-	s.metrics.Revoked(RevokedSession, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("event", "session_revoked"),
 		slog.String("session_id", sess.ID), slog.String("user_id", sess.UserID))
 	return true, nil
@@ -491,54 +477,33 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 	return true, nil
 }
 
-// Introspect implements latchv1.AuthServiceServer.
+// Introspect implements latchv1.AuthServiceServer. The access table has
+// authorized the caller (role introspect) unless introspection is open. An
+// authenticated introspector is never throttled for inactive answers:
+// caller authentication is what stops scanning (RFC 7662 section 4), and
+// expired tokens are everyday traffic. Only tokens for the relying parties'
+// audiences are described: a token for Latch's own audience is inactive
+// here, so that no relying party trusting Introspect can be made to accept
+// one.
 func (s *Server) Introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	resp, err := s.introspect(ctx, req)
+	if req.GetToken() == "" {
+		return nil, s.toStatus(ctx, "Introspect", invalidArg("token is required"))
+	}
+	resp, err := tryKinds(req.GetToken(), req.GetTokenTypeHint(), func(tok string) (*latchv1.IntrospectResponse, error) {
+		return s.introspectAccess(ctx, tok)
+	}, func(tok string) (*latchv1.IntrospectResponse, error) { return s.introspectRefresh(ctx, tok) })
+	if err == nil && resp == nil {
+		resp = &latchv1.IntrospectResponse{Active: false}
+		// Open introspection is a validity oracle for anyone: its inactive
+		// answers are charged to the asking address.
+		if s.cfg.IntrospectOpen {
+			err = s.chargeFailure(ctx, bucketInspect, LimiterProbeIntrospect, nil)
+		}
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, "Introspect", err)
 	}
 	return resp, nil
-}
-
-func (s *Server) introspect(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	// The access table has authorized the caller (role introspect) unless
-	// introspection is open. An authenticated introspector is never
-	// throttled for inactive answers: caller authentication is what stops
-	// scanning (RFC 7662 section 4), and expired tokens are everyday
-	// traffic.
-	if req.GetToken() == "" {
-		return nil, invalidArg("token is required")
-	}
-	resp, err := s.introspectToken(ctx, req)
-	if err == nil && !resp.GetActive() && s.cfg.IntrospectOpen {
-		// Open introspection is a validity oracle for anyone: its inactive
-		// answers are charged to the asking address.
-		if err := s.chargeFailure(ctx, bucketInspect, LimiterProbeIntrospect, nil); err != nil {
-			return nil, err
-		}
-	}
-	return resp, err
-}
-
-// introspectToken answers for req's token. Only tokens for the relying
-// parties' audiences are described: a token for Latch's own audience is
-// inactive here, so that no relying party trusting Introspect can be made to
-// accept one.
-func (s *Server) introspectToken(ctx context.Context, req *latchv1.IntrospectRequest) (*latchv1.IntrospectResponse, error) {
-	tok := req.GetToken()
-	for _, kind := range tryOrder(tok, req.GetTokenTypeHint()) {
-		var resp *latchv1.IntrospectResponse
-		var err error
-		if kind == kindRefresh {
-			resp, err = s.introspectRefresh(ctx, tok)
-		} else {
-			resp, err = s.introspectAccess(ctx, tok)
-		}
-		if err != nil || resp != nil {
-			return resp, err
-		}
-	}
-	return &latchv1.IntrospectResponse{Active: false}, nil
 }
 
 // verifyAccess verifies an access token for one of the relying parties'
@@ -586,16 +551,11 @@ func (s *Server) introspectAccess(ctx context.Context, tok string) (*latchv1.Int
 	if err != nil || revoked {
 		return nil, err
 	}
-	return accessResponse(c), nil
-}
-
-// accessResponse is Introspect's answer for an active access token.
-func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	return &latchv1.IntrospectResponse{
 		Active: true, Sub: c.Subject, SessionId: c.SessionID, Roles: c.Roles,
 		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Nbf: unixOrZero(c.NotBefore), Jti: c.ID,
 		Iss: c.Issuer, Aud: c.Audience, TokenType: "access_token", ClientId: c.ClientID,
-	}
+	}, nil
 }
 
 // introspectRefresh answers for a refresh token: active only when it is
@@ -635,32 +595,26 @@ func (s *Server) GetJWKS(ctx context.Context, _ *latchv1.GetJWKSRequest) (*latch
 	set := s.keys.jwks()
 	resp := &latchv1.GetJWKSResponse{Keys: make([]*latchv1.JSONWebKey, 0, len(set.Keys))}
 	for _, k := range set.Keys {
-		resp.Keys = append(resp.Keys, &latchv1.JSONWebKey{
-			Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, Kid: k.Kid, Alg: k.Alg, Use: k.Use,
-		})
+		resp.Keys = append(resp.Keys, jwkProto(k))
 	}
 	return resp, nil
 }
 
-type tokenKind int
-
-const (
-	kindAccess tokenKind = iota
-	kindRefresh
-)
-
-// tryOrder is the order in which a token is tried as each kind: the hinted
-// kind first; without a hint, a JWT shape (dots) is tried as an access token
-// first. Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1).
-func tryOrder(tok string, hint latchv1.TokenTypeHint) [2]tokenKind {
-	switch {
-	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN:
-		return [2]tokenKind{kindRefresh, kindAccess}
-	case hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN, strings.Contains(tok, "."):
-		return [2]tokenKind{kindAccess, kindRefresh}
-	default:
-		return [2]tokenKind{kindRefresh, kindAccess}
+// tryKinds tries tok as each kind of token, the hinted kind first;
+// without a hint, a JWT shape (dots) is tried as an access token first.
+// Both kinds are always tried (RFC 7009 §2.1, RFC 7662 §2.1): it returns
+// the first answer that is not the zero value, or the first error.
+func tryKinds[T comparable](tok string, hint latchv1.TokenTypeHint, access, refresh func(string) (T, error)) (T, error) {
+	first, second := refresh, access
+	if hint == latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN ||
+		(hint != latchv1.TokenTypeHint_TOKEN_TYPE_HINT_REFRESH_TOKEN && strings.Contains(tok, ".")) {
+		first, second = access, refresh
 	}
+	var zero T
+	if v, err := first(tok); err != nil || v != zero {
+		return v, err
+	}
+	return second(tok)
 }
 
 // NormalizeEmail returns the form of an email that users are stored and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	latchv1 "github.com/latchauth/latch/gen/latch/v1"
 	"github.com/latchauth/latch/storage"
 )
 
@@ -28,9 +27,7 @@ func (s *Server) FollowRevocations(ctx context.Context, ready func()) error {
 		return nil
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "following revocations of other replicas", slog.String("event", "revocation_feed_started"))
-	err := feed.WatchRevocations(ctx, ready, func(r storage.Revocation) {
-		s.revs.publish(&latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()})
-	})
+	err := feed.WatchRevocations(ctx, ready, func(r storage.Revocation) { s.revs.publish(revocationEvent(r)) })
 	if ctx.Err() != nil {
 		return nil
 	}

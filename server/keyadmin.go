@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/keyseal"
@@ -119,12 +121,8 @@ type keyPolicy struct {
 }
 
 func newKeyPolicy(c Config) keyPolicy {
-	p := keyPolicy{lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
+	return keyPolicy{rotation: max(c.KeyRotation, 0), lead: c.KeyPublishLead, reload: c.KeyReloadInterval,
 		window: c.KeyReloadInterval + c.AccessTTL + c.Leeway, refreshWindow: c.KeyReloadInterval + max(c.RefreshMaxAge, c.DeviceProofTTL)}
-	if c.KeyRotation > 0 {
-		p.rotation = c.KeyRotation
-	}
-	return p
 }
 
 // readyAt is when a next key has been published everywhere for the lead.
@@ -172,27 +170,22 @@ type planResult struct {
 	refused error // an on-demand rotation could not be made: *KeyNotReadyError or *TooManyRetiredKeysError
 }
 
-func (r planResult) changed() bool { return len(r.events) > 0 }
-
 // plan decides the key set that should be stored at now, from the stored
 // keys alone. newKey supplies fresh keys (state and times are set here).
 func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyAction, newKey func() (storage.SigningKey, error)) (planResult, error) {
 	var res planResult
-	fresh := func(state storage.KeyState) (storage.SigningKey, error) {
+	keys := slices.Clone(stored)
+	// addNext adds a fresh next key and returns its index.
+	addNext := func() (int, error) {
 		k, err := newKey()
 		if err != nil {
-			return storage.SigningKey{}, err
+			return 0, err
 		}
-		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
+		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = storage.KeyNext, now, time.Time{}, time.Time{}
 		res.events = append(res.events, keyEvent{"key_created", k.ID})
-		if state == storage.KeyActive {
-			k.ActivatedAt = now
-			res.events = append(res.events, keyEvent{"key_activated", k.ID})
-		}
-		return k, nil
+		keys = append(keys, k)
+		return len(keys) - 1, nil
 	}
-
-	keys := slices.Clone(stored)
 	slices.SortFunc(keys, compareKeys)
 	// Retired keys past their window go.
 	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
@@ -217,12 +210,12 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		if active >= 0 {
 			keys[active].State, keys[active].RetiredAt = storage.KeyRetired, now
 			res.events = append(res.events, keyEvent{"key_retired", keys[active].ID})
+			active = -1
 		}
 	}
-	activateNext := func() {
-		retire()
-		keys[next].State, keys[next].ActivatedAt = storage.KeyActive, now
-		res.events = append(res.events, keyEvent{"key_activated", keys[next].ID})
+	activate := func(i int) {
+		keys[i].State, keys[i].ActivatedAt = storage.KeyActive, now
+		res.events = append(res.events, keyEvent{"key_activated", keys[i].ID})
 	}
 
 	var firstRemoval time.Time
@@ -251,39 +244,39 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 			}
 			return false
 		})
-		k, err := fresh(storage.KeyActive)
+		i, err := addNext()
 		if err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
+		activate(i)
 	case active < 0 && next >= 0:
 		// No key signs (a store damaged by hand, or a first start that
 		// died half-way): the best available is the published next key.
-		activateNext()
+		activate(next)
 	case active < 0:
-		k, err := fresh(storage.KeyActive)
+		i, err := addNext()
 		if err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
+		activate(i)
 	case next < 0:
 		// Nothing to activate: a next key is created below, and an
 		// on-demand rotation must wait for it.
 	case !now.Before(p.readyAt(keys[next])) &&
 		(act == actRotate || (p.rotation > 0 && !now.Before(keys[active].ActivatedAt.Add(p.rotation)))):
-		activateNext()
+		retire()
+		activate(next)
 	case act == actRotate:
 		res.refused = &KeyNotReadyError{KeyID: keys[next].ID, ReadyAt: p.readyAt(keys[next])}
 	}
 
 	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return k.State == storage.KeyNext }) {
-		k, err := fresh(storage.KeyNext)
+		i, err := addNext()
 		if err != nil {
 			return planResult{}, err
 		}
-		keys = append(keys, k)
 		if act == actRotate && res.refused == nil && next < 0 {
-			res.refused = &KeyNotReadyError{KeyID: k.ID, ReadyAt: p.readyAt(k)}
+			res.refused = &KeyNotReadyError{KeyID: keys[i].ID, ReadyAt: p.readyAt(keys[i])}
 		}
 	}
 	res.keys = keys
@@ -293,6 +286,65 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 // errNoChange aborts an update transaction that would write nothing new.
 var errNoChange = errors.New("no change")
 
+// keySetUpdate is a backend's read-modify-write of one key set
+// (storage.KeyAdmin.UpdateSigningKeys, storage.RefreshKeyStore.UpdateRefreshKeys).
+type keySetUpdate[K any] func(context.Context, func([]K) ([]K, error)) ([]K, error)
+
+// updateKeySet runs plan on the stored set in one update transaction and
+// returns the set stored after it and the transitions plan made. A plan
+// that makes none writes nothing. A backend that runs plan again (another
+// replica changed the set first) gets a fresh plan of the new set, and the
+// last run's transitions are the ones made.
+func updateKeySet[K any](ctx context.Context, update keySetUpdate[K], plan func([]K) ([]K, []keyEvent, error)) ([]K, []keyEvent, error) {
+	var events []keyEvent
+	var unchanged []K
+	keys, err := update(ctx, func(cur []K) ([]K, error) {
+		next, evs, err := plan(cur)
+		events, unchanged = evs, cur
+		if err == nil && len(evs) == 0 {
+			err = errNoChange
+		}
+		return next, err
+	})
+	if errors.Is(err, errNoChange) {
+		return unchanged, nil, nil
+	}
+	return keys, events, err
+}
+
+// sealStored seals, in one update transaction, every key of a set that is
+// stored in clear, and returns how many it sealed. part is a key's secret
+// part and the id its seal is bound to.
+func sealStored[K any](ctx context.Context, update keySetUpdate[K], sealer *keyseal.Sealer, rand io.Reader, part func(*K) (*[]byte, string)) (int, error) {
+	sealed := 0
+	_, err := update(ctx, func(cur []K) ([]K, error) {
+		sealed = 0
+		for i := range cur {
+			secret, aad := part(&cur[i])
+			if keyseal.IsSealed(*secret) {
+				continue
+			}
+			b, err := sealer.Seal(rand, aad, *secret)
+			if err != nil {
+				return nil, err
+			}
+			*secret = b
+			sealed++
+		}
+		if sealed == 0 {
+			return nil, errNoChange
+		}
+		return cur, nil
+	})
+	if errors.Is(err, errNoChange) {
+		return 0, nil
+	}
+	return sealed, err
+}
+
+// rotationKind is the metrics label of a rotation made for each action.
+var rotationKind = map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}
+
 // applyKeys runs one life-cycle step in one UpdateSigningKeys transaction
 // and installs the stored result in the key ring. It returns the stored
 // keys and, for on-demand rotations, why one was refused.
@@ -300,79 +352,34 @@ func (s *Server) applyKeys(ctx context.Context, act keyAction) ([]storage.Signin
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	now := s.now()
-
-	keys, err := s.store.ListSigningKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
-	}
-	// A dry run first (with placeholder keys), so that the common case,
-	// nothing due, costs one read and no write transaction.
-	dry, err := s.keyPolicy.plan(keys, now, act, func() (storage.SigningKey, error) {
-		return storage.SigningKey{ID: "dry-run"}, nil
+	var refused error
+	keys, events, err := updateKeySet(ctx, s.store.UpdateSigningKeys, func(cur []storage.SigningKey) ([]storage.SigningKey, []keyEvent, error) {
+		res, err := s.keyPolicy.plan(cur, now, act, func() (storage.SigningKey, error) {
+			return s.keys.newSigningKey(s.rand, now)
+		})
+		refused = res.refused
+		return res.keys, res.events, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("update signing keys: %w", err)
 	}
-	var res planResult
-	if dry.changed() {
-		// Fresh keys are generated at most once per call, however often a
-		// backend retries the function.
-		var pool []storage.SigningKey
-		keys, err = s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
-			used := 0
-			r, err := s.keyPolicy.plan(cur, now, act, func() (storage.SigningKey, error) {
-				if used == len(pool) {
-					k, err := s.keys.newSigningKey(s.rand, storage.KeyNext, now)
-					if err != nil {
-						return storage.SigningKey{}, err
-					}
-					pool = append(pool, k)
-				}
-				used++
-				return pool[used-1], nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			res = r
-			if !r.changed() {
-				return nil, errNoChange
-			}
-			return r.keys, nil
-		})
-		switch {
-		case errors.Is(err, errNoChange):
-			// Another replica made the change first; res says what is
-			// left to do (nothing), and the keys are re-read below.
-			res.events = nil
-			if keys, err = s.store.ListSigningKeys(ctx); err != nil {
-				return nil, fmt.Errorf("list signing keys: %w", err)
-			}
-		case err != nil:
-			return nil, fmt.Errorf("update signing keys: %w", err)
-		}
-	} else {
-		res = dry
-	}
-	for _, ev := range res.events {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+ev.name[len("key_"):],
+	rotated := false
+	for _, ev := range events {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "signing key "+strings.TrimPrefix(ev.name, "key_"),
 			slog.String("event", ev.name), slog.String("kid", ev.kid))
 		if ev.name == "key_retired" { // an active key replaced: one rotation
-			s.metrics.KeyRotated(map[keyAction]string{actSchedule: RotationScheduled, actRotate: RotationManual, actImmediate: RotationImmediate}[act])
+			rotated = true
+			s.metrics.KeyRotated(rotationKind[act])
 		}
 	}
-	if _, err := s.keys.install(keys); err != nil {
+	if err := s.keys.install(keys); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
 	// The refresh-token key rotates with the signing key.
-	rotated := slices.ContainsFunc(res.events, func(ev keyEvent) bool { return ev.name == "key_retired" })
 	if err := s.applyRefreshKeys(ctx, rotated); err != nil {
 		return nil, err
 	}
-	if res.refused != nil {
-		return keys, res.refused
-	}
-	return keys, nil
+	return keys, refused
 }
 
 // SyncSigningKeys runs one step of the key manager: it applies every
@@ -437,14 +444,10 @@ func (s *Server) RotateSigningKey(ctx context.Context, immediate bool) ([]KeyInf
 		act = actImmediate
 	}
 	keys, err := s.applyKeys(ctx, act)
-	var nr *KeyNotReadyError
-	var tm *TooManyRetiredKeysError
-	switch {
-	case errors.As(err, &nr):
-		return nil, nr
-	case errors.As(err, &tm):
-		return nil, tm
-	case err != nil:
+	if errors.Is(err, ErrKeyNotReady) || errors.Is(err, ErrTooManyRetiredKeys) {
+		return nil, err // as it is: *KeyNotReadyError or *TooManyRetiredKeysError
+	}
+	if err != nil {
 		return nil, fmt.Errorf("server: rotate signing key: %w", err)
 	}
 	return s.keyInfos(keys)
@@ -462,59 +465,55 @@ func (s *Server) ListSigningKeys(ctx context.Context) ([]KeyInfo, error) {
 
 func (s *Server) keyInfos(keys []storage.SigningKey) ([]KeyInfo, error) {
 	keys = slices.Clone(keys)
-	slices.SortFunc(keys, compareKeys)
-	var active *storage.SigningKey
-	for i := range keys {
-		if keys[i].State == storage.KeyActive {
-			active = &keys[i]
-		}
-	}
-	out := make([]KeyInfo, 0, len(keys))
-	firstNext := true
-	for _, k := range keys {
+	slices.SortFunc(keys, compareKeys) // the active key first, then the oldest next key
+	out := make([]KeyInfo, len(keys))
+	for i, k := range keys {
 		pub, err := tokens.ParsePublicKey(k.PublicKey)
+		var jwk tokens.JWK
+		if err == nil {
+			jwk, err = tokens.NewJWK(pub)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
 		}
-		jwk, err := tokens.NewJWK(pub)
-		if err != nil {
-			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		out[i] = KeyInfo{ID: k.ID, State: k.State, PublicJWK: jwk, CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
+		switch {
+		case k.State == storage.KeyNext && i == 1 && keys[0].State == storage.KeyActive:
+			out[i].ActivatesAt = s.keyPolicy.activatesAt(keys[0], k)
+		case k.State == storage.KeyRetired:
+			out[i].RemovedAt = s.keyPolicy.removeAt(k)
 		}
-		info := KeyInfo{ID: k.ID, State: k.State, PublicJWK: jwk,
-			CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt}
-		switch k.State {
-		case storage.KeyNext:
-			if firstNext && active != nil {
-				info.ActivatesAt = s.keyPolicy.activatesAt(*active, k)
-			}
-			firstNext = false
-		case storage.KeyRetired:
-			info.RemovedAt = s.keyPolicy.removeAt(k)
-		}
-		out = append(out, info)
 	}
 	return out, nil
 }
 
-// reloadOnMiss reloads the key ring from storage for an unknown kid, at
-// most once a second and never while the key manager is busy. It reports
-// whether the ring changed.
+// reloadOnMiss reloads the key ring from storage for an unknown kid
+// (another replica may have just activated it). It reports whether the
+// reload ran and loaded.
 func (s *Server) reloadOnMiss(ctx context.Context) bool {
-	if !s.missReload.allow(s.now()) || !s.keyMu.TryLock() {
+	return s.reloadRing(ctx, &s.missReload, func() error {
+		keys, err := s.store.ListSigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		return s.keys.install(keys)
+	})
+}
+
+// reloadRing runs load for an id a ring does not know, at most once per
+// limit's interval (so that made-up ids cannot turn into a flood of storage
+// reads) and never while the key manager is busy. It logs a failure and
+// reports whether load ran and succeeded.
+func (s *Server) reloadRing(ctx context.Context, limit *missReloader, load func() error) bool {
+	if !limit.allow(s.now()) || !s.keyMu.TryLock() {
 		return false
 	}
 	defer s.keyMu.Unlock()
-	keys, err := s.store.ListSigningKeys(ctx)
-	if err != nil {
+	if err := load(); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "key reload failed", slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
 		return false
 	}
-	changed, err := s.keys.install(keys)
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "signing-key reload failed",
-			slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
-		return false
-	}
-	return changed
+	return true
 }
 
 // initKeys runs at start: it refuses sealed keys without a key-encryption
@@ -526,14 +525,23 @@ func (s *Server) initKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: list signing keys: %w", err)
 	}
-	if err := checkPrivateKeys(keys, s.keys.sealer); err != nil {
-		return err // "server: signing key <kid>: ..."
+	// Every stored private key is opened and checked against its id now, so
+	// that a wrong key-encryption key or a damaged key is found at start.
+	for _, k := range keys {
+		if _, err := newSigner(k, s.keys.sealer); err != nil {
+			return err // "server: signing key <kid>: ..."
+		}
 	}
 	if s.keys.sealer == nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "private signing keys are stored unencrypted; give a key-encryption key to seal them",
 			slog.String("event", "key_encryption_disabled"))
-	} else if err := s.sealPlaintextKeys(ctx, keys); err != nil {
-		return err
+	} else if n, err := sealStored(ctx, s.store.UpdateSigningKeys, s.keys.sealer, s.rand, func(k *storage.SigningKey) (*[]byte, string) {
+		return &k.PrivateKey, k.ID
+	}); err != nil {
+		return fmt.Errorf("server: seal signing keys: %w", err)
+	} else if n > 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored private signing keys with the key-encryption key; copies made before (backups, free pages of the database file) still hold them in clear: rotate the signing key if they may have leaked",
+			slog.String("event", "key_encryption_migrated"), slog.Int("keys", n))
 	}
 	if err := s.initRefreshKeys(ctx); err != nil {
 		return err
@@ -541,36 +549,5 @@ func (s *Server) initKeys(ctx context.Context) error {
 	if _, err := s.applyKeys(ctx, actSchedule); err != nil {
 		return fmt.Errorf("server: signing keys: %w", err)
 	}
-	return nil
-}
-
-// sealPlaintextKeys seals, in one transaction, every stored private key that
-// is not sealed yet.
-func (s *Server) sealPlaintextKeys(ctx context.Context, keys []storage.SigningKey) error {
-	if !slices.ContainsFunc(keys, func(k storage.SigningKey) bool { return !keyseal.IsSealed(k.PrivateKey) }) {
-		return nil
-	}
-	sealed := 0
-	_, err := s.store.UpdateSigningKeys(ctx, func(cur []storage.SigningKey) ([]storage.SigningKey, error) {
-		sealed = 0
-		out := slices.Clone(cur)
-		for i, k := range out {
-			if keyseal.IsSealed(k.PrivateKey) {
-				continue
-			}
-			b, err := s.keys.sealer.Seal(s.rand, k.ID, k.PrivateKey)
-			if err != nil {
-				return nil, err
-			}
-			out[i].PrivateKey = b
-			sealed++
-		}
-		return out, nil
-	})
-	if err != nil {
-		return fmt.Errorf("server: seal signing keys: %w", err)
-	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored private signing keys with the key-encryption key; copies made before (backups, free pages of the database file) still hold them in clear: rotate the signing key if they may have leaked",
-		slog.String("event", "key_encryption_migrated"), slog.Int("keys", sealed))
 	return nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -54,41 +55,42 @@ type keyState struct {
 	version string
 }
 
-// keysVersion identifies a key set by what the ring depends on, so that a
-// reload that finds nothing new keeps the current state (and with it the
-// verified-token cache, whose epoch is the state).
-func keysVersion(keys []storage.SigningKey) string {
+// ringVersion identifies a key set by what a ring depends on (line gives
+// a key's id, state and times), so that a reload that finds nothing new
+// keeps the current state: for signing keys, with it the verified-token
+// cache, whose epoch is the state.
+func ringVersion[K any](keys []K, line func(K) []any) string {
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s|%s|%d|%d|%d", k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano())
+		parts[i] = fmt.Sprintf("%v|%v|%v|%v|%v", line(k)...)
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "\n")
 }
 
 // install replaces the ring's state with one built from keys, unless keys
-// are what it already holds. It reports whether the state changed. On error
-// the ring keeps its state.
-func (r *keyRing) install(keys []storage.SigningKey) (bool, error) {
-	v := keysVersion(keys)
-	if cur := r.cur.Load(); cur != nil && cur.version == v {
-		r.stale.Store(false)
-		return false, nil
+// are what it already holds. On error the ring keeps its state and is
+// marked stale.
+func (r *keyRing) install(keys []storage.SigningKey) error {
+	v := ringVersion(keys, func(k storage.SigningKey) []any {
+		return []any{k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano()}
+	})
+	if cur := r.cur.Load(); cur == nil || cur.version != v {
+		st, err := buildKeyState(keys, r.sealer)
+		if err != nil {
+			r.stale.Store(true)
+			return err
+		}
+		st.version = v
+		r.cur.Store(st)
 	}
-	st, err := buildKeyState(keys, r.sealer)
-	if err != nil {
-		r.stale.Store(true)
-		return false, err
-	}
-	st.version = v
-	r.cur.Store(st)
 	r.stale.Store(false)
-	return true, nil
+	return nil
 }
 
-// newSigningKey generates a P-256 key in state, its private part sealed
-// when the ring has a sealer.
-func (r *keyRing) newSigningKey(rand io.Reader, state storage.KeyState, now time.Time) (storage.SigningKey, error) {
+// newSigningKey generates a next P-256 key, its private part sealed when
+// the ring has a sealer.
+func (r *keyRing) newSigningKey(rand io.Reader, now time.Time) (storage.SigningKey, error) {
 	priv, err := tokens.GenerateKey(rand)
 	if err != nil {
 		return storage.SigningKey{}, fmt.Errorf("generate signing key: %w", err)
@@ -113,40 +115,7 @@ func (r *keyRing) newSigningKey(rand io.Reader, state storage.KeyState, now time
 	if err != nil {
 		return storage.SigningKey{}, fmt.Errorf("encode public key: %w", err)
 	}
-	k := storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: state, CreatedAt: now}
-	if state == storage.KeyActive {
-		k.ActivatedAt = now
-	}
-	return k, nil
-}
-
-// openPrivate returns the PKCS #8 private key of k, unsealing it when it is
-// sealed.
-func openPrivate(k storage.SigningKey, sealer *keyseal.Sealer) ([]byte, error) {
-	if !keyseal.IsSealed(k.PrivateKey) {
-		return k.PrivateKey, nil
-	}
-	if sealer == nil {
-		return nil, ErrKeyEncryptionKeyRequired
-	}
-	der, err := sealer.Open(k.ID, k.PrivateKey)
-	if errors.Is(err, keyseal.ErrAuthentication) {
-		return nil, ErrKeyEncryptionKeyWrong
-	}
-	return der, err
-}
-
-// checkPrivateKeys opens every stored private key (sealed or not) and checks
-// that it is the private half of the key's id (newSigner's checks), so that
-// a wrong key-encryption key or a damaged key is found at start, not at the
-// next rotation.
-func checkPrivateKeys(keys []storage.SigningKey, sealer *keyseal.Sealer) error {
-	for _, k := range keys {
-		if _, err := newSigner(k, sealer); err != nil {
-			return err
-		}
-	}
-	return nil
+	return storage.SigningKey{ID: kid, PrivateKey: privDER, PublicKey: pubDER, State: storage.KeyNext, CreatedAt: now}, nil
 }
 
 // buildKeyState orders the published keys active first, then next (oldest
@@ -185,15 +154,23 @@ func buildKeyState(keys []storage.SigningKey, sealer *keyseal.Sealer) (*keyState
 	return &keyState{signer: signer, published: set, keys: public}, nil
 }
 
+// newSigner opens k's private key, unsealing it when it is sealed, and
+// checks that it is the private half of the key's id.
 func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, error) {
-	der, err := openPrivate(k, sealer)
-	if err != nil {
-		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	der := k.PrivateKey
+	if keyseal.IsSealed(der) {
+		if sealer == nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyRequired)
+		}
+		var err error
+		if der, err = sealer.Open(k.ID, k.PrivateKey); errors.Is(err, keyseal.ErrAuthentication) {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyWrong)
+		} else if err != nil {
+			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+		}
+		defer clear(der)
 	}
 	priv, err := tokens.ParsePrivateKey(der)
-	if keyseal.IsSealed(k.PrivateKey) {
-		clear(der)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
 	}
@@ -207,32 +184,17 @@ func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, er
 	return signer, nil
 }
 
-// stateRank orders states as the JWKS lists them.
-func stateRank(s storage.KeyState) int {
-	switch s {
-	case storage.KeyActive:
-		return 0
-	case storage.KeyNext:
-		return 1
-	default:
-		return 2
-	}
-}
+// keyRank orders states as the JWKS lists them.
+var keyRank = map[storage.KeyState]int{storage.KeyActive: 0, storage.KeyNext: 1, storage.KeyRetired: 2}
 
 // compareKeys orders keys active, next (oldest first), retired (most
 // recently retired first), ties by id.
 func compareKeys(a, b storage.SigningKey) int {
-	if ra, rb := stateRank(a.State), stateRank(b.State); ra != rb {
-		return ra - rb
-	}
+	byTime := a.CreatedAt.Compare(b.CreatedAt)
 	if a.State == storage.KeyRetired {
-		if c := b.RetiredAt.Compare(a.RetiredAt); c != 0 {
-			return c
-		}
-	} else if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-		return c
+		byTime = b.RetiredAt.Compare(a.RetiredAt)
 	}
-	return strings.Compare(a.ID, b.ID)
+	return cmp.Or(cmp.Compare(keyRank[a.State], keyRank[b.State]), byTime, strings.Compare(a.ID, b.ID))
 }
 
 // PublicKey implements tokens.KeySource over the published keys. A kid the

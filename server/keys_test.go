@@ -1120,6 +1120,13 @@ func TestKeyEncryptionMigration(t *testing.T) {
 	if !strings.Contains(logs.String(), `"event":"key_encryption_migrated"`) || !strings.Contains(logs.String(), `"keys":2`) {
 		t.Errorf("migration not logged: %s", logs.String())
 	}
+	// The refresh-token secrets (active and next) are sealed too, and
+	// reported with their count as docs/operations.md lists it.
+	if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, `"event":"refresh_key_encryption_migrated"`) && strings.Contains(l, `"keys":2`)
+	}) {
+		t.Errorf("refresh-token secret migration not logged with its count: %s", logs.String())
+	}
 	checkNoPrivateKeys(t, logs.String())
 	// The token signed before the migration verifies on the migrated server.
 	if _, err := srv.Verifier().Verify(ctxT(t), tp.GetAccessToken()); err != nil {

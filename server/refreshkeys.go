@@ -33,9 +33,9 @@ import (
 // most Config.RefreshMaxAge, and the device proofs it MAC'd (see
 // tokens.NewDeviceProof) live at most Config.DeviceProofTTL: it is removed
 // once RetiredAt + KeyReloadInterval + the longer of the two has passed,
-// and never before. A
-// replica that meets a token of a secret it does not know reloads the set
-// (at most once a second) before it calls the token unknown.
+// and never before. A replica that meets a token of a secret it does not
+// know reloads the set (at most once a second) before it calls the token
+// unknown.
 //
 // Secrets are sealed with the key-encryption key when one is given, like
 // private signing keys, and are never logged or served.
@@ -63,37 +63,23 @@ type refreshState struct {
 	version string
 }
 
-// refreshKeysVersion identifies a refresh-key set by what the ring depends
-// on (ids, states, times), so that a reload that finds nothing new keeps
-// the current state without opening every secret again.
-func refreshKeysVersion(keys []storage.RefreshKey) string {
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s|%s|%d|%d|%d", k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano())
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, "\n")
-}
-
 // install replaces the ring's state with one built from keys, unless keys
-// are what it already holds. On error the ring keeps its state and is
-// marked stale.
+// are what it already holds (ids, states, times: a secret sealed anew by
+// another replica changes nothing). On error the ring keeps its state and
+// is marked stale.
 func (r *refreshRing) install(keys []storage.RefreshKey) error {
-	v := refreshKeysVersion(keys)
+	v := ringVersion(keys, func(k storage.RefreshKey) []any {
+		return []any{k.ID, k.State, k.CreatedAt.UnixNano(), k.ActivatedAt.UnixNano(), k.RetiredAt.UnixNano()}
+	})
 	if cur := r.cur.Load(); cur != nil && cur.version == v {
 		r.stale.Store(false)
 		return nil
 	}
-	err := r.build(keys, v)
-	r.stale.Store(err != nil)
-	return err
-}
-
-func (r *refreshRing) build(keys []storage.RefreshKey, version string) error {
-	st := &refreshState{byID: make(map[string][]byte, len(keys)), version: version}
+	st := &refreshState{byID: make(map[string][]byte, len(keys)), version: v}
 	for _, k := range keys {
 		secret, err := openRefreshSecret(k, r.sealer)
 		if err != nil {
+			r.stale.Store(true)
 			return err
 		}
 		st.byID[k.ID] = secret
@@ -102,9 +88,11 @@ func (r *refreshRing) build(keys []storage.RefreshKey, version string) error {
 		}
 	}
 	if st.active.ID == "" {
+		r.stale.Store(true)
 		return errors.New("server: no active refresh-token key")
 	}
 	r.cur.Store(st)
+	r.stale.Store(false)
 	return nil
 }
 
@@ -117,9 +105,8 @@ func (r *refreshRing) lookup(id string) ([]byte, bool) {
 // minting returns the secret new refresh tokens are minted with.
 func (r *refreshRing) minting() tokens.RefreshKey { return r.cur.Load().active }
 
-// newRefreshKey generates a secret in state, sealed when the ring has a
-// sealer.
-func (r *refreshRing) newRefreshKey(rand io.Reader, state storage.KeyState, now time.Time) (storage.RefreshKey, error) {
+// newRefreshKey generates a next secret, sealed when the ring has a sealer.
+func (r *refreshRing) newRefreshKey(rand io.Reader, now time.Time) (storage.RefreshKey, error) {
 	k, err := tokens.NewRefreshKey(rand)
 	if err != nil {
 		return storage.RefreshKey{}, fmt.Errorf("generate refresh-token key: %w", err)
@@ -130,7 +117,7 @@ func (r *refreshRing) newRefreshKey(rand io.Reader, state storage.KeyState, now 
 			return storage.RefreshKey{}, fmt.Errorf("seal refresh-token key: %w", err)
 		}
 	}
-	return storage.RefreshKey{ID: k.ID, Secret: secret, State: state, CreatedAt: now}, nil
+	return storage.RefreshKey{ID: k.ID, Secret: secret, State: storage.KeyNext, CreatedAt: now}, nil
 }
 
 // openRefreshSecret returns k's secret, unsealing it when it is sealed.
@@ -180,17 +167,13 @@ func (p keyPolicy) planRefreshKeys(stored []storage.RefreshKey, now time.Time, r
 			next = i
 		}
 	}
-	fresh := func(state storage.KeyState) error {
+	addNext := func() error {
 		k, err := newKey()
 		if err != nil {
 			return err
 		}
-		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = state, now, time.Time{}, time.Time{}
+		k.State, k.CreatedAt, k.ActivatedAt, k.RetiredAt = storage.KeyNext, now, time.Time{}, time.Time{}
 		events = append(events, keyEvent{"refresh_key_created", k.ID})
-		if state == storage.KeyActive {
-			k.ActivatedAt = now
-			events = append(events, keyEvent{"refresh_key_activated", k.ID})
-		}
 		keys = append(keys, k)
 		return nil
 	}
@@ -199,17 +182,18 @@ func (p keyPolicy) planRefreshKeys(stored []storage.RefreshKey, now time.Time, r
 		events = append(events, keyEvent{"refresh_key_retired", keys[active].ID})
 		active = -1
 	}
-	switch {
-	case active < 0 && next >= 0:
+	if active < 0 {
+		if next < 0 {
+			if err := addNext(); err != nil {
+				return nil, nil, err
+			}
+			next = len(keys) - 1
+		}
 		keys[next].State, keys[next].ActivatedAt = storage.KeyActive, now
 		events = append(events, keyEvent{"refresh_key_activated", keys[next].ID})
-	case active < 0:
-		if err := fresh(storage.KeyActive); err != nil {
-			return nil, nil, err
-		}
 	}
 	if !slices.ContainsFunc(keys, func(k storage.RefreshKey) bool { return k.State == storage.KeyNext }) {
-		if err := fresh(storage.KeyNext); err != nil {
+		if err := addNext(); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -217,57 +201,20 @@ func (p keyPolicy) planRefreshKeys(stored []storage.RefreshKey, now time.Time, r
 }
 
 // applyRefreshKeys runs one life-cycle step of the refresh-token keys in
-// one UpdateRefreshKeys transaction (none when nothing is due) and installs
-// the stored result in the ring. The caller holds keyMu.
+// one UpdateRefreshKeys transaction and installs the stored result in the
+// ring. The caller holds keyMu.
 func (s *Server) applyRefreshKeys(ctx context.Context, rotate bool) error {
 	now := s.now()
-	keys, err := s.store.ListRefreshKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("list refresh-token keys: %w", err)
-	}
-	_, dry, err := s.keyPolicy.planRefreshKeys(keys, now, rotate, func() (storage.RefreshKey, error) {
-		return storage.RefreshKey{ID: "dry-run"}, nil
+	keys, events, err := updateKeySet(ctx, s.store.UpdateRefreshKeys, func(cur []storage.RefreshKey) ([]storage.RefreshKey, []keyEvent, error) {
+		return s.keyPolicy.planRefreshKeys(cur, now, rotate, func() (storage.RefreshKey, error) {
+			return s.refreshKeys.newRefreshKey(s.rand, now)
+		})
 	})
 	if err != nil {
-		return err
-	}
-	var events []keyEvent
-	if len(dry) > 0 {
-		var pool []storage.RefreshKey // fresh keys, made once however often fn runs
-		keys, err = s.store.UpdateRefreshKeys(ctx, func(cur []storage.RefreshKey) ([]storage.RefreshKey, error) {
-			used := 0
-			next, evs, err := s.keyPolicy.planRefreshKeys(cur, now, rotate, func() (storage.RefreshKey, error) {
-				if used == len(pool) {
-					k, err := s.refreshKeys.newRefreshKey(s.rand, storage.KeyNext, now)
-					if err != nil {
-						return storage.RefreshKey{}, err
-					}
-					pool = append(pool, k)
-				}
-				used++
-				return pool[used-1], nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			if events = evs; len(evs) == 0 {
-				return nil, errNoChange
-			}
-			return next, nil
-		})
-		switch {
-		case errors.Is(err, errNoChange):
-			// Another replica made the change first.
-			events = nil
-			if keys, err = s.store.ListRefreshKeys(ctx); err != nil {
-				return fmt.Errorf("list refresh-token keys: %w", err)
-			}
-		case err != nil:
-			return fmt.Errorf("update refresh-token keys: %w", err)
-		}
+		return fmt.Errorf("update refresh-token keys: %w", err)
 	}
 	for _, ev := range events {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "refresh-token key "+ev.name[len("refresh_key_"):],
+		s.log.LogAttrs(ctx, slog.LevelInfo, "refresh-token key "+strings.TrimPrefix(ev.name, "refresh_key_"),
 			slog.String("event", ev.name), slog.String("refresh_key_id", ev.kid))
 	}
 	if err := s.refreshKeys.install(keys); err != nil {
@@ -290,50 +237,33 @@ func (s *Server) initRefreshKeys(ctx context.Context) error {
 			return err
 		}
 	}
-	sealer := s.refreshKeys.sealer
-	if sealer == nil || !slices.ContainsFunc(keys, func(k storage.RefreshKey) bool { return !keyseal.IsSealed(k.Secret) }) {
+	if s.refreshKeys.sealer == nil {
 		return nil
 	}
-	_, err = s.store.UpdateRefreshKeys(ctx, func(cur []storage.RefreshKey) ([]storage.RefreshKey, error) {
-		for i, k := range cur {
-			if keyseal.IsSealed(k.Secret) {
-				continue
-			}
-			b, err := sealer.Seal(s.rand, refreshAAD(k.ID), k.Secret)
-			if err != nil {
-				return nil, err
-			}
-			cur[i].Secret = b
-		}
-		return cur, nil
+	n, err := sealStored(ctx, s.store.UpdateRefreshKeys, s.refreshKeys.sealer, s.rand, func(k *storage.RefreshKey) (*[]byte, string) {
+		return &k.Secret, refreshAAD(k.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("server: seal refresh-token keys: %w", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored refresh-token keys with the key-encryption key",
-		slog.String("event", "refresh_key_encryption_migrated"))
+	if n > 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sealed the stored refresh-token keys with the key-encryption key",
+			slog.String("event", "refresh_key_encryption_migrated"), slog.Int("keys", n))
+	}
 	return nil
 }
 
-// reloadRefreshOnMiss reloads the refresh secrets from storage for a token
-// whose secret this replica does not know (another replica may have just
-// activated it), at most once a second and never while the key manager is
-// busy. It reports whether a reload ran.
+// reloadRefreshOnMiss reloads the refresh secrets for a token whose
+// secret this replica does not know (another replica may have just
+// activated it); see reloadOnMiss.
 func (s *Server) reloadRefreshOnMiss(ctx context.Context) bool {
-	if !s.refreshMiss.allow(s.now()) || !s.keyMu.TryLock() {
-		return false
-	}
-	defer s.keyMu.Unlock()
-	keys, err := s.store.ListRefreshKeys(ctx)
-	if err == nil {
-		err = s.refreshKeys.install(keys)
-	}
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "refresh-token key reload failed",
-			slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
-		return false
-	}
-	return true
+	return s.reloadRing(ctx, &s.refreshMiss, func() error {
+		keys, err := s.store.ListRefreshKeys(ctx)
+		if err != nil {
+			return err
+		}
+		return s.refreshKeys.install(keys)
+	})
 }
 
 // parseRefresh decodes a presented refresh token and verifies its MAC,

@@ -99,12 +99,16 @@ func (b *broadcaster) close() {
 // publishSession announces a revoked session. Its access tokens expire by
 // the session's expiry (Config.Validate keeps refresh-ttl ≥ access-ttl).
 func (s *Server) publishSession(sess storage.Session) {
-	s.revs.publish(&latchv1.RevocationEvent{SessionId: sess.ID, Exp: sess.ExpiresAt().Unix()})
+	s.revs.publish(revocationEvent(storage.Revocation{SessionID: sess.ID, ExpiresAt: sess.ExpiresAt()}))
 }
 
 // publishJTI announces a denied access token.
 func (s *Server) publishJTI(jti string, exp time.Time) {
-	s.revs.publish(&latchv1.RevocationEvent{Jti: jti, Exp: exp.Unix()})
+	s.revs.publish(revocationEvent(storage.Revocation{JTI: jti, ExpiresAt: exp}))
+}
+
+func revocationEvent(r storage.Revocation) *latchv1.RevocationEvent {
+	return &latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}
 }
 
 // callerDeadline is when a revocation stream's caller credential stops
@@ -159,7 +163,7 @@ func (s *Server) WatchRevocations(_ *latchv1.WatchRevocationsRequest, stream grp
 	// is in the snapshot.
 	revoked := false
 	for _, r := range snap {
-		ev := &latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}
+		ev := revocationEvent(r)
 		if err := stream.Send(ev); err != nil {
 			return err
 		}

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/storage"
@@ -35,17 +37,11 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 	// Oldest first; the session id breaks ties so that concurrent logins
 	// pick the same victims.
 	slices.SortFunc(live, func(a, b storage.Session) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		return 1
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	for _, old := range live[:excess] {
-		changed, err := s.store.RevokeSession(ctx, old.ID, storage.ReasonSessionLimit, now)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		changed, err := s.revokeSession(ctx, old, storage.ReasonSessionLimit, RevokedSession, now)
+		if err != nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "session cap not enforced", slog.String("event", "session_cap_failed"),
 				slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.String("error", err.Error()))
 			return
@@ -53,11 +49,26 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 		if !changed {
 			continue // a concurrent login revoked it first and announced it
 		}
-		s.publishSession(old)
-		s.metrics.Revoked(RevokedSession, 1)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "oldest session revoked: live-session cap reached", slog.String("event", "session_cap_revoked"),
 			slog.String("user_id", user.ID), slog.String("session_id", old.ID), slog.Int("cap", limit))
 	}
+}
+
+// revokeSession revokes sess for reason and, when that changed it,
+// announces it and counts it as kind ("": not counted). A session already
+// gone is not an error: it is not live either.
+func (s *Server) revokeSession(ctx context.Context, sess storage.Session, reason, kind string, now time.Time) (bool, error) {
+	changed, err := s.store.RevokeSession(ctx, sess.ID, reason, now)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return false, fmt.Errorf("revoke session: %w", err)
+	}
+	if changed {
+		s.publishSession(sess)
+		if kind != "" {
+			s.metrics.Revoked(kind, 1)
+		}
+	}
+	return changed, nil
 }
 
 // newDeviceProof issues the device proof a successful login hands out,

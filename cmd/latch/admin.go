@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -108,61 +109,36 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 
 // parseAdminFlags parses flags placed anywhere among the arguments, fills
 // connection flags not given from LATCH_ADMIN_*, and returns the positional
-// arguments.
+// arguments. A positional argument may begin with '-', as a user or session
+// id may (ids are base64url): one with a single leading dash that names no
+// flag of fs is positional, and so is whatever follows "--". A value of a
+// flag that takes one is the flag's whatever it looks like; a misspelt
+// "--flag" is refused.
 func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	args = markDashIDs(fs, args)
-	var pos []string
-	for {
-		if err := parseFlagSet(fs, args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return pos, setFromEnv(fs, getenv, adminEnvName)
-}
-
-// markDashIDs lets a positional argument begin with '-', as a user or
-// session id may (ids are base64url): an argument with one leading dash that
-// names no flag of fs is preceded by "--", so that fs.Parse hands it back as
-// positional instead of refusing it as an unknown flag. A value of a flag
-// that takes one is left alone; a misspelt "--flag" is still refused.
-func markDashIDs(fs *flag.FlagSet, args []string) []string {
-	out := make([]string, 0, len(args))
+	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "--" {
-			// The next argument is positional whatever it looks like.
-			out = append(out, args[i:min(i+2, len(args))]...)
-			i++
-			continue
-		}
-		if len(a) < 2 || a[0] != '-' {
-			out = append(out, a)
-			continue
-		}
-		name, hasValue := strings.TrimLeft(a, "-"), false
-		if j := strings.IndexByte(name, '='); j >= 0 {
-			name, hasValue = name[:j], true
-		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := fs.Lookup(name)
-		if f == nil {
-			if a[1] != '-' && name != "h" && name != "help" {
-				out = append(out, "--")
+		switch {
+		case a == "--":
+			if i++; i < len(args) {
+				pos = append(pos, args[i])
 			}
-			out = append(out, a)
-			continue
-		}
-		out = append(out, a)
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
-			i++
-			out = append(out, args[i]) // the flag's value, whatever it looks like
+		case len(a) < 2 || a[0] != '-' || (f == nil && a[1] != '-' && name != "h" && name != "help"):
+			pos = append(pos, a)
+		default:
+			flags = append(flags, a)
+			if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
 		}
 	}
-	return out
+	if err := parseFlagSet(fs, flags); err != nil {
+		return nil, err
+	}
+	return pos, setFromEnv(fs, getenv, adminEnvName)
 }
 
 // adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
@@ -174,11 +150,14 @@ func adminEnvName(flagName string) string {
 	return adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// adminCommand is one `latch admin <group> <verb>`.
+// adminCommand is one `latch admin <group> <verb>`: its positional
+// arguments, its own flags, and run, which makes the call with the admin
+// credential already on ctx and returns the response (printed with --json)
+// and its human form.
 type adminCommand struct {
-	args  []string // names of the positional arguments
+	args  []string
 	flags func(*flag.FlagSet, *adminOpts)
-	run   func(ctx context.Context, c *adminSession, o *adminOpts, pos []string) (proto.Message, func(io.Writer), error)
+	run   func(ctx context.Context, s *adminSession, o *adminOpts, arg string) (proto.Message, func(io.Writer), error)
 }
 
 // adminOpts are the command-specific flags.
@@ -189,14 +168,41 @@ type adminOpts struct {
 	pageSize                                   int
 }
 
+// reply turns a call's outcome into run's results: the response and human
+// printing it, or the call's status as "Code: message".
+func reply[R proto.Message](human func(io.Writer, R)) func(R, error) (proto.Message, func(io.Writer), error) {
+	return func(resp R, err error) (proto.Message, func(io.Writer), error) {
+		if err != nil {
+			return nil, nil, rpcError(err)
+		}
+		return resp, func(w io.Writer) { human(w, resp) }, nil
+	}
+}
+
 var adminCommands = map[string]adminCommand{
 	"users list": {flags: func(fs *flag.FlagSet, o *adminOpts) {
 		fs.IntVar(&o.pageSize, "page-size", 100, "users fetched per call (every page is listed)")
 	}, run: runListUsers},
-	"users get":    {args: []string{"ID|EMAIL"}, run: runGetUser},
-	"users create": {args: []string{"EMAIL"}, flags: roleFlags(true), run: runCreateUser},
+	"users get": {args: []string{"ID|EMAIL"}, run: func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		req := &latchv1.GetUserRequest{Lookup: &latchv1.GetUserRequest_UserId{UserId: arg}}
+		if strings.Contains(arg, "@") {
+			req.Lookup = &latchv1.GetUserRequest_Email{Email: arg}
+		}
+		return reply(func(w io.Writer, r *latchv1.GetUserResponse) { printUser(w, "", r.GetUser()) })(s.admin.GetUser(ctx, req))
+	}},
+	"users create": {args: []string{"EMAIL"}, flags: func(fs *flag.FlagSet, o *adminOpts) {
+		fs.Var(&o.roles, "role", "a role of the user (repeatable)")
+		fs.BoolVar(&o.disabled, "disabled", false, "create the user disabled")
+	}, run: func(ctx context.Context, s *adminSession, o *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		pw, err := s.prompt.secret("new password of "+arg, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		return reply(func(w io.Writer, r *latchv1.CreateUserResponse) { printUser(w, "created user:", r.GetUser()) })(
+			s.admin.CreateUser(ctx, &latchv1.CreateUserRequest{Email: arg, Password: pw, Roles: o.roles.vals, Disabled: o.disabled}))
+	}},
 	"users update": {args: []string{"ID"}, flags: func(fs *flag.FlagSet, o *adminOpts) {
-		roleFlags(false)(fs, o)
+		fs.Var(&o.roles, "role", "replace the user's roles with these (repeatable)")
 		fs.BoolVar(&o.noRoles, "no-roles", false, "remove every role")
 		fs.StringVar(&o.setEmail, "set-email", "", "change the user's email")
 	}, run: runUpdateUser},
@@ -204,26 +210,55 @@ var adminCommands = map[string]adminCommand{
 	"users enable":  {args: []string{"ID"}, run: runSetDisabled(false)},
 	"users set-password": {args: []string{"ID"}, flags: func(fs *flag.FlagSet, o *adminOpts) {
 		fs.BoolVar(&o.keepSessions, "keep-sessions", false, "keep the user's sessions (by default they are revoked)")
-	}, run: runSetPassword},
-	"users delete":        {args: []string{"ID"}, run: runDeleteUser},
-	"sessions list":       {args: []string{"USER_ID"}, run: runListSessions},
-	"sessions revoke":     {args: []string{"SESSION_ID"}, run: runRevokeSession},
-	"sessions revoke-all": {args: []string{"USER_ID"}, run: runRevokeUserSessions},
-	"keys list":           {run: runListKeys},
+	}, run: func(ctx context.Context, s *adminSession, o *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		pw, err := s.prompt.secret("new password", true)
+		if err != nil {
+			return nil, nil, err
+		}
+		return reply(func(w io.Writer, r *latchv1.SetPasswordResponse) {
+			fmt.Fprintf(w, "password of user %s set; revoked %d session(s)\n", arg, r.GetRevokedSessions())
+		})(s.admin.SetPassword(ctx, &latchv1.SetPasswordRequest{UserId: arg, Password: pw, KeepSessions: o.keepSessions}))
+	}},
+	"users delete": {args: []string{"ID"}, run: func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.DeleteUserResponse) {
+			fmt.Fprintf(w, "deleted user %s; revoked %d session(s)\n", arg, r.GetRevokedSessions())
+		})(s.admin.DeleteUser(ctx, &latchv1.DeleteUserRequest{UserId: arg}))
+	}},
+	"sessions list": {args: []string{"USER_ID"}, run: func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.ListSessionsResponse) {
+			printSessions(w, r.GetSessions())
+			if n := len(r.GetSessions()); int(r.GetTotal()) > n {
+				fmt.Fprintf(w, "the %d newest of %d session(s)\n", n, r.GetTotal())
+			} else {
+				fmt.Fprintf(w, "%d session(s)\n", n)
+			}
+		})(s.admin.ListSessions(ctx, &latchv1.ListSessionsRequest{UserId: arg}))
+	}},
+	"sessions revoke": {args: []string{"SESSION_ID"}, run: func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.RevokeSessionResponse) {
+			fmt.Fprintf(w, "session %s revoked (reason %s)\n", arg, r.GetSession().GetRevokeReason())
+		})(s.admin.RevokeSession(ctx, &latchv1.RevokeSessionRequest{SessionId: arg}))
+	}},
+	"sessions revoke-all": {args: []string{"USER_ID"}, run: func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.RevokeUserSessionsResponse) {
+			fmt.Fprintf(w, "revoked %d session(s) of user %s\n", len(r.GetRevoked()), arg)
+			if len(r.GetRevoked()) > 0 {
+				printSessions(w, r.GetRevoked())
+			}
+		})(s.admin.RevokeUserSessions(ctx, &latchv1.RevokeUserSessionsRequest{UserId: arg}))
+	}},
+	"keys list": {run: func(ctx context.Context, s *adminSession, _ *adminOpts, _ string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.ListSigningKeysResponse) { printKeys(w, "", r.GetKeys()) })(
+			s.admin.ListSigningKeys(ctx, &latchv1.ListSigningKeysRequest{}))
+	}},
 	"keys rotate": {flags: func(fs *flag.FlagSet, o *adminOpts) {
 		fs.BoolVar(&o.immediate, "immediate", false, "a fresh key signs at once (for a compromised key), instead of activating the published next key")
-	}, run: runRotateKey},
-}
-
-func roleFlags(create bool) func(*flag.FlagSet, *adminOpts) {
-	return func(fs *flag.FlagSet, o *adminOpts) {
-		if create {
-			fs.Var(&o.roles, "role", "a role of the user (repeatable)")
-			fs.BoolVar(&o.disabled, "disabled", false, "create the user disabled")
-			return
-		}
-		fs.Var(&o.roles, "role", "replace the user's roles with these (repeatable)")
-	}
+	}, run: func(ctx context.Context, s *adminSession, o *adminOpts, _ string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.RotateSigningKeyResponse) {
+			printKeys(w, "rotation done; keys now:", r.GetKeys())
+		})(
+			s.admin.RotateSigningKey(ctx, &latchv1.RotateSigningKeyRequest{Immediate: o.immediate}))
+	}},
 }
 
 func admin(ctx context.Context, args []string, e env) error {
@@ -279,8 +314,7 @@ func admin(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer sess.close(e)
-	sess.prompt = p
-	resp, human, err := cmd.run(ctx, sess, &o, pos)
+	resp, human, err := cmd.run(sess.ctx(ctx), sess, &o, strings.Join(pos, ""))
 	if err != nil {
 		return err
 	}
@@ -304,11 +338,13 @@ func flagTakesValue(arg string) bool {
 	var cf connFlags
 	cf.register(fs)
 	f := fs.Lookup(strings.TrimLeft(arg, "-"))
-	if f == nil {
-		return true // not a connection flag: parsing refuses it
-	}
+	return f == nil || !isBoolFlag(f) // not a connection flag: parsing refuses it
+}
+
+// isBoolFlag reports whether f takes no value.
+func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return !ok || !b.IsBoolFlag()
+	return ok && b.IsBoolFlag()
 }
 
 // --- credentials and connection ---
@@ -397,7 +433,7 @@ func openAdminSession(ctx context.Context, cf connFlags, e env, p *prompter) (*a
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cf.addr, err)
 	}
-	s := &adminSession{conn: conn, admin: latchv1.NewAdminServiceClient(conn), auth: latchv1.NewAuthServiceClient(conn), token: token}
+	s := &adminSession{conn: conn, admin: latchv1.NewAdminServiceClient(conn), auth: latchv1.NewAuthServiceClient(conn), token: token, prompt: p}
 	if token != "" {
 		return s, nil
 	}
@@ -407,11 +443,7 @@ func openAdminSession(ctx context.Context, cf connFlags, e env, p *prompter) (*a
 		return nil, err
 	}
 	// Latch's own APIs accept only tokens for its own audience, its issuer.
-	aud := cf.audience
-	if aud == "" {
-		aud = cf.issuer
-	}
-	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: aud})
+	resp, err := s.auth.Login(ctx, &latchv1.LoginRequest{Email: cf.email, Password: pw, Audience: cmp.Or(cf.audience, cf.issuer)})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("log in as %s: %w", cf.email, rpcError(err))
@@ -495,17 +527,16 @@ const plaintextAnswer = "first record does not look like a TLS handshake"
 
 // --- commands ---
 
-func runListUsers(ctx context.Context, s *adminSession, o *adminOpts, _ []string) (proto.Message, func(io.Writer), error) {
+func runListUsers(ctx context.Context, s *adminSession, o *adminOpts, _ string) (proto.Message, func(io.Writer), error) {
 	if o.pageSize <= 0 {
 		return nil, nil, errors.New("--page-size must be positive")
 	}
 	all := &latchv1.ListUsersResponse{}
-	token := ""
 	// A server that hands back a page token it already gave would have us
 	// loop (and pile up users) until --timeout: stop at the first repeat.
 	seen := map[string]bool{}
-	for pages := 1; ; pages++ {
-		resp, err := s.admin.ListUsers(s.ctx(ctx), &latchv1.ListUsersRequest{PageSize: int32(min(o.pageSize, 500)), PageToken: token})
+	for token := ""; ; {
+		resp, err := s.admin.ListUsers(ctx, &latchv1.ListUsersRequest{PageSize: int32(min(o.pageSize, 500)), PageToken: token})
 		if err != nil {
 			return nil, nil, rpcError(err)
 		}
@@ -514,57 +545,22 @@ func runListUsers(ctx context.Context, s *adminSession, o *adminOpts, _ []string
 			break
 		}
 		if seen[token] {
-			return nil, nil, fmt.Errorf("listing users: page %d's next-page token repeats an earlier one; the server's paging is broken, stopping rather than looping", pages)
+			return nil, nil, fmt.Errorf("listing users: page %d's next-page token repeats an earlier one; the server's paging is broken, stopping rather than looping", len(seen)+1)
 		}
 		seen[token] = true
 	}
-	return all, func(w io.Writer) {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tEMAIL\tROLES\tDISABLED\tCREATED")
-		for _, u := range all.GetUsers() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", u.GetId(), u.GetEmail(), strings.Join(u.GetRoles(), ","), u.GetDisabled(), when(u.GetCreateTime()))
+	return reply(func(w io.Writer, r *latchv1.ListUsersResponse) {
+		rows := []string{"ID\tEMAIL\tROLES\tDISABLED\tCREATED"}
+		for _, u := range r.GetUsers() {
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%v\t%s", u.GetId(), u.GetEmail(), strings.Join(u.GetRoles(), ","), u.GetDisabled(), when(u.GetCreateTime())))
 		}
-		tw.Flush()
-		fmt.Fprintf(w, "%d user(s)\n", len(all.GetUsers()))
-	}, nil
+		table(w, rows...)
+		fmt.Fprintf(w, "%d user(s)\n", len(r.GetUsers()))
+	})(all, nil)
 }
 
-func printUser(w io.Writer, u *latchv1.User) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "id:\t%s\nemail:\t%s\nroles:\t%s\ndisabled:\t%v\ncreated:\t%s\nupdated:\t%s\n", u.GetId(), u.GetEmail(),
-		strings.Join(u.GetRoles(), ","), u.GetDisabled(), when(u.GetCreateTime()), when(u.GetUpdateTime()))
-	tw.Flush()
-}
-
-func runGetUser(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	req := &latchv1.GetUserRequest{Lookup: &latchv1.GetUserRequest_UserId{UserId: pos[0]}}
-	if strings.Contains(pos[0], "@") {
-		req.Lookup = &latchv1.GetUserRequest_Email{Email: pos[0]}
-	}
-	resp, err := s.admin.GetUser(s.ctx(ctx), req)
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) { printUser(w, resp.GetUser()) }, nil
-}
-
-func runCreateUser(ctx context.Context, s *adminSession, o *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	pw, err := s.prompt.secret("new password of "+pos[0], true)
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, err := s.admin.CreateUser(s.ctx(ctx), &latchv1.CreateUserRequest{Email: pos[0], Password: pw, Roles: o.roles.vals, Disabled: o.disabled})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintln(w, "created user:")
-		printUser(w, resp.GetUser())
-	}, nil
-}
-
-func runUpdateUser(ctx context.Context, s *adminSession, o *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	req := &latchv1.UpdateUserRequest{UserId: pos[0]}
+func runUpdateUser(ctx context.Context, s *adminSession, o *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+	req := &latchv1.UpdateUserRequest{UserId: arg}
 	switch {
 	case o.noRoles && o.roles.isSet:
 		return nil, nil, errors.New("give --role or --no-roles, not both")
@@ -579,143 +575,64 @@ func runUpdateUser(ctx context.Context, s *adminSession, o *adminOpts, pos []str
 	if req.Roles == nil && req.Email == nil {
 		return nil, nil, errors.New("nothing to change: give --role, --no-roles or --set-email")
 	}
-	resp, err := s.admin.UpdateUser(s.ctx(ctx), req)
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintln(w, "updated user:")
-		printUser(w, resp.GetUser())
-	}, nil
+	return reply(func(w io.Writer, r *latchv1.UpdateUserResponse) { printUser(w, "updated user:", r.GetUser()) })(s.admin.UpdateUser(ctx, req))
 }
 
-func runSetDisabled(disabled bool) func(context.Context, *adminSession, *adminOpts, []string) (proto.Message, func(io.Writer), error) {
-	return func(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-		resp, err := s.admin.UpdateUser(s.ctx(ctx), &latchv1.UpdateUserRequest{UserId: pos[0], Disabled: proto.Bool(disabled)})
-		if err != nil {
-			return nil, nil, rpcError(err)
-		}
-		return resp, func(w io.Writer) {
+func runSetDisabled(disabled bool) func(context.Context, *adminSession, *adminOpts, string) (proto.Message, func(io.Writer), error) {
+	return func(ctx context.Context, s *adminSession, _ *adminOpts, arg string) (proto.Message, func(io.Writer), error) {
+		return reply(func(w io.Writer, r *latchv1.UpdateUserResponse) {
 			if disabled {
-				fmt.Fprintf(w, "disabled user %s; revoked %d session(s)\n", pos[0], resp.GetRevokedSessions())
-				return
+				fmt.Fprintf(w, "disabled user %s; revoked %d session(s)\n", arg, r.GetRevokedSessions())
+			} else {
+				fmt.Fprintf(w, "enabled user %s\n", arg)
 			}
-			fmt.Fprintf(w, "enabled user %s\n", pos[0])
-		}, nil
+		})(s.admin.UpdateUser(ctx, &latchv1.UpdateUserRequest{UserId: arg, Disabled: proto.Bool(disabled)}))
 	}
 }
 
-func runSetPassword(ctx context.Context, s *adminSession, o *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	pw, err := s.prompt.secret("new password", true)
-	if err != nil {
-		return nil, nil, err
+// table writes tab-separated lines as aligned columns.
+func table(w io.Writer, lines ...string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, l := range lines {
+		fmt.Fprintln(tw, l)
 	}
-	resp, err := s.admin.SetPassword(s.ctx(ctx), &latchv1.SetPasswordRequest{UserId: pos[0], Password: pw, KeepSessions: o.keepSessions})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintf(w, "password of user %s set; revoked %d session(s)\n", pos[0], resp.GetRevokedSessions())
-	}, nil
+	tw.Flush()
 }
 
-func runDeleteUser(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.DeleteUser(s.ctx(ctx), &latchv1.DeleteUserRequest{UserId: pos[0]})
-	if err != nil {
-		return nil, nil, rpcError(err)
+// printUser prints u as "field: value" lines, after title unless it is "".
+func printUser(w io.Writer, title string, u *latchv1.User) {
+	if title != "" {
+		fmt.Fprintln(w, title)
 	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintf(w, "deleted user %s; revoked %d session(s)\n", pos[0], resp.GetRevokedSessions())
-	}, nil
-}
-
-var sessionStates = map[latchv1.SessionState]string{
-	latchv1.SessionState_SESSION_STATE_LIVE:    "live",
-	latchv1.SessionState_SESSION_STATE_REVOKED: "revoked",
-	latchv1.SessionState_SESSION_STATE_EXPIRED: "expired",
+	table(w, "id:\t"+u.GetId(), "email:\t"+u.GetEmail(), "roles:\t"+strings.Join(u.GetRoles(), ","),
+		fmt.Sprintf("disabled:\t%v", u.GetDisabled()), "created:\t"+when(u.GetCreateTime()), "updated:\t"+when(u.GetUpdateTime()))
 }
 
 func printSessions(w io.Writer, ss []*latchv1.Session) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tSTATE\tAUDIENCE\tCREATED\tEXPIRES\tREVOKED\tREASON")
+	rows := []string{"SESSION\tSTATE\tAUDIENCE\tCREATED\tEXPIRES\tREVOKED\tREASON"}
 	for _, s := range ss {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.GetId(), sessionStates[s.GetState()], s.GetAudience(),
-			when(s.GetCreateTime()), when(s.GetExpireTime()), when(s.GetRevokeTime()), s.GetRevokeReason())
+		rows = append(rows, strings.Join([]string{s.GetId(), enumName(s.GetState(), "SESSION_STATE_"), s.GetAudience(),
+			when(s.GetCreateTime()), when(s.GetExpireTime()), when(s.GetRevokeTime()), s.GetRevokeReason()}, "\t"))
 	}
-	tw.Flush()
+	table(w, rows...)
 }
 
-func runListSessions(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.ListSessions(s.ctx(ctx), &latchv1.ListSessionsRequest{UserId: pos[0]})
-	if err != nil {
-		return nil, nil, rpcError(err)
+func printKeys(w io.Writer, title string, keys []*latchv1.SigningKey) {
+	if title != "" {
+		fmt.Fprintln(w, title)
 	}
-	return resp, func(w io.Writer) {
-		printSessions(w, resp.GetSessions())
-		if int(resp.GetTotal()) > len(resp.GetSessions()) {
-			fmt.Fprintf(w, "the %d newest of %d session(s)\n", len(resp.GetSessions()), resp.GetTotal())
-			return
-		}
-		fmt.Fprintf(w, "%d session(s)\n", len(resp.GetSessions()))
-	}, nil
-}
-
-func runRevokeSession(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.RevokeSession(s.ctx(ctx), &latchv1.RevokeSessionRequest{SessionId: pos[0]})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintf(w, "session %s revoked (reason %s)\n", pos[0], resp.GetSession().GetRevokeReason())
-	}, nil
-}
-
-func runRevokeUserSessions(ctx context.Context, s *adminSession, _ *adminOpts, pos []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.RevokeUserSessions(s.ctx(ctx), &latchv1.RevokeUserSessionsRequest{UserId: pos[0]})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintf(w, "revoked %d session(s) of user %s\n", len(resp.GetRevoked()), pos[0])
-		if len(resp.GetRevoked()) > 0 {
-			printSessions(w, resp.GetRevoked())
-		}
-	}, nil
-}
-
-var keyStates = map[latchv1.SigningKeyState]string{
-	latchv1.SigningKeyState_SIGNING_KEY_STATE_NEXT:    "next",
-	latchv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE:  "active",
-	latchv1.SigningKeyState_SIGNING_KEY_STATE_RETIRED: "retired",
-}
-
-func printKeys(w io.Writer, keys []*latchv1.SigningKey) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tACTIVATES\tREMOVED AT")
+	rows := []string{"KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tACTIVATES\tREMOVED AT"}
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.GetKid(), keyStates[k.GetState()], when(k.GetCreateTime()),
-			when(k.GetActivateTime()), when(k.GetRetireTime()), when(k.GetScheduledActivateTime()), when(k.GetRemoveTime()))
+		rows = append(rows, strings.Join([]string{k.GetKid(), enumName(k.GetState(), "SIGNING_KEY_STATE_"), when(k.GetCreateTime()),
+			when(k.GetActivateTime()), when(k.GetRetireTime()), when(k.GetScheduledActivateTime()), when(k.GetRemoveTime())}, "\t"))
 	}
-	tw.Flush()
+	table(w, rows...)
 }
 
-func runListKeys(ctx context.Context, s *adminSession, _ *adminOpts, _ []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.ListSigningKeys(s.ctx(ctx), &latchv1.ListSigningKeysRequest{})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) { printKeys(w, resp.GetKeys()) }, nil
-}
-
-func runRotateKey(ctx context.Context, s *adminSession, o *adminOpts, _ []string) (proto.Message, func(io.Writer), error) {
-	resp, err := s.admin.RotateSigningKey(s.ctx(ctx), &latchv1.RotateSigningKeyRequest{Immediate: o.immediate})
-	if err != nil {
-		return nil, nil, rpcError(err)
-	}
-	return resp, func(w io.Writer) {
-		fmt.Fprintln(w, "rotation done; keys now:")
-		printKeys(w, resp.GetKeys())
-	}, nil
+// enumName is an enum value's name without its prefix, in lower case
+// ("live", "active").
+func enumName(v fmt.Stringer, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(v.String(), prefix))
 }
 
 // when formats a timestamp for tables ("-" when unset).

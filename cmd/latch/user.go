@@ -16,7 +16,6 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
-	"github.com/latchauth/latch/tokens"
 )
 
 const userUsage = `Usage: latch user add --email E [--role R ...] --password-stdin [--db PATH | --storage etcd --etcd-endpoints URLS]
@@ -67,16 +66,9 @@ func user(ctx context.Context, args []string, e env) error {
 	if !pwStdin {
 		errs = append(errs, errors.New("--password-stdin is required (passwords are never taken from flags)"))
 	}
-	badRole := false
-	for _, r := range roles.vals {
-		if !server.ValidRole(r) {
-			badRole = true
-			errs = append(errs, fmt.Errorf("--role %q: use letters, digits, '.', '_', ':' or '-' (1 to 64)", r))
-		}
-	}
 	// The same role policy as AdminService: sorted, no duplicates, at most 32.
 	userRoles, err := server.ParseRoles(roles.vals)
-	if err != nil && !badRole {
+	if err != nil {
 		errs = append(errs, fmt.Errorf("--role: %w", err))
 	}
 	if len(errs) > 0 {
@@ -137,26 +129,13 @@ func readSecretLine(br *bufio.Reader) (string, error) {
 	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), err
 }
 
-// addUser hashes pw and stores a new user.
+// addUser stores a new user with pw hashed (server.AddUser) and says so
+// when the email is taken.
 func addUser(ctx context.Context, store storage.UserStore, hasher *password.Hasher, email, pw string, roles []string) (storage.User, error) {
-	id, err := tokens.NewID(rand.Reader)
-	if err != nil {
-		return storage.User{}, fmt.Errorf("user id: %w", err)
+	email = server.NormalizeEmail(email)
+	u, err := server.AddUser(ctx, store, hasher, rand.Reader, time.Now(), email, pw, roles, false)
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		return storage.User{}, fmt.Errorf("a user with email %s already exists", email)
 	}
-	hash, err := hasher.Hash(ctx, pw)
-	if err != nil {
-		return storage.User{}, fmt.Errorf("hash password: %w", err)
-	}
-	now := time.Now().UTC()
-	u := storage.User{
-		ID: id, Email: server.NormalizeEmail(email), PasswordHash: hash, Roles: roles,
-		CreatedAt: now, UpdatedAt: now,
-	}
-	if err := store.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, storage.ErrAlreadyExists) {
-			return storage.User{}, fmt.Errorf("a user with email %s already exists", u.Email)
-		}
-		return storage.User{}, fmt.Errorf("create user: %w", err)
-	}
-	return u, nil
+	return u, err
 }
