@@ -111,6 +111,26 @@ type latchProc struct {
 	done     chan error
 }
 
+// stdoutWith waits until the server's standard output holds marker (it is
+// copied by its own goroutine, so it may lag behind the log lines) and
+// returns it; the test fails if ctx ends first.
+func (p *latchProc) stdoutWith(t *testing.T, ctx context.Context, marker string) string {
+	t.Helper()
+	for {
+		p.mu.Lock()
+		out := p.stdout.String()
+		p.mu.Unlock()
+		if strings.Contains(out, marker) {
+			return out
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("standard output never held %q: %v\n%s", marker, ctx.Err(), out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func (p *latchProc) logText() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -525,9 +545,7 @@ func TestDevMode(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
 	p := startLatch(t, ctx, db, "--dev")
-	p.mu.Lock()
-	out := p.stdout.String()
-	p.mu.Unlock()
+	out := p.stdoutWith(t, ctx, "tokens may call")
 	m := regexp.MustCompile(`service: (\S+)\s+password (\S+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("--dev output lacks the service credentials:\n%s", out)
@@ -556,9 +574,7 @@ func TestDevMode(t *testing.T) {
 
 	// A second --dev start on the same (now non-empty) db creates nothing.
 	p2 := startLatch(t, ctx, db, "--dev")
-	p2.mu.Lock()
-	out2 := p2.stdout.String()
-	p2.mu.Unlock()
+	out2 := p2.stdoutWith(t, ctx, "latch serve --dev --db")
 	if strings.Contains(out2, "person:") || strings.Contains(out2, "service:") || strings.Contains(out2, pm[2]) {
 		t.Errorf("second --dev start printed credentials again:\n%s", out2)
 	}
@@ -577,9 +593,7 @@ func TestDevBannerPastesAsOneBlock(t *testing.T) {
 	}
 	ctx := testCtx(t, 2*time.Minute)
 	p := startLatch(t, ctx, filepath.Join(t.TempDir(), "latch.db"), "--dev")
-	p.mu.Lock()
-	out := p.stdout.String()
-	p.mu.Unlock()
+	out := p.stdoutWith(t, ctx, "tokens may call")
 	if want := "grpcurl@" + grpcurlVersion; !strings.Contains(out, want) {
 		t.Errorf("--dev banner does not pin %s:\n%s", want, out)
 	}
