@@ -309,7 +309,7 @@ func TestOpenRefusesForeignPrefix(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = etcd.Open(ctxT(t), etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: s.Prefix()})
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(`schema version %q is not "3"`, v)) || !strings.Contains(err.Error(), "--etcd-prefix") {
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(`schema version %q is not "3"`, v)) || !strings.Contains(err.Error(), "on a new prefix") {
 			t.Fatalf("Open on schema version %s = %v, want a refusal naming both versions and the way out", v, err)
 		}
 	}
