@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 	}
 	tests = append(tests, adminTests...)
 	tests = append(tests, userFenceTests...)
+	tests = append(tests, resetTests...)
 	if o.footprint != nil {
 		tests = append(tests, struct {
 			name string
