@@ -125,6 +125,20 @@ func TestEndToEndSelfService(t *testing.T) {
 		}
 	})
 
+	t.Run("a sibling service lists the sign-ins on the person's behalf", func(t *testing.T) {
+		auth := []string{"authorization: Bearer " + phone.access} // the orders-audience token the service is called with
+		out := mustOK(t, grpcurl(t, ctx, orders, auth, "latch.example.orders.v1.OrdersService/ListSignIns",
+			map[string]string{"refresh_token": phone.refresh}), "ListSignIns")
+		next, _ := out["refreshToken"].(string)
+		if next == "" || next == phone.refresh || !strings.Contains(fmt.Sprint(out["signIns"]), "Ana's phone") ||
+			!strings.Contains(fmt.Sprint(out["signIns"]), "current:true") {
+			t.Fatalf("ListSignIns = %v, want the devices, the current one marked, and a new refresh token", out)
+		}
+		phone.refresh = next
+		wantCode(t, grpcurl(t, ctx, orders, auth, "latch.example.orders.v1.OrdersService/ListSignIns",
+			map[string]string{"refresh_token": laptop.refresh}), "PermissionDenied", "", "another session's refresh token")
+	})
+
 	t.Run("a token for a sibling audience is refused", func(t *testing.T) {
 		wantCode(t, grpcurl(t, ctx, addr, []string{"authorization: Bearer " + phone.access}, svcListMine, map[string]string{}),
 			"Unauthenticated", "invalid caller credential", "orders-audience token")
