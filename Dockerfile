@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: a static, trimmed binary on distroless (nonroot).
-# Base images are pinned by tag; pin by digest in your registry mirror.
+# Base images are pinned by tag, not digest: the Go image to an exact Go
+# release, the runtime to distroless static on Debian 12, nonroot variant,
+# which its publisher rebuilds for security updates. For a reproducible
+# image, append @sha256:<digest> to each FROM (docs/operations.md says how).
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -23,7 +26,10 @@ WORKDIR /data
 EXPOSE 7300 7301
 USER nonroot:nonroot
 # Configuration is environment only, so that `docker run -e` can change any
-# of it (a flag in CMD would win over the environment). The container listens
+# of it (a flag in CMD would win over the environment); a file mounted and
+# named by LATCH_CONFIG works too. There is deliberately no issuer: the image
+# refuses to start until LATCH_ISSUER is set to the URL clients know Latch by
+# (docker run -e LATCH_ISSUER with e.g. https://auth.example.com). The container listens
 # on every interface; plaintext there is allowed (LATCH_INSECURE_LISTEN) for
 # a platform that terminates TLS in front of it. Setting LATCH_TLS_CERT and
 # LATCH_TLS_KEY (and LATCH_TLS_CLIENT_CA for mutual TLS) to mounted files

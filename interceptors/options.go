@@ -121,7 +121,7 @@ func WithLazyStart() Option { return func(s *verifier.Settings) { s.Lazy = true 
 // stateless: a token is valid until it expires.
 //
 // The stream needs a credential with role "introspect" for Latch's own
-// audience, its issuer (unless Latch runs with --introspect-open): either
+// audience, its issuer (unless Latch leaves Introspect open): either
 // creds, logged in for that audience and given clientcreds.WithRelogin, or
 // nil when conn carries its own per-RPC credentials. With creds, when
 // Latch ends the stream with UNAUTHENTICATED (the follower's session was

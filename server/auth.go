@@ -232,7 +232,8 @@ func (s *Server) newSession(ctx context.Context, template storage.Session, now t
 }
 
 // tokenPair mints the access token for sess, for audience aud, and packs it
-// with refresh. The access token never outlives its session's absolute
+// with refresh. Its client_id is the session's own audience, the client
+// the person logged in to, whatever audience this token is for. The access token never outlives its session's absolute
 // lifetime.
 func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh, aud string, now time.Time) (*latchv1.TokenPair, error) {
 	jti, err := tokens.NewID(s.rand)
@@ -246,6 +247,7 @@ func (s *Server) tokenPair(sess storage.Session, user storage.User, refresh, aud
 	at, err := s.keys.signer().Sign(tokens.Claims{
 		Issuer: s.cfg.Issuer, Subject: user.ID, Audience: []string{aud},
 		ExpiresAt: exp, NotBefore: now, IssuedAt: now, ID: jti, SessionID: sess.ID, Roles: user.Roles,
+		ClientID: sess.Audience,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sign access token: %w", err)
@@ -353,7 +355,11 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 	if err != nil {
 		return nil, err
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh", slog.String("event", "refresh_succeeded"),
+	// Debug, not info: a rotation happens for every live session every
+	// access-token lifetime, and latch_refreshes_total counts them. The
+	// events an operator acts on (refresh_failed, refresh_reuse_detected)
+	// stay at info and warn.
+	s.log.LogAttrs(ctx, slog.LevelDebug, "refresh", slog.String("event", "refresh_succeeded"),
 		slog.String("user_id", user.ID), slog.String("session_id", sess.ID))
 	return pair, nil
 }
@@ -595,7 +601,7 @@ func accessResponse(c tokens.Claims) *latchv1.IntrospectResponse {
 	return &latchv1.IntrospectResponse{
 		Active: true, Sub: c.Subject, SessionId: c.SessionID, Roles: c.Roles,
 		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Nbf: unixOrZero(c.NotBefore), Jti: c.ID,
-		Iss: c.Issuer, Aud: c.Audience, TokenType: "access_token",
+		Iss: c.Issuer, Aud: c.Audience, TokenType: "access_token", ClientId: c.ClientID,
 	}
 }
 
@@ -627,7 +633,7 @@ func (s *Server) introspectRefresh(ctx context.Context, tok string) (*latchv1.In
 	return &latchv1.IntrospectResponse{
 		Active: true, Sub: sess.UserID, SessionId: sess.ID, Roles: user.Roles,
 		Exp: sess.ExpiresAt().Unix(), Iat: sess.LastRotatedAt.Unix(), Nbf: sess.LastRotatedAt.Unix(),
-		Iss: s.cfg.Issuer, Aud: []string{sess.Audience}, TokenType: "refresh_token",
+		Iss: s.cfg.Issuer, Aud: []string{sess.Audience}, TokenType: "refresh_token", ClientId: sess.Audience,
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -50,6 +51,7 @@ type grpcOptions struct {
 	transport      Transport
 	healthInterval time.Duration
 	tls            *tls.Config
+	accessEvery    int
 }
 
 // WithReflection turns server reflection on or off. Default on (grpcurl
@@ -63,6 +65,17 @@ func WithHealthInterval(d time.Duration) GRPCOption {
 	return func(o *grpcOptions) { o.healthInterval = d }
 }
 
+// WithAccessLog turns on the per-call access log: one record
+// ("finished call") for every oneIn calls that end OK or with a client's
+// own mistake (codes logged at info). Default 0: no such records, only
+// the audit events and the records of calls ending at warn or error level
+// (denials, limits, outages, server faults), which are always written.
+// 1 writes every call; a negative value is treated as 0. The records hold
+// no payloads or metadata.
+func WithAccessLog(oneIn int) GRPCOption {
+	return func(o *grpcOptions) { o.accessEvery = max(oneIn, 0) }
+}
+
 // WithServerOptions appends grpc.ServerOptions (credentials, for example).
 func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 	return func(o *grpcOptions) { o.extra = append(o.extra, opts...) }
@@ -72,16 +85,17 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 // AccountService.
 // Interceptor order, outermost first: metrics (when s has a Metrics),
 // logging (rpclog.go: method, code, duration, peer, verified
-// client-certificate identity — never payloads), then the access table
-// (authz.go: every RPC's rule, deny by default), then recovery (a panic becomes INTERNAL "internal
+// client-certificate identity — never payloads; calls ending OK only with
+// WithAccessLog), then the access table (authz.go: every RPC's rule, deny
+// by default), then recovery (a panic becomes INTERNAL "internal
 // error"; the panic value and stack go to the log only). grpc.health.v1
-// answers from s.Ready.
+// answers from s.Ready, and SERVING for LivenessService.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
 	o := grpcOptions{reflection: true, transport: DefaultTransport(), healthInterval: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rpcLog := rpcLogger{log: log, client: s.clientAddr}
+	rpcLog := rpcLogger{log: log, client: s.clientAddr, accessEvery: uint64(o.accessEvery), accessCalls: new(atomic.Uint64)}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))

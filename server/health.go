@@ -14,6 +14,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// LivenessService is the grpc.health.v1 service name that reports liveness:
+// SERVING for as long as the process answers RPCs, whatever the store's
+// reachability and also while draining, like GET /healthz. Point a gRPC
+// liveness probe at it; a probe of "" or a registered service reports
+// readiness, and a liveness probe on readiness would restart every replica
+// during a storage outage.
+const LivenessService = "latch.liveness"
+
 // readyTimeout bounds one readiness check of the store.
 const readyTimeout = 2 * time.Second
 
@@ -144,7 +152,7 @@ func readyReason(err error) string {
 
 // healthServer is grpc.health.v1 answering Check for the whole server ("")
 // and every service registered on it (AuthService, and any added later)
-// from Server.Ready at each call. Watch follows the status that Check and
+// from Server.Ready at each call, and for LivenessService with SERVING. Watch follows the status that Check and
 // the GRPCServer's periodic check last set.
 type healthServer struct {
 	*health.Server
@@ -194,6 +202,9 @@ func (h *healthServer) refresh(ctx context.Context) healthpb.HealthCheckResponse
 
 // Check implements healthpb.HealthServer.
 func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if req.GetService() == LivenessService {
+		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+	}
 	if !h.covers(req.GetService()) {
 		return h.Server.Check(ctx, req)
 	}
@@ -203,6 +214,9 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 // Watch implements healthpb.HealthServer. Streams end with UNAVAILABLE when
 // the drain proper begins, so that a graceful stop does not wait for them.
 func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if req.GetService() == LivenessService {
+		return h.watchLiveness(stream)
+	}
 	if h.covers(req.GetService()) {
 		// A service registered after start has no status yet: give it one
 		// now rather than SERVICE_UNKNOWN until the next periodic check.
@@ -217,6 +231,21 @@ func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 		return status.Error(codes.Unavailable, "server draining; reconnect elsewhere")
 	}
 	return err
+}
+
+// watchLiveness sends SERVING once and holds the stream open until the
+// client leaves or the drain proper begins (then UNAVAILABLE, as for the
+// other names): the status never changes while the process runs.
+func (h *healthServer) watchLiveness(stream healthpb.Health_WatchServer) error {
+	if err := stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
+		return fmt.Errorf("send liveness: %w", err)
+	}
+	select {
+	case <-stream.Context().Done():
+		return status.FromContextError(stream.Context().Err()).Err()
+	case <-h.stopped.Done():
+		return status.Error(codes.Unavailable, "server draining; reconnect elsewhere")
+	}
 }
 
 // ctxStream is a Watch stream with a context of our own.

@@ -28,8 +28,14 @@ const JWKSPath = "/.well-known/jwks.json"
 //     503 from the start of a drain);
 //   - GET /metrics: Prometheus metrics, when the server has a Metrics.
 //
-// Anything else is 404; other methods on these paths are 405.
-func (s *Server) HTTPHandler() http.Handler {
+// Anything else is 404; other methods on these paths are 405. With
+// WithClientCertRequired, everything but the public documents and probes
+// needs a verified client certificate.
+func (s *Server) HTTPHandler(opts ...HTTPOption) http.Handler {
+	var o httpOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+JWKSPath, s.serveJWKS)
 	mux.HandleFunc("GET "+DiscoveryPath, s.serveDiscovery)
@@ -46,7 +52,49 @@ func (s *Server) HTTPHandler() http.Handler {
 	if s.metrics != nil {
 		mux.Handle("GET "+MetricsPath, s.metrics.Handler(s.log))
 	}
-	return s.metrics.instrumentHTTP(mux)
+	var h http.Handler = mux
+	if o.clientCertRequired {
+		h = s.requireClientCert(mux)
+	}
+	return s.metrics.instrumentHTTP(h)
+}
+
+// HTTPOption configures HTTPHandler.
+type HTTPOption func(*httpOptions)
+
+type httpOptions struct {
+	clientCertRequired bool
+}
+
+// WithClientCertRequired admits a request to any route but the public ones
+// (the JWKS and discovery documents, under the root and the issuer's path,
+// /healthz and /readyz) only when its connection presented a client
+// certificate that TLS verified; others get 403. Use it when the listener
+// verifies client certificates only if given (certs.Reloader's
+// VerifyIfGivenConfig), so that JWT libraries, meshes and platform probes,
+// which cannot present a certificate, still reach the public documents
+// and probes while /metrics stays protected. Default off: every route is
+// served to every connection the listener accepted.
+func WithClientCertRequired() HTTPOption {
+	return func(o *httpOptions) { o.clientCertRequired = true }
+}
+
+// requireClientCert serves the public routes to everyone and every other
+// path only to a connection with a verified client certificate.
+func (s *Server) requireClientCert(next http.Handler) http.Handler {
+	public := map[string]bool{JWKSPath: true, DiscoveryPath: true, "/healthz": true, "/readyz": true}
+	if p := s.issuerPath(); p != "" {
+		public[p+JWKSPath], public[p+DiscoveryPath] = true, true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if public[r.URL.Path] || (r.TLS != nil && len(r.TLS.VerifiedChains) > 0) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "client certificate required", http.StatusForbidden)
+	})
 }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {

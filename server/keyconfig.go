@@ -47,15 +47,15 @@ func (c Config) keyDefaults() Config {
 func (c Config) validateKeys() []error {
 	var errs []error
 	if c.KeyPublishLead < c.JWKSMaxAge {
-		errs = append(errs, fmt.Errorf("key-publish-lead %v must be at least the JWKS max-age %v: verifiers may cache the key set that long, and must see a new key before it signs; raise --key-publish-lead",
+		errs = append(errs, fmt.Errorf("config: KeyPublishLead %v must be at least the JWKS max-age %v: verifiers may cache the key set that long, and must see a new key before it signs; raise KeyPublishLead",
 			c.KeyPublishLead, c.JWKSMaxAge))
 	}
 	if c.KeyReloadInterval < 100*time.Millisecond || c.KeyReloadInterval > 10*time.Minute {
-		errs = append(errs, fmt.Errorf("key-reload-interval %v must be in [100ms, 10m]", c.KeyReloadInterval))
+		errs = append(errs, fmt.Errorf("config: KeyReloadInterval %v must be in [100ms, 10m]", c.KeyReloadInterval))
 	}
 	if c.KeyRotation > 0 {
 		if minimum := c.KeyPublishLead + c.AccessTTL + c.Leeway + c.KeyReloadInterval; c.KeyRotation < minimum {
-			errs = append(errs, fmt.Errorf("key-rotation %v must be at least key-publish-lead %v + access-ttl %v + leeway %v + key-reload-interval %v = %v, so that each key is published long enough before it signs and at most one retired key is published at a time: raise --key-rotation, lower --key-publish-lead (not below the JWKS max-age) or --access-ttl, or use --key-rotation=0 to rotate only on demand",
+			errs = append(errs, fmt.Errorf("config: KeyRotation %v must be at least KeyPublishLead %v + AccessTTL %v + Leeway %v + KeyReloadInterval %v = %v, so that each key is published long enough before it signs and at most one retired key is published at a time: raise KeyRotation, lower KeyPublishLead (not below the JWKS max-age) or AccessTTL, or disable scheduled rotation to rotate only on demand",
 				c.KeyRotation, c.KeyPublishLead, c.AccessTTL, c.Leeway, c.KeyReloadInterval, minimum))
 		}
 	}

@@ -881,8 +881,8 @@ func TestKeyConfigValidation(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate accepted a publish lead shorter than the JWKS max-age")
 	}
-	for _, want := range []string{"key-publish-lead 1m0s must be at least the JWKS max-age 10m0s", "key-reload-interval 1h0m0s must be in",
-		"key-rotation 30m0s must be at least", "raise --key-rotation"} {
+	for _, want := range []string{"KeyPublishLead 1m0s must be at least the JWKS max-age 10m0s", "KeyReloadInterval 1h0m0s must be in",
+		"KeyRotation 30m0s must be at least", "raise KeyRotation"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)
 		}

@@ -52,7 +52,7 @@ const (
 // Triggers of a signing-key rotation, as the trigger label of
 // latch_key_rotations_total.
 const (
-	RotationScheduled = "scheduled" // the --key-rotation schedule
+	RotationScheduled = "scheduled" // on the Config.KeyRotation schedule
 	RotationManual    = "manual"    // on demand, through the published next key
 	RotationImmediate = "immediate" // on demand, a fresh key signing at once
 )

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
@@ -22,6 +23,8 @@ type opsConfig struct {
 	srvOpts  []server.Option
 	grpcOpts []server.GRPCOption
 	boltOpts []bolt.Option
+	// logLevel is the test logger's level; nil is debug.
+	logLevel slog.Leveler
 }
 
 func newOpsEnv(t testing.TB, oc opsConfig) *opsEnv {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,30 +14,35 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// rpcLogger writes the one structured record per finished RPC that
-// operators and the audit tests rely on: method, code, duration, peer and
-// the verified client-certificate identity, never payloads or metadata.
+// rpcLogger writes one structured record per finished RPC: method, code,
+// duration, peer and the verified client-certificate identity, never
+// payloads or metadata. The keys and the code-to-level mapping are
+// go-grpc-middleware's logging interceptor's (grpc.service, grpc.method,
+// grpc.code, grpc.time_ms, peer.address, ...), so log pipelines built for
+// that interceptor read these records too.
 //
-// It replaces go-grpc-middleware's logging interceptor, which builds its
-// field slices (common fields, peer address, formatted start time, context
-// fields, a fmt.Sprintf'd duration) on every call before the logger gets a
-// chance to drop the record. Profiled on the Introspect hot mix that was
-// ~12% of server CPU even at --log-level error. This one asks the handler
-// whether the record's level is enabled first and builds nothing when it is
-// not; when it is, it builds the attributes once, on the stack where slog
-// allows. The keys and the code-to-level mapping are the middleware's
-// (grpc.service, grpc.method, grpc.code, grpc.time_ms, peer.address, ...),
-// so log pipelines built on the old records keep working.
+// Calls that end at warn or error level (a denial, a limit, an outage, a
+// server fault) are always written. Calls that end at info level (OK, or a
+// client's own mistake, which has its own audit event where it matters)
+// are the access log: off unless accessEvery is set, then one in every
+// accessEvery of them, so that a busy server does not write a line per
+// request. Metrics count every call either way.
 //
-// Its place in the chain is unchanged (style guide: logging → auth →
-// recovery): it sits outside recovery, so a recovered panic is logged as
-// the INTERNAL it became.
+// The level is checked before anything is built, so a record that the
+// handler would drop costs nothing. It sits outside recovery in the chain
+// (logging → auth → recovery), so a recovered panic is logged as the
+// INTERNAL it became.
 type rpcLogger struct {
 	log *slog.Logger
 	// client resolves the client's address through the trusted proxies
 	// (Server.clientAddr); logged as "peer" beside the transport's
 	// "peer.address", as every other record of the request names it.
 	client func(context.Context) clientAddress
+	// accessEvery is the access log's sampling: 0 writes no info-level
+	// record, n writes one for every n info-level calls.
+	accessEvery uint64
+	// accessCalls counts the info-level calls the sampling is taken from.
+	accessCalls *atomic.Uint64
 }
 
 // rpcLevel is go-grpc-middleware's DefaultServerCodeToLevel.
@@ -78,7 +84,7 @@ func (l rpcLogger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // with err. Nothing is built when the level is disabled.
 func (l rpcLogger) finished(ctx context.Context, fullMethod, typ string, start time.Time, err error) {
 	lvl, code := rpcLevel(err)
-	if !l.log.Enabled(ctx, lvl) {
+	if !l.log.Enabled(ctx, lvl) || (lvl < slog.LevelWarn && !l.sampled()) {
 		return
 	}
 	elapsed := time.Since(start)
@@ -110,6 +116,19 @@ func (l rpcLogger) finished(ctx context.Context, fullMethod, typ string, start t
 	ms := float32(elapsed.Nanoseconds()/1000) / 1000
 	attrs = append(attrs, slog.String("grpc.time_ms", strconv.FormatFloat(float64(ms), 'g', -1, 32)))
 	l.log.LogAttrs(ctx, lvl, "finished call", attrs...)
+}
+
+// sampled reports whether this info-level call is one the access log
+// writes.
+func (l rpcLogger) sampled() bool {
+	switch {
+	case l.accessEvery == 0:
+		return false
+	case l.accessEvery == 1:
+		return true
+	default:
+		return l.accessCalls.Add(1)%l.accessEvery == 0
+	}
 }
 
 // splitMethod splits "/pkg.Service/Method" into its service and method.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func rpcLogCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// TestRPCLogRecord: one record per finished call with the middleware's keys,
+// TestRPCLogRecord: with the access log on, one record per finished call with the middleware's keys,
 // the code's level, and the error text, but nothing from the request.
 func TestRPCLogRecord(t *testing.T) {
 	for _, tc := range []struct {
@@ -41,7 +42,7 @@ func TestRPCLogRecord(t *testing.T) {
 		{errors.New("plain"), "Unknown", "ERROR"},
 	} {
 		var buf bytes.Buffer
-		l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, nil))}
+		l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, nil)), accessEvery: 1}
 		info := &grpc.UnaryServerInfo{FullMethod: "/latch.v1.AuthService/Introspect"}
 		_, err := l.unary(rpcLogCtx(t), "request-secret", info, func(context.Context, any) (any, error) { return "response-secret", tc.err })
 		if !errors.Is(err, tc.err) {
@@ -81,7 +82,7 @@ func TestRPCLogRecord(t *testing.T) {
 // TestRPCLogStreamType: stream records carry the stream's kind.
 func TestRPCLogStreamType(t *testing.T) {
 	var buf bytes.Buffer
-	l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, nil))}
+	l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, nil)), accessEvery: 1}
 	info := &grpc.StreamServerInfo{FullMethod: "/latch.v1.AuthService/WatchRevocations", IsServerStream: true}
 	ss := fakeStream{ctx: rpcLogCtx(t)}
 	if err := l.stream(nil, ss, info, func(any, grpc.ServerStream) error { return nil }); err != nil {
@@ -96,7 +97,7 @@ func TestRPCLogStreamType(t *testing.T) {
 // point of the level check), but an error-level code still is.
 func TestRPCLogLevelDisabled(t *testing.T) {
 	var buf bytes.Buffer
-	l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError}))}
+	l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), accessEvery: 1}
 	info := &grpc.UnaryServerInfo{FullMethod: "/latch.v1.AuthService/Introspect"}
 	ctx := rpcLogCtx(t)
 	_, _ = l.unary(ctx, nil, info, func(context.Context, any) (any, error) { return nil, nil })
@@ -106,6 +107,32 @@ func TestRPCLogLevelDisabled(t *testing.T) {
 	_, _ = l.unary(ctx, nil, info, func(context.Context, any) (any, error) { return nil, status.Error(codes.Internal, "x") })
 	if !strings.Contains(buf.String(), `"grpc.code":"Internal"`) {
 		t.Errorf("INTERNAL not logged at level error: %q", buf.String())
+	}
+}
+
+// TestRPCLogDefaultWritesOnlyProblems: without the access log, calls that
+// end OK or with a client's mistake write nothing at info; denials, limits
+// and server faults are written.
+func TestRPCLogDefaultWritesOnlyProblems(t *testing.T) {
+	info := &grpc.UnaryServerInfo{FullMethod: "/latch.v1.AuthService/Introspect"}
+	for _, tc := range []struct {
+		err   error
+		wrote bool
+	}{
+		{nil, false},
+		{status.Error(codes.Unauthenticated, "x"), false},
+		{status.Error(codes.InvalidArgument, "x"), false},
+		{status.Error(codes.PermissionDenied, "x"), true},
+		{status.Error(codes.ResourceExhausted, "x"), true},
+		{status.Error(codes.Unavailable, "x"), true},
+		{status.Error(codes.Internal, "x"), true},
+	} {
+		var buf bytes.Buffer
+		l := rpcLogger{log: slog.New(slog.NewJSONHandler(&buf, nil)), accessCalls: new(atomic.Uint64)}
+		_, _ = l.unary(rpcLogCtx(t), nil, info, func(context.Context, any) (any, error) { return nil, tc.err })
+		if wrote := buf.Len() > 0; wrote != tc.wrote {
+			t.Errorf("%v: record written = %v, want %v: %s", status.Code(tc.err), wrote, tc.wrote, buf.String())
+		}
 	}
 }
 
@@ -132,7 +159,7 @@ func BenchmarkRPCLog(b *testing.B) {
 			}
 			return nil
 		}))
-		ours := rpcLogger{log: log}.unary
+		ours := rpcLogger{log: log, accessEvery: 1}.unary
 		for name, ic := range map[string]grpc.UnaryServerInterceptor{"middleware": mw, "latch": ours} {
 			b.Run(name+"/"+lvl.String(), func(b *testing.B) {
 				ctx := rpcLogCtx(b)

@@ -210,7 +210,7 @@ func (l AccountLimits) orDefault(d AccountLimits) AccountLimits {
 	return l
 }
 
-// MaxSessionLifetime bounds --refresh-max-age (and so --refresh-ttl): 100
+// MaxSessionLifetime bounds RefreshMaxAge (and so RefreshIdleTTL): 100
 // years. Storage keeps session times as Unix nanoseconds (up to the year
 // 2262), so a far longer lifetime would make every login and rotation fail
 // with an invalid argument instead of being refused at start-up.
@@ -220,24 +220,24 @@ const MaxSessionLifetime = 100 * 365 * 24 * time.Hour
 func (c Config) Validate() error {
 	var errs []error
 	if c.Issuer == "" {
-		errs = append(errs, errors.New("issuer is required (--issuer)"))
+		errs = append(errs, errors.New("config: Issuer is required"))
 	}
 	if len(c.Audiences) == 0 {
-		errs = append(errs, errors.New("at least one audience is required (--audience)"))
+		errs = append(errs, errors.New("config: Audiences: at least one audience is required"))
 	}
 	for i, a := range c.Audiences {
 		if a == "" {
-			errs = append(errs, fmt.Errorf("audience %d is empty", i+1))
+			errs = append(errs, fmt.Errorf("config: Audiences: audience %d is empty", i+1))
 		}
 		if slices.Index(c.Audiences, a) != i {
-			errs = append(errs, fmt.Errorf("audience %q listed twice", a))
+			errs = append(errs, fmt.Errorf("config: Audiences: audience %q listed twice", a))
 		}
 		if a != "" && a == c.Issuer {
-			errs = append(errs, fmt.Errorf("audience %q is the issuer, which is Latch's own audience: a relying party given it could call Latch's own APIs; choose another audience", a))
+			errs = append(errs, fmt.Errorf("config: Audiences: audience %q is the Issuer, which is Latch's own audience: a relying party given it could call Latch's own APIs; choose another audience", a))
 		}
 	}
 	if c.AccessTTL <= 0 || c.AccessTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("access-ttl %v must be in (0, 24h]", c.AccessTTL))
+		errs = append(errs, fmt.Errorf("config: AccessTTL %v must be in (0, 24h]", c.AccessTTL))
 	}
 	// Storage's access-token check reads a session's revocation and absolute
 	// expiry, not its idle expiry (a rotation does not rewrite the summary it
@@ -245,22 +245,22 @@ func (c Config) Validate() error {
 	// to now + refresh-ttl, so while the token verifies (exp + leeway) its
 	// session cannot have idled out — provided refresh-ttl ≥ access-ttl + leeway.
 	if c.RefreshIdleTTL < c.AccessTTL+max(c.Leeway, 0) {
-		errs = append(errs, fmt.Errorf("refresh-ttl %v must be at least access-ttl %v plus leeway %v", c.RefreshIdleTTL, c.AccessTTL, c.Leeway))
+		errs = append(errs, fmt.Errorf("config: RefreshIdleTTL %v must be at least AccessTTL %v plus Leeway %v", c.RefreshIdleTTL, c.AccessTTL, c.Leeway))
 	}
 	if c.RefreshIdleTTL <= 0 {
-		errs = append(errs, fmt.Errorf("refresh-ttl %v must be positive", c.RefreshIdleTTL))
+		errs = append(errs, fmt.Errorf("config: RefreshIdleTTL %v must be positive", c.RefreshIdleTTL))
 	}
 	if c.RefreshMaxAge < c.RefreshIdleTTL {
-		errs = append(errs, fmt.Errorf("refresh-max-age %v must be at least refresh-ttl %v", c.RefreshMaxAge, c.RefreshIdleTTL))
+		errs = append(errs, fmt.Errorf("config: RefreshMaxAge %v must be at least RefreshIdleTTL %v", c.RefreshMaxAge, c.RefreshIdleTTL))
 	}
 	if c.RefreshMaxAge > MaxSessionLifetime {
-		errs = append(errs, fmt.Errorf("refresh-max-age %v must be at most %v (100 years)", c.RefreshMaxAge, MaxSessionLifetime))
+		errs = append(errs, fmt.Errorf("config: RefreshMaxAge %v must be at most %v (100 years)", c.RefreshMaxAge, MaxSessionLifetime))
 	}
 	if c.RefreshReuseGrace > time.Minute {
-		errs = append(errs, fmt.Errorf("refresh-reuse-grace %v must be at most 1m", c.RefreshReuseGrace))
+		errs = append(errs, fmt.Errorf("config: RefreshReuseGrace %v must be at most 1m", c.RefreshReuseGrace))
 	}
 	if c.Leeway < 0 || c.Leeway > tokens.MaxLeeway {
-		errs = append(errs, fmt.Errorf("leeway %v must be in [0, %v]", c.Leeway, tokens.MaxLeeway))
+		errs = append(errs, fmt.Errorf("config: Leeway %v must be in [0, %v]", c.Leeway, tokens.MaxLeeway))
 	}
 	if c.AddressBurst < 1 || c.DeviceBurst < 1 || c.AddressRefill <= 0 || c.DeviceRefill <= 0 || c.DeviceProofTTL <= 0 {
 		errs = append(errs, errors.New("login limits must be positive"))

@@ -688,14 +688,14 @@ func TestIntrospectResponses(t *testing.T) {
 	got := e.introspect(ictx, tp.GetAccessToken())
 	c, _ := e.srv.Verifier().Verify(ctxT(t), tp.GetAccessToken())
 	want := &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token"}
+		Exp: now + 900, Iat: now, Nbf: now, Jti: c.ID, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "access_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(access) =\n%v\nwant\n%v", got, want)
 	}
 
 	got = e.introspect(ictx, tp.GetRefreshToken())
 	want = &latchv1.IntrospectResponse{Active: true, Sub: u.ID, SessionId: tp.GetSessionId(), Roles: []string{"user"},
-		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token"}
+		Exp: now + 7*24*3600, Iat: now, Nbf: now, Iss: "https://latch.test", Aud: []string{"orders"}, TokenType: "refresh_token", ClientId: "orders"}
 	if !proto.Equal(got, want) {
 		t.Errorf("introspect(refresh) =\n%v\nwant\n%v", got, want)
 	}
@@ -868,7 +868,8 @@ func TestInternalErrorsLeakNothing(t *testing.T) {
 // TestLogsHoldNoSecrets is invariant 4: after a full session life, no log
 // record contains a password or token, and records carry ids instead.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	e := newEnv(t, baseConfig())
+	// The access log is on, so that the per-call records are checked too.
+	e := newOpsEnv(t, opsConfig{grpcOpts: []server.GRPCOption{server.WithAccessLog(1)}})
 	e.addUser("alice@example.com", "alice-password")
 	ictx := e.introspector()
 	tp := e.login("alice@example.com", "alice-password")
@@ -937,7 +938,7 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"issuer", "audience", "access-ttl", "refresh-max-age", "leeway"} {
+	for _, want := range []string{"Issuer", "Audiences", "AccessTTL", "RefreshMaxAge", "Leeway"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q: %v", want, err)
 		}
@@ -967,7 +968,7 @@ func TestConfigRefreshTTLCoversAccessTokenAndLeeway(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("refresh-ttl %v: Validate() = %v, want ok=%v", tc.idle, err, tc.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "refresh-ttl") {
+		if err != nil && !strings.Contains(err.Error(), "RefreshIdleTTL") {
 			t.Errorf("refresh-ttl %v: error does not name refresh-ttl: %v", tc.idle, err)
 		}
 	}
@@ -999,7 +1000,7 @@ func TestConfigRefreshMaxAgeBounded(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("refresh-max-age %v: Validate() = %v, want ok=%v", tc.maxAge, err, tc.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "refresh-max-age") {
+		if err != nil && !strings.Contains(err.Error(), "RefreshMaxAge") {
 			t.Errorf("refresh-max-age %v: error does not name refresh-max-age: %v", tc.maxAge, err)
 		}
 	}

@@ -69,7 +69,7 @@ func startEnv(t testing.TB, dbPath string, oc opsConfig) *env {
 		wraps[i] = w
 	}
 	l := latchtest.Start(t, latchtest.Options{Config: oc.cfg, DBPath: dbPath, Wrap: wraps,
-		Server: oc.srvOpts, GRPC: oc.grpcOpts, Bolt: oc.boltOpts})
+		Server: oc.srvOpts, GRPC: oc.grpcOpts, Bolt: oc.boltOpts, LogLevel: oc.logLevel})
 	return &env{t: t, dbPath: dbPath, store: l.Store, srv: l.Server, client: l.Client, conn: l.Conn,
 		clock: l.Clock, logs: l.Logs, hasher: l.Hasher, gs: l.GRPC, lis: l.Listener}
 }

@@ -50,25 +50,25 @@ func DefaultTransport() Transport {
 func (t Transport) Validate() error {
 	var errs []error
 	if t.MaxConcurrentStreams == 0 {
-		errs = append(errs, errors.New("max-concurrent-streams must be at least 1"))
+		errs = append(errs, errors.New("config: MaxConcurrentStreams must be at least 1"))
 	}
 	k := t.Keepalive
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"max-connection-idle", k.MaxConnectionIdle}, {"max-connection-age", k.MaxConnectionAge},
-		{"max-connection-age-grace", k.MaxConnectionAgeGrace}, {"keepalive-time", k.Time},
-		{"keepalive-timeout", k.Timeout}, {"keepalive-min-time", t.Enforcement.MinTime},
+		{"Keepalive.MaxConnectionIdle", k.MaxConnectionIdle}, {"Keepalive.MaxConnectionAge", k.MaxConnectionAge},
+		{"Keepalive.MaxConnectionAgeGrace", k.MaxConnectionAgeGrace}, {"Keepalive.Time", k.Time},
+		{"Keepalive.Timeout", k.Timeout}, {"Enforcement.MinTime", t.Enforcement.MinTime},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s %v must not be negative", d.name, d.v))
+			errs = append(errs, fmt.Errorf("config: %s %v must not be negative", d.name, d.v))
 		}
 	}
 	if k.Time > 0 && t.Enforcement.MinTime > k.Time {
 		// Not an error for grpc-go, but clients following the server's own
 		// interval would then be told "too many pings".
-		errs = append(errs, fmt.Errorf("keepalive-min-time %v must not exceed keepalive-time %v", t.Enforcement.MinTime, k.Time))
+		errs = append(errs, fmt.Errorf("config: Enforcement.MinTime %v must not exceed Keepalive.Time %v", t.Enforcement.MinTime, k.Time))
 	}
 	return errors.Join(errs...)
 }

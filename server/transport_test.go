@@ -86,7 +86,9 @@ func startTLSServer(t *testing.T, clientCA *certstest.CA) *tlsServer {
 		t.Fatal(err)
 	}
 	seen := make(chan string, 16)
-	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")),
+	// With the access log on, so that the records of successful calls,
+	// which carry the peer identity, are written.
+	gs := server.NewGRPCServer(srv, log, server.WithTLS(r.ServerConfig("h2")), server.WithAccessLog(1),
 		server.WithServerOptions(grpc.ChainUnaryInterceptor(identityProbe(seen))))
 	// A service registered after NewGRPCServer, for health to cover.
 	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "latch.test.Whoami", HandlerType: (*any)(nil)}, struct{}{})
@@ -286,7 +288,7 @@ func TestTransportValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate accepted a broken transport")
 	}
-	for _, want := range []string{"max-concurrent-streams", "max-connection-age", "keepalive-min-time"} {
+	for _, want := range []string{"MaxConcurrentStreams", "MaxConnectionAge", "Enforcement.MinTime"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -37,6 +37,12 @@ type Claims struct {
 	SessionID string
 	// Roles are the user's roles when the token was minted.
 	Roles []string
+	// ClientID (client_id, RFC 9068 §2.2) names the client the session was
+	// created for: the audience its Login asked for. It stays the same for
+	// every token of the session, also when a Refresh asks for Latch's own
+	// audience. Sign omits it when empty, and Verifier accepts tokens
+	// without it.
+	ClientID string
 }
 
 // HasRole reports whether the claims carry role.
@@ -60,6 +66,7 @@ type wireClaims struct {
 	ID        string   `json:"jti"`
 	SessionID string   `json:"sid"`
 	Roles     []string `json:"roles"`
+	ClientID  string   `json:"client_id,omitempty"`
 }
 
 // Signer signs access tokens with one P-256 private key. It is safe for
@@ -108,7 +115,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	}
 	w := wireClaims{
 		Issuer: c.Issuer, Subject: c.Subject, ExpiresAt: c.ExpiresAt.Unix(), IssuedAt: c.IssuedAt.Unix(),
-		ID: c.ID, SessionID: c.SessionID, Roles: c.Roles,
+		ID: c.ID, SessionID: c.SessionID, Roles: c.Roles, ClientID: c.ClientID,
 	}
 	if w.Roles == nil {
 		w.Roles = []string{}

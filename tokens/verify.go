@@ -337,6 +337,11 @@ func (x *verification) UnmarshalJSON(data []byte) error {
 		c.NotBefore = time.Unix(nbf, 0)
 		x.nbf.Time, x.hasNbf = c.NotBefore, true
 	}
+	if rawClient := lookup(m, "client_id"); rawClient != nil {
+		if c.ClientID, ok = jsonString(rawClient); !ok {
+			return invalid(ErrMalformed, "client_id must be a string")
+		}
+	}
 	if rawRoles := lookup(m, "roles"); rawRoles != nil {
 		if !isStringArray(rawRoles) {
 			return invalid(ErrMalformed, "roles must be an array of strings")

@@ -9,8 +9,9 @@
 //	    [--revocations-email svc@example.com]   # password in LATCH_EXAMPLE_PASSWORD
 //
 // With --revocations-email it follows Latch's revocations (that account needs
-// role "introspect"); without it, tokens stay valid until they expire.
-// ListSignIns shows how a backend calls Latch's self-service API
+// role "introspect"); without it, tokens stay valid until they expire. It may
+// start before Latch listens: it waits up to 30 s for Latch to log in and
+// fetch keys. ListSignIns shows how a backend calls Latch's self-service API
 // (AccountService) for a person: with a token for Latch's own audience
 // obtained from the person's session, never with the token it was given.
 package main
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// session ends.
 		password := func(context.Context) (string, error) { return getenv("LATCH_EXAMPLE_PASSWORD"), nil }
 		login := clientcreds.PasswordLogin(latch, *revEmail, *issuer, password)
-		pair, err := login(ctx)
+		pair, err := loginWhenReachable(ctx, login, log)
 		if err != nil {
 			return fmt.Errorf("revocations account: %w", err)
 		}
@@ -132,6 +133,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		srv.Stop()
 	}
 	return nil
+}
+
+// latchWait bounds how long the example waits for Latch to listen at
+// start, like the verifier's wait for keys.
+const latchWait = 30 * time.Second
+
+// loginWhenReachable logs in, retrying while Latch is not reachable yet
+// (UNAVAILABLE) for up to latchWait, so that the example may start before
+// Latch listens. Any other failure (a wrong password, say) ends it at once.
+func loginWhenReachable(ctx context.Context, login clientcreds.LoginFunc, log *slog.Logger) (*latchv1.TokenPair, error) {
+	ctx, cancel := context.WithTimeout(ctx, latchWait)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		pair, err := login(ctx)
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return pair, err
+		}
+		log.Info("waiting for Latch", "event", "latch_unreachable", "retry_in", backoff.String())
+		timer.Reset(backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("latch not reachable within %s: %w", latchWait, err)
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // orders serves three fixed orders to every caller, owned by the caller,

@@ -20,6 +20,7 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -112,11 +113,8 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 	args = markDashIDs(fs, args)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errUsage
+		if err := parseFlagSet(fs, args); err != nil {
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			break
@@ -338,7 +336,10 @@ func (p *prompter) secret(what string, confirm bool) (string, error) {
 	read := func(prompt string) (string, error) {
 		if !p.tty {
 			line, err := readSecretLine(p.br)
-			if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			if errors.Is(err, io.EOF) && line == "" {
+				return "", fmt.Errorf("%s: standard input is empty; pipe the %s in as one line, e.g. with printf '%%s\\n' \"$PASSWORD\"", what, what)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
 				return "", fmt.Errorf("read %s from standard input: %w", what, err)
 			}
 			return line, nil
@@ -354,6 +355,9 @@ func (p *prompter) secret(what string, confirm bool) (string, error) {
 	pw, err := read(what + ": ")
 	if err != nil {
 		return "", err
+	}
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty; it must be 8 to 1024 bytes", what)
 	}
 	if err := password.CheckLength(pw); err != nil {
 		return "", fmt.Errorf("%s must be 8 to 1024 bytes", what)
@@ -477,10 +481,17 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 // rpcError turns a gRPC status into "Code: message".
 func rpcError(err error) error {
 	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unavailable && strings.Contains(st.Message(), plaintextAnswer) {
+			return fmt.Errorf("%s: %s\nThe server answered in plaintext, not TLS: a `latch serve` without --tls-cert on this machine speaks plaintext; add --insecure (allowed to loopback addresses only)", st.Code(), st.Message())
+		}
 		return fmt.Errorf("%s: %s", st.Code(), st.Message())
 	}
 	return err
 }
+
+// plaintextAnswer is what crypto/tls reports, through gRPC, when the server
+// answers a TLS handshake in plaintext.
+const plaintextAnswer = "first record does not look like a TLS handshake"
 
 // --- commands ---
 

@@ -224,18 +224,20 @@ func TestServeBootstrapConfig(t *testing.T) {
 		env  []string
 		want string
 	}{
-		"no password":       {[]string{"--bootstrap-admin", "root@example.com"}, nil, "needs a password"},
-		"both sources":      {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", pwFile}, []string{bootstrapPasswordEnv + "=env-password-1"}, "not both"},
-		"short password":    {[]string{"--bootstrap-admin", "root@example.com"}, []string{bootstrapPasswordEnv + "=short"}, "8 to 1024"},
-		"bad email":         {[]string{"--bootstrap-admin", "Root <root@example.com>"}, []string{bootstrapPasswordEnv + "=env-password-1"}, "plain email"},
-		"file without flag": {[]string{"--bootstrap-admin-password-file", pwFile}, nil, "without --bootstrap-admin"},
-		"missing file":      {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", filepath.Join(dir, "nope")}, nil, "no such file"},
-		"password flag":     {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password", "x"}, nil, "not defined"},
+		"no password":    {[]string{"--bootstrap-admin", "root@example.com"}, nil, "needs a password"},
+		"both sources":   {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", pwFile}, []string{bootstrapPasswordEnv + "=env-password-1"}, "not both"},
+		"short password": {[]string{"--bootstrap-admin", "root@example.com"}, []string{bootstrapPasswordEnv + "=short"}, "8 to 1024"},
+		"bad email":      {[]string{"--bootstrap-admin", "Root <root@example.com>"}, []string{bootstrapPasswordEnv + "=env-password-1"}, "plain email"},
+		"file without email": {[]string{"--bootstrap-admin-password-file", pwFile}, nil,
+			"bootstrap_admin.password_file (LATCH_BOOTSTRAP_ADMIN_PASSWORD_FILE) is given without bootstrap_admin.email (LATCH_BOOTSTRAP_ADMIN)"},
+		"missing file": {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password-file", filepath.Join(dir, "nope")}, nil, "no such file"},
+		"password flag": {[]string{"--bootstrap-admin", "root@example.com", "--bootstrap-admin-password", "x"}, nil,
+			"--bootstrap-admin-password is not a flag: a secret is read from LATCH_BOOTSTRAP_ADMIN_PASSWORD or the file bootstrap_admin.password_file names"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")
-			cmd := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
-			cmd.Env = append(os.Environ(), tc.env...)
+			cmd := serveCommand(t, ctx, append([]string{"--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd.Env = append(cmd.Env, tc.env...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
@@ -250,9 +252,9 @@ func TestServeBootstrapConfig(t *testing.T) {
 		})
 	}
 	// Reported with every other configuration problem, at once.
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(dir, "x.db"), "--access-ttl", "-1s", "--bootstrap-admin", "root@example.com")
+	cmd := serveCommand(t, ctx, "--db", filepath.Join(dir, "x.db"), "--access-ttl", "-1s", "--bootstrap-admin", "root@example.com")
 	out, _ := cmd.CombinedOutput()
-	if !strings.Contains(string(out), "access-ttl") || !strings.Contains(string(out), "needs a password") {
+	if !strings.Contains(string(out), "tokens.access_ttl (LATCH_ACCESS_TTL) -1s") || !strings.Contains(string(out), "needs a password") {
 		t.Errorf("bootstrap and other configuration errors not reported together:\n%s", out)
 	}
 	// From a file: it works, and the password is not logged.

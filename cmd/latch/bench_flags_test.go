@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchRejectsNegativeCounts: a negative --sessions, --sweep-rows or
@@ -23,5 +25,21 @@ func TestBenchRejectsNegativeCounts(t *testing.T) {
 		if out.Len() != 0 {
 			t.Errorf("%s %s: a report was printed, want none:\n%s", tc.flag, tc.val, out.String())
 		}
+	}
+}
+
+// TestBenchStartsLatch runs `latch bench` end to end on one small row: the
+// server it starts must accept the settings bench gives it.
+func TestBenchStartsLatch(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	cmd := exec.CommandContext(ctx, latchBinary(t), "bench", "--duration", "50ms", "--concurrency", "1", "--sessions", "2",
+		"--rounds", "1", "--scale", "none", "--sweep-rows", "0", "--only", "GetJWKS")
+	cmd.Env = withoutLatchEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("latch bench: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "GetJWKS") {
+		t.Errorf("the report has no GetJWKS row:\n%s", out)
 	}
 }

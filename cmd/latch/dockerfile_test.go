@@ -11,7 +11,8 @@ import (
 )
 
 // TestDockerfileBuild checks what CI cannot run (no Docker engine): every
-// base image is pinned to a version tag; the Go image is at least the Go
+// base image is pinned to a version tag, and one without a digest is named
+// in docs/operations.md, which says what its tag pins; the Go image is at least the Go
 // version go.mod requires (the official image sets GOTOOLCHAIN=local, so an
 // older one fails to build, and only inside Docker); the build is static
 // and trimmed; the runtime is distroless nonroot with both ports exposed
@@ -59,6 +60,17 @@ func TestDockerfileBuild(t *testing.T) {
 	}
 	if !sawGo {
 		t.Error("no golang build stage")
+	}
+	// An image pinned by tag only is named exactly in the docs, which say
+	// what such a tag pins and how to pin the digest.
+	ops, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range froms {
+		if image := m[1]; !strings.Contains(image, "@sha256:") && !strings.Contains(string(ops), "`"+image+"`") {
+			t.Errorf("FROM %s is pinned by tag, not digest, and docs/operations.md does not name it (as `%s`) to say what is pinned", image, image)
+		}
 	}
 	if last := froms[len(froms)-1][1]; !strings.HasPrefix(last, "gcr.io/distroless/static") || !strings.HasSuffix(last, ":nonroot") {
 		t.Errorf("runtime image %s, want gcr.io/distroless/static…:nonroot", last)

@@ -139,7 +139,7 @@ func startLatch(t *testing.T, ctx context.Context, db string, extra ...string) *
 	}
 	args := append(append(append([]string{"serve"}, storageArgs...), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "billing", "--log-format", "json"), extra...)
-	cmd := exec.Command(latchBinary(t), args...)
+	cmd := latchCommand(t, context.Background(), args...)
 	p := &latchProc{cmd: cmd, done: make(chan error, 1)}
 	cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
 	stderr, err := cmd.StderrPipe()
@@ -559,8 +559,79 @@ func TestDevMode(t *testing.T) {
 	p2.mu.Lock()
 	out2 := p2.stdout.String()
 	p2.mu.Unlock()
-	if strings.Contains(out2, "password") {
+	if strings.Contains(out2, "person:") || strings.Contains(out2, "service:") || strings.Contains(out2, pm[2]) {
 		t.Errorf("second --dev start printed credentials again:\n%s", out2)
+	}
+	if !strings.Contains(out2, "latch serve --dev --db") {
+		t.Errorf("second --dev start does not say how to get demo credentials again:\n%s", out2)
+	}
+}
+
+// TestDevBannerPastesAsOneBlock: the commands the --dev banner prints run
+// as one pasted block in bash, with the pinned grpcurl and jq, and do what
+// they say: the person's token is active on Introspect, Refresh returns a
+// new refresh token, Revoke ends it.
+func TestDevBannerPastesAsOneBlock(t *testing.T) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq not installed")
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	p := startLatch(t, ctx, filepath.Join(t.TempDir(), "latch.db"), "--dev")
+	p.mu.Lock()
+	out := p.stdout.String()
+	p.mu.Unlock()
+	if want := "grpcurl@" + grpcurlVersion; !strings.Contains(out, want) {
+		t.Errorf("--dev banner does not pin %s:\n%s", want, out)
+	}
+	_, block, ok := strings.Cut(out, "Try it")
+	block, _, _ = strings.Cut(block, "\n\nThe service")
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		if strings.HasPrefix(l, "  ") && strings.TrimSpace(l) != "" {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	if !ok || len(lines) < 5 {
+		t.Fatalf("--dev banner has no block of commands:\n%s", out)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "<") {
+			t.Errorf("banner command has a placeholder: %s", l)
+		}
+	}
+	script := "set -eo pipefail\n" + strings.Join(lines, "\n") + "\necho \"RT=$RT\"\n"
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(grpcurlPath(t))+string(os.PathListSeparator)+os.Getenv("PATH"))
+	raw, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pasted banner commands failed: %v\n%s", err, raw)
+	}
+	got := string(raw)
+	if !strings.Contains(got, `"active": true`) {
+		t.Errorf("Introspect in the pasted block did not report the token active:\n%s", got)
+	}
+	if rt := regexp.MustCompile(`(?m)^RT=(\S*)$`).FindStringSubmatch(got); rt == nil || len(rt[1]) < 40 {
+		t.Errorf("Refresh in the pasted block gave no refresh token:\n%s", got)
+	}
+}
+
+// TestGrpcurlVersionPinnedOnce: the --dev banner, .ci/test and the
+// getting-started walkthrough install the same grpcurl release.
+func TestGrpcurlVersionPinnedOnce(t *testing.T) {
+	for _, f := range []string{"../../.ci/test", "../../docs/getting-started.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins := regexp.MustCompile(`(?i)grpcurl(?:@|_VERSION=)(v?[0-9][0-9.]*|latest)`).FindAllStringSubmatch(string(b), -1)
+		if len(pins) == 0 {
+			t.Errorf("%s names no grpcurl version", f)
+		}
+		for _, m := range pins {
+			if m[1] != grpcurlVersion {
+				t.Errorf("%s pins grpcurl %s, the banner %s", f, m[1], grpcurlVersion)
+			}
+		}
 	}
 }
 
@@ -569,13 +640,13 @@ func TestDevMode(t *testing.T) {
 func TestServeRejectsBadConfig(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--access-ttl", "-1s", "--refresh-max-age", "1h", "--issuer", "")
+	cmd := serveCommand(t, ctx, "--db", db, "--access-ttl", "-1s", "--refresh-max-age", "1h", "--issuer", "")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("serve with bad config: err=%v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"issuer is required", "access-ttl", "refresh-max-age"} {
+	for _, want := range []string{"issuer (--issuer, LATCH_ISSUER) is required", "tokens.access_ttl (LATCH_ACCESS_TTL)", "tokens.refresh_max_age (LATCH_REFRESH_MAX_AGE)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -610,7 +681,7 @@ func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
 	}
 	for name, db := range map[string]string{"garbage": garbage, "directory": dir, "path under a file": filepath.Join(garbage, "latch.db")} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+			cmd := serveCommand(t, ctx, "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
@@ -624,7 +695,7 @@ func TestServeRefusesDamagedOrForeignDatabase(t *testing.T) {
 
 	live := filepath.Join(dir, "live.db")
 	startLatch(t, ctx, live)
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", live, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	cmd := serveCommand(t, ctx, "--db", live, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use by another process") {
 		t.Fatalf("second server on a live db: err=%v\n%s", err, out)

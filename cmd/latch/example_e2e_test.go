@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,7 +94,7 @@ func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {
 	bin := latchBinary(t)
 	db := filepath.Join(t.TempDir(), "latch.db")
 	for _, u := range []struct{ email, pw, role string }{
-		{"alice@example.com", "alice-password-1", "orders:read"},
+		{"olivia@example.com", "olivia-password-1", "orders:read"},
 		{"bob@example.com", "bob-password-111", "user"},
 		{"svc@example.com", "svc-password-111", "introspect"},
 	} {
@@ -109,8 +110,8 @@ func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {
 		return tokensOf(t, mustOK(t, grpcurl(t, ctx, latch.grpcAddr, nil, "latch.v1.AuthService/Login",
 			map[string]string{"email": email, "password": pw, "audience": "orders"}), "Login"))
 	}
-	alice := login("alice@example.com", "alice-password-1")
-	auth := []string{"authorization: Bearer " + alice.access}
+	olivia := login("olivia@example.com", "olivia-password-1")
+	auth := []string{"authorization: Bearer " + olivia.access}
 
 	// Reflection and health are public.
 	if r := grpcurl(t, ctx, orders, nil, "list", nil); !strings.Contains(r.raw, "latch.example.orders.v1.OrdersService") {
@@ -151,7 +152,7 @@ func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {
 
 	// Revoking the access token at Latch reaches the service over the
 	// revocation stream.
-	mustOK(t, grpcurl(t, ctx, latch.grpcAddr, nil, "latch.v1.AuthService/Revoke", map[string]string{"token": alice.access}), "Revoke")
+	mustOK(t, grpcurl(t, ctx, latch.grpcAddr, nil, "latch.v1.AuthService/Revoke", map[string]string{"token": olivia.access}), "Revoke")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := grpcurl(t, ctx, orders, auth, "latch.example.orders.v1.OrdersService/GetOrder", map[string]string{"order_id": "o-1"})
@@ -162,5 +163,59 @@ func TestExampleOrdersServiceWithGrpcurl(t *testing.T) {
 			t.Fatalf("revoked token still accepted after 10 s: %s %s", r.raw, r.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExampleStartsBeforeLatch: the orders example started before Latch
+// listens (the docs' block pasted at once) waits for Latch, logs in its
+// revocations account and serves, instead of exiting.
+func TestExampleStartsBeforeLatch(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	bin := latchBinary(t)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	if out, err := userAdd(ctx, bin, db, "svc@example.com", "svc-password-111", "introspect"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	latchAddr := lis.Addr().String()
+	lis.Close() // Latch takes this port once the example is waiting for it
+
+	cmd := exec.Command(exampleBinary(t), "--addr", "127.0.0.1:0", "--latch-addr", latchAddr, "--issuer", "https://latch.test",
+		"--audience", "orders", "--revocations-email", "svc@example.com")
+	cmd.Env = append(os.Environ(), "LATCH_EXAMPLE_PASSWORD=svc-password-111")
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	// The example is running without Latch: it waits, saying so.
+	for !strings.Contains(logs.String(), "waiting for Latch") {
+		select {
+		case <-exited:
+			t.Fatalf("example exited while Latch was not yet listening: %v\n%s", waitErr, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("example does not say it waits for Latch:\n%s", logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	startLatch(t, ctx, db, "--grpc-addr", latchAddr)
+	for !listeningAddr.MatchString(logs.String()) {
+		select {
+		case <-exited:
+			t.Fatalf("example exited: %v\n%s", waitErr, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("example did not start serving once Latch listened:\n%s", logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

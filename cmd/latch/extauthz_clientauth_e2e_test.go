@@ -39,7 +39,7 @@ func clientAuthEnv(t *testing.T) {
 // listening instead is killed and the test fails.
 func wantRefused(t *testing.T, ctx context.Context, args []string, want ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, latchBinary(t), args...)
+	cmd := latchCommand(t, ctx, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func newTLSFiles(t *testing.T) tlsFiles {
 // TestExtAuthzRefusesUnauthenticatedClientsBeyondLoopback: `latch serve`
 // refuses, before opening anything, an ext_authz listener beyond loopback
 // that does not authenticate its clients, with the fixes in the message;
-// --ext-authz-allow-unauthenticated-clients opts out (with a warning).
+// ext_authz.allow_unauthenticated_clients opts out (with a warning).
 func TestExtAuthzRefusesUnauthenticatedClientsBeyondLoopback(t *testing.T) {
 	clientAuthEnv(t)
 	ctx := testCtx(t, 2*time.Minute)
@@ -158,19 +158,20 @@ func TestExtAuthzRefusesUnauthenticatedClientsBeyondLoopback(t *testing.T) {
 		return append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--issuer", "https://latch.test", "--audience", "orders", "--log-format", "json", "--ext-authz-policy", testPolicy}, extra...)
 	}
-	fixes := []string{"refusing to serve ext_authz on --ext-authz-addr 0.0.0.0:0", "without client certificates",
-		"--ext-authz-client-ca", "LATCH_EXT_AUTHZ_CLIENT_CA", "--ext-authz-allow-unauthenticated-clients"}
+	fixes := []string{"refusing to serve ext_authz on ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) 0.0.0.0:0", "without client certificates",
+		"Give ext_authz.client_ca_file (LATCH_EXT_AUTHZ_CLIENT_CA)", "tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)",
+		"set ext_authz.allow_unauthenticated_clients (LATCH_EXT_AUTHZ_ALLOW_UNAUTHENTICATED_CLIENTS) to true"}
 	for name, tc := range map[string]struct {
 		args []string
 		want []string
 	}{
 		"TLS without a client CA":    {[]string{"--ext-authz-addr", "0.0.0.0:0", "--tls-cert", f.certFile, "--tls-key", f.keyFile}, fixes},
 		"plaintext, insecure-listen": {[]string{"--ext-authz-addr", "0.0.0.0:0", "--insecure-listen"}, fixes},
-		"all interfaces, no host":    {[]string{"--ext-authz-addr", ":0", "--insecure-listen"}, []string{"--ext-authz-addr :0", "--ext-authz-client-ca"}},
+		"all interfaces, no host":    {[]string{"--ext-authz-addr", ":0", "--insecure-listen"}, []string{"ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) :0", "ext_authz.client_ca_file (LATCH_EXT_AUTHZ_CLIENT_CA)"}},
 		"client CA without TLS": {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-client-ca", f.clientCAFile},
-			[]string{"--ext-authz-client-ca needs --tls-cert"}},
+			[]string{"ext_authz.client_ca_file (LATCH_EXT_AUTHZ_CLIENT_CA) needs tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)"}},
 		"client CA without ext_authz": {[]string{"--tls-cert", f.certFile, "--tls-key", f.keyFile, "--ext-authz-client-ca", f.clientCAFile},
-			[]string{"--ext-authz-client-ca is set but --ext-authz-addr is not"}},
+			[]string{"ext_authz.client_ca_file (LATCH_EXT_AUTHZ_CLIENT_CA) is set but ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) is not"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")

@@ -56,7 +56,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
-	log, err := newLogger(e, *logFormat, *logLevel)
+	log, err := newLogger(e, *logFormat, *logLevel, flagName)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if f.addr == "" {
 		errs = append(errs, errors.New("--ext-authz-addr is required"))
 	}
-	policy, err := loadExtAuthzPolicy(f, *issuer, nil)
+	policy, err := loadExtAuthzPolicy(f, *issuer, nil, flagName)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -84,10 +84,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if *issuer == "" || *latchAddr == "" {
 		errs = append(errs, errors.New("--issuer and --latch-addr are required"))
 	}
-	errs = append(errs, checkTLSFiles(*tlsCert, *tlsKey, *tlsClientCA)...)
-	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen))
+	errs = append(errs, checkTLSFiles(*tlsCert, *tlsKey, *tlsClientCA, flagName)...)
+	errs = append(errs, checkExposure(map[string]string{"ext-authz-addr": f.addr}, *tlsCert != "", *insecureListen, flagName))
 	errs = append(errs, checkExtAuthzClientAuth(f.addr, *tlsClientCA != "", *allowUnauth,
-		"--tls-client-ca (LATCH_TLS_CLIENT_CA) with the CA of Envoy's client certificates, and --tls-cert and --tls-key"))
+		"--tls-client-ca (LATCH_TLS_CLIENT_CA) with the CA of Envoy's client certificates, and --tls-cert and --tls-key", flagName))
 	if *metricsAddr != "" && !isLoopback(*metricsAddr) && !*insecureListen {
 		errs = append(errs, fmt.Errorf("refusing to serve plaintext metrics on --metrics-addr %s, which is not a loopback address: "+
 			"give --insecure-listen if the network in between is trusted", *metricsAddr))
@@ -151,7 +151,12 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	if reg != nil {
 		regr = reg
 	}
-	x, err := listenExtAuthz(f, v, policy, true, et, regr, policy.Audiences(), log)
+	lis, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		v.Close()
+		return explainListen("--ext-authz-addr", f.addr, err)
+	}
+	x, err := listenExtAuthz(f, lis, v, policy, true, et, regr, policy.Audiences(), log)
 	if err != nil {
 		return err
 	}

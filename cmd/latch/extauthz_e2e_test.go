@@ -152,9 +152,9 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		args []string
 		want []string
 	}{
-		"no policy":           {[]string{"--ext-authz-addr", "127.0.0.1:0"}, []string{"--ext-authz-policy is required"}},
-		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"--ext-authz-addr is not"}},
-		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "access-ttl"}},
+		"no policy":           {[]string{"--ext-authz-addr", "127.0.0.1:0"}, []string{"ext_authz.policy_file (LATCH_EXT_AUTHZ_POLICY) is required with ext_authz.addr (LATCH_EXT_AUTHZ_ADDR)"}},
+		"policy without addr": {[]string{"--ext-authz-policy", testPolicy}, []string{"ext_authz.policy_file (LATCH_EXT_AUTHZ_POLICY) is set but ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) is not"}},
+		"broken policy":       {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", bad, "--access-ttl", "-1s"}, []string{`"nope": must start with /`, "rules[1] (line 5): give roles", "tokens.access_ttl (LATCH_ACCESS_TTL) -1s must be in (0, 24h]"}},
 		"foreign audience":    {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", foreign}, []string{`audience "payments" is not one Latch issues`}},
 		"bad headers":         {[]string{"--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", testPolicy, "--ext-authz-sub-header", "X-Sub", "--ext-authz-sid-header", "x-latch-roles"}, []string{`"X-Sub"`, "must differ"}},
 		"Latch's audience": {[]string{"--issuer", "https://latch.test", "--ext-authz-addr", "127.0.0.1:0", "--ext-authz-policy", latchAud},
@@ -164,7 +164,7 @@ func TestExtAuthzBadConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "latch.db")
 			args := append([]string{"serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders"}, tc.args...)
-			out, err := exec.CommandContext(ctx, latchBinary(t), args...).CombinedOutput()
+			out, err := latchCommand(t, ctx, args...).CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("err=%v, want exit 1\n%s", err, out)
@@ -296,10 +296,10 @@ func TestExtAuthzMutualTLS(t *testing.T) {
 		bad.Close()
 	}
 
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", filepath.Join(t.TempDir(), "x.db"),
+	out, err := serveCommand(t, ctx, "--db", filepath.Join(t.TempDir(), "x.db"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audience", "orders",
 		"--ext-authz-addr", "0.0.0.0:0", "--ext-authz-policy", testPolicy).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on --ext-authz-addr") {
+	if err == nil || !strings.Contains(string(out), "refusing to serve plaintext on ext_authz.addr (LATCH_EXT_AUTHZ_ADDR) 0.0.0.0:0") {
 		t.Errorf("plaintext ext_authz on all interfaces: err=%v\n%s", err, out)
 	}
 }

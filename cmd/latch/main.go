@@ -2,14 +2,15 @@
 // database.
 //
 //	latch serve [flags]        run the gRPC and HTTP servers
+//	latch config example       print a complete configuration with every default
 //	latch user add [flags]     add a user to the database (server stopped)
 //	latch admin ...            administer a running server (AdminService client)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
 //	latch ext-authz [flags]    Envoy ext_authz away from Latch (keys and revocations followed)
 //	latch version              print the version, module and VCS information
 //
-// Every flag of serve has an environment equivalent: --grpc-addr is
-// LATCH_GRPC_ADDR, and so on. A flag given on the command line wins.
+// Serve reads a YAML configuration file (--config), LATCH_* environment
+// variables and a few flags, in rising precedence.
 package main
 
 import (
@@ -29,19 +30,22 @@ var version = "dev"
 const usage = `latch — a gRPC authentication service (ES256 access tokens, rotating refresh tokens).
 
 Usage:
-  latch serve [flags]                 run the service (latch serve --help)
+  latch serve [--config FILE] [flags] run the service (latch serve --help)
   latch serve --dev                   first try: demo users and grpcurl commands printed
+  latch config example                print a complete configuration with every default
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
-  latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       add a user; the server must be stopped
+  latch bench [--duration 10s] [--concurrency 32] [--json FILE]
+                                      measure Latch against its raw limits on this machine
   latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
                   [--revocations-email E]   Envoy ext_authz next to the sidecars (latch ext-authz --help)
   latch admin <command> ...           administer a running server (latch admin --help)
   latch version                       print the version, module and VCS information
   latch help                          this text
 
-Every serve flag can also be set with an environment variable: LATCH_ and the
-flag name in upper case with '-' as '_' (--grpc-addr → LATCH_GRPC_ADDR).
+Every setting of serve is a key of its configuration file and has a LATCH_*
+environment variable (latch config example); a flag wins over the variable,
+which wins over the file.
 `
 
 func main() {
@@ -82,6 +86,8 @@ func run(ctx context.Context, args []string, e env) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], e)
+	case "config":
+		err = configCmd(ctx, args[1:], e)
 	case "user":
 		err = user(ctx, args[1:], e)
 	case "admin":

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -269,31 +271,35 @@ func TestReplicasShareEtcd(t *testing.T) {
 	}
 }
 
-// TestServeEtcdConfigErrors: bad storage flags are all reported at once,
+// TestServeEtcdConfigErrors: bad storage settings are all reported at once,
 // before anything is opened, and an unreachable etcd fails the start with a
 // clear error within the dial timeout.
 func TestServeEtcdConfigErrors(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--db", "x.db",
-		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "1m").CombinedOutput()
+	out, err := serveCommand(t, ctx, "--storage", "etcd", "--db", "x.db",
+		"--etcd-endpoints", "ftp://h:1", "--etcd-cert", "c.pem", "--etcd-prefix", "latch", "--sweep-interval", "2m").CombinedOutput()
 	if err == nil {
 		t.Fatal("serve with bad etcd flags started")
 	}
-	for _, want := range []string{"--db applies only to --storage bbolt", `--etcd-endpoints "ftp://h:1"`,
-		"--etcd-cert and --etcd-key go together", `--etcd-prefix "latch" must start with '/'`, "--sweep-interval applies only to --storage bbolt"} {
+	for _, want := range []string{"storage.db (--db, LATCH_DB) applies only to storage.backend (LATCH_STORAGE) bbolt",
+		`storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) "ftp://h:1": want http://host:port or https://host:port`,
+		"storage.etcd.cert_file (LATCH_ETCD_CERT) and storage.etcd.key_file (LATCH_ETCD_KEY) go together",
+		`storage.etcd.prefix (LATCH_ETCD_PREFIX) "latch" must start with '/'`,
+		"storage.sweep_interval (LATCH_SWEEP_INTERVAL) applies only to storage.backend (LATCH_STORAGE) bbolt"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `--etcd-endpoints "http://10.1.2.3:2379" is plaintext over the network`) {
+	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://10.1.2.3:2379").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) "http://10.1.2.3:2379" is plaintext over the network: `+
+		"use https:// with storage.etcd.ca_file (LATCH_ETCD_CA)") {
 		t.Errorf("plaintext etcd over the network: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--etcd-endpoints applies only to --storage etcd") {
+	out, err = serveCommand(t, ctx, "--etcd-endpoints", "http://127.0.0.1:1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "storage.etcd.endpoints (LATCH_ETCD_ENDPOINTS) applies only to storage.backend (LATCH_STORAGE) etcd") {
 		t.Errorf("etcd flag with bbolt: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, latchBinary(t), "serve", "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",
+	out, err = serveCommand(t, ctx, "--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1",
 		"--etcd-dial-timeout", "1s", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "open etcd storage") {
@@ -320,7 +326,7 @@ func TestServeEtcdTLS(t *testing.T) {
 		"no client certificate": append(etcdArgs(srv, prefix), "--etcd-ca", srv.CAFile),
 		"unknown CA":            append(etcdArgs(srv, prefix), "--etcd-cert", srv.CertFile, "--etcd-key", srv.KeyFile),
 	} {
-		out, err := exec.CommandContext(ctx, latchBinary(t), append(base, args...)...).CombinedOutput()
+		out, err := latchCommand(t, ctx, append(base, args...)...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "open etcd storage") {
 			t.Errorf("%s: serve = %v, want a refusal to start\n%s", name, err, out)
 		}
@@ -557,8 +563,25 @@ func TestServeEtcdAuth(t *testing.T) {
 		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login with etcd auth"))
 	wantCode(t, grpcurl(t, ctx, p.grpcAddr, nil, svcRefresh, map[string]string{"refresh_token": p1.refresh}), "OK", "", "Refresh with etcd auth")
 
+	// From a file, as an orchestrator mounts a secret; both ways at once
+	// are refused before anything is opened.
+	pwFile := filepath.Join(t.TempDir(), "etcd-password")
+	if err := os.WriteFile(pwFile, []byte("latch-etcd-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LATCH_ETCD_PASSWORD", "")
+	pf := startLatch(t, ctx, "", append(etcdArgs(srv, prefix), "--etcd-username", "latch", "--etcd-password-file", pwFile)...)
+	mustOK(t, grpcurl(t, ctx, pf.grpcAddr, nil, svcLogin,
+		map[string]string{"email": "alice@example.com", "password": "alice-password-1"}), "Login with the etcd password from a file")
+	t.Setenv("LATCH_ETCD_PASSWORD", "latch-etcd-password")
+	out, err := serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--etcd-username", "latch", "--etcd-password-file", pwFile}, etcdArgs(srv, prefix)...)...).CombinedOutput()
+	if want := "give the etcd password once: LATCH_ETCD_PASSWORD or storage.etcd.password_file (LATCH_ETCD_PASSWORD_FILE), not both"; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("serve with the etcd password twice = %v, want %q\n%s", err, want, out)
+	}
+
 	t.Setenv("LATCH_ETCD_PASSWORD", "wrong-etcd-password")
-	out, err := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	out, err = serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--etcd-username", "latch", "--etcd-dial-timeout", "3s"}, etcdArgs(srv, prefix)...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "authentication failed") {
 		t.Errorf("serve with a wrong etcd password = %v, want an authentication failure\n%s", err, out)

@@ -2,131 +2,230 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchauth/latch/internal/keyseal"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/redact"
 	"github.com/latchauth/latch/server"
+	"github.com/latchauth/latch/server/extauthz"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
-	"github.com/latchauth/latch/tokens"
 )
 
-type serveFlags struct {
-	grpcAddr, httpAddr, issuer    string
-	audiences                     stringList
-	accessTTL, refreshTTL, maxAge time.Duration
-	reuseGrace, shutdownTimeout   time.Duration
-	sweepInterval, revokedKeep    time.Duration
-	logFormat, logLevel           string
-	introspectOpen, dev, reflect  bool
-	trustedProxies, serviceRoles  stringList
-	maxSessions, addrBurst        int
-	addrRefill                    time.Duration
-	hashConcurrency, probeBurst   int
-	verifyCache                   int
-	probeRefill                   time.Duration
-	keys                          keyFlags
-	extAuthz                      extAuthzFlags
+// serveSetup is serve's configuration, checked and turned into what the
+// server, the storage and the listeners take.
+type serveSetup struct {
+	cfg       config
+	srv       server.Config
+	sf        storageFlags
+	tf        transportFlags
+	ext       extAuthzFlags
+	boot      bootstrapFlags
+	policy    *extauthz.Policy
+	sealer    *keyseal.Sealer
+	retention time.Duration
+	log       *slog.Logger
+}
+
+// prepareServe checks cfg and builds serve's parts from it, reporting every
+// problem at once and opening nothing but the files it names (TLS,
+// policy, key-encryption key, bootstrap password).
+func prepareServe(cfg config, e env) (*serveSetup, []error) {
+	n := configNamer()
+	set := changed(cfg)
+	var errs []error
+	log, err := newLogger(e, cfg.Log.Format, cfg.Log.Level, n)
+	if err != nil {
+		errs = append(errs, err)
+		log = slog.New(redact.NewHandler(slog.NewJSONHandler(e.stderr, nil)))
+	}
+	if cfg.Log.AccessSample < 0 {
+		errs = append(errs, fmt.Errorf("%s %d: want 0 (no access log) or N > 0 (one record in every N calls)", n("access-log-sample"), cfg.Log.AccessSample))
+	}
+	if !cfg.Dev {
+		errs = append(errs, checkIssuer(cfg.Issuer, n))
+	} else if cfg.Issuer != "" {
+		errs = append(errs, checkIssuer(cfg.Issuer, n))
+	}
+	st := &serveSetup{cfg: cfg, log: log}
+	proxies, proxyErr := parsePrefixes(n("trusted-proxy"), cfg.Limits.TrustedProxies)
+	t := cfg.Tokens
+	st.srv = server.Config{
+		Issuer: cfg.Issuer, Audiences: cfg.Audiences,
+		AccessTTL: t.AccessTTL, RefreshIdleTTL: t.RefreshTTL, RefreshMaxAge: t.RefreshMaxAge,
+		RefreshReuseGrace: reuseGrace(t.RefreshReuseGrace), IntrospectOpen: cfg.IntrospectOpen,
+		ProbeBurst: cfg.Limits.ProbeBurst, ProbeRefill: cfg.Limits.ProbeRefill, VerifyCacheSize: cacheSize(t.VerifyCache),
+		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: cfg.Limits.MaxSessions},
+		AddressBurst: cfg.Limits.LoginAddressBurst, AddressRefill: cfg.Limits.LoginAddressRefill,
+		ServiceRoles: append([]string{}, cfg.Limits.ServiceRoles...),
+	}
+	errs = append(errs, proxyErr, checkServeNumbers(cfg, n))
+	kf := keyFlags{rotation: cfg.Keys.Rotation, reload: cfg.Keys.ReloadInterval, publishLead: cfg.Keys.PublishLead,
+		kekFile: cfg.Keys.EncryptionKeyFile, name: n}
+	errs = append(errs, kf.apply(&st.srv))
+	st.sealer, err = kf.sealer(e.getenv)
+	errs = append(errs, err)
+	sc := cfg.Storage
+	st.sf = storageFlags{kind: sc.Backend, db: sc.DB, endpoints: stringList{vals: sc.Etcd.Endpoints}, prefix: sc.Etcd.Prefix,
+		ca: sc.Etcd.CAFile, cert: sc.Etcd.CertFile, key: sc.Etcd.KeyFile, username: sc.Etcd.Username, passwordFile: sc.Etcd.PasswordFile, plaintext: sc.Etcd.AllowPlaintext,
+		dialTimeout: sc.Etcd.DialTimeout, reqTimeout: sc.Etcd.RequestTimeout, maxTxnOps: sc.Etcd.MaxTxnOps, set: set, name: n}
+	errs = append(errs, st.sf.validate()...)
+	errs = append(errs, st.sf.resolvePassword(e.getenv))
+	g := cfg.GRPC
+	st.tf = transportFlags{tlsCert: cfg.TLS.CertFile, tlsKey: cfg.TLS.KeyFile, tlsClientCA: cfg.TLS.ClientCAFile,
+		insecureListen: cfg.Listen.Insecure, maxStreams: uint(max(g.MaxConcurrentStreams, 0)),
+		keepaliveTime: g.KeepaliveTime, keepaliveTO: g.KeepaliveTimeout, keepaliveMin: g.KeepaliveMinTime, maxIdle: g.MaxConnectionIdle,
+		maxAge: g.MaxConnectionAge, maxAgeGrace: g.MaxConnectionAgeGrace, drainDelay: cfg.Shutdown.DrainDelay, metrics: cfg.Metrics.Enabled,
+		extAuthzClientCA: cfg.ExtAuthz.ClientCAFile, extAuthzAllowUnauth: cfg.ExtAuthz.AllowUnauthenticatedClients, name: n}
+	x := cfg.ExtAuthz
+	st.ext = extAuthzFlags{addr: x.Addr, policy: x.PolicyFile, subH: x.SubHeader, sidH: x.SidHeader, rolesH: x.RolesHeader,
+		keepAuthorization: x.KeepAuthorization, cache: x.Cache, healthInterval: x.HealthInterval, name: n}
+	st.policy, err = loadExtAuthzPolicy(st.ext, st.srv.Issuer, st.srv.Audiences, n)
+	errs = append(errs, err)
+	st.boot = bootstrapFlags{email: cfg.BootstrapAdmin.Email, passwordFile: cfg.BootstrapAdmin.PasswordFile, name: n}
+	errs = append(errs, st.boot.check(e.getenv, log))
+	vc := st.srv.Defaults()
+	if vc.Issuer == "" {
+		vc.Issuer = "https://issuer.invalid" // a missing issuer is reported above, with the ways to set it
+	}
+	errs = append(errs, inKeys(vc.Validate(), n))
+	st.retention, err = revokedRetention(t.RevokedSessionRetention, st.srv, n)
+	errs = append(errs, err)
+	errs = append(errs, st.tf.validate(map[string]string{"grpc-addr": cfg.Listen.GRPC, "http-addr": cfg.Listen.HTTP, "ext-authz-addr": x.Addr}))
+	return st, slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+}
+
+// serverFields maps the server.Config fields that the server's validation
+// names to serve's setting ids.
+var serverFields = map[string]string{
+	"Issuer": "issuer", "Audiences": "audience", "AccessTTL": "access-ttl", "RefreshIdleTTL": "refresh-ttl",
+	"RefreshMaxAge": "refresh-max-age", "RefreshReuseGrace": "refresh-reuse-grace", "KeyPublishLead": "key-publish-lead",
+	"KeyRotation": "key-rotation", "KeyReloadInterval": "key-reload-interval",
+}
+
+// serverFieldRE matches the field names of serverFields, and Leeway (fixed,
+// not a setting), in a message.
+var serverFieldRE = regexp.MustCompile(`\b(Issuer|Audiences|AccessTTL|RefreshIdleTTL|RefreshMaxAge|RefreshReuseGrace|KeyPublishLead|KeyRotation|KeyReloadInterval|Leeway)\b`)
+
+// inKeys rewrites the server's validation errors, which name
+// server.Config fields, in the words of serve's configuration.
+func inKeys(err error, n namer) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.ReplaceAll(err.Error(), "config: ", "")
+	return errors.New(serverFieldRE.ReplaceAllStringFunc(msg, func(f string) string {
+		if f == "Leeway" {
+			return "the clock leeway" // fixed, not a setting
+		}
+		return n(serverFields[f])
+	}))
+}
+
+// checkServeNumbers reports settings that make no sense on their own and
+// that no library checks.
+func checkServeNumbers(cfg config, n namer) error {
+	var errs []error
+	if cfg.Limits.HashConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("%s %d must not be negative (0: all cores but one)", n("hash-concurrency"), cfg.Limits.HashConcurrency))
+	}
+	if cfg.Limits.MaxSessions < 1 {
+		errs = append(errs, fmt.Errorf("%s %d must be at least 1", n("max-sessions"), cfg.Limits.MaxSessions))
+	}
+	if cfg.Storage.SweepInterval <= 0 {
+		errs = append(errs, fmt.Errorf("%s %v must be positive", n("sweep-interval"), cfg.Storage.SweepInterval))
+	}
+	if cfg.Shutdown.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("%s %v must be positive", n("shutdown-timeout"), cfg.Shutdown.Timeout))
+	}
+	if cfg.Tokens.VerifyCache < 0 {
+		errs = append(errs, fmt.Errorf("%s %d must not be negative (0 disables it)", n("verify-cache"), cfg.Tokens.VerifyCache))
+	}
+	if cfg.Tokens.RefreshReuseGrace < 0 {
+		errs = append(errs, fmt.Errorf("%s %v must not be negative (0 disables it)", n("refresh-reuse-grace"), cfg.Tokens.RefreshReuseGrace))
+	}
+	return errors.Join(errs...)
+}
+
+// validateServeConfig reports every problem with cfg, as serve would
+// before opening anything.
+func validateServeConfig(cfg config, getenv func(string) string) []error {
+	_, errs := prepareServe(cfg, env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: getenv})
+	return errs
 }
 
 func serve(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("latch serve", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f serveFlags
-	var tf transportFlags
-	f.audiences = stringList{vals: []string{"latch"}}
-	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
-	sf.register(fs)
-	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7300", "gRPC listen address")
-	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7301", "HTTP listen address (/.well-known/jwks.json, /healthz)")
-	fs.StringVar(&f.issuer, "issuer", "http://127.0.0.1:7301", "iss claim of every token")
-	fs.Var(&f.audiences, "audience", "audience a Login may ask for (repeatable; the first is the default)")
-	fs.DurationVar(&f.accessTTL, "access-ttl", 15*time.Minute, "access token lifetime")
-	fs.DurationVar(&f.refreshTTL, "refresh-ttl", 168*time.Hour, "refresh token idle lifetime, renewed by each refresh")
-	fs.DurationVar(&f.maxAge, "refresh-max-age", 720*time.Hour, "absolute session lifetime")
-	fs.DurationVar(&f.reuseGrace, "refresh-reuse-grace", server.DefaultRefreshReuseGrace, "window in which a client may retry its last refresh with the same token after a lost reply (0 = none; at most 1m)")
-	fs.Var(&f.trustedProxies, "trusted-proxy", "network (CIDR) of a proxy in front of Latch whose x-forwarded-for is believed (repeatable); the client is the right-most address not in these networks")
-	fs.IntVar(&f.addrBurst, "login-address-burst", 300, "login attempts (right or wrong) one client address may make at once; size it for the clients behind your largest NAT or proxy")
-	fs.DurationVar(&f.addrRefill, "login-address-refill", time.Second, "one more login attempt per client address allowed per this period")
-	fs.IntVar(&f.maxSessions, "max-sessions", 50, "live sessions a person may hold; a login past it revokes the oldest")
-	fs.Var(&f.serviceRoles, "service-role", "role marking service accounts, which fleets share: higher login rate, 10,000 live sessions (repeatable; default service,introspect)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for in-flight requests")
-	fs.DurationVar(&f.sweepInterval, "sweep-interval", time.Minute, "how often expired sessions and revocations are deleted")
-	fs.DurationVar(&f.revokedKeep, "revoked-session-retention", 0, "how long a revoked session is kept before it is deleted (default: --access-ttl plus the 30s leeway); after lowering --access-ttl, keep the old value here until tokens minted under it have expired")
-	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&f.introspectOpen, "introspect-open", false, "let anyone call Introspect without a credential (development only)")
-	fs.BoolVar(&f.dev, "dev", false, "first-try mode: on an empty database create a demo user and a service user and print grpcurl commands")
-	fs.BoolVar(&f.reflect, "reflection", true, "serve gRPC server reflection (for grpcurl)")
-	fs.IntVar(&f.verifyCache, "verify-cache", 50000, "access tokens remembered as verified (skips ECDSA for hot tokens; revocation is always checked); 0 disables")
-	fs.IntVar(&f.probeBurst, "probe-burst", 30, "invalid tokens a client address (Refresh) or caller (Introspect) may present before RESOURCE_EXHAUSTED")
-	fs.DurationVar(&f.probeRefill, "probe-refill", time.Second, "one more invalid token allowed per this period")
-	fs.IntVar(&f.hashConcurrency, "hash-concurrency", max(1, runtime.GOMAXPROCS(0)-1), "password hashes computed at once (default: all cores but one, so a login flood cannot starve token checks); more wait up to 2 s, then RESOURCE_EXHAUSTED")
-	f.keys.register(fs)
-	tf.register(fs)
-	f.extAuthz.register(fs)
-	var boot bootstrapFlags // serve_admin.go
-	boot.register(fs)
-	fs.Usage = usageFunc(fs, "Usage: latch serve [flags]\n\nRuns Latch's gRPC AuthService (with reflection and grpc.health.v1) and its HTTP\nendpoints. Keys are generated on first start. SIGINT or SIGTERM stops it gracefully.")
-	if err := parseFlags(fs, args, e.getenv); err != nil {
-		return err
+	sa, argErrs := parseServeArgs(args)
+	if sa.help {
+		fmt.Fprint(e.stdout, serveUsage)
+		return flag.ErrHelp
 	}
-	sf.noteSet(fs)
+	cfg, cfgErrs := loadServeConfig(sa, e.getenv)
+	st, errs := prepareServe(cfg, e)
+	if err := errors.Join(append(append(argErrs, cfgErrs...), errs...)...); err != nil {
+		if len(argErrs) > 0 {
+			fmt.Fprintf(e.stderr, "latch serve: %v\n", invalidConfig(err))
+			return errUsage
+		}
+		return invalidConfig(err)
+	}
+	log, sf, tf := st.log, st.sf, st.tf
+	f := st.cfg
 
-	log, err := newLogger(e, f.logFormat, f.logLevel)
+	// The ports are taken before anything is created, so that one in use
+	// stops serve before a database and signing keys exist.
+	grpcLis, err := net.Listen("tcp", f.Listen.GRPC)
 	if err != nil {
-		return err
+		return explainListen(listenName("grpc-addr"), f.Listen.GRPC, err)
 	}
-	proxies, proxyErr := parsePrefixes("--trusted-proxy", f.trustedProxies.vals)
-	cfg := server.Config{
-		Issuer: f.issuer, Audiences: f.audiences.vals,
-		AccessTTL: f.accessTTL, RefreshIdleTTL: f.refreshTTL, RefreshMaxAge: f.maxAge,
-		RefreshReuseGrace: reuseGrace(f.reuseGrace), IntrospectOpen: f.introspectOpen,
-		ProbeBurst: f.probeBurst, ProbeRefill: f.probeRefill, VerifyCacheSize: cacheSize(f.verifyCache),
-		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: f.maxSessions},
-		AddressBurst: f.addrBurst, AddressRefill: f.addrRefill,
+	defer grpcLis.Close()
+	httpLis, err := net.Listen("tcp", f.Listen.HTTP)
+	if err != nil {
+		return explainListen(listenName("http-addr"), f.Listen.HTTP, err)
 	}
-	if f.serviceRoles.isSet {
-		cfg.ServiceRoles = append([]string{}, f.serviceRoles.vals...)
-	}
-	keyErr := f.keys.apply(&cfg)
-	sealer, kekErr := f.keys.sealer(e.getenv)
-	extPolicy, extErr := loadExtAuthzPolicy(f.extAuthz, cfg.Issuer, cfg.Audiences)
-	bootErr := boot.check(e.getenv, log)
-	retention, retentionErr := revokedRetention(f.revokedKeep, cfg)
-	if err := errors.Join(append(sf.validate(), proxyErr, cfg.Defaults().Validate(), keyErr, kekErr, extErr, retentionErr,
-		tf.validate(map[string]string{"grpc-addr": f.grpcAddr, "http-addr": f.httpAddr, "ext-authz-addr": f.extAuthz.addr}), bootErr)...); err != nil {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	defer httpLis.Close()
+	var extLis net.Listener
+	if st.policy != nil {
+		if extLis, err = net.Listen("tcp", st.ext.addr); err != nil {
+			return explainListen(listenName("ext-authz-addr"), st.ext.addr, err)
+		}
+		defer extLis.Close()
 	}
 
 	tp, err := tf.setup(log)
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, log, e.getenv, retention)
+	store, err := sf.open(ctx, log, st.retention)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	hasher, err := password.NewHasher(password.DefaultParams(), f.hashConcurrency)
+	hasher, err := password.NewHasher(password.DefaultParams(), hashConcurrency(f.Limits.HashConcurrency))
 	if err != nil {
 		return err
 	}
-	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(sealer)}
+	srvOpts := []server.Option{server.WithLogger(log), server.WithKeySealer(st.sealer)}
 	var metricsReg prometheus.Registerer // nil: no metrics
 	if tf.metrics {
 		bi := readBuildInfo()
@@ -138,43 +237,34 @@ func serve(ctx context.Context, args []string, e env) error {
 			m.Registry().MustRegister(newStorageMetrics(ws.WriteStats))
 		}
 	}
-	srv, err := server.New(ctx, store, hasher, cfg, srvOpts...)
+	srv, err := server.New(ctx, store, hasher, st.srv, srvOpts...)
 	if err != nil {
-		return explainKeyError(err)
+		return explainKeyError(err, configNamer())
 	}
-	if err := boot.apply(ctx, srv); err != nil {
+	if err := st.boot.apply(ctx, srv); err != nil {
 		return err
 	}
-	if f.introspectOpen {
-		log.Warn("Introspect is open to unauthenticated callers (--introspect-open); never use this in production",
+	if f.IntrospectOpen {
+		log.Warn("Introspect is open to unauthenticated callers (introspect_open); never use this in production",
 			"event", "introspect_open")
 	}
 
-	extAuthz, err := startExtAuthz(ctx, f.extAuthz, extPolicy, f.reflect, tp.extAuthzTransport(tf.transport()), metricsReg, srv, log)
+	extAuthz, err := startExtAuthz(ctx, st.ext, extLis, st.policy, f.GRPC.Reflection, tp.extAuthzTransport(tf.transport()), metricsReg, srv, log)
 	if err != nil {
 		return err
 	}
 	if extAuthz != nil {
 		defer extAuthz.stop(context.Background()) // on early returns; a no-op after the graceful stop below
 	}
-	grpcLis, err := net.Listen("tcp", f.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("listen on --grpc-addr: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", f.httpAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("listen on --http-addr: %w", err)
-	}
-	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.reflect))...)
+	gs := server.NewGRPCServer(srv, log, append(tp.grpcOpts, server.WithReflection(f.GRPC.Reflection), server.WithAccessLog(f.Log.AccessSample))...)
 	hs := &http.Server{
-		Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		Handler: srv.HTTPHandler(tp.httpOpts...), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler().WithAttrs([]slog.Attr{slog.String("event", "http_server_error")}), slog.LevelWarn),
 	}
 
-	if f.dev {
-		if err := devSetup(ctx, e, store, hasher, grpcLis.Addr().String(), cfg.Issuer); err != nil {
+	if f.Dev {
+		if err := devSetup(ctx, e, store, hasher, grpcLis.Addr().String(), st.srv.Issuer); err != nil {
 			return err
 		}
 	}
@@ -182,7 +272,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if sf.kind == storageBolt { // etcd's leases delete expired rows
-		go storage.RunSweeper(runCtx, store, f.sweepInterval, sweepChunk, time.Now, log)
+		go storage.RunSweeper(runCtx, store, f.Storage.SweepInterval, sweepChunk, time.Now, log)
 	}
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
@@ -193,9 +283,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	if extAuthz != nil {
 		go func() { errc <- extAuthz.serve() }()
 	}
-	logExposure(log, tp, tf.insecureListen, f.grpcAddr, f.httpAddr, f.extAuthz.addr)
+	logExposure(log, tp, tf.insecureListen, f.Listen.GRPC, f.Listen.HTTP, st.ext.addr)
 	log.Info("latch serving", append([]any{"event", "listening", "grpc_addr", grpcLis.Addr().String(),
-		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "issuer", cfg.Issuer, "version", readBuildInfo().version},
+		"http_addr", httpLis.Addr().String(), "transport", tp.mode(), "issuer", st.srv.Issuer, "version", readBuildInfo().version},
 		sf.describe()...)...)
 
 	var serveErr error
@@ -209,7 +299,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	if serveErr == nil {
 		sleepCtx(context.Background(), tf.drainDelay) // balancers see NOT_SERVING and move away
 	}
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), f.Shutdown.Timeout)
 	defer stopCancel()
 	if extAuthz != nil {
 		extAuthz.stop(stopCtx)
@@ -223,10 +313,13 @@ func serve(ctx context.Context, args []string, e env) error {
 	return serveErr
 }
 
-func newLogger(e env, format, level string) (*slog.Logger, error) {
+// newLogger builds the redacting logger, or reports every problem with
+// the format and level, naming them with n.
+func newLogger(e env, format, level string, n namer) (*slog.Logger, error) {
 	var lvl slog.Level
+	var errs []error
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		errs = append(errs, fmt.Errorf("%s %q: want debug, info, warn or error", n("log-level"), level))
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	var h slog.Handler
@@ -236,62 +329,54 @@ func newLogger(e env, format, level string) (*slog.Logger, error) {
 	case "text":
 		h = slog.NewTextHandler(e.stderr, opts)
 	default:
-		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+		errs = append(errs, fmt.Errorf("%s %q: want json or text", n("log-format"), format))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return slog.New(redact.NewHandler(h)), nil
 }
 
-// explainOpen turns a failure to open the database into advice.
+// explainOpen turns a failure to open the database into advice, naming
+// the path once.
 func explainOpen(path string, err error) error {
 	if errors.Is(err, bolt.ErrLocked) {
 		return fmt.Errorf("database %s is in use by another process (a running `latch serve`?); stop it first: %w", path, err)
 	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		dir := filepath.Dir(path)
+		switch {
+		case errors.Is(pe.Err, fs.ErrNotExist):
+			if _, serr := os.Stat(dir); serr != nil {
+				return fmt.Errorf("open database %s: %w: its directory does not exist; create it (mkdir -p %s) or choose another path", path, pe.Err, dir)
+			}
+		case errors.Is(pe.Err, fs.ErrPermission):
+			return fmt.Errorf("open database %s: %w: the user running latch must be able to write the file and its directory %s", path, pe.Err, dir)
+		}
+		return fmt.Errorf("open database %s: %s: %w", path, pe.Op, pe.Err)
+	}
 	return fmt.Errorf("open database %s: %w", path, err)
 }
 
-// devSetup creates, on an empty database only, a demo person and a service
-// account with role introspect, prints their random passwords once, and
-// prints grpcurl commands to try.
-func devSetup(ctx context.Context, e env, store storage.Store, hasher *password.Hasher, grpcAddr, issuer string) error {
-	n, err := store.CountUsers(ctx)
-	if err != nil {
-		return fmt.Errorf("dev: count users: %w", err)
+// listenName names a listen address in serve's messages.
+func listenName(id string) string { return configNamer()(id) }
+
+// explainListen turns a failure to listen into advice.
+func explainListen(name, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s %s: the address is in use (another latch, or another program); stop it or choose another address: %w", name, addr, err)
 	}
+	return fmt.Errorf("listen on %s %s: %w", name, addr, err)
+}
+
+// hashConcurrency maps the setting (0: all cores but one) to the hasher's
+// bound.
+func hashConcurrency(n int) int {
 	if n > 0 {
-		fmt.Fprintf(e.stdout, "latch --dev: the database already has %d user(s); nothing created.\n", n)
-		return nil
+		return n
 	}
-	type acct struct{ email, role, pw string }
-	accts := []acct{{email: "demo@example.com", role: "user"}, {email: "service@example.com", role: server.RoleIntrospect}}
-	for i := range accts {
-		pw, err := tokens.NewID(rand.Reader)
-		if err != nil {
-			return fmt.Errorf("dev: password: %w", err)
-		}
-		accts[i].pw = pw
-		if _, err := addUser(ctx, store, hasher, accts[i].email, pw, []string{accts[i].role}); err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
-	}
-	p, svc := accts[0], accts[1]
-	fmt.Fprintf(e.stdout, `
-latch --dev: created two users. Their passwords are shown only this once.
-  person:  %s  password %s  (role user)
-  service: %s  password %s  (role introspect)
-
-Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
-  grpcurl -plaintext %[5]s list
-  grpcurl -plaintext -d '{"email":"%[1]s","password":"%[2]s"}' %[5]s latch.v1.AuthService/Login
-  SVC=$(grpcurl -plaintext -d '{"email":"%[3]s","password":"%[4]s","audience":"%[6]s"}' %[5]s latch.v1.AuthService/Login | jq -r .tokens.accessToken)
-  grpcurl -plaintext -H "authorization: Bearer $SVC" -d '{"token":"<access token from the first Login>"}' %[5]s latch.v1.AuthService/Introspect
-  grpcurl -plaintext -d '{"refresh_token":"<refresh token>"}' %[5]s latch.v1.AuthService/Refresh
-  grpcurl -plaintext -d '{"token":"<refresh token>"}' %[5]s latch.v1.AuthService/Revoke
-
-The service logs in for Latch's own audience (the issuer, %[6]s): only such
-tokens may call Introspect, WatchRevocations and AdminService.
-
-`, p.email, p.pw, svc.email, svc.pw, grpcAddr, issuer)
-	return nil
+	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
 // reuseGrace maps the flag (0 disables) to server.Config (negative

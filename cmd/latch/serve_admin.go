@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,44 +12,42 @@ import (
 )
 
 // bootstrapPasswordEnv holds the first admin's password for
-// --bootstrap-admin. There is deliberately no flag for the password itself:
-// flag values show in `ps` and shell history.
+// bootstrap_admin.email. There is deliberately no flag or plain key for the
+// password itself: flag values show in `ps` and shell history, and a
+// configuration file is copied and committed.
 const bootstrapPasswordEnv = "LATCH_BOOTSTRAP_ADMIN_PASSWORD"
 
-// bootstrapFlags are serve's flags for creating the first administrator.
+// bootstrapFlags are serve's settings for creating the first
+// administrator.
 type bootstrapFlags struct {
 	email, passwordFile string
 	password            string // resolved by check, never logged
-}
-
-func (b *bootstrapFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.email, "bootstrap-admin", "", "create this email as the first administrator (role admin) at start, only if no enabled admin exists; "+
-		"the password comes from "+bootstrapPasswordEnv+" or --bootstrap-admin-password-file")
-	fs.StringVar(&b.passwordFile, "bootstrap-admin-password-file", "", "file whose first line is the --bootstrap-admin password")
+	name                namer  // how messages name a setting
 }
 
 // check resolves the password and reports every problem at once, before
 // anything is opened.
 func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) error {
+	n := b.name
 	envPW := getenv(bootstrapPasswordEnv)
 	if b.email == "" {
 		if b.passwordFile != "" {
-			return errors.New("--bootstrap-admin-password-file is given without --bootstrap-admin")
+			return fmt.Errorf("%s is given without %s", n("bootstrap-admin-password-file"), n("bootstrap-admin"))
 		}
 		if envPW != "" {
-			log.Warn(bootstrapPasswordEnv+" is set but --bootstrap-admin is not; it is ignored (unset it)", "event", "admin_bootstrap_ignored")
+			log.Warn(bootstrapPasswordEnv+" is set but "+n("bootstrap-admin")+" is not; it is ignored (unset it)", "event", "admin_bootstrap_ignored")
 		}
 		return nil
 	}
 	var errs []error
 	if _, err := server.ParseNewEmail(b.email); err != nil {
-		errs = append(errs, fmt.Errorf("--bootstrap-admin %q is not a plain email address: %w", b.email, err))
+		errs = append(errs, fmt.Errorf("%s %q is not a plain email address: %w", n("bootstrap-admin"), b.email, err))
 	}
 	switch {
 	case envPW != "" && b.passwordFile != "":
-		errs = append(errs, fmt.Errorf("give the bootstrap password once: %s or --bootstrap-admin-password-file, not both", bootstrapPasswordEnv))
+		errs = append(errs, fmt.Errorf("give the bootstrap password once: %s or %s, not both", bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
 	case b.passwordFile != "":
-		pw, err := readPasswordFile(b.passwordFile, log)
+		pw, err := readPasswordFile(b.passwordFile, n("bootstrap-admin-password-file"), log)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -61,17 +58,17 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 			errs = append(errs, fmt.Errorf("%s must be 8 to 1024 bytes: %w", bootstrapPasswordEnv, err))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--bootstrap-admin needs a password: set %s or give --bootstrap-admin-password-file (never a flag value)", bootstrapPasswordEnv))
+		errs = append(errs, fmt.Errorf("%s needs a password: set %s or %s (never a plain value)", n("bootstrap-admin"), bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
 	}
 	return errors.Join(errs...)
 }
 
 // readPasswordFile reads the first line of path as a password, warning when
 // other users may read the file.
-func readPasswordFile(path string, log *slog.Logger) (string, error) {
+func readPasswordFile(path, name string, log *slog.Logger) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("--bootstrap-admin-password-file: %w", err)
+		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
@@ -80,19 +77,19 @@ func readPasswordFile(path string, log *slog.Logger) (string, error) {
 	}
 	pw, err := readPassword(f)
 	if err != nil {
-		return "", fmt.Errorf("--bootstrap-admin-password-file %s: %w", path, err)
+		return "", fmt.Errorf("%s %s: %w", name, path, err)
 	}
 	return pw, nil
 }
 
-// apply creates the first admin if --bootstrap-admin was given and no
+// apply creates the first admin if bootstrap_admin.email is set and no
 // enabled admin exists. The server logs the outcome (event admin_bootstrap).
 func (b *bootstrapFlags) apply(ctx context.Context, srv *server.Server) error {
 	if b.email == "" {
 		return nil
 	}
 	if _, err := srv.BootstrapAdmin(ctx, b.email, b.password); err != nil {
-		return fmt.Errorf("--bootstrap-admin: %w", err)
+		return fmt.Errorf("%s: %w", b.name("bootstrap-admin"), err)
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ type extAuthzFlags struct {
 	keepAuthorization  bool
 	cache              int
 	healthInterval     time.Duration
+	name               namer // how messages and logs name these settings: serve's keys or ext-authz's flags
 }
 
 func (f *extAuthzFlags) register(fs *flag.FlagSet) {
@@ -52,6 +53,7 @@ func (f *extAuthzFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.keepAuthorization, "ext-authz-keep-authorization", false, "forward the authorization header to the upstream (default: removed from every allowed request, public ones included)")
 	fs.IntVar(&f.cache, "ext-authz-cache", 50000, "tokens remembered as verified by ext_authz (revocation is checked on every request); 0 disables")
 	fs.DurationVar(&f.healthInterval, "ext-authz-health-interval", 5*time.Second, "how often the latch.verifier health status is updated")
+	f.name = flagName
 }
 
 // extAuthz is the running ext_authz listener.
@@ -65,34 +67,34 @@ type extAuthz struct {
 	once   sync.Once
 }
 
-// loadExtAuthzPolicy checks the ext_authz flags and loads the policy file,
-// reporting every problem at once (before anything is opened); the policy
-// is nil when --ext-authz-addr is empty. issuer is Latch's --issuer, its
+// loadExtAuthzPolicy checks the ext_authz settings and loads the policy
+// file, reporting every problem at once (before anything is opened); the
+// policy is nil when no ext_authz address is set. issuer is Latch's, its
 // own audience, which the policy may not name; audiences are the ones
 // Latch issues (nil: not known here, not checked).
-func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*extauthz.Policy, error) {
+func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string, n namer) (*extauthz.Policy, error) {
 	if f.addr == "" {
 		if f.policy != "" {
-			return nil, errors.New("--ext-authz-policy is set but --ext-authz-addr is not: the policy would not be used")
+			return nil, fmt.Errorf("%s is set but %s is not: the policy would not be used", n("ext-authz-policy"), n("ext-authz-addr"))
 		}
 		return nil, nil
 	}
 	var errs []error
 	if f.policy == "" {
-		errs = append(errs, errors.New("--ext-authz-policy is required with --ext-authz-addr (requests no rule names are denied)"))
+		errs = append(errs, fmt.Errorf("%s is required with %s (requests no rule names are denied)", n("ext-authz-policy"), n("ext-authz-addr")))
 	}
 	if f.cache < 0 {
-		errs = append(errs, errors.New("--ext-authz-cache must not be negative"))
+		errs = append(errs, fmt.Errorf("%s must not be negative", n("ext-authz-cache")))
 	}
 	if f.healthInterval <= 0 {
-		errs = append(errs, errors.New("--ext-authz-health-interval must be positive"))
+		errs = append(errs, fmt.Errorf("%s must be positive", n("ext-authz-health-interval")))
 	}
 	if err := extauthz.CheckHeaderNames(f.subH, f.sidH, f.rolesH); err != nil {
-		errs = append(errs, fmt.Errorf("--ext-authz-*-header: %w", err))
+		errs = append(errs, fmt.Errorf("%s, %s, %s: %w", n("ext-authz-sub-header"), n("ext-authz-sid-header"), n("ext-authz-roles-header"), err))
 	}
 	var policy *extauthz.Policy
 	if f.policy != "" {
-		p, err := loadPolicyFile(f.policy, issuer, audiences)
+		p, err := loadPolicyFile(f.policy, issuer, audiences, n)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -104,7 +106,7 @@ func loadExtAuthzPolicy(f extAuthzFlags, issuer string, audiences []string) (*ex
 // loadPolicyFile loads and checks a policy file for issuer, including,
 // when audiences is not nil, that every audience it names is one Latch
 // issues.
-func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, error) {
+func loadPolicyFile(path, issuer string, audiences []string, n namer) (*extauthz.Policy, error) {
 	p, err := extauthz.LoadPolicy(path, issuer)
 	if err != nil {
 		return nil, err
@@ -112,8 +114,8 @@ func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, 
 	var errs []error
 	for _, a := range p.Audiences() {
 		if audiences != nil && !slices.Contains(audiences, a) {
-			errs = append(errs, fmt.Errorf("--ext-authz-policy: audience %q is not one Latch issues (--audience %s): no token could pass",
-				a, strings.Join(audiences, ",")))
+			errs = append(errs, fmt.Errorf("%s: audience %q is not one Latch issues (%s %s): no token could pass",
+				n("ext-authz-policy"), a, n("audience"), strings.Join(audiences, ",")))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -123,7 +125,7 @@ func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, 
 }
 
 // startExtAuthz builds the ext_authz service over Latch's own key ring and
-// store and listens on --ext-authz-addr; it returns nil when policy is nil
+// store and listens on ext_authz.addr; it returns nil when policy is nil
 // (the listener is off).
 //
 // Verification inside Latch goes through the interceptors' Verifier, the
@@ -132,9 +134,9 @@ func loadPolicyFile(path, issuer string, audiences []string) (*extauthz.Policy, 
 // store (verifier.WithRevocationCheck: a Revoke that has returned is seen by the next
 // Check, with no stream lag).
 //
-// With reflect (--reflection) the listener serves gRPC reflection too, so
+// With reflect (grpc.reflection) the listener serves gRPC reflection too, so
 // that grpcurl and ghz can call Check without Envoy's proto files.
-func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+func startExtAuthz(ctx context.Context, f extAuthzFlags, lis net.Listener, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, srv *server.Server, log *slog.Logger) (*extAuthz, error) {
 	if policy == nil {
 		return nil, nil
@@ -148,7 +150,7 @@ func startExtAuthz(ctx context.Context, f extAuthzFlags, policy *extauthz.Policy
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz verifier: %w", err)
 	}
-	return listenExtAuthz(f, v, policy, reflect, et, reg, srv.Config().Audiences, log)
+	return listenExtAuthz(f, lis, v, policy, reflect, et, reg, srv.Config().Audiences, log)
 }
 
 // extAuthzTransport is how the ext_authz listener is served: TLS (nil:
@@ -162,7 +164,7 @@ type extAuthzTransport struct {
 
 // extAuthzTransport gives the ext_authz listener the gRPC port's
 // certificate (with reloads) and connection limits, and its own client CA
-// (--ext-authz-client-ca) when given, else the gRPC port's.
+// (ext_authz.client_ca_file) when given, else the gRPC port's.
 func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
 	et := extAuthzTransport{transport: t}
 	r := ts.certs
@@ -175,8 +177,8 @@ func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTranspor
 	return et
 }
 
-// allowUnauthenticatedHelp is the help of
-// --ext-authz-allow-unauthenticated-clients (serve's and ext-authz's).
+// allowUnauthenticatedHelp is the help of latch ext-authz's
+// --ext-authz-allow-unauthenticated-clients.
 const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback address without requiring client certificates. " +
 	"RISK: anyone who can reach the port can test whether stolen or guessed tokens are valid and read their subject, session and roles; " +
 	"use it only where the network or a mesh lets nothing but Envoy reach the port"
@@ -186,14 +188,14 @@ const allowUnauthenticatedHelp = "serve --ext-authz-addr on a non-loopback addre
 // allowed: Check answers whether a token is valid and whose it is, so
 // whoever can call it has a token oracle. fix names the flags that turn
 // client certificates on.
-func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) error {
+func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string, n namer) error {
 	if addr == "" || isLoopback(addr) || clientAuth || allowed {
 		return nil
 	}
-	return fmt.Errorf("refusing to serve ext_authz on --ext-authz-addr %s, which is not a loopback address, without client certificates: "+
+	return fmt.Errorf("refusing to serve ext_authz on %s %s, which is not a loopback address, without client certificates: "+
 		"anyone who can reach it could test tokens and read their subject, session and roles. Give %s, or "+
-		"--ext-authz-allow-unauthenticated-clients (LATCH_EXT_AUTHZ_ALLOW_UNAUTHENTICATED_CLIENTS=true) if the network or a mesh "+
-		"lets nothing but Envoy reach the port", addr, fix)
+		"set %s to true if the network or a mesh lets nothing but Envoy reach the port",
+		n("ext-authz-addr"), addr, fix, n("ext-authz-allow-unauthenticated-clients"))
 }
 
 // listenExtAuthz serves the ext_authz service over v on --ext-authz-addr,
@@ -201,7 +203,7 @@ func checkExtAuthzClientAuth(addr string, clientAuth, allowed bool, fix string) 
 // reflect, reflection; SIGHUP reloads the policy, whose audiences must stay
 // among audiences and whose issuer must stay the same. It takes ownership
 // of v (closed by stop, or on error).
-func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
+func listenExtAuthz(f extAuthzFlags, lis net.Listener, v *interceptors.Verifier, policy *extauthz.Policy, reflect bool, et extAuthzTransport,
 	reg prometheus.Registerer, audiences []string, log *slog.Logger) (*extAuthz, error) {
 	eopts := []extauthz.Option{extauthz.WithHeaderNames(f.subH, f.sidH, f.rolesH),
 		extauthz.WithKeepAuthorization(f.keepAuthorization), extauthz.WithLogger(log)}
@@ -216,11 +218,6 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 	if err != nil {
 		v.Close()
 		return nil, err
-	}
-	lis, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		v.Close()
-		return nil, fmt.Errorf("listen on --ext-authz-addr: %w", err)
 	}
 	// Envoy keeps a few long-lived HTTP/2 connections and multiplexes
 	// every check over them (opening more when the stream limit is
@@ -266,13 +263,13 @@ func listenExtAuthz(f extAuthzFlags, v *interceptors.Verifier, policy *extauthz.
 			case <-hctx.Done():
 				return
 			case <-hup:
-				reloadPolicy(hctx, f.policy, policy.Issuer(), audiences, ea, log)
+				reloadPolicy(hctx, f, policy.Issuer(), audiences, ea, log)
 			}
 		}
 	})
 	go func() { wg.Wait(); close(x.done) }()
-	if !et.clientAuth && !isLoopback(f.addr) { // only with --ext-authz-allow-unauthenticated-clients (checkExtAuthzClientAuth)
-		log.Warn("ext_authz serves clients without certificates beyond loopback (--ext-authz-allow-unauthenticated-clients): "+
+	if !et.clientAuth && !isLoopback(f.addr) { // only when unauthenticated clients are allowed (checkExtAuthzClientAuth)
+		log.Warn("ext_authz serves clients without certificates beyond loopback ("+f.name("ext-authz-allow-unauthenticated-clients")+"): "+
 			"whoever reaches the port can test tokens", "event", "ext_authz_unauthenticated_clients", "addr", lis.Addr().String())
 	}
 	log.Info("ext_authz serving", "event", "ext_authz_listening", "addr", lis.Addr().String(), "policy", f.policy,
@@ -310,8 +307,9 @@ func registerVerifierMetrics(reg prometheus.Registerer, v *interceptors.Verifier
 
 // reloadPolicy rereads the policy file (on SIGHUP). A file that does not
 // load, or changes the audiences, is refused and the current policy stays.
-func reloadPolicy(ctx context.Context, path, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
-	p, err := loadPolicyFile(path, issuer, audiences)
+func reloadPolicy(ctx context.Context, f extAuthzFlags, issuer string, audiences []string, ea *extauthz.Server, log *slog.Logger) {
+	path := f.policy
+	p, err := loadPolicyFile(path, issuer, audiences, f.name)
 	if err == nil {
 		err = ea.SetPolicy(p)
 	}

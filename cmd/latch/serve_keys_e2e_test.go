@@ -28,8 +28,8 @@ func newKEKText(t *testing.T) string {
 // and returns its output.
 func serveFails(t *testing.T, ctx context.Context, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, latchBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := serveCommand(t, ctx, append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
@@ -39,8 +39,8 @@ func serveFails(t *testing.T, ctx context.Context, env []string, args ...string)
 }
 
 // TestServeKeyEncryption runs the real binary: a database started with a
-// key-encryption key refuses to start without it (naming the flag and the
-// variable), refuses a wrong one without repeating either, and starts with
+// key-encryption key refuses to start without it (naming the key and the
+// variables), refuses a wrong one without repeating either, and starts with
 // the right one given either way.
 func TestServeKeyEncryption(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
@@ -61,7 +61,7 @@ func TestServeKeyEncryption(t *testing.T) {
 	}
 
 	out := serveFails(t, ctx, nil, "--db", db)
-	for _, want := range []string{"encrypted", "--key-encryption-key-file", "LATCH_KEY_ENCRYPTION_KEY"} {
+	for _, want := range []string{"encrypted", "set keys.encryption_key_file (LATCH_KEY_ENCRYPTION_KEY_FILE)", "LATCH_KEY_ENCRYPTION_KEY"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("start without the KEK: output lacks %q:\n%s", want, out)
 		}
@@ -111,9 +111,9 @@ func TestServeRejectsBadKeyConfig(t *testing.T) {
 	out := serveFails(t, ctx, []string{"LATCH_KEY_ENCRYPTION_KEY=" + badKEK}, "--db", db,
 		"--key-rotation", "10m", "--key-publish-lead", "1m", "--key-reload-interval", "0s")
 	for _, want := range []string{
-		"key-publish-lead 1m0s must be at least the JWKS max-age",
-		"key-rotation 10m0s must be at least", "raise --key-rotation",
-		"--key-reload-interval 0s must be positive",
+		"keys.publish_lead (LATCH_KEY_PUBLISH_LEAD) 1m0s must be at least the JWKS max-age",
+		"keys.rotation (LATCH_KEY_ROTATION) 10m0s must be at least", "raise keys.rotation (LATCH_KEY_ROTATION)",
+		"keys.reload_interval (LATCH_KEY_RELOAD_INTERVAL) 0s must be positive",
 		"LATCH_KEY_ENCRYPTION_KEY: keyseal: bad key-encryption key", "head -c32 /dev/urandom | base64",
 	} {
 		if !strings.Contains(out, want) {

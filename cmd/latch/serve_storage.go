@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -20,7 +22,12 @@ import (
 	"github.com/latchauth/latch/storage/etcd"
 )
 
-// Storage backends selectable with --storage.
+// etcdPasswordEnv carries the etcd user's password (never a flag or a
+// value in the file).
+const etcdPasswordEnv = "LATCH_ETCD_PASSWORD"
+
+// Storage backends selectable with storage.backend (serve) or --storage
+// (latch user add).
 const (
 	storageBolt = "bbolt"
 	storageEtcd = "etcd"
@@ -28,19 +35,22 @@ const (
 
 // storageFlags select and configure the storage backend, for serve and user.
 type storageFlags struct {
-	kind        string
-	db          string
-	endpoints   stringList
-	prefix      string
-	ca          string
-	cert        string
-	key         string
-	username    string
-	plaintext   bool
-	dialTimeout time.Duration
-	reqTimeout  time.Duration
-	maxTxnOps   int
-	set         map[string]bool // flags given on the command line or in the environment
+	kind         string
+	db           string
+	endpoints    stringList
+	prefix       string
+	ca           string
+	cert         string
+	key          string
+	username     string
+	passwordFile string
+	password     string // from passwordFile or LATCH_ETCD_PASSWORD, resolved by resolvePassword; never logged
+	plaintext    bool
+	dialTimeout  time.Duration
+	reqTimeout   time.Duration
+	maxTxnOps    int
+	set          map[string]bool // settings given (by flag id, e.g. "etcd-endpoints")
+	name         namer           // how messages name a setting
 }
 
 // register adds the storage flags to fs.
@@ -52,42 +62,46 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "etcd-ca", "", "PEM file of the CA that signed etcd's server certificates (default: the system's roots); https:// endpoints use TLS")
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key); enables TLS to etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key of --etcd-cert")
-	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from LATCH_ETCD_PASSWORD only")
+	fs.StringVar(&f.username, "etcd-username", "", "etcd user, when etcd auth is enabled; its password is read from --etcd-password-file or LATCH_ETCD_PASSWORD")
+	fs.StringVar(&f.passwordFile, "etcd-password-file", "", "file whose first line is the password of --etcd-username (or put the password in LATCH_ETCD_PASSWORD)")
 	fs.BoolVar(&f.plaintext, "etcd-allow-plaintext", false, "allow http:// etcd endpoints that are not on loopback (password hashes, refresh-token digests and, without a key-encryption key, private signing keys then cross the network unencrypted)")
 	fs.DurationVar(&f.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start (connection, schema check, revocation feed)")
 	fs.DurationVar(&f.reqTimeout, "etcd-request-timeout", 5*time.Second, "bound on each etcd request (a client's earlier deadline wins); past it the RPC fails with UNAVAILABLE")
 	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a quarter of it")
 }
 
-// noteSet records which storage flags were given, after parseFlags.
+// noteSet records which storage flags were given, after parseFlags; the
+// messages then name flags.
 func (f *storageFlags) noteSet(fs *flag.FlagSet) {
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	f.name = flagName
 }
 
 // validate reports every problem with the storage flags.
 func (f *storageFlags) validate() []error {
+	n := f.name
 	var errs []error
-	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
+	etcdOnly := []string{"etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "etcd-username", "etcd-password-file", "etcd-dial-timeout", "etcd-request-timeout", "etcd-max-txn-ops", "etcd-allow-plaintext"}
 	switch f.kind {
 	case storageBolt:
 		if f.db == "" {
-			errs = append(errs, errors.New("--db is required with --storage bbolt"))
+			errs = append(errs, fmt.Errorf("%s is required with %s bbolt", n("db"), n("storage")))
 		}
 		for _, name := range etcdOnly {
 			if f.set[name] {
-				errs = append(errs, fmt.Errorf("--%s applies only to --storage etcd (the storage is bbolt)", name))
+				errs = append(errs, fmt.Errorf("%s applies only to %s etcd (the storage is bbolt)", n(name), n("storage")))
 			}
 		}
 	case storageEtcd:
 		if f.set["db"] {
-			errs = append(errs, errors.New("--db applies only to --storage bbolt; with --storage etcd the data is in etcd"))
+			errs = append(errs, fmt.Errorf("%s applies only to %s bbolt; with %s etcd the data is in etcd", n("db"), n("storage"), n("storage")))
 		}
 		if f.set["sweep-interval"] {
-			errs = append(errs, errors.New("--sweep-interval applies only to --storage bbolt; etcd deletes expired rows through leases"))
+			errs = append(errs, fmt.Errorf("%s applies only to %s bbolt; etcd deletes expired rows through leases", n("sweep-interval"), n("storage")))
 		}
 		if len(f.endpoints.vals) == 0 {
-			errs = append(errs, errors.New("--etcd-endpoints is required with --storage etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)"))
+			errs = append(errs, fmt.Errorf("%s is required with %s etcd (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)", n("etcd-endpoints"), n("storage")))
 		}
 		tlsWanted := f.ca != "" || f.cert != "" || f.key != ""
 		schemes := map[string]bool{}
@@ -95,37 +109,86 @@ func (f *storageFlags) validate() []error {
 			u, err := url.Parse(ep)
 			switch {
 			case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http://host:port or https://host:port", ep))
+				errs = append(errs, fmt.Errorf("%s %q: want http://host:port or https://host:port", n("etcd-endpoints"), ep))
 			case u.Scheme == "http" && tlsWanted:
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is http:// but TLS options are set; use https://", ep))
+				errs = append(errs, fmt.Errorf("%s %q is http:// but TLS options are set; use https://", n("etcd-endpoints"), ep))
 			case u.Scheme == "http" && !f.plaintext && !isLoopbackHost(u.Hostname()):
-				errs = append(errs, fmt.Errorf("--etcd-endpoints %q is plaintext over the network: use https:// with --etcd-ca (and --etcd-cert/--etcd-key), or --etcd-allow-plaintext on a network you trust", ep))
+				errs = append(errs, fmt.Errorf("%s %q is plaintext over the network: use https:// with %s (and %s, %s), or %s on a network you trust", n("etcd-endpoints"), ep, n("etcd-ca"), n("etcd-cert"), n("etcd-key"), n("etcd-allow-plaintext")))
 			default:
 				schemes[u.Scheme] = true
 			}
 		}
 		if len(schemes) > 1 {
-			errs = append(errs, errors.New("--etcd-endpoints mixes http:// and https://; use https:// for all"))
+			errs = append(errs, fmt.Errorf("%s mixes http:// and https://; use https:// for all", n("etcd-endpoints")))
 		}
 		if (f.cert == "") != (f.key == "") {
-			errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+			errs = append(errs, fmt.Errorf("%s and %s go together", n("etcd-cert"), n("etcd-key")))
 		}
 		if !strings.HasPrefix(f.prefix, "/") || strings.ContainsRune(f.prefix, 0) {
-			errs = append(errs, fmt.Errorf("--etcd-prefix %q must start with '/' (e.g. /latch/)", f.prefix))
+			errs = append(errs, fmt.Errorf("%s %q must start with '/' (e.g. /latch/)", n("etcd-prefix"), f.prefix))
 		}
 		if f.dialTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("--etcd-dial-timeout %v must be positive", f.dialTimeout))
+			errs = append(errs, fmt.Errorf("%s %v must be positive", n("etcd-dial-timeout"), f.dialTimeout))
 		}
 		if f.reqTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("--etcd-request-timeout %v must be positive", f.reqTimeout))
+			errs = append(errs, fmt.Errorf("%s %v must be positive", n("etcd-request-timeout"), f.reqTimeout))
 		}
 		if f.maxTxnOps < 16 {
-			errs = append(errs, fmt.Errorf("--etcd-max-txn-ops %d: want at least 16 (etcd's default is %d)", f.maxTxnOps, etcd.DefaultMaxTxnOps))
+			errs = append(errs, fmt.Errorf("%s %d: want at least 16 (etcd's default is %d)", n("etcd-max-txn-ops"), f.maxTxnOps, etcd.DefaultMaxTxnOps))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--storage %q: want bbolt or etcd", f.kind))
+		errs = append(errs, fmt.Errorf("%s %q: want bbolt or etcd", n("storage"), f.kind))
 	}
 	return errs
+}
+
+// resolvePassword reads the etcd user's password from the file or from
+// LATCH_ETCD_PASSWORD, given one way only, and reports what is wrong
+// without ever repeating it.
+func (f *storageFlags) resolvePassword(getenv func(string) string) error {
+	n := f.name
+	env := getenv(etcdPasswordEnv)
+	switch {
+	case f.kind != storageEtcd:
+		return nil
+	case env != "" && f.passwordFile != "":
+		return fmt.Errorf("give the etcd password once: %s or %s, not both", etcdPasswordEnv, n("etcd-password-file"))
+	case f.passwordFile != "" && f.username == "":
+		return fmt.Errorf("%s is given without %s", n("etcd-password-file"), n("etcd-username"))
+	case f.passwordFile != "":
+		pw, err := readSecretFile(f.passwordFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n("etcd-password-file"), err)
+		}
+		f.password = pw
+	default:
+		f.password = env
+	}
+	return nil
+}
+
+// maxSecretLine is the longest secret read from a file.
+const maxSecretLine = 1024
+
+// readSecretFile reads the first line of a file that holds a secret, the
+// way orchestrators mount one; an empty or overlong line is an error.
+func readSecretFile(path string) (string, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer file.Close()
+	line, err := readSecretLine(bufio.NewReaderSize(file, secretLineBuffer))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	switch {
+	case line == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case len(line) > maxSecretLine:
+		return "", fmt.Errorf("%s: the first line is longer than %d bytes", path, maxSecretLine)
+	}
+	return line, nil
 }
 
 // describe names the storage for the start-up log line.
@@ -137,25 +200,26 @@ func (f *storageFlags) describe() []any {
 }
 
 // revokedRetention is the store's revoked-session retention for serve:
-// --revoked-session-retention (flagValue) when given, else cfg's
-// (server.Config.RevokedSessionRetention: access-ttl plus leeway). It
+// tokens.revoked_session_retention (flagValue) when set, else cfg's
+// (server.Config.RevokedSessionRetention: the access-token lifetime plus
+// leeway). It
 // refuses a shorter one: a session deleted while its access tokens can
 // still verify drops out of the revocation snapshot verifiers start from.
-func revokedRetention(flagValue time.Duration, cfg server.Config) (time.Duration, error) {
+func revokedRetention(flagValue time.Duration, cfg server.Config, n namer) (time.Duration, error) {
 	least := cfg.RevokedSessionRetention()
 	switch {
 	case flagValue == 0:
 		return least, nil
 	case flagValue < least:
-		return 0, fmt.Errorf("--revoked-session-retention %v must be at least --access-ttl plus the leeway (%v), or 0 for exactly that", flagValue, least)
+		return 0, fmt.Errorf("%s %v must be at least %s plus the leeway (%v), or 0 for exactly that", n("revoked-session-retention"), flagValue, n("access-ttl"), least)
 	}
 	return flagValue, nil
 }
 
 // open opens the selected backend, which keeps a revoked session for
-// retention after its revocation (0: until its expiry). getenv supplies
-// LATCH_ETCD_PASSWORD.
-func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(string) string, retention time.Duration) (storage.Store, error) {
+// retention after its revocation (0: until its expiry). The etcd password
+// is the one resolvePassword found.
+func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention time.Duration) (storage.Store, error) {
 	if f.kind != storageEtcd {
 		store, err := bolt.Open(f.db, bolt.WithRevokedSessionRetention(retention))
 		if err != nil {
@@ -164,9 +228,9 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, getenv func(s
 		return store, nil
 	}
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
-		Username: f.username, Password: getenv("LATCH_ETCD_PASSWORD")}
+		Username: f.username, Password: f.password}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
-		tc, err := f.tlsConfig() // without --etcd-ca, the system's roots verify etcd
+		tc, err := f.tlsConfig() // without a CA file, the system's roots verify etcd
 		if err != nil {
 			return nil, err
 		}
@@ -186,18 +250,18 @@ func (f *storageFlags) tlsConfig() (*tls.Config, error) {
 	if f.ca != "" {
 		pem, err := os.ReadFile(f.ca)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-ca: %w", err)
+			return nil, fmt.Errorf("%s: %w", f.name("etcd-ca"), err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--etcd-ca %s: no PEM certificate in it", f.ca)
+			return nil, fmt.Errorf("%s %s: no PEM certificate in it", f.name("etcd-ca"), f.ca)
 		}
 		tc.RootCAs = pool
 	}
 	if f.cert != "" {
 		pair, err := tls.LoadX509KeyPair(f.cert, f.key)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+			return nil, fmt.Errorf("%s, %s: %w", f.name("etcd-cert"), f.name("etcd-key"), err)
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}

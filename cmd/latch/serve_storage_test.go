@@ -40,7 +40,7 @@ func TestEtcdRequestTimeoutIsNotTheDialTimeout(t *testing.T) {
 	if errs := f.validate(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, 0)
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestRevokedSessionRetention(t *testing.T) {
 		{10 * time.Minute, 0, "--revoked-session-retention 10m0s must be at least --access-ttl plus the leeway (10m30s)"},
 		{-time.Second, 0, "must be at least"},
 	} {
-		got, err := revokedRetention(tc.flag, cfg)
+		got, err := revokedRetention(tc.flag, cfg, flagName)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("revokedRetention(%v) = %v, %v; want an error with %q", tc.flag, got, err, tc.err)
@@ -97,12 +97,12 @@ func TestRevokedSessionRetention(t *testing.T) {
 		}
 	}
 
-	retention, err := revokedRetention(0, cfg)
+	retention, err := revokedRetention(0, cfg, flagName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := parseStorageFlags(t, "--db", filepath.Join(t.TempDir(), "latch.db"))
-	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), func(string) string { return "" }, retention)
+	store, err := f.open(t.Context(), slog.New(slog.DiscardHandler), retention)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -31,28 +30,10 @@ type transportFlags struct {
 	maxAge, maxAgeGrace          time.Duration
 	drainDelay                   time.Duration
 	metrics                      bool
-	// The ext_authz listener's own client authentication (--ext-authz-addr).
+	// The ext_authz listener's own client authentication (ext_authz.addr).
 	extAuthzClientCA    string
 	extAuthzAllowUnauth bool
-}
-
-func (f *transportFlags) register(fs *flag.FlagSet) {
-	def := server.DefaultTransport()
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain for TLS on both ports (reloaded when the file changes)")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates on every port (mutual TLS), ext_authz's too unless --ext-authz-client-ca")
-	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow plaintext on non-loopback addresses (behind a proxy that terminates TLS); no effect with --tls-cert")
-	fs.StringVar(&f.extAuthzClientCA, "ext-authz-client-ca", "", "PEM CA bundle: require and verify client certificates (Envoy's) on --ext-authz-addr only, with --tls-cert; the other ports are unaffected (default: --tls-client-ca, when given)")
-	fs.BoolVar(&f.extAuthzAllowUnauth, "ext-authz-allow-unauthenticated-clients", false, allowUnauthenticatedHelp)
-	fs.UintVar(&f.maxStreams, "max-concurrent-streams", uint(def.MaxConcurrentStreams), "RPCs in flight per gRPC connection")
-	fs.DurationVar(&f.keepaliveTime, "keepalive-time", def.Keepalive.Time, "ping a client after this long without activity")
-	fs.DurationVar(&f.keepaliveTO, "keepalive-timeout", def.Keepalive.Timeout, "close a connection whose ping is not answered within this")
-	fs.DurationVar(&f.keepaliveMin, "keepalive-min-time", def.Enforcement.MinTime, "clients pinging more often are disconnected (too_many_pings)")
-	fs.DurationVar(&f.maxIdle, "max-connection-idle", def.Keepalive.MaxConnectionIdle, "close connections without RPCs for this long (0 = never)")
-	fs.DurationVar(&f.maxAge, "max-connection-age", 0, "close connections this old, so clients rebalance (0 = never)")
-	fs.DurationVar(&f.maxAgeGrace, "max-connection-age-grace", def.Keepalive.MaxConnectionAgeGrace, "RPCs still running at max-connection-age get this long before the connection closes (0 = forever)")
-	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING (/readyz 503) for this long before refusing new connections")
-	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at /metrics on the HTTP port")
+	name                namer // how messages name a setting
 }
 
 // transport returns the gRPC connection limits from the flags.
@@ -69,41 +50,47 @@ func (f *transportFlags) transport() server.Transport {
 // validate reports every transport problem at once, given the listen
 // addresses by flag name.
 func (f *transportFlags) validate(addrs map[string]string) error {
-	errs := checkTLSFiles(f.tlsCert, f.tlsKey, f.tlsClientCA)
+	n := f.name
+	if n == nil {
+		n = flagName
+	}
+	errs := checkTLSFiles(f.tlsCert, f.tlsKey, f.tlsClientCA, n)
 	if f.maxStreams == 0 || f.maxStreams > 1<<32-1 {
-		errs = append(errs, fmt.Errorf("max-concurrent-streams %d must be in [1, %d]", f.maxStreams, uint32(1<<32-1)))
+		errs = append(errs, fmt.Errorf("%s %d must be in [1, %d]", n("max-concurrent-streams"), f.maxStreams, uint32(1<<32-1)))
 	}
 	if f.drainDelay < 0 {
-		errs = append(errs, fmt.Errorf("drain-delay %v must not be negative", f.drainDelay))
+		errs = append(errs, fmt.Errorf("%s %v must not be negative", n("drain-delay"), f.drainDelay))
 	}
 	if f.maxStreams > 0 {
-		errs = append(errs, f.transport().Validate())
+		if err := f.transport().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("grpc connection settings: %w", err))
+		}
 	}
-	errs = append(errs, checkExposure(addrs, f.tlsCert != "", f.insecureListen))
+	errs = append(errs, checkExposure(addrs, f.tlsCert != "", f.insecureListen, n))
 	switch ext := addrs["ext-authz-addr"]; {
 	case f.extAuthzClientCA != "" && ext == "":
-		errs = append(errs, errors.New("--ext-authz-client-ca is set but --ext-authz-addr is not: the CA would not be used"))
+		errs = append(errs, fmt.Errorf("%s is set but %s is not: the CA would not be used", n("ext-authz-client-ca"), n("ext-authz-addr")))
 	case f.extAuthzClientCA != "" && f.tlsCert == "":
-		errs = append(errs, errors.New("--ext-authz-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first"))
+		errs = append(errs, fmt.Errorf("%s needs %s and %s: mutual TLS is TLS first", n("ext-authz-client-ca"), n("tls-cert"), n("tls-key")))
 	default:
 		errs = append(errs, checkExtAuthzClientAuth(ext, f.tlsClientCA != "" || f.extAuthzClientCA != "", f.extAuthzAllowUnauth,
-			"--ext-authz-client-ca (LATCH_EXT_AUTHZ_CLIENT_CA) with the CA of Envoy's client certificates, and --tls-cert and --tls-key"))
+			n("ext-authz-client-ca")+" with the CA of Envoy's client certificates, and "+n("tls-cert")+" and "+n("tls-key"), n))
 	}
 	return errors.Join(errs...)
 }
 
 // checkExposure enforces the exposure rule: plaintext only when every
 // listen address is loopback, unless insecureListen.
-func checkExposure(addrs map[string]string, tls, insecureListen bool) error {
+func checkExposure(addrs map[string]string, tls, insecureListen bool, n namer) error {
 	if tls || insecureListen {
 		return nil
 	}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(addrs)) {
 		if addr := addrs[name]; addr != "" && !isLoopback(addr) {
-			errs = append(errs, fmt.Errorf("refusing to serve plaintext on --%s %s, which is not a loopback address: "+
-				"give --tls-cert and --tls-key (LATCH_TLS_CERT, LATCH_TLS_KEY), or --insecure-listen (LATCH_INSECURE_LISTEN=true) "+
-				"if a proxy in front of Latch terminates TLS", name, addr))
+			errs = append(errs, fmt.Errorf("refusing to serve plaintext on %s %s, which is not a loopback address: "+
+				"give %s and %s, or set %s to true if a proxy in front of Latch terminates TLS",
+				n(name), addr, n("tls-cert"), n("tls-key"), n("insecure-listen")))
 		}
 	}
 	return errors.Join(errs...)
@@ -136,6 +123,9 @@ type transportSetup struct {
 	certs    *certs.Reloader // nil: plaintext
 	extCerts *certs.Reloader // the ext_authz listener's, with its own client CA; nil: certs
 	grpcOpts []server.GRPCOption
+	// httpOpts configure the HTTP handler: under mutual TLS, everything
+	// but the public documents and probes needs a client certificate.
+	httpOpts []server.HTTPOption
 }
 
 // setup loads the TLS files (failing now, not at the first handshake) and
@@ -151,23 +141,26 @@ func (f *transportFlags) setup(log *slog.Logger) (*transportSetup, error) {
 	}
 	ts.certs = r
 	ts.grpcOpts = append(ts.grpcOpts, server.WithTLS(r.ServerConfig("h2")))
+	if r.MutualTLS() {
+		ts.httpOpts = append(ts.httpOpts, server.WithClientCertRequired())
+	}
 	if f.extAuthzClientCA != "" {
 		if ts.extCerts, err = loadCerts(f.tlsCert, f.tlsKey, f.extAuthzClientCA, log); err != nil {
-			return nil, fmt.Errorf("--ext-authz-client-ca: %w", err)
+			return nil, fmt.Errorf("%s: %w", f.name("ext-authz-client-ca"), err)
 		}
 	}
 	return ts, nil
 }
 
-// checkTLSFiles reports the problems with a --tls-cert, --tls-key and
-// --tls-client-ca combination (serve's and ext-authz's).
-func checkTLSFiles(cert, key, clientCA string) []error {
+// checkTLSFiles reports the problems with a certificate, key and client CA
+// combination (serve's tls.* keys and ext-authz's --tls-* flags).
+func checkTLSFiles(cert, key, clientCA string, n namer) []error {
 	var errs []error
 	if (cert == "") != (key == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both, or neither"))
+		errs = append(errs, fmt.Errorf("%s and %s go together: give both, or neither", n("tls-cert"), n("tls-key")))
 	}
 	if clientCA != "" && cert == "" {
-		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first"))
+		errs = append(errs, fmt.Errorf("%s needs %s and %s: mutual TLS is TLS first", n("tls-client-ca"), n("tls-cert"), n("tls-key")))
 	}
 	return errs
 }
@@ -210,12 +203,16 @@ func (ts *transportSetup) instrument(m *server.Metrics) {
 	}, func() float64 { return float64(ts.certs.Leaf().NotAfter.Unix()) }))
 }
 
-// serveHTTP serves hs on lis, with TLS when configured.
+// serveHTTP serves hs on lis, with TLS when configured. Under mutual TLS
+// a client certificate is verified when given but not demanded at the
+// handshake: JWT libraries fetching the JWKS, meshes and platform HTTP
+// probes cannot present one, and the handler (httpOpts) admits clients
+// without one to the public routes only.
 func (ts *transportSetup) serveHTTP(hs *http.Server, lis net.Listener) error {
 	if ts.certs == nil {
 		return hs.Serve(lis)
 	}
-	hs.TLSConfig = ts.certs.ServerConfig("h2", "http/1.1")
+	hs.TLSConfig = ts.certs.VerifyIfGivenConfig("h2", "http/1.1")
 	return hs.ServeTLS(lis, "", "")
 }
 
@@ -239,7 +236,7 @@ func logExposure(log *slog.Logger, ts *transportSetup, insecureListen bool, addr
 	}
 	for _, a := range addrs {
 		if a != "" && !isLoopback(a) {
-			log.Warn("serving plaintext on a non-loopback address (--insecure-listen): TLS must be terminated in front of Latch",
+			log.Warn("serving plaintext on a non-loopback address (listen.insecure): TLS must be terminated in front of Latch",
 				"event", "insecure_listen", "addr", a)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"io/fs"
 	"net/http"
@@ -50,14 +49,14 @@ func TestCheckExposure(t *testing.T) {
 		mustName, none string
 	}{
 		{name: "plaintext on loopback", addrs: loop},
-		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "--grpc-addr 0.0.0.0:7300"},
-		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "--http-addr 0.0.0.0:7301", none: "--grpc-addr"},
+		{name: "plaintext on all interfaces", addrs: open, wantErr: true, mustName: "listen.grpc (--grpc-addr, LATCH_GRPC_ADDR) 0.0.0.0:7300"},
+		{name: "one port beyond loopback", addrs: half, wantErr: true, mustName: "listen.http (--http-addr, LATCH_HTTP_ADDR) 0.0.0.0:7301", none: "listen.grpc"},
 		{name: "TLS anywhere", addrs: open, tls: true},
 		{name: "insecure-listen", addrs: open, insecure: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkExposure(tc.addrs, tc.tls, tc.insecure)
+			err := checkExposure(tc.addrs, tc.tls, tc.insecure, configNamer())
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("checkExposure = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -65,7 +64,8 @@ func TestCheckExposure(t *testing.T) {
 				return
 			}
 			msg := err.Error()
-			for _, want := range []string{tc.mustName, "--tls-cert", "--insecure-listen", "LATCH_INSECURE_LISTEN=true"} {
+			for _, want := range []string{tc.mustName, "tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)",
+				"set listen.insecure (LATCH_INSECURE_LISTEN) to true"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("message %q does not say %q", msg, want)
 				}
@@ -112,23 +112,24 @@ func TestVersionCommand(t *testing.T) {
 }
 
 // TestServeRefusesPlaintextBeyondLoopback runs the real binary: plaintext
-// on a non-loopback address without --insecure-listen is refused before
+// on a non-loopback address without listen.insecure is refused before
 // anything is opened, with the fix in the message.
 func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 	t.Setenv("LATCH_INSECURE_LISTEN", "") // whatever the caller's environment says
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	cmd := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
+	cmd := serveCommand(t, ctx, "--db", db, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve on 0.0.0.0 without TLS: err=%v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"refusing to serve plaintext on --grpc-addr 0.0.0.0:0", "--tls-cert", "--insecure-listen"} {
+	for _, want := range []string{"refusing to serve plaintext on listen.grpc (--grpc-addr, LATCH_GRPC_ADDR) 0.0.0.0:0",
+		"give tls.cert_file (LATCH_TLS_CERT) and tls.key_file (LATCH_TLS_KEY)", "set listen.insecure (LATCH_INSECURE_LISTEN) to true"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(string(out), "--http-addr") {
+	if strings.Contains(string(out), "listen.http") {
 		t.Errorf("output blames the loopback --http-addr:\n%s", out)
 	}
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
@@ -142,7 +143,7 @@ func TestServeRefusesPlaintextBeyondLoopback(t *testing.T) {
 func TestServeRefusesIssuerAsAudience(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	db := filepath.Join(t.TempDir(), "latch.db")
-	out, err := exec.CommandContext(ctx, latchBinary(t), "serve", "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	out, err := serveCommand(t, ctx, "--db", db, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--issuer", "https://latch.test", "--audience", "orders", "--audience", "https://latch.test").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve with --audience = --issuer: err=%v, want exit 1\n%s", err, out)
@@ -160,7 +161,8 @@ func TestServeRefusesIssuerAsAudience(t *testing.T) {
 // TestServeMutualTLSEndToEnd runs the real binary configured the way the
 // container is (LATCH_INSECURE_LISTEN=true plus LATCH_TLS_* files): TLS
 // with client certificates on both ports, plaintext never served, metrics
-// and readiness over HTTPS, and a graceful drain that reports NOT_SERVING
+// and readiness over HTTPS (the public routes without a client
+// certificate, metrics only with one), and a graceful drain that reports NOT_SERVING
 // for --drain-delay before stopping.
 func TestServeMutualTLSEndToEnd(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
@@ -183,7 +185,7 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	if out, err := userAdd(ctx, latchBinary(t), db, "alice@example.com", pw); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}
-	p := startLatch(t, ctx, db, "--drain-delay", "15s")
+	p := startLatch(t, ctx, db, "--drain-delay", "15s", "--access-log-sample", "1")
 	if !strings.Contains(p.logText(), `"transport":"mtls"`) {
 		t.Errorf("listening record does not say mtls:\n%s", p.logText())
 	}
@@ -229,9 +231,23 @@ func TestServeMutualTLSEndToEnd(t *testing.T) {
 	if code, body, err := get(https, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("/readyz over mTLS = %d %q %v, want 200", code, body, err)
 	}
+	// The public documents and probes need no client certificate (JWT
+	// libraries, meshes and platform probes cannot present one); metrics
+	// do, and a certificate from an unknown CA fails the handshake.
 	noCert := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if _, _, err := get(noCert, "/readyz"); err == nil {
-		t.Errorf("HTTPS without a client certificate was served")
+	for _, path := range []string{"/readyz", "/healthz", "/.well-known/jwks.json", "/.well-known/openid-configuration"} {
+		if code, body, err := get(noCert, path); err != nil || code != http.StatusOK {
+			t.Errorf("%s over HTTPS without a client certificate = %d %q %v, want 200", path, code, body, err)
+		}
+	}
+	if code, _, err := get(noCert, "/metrics"); err != nil || code != http.StatusForbidden {
+		t.Errorf("/metrics without a client certificate = %d %v, want 403", code, err)
+	}
+	foreignCert := certstest.NewCA(t, "other CA").Client(t, "intruder", "").TLSCertificate(t)
+	foreign := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreignCert, nil }}}}
+	if _, _, err := get(foreign, "/readyz"); err == nil {
+		t.Errorf("HTTPS with a certificate from an unknown CA was served")
 	}
 	for !strings.Contains(p.logText(), `"event":"http_server_error"`) || !strings.Contains(p.logText(), `"event":"tls_handshake_failed"`) {
 		select {
@@ -381,12 +397,9 @@ func TestDockerfileEnv(t *testing.T) {
 	if len(vars) == 0 {
 		t.Fatal("the Dockerfile sets no environment")
 	}
-	var help bytes.Buffer
-	cmd := exec.Command(latchBinary(t), "serve", "--help")
-	cmd.Stdout, cmd.Stderr = &help, &help
-	_ = cmd.Run()
+	known := keyNames()
 	for k := range vars {
-		if !strings.Contains(help.String(), "["+k+"]") {
+		if _, ok := known[k]; !ok {
 			t.Errorf("Dockerfile sets %s, which latch serve does not read", k)
 		}
 	}
@@ -394,88 +407,93 @@ func TestDockerfileEnv(t *testing.T) {
 		t.Errorf("LATCH_INSECURE_LISTEN = %q, want true", vars["LATCH_INSECURE_LISTEN"])
 	}
 	addrs := map[string]string{"grpc-addr": vars["LATCH_GRPC_ADDR"], "http-addr": vars["LATCH_HTTP_ADDR"]}
-	if err := checkExposure(addrs, false, false); err == nil {
+	if err := checkExposure(addrs, false, false, flagName); err == nil {
 		t.Errorf("the image's addresses %v count as loopback; the container would be unreachable", addrs)
 	}
-	if err := checkExposure(addrs, false, true); err != nil {
+	if err := checkExposure(addrs, false, true, flagName); err != nil {
 		t.Errorf("the image's plaintext default is refused: %v", err)
 	}
 }
 
-// configTable returns what the first two columns of the README's
-// configuration table (the "## Configuration" section) name in backticks:
-// flags and environment variables. A name elsewhere in the docs does not
-// count: an operator looks it up in the table.
-func configTable(t *testing.T, readme string) (flags, envs map[string]bool) {
+// configTable returns what the first two columns of the tables of
+// docs/configuration.md's "## Configuration" section name in backticks:
+// keys (or variables, in the secrets table) and variables. A name
+// elsewhere in the docs does not count: an operator looks it up in the
+// table.
+func configTable(t *testing.T, doc string) (keys, envs map[string]bool) {
 	t.Helper()
-	_, after, ok := strings.Cut(readme, "\n## Configuration\n")
+	_, after, ok := strings.Cut(doc, "\n## Configuration\n")
 	if !ok {
 		t.Fatal("docs/configuration.md has no \"## Configuration\" section")
 	}
 	section, _, _ := strings.Cut(after, "\n## ")
 	tick := regexp.MustCompile("`([^`]+)`")
-	flags, envs = map[string]bool{}, map[string]bool{}
+	keys, envs = map[string]bool{}, map[string]bool{}
 	for _, line := range strings.Split(section, "\n") {
 		cells := strings.Split(line, "|")
-		if !strings.HasPrefix(line, "|") || len(cells) < 6 {
+		if !strings.HasPrefix(line, "|") || len(cells) < 4 {
 			continue
 		}
 		for _, m := range tick.FindAllStringSubmatch(cells[1], -1) {
-			flags[m[1]] = true
+			keys[m[1]] = true
 		}
-		for _, m := range tick.FindAllStringSubmatch(cells[2], -1) {
-			envs[m[1]] = true
+		if len(cells) >= 7 {
+			for _, m := range tick.FindAllStringSubmatch(cells[2], -1) {
+				envs[m[1]] = true
+			}
 		}
 	}
-	return flags, envs
+	return keys, envs
 }
 
-// TestReadmeListsEveryServeFlag: the table of docs/configuration.md has a row
-// for every flag of `latch serve` (from its --help) with the flag's
-// environment variable, and for every variable serve reads that is no
-// flag's (LATCH_KEY_ENCRYPTION_KEY, LATCH_ETCD_PASSWORD: secrets, never
-// flags); and it documents no flag that serve does not have.
-func TestReadmeListsEveryServeFlag(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+// TestDocsListEveryConfigKey: docs/configuration.md's table has a row for
+// every key of serve's configuration type with its variable, lists the
+// secret variables, and documents no key that does not exist.
+func TestDocsListEveryConfigKey(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	flags, envs := configTable(t, string(readme))
-	var help bytes.Buffer
-	cmd := exec.Command(latchBinary(t), "serve", "--help")
-	cmd.Stdout, cmd.Stderr = &help, &help
-	_ = cmd.Run()
-	served := map[string]bool{}
-	for _, line := range strings.Split(help.String(), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 || !strings.HasPrefix(fields[0], "--") || !strings.HasPrefix(fields[1], "[LATCH_") {
-			continue
+	keys, envs := configTable(t, string(doc))
+	c := defaultConfig()
+	known := map[string]bool{}
+	for _, s := range settings(&c) {
+		known[s.key] = true
+		if !keys[s.key] {
+			t.Errorf("docs/configuration.md's table has no row for %s", s.key)
 		}
-		flagName, envName := fields[0], strings.Trim(fields[1], "[]")
-		served[flagName] = true
-		if !flags[flagName] {
-			t.Errorf("docs/configuration.md's table has no row for %s", flagName)
-		}
-		if !envs[envName] {
-			t.Errorf("docs/configuration.md's table does not give %s for %s", envName, flagName)
+		if !envs[s.env] {
+			t.Errorf("docs/configuration.md's table does not give %s for %s", s.env, s.key)
 		}
 	}
-	if len(served) < 20 {
-		t.Fatalf("found only %d flags in latch serve --help:\n%s", len(served), help.String())
-	}
-	for flagName := range flags {
-		if !served[flagName] {
-			t.Errorf("docs/configuration.md's table documents %s, which latch serve does not have", flagName)
+	for _, s := range secretEnv {
+		known[s.env] = true
+		if !keys[s.env] {
+			t.Errorf("docs/configuration.md does not list the secret variable %s", s.env)
 		}
 	}
-	// Variables read directly (string literals in serve's sources).
+	for k := range keys {
+		if !known[k] {
+			t.Errorf("docs/configuration.md's table documents %s, which is no key of latch serve", k)
+		}
+	}
+}
+
+// TestServeReadsNoUndocumentedVariable: every LATCH_* variable that
+// serve's sources name is a key's variable or a listed secret.
+func TestServeReadsNoUndocumentedVariable(t *testing.T) {
+	known := keyNames()
+	for _, s := range secretEnv {
+		known[s.env] = "secret"
+	}
+	known[configEnv] = "config"
 	files, err := filepath.Glob("serve*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	direct := regexp.MustCompile(`"(LATCH_[A-Z0-9_]+)"`)
 	found := 0
-	for _, f := range files {
+	for _, f := range append(files, "config.go") {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
@@ -485,44 +503,46 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 		}
 		for _, m := range direct.FindAllStringSubmatch(string(src), -1) {
 			found++
-			if !envs[m[1]] {
-				t.Errorf("%s reads %s, which docs/configuration.md's table does not list", f, m[1])
+			if _, ok := known[m[1]]; !ok {
+				t.Errorf("%s names %s, which is neither a key's variable nor a listed secret", f, m[1])
 			}
 		}
 	}
-	if found < 2 {
-		t.Fatalf("found %d LATCH_* literals in serve*.go, want at least LATCH_KEY_ENCRYPTION_KEY and LATCH_ETCD_PASSWORD", found)
+	if found < 3 {
+		t.Fatalf("found %d LATCH_* literals in serve's sources; is the pattern stale?", found)
 	}
 }
 
-// TestTransportFlagsMapping: flags and their environment variables reach
-// the server's Transport, and the defaults are the server's.
-func TestTransportFlagsMapping(t *testing.T) {
-	parse := func(args []string, env map[string]string) transportFlags {
+// TestTransportSettingsMapping: the grpc keys reach the server's
+// Transport, and their defaults are the server's.
+func TestTransportSettingsMapping(t *testing.T) {
+	build := func(environ map[string]string) transportFlags {
 		t.Helper()
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		var f transportFlags
-		f.register(fs)
-		if err := parseFlags(fs, args, func(k string) string { return env[k] }); err != nil {
+		environ["LATCH_ISSUER"] = "https://latch.test"
+		c := defaultConfig()
+		if err := applyEnv(&c, func(k string) string { return environ[k] }); err != nil {
 			t.Fatal(err)
 		}
-		return f
+		st, errs := prepareServe(c, env{stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return environ[k] }})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return st.tf
 	}
-	def := parse(nil, nil)
+	def := build(map[string]string{})
 	if got, want := def.transport(), server.DefaultTransport(); got != want {
 		t.Errorf("defaults: %+v, want server.DefaultTransport() %+v", got, want)
 	}
 	if !def.metrics || def.insecureListen || def.drainDelay != 0 {
 		t.Errorf("defaults: metrics=%v insecure-listen=%v drain-delay=%v", def.metrics, def.insecureListen, def.drainDelay)
 	}
-	f := parse([]string{"--max-concurrent-streams", "7", "--max-connection-age", "30m", "--keepalive-min-time", "20s"},
-		map[string]string{"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "1h",
-			"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
+	f := build(map[string]string{"LATCH_MAX_CONCURRENT_STREAMS": "7", "LATCH_KEEPALIVE_MIN_TIME": "20s",
+		"LATCH_MAX_CONNECTION_AGE_GRACE": "5s", "LATCH_KEEPALIVE_TIME": "1m", "LATCH_MAX_CONNECTION_AGE": "30m",
+		"LATCH_MAX_CONNECTION_IDLE": "0", "LATCH_KEEPALIVE_TIMEOUT": "7s", "LATCH_METRICS": "false"})
 	tr := f.transport()
 	want := server.DefaultTransport()
 	want.MaxConcurrentStreams = 7
-	want.Keepalive.MaxConnectionAge = 30 * time.Minute // the flag wins over LATCH_MAX_CONNECTION_AGE
+	want.Keepalive.MaxConnectionAge = 30 * time.Minute
 	want.Keepalive.MaxConnectionAgeGrace = 5 * time.Second
 	want.Keepalive.MaxConnectionIdle = 0
 	want.Keepalive.Time, want.Keepalive.Timeout = time.Minute, 7*time.Second

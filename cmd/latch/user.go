@@ -21,8 +21,9 @@ import (
 
 const userUsage = `Usage: latch user add --email E [--role R ...] --password-stdin [--db PATH | --storage etcd --etcd-endpoints URLS]
 
-Adds a user to the database. The password is read as one line from standard
-input (8 to 1024 bytes), never from a flag. With bbolt the server must not be
+Adds a user to the database. The password (8 to 1024 bytes) is never taken
+from a flag: at a terminal it is asked for twice without echo, otherwise it
+is read as one line from standard input. With bbolt the server must not be
 running on the same database file (bbolt allows one process at a time); with
 etcd it may be.
 
@@ -55,6 +56,9 @@ func user(ctx context.Context, args []string, e env) error {
 	}
 	sf.noteSet(fs)
 	errs := sf.validate()
+	if err := sf.resolvePassword(e.getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
 	} else if _, err := server.ParseNewEmail(email); err != nil {
@@ -78,11 +82,13 @@ func user(ctx context.Context, args []string, e env) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	pw, err := readPassword(e.stdin)
+	// At a terminal: a prompt, no echo, asked twice. Otherwise one line of
+	// standard input.
+	pw, err := newPrompter(e).secret("password", true)
 	if err != nil {
 		return err
 	}
-	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), e.getenv, 0) // adds a user: revokes and sweeps nothing
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), 0) // adds a user: revokes and sweeps nothing
 	if err != nil {
 		return err
 	}
@@ -104,10 +110,13 @@ func user(ctx context.Context, args []string, e env) error {
 func readPassword(r io.Reader) (string, error) {
 	line, err := readSecretLine(bufio.NewReaderSize(r, secretLineBuffer))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if line == "" {
+		return "", errors.New("password is empty; it must be 8 to 1024 bytes")
 	}
 	if err := password.CheckLength(line); err != nil {
-		return "", fmt.Errorf("password from stdin: must be 8 to 1024 bytes: %w", err)
+		return "", fmt.Errorf("password must be 8 to 1024 bytes: %w", err)
 	}
 	return line, nil
 }

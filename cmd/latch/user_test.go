@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/latchauth/latch/storage/bolt"
 )
@@ -102,3 +106,80 @@ func TestPasswordLineIsBounded(t *testing.T) {
 		t.Errorf("prompter read %d bytes, want at most %d", in.n, secretLineBuffer)
 	}
 }
+
+// TestUserAddEmptyPassword: an empty standard input, or an empty line, is
+// reported as empty (not as too short), and nothing is stored.
+func TestUserAddEmptyPassword(t *testing.T) {
+	for name, in := range map[string]string{"no input": "", "empty line": "\n"} {
+		t.Run(name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "latch.db")
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), []string{"user", "add", "--db", db, "--email", "a@example.com", "--password-stdin"},
+				env{stdin: strings.NewReader(in), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
+			if code == 0 || !strings.Contains(errOut.String(), "empty") || strings.Contains(errOut.String(), "short") {
+				t.Errorf("user add with %s: code %d, stderr %q; want a refusal saying the password is empty", name, code, errOut.String())
+			}
+		})
+	}
+}
+
+// TestUserAddPromptsAtTerminal runs the real binary on a pseudo-terminal
+// (util-linux script): it prompts for the password twice, does not echo it,
+// and adds the user.
+func TestUserAddPromptsAtTerminal(t *testing.T) {
+	scriptPath, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script (util-linux) not installed: no pseudo-terminal to test with")
+	}
+	ctx := testCtx(t, time.Minute)
+	db := filepath.Join(t.TempDir(), "latch.db")
+	const pw = "terminal-password-1"
+	cmd := exec.CommandContext(ctx, scriptPath, "-qec",
+		latchBinary(t)+" user add --db "+db+" --email tty@example.com --password-stdin", "/dev/null")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Answer each prompt once it is shown (echo is off by then).
+	for _, prompt := range []string{"password: ", "again: "} {
+		for !strings.Contains(out.String(), prompt) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no %q prompt on the terminal; output so far:\n%q", prompt, out.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		// The prompt is written just before echo is turned off: a pause
+		// (not a threshold) so that the answer does not overtake it.
+		time.Sleep(50 * time.Millisecond)
+		if _, err := io.WriteString(stdin, pw+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = cmd.Wait()
+	stdin.Close()
+	if err != nil || !strings.Contains(out.String(), "added user") {
+		t.Fatalf("user add at a terminal: %v\n%q", err, out.String())
+	}
+	if strings.Contains(out.String(), pw) {
+		t.Errorf("the password was echoed on the terminal:\n%q", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -99,6 +99,22 @@ func (r *Reloader) Leaf() *x509.Certificate {
 // requires and verifies a client certificate. The certificate and CA are
 // those on disk at each handshake.
 func (r *Reloader) ServerConfig(nextProtos ...string) *tls.Config {
+	return r.serverConfig(tls.RequireAndVerifyClientCert, nextProtos)
+}
+
+// VerifyIfGivenConfig is ServerConfig for a listener that also serves
+// clients without a certificate: with a client CA, a certificate that is
+// presented must chain to it (otherwise the handshake fails), and a client
+// that presents none completes the handshake unauthenticated, for the
+// handler to admit only to its public routes. Without a client CA it is
+// ServerConfig.
+func (r *Reloader) VerifyIfGivenConfig(nextProtos ...string) *tls.Config {
+	return r.serverConfig(tls.VerifyClientCertIfGiven, nextProtos)
+}
+
+// serverConfig is ServerConfig with the client authentication to apply
+// when a client CA is configured.
+func (r *Reloader) serverConfig(clientAuth tls.ClientAuthType, nextProtos []string) *tls.Config {
 	protos := slices.Clone(nextProtos)
 	var (
 		mu     sync.Mutex
@@ -115,7 +131,7 @@ func (r *Reloader) ServerConfig(nextProtos ...string) *tls.Config {
 			// keep working between reloads.
 			c := &tls.Config{MinVersion: MinVersion, NextProtos: protos, Certificates: []tls.Certificate{*cert}}
 			if pool != nil {
-				c.ClientAuth = tls.RequireAndVerifyClientCert
+				c.ClientAuth = clientAuth
 				c.ClientCAs = pool
 			}
 			cached, gen = c, g

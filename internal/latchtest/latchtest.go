@@ -111,6 +111,7 @@ type Options struct {
 	Server     []server.Option                     // after the clock and logger
 	GRPC       []server.GRPCOption
 	Bolt       []bolt.Option
+	LogLevel   slog.Leveler // of Logs; debug if nil
 }
 
 // Latch is one running server and a client connection to it.
@@ -123,7 +124,7 @@ type Latch struct {
 	Conn   *grpc.ClientConn
 	Client latchv1.AuthServiceClient
 	Clock  *Clock
-	Logs   *LogBuffer // JSON records at debug level and above
+	Logs   *LogBuffer // JSON records at Options.LogLevel and above
 	Hasher *password.Hasher
 	// Listener is the server's in-memory listener, for tests that speak
 	// raw bytes to it.
@@ -156,7 +157,10 @@ func Start(t testing.TB, o Options) *Latch {
 		t.Fatal(err)
 	}
 	l := &Latch{T: t, DBPath: o.DBPath, Store: store, Clock: NewClock(o.ClockStart), Logs: &LogBuffer{}, Hasher: hasher}
-	log := slog.New(slog.NewJSONHandler(l.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.LogLevel == nil {
+		o.LogLevel = slog.LevelDebug
+	}
+	log := slog.New(slog.NewJSONHandler(l.Logs, &slog.HandlerOptions{Level: o.LogLevel}))
 	opts := append([]server.Option{server.WithClock(l.Clock.Now), server.WithLogger(log)}, o.Server...)
 	if l.Server, err = server.New(Context(t), store, hasher, o.Config, opts...); err != nil {
 		store.Close()

@@ -2,22 +2,15 @@ package bolt
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/internal/record"
-)
-
-var (
-	_ storage.UserAdmin    = (*Store)(nil)
-	_ storage.SessionAdmin = (*Store)(nil)
 )
 
 // userSessionKey is the usersessions index key: user id, 0x00, session id.
@@ -28,31 +21,16 @@ func userSessionKey(userID, sessionID string) []byte {
 	return append(k, sessionID...)
 }
 
-// indexUserSession records that session sessionID belongs to userID.
-func indexUserSession(tx *bbolt.Tx, userID, sessionID string) error {
-	return tx.Bucket(bucketUserSessions).Put(userSessionKey(userID, sessionID), nil)
-}
-
-// userSessionIDs returns (copies of) the ids of every session indexed under
-// the user.
-func userSessionIDs(tx *bbolt.Tx, userID string) [][]byte {
-	prefix := userSessionKey(userID, "")
-	var ids [][]byte
-	c := tx.Bucket(bucketUserSessions).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		ids = append(ids, bytes.Clone(k[len(prefix):]))
-	}
-	return ids
-}
-
 // userSessions decodes every stored session of the user, newest first. An
 // index entry whose session is gone is skipped: the index is maintained in
 // the transactions that delete sessions, so this only guards against a
 // damaged file.
 func userSessions(tx *bbolt.Tx, userID string) ([]storage.Session, error) {
+	prefix := userSessionKey(userID, "")
 	var out []storage.Session
-	for _, id := range userSessionIDs(tx, userID) {
-		sess, err := getSession(tx, id)
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		sess, err := getSession(tx, k[len(prefix):]) // decoding copies out of the transaction
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -61,19 +39,8 @@ func userSessions(tx *bbolt.Tx, userID string) ([]storage.Session, error) {
 		}
 		out = append(out, sess)
 	}
-	sortNewestFirst(out)
+	storage.SortNewestFirst(out)
 	return out, nil
-}
-
-// sortNewestFirst orders sessions by creation time, newest first, and by id
-// among equal times so that the order is total.
-func sortNewestFirst(ss []storage.Session) {
-	slices.SortFunc(ss, func(a, b storage.Session) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.ID, a.ID)
-	})
 }
 
 // revokeLive revokes every session of the user that is live at now, in tx,
@@ -99,15 +66,11 @@ func (s *Store) revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) (
 
 // ListUsers implements storage.UserAdmin with one cursor walk over the users
 // bucket, which bbolt keeps in byte order of the id.
-func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]storage.User, error) {
-	if err := ctxErr(ctx, "list users"); err != nil {
-		return nil, err
-	}
+func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) (out []storage.User, err error) {
 	if limit <= 0 {
-		return nil, fmt.Errorf("bolt: list users: limit %d is not positive: %w", limit, storage.ErrInvalidArgument)
+		return nil, invalid("list users", "limit must be positive")
 	}
-	var out []storage.User
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(ctx, "list users", func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketUsers).Cursor()
 		k, v := c.First()
 		if afterID != "" {
@@ -126,7 +89,7 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bolt: list users: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -135,15 +98,11 @@ func (s *Store) ListUsers(ctx context.Context, afterID string, limit int) ([]sto
 // revoked, until the sweeper deletes them after their retention (see
 // WithRevokedSessionRetention), so that revocation watchers and the
 // per-request check keep denying their tokens while any can verify.
-func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]storage.Session, error) {
-	if err := ctxErr(ctx, "delete user"); err != nil {
-		return nil, err
-	}
+func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) (revoked []storage.Session, err error) {
 	if !storage.ValidID(id) || now.IsZero() {
-		return nil, fmt.Errorf("bolt: delete user: id and time are required: %w", storage.ErrInvalidArgument)
+		return nil, invalid("delete user", "id and time are required")
 	}
-	var revoked []storage.Session
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(ctx, "delete user "+id, func(tx *bbolt.Tx) error {
 		u, err := getUser(tx, id)
 		if err != nil {
 			return err
@@ -158,49 +117,35 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) ([]sto
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bolt: delete user %s: %w", id, err)
+		return nil, err
 	}
 	return revoked, nil
 }
 
 // ListUserSessions implements storage.SessionAdmin through the usersessions
 // index.
-func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.Session, error) {
-	if err := ctxErr(ctx, "list user sessions"); err != nil {
-		return nil, err
-	}
+func (s *Store) ListUserSessions(ctx context.Context, userID string) (out []storage.Session, err error) {
 	if !storage.ValidID(userID) {
-		return nil, fmt.Errorf("bolt: list user sessions: a user id is required: %w", storage.ErrInvalidArgument)
+		return nil, invalid("list user sessions", "a user id is required")
 	}
-	var out []storage.Session
-	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+	err = s.view(ctx, "list user sessions "+userID, func(tx *bbolt.Tx) (err error) {
 		out, err = userSessions(tx, userID)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bolt: list user sessions %s: %w", userID, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // RevokeUserSessions implements storage.SessionAdmin in one write
 // transaction.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]storage.Session, error) {
-	if err := ctxErr(ctx, "revoke user sessions"); err != nil {
-		return nil, err
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) (revoked []storage.Session, err error) {
+	if err := storage.CheckRevocation(userID, reason, now); err != nil {
+		return nil, fmt.Errorf("bolt: revoke user sessions: %w", err)
 	}
-	if !storage.ValidID(userID) || reason == "" || now.IsZero() {
-		return nil, fmt.Errorf("bolt: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
-	}
-	var revoked []storage.Session
-	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
+	err = s.update(ctx, "revoke user sessions "+userID, func(tx *bbolt.Tx) (err error) {
 		revoked, err = s.revokeLive(tx, userID, reason, now)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bolt: revoke user sessions %s: %w", userID, err)
-	}
-	return revoked, nil
+	return revoked, err
 }
 
 // CountLiveSessions implements storage.SessionAdmin. It walks the session
@@ -208,12 +153,8 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 // every session), and reads a session record only when the summary cannot tell: a session
 // neither revoked nor past its absolute expiry whose summary's idle expiry
 // (a lower bound) has passed.
-func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
-	if err := ctxErr(ctx, "count live sessions"); err != nil {
-		return 0, err
-	}
-	var n int
-	err := s.db.View(func(tx *bbolt.Tx) error {
+func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (n int, err error) {
+	err = s.view(ctx, "count live sessions", func(tx *bbolt.Tx) error {
 		n = 0
 		return tx.Bucket(bucketSessState).ForEach(func(id, v []byte) error {
 			m, err := record.DecodeState(v)
@@ -234,27 +175,18 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, erro
 			return nil
 		})
 	})
-	if err != nil {
-		return 0, fmt.Errorf("bolt: count live sessions: %w", err)
-	}
-	return n, nil
+	return n, err
 }
 
 // ResetSessions implements storage.SessionAdmin in one write transaction:
 // the user's new password hash, the rotation of the kept session and the
 // revocation of every other live session commit together or not at all.
-func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (storage.Session, []storage.Session, error) {
-	if err := ctxErr(ctx, "reset sessions"); err != nil {
-		return storage.Session{}, nil, err
-	}
+func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (kept storage.Session, revoked []storage.Session, err error) {
 	if err := r.Validate(); err != nil {
 		return storage.Session{}, nil, fmt.Errorf("bolt: reset sessions: %w", err)
 	}
-	var (
-		kept    storage.Session
-		revoked []storage.Session
-	)
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(ctx, "reset sessions of user "+r.UserID, func(tx *bbolt.Tx) error {
+		kept, revoked = storage.Session{}, nil
 		u, err := getUser(tx, r.UserID)
 		if err != nil {
 			return err
@@ -299,7 +231,7 @@ func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (stor
 		return nil
 	})
 	if err != nil {
-		return storage.Session{}, nil, fmt.Errorf("bolt: reset sessions of user %s: %w", r.UserID, err)
+		return storage.Session{}, nil, err
 	}
 	return kept, revoked, nil
 }

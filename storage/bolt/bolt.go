@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt/groupcommit"
+	"github.com/latchauth/latch/storage/internal/record"
 )
 
 // schemaVersion is the layout this package reads and writes. Open refuses a
@@ -97,35 +97,15 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if o.retention < 0 {
 		return nil, fmt.Errorf("bolt: revoked-session retention %v is negative: %w", o.retention, storage.ErrInvalidArgument)
 	}
-	// The freelist. bbolt's default rewrites the whole freelist (8 bytes
-	// per free page) in every commit; a file with many free pages (after a
-	// bulk import or a large sweep: 34k free pages at 200k sessions) then
-	// writes ~270 KiB more per fsynced commit, and a serial rotation took
-	// 3.4 ms instead of 0.6 ms without it (same process, same file). With
-	// NoFreelistSync from the start (etcd's setting), bbolt instead rebuilds
-	// the freelist at every Open by walking every page, which maps the whole
-	// file: idle RSS 20.6 → 38.6 MiB on a 16 MiB db, and start time grows
-	// with the file. So: Open loads the synced freelist (cheap), commits
-	// skip it while the store is open, and Close writes it back in a last
-	// commit. Only after a crash does the next Open walk the file (and
-	// write the freelist again); the data are never at risk, the freelist
-	// is derived from them.
-	//
-	// The freelist's type: the array one, which hands out the lowest free
-	// page ids, not the map one (etcd's), which hands out any free page.
-	// bbolt never writes a page in place: every commit writes its pages
-	// (a rotation's two leaves and their branches, ~3 pages at 1M
-	// sessions) to free pages. Lowest-first keeps a commit's pages nearer
-	// each other than any-free-page, which scatters them over the whole
-	// file; not contiguous, though: at 1M sessions the lowest free pages
-	// are themselves spread over tens to hundreds of MiB (docs/performance.md).
-	// spread: Refresh at 1M stored sessions 4,300–5,300/s (map) vs
-	// 5,900–7,200/s (array) in five interleaved `latch bench` pairs, the
-	// same at 10k (TestCommitsReuseLowestFreePages pins the order). The price is
-	// bbolt's array merge: each commit copies the sorted free list once
-	// (8 bytes per free page: ~0.6 MB at the 73k free pages of a 1M-session
-	// bench file, ~2% of the server's CPU under Refresh); past millions of
-	// free pages the map type would be the cheaper one.
+	// The freelist: bbolt's default rewrites it whole in every commit,
+	// which on a file with many free pages costs every fsynced write; with
+	// NoFreelistSync from the start bbolt instead rebuilds it at every Open
+	// by walking (and mapping) the whole file. So Open loads the synced
+	// freelist, commits skip it while the store is open, and Close writes
+	// it back; only after a crash does the next Open walk the file. The
+	// data are never at risk: the freelist is derived from them. The array
+	// freelist hands out the lowest free page ids, which keeps a commit's
+	// pages near each other on a large file (TestCommitsReuseLowestFreePages).
 	db, err := openRecovering(path, &bbolt.Options{Timeout: o.lockTimeout, FreelistType: bbolt.FreelistArrayType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v for its lock)", ErrLocked, path, o.lockTimeout)
@@ -250,34 +230,43 @@ func (s *Store) Check() error {
 	})
 }
 
-// Path returns the database file's path.
-func (s *Store) Path() string { return s.db.Path() }
-
-// Stat reports the database file's size, for diagnostics.
-func (s *Store) Stat() (os.FileInfo, error) { return os.Stat(s.db.Path()) }
-
 // --- index keys ---
-
-func timeKey(t time.Time) []byte {
-	var b [8]byte
-	n := t.UnixNano()
-	if n < 0 || t.IsZero() {
-		n = 0
-	}
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	return b[:]
-}
 
 func expiryKey(t time.Time, kind byte, id string) []byte {
 	k := make([]byte, 0, 9+len(id))
-	k = append(k, timeKey(t)...)
+	k = append(k, record.EncodeTime(t)...)
 	k = append(k, kind)
 	return append(k, id...)
 }
 
-func ctxErr(ctx context.Context, op string) error {
-	if err := ctx.Err(); err != nil {
+// view runs fn in a read transaction, update in a write transaction of
+// its own, and group in one shared by the group committer (fn may then run
+// more than once). Each fails at once on a done ctx and prefixes errors
+// with "bolt: " and op.
+func (s *Store) view(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return run(ctx, op, s.db.View, fn)
+}
+
+func (s *Store) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return run(ctx, op, s.db.Update, fn)
+}
+
+func (s *Store) group(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return run(ctx, op, s.writes.Do, fn)
+}
+
+func run(ctx context.Context, op string, txn func(func(*bbolt.Tx) error) error, fn func(*bbolt.Tx) error) error {
+	err := ctx.Err()
+	if err == nil {
+		err = txn(fn)
+	}
+	if err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	return nil
+}
+
+// invalid is the error of a refused argument: what op requires.
+func invalid(op, required string) error {
+	return fmt.Errorf("bolt: %s: %s: %w", op, required, storage.ErrInvalidArgument)
 }

@@ -17,15 +17,12 @@ import (
 // Either every session is stored or none is; a taken id fails the whole
 // import with storage.ErrAlreadyExists.
 func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) error {
-	if err := ctxErr(ctx, "import sessions"); err != nil {
-		return err
-	}
 	for _, sess := range sessions {
-		if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
-			return fmt.Errorf("bolt: import sessions: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
+		if err := storage.CheckSession(sess); err != nil {
+			return fmt.Errorf("bolt: import sessions: %w", err)
 		}
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(ctx, "import sessions", func(tx *bbolt.Tx) error {
 		for _, sess := range sessions {
 			if err := s.insertSession(tx, sess); err != nil {
 				return fmt.Errorf("session %s: %w", sess.ID, err)
@@ -33,8 +30,4 @@ func (s *Store) ImportSessions(ctx context.Context, sessions []storage.Session) 
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("bolt: import sessions: %w", err)
-	}
-	return nil
 }

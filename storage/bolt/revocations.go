@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -18,25 +17,20 @@ import (
 // later expiry. A jti already denied until expiresAt or later is answered
 // from a read transaction: a repeat costs no commit or fsync.
 func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
-	if err := ctxErr(ctx, "deny access token"); err != nil {
-		return false, err
-	}
 	if !storage.ValidID(jti) || expiresAt.IsZero() {
-		return false, fmt.Errorf("bolt: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+		return false, invalid("deny access token", "jti and expiry are required")
 	}
+	op := "deny access token " + jti
 	var denied bool
-	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+	err := s.view(ctx, op, func(tx *bbolt.Tx) (err error) {
 		_, denied, err = deniedUntil(tx, jti, expiresAt)
 		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("bolt: deny access token %s: %w", jti, err)
-	}
-	if denied {
-		return false, nil
+	if err != nil || denied {
+		return false, err
 	}
 	changed := false
-	err = s.writes.Do(func(tx *bbolt.Tx) error {
+	err = s.group(ctx, op, func(tx *bbolt.Tx) error {
 		changed = false // the group commit may run this more than once
 		old, denied, err := deniedUntil(tx, jti, expiresAt)
 		if err != nil || denied { // denied meanwhile by another call
@@ -48,16 +42,13 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketDenied).Put([]byte(jti), timeKey(expiresAt)); err != nil {
+		if err := tx.Bucket(bucketDenied).Put([]byte(jti), record.EncodeTime(expiresAt)); err != nil {
 			return err
 		}
 		changed = true
 		return expiry.Put(expiryKey(expiresAt, kindJTI, jti), nil)
 	})
-	if err != nil {
-		return false, fmt.Errorf("bolt: deny access token %s: %w", jti, err)
-	}
-	return changed, nil
+	return changed, err
 }
 
 // deniedUntil returns the expiry jti is denied until (zero if it is not
@@ -67,58 +58,31 @@ func deniedUntil(tx *bbolt.Tx, jti string, until time.Time) (time.Time, bool, er
 	if v == nil {
 		return time.Time{}, false, nil
 	}
-	if len(v) != 8 {
-		return time.Time{}, false, record.ErrCorrupt
-	}
-	exp := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-	return exp, !until.After(exp), nil
+	exp, err := record.DecodeTime(v)
+	return exp, err == nil && !until.After(exp), err
 }
 
 // AccessTokenRevoked implements storage.DenyList with one read
 // transaction. It fails closed: an empty jti or session id, a session that
-// is gone, or an error counts as revoked.
+// is gone, or an error counts as revoked. It reads the deny list and the
+// session summary, which every stored session has (putSession writes it,
+// deleteSession removes it), and uses only what the summary holds exactly:
+// revocation and absolute expiry.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
-	if err := ctxErr(ctx, "access token revoked"); err != nil {
-		return true, err
-	}
 	if jti == "" || sessionID == "" {
 		return true, nil
 	}
 	revoked := true
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		state, found, err := liveState(tx.Bucket(bucketDenied), tx.Bucket(bucketSessState), jti, sessionID)
-		if err != nil || !found {
-			return err
+	err := s.view(ctx, "access token revoked", func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketSessState).Get([]byte(sessionID))
+		if tx.Bucket(bucketDenied).Get([]byte(jti)) != nil || v == nil {
+			return nil // denied (an expired denial only outlives an expired token), or the session is gone
 		}
+		state, err := record.DecodeState(v)
 		revoked = !state.TokenLive(now)
-		return nil
+		return err
 	})
-	if err != nil {
-		return true, fmt.Errorf("bolt: access token revoked: %w", err)
-	}
-	return revoked, nil
-}
-
-// liveState is the check behind AccessTokenRevoked, given the deny-list and
-// session-state buckets of one transaction: the summary of the token's
-// session, not found when the token is revoked whatever the time (its jti
-// is denied, or its session is gone). It reads only the session
-// summary, which every stored session has (putSession writes it,
-// deleteSession removes it): no summary means no session, so the token is
-// revoked. Of the summary the caller uses only what is exact, revocation
-// and absolute expiry.
-func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state record.State, found bool, err error) {
-	if exp := denied.Get([]byte(jti)); exp != nil {
-		return record.State{}, false, nil // denied (an expired denial only outlives an expired token)
-	}
-	v := states.Get([]byte(sessionID))
-	if v == nil {
-		return record.State{}, false, nil
-	}
-	if state, err = record.DecodeState(v); err != nil {
-		return record.State{}, false, err
-	}
-	return state, true, nil
+	return revoked || err != nil, err
 }
 
 // DeleteExpired implements storage.Sweeper: one write transaction that
@@ -129,31 +93,24 @@ func liveState(denied, states *bbolt.Bucket, jti, sessionID string) (state recor
 // than filed (by this store's retention) is re-filed then, with its
 // summary's idle expiry brought up to date, and counts in Refiled; each
 // entry due counts against limit, deleted or re-filed.
-func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
-	if err := ctxErr(ctx, "delete expired"); err != nil {
-		return storage.SweepResult{}, err
-	}
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (res storage.SweepResult, err error) {
 	if limit <= 0 {
-		return storage.SweepResult{}, nil
+		return storage.SweepResult{}, ctx.Err()
 	}
-	cutoff := timeKey(now)
-	var res storage.SweepResult
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	cutoff := record.EncodeTime(now)
+	err = s.update(ctx, "delete expired", func(tx *bbolt.Tx) error {
 		res = storage.SweepResult{}
 		expiry := tx.Bucket(bucketExpiry)
 		// Collect first: the bucket must not change under its cursor.
 		var due [][]byte
 		c := expiry.Cursor()
-		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
-			if len(k) < 9 {
-				return record.ErrCorrupt
-			}
-			if string(k[:8]) >= string(cutoff) {
-				break
-			}
+		for k, _ := c.First(); k != nil && len(due) < limit && bytes.Compare(k[:min(8, len(k))], cutoff) < 0; k, _ = c.Next() {
 			due = append(due, bytes.Clone(k))
 		}
 		for _, k := range due {
+			if len(k) < 9 {
+				return record.ErrCorrupt
+			}
 			id := k[9:]
 			var err error
 			refiled := false
@@ -165,10 +122,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 			default:
 				err = record.ErrCorrupt
 			}
-			if err != nil {
-				return err
+			if err == nil {
+				err = expiry.Delete(k)
 			}
-			if err := expiry.Delete(k); err != nil {
+			if err != nil {
 				return err
 			}
 			if refiled {
@@ -181,7 +138,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (st
 		return nil
 	})
 	if err != nil {
-		return storage.SweepResult{}, fmt.Errorf("bolt: delete expired: %w", err)
+		return storage.SweepResult{}, err
 	}
 	return res, nil
 }
@@ -198,7 +155,7 @@ func (s *Store) sweepSession(tx *bbolt.Tx, id, cutoff []byte) (refiled bool, err
 	case err != nil:
 		return false, fmt.Errorf("session %q: %w", id, err)
 	}
-	if until := sess.RetainedUntil(s.retention); string(timeKey(until)) >= string(cutoff) {
+	if until := sess.RetainedUntil(s.retention); string(record.EncodeTime(until)) >= string(cutoff) {
 		if err := putState(tx, sess); err != nil {
 			return false, err
 		}
@@ -224,38 +181,28 @@ func (s *Store) deleteSession(tx *bbolt.Tx, sess storage.Session) error {
 // ListRevocations implements storage.DenyList. It reads the deny list and
 // every session in one read transaction: a snapshot for watchers, taken once
 // per subscription.
-func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
-	if err := ctxErr(ctx, "list revocations"); err != nil {
-		return nil, err
-	}
-	var out []storage.Revocation
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		out = out[:0]
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) (out []storage.Revocation, err error) {
+	err = s.view(ctx, "list revocations", func(tx *bbolt.Tx) error {
 		err := tx.Bucket(bucketDenied).ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return record.ErrCorrupt
-			}
-			if exp := time.Unix(0, int64(binary.BigEndian.Uint64(v))); exp.After(now) {
+			exp, err := record.DecodeTime(v)
+			if err == nil && exp.After(now) {
 				out = append(out, storage.Revocation{JTI: string(k), ExpiresAt: exp})
 			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return err
 		}
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			sess, err := record.DecodeSession(v)
-			if err != nil {
-				return err
-			}
-			if sess.Revoked() && sess.ExpiresAt().After(now) {
+			if err == nil && sess.Revoked() && sess.ExpiresAt().After(now) {
 				out = append(out, storage.Revocation{SessionID: sess.ID, ExpiresAt: sess.ExpiresAt()})
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bolt: list revocations: %w", err)
+		return nil, err
 	}
 	return out, nil
 }

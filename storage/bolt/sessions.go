@@ -38,7 +38,11 @@ func (s *Store) putSession(tx *bbolt.Tx, sess storage.Session) error {
 	return putState(tx, sess)
 }
 
-// putState writes the session's summary.
+// putState writes the session's summary. Its idle expiry is a lower bound:
+// rotations move the session's forward without rewriting the summary.
+// Revoked-at and the absolute expiry are exact, so State.TokenLive is
+// exact, and State.Live is true only of live sessions (one it calls not
+// live may still be, and only the record can tell).
 func putState(tx *bbolt.Tx, sess storage.Session) error {
 	data, err := record.EncodeState(sess)
 	if err != nil {
@@ -72,16 +76,6 @@ func (s *Store) putRevoked(tx *bbolt.Tx, sess storage.Session) error {
 	return expiry.Put(expiryKey(sess.RetainedUntil(s.retention), kindSession, sess.ID), nil)
 }
 
-// The session summary (record.EncodeState) in the sessstate bucket: its
-// idle expiry is a lower bound, the one the session had when the summary
-// was last written (creation, revocation, or the sweeper re-filing it);
-// rotations move the session's idle expiry forward without rewriting the
-// summary. Revoked-at and the absolute expiry are exact: only putSession
-// changes the first, nothing changes the second. So State.TokenLive is
-// exact, and State.Live (surely live) is true only of live sessions; a
-// session it calls not live may still be live, and only the record can
-// tell.
-
 // insertSession stores a new session with its indexes.
 func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if tx.Bucket(bucketSessions).Get([]byte(sess.ID)) != nil {
@@ -90,7 +84,7 @@ func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 	if err := s.putSession(tx, sess); err != nil {
 		return err
 	}
-	if err := indexUserSession(tx, sess.UserID, sess.ID); err != nil {
+	if err := tx.Bucket(bucketUserSessions).Put(userSessionKey(sess.UserID, sess.ID), nil); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketExpiry).Put(expiryKey(sess.ExpiresAt(), kindSession, sess.ID), nil)
@@ -102,14 +96,11 @@ func (s *Store) insertSession(tx *bbolt.Tx, sess storage.Session) error {
 // one at a time, so each sees every session committed before it and none
 // is committed for a user it deleted or disabled.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
-	if err := ctxErr(ctx, "create session"); err != nil {
-		return err
-	}
-	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
-		return fmt.Errorf("bolt: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
+	if err := storage.CheckSession(sess); err != nil {
+		return fmt.Errorf("bolt: create session: %w", err)
 	}
 	var refused error // reported after the commit, so that the group commits without a rerun
-	err := s.writes.Do(func(tx *bbolt.Tx) error {
+	err := s.group(ctx, "create session "+sess.ID, func(tx *bbolt.Tx) error {
 		refused = nil // the group commit may run this more than once
 		u, err := getUser(tx, sess.UserID)
 		switch {
@@ -124,29 +115,19 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		}
 		return s.insertSession(tx, sess)
 	})
-	if err == nil {
-		err = refused
+	if err == nil && refused != nil {
+		err = fmt.Errorf("bolt: create session %s: %w", sess.ID, refused)
 	}
-	if err != nil {
-		return fmt.Errorf("bolt: create session %s: %w", sess.ID, err)
-	}
-	return nil
+	return err
 }
 
 // GetSession implements storage.SessionStore.
-func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
-	if err := ctxErr(ctx, "get session"); err != nil {
-		return storage.Session{}, err
-	}
-	var sess storage.Session
-	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+func (s *Store) GetSession(ctx context.Context, id string) (sess storage.Session, err error) {
+	err = s.view(ctx, "get session "+id, func(tx *bbolt.Tx) error {
 		sess, err = getSession(tx, []byte(id))
 		return err
 	})
-	if err != nil {
-		return storage.Session{}, fmt.Errorf("bolt: get session %s: %w", id, err)
-	}
-	return sess, nil
+	return sess, err
 }
 
 // RotateRefreshToken implements storage.SessionStore. Concurrent rotations
@@ -161,62 +142,49 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 // re-files the session when it finds it later than filed) as they are, so
 // that it dirties as few pages of a large file as it can.
 func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
-	if err := ctxErr(ctx, "rotate refresh token"); err != nil {
-		return storage.Session{}, err
-	}
 	if err := r.Validate(); err != nil {
 		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token: %w", err)
 	}
+	op := "rotate refresh token of session " + r.SessionID
 	// A token that names no stored session, that no rotation delivered, or
 	// whose session is revoked, is refused from a read transaction, without
 	// queueing for the single writer: such tokens then cost a lookup, not a
-	// place in a group commit, and a group of nothing but them no commit
-	// and fsync. Each answer is final: sessions are never recreated or
-	// unrevoked, and a token is presented by its holder after the commit
-	// that made it current, so no later transaction can find it current
-	// when this one does not. Everything else (rotation, reuse, grace,
-	// expiry) is decided inside the write transaction, on the state it
-	// commits against.
-	var seen storage.Session
-	err := s.db.View(func(tx *bbolt.Tx) (err error) {
-		seen, err = getSession(tx, []byte(r.SessionID))
-		return err
-	})
+	// place in a group commit. Each answer is final: sessions are never
+	// recreated or unrevoked, and a token is presented by its holder after
+	// the commit that made it current, so no later transaction can find it
+	// current when this one does not. Everything else (rotation, reuse,
+	// grace, expiry) is decided inside the write transaction, on the state
+	// it commits against.
+	seen, err := s.GetSession(ctx, r.SessionID)
 	if err != nil {
-		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token of session %s: %w", r.SessionID, err)
+		return storage.Session{}, err
 	}
 	if _, decision := r.Apply(seen); errors.Is(decision, storage.ErrNotFound) || errors.Is(decision, storage.ErrSessionRevoked) {
-		return seen, fmt.Errorf("bolt: rotate refresh token of session %s: %w", r.SessionID, decision)
+		return seen, fmt.Errorf("bolt: %s: %w", op, decision)
 	}
 	var (
 		out     storage.Session
 		outcome error // the domain result, reported after the commit
 	)
-	err = s.writes.Do(func(tx *bbolt.Tx) error {
-		out, outcome = storage.Session{}, nil // the group commit may run this more than once
+	err = s.group(ctx, op, func(tx *bbolt.Tx) error {
 		old, err := getSession(tx, []byte(r.SessionID))
 		if err != nil {
 			return err
 		}
-		next, decision := r.Apply(old)
+		out, outcome = r.Apply(old) // the group commit may run this more than once
 		switch {
-		case errors.Is(decision, storage.ErrRefreshTokenReused):
-			outcome = decision
-			out = next
-			return s.putRevoked(tx, next) // commit the revocation
-		case decision != nil:
-			outcome = decision
-			out = old
-			return nil
+		case errors.Is(outcome, storage.ErrRefreshTokenReused):
+			return s.putRevoked(tx, out) // commit the revocation
+		case outcome != nil:
+			return nil // out is old, unchanged
 		}
-		out = next
-		return putRecord(tx, next)
+		return putRecord(tx, out)
 	})
-	if err != nil {
-		return storage.Session{}, fmt.Errorf("bolt: rotate refresh token of session %s: %w", r.SessionID, err)
-	}
-	if outcome != nil {
-		return out, fmt.Errorf("bolt: rotate refresh token of session %s: %w", r.SessionID, outcome)
+	switch {
+	case err != nil:
+		return storage.Session{}, err
+	case outcome != nil:
+		return out, fmt.Errorf("bolt: %s: %w", op, outcome)
 	}
 	return out, nil
 }
@@ -225,26 +193,15 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 // revoked is answered from a read transaction: a repeat costs no commit or
 // fsync.
 func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
-	if err := ctxErr(ctx, "revoke session"); err != nil {
+	if err := storage.CheckRevocation(id, reason, now); err != nil {
+		return false, fmt.Errorf("bolt: revoke session: %w", err)
+	}
+	seen, err := s.GetSession(ctx, id)
+	if err != nil || seen.Revoked() {
 		return false, err
 	}
-	if reason == "" || now.IsZero() {
-		return false, fmt.Errorf("bolt: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
-	}
-	var revoked bool
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		sess, err := getSession(tx, []byte(id))
-		revoked = sess.Revoked()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("bolt: revoke session %s: %w", id, err)
-	}
-	if revoked {
-		return false, nil
-	}
 	changed := false
-	err = s.writes.Do(func(tx *bbolt.Tx) error {
+	err = s.group(ctx, "revoke session "+id, func(tx *bbolt.Tx) error {
 		changed = false // the group commit may run this more than once
 		sess, err := getSession(tx, []byte(id))
 		if err != nil || sess.Revoked() { // revoked meanwhile by another call
@@ -254,8 +211,5 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 		changed = true
 		return s.putRevoked(tx, sess)
 	})
-	if err != nil {
-		return false, fmt.Errorf("bolt: revoke session %s: %w", id, err)
-	}
-	return changed, nil
+	return changed, err
 }

@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,12 +45,12 @@ const opsPerRevokedSession = 4
 
 // errOpTimeout is the cause of a request context that ran out of the
 // store's op timeout (as opposed to the caller's own deadline).
-var errOpTimeout = errors.New("etcd: no answer within the op timeout")
+var errOpTimeout = errors.New("no answer within the op timeout")
 
 // errContention reports a read-modify-write that kept losing races: the
 // store could not serve the write now, so it is storage.ErrUnavailable
 // (UNAVAILABLE, worth a retry), not an internal fault.
-var errContention = fmt.Errorf("etcd: too much write contention; gave up: %w", storage.ErrUnavailable)
+var errContention = fmt.Errorf("too much write contention; gave up: %w", storage.ErrUnavailable)
 
 // Config says where the etcd cluster is and how to reach it.
 type Config struct {
@@ -72,16 +71,10 @@ type Config struct {
 // Store is a storage.Store on etcd. It is safe for concurrent use, by any
 // number of goroutines and processes sharing one prefix.
 type Store struct {
-	cli       *clientv3.Client
-	p         string // key prefix, ending in "/"
-	clock     func() time.Time
-	opTimeout time.Duration
-	maxTxnOps int
-	leases    *leaseCache
-	log       *slog.Logger
-	// retention is how long a revoked session is kept after its
-	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
-	retention time.Duration
+	cli    *clientv3.Client
+	p      string // key prefix, ending in "/"
+	leases *leaseCache
+	options
 
 	// testHookBeforeBatch, when set (by tests only), runs before each
 	// partial revocation Txn of RevokeUserSessions and DeleteUser.
@@ -90,9 +83,6 @@ type Store struct {
 
 var (
 	_ storage.Store          = (*Store)(nil)
-	_ storage.UserAdmin      = (*Store)(nil)
-	_ storage.SessionAdmin   = (*Store)(nil)
-	_ storage.KeyAdmin       = (*Store)(nil)
 	_ storage.RevocationFeed = (*Store)(nil)
 )
 
@@ -100,13 +90,14 @@ var (
 type Option func(*options)
 
 type options struct {
-	clock       func() time.Time
 	opTimeout   time.Duration
 	leaseSlack  time.Duration
 	leaseBucket time.Duration
 	maxTxnOps   int
 	log         *slog.Logger
-	retention   time.Duration
+	// retention is how long a revoked session is kept after its
+	// revocation (WithRevokedSessionRetention); 0 keeps it to its expiry.
+	retention time.Duration
 }
 
 // WithMaxTxnOps sets the most operations the store puts in one Txn (default
@@ -120,32 +111,12 @@ func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
 // secret is logged (keys are logged without their prefix, values never).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithClock sets the clock that converts a row's remaining life into a lease
-// TTL where the operation carries no time of its own (DenyAccessToken).
-// Default time.Now. It never decides whether a row is expired: the now
-// passed to each method does. A clock far ahead of the others shortens
-// leases, which is why WithLeaseSlack exists.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
-
 // WithOpTimeout bounds each call of the store (default 5s; a caller's
 // earlier deadline wins), so that a lost cluster fails requests instead of
 // hanging them for as long as the client is willing to wait. A call that
 // runs out of it fails with storage.ErrUnavailable. Calls that scan every
 // row of a kind get 12 times as long.
 func WithOpTimeout(d time.Duration) Option { return func(o *options) { o.opTimeout = d } }
-
-// WithLeaseSlack sets how long past its expiry a row is kept before its
-// lease deletes it (default 5m). It must exceed the clock skew between Latch
-// processes: a denied jti deleted before every process considers its token
-// expired would make that token valid again on a process whose clock is
-// behind. It must therefore exceed that skew plus the verifiers' leeway
-// (at most tokens.MaxLeeway, 30s); the default leaves 4.5 minutes of skew.
-func WithLeaseSlack(d time.Duration) Option { return func(o *options) { o.leaseSlack = d } }
-
-// WithLeaseBucket sets the granularity of lease expiries (default 5m): rows
-// whose leases would end within one bucket share a lease, so the number of
-// leases stays small. Rows live up to one bucket longer.
-func WithLeaseBucket(d time.Duration) Option { return func(o *options) { o.leaseBucket = d } }
 
 // WithRevokedSessionRetention makes a revocation move the revoked
 // session's keys (record, state row, revocation row, user index entry) to
@@ -164,7 +135,7 @@ func WithRevokedSessionRetention(d time.Duration) Option {
 // schema version (or nothing, in which case it writes the schema marker) and
 // returns the Store. ctx bounds the connection and the check.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
-	o := options{log: slog.New(slog.DiscardHandler), clock: time.Now, opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute,
+	o := options{log: slog.New(slog.DiscardHandler), opTimeout: 5 * time.Second, leaseSlack: 5 * time.Minute, leaseBucket: 5 * time.Minute,
 		maxTxnOps: DefaultMaxTxnOps}
 	for _, opt := range opts {
 		opt(&o)
@@ -197,9 +168,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	s := &Store{cli: cli, p: prefix, clock: o.clock, opTimeout: o.opTimeout, maxTxnOps: o.maxTxnOps,
-		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}, slack: o.leaseSlack, bucket: o.leaseBucket}, log: o.log,
-		retention: o.retention}
+	s := &Store{cli: cli, p: prefix, options: o,
+		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}}}
 	checkCtx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
 	if err := s.initSchema(checkCtx); err != nil {
@@ -238,7 +208,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 		}
 		if len(resp.Kvs) == 1 {
 			if v := string(resp.Kvs[0].Value); v != schemaVersion {
-				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch, whose layout this one does not read; start this version on a new prefix (--etcd-prefix)", v, schemaVersion)
+				return fmt.Errorf("schema version %q is not %q: the data was written by another version of Latch, whose layout this one does not read; start this version on a new prefix", v, schemaVersion)
 			}
 			return nil
 		}
@@ -262,7 +232,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 		// Another process initialised it first: read it again.
 	}
 	if foreign > 0 {
-		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another --etcd-prefix)", foreign)
+		return fmt.Errorf("the prefix holds %d keys but no Latch schema marker; refusing to use it (choose another prefix)", foreign)
 	}
 	return errContention
 }
@@ -293,43 +263,59 @@ func (s *Store) boundedCtx(ctx context.Context, d time.Duration) (context.Contex
 	return context.WithTimeoutCause(ctx, d, errOpTimeout)
 }
 
-// begin checks ctx and returns the bounded context for one method call.
-func (s *Store) begin(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
-	}
-	c, cancel := s.opCtx(ctx)
-	return c, cancel, nil
+// run calls fn with ctx bounded by the op timeout, and prefixes its error
+// with "etcd: " and op. A done ctx fails at once.
+func (s *Store) run(ctx context.Context, op string, fn func(context.Context) error) error {
+	return s.runFor(ctx, op, s.opTimeout, fn)
 }
 
-// beginScan is begin for the calls that read every row of a kind
+// runScan is run for the calls that read every row of a kind
 // (ListRevocations, CountLiveSessions, DeleteExpired): their bound is
 // scanTimeouts op timeouts.
-func (s *Store) beginScan(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("etcd: %s: %w", op, err)
+func (s *Store) runScan(ctx context.Context, op string, fn func(context.Context) error) error {
+	return s.runFor(ctx, op, scanTimeouts*s.opTimeout, fn)
+}
+
+func (s *Store) runFor(ctx context.Context, op string, d time.Duration, fn func(context.Context) error) error {
+	err := ctx.Err()
+	if err == nil {
+		c, cancel := s.boundedCtx(ctx, d)
+		defer cancel()
+		err = fn(c)
 	}
-	c, cancel := s.boundedCtx(ctx, scanTimeouts*s.opTimeout)
-	return c, cancel, nil
+	if err != nil {
+		return fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	return nil
+}
+
+// invalid is the error of a refused argument: what op requires.
+func invalid(op, required string) error {
+	return fmt.Errorf("etcd: %s: %s: %w", op, required, storage.ErrInvalidArgument)
 }
 
 // scanTimeouts is how many op timeouts a scanning call may take.
 const scanTimeouts = 12
 
-// wrapErr adds context to an error from the etcd client. When the caller's
-// own context ended, that is the error; an unreachable or leaderless
-// cluster, or the store's op timeout, is storage.ErrUnavailable.
-func wrapErr(ctx context.Context, op string, err error) error {
+// wrapErr is clientErr(ctx, err) prefixed with what failed.
+func wrapErr(ctx context.Context, what string, err error) error {
+	return fmt.Errorf("%s: %w", what, clientErr(ctx, err))
+}
+
+// clientErr maps an error of the etcd client. When the caller's own
+// context ended, that is the error; an unreachable or leaderless cluster,
+// or the store's op timeout, is storage.ErrUnavailable.
+func clientErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(context.Cause(ctx), errOpTimeout) {
-			return fmt.Errorf("etcd: %s: %w: %w", op, storage.ErrUnavailable, errOpTimeout)
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, errOpTimeout)
 		}
-		return fmt.Errorf("etcd: %s: %w", op, cerr)
+		return cerr
 	}
 	if unavailable(err) {
-		return fmt.Errorf("etcd: %s: %w: %v", op, storage.ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
 	}
-	return fmt.Errorf("etcd: %s: %w", op, err)
+	return err
 }
 
 // unavailable reports whether err means the cluster could not answer (as
@@ -375,34 +361,15 @@ func (s *Store) refreshKeyKey(id string) string      { return s.p + "refreshkeys
 func (s *Store) refreshKeysetKey() string            { return s.p + "meta/refreshkeyset" }
 func (s *Store) userFenceKey(uid string) string      { return s.p + "userfences/" + uid }
 
-// --- encoding ---
-
-func encodeTime(t time.Time) string {
-	var b [8]byte
-	n := t.UnixNano()
-	if t.IsZero() || n < 0 {
-		n = 0
-	}
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	return string(b[:])
-}
-
-func decodeTime(b []byte) (time.Time, error) {
-	if len(b) != 8 {
-		return time.Time{}, record.ErrCorrupt
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), nil
-}
+func encodeTime(t time.Time) string { return string(record.EncodeTime(t)) }
 
 // --- leases ---
 
 // leaseCache hands out leases that end after a given moment, shared by all
 // rows whose leases end in the same bucket.
 type leaseCache struct {
-	mu     sync.Mutex
-	byEnd  map[int64]clientv3.LeaseID // bucket end (unix seconds, real time) → lease
-	slack  time.Duration
-	bucket time.Duration
+	mu    sync.Mutex
+	byEnd map[int64]clientv3.LeaseID // bucket end (unix seconds, real time) → lease
 }
 
 // lease returns a lease that outlives a row expiring at expiresAt, judged
@@ -414,7 +381,7 @@ func (s *Store) lease(ctx context.Context, expiresAt, ref time.Time) (clientv3.L
 	remaining := min(max(expiresAt.Sub(ref), 0), maxLeaseLife)
 	lc := s.leases
 	realNow := time.Now()
-	end := realNow.Add(remaining + lc.slack).Truncate(lc.bucket).Add(lc.bucket)
+	end := realNow.Add(remaining + s.leaseSlack).Truncate(s.leaseBucket).Add(s.leaseBucket)
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if id, ok := lc.byEnd[end.Unix()]; ok {

@@ -17,7 +17,7 @@ func TestFollowResyncsAfterCompaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	now := time.Now()
-	s, err := Open(ctx, Config{Endpoints: []string{srv.Endpoint}, Prefix: "/resync/"}, WithClock(func() time.Time { return now }))
+	s, err := Open(ctx, Config{Endpoints: []string{srv.Endpoint}, Prefix: "/resync/"})
 	if err != nil {
 		t.Fatal(err)
 	}

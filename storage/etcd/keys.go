@@ -2,8 +2,7 @@ package etcd
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -19,7 +18,6 @@ type guardedSet[K any] struct {
 	keys    []K
 	encoded map[string]string
 	guard   int64
-	version int64
 }
 
 // setCodec names where a kind of key set lives and how its keys encode.
@@ -30,6 +28,8 @@ type setCodec[K any] struct {
 	id       func(K) string // a member's id (its key after prefix)
 	encode   func(K) ([]byte, error)
 	decode   func([]byte) (K, error)
+	validate func([]K) error
+	clone    func([]K) []K // a copy that shares no bytes
 }
 
 // readSet reads the set and its guard in one Txn (one revision).
@@ -52,7 +52,6 @@ func readSet[K any](ctx context.Context, s *Store, c setCodec[K]) (guardedSet[K]
 	}
 	if g := resp.Responses[1].GetResponseRange().Kvs; len(g) == 1 {
 		gs.guard = g[0].ModRevision
-		gs.version, _ = strconv.ParseInt(string(g[0].Value), 10, 64)
 	}
 	return gs, nil
 }
@@ -60,7 +59,7 @@ func readSet[K any](ctx context.Context, s *Store, c setCodec[K]) (guardedSet[K]
 // writeSet replaces the stored set by next if the guard has not moved since
 // gs was read; it reports whether it did.
 func writeSet[K any](ctx context.Context, s *Store, c setCodec[K], gs guardedSet[K], next []K) (bool, error) {
-	ops := []clientv3.Op{clientv3.OpPut(c.guardKey, strconv.FormatInt(gs.version+1, 10))}
+	ops := []clientv3.Op{clientv3.OpPut(c.guardKey, "")} // every put moves its ModRevision
 	keep := map[string]bool{}
 	for _, k := range next {
 		id := c.id(k)
@@ -85,117 +84,126 @@ func writeSet[K any](ctx context.Context, s *Store, c setCodec[K], gs guardedSet
 	return resp.Succeeded, nil
 }
 
+// update reads the set, calls fn with a copy, validates the result and
+// writes it with a Txn guarded by the set's revision, retried (calling fn
+// again) when another process changed the set first. So two processes
+// rotating at once never leave two active keys: the second one's fn sees
+// the first one's result.
+func (c setCodec[K]) update(ctx context.Context, s *Store, fn func([]K) ([]K, error)) (out []K, err error) {
+	if fn == nil {
+		return nil, invalid("update "+c.what, "nil update function")
+	}
+	err = s.run(ctx, "update "+c.what, func(ctx context.Context) error {
+		for range maxRetries {
+			ks, err := readSet(ctx, s, c)
+			if err != nil {
+				return err
+			}
+			next, err := fn(c.clone(ks.keys))
+			if err != nil {
+				return err
+			}
+			if err := c.validate(next); err != nil {
+				return err
+			}
+			ok, err := writeSet(ctx, s, c, ks, next)
+			if ok || err != nil {
+				out = c.clone(next)
+				return err
+			}
+		}
+		return errContention
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// list reads the set.
+func (c setCodec[K]) list(ctx context.Context, s *Store) (keys []K, err error) {
+	err = s.run(ctx, "list "+c.what, func(ctx context.Context) error {
+		ks, err := readSet(ctx, s, c)
+		keys = ks.keys
+		return err
+	})
+	return keys, err
+}
+
 // signingKeys is the signing-key set's codec.
 func (s *Store) signingKeys() setCodec[storage.SigningKey] {
 	return setCodec[storage.SigningKey]{what: "signing keys", prefix: s.keyKey(""), guardKey: s.keysetKey(),
-		id: func(k storage.SigningKey) string { return k.ID }, encode: record.EncodeKey, decode: record.DecodeKey}
+		id: func(k storage.SigningKey) string { return k.ID }, encode: record.EncodeKey, decode: record.DecodeKey,
+		validate: storage.ValidateSigningKeys, clone: func(keys []storage.SigningKey) []storage.SigningKey {
+			out := slices.Clone(keys)
+			for i := range out {
+				out[i].PrivateKey, out[i].PublicKey = slices.Clone(out[i].PrivateKey), slices.Clone(out[i].PublicKey)
+			}
+			return out
+		}}
 }
 
-// readKeySet reads the signing keys and their guard.
-func (s *Store) readKeySet(ctx context.Context) (guardedSet[storage.SigningKey], error) {
-	return readSet(ctx, s, s.signingKeys())
-}
-
-// writeKeySet replaces the stored signing keys by next if the guard has
-// not moved since ks was read.
-func (s *Store) writeKeySet(ctx context.Context, ks guardedSet[storage.SigningKey], next []storage.SigningKey) (bool, error) {
-	return writeSet(ctx, s, s.signingKeys(), ks, next)
+// refreshKeys is the refresh-secret set's codec.
+func (s *Store) refreshKeys() setCodec[storage.RefreshKey] {
+	return setCodec[storage.RefreshKey]{what: "refresh keys", prefix: s.refreshKeyKey(""), guardKey: s.refreshKeysetKey(),
+		id: func(k storage.RefreshKey) string { return k.ID }, encode: record.EncodeRefreshKey, decode: record.DecodeRefreshKey,
+		validate: storage.ValidateRefreshKeys, clone: func(keys []storage.RefreshKey) []storage.RefreshKey {
+			out := slices.Clone(keys)
+			for i := range out {
+				out[i].Secret = slices.Clone(out[i].Secret)
+			}
+			return out
+		}}
 }
 
 // ListSigningKeys implements storage.KeyStore.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
-	ctx, cancel, err := s.begin(ctx, "list signing keys")
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	ks, err := s.readKeySet(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("etcd: list signing keys: %w", err)
-	}
-	return ks.keys, nil
+	return s.signingKeys().list(ctx, s)
 }
 
 // InitSigningKey implements storage.KeyStore with a Txn guarded by the key
 // set's revision: of concurrent callers on any number of processes, one
 // stores its candidate and the others read it back.
-func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey) (storage.SigningKey, error) {
-	ctx, cancel, err := s.begin(ctx, "init signing key")
+func (s *Store) InitSigningKey(ctx context.Context, candidate storage.SigningKey) (out storage.SigningKey, err error) {
+	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
+		return storage.SigningKey{}, invalid("init signing key", "id and key material are required")
+	}
+	c := s.signingKeys()
+	err = s.run(ctx, "init signing key", func(ctx context.Context) error {
+		for range maxRetries {
+			ks, err := readSet(ctx, s, c)
+			if err != nil {
+				return err
+			}
+			if i := slices.IndexFunc(ks.keys, func(k storage.SigningKey) bool { return k.State == storage.KeyActive }); i >= 0 {
+				out = ks.keys[i]
+				return nil
+			}
+			out = storage.ActivateCandidate(candidate)
+			if ok, err := writeSet(ctx, s, c, ks, append(ks.keys, out)); ok || err != nil {
+				return err
+			}
+		}
+		return errContention
+	})
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	defer cancel()
-	if !storage.ValidID(candidate.ID) || len(candidate.PrivateKey) == 0 || len(candidate.PublicKey) == 0 {
-		return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: id and key material are required: %w", storage.ErrInvalidArgument)
-	}
-	for range maxRetries {
-		ks, err := s.readKeySet(ctx)
-		if err != nil {
-			return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: %w", err)
-		}
-		for _, k := range ks.keys {
-			if k.State == storage.KeyActive {
-				return k, nil
-			}
-		}
-		out := candidate
-		out.State = storage.KeyActive
-		if out.ActivatedAt.IsZero() {
-			out.ActivatedAt = out.CreatedAt
-		}
-		ok, err := s.writeKeySet(ctx, ks, append(ks.keys, out))
-		if err != nil {
-			return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: %w", err)
-		}
-		if ok {
-			return out, nil
-		}
-	}
-	return storage.SigningKey{}, fmt.Errorf("etcd: init signing key: %w", errContention)
+	return out, nil
 }
 
-// UpdateSigningKeys implements storage.KeyAdmin: read, fn, and a Txn
-// guarded by the key set's revision, retried (calling fn again) when another
-// process changed the set first. So two processes rotating at once never
-// leave two active keys: the second one's fn sees the first one's result.
+// UpdateSigningKeys implements storage.KeyAdmin (see setCodec.update).
 func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]storage.SigningKey) ([]storage.SigningKey, error)) ([]storage.SigningKey, error) {
-	ctx, cancel, err := s.begin(ctx, "update signing keys")
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	if fn == nil {
-		return nil, fmt.Errorf("etcd: update signing keys: nil update function: %w", storage.ErrInvalidArgument)
-	}
-	for range maxRetries {
-		ks, err := s.readKeySet(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
-		}
-		next, err := fn(cloneKeys(ks.keys))
-		if err != nil {
-			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
-		}
-		if err := storage.ValidateSigningKeys(next); err != nil {
-			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
-		}
-		ok, err := s.writeKeySet(ctx, ks, next)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: update signing keys: %w", err)
-		}
-		if ok {
-			return cloneKeys(next), nil
-		}
-	}
-	return nil, fmt.Errorf("etcd: update signing keys: %w", errContention)
+	return s.signingKeys().update(ctx, s, fn)
 }
 
-func cloneKeys(keys []storage.SigningKey) []storage.SigningKey {
-	out := make([]storage.SigningKey, len(keys))
-	for i, k := range keys {
-		k.PrivateKey = append([]byte(nil), k.PrivateKey...)
-		k.PublicKey = append([]byte(nil), k.PublicKey...)
-		out[i] = k
-	}
-	return out
+// ListRefreshKeys implements storage.RefreshKeyStore.
+func (s *Store) ListRefreshKeys(ctx context.Context) ([]storage.RefreshKey, error) {
+	return s.refreshKeys().list(ctx, s)
+}
+
+// UpdateRefreshKeys implements storage.RefreshKeyStore (see
+// setCodec.update).
+func (s *Store) UpdateRefreshKeys(ctx context.Context, fn func([]storage.RefreshKey) ([]storage.RefreshKey, error)) ([]storage.RefreshKey, error) {
+	return s.refreshKeys().update(ctx, s, fn)
 }

@@ -84,17 +84,17 @@ func (s *Store) headTxn(ctx context.Context, r storage.SessionReset, h resetHead
 // session (see revokeUserSessions for what a fence guarantees), and the
 // other sessions the fence covers are then revoked a Txn-full at a time.
 func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (storage.Session, []storage.Session, error) {
-	ctx, cancel, err := s.begin(ctx, "reset sessions")
-	if err != nil {
-		return storage.Session{}, nil, err
-	}
-	defer cancel()
 	if err := r.Validate(); err != nil {
 		return storage.Session{}, nil, fmt.Errorf("etcd: reset sessions: %w", err)
 	}
-	kept, revoked, err := s.resetSessions(ctx, r)
+	var kept storage.Session
+	var revoked []storage.Session
+	err := s.run(ctx, "reset sessions of user "+r.UserID, func(ctx context.Context) (err error) {
+		kept, revoked, err = s.resetSessions(ctx, r)
+		return err
+	})
 	if err != nil {
-		return storage.Session{}, nil, fmt.Errorf("etcd: reset sessions of user %s: %w", r.UserID, err)
+		return storage.Session{}, nil, err
 	}
 	return kept, revoked, nil
 }
@@ -106,13 +106,13 @@ func (s *Store) resetSessions(ctx context.Context, r storage.SessionReset) (stor
 		fenceRev int64 // the fence's revision once the head has committed with it
 	)
 	for range maxRetries {
-		live, rev, err := s.liveSessionsOf(ctx, r.UserID, r.Now)
+		live, rev, err := s.sessionsOf(ctx, r.UserID)
 		if err != nil {
 			return storage.Session{}, nil, err
 		}
 		live = slices.DeleteFunc(live, func(sr sessRev) bool {
 			// After the fence, a session created later is not this reset's.
-			return sr.s.ID == r.Keep || (fenceRev > 0 && sr.created > fenceRev)
+			return !sr.s.Live(r.Now) || sr.s.ID == r.Keep || (fenceRev > 0 && sr.created > fenceRev)
 		})
 		if fenceRev > 0 {
 			if len(live) == 0 {

@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -19,48 +18,41 @@ import (
 // method has no time of its own) plus the lease slack. A jti already denied
 // until expiresAt or later is answered from the read: no Txn, so no
 // revocation event reaches WatchRevocations again.
-func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
-	ctx, cancel, err := s.begin(ctx, "deny access token")
-	if err != nil {
-		return false, err
-	}
-	defer cancel()
+func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.Time) (changed bool, err error) {
 	if !storage.ValidID(jti) || expiresAt.IsZero() {
-		return false, fmt.Errorf("etcd: deny access token: jti and expiry are required: %w", storage.ErrInvalidArgument)
+		return false, invalid("deny access token", "jti and expiry are required")
 	}
 	key := s.revJTIKey(jti)
-	for range maxRetries {
-		resp, err := s.cli.Get(ctx, key)
-		if err != nil {
-			return false, wrapErr(ctx, "deny access token "+jti, err)
-		}
-		var rev int64
-		if len(resp.Kvs) == 1 {
-			old, err := decodeTime(resp.Kvs[0].Value)
+	err = s.run(ctx, "deny access token "+jti, func(ctx context.Context) error {
+		for range maxRetries {
+			resp, err := s.cli.Get(ctx, key)
 			if err != nil {
-				return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
+				return clientErr(ctx, err)
 			}
-			if !expiresAt.After(old) {
-				return false, nil
+			var rev int64
+			if len(resp.Kvs) == 1 {
+				old, err := record.DecodeTime(resp.Kvs[0].Value)
+				if err != nil || !expiresAt.After(old) {
+					return err
+				}
+				rev = resp.Kvs[0].ModRevision
 			}
-			rev = resp.Kvs[0].ModRevision
-		}
-		txn, err := s.commit(ctx, "deny access token "+jti, func() (clientv3.Txn, error) {
-			lease, err := s.lease(ctx, expiresAt, s.clock())
-			if err != nil {
-				return nil, err
+			txn, err := s.commit(ctx, "deny", func() (clientv3.Txn, error) {
+				lease, err := s.lease(ctx, expiresAt, time.Now())
+				if err != nil {
+					return nil, err
+				}
+				return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+					Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
+			})
+			if err != nil || txn.Succeeded {
+				changed = err == nil
+				return err
 			}
-			return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-				Then(clientv3.OpPut(key, encodeTime(expiresAt), clientv3.WithLease(lease))), nil
-		})
-		if err != nil {
-			return false, fmt.Errorf("etcd: deny access token %s: %w", jti, err)
 		}
-		if txn.Succeeded {
-			return true, nil
-		}
-	}
-	return false, fmt.Errorf("etcd: deny access token %s: %w", jti, errContention)
+		return errContention
+	})
+	return changed, err
 }
 
 // AccessTokenRevoked implements storage.DenyList with one linearizable read
@@ -68,39 +60,33 @@ func (s *Store) DenyAccessToken(ctx context.Context, jti string, expiresAt time.
 // the next check. It fails closed: an empty jti or session id, or a session
 // that is gone, counts as revoked.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
-	ctx, cancel, err := s.begin(ctx, "access token revoked")
-	if err != nil {
-		return true, err
-	}
-	defer cancel()
 	if jti == "" || sessionID == "" {
 		return true, nil
 	}
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.revJTIKey(jti), clientv3.WithCountOnly()),
-		clientv3.OpGet(s.sessStateKey(sessionID)),
-	).Commit()
-	if err != nil {
-		return true, wrapErr(ctx, "access token revoked", err)
-	}
-	if resp.Responses[0].GetResponseRange().Count > 0 {
-		return true, nil // denied (an expired denial only outlives an expired token)
-	}
-	kvs := resp.Responses[1].GetResponseRange().Kvs
-	if len(kvs) == 0 {
-		return true, nil
-	}
-	st, err := record.DecodeState(kvs[0].Value)
-	if err != nil {
-		return true, fmt.Errorf("etcd: access token revoked: %w", err)
-	}
-	return !st.TokenLive(now), nil
+	revoked := true
+	err := s.run(ctx, "access token revoked", func(ctx context.Context) error {
+		resp, err := s.cli.Txn(ctx).Then(
+			clientv3.OpGet(s.revJTIKey(jti), clientv3.WithCountOnly()),
+			clientv3.OpGet(s.sessStateKey(sessionID)),
+		).Commit()
+		if err != nil {
+			return clientErr(ctx, err)
+		}
+		kvs := resp.Responses[1].GetResponseRange().Kvs
+		if resp.Responses[0].GetResponseRange().Count > 0 || len(kvs) == 0 {
+			return nil // denied (an expired denial only outlives an expired token), or the session is gone
+		}
+		st, err := record.DecodeState(kvs[0].Value)
+		revoked = !st.TokenLive(now)
+		return err
+	})
+	return revoked || err != nil, err
 }
 
 // parseRevocation turns a key and value under revocations/ into a
 // Revocation.
 func (s *Store) parseRevocation(key, value []byte) (storage.Revocation, error) {
-	exp, err := decodeTime(value)
+	exp, err := record.DecodeTime(value)
 	if err != nil {
 		return storage.Revocation{}, err
 	}
@@ -136,17 +122,12 @@ func (s *Store) listRevocations(ctx context.Context, now time.Time) ([]storage.R
 
 // ListRevocations implements storage.DenyList from the revocation rows
 // alone (revoked sessions keep a row there), not from every session.
-func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.Revocation, error) {
-	ctx, cancel, err := s.beginScan(ctx, "list revocations")
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	out, _, err := s.listRevocations(ctx, now)
-	if err != nil {
-		return nil, fmt.Errorf("etcd: list revocations: %w", err)
-	}
-	return out, nil
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) (out []storage.Revocation, err error) {
+	err = s.runScan(ctx, "list revocations", func(ctx context.Context) error {
+		out, _, err = s.listRevocations(ctx, now)
+		return err
+	})
+	return out, err
 }
 
 // DeleteExpired implements storage.Sweeper. Leases already delete expired
@@ -155,102 +136,67 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]storage.R
 // revoked longer ago than the retention: Session.RetainedUntil) with every
 // digest and index row they own, and denied jtis. It scans every session,
 // so it is for tests and maintenance tools rather than a frequent sweeper.
-func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (storage.SweepResult, error) {
-	ctx, cancel, err := s.beginScan(ctx, "delete expired")
-	if err != nil {
-		return storage.SweepResult{}, err
-	}
-	defer cancel()
+// Sessions are indexed at their exact expiry here, so none is re-filed.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (res storage.SweepResult, err error) {
 	if limit <= 0 {
-		return storage.SweepResult{}, nil
+		return storage.SweepResult{}, ctx.Err()
 	}
-	var expired []sessRev
-	errFull := errors.New("full")
-	_, err = s.scan(ctx, s.p+"sessions/", func(_, v []byte, rev int64) error {
-		sess, err := record.DecodeSession(v)
-		if err != nil {
+	err = s.runScan(ctx, "delete expired", func(ctx context.Context) error {
+		// Each due row is deleted, with the rows it owns, by a Txn that
+		// requires it unchanged since the scan.
+		var due [][]clientv3.Op
+		var cmps []clientv3.Cmp
+		errFull := errors.New("full")
+		collect := func(prefix string, expired func(k, v []byte) ([]clientv3.Op, error)) error {
+			_, err := s.scan(ctx, prefix, func(k, v []byte, rev int64) error {
+				ops, err := expired(k, v)
+				if err != nil || ops == nil {
+					return err
+				}
+				due = append(due, ops)
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(k)), "=", rev))
+				if len(due) == limit {
+					return errFull
+				}
+				return nil
+			})
+			if errors.Is(err, errFull) {
+				return nil
+			}
 			return err
 		}
-		if sess.RetainedUntil(s.retention).Before(now) {
-			expired = append(expired, sessRev{s: sess, rev: rev})
-			if len(expired) == limit {
-				return errFull
+		err := collect(s.p+"sessions/", func(_, v []byte) ([]clientv3.Op, error) {
+			sess, err := record.DecodeSession(v)
+			if err != nil || !sess.RetainedUntil(s.retention).Before(now) {
+				return nil, err
+			}
+			return []clientv3.Op{
+				clientv3.OpDelete(s.userSessionKey(sess.UserID, sess.ID)), clientv3.OpDelete(s.revSessionKey(sess.ID)),
+				clientv3.OpDelete(s.sessStateKey(sess.ID)), clientv3.OpDelete(s.sessionKey(sess.ID)),
+			}, nil
+		})
+		if err == nil && len(due) < limit {
+			err = collect(s.revPrefix()+"jti/", func(k, v []byte) ([]clientv3.Op, error) {
+				exp, err := record.DecodeTime(v)
+				if err != nil || !exp.Before(now) {
+					return nil, err
+				}
+				return []clientv3.Op{clientv3.OpDelete(string(k))}, nil
+			})
+		}
+		res.More = len(due) >= limit
+		for i := range due {
+			resp, err := s.cli.Txn(ctx).If(cmps[i]).Then(due[i]...).Commit()
+			if err != nil {
+				return wrapErr(ctx, "delete expired row", err)
+			}
+			if resp.Succeeded {
+				res.Deleted++
 			}
 		}
-		return nil
+		return err
 	})
-	if err != nil && !errors.Is(err, errFull) {
-		return storage.SweepResult{}, fmt.Errorf("etcd: delete expired: %w", err)
-	}
-	n := 0
-	for _, sr := range expired {
-		ok, err := s.deleteSession(ctx, sr)
-		if err != nil {
-			return swept(n, limit), fmt.Errorf("etcd: delete expired session %s: %w", sr.s.ID, err)
-		}
-		if ok {
-			n++
-		}
-	}
-	if n >= limit {
-		return swept(n, limit), nil
-	}
-	type jtiRev struct {
-		key string
-		rev int64
-	}
-	var jtis []jtiRev
-	_, err = s.scan(ctx, s.p+"revocations/jti/", func(k, v []byte, rev int64) error {
-		exp, err := decodeTime(v)
-		if err != nil {
-			return err
-		}
-		if exp.Before(now) {
-			jtis = append(jtis, jtiRev{string(k), rev})
-			if n+len(jtis) == limit {
-				return errFull
-			}
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errFull) {
-		return swept(n, limit), fmt.Errorf("etcd: delete expired: %w", err)
-	}
-	for _, j := range jtis {
-		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(j.key), "=", j.rev)).
-			Then(clientv3.OpDelete(j.key)).Commit()
-		if err != nil {
-			return swept(n, limit), wrapErr(ctx, "delete expired jti", err)
-		}
-		if resp.Succeeded {
-			n++
-		}
-	}
-	return swept(n, limit), nil
-}
-
-// swept is DeleteExpired's result for n rows deleted under limit. Sessions
-// are indexed at their exact expiry here, so none is ever re-filed.
-func swept(n, limit int) storage.SweepResult {
-	return storage.SweepResult{Deleted: n, More: n >= limit}
-}
-
-// deleteSession deletes a session that can no longer matter and its index
-// rows in one Txn, if the session has not changed since it was read. It
-// reports whether the session was deleted.
-func (s *Store) deleteSession(ctx context.Context, sr sessRev) (bool, error) {
-	ops := []clientv3.Op{
-		clientv3.OpDelete(s.userSessionKey(sr.s.UserID, sr.s.ID)),
-		clientv3.OpDelete(s.revSessionKey(sr.s.ID)),
-		clientv3.OpDelete(s.sessStateKey(sr.s.ID)),
-		clientv3.OpDelete(s.sessionKey(sr.s.ID)),
-	}
-	txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.sessionKey(sr.s.ID)), "=", sr.rev)).
-		Then(ops...).Commit()
-	if err != nil {
-		return false, wrapErr(ctx, "delete session", err)
-	}
-	return txn.Succeeded, nil
+	return res, err
 }
 
 // WatchRevocations implements storage.RevocationFeed with an etcd watch on
@@ -329,7 +275,7 @@ func (s *Store) follow(ctx context.Context, rev int64, fn func(storage.Revocatio
 		}
 		for {
 			c, cancel := s.opCtx(ctx)
-			revs, at, err := s.listRevocations(c, s.clock())
+			revs, at, err := s.listRevocations(c, time.Now())
 			cancel()
 			if err == nil {
 				for _, r := range revs {

@@ -73,18 +73,6 @@ func (s *Store) putSessionOps(ctx context.Context, sess storage.Session, ref tim
 	return ops, nil
 }
 
-// refTime is the time a new session's lease is judged against: the time of
-// its last rotation (its login), or the store's clock if it has none.
-func (s *Store) refTime(sess storage.Session) time.Time {
-	switch {
-	case !sess.LastRotatedAt.IsZero():
-		return sess.LastRotatedAt
-	case !sess.CreatedAt.IsZero():
-		return sess.CreatedAt
-	}
-	return s.clock()
-}
-
 // CreateSession implements storage.SessionStore: the session and its user
 // index in one Txn that requires the session id to be new and the owner to
 // be as read (existing and enabled): the Txn compares the user's
@@ -93,81 +81,67 @@ func (s *Store) refTime(sess storage.Session) time.Time {
 // RevokeUserSessions in turn compare the user's session index (see
 // revokeUserSessions), so a session committed first is one they revoke.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
-	ctx, cancel, err := s.begin(ctx, "create session")
-	if err != nil {
-		return err
+	if err := storage.CheckSession(sess); err != nil {
+		return fmt.Errorf("etcd: create session: %w", err)
 	}
-	defer cancel()
-	if !storage.ValidID(sess.ID) || !storage.ValidID(sess.UserID) || sess.CurrentHash.IsZero() {
-		return fmt.Errorf("etcd: create session: id, user and refresh digest are required: %w", storage.ErrInvalidArgument)
-	}
-	ref := s.refTime(sess)
-	for range maxRetries {
-		userRev, err := s.sessionOwner(ctx, sess.UserID)
-		if err != nil {
-			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
-		}
-		resp, err := s.commit(ctx, "create session "+sess.ID, func() (clientv3.Txn, error) {
-			ops, err := s.putSessionOps(ctx, sess, ref)
-			if err != nil {
-				return nil, err
+	// A new session's lease is judged against its last rotation (its
+	// login), or now if it carries no time.
+	ref := cmp.Or(sess.LastRotatedAt, sess.CreatedAt, time.Now())
+	return s.run(ctx, "create session "+sess.ID, func(ctx context.Context) error {
+		for range maxRetries {
+			u, userRev, err := s.getUser(ctx, sess.UserID)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				return fmt.Errorf("user %s: %w", sess.UserID, err)
+			case err != nil:
+				return err
+			case u.Disabled:
+				return fmt.Errorf("user %s: %w", sess.UserID, storage.ErrUserDisabled)
 			}
-			if !sess.Revoked() { // a revoked one's index entry is among ops
-				lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
+			resp, err := s.commit(ctx, "create session", func() (clientv3.Txn, error) {
+				ops, err := s.putSessionOps(ctx, sess, ref)
 				if err != nil {
 					return nil, err
 				}
-				ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
+				if !sess.Revoked() { // a revoked one's index entry is among ops
+					lease, err := s.lease(ctx, sess.AbsoluteExpiresAt, ref)
+					if err != nil {
+						return nil, err
+					}
+					ops = append(ops, clientv3.OpPut(s.userSessionKey(sess.UserID, sess.ID), "", clientv3.WithLease(lease)))
+				}
+				return s.cli.Txn(ctx).If(
+					clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
+					clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),
+				).Then(ops...).Else(
+					clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly()),
+				), nil
+			})
+			switch {
+			case err != nil:
+				return err
+			case resp.Succeeded:
+				return nil
+			case resp.Responses[0].GetResponseRange().Count > 0:
+				return fmt.Errorf("session id taken: %w", storage.ErrAlreadyExists)
 			}
-			return s.cli.Txn(ctx).If(
-				clientv3.Compare(clientv3.CreateRevision(s.sessionKey(sess.ID)), "=", 0),
-				clientv3.Compare(clientv3.ModRevision(s.userKey(sess.UserID)), "=", userRev),
-			).Then(ops...).Else(
-				clientv3.OpGet(s.sessionKey(sess.ID), clientv3.WithCountOnly()),
-			), nil
-		})
-		if err != nil {
-			return fmt.Errorf("etcd: create session %s: %w", sess.ID, err)
+			// The owner changed since it was read: judge it again.
 		}
-		switch {
-		case resp.Succeeded:
-			return nil
-		case resp.Responses[0].GetResponseRange().Count > 0:
-			return fmt.Errorf("etcd: create session %s: session id taken: %w", sess.ID, storage.ErrAlreadyExists)
-		}
-		// The owner changed since it was read: judge it again.
-	}
-	return fmt.Errorf("etcd: create session %s: %w", sess.ID, errContention)
-}
-
-// sessionOwner reads the user a new session would belong to and returns
-// the revision that CreateSession's Txn compares: ErrNotFound if there is
-// no such user, ErrUserDisabled if it is disabled.
-func (s *Store) sessionOwner(ctx context.Context, uid string) (int64, error) {
-	u, rev, err := s.getUser(ctx, uid)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return 0, fmt.Errorf("user %s: %w", uid, err)
-	case err != nil:
-		return 0, err
-	case u.Disabled:
-		return 0, fmt.Errorf("user %s: %w", uid, storage.ErrUserDisabled)
-	}
-	return rev, nil
+		return errContention
+	})
 }
 
 // GetSession implements storage.SessionStore.
-func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
-	ctx, cancel, err := s.begin(ctx, "get session")
+func (s *Store) GetSession(ctx context.Context, id string) (sess storage.Session, err error) {
+	err = s.run(ctx, "get session "+id, func(ctx context.Context) error {
+		sr, err := s.getSession(ctx, id)
+		sess = sr.s
+		return err
+	})
 	if err != nil {
 		return storage.Session{}, err
 	}
-	defer cancel()
-	sr, err := s.getSession(ctx, id)
-	if err != nil {
-		return storage.Session{}, fmt.Errorf("etcd: get session %s: %w", id, err)
-	}
-	return sr.s, nil
+	return sess, nil
 }
 
 // RotateRefreshToken implements storage.SessionStore. It reads the session
@@ -177,118 +151,107 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 // compare means another rotation or revocation committed first; the
 // decision is then taken again on the fresh session, which is how the
 // losers of a race end up as reuse.
-func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (storage.Session, error) {
-	ctx, cancel, err := s.begin(ctx, "rotate refresh token")
-	if err != nil {
-		return storage.Session{}, err
-	}
-	defer cancel()
+func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out storage.Session, err error) {
 	if err := r.Validate(); err != nil {
 		return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
 	}
-	// exempted is the revision of a fence that exempts this session (see
-	// ResetSessions), 0 while none is known: the rotation then commits only
-	// while that fence is unchanged.
-	var exempted int64
-	for range maxRetries {
-		old, err := s.getSession(ctx, r.SessionID)
-		if err != nil {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", r.SessionID, err)
-		}
-		next, decision := r.Apply(old.s)
-		reuse := errors.Is(decision, storage.ErrRefreshTokenReused)
-		if decision != nil && !reuse {
-			return old.s, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
-		}
-		sessKey, fenceKey := s.sessionKey(old.s.ID), s.userFenceKey(old.s.UserID)
-		resp, err := s.commit(ctx, "rotate refresh token", func() (clientv3.Txn, error) {
-			ops, err := s.putSessionOps(ctx, next, r.Now)
+	err = s.run(ctx, "rotate refresh token of session "+r.SessionID, func(ctx context.Context) error {
+		// exempted is the revision of a fence that exempts this session
+		// (see ResetSessions), 0 while none is known: the rotation then
+		// commits only while that fence is unchanged.
+		var exempted int64
+		for range maxRetries {
+			old, err := s.getSession(ctx, r.SessionID)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			fenceCmp := clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created)
-			if exempted > 0 {
-				fenceCmp = clientv3.Compare(clientv3.ModRevision(fenceKey), "=", exempted)
+			next, decision := r.Apply(old.s)
+			reuse := errors.Is(decision, storage.ErrRefreshTokenReused)
+			if decision != nil && !reuse {
+				out = old.s
+				return decision
 			}
-			cmps := []clientv3.Cmp{
-				clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev),
-				// No RevokeUserSessions or DeleteUser of the owner has
-				// begun since the session was created (see userFence),
-				// or only a ResetSessions that keeps this session.
-				fenceCmp,
-			}
-			return s.cli.Txn(ctx).If(cmps...).Then(ops...).
-				Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
-		})
-		if err != nil {
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, err)
-		}
-		if resp.Succeeded {
-			if reuse {
-				return next, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, decision)
-			}
-			return next, nil
-		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		unchanged := len(kvs) == 1 && kvs[0].ModRevision == old.rev
-		exempted = 0
-		if fence := resp.Responses[1].GetResponseRange().Kvs; unchanged && len(fence) == 1 && fence[0].ModRevision >= old.created {
-			// A revocation of all the owner's sessions has begun and not
-			// reached this one yet: it is revoked, and saying so here
-			// finishes that revocation's work for it; unless the fence
-			// exempts it.
-			revokedAt, reason, exempt, err := decodeFence(fence[0].Value)
+			sessKey, fenceKey := s.sessionKey(old.s.ID), s.userFenceKey(old.s.UserID)
+			resp, err := s.commit(ctx, "rotate refresh token", func() (clientv3.Txn, error) {
+				ops, err := s.putSessionOps(ctx, next, r.Now)
+				if err != nil {
+					return nil, err
+				}
+				fenceCmp := clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created)
+				if exempted > 0 {
+					fenceCmp = clientv3.Compare(clientv3.ModRevision(fenceKey), "=", exempted)
+				}
+				cmps := []clientv3.Cmp{
+					clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev),
+					// No RevokeUserSessions or DeleteUser of the owner has
+					// begun since the session was created (see userFence),
+					// or only a ResetSessions that keeps this session.
+					fenceCmp,
+				}
+				return s.cli.Txn(ctx).If(cmps...).Then(ops...).
+					Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
+			})
 			if err != nil {
-				return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: user fence: %w", old.s.ID, err)
+				return err
 			}
-			if exempt == old.s.ID {
-				exempted = fence[0].ModRevision
-				continue
+			if resp.Succeeded {
+				out = next
+				return decision // nil, or the reuse whose revocation just committed
 			}
-			_, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil, nil)
-			if errors.Is(err, errConflict) {
-				continue
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			unchanged := len(kvs) == 1 && kvs[0].ModRevision == old.rev
+			exempted = 0
+			if fence := resp.Responses[1].GetResponseRange().Kvs; unchanged && len(fence) == 1 && fence[0].ModRevision >= old.created {
+				// A revocation of all the owner's sessions has begun and not
+				// reached this one yet: it is revoked, and saying so here
+				// finishes that revocation's work for it; unless the fence
+				// exempts it.
+				revokedAt, reason, exempt, err := decodeFence(fence[0].Value)
+				if err != nil {
+					return fmt.Errorf("user fence: %w", err)
+				}
+				if exempt == old.s.ID {
+					exempted = fence[0].ModRevision
+					continue
+				}
+				_, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil, nil)
+				if errors.Is(err, errConflict) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				return storage.ErrSessionRevoked
 			}
-			if err != nil {
-				return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, err)
-			}
-			return storage.Session{}, fmt.Errorf("etcd: rotate refresh token of session %s: %w", old.s.ID, storage.ErrSessionRevoked)
+			// Lost the race: decide again on what the winner wrote.
 		}
-		// Lost the race: decide again on what the winner wrote.
-	}
-	return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", errContention)
+		return errContention
+	})
+	return out, err
 }
 
 // RevokeSession implements storage.SessionStore. A session already revoked
 // is answered from the read: no Txn, so no revocation event reaches
 // WatchRevocations again.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
-	ctx, cancel, err := s.begin(ctx, "revoke session")
-	if err != nil {
-		return false, err
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error) {
+	if err := storage.CheckRevocation(id, reason, now); err != nil {
+		return false, fmt.Errorf("etcd: revoke session: %w", err)
 	}
-	defer cancel()
-	if reason == "" || now.IsZero() {
-		return false, fmt.Errorf("etcd: revoke session: reason and time are required: %w", storage.ErrInvalidArgument)
-	}
-	for range maxRetries {
-		sr, err := s.getSession(ctx, id)
-		if err != nil {
-			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
+	err = s.run(ctx, "revoke session "+id, func(ctx context.Context) error {
+		for range maxRetries {
+			sr, err := s.getSession(ctx, id)
+			if err != nil || sr.s.Revoked() {
+				return err
+			}
+			_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
+			if !errors.Is(err, errConflict) {
+				changed = err == nil
+				return err
+			}
 		}
-		if sr.s.Revoked() {
-			return false, nil
-		}
-		_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("etcd: revoke session %s: %w", id, err)
-		}
-		return true, nil
-	}
-	return false, fmt.Errorf("etcd: revoke session %s: %w", id, errContention)
+		return errContention
+	})
+	return changed, err
 }
 
 // revokeBatch revokes the sessions (read at the revisions given) in one Txn
@@ -354,16 +317,6 @@ func (s *Store) sessionsOf(ctx context.Context, uid string) ([]sessRev, int64, e
 	return out, idx.Header.Revision, nil
 }
 
-// liveSessionsOf returns the user's sessions live at now, and the revision
-// that sessionsOf read them at.
-func (s *Store) liveSessionsOf(ctx context.Context, uid string, now time.Time) ([]sessRev, int64, error) {
-	all, rev, err := s.sessionsOf(ctx, uid)
-	if err != nil {
-		return nil, 0, err
-	}
-	return slices.DeleteFunc(all, func(sr sessRev) bool { return !sr.s.Live(now) }), rev, nil
-}
-
 // newSessionsCmp holds in a Txn only while the user has no session created
 // after revision rev: every entry of the user's session index was created
 // at rev or before. A Txn that revokes what sessionsOf read at rev carries
@@ -374,47 +327,37 @@ func (s *Store) newSessionsCmp(uid string, rev int64) clientv3.Cmp {
 }
 
 // ListUserSessions implements storage.SessionAdmin.
-func (s *Store) ListUserSessions(ctx context.Context, userID string) ([]storage.Session, error) {
-	ctx, cancel, err := s.begin(ctx, "list user sessions")
+func (s *Store) ListUserSessions(ctx context.Context, userID string) (out []storage.Session, err error) {
+	if !storage.ValidID(userID) {
+		return nil, invalid("list user sessions", "user id is required")
+	}
+	err = s.run(ctx, "list sessions of user "+userID, func(ctx context.Context) error {
+		all, _, err := s.sessionsOf(ctx, userID)
+		for _, sr := range all {
+			out = append(out, sr.s)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	if !storage.ValidID(userID) {
-		return nil, fmt.Errorf("etcd: list user sessions: user id is required: %w", storage.ErrInvalidArgument)
-	}
-	all, _, err := s.sessionsOf(ctx, userID)
-	if err != nil {
-		return nil, fmt.Errorf("etcd: list sessions of user %s: %w", userID, err)
-	}
-	out := make([]storage.Session, len(all))
-	for i, sr := range all {
-		out[i] = sr.s
-	}
-	slices.SortFunc(out, func(a, b storage.Session) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.ID, a.ID)
-	})
+	storage.SortNewestFirst(out)
 	return out, nil
 }
 
 // RevokeUserSessions implements storage.SessionAdmin. When the user's live
 // sessions fit in one Txn (see WithMaxTxnOps) they are revoked in one;
 // otherwise the user is fenced first (see revokeUserSessions).
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) ([]storage.Session, error) {
-	ctx, cancel, err := s.begin(ctx, "revoke user sessions")
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, now time.Time) (revoked []storage.Session, err error) {
+	if err := storage.CheckRevocation(userID, reason, now); err != nil {
+		return nil, fmt.Errorf("etcd: revoke user sessions: %w", err)
+	}
+	err = s.run(ctx, "revoke sessions of user "+userID, func(ctx context.Context) error {
+		revoked, err = s.revokeUserSessions(ctx, userID, reason, now, nil)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer cancel()
-	if !storage.ValidID(userID) || reason == "" || now.IsZero() {
-		return nil, fmt.Errorf("etcd: revoke user sessions: user id, reason and time are required: %w", storage.ErrInvalidArgument)
-	}
-	revoked, err := s.revokeUserSessions(ctx, userID, reason, now, nil)
-	if err != nil {
-		return nil, fmt.Errorf("etcd: revoke sessions of user %s: %w", userID, err)
 	}
 	return revoked, nil
 }
@@ -454,10 +397,11 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 				return nil, err
 			}
 		}
-		live, rev, err := s.liveSessionsOf(ctx, uid, now)
+		live, rev, err := s.sessionsOf(ctx, uid)
 		if err != nil {
 			return nil, err
 		}
+		live = slices.DeleteFunc(live, func(sr sessRev) bool { return !sr.s.Live(now) })
 		if n := len(live); n*opsPerRevokedSession+len(extra) <= s.maxTxnOps && n+len(cmps)+1 <= s.maxTxnOps {
 			if len(live) == 0 && final == nil {
 				return revoked, nil
@@ -498,12 +442,7 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 // user's live sessions could (their absolute expiry never moves), plus the
 // lease slack.
 func (s *Store) writeFence(ctx context.Context, uid, reason string, now time.Time, live []sessRev) error {
-	var until time.Time
-	for _, sr := range live {
-		if sr.s.AbsoluteExpiresAt.After(until) {
-			until = sr.s.AbsoluteExpiresAt
-		}
-	}
+	until := slices.MaxFunc(live, func(a, b sessRev) int { return a.s.AbsoluteExpiresAt.Compare(b.s.AbsoluteExpiresAt) }).s.AbsoluteExpiresAt
 	_, err := s.commit(ctx, "fence user sessions", func() (clientv3.Txn, error) {
 		lease, err := s.lease(ctx, until, now)
 		if err != nil {
@@ -529,7 +468,7 @@ func decodeFence(b []byte) (at time.Time, reason, exempt string, err error) {
 	if len(b) < 9 {
 		return time.Time{}, "", "", record.ErrCorrupt
 	}
-	at, err = decodeTime(b[:8])
+	at, err = record.DecodeTime(b[:8])
 	reason, exempt, _ = strings.Cut(string(b[8:]), "\x00")
 	return at, reason, exempt, err
 }
@@ -543,24 +482,18 @@ func maxTime(a, b time.Time) time.Time {
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every
 // session's summary (not the session records), a page at a time.
-func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int, error) {
-	ctx, cancel, err := s.beginScan(ctx, "count live sessions")
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
-	n := 0
-	_, err = s.scan(ctx, s.p+"sessstate/", func(_ []byte, v []byte, _ int64) error {
-		st, err := record.DecodeState(v)
-		if st.Live(now) {
-			n++
-		}
+func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (n int, err error) {
+	err = s.runScan(ctx, "count live sessions", func(ctx context.Context) error {
+		_, err := s.scan(ctx, s.p+"sessstate/", func(_ []byte, v []byte, _ int64) error {
+			st, err := record.DecodeState(v)
+			if st.Live(now) {
+				n++
+			}
+			return err
+		})
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("etcd: count live sessions: %w", err)
-	}
-	return n, nil
+	return n, err
 }
 
 // scan calls fn for every key under prefix, in pages of 500, all read at

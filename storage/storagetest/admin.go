@@ -1,8 +1,6 @@
 package storagetest
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -11,27 +9,10 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// adminTests are the conformance cases of storage.UserAdmin and
-// storage.SessionAdmin; Run runs them with the rest.
-var adminTests = []struct {
-	name string
-	fn   func(*testing.T, storage.Store)
-}{
-	{"ListUsers", testListUsers},
-	{"DeleteUser", testDeleteUser},
-	{"ListUserSessions", testListUserSessions},
-	{"RevokeUserSessions", testRevokeUserSessions},
-	{"CountLiveSessions", testCountLiveSessions},
-	{"AdminCancelledContext", testAdminCancelledContext},
-}
-
 // userSession stores a session of user created at the time given.
 func userSession(t *testing.T, s storage.Store, user, id string, created time.Time) storage.Session {
 	t.Helper()
-	sess := storage.Session{
-		ID: id, UserID: user, Audience: "orders", CurrentHash: Digest(t),
-		CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: created.Add(idle), AbsoluteExpiresAt: created.Add(maxAge),
-	}
+	sess := sessionOf(t, user, id, created)
 	EnsureUser(t, s, user)
 	if err := s.CreateSession(ctx(t), sess); err != nil {
 		t.Fatalf("CreateSession(%s): %v", id, err)
@@ -40,19 +21,17 @@ func userSession(t *testing.T, s storage.Store, user, id string, created time.Ti
 }
 
 func sessionIDs(ss []storage.Session) []string {
-	ids := make([]string, len(ss))
-	for i, s := range ss {
-		ids[i] = s.ID
-	}
-	return ids
+	return ids(ss, func(s storage.Session) string { return s.ID })
 }
 
-func userIDs(us []storage.User) []string {
-	ids := make([]string, len(us))
-	for i, u := range us {
-		ids[i] = u.ID
+func userIDs(us []storage.User) []string { return ids(us, func(u storage.User) string { return u.ID }) }
+
+func ids[T any](xs []T, id func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = id(x)
 	}
-	return ids
+	return out
 }
 
 func testListUsers(t *testing.T, s storage.Store) {
@@ -151,9 +130,7 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 	liveA := userSession(t, s, "u1", "a", base)
 	liveB := userSession(t, s, "u1", "b", base.Add(time.Minute))
 	userSession(t, s, "u1", "c", base)
-	if _, err := s.RevokeSession(c, "c", storage.ReasonRevoked, base.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "c", storage.ReasonRevoked, base.Add(time.Second))
 	userSession(t, s, "u1", "d", base.Add(-maxAge)) // expired, not swept
 	other := userSession(t, s, "u2", "e", base)
 
@@ -174,9 +151,7 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 		if !stored.RevokedAt.Equal(now) {
 			t.Fatalf("stored RevokedAt = %v, want %v", stored.RevokedAt, now)
 		}
-		if r, err := s.AccessTokenRevoked(c, "some-jti", sess.ID, now); err != nil || !r {
-			t.Fatalf("AccessTokenRevoked(%s) after DeleteUser = %v, %v; want revoked", sess.ID, r, err)
-		}
+		wantRevokedAt(t, s, "some-jti", sess.ID, now, true)
 	}
 	if got := wantRevoked(t, s, "c", storage.ReasonRevoked); !got.RevokedAt.Equal(base.Add(time.Second)) {
 		t.Fatalf("already revoked session changed: %+v", got)
@@ -233,12 +208,8 @@ func testListUserSessions(t *testing.T, s storage.Store) {
 	userSession(t, s, "u1", "expired", base.Add(-maxAge))
 	userSession(t, s, "u1x", "prefix", base) // a user whose id extends u1's
 	userSession(t, s, "u", "short", base)    // and one whose id is a prefix of it
-	if _, err := s.RevokeSession(c, "mid", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "old", first.CurrentHash, Digest(t), base.Add(3*time.Minute))); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "mid", storage.ReasonAdmin, base.Add(2*time.Minute))
+	mustRotate(t, s, rotation(t, s, "old", first.CurrentHash, Digest(t), base.Add(3*time.Minute)))
 
 	got, err := s.ListUserSessions(c, "u1")
 	if err != nil {
@@ -273,9 +244,7 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 	userSession(t, s, "u1", "a", base)
 	userSession(t, s, "u1", "b", base.Add(time.Minute))
 	userSession(t, s, "u1", "revoked", base)
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonReuse, base.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "revoked", storage.ReasonReuse, base.Add(time.Second))
 	userSession(t, s, "u1", "expired", base.Add(-maxAge))
 	userSession(t, s, "u2", "other", base)
 
@@ -287,9 +256,7 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 	} {
 		wantErr(t, "RevokeUserSessions "+name, call(), storage.ErrInvalidArgument)
 	}
-	if n, err := s.CountLiveSessions(c, now); err != nil || n != 3 {
-		t.Fatalf("CountLiveSessions after refused revocations = %d, %v; want 3", n, err)
-	}
+	wantLiveCount(t, s, now, 3)
 
 	revoked, err := s.RevokeUserSessions(c, "u1", storage.ReasonAdmin, now)
 	if err != nil {
@@ -315,16 +282,8 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 	if got, _ := s.GetSession(c, "other"); !got.Live(now) {
 		t.Fatal("another user's session was revoked")
 	}
-	revs, err := s.ListRevocations(c, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, r := range revs {
-		seen[r.SessionID] = true
-	}
-	if !seen["a"] || !seen["b"] {
-		t.Fatalf("ListRevocations = %+v, want sessions a and b (watchers must learn of them)", revs)
+	if seen := revocationSet(t, s, now); !seen["a"] || !seen["b"] {
+		t.Fatalf("ListRevocations = %v, want sessions a and b (watchers must learn of them)", seen)
 	}
 
 	again, err := s.RevokeUserSessions(c, "u1", storage.ReasonUserChanged, now.Add(time.Minute))
@@ -339,56 +298,19 @@ func testRevokeUserSessions(t *testing.T, s storage.Store) {
 
 func testCountLiveSessions(t *testing.T, s storage.Store) {
 	c := ctx(t)
-	if n, err := s.CountLiveSessions(c, base); err != nil || n != 0 {
-		t.Fatalf("CountLiveSessions on an empty store = %d, %v", n, err)
-	}
+	wantLiveCount(t, s, base, 0)
 	userSession(t, s, "u1", "a", base)
 	userSession(t, s, "u1", "b", base)
 	userSession(t, s, "u2", "c", base.Add(time.Hour))
 	userSession(t, s, "u2", "expired", base.Add(-maxAge))
 	userSession(t, s, "u2", "revoked", base)
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "revoked", storage.ReasonRevoked, base)
 	now := base.Add(2 * time.Hour)
-	if n, err := s.CountLiveSessions(c, now); err != nil || n != 3 {
-		t.Fatalf("CountLiveSessions = %d, %v; want 3", n, err)
-	}
+	wantLiveCount(t, s, now, 3)
 	if _, err := s.RevokeUserSessions(c, "u1", storage.ReasonAdmin, now); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.CountLiveSessions(c, now); err != nil || n != 1 {
-		t.Fatalf("CountLiveSessions after revoking u1 = %d, %v; want 1", n, err)
-	}
+	wantLiveCount(t, s, now, 1)
 	// At c's idle expiry nothing is live.
-	if n, err := s.CountLiveSessions(c, base.Add(time.Hour+idle)); err != nil || n != 0 {
-		t.Fatalf("CountLiveSessions after every expiry = %d, %v; want 0", n, err)
-	}
-}
-
-func testAdminCancelledContext(t *testing.T, s storage.Store) {
-	if err := s.CreateUser(ctx(t), storage.User{ID: "u1", Email: "a@example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	userSession(t, s, "u1", "a", base)
-	c, cancel := context.WithCancel(context.Background())
-	cancel()
-	calls := map[string]func() error{
-		"ListUsers":          func() error { _, err := s.ListUsers(c, "", 10); return err },
-		"DeleteUser":         func() error { _, err := s.DeleteUser(c, "u1", base); return err },
-		"ListUserSessions":   func() error { _, err := s.ListUserSessions(c, "u1"); return err },
-		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(c, "u1", storage.ReasonAdmin, base); return err },
-		"CountLiveSessions":  func() error { _, err := s.CountLiveSessions(c, base); return err },
-	}
-	for name, call := range calls {
-		if err := call(); !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s with a cancelled context = %v, want context.Canceled", name, err)
-		}
-	}
-	if _, err := s.GetUser(ctx(t), "u1"); err != nil {
-		t.Fatalf("cancelled DeleteUser wrote: %v", err)
-	}
-	if got, _ := s.GetSession(ctx(t), "a"); got.Revoked() {
-		t.Fatal("cancelled RevokeUserSessions wrote")
-	}
+	wantLiveCount(t, s, base.Add(time.Hour+idle), 0)
 }

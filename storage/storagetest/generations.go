@@ -3,7 +3,6 @@ package storagetest
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,19 +63,14 @@ func testConcurrentGraceRotation(t *testing.T, s storage.Store) {
 		err  error
 	}
 	results := make([]result, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
+	for i := range results {
 		results[i].next = Digest(t)
+	}
+	race(n, func(i int) {
 		r := storage.Rotation{SessionID: "race", Presented: sess.CurrentHash, Next: results[i].next,
 			Now: base.Add(time.Second), IdleTTL: idle, ReuseGrace: time.Minute}
-		wg.Go(func() {
-			<-start
-			results[i].got, results[i].err = s.RotateRefreshToken(c, r)
-		})
-	}
-	close(start)
-	wg.Wait()
+		results[i].got, results[i].err = s.RotateRefreshToken(c, r)
+	})
 	stored, err := s.GetSession(c, "race")
 	if err != nil || stored.Revoked() {
 		t.Fatalf("session after concurrent retries = %+v, %v; want live", stored, err)

@@ -18,19 +18,26 @@ func testKey(id string, state storage.KeyState, created time.Time) storage.Signi
 	return storage.SigningKey{ID: id, PrivateKey: []byte("priv-" + id), PublicKey: []byte("pub-" + id), State: state, CreatedAt: created}
 }
 
-// keysByID lists the store's keys, indexed by id.
+// keysByID lists the store's signing keys, indexed by id.
 func keysByID(t *testing.T, s storage.Store) map[string]storage.SigningKey {
 	t.Helper()
-	keys, err := s.ListSigningKeys(ctx(t))
+	return byID(t, s.ListSigningKeys, func(k storage.SigningKey) string { return k.ID })
+}
+
+// byID calls list and indexes what it returns by id; an id listed twice
+// fails the test.
+func byID[K any](t *testing.T, list func(context.Context) ([]K, error), id func(K) string) map[string]K {
+	t.Helper()
+	keys, err := list(ctx(t))
 	if err != nil {
-		t.Fatalf("ListSigningKeys: %v", err)
+		t.Fatalf("listing keys: %v", err)
 	}
-	out := make(map[string]storage.SigningKey, len(keys))
+	out := make(map[string]K, len(keys))
 	for _, k := range keys {
-		if _, dup := out[k.ID]; dup {
-			t.Fatalf("ListSigningKeys lists %s twice", k.ID)
+		if _, dup := out[id(k)]; dup {
+			t.Fatalf("key %s listed twice", id(k))
 		}
-		out[k.ID] = k
+		out[id(k)] = k
 	}
 	return out
 }

@@ -18,18 +18,12 @@ func testRotationRenewsLiveness(t *testing.T, s storage.Store) {
 	other := newSession(t, s, "s2", base)
 	rotatedAt := base.Add(6 * 24 * time.Hour)
 	next := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, next, rotatedAt)); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, rotation(t, s, "s1", sess.CurrentHash, next, rotatedAt))
 	// Past the idle expiry the session had at creation, before the one the
 	// rotation gave it.
 	now := base.Add(idle + 24*time.Hour)
-	if revoked, err := s.AccessTokenRevoked(c, "j1", "s1", now); err != nil || revoked {
-		t.Fatalf("AccessTokenRevoked after the original idle expiry of a rotated session = %v, %v; want live", revoked, err)
-	}
-	if n, err := s.CountLiveSessions(c, now); err != nil || n != 1 {
-		t.Fatalf("CountLiveSessions = %d, %v; want 1 (the rotated session; the other idled out)", n, err)
-	}
+	wantRevokedAt(t, s, "j1", "s1", now, false)
+	wantLiveCount(t, s, now, 1)
 	if got, err := s.GetSession(c, "s1"); err != nil || got.CurrentHash != next || !got.Live(now) {
 		t.Fatalf("GetSession(rotated) = %+v, %v; want the live session", got, err)
 	}
@@ -38,18 +32,14 @@ func testRotationRenewsLiveness(t *testing.T, s storage.Store) {
 	wantErr(t, "rotation of an idled-out session", err, storage.ErrSessionExpired)
 	// Past the renewed idle expiry, the rotated session is dead too.
 	later := rotatedAt.Add(idle)
-	if n, err := s.CountLiveSessions(c, later); err != nil || n != 0 {
-		t.Fatalf("CountLiveSessions after the renewed idle expiry = %d, %v; want 0", n, err)
-	}
+	wantLiveCount(t, s, later, 0)
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", next, Digest(t), later))
 	wantErr(t, "rotation after the renewed idle expiry", err, storage.ErrSessionExpired)
 	// Reuse detected after the original idle expiry revokes the session,
 	// and the per-request check sees it at once.
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), now))
 	wantErr(t, "reuse of the first token", err, storage.ErrRefreshTokenReused)
-	if revoked, err := s.AccessTokenRevoked(c, "j1", "s1", now); err != nil || !revoked {
-		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want revoked", revoked, err)
-	}
+	wantRevokedAt(t, s, "j1", "s1", now, true)
 }
 
 // The sweeper deletes a session at its real expiry, never at an earlier one
@@ -63,44 +53,19 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	digests := []storage.TokenHash{rotated.CurrentHash}
 	for _, at := range []time.Duration{24 * time.Hour, 6 * 24 * time.Hour} {
 		next := Digest(t)
-		if _, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", digests[len(digests)-1], next, base.Add(at))); err != nil {
-			t.Fatal(err)
-		}
+		mustRotate(t, s, rotation(t, s, "rotated", digests[len(digests)-1], next, base.Add(at)))
 		digests = append(digests, next)
 	}
 	revokedNext := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "revoked", revoked.CurrentHash, revokedNext, base.Add(6*24*time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	sweep := func(now time.Time) (deleted, refiled int) {
-		t.Helper()
-		for range 100 {
-			r, err := s.DeleteExpired(c, now, 2)
-			if err != nil {
-				t.Fatalf("DeleteExpired at %v: %v", now.Sub(base), err)
-			}
-			if r.Deleted+r.Refiled > 2 {
-				t.Fatalf("DeleteExpired at %v = %+v with limit 2", now.Sub(base), r)
-			}
-			deleted += r.Deleted
-			refiled += r.Refiled
-			if !r.More {
-				return deleted, refiled
-			}
-		}
-		t.Fatalf("DeleteExpired at %v never finished", now.Sub(base))
-		return 0, 0
-	}
+	mustRotate(t, s, rotation(t, s, "revoked", revoked.CurrentHash, revokedNext, base.Add(6*24*time.Hour)))
+	mustRevoke(t, s, "revoked", storage.ReasonAdmin, base.Add(6*24*time.Hour))
 	now := base.Add(idle + 24*time.Hour) // past every original idle expiry
 	// Only the idled-out session is deleted. A backend that filed the
 	// other two under an earlier expiry (the rotated one under its
 	// original idle expiry; the revoked one too, unless its revocation
 	// filed it again) re-files them and says so; it never counts them as
 	// deleted.
-	if deleted, refiled := sweep(now); deleted != 1 || refiled > 2 {
+	if deleted, refiled := sweepAll(t, s, now, 2); deleted != 1 || refiled > 2 {
 		t.Fatalf("sweep past the original idle expiries: deleted %d, re-filed %d; want 1 deleted, at most 2 re-filed", deleted, refiled)
 	}
 	if _, err := s.GetSession(c, "idle"); !errors.Is(err, storage.ErrNotFound) {
@@ -112,16 +77,10 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	if got, err := s.GetSession(c, "rotated"); err != nil || got.CurrentHash != digests[2] {
 		t.Fatalf("rotated session after the sweep = %+v, %v; want it kept", got, err)
 	}
-	if revoked, err := s.AccessTokenRevoked(c, "j", "rotated", now); err != nil || revoked {
-		t.Fatalf("AccessTokenRevoked(rotated) after the sweep = %v, %v; want live", revoked, err)
-	}
+	wantRevokedAt(t, s, "j", "rotated", now, false)
 	wantRevoked(t, s, "revoked", storage.ReasonAdmin)
-	if revoked, err := s.AccessTokenRevoked(c, "j", "revoked", now); err != nil || !revoked {
-		t.Fatalf("AccessTokenRevoked(revoked) after the sweep = %v, %v; want revoked", revoked, err)
-	}
-	if n, err := s.CountLiveSessions(c, now); err != nil || n != 1 {
-		t.Fatalf("CountLiveSessions after the sweep = %d, %v; want 1", n, err)
-	}
+	wantRevokedAt(t, s, "j", "revoked", now, true)
+	wantLiveCount(t, s, now, 1)
 	// A second sweep at the same time finds nothing more to do.
 	if r, err := s.DeleteExpired(c, now, 100); err != nil || r != (storage.SweepResult{}) {
 		t.Fatalf("second DeleteExpired = %+v, %v; want nothing done", r, err)
@@ -134,7 +93,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	// Past both sessions' real expiry everything goes, and every digest
 	// they issued reads as unknown: never as a session, live or not.
 	end := base.Add(6*24*time.Hour + idle + time.Second)
-	if deleted, refiled := sweep(end); deleted != 2 || refiled != 0 {
+	if deleted, refiled := sweepAll(t, s, end, 2); deleted != 2 || refiled != 0 {
 		t.Fatalf("sweep past the real expiries: deleted %d, re-filed %d; want 2 deleted, 0 re-filed", deleted, refiled)
 	}
 	for _, id := range []string{"rotated", "revoked"} {
@@ -142,12 +101,10 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 			t.Fatalf("session %s after its expiry's sweep: %v; want ErrNotFound", id, err)
 		}
 	}
-	for _, h := range digests {
-		_, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", h, Digest(t), end))
-		wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
-	}
-	for _, h := range []storage.TokenHash{revoked.CurrentHash, revokedNext} {
-		_, err := s.RotateRefreshToken(c, rotation(t, s, "revoked", h, Digest(t), end))
-		wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
+	for id, hs := range map[string][]storage.TokenHash{"rotated": digests, "revoked": {revoked.CurrentHash, revokedNext}} {
+		for _, h := range hs {
+			_, err := s.RotateRefreshToken(c, rotation(t, s, id, h, Digest(t), end))
+			wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
+		}
 	}
 }

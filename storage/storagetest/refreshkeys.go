@@ -12,15 +12,7 @@ import (
 
 func refreshKeyIDs(t *testing.T, s storage.Store) map[string]storage.RefreshKey {
 	t.Helper()
-	keys, err := s.ListRefreshKeys(ctx(t))
-	if err != nil {
-		t.Fatalf("ListRefreshKeys: %v", err)
-	}
-	out := make(map[string]storage.RefreshKey, len(keys))
-	for _, k := range keys {
-		out[k.ID] = k
-	}
-	return out
+	return byID(t, s.ListRefreshKeys, func(k storage.RefreshKey) string { return k.ID })
 }
 
 // testRefreshKeys: UpdateRefreshKeys replaces the whole set in one

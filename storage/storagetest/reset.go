@@ -10,19 +10,6 @@ import (
 	"github.com/latchauth/latch/storage"
 )
 
-// resetTests are the conformance cases of SessionAdmin.ResetSessions and of
-// the descriptive fields of a session; Run runs them with the rest.
-var resetTests = []struct {
-	name string
-	fn   func(*testing.T, storage.Store)
-}{
-	{"SessionClientInfo", testSessionClientInfo},
-	{"ResetSessions", testResetSessions},
-	{"ResetSessionsRefusals", testResetSessionsRefusals},
-	{"ResetSessionsMany", testResetSessionsMany},
-	{"ResetSessionsRacesRotation", testResetSessionsRacesRotation},
-}
-
 // passwordUser stores user id with password hash h.
 func passwordUser(t *testing.T, s storage.Store, id, h string) {
 	t.Helper()

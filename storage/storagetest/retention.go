@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,35 +37,6 @@ type Retention struct {
 // what was there before the sessions were created.
 func WithRetention(r Retention) Option {
 	return func(o *runOptions) { o.retention = &r }
-}
-
-// retentionTests returns the tests that WithRetention adds.
-func retentionTests(o runOptions) []namedTest {
-	r := o.retention
-	if r == nil {
-		return nil
-	}
-	return []namedTest{
-		{"RevokedSessionRetention", func(t *testing.T) { testRevokedRetention(t, r, o.footprint) }},
-		{"RevokedSessionRetentionConcurrent", func(t *testing.T) { testRetentionConcurrent(t, r, o.footprint) }},
-	}
-}
-
-// namedTest is a test that opens its own store.
-type namedTest struct {
-	name string
-	fn   func(*testing.T)
-}
-
-// openRetention opens a store of r, closed at cleanup.
-func openRetention(t *testing.T, r *Retention) storage.Store {
-	s := r.Open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
 }
 
 // eventually runs check until it passes or patience has passed, and fails
@@ -115,19 +85,14 @@ type revokedSession struct {
 // row it had (the footprint is what it was before the sessions and the
 // deleted user were created), its refresh token is unknown, its access
 // tokens still revoked. A live session of the same users is not touched.
-func testRevokedRetention(t *testing.T, r *Retention, measure func(*testing.T, storage.Store) int) {
-	s := openRetention(t, r)
+func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure func(*testing.T, storage.Store) int) {
 	c := ctx(t)
 	for _, u := range []string{"ret-a", "ret-b", "ret-c"} {
 		EnsureUser(t, s, u)
 	}
 	create := func(user, id string) revokedSession {
 		t.Helper()
-		sess := sessionOf(t, user, id, base)
-		if err := s.CreateSession(c, sess); err != nil {
-			t.Fatalf("CreateSession(%s): %v", id, err)
-		}
-		return revokedSession{id: id, user: user, token: sess.CurrentHash}
+		return revokedSession{id: id, user: user, token: userSession(t, s, user, id, base).CurrentHash}
 	}
 	live := create("ret-a", "ret-live")
 	before := footprintOf(t, s, measure)
@@ -240,8 +205,7 @@ func testRevokedRetention(t *testing.T, r *Retention, measure func(*testing.T, s
 // session, a log-out-everywhere and sweeps before the retention ends, all
 // at once, leave every session revoked and stored (the sweeps delete
 // nothing); after the retention and a sweep, nothing of them is left.
-func testRetentionConcurrent(t *testing.T, r *Retention, measure func(*testing.T, storage.Store) int) {
-	s := openRetention(t, r)
+func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measure func(*testing.T, storage.Store) int) {
 	c := ctx(t)
 	const user, n = "ret-many", 12
 	EnsureUser(t, s, user)
@@ -250,65 +214,52 @@ func testRetentionConcurrent(t *testing.T, r *Retention, measure func(*testing.T
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("ret-many-%d", i)
-		sess := sessionOf(t, user, ids[i], base)
-		if err := s.CreateSession(c, sess); err != nil {
-			t.Fatalf("CreateSession(%s): %v", ids[i], err)
-		}
-		tokens[i] = sess.CurrentHash
+		tokens[i] = userSession(t, s, user, ids[i], base).CurrentHash
 	}
 	revokedAt := base.Add(time.Hour)
-	var wg sync.WaitGroup
 	errs := make(chan error, 8*n)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() { // a client refreshing until its session is revoked
-			<-start
-			cur := tokens[i]
-			for k := range 5 {
-				next := Digest(t)
-				at := revokedAt.Add(-time.Duration(10-k) * time.Minute)
-				rot := storage.Rotation{SessionID: ids[i], Presented: cur, Next: next, Now: at, IdleTTL: idle}
-				if sess, err := s.GetSession(c, ids[i]); err == nil {
-					rot.Generation = sess.Generation
-				}
-				_, err := s.RotateRefreshToken(c, rot)
-				switch {
-				case errors.Is(err, storage.ErrSessionRevoked):
-					return
-				case err != nil:
-					errs <- fmt.Errorf("rotate %s: %w", ids[i], err)
-					return
-				}
-				cur = next
-			}
-		})
-		for range 2 { // a revocation, repeated
-			wg.Go(func() {
-				<-start
-				if _, err := s.RevokeSession(c, ids[i], storage.ReasonRevoked, revokedAt); err != nil {
-					errs <- fmt.Errorf("RevokeSession(%s): %w", ids[i], err)
-				}
-			})
-		}
-	}
-	wg.Go(func() {
-		<-start
-		if _, err := s.RevokeUserSessions(c, user, storage.ReasonAdmin, revokedAt); err != nil {
-			errs <- fmt.Errorf("RevokeUserSessions: %w", err)
-		}
-	})
-	wg.Go(func() { // the sweeper, before the retention ends
-		<-start
+	rotate := func(i int) { // a client refreshing until its session is revoked
+		cur := tokens[i]
 		for k := range 5 {
-			res, err := s.DeleteExpired(c, revokedAt.Add(time.Duration(k)*r.Retention/5), 1000)
-			if err != nil || res.Deleted != 0 {
-				errs <- fmt.Errorf("DeleteExpired before the retention ends = %+v, %v; want nothing deleted", res, err)
+			next := Digest(t)
+			at := revokedAt.Add(-time.Duration(10-k) * time.Minute)
+			rot := storage.Rotation{SessionID: ids[i], Presented: cur, Next: next, Now: at, IdleTTL: idle}
+			if sess, err := s.GetSession(c, ids[i]); err == nil {
+				rot.Generation = sess.Generation
+			}
+			_, err := s.RotateRefreshToken(c, rot)
+			switch {
+			case errors.Is(err, storage.ErrSessionRevoked):
+				return
+			case err != nil:
+				errs <- fmt.Errorf("rotate %s: %w", ids[i], err)
 				return
 			}
+			cur = next
+		}
+	}
+	race(3*n+2, func(i int) {
+		switch {
+		case i < n:
+			rotate(i)
+		case i < 3*n: // a revocation, repeated
+			if _, err := s.RevokeSession(c, ids[i%n], storage.ReasonRevoked, revokedAt); err != nil {
+				errs <- fmt.Errorf("RevokeSession(%s): %w", ids[i%n], err)
+			}
+		case i == 3*n:
+			if _, err := s.RevokeUserSessions(c, user, storage.ReasonAdmin, revokedAt); err != nil {
+				errs <- fmt.Errorf("RevokeUserSessions: %w", err)
+			}
+		default: // the sweeper, before the retention ends
+			for k := range 5 {
+				res, err := s.DeleteExpired(c, revokedAt.Add(time.Duration(k)*r.Retention/5), 1000)
+				if err != nil || res.Deleted != 0 {
+					errs <- fmt.Errorf("DeleteExpired before the retention ends = %+v, %v; want nothing deleted", res, err)
+					return
+				}
+			}
 		}
 	})
-	close(start)
-	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)

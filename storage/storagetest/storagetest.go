@@ -62,30 +62,41 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"RotationRenewsLiveness", testRotationRenewsLiveness},
 		{"SweepHonoursRotation", testSweepHonoursRotation},
 		{"CancelledContext", testCancelledContext},
-	}
-	tests = append(tests, adminTests...)
-	tests = append(tests, userFenceTests...)
-	tests = append(tests, resetTests...)
-	if o.footprint != nil {
-		tests = append(tests, struct {
-			name string
-			fn   func(*testing.T, storage.Store)
-		}{"RotationFootprint", func(t *testing.T, s storage.Store) { testRotationFootprint(t, s, o.footprint) }})
+		{"ListUsers", testListUsers},
+		{"DeleteUser", testDeleteUser},
+		{"ListUserSessions", testListUserSessions},
+		{"RevokeUserSessions", testRevokeUserSessions},
+		{"CountLiveSessions", testCountLiveSessions},
+		{"CreateSessionNeedsUser", testCreateSessionNeedsUser},
+		{"DeleteUserRacesCreateSession", testDeleteUserRacesCreateSession},
+		{"DisableUserRacesCreateSession", testDisableUserRacesCreateSession},
+		{"SessionClientInfo", testSessionClientInfo},
+		{"ResetSessions", testResetSessions},
+		{"ResetSessionsRefusals", testResetSessionsRefusals},
+		{"ResetSessionsMany", testResetSessionsMany},
+		{"ResetSessionsRacesRotation", testResetSessionsRacesRotation},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tc.fn(t, s)
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, openClosed(t, open)) })
 	}
-	for _, tc := range retentionTests(o) {
-		t.Run(tc.name, tc.fn)
+	if o.footprint != nil {
+		t.Run("RotationFootprint", func(t *testing.T) { testRotationFootprint(t, openClosed(t, open), o.footprint) })
 	}
+	if r := o.retention; r != nil {
+		t.Run("RevokedSessionRetention", func(t *testing.T) { testRevokedRetention(t, openClosed(t, r.Open), r, o.footprint) })
+		t.Run("RevokedSessionRetentionConcurrent", func(t *testing.T) { testRetentionConcurrent(t, openClosed(t, r.Open), r, o.footprint) })
+	}
+}
+
+// openClosed opens a store that is closed when t ends.
+func openClosed(t *testing.T, open func(t *testing.T) storage.Store) storage.Store {
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
 }
 
 func ctx(t *testing.T) context.Context {
@@ -105,15 +116,22 @@ func Digest(t testing.TB) storage.TokenHash {
 
 func newSession(t *testing.T, s storage.Store, id string, now time.Time) storage.Session {
 	t.Helper()
-	sess := storage.Session{
-		ID: id, UserID: "user-" + id, Audience: "orders", CurrentHash: Digest(t),
-		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(idle), AbsoluteExpiresAt: now.Add(maxAge),
+	return userSession(t, s, "user-"+id, id, now)
+}
+
+// race runs fn(0) … fn(n-1) in n goroutines released together, and waits
+// for them all.
+func race(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
 	}
-	EnsureUser(t, s, sess.UserID)
-	if err := s.CreateSession(ctx(t), sess); err != nil {
-		t.Fatalf("CreateSession(%s): %v", id, err)
-	}
-	return sess
+	close(start)
+	wg.Wait()
 }
 
 // rotation returns the Rotation that exchanges the token of session id
@@ -133,6 +151,46 @@ func rotation(t *testing.T, s storage.Store, id string, presented, next storage.
 		r.Generation = sess.Generation - 1
 	}
 	return r
+}
+
+// mustRevoke, mustRotate and mustDeny call RevokeSession,
+// RotateRefreshToken and DenyAccessToken, and fail t on an error.
+func mustRevoke(t *testing.T, s storage.Store, id, reason string, at time.Time) {
+	t.Helper()
+	if _, err := s.RevokeSession(ctx(t), id, reason, at); err != nil {
+		t.Fatalf("RevokeSession(%s): %v", id, err)
+	}
+}
+
+func mustRotate(t *testing.T, s storage.Store, r storage.Rotation) {
+	t.Helper()
+	if _, err := s.RotateRefreshToken(ctx(t), r); err != nil {
+		t.Fatalf("RotateRefreshToken(%s): %v", r.SessionID, err)
+	}
+}
+
+func mustDeny(t *testing.T, s storage.Store, jti string, expiresAt time.Time) {
+	t.Helper()
+	if _, err := s.DenyAccessToken(ctx(t), jti, expiresAt); err != nil {
+		t.Fatalf("DenyAccessToken(%s): %v", jti, err)
+	}
+}
+
+// wantRevokedAt fails t unless AccessTokenRevoked(jti, sessionID, at)
+// answers want without error.
+func wantRevokedAt(t *testing.T, s storage.Store, jti, sessionID string, at time.Time, want bool) {
+	t.Helper()
+	if got, err := s.AccessTokenRevoked(ctx(t), jti, sessionID, at); err != nil || got != want {
+		t.Fatalf("AccessTokenRevoked(%q, %q) at %v = %v, %v; want %v", jti, sessionID, at.Sub(base), got, err, want)
+	}
+}
+
+// wantLiveCount fails t unless CountLiveSessions(at) is want.
+func wantLiveCount(t *testing.T, s storage.Store, at time.Time, want int) {
+	t.Helper()
+	if n, err := s.CountLiveSessions(ctx(t), at); err != nil || n != want {
+		t.Fatalf("CountLiveSessions at %v = %d, %v; want %d", at.Sub(base), n, err, want)
+	}
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -240,24 +298,11 @@ func testSessions(t *testing.T, s storage.Store) {
 
 	got, err := s.GetSession(c, "s1")
 	if err != nil || got.UserID != "user-s1" || got.Audience != "orders" || got.CurrentHash != sess.CurrentHash ||
-		!got.IdleExpiresAt.Equal(sess.IdleExpiresAt) || !got.AbsoluteExpiresAt.Equal(sess.AbsoluteExpiresAt) || got.Revoked() {
+		!got.PreviousHash.IsZero() || got.Generation != 0 || !got.IdleExpiresAt.Equal(sess.IdleExpiresAt) || !got.AbsoluteExpiresAt.Equal(sess.AbsoluteExpiresAt) || got.Revoked() {
 		t.Fatalf("GetSession = %+v, %v", got, err)
 	}
 	_, err = s.GetSession(c, "nope")
 	wantErr(t, "GetSession unknown", err, storage.ErrNotFound)
-
-	found, err := s.GetSession(c, "s1")
-	if err != nil || found.CurrentHash != sess.CurrentHash || !found.PreviousHash.IsZero() || found.Generation != 0 {
-		t.Fatalf("GetSession(new) = %+v, %v", found, err)
-	}
-	next := Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, next, base.Add(time.Minute))); err != nil {
-		t.Fatal(err)
-	}
-	found, err = s.GetSession(c, "s1")
-	if err != nil || found.CurrentHash != next || found.PreviousHash != sess.CurrentHash || found.Generation != 1 {
-		t.Fatalf("GetSession(rotated) = %+v, %v; want the new digest current and the first previous", found, err)
-	}
 }
 
 func testRotationChain(t *testing.T, s storage.Store) {
@@ -278,8 +323,9 @@ func testRotationChain(t *testing.T, s storage.Store) {
 		}
 		issued = append(issued, next)
 	}
+	// The session keeps the current digest and the one before it.
 	stored, err := s.GetSession(c, "s1")
-	if err != nil || stored.CurrentHash != issued[5] || stored.Generation != 5 {
+	if err != nil || stored.CurrentHash != issued[5] || stored.PreviousHash != issued[4] || stored.Generation != 5 {
 		t.Fatalf("stored after chain = %+v, %v", stored, err)
 	}
 }
@@ -288,12 +334,8 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
 	t1, t2 := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute))); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute)))
+	mustRotate(t, s, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute)))
 	// The attacker replays the first token (generation 0).
 	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
 	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
@@ -304,9 +346,7 @@ func testReuseRevokesFamily(t *testing.T, s storage.Store) {
 	// The legitimate holder's current token is dead too.
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)))
 	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
-	if revoked, err := s.AccessTokenRevoked(c, "any-jti", "s1", base.Add(4*time.Minute)); err != nil || !revoked {
-		t.Fatalf("AccessTokenRevoked after reuse = %v, %v; want true", revoked, err)
-	}
+	wantRevokedAt(t, s, "any-jti", "s1", base.Add(4*time.Minute), true)
 }
 
 func testRotationRefusals(t *testing.T, s storage.Store) {
@@ -356,9 +396,7 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 
 	// Revoked session.
 	third := newSession(t, s, "s3", base)
-	if _, err := s.RevokeSession(c, "s3", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "s3", storage.ReasonRevoked, base)
 	_, err = s.RotateRefreshToken(c, rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)))
 	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
 	wantRevoked(t, s, "s3", storage.ReasonRevoked)
@@ -373,9 +411,7 @@ func testReuseGrace(t *testing.T, s storage.Store) {
 		return r
 	}
 	lost, retried := Digest(t), Digest(t)
-	if _, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, lost, base)); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, grace("s1", sess.CurrentHash, lost, base))
 	// The client never saw "lost" and retries with the original within grace.
 	got, err := s.RotateRefreshToken(c, grace("s1", sess.CurrentHash, retried, base.Add(5*time.Second)))
 	if err != nil || got.CurrentHash != retried {
@@ -390,9 +426,7 @@ func testReuseGrace(t *testing.T, s storage.Store) {
 
 	// Past the grace period the retry is reuse.
 	s2 := newSession(t, s, "s2", base)
-	if _, err := s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base)); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, grace("s2", s2.CurrentHash, Digest(t), base))
 	_, err = s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
 	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s2", storage.ReasonReuse)
@@ -408,18 +442,12 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 			c := ctx(t)
 			id := fmt.Sprintf("race-%d", n)
 			sess := newSession(t, s, id, base)
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			start := make(chan struct{})
-			for i := range n {
-				r := rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
-				wg.Go(func() {
-					<-start
-					_, errs[i] = s.RotateRefreshToken(c, r)
-				})
+			rotations := make([]storage.Rotation, n)
+			for i := range rotations {
+				rotations[i] = rotation(t, s, id, sess.CurrentHash, Digest(t), base.Add(time.Second))
 			}
-			close(start)
-			wg.Wait()
+			errs := make([]error, n)
+			race(n, func(i int) { _, errs[i] = s.RotateRefreshToken(c, rotations[i]) })
 			wins := 0
 			for i, err := range errs {
 				switch {
@@ -453,6 +481,10 @@ func testRevokeSession(t *testing.T, s storage.Store) {
 	}
 	_, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
 	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
+	for _, id := range []string{"", "a\x00b", strings.Repeat("x", storage.MaxIDLen+1)} {
+		_, err := s.RevokeSession(c, id, storage.ReasonRevoked, base)
+		wantErr(t, fmt.Sprintf("revoke session id %.10q", id), err, storage.ErrInvalidArgument)
+	}
 }
 
 // testRevocationsReportChange: of many concurrent revocations of one
@@ -467,18 +499,9 @@ func testRevocationsReportChange(t *testing.T, s storage.Store) {
 		"RevokeSession":   func() (bool, error) { return s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)) },
 		"DenyAccessToken": func() (bool, error) { return s.DenyAccessToken(c, "j1", exp) },
 	} {
-		var wg sync.WaitGroup
 		changed := make([]bool, n)
 		errs := make([]error, n)
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				changed[i], errs[i] = revoke()
-			})
-		}
-		close(start)
-		wg.Wait()
+		race(n, func(i int) { changed[i], errs[i] = revoke() })
 		wins := 0
 		for i := range n {
 			if errs[i] != nil {
@@ -501,14 +524,7 @@ func testDenyList(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	newSession(t, s, "s1", base)
 	now := base.Add(time.Minute)
-	check := func(jti, sid string, at time.Time, want bool) {
-		t.Helper()
-		got, err := s.AccessTokenRevoked(c, jti, sid, at)
-		if err != nil || got != want {
-			t.Fatalf("AccessTokenRevoked(%s, %s) = %v, %v; want %v", jti, sid, got, err, want)
-		}
-	}
-	check("j1", "s1", now, false)
+	wantRevokedAt(t, s, "j1", "s1", now, false)
 	if changed, err := s.DenyAccessToken(c, "j1", now.Add(15*time.Minute)); err != nil || !changed {
 		t.Fatalf("DenyAccessToken = %v, %v; want changed", changed, err)
 	}
@@ -520,22 +536,20 @@ func testDenyList(t *testing.T, s storage.Store) {
 	if changed, err := s.DenyAccessToken(c, "j1", now.Add(20*time.Minute)); err != nil || !changed {
 		t.Fatalf("DenyAccessToken with a later expiry = %v, %v; want changed", changed, err)
 	}
-	check("j1", "s1", now, true)
-	check("j2", "s1", now, false)
-	check("j2", "missing-session", now, true)
+	wantRevokedAt(t, s, "j1", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "s1", now, false)
+	wantRevokedAt(t, s, "j2", "missing-session", now, true)
 	// The session's idle expiry is not consulted (see
 	// storage.DenyList.AccessTokenRevoked); its absolute expiry is.
-	check("j2", "s1", base.Add(idle), false)
-	check("j2", "s1", base.Add(maxAge).Add(-time.Nanosecond), false)
-	check("j2", "s1", base.Add(maxAge), true)
-	check("", "s1", now, true)
-	check("j2", "", now, true)
-	if _, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, now); err != nil {
-		t.Fatal(err)
-	}
-	check("j2", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(idle), false)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(maxAge).Add(-time.Nanosecond), false)
+	wantRevokedAt(t, s, "j2", "s1", base.Add(maxAge), true)
+	wantRevokedAt(t, s, "", "s1", now, true)
+	wantRevokedAt(t, s, "j2", "", now, true)
+	mustRevoke(t, s, "s1", storage.ReasonRevoked, now)
+	wantRevokedAt(t, s, "j2", "s1", now, true)
 	newSession(t, s, "s2", base)
-	check("j2", "s2", now, false)
+	wantRevokedAt(t, s, "j2", "s2", now, false)
 	cancelled, cancel := context.WithCancel(c)
 	cancel()
 	if got, err := s.AccessTokenRevoked(cancelled, "j2", "s2", now); err == nil || !got {
@@ -550,16 +564,10 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 	if keys, err := s.ListSigningKeys(c); err != nil || len(keys) != 0 {
 		t.Fatalf("ListSigningKeys on empty store = %v, %v", keys, err)
 	}
-	key := func(id string) storage.SigningKey {
-		return storage.SigningKey{ID: id, PrivateKey: []byte("priv-" + id), PublicKey: []byte("pub-" + id), State: storage.KeyNext, CreatedAt: base}
-	}
-	var wg sync.WaitGroup
+	key := func(id string) storage.SigningKey { return testKey(id, storage.KeyNext, base) }
 	got := make([]storage.SigningKey, 8)
 	errs := make([]error, 8)
-	for i := range 8 {
-		wg.Go(func() { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
-	}
-	wg.Wait()
+	race(8, func(i int) { got[i], errs[i] = s.InitSigningKey(c, key(fmt.Sprintf("k%d", i))) })
 	for i := range 8 {
 		if errs[i] != nil {
 			t.Fatalf("InitSigningKey %d: %v", i, errs[i])
@@ -590,34 +598,15 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 		expired = append(expired, newSession(t, s, fmt.Sprintf("old%d", i), base))
 	}
 	// Rotate one, so that it holds a previous digest too.
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
+	mustRotate(t, s, rotation(t, s, expired[0].ID, expired[0].CurrentHash, Digest(t), base.Add(time.Hour)))
 	live := newSession(t, s, "live", base.Add(20*24*time.Hour))
 	for i := range 3 {
-		if _, err := s.DenyAccessToken(c, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
+		mustDeny(t, s, fmt.Sprintf("oldjti%d", i), base.Add(time.Hour))
 	}
-	if _, err := s.DenyAccessToken(c, "livejti", base.Add(40*24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	mustDeny(t, s, "livejti", base.Add(40*24*time.Hour))
 	now := base.Add(8 * 24 * time.Hour) // past the old sessions' idle expiry
 
-	total := 0
-	for {
-		r, err := s.DeleteExpired(c, now, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Deleted+r.Refiled > 3 {
-			t.Fatalf("DeleteExpired = %+v with limit 3", r)
-		}
-		total += r.Deleted
-		if !r.More {
-			break
-		}
-	}
+	total, _ := sweepAll(t, s, now, 3)
 	if total != 8 {
 		t.Fatalf("deleted %d rows, want 8 (5 sessions, 3 jtis)", total)
 	}
@@ -639,20 +628,60 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 	}
 }
 
+// sweepAll calls DeleteExpired(now, limit) until it reports no more, and
+// sums what it did; each call must stay within limit.
+func sweepAll(t *testing.T, s storage.Store, now time.Time, limit int) (deleted, refiled int) {
+	t.Helper()
+	for range 100 {
+		r, err := s.DeleteExpired(ctx(t), now, limit)
+		if err != nil {
+			t.Fatalf("DeleteExpired at %v: %v", now.Sub(base), err)
+		}
+		if r.Deleted+r.Refiled > limit {
+			t.Fatalf("DeleteExpired at %v = %+v with limit %d", now.Sub(base), r, limit)
+		}
+		deleted += r.Deleted
+		refiled += r.Refiled
+		if !r.More {
+			return deleted, refiled
+		}
+	}
+	t.Fatalf("DeleteExpired at %v never finished", now.Sub(base))
+	return 0, 0
+}
+
+// testCancelledContext: every method fails with the context's error on a
+// cancelled context, and writes nothing.
 func testCancelledContext(t *testing.T, s storage.Store) {
+	userSession(t, s, "u1", "a", base)
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.CreateUser(c, storage.User{ID: "u", Email: "e@example.com"}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("CreateUser with cancelled ctx = %v", err)
+	calls := map[string]func() error{
+		"CreateUser": func() error { return s.CreateUser(c, storage.User{ID: "u", Email: "e@example.com"}) },
+		"GetSession": func() error { _, err := s.GetSession(c, "a"); return err },
+		"RotateRefreshToken": func() error {
+			_, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "a", Presented: Digest(t), Next: Digest(t), Now: base, IdleTTL: idle})
+			return err
+		},
+		"ListUsers":          func() error { _, err := s.ListUsers(c, "", 10); return err },
+		"DeleteUser":         func() error { _, err := s.DeleteUser(c, "u1", base); return err },
+		"ListUserSessions":   func() error { _, err := s.ListUserSessions(c, "u1"); return err },
+		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(c, "u1", storage.ReasonAdmin, base); return err },
+		"CountLiveSessions":  func() error { _, err := s.CountLiveSessions(c, base); return err },
 	}
-	if _, err := s.GetSession(c, "x"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("GetSession with cancelled ctx = %v", err)
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s with a cancelled context = %v, want context.Canceled", name, err)
+		}
 	}
-	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: Digest(t), Next: Digest(t), Now: base, IdleTTL: idle}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("RotateRefreshToken with cancelled ctx = %v", err)
-	}
-	if n, _ := s.CountUsers(ctx(t)); n != 0 {
+	if n, _ := s.CountUsers(ctx(t)); n != 1 {
 		t.Fatal("cancelled CreateUser wrote")
+	}
+	if _, err := s.GetUser(ctx(t), "u1"); err != nil {
+		t.Fatalf("cancelled DeleteUser wrote: %v", err)
+	}
+	if got, _ := s.GetSession(ctx(t), "a"); got.Revoked() {
+		t.Fatal("cancelled RevokeUserSessions wrote")
 	}
 }
 
@@ -664,18 +693,10 @@ func testListRevocations(t *testing.T, s storage.Store) {
 	newSession(t, s, "live", base)
 	newSession(t, s, "revoked", base)
 	newSession(t, s, "old", base.Add(-maxAge))
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeSession(c, "old", storage.ReasonRevoked, base); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DenyAccessToken(c, "j-live", base.Add(10*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DenyAccessToken(c, "j-expired", base.Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	mustRevoke(t, s, "revoked", storage.ReasonRevoked, base)
+	mustRevoke(t, s, "old", storage.ReasonRevoked, base)
+	mustDeny(t, s, "j-live", base.Add(10*time.Minute))
+	mustDeny(t, s, "j-expired", base.Add(-time.Minute))
 	revs, err := s.ListRevocations(c, base)
 	if err != nil {
 		t.Fatal(err)

@@ -4,23 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/latchauth/latch/storage"
 )
-
-// userFenceTests are the conformance cases that tie a session's creation to
-// its owner: Run runs them with the rest.
-var userFenceTests = []struct {
-	name string
-	fn   func(*testing.T, storage.Store)
-}{
-	{"CreateSessionNeedsUser", testCreateSessionNeedsUser},
-	{"DeleteUserRacesCreateSession", testDeleteUserRacesCreateSession},
-	{"DisableUserRacesCreateSession", testDisableUserRacesCreateSession},
-}
 
 // EnsureUser stores an enabled user with the id (and the email
 // id@example.com), unless a user with the id exists: CreateSession needs
@@ -135,23 +123,18 @@ func raceUserRemoval(t *testing.T, s storage.Store, remove func(t *testing.T, us
 	for trial := range raceTrials {
 		user := fmt.Sprintf("racer-%d", trial)
 		EnsureUser(t, s, user)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
 		sessions := make([]storage.Session, raceCreators)
-		errs := make([]error, raceCreators)
-		for i := range raceCreators {
+		for i := range sessions {
 			sessions[i] = sessionOf(t, user, fmt.Sprintf("%s-s%d", user, i), base)
-			wg.Go(func() {
-				<-start
-				errs[i] = s.CreateSession(ctx(t), sessions[i])
-			})
 		}
-		wg.Go(func() {
-			<-start
-			remove(t, user, now)
+		errs := make([]error, raceCreators)
+		race(raceCreators+1, func(i int) {
+			if i == raceCreators {
+				remove(t, user, now)
+				return
+			}
+			errs[i] = s.CreateSession(ctx(t), sessions[i])
 		})
-		close(start)
-		wg.Wait()
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -163,7 +146,7 @@ func raceUserRemoval(t *testing.T, s storage.Store, remove func(t *testing.T, us
 					t.Fatalf("trial %d: session %s, stored for a removed user, is live to AccessTokenRevoked (%v, %v)",
 						trial, sessions[i].ID, revoked, err)
 				}
-			case refusedForUser(err):
+			case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled): // its owner was gone or disabled
 				refusals++
 			default:
 				t.Fatalf("trial %d: CreateSession(%s): %v", trial, sessions[i].ID, err)
@@ -180,10 +163,4 @@ func raceUserRemoval(t *testing.T, s storage.Store, remove func(t *testing.T, us
 		}
 	}
 	t.Logf("%d of %d creates refused for a removed user", refusals, raceTrials*raceCreators)
-}
-
-// refusedForUser reports whether CreateSession refused a session because
-// its owner was gone or disabled.
-func refusedForUser(err error) bool {
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrUserDisabled)
 }

@@ -606,7 +606,11 @@ type IntrospectResponse struct {
 	// Audiences.
 	Aud []string `protobuf:"bytes,10,rep,name=aud" json:"aud,omitempty"`
 	// "access_token" or "refresh_token".
-	TokenType     string `protobuf:"bytes,11,opt,name=token_type,json=tokenType" json:"token_type,omitempty"`
+	TokenType string `protobuf:"bytes,11,opt,name=token_type,json=tokenType" json:"token_type,omitempty"`
+	// The client the token's session was created for (RFC 7662 §2.2,
+	// RFC 9068 §2.2): the audience its Login asked for. Empty for an access
+	// token minted without one.
+	ClientId      string `protobuf:"bytes,12,opt,name=client_id,json=clientId" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +718,13 @@ func (x *IntrospectResponse) GetAud() []string {
 func (x *IntrospectResponse) GetTokenType() string {
 	if x != nil {
 		return x.TokenType
+	}
+	return ""
+}
+
+func (x *IntrospectResponse) GetClientId() string {
+	if x != nil {
+		return x.ClientId
 	}
 	return ""
 }
@@ -1041,7 +1052,7 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"\x0eRevokeResponse\"j\n" +
 	"\x11IntrospectRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12?\n" +
-	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x17.latch.v1.TokenTypeHintR\rtokenTypeHint\"\xfe\x01\n" +
+	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x17.latch.v1.TokenTypeHintR\rtokenTypeHint\"\x9b\x02\n" +
 	"\x12IntrospectResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x10\n" +
 	"\x03sub\x18\x02 \x01(\tR\x03sub\x12\x1d\n" +
@@ -1056,7 +1067,8 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"\x03aud\x18\n" +
 	" \x03(\tR\x03aud\x12\x1d\n" +
 	"\n" +
-	"token_type\x18\v \x01(\tR\ttokenType\"\x10\n" +
+	"token_type\x18\v \x01(\tR\ttokenType\x12\x1b\n" +
+	"\tclient_id\x18\f \x01(\tR\bclientId\"\x10\n" +
 	"\x0eGetJWKSRequest\";\n" +
 	"\x0fGetJWKSResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.latch.v1.JSONWebKeyR\x04keys\"\x82\x01\n" +

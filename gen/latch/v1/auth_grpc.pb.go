@@ -88,7 +88,7 @@ type AuthServiceClient interface {
 	// (RFC 7662). Because it is an oracle for token validity, the caller must
 	// present its own access token in the `authorization: Bearer <token>`
 	// metadata, and that token must carry the role `introspect` (unless the
-	// server runs with --introspect-open, a development setting).
+	// server leaves Introspect open, a development setting).
 	//
 	// Codes:
 	//   - OK with active=false and no other field set: for any token that is
@@ -117,7 +117,7 @@ type AuthServiceClient interface {
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
 	// metadata for Latch's own audience (the issuer) with role "introspect"
-	// (unless the server runs with --introspect-open). The stream lasts as
+	// (unless the server leaves Introspect open). The stream lasts as
 	// long as that credential: it ends with UNAUTHENTICATED when the caller's
 	// own session or token is revoked, or when the token expires (reconnect
 	// with a fresh token). Codes: UNAUTHENTICATED without a valid credential;
@@ -261,7 +261,7 @@ type AuthServiceServer interface {
 	// (RFC 7662). Because it is an oracle for token validity, the caller must
 	// present its own access token in the `authorization: Bearer <token>`
 	// metadata, and that token must carry the role `introspect` (unless the
-	// server runs with --introspect-open, a development setting).
+	// server leaves Introspect open, a development setting).
 	//
 	// Codes:
 	//   - OK with active=false and no other field set: for any token that is
@@ -290,7 +290,7 @@ type AuthServiceServer interface {
 	//
 	// Callers: like Introspect, a caller credential in "authorization: Bearer"
 	// metadata for Latch's own audience (the issuer) with role "introspect"
-	// (unless the server runs with --introspect-open). The stream lasts as
+	// (unless the server leaves Introspect open). The stream lasts as
 	// long as that credential: it ends with UNAUTHENTICATED when the caller's
 	// own session or token is revoked, or when the token expires (reconnect
 	// with a fresh token). Codes: UNAUTHENTICATED without a valid credential;

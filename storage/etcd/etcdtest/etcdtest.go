@@ -8,9 +8,9 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -204,32 +204,25 @@ func (s *Server) launch() error {
 
 // Stop stops etcd and waits for it to exit (SIGTERM, then SIGKILL after
 // 15 s). Stopping a stopped server does nothing; cleanup stops it anyway.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.halt(syscall.SIGTERM) }
+
+// Crash kills etcd with SIGKILL (no clean shutdown) and waits for it to
+// exit; Restart brings it back on the same data.
+func (s *Server) Crash() { s.halt(syscall.SIGKILL) }
+
+func (s *Server) halt(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
 		return
 	}
-	_ = s.proc.Process.Signal(syscall.SIGTERM)
+	_ = s.proc.Process.Signal(sig)
 	select {
 	case <-s.exited:
 	case <-time.After(15 * time.Second):
 		_ = s.proc.Process.Kill()
 		<-s.exited
 	}
-	s.proc, s.exited = nil, nil
-}
-
-// Crash kills etcd with SIGKILL (no clean shutdown) and waits for it to
-// exit; Restart brings it back on the same data.
-func (s *Server) Crash() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return
-	}
-	_ = s.proc.Process.Kill()
-	<-s.exited
 	s.proc, s.exited = nil, nil
 }
 
@@ -253,9 +246,8 @@ func healthy(ctx context.Context, hc *http.Client, endpoint string) bool {
 		return false
 	}
 	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(resp.Body)
-	return resp.StatusCode == http.StatusOK && strings.Contains(buf.String(), `"health":"true"`)
+	body, err := io.ReadAll(resp.Body)
+	return err == nil && resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`)
 }
 
 // tail returns the end of etcd's log, for failure messages.

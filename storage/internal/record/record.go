@@ -12,6 +12,7 @@
 package record
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -188,4 +189,23 @@ func DecodeRefreshKey(data []byte) (storage.RefreshKey, error) {
 	k := storage.RefreshKey{ID: m.Id, Secret: m.Secret, State: storage.KeyState(m.State),
 		CreatedAt: c.time(m.CreatedAt), ActivatedAt: c.time(m.ActivatedAt), RetiredAt: c.time(m.RetiredAt)}
 	return k, c.err
+}
+
+// EncodeTime is the 8-byte form of a time that both backends store for
+// expiries and sort by: big-endian unix nanoseconds, zero for a zero or
+// pre-1970 time.
+func EncodeTime(t time.Time) []byte {
+	n := t.UnixNano()
+	if n < 0 || t.IsZero() {
+		n = 0
+	}
+	return binary.BigEndian.AppendUint64(nil, uint64(n))
+}
+
+// DecodeTime parses EncodeTime's form.
+func DecodeTime(b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("%w: a time is 8 bytes", ErrCorrupt)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), nil
 }

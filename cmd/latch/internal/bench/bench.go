@@ -355,6 +355,8 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 // server is the latch child process.
 type server struct {
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed once the process has ended; waitErr is then set
+	waitErr  error
 	addr     string
 	httpAddr string // its metrics: /metrics
 	conn     *grpc.ClientConn
@@ -373,7 +375,13 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startServer(ctx context.Context, bin, db string, extra ...string) (*server, error) {
+// startServer runs `latch serve` on db and two free loopback ports and
+// waits until it reports healthy, or fails at once if it exits first.
+// The server's settings are bench's (a high login and probe budget, an
+// hourly sweep, only error logs) then settings, LATCH_* assignments that override
+// them; variables of the caller's environment that configure Latch are not
+// passed on, so that they cannot change what is measured.
+func startServer(ctx context.Context, bin, db string, settings ...string) (*server, error) {
 	gaddr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -382,15 +390,22 @@ func startServer(ctx context.Context, bin, db string, extra ...string) (*server,
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
-		"--issuer", benchIssuer, "--audience", benchAudience, "--log-level", "error",
-		"--probe-burst", "100000000", "--login-address-burst", "100000000", "--sweep-interval", "1h", "--hash-concurrency", strconv.Itoa(hashConcurrency())}, extra...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, "serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
+		"--issuer", benchIssuer, "--log-level", "error")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LATCH_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "LATCH_AUDIENCE="+benchAudience, "LATCH_PROBE_BURST=100000000", "LATCH_LOGIN_ADDRESS_BURST=100000000",
+		"LATCH_SWEEP_INTERVAL=1h", "LATCH_HASH_CONCURRENCY="+strconv.Itoa(hashConcurrency()))
+	cmd.Env = append(cmd.Env, settings...) // the last assignment of a variable wins
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start latch: %w", err)
 	}
-	s := &server{cmd: cmd, addr: gaddr, httpAddr: haddr}
+	s := &server{cmd: cmd, exited: make(chan struct{}), addr: gaddr, httpAddr: haddr}
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
 	s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		s.stop()
@@ -403,6 +418,12 @@ func startServer(ctx context.Context, bin, db string, extra ...string) (*server,
 		cancel()
 		if err == nil {
 			return s, nil
+		}
+		select {
+		case <-s.exited:
+			s.stop()
+			return nil, fmt.Errorf("latch serve ended before it was healthy (%v); its output is above", s.waitErr)
+		default:
 		}
 		if time.Now().After(deadline) {
 			s.stop()
@@ -419,13 +440,11 @@ func (s *server) doStop() {
 		s.conn.Close()
 	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 }
 
@@ -514,7 +533,7 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 		progress(b.cfg, "prepare uncached: %v", err)
 		return row{}, func() {}
 	}
-	srv, err := startServer(ctx, b.cfg.Binary, db, "--verify-cache", "0")
+	srv, err := startServer(ctx, b.cfg.Binary, db, "LATCH_VERIFY_CACHE=0")
 	if err != nil {
 		progress(b.cfg, "start uncached: %v", err)
 		return row{}, func() {}

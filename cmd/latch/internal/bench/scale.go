@@ -235,9 +235,9 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		progress(b.cfg, "sweep: prepare: %v", err)
 		return
 	}
-	pair := func(label string, wl *workload, extra ...string) (started time.Time, ok bool) {
+	pair := func(label string, wl *workload, settings ...string) (started time.Time, ok bool) {
 		started = time.Now()
-		srv, err := startServer(ctx, b.cfg.Binary, db, extra...)
+		srv, err := startServer(ctx, b.cfg.Binary, db, settings...)
 		if err != nil {
 			progress(b.cfg, "sweep: %v", err)
 			return started, false
@@ -249,7 +249,7 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 			return started, false
 		}
 		defer closeClients()
-		if len(extra) > 0 {
+		if len(settings) > 0 {
 			// Let the first tick (sweepTick after start) begin the sweep.
 			time.Sleep(time.Until(started.Add(sweepTick + 50*time.Millisecond)))
 		}
@@ -267,7 +267,7 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		return
 	}
 	label := fmt.Sprintf("during a sweep of %d expired sessions", expired)
-	if _, ok := pair(label, newWorkload(fx, nil, half, half, 2*half), "--sweep-interval", sweepTick.String()); !ok {
+	if _, ok := pair(label, newWorkload(fx, nil, half, half, 2*half), "LATCH_SWEEP_INTERVAL="+sweepTick.String()); !ok {
 		return
 	}
 	swept, err := countSwept(ctx, db, fx.expired)
