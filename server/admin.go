@@ -241,7 +241,8 @@ func sessionProto(sess storage.Session, now time.Time) *latchv1.Session {
 	}
 	return &latchv1.Session{Id: sess.ID, UserId: sess.UserID, Audience: sess.Audience, State: state,
 		Generation: sess.Generation, CreateTime: ts(sess.CreatedAt), LastRotateTime: ts(sess.LastRotatedAt),
-		ExpireTime: ts(sess.ExpiresAt()), RevokeTime: ts(sess.RevokedAt), RevokeReason: sess.RevokeReason}
+		ExpireTime: ts(sess.ExpiresAt()), RevokeTime: ts(sess.RevokedAt), RevokeReason: sess.RevokeReason,
+		UserAgent: sess.UserAgent, DeviceName: sess.DeviceName, LoginAddress: sess.LoginAddr, LastAddress: sess.LastAddr}
 }
 
 func sessionsProto(ss []storage.Session, now time.Time) []*latchv1.Session {

@@ -49,6 +49,9 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	case len(req.GetDeviceProof()) > tokens.MaxDeviceProofLength:
 		return nil, invalidArg("device_proof " + msgTooLongInField)
 	}
+	if err := checkDeviceName(req.GetDeviceName()); err != nil {
+		return nil, err
+	}
 	aud, err := s.loginAudience(req.GetAudience())
 	if err != nil {
 		return nil, err
@@ -86,7 +89,8 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	ticket.Refund(charges.refund)
 
 	now := s.now()
-	sess, refresh, err := s.newSession(ctx, user.ID, aud, now)
+	sess, refresh, err := s.newSession(ctx, storage.Session{UserID: user.ID, Audience: aud,
+		UserAgent: userAgent(ctx), DeviceName: req.GetDeviceName(), LoginAddr: sessionAddr(addr), LastAddr: sessionAddr(addr)}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +193,10 @@ func (s *Server) loginAudience(requested string) (string, error) {
 	return "", invalidArg("audience is neither one of the configured audiences nor Latch's own (the issuer)")
 }
 
-func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Time) (storage.Session, string, error) {
+// newSession stores a new session for template's user, audience and client
+// description, with a fresh id and first refresh token, created at now.
+func (s *Server) newSession(ctx context.Context, template storage.Session, now time.Time) (storage.Session, string, error) {
+	userID := template.UserID
 	sid, err := tokens.NewID(s.rand)
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("session id: %w", err)
@@ -198,11 +205,10 @@ func (s *Server) newSession(ctx context.Context, userID, aud string, now time.Ti
 	if err != nil {
 		return storage.Session{}, "", fmt.Errorf("refresh token: %w", err)
 	}
-	sess := storage.Session{
-		ID: sid, UserID: userID, Audience: aud, CurrentHash: minted.Digest,
-		CreatedAt: now, LastRotatedAt: now,
-		IdleExpiresAt: now.Add(s.cfg.RefreshIdleTTL), AbsoluteExpiresAt: now.Add(s.cfg.RefreshMaxAge),
-	}
+	sess := template
+	sess.ID, sess.CurrentHash = sid, minted.Digest
+	sess.CreatedAt, sess.LastRotatedAt = now, now
+	sess.IdleExpiresAt, sess.AbsoluteExpiresAt = now.Add(s.cfg.RefreshIdleTTL), now.Add(s.cfg.RefreshMaxAge)
 	err = s.store.CreateSession(ctx, sess)
 	if gone, disabled := errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrUserDisabled); gone || disabled {
 		// An administrator deleted or disabled the user after the password
@@ -299,6 +305,7 @@ func (s *Server) refresh(ctx context.Context, presented, requestedAud string) (*
 		SessionID: parsed.SessionID, Generation: parsed.Generation,
 		Presented: parsed.Digest, Next: minted.Digest, Now: now,
 		IdleTTL: s.cfg.RefreshIdleTTL, ReuseGrace: max(s.cfg.RefreshReuseGrace, 0),
+		Addr: sessionAddr(s.clientAddr(ctx)),
 	})
 	switch {
 	case errors.Is(err, storage.ErrRefreshTokenReused):

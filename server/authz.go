@@ -21,17 +21,21 @@ import (
 
 // access is who may call one RPC: anyone (public), or a caller whose own
 // access token is active, for Latch's own audience (the issuer) and
-// carries role. admin marks AdminService, whose refusals are logged as
-// administration events, at warn.
+// carries role, or any role at all with anyRole (AccountService, where the
+// token's subject acts on their own account only). admin marks
+// AdminService, whose refusals are logged as administration events, at
+// warn.
 type access struct {
-	public bool
-	role   string
-	admin  bool
+	public  bool
+	role    string
+	anyRole bool
+	admin   bool
 }
 
 // accessTable is who may call each RPC Latch serves, keyed by full method
-// name: every AdminService method needs role admin, and each other method
-// is named here. A method the table does not name is refused
+// name: every AdminService method needs role admin, every AccountService
+// method the caller's own token with any role, and each other method is
+// named here. A method the table does not name is refused
 // PERMISSION_DENIED before any handler runs, so a method added to a service
 // stays closed until a rule names it. With introspectOpen, Introspect and
 // WatchRevocations are public.
@@ -57,6 +61,9 @@ func accessTable(introspectOpen bool) map[string]access {
 	}
 	for _, m := range latchv1.AdminService_ServiceDesc.Methods {
 		t["/"+latchv1.AdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = access{role: RoleAdmin, admin: true}
+	}
+	for _, m := range latchv1.AccountService_ServiceDesc.Methods {
+		t["/"+latchv1.AccountService_ServiceDesc.ServiceName+"/"+m.MethodName] = access{anyRole: true}
 	}
 	return t
 }
@@ -135,7 +142,7 @@ func (s *Server) checkCaller(ctx context.Context, method string, rule access) (t
 	if revoked {
 		return tokens.Claims{}, s.badCredential(ctx, method, rule, "token revoked", msgBadCredential)
 	}
-	if !slices.Contains(c.Roles, rule.role) {
+	if !rule.anyRole && !slices.Contains(c.Roles, rule.role) {
 		s.refused(ctx, method, rule, "permission_denied", "token lacks role", slog.String("user_id", c.Subject), slog.String("role", rule.role))
 		return tokens.Claims{}, failure(codes.PermissionDenied, fmt.Sprintf("caller token lacks role %q", rule.role))
 	}

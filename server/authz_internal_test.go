@@ -89,4 +89,11 @@ func TestAccessTableRules(t *testing.T) {
 			t.Errorf("%s: rule %+v, want role %s", full, r, RoleAdmin)
 		}
 	}
+	// AccountService: the caller's own Latch-audience token, any role.
+	for _, m := range latchv1.AccountService_ServiceDesc.Methods {
+		full := "/" + latchv1.AccountService_ServiceDesc.ServiceName + "/" + m.MethodName
+		if r := closed[full]; r.public || r.admin || !r.anyRole {
+			t.Errorf("%s: rule %+v, want any role of an authenticated caller", full, r)
+		}
+	}
 }

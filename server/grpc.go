@@ -81,7 +81,8 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 	return func(o *grpcOptions) { o.extra = append(o.extra, opts...) }
 }
 
-// NewGRPCServer builds the gRPC server for s: AuthService and AdminService.
+// NewGRPCServer builds the gRPC server for s: AuthService, AdminService and
+// AccountService.
 // Interceptor order, outermost first: metrics (when s has a Metrics),
 // logging (rpclog.go: method, code, duration, peer, verified
 // client-certificate identity — never payloads; calls ending OK only with
@@ -129,6 +130,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	gs := grpc.NewServer(serverOpts...)
 	latchv1.RegisterAuthServiceServer(gs, s)
 	latchv1.RegisterAdminServiceServer(gs, &adminServer{s: s})
+	latchv1.RegisterAccountServiceServer(gs, &accountServer{s: s})
 	hs := newHealthServer(s, func() []string {
 		names := []string{""}
 		for name := range gs.GetServiceInfo() {

@@ -26,6 +26,9 @@ type Rotation struct {
 	// successor it replaces becomes a reused token; there is never more
 	// than one live successor. Zero disables the grace.
 	ReuseGrace time.Duration
+	// Addr, when not empty, becomes the session's LastAddr: the client
+	// address of this exchange.
+	Addr string
 }
 
 // Validate reports a rotation that no backend should attempt.
@@ -86,5 +89,8 @@ func (r Rotation) Apply(s Session) (Session, error) {
 	s.Generation++
 	s.LastRotatedAt = r.Now
 	s.IdleExpiresAt = r.Now.Add(r.IdleTTL)
+	if r.Addr != "" {
+		s.LastAddr = r.Addr
+	}
 	return s, nil
 }

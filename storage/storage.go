@@ -38,6 +38,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -66,6 +67,10 @@ var (
 	// not be reached or could not answer in time; the request may be
 	// retried. The server answers UNAVAILABLE without the detail.
 	ErrUnavailable = errors.New("storage: backend unavailable")
+	// ErrConflict reports that a row changed since the caller read the
+	// value its request depends on (ResetSessions' verified password
+	// hash); nothing was written.
+	ErrConflict = errors.New("storage: changed concurrently")
 )
 
 // TokenHash is the SHA-256 digest of a refresh token's body (see
@@ -99,6 +104,7 @@ const (
 	ReasonAdmin        = "admin"         // revoked by an administrator
 	ReasonUserChanged  = "user_changed"  // password changed or user disabled/deleted
 	ReasonSessionLimit = "session_limit" // the oldest beyond the account's live-session cap
+	ReasonSignedOut    = "signed_out"    // ended by its owner from a session of theirs
 )
 
 // Session is a refresh-token family: one login and all its rotations. It
@@ -138,7 +144,22 @@ type Session struct {
 	// ended.
 	RevokedAt    time.Time
 	RevokeReason string
+	// UserAgent and DeviceName describe the client that logged in (its
+	// gRPC user-agent and the name it gave its device), and LoginAddr and
+	// LastAddr the client address at login and at the last rotation. They
+	// are descriptive, for the session's owner and administrators; the
+	// server bounds them (MaxClientInfoLength) before storing them, and
+	// they are deleted with the session.
+	UserAgent  string
+	DeviceName string
+	LoginAddr  string
+	LastAddr   string
 }
+
+// MaxClientInfoLength bounds each of a session's descriptive fields
+// (Session.UserAgent, DeviceName, LoginAddr, LastAddr) in bytes, so that
+// what a session stores does not depend on what a client sends.
+const MaxClientInfoLength = 256
 
 // ExpiresAt is the moment the session ends if nothing revokes it.
 func (s Session) ExpiresAt() time.Time {
@@ -387,6 +408,106 @@ type SessionAdmin interface {
 	// CountLiveSessions returns the number of sessions live at now (for the
 	// sessions-live gauge). It may scan; callers call it rarely.
 	CountLiveSessions(ctx context.Context, now time.Time) (int, error)
+	// ResetSessions applies r in one durable step: every session of
+	// r.UserID live at r.Now except r.Keep is revoked with r.Reason, r.Keep
+	// is rotated when r.KeepNext is set, and the user's password hash is
+	// replaced when r.NewPasswordHash is set. It returns the kept session
+	// as stored (zero when r.Keep is "") and the sessions it revoked.
+	// Nothing is written, and the error says why, when: the user does not
+	// exist (ErrNotFound) or is disabled (ErrUserDisabled); r.Keep is not a
+	// session of the user (ErrNotFound) or is not live (ErrSessionRevoked,
+	// ErrSessionExpired); or the stored password hash is no longer
+	// r.VerifiedPasswordHash (ErrConflict). Once it has returned, no
+	// session it revoked can be rotated, and no refresh token r.Keep issued
+	// before (its current one included) can be exchanged: presenting one is
+	// reuse (RotateRefreshToken revokes the session).
+	//
+	// The guarantees of RevokeUserSessions for many sessions hold here
+	// too: storage/etcd, when the sessions do not fit in one Txn, commits
+	// the password, the rotation of r.Keep and the user's fence in its
+	// first Txn, so from then on no other session of the user can be
+	// rotated, and revokes the rest a Txn-full at a time.
+	ResetSessions(ctx context.Context, r SessionReset) (kept Session, revoked []Session, err error)
+}
+
+// SessionReset is what ResetSessions does to one user's account.
+type SessionReset struct {
+	// UserID is the account.
+	UserID string
+	// Reason is recorded on every session revoked.
+	Reason string
+	// Now is the time of the change.
+	Now time.Time
+	// Keep names the one session of the user that stays live (the caller's
+	// own); empty revokes every live session.
+	Keep string
+	// KeepNext, when not zero, rotates Keep: it becomes Keep's only valid
+	// refresh token (digest), with Keep's generation plus one, and its idle
+	// expiry is renewed by IdleTTL; the previous digest is dropped, so no
+	// grace retry applies to the token it replaces. KeepAddr, when not
+	// empty, becomes Keep's LastAddr.
+	KeepNext TokenHash
+	IdleTTL  time.Duration
+	KeepAddr string
+	// NewPasswordHash, when not empty, replaces the user's password hash,
+	// provided the stored hash is still VerifiedPasswordHash (the one the
+	// caller checked the current password against); UpdatedAt becomes Now.
+	NewPasswordHash      string
+	VerifiedPasswordHash string
+}
+
+// Validate reports a reset that no backend should attempt.
+func (r SessionReset) Validate() error {
+	switch {
+	case !ValidID(r.UserID) || r.Reason == "" || r.Now.IsZero():
+		return fmt.Errorf("session reset without user, reason or time: %w", ErrInvalidArgument)
+	case r.Keep != "" && !ValidID(r.Keep):
+		return fmt.Errorf("session reset keeping an invalid session id: %w", ErrInvalidArgument)
+	case !r.KeepNext.IsZero() && (r.Keep == "" || r.IdleTTL <= 0):
+		return fmt.Errorf("session reset rotating no session or without idle lifetime: %w", ErrInvalidArgument)
+	case r.NewPasswordHash != "" && r.VerifiedPasswordHash == "":
+		return fmt.Errorf("session reset setting a password without the verified one: %w", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// ApplyKeep decides what happens to r.Keep, the session k (already checked
+// to belong to r.UserID), and returns it as it must be stored: an error if
+// it is not live at r.Now (ErrSessionRevoked, ErrSessionExpired), else k
+// rotated to r.KeepNext when that is set, or k unchanged.
+func (r SessionReset) ApplyKeep(k Session) (Session, error) {
+	switch {
+	case k.Revoked():
+		return k, ErrSessionRevoked
+	case !r.Now.Before(k.ExpiresAt()):
+		return k, ErrSessionExpired
+	case r.KeepNext.IsZero():
+		return k, nil
+	}
+	k.CurrentHash, k.PreviousHash, k.PreviousRotatedAt = r.KeepNext, TokenHash{}, time.Time{}
+	k.Generation++
+	k.LastRotatedAt = r.Now
+	k.IdleExpiresAt = r.Now.Add(r.IdleTTL)
+	if r.KeepAddr != "" {
+		k.LastAddr = r.KeepAddr
+	}
+	return k, nil
+}
+
+// ApplyPassword returns u with r's new password hash, or ErrConflict when
+// u's hash is no longer the verified one, ErrUserDisabled when u is
+// disabled. Without a new hash it only checks that u is enabled.
+func (r SessionReset) ApplyPassword(u User) (User, error) {
+	switch {
+	case u.Disabled:
+		return u, ErrUserDisabled
+	case r.NewPasswordHash == "":
+		return u, nil
+	case u.PasswordHash != r.VerifiedPasswordHash:
+		return u, ErrConflict
+	}
+	u.PasswordHash, u.UpdatedAt = r.NewPasswordHash, r.Now
+	return u, nil
 }
 
 // KeyAdmin changes the signing-key set. It is part of Store.

@@ -11,7 +11,9 @@
 // With --revocations-email it follows Latch's revocations (that account needs
 // role "introspect"); without it, tokens stay valid until they expire. It may
 // start before Latch listens: it waits up to 30 s for Latch to log in and
-// fetch keys.
+// fetch keys. ListSignIns shows how a backend calls Latch's self-service API
+// (AccountService) for a person: with a token for Latch's own audience
+// obtained from the person's session, never with the token it was given.
 package main
 
 import (
@@ -35,6 +37,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -99,7 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(v.UnaryServerInterceptor(policy)),
 		grpc.ChainStreamInterceptor(v.StreamServerInterceptor(policy)))
-	ordersv1.RegisterOrdersServiceServer(srv, orders{})
+	ordersv1.RegisterOrdersServiceServer(srv, orders{
+		auth: latchv1.NewAuthServiceClient(latch), account: latchv1.NewAccountServiceClient(latch), issuer: *issuer})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
@@ -161,9 +165,13 @@ func loginWhenReachable(ctx context.Context, login clientcreds.LoginFunc, log *s
 	}
 }
 
-// orders serves three fixed orders to every caller, owned by the caller.
+// orders serves three fixed orders to every caller, owned by the caller,
+// and the caller's sign-ins from Latch's AccountService.
 type orders struct {
 	ordersv1.UnimplementedOrdersServiceServer
+	auth    latchv1.AuthServiceClient
+	account latchv1.AccountServiceClient
+	issuer  string // Latch's own audience
 }
 
 var items = map[string]string{"o-1": "a kettle", "o-2": "two mugs", "o-3": "tea"}
@@ -188,4 +196,43 @@ func (orders) WatchOrders(_ *ordersv1.WatchOrdersRequest, st grpc.ServerStreamin
 		}
 	}
 	return nil
+}
+
+// ListSignIns asks Latch for the caller's sessions on the caller's behalf.
+// The access token this service was called with is for this service's
+// audience: Latch's own APIs refuse it, and forwarding a token to another
+// audience is what audiences exist to prevent. Instead the caller's
+// session, through its refresh token, yields a token for Latch's own
+// audience (Refresh with audience = the issuer): the same session, no
+// second login.
+func (o orders) ListSignIns(ctx context.Context, req *ordersv1.ListSignInsRequest) (*ordersv1.ListSignInsResponse, error) {
+	c, _ := interceptors.ClaimsFromContext(ctx)
+	if req.GetRefreshToken() == "" {
+		return nil, status.Error(codes.InvalidArgument, "refresh_token is required")
+	}
+	r, err := o.auth.Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: req.GetRefreshToken(), Audience: o.issuer})
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "Latch refused the refresh token")
+	}
+	pair := r.GetTokens()
+	if pair.GetSessionId() != c.SessionID {
+		// Acting on another session's account with this caller's request
+		// would let one person read another's devices.
+		return nil, status.Error(codes.PermissionDenied, "the refresh token is not of the caller's session")
+	}
+	latchCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+pair.GetAccessToken())
+	list, err := o.account.ListMySessions(latchCtx, &latchv1.ListMySessionsRequest{})
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "could not list sessions at Latch")
+	}
+	resp := &ordersv1.ListSignInsResponse{RefreshToken: pair.GetRefreshToken()}
+	for _, s := range list.GetSessions() {
+		device := s.GetDeviceName()
+		if device == "" {
+			device = s.GetUserAgent()
+		}
+		resp.SignIns = append(resp.SignIns, &ordersv1.SignIn{SessionId: s.GetId(), Device: device,
+			LastAddress: s.GetLastAddress(), Current: s.GetId() == list.GetCurrentSessionId()})
+	}
+	return resp, nil
 }

@@ -177,3 +177,61 @@ func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (n int, er
 	})
 	return n, err
 }
+
+// ResetSessions implements storage.SessionAdmin in one write transaction:
+// the user's new password hash, the rotation of the kept session and the
+// revocation of every other live session commit together or not at all.
+func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (kept storage.Session, revoked []storage.Session, err error) {
+	if err := r.Validate(); err != nil {
+		return storage.Session{}, nil, fmt.Errorf("bolt: reset sessions: %w", err)
+	}
+	err = s.update(ctx, "reset sessions of user "+r.UserID, func(tx *bbolt.Tx) error {
+		kept, revoked = storage.Session{}, nil
+		u, err := getUser(tx, r.UserID)
+		if err != nil {
+			return err
+		}
+		if u, err = r.ApplyPassword(u); err != nil {
+			return err
+		}
+		if r.Keep != "" {
+			k, err := getSession(tx, []byte(r.Keep))
+			if err != nil {
+				return err
+			}
+			if k.UserID != r.UserID {
+				return storage.ErrNotFound
+			}
+			if kept, err = r.ApplyKeep(k); err != nil {
+				return err
+			}
+			if err := putRecord(tx, kept); err != nil {
+				return err
+			}
+		}
+		if r.NewPasswordHash != "" {
+			if err := putUser(tx, u); err != nil {
+				return err
+			}
+		}
+		sessions, err := userSessions(tx, r.UserID)
+		if err != nil {
+			return err
+		}
+		for _, sess := range sessions {
+			if !sess.Live(r.Now) || sess.ID == r.Keep {
+				continue
+			}
+			sess.RevokedAt, sess.RevokeReason = r.Now, r.Reason
+			if err := s.putRevoked(tx, sess); err != nil {
+				return err
+			}
+			revoked = append(revoked, sess)
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.Session{}, nil, err
+	}
+	return kept, revoked, nil
+}

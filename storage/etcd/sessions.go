@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -155,6 +156,10 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 		return storage.Session{}, fmt.Errorf("etcd: rotate refresh token: %w", err)
 	}
 	err = s.run(ctx, "rotate refresh token of session "+r.SessionID, func(ctx context.Context) error {
+		// exempted is the revision of a fence that exempts this session
+		// (see ResetSessions), 0 while none is known: the rotation then
+		// commits only while that fence is unchanged.
+		var exempted int64
 		for range maxRetries {
 			old, err := s.getSession(ctx, r.SessionID)
 			if err != nil {
@@ -172,11 +177,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 				if err != nil {
 					return nil, err
 				}
+				fenceCmp := clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created)
+				if exempted > 0 {
+					fenceCmp = clientv3.Compare(clientv3.ModRevision(fenceKey), "=", exempted)
+				}
 				cmps := []clientv3.Cmp{
 					clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev),
 					// No RevokeUserSessions or DeleteUser of the owner has
-					// begun since the session was created (see userFence).
-					clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created),
+					// begun since the session was created (see userFence),
+					// or only a ResetSessions that keeps this session.
+					fenceCmp,
 				}
 				return s.cli.Txn(ctx).If(cmps...).Then(ops...).
 					Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
@@ -190,13 +200,19 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 			}
 			kvs := resp.Responses[0].GetResponseRange().Kvs
 			unchanged := len(kvs) == 1 && kvs[0].ModRevision == old.rev
+			exempted = 0
 			if fence := resp.Responses[1].GetResponseRange().Kvs; unchanged && len(fence) == 1 && fence[0].ModRevision >= old.created {
 				// A revocation of all the owner's sessions has begun and not
 				// reached this one yet: it is revoked, and saying so here
-				// finishes that revocation's work for it.
-				revokedAt, reason, err := decodeFence(fence[0].Value)
+				// finishes that revocation's work for it; unless the fence
+				// exempts it.
+				revokedAt, reason, exempt, err := decodeFence(fence[0].Value)
 				if err != nil {
 					return fmt.Errorf("user fence: %w", err)
+				}
+				if exempt == old.s.ID {
+					exempted = fence[0].ModRevision
+					continue
 				}
 				_, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil, nil)
 				if errors.Is(err, errConflict) {
@@ -432,20 +448,36 @@ func (s *Store) writeFence(ctx context.Context, uid, reason string, now time.Tim
 		if err != nil {
 			return nil, err
 		}
-		return s.cli.Txn(ctx).Then(clientv3.OpPut(s.userFenceKey(uid), encodeFence(now, reason), clientv3.WithLease(lease))), nil
+		return s.cli.Txn(ctx).Then(clientv3.OpPut(s.userFenceKey(uid), encodeFence(now, reason, ""), clientv3.WithLease(lease))), nil
 	})
 	return err
 }
 
-// encodeFence is a fence's value: the revocation time, then the reason.
-func encodeFence(at time.Time, reason string) string { return encodeTime(at) + reason }
-
-func decodeFence(b []byte) (time.Time, string, error) {
-	if len(b) < 9 {
-		return time.Time{}, "", record.ErrCorrupt
+// encodeFence is a fence's value: the revocation time, the reason, and,
+// after a NUL, the id of the one session the fence exempts (ResetSessions
+// keeps the caller's own), if any. Reasons and ids hold no NUL.
+func encodeFence(at time.Time, reason, exempt string) string {
+	v := encodeTime(at) + reason
+	if exempt != "" {
+		v += "\x00" + exempt
 	}
-	at, err := record.DecodeTime(b[:8])
-	return at, string(b[8:]), err
+	return v
+}
+
+func decodeFence(b []byte) (at time.Time, reason, exempt string, err error) {
+	if len(b) < 9 {
+		return time.Time{}, "", "", record.ErrCorrupt
+	}
+	at, err = record.DecodeTime(b[:8])
+	reason, exempt, _ = strings.Cut(string(b[8:]), "\x00")
+	return at, reason, exempt, err
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every

@@ -70,6 +70,11 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"CreateSessionNeedsUser", testCreateSessionNeedsUser},
 		{"DeleteUserRacesCreateSession", testDeleteUserRacesCreateSession},
 		{"DisableUserRacesCreateSession", testDisableUserRacesCreateSession},
+		{"SessionClientInfo", testSessionClientInfo},
+		{"ResetSessions", testResetSessions},
+		{"ResetSessionsRefusals", testResetSessionsRefusals},
+		{"ResetSessionsMany", testResetSessionsMany},
+		{"ResetSessionsRacesRotation", testResetSessionsRacesRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, openClosed(t, open)) })

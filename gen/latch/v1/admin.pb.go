@@ -253,8 +253,22 @@ type Session struct {
 	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime" json:"revoke_time,omitempty"`
 	// Why it was revoked: "revoked" (by its holder), "reuse" (a rotated
 	// refresh token was presented again), "admin", or "user_changed"
-	// (password changed, user disabled or deleted). Empty while not revoked.
-	RevokeReason  string `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason" json:"revoke_reason,omitempty"`
+	// (password changed, user disabled or deleted), "session_limit" (the
+	// oldest beyond the account's live-session cap) or "signed_out" (by its
+	// owner through AccountService). Empty while not revoked.
+	RevokeReason string `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason" json:"revoke_reason,omitempty"`
+	// The client's gRPC user-agent at login, at most 256 bytes, with control
+	// characters and invalid UTF-8 replaced; descriptive only, never trusted.
+	UserAgent string `protobuf:"bytes,11,opt,name=user_agent,json=userAgent" json:"user_agent,omitempty"`
+	// The device name the client gave at login (LoginRequest.device_name);
+	// empty if none.
+	DeviceName string `protobuf:"bytes,12,opt,name=device_name,json=deviceName" json:"device_name,omitempty"`
+	// The client address the session logged in from (after the trusted-proxy
+	// rule); empty when unknown.
+	LoginAddress string `protobuf:"bytes,13,opt,name=login_address,json=loginAddress" json:"login_address,omitempty"`
+	// The client address of the session's last refresh (its login address
+	// until it refreshes); empty when unknown.
+	LastAddress   string `protobuf:"bytes,14,opt,name=last_address,json=lastAddress" json:"last_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +369,34 @@ func (x *Session) GetRevokeTime() *timestamppb.Timestamp {
 func (x *Session) GetRevokeReason() string {
 	if x != nil {
 		return x.RevokeReason
+	}
+	return ""
+}
+
+func (x *Session) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *Session) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *Session) GetLoginAddress() string {
+	if x != nil {
+		return x.LoginAddress
+	}
+	return ""
+}
+
+func (x *Session) GetLastAddress() string {
+	if x != nil {
+		return x.LastAddress
 	}
 	return ""
 }
@@ -1694,7 +1736,7 @@ const file_latch_v1_admin_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xbe\x03\n" +
+	"updateTime\"\xc6\x04\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n" +
@@ -1711,7 +1753,13 @@ const file_latch_v1_admin_proto_rawDesc = "" +
 	"\vrevoke_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12#\n" +
 	"\rrevoke_reason\x18\n" +
-	" \x01(\tR\frevokeReason\"\xd0\x03\n" +
+	" \x01(\tR\frevokeReason\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\v \x01(\tR\tuserAgent\x12\x1f\n" +
+	"\vdevice_name\x18\f \x01(\tR\n" +
+	"deviceName\x12#\n" +
+	"\rlogin_address\x18\r \x01(\tR\floginAddress\x12!\n" +
+	"\flast_address\x18\x0e \x01(\tR\vlastAddress\"\xd0\x03\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12/\n" +

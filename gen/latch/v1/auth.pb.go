@@ -195,7 +195,11 @@ type LoginRequest struct {
 	// attempts count against this device's own budget instead of the budget
 	// shared by every other client of the account, so that an attacker
 	// guessing passwords elsewhere cannot lock the owner out.
-	DeviceProof   string `protobuf:"bytes,4,opt,name=device_proof,json=deviceProof" json:"device_proof,omitempty"`
+	DeviceProof string `protobuf:"bytes,4,opt,name=device_proof,json=deviceProof" json:"device_proof,omitempty"`
+	// Optional name of the device, shown with the session in its owner's
+	// list of sessions (AccountService.ListMySessions), e.g. "Ana's phone":
+	// at most 64 bytes of UTF-8 without control characters.
+	DeviceName    string `protobuf:"bytes,5,opt,name=device_name,json=deviceName" json:"device_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +258,13 @@ func (x *LoginRequest) GetAudience() string {
 func (x *LoginRequest) GetDeviceProof() string {
 	if x != nil {
 		return x.DeviceProof
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
 	}
 	return ""
 }
@@ -1019,12 +1030,14 @@ const file_latch_v1_auth_proto_rawDesc = "" +
 	"expires_in\x18\x04 \x01(\x03R\texpiresIn\x12,\n" +
 	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x06 \x01(\tR\tsessionId\"\x7f\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\"\xa0\x01\n" +
 	"\fLoginRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1a\n" +
 	"\baudience\x18\x03 \x01(\tR\baudience\x12!\n" +
-	"\fdevice_proof\x18\x04 \x01(\tR\vdeviceProof\"_\n" +
+	"\fdevice_proof\x18\x04 \x01(\tR\vdeviceProof\x12\x1f\n" +
+	"\vdevice_name\x18\x05 \x01(\tR\n" +
+	"deviceName\"_\n" +
 	"\rLoginResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x01(\v2\x13.latch.v1.TokenPairR\x06tokens\x12!\n" +
 	"\fdevice_proof\x18\x02 \x01(\tR\vdeviceProof\"Q\n" +

@@ -48,7 +48,8 @@ type AuthServiceClient interface {
 	//
 	// Anyone may call it. Codes:
 	//   - INVALID_ARGUMENT: email or password missing or longer than allowed
-	//     (email 254 bytes, password 1024 bytes), or audience not configured.
+	//     (email 254 bytes, password 1024 bytes), audience not configured, or
+	//     device_name longer than 64 bytes or holding a control character.
 	//   - UNAUTHENTICATED "invalid email or password": unknown email, wrong
 	//     password or disabled account; these cases are indistinguishable.
 	//   - RESOURCE_EXHAUSTED "too many login attempts; retry later": a login
@@ -220,7 +221,8 @@ type AuthServiceServer interface {
 	//
 	// Anyone may call it. Codes:
 	//   - INVALID_ARGUMENT: email or password missing or longer than allowed
-	//     (email 254 bytes, password 1024 bytes), or audience not configured.
+	//     (email 254 bytes, password 1024 bytes), audience not configured, or
+	//     device_name longer than 64 bytes or holding a control character.
 	//   - UNAUTHENTICATED "invalid email or password": unknown email, wrong
 	//     password or disabled account; these cases are indistinguishable.
 	//   - RESOURCE_EXHAUSTED "too many login attempts; retry later": a login

@@ -98,7 +98,8 @@ func EncodeSession(s storage.Session) ([]byte, error) {
 	m := &recordpb.Session{Id: s.ID, UserId: s.UserID, Audience: s.Audience, CurrentHash: s.CurrentHash[:],
 		PreviousRotatedAt: c.pb(s.PreviousRotatedAt), Generation: s.Generation, CreatedAt: c.pb(s.CreatedAt),
 		LastRotatedAt: c.pb(s.LastRotatedAt), IdleExpiresAt: c.pb(s.IdleExpiresAt),
-		AbsoluteExpiresAt: c.pb(s.AbsoluteExpiresAt), RevokedAt: c.pb(s.RevokedAt), RevokeReason: s.RevokeReason}
+		AbsoluteExpiresAt: c.pb(s.AbsoluteExpiresAt), RevokedAt: c.pb(s.RevokedAt), RevokeReason: s.RevokeReason,
+		UserAgent: s.UserAgent, DeviceName: s.DeviceName, LoginAddr: s.LoginAddr, LastAddr: s.LastAddr}
 	if !s.PreviousHash.IsZero() {
 		m.PreviousHash = s.PreviousHash[:]
 	}
@@ -115,7 +116,8 @@ func DecodeSession(data []byte) (storage.Session, error) {
 	s := storage.Session{ID: m.Id, UserID: m.UserId, Audience: m.Audience,
 		PreviousRotatedAt: c.time(m.PreviousRotatedAt), Generation: m.Generation, CreatedAt: c.time(m.CreatedAt),
 		LastRotatedAt: c.time(m.LastRotatedAt), IdleExpiresAt: c.time(m.IdleExpiresAt),
-		AbsoluteExpiresAt: c.time(m.AbsoluteExpiresAt), RevokedAt: c.time(m.RevokedAt), RevokeReason: m.RevokeReason}
+		AbsoluteExpiresAt: c.time(m.AbsoluteExpiresAt), RevokedAt: c.time(m.RevokedAt), RevokeReason: m.RevokeReason,
+		UserAgent: m.UserAgent, DeviceName: m.DeviceName, LoginAddr: m.LoginAddr, LastAddr: m.LastAddr}
 	if len(m.CurrentHash) != len(s.CurrentHash) || (len(m.PreviousHash) != 0 && len(m.PreviousHash) != len(s.PreviousHash)) {
 		return storage.Session{}, fmt.Errorf("%w: bad refresh digest length", ErrCorrupt)
 	}

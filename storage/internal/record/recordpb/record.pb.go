@@ -59,7 +59,15 @@ type Session struct {
 	// revoked_at is unset while the session is live.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=revoked_at,json=revokedAt" json:"revoked_at,omitempty"`
 	// revoke_reason says why the session ended.
-	RevokeReason  string `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason" json:"revoke_reason,omitempty"`
+	RevokeReason string `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason" json:"revoke_reason,omitempty"`
+	// user_agent is the client's user-agent at login, bounded by the server.
+	UserAgent string `protobuf:"bytes,14,opt,name=user_agent,json=userAgent" json:"user_agent,omitempty"`
+	// device_name is the device name the client gave at login.
+	DeviceName string `protobuf:"bytes,15,opt,name=device_name,json=deviceName" json:"device_name,omitempty"`
+	// login_addr is the client address at login.
+	LoginAddr string `protobuf:"bytes,16,opt,name=login_addr,json=loginAddr" json:"login_addr,omitempty"`
+	// last_addr is the client address at the last rotation.
+	LastAddr      string `protobuf:"bytes,17,opt,name=last_addr,json=lastAddr" json:"last_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,6 +189,34 @@ func (x *Session) GetRevokedAt() *timestamppb.Timestamp {
 func (x *Session) GetRevokeReason() string {
 	if x != nil {
 		return x.RevokeReason
+	}
+	return ""
+}
+
+func (x *Session) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *Session) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *Session) GetLoginAddr() string {
+	if x != nil {
+		return x.LoginAddr
+	}
+	return ""
+}
+
+func (x *Session) GetLastAddr() string {
+	if x != nil {
+		return x.LastAddr
 	}
 	return ""
 }
@@ -545,7 +581,7 @@ var File_latch_storage_v1_record_proto protoreflect.FileDescriptor
 
 const file_latch_storage_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x1dlatch/storage/v1/record.proto\x12\x10latch.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x04\n" +
+	"\x1dlatch/storage/v1/record.proto\x12\x10latch.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x05\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n" +
@@ -564,7 +600,14 @@ const file_latch_storage_v1_record_proto_rawDesc = "" +
 	"\x13absolute_expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x11absoluteExpiresAt\x129\n" +
 	"\n" +
 	"revoked_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
-	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\"\xd9\x01\n" +
+	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\x0e \x01(\tR\tuserAgent\x12\x1f\n" +
+	"\vdevice_name\x18\x0f \x01(\tR\n" +
+	"deviceName\x12\x1d\n" +
+	"\n" +
+	"login_addr\x18\x10 \x01(\tR\tloginAddr\x12\x1b\n" +
+	"\tlast_addr\x18\x11 \x01(\tR\blastAddr\"\xd9\x01\n" +
 	"\fSessionState\x129\n" +
 	"\n" +
 	"revoked_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12B\n" +

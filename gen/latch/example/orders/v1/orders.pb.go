@@ -25,6 +25,180 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ListSignInsRequest carries the caller's session's refresh token.
+type ListSignInsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The refresh token of the session the caller's access token belongs to.
+	RefreshToken  string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSignInsRequest) Reset() {
+	*x = ListSignInsRequest{}
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSignInsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSignInsRequest) ProtoMessage() {}
+
+func (x *ListSignInsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSignInsRequest.ProtoReflect.Descriptor instead.
+func (*ListSignInsRequest) Descriptor() ([]byte, []int) {
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListSignInsRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+// ListSignInsResponse lists the caller's sign-ins.
+type ListSignInsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's live sessions, newest first.
+	SignIns []*SignIn `protobuf:"bytes,1,rep,name=sign_ins,json=signIns,proto3" json:"sign_ins,omitempty"`
+	// The session's new refresh token: the one sent is consumed.
+	RefreshToken  string `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSignInsResponse) Reset() {
+	*x = ListSignInsResponse{}
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSignInsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSignInsResponse) ProtoMessage() {}
+
+func (x *ListSignInsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSignInsResponse.ProtoReflect.Descriptor instead.
+func (*ListSignInsResponse) Descriptor() ([]byte, []int) {
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListSignInsResponse) GetSignIns() []*SignIn {
+	if x != nil {
+		return x.SignIns
+	}
+	return nil
+}
+
+func (x *ListSignInsResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+// SignIn is one live session of the caller: one device signed in.
+type SignIn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session id.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The device name given at login, or the client's user-agent.
+	Device string `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	// The client address of the session's last refresh.
+	LastAddress string `protobuf:"bytes,3,opt,name=last_address,json=lastAddress,proto3" json:"last_address,omitempty"`
+	// Whether this is the caller's own session.
+	Current       bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignIn) Reset() {
+	*x = SignIn{}
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignIn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignIn) ProtoMessage() {}
+
+func (x *SignIn) ProtoReflect() protoreflect.Message {
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignIn.ProtoReflect.Descriptor instead.
+func (*SignIn) Descriptor() ([]byte, []int) {
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SignIn) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SignIn) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *SignIn) GetLastAddress() string {
+	if x != nil {
+		return x.LastAddress
+	}
+	return ""
+}
+
+func (x *SignIn) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
 // GetOrderRequest names an order.
 type GetOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +210,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[0]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +222,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[0]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +235,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{0}
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetOrderRequest) GetOrderId() string {
@@ -82,7 +256,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[1]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +268,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[1]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +281,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{1}
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -126,7 +300,7 @@ type WatchOrdersRequest struct {
 
 func (x *WatchOrdersRequest) Reset() {
 	*x = WatchOrdersRequest{}
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[2]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -138,7 +312,7 @@ func (x *WatchOrdersRequest) String() string {
 func (*WatchOrdersRequest) ProtoMessage() {}
 
 func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[2]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -151,7 +325,7 @@ func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{2}
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{5}
 }
 
 // WatchOrdersResponse carries one order of the stream.
@@ -165,7 +339,7 @@ type WatchOrdersResponse struct {
 
 func (x *WatchOrdersResponse) Reset() {
 	*x = WatchOrdersResponse{}
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[3]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +351,7 @@ func (x *WatchOrdersResponse) String() string {
 func (*WatchOrdersResponse) ProtoMessage() {}
 
 func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[3]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +364,7 @@ func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{3}
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchOrdersResponse) GetOrder() *Order {
@@ -215,7 +389,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[4]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +401,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[4]
+	mi := &file_latch_example_orders_v1_orders_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +414,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{4}
+	return file_latch_example_orders_v1_orders_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Order) GetOrderId() string {
@@ -268,7 +442,18 @@ var File_latch_example_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_latch_example_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	"$latch/example/orders/v1/orders.proto\x12\x17latch.example.orders.v1\",\n" +
+	"$latch/example/orders/v1/orders.proto\x12\x17latch.example.orders.v1\"9\n" +
+	"\x12ListSignInsRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"v\n" +
+	"\x13ListSignInsResponse\x12:\n" +
+	"\bsign_ins\x18\x01 \x03(\v2\x1f.latch.example.orders.v1.SignInR\asignIns\x12#\n" +
+	"\rrefresh_token\x18\x02 \x01(\tR\frefreshToken\"|\n" +
+	"\x06SignIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\tR\x06device\x12!\n" +
+	"\flast_address\x18\x03 \x01(\tR\vlastAddress\x12\x18\n" +
+	"\acurrent\x18\x04 \x01(\bR\acurrent\",\n" +
 	"\x0fGetOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"H\n" +
 	"\x10GetOrderResponse\x124\n" +
@@ -279,10 +464,11 @@ const file_latch_example_orders_v1_orders_proto_rawDesc = "" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n" +
-	"\x04item\x18\x03 \x01(\tR\x04item2\xdc\x01\n" +
+	"\x04item\x18\x03 \x01(\tR\x04item2\xc6\x02\n" +
 	"\rOrdersService\x12_\n" +
 	"\bGetOrder\x12(.latch.example.orders.v1.GetOrderRequest\x1a).latch.example.orders.v1.GetOrderResponse\x12j\n" +
-	"\vWatchOrders\x12+.latch.example.orders.v1.WatchOrdersRequest\x1a,.latch.example.orders.v1.WatchOrdersResponse0\x01BAZ?github.com/latchauth/latch/gen/latch/example/orders/v1;ordersv1b\x06proto3"
+	"\vWatchOrders\x12+.latch.example.orders.v1.WatchOrdersRequest\x1a,.latch.example.orders.v1.WatchOrdersResponse0\x01\x12h\n" +
+	"\vListSignIns\x12+.latch.example.orders.v1.ListSignInsRequest\x1a,.latch.example.orders.v1.ListSignInsResponseBAZ?github.com/latchauth/latch/gen/latch/example/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_latch_example_orders_v1_orders_proto_rawDescOnce sync.Once
@@ -296,26 +482,32 @@ func file_latch_example_orders_v1_orders_proto_rawDescGZIP() []byte {
 	return file_latch_example_orders_v1_orders_proto_rawDescData
 }
 
-var file_latch_example_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_latch_example_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_latch_example_orders_v1_orders_proto_goTypes = []any{
-	(*GetOrderRequest)(nil),     // 0: latch.example.orders.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),    // 1: latch.example.orders.v1.GetOrderResponse
-	(*WatchOrdersRequest)(nil),  // 2: latch.example.orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil), // 3: latch.example.orders.v1.WatchOrdersResponse
-	(*Order)(nil),               // 4: latch.example.orders.v1.Order
+	(*ListSignInsRequest)(nil),  // 0: latch.example.orders.v1.ListSignInsRequest
+	(*ListSignInsResponse)(nil), // 1: latch.example.orders.v1.ListSignInsResponse
+	(*SignIn)(nil),              // 2: latch.example.orders.v1.SignIn
+	(*GetOrderRequest)(nil),     // 3: latch.example.orders.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),    // 4: latch.example.orders.v1.GetOrderResponse
+	(*WatchOrdersRequest)(nil),  // 5: latch.example.orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil), // 6: latch.example.orders.v1.WatchOrdersResponse
+	(*Order)(nil),               // 7: latch.example.orders.v1.Order
 }
 var file_latch_example_orders_v1_orders_proto_depIdxs = []int32{
-	4, // 0: latch.example.orders.v1.GetOrderResponse.order:type_name -> latch.example.orders.v1.Order
-	4, // 1: latch.example.orders.v1.WatchOrdersResponse.order:type_name -> latch.example.orders.v1.Order
-	0, // 2: latch.example.orders.v1.OrdersService.GetOrder:input_type -> latch.example.orders.v1.GetOrderRequest
-	2, // 3: latch.example.orders.v1.OrdersService.WatchOrders:input_type -> latch.example.orders.v1.WatchOrdersRequest
-	1, // 4: latch.example.orders.v1.OrdersService.GetOrder:output_type -> latch.example.orders.v1.GetOrderResponse
-	3, // 5: latch.example.orders.v1.OrdersService.WatchOrders:output_type -> latch.example.orders.v1.WatchOrdersResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: latch.example.orders.v1.ListSignInsResponse.sign_ins:type_name -> latch.example.orders.v1.SignIn
+	7, // 1: latch.example.orders.v1.GetOrderResponse.order:type_name -> latch.example.orders.v1.Order
+	7, // 2: latch.example.orders.v1.WatchOrdersResponse.order:type_name -> latch.example.orders.v1.Order
+	3, // 3: latch.example.orders.v1.OrdersService.GetOrder:input_type -> latch.example.orders.v1.GetOrderRequest
+	5, // 4: latch.example.orders.v1.OrdersService.WatchOrders:input_type -> latch.example.orders.v1.WatchOrdersRequest
+	0, // 5: latch.example.orders.v1.OrdersService.ListSignIns:input_type -> latch.example.orders.v1.ListSignInsRequest
+	4, // 6: latch.example.orders.v1.OrdersService.GetOrder:output_type -> latch.example.orders.v1.GetOrderResponse
+	6, // 7: latch.example.orders.v1.OrdersService.WatchOrders:output_type -> latch.example.orders.v1.WatchOrdersResponse
+	1, // 8: latch.example.orders.v1.OrdersService.ListSignIns:output_type -> latch.example.orders.v1.ListSignInsResponse
+	6, // [6:9] is the sub-list for method output_type
+	3, // [3:6] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_latch_example_orders_v1_orders_proto_init() }
@@ -329,7 +521,7 @@ func file_latch_example_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_latch_example_orders_v1_orders_proto_rawDesc), len(file_latch_example_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	OrdersService_GetOrder_FullMethodName    = "/latch.example.orders.v1.OrdersService/GetOrder"
 	OrdersService_WatchOrders_FullMethodName = "/latch.example.orders.v1.OrdersService/WatchOrders"
+	OrdersService_ListSignIns_FullMethodName = "/latch.example.orders.v1.OrdersService/ListSignIns"
 )
 
 // OrdersServiceClient is the client API for OrdersService service.
@@ -44,6 +45,17 @@ type OrdersServiceClient interface {
 	// WatchOrders streams the caller's orders, one message per order, then
 	// ends.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
+	// ListSignIns lists the devices the caller is signed in on, asking
+	// Latch's AccountService on the caller's behalf. It shows how a backend
+	// calls Latch's self-service API for a person: it exchanges the person's
+	// refresh token (sent in the request) for an access token of Latch's own
+	// audience with Refresh, and never forwards the token it was called with,
+	// which is for this service's audience and which Latch refuses. Refresh
+	// rotates the refresh token, so the new one comes back in the response.
+	// Codes: INVALID_ARGUMENT without a refresh token; PERMISSION_DENIED when
+	// the refresh token belongs to another session than the caller's token;
+	// UNAUTHENTICATED when Latch refuses the refresh token.
+	ListSignIns(ctx context.Context, in *ListSignInsRequest, opts ...grpc.CallOption) (*ListSignInsResponse, error)
 }
 
 type ordersServiceClient struct {
@@ -83,6 +95,16 @@ func (c *ordersServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrdersService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrdersResponse]
 
+func (c *ordersServiceClient) ListSignIns(ctx context.Context, in *ListSignInsRequest, opts ...grpc.CallOption) (*ListSignInsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSignInsResponse)
+	err := c.cc.Invoke(ctx, OrdersService_ListSignIns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrdersServiceServer is the server API for OrdersService service.
 // All implementations must embed UnimplementedOrdersServiceServer
 // for forward compatibility.
@@ -100,6 +122,17 @@ type OrdersServiceServer interface {
 	// WatchOrders streams the caller's orders, one message per order, then
 	// ends.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
+	// ListSignIns lists the devices the caller is signed in on, asking
+	// Latch's AccountService on the caller's behalf. It shows how a backend
+	// calls Latch's self-service API for a person: it exchanges the person's
+	// refresh token (sent in the request) for an access token of Latch's own
+	// audience with Refresh, and never forwards the token it was called with,
+	// which is for this service's audience and which Latch refuses. Refresh
+	// rotates the refresh token, so the new one comes back in the response.
+	// Codes: INVALID_ARGUMENT without a refresh token; PERMISSION_DENIED when
+	// the refresh token belongs to another session than the caller's token;
+	// UNAUTHENTICATED when Latch refuses the refresh token.
+	ListSignIns(context.Context, *ListSignInsRequest) (*ListSignInsResponse, error)
 	mustEmbedUnimplementedOrdersServiceServer()
 }
 
@@ -115,6 +148,9 @@ func (UnimplementedOrdersServiceServer) GetOrder(context.Context, *GetOrderReque
 }
 func (UnimplementedOrdersServiceServer) WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchOrders not implemented")
+}
+func (UnimplementedOrdersServiceServer) ListSignIns(context.Context, *ListSignInsRequest) (*ListSignInsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSignIns not implemented")
 }
 func (UnimplementedOrdersServiceServer) mustEmbedUnimplementedOrdersServiceServer() {}
 func (UnimplementedOrdersServiceServer) testEmbeddedByValue()                       {}
@@ -166,6 +202,24 @@ func _OrdersService_WatchOrders_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrdersService_WatchOrdersServer = grpc.ServerStreamingServer[WatchOrdersResponse]
 
+func _OrdersService_ListSignIns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSignInsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrdersServiceServer).ListSignIns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrdersService_ListSignIns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrdersServiceServer).ListSignIns(ctx, req.(*ListSignInsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrdersService_ServiceDesc is the grpc.ServiceDesc for OrdersService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -176,6 +230,10 @@ var OrdersService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOrder",
 			Handler:    _OrdersService_GetOrder_Handler,
+		},
+		{
+			MethodName: "ListSignIns",
+			Handler:    _OrdersService_ListSignIns_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
