@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -277,19 +278,21 @@ func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	withMethodsFirst := func(rs []*rule) {
-		sort.SliceStable(rs, func(i, j int) bool { return rs[i].methods != nil && rs[j].methods == nil })
-	}
+	// Within each pattern, rules listing methods come before those that
+	// list none; otherwise in file order, so that patterns differing in
+	// case only are tried in it.
+	sort.SliceStable(all, func(i, j int) bool { return all[i].methods != nil && all[j].methods == nil })
 	prefixes := map[string][]*rule{}
 	for _, r := range all {
 		if r.prefix {
 			prefixes[r.pattern] = append(prefixes[r.pattern], r)
-		} else {
-			p.exact[r.pattern] = append(p.exact[r.pattern], r)
+			continue
 		}
+		p.exact[r.pattern] = append(p.exact[r.pattern], r)
+		f := strings.ToLower(r.pattern)
+		p.exactFold[f] = append(p.exactFold[f], r)
 	}
 	for pattern, rs := range prefixes {
-		withMethodsFirst(rs)
 		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, folded: strings.ToLower(pattern), rules: rs})
 	}
 	sort.Slice(p.prefixes, func(i, j int) bool {
@@ -299,18 +302,6 @@ func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 		}
 		return a < b
 	})
-	for _, rs := range p.exact {
-		withMethodsFirst(rs)
-	}
-	for _, r := range all { // file order, so that patterns differing in case only are tried in it
-		if !r.prefix {
-			f := strings.ToLower(r.pattern)
-			p.exactFold[f] = append(p.exactFold[f], r)
-		}
-	}
-	for _, rs := range p.exactFold {
-		withMethodsFirst(rs)
-	}
 	return p, nil
 }
 
@@ -439,10 +430,11 @@ func CanonicalPath(p string) bool {
 			return false
 		}
 		if c == '%' {
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b, err := hex.DecodeString(p[i+1 : min(i+3, len(p))])
+			if len(b) != 1 || err != nil {
 				return false // malformed escape: no telling how the upstream reads it
 			}
-			d := unhex(p[i+1])<<4 | unhex(p[i+2])
+			d := b[0]
 			if d == '/' || d == '\\' || d == ';' || d == '%' || d < 0x20 || d == 0x7f || unreserved(d) {
 				return false
 			}
@@ -454,18 +446,6 @@ func CanonicalPath(p string) bool {
 		}
 	}
 	return true
-}
-
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 // unreserved reports RFC 3986 unreserved characters, which percent-encoding
