@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 )
 
 // Config is what one run measures.
@@ -240,13 +239,6 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		return nil, err
 	}
 
-	// Live sessions 0..live-1 for the workload, live (the introspect
-	// caller) and live+1 (the orders caller); then the filler.
-	type liveSession struct {
-		sid, user, rt, aud string
-		roles              []string
-	}
-	lives := make([]liveSession, pop.live+2)
 	chunk := make([]storage.Session, 0, importChunk)
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -258,96 +250,62 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		chunk = chunk[:0]
 		return err
 	}
-	add := func(sess storage.Session) error {
-		chunk = append(chunk, sess)
-		if len(chunk) == importChunk {
-			return flush()
+	// Sessions 0..live-1 are the workload's, live the introspect caller's
+	// and live+1 the orders caller's, each with an access token; then the
+	// filler, and the expired sessions, each expiring a microsecond after
+	// the previous one (the sweeper deletes them in this order).
+	withToken, firstExpired := pop.live+2, pop.live+2+pop.filler
+	for i := range firstExpired + pop.expired {
+		user, roles, aud, expires := "u-bench", []string{"orders:read"}, benchAudience, now.Add(7*24*time.Hour)
+		if i == pop.live { // the introspect caller holds a token for Latch's own audience
+			user, roles, aud = "u-svc", []string{"introspect"}, benchIssuer
 		}
-		return nil
-	}
-	live := func(user, aud string, expires time.Time) (storage.Session, string, error) {
+		if i >= firstExpired {
+			expires = now.Add(-time.Hour).Add(time.Duration(i-firstExpired) * time.Microsecond)
+		}
 		sid, err := tokens.NewID(rand.Reader)
 		if err != nil {
-			return storage.Session{}, "", err
+			return nil, err
 		}
 		rt, minted, err := tokens.NewRefreshToken(rand.Reader, refreshKey, sid, 0)
 		if err != nil {
-			return storage.Session{}, "", err
+			return nil, err
 		}
 		created := now
 		if expires.Add(-time.Hour).Before(now) {
 			created = expires.Add(-time.Hour)
 		}
-		return storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: minted.Digest,
-			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires}, rt, nil
-	}
-	for i := range lives {
-		user, roles, aud := "u-bench", []string{"orders:read"}, benchAudience
-		if i == pop.live {
-			// The introspect caller holds a token for Latch's own audience.
-			user, roles, aud = "u-svc", []string{"introspect"}, benchIssuer
+		chunk = append(chunk, storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: minted.Digest,
+			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires})
+		if len(chunk) == importChunk {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
-		sess, rt, err := live(user, aud, now.Add(7*24*time.Hour))
+		switch {
+		case i >= firstExpired:
+			fx.expired = append(fx.expired, sid)
+			continue
+		case i >= withToken:
+			continue
+		}
+		jti, _ := tokens.NewID(rand.Reader)
+		at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: user, Audience: []string{aud},
+			IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: sid, Roles: roles})
 		if err != nil {
 			return nil, err
 		}
-		lives[i] = liveSession{sid: sess.ID, user: user, rt: rt, aud: aud, roles: roles}
-		if err := add(sess); err != nil {
-			return nil, err
-		}
-	}
-	for range pop.filler {
-		sess, _, err := live("u-bench", benchAudience, now.Add(7*24*time.Hour))
-		if err != nil {
-			return nil, err
-		}
-		if err := add(sess); err != nil {
-			return nil, err
-		}
-	}
-	// Expired sessions, each a microsecond after the previous one: the
-	// sweeper deletes them in this order.
-	first := now.Add(-time.Hour)
-	for i := range pop.expired {
-		sess, _, err := live("u-bench", benchAudience, first.Add(time.Duration(i)*time.Microsecond))
-		if err != nil {
-			return nil, err
-		}
-		fx.expired = append(fx.expired, sess.ID)
-		if err := add(sess); err != nil {
-			return nil, err
+		switch i {
+		case pop.live:
+			fx.caller = at
+		case pop.live + 1:
+			fx.orders = at
+		default:
+			fx.access, fx.refresh = append(fx.access, at), append(fx.refresh, rt)
 		}
 	}
 	if err := flush(); err != nil {
 		return nil, err
-	}
-
-	// Mint the live sessions' access tokens on every core.
-	ats := make([]string, len(lives))
-	errs := make([]error, runtime.NumCPU())
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Go(func() {
-			for i := w; i < len(lives); i += len(errs) {
-				jti, _ := tokens.NewID(rand.Reader)
-				at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: lives[i].user, Audience: []string{lives[i].aud},
-					IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: lives[i].sid, Roles: lives[i].roles})
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				ats[i] = at
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	fx.caller, fx.orders = ats[pop.live], ats[pop.live+1]
-	fx.access = ats[:pop.live]
-	for _, l := range lives[:pop.live] {
-		fx.refresh = append(fx.refresh, l.rt)
 	}
 	return fx, nil
 }
@@ -543,21 +501,12 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 		srv.stop()
 		return row{}, func() {}
 	}
-	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
-	n := len(fx.access)
-	fn := func(ctx context.Context, w, i int) error {
-		resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
-			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-		if err == nil && !resp.GetActive() {
-			return fmt.Errorf("token inactive")
-		}
-		return err
-	}
 	stop := func() {
 		closeClients()
 		srv.stop()
 	}
-	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv, fn: fn}, stop
+	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, len(fx.access)), conc: b.cfg.Concurrency, srv: srv,
+		fn: newWorkload(fx, clients, 0, 0, 0).introspect}, stop
 }
 
 // loginEmail is the email of the i-th Login row account.

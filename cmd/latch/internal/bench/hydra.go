@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Row names of the Ory Hydra peer (--hydra).
@@ -207,21 +208,12 @@ func (h *hydra) stop() {
 
 // jwtAlg returns the alg of a compact JWS's header, or "" when it has none.
 func jwtAlg(tok string) string {
-	head, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		return ""
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(head)
+	t, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
 	if err != nil {
 		return ""
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
-	}
-	if json.Unmarshal(raw, &hdr) != nil {
-		return ""
-	}
-	return hdr.Alg
+	alg, _ := t.Header["alg"].(string)
+	return alg
 }
 
 // lastLine returns the last non-empty line of out, at most 300 bytes, for

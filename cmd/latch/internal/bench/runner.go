@@ -358,21 +358,17 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 	}
 	defer closeClients()
 	cl := func(w int) latchv1.AuthServiceClient { return clients[w%len(clients)] }
-	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
+	wl := newWorkload(fx, clients, conc, 0, 0)
 	n := len(fx.access)
+	login := func(ctx context.Context, w, i int) error {
+		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
+		return err
+	}
 
 	uncached, closeUncached := b.uncached(ctx, dir)
 	defer closeUncached()
 	b.interleave(ctx, raw.verify, raw.jwt, raw.sign, uncached)
 
-	introspect := func(ctx context.Context, w int, tok string) error {
-		resp, err := cl(w).Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: tok,
-			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-		if err == nil && !resp.GetActive() {
-			return fmt.Errorf("token inactive")
-		}
-		return err
-	}
 	siblings, closeSiblings := b.interceptorRows(ctx, fx)
 	defer closeSiblings()
 	b.interleave(ctx, append([]row{raw.echo,
@@ -380,54 +376,30 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 			_, err := cl(w).GetJWKS(ctx, &latchv1.GetJWKSRequest{})
 			return err
 		}),
-		b.row("scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, func(ctx context.Context, w, i int) error {
-			return introspect(ctx, w, fx.access[(w*7919+i)%n])
-		}),
+		b.row("scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, wl.introspect),
 		b.row("scenario", "Introspect (hot mix: 90% on 10 tokens)", conc, func(ctx context.Context, w, i int) error {
 			if i%10 != 0 {
-				return introspect(ctx, w, fx.access[(w+i)%min(10, n)])
+				return wl.introspectToken(ctx, w, fx.access[(w+i)%min(10, n)])
 			}
-			return introspect(ctx, w, fx.access[(w*7919+i)%n])
+			return wl.introspect(ctx, w, i)
 		}),
 		peers.hydraIntrospect,
 	}, siblings...)...)
 
-	// Refresh: one rotation chain per worker (distinct sessions).
-	chains := make([]string, conc)
-	copy(chains, fx.refresh)
-	b.interleave(ctx, raw.batch, raw.group, peers.hydraIssue, b.row("scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
-		if w >= len(fx.refresh) {
-			return fmt.Errorf("fewer sessions than workers")
-		}
-		resp, err := cl(w).Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: chains[w]})
-		if err != nil {
-			return err
-		}
-		chains[w] = resp.GetTokens().GetRefreshToken()
-		return nil
-	}))
-
-	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, func(ctx context.Context, w, i int) error {
-		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
-		return err
-	}))
+	b.interleave(ctx, raw.batch, raw.group, peers.hydraIssue, b.row("scenario", "Refresh (rotation chains)", conc, wl.refresh))
+	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, login))
 
 	// Introspect p99 alone and while a login flood saturates hashing,
 	// interleaved: the flood runs only during the second row's stretches.
 	half := max(conc/2, 1)
-	during := b.row("scenario", "Introspect during login flood", half, func(ctx context.Context, w, i int) error {
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	})
+	during := b.row("scenario", "Introspect during login flood", half, wl.introspect)
 	during.background = func(ctx context.Context) (stop func()) {
 		floodCtx, stopFlood := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			// Long enough to outlast the stretch; stop ends it.
-			load(floodCtx, "login flood", b.cfg.Duration+time.Minute, half, func(ctx context.Context, w, i int) error {
-				_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
-				return err
-			})
+			runLoad(floodCtx, b.cfg.Duration+time.Minute, half, nil, false, login)
 		}()
 		time.Sleep(floodLead) // let the flood fill the hashing slots first
 		return func() {
@@ -438,9 +410,7 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 			time.Sleep(floodLead)
 		}
 	}
-	b.interleave(ctx, b.row("scenario", "Introspect, unloaded (half concurrency)", half, func(ctx context.Context, w, i int) error {
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	}), during)
+	b.interleave(ctx, b.row("scenario", "Introspect, unloaded (half concurrency)", half, wl.introspect), during)
 
 	// Revoke last: it denies the tokens it is given.
 	var next atomic.Int64

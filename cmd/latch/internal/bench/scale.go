@@ -49,10 +49,17 @@ func (wl *workload) refresh(ctx context.Context, w, _ int) error {
 	return nil
 }
 
+// introspect introspects the workload's tokens in turn, each worker
+// starting at its own place.
 func (wl *workload) introspect(ctx context.Context, w, i int) error {
-	n := len(wl.access)
+	return wl.introspectToken(ctx, w, wl.access[(w*7919+i)%len(wl.access)])
+}
+
+// introspectToken introspects tok; an inactive answer is an error (every
+// token the rows present is live).
+func (wl *workload) introspectToken(ctx context.Context, w int, tok string) error {
 	resp, err := wl.clients[w%len(wl.clients)].Introspect(metadata.NewOutgoingContext(ctx, wl.caller),
-		&latchv1.IntrospectRequest{Token: wl.access[(w*7919+i)%n], TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+		&latchv1.IntrospectRequest{Token: tok, TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
 	if err == nil && !resp.GetActive() {
 		return errors.New("token inactive")
 	}
