@@ -406,24 +406,21 @@ func (s *server) doStop() {
 	}
 }
 
-// client returns an AuthService client; several connections spread the
-// load the way separate clients would.
-func (s *server) dial(n int) ([]latchv1.AuthServiceClient, func(), error) {
-	var conns []*grpc.ClientConn
-	var out []latchv1.AuthServiceClient
+// dial returns n clients of addr, made by newClient from a connection
+// each: several connections spread the load the way separate clients
+// would. close closes the connections.
+func dial[C any](addr string, n int, newClient func(grpc.ClientConnInterface) C) (clients []C, closeAll func(), err error) {
+	var conns cleanup
 	for range n {
-		c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
+			conns.run()
 			return nil, nil, err
 		}
-		conns = append(conns, c)
-		out = append(out, latchv1.NewAuthServiceClient(c))
+		conns = append(conns, func() { c.Close() })
+		clients = append(clients, newClient(c))
 	}
-	return out, func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}, nil
+	return clients, conns.run, nil
 }
 
 // Print writes the report as a table.
@@ -496,7 +493,7 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 		progress(b.cfg, "start uncached: %v", err)
 		return row{}, func() {}
 	}
-	clients, closeClients, err := srv.dial(4)
+	clients, closeClients, err := dial(srv.addr, 4, latchv1.NewAuthServiceClient)
 	if err != nil {
 		srv.stop()
 		return row{}, func() {}
