@@ -358,34 +358,54 @@ func startServer(ctx context.Context, bin, db string, settings ...string) (*serv
 	cmd.Env = append(cmd.Env, "LATCH_AUDIENCE="+benchAudience, "LATCH_PROBE_BURST=100000000", "LATCH_LOGIN_ADDRESS_BURST=100000000",
 		"LATCH_SWEEP_INTERVAL=1h", "LATCH_HASH_CONCURRENCY="+strconv.Itoa(hashConcurrency()))
 	cmd.Env = append(cmd.Env, settings...) // the last assignment of a variable wins
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	s, err := start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start latch: %w", err)
 	}
-	s := &server{cmd: cmd, exited: make(chan struct{}), addr: gaddr, httpAddr: haddr}
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s.addr, s.httpAddr = gaddr, haddr
+	if s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+		err = s.waitReady(ctx, func(ctx context.Context) error {
+			_, err := healthpb.NewHealthClient(s.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		})
+	}
 	if err != nil {
 		s.stop()
+		return nil, fmt.Errorf("latch serve: %w", err)
+	}
+	return s, nil
+}
+
+// start runs cmd, its output on this process's stderr, as a child whose
+// end closes exited.
+func start(cmd *exec.Cmd) (*server, error) {
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	s := &server{cmd: cmd, exited: make(chan struct{})}
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	return s, nil
+}
+
+// waitReady calls ready until it succeeds, and fails when the process
+// ends first or 30 s pass.
+func (s *server) waitReady(ctx context.Context, ready func(context.Context) error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := healthpb.NewHealthClient(s.conn).Check(cctx, &healthpb.HealthCheckRequest{})
+		err := ready(cctx)
 		cancel()
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		select {
 		case <-s.exited:
-			s.stop()
-			return nil, fmt.Errorf("latch serve ended before it was healthy (%v); its output is above", s.waitErr)
+			return fmt.Errorf("ended before it was ready (%v); its output is above", s.waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("latch did not become healthy: %w", err)
+			return fmt.Errorf("not ready after 30 s: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -76,11 +76,11 @@ func startHydra(ctx context.Context, bin, dir string, conc int) (*hydra, error) 
 	}
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = env
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	srv, err := start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start hydra: %w", err)
 	}
-	h := &hydra{srv: &server{cmd: cmd}, public: "http://" + pub, admin: "http://" + adm,
+	h := &hydra{srv: srv, public: "http://" + pub, admin: "http://" + adm,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * conc, DisableCompression: true}}}
 	if err := h.setUp(ctx); err != nil {
 		h.stop()
@@ -90,14 +90,10 @@ func startHydra(ctx context.Context, bin, dir string, conc int) (*hydra, error) 
 }
 
 func (h *hydra) setUp(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := h.call(ctx, http.MethodGet, h.admin+"/health/ready", "", nil, nil); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("hydra did not become ready: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := h.srv.waitReady(ctx, func(ctx context.Context) error {
+		return h.call(ctx, http.MethodGet, h.admin+"/health/ready", "", nil, nil)
+	}); err != nil {
+		return fmt.Errorf("hydra: %w", err)
 	}
 	// The key set Hydra signs JWT access tokens with: created before the
 	// first token, so that Hydra does not generate its default RS256 one.
