@@ -36,16 +36,10 @@ const (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	v        *interceptors.Verifier
-	policy   atomic.Pointer[Policy]
-	subH     string
-	sidH     string
-	rolesH   string
-	aliases  []string // other spellings of the three names (see separatorAliases)
-	keepAuth bool
-	realm    string
-	log      *slog.Logger
-	metrics  *metrics // nil: none
+	options
+	v       *interceptors.Verifier
+	policy  atomic.Pointer[Policy]
+	aliases []string // other spellings of the three header names (see separatorAliases)
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -54,11 +48,11 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 type Option func(*options) error
 
 type options struct {
-	sub, sid, roles string
-	keepAuth        bool
-	realm           string
-	log             *slog.Logger
-	metrics         *metrics
+	subH, sidH, rolesH string
+	keepAuth           bool
+	realm              string
+	log                *slog.Logger
+	metrics            *metrics // nil: none
 }
 
 // WithHeaderNames sets the names of the headers that carry the token's
@@ -71,7 +65,7 @@ func WithHeaderNames(sub, sid, roles string) Option {
 		if err := CheckHeaderNames(sub, sid, roles); err != nil {
 			return fmt.Errorf("WithHeaderNames: %w", err)
 		}
-		o.sub, o.sid, o.roles = sub, sid, roles
+		o.subH, o.sidH, o.rolesH = sub, sid, roles
 		return nil
 	}
 }
@@ -131,7 +125,7 @@ func WithLogger(l *slog.Logger) Option {
 // accepts, Check refuses a token that names Latch's own audience (p's
 // issuer, or the token's iss).
 func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
-	o := options{sub: DefaultSubjectHeader, sid: DefaultSessionHeader, roles: DefaultRolesHeader, realm: "latch",
+	o := options{subH: DefaultSubjectHeader, sidH: DefaultSessionHeader, rolesH: DefaultRolesHeader, realm: "latch",
 		log: slog.New(slog.DiscardHandler)}
 	var errs []error
 	if v == nil || p == nil {
@@ -145,9 +139,8 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("extauthz: %w", err)
 	}
-	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log,
-		metrics: o.metrics}
-	for _, n := range []string{o.sub, o.sid, o.roles} {
+	s := &Server{options: o, v: v}
+	for _, n := range []string{o.subH, o.sidH, o.rolesH} {
 		s.aliases = append(s.aliases, separatorAliases(n)...)
 	}
 	s.policy.Store(p)
