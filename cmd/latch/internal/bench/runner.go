@@ -160,7 +160,7 @@ func (b *runner) interleave(ctx context.Context, rows ...row) []Result {
 // rowTally adds up the stretches of one row.
 type rowTally struct {
 	load                 sample
-	next                 []int // each worker's next call number
+	next                 []int   // each worker's next call number
 	clientCPU, serverCPU float64 // CPU seconds
 	startMiB, peakMiB    float64 // the server's RSS before the first stretch, and its highest
 	store                storeCount
