@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +118,7 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 	if issuer == "" {
 		errs = append(errs, errors.New("an issuer is required"))
 	}
-	if len(audiences) == 0 || slicesHasEmpty(audiences) {
+	if len(audiences) == 0 || slices.Contains(audiences, "") {
 		errs = append(errs, errors.New("at least one non-empty audience is required"))
 	}
 	if o.leeway < 0 || o.leeway > MaxLeeway {
@@ -301,7 +302,7 @@ func (x *verification) UnmarshalJSON(data []byte) error {
 	} else {
 		c.Audience, _ = jsonStrings(m["aud"])
 	}
-	if len(c.Audience) == 0 || slicesHasEmpty(c.Audience) {
+	if len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
 		return invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
 	}
 	exp, okExp := jsonNumericDate(m["exp"])
