@@ -105,25 +105,24 @@ func (p *Policy) match(method, path string) *rule {
 // GET, else the one listing no method; only among rules that need a token
 // when needsToken (the request is another form of the pattern).
 func pick(rs []*rule, method string, needsToken bool) *rule {
-	ok := func(r *rule) bool { return !needsToken || !r.public }
+	var best *rule
+	bestRank := 0
 	for _, r := range rs {
-		if r.methods[method] && ok(r) {
-			return r
+		rank := 0
+		switch {
+		case needsToken && r.public:
+		case r.methods[method]:
+			rank = 3
+		case method == "HEAD" && r.methods["GET"]:
+			rank = 2
+		case r.methods == nil:
+			rank = 1
+		}
+		if rank > bestRank {
+			best, bestRank = r, rank
 		}
 	}
-	if method == "HEAD" {
-		for _, r := range rs {
-			if r.methods["GET"] && ok(r) {
-				return r
-			}
-		}
-	}
-	for _, r := range rs {
-		if r.methods == nil && ok(r) {
-			return r
-		}
-	}
-	return nil
+	return best
 }
 
 // The file format (YAML, or JSON, which YAML includes).
