@@ -453,18 +453,15 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tname\treq/s\tp50 µs\tp99 µs\terrors\tserver CPU\tbench CPU\tserver peak RSS MiB\t")
+	ifSet := func(format string, v float64) string { // blank for what a row did not measure
+		if v > 0 {
+			return fmt.Sprintf(format, v)
+		}
+		return ""
+	}
 	for _, row := range r.Rows {
-		cpu, self, rss := "", "", ""
-		if row.ServerCores > 0 {
-			cpu = fmt.Sprintf("%.2f cores", row.ServerCores)
-		}
-		if row.ClientCores > 0 {
-			self = fmt.Sprintf("%.2f cores", row.ClientCores)
-		}
-		if row.ServerPeakMiB > 0 {
-			rss = fmt.Sprintf("%.1f", row.ServerPeakMiB)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros, row.Errors, cpu, self, rss)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros,
+			row.Errors, ifSet("%.2f cores", row.ServerCores), ifSet("%.2f cores", row.ClientCores), ifSet("%.1f", row.ServerPeakMiB))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nratios (same run):")
