@@ -40,16 +40,9 @@ type runner struct {
 	mu     sync.Mutex // guards report (rows may run side by side)
 }
 
+// want reports whether --only selects the row called name.
 func (b *runner) want(name string) bool {
-	if len(b.cfg.Only) == 0 {
-		return true
-	}
-	for _, o := range b.cfg.Only {
-		if strings.Contains(name, o) {
-			return true
-		}
-	}
-	return false
+	return len(b.cfg.Only) == 0 || slices.ContainsFunc(b.cfg.Only, func(o string) bool { return strings.Contains(name, o) })
 }
 
 type loadFn = func(ctx context.Context, worker, i int) error

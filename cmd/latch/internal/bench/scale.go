@@ -217,25 +217,27 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		progress(b.cfg, "sweep: prepare: %v", err)
 		return
 	}
-	pair := func(label string, wl *workload, settings ...string) (started time.Time, ok bool) {
-		started = time.Now()
+	// pair runs the two rows side by side on a server started with
+	// settings, the sweep's first tick (when settings turn it on) just
+	// before them.
+	pair := func(label string, wl *workload, settings ...string) bool {
+		started := time.Now()
 		srv, err := startServer(ctx, b.cfg.Binary, db, settings...)
 		if err != nil {
 			progress(b.cfg, "sweep: %v", err)
-			return started, false
+			return false
 		}
 		defer srv.stop()
 		b.srv = srv
 		clients, closeClients, err := dial(srv.addr, 4, latchv1.NewAuthServiceClient)
 		if err != nil {
-			return started, false
+			return false
 		}
 		defer closeClients()
+		wl.clients = clients
 		if len(settings) > 0 {
-			// Let the first tick (sweepTick after start) begin the sweep.
 			time.Sleep(time.Until(started.Add(sweepTick + 50*time.Millisecond)))
 		}
-		wl.clients = clients
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -243,13 +245,11 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		}()
 		b.measure(ctx, "sweep", "Refresh, "+label, half, wl.refresh)
 		<-done
-		return started, true
-	}
-	if _, ok := pair("sweeper off", newWorkload(fx, nil, half, 0, 2*half)); !ok {
-		return
+		return true
 	}
 	label := fmt.Sprintf("during a sweep of %d expired sessions", expired)
-	if _, ok := pair(label, newWorkload(fx, nil, half, half, 2*half), "LATCH_SWEEP_INTERVAL="+sweepTick.String()); !ok {
+	if !pair("sweeper off", newWorkload(fx, nil, half, 0, 2*half)) ||
+		!pair(label, newWorkload(fx, nil, half, half, 2*half), "LATCH_SWEEP_INTERVAL="+sweepTick.String()) {
 		return
 	}
 	swept, err := countSwept(ctx, db, fx.expired)
