@@ -104,7 +104,6 @@ const (
 
 // fixture is the state prepared in the database before the server starts.
 type fixture struct {
-	signer  *tokens.Signer
 	access  []string // one live access token per session
 	refresh []string // one refresh token per session
 	caller  string   // access token with role introspect
@@ -135,9 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer srv.stop()
-	if st, err := os.Stat(db); err == nil {
-		r.DBSizeMiB = float64(st.Size()) / (1 << 20)
-	}
+	r.DBSizeMiB = fileMiB(db)
 	if kib, err := memKiB(srv.cmd.Process.Pid, "VmRSS"); err == nil {
 		r.IdleRSSMiB = kib / 1024
 	}
@@ -226,7 +223,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	fx := &fixture{signer: signer}
+	fx := &fixture{}
 	// The refresh-token MAC secret the server will load and mint with; the
 	// fixture's sessions hold tokens minted with it.
 	refreshKey, err := tokens.NewRefreshKey(rand.Reader)
