@@ -122,17 +122,9 @@ const maxNumericDate = 253402300799
 // integer in [0, maxNumericDate]: no string, fraction, exponent, sign or
 // leading zero.
 func jsonNumericDate(raw json.RawMessage) (int64, bool) {
-	if len(raw) == 0 || (len(raw) > 1 && raw[0] == '0') {
+	v, err := strconv.ParseUint(string(raw), 10, 64) // digits only: no sign, fraction or exponent
+	if err != nil || (len(raw) > 1 && raw[0] == '0') || v > maxNumericDate {
 		return 0, false
 	}
-	for _, c := range raw {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || v > maxNumericDate {
-		return 0, false
-	}
-	return v, true
+	return int64(v), true
 }

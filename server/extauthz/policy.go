@@ -439,12 +439,7 @@ func CanonicalPath(p string) bool {
 			}
 		}
 	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." })
 }
 
 // unreserved reports RFC 3986 unreserved characters, which percent-encoding
