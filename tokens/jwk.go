@@ -76,9 +76,7 @@ func (j JWK) PublicKey() (*ecdsa.PublicKey, error) {
 	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 || !isBase64URL(j.X) || !isBase64URL(j.Y) {
 		return nil, fmt.Errorf("tokens: jwk %q: x and y must be 32-byte base64url coordinates", j.Kid)
 	}
-	point := make([]byte, 0, 65)
-	point = append(append(append(point, 4), x...), y...)
-	k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
 	if err != nil {
 		return nil, fmt.Errorf("tokens: jwk %q: not a P-256 point: %w", j.Kid, err)
 	}
@@ -104,29 +102,15 @@ var _ KeySource = (*KeySet)(nil)
 // NewKeySet returns the set of keys, each under its RFC 7638 thumbprint, in
 // the order given (which is the order JWKS lists them).
 func NewKeySet(keys ...*ecdsa.PublicKey) (*KeySet, error) {
-	s := &KeySet{byID: make(map[string]*ecdsa.PublicKey, len(keys))}
+	set := JWKS{Keys: make([]JWK, 0, len(keys))}
 	for _, k := range keys {
 		j, err := NewJWK(k)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.add(j, k); err != nil {
-			return nil, err
-		}
+		set.Keys = append(set.Keys, j)
 	}
-	return s, nil
-}
-
-func (s *KeySet) add(j JWK, k *ecdsa.PublicKey) error {
-	if _, dup := s.byID[j.Kid]; dup {
-		return fmt.Errorf("tokens: duplicate kid %q in key set", j.Kid)
-	}
-	if len(s.byID) >= maxJWKSKeys {
-		return fmt.Errorf("tokens: key set holds more than %d keys", maxJWKSKeys)
-	}
-	s.byID[j.Kid] = k
-	s.jwks.Keys = append(s.jwks.Keys, j)
-	return nil
+	return NewKeySetFromJWKS(set)
 }
 
 // ParseJWKS parses a JSON Web Key Set document such as Latch serves at
@@ -140,7 +124,7 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if _, err := strictObject(data, nil); err != nil {
+	if _, err := strictObject(data); err != nil {
 		return nil, fmt.Errorf("tokens: jwks: %w", err)
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
@@ -174,10 +158,12 @@ func NewKeySetFromJWKS(set JWKS) (*KeySet, error) {
 		if err != nil {
 			return nil, err
 		}
-		j.Alg, j.Use = Algorithm, "sig"
-		if err := s.add(j, k); err != nil {
-			return nil, err
+		if _, dup := s.byID[j.Kid]; dup {
+			return nil, fmt.Errorf("tokens: duplicate kid %q in key set", j.Kid)
 		}
+		j.Alg, j.Use = Algorithm, "sig"
+		s.byID[j.Kid] = k
+		s.jwks.Keys = append(s.jwks.Keys, j)
 	}
 	if len(s.byID) == 0 {
 		return nil, errors.New("tokens: jwks holds no ES256 key")
@@ -191,12 +177,6 @@ func (s *KeySet) PublicKey(_ context.Context, kid string) (*ecdsa.PublicKey, err
 		return k, nil
 	}
 	return nil, ErrUnknownKey
-}
-
-// Has reports whether the set holds a key with this kid.
-func (s *KeySet) Has(kid string) bool {
-	_, ok := s.byID[kid]
-	return ok
 }
 
 // Len returns the number of keys.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -46,14 +47,7 @@ type Claims struct {
 }
 
 // HasRole reports whether the claims carry role.
-func (c Claims) HasRole(role string) bool {
-	for _, r := range c.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
+func (c Claims) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
 
 // wireClaims is the JSON form of Claims, in a fixed member order.
 type wireClaims struct {
@@ -108,7 +102,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	switch {
 	case c.Issuer == "" || c.Subject == "" || c.ID == "" || c.SessionID == "":
 		return "", errors.New("tokens: sign: iss, sub, jti and sid are required")
-	case len(c.Audience) == 0 || slicesHasEmpty(c.Audience):
+	case len(c.Audience) == 0 || slices.Contains(c.Audience, ""):
 		return "", errors.New("tokens: sign: aud is required")
 	case c.IssuedAt.IsZero() || !c.ExpiresAt.After(c.IssuedAt):
 		return "", errors.New("tokens: sign: exp must be after iat")
@@ -138,13 +132,4 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		return "", fmt.Errorf("tokens: sign: %w", err)
 	}
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
-}
-
-func slicesHasEmpty(ss []string) bool {
-	for _, s := range ss {
-		if s == "" {
-			return true
-		}
-	}
-	return false
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,7 +118,7 @@ func NewVerifier(keys KeySource, issuer string, audiences []string, opts ...Veri
 	if issuer == "" {
 		errs = append(errs, errors.New("an issuer is required"))
 	}
-	if len(audiences) == 0 || slicesHasEmpty(audiences) {
+	if len(audiences) == 0 || slices.Contains(audiences, "") {
 		errs = append(errs, errors.New("at least one non-empty audience is required"))
 	}
 	if o.leeway < 0 || o.leeway > MaxLeeway {
@@ -211,10 +211,6 @@ func (v *Verifier) lookupKey(ctx context.Context, t *jwt.Token, x *verification)
 // rawSignatureLength is the base64url length of a 64-byte r||s.
 const rawSignatureLength = 86
 
-// maxHeaderMembers bounds the members kept from a header on the stack; a
-// header with more still decodes (the slice grows).
-const maxHeaderMembers = 8
-
 // precheck refuses, before golang-jwt's parser runs, what Latch refuses
 // and the parser would accept or give another reason for: a token over
 // MaxTokenLength, anything but three non-empty parts in the base64url
@@ -253,22 +249,21 @@ func checkHeader(seg string) error {
 	if err != nil {
 		return invalid(ErrMalformed, "header encoding")
 	}
-	var buf [maxHeaderMembers]member
-	m, err := strictObject(raw, buf[:0])
+	m, err := strictObject(raw)
 	if err != nil {
 		return invalid(ErrMalformed, "header: "+err.Error())
 	}
-	if alg, ok := jsonString(lookup(m, "alg")); !ok || alg != Algorithm {
+	if alg, ok := jsonString(m["alg"]); !ok || alg != Algorithm {
 		return invalid(ErrUnsupported, "alg must be ES256")
 	}
-	typ, ok := jsonString(lookup(m, "typ"))
+	typ, ok := jsonString(m["typ"])
 	if !ok || !(strings.EqualFold(typ, AccessTokenType) || strings.EqualFold(typ, "application/"+AccessTokenType)) {
 		return invalid(ErrUnsupported, "typ must be at+jwt")
 	}
-	if lookup(m, "crit") != nil {
+	if _, ok := m["crit"]; ok {
 		return invalid(ErrUnsupported, "crit is not supported")
 	}
-	kid, ok := jsonString(lookup(m, "kid"))
+	kid, ok := jsonString(m["kid"])
 	if !ok || kid == "" || len(kid) > maxKeyIDLength {
 		return invalid(ErrMalformed, "kid is required")
 	}
@@ -276,60 +271,48 @@ func checkHeader(seg string) error {
 }
 
 // verification holds one token's claims as golang-jwt's parser decodes
-// them: strictly (UnmarshalJSON), with the array members decoded only once
-// the signature has verified (GetAudience and Validate).
+// them, strictly (UnmarshalJSON).
 type verification struct {
 	claims        Claims
 	exp, iat, nbf jwt.NumericDate
 	hasNbf        bool
-	// The array members as received, nil when absent.
-	rawAud, rawRoles json.RawMessage
 	// decoded is set once UnmarshalJSON has accepted the claims.
 	decoded bool
 }
-
-var _ jwt.ClaimsValidator = (*verification)(nil)
-
-// maxClaimsMembers bounds the members kept from the claims on the stack.
-const maxClaimsMembers = 16
 
 // UnmarshalJSON decodes the claims strictly: what golang-jwt does not
 // check (duplicate names, integer NumericDates, required sub, jti, iat and
 // sid, types of aud and roles). The parser calls it before the key lookup.
 func (x *verification) UnmarshalJSON(data []byte) error {
-	var buf [maxClaimsMembers]member
-	m, err := strictObject(data, buf[:0])
+	m, err := strictObject(data)
 	if err != nil {
 		return invalid(ErrMalformed, "claims: "+err.Error())
 	}
 	c := &x.claims
 	var ok bool
 	str := func(name string, dst *string) bool {
-		*dst, ok = jsonString(lookup(m, name))
+		*dst, ok = jsonString(m[name])
 		return ok && *dst != ""
 	}
 	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
 		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
 	}
-	aud := lookup(m, "aud")
-	if one, isString := jsonString(aud); isString {
-		if one == "" {
-			return invalid(ErrMalformed, msgAudience)
-		}
+	if one, isString := jsonString(m["aud"]); isString {
 		c.Audience = []string{one}
-	} else if !isStringArray(aud) {
-		return invalid(ErrMalformed, msgAudience)
 	} else {
-		x.rawAud = aud
+		c.Audience, _ = jsonStrings(m["aud"])
 	}
-	exp, okExp := jsonNumericDate(lookup(m, "exp"))
-	iat, okIat := jsonNumericDate(lookup(m, "iat"))
+	if len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
+		return invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
+	}
+	exp, okExp := jsonNumericDate(m["exp"])
+	iat, okIat := jsonNumericDate(m["iat"])
 	if !okExp || !okIat {
 		return invalid(ErrMalformed, "exp and iat must be integer NumericDates")
 	}
 	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
 	x.exp.Time, x.iat.Time = c.ExpiresAt, c.IssuedAt
-	if rawNbf := lookup(m, "nbf"); rawNbf != nil {
+	if rawNbf, present := m["nbf"]; present {
 		nbf, ok := jsonNumericDate(rawNbf)
 		if !ok {
 			return invalid(ErrMalformed, "nbf must be an integer NumericDate")
@@ -337,24 +320,19 @@ func (x *verification) UnmarshalJSON(data []byte) error {
 		c.NotBefore = time.Unix(nbf, 0)
 		x.nbf.Time, x.hasNbf = c.NotBefore, true
 	}
-	if rawClient := lookup(m, "client_id"); rawClient != nil {
+	if rawClient, present := m["client_id"]; present {
 		if c.ClientID, ok = jsonString(rawClient); !ok {
 			return invalid(ErrMalformed, "client_id must be a string")
 		}
 	}
-	if rawRoles := lookup(m, "roles"); rawRoles != nil {
-		if !isStringArray(rawRoles) {
+	if rawRoles, present := m["roles"]; present {
+		if c.Roles, ok = jsonStrings(rawRoles); !ok {
 			return invalid(ErrMalformed, "roles must be an array of strings")
 		}
-		x.rawRoles = rawRoles
 	}
 	x.decoded = true
 	return nil
 }
-
-// msgAudience refuses an aud that is not a non-empty string or a non-empty
-// array of them.
-const msgAudience = "aud must be a non-empty string or array of strings"
 
 // GetExpirationTime returns exp.
 func (x *verification) GetExpirationTime() (*jwt.NumericDate, error) { return &x.exp, nil }
@@ -376,38 +354,12 @@ func (x *verification) GetIssuer() (string, error) { return x.claims.Issuer, nil
 // GetSubject returns sub.
 func (x *verification) GetSubject() (string, error) { return x.claims.Subject, nil }
 
-// GetAudience returns aud, decoding an aud array. The parser's validator
-// calls it only after the signature verifies: arrays are the claims whose
-// decoding allocates in proportion to their length (a slice of strings),
-// and a forged token must not make the verifier allocate for what it
-// carries.
-func (x *verification) GetAudience() (jwt.ClaimStrings, error) {
-	if x.rawAud != nil {
-		auds, ok := jsonStrings(x.rawAud)
-		if !ok || len(auds) == 0 || slicesHasEmpty(auds) {
-			return nil, invalid(ErrMalformed, msgAudience)
-		}
-		x.claims.Audience, x.rawAud = auds, nil
-	}
-	return x.claims.Audience, nil
-}
-
-// Validate decodes the roles once the signature has verified (see
-// GetAudience); golang-jwt's validator calls it after its own checks.
-func (x *verification) Validate() error {
-	if x.rawRoles != nil {
-		var ok bool
-		if x.claims.Roles, ok = jsonStrings(x.rawRoles); !ok {
-			return invalid(ErrMalformed, "roles must be an array of strings")
-		}
-	}
-	return nil
-}
+// GetAudience returns aud.
+func (x *verification) GetAudience() (jwt.ClaimStrings, error) { return x.claims.Audience, nil }
 
 // classify maps the errors of golang-jwt's parser, past the precheck, to
 // this package's reasons. A reason of this package's own (from
-// UnmarshalJSON, GetAudience or Validate) comes first, as those checks
-// come before the parser's claim checks.
+// UnmarshalJSON) comes first, as its checks come before the parser's.
 func classify(err error) error {
 	var ve *verifyError
 	switch {

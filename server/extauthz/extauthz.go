@@ -36,16 +36,10 @@ const (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	v        *interceptors.Verifier
-	policy   atomic.Pointer[Policy]
-	subH     string
-	sidH     string
-	rolesH   string
-	aliases  []string // other spellings of the three names (see separatorAliases)
-	keepAuth bool
-	realm    string
-	log      *slog.Logger
-	metrics  *metrics // nil: none
+	options
+	v       *interceptors.Verifier
+	policy  atomic.Pointer[Policy]
+	aliases []string // other spellings of the three header names (see separatorAliases)
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -54,11 +48,11 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 type Option func(*options) error
 
 type options struct {
-	sub, sid, roles string
-	keepAuth        bool
-	realm           string
-	log             *slog.Logger
-	metrics         *metrics
+	subH, sidH, rolesH string
+	keepAuth           bool
+	realm              string
+	log                *slog.Logger
+	metrics            *metrics // nil: none
 }
 
 // WithHeaderNames sets the names of the headers that carry the token's
@@ -71,7 +65,7 @@ func WithHeaderNames(sub, sid, roles string) Option {
 		if err := CheckHeaderNames(sub, sid, roles); err != nil {
 			return fmt.Errorf("WithHeaderNames: %w", err)
 		}
-		o.sub, o.sid, o.roles = sub, sid, roles
+		o.subH, o.sidH, o.rolesH = sub, sid, roles
 		return nil
 	}
 }
@@ -131,7 +125,7 @@ func WithLogger(l *slog.Logger) Option {
 // accepts, Check refuses a token that names Latch's own audience (p's
 // issuer, or the token's iss).
 func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
-	o := options{sub: DefaultSubjectHeader, sid: DefaultSessionHeader, roles: DefaultRolesHeader, realm: "latch",
+	o := options{subH: DefaultSubjectHeader, sidH: DefaultSessionHeader, rolesH: DefaultRolesHeader, realm: "latch",
 		log: slog.New(slog.DiscardHandler)}
 	var errs []error
 	if v == nil || p == nil {
@@ -145,9 +139,8 @@ func New(v *interceptors.Verifier, p *Policy, opts ...Option) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("extauthz: %w", err)
 	}
-	s := &Server{v: v, subH: o.sub, sidH: o.sid, rolesH: o.roles, keepAuth: o.keepAuth, realm: o.realm, log: o.log,
-		metrics: o.metrics}
-	for _, n := range []string{o.sub, o.sid, o.roles} {
+	s := &Server{options: o, v: v}
+	for _, n := range []string{o.subH, o.sidH, o.rolesH} {
 		s.aliases = append(s.aliases, separatorAliases(n)...)
 	}
 	s.policy.Store(p)
@@ -191,11 +184,16 @@ var (
 	denyMissing     = denial{http: typev3.StatusCode_Unauthorized, code: codes.Unauthenticated, challenge: true, body: "unauthorized", reason: "no bearer token"}
 	denyForbidden   = denial{http: typev3.StatusCode_Forbidden, code: codes.PermissionDenied, body: "forbidden", reason: "no policy rule admits the path"}
 	denyMissingRole = denial{http: typev3.StatusCode_Forbidden, code: codes.PermissionDenied, errorCode: "insufficient_scope", challenge: true, reason: "token lacks a required role"}
-	denyUnavailable = denial{http: typev3.StatusCode_ServiceUnavailable, code: codes.Unavailable, errorCode: "temporarily_unavailable"}
 )
 
 func invalidToken(reason string) denial {
 	return denial{http: typev3.StatusCode_Unauthorized, code: codes.Unauthenticated, errorCode: "invalid_token", challenge: true, reason: reason}
+}
+
+// unavailable is the refusal when Latch could not establish what it needs
+// to decide: fail closed, worth a retry.
+func unavailable(reason string) denial {
+	return denial{http: typev3.StatusCode_ServiceUnavailable, code: codes.Unavailable, errorCode: "temporarily_unavailable", reason: reason}
 }
 
 // Fixed client-visible gRPC status messages, one per code.
@@ -272,13 +270,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 func verifyDenial(err error) denial {
 	switch {
 	case errors.Is(err, interceptors.ErrStale):
-		d := denyUnavailable
-		d.reason = "verifier stale (fail closed)"
-		return d
+		return unavailable("verifier stale (fail closed)")
 	case errors.Is(err, verifier.ErrRevocationUnavailable):
-		d := denyUnavailable
-		d.reason = "revocation state unavailable"
-		return d
+		return unavailable("revocation state unavailable")
 	case errors.Is(err, interceptors.ErrRevoked):
 		return invalidToken("token revoked")
 	}
@@ -287,31 +281,14 @@ func verifyDenial(err error) denial {
 	}
 	// No reason: the key lookup failed (Latch's own key ring), not the token, as
 	// in the interceptors' own mapping.
-	d := denyUnavailable
-	d.reason = "signing keys unavailable"
-	return d
+	return unavailable("signing keys unavailable")
 }
 
-// bearerToken reads the one "authorization: Bearer <token>" header, from
-// the headers map or, with Envoy's encode_raw_headers, the header map. No
+// bearerToken reads the one "authorization: Bearer <token>" header. No
 // header, or one of another scheme, presents no bearer token (RFC 6750
 // §3.1: no error code); any other malformed value is an invalid token.
 func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
-	var lines []string
-	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
-		for _, hv := range hm.GetHeaders() {
-			if strings.EqualFold(hv.GetKey(), "authorization") {
-				v := string(hv.GetRawValue())
-				if v == "" {
-					v = hv.GetValue()
-				}
-				lines = append(lines, v)
-			}
-		}
-	} else if v, ok := h.GetHeaders()["authorization"]; ok {
-		lines = append(lines, v)
-	}
-	tok, err := bearer.FromHeader(lines...)
+	tok, err := bearer.FromHeader(headerValues(h, "authorization")...)
 	switch {
 	case errors.Is(err, bearer.ErrMissing), errors.Is(err, bearer.ErrScheme):
 		d := denyMissing
@@ -323,27 +300,40 @@ func bearerToken(h *authv3.AttributeContext_HttpRequest) (string, *denial) {
 	return tok, nil
 }
 
-// pseudoPathAgrees reports whether the request's :path header, when the
-// attributes carry one, is the path field: the policy judges the one the
-// upstream is routed by, and a caller that sent two different ones is
-// refused rather than guessed at.
-func pseudoPathAgrees(h *authv3.AttributeContext_HttpRequest) bool {
-	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
-		for _, hv := range hm.GetHeaders() {
-			if hv.GetKey() == ":path" {
-				v := string(hv.GetRawValue())
-				if v == "" {
-					v = hv.GetValue()
-				}
-				if v != h.GetPath() {
-					return false
-				}
-			}
+// headerValues returns the values of the header name (lower-case), from
+// the headers map or, with Envoy's encode_raw_headers, the header map.
+func headerValues(h *authv3.AttributeContext_HttpRequest, name string) []string {
+	hm := h.GetHeaderMap().GetHeaders()
+	if len(hm) == 0 {
+		if v, ok := h.GetHeaders()[name]; ok {
+			return []string{v}
 		}
-		return true
+		return nil
 	}
-	v, ok := h.GetHeaders()[":path"]
-	return !ok || v == h.GetPath()
+	var out []string
+	for _, hv := range hm {
+		if strings.EqualFold(hv.GetKey(), name) {
+			v := string(hv.GetRawValue())
+			if v == "" {
+				v = hv.GetValue()
+			}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// pseudoPathAgrees reports whether every :path header the attributes
+// carry is the path field: the policy judges the one the upstream is
+// routed by, and a caller that sent two different ones is refused rather
+// than guessed at.
+func pseudoPathAgrees(h *authv3.AttributeContext_HttpRequest) bool {
+	for _, v := range headerValues(h, ":path") {
+		if v != h.GetPath() {
+			return false
+		}
+	}
+	return true
 }
 
 // allow answers OK. For a verified token the response also carries sub,
@@ -353,12 +343,7 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 	ok := &authv3.OkHttpResponse{}
 	resp := &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}
-	set := func(name, value string) {
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: name, Value: value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
+	set := func(name, value string) { ok.Headers = append(ok.Headers, overwrite(name, value)) }
 	// Client-sent headers that CGI-style upstreams (WSGI, Rack, PHP) read
 	// as the identity headers ("x_latch_sub" and "x-latch-sub" are both
 	// HTTP_X_LATCH_SUB there) are removed in every case.
@@ -385,36 +370,41 @@ func (s *Server) allow(ctx context.Context, h *authv3.AttributeContext_HttpReque
 		ok.HeadersToRemove = append(ok.HeadersToRemove, "authorization")
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("event", "ext_authz_allowed"), slog.String("method", h.GetMethod()),
-			slog.String("path", logPath(h.GetPath())), slog.String("request_id", h.GetId()), slog.Bool("public", c == nil)}
-		if c != nil {
-			attrs = append(attrs, slog.String("user_id", c.Subject), slog.String("session_id", c.SessionID), slog.String("jti", c.ID))
-		}
-		s.log.LogAttrs(ctx, slog.LevelDebug, "request allowed", attrs...)
+		s.log.LogAttrs(ctx, slog.LevelDebug, "request allowed", logAttrs(h, c, slog.String("event", "ext_authz_allowed"),
+			slog.Bool("public", c == nil))...)
 	}
 	return resp
 }
 
-func (s *Server) deny(ctx context.Context, h *authv3.AttributeContext_HttpRequest, d denial, c *tokens.Claims) *authv3.CheckResponse {
-	attrs := []slog.Attr{slog.String("event", "ext_authz_denied"), slog.String("reason", d.reason),
-		slog.Int("http_status", int(d.http)), slog.String("method", h.GetMethod()), slog.String("path", logPath(h.GetPath())),
-		slog.String("request_id", h.GetId())}
+// logAttrs are the attributes of a decision's log record: first, the
+// request's method, path (without its query) and id, and the token's
+// user, session and jti when one verified. Never the token.
+func logAttrs(h *authv3.AttributeContext_HttpRequest, c *tokens.Claims, first ...slog.Attr) []slog.Attr {
+	attrs := append(first, slog.String("method", h.GetMethod()), slog.String("path", logPath(h.GetPath())),
+		slog.String("request_id", h.GetId()))
 	if c != nil {
 		attrs = append(attrs, slog.String("user_id", c.Subject), slog.String("session_id", c.SessionID), slog.String("jti", c.ID))
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "request denied", attrs...)
+	return attrs
+}
 
-	hdr := func(k, v string) *corev3.HeaderValueOption {
-		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
-	}
-	headers := []*corev3.HeaderValueOption{hdr("content-type", "application/json"), hdr("cache-control", "no-store")}
+// overwrite sets header k to v, replacing what the client sent.
+func overwrite(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+}
+
+func (s *Server) deny(ctx context.Context, h *authv3.AttributeContext_HttpRequest, d denial, c *tokens.Claims) *authv3.CheckResponse {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request denied", logAttrs(h, c, slog.String("event", "ext_authz_denied"),
+		slog.String("reason", d.reason), slog.Int("http_status", int(d.http)))...)
+
+	headers := []*corev3.HeaderValueOption{overwrite("content-type", "application/json"), overwrite("cache-control", "no-store")}
 	if d.challenge {
 		ch := `Bearer realm="` + s.realm + `"`
 		if d.errorCode != "" {
 			ch += `, error="` + d.errorCode + `"`
 		}
-		headers = append(headers, hdr("www-authenticate", ch))
+		headers = append(headers, overwrite("www-authenticate", ch))
 	}
 	body := `{"error":"` + d.errorCode + `"}`
 	if d.errorCode == "" {

@@ -15,12 +15,6 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-// Decisions, the "decision" label of latch_ext_authz_checks_total.
-const (
-	decisionAllowed = "allowed"
-	decisionDenied  = "denied"
-)
-
 // WithMetrics registers on reg, and keeps up to date:
 //
 //   - latch_ext_authz_checks_total{decision, code}: Checks by decision
@@ -45,11 +39,7 @@ func WithMetrics(reg prometheus.Registerer) Option {
 			}, []string{"decision"}),
 		}
 		for _, code := range []string{"200", "400", "401", "403", "503"} { // every series from the start
-			d := decisionDenied
-			if code == "200" {
-				d = decisionAllowed
-			}
-			m.checks.WithLabelValues(d, code)
+			m.checks.WithLabelValues(decision(code == "200"), code)
 		}
 		for _, c := range []prometheus.Collector{m.checks, m.duration} {
 			if err := reg.Register(c); err != nil {
@@ -66,10 +56,14 @@ func (m *metrics) observe(allowed bool, httpStatus int, since time.Time) {
 	if m == nil {
 		return
 	}
-	d := decisionDenied
+	m.checks.WithLabelValues(decision(allowed), strconv.Itoa(httpStatus)).Inc()
+	m.duration.WithLabelValues(decision(allowed)).Observe(time.Since(since).Seconds())
+}
+
+// decision is the "decision" label of the metrics.
+func decision(allowed bool) string {
 	if allowed {
-		d = decisionAllowed
+		return "allowed"
 	}
-	m.checks.WithLabelValues(d, strconv.Itoa(httpStatus)).Inc()
-	m.duration.WithLabelValues(d).Observe(time.Since(since).Seconds())
+	return "denied"
 }

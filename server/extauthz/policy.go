@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -104,25 +105,24 @@ func (p *Policy) match(method, path string) *rule {
 // GET, else the one listing no method; only among rules that need a token
 // when needsToken (the request is another form of the pattern).
 func pick(rs []*rule, method string, needsToken bool) *rule {
-	ok := func(r *rule) bool { return !needsToken || !r.public }
+	var best *rule
+	bestRank := 0
 	for _, r := range rs {
-		if r.methods[method] && ok(r) {
-			return r
+		rank := 0
+		switch {
+		case needsToken && r.public:
+		case r.methods[method]:
+			rank = 3
+		case method == "HEAD" && r.methods["GET"]:
+			rank = 2
+		case r.methods == nil:
+			rank = 1
+		}
+		if rank > bestRank {
+			best, bestRank = r, rank
 		}
 	}
-	if method == "HEAD" {
-		for _, r := range rs {
-			if r.methods["GET"] && ok(r) {
-				return r
-			}
-		}
-	}
-	for _, r := range rs {
-		if r.methods == nil && ok(r) {
-			return r
-		}
-	}
-	return nil
+	return best
 }
 
 // The file format (YAML, or JSON, which YAML includes).
@@ -277,19 +277,21 @@ func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	withMethodsFirst := func(rs []*rule) {
-		sort.SliceStable(rs, func(i, j int) bool { return rs[i].methods != nil && rs[j].methods == nil })
-	}
+	// Within each pattern, rules listing methods come before those that
+	// list none; otherwise in file order, so that patterns differing in
+	// case only are tried in it.
+	sort.SliceStable(all, func(i, j int) bool { return all[i].methods != nil && all[j].methods == nil })
 	prefixes := map[string][]*rule{}
 	for _, r := range all {
 		if r.prefix {
 			prefixes[r.pattern] = append(prefixes[r.pattern], r)
-		} else {
-			p.exact[r.pattern] = append(p.exact[r.pattern], r)
+			continue
 		}
+		p.exact[r.pattern] = append(p.exact[r.pattern], r)
+		f := strings.ToLower(r.pattern)
+		p.exactFold[f] = append(p.exactFold[f], r)
 	}
 	for pattern, rs := range prefixes {
-		withMethodsFirst(rs)
 		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, folded: strings.ToLower(pattern), rules: rs})
 	}
 	sort.Slice(p.prefixes, func(i, j int) bool {
@@ -299,18 +301,6 @@ func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 		}
 		return a < b
 	})
-	for _, rs := range p.exact {
-		withMethodsFirst(rs)
-	}
-	for _, r := range all { // file order, so that patterns differing in case only are tried in it
-		if !r.prefix {
-			f := strings.ToLower(r.pattern)
-			p.exactFold[f] = append(p.exactFold[f], r)
-		}
-	}
-	for _, rs := range p.exactFold {
-		withMethodsFirst(rs)
-	}
 	return p, nil
 }
 
@@ -439,33 +429,17 @@ func CanonicalPath(p string) bool {
 			return false
 		}
 		if c == '%' {
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b, err := hex.DecodeString(p[i+1 : min(i+3, len(p))])
+			if len(b) != 1 || err != nil {
 				return false // malformed escape: no telling how the upstream reads it
 			}
-			d := unhex(p[i+1])<<4 | unhex(p[i+2])
+			d := b[0]
 			if d == '/' || d == '\\' || d == ';' || d == '%' || d < 0x20 || d == 0x7f || unreserved(d) {
 				return false
 			}
 		}
 	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
+	return !slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." })
 }
 
 // unreserved reports RFC 3986 unreserved characters, which percent-encoding

@@ -120,12 +120,9 @@ func attackerKey(t testing.TB) *ecdsa.PrivateKey {
 
 // signWith signs the valid payload with key under header h.
 func signWith(t testing.TB, k *Kit, key *ecdsa.PrivateKey, h map[string]any) string {
-	signing := b64(mustJSON(t, h)) + "." + b64(mustJSON(t, k.Claims()))
-	sig, err := jwt.SigningMethodES256.Sign(signing, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + b64(sig)
+	other := *k
+	other.Key = key
+	return other.SignMaps(t, h, k.Claims())
 }
 
 func attackerJWK(t testing.TB, ak *ecdsa.PrivateKey) map[string]any {

@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 )
 
 // Config is what one run measures.
@@ -105,7 +104,6 @@ const (
 
 // fixture is the state prepared in the database before the server starts.
 type fixture struct {
-	signer  *tokens.Signer
 	access  []string // one live access token per session
 	refresh []string // one refresh token per session
 	caller  string   // access token with role introspect
@@ -136,9 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer srv.stop()
-	if st, err := os.Stat(db); err == nil {
-		r.DBSizeMiB = float64(st.Size()) / (1 << 20)
-	}
+	r.DBSizeMiB = fileMiB(db)
 	if kib, err := memKiB(srv.cmd.Process.Pid, "VmRSS"); err == nil {
 		r.IdleRSSMiB = kib / 1024
 	}
@@ -227,7 +223,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	fx := &fixture{signer: signer}
+	fx := &fixture{}
 	// The refresh-token MAC secret the server will load and mint with; the
 	// fixture's sessions hold tokens minted with it.
 	refreshKey, err := tokens.NewRefreshKey(rand.Reader)
@@ -240,13 +236,6 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		return nil, err
 	}
 
-	// Live sessions 0..live-1 for the workload, live (the introspect
-	// caller) and live+1 (the orders caller); then the filler.
-	type liveSession struct {
-		sid, user, rt, aud string
-		roles              []string
-	}
-	lives := make([]liveSession, pop.live+2)
 	chunk := make([]storage.Session, 0, importChunk)
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -258,96 +247,62 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		chunk = chunk[:0]
 		return err
 	}
-	add := func(sess storage.Session) error {
-		chunk = append(chunk, sess)
-		if len(chunk) == importChunk {
-			return flush()
+	// Sessions 0..live-1 are the workload's, live the introspect caller's
+	// and live+1 the orders caller's, each with an access token; then the
+	// filler, and the expired sessions, each expiring a microsecond after
+	// the previous one (the sweeper deletes them in this order).
+	withToken, firstExpired := pop.live+2, pop.live+2+pop.filler
+	for i := range firstExpired + pop.expired {
+		user, roles, aud, expires := "u-bench", []string{"orders:read"}, benchAudience, now.Add(7*24*time.Hour)
+		if i == pop.live { // the introspect caller holds a token for Latch's own audience
+			user, roles, aud = "u-svc", []string{"introspect"}, benchIssuer
 		}
-		return nil
-	}
-	live := func(user, aud string, expires time.Time) (storage.Session, string, error) {
+		if i >= firstExpired {
+			expires = now.Add(-time.Hour).Add(time.Duration(i-firstExpired) * time.Microsecond)
+		}
 		sid, err := tokens.NewID(rand.Reader)
 		if err != nil {
-			return storage.Session{}, "", err
+			return nil, err
 		}
 		rt, minted, err := tokens.NewRefreshToken(rand.Reader, refreshKey, sid, 0)
 		if err != nil {
-			return storage.Session{}, "", err
+			return nil, err
 		}
 		created := now
 		if expires.Add(-time.Hour).Before(now) {
 			created = expires.Add(-time.Hour)
 		}
-		return storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: minted.Digest,
-			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires}, rt, nil
-	}
-	for i := range lives {
-		user, roles, aud := "u-bench", []string{"orders:read"}, benchAudience
-		if i == pop.live {
-			// The introspect caller holds a token for Latch's own audience.
-			user, roles, aud = "u-svc", []string{"introspect"}, benchIssuer
+		chunk = append(chunk, storage.Session{ID: sid, UserID: user, Audience: aud, CurrentHash: minted.Digest,
+			CreatedAt: created, LastRotatedAt: created, IdleExpiresAt: expires, AbsoluteExpiresAt: expires})
+		if len(chunk) == importChunk {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
-		sess, rt, err := live(user, aud, now.Add(7*24*time.Hour))
+		switch {
+		case i >= firstExpired:
+			fx.expired = append(fx.expired, sid)
+			continue
+		case i >= withToken:
+			continue
+		}
+		jti, _ := tokens.NewID(rand.Reader)
+		at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: user, Audience: []string{aud},
+			IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: sid, Roles: roles})
 		if err != nil {
 			return nil, err
 		}
-		lives[i] = liveSession{sid: sess.ID, user: user, rt: rt, aud: aud, roles: roles}
-		if err := add(sess); err != nil {
-			return nil, err
-		}
-	}
-	for range pop.filler {
-		sess, _, err := live("u-bench", benchAudience, now.Add(7*24*time.Hour))
-		if err != nil {
-			return nil, err
-		}
-		if err := add(sess); err != nil {
-			return nil, err
-		}
-	}
-	// Expired sessions, each a microsecond after the previous one: the
-	// sweeper deletes them in this order.
-	first := now.Add(-time.Hour)
-	for i := range pop.expired {
-		sess, _, err := live("u-bench", benchAudience, first.Add(time.Duration(i)*time.Microsecond))
-		if err != nil {
-			return nil, err
-		}
-		fx.expired = append(fx.expired, sess.ID)
-		if err := add(sess); err != nil {
-			return nil, err
+		switch i {
+		case pop.live:
+			fx.caller = at
+		case pop.live + 1:
+			fx.orders = at
+		default:
+			fx.access, fx.refresh = append(fx.access, at), append(fx.refresh, rt)
 		}
 	}
 	if err := flush(); err != nil {
 		return nil, err
-	}
-
-	// Mint the live sessions' access tokens on every core.
-	ats := make([]string, len(lives))
-	errs := make([]error, runtime.NumCPU())
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Go(func() {
-			for i := w; i < len(lives); i += len(errs) {
-				jti, _ := tokens.NewID(rand.Reader)
-				at, err := signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: lives[i].user, Audience: []string{lives[i].aud},
-					IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: lives[i].sid, Roles: lives[i].roles})
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				ats[i] = at
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	fx.caller, fx.orders = ats[pop.live], ats[pop.live+1]
-	fx.access = ats[:pop.live]
-	for _, l := range lives[:pop.live] {
-		fx.refresh = append(fx.refresh, l.rt)
 	}
 	return fx, nil
 }
@@ -400,34 +355,54 @@ func startServer(ctx context.Context, bin, db string, settings ...string) (*serv
 	cmd.Env = append(cmd.Env, "LATCH_AUDIENCE="+benchAudience, "LATCH_PROBE_BURST=100000000", "LATCH_LOGIN_ADDRESS_BURST=100000000",
 		"LATCH_SWEEP_INTERVAL=1h", "LATCH_HASH_CONCURRENCY="+strconv.Itoa(hashConcurrency()))
 	cmd.Env = append(cmd.Env, settings...) // the last assignment of a variable wins
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	s, err := start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start latch: %w", err)
 	}
-	s := &server{cmd: cmd, exited: make(chan struct{}), addr: gaddr, httpAddr: haddr}
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s.addr, s.httpAddr = gaddr, haddr
+	if s.conn, err = grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+		err = s.waitReady(ctx, func(ctx context.Context) error {
+			_, err := healthpb.NewHealthClient(s.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		})
+	}
 	if err != nil {
 		s.stop()
+		return nil, fmt.Errorf("latch serve: %w", err)
+	}
+	return s, nil
+}
+
+// start runs cmd, its output on this process's stderr, as a child whose
+// end closes exited.
+func start(cmd *exec.Cmd) (*server, error) {
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	s := &server{cmd: cmd, exited: make(chan struct{})}
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	return s, nil
+}
+
+// waitReady calls ready until it succeeds, and fails when the process
+// ends first or 30 s pass.
+func (s *server) waitReady(ctx context.Context, ready func(context.Context) error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := healthpb.NewHealthClient(s.conn).Check(cctx, &healthpb.HealthCheckRequest{})
+		err := ready(cctx)
 		cancel()
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		select {
 		case <-s.exited:
-			s.stop()
-			return nil, fmt.Errorf("latch serve ended before it was healthy (%v); its output is above", s.waitErr)
+			return fmt.Errorf("ended before it was ready (%v); its output is above", s.waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("latch did not become healthy: %w", err)
+			return fmt.Errorf("not ready after 30 s: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -448,24 +423,21 @@ func (s *server) doStop() {
 	}
 }
 
-// client returns an AuthService client; several connections spread the
-// load the way separate clients would.
-func (s *server) dial(n int) ([]latchv1.AuthServiceClient, func(), error) {
-	var conns []*grpc.ClientConn
-	var out []latchv1.AuthServiceClient
+// dial returns n clients of addr, made by newClient from a connection
+// each: several connections spread the load the way separate clients
+// would. close closes the connections.
+func dial[C any](addr string, n int, newClient func(grpc.ClientConnInterface) C) (clients []C, closeAll func(), err error) {
+	var conns cleanup
 	for range n {
-		c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
+			conns.run()
 			return nil, nil, err
 		}
-		conns = append(conns, c)
-		out = append(out, latchv1.NewAuthServiceClient(c))
+		conns = append(conns, func() { c.Close() })
+		clients = append(clients, newClient(c))
 	}
-	return out, func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}, nil
+	return clients, conns.run, nil
 }
 
 // Print writes the report as a table.
@@ -478,18 +450,15 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tname\treq/s\tp50 µs\tp99 µs\terrors\tserver CPU\tbench CPU\tserver peak RSS MiB\t")
+	ifSet := func(format string, v float64) string { // blank for what a row did not measure
+		if v > 0 {
+			return fmt.Sprintf(format, v)
+		}
+		return ""
+	}
 	for _, row := range r.Rows {
-		cpu, self, rss := "", "", ""
-		if row.ServerCores > 0 {
-			cpu = fmt.Sprintf("%.2f cores", row.ServerCores)
-		}
-		if row.ClientCores > 0 {
-			self = fmt.Sprintf("%.2f cores", row.ClientCores)
-		}
-		if row.ServerPeakMiB > 0 {
-			rss = fmt.Sprintf("%.1f", row.ServerPeakMiB)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros, row.Errors, cpu, self, rss)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t\n", row.Kind, row.Name, row.PerSecond, row.P50Micros, row.P99Micros,
+			row.Errors, ifSet("%.2f cores", row.ServerCores), ifSet("%.2f cores", row.ClientCores), ifSet("%.1f", row.ServerPeakMiB))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nratios (same run):")
@@ -538,26 +507,17 @@ func (b *runner) uncached(ctx context.Context, dir string) (row, func()) {
 		progress(b.cfg, "start uncached: %v", err)
 		return row{}, func() {}
 	}
-	clients, closeClients, err := srv.dial(4)
+	clients, closeClients, err := dial(srv.addr, 4, latchv1.NewAuthServiceClient)
 	if err != nil {
 		srv.stop()
 		return row{}, func() {}
-	}
-	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
-	n := len(fx.access)
-	fn := func(ctx context.Context, w, i int) error {
-		resp, err := clients[w%4].Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: fx.access[(w*7919+i)%n],
-			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-		if err == nil && !resp.GetActive() {
-			return fmt.Errorf("token inactive")
-		}
-		return err
 	}
 	stop := func() {
 		closeClients()
 		srv.stop()
 	}
-	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, n), conc: b.cfg.Concurrency, srv: srv, fn: fn}, stop
+	return row{kind: "scenario", name: fmt.Sprintf("%s, %d distinct tokens)", name, len(fx.access)), conc: b.cfg.Concurrency, srv: srv,
+		fn: newWorkload(fx, clients, 0, 0, 0).introspect}, stop
 }
 
 // loginEmail is the email of the i-th Login row account.

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"math"
 	"path/filepath"
@@ -167,12 +166,12 @@ latch_storage_commit_waits_total{outcome="filled"} 7
 latch_storage_commit_writes_total 17276
 latch_storage_pages_written_total 50000
 `
-	c, err := parseStoreCounts(bufio.NewScanner(strings.NewReader(text)))
+	c, err := parseStoreCounts(strings.NewReader(text))
 	if err != nil || c != (storeCount{commits: 1234, writes: 17276}) {
 		t.Fatalf("parseStoreCounts = %+v, %v; want 1234 commits, 17276 writes", c, err)
 	}
 	for _, bad := range []string{"latch_storage_commits_total 3\n", "latch_storage_commits_total x\nlatch_storage_commit_writes_total 1\n"} {
-		if c, err := parseStoreCounts(bufio.NewScanner(strings.NewReader(bad))); err == nil {
+		if c, err := parseStoreCounts(strings.NewReader(bad)); err == nil {
 			t.Errorf("parseStoreCounts(%q) = %+v, want an error", bad, c)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Row names of the Ory Hydra peer (--hydra).
@@ -75,11 +76,11 @@ func startHydra(ctx context.Context, bin, dir string, conc int) (*hydra, error) 
 	}
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = env
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	srv, err := start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start hydra: %w", err)
 	}
-	h := &hydra{srv: &server{cmd: cmd}, public: "http://" + pub, admin: "http://" + adm,
+	h := &hydra{srv: srv, public: "http://" + pub, admin: "http://" + adm,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * conc, DisableCompression: true}}}
 	if err := h.setUp(ctx); err != nil {
 		h.stop()
@@ -89,14 +90,10 @@ func startHydra(ctx context.Context, bin, dir string, conc int) (*hydra, error) 
 }
 
 func (h *hydra) setUp(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := h.call(ctx, http.MethodGet, h.admin+"/health/ready", "", nil, nil); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("hydra did not become ready: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := h.srv.waitReady(ctx, func(ctx context.Context) error {
+		return h.call(ctx, http.MethodGet, h.admin+"/health/ready", "", nil, nil)
+	}); err != nil {
+		return fmt.Errorf("hydra: %w", err)
 	}
 	// The key set Hydra signs JWT access tokens with: created before the
 	// first token, so that Hydra does not generate its default RS256 one.
@@ -207,21 +204,12 @@ func (h *hydra) stop() {
 
 // jwtAlg returns the alg of a compact JWS's header, or "" when it has none.
 func jwtAlg(tok string) string {
-	head, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		return ""
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(head)
+	t, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
 	if err != nil {
 		return ""
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
-	}
-	if json.Unmarshal(raw, &hdr) != nil {
-		return ""
-	}
-	return hdr.Alg
+	alg, _ := t.Header["alg"].(string)
+	return alg
 }
 
 // lastLine returns the last non-empty line of out, at most 300 bytes, for

@@ -144,9 +144,3 @@ func runLoad(ctx context.Context, dur time.Duration, conc int, next []int, drain
 	}
 	return s
 }
-
-// load runs fn from conc goroutines for dur, cancelling the calls still
-// running at the end, and measures every call.
-func load(ctx context.Context, name string, dur time.Duration, conc int, fn func(ctx context.Context, worker int, i int) error) Result {
-	return runLoad(ctx, dur, conc, nil, false, fn).result(name)
-}

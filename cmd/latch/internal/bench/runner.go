@@ -28,7 +28,6 @@ import (
 	bbolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/argon2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -41,16 +40,9 @@ type runner struct {
 	mu     sync.Mutex // guards report (rows may run side by side)
 }
 
+// want reports whether --only selects the row called name.
 func (b *runner) want(name string) bool {
-	if len(b.cfg.Only) == 0 {
-		return true
-	}
-	for _, o := range b.cfg.Only {
-		if strings.Contains(name, o) {
-			return true
-		}
-	}
-	return false
+	return len(b.cfg.Only) == 0 || slices.ContainsFunc(b.cfg.Only, func(o string) bool { return strings.Contains(name, o) })
 }
 
 type loadFn = func(ctx context.Context, worker, i int) error
@@ -68,6 +60,9 @@ type row struct {
 	// row's stretches (the login flood); it returns once that load is
 	// under way, and its stop ends it.
 	background func(ctx context.Context) (stop func())
+	// sessions and dbMiB describe the database of a scale row.
+	sessions int
+	dbMiB    float64
 }
 
 // floodLead is how long the login flood runs before an "Introspect during
@@ -158,58 +153,50 @@ func (b *runner) interleave(ctx context.Context, rows ...row) []Result {
 // rowTally adds up the stretches of one row.
 type rowTally struct {
 	load                 sample
-	next                 []int // each worker's next call number
-	stretches            int
+	next                 []int   // each worker's next call number
 	clientCPU, serverCPU float64 // CPU seconds
 	startMiB, peakMiB    float64 // the server's RSS before the first stretch, and its highest
-	commits, writes      float64
+	store                storeCount
 	storeFailed          bool
 }
 
 // run measures one stretch of r.
 func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool) {
 	if r.background != nil {
-		// Started first, as the flood always was: the row's CPU, RSS and
-		// peak are measured while it runs.
+		// Started first: the row's CPU, RSS and peak are measured while it runs.
 		stop := r.background(ctx)
 		defer stop()
 	}
-	first := t.stretches == 0
-	t.stretches++
 	var pid int
 	var cpu0 float64
 	var store0 storeCount
-	var storeErr error
+	storeErr := errors.New("not a Latch server: no store metrics")
 	if r.srv != nil {
 		pid = r.srv.cmd.Process.Pid
 		cpu0, _ = cpuSeconds(pid)
 		resetPeak(pid)
-		if first {
-			if kib, err := memKiB(pid, "VmRSS"); err == nil {
-				t.startMiB = kib / 1024
-			}
+		if kib, err := memKiB(pid, "VmRSS"); err == nil && t.load.seconds == 0 {
+			t.startMiB = kib / 1024
 		}
 		if r.srv.httpAddr != "" {
 			store0, storeErr = storeCounts(ctx, r.srv.httpAddr)
 		}
 	}
 	self0, selfErr := cpuSeconds(os.Getpid())
-	s := runLoad(ctx, dur, r.conc, t.next, drain, r.fn)
-	t.load.add(s)
+	t.load.add(runLoad(ctx, dur, r.conc, t.next, drain, r.fn))
 	if self1, err := cpuSeconds(os.Getpid()); err == nil && selfErr == nil {
 		t.clientCPU += self1 - self0
 	}
 	if r.srv == nil {
 		return
 	}
-	if r.srv.httpAddr == "" {
-		t.storeFailed = true // not a Latch server: no store metrics
-	} else if store1, err := storeCounts(ctx, r.srv.httpAddr); err == nil && storeErr == nil {
-		t.commits += store1.commits - store0.commits
-		t.writes += store1.writes - store0.writes
-	} else {
-		t.storeFailed = true
+	if storeErr == nil {
+		var store1 storeCount
+		store1, storeErr = storeCounts(ctx, r.srv.httpAddr)
+		t.store.commits += store1.commits - store0.commits
+		t.store.writes += store1.writes - store0.writes
 	}
+	t.storeFailed = t.storeFailed || storeErr != nil
 	if cpu1, err := cpuSeconds(pid); err == nil {
 		t.serverCPU += cpu1 - cpu0
 	}
@@ -222,7 +209,7 @@ func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool
 // over their seconds together.
 func (t *rowTally) result(r row) Result {
 	out := t.load.result(r.name)
-	out.Kind = r.kind
+	out.Kind, out.StoredSessions, out.DBSizeMiB = r.kind, r.sessions, r.dbMiB
 	if out.Seconds <= 0 {
 		return out
 	}
@@ -231,7 +218,7 @@ func (t *rowTally) result(r row) Result {
 		out.ServerCores = t.serverCPU / out.Seconds
 		out.ServerStartMiB, out.ServerPeakMiB = t.startMiB, t.peakMiB
 		if !t.storeFailed {
-			out.StoreCommits, out.StoreWrites = t.commits, t.writes
+			out.StoreCommits, out.StoreWrites = t.store.commits, t.store.writes
 		}
 	}
 	return out
@@ -246,8 +233,8 @@ type peerRows struct {
 // cleanup is a list of functions that release what a row builder set up.
 type cleanup []func()
 
-// run calls them, the last added first; it is bound as a method value
-// early (closeAll = c.run) and still sees what is added after.
+// run calls them, the last added first. Bound as a method value early
+// (closeAll = c.run), it still sees what is added after.
 func (c *cleanup) run() {
 	for _, f := range slices.Backward(*c) {
 		f()
@@ -332,12 +319,11 @@ func (b *runner) baselines(dir string) (raw rawLimits, closeAll func()) {
 		healthpb.RegisterHealthServer(gs, health.NewServer())
 		go func() { _ = gs.Serve(lis) }()
 		closers = append(closers, gs.Stop)
-		conns := make([]healthpb.HealthClient, 4)
-		for i := range conns {
-			c, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			closers = append(closers, func() { c.Close() })
-			conns[i] = healthpb.NewHealthClient(c)
+		conns, closeConns, err := dial(lis.Addr().String(), 4, healthpb.NewHealthClient)
+		if err != nil {
+			return raw, closeAll
 		}
+		closers = append(closers, closeConns)
 		raw.echo = b.row("baseline", "raw gRPC unary echo", conc, func(ctx context.Context, w, _ int) error {
 			_, err := conns[w%len(conns)].Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
@@ -351,28 +337,24 @@ func (b *runner) baselines(dir string) (raw rawLimits, closeAll func()) {
 // the raw limits and the peers it is compared with.
 func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw rawLimits, peers peerRows) {
 	conc := b.cfg.Concurrency
-	clients, closeClients, err := b.srv.dial(4)
+	clients, closeClients, err := dial(b.srv.addr, 4, latchv1.NewAuthServiceClient)
 	if err != nil {
 		progress(b.cfg, "dial: %v", err)
 		return
 	}
 	defer closeClients()
 	cl := func(w int) latchv1.AuthServiceClient { return clients[w%len(clients)] }
-	caller := metadata.Pairs("authorization", "Bearer "+fx.caller)
+	wl := newWorkload(fx, clients, conc, 0, 0)
 	n := len(fx.access)
+	login := func(ctx context.Context, w, i int) error {
+		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
+		return err
+	}
 
 	uncached, closeUncached := b.uncached(ctx, dir)
 	defer closeUncached()
 	b.interleave(ctx, raw.verify, raw.jwt, raw.sign, uncached)
 
-	introspect := func(ctx context.Context, w int, tok string) error {
-		resp, err := cl(w).Introspect(metadata.NewOutgoingContext(ctx, caller), &latchv1.IntrospectRequest{Token: tok,
-			TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
-		if err == nil && !resp.GetActive() {
-			return fmt.Errorf("token inactive")
-		}
-		return err
-	}
 	siblings, closeSiblings := b.interceptorRows(ctx, fx)
 	defer closeSiblings()
 	b.interleave(ctx, append([]row{raw.echo,
@@ -380,54 +362,30 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 			_, err := cl(w).GetJWKS(ctx, &latchv1.GetJWKSRequest{})
 			return err
 		}),
-		b.row("scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, func(ctx context.Context, w, i int) error {
-			return introspect(ctx, w, fx.access[(w*7919+i)%n])
-		}),
+		b.row("scenario", fmt.Sprintf("Introspect (%d distinct tokens)", n), conc, wl.introspect),
 		b.row("scenario", "Introspect (hot mix: 90% on 10 tokens)", conc, func(ctx context.Context, w, i int) error {
 			if i%10 != 0 {
-				return introspect(ctx, w, fx.access[(w+i)%min(10, n)])
+				return wl.introspectToken(ctx, w, fx.access[(w+i)%min(10, n)])
 			}
-			return introspect(ctx, w, fx.access[(w*7919+i)%n])
+			return wl.introspect(ctx, w, i)
 		}),
 		peers.hydraIntrospect,
 	}, siblings...)...)
 
-	// Refresh: one rotation chain per worker (distinct sessions).
-	chains := make([]string, conc)
-	copy(chains, fx.refresh)
-	b.interleave(ctx, raw.batch, raw.group, peers.hydraIssue, b.row("scenario", "Refresh (rotation chains)", conc, func(ctx context.Context, w, _ int) error {
-		if w >= len(fx.refresh) {
-			return fmt.Errorf("fewer sessions than workers")
-		}
-		resp, err := cl(w).Refresh(ctx, &latchv1.RefreshRequest{RefreshToken: chains[w]})
-		if err != nil {
-			return err
-		}
-		chains[w] = resp.GetTokens().GetRefreshToken()
-		return nil
-	}))
-
-	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, func(ctx context.Context, w, i int) error {
-		_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
-		return err
-	}))
+	b.interleave(ctx, raw.batch, raw.group, peers.hydraIssue, b.row("scenario", "Refresh (rotation chains)", conc, wl.refresh))
+	b.interleave(ctx, raw.argon, b.row("scenario", "Login", conc, login))
 
 	// Introspect p99 alone and while a login flood saturates hashing,
 	// interleaved: the flood runs only during the second row's stretches.
 	half := max(conc/2, 1)
-	during := b.row("scenario", "Introspect during login flood", half, func(ctx context.Context, w, i int) error {
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	})
+	during := b.row("scenario", "Introspect during login flood", half, wl.introspect)
 	during.background = func(ctx context.Context) (stop func()) {
 		floodCtx, stopFlood := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			// Long enough to outlast the stretch; stop ends it.
-			load(floodCtx, "login flood", b.cfg.Duration+time.Minute, half, func(ctx context.Context, w, i int) error {
-				_, err := cl(w).Login(ctx, &latchv1.LoginRequest{Email: loginEmail(w*7919 + i), Password: benchPassword})
-				return err
-			})
+			runLoad(floodCtx, b.cfg.Duration+time.Minute, half, nil, false, login)
 		}()
 		time.Sleep(floodLead) // let the flood fill the hashing slots first
 		return func() {
@@ -438,9 +396,7 @@ func (b *runner) scenarios(ctx context.Context, dir string, fx *fixture, raw raw
 			time.Sleep(floodLead)
 		}
 	}
-	b.interleave(ctx, b.row("scenario", "Introspect, unloaded (half concurrency)", half, func(ctx context.Context, w, i int) error {
-		return introspect(ctx, w, fx.access[(w*7919+i)%n])
-	}), during)
+	b.interleave(ctx, b.row("scenario", "Introspect, unloaded (half concurrency)", half, wl.introspect), during)
 
 	// Revoke last: it denies the tokens it is given.
 	var next atomic.Int64
@@ -494,15 +450,11 @@ func (b *runner) interceptorRows(ctx context.Context, fx *fixture) (rows []row, 
 	ordersv1.RegisterOrdersServiceServer(gs, orders{})
 	go func() { _ = gs.Serve(lis) }()
 	closers = append(closers, gs.Stop)
-	var clients []ordersv1.OrdersServiceClient
-	for range 4 {
-		c, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, closeAll
-		}
-		closers = append(closers, func() { c.Close() })
-		clients = append(clients, ordersv1.NewOrdersServiceClient(c))
+	clients, closeClients, err := dial(lis.Addr().String(), 4, ordersv1.NewOrdersServiceClient)
+	if err != nil {
+		return nil, closeAll
 	}
+	closers = append(closers, closeClients)
 	md := metadata.Pairs("authorization", "Bearer "+fx.orders)
 	conc := b.cfg.Concurrency
 	return []row{

@@ -49,10 +49,17 @@ func (wl *workload) refresh(ctx context.Context, w, _ int) error {
 	return nil
 }
 
+// introspect introspects the workload's tokens in turn, each worker
+// starting at its own place.
 func (wl *workload) introspect(ctx context.Context, w, i int) error {
-	n := len(wl.access)
+	return wl.introspectToken(ctx, w, wl.access[(w*7919+i)%len(wl.access)])
+}
+
+// introspectToken introspects tok; an inactive answer is an error (every
+// token the rows present is live).
+func (wl *workload) introspectToken(ctx context.Context, w int, tok string) error {
 	resp, err := wl.clients[w%len(wl.clients)].Introspect(metadata.NewOutgoingContext(ctx, wl.caller),
-		&latchv1.IntrospectRequest{Token: wl.access[(w*7919+i)%n], TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
+		&latchv1.IntrospectRequest{Token: tok, TokenTypeHint: latchv1.TokenTypeHint_TOKEN_TYPE_HINT_ACCESS_TOKEN})
 	if err == nil && !resp.GetActive() {
 		return errors.New("token inactive")
 	}
@@ -75,52 +82,40 @@ func (b *runner) scale(ctx context.Context, dir string, sizes []int) {
 		sizeMiB  float64
 		srv      *server
 		wl       *workload
-		close    func()
 	}
-	var dbs []*scaleDB
-	stopAll := func() {
-		for _, d := range dbs {
-			if d.srv != nil {
-				d.close()
-				d.srv.stop()
-				d.srv = nil
-			}
-		}
-	}
+	var dbs []scaleDB
+	var servers cleanup
 	defer func() {
-		stopAll()
+		servers.run()
 		for _, d := range dbs {
 			_ = os.Remove(d.path)
 		}
 	}()
 	for _, n := range sizes {
-		d := &scaleDB{sessions: n, path: filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))}
+		path := filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))
 		live := min(b.cfg.Sessions, n)
 		progress(b.cfg, "scale: importing %d sessions", n)
 		t0 := time.Now()
-		fx, err := prepare(ctx, d.path, population{live: live, filler: n - live})
+		fx, err := prepare(ctx, path, population{live: live, filler: n - live})
 		if err != nil {
 			progress(b.cfg, "scale %d: prepare: %v", n, err)
 			return
 		}
-		d.sizeMiB = fileMiB(d.path)
-		progress(b.cfg, "scale: %d sessions imported in %v (db %.1f MiB)", n, time.Since(t0).Round(time.Millisecond), d.sizeMiB)
-		srv, err := startServer(ctx, b.cfg.Binary, d.path)
+		sizeMiB := fileMiB(path)
+		progress(b.cfg, "scale: %d sessions imported in %v (db %.1f MiB)", n, time.Since(t0).Round(time.Millisecond), sizeMiB)
+		srv, err := startServer(ctx, b.cfg.Binary, path)
 		if err != nil {
 			progress(b.cfg, "scale %d: %v", n, err)
 			return
 		}
-		clients, closeClients, err := srv.dial(4)
+		servers = append(servers, srv.stop)
+		clients, closeClients, err := dial(srv.addr, 4, latchv1.NewAuthServiceClient)
 		if err != nil {
-			srv.stop()
 			return
 		}
-		d.srv, d.close = srv, closeClients
-		d.wl = newWorkload(fx, clients, b.cfg.Concurrency, 0, b.cfg.Concurrency)
-		dbs = append(dbs, d)
-	}
-	name := func(rpc string, d *scaleDB) string {
-		return fmt.Sprintf("%s, %d stored sessions (db %.0f MiB)", rpc, d.sessions, d.sizeMiB)
+		servers = append(servers, closeClients)
+		dbs = append(dbs, scaleDB{sessions: n, path: path, sizeMiB: sizeMiB, srv: srv,
+			wl: newWorkload(fx, clients, b.cfg.Concurrency, 0, b.cfg.Concurrency)})
 	}
 	for _, rpc := range []string{"Refresh", "Introspect"} {
 		var rows []row
@@ -129,26 +124,20 @@ func (b *runner) scale(ctx context.Context, dir string, sizes []int) {
 			if rpc == "Introspect" {
 				fn = d.wl.introspect
 			}
-			rows = append(rows, row{kind: "scale", name: name(rpc, d), conc: b.cfg.Concurrency, fn: fn, srv: d.srv})
+			rows = append(rows, row{kind: "scale", name: fmt.Sprintf("%s, %d stored sessions (db %.0f MiB)", rpc, d.sessions, d.sizeMiB),
+				conc: b.cfg.Concurrency, fn: fn, srv: d.srv, sessions: d.sessions, dbMiB: d.sizeMiB})
 		}
-		for i, r := range b.interleave(ctx, rows...) {
-			if r.Name != "" {
-				b.setScale(r.Name, dbs[i].sessions, dbs[i].sizeMiB)
-			}
-		}
+		b.interleave(ctx, rows...)
 	}
-	stopAll()
+	servers.run() // the scatter rows need the files to themselves
+	servers = nil
 	var rows []row
 	for _, d := range dbs {
 		r, closeFile := b.scatterRow(d.path, d.sessions, d.sizeMiB)
 		defer closeFile()
 		rows = append(rows, r)
 	}
-	for i, r := range b.interleave(ctx, rows...) {
-		if r.Name != "" {
-			b.setScale(r.Name, dbs[i].sessions, dbs[i].sizeMiB)
-		}
-	}
+	b.interleave(ctx, rows...)
 }
 
 // scatterPages is how many pages the scatter baseline rewrites per commit:
@@ -192,7 +181,7 @@ func (b *runner) scatterRow(db string, sessions int, sizeMiB float64) (row, func
 		_, err := f.WriteAt(buf, off)
 		return err
 	}
-	return b.row("baseline", name, 1, func(context.Context, int, int) error {
+	r := b.row("baseline", name, 1, func(context.Context, int, int) error {
 		for range scatterPages {
 			if err := rewrite((2 + rng.Int64N(pages-2)) * page); err != nil {
 				return err
@@ -205,16 +194,9 @@ func (b *runner) scatterRow(db string, sessions int, sizeMiB float64) (row, func
 			return err
 		}
 		return f.Sync()
-	}), func() { f.Close() }
-}
-
-// setScale records the population of a scale row.
-func (b *runner) setScale(name string, sessions int, dbMiB float64) {
-	for i := range b.report.Rows {
-		if b.report.Rows[i].Name == name {
-			b.report.Rows[i].StoredSessions, b.report.Rows[i].DBSizeMiB = sessions, dbMiB
-		}
-	}
+	})
+	r.sessions, r.dbMiB = sessions, sizeMiB
+	return r, func() { f.Close() }
 }
 
 // sweep measures Refresh and Introspect p99 (run together, half the
@@ -235,25 +217,27 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		progress(b.cfg, "sweep: prepare: %v", err)
 		return
 	}
-	pair := func(label string, wl *workload, settings ...string) (started time.Time, ok bool) {
-		started = time.Now()
+	// pair runs the two rows side by side on a server started with
+	// settings, the sweep's first tick (when settings turn it on) just
+	// before them.
+	pair := func(label string, wl *workload, settings ...string) bool {
+		started := time.Now()
 		srv, err := startServer(ctx, b.cfg.Binary, db, settings...)
 		if err != nil {
 			progress(b.cfg, "sweep: %v", err)
-			return started, false
+			return false
 		}
 		defer srv.stop()
 		b.srv = srv
-		clients, closeClients, err := srv.dial(4)
+		clients, closeClients, err := dial(srv.addr, 4, latchv1.NewAuthServiceClient)
 		if err != nil {
-			return started, false
+			return false
 		}
 		defer closeClients()
+		wl.clients = clients
 		if len(settings) > 0 {
-			// Let the first tick (sweepTick after start) begin the sweep.
 			time.Sleep(time.Until(started.Add(sweepTick + 50*time.Millisecond)))
 		}
-		wl.clients = clients
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -261,13 +245,11 @@ func (b *runner) sweep(ctx context.Context, dir string, expired int) {
 		}()
 		b.measure(ctx, "sweep", "Refresh, "+label, half, wl.refresh)
 		<-done
-		return started, true
-	}
-	if _, ok := pair("sweeper off", newWorkload(fx, nil, half, 0, 2*half)); !ok {
-		return
+		return true
 	}
 	label := fmt.Sprintf("during a sweep of %d expired sessions", expired)
-	if _, ok := pair(label, newWorkload(fx, nil, half, half, 2*half), "LATCH_SWEEP_INTERVAL="+sweepTick.String()); !ok {
+	if !pair("sweeper off", newWorkload(fx, nil, half, 0, 2*half)) ||
+		!pair(label, newWorkload(fx, nil, half, half, 2*half), "LATCH_SWEEP_INTERVAL="+sweepTick.String()) {
 		return
 	}
 	swept, err := countSwept(ctx, db, fx.expired)

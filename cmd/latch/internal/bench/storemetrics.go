@@ -1,13 +1,14 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // storeCount is the server's group-commit counts at one moment.
@@ -30,38 +31,23 @@ func storeCounts(ctx context.Context, httpAddr string) (storeCount, error) {
 	if resp.StatusCode != http.StatusOK {
 		return storeCount{}, fmt.Errorf("read server metrics: %s", resp.Status)
 	}
-	return parseStoreCounts(bufio.NewScanner(resp.Body))
+	return parseStoreCounts(resp.Body)
 }
 
 // parseStoreCounts finds the two counters in Prometheus text format.
-func parseStoreCounts(sc *bufio.Scanner) (storeCount, error) {
+func parseStoreCounts(r io.Reader) (storeCount, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return storeCount{}, fmt.Errorf("server metrics: %w", err)
+	}
 	var c storeCount
-	found := 0
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		var dst *float64
-		switch {
-		case !ok:
-			continue
-		case name == "latch_storage_commits_total":
-			dst = &c.commits
-		case name == "latch_storage_commit_writes_total":
-			dst = &c.writes
-		default:
-			continue
+	for name, dst := range map[string]*float64{"latch_storage_commits_total": &c.commits, "latch_storage_commit_writes_total": &c.writes} {
+		ms := families[name].GetMetric()
+		if len(ms) != 1 {
+			return storeCount{}, fmt.Errorf("server metrics lack %s", name)
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return storeCount{}, fmt.Errorf("server metric %s: %w", name, err)
-		}
-		*dst = v
-		found++
-	}
-	if err := sc.Err(); err != nil {
-		return storeCount{}, err
-	}
-	if found != 2 {
-		return storeCount{}, fmt.Errorf("server metrics lack latch_storage_commits_total or latch_storage_commit_writes_total")
+		*dst = ms[0].GetCounter().GetValue() + ms[0].GetUntyped().GetValue() // one of them is set
 	}
 	return c, nil
 }
