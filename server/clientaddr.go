@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -74,12 +75,7 @@ func (s *Server) clientAddr(ctx context.Context) clientAddress {
 
 // trustedProxy reports whether ip is in one of Config.TrustedProxies.
 func (s *Server) trustedProxy(ip netip.Addr) bool {
-	for _, p := range s.cfg.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
 // peerIP is the transport peer's IP address (invalid when it has none, as
