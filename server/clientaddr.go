@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -88,13 +87,6 @@ func peerIP(ctx context.Context) netip.Addr {
 	if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
 		return ap.Addr().Unmap()
 	}
-	host, _, err := net.SplitHostPort(p.Addr.String())
-	if err != nil {
-		host = p.Addr.String()
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
+	ip, _ := netip.ParseAddr(p.Addr.String()) // an address without a port
 	return ip.Unmap()
 }

@@ -48,7 +48,7 @@ type readiness struct {
 	mu       sync.Mutex
 	draining bool
 	inflight *readyCall
-	last     error // result of the previous check, to log changes only
+	last     error // result of the last check, to log changes only
 	checked  bool
 }
 
@@ -103,7 +103,7 @@ func (s *Server) checkReady(c *readyCall) {
 	s.ready.mu.Lock()
 	c.err = err
 	s.ready.inflight = nil
-	changed := !s.ready.checked || (s.ready.last == nil) != (err == nil) || (err != nil && !errors.Is(err, s.ready.last))
+	changed := !s.ready.checked || err != s.ready.last // err is nil or a sentinel
 	s.ready.last, s.ready.checked = err, true
 	s.ready.mu.Unlock()
 	// The change is logged before the waiting callers are released, so

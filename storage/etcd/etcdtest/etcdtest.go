@@ -44,24 +44,16 @@ type Server struct {
 	proc    *exec.Cmd
 }
 
-// Binary returns the etcd binary to run, or "" when none is installed.
-func Binary() string {
+// Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
+// installed, and returns the binary ($LATCH_ETCD, else etcd on $PATH)
+// otherwise.
+func Require(t testing.TB) string {
+	t.Helper()
 	if p := os.Getenv("LATCH_ETCD"); p != "" {
 		return p
 	}
 	if p, err := exec.LookPath("etcd"); err == nil {
 		return p
-	}
-	return ""
-}
-
-// Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
-// installed, and returns the binary otherwise.
-func Require(t testing.TB) string {
-	t.Helper()
-	bin := Binary()
-	if bin != "" {
-		return bin
 	}
 	const how = "etcd is not installed: `apt-get install -y etcd-server` (Debian/Ubuntu), or set LATCH_ETCD to an etcd binary"
 	if os.Getenv("LATCH_REQUIRE_ETCD") == "1" {
