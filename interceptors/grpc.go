@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -76,32 +77,19 @@ func (v *Verifier) AuthFunc(p *Policy) auth.AuthFunc {
 			// No reason: the key lookup failed, not the token.
 			return nil, status.Error(codes.Unavailable, msgKeysUnavailable)
 		case err != nil:
-			return nil, status.Error(codes.Unauthenticated, invalidMessage(err))
+			// The reason (expired, wrong audience, ...) is RFC 6750 §3.1
+			// error_description territory; it never holds the token.
+			return nil, status.Error(codes.Unauthenticated, fmt.Sprintf("%s: %v", msgInvalid, tokens.Reason(err)))
 		}
 		roles, allowed := c.required(method)
 		if !allowed {
 			return nil, status.Error(codes.PermissionDenied, msgNotInPolicy)
 		}
-		var missing []string
-		for _, r := range roles {
-			if !claims.HasRole(r) {
-				missing = append(missing, r)
-			}
-		}
-		if len(missing) > 0 {
+		if missing := slices.DeleteFunc(slices.Clone(roles), claims.HasRole); len(missing) > 0 {
 			return nil, status.Error(codes.PermissionDenied, msgMissingRoles+strings.Join(missing, ", "))
 		}
 		return context.WithValue(ctx, claimsKey{}, claims), nil
 	}
-}
-
-// invalidMessage names the reason a token failed (expired, wrong audience,
-// ...): RFC 6750 §3.1 error_description territory, never the token.
-func invalidMessage(err error) string {
-	if r := tokens.Reason(err); r != nil {
-		return fmt.Sprintf("%s: %v", msgInvalid, r)
-	}
-	return msgInvalid
 }
 
 // UnaryServerInterceptor verifies the bearer token of every unary call

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,25 +281,12 @@ func (k *keyCache) fetchNow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if old := k.cur.Load(); old == nil || !sameKeys(old, set) {
+	if old := k.cur.Load(); old == nil || !slices.Equal(old.JWKS().Keys, set.JWKS().Keys) {
 		k.cur.Store(set)
 	}
 	k.fetchedAt.Store(k.now().UnixNano())
 	k.maxAge.Store(int64(maxAge))
 	return nil
-}
-
-func sameKeys(a, b *tokens.KeySet) bool {
-	ja, jb := a.JWKS().Keys, b.JWKS().Keys
-	if len(ja) != len(jb) {
-		return false
-	}
-	for i := range ja {
-		if ja[i] != jb[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // nextRefresh is the delay before the next background refresh: the

@@ -1,9 +1,9 @@
 package interceptors
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -109,12 +109,8 @@ func (p *Policy) compile() *compiledPolicy {
 			c.exact[m] = r
 		}
 	}
-	sort.Slice(c.prefixes, func(i, j int) bool {
-		a, b := c.prefixes[i].prefix, c.prefixes[j].prefix
-		if len(a) != len(b) {
-			return len(a) > len(b)
-		}
-		return a < b
+	slices.SortFunc(c.prefixes, func(a, b prefixRule) int {
+		return cmp.Or(cmp.Compare(len(b.prefix), len(a.prefix)), strings.Compare(a.prefix, b.prefix))
 	})
 	return c
 }
@@ -143,11 +139,5 @@ func (c *compiledPolicy) isPublic(method string) bool {
 // at all (a method no rule names only under AllowAuthenticated).
 func (c *compiledPolicy) required(method string) ([]string, bool) {
 	r, ok := c.match(method)
-	switch {
-	case !ok:
-		return nil, c.allowAuthenticated
-	case r.public: // not reached: AuthFunc passes public methods first
-		return nil, true
-	}
-	return r.roles, true
+	return r.roles, ok || c.allowAuthenticated
 }

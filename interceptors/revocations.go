@@ -129,13 +129,13 @@ func (r *revocations) run(ctx context.Context) {
 			r.creds.Invalidate(sent)
 			renewed = true
 			r.log.LogAttrs(ctx, slog.LevelWarn, "revocation stream refused the follower's token; reconnecting with a new one",
-				slog.String("event", "revocations_reauthenticating"), slog.String("error", errString(err)))
+				slog.String("event", "revocations_reauthenticating"), slog.String("error", err.Error()))
 			continue
 		}
 		renewed = false
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.LogAttrs(ctx, slog.LevelWarn, "revocation stream down; reconnecting",
-			slog.String("event", "revocations_disconnected"), slog.String("error", errString(err)), slog.Duration("retry_in", wait))
+			slog.String("event", "revocations_disconnected"), slog.String("error", err.Error()), slog.Duration("retry_in", wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -213,11 +213,4 @@ func (r *revocations) follow(ctx context.Context) (sent string, err error) {
 			markSynced()
 		}
 	}
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
-	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -74,12 +74,7 @@ func (s *Server) clientAddr(ctx context.Context) clientAddress {
 
 // trustedProxy reports whether ip is in one of Config.TrustedProxies.
 func (s *Server) trustedProxy(ip netip.Addr) bool {
-	for _, p := range s.cfg.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
 // peerIP is the transport peer's IP address (invalid when it has none, as
@@ -92,13 +87,6 @@ func peerIP(ctx context.Context) netip.Addr {
 	if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
 		return ap.Addr().Unmap()
 	}
-	host, _, err := net.SplitHostPort(p.Addr.String())
-	if err != nil {
-		host = p.Addr.String()
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
+	ip, _ := netip.ParseAddr(p.Addr.String()) // an address without a port
 	return ip.Unmap()
 }

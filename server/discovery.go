@@ -1,8 +1,6 @@
 package server
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"path"
@@ -82,21 +80,11 @@ func (s *Server) issuerPath() string {
 	return p
 }
 
-func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	doc, ok := s.DiscoveryDocument()
 	if !ok {
 		http.Error(w, "no discovery document: the issuer is not an http(s) URL", http.StatusNotFound)
 		return
 	}
-	body, err := json.Marshal(doc)
-	if err != nil {
-		s.log.Error("encode discovery document", "event", "internal_error", "error", err.Error())
-		http.Error(w, msgInternal, http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(s.cfg.JWKSMaxAge.Seconds())))
-	h.Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(body)
+	s.serveJSON(w, r, "discovery document", doc)
 }

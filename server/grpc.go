@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -26,6 +25,10 @@ import (
 // by gRPC with RESOURCE_EXHAUSTED before any handler runs.
 const MaxRecvMsgSize = 64 << 10
 
+// healthInterval is how often the server's readiness is checked for
+// grpc.health.v1 Watch streams (Check always checks).
+const healthInterval = 5 * time.Second
+
 // MaxHeaderListSize bounds the request metadata (headers) a client may send;
 // grpc-go's default is 16 MiB. 16 KiB holds a bearer token many times over.
 const MaxHeaderListSize = 16 << 10
@@ -36,7 +39,6 @@ type GRPCServer struct {
 	*grpc.Server
 	health   *healthServer
 	auth     *Server
-	interval time.Duration
 	pollOnce sync.Once
 	stopPoll context.CancelFunc
 	pollCtx  context.Context
@@ -46,24 +48,16 @@ type GRPCServer struct {
 type GRPCOption func(*grpcOptions)
 
 type grpcOptions struct {
-	reflection     bool
-	extra          []grpc.ServerOption
-	transport      Transport
-	healthInterval time.Duration
-	tls            *tls.Config
-	accessEvery    int
+	reflection  bool
+	extra       []grpc.ServerOption
+	transport   Transport
+	tls         *tls.Config
+	accessEvery int
 }
 
 // WithReflection turns server reflection on or off. Default on (grpcurl
 // needs it); reflection reveals the API's shape, not any data.
 func WithReflection(on bool) GRPCOption { return func(o *grpcOptions) { o.reflection = on } }
-
-// WithHealthInterval sets how often the server's readiness is checked for
-// grpc.health.v1 Watch streams (Check always checks). Default 5s; 0 turns
-// the periodic check off.
-func WithHealthInterval(d time.Duration) GRPCOption {
-	return func(o *grpcOptions) { o.healthInterval = d }
-}
 
 // WithAccessLog turns on the per-call access log: one record
 // ("finished call") for every oneIn calls that end OK or with a client's
@@ -91,11 +85,11 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 // error"; the panic value and stack go to the log only). grpc.health.v1
 // answers from s.Ready, and SERVING for LivenessService.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
-	o := grpcOptions{reflection: true, transport: DefaultTransport(), healthInterval: 5 * time.Second}
+	o := grpcOptions{reflection: true, transport: DefaultTransport()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rpcLog := rpcLogger{log: log, client: s.clientAddr, accessEvery: uint64(o.accessEvery), accessCalls: new(atomic.Uint64)}
+	logUnary, logStream := rpcLog(log, s.clientAddr, uint64(o.accessEvery))
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
@@ -107,8 +101,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, rpcLog.unary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, rpcLog.stream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, logUnary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, logStream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
@@ -148,16 +142,14 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		s.metrics.grpc.InitializeMetrics(gs)
 	}
 	pollCtx, stopPoll := context.WithCancel(context.Background())
-	return &GRPCServer{Server: gs, health: hs, auth: s, interval: o.healthInterval, pollCtx: pollCtx, stopPoll: stopPoll}
+	return &GRPCServer{Server: gs, health: hs, auth: s, pollCtx: pollCtx, stopPoll: stopPoll}
 }
 
 // Serve accepts connections on lis (see grpc.Server.Serve) and, from the
 // first call on, keeps the health statuses in step with the server's
 // readiness for Watch streams.
 func (g *GRPCServer) Serve(lis net.Listener) error {
-	if g.interval > 0 {
-		g.pollOnce.Do(func() { go g.health.watchReadiness(g.pollCtx, g.interval) })
-	}
+	g.pollOnce.Do(func() { go g.health.watchReadiness(g.pollCtx, healthInterval) })
 	return g.Server.Serve(lis)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,7 +48,7 @@ type readiness struct {
 	mu       sync.Mutex
 	draining bool
 	inflight *readyCall
-	last     error // result of the previous check, to log changes only
+	last     error // result of the last check, to log changes only
 	checked  bool
 }
 
@@ -102,7 +103,7 @@ func (s *Server) checkReady(c *readyCall) {
 	s.ready.mu.Lock()
 	c.err = err
 	s.ready.inflight = nil
-	changed := !s.ready.checked || (s.ready.last == nil) != (err == nil) || (err != nil && !errors.Is(err, s.ready.last))
+	changed := !s.ready.checked || err != s.ready.last // err is nil or a sentinel
 	s.ready.last, s.ready.checked = err, true
 	s.ready.mu.Unlock()
 	// The change is logged before the waiting callers are released, so
@@ -170,15 +171,6 @@ func newHealthServer(s *Server, services func() []string) *healthServer {
 	return h
 }
 
-func (h *healthServer) covers(service string) bool {
-	for _, s := range h.services() {
-		if s == service {
-			return true
-		}
-	}
-	return false
-}
-
 func (h *healthServer) setAll(st healthpb.HealthCheckResponse_ServingStatus) {
 	for _, svc := range h.services() {
 		h.SetServingStatus(svc, st) // ignored after Shutdown (draining)
@@ -205,7 +197,7 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 	if req.GetService() == LivenessService {
 		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 	}
-	if !h.covers(req.GetService()) {
+	if !slices.Contains(h.services(), req.GetService()) {
 		return h.Server.Check(ctx, req)
 	}
 	return &healthpb.HealthCheckResponse{Status: h.refresh(ctx)}, nil
@@ -217,7 +209,7 @@ func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	if req.GetService() == LivenessService {
 		return h.watchLiveness(stream)
 	}
-	if h.covers(req.GetService()) {
+	if slices.Contains(h.services(), req.GetService()) {
 		// A service registered after start has no status yet: give it one
 		// now rather than SERVICE_UNKNOWN until the next periodic check.
 		h.refresh(stream.Context())

@@ -17,7 +17,7 @@ const JWKSPath = "/.well-known/jwks.json"
 //   - GET /.well-known/jwks.json: the published keys (same as GetJWKS), with
 //     Cache-Control max-age, an ETag and 304 answers to If-None-Match;
 //   - GET /.well-known/openid-configuration: the discovery document (see
-//     Discovery), when the issuer is an http(s) URL;
+//     Discovery), when the issuer is an http(s) URL, cached like the JWKS;
 //   - both also under the issuer's path, when it has one (issuer
 //     https://h/tenant: /tenant/.well-known/jwks.json, the jwks_uri, and
 //     /tenant/.well-known/openid-configuration, where OpenID Connect
@@ -98,9 +98,15 @@ func (s *Server) requireClientCert(next http.Handler) http.Handler {
 }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
-	body, err := json.Marshal(s.keys.jwks())
+	s.serveJSON(w, r, "jwks", s.keys.jwks())
+}
+
+// serveJSON writes v as a public JSON document, cacheable for the JWKS
+// max-age, with a strong ETag and 304 answers to a matching If-None-Match.
+func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, what string, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
-		s.log.Error("encode jwks", "event", "internal_error", "error", err.Error())
+		s.log.Error("encode "+what, "event", "internal_error", "error", err.Error())
 		http.Error(w, msgInternal, http.StatusInternalServerError)
 		return
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -31,15 +32,9 @@ func WithKeySealer(s *keyseal.Sealer) Option { return func(o *options) { o.seale
 
 // keyDefaults fills the key life-cycle fields; JWKSMaxAge must be filled.
 func (c Config) keyDefaults() Config {
-	if c.KeyRotation == 0 {
-		c.KeyRotation = DefaultKeyRotation
-	}
-	if c.KeyPublishLead == 0 {
-		c.KeyPublishLead = c.JWKSMaxAge + KeyPublishMargin
-	}
-	if c.KeyReloadInterval == 0 {
-		c.KeyReloadInterval = DefaultKeyReloadInterval
-	}
+	c.KeyRotation = cmp.Or(c.KeyRotation, DefaultKeyRotation)
+	c.KeyPublishLead = cmp.Or(c.KeyPublishLead, c.JWKSMaxAge+KeyPublishMargin)
+	c.KeyReloadInterval = cmp.Or(c.KeyReloadInterval, DefaultKeyReloadInterval)
 	return c
 }
 

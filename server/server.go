@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -114,32 +115,17 @@ type Config struct {
 
 // Defaults fills zero fields with their defaults.
 func (c Config) Defaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.AccessTTL, 15*time.Minute)
-	def(&c.RefreshIdleTTL, 7*24*time.Hour)
-	def(&c.RefreshMaxAge, 30*24*time.Hour)
-	def(&c.Leeway, tokens.MaxLeeway)
-	def(&c.AddressRefill, time.Second)
-	def(&c.JWKSMaxAge, 5*time.Minute)
-	def(&c.ProbeRefill, time.Second)
-	if c.VerifyCacheSize == 0 {
-		c.VerifyCacheSize = 50_000
-	}
-	if c.ProbeBurst == 0 {
-		c.ProbeBurst = 30
-	}
-	if c.DeviceBurst == 0 {
-		c.DeviceBurst = 10
-	}
-	if c.AddressBurst == 0 {
-		c.AddressBurst = 300
-	}
-	def(&c.DeviceRefill, 30*time.Second)
-	def(&c.DeviceProofTTL, 180*24*time.Hour)
+	c.AccessTTL = cmp.Or(c.AccessTTL, 15*time.Minute)
+	c.RefreshIdleTTL = cmp.Or(c.RefreshIdleTTL, 7*24*time.Hour)
+	c.RefreshMaxAge = cmp.Or(c.RefreshMaxAge, 30*24*time.Hour)
+	c.RefreshReuseGrace = cmp.Or(c.RefreshReuseGrace, DefaultRefreshReuseGrace)
+	c.Leeway = cmp.Or(c.Leeway, tokens.MaxLeeway)
+	c.AddressBurst, c.AddressRefill = cmp.Or(c.AddressBurst, 300), cmp.Or(c.AddressRefill, time.Second)
+	c.DeviceBurst, c.DeviceRefill = cmp.Or(c.DeviceBurst, 10), cmp.Or(c.DeviceRefill, 30*time.Second)
+	c.DeviceProofTTL = cmp.Or(c.DeviceProofTTL, 180*24*time.Hour)
+	c.ProbeBurst, c.ProbeRefill = cmp.Or(c.ProbeBurst, 30), cmp.Or(c.ProbeRefill, time.Second)
+	c.VerifyCacheSize = cmp.Or(c.VerifyCacheSize, 50_000)
+	c.JWKSMaxAge = cmp.Or(c.JWKSMaxAge, 5*time.Minute)
 	c.PersonLimits = c.PersonLimits.orDefault(AccountLimits{LoginBurst: 20, LoginRefill: 6 * time.Second,
 		FailureBurst: 10, FailureRefill: 5 * time.Minute, MaxSessions: 50})
 	c.ServiceLimits = c.ServiceLimits.orDefault(AccountLimits{LoginBurst: 600, LoginRefill: 100 * time.Millisecond,
@@ -147,7 +133,6 @@ func (c Config) Defaults() Config {
 	if c.ServiceRoles == nil {
 		c.ServiceRoles = []string{"service", RoleIntrospect}
 	}
-	def(&c.RefreshReuseGrace, DefaultRefreshReuseGrace)
 	return c.keyDefaults()
 }
 
@@ -192,22 +177,9 @@ type AccountLimits struct {
 
 // orDefault fills l's zero fields from d.
 func (l AccountLimits) orDefault(d AccountLimits) AccountLimits {
-	if l.LoginBurst == 0 {
-		l.LoginBurst = d.LoginBurst
-	}
-	if l.LoginRefill == 0 {
-		l.LoginRefill = d.LoginRefill
-	}
-	if l.FailureBurst == 0 {
-		l.FailureBurst = d.FailureBurst
-	}
-	if l.FailureRefill == 0 {
-		l.FailureRefill = d.FailureRefill
-	}
-	if l.MaxSessions == 0 {
-		l.MaxSessions = d.MaxSessions
-	}
-	return l
+	return AccountLimits{LoginBurst: cmp.Or(l.LoginBurst, d.LoginBurst), LoginRefill: cmp.Or(l.LoginRefill, d.LoginRefill),
+		FailureBurst: cmp.Or(l.FailureBurst, d.FailureBurst), FailureRefill: cmp.Or(l.FailureRefill, d.FailureRefill),
+		MaxSessions: cmp.Or(l.MaxSessions, d.MaxSessions)}
 }
 
 // MaxSessionLifetime bounds RefreshMaxAge (and so RefreshIdleTTL): 100
@@ -327,7 +299,6 @@ type Option func(*options)
 type options struct {
 	log     *slog.Logger
 	now     func() time.Time
-	rand    io.Reader
 	sealer  *keyseal.Sealer
 	metrics *Metrics
 }
@@ -338,10 +309,6 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithClock sets the clock used for token times, expiry and rate limits.
 // Default time.Now. A wrong clock mints tokens with wrong lifetimes.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
-
-// WithRand sets the randomness for keys, ids and refresh tokens. Default
-// crypto/rand.Reader; anything predictable makes every token guessable.
-func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
 
 // WithMetrics records RPC and domain metrics in m (see Metrics). Default:
 // none, and no /metrics endpoint. One Metrics serves one Server.
@@ -359,7 +326,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 	if store == nil || hasher == nil {
 		return nil, errors.New("server: store and hasher are required")
 	}
-	o := options{log: slog.New(slog.DiscardHandler), now: time.Now, rand: rand.Reader}
+	o := options{log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -389,7 +356,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		revs:         newBroadcaster(),
 		log:          o.log,
 		now:          o.now,
-		rand:         o.rand,
+		rand:         rand.Reader,
 		metrics:      o.metrics,
 
 		keyPolicy:  newKeyPolicy(cfg),

@@ -3,12 +3,12 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -105,7 +105,7 @@ func (p PeerIdentity) String() string {
 // unverified certificate is never an identity.
 func PeerIdentityFromContext(ctx context.Context) (id PeerIdentity, ok bool) {
 	p, found := peer.FromContext(ctx)
-	if !found || p.AuthInfo == nil {
+	if !found {
 		return PeerIdentity{}, false
 	}
 	info, isTLS := p.AuthInfo.(credentials.TLSInfo)
@@ -121,15 +121,12 @@ func PeerIdentityFromTLS(st *tls.ConnectionState) (PeerIdentity, bool) {
 	if st == nil || len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
 		return PeerIdentity{}, false
 	}
-	return identityOf(st.VerifiedChains[0][0]), true
-}
-
-func identityOf(c *x509.Certificate) PeerIdentity {
-	id := PeerIdentity{Subject: c.Subject.String(), DNSNames: append([]string(nil), c.DNSNames...)}
+	c := st.VerifiedChains[0][0]
+	id := PeerIdentity{Subject: c.Subject.String(), DNSNames: slices.Clone(c.DNSNames)}
 	for _, u := range c.URIs {
 		id.URIs = append(id.URIs, u.String())
 	}
-	return id
+	return id, true
 }
 
 // WithTLS serves gRPC over TLS with cfg (see certs.Reloader.ServerConfig);

@@ -197,13 +197,6 @@ func (r *Reloader) load() (*tls.Certificate, *x509.CertPool, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("certs: load %s and %s: %w", r.certFile, r.keyFile, err)
 	}
-	// LoadX509KeyPair fills Leaf (Go 1.23+); be explicit for older
-	// behaviour and for the checks below.
-	if cert.Leaf == nil {
-		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, nil, fmt.Errorf("certs: parse %s: %w", r.certFile, err)
-		}
-	}
 	if r.caFile == "" {
 		return &cert, nil, nil
 	}

@@ -169,31 +169,25 @@ func Start(t testing.TB, o Options) *Latch {
 	l.Listener = bufconn.Listen(1 << 20)
 	l.GRPC = server.NewGRPCServer(l.Server, log, o.GRPC...)
 	go func() { _ = l.GRPC.Serve(l.Listener) }()
-	l.Conn = l.dial()
-	l.Client = latchv1.NewAuthServiceClient(l.Conn)
 	t.Cleanup(func() {
-		l.Conn.Close()
 		l.GRPC.Stop()
 		store.Close()
 	})
+	l.Conn = l.Dial() // closed before the server stops
+	l.Client = latchv1.NewAuthServiceClient(l.Conn)
 	return l
 }
 
 // Dial opens another connection to the server, closed with the test.
 func (l *Latch) Dial(opts ...grpc.DialOption) *grpc.ClientConn {
 	l.T.Helper()
-	conn := l.dial(opts...)
-	l.T.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-func (l *Latch) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 	conn, err := grpc.NewClient("passthrough:///latch", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.Listener.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		l.T.Fatal(err)
 	}
+	l.T.Cleanup(func() { conn.Close() })
 	return conn
 }
 

@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +91,6 @@ type Hasher struct {
 	params Params
 	sem    chan struct{}
 	wait   time.Duration
-	rand   io.Reader
 	dummy  string
 }
 
@@ -108,27 +106,19 @@ var ErrBusy = errors.New("password: all hashing slots busy")
 // before failing with ErrBusy. Default 2 s; 0 waits as long as the context.
 func WithQueueTimeout(d time.Duration) Option { return func(h *Hasher) { h.wait = d } }
 
-// WithRand sets the source of salts. Default crypto/rand.Reader; anything
-// predictable makes salts predictable.
-func WithRand(r io.Reader) Option { return func(h *Hasher) { h.rand = r } }
-
 // NewHasher returns a Hasher writing hashes with params and running at most
 // concurrency hashes at once (at least 1).
 func NewHasher(params Params, concurrency int, opts ...Option) (*Hasher, error) {
 	if err := params.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hasher{params: params, sem: make(chan struct{}, max(concurrency, 1)), rand: rand.Reader, wait: 2 * time.Second}
+	h := &Hasher{params: params, sem: make(chan struct{}, max(concurrency, 1)), wait: 2 * time.Second}
 	for _, o := range opts {
 		o(h)
 	}
 	// The dummy hash answers for unknown emails, so that they cost the same
 	// time as a wrong password: the two must be indistinguishable.
-	d, err := h.hash([]byte("latch-dummy-password-for-unknown-users"))
-	if err != nil {
-		return nil, fmt.Errorf("password: dummy hash: %w", err)
-	}
-	h.dummy = d
+	h.dummy = h.hash([]byte("latch-dummy-password-for-unknown-users"))
 	return h, nil
 }
 
@@ -157,19 +147,19 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer h.release()
-	return h.hash([]byte(pw))
+	return h.hash([]byte(pw)), nil
 }
 
-func (h *Hasher) hash(pw []byte) (string, error) {
+// hash returns the PHC string of pw with a fresh salt from crypto/rand
+// (whose Read never fails).
+func (h *Hasher) hash(pw []byte) string {
 	p := h.params
 	salt := make([]byte, p.SaltLength)
-	if _, err := io.ReadFull(h.rand, salt); err != nil {
-		return "", fmt.Errorf("password: read salt: %w", err)
-	}
+	_, _ = rand.Read(salt)
 	key := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, p.KeyLength)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 // Verify reports whether pw matches encoded, and whether encoded should be

@@ -9,6 +9,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 // Server is a running etcd.
@@ -41,24 +44,16 @@ type Server struct {
 	proc    *exec.Cmd
 }
 
-// Binary returns the etcd binary to run, or "" when none is installed.
-func Binary() string {
+// Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
+// installed, and returns the binary ($LATCH_ETCD, else etcd on $PATH)
+// otherwise.
+func Require(t testing.TB) string {
+	t.Helper()
 	if p := os.Getenv("LATCH_ETCD"); p != "" {
 		return p
 	}
 	if p, err := exec.LookPath("etcd"); err == nil {
 		return p
-	}
-	return ""
-}
-
-// Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
-// installed, and returns the binary otherwise.
-func Require(t testing.TB) string {
-	t.Helper()
-	bin := Binary()
-	if bin != "" {
-		return bin
 	}
 	const how = "etcd is not installed: `apt-get install -y etcd-server` (Debian/Ubuntu), or set LATCH_ETCD to an etcd binary"
 	if os.Getenv("LATCH_REQUIRE_ETCD") == "1" {
@@ -126,28 +121,27 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
 	var tlsArgs []string
-	var files pki
+	s := &Server{bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: &http.Client{}}
 	if o.tls {
 		client = fmt.Sprintf("https://127.0.0.1:%d", cport)
-		if files, err = writePKI(dir); err != nil {
-			return nil, err
-		}
-		tlsArgs = []string{"--cert-file", files.serverCert, "--key-file", files.serverKey,
-			"--trusted-ca-file", files.ca, "--client-cert-auth"}
+		ca := certstest.NewCA(t, "latch test CA")
+		serverCert, serverKey := ca.Server(t).WriteFiles(t, dir, "server")
+		clientLeaf := ca.Client(t, "latch", "")
+		s.CertFile, s.KeyFile = clientLeaf.WriteFiles(t, dir, "client")
+		s.CAFile = filepath.Join(dir, "ca.pem")
+		certstest.WriteFile(t, s.CAFile, ca.PEM)
+		tlsArgs = []string{"--cert-file", serverCert, "--key-file", serverKey, "--trusted-ca-file", s.CAFile, "--client-cert-auth"}
+		s.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(),
+			Certificates: []tls.Certificate{clientLeaf.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}}
 	}
-	hc, err := healthClient(files)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Endpoint: client, CAFile: files.ca, CertFile: files.clientCert, KeyFile: files.clientKey,
-		bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: hc,
-		args: append([]string{
-			"--name", "latch-test",
-			"--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", client, "--advertise-client-urls", client,
-			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
-			"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)}
+	s.Endpoint = client
+	s.args = append([]string{
+		"--name", "latch-test",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
+		"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)
 	if o.maxTxnOps > 0 {
 		s.args = append(s.args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
 	}
