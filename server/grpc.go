@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -89,7 +90,7 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	logUnary, logStream := rpcLog(log, s.clientAddr, uint64(o.accessEvery))
+	rpcLog := rpcLogger{log: log, client: s.clientAddr, accessEvery: uint64(o.accessEvery), accessCalls: new(atomic.Uint64)}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("event", "panic"),
 			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
@@ -101,8 +102,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, logUnary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, logStream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, rpcLog.unary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, rpcLog.stream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
