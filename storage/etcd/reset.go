@@ -20,6 +20,9 @@ type resetHead struct {
 	userRev int64
 	kept    storage.Session
 	keep    sessRev // the kept session as read; zero without one
+	// exempted is the revision of a fence that covers the kept session
+	// but exempts it (an earlier reset that kept it); 0 without one.
+	exempted int64
 }
 
 // readResetHead reads the user and the kept session and decides, with
@@ -43,6 +46,22 @@ func (s *Store) readResetHead(ctx context.Context, r storage.SessionReset) (rese
 	if h.keep.s.UserID != r.UserID {
 		return resetHead{}, storage.ErrNotFound
 	}
+	// A fence written since the kept session was created revokes it,
+	// unless that fence is an earlier reset's that kept this same session.
+	resp, err := s.cli.Get(ctx, s.userFenceKey(r.UserID))
+	if err != nil {
+		return resetHead{}, wrapErr(ctx, "get user fence", err)
+	}
+	if kvs := resp.Kvs; len(kvs) == 1 && kvs[0].ModRevision >= h.keep.created {
+		_, _, exempt, err := decodeFence(kvs[0].Value)
+		if err != nil {
+			return resetHead{}, fmt.Errorf("user fence: %w", err)
+		}
+		if exempt != r.Keep {
+			return resetHead{}, storage.ErrSessionRevoked
+		}
+		h.exempted = kvs[0].ModRevision
+	}
 	h.kept, err = r.ApplyKeep(h.keep.s)
 	return h, err
 }
@@ -64,7 +83,7 @@ func (s *Store) headTxn(ctx context.Context, r storage.SessionReset, h resetHead
 	if r.Keep != "" {
 		cmps = append(cmps,
 			clientv3.Compare(clientv3.ModRevision(s.sessionKey(r.Keep)), "=", h.keep.rev),
-			clientv3.Compare(clientv3.ModRevision(s.userFenceKey(r.UserID)), "<", h.keep.created))
+			s.fenceCmp(r.UserID, h.keep.created, h.exempted))
 		if !r.KeepNext.IsZero() {
 			put, err := s.putSessionOps(ctx, h.kept, r.Now)
 			if err != nil {

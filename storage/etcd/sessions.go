@@ -177,16 +177,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 				if err != nil {
 					return nil, err
 				}
-				fenceCmp := clientv3.Compare(clientv3.ModRevision(fenceKey), "<", old.created)
-				if exempted > 0 {
-					fenceCmp = clientv3.Compare(clientv3.ModRevision(fenceKey), "=", exempted)
-				}
 				cmps := []clientv3.Cmp{
 					clientv3.Compare(clientv3.ModRevision(sessKey), "=", old.rev),
-					// No RevokeUserSessions or DeleteUser of the owner has
-					// begun since the session was created (see userFence),
-					// or only a ResetSessions that keeps this session.
-					fenceCmp,
+					s.fenceCmp(old.s.UserID, old.created, exempted),
 				}
 				return s.cli.Txn(ctx).If(cmps...).Then(ops...).
 					Else(clientv3.OpGet(sessKey, clientv3.WithKeysOnly()), clientv3.OpGet(fenceKey)), nil
@@ -462,6 +455,18 @@ func encodeFence(at time.Time, reason, exempt string) string {
 		v += "\x00" + exempt
 	}
 	return v
+}
+
+// fenceCmp is the compare that keeps a write to a session created at
+// revision created from racing a revocation of all its owner's sessions:
+// no RevokeUserSessions, DeleteUser or ResetSessions of the owner has begun
+// since the session was created (see userFence), or only the one at
+// revision exempted (non-zero), a ResetSessions that keeps this session.
+func (s *Store) fenceCmp(uid string, created, exempted int64) clientv3.Cmp {
+	if exempted > 0 {
+		return clientv3.Compare(clientv3.ModRevision(s.userFenceKey(uid)), "=", exempted)
+	}
+	return clientv3.Compare(clientv3.ModRevision(s.userFenceKey(uid)), "<", created)
 }
 
 func decodeFence(b []byte) (at time.Time, reason, exempt string, err error) {

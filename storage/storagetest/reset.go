@@ -240,6 +240,19 @@ func testResetSessionsMany(t *testing.T, s storage.Store) {
 	if _, err := s.RotateRefreshToken(c, r); err != nil {
 		t.Fatalf("rotating a session created after the reset: %v", err)
 	}
+	// A second reset that keeps the same session, while the first one's
+	// record of it may still stand, works like the first: the later login
+	// is revoked, the kept session rotates.
+	next2 := Digest(t)
+	kept, revoked, err = s.ResetSessions(c, storage.SessionReset{UserID: "u1", Reason: storage.ReasonSignedOut, Now: now.Add(3 * time.Minute),
+		Keep: "keep", KeepNext: next2, IdleTTL: idle})
+	if err != nil {
+		t.Fatalf("second ResetSessions keeping the same session: %v", err)
+	}
+	if len(revoked) != 1 || revoked[0].ID != "fresh" || kept.CurrentHash != next2 {
+		t.Fatalf("second reset revoked %+v, kept %+v; want fresh revoked and keep rotated", revoked, kept)
+	}
+	wantRevoked(t, s, "fresh", storage.ReasonSignedOut)
 }
 
 // testResetSessionsRacesRotation rotates the user's other sessions from
