@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/server"
@@ -66,7 +65,7 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 // readPasswordFile reads the first line of path as a password, warning when
 // other users may read the file.
 func readPasswordFile(path, name string, log *slog.Logger) (string, error) {
-	f, err := os.Open(path)
+	f, err := openSecretFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/latchauth/latch/internal/keyseal"
@@ -76,7 +75,7 @@ func (k *keyFlags) sealer(getenv func(string) string) (*keyseal.Sealer, error) {
 
 // readSmallFile reads a file of at most limit bytes.
 func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openSecretFile(path)
 	if err != nil {
 		return nil, err
 	}

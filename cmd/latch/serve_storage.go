@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -170,10 +171,21 @@ func (f *storageFlags) resolvePassword(getenv func(string) string) error {
 // maxSecretLine is the longest secret read from a file.
 const maxSecretLine = 1024
 
+// openSecretFile opens a file that holds a secret. Its error does not
+// repeat the path: an operator who put the secret itself where its file's
+// name belongs must not see it echoed into a terminal or a log.
+func openSecretFile(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("cannot open the file it names: %w", pe.Err)
+	}
+	return f, err
+}
+
 // readSecretFile reads the first line of a file that holds a secret, the
 // way orchestrators mount one; an empty or overlong line is an error.
 func readSecretFile(path string) (string, error) {
-	file, err := os.Open(path)
+	file, err := openSecretFile(path)
 	if err != nil {
 		return "", err
 	}

@@ -123,3 +123,18 @@ func TestRevokedSessionRetention(t *testing.T) {
 		t.Fatalf("revoked session after --access-ttl plus leeway and a sweep: %v; want it deleted", err)
 	}
 }
+
+// TestSecretFileErrorsDoNotRepeatTheValue: a secret put where its file's
+// name belongs is not echoed by the error that the file cannot be opened.
+func TestSecretFileErrorsDoNotRepeatTheValue(t *testing.T) {
+	const secret = "s3cretPassw0rd-not-a-path"
+	if _, err := readSecretFile(secret); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("readSecretFile(secret) = %v, want an error without the value", err)
+	}
+	if _, err := readSmallFile(secret, 1024); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("readSmallFile(secret) = %v, want an error without the value", err)
+	}
+	if _, err := readPasswordFile(secret, "bootstrap_admin.password_file", slog.New(slog.DiscardHandler)); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("readPasswordFile(secret) = %v, want an error without the value", err)
+	}
+}
