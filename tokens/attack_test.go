@@ -4,6 +4,7 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"math/big"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -101,5 +102,75 @@ func TestSignatureSpareBitsRefused(t *testing.T) {
 		if _, err := f.verify(alias); !errors.Is(err, tokens.ErrSignature) {
 			t.Errorf("spare bit %d set: err %v, want ErrSignature", bit, err)
 		}
+	}
+}
+
+// TestForgedTokenArraysNotDecoded: the roles and aud arrays are the
+// claims whose decoding allocates in proportion to their length. A token
+// whose signature does not verify must cost the verifier the same
+// allocations whether it carries one element or thousands (a forged 8 KiB
+// token used to make it allocate ~100 KB), and must still be refused as a
+// bad signature.
+func TestForgedTokenArraysNotDecoded(t *testing.T) {
+	f := newFixture(t)
+	forger := newFixture(t)
+	forged := func(set func(*tokens.Claims)) string {
+		c := validClaims()
+		set(&c)
+		tok := forger.mint(t, c)
+		// Same header (kid) as f's tokens, forger's payload and signature.
+		head := f.mint(t, validClaims())
+		return head[:strings.IndexByte(head, '.')] + tok[strings.IndexByte(tok, '.'):]
+	}
+	// Bytes allocated per verify: the old decoding made one allocation
+	// either way, sized by the array.
+	bytesPerVerify := func(tok string) uint64 {
+		const runs = 50
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			if _, err := f.verify(tok); !errors.Is(err, tokens.ErrSignature) {
+				t.Fatalf("forged token: err %v, want ErrSignature", err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / runs
+	}
+	// Two payloads of the same length (what decoding the payload and
+	// hashing the signing input cost grows with it): one element, or 1400.
+	many := make([]string, 1400)
+	for i := range many {
+		many[i] = "r"
+	}
+	one := []string{strings.Repeat("r", len(many)*4-3)}
+	for _, c := range []struct {
+		claim string
+		set   func(*tokens.Claims, []string)
+	}{
+		{"roles", func(c *tokens.Claims, v []string) { c.Roles = v }},
+		{"aud", func(c *tokens.Claims, v []string) { c.Audience = append(v[:len(v):len(v)], testAudience) }},
+	} {
+		small := forged(func(cl *tokens.Claims) { c.set(cl, one) })
+		large := forged(func(cl *tokens.Claims) { c.set(cl, many) })
+		if len(small) != len(large) {
+			t.Fatalf("%s: test tokens are %d and %d bytes long, want equal", c.claim, len(small), len(large))
+		}
+		if len(large) > tokens.MaxTokenLength {
+			t.Fatalf("%s: test token is %d bytes, over the %d limit", c.claim, len(large), tokens.MaxTokenLength)
+		}
+		bytesPerVerify(large) // warm up
+		// 1400 decoded strings take 22 KiB (a 16-byte string header each);
+		// the allowance only absorbs allocations of the test itself.
+		if a, b := bytesPerVerify(small), bytesPerVerify(large); b > a+1024 {
+			t.Fatalf("forged token with 1400 %s: %d bytes allocated per verify, with 1 %d; the %s were decoded before the signature was checked",
+				c.claim, b, a, c.claim)
+		}
+	}
+	// A genuine token still carries its roles.
+	c := validClaims()
+	c.Roles = []string{"a", "b\u00e9"}
+	got, err := f.verify(f.mint(t, c))
+	if err != nil || strings.Join(got.Roles, ",") != "a,b\u00e9" {
+		t.Fatalf("genuine token: roles %q, err %v", got.Roles, err)
 	}
 }

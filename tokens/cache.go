@@ -33,8 +33,21 @@ func NewVerifyCache(maxEntries int) *VerifyCache {
 	return &VerifyCache{max: max(maxEntries, 1), items: make(map[[32]byte]*list.Element), lru: list.New()}
 }
 
+// cacheKeyStack is the longest token CacheKey hashes from a buffer on its
+// stack: longer than Latch's access tokens (600–900 bytes). Converting the
+// string instead copies it to the heap (Go keeps only conversions of up to
+// 32 bytes on the stack), and CacheKey runs on every Introspect and every
+// intercepted call, twice for an authorized Introspect.
+const cacheKeyStack = 2048
+
 // CacheKey is the key under which tok is cached: its SHA-256.
-func CacheKey(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+func CacheKey(tok string) [32]byte {
+	if len(tok) > cacheKeyStack {
+		return sha256.Sum256([]byte(tok))
+	}
+	var buf [cacheKeyStack]byte
+	return sha256.Sum256(buf[:copy(buf[:], tok)])
+}
 
 // Get returns the cached claims when the entry is unexpired at now and was
 // verified in the same key-set epoch.

@@ -124,7 +124,7 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if _, err := strictObject(data); err != nil {
+	if _, err := strictObject(data, nil); err != nil {
 		return nil, fmt.Errorf("tokens: jwks: %w", err)
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {

@@ -106,12 +106,18 @@ func ValidRefreshKeyID(id string) bool {
 	return ok
 }
 
-func decodeKeyID(id string) (out [RefreshKeyIDBytes]byte, ok bool) {
-	raw, err := strictRawURL.DecodeString(id)
-	if err != nil || len(raw) != RefreshKeyIDBytes || !isBase64URL(id) {
+func decodeKeyID(id string) ([RefreshKeyIDBytes]byte, bool) {
+	var raw [RefreshKeyIDBytes + 2]byte
+	var out [RefreshKeyIDBytes]byte
+	if len(id) != base64.RawURLEncoding.EncodedLen(RefreshKeyIDBytes) || !isBase64URL(id) {
 		return out, false
 	}
-	return [RefreshKeyIDBytes]byte(raw), true
+	n, err := strictRawURL.Decode(raw[:], []byte(id))
+	if err != nil || n != RefreshKeyIDBytes {
+		return out, false
+	}
+	copy(out[:], raw[:n])
+	return out, true
 }
 
 // NewRefreshToken mints the refresh token of generation gen of session
@@ -163,11 +169,12 @@ func ParseRefreshToken(token string, secret func(keyID string) ([]byte, bool)) (
 	if len(token) < base64.RawURLEncoding.EncodedLen(minLen) || len(token) > MaxRefreshTokenLength || !isBase64URL(token) {
 		return RefreshToken{}, ErrMalformedRefreshToken
 	}
-	b, err := strictRawURL.DecodeString(token)
+	var buf [MaxRefreshTokenLength * 3 / 4]byte
+	n, err := strictRawURL.Decode(buf[:], []byte(token))
 	if err != nil {
 		return RefreshToken{}, ErrMalformedRefreshToken
 	}
-	n := len(b)
+	b := buf[:n]
 	if b[0] != refreshVersion || int(b[refreshHeaderBytes-1]) == 0 ||
 		n != refreshHeaderBytes+int(b[refreshHeaderBytes-1])+refreshRandomBytes+refreshMACBytes {
 		return RefreshToken{}, ErrMalformedRefreshToken
@@ -200,12 +207,31 @@ func NewID(r io.Reader) (string, error) {
 }
 
 // isBase64URL reports whether s holds only the unpadded base64url alphabet
-// (the decoder alone would skip newlines).
+// (the decoder alone would skip newlines). It runs over every byte of every
+// presented token, so it tests each byte against a bitmap of the alphabet
+// instead of a chain of range comparisons.
 func isBase64URL(s string) bool {
-	for _, c := range []byte(s) {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var m uint64
+		switch c >> 6 {
+		case 0:
+			m = base64URLLow
+		case 1:
+			m = base64URLHigh
+		default:
+			return false
+		}
+		if m>>(c&63)&1 == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+// The base64url alphabet as two 64-bit bitmaps: bytes 0-63 ('-' and the
+// digits) and 64-127 ('A'-'Z', '_', 'a'-'z').
+const (
+	base64URLLow  = 1<<'-' | (1<<10-1)<<'0'
+	base64URLHigh = (1<<26-1)<<('A'-64) | 1<<('_'-64) | (1<<26-1)<<('a'-64)
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -211,6 +212,10 @@ func (v *Verifier) lookupKey(ctx context.Context, t *jwt.Token, x *verification)
 // rawSignatureLength is the base64url length of a 64-byte r||s.
 const rawSignatureLength = 86
 
+// maxHeaderMembers bounds the members kept from a header on the stack; a
+// header with more still decodes (the slice grows).
+const maxHeaderMembers = 8
+
 // precheck refuses, before golang-jwt's parser runs, what Latch refuses
 // and the parser would accept or give another reason for: a token over
 // MaxTokenLength, anything but three non-empty parts in the base64url
@@ -249,21 +254,22 @@ func checkHeader(seg string) error {
 	if err != nil {
 		return invalid(ErrMalformed, "header encoding")
 	}
-	m, err := strictObject(raw)
+	var buf [maxHeaderMembers]member
+	m, err := strictObject(raw, buf[:0])
 	if err != nil {
 		return invalid(ErrMalformed, "header: "+err.Error())
 	}
-	if alg, ok := jsonString(m["alg"]); !ok || alg != Algorithm {
+	if alg, ok := jsonString(lookup(m, "alg")); !ok || alg != Algorithm {
 		return invalid(ErrUnsupported, "alg must be ES256")
 	}
-	typ, ok := jsonString(m["typ"])
+	typ, ok := jsonString(lookup(m, "typ"))
 	if !ok || !(strings.EqualFold(typ, AccessTokenType) || strings.EqualFold(typ, "application/"+AccessTokenType)) {
 		return invalid(ErrUnsupported, "typ must be at+jwt")
 	}
-	if _, ok := m["crit"]; ok {
+	if lookup(m, "crit") != nil {
 		return invalid(ErrUnsupported, "crit is not supported")
 	}
-	kid, ok := jsonString(m["kid"])
+	kid, ok := jsonString(lookup(m, "kid"))
 	if !ok || kid == "" || len(kid) > maxKeyIDLength {
 		return invalid(ErrMalformed, "kid is required")
 	}
@@ -271,48 +277,60 @@ func checkHeader(seg string) error {
 }
 
 // verification holds one token's claims as golang-jwt's parser decodes
-// them, strictly (UnmarshalJSON).
+// them: strictly (UnmarshalJSON), with the array members decoded only once
+// the signature has verified (GetAudience and Validate).
 type verification struct {
 	claims        Claims
 	exp, iat, nbf jwt.NumericDate
 	hasNbf        bool
+	// The array members as received, nil when absent.
+	rawAud, rawRoles json.RawMessage
 	// decoded is set once UnmarshalJSON has accepted the claims.
 	decoded bool
 }
+
+var _ jwt.ClaimsValidator = (*verification)(nil)
+
+// maxClaimsMembers bounds the members kept from the claims on the stack.
+const maxClaimsMembers = 16
 
 // UnmarshalJSON decodes the claims strictly: what golang-jwt does not
 // check (duplicate names, integer NumericDates, required sub, jti, iat and
 // sid, types of aud and roles). The parser calls it before the key lookup.
 func (x *verification) UnmarshalJSON(data []byte) error {
-	m, err := strictObject(data)
+	var buf [maxClaimsMembers]member
+	m, err := strictObject(data, buf[:0])
 	if err != nil {
 		return invalid(ErrMalformed, "claims: "+err.Error())
 	}
 	c := &x.claims
 	var ok bool
 	str := func(name string, dst *string) bool {
-		*dst, ok = jsonString(m[name])
+		*dst, ok = jsonString(lookup(m, name))
 		return ok && *dst != ""
 	}
 	if !str("iss", &c.Issuer) || !str("sub", &c.Subject) || !str("jti", &c.ID) || !str("sid", &c.SessionID) {
 		return invalid(ErrMalformed, "iss, sub, jti and sid must be non-empty strings")
 	}
-	if one, isString := jsonString(m["aud"]); isString {
+	aud := lookup(m, "aud")
+	if one, isString := jsonString(aud); isString {
+		if one == "" {
+			return invalid(ErrMalformed, msgAudience)
+		}
 		c.Audience = []string{one}
+	} else if !isStringArray(aud) {
+		return invalid(ErrMalformed, msgAudience)
 	} else {
-		c.Audience, _ = jsonStrings(m["aud"])
+		x.rawAud = aud
 	}
-	if len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
-		return invalid(ErrMalformed, "aud must be a non-empty string or array of strings")
-	}
-	exp, okExp := jsonNumericDate(m["exp"])
-	iat, okIat := jsonNumericDate(m["iat"])
+	exp, okExp := jsonNumericDate(lookup(m, "exp"))
+	iat, okIat := jsonNumericDate(lookup(m, "iat"))
 	if !okExp || !okIat {
 		return invalid(ErrMalformed, "exp and iat must be integer NumericDates")
 	}
 	c.ExpiresAt, c.IssuedAt = time.Unix(exp, 0), time.Unix(iat, 0)
 	x.exp.Time, x.iat.Time = c.ExpiresAt, c.IssuedAt
-	if rawNbf, present := m["nbf"]; present {
+	if rawNbf := lookup(m, "nbf"); rawNbf != nil {
 		nbf, ok := jsonNumericDate(rawNbf)
 		if !ok {
 			return invalid(ErrMalformed, "nbf must be an integer NumericDate")
@@ -320,19 +338,24 @@ func (x *verification) UnmarshalJSON(data []byte) error {
 		c.NotBefore = time.Unix(nbf, 0)
 		x.nbf.Time, x.hasNbf = c.NotBefore, true
 	}
-	if rawClient, present := m["client_id"]; present {
+	if rawClient := lookup(m, "client_id"); rawClient != nil {
 		if c.ClientID, ok = jsonString(rawClient); !ok {
 			return invalid(ErrMalformed, "client_id must be a string")
 		}
 	}
-	if rawRoles, present := m["roles"]; present {
-		if c.Roles, ok = jsonStrings(rawRoles); !ok {
+	if rawRoles := lookup(m, "roles"); rawRoles != nil {
+		if !isStringArray(rawRoles) {
 			return invalid(ErrMalformed, "roles must be an array of strings")
 		}
+		x.rawRoles = rawRoles
 	}
 	x.decoded = true
 	return nil
 }
+
+// msgAudience refuses an aud that is not a non-empty string or a non-empty
+// array of them.
+const msgAudience = "aud must be a non-empty string or array of strings"
 
 // GetExpirationTime returns exp.
 func (x *verification) GetExpirationTime() (*jwt.NumericDate, error) { return &x.exp, nil }
@@ -354,12 +377,38 @@ func (x *verification) GetIssuer() (string, error) { return x.claims.Issuer, nil
 // GetSubject returns sub.
 func (x *verification) GetSubject() (string, error) { return x.claims.Subject, nil }
 
-// GetAudience returns aud.
-func (x *verification) GetAudience() (jwt.ClaimStrings, error) { return x.claims.Audience, nil }
+// GetAudience returns aud, decoding an aud array. The parser's validator
+// calls it only after the signature verifies: arrays are the claims whose
+// decoding allocates in proportion to their length (a slice of strings),
+// and a forged token must not make the verifier allocate for what it
+// carries.
+func (x *verification) GetAudience() (jwt.ClaimStrings, error) {
+	if x.rawAud != nil {
+		auds, ok := jsonStrings(x.rawAud)
+		if !ok || len(auds) == 0 || slices.Contains(auds, "") {
+			return nil, invalid(ErrMalformed, msgAudience)
+		}
+		x.claims.Audience, x.rawAud = auds, nil
+	}
+	return x.claims.Audience, nil
+}
+
+// Validate decodes the roles once the signature has verified (see
+// GetAudience); golang-jwt's validator calls it after its own checks.
+func (x *verification) Validate() error {
+	if x.rawRoles != nil {
+		var ok bool
+		if x.claims.Roles, ok = jsonStrings(x.rawRoles); !ok {
+			return invalid(ErrMalformed, "roles must be an array of strings")
+		}
+	}
+	return nil
+}
 
 // classify maps the errors of golang-jwt's parser, past the precheck, to
 // this package's reasons. A reason of this package's own (from
-// UnmarshalJSON) comes first, as its checks come before the parser's.
+// UnmarshalJSON, GetAudience or Validate) comes first, as those checks
+// come before the parser's claim checks.
 func classify(err error) error {
 	var ve *verifyError
 	switch {
