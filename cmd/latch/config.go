@@ -338,8 +338,10 @@ func decodeConfig(name string, raw []byte, c *config) error {
 		}
 		if m := yamlTypeError.FindStringSubmatch(msg); m != nil {
 			want, got := m[4], m[3]
-			if got == "" {
-				got = "a " + m[2]
+			if got == "" || strings.HasPrefix(want, "main.") || strings.HasPrefix(want, "[]") {
+				// A scalar where a section or a list belongs may be a
+				// secret written under the wrong key: never repeated.
+				got = "a " + strings.TrimPrefix(strings.Replace(m[2], "str", "string", 1), "!!")
 			}
 			switch {
 			case want == "int":

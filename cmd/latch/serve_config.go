@@ -81,8 +81,12 @@ func parseServeArgs(args []string) (serveArgs, []error) {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !slices.Contains(known, name) {
 			errs = append(errs, errors.New(unknownServeFlag(name, known)))
-			if !hasVal && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-				i++ // its value, most likely
+			// Skip its value, most likely the next argument; a secret's
+			// always, whatever it starts with, so that it is never named
+			// as another unknown flag.
+			secret := slices.ContainsFunc(secretEnv, func(s struct{ env, doc, alt string }) bool { return idOf(s.env) == name })
+			if !hasVal && i+1 < len(args) && (secret || !strings.HasPrefix(args[i+1], "-")) {
+				i++
 			}
 			continue
 		}
