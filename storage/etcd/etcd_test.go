@@ -23,10 +23,17 @@ var prefixes atomic.Int64
 // openStore opens a store on a fresh prefix of srv, closed at cleanup.
 func openStore(t testing.TB, srv *etcdtest.Server, opts ...etcd.Option) *etcd.Store {
 	t.Helper()
+	return openStoreAt(t, []string{srv.Endpoint}, opts...)
+}
+
+// openStoreAt opens a store with the client endpoints on a fresh prefix,
+// closed at cleanup.
+func openStoreAt(t testing.TB, endpoints []string, opts ...etcd.Option) *etcd.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	prefix := fmt.Sprintf("/latch-test-%d/", prefixes.Add(1))
-	s, err := etcd.Open(ctx, etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix}, opts...)
+	s, err := etcd.Open(ctx, etcd.Config{Endpoints: endpoints, Prefix: prefix}, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -35,7 +42,19 @@ func openStore(t testing.TB, srv *etcdtest.Server, opts ...etcd.Option) *etcd.St
 
 func TestConformance(t *testing.T) {
 	srv := etcdtest.Start(t)
-	storagetest.Run(t, func(t *testing.T) storage.Store { return openStore(t, srv) },
+	conformance(t, []string{srv.Endpoint})
+}
+
+// TestConformanceCluster runs the same suite against a three-member
+// cluster, the store given every member's endpoint: quorum reads and
+// writes, watches and leases must behave as they do on one member.
+func TestConformanceCluster(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	conformance(t, c.Endpoints())
+}
+
+func conformance(t *testing.T, endpoints []string) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return openStoreAt(t, endpoints) },
 		storagetest.WithFootprint(func(t *testing.T, s storage.Store) int {
 			es := s.(*etcd.Store)
 			resp, err := es.Client().Get(ctxT(t), es.Prefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -50,7 +69,7 @@ func TestConformance(t *testing.T) {
 		storagetest.WithRetention(storagetest.Retention{
 			Retention: 4 * time.Second,
 			Open: func(t *testing.T) storage.Store {
-				return openStore(t, srv, etcd.WithRevokedSessionRetention(4*time.Second),
+				return openStoreAt(t, endpoints, etcd.WithRevokedSessionRetention(4*time.Second),
 					etcd.WithLeaseSlack(0), etcd.WithLeaseBucket(time.Second))
 			},
 			Patience: 20 * time.Second,
@@ -379,5 +398,53 @@ func TestFeedEndsWhenStoreCloses(t *testing.T) {
 		}
 	case <-ctxT(t).Done():
 		t.Fatal("WatchRevocations kept running after the store was closed")
+	}
+}
+
+// TestClusterMemberFailures: on a three-member cluster, a store given every
+// endpoint keeps its data and keeps serving through the loss of the leader
+// (killed, then restarted on its data) and through a follower frozen for
+// longer than an election timeout.
+func TestClusterMemberFailures(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	s := openStoreAt(t, c.Endpoints(), etcd.WithOpTimeout(10*time.Second))
+	ctx := ctxT(t)
+	put := func(id string) {
+		t.Helper()
+		if err := s.CreateUser(ctx, storage.User{ID: id, Email: id + "@example.com", PasswordHash: "h"}); err != nil {
+			t.Fatalf("CreateUser %s: %v", id, err)
+		}
+	}
+	get := func(id string) {
+		t.Helper()
+		if _, err := s.GetUser(ctx, id); err != nil {
+			t.Fatalf("GetUser %s: %v", id, err)
+		}
+	}
+	put("before")
+
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Members[leader].Crash()
+	next, err := c.WaitLeader(ctx, leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put("after-leader-loss")
+	get("before")
+	c.Members[leader].Restart(t)
+
+	follower := (next + 1) % 3
+	c.Members[follower].Pause()
+	time.Sleep(2 * time.Second) // longer than etcd's default 1 s election timeout
+	put("while-paused")
+	c.Members[follower].Resume()
+	if _, err := c.WaitLeader(ctx, -1); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"before", "after-leader-loss", "while-paused"} {
+		get(id)
 	}
 }

@@ -1,6 +1,9 @@
-// Package etcdtest starts a real, single-member etcd server for tests: the
-// etcd binary (Debian's etcd-server package, or $LATCH_ETCD) on free
-// loopback ports with a data directory in t.TempDir(), stopped at cleanup.
+// Package etcdtest starts real etcd for tests: one member (Start) or a
+// statically bootstrapped cluster of several (StartCluster), each the etcd
+// binary (Debian's etcd-server package, or $LATCH_ETCD) on free loopback
+// ports with its data directory in t.TempDir(), stopped at cleanup. A
+// member can be stopped, killed, paused and restarted, to test what Latch
+// does while etcd fails.
 //
 // When no etcd binary is found the test is skipped with a message saying how
 // to install one, unless LATCH_REQUIRE_ETCD=1 (set by .ci/test), in which
@@ -42,6 +45,7 @@ type Server struct {
 	mu      sync.Mutex
 	exited  chan error // of the running process; nil when stopped
 	proc    *exec.Cmd
+	paused  bool
 }
 
 // Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
@@ -121,7 +125,7 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
 	var tlsArgs []string
-	s := &Server{bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: &http.Client{}}
+	s := newServer(bin, filepath.Join(dir, "etcd.log"))
 	if o.tls {
 		client = fmt.Sprintf("https://127.0.0.1:%d", cport)
 		ca := certstest.NewCA(t, "latch test CA")
@@ -135,16 +139,7 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 			Certificates: []tls.Certificate{clientLeaf.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}}
 	}
 	s.Endpoint = client
-	s.args = append([]string{
-		"--name", "latch-test",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "latch-test=" + peer, "--initial-cluster-state", "new",
-		"--logger", "zap", "--log-outputs", "stderr"}, tlsArgs...)
-	if o.maxTxnOps > 0 {
-		s.args = append(s.args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
-	}
+	s.args = append(memberArgs("latch-test", dir, client, peer, "latch-test="+peer, o), tlsArgs...)
 	if err := s.launch(); err != nil {
 		return nil, err
 	}
@@ -157,8 +152,36 @@ func start(t testing.TB, bin string, o options) (*Server, error) {
 	return s, nil
 }
 
+func newServer(bin, logPath string) *Server {
+	return &Server{bin: bin, logPath: logPath, hc: &http.Client{}}
+}
+
+// memberArgs are the flags of member name, with its data under dir, in the
+// statically bootstrapped cluster initial.
+func memberArgs(name, dir, client, peer, initial string, o options) []string {
+	args := []string{
+		"--name", name,
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", initial, "--initial-cluster-state", "new",
+		"--logger", "zap", "--log-outputs", "stderr"}
+	if o.maxTxnOps > 0 {
+		args = append(args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
+	}
+	return args
+}
+
 // launch starts the process and waits until it reports healthy.
 func (s *Server) launch() error {
+	if err := s.spawn(); err != nil {
+		return err
+	}
+	return s.waitHealthy(30 * time.Second)
+}
+
+// spawn starts the process without waiting for it to be ready.
+func (s *Server) spawn() error {
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -172,10 +195,19 @@ func (s *Server) launch() error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logFile.Close() }()
 	s.mu.Lock()
-	s.proc, s.exited = cmd, exited
+	s.proc, s.exited, s.paused = cmd, exited, false
 	s.mu.Unlock()
-	// Wait for /health; etcd on one member is ready within a few seconds.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return nil
+}
+
+// waitHealthy waits until the member reports healthy, which for a member of
+// a cluster means the cluster has a leader, and stops it if it exits first
+// or is not healthy within limit.
+func (s *Server) waitHealthy(limit time.Duration) error {
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -187,7 +219,7 @@ func (s *Server) launch() error {
 			return fmt.Errorf("etcd exited before it was ready (%v):\n%s", err, s.tail())
 		case <-ctx.Done():
 			s.Stop()
-			return fmt.Errorf("etcd not healthy after 30s:\n%s", s.tail())
+			return fmt.Errorf("etcd not healthy after %v:\n%s", limit, s.tail())
 		case <-tick.C:
 		}
 		if healthy(ctx, s.hc, s.Endpoint) {
@@ -211,13 +243,33 @@ func (s *Server) halt(sig syscall.Signal) {
 		return
 	}
 	_ = s.proc.Process.Signal(sig)
+	if s.paused { // a stopped process acts on SIGTERM only once continued
+		_ = s.proc.Process.Signal(syscall.SIGCONT)
+	}
 	select {
 	case <-s.exited:
 	case <-time.After(15 * time.Second):
 		_ = s.proc.Process.Kill()
 		<-s.exited
 	}
-	s.proc, s.exited = nil, nil
+	s.proc, s.exited, s.paused = nil, nil, false
+}
+
+// Pause freezes the member with SIGSTOP: its connections stay open but it
+// answers nothing, as a member stalled by its host does. Resume ends it.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
+
+// Resume continues a member Pause froze.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
+
+func (s *Server) signal(sig syscall.Signal, paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Signal(sig)
+	s.paused = paused
 }
 
 // Restart starts a stopped server again on the same ports and data, as an
