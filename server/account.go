@@ -36,21 +36,6 @@ type accountServer struct {
 
 var _ latchv1.AccountServiceServer = (*accountServer)(nil)
 
-// accountCall runs fn for the caller the access table verified and turns
-// its error into a status through the one mapper (toStatus).
-func accountCall[Req, Resp any](ctx context.Context, a *accountServer, method string, req Req,
-	fn func(context.Context, tokens.Claims, Req) (Resp, error)) (Resp, error) {
-	err := failure(codes.Unauthenticated, msgBadCredential)
-	if caller, ok := callerFrom(ctx); ok {
-		var resp Resp
-		if resp, err = fn(ctx, caller, req); err == nil {
-			return resp, nil
-		}
-	}
-	var zero Resp
-	return zero, a.s.toStatus(ctx, "AccountService/"+method, err)
-}
-
 // audit logs one change a person made to their own account, with its
 // stable event name. Attributes are ids, counts and flags, never a secret.
 func (a *accountServer) audit(ctx context.Context, event, msg string, caller tokens.Claims, attrs ...slog.Attr) {
@@ -62,91 +47,59 @@ func (a *accountServer) audit(ctx context.Context, event, msg string, caller tok
 // revoked announces sessions the caller ended to WatchRevocations streams
 // (and so to verifiers that follow them), counts them and logs them in one
 // record. Their number is bounded by the account's live-session cap.
-func (a *accountServer) revoked(ctx context.Context, caller tokens.Claims, reason string, sessions []storage.Session) {
-	for _, sess := range sessions {
-		a.s.publishSession(sess)
-	}
-	a.s.metrics.Revoked(RevokedSession, len(sessions))
-	ids := make([]string, len(sessions))
-	for i, sess := range sessions {
-		ids[i] = sess.ID
-	}
+func (a *accountServer) revoked(ctx context.Context, caller tokens.Claims, reason string, sessions ...storage.Session) {
+	ids := a.s.announce(RevokedSession, sessions...)
 	a.audit(ctx, "account_sessions_revoked", "sessions revoked by their owner", caller,
 		slog.String("reason", reason), slog.Int("count", len(sessions)), slog.Any("session_ids", ids))
 }
 
 // ListMySessions implements latchv1.AccountServiceServer.
-func (a *accountServer) ListMySessions(ctx context.Context, req *latchv1.ListMySessionsRequest) (*latchv1.ListMySessionsResponse, error) {
-	return accountCall(ctx, a, "ListMySessions", req, a.listMySessions)
-}
-
-func (a *accountServer) listMySessions(ctx context.Context, caller tokens.Claims, _ *latchv1.ListMySessionsRequest) (*latchv1.ListMySessionsResponse, error) {
-	all, err := a.s.store.ListUserSessions(ctx, caller.Subject)
-	if err != nil {
-		return nil, fmt.Errorf("list own sessions: %w", err)
-	}
-	now := a.s.now()
-	resp := &latchv1.ListMySessionsResponse{CurrentSessionId: caller.SessionID}
-	for _, sess := range all { // newest first
-		if sess.Live(now) && len(resp.Sessions) < maxListedSessions {
-			resp.Sessions = append(resp.Sessions, sessionProto(sess, now))
+func (a *accountServer) ListMySessions(ctx context.Context, _ *latchv1.ListMySessionsRequest) (*latchv1.ListMySessionsResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.ListMySessionsResponse, error) {
+		all, err := a.s.store.ListUserSessions(ctx, caller.Subject)
+		if err != nil {
+			return nil, fmt.Errorf("list own sessions: %w", err)
 		}
-	}
-	return resp, nil
+		now := a.s.now()
+		resp := &latchv1.ListMySessionsResponse{CurrentSessionId: caller.SessionID}
+		for _, sess := range all { // newest first
+			if sess.Live(now) && len(resp.Sessions) < maxListedSessions {
+				resp.Sessions = append(resp.Sessions, sessionProto(sess, now))
+			}
+		}
+		return resp, nil
+	})
 }
 
 // RevokeMySession implements latchv1.AccountServiceServer.
 func (a *accountServer) RevokeMySession(ctx context.Context, req *latchv1.RevokeMySessionRequest) (*latchv1.RevokeMySessionResponse, error) {
-	return accountCall(ctx, a, "RevokeMySession", req, a.revokeMySession)
-}
-
-func (a *accountServer) revokeMySession(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeMySessionRequest) (*latchv1.RevokeMySessionResponse, error) {
-	id := req.GetSessionId()
-	if err := checkID("session_id", id); err != nil {
-		return nil, err
-	}
-	// Another person's session is answered as an unknown one: the same
-	// code and message, after the same single read.
-	sess, err := a.s.store.GetSession(ctx, id)
-	switch {
-	case errors.Is(err, storage.ErrNotFound), err == nil && sess.UserID != caller.Subject:
-		return nil, failure(codes.NotFound, msgSessionNotFound)
-	case err != nil:
-		return nil, fmt.Errorf("get session: %w", err)
-	}
-	now := a.s.now().UTC()
-	changed, err := a.s.store.RevokeSession(ctx, id, storage.ReasonSignedOut, now)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, failure(codes.NotFound, msgSessionNotFound) // swept meanwhile
-	}
-	if err != nil {
-		return nil, fmt.Errorf("revoke own session: %w", err)
-	}
-	if sess, err = a.s.store.GetSession(ctx, id); err != nil {
-		return nil, fmt.Errorf("get revoked session: %w", err)
-	}
-	if changed {
-		a.revoked(ctx, caller, storage.ReasonSignedOut, []storage.Session{sess})
-	}
-	return &latchv1.RevokeMySessionResponse{Session: sessionProto(sess, now)}, nil
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.RevokeMySessionResponse, error) {
+		now := a.s.now().UTC()
+		sess, changed, err := a.s.revokeSessionID(ctx, req.GetSessionId(), caller.Subject, storage.ReasonSignedOut, now)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			a.revoked(ctx, caller, storage.ReasonSignedOut, sess)
+		}
+		return &latchv1.RevokeMySessionResponse{Session: sessionProto(sess, now)}, nil
+	})
 }
 
 // RevokeMySessions implements latchv1.AccountServiceServer.
 func (a *accountServer) RevokeMySessions(ctx context.Context, req *latchv1.RevokeMySessionsRequest) (*latchv1.RevokeMySessionsResponse, error) {
-	return accountCall(ctx, a, "RevokeMySessions", req, a.revokeMySessions)
-}
-
-func (a *accountServer) revokeMySessions(ctx context.Context, caller tokens.Claims, req *latchv1.RevokeMySessionsRequest) (*latchv1.RevokeMySessionsResponse, error) {
-	r := storage.SessionReset{UserID: caller.Subject, Reason: storage.ReasonSignedOut, Now: a.s.now().UTC()}
-	if !req.GetIncludeCurrent() {
-		r.Keep = caller.SessionID
-	}
-	_, revoked, err := a.s.store.ResetSessions(ctx, r)
-	if err != nil {
-		return nil, resetFailure(err)
-	}
-	a.revoked(ctx, caller, storage.ReasonSignedOut, revoked)
-	return &latchv1.RevokeMySessionsResponse{Revoked: sessionsProto(revoked, r.Now)}, nil
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.RevokeMySessionsResponse, error) {
+		r := storage.SessionReset{UserID: caller.Subject, Reason: storage.ReasonSignedOut, Now: a.s.now().UTC()}
+		if !req.GetIncludeCurrent() {
+			r.Keep = caller.SessionID
+		}
+		_, revoked, err := a.s.store.ResetSessions(ctx, r)
+		if err != nil {
+			return nil, resetFailure(err)
+		}
+		a.revoked(ctx, caller, storage.ReasonSignedOut, revoked...)
+		return &latchv1.RevokeMySessionsResponse{Revoked: sessionsProto(revoked, r.Now)}, nil
+	})
 }
 
 // resetFailure maps a refused ResetSessions of the caller's own account:
@@ -165,9 +118,15 @@ func resetFailure(err error) error {
 
 // ChangeMyPassword implements latchv1.AccountServiceServer.
 func (a *accountServer) ChangeMyPassword(ctx context.Context, req *latchv1.ChangeMyPasswordRequest) (*latchv1.ChangeMyPasswordResponse, error) {
-	return accountCall(ctx, a, "ChangeMyPassword", req, a.changeMyPassword)
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.ChangeMyPasswordResponse, error) {
+		return a.changeMyPassword(ctx, caller, req)
+	})
 }
 
+// changeMyPassword checks the caller's current password as Login does,
+// stores the new hash and ends the account's other sessions in one
+// ResetSessions, and rotates the caller's own session unless the request
+// ends it too.
 func (a *accountServer) changeMyPassword(ctx context.Context, caller tokens.Claims, req *latchv1.ChangeMyPasswordRequest) (*latchv1.ChangeMyPasswordResponse, error) {
 	current := req.GetCurrentPassword()
 	switch {
@@ -245,7 +204,7 @@ func (a *accountServer) changeMyPassword(ctx context.Context, caller tokens.Clai
 	}
 	a.audit(ctx, "account_password_changed", "password changed by its owner", caller,
 		slog.Bool("end_current_session", req.GetEndCurrentSession()), slog.Int("revoked_sessions", len(revoked)))
-	a.revoked(ctx, caller, storage.ReasonUserChanged, revoked)
+	a.revoked(ctx, caller, storage.ReasonUserChanged, revoked...)
 	resp := &latchv1.ChangeMyPasswordResponse{RevokedSessions: int32(len(revoked))}
 	if kept.ID != "" {
 		user.PasswordHash = hash

@@ -19,7 +19,6 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/tokens"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -64,22 +63,6 @@ type adminServer struct {
 }
 
 var _ latchv1.AdminServiceServer = (*adminServer)(nil)
-
-// adminCall runs fn for the administrator the access table verified and
-// turns its error into a status through the one mapper (toStatus); without
-// a verified caller it refuses.
-func adminCall[Resp any](ctx context.Context, a *adminServer, fn func(caller tokens.Claims) (Resp, error)) (Resp, error) {
-	err := failure(codes.Unauthenticated, msgBadCredential)
-	if caller, ok := callerFrom(ctx); ok {
-		var resp Resp
-		if resp, err = fn(caller); err == nil {
-			return resp, nil
-		}
-	}
-	method, _ := grpc.Method(ctx)
-	var zero Resp
-	return zero, a.s.toStatus(ctx, method, err)
-}
 
 // storeErr is a failed storage call's error: NOT_FOUND with notFound for
 // storage.ErrNotFound, ALREADY_EXISTS for a taken email, else err wrapped
@@ -289,12 +272,7 @@ func (a *adminServer) revokeUser(ctx context.Context, caller tokens.Claims, id, 
 // revoked announces sessions an administrator revoked to WatchRevocations
 // streams (and so to verifiers that follow them), and logs them.
 func (a *adminServer) revoked(ctx context.Context, caller tokens.Claims, userID, reason string, sessions []storage.Session) {
-	ids := make([]string, len(sessions))
-	for i, sess := range sessions {
-		a.s.publishSession(sess)
-		ids[i] = sess.ID
-	}
-	a.s.metrics.Revoked(RevokedAdmin, len(sessions))
+	ids := a.s.announce(RevokedAdmin, sessions...)
 	if len(sessions) > 0 {
 		a.audit(ctx, "admin_sessions_revoked", "sessions revoked", caller, slog.String("user_id", userID),
 			slog.String("reason", reason), slog.Int("count", len(sessions)), slog.Any("session_ids", ids))
@@ -305,7 +283,7 @@ func (a *adminServer) revoked(ctx context.Context, caller tokens.Claims, userID,
 
 // CreateUser implements latchv1.AdminServiceServer.
 func (a *adminServer) CreateUser(ctx context.Context, req *latchv1.CreateUserRequest) (*latchv1.CreateUserResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.CreateUserResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.CreateUserResponse, error) {
 		email, emailErr := ParseNewEmail(req.GetEmail())
 		roles, rolesErr := ParseRoles(req.GetRoles())
 		if err := cmp.Or(emailErr, checkNewPassword(req.GetPassword()), rolesErr); err != nil {
@@ -353,7 +331,7 @@ func AddUser(ctx context.Context, store storage.UserStore, hasher *password.Hash
 
 // GetUser implements latchv1.AdminServiceServer.
 func (a *adminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) (*latchv1.GetUserResponse, error) {
-	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.GetUserResponse, error) {
+	return serveCaller(ctx, a.s, func(tokens.Claims) (*latchv1.GetUserResponse, error) {
 		var u storage.User
 		switch l := req.GetLookup().(type) {
 		case *latchv1.GetUserRequest_UserId:
@@ -381,7 +359,7 @@ func (a *adminServer) GetUser(ctx context.Context, req *latchv1.GetUserRequest) 
 
 // ListUsers implements latchv1.AdminServiceServer.
 func (a *adminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersRequest) (*latchv1.ListUsersResponse, error) {
-	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListUsersResponse, error) {
+	return serveCaller(ctx, a.s, func(tokens.Claims) (*latchv1.ListUsersResponse, error) {
 		size := int(req.GetPageSize())
 		if size < 0 {
 			return nil, invalidArg("page_size must not be negative")
@@ -414,7 +392,7 @@ func (a *adminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersReque
 
 // UpdateUser implements latchv1.AdminServiceServer.
 func (a *adminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserRequest) (*latchv1.UpdateUserResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.UpdateUserResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.UpdateUserResponse, error) {
 		id := req.GetUserId()
 		if err := checkID("user_id", id); err != nil {
 			return nil, err
@@ -479,7 +457,7 @@ func (a *adminServer) UpdateUser(ctx context.Context, req *latchv1.UpdateUserReq
 
 // SetPassword implements latchv1.AdminServiceServer.
 func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordRequest) (*latchv1.SetPasswordResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.SetPasswordResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.SetPasswordResponse, error) {
 		id := req.GetUserId()
 		if err := cmp.Or(checkID("user_id", id), checkNewPassword(req.GetPassword())); err != nil {
 			return nil, asInvalid(err)
@@ -516,7 +494,7 @@ func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordR
 
 // DeleteUser implements latchv1.AdminServiceServer.
 func (a *adminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserRequest) (*latchv1.DeleteUserResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.DeleteUserResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.DeleteUserResponse, error) {
 		id := req.GetUserId()
 		if err := checkID("user_id", id); err != nil {
 			return nil, err
@@ -536,7 +514,7 @@ func (a *adminServer) DeleteUser(ctx context.Context, req *latchv1.DeleteUserReq
 
 // ListSessions implements latchv1.AdminServiceServer.
 func (a *adminServer) ListSessions(ctx context.Context, req *latchv1.ListSessionsRequest) (*latchv1.ListSessionsResponse, error) {
-	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListSessionsResponse, error) {
+	return serveCaller(ctx, a.s, func(tokens.Claims) (*latchv1.ListSessionsResponse, error) {
 		id := req.GetUserId()
 		if err := a.userExists(ctx, id); err != nil {
 			return nil, err
@@ -564,25 +542,14 @@ func (a *adminServer) userExists(ctx context.Context, id string) error {
 
 // RevokeSession implements latchv1.AdminServiceServer.
 func (a *adminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSessionRequest) (*latchv1.RevokeSessionResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RevokeSessionResponse, error) {
-		id := req.GetSessionId()
-		if err := checkID("session_id", id); err != nil {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.RevokeSessionResponse, error) {
+		id, now := req.GetSessionId(), a.s.now().UTC()
+		sess, changed, err := a.s.revokeSessionID(ctx, id, "", storage.ReasonAdmin, now)
+		if err != nil {
 			return nil, err
 		}
-		now := a.s.now().UTC()
-		changed, err := a.s.store.RevokeSession(ctx, id, storage.ReasonAdmin, now)
-		if err != nil {
-			return nil, storeErr(err, msgSessionNotFound, "revoke session")
-		}
-		sess, err := a.s.store.GetSession(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("get revoked session: %w", err)
-		}
-		// Revoking a revoked session answers with it as it is (its first
-		// reason) and announces and counts nothing again.
 		if changed {
-			a.s.publishSession(sess)
-			a.s.metrics.Revoked(RevokedAdmin, 1)
+			a.s.announce(RevokedAdmin, sess)
 		}
 		a.audit(ctx, "admin_session_revoked", "session revoked", caller, slog.String("session_id", id),
 			slog.String("user_id", sess.UserID), slog.String("reason", sess.RevokeReason), slog.Bool("changed", changed))
@@ -592,7 +559,7 @@ func (a *adminServer) RevokeSession(ctx context.Context, req *latchv1.RevokeSess
 
 // RevokeUserSessions implements latchv1.AdminServiceServer.
 func (a *adminServer) RevokeUserSessions(ctx context.Context, req *latchv1.RevokeUserSessionsRequest) (*latchv1.RevokeUserSessionsResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RevokeUserSessionsResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.RevokeUserSessionsResponse, error) {
 		id := req.GetUserId()
 		if err := a.userExists(ctx, id); err != nil {
 			return nil, err
@@ -612,7 +579,7 @@ func (a *adminServer) RevokeUserSessions(ctx context.Context, req *latchv1.Revok
 
 // RotateSigningKey implements latchv1.AdminServiceServer.
 func (a *adminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateSigningKeyRequest) (*latchv1.RotateSigningKeyResponse, error) {
-	return adminCall(ctx, a, func(caller tokens.Claims) (*latchv1.RotateSigningKeyResponse, error) {
+	return serveCaller(ctx, a.s, func(caller tokens.Claims) (*latchv1.RotateSigningKeyResponse, error) {
 		keys, err := a.s.RotateSigningKey(ctx, req.GetImmediate())
 		if err != nil {
 			return nil, fmt.Errorf("rotate signing key: %w", err)
@@ -629,7 +596,7 @@ func (a *adminServer) RotateSigningKey(ctx context.Context, req *latchv1.RotateS
 
 // ListSigningKeys implements latchv1.AdminServiceServer.
 func (a *adminServer) ListSigningKeys(ctx context.Context, _ *latchv1.ListSigningKeysRequest) (*latchv1.ListSigningKeysResponse, error) {
-	return adminCall(ctx, a, func(tokens.Claims) (*latchv1.ListSigningKeysResponse, error) {
+	return serveCaller(ctx, a.s, func(tokens.Claims) (*latchv1.ListSigningKeysResponse, error) {
 		keys, err := a.s.ListSigningKeys(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("list signing keys: %w", err)

@@ -893,15 +893,27 @@ func (f *failingUserAdmin) RevokeUserSessions(context.Context, string, string, t
 	return nil, errors.New("disk on fire at /var/secret/path")
 }
 
-// TestAdminInternalErrorsLeakNothing: a storage failure is INTERNAL with a
-// fixed message; the detail goes to the log only.
+func (f *failingUserAdmin) RevokeSession(context.Context, string, string, time.Time) (bool, error) {
+	return false, errors.New("disk on fire at /var/secret/path")
+}
+
+// TestAdminInternalErrorsLeakNothing: a storage failure of AdminService or
+// AccountService is INTERNAL with a fixed message; the detail goes to the
+// log only, in a record naming the full gRPC method.
 func TestAdminInternalErrorsLeakNothing(t *testing.T) {
 	a := newAdminEnv(t, func(s storage.Store) storage.Store { return &failingUserAdmin{Store: s} })
 	u := a.createUser("bob@example.com", "bob-password-1")
 	_, err := a.admin.RevokeUserSessions(a.adminCtx, &latchv1.RevokeUserSessionsRequest{UserId: u.GetId()})
 	wantStatus(t, err, codes.Internal, "internal error")
-	if !strings.Contains(a.logs.String(), "disk on fire") {
-		t.Error("internal error detail not logged")
+	bob := a.loginSelf("bob@example.com", "bob-password-1")
+	_, err = latchv1.NewAccountServiceClient(a.conn).RevokeMySession(bearerCtx(t, bob.GetAccessToken()),
+		&latchv1.RevokeMySessionRequest{SessionId: bob.GetSessionId()})
+	wantStatus(t, err, codes.Internal, "internal error")
+	logs := a.logs.String()
+	for _, method := range []string{"/latch.v1.AdminService/RevokeUserSessions", "/latch.v1.AccountService/RevokeMySession"} {
+		if !strings.Contains(logs, `"event":"internal_error","method":"`+method+`","error":"`) {
+			t.Errorf("no internal_error record with method %s and its detail in %s", method, logs)
+		}
 	}
 }
 

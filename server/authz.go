@@ -77,6 +77,22 @@ func callerFrom(ctx context.Context) (tokens.Claims, bool) {
 	return c, ok
 }
 
+// serveCaller runs fn for the caller the access table verified and turns
+// its error into a status through the one mapper (toStatus), which logs it
+// under the full method name; without a verified caller it refuses.
+func serveCaller[Resp any](ctx context.Context, s *Server, fn func(caller tokens.Claims) (Resp, error)) (Resp, error) {
+	err := failure(codes.Unauthenticated, msgBadCredential)
+	if caller, ok := callerFrom(ctx); ok {
+		var resp Resp
+		if resp, err = fn(caller); err == nil {
+			return resp, nil
+		}
+	}
+	method, _ := grpc.Method(ctx)
+	var zero Resp
+	return zero, s.toStatus(ctx, method, err)
+}
+
 // unaryAccess is the one unary interceptor that enforces the access table.
 func (s *Server) unaryAccess(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := s.authorize(ctx, info.FullMethod)

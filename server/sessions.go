@@ -63,12 +63,54 @@ func (s *Server) revokeSession(ctx context.Context, sess storage.Session, reason
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
 	if changed {
-		s.publishSession(sess)
-		if kind != "" {
-			s.metrics.Revoked(kind, 1)
-		}
+		s.announce(kind, sess)
 	}
 	return changed, nil
+}
+
+// revokeSessionID revokes the session a request names, for reason at now,
+// and returns it as stored afterwards with whether this call revoked it:
+// revoking a revoked session answers with it as it is (its first reason).
+// The caller announces a change. When owner is not empty, a session of
+// anyone else is answered as an unknown one: the same code and message,
+// after the same single read.
+func (s *Server) revokeSessionID(ctx context.Context, id, owner, reason string, now time.Time) (storage.Session, bool, error) {
+	if err := checkID("session_id", id); err != nil {
+		return storage.Session{}, false, err
+	}
+	if owner != "" {
+		sess, err := s.store.GetSession(ctx, id)
+		if err == nil && sess.UserID != owner {
+			err = storage.ErrNotFound
+		}
+		if err != nil {
+			return storage.Session{}, false, storeErr(err, msgSessionNotFound, "get session")
+		}
+	}
+	changed, err := s.store.RevokeSession(ctx, id, reason, now)
+	if err != nil {
+		return storage.Session{}, false, storeErr(err, msgSessionNotFound, "revoke session")
+	}
+	sess, err := s.store.GetSession(ctx, id)
+	if err != nil {
+		return storage.Session{}, false, fmt.Errorf("get revoked session: %w", err)
+	}
+	return sess, changed, nil
+}
+
+// announce publishes sessions, each newly revoked, to WatchRevocations
+// streams (and so to verifiers that follow them), counts them as kind
+// ("": not counted) and returns their ids for the audit record.
+func (s *Server) announce(kind string, sessions ...storage.Session) []string {
+	ids := make([]string, len(sessions))
+	for i, sess := range sessions {
+		s.publishSession(sess)
+		ids[i] = sess.ID
+	}
+	if kind != "" {
+		s.metrics.Revoked(kind, len(sessions))
+	}
+	return ids
 }
 
 // newDeviceProof issues the device proof a successful login hands out,

@@ -67,11 +67,10 @@ func (r Rotation) Validate() error {
 //     the successor minted by the loser of a concurrent exchange:
 //     ErrNotFound, store nothing.
 func (r Rotation) Apply(s Session) (Session, error) {
+	if err := s.notLive(r.Now); err != nil {
+		return s, err
+	}
 	switch {
-	case s.Revoked():
-		return s, ErrSessionRevoked
-	case !r.Now.Before(s.ExpiresAt()):
-		return s, ErrSessionExpired
 	case r.Presented == s.CurrentHash:
 		s.PreviousHash = s.CurrentHash
 		s.PreviousRotatedAt = r.Now
@@ -85,12 +84,31 @@ func (r Rotation) Apply(s Session) (Session, error) {
 	default:
 		return s, ErrNotFound
 	}
-	s.CurrentHash = r.Next
-	s.Generation++
-	s.LastRotatedAt = r.Now
-	s.IdleExpiresAt = r.Now.Add(r.IdleTTL)
-	if r.Addr != "" {
-		s.LastAddr = r.Addr
+	return s.rotated(r.Next, r.Now, r.IdleTTL, r.Addr), nil
+}
+
+// notLive is why s is not live at now (ErrSessionRevoked,
+// ErrSessionExpired), or nil while it is.
+func (s Session) notLive(now time.Time) error {
+	switch {
+	case s.Revoked():
+		return ErrSessionRevoked
+	case !now.Before(s.ExpiresAt()):
+		return ErrSessionExpired
 	}
-	return s, nil
+	return nil
+}
+
+// rotated is s moved on to the refresh token whose digest is next, at now:
+// the next generation, its idle expiry renewed by idleTTL, and addr, when
+// not empty, as its LastAddr.
+func (s Session) rotated(next TokenHash, now time.Time, idleTTL time.Duration, addr string) Session {
+	s.CurrentHash = next
+	s.Generation++
+	s.LastRotatedAt = now
+	s.IdleExpiresAt = now.Add(idleTTL)
+	if addr != "" {
+		s.LastAddr = addr
+	}
+	return s
 }

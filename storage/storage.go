@@ -476,22 +476,12 @@ func (r SessionReset) Validate() error {
 // it is not live at r.Now (ErrSessionRevoked, ErrSessionExpired), else k
 // rotated to r.KeepNext when that is set, or k unchanged.
 func (r SessionReset) ApplyKeep(k Session) (Session, error) {
-	switch {
-	case k.Revoked():
-		return k, ErrSessionRevoked
-	case !r.Now.Before(k.ExpiresAt()):
-		return k, ErrSessionExpired
-	case r.KeepNext.IsZero():
-		return k, nil
+	if err := k.notLive(r.Now); err != nil || r.KeepNext.IsZero() {
+		return k, err
 	}
-	k.CurrentHash, k.PreviousHash, k.PreviousRotatedAt = r.KeepNext, TokenHash{}, time.Time{}
-	k.Generation++
-	k.LastRotatedAt = r.Now
-	k.IdleExpiresAt = r.Now.Add(r.IdleTTL)
-	if r.KeepAddr != "" {
-		k.LastAddr = r.KeepAddr
-	}
-	return k, nil
+	// No grace retry applies to the token the reset replaces.
+	k.PreviousHash, k.PreviousRotatedAt = TokenHash{}, time.Time{}
+	return k.rotated(r.KeepNext, r.Now, r.IdleTTL, r.KeepAddr), nil
 }
 
 // ApplyPassword returns u with r's new password hash, or ErrConflict when

@@ -43,16 +43,16 @@ func userSessions(tx *bbolt.Tx, userID string) ([]storage.Session, error) {
 	return out, nil
 }
 
-// revokeLive revokes every session of the user that is live at now, in tx,
-// and returns them as stored.
-func (s *Store) revokeLive(tx *bbolt.Tx, userID, reason string, now time.Time) ([]storage.Session, error) {
+// revokeLive revokes every session of the user that is live at now but
+// the one named keep (if any), in tx, and returns them as stored.
+func (s *Store) revokeLive(tx *bbolt.Tx, userID, keep, reason string, now time.Time) ([]storage.Session, error) {
 	sessions, err := userSessions(tx, userID)
 	if err != nil {
 		return nil, err
 	}
 	var revoked []storage.Session
 	for _, sess := range sessions {
-		if !sess.Live(now) {
+		if !sess.Live(now) || sess.ID == keep {
 			continue
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
@@ -113,7 +113,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) (revok
 		if err := tx.Bucket(bucketUsers).Delete([]byte(id)); err != nil {
 			return err
 		}
-		revoked, err = s.revokeLive(tx, id, storage.ReasonUserChanged, now)
+		revoked, err = s.revokeLive(tx, id, "", storage.ReasonUserChanged, now)
 		return err
 	})
 	if err != nil {
@@ -142,7 +142,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		return nil, fmt.Errorf("bolt: revoke user sessions: %w", err)
 	}
 	err = s.update(ctx, "revoke user sessions "+userID, func(tx *bbolt.Tx) (err error) {
-		revoked, err = s.revokeLive(tx, userID, reason, now)
+		revoked, err = s.revokeLive(tx, userID, "", reason, now)
 		return err
 	})
 	return revoked, err
@@ -214,21 +214,8 @@ func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (kept
 				return err
 			}
 		}
-		sessions, err := userSessions(tx, r.UserID)
-		if err != nil {
-			return err
-		}
-		for _, sess := range sessions {
-			if !sess.Live(r.Now) || sess.ID == r.Keep {
-				continue
-			}
-			sess.RevokedAt, sess.RevokeReason = r.Now, r.Reason
-			if err := s.putRevoked(tx, sess); err != nil {
-				return err
-			}
-			revoked = append(revoked, sess)
-		}
-		return nil
+		revoked, err = s.revokeLive(tx, r.UserID, r.Keep, r.Reason, r.Now)
+		return err
 	})
 	if err != nil {
 		return storage.Session{}, nil, err

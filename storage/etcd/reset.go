@@ -120,7 +120,7 @@ func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (stor
 
 func (s *Store) resetSessions(ctx context.Context, r storage.SessionReset) (storage.Session, []storage.Session, error) {
 	var (
-		kept     storage.Session
+		h        resetHead
 		revoked  []storage.Session
 		fenceRev int64 // the fence's revision once the head has committed with it
 	)
@@ -135,9 +135,9 @@ func (s *Store) resetSessions(ctx context.Context, r storage.SessionReset) (stor
 		})
 		if fenceRev > 0 {
 			if len(live) == 0 {
-				return kept, revoked, nil
+				return h.kept, revoked, nil
 			}
-			done, err := s.revokeBatch(ctx, live[:min(len(live), s.maxTxnOps/opsPerRevokedSession)], r.Reason, r.Now, nil, nil)
+			done, _, err := s.revokeBatch(ctx, live[:min(len(live), s.maxTxnOps/opsPerRevokedSession)], r.Reason, r.Now, nil)
 			if errors.Is(err, errConflict) {
 				continue
 			}
@@ -147,55 +147,38 @@ func (s *Store) resetSessions(ctx context.Context, r storage.SessionReset) (stor
 			revoked = append(revoked, done...)
 			continue
 		}
-		h, err := s.readResetHead(ctx, r)
-		if err != nil {
+		if h, err = s.readResetHead(ctx, r); err != nil {
 			return storage.Session{}, nil, err
 		}
-		var done []storage.Session
+		// The head takes at most 4 compares and 4 operations. When the
+		// other sessions fit with it, they are revoked in its Txn, which
+		// compares the session index too; otherwise it commits the fence.
 		fits := len(live)*opsPerRevokedSession+4 <= s.maxTxnOps && len(live)+4 <= s.maxTxnOps
-		resp, err := s.commit(ctx, "reset sessions", func() (clientv3.Txn, error) {
+		batch := live
+		if !fits {
+			batch = nil
+		}
+		done, txnRev, err := s.revokeBatch(ctx, batch, r.Reason, r.Now, func() ([]clientv3.Cmp, []clientv3.Op, error) {
 			cmps, ops, err := s.headTxn(ctx, r, h)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			done = done[:0]
-			if !fits {
-				until := r.Now
-				for _, sr := range live {
-					until = maxTime(until, sr.s.AbsoluteExpiresAt)
-				}
-				lease, err := s.lease(ctx, until, r.Now)
-				if err != nil {
-					return nil, err
-				}
-				ops = append(ops, clientv3.OpPut(s.userFenceKey(r.UserID), encodeFence(r.Now, r.Reason, r.Keep), clientv3.WithLease(lease)))
-				return s.cli.Txn(ctx).If(cmps...).Then(ops...), nil
+			if fits {
+				return append(cmps, s.newSessionsCmp(r.UserID, rev)), ops, nil
 			}
-			cmps = append(cmps, s.newSessionsCmp(r.UserID, rev))
-			for _, sr := range live {
-				sess := sr.s
-				sess.RevokedAt, sess.RevokeReason = r.Now, r.Reason
-				put, err := s.putSessionOps(ctx, sess, r.Now)
-				if err != nil {
-					return nil, err
-				}
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.sessionKey(sess.ID)), "=", sr.rev))
-				ops = append(ops, put...)
-				done = append(done, sess)
-			}
-			return s.cli.Txn(ctx).If(cmps...).Then(ops...), nil
+			fence, err := s.fenceOp(ctx, r.UserID, r.Reason, r.Keep, r.Now, live)
+			return cmps, append(ops, fence), err
 		})
+		if errors.Is(err, errConflict) {
+			continue // the user, a session or the index changed: read again
+		}
 		if err != nil {
 			return storage.Session{}, nil, err
 		}
-		if !resp.Succeeded {
-			continue // the user, a session or the index changed: read again
-		}
-		kept = h.kept
 		if fits {
-			return kept, done, nil
+			return h.kept, done, nil
 		}
-		fenceRev = resp.Header.Revision
+		fenceRev = txnRev
 	}
 	return storage.Session{}, nil, errContention
 }

@@ -207,7 +207,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 					exempted = fence[0].ModRevision
 					continue
 				}
-				_, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil, nil)
+				_, _, err = s.revokeBatch(ctx, []sessRev{old}, reason, revokedAt, nil)
 				if errors.Is(err, errConflict) {
 					continue
 				}
@@ -236,7 +236,7 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 			if err != nil || sr.s.Revoked() {
 				return err
 			}
-			_, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil, nil)
+			_, _, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil)
 			if !errors.Is(err, errConflict) {
 				changed = err == nil
 				return err
@@ -247,14 +247,26 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 	return changed, err
 }
 
+// txnPart is what a Txn carries besides the sessions it revokes: its
+// compares and operations, built afresh for each attempt (they may ask for
+// leases).
+type txnPart func() ([]clientv3.Cmp, []clientv3.Op, error)
+
 // revokeBatch revokes the sessions (read at the revisions given) in one Txn
-// with the extra compares and operations; errConflict if any changed.
-func (s *Store) revokeBatch(ctx context.Context, batch []sessRev, reason string, now time.Time, cmps []clientv3.Cmp, extra []clientv3.Op) ([]storage.Session, error) {
+// with extra's compares and operations (nil: none), and returns them as
+// stored and the Txn's revision; errConflict if any compare failed.
+func (s *Store) revokeBatch(ctx context.Context, batch []sessRev, reason string, now time.Time, extra txnPart) ([]storage.Session, int64, error) {
 	out := make([]storage.Session, 0, len(batch))
 	resp, err := s.commit(ctx, "revoke sessions", func() (clientv3.Txn, error) {
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		if extra != nil {
+			var err error
+			if cmps, ops, err = extra(); err != nil {
+				return nil, err
+			}
+		}
 		out = out[:0]
-		cs := slices.Clone(cmps)
-		ops := slices.Clone(extra)
 		for _, sr := range batch {
 			sess := sr.s
 			sess.RevokedAt, sess.RevokeReason = now, reason
@@ -262,19 +274,19 @@ func (s *Store) revokeBatch(ctx context.Context, batch []sessRev, reason string,
 			if err != nil {
 				return nil, err
 			}
-			cs = append(cs, clientv3.Compare(clientv3.ModRevision(s.sessionKey(sess.ID)), "=", sr.rev))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.sessionKey(sess.ID)), "=", sr.rev))
 			ops = append(ops, put...)
 			out = append(out, sess)
 		}
-		return s.cli.Txn(ctx).If(cs...).Then(ops...), nil
+		return s.cli.Txn(ctx).If(cmps...).Then(ops...), nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !resp.Succeeded {
-		return nil, errConflict
+		return nil, 0, errConflict
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
 // sessionsOf reads every stored session of the user, and returns the
@@ -400,7 +412,9 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 				return revoked, nil
 			}
 			cmps = append(cmps, s.newSessionsCmp(uid, rev))
-			done, err := s.revokeBatch(ctx, live, reason, now, cmps, extra)
+			done, _, err := s.revokeBatch(ctx, live, reason, now, func() ([]clientv3.Cmp, []clientv3.Op, error) {
+				return cmps, extra, nil
+			})
 			if errors.Is(err, errConflict) {
 				continue
 			}
@@ -418,7 +432,7 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 		if s.testHookBeforeBatch != nil {
 			s.testHookBeforeBatch()
 		}
-		done, err := s.revokeBatch(ctx, live[:s.maxTxnOps/opsPerRevokedSession], reason, now, nil, nil)
+		done, _, err := s.revokeBatch(ctx, live[:s.maxTxnOps/opsPerRevokedSession], reason, now, nil)
 		if errors.Is(err, errConflict) {
 			continue // one of them changed (a rotation, or a fenced one revoked): read again
 		}
@@ -431,19 +445,33 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 }
 
 // writeFence records that every session the user has now is being revoked
-// (see revokeUserSessions). The fence lives as long as the longest of the
-// user's live sessions could (their absolute expiry never moves), plus the
-// lease slack.
+// (see revokeUserSessions).
 func (s *Store) writeFence(ctx context.Context, uid, reason string, now time.Time, live []sessRev) error {
-	until := slices.MaxFunc(live, func(a, b sessRev) int { return a.s.AbsoluteExpiresAt.Compare(b.s.AbsoluteExpiresAt) }).s.AbsoluteExpiresAt
 	_, err := s.commit(ctx, "fence user sessions", func() (clientv3.Txn, error) {
-		lease, err := s.lease(ctx, until, now)
+		fence, err := s.fenceOp(ctx, uid, reason, "", now, live)
 		if err != nil {
 			return nil, err
 		}
-		return s.cli.Txn(ctx).Then(clientv3.OpPut(s.userFenceKey(uid), encodeFence(now, reason, ""), clientv3.WithLease(lease))), nil
+		return s.cli.Txn(ctx).Then(fence), nil
 	})
 	return err
+}
+
+// fenceOp writes the user's fence, exempting the session exempt (if any).
+// The fence lives as long as the longest of the user's live sessions could
+// (their absolute expiry never moves), plus the lease slack.
+func (s *Store) fenceOp(ctx context.Context, uid, reason, exempt string, now time.Time, live []sessRev) (clientv3.Op, error) {
+	until := now
+	for _, sr := range live {
+		if sr.s.AbsoluteExpiresAt.After(until) {
+			until = sr.s.AbsoluteExpiresAt
+		}
+	}
+	lease, err := s.lease(ctx, until, now)
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	return clientv3.OpPut(s.userFenceKey(uid), encodeFence(now, reason, exempt), clientv3.WithLease(lease)), nil
 }
 
 // encodeFence is a fence's value: the revocation time, the reason, and,
@@ -476,13 +504,6 @@ func decodeFence(b []byte) (at time.Time, reason, exempt string, err error) {
 	at, err = record.DecodeTime(b[:8])
 	reason, exempt, _ = strings.Cut(string(b[8:]), "\x00")
 	return at, reason, exempt, err
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // CountLiveSessions implements storage.SessionAdmin by scanning every

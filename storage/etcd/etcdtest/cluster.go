@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/latchauth/latch/internal/certs/certstest"
 )
 
 // Cluster is a running etcd cluster of several members on loopback,
@@ -22,15 +25,12 @@ type Cluster struct {
 
 // StartCluster starts an n-member cluster for t, waits until it has a
 // leader and every member is healthy, and stops every member when t ends.
-// Of the options, WithMaxTxnOps applies; WithTLS is not supported.
+// With WithTLS every member serves clients over TLS, under one fresh CA.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	var o options
 	for _, opt := range opts {
 		opt(&o)
-	}
-	if o.tls {
-		t.Fatal("etcdtest: StartCluster does not support WithTLS")
 	}
 	if n < 1 {
 		t.Fatalf("etcdtest: a cluster needs at least one member, not %d", n)
@@ -50,6 +50,11 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 
 func startCluster(t testing.TB, bin string, n int, o options) (*Cluster, error) {
 	c := &Cluster{}
+	var ca *certstest.CA
+	scheme := "http"
+	if o.tls {
+		ca, scheme = certstest.NewCA(t, "latch test CA"), "https"
+	}
 	var clients, peers, initial []string
 	for i := range n {
 		cport, err := freePort()
@@ -60,15 +65,17 @@ func startCluster(t testing.TB, bin string, n int, o options) (*Cluster, error) 
 		if err != nil {
 			return nil, err
 		}
-		clients = append(clients, fmt.Sprintf("http://127.0.0.1:%d", cport))
+		clients = append(clients, fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport))
 		peers = append(peers, fmt.Sprintf("http://127.0.0.1:%d", pport))
 		initial = append(initial, fmt.Sprintf("m%d=%s", i, peers[i]))
 	}
 	for i := range n {
 		dir := t.TempDir()
-		s := newServer(bin, filepath.Join(dir, "etcd.log"))
-		s.Endpoint = clients[i]
+		s := &Server{bin: bin, logPath: filepath.Join(dir, "etcd.log"), hc: &http.Client{}, Endpoint: clients[i]}
 		s.args = memberArgs(fmt.Sprintf("m%d", i), dir, clients[i], peers[i], strings.Join(initial, ","), o)
+		if ca != nil {
+			s.serveTLS(t, ca, dir)
+		}
 		c.Members = append(c.Members, s)
 	}
 	stopAll := func() {

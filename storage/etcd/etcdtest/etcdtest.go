@@ -83,24 +83,10 @@ func WithTLS() Option { return func(o *options) { o.tls = true } }
 // to test what a store does at a cluster's real limit.
 func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
 
-// Start starts etcd for t and stops it when t ends.
+// Start starts a one-member etcd for t and stops it when t ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	bin := Require(t)
-	var lastErr error
-	for range 3 { // a free port may be taken between probe and bind
-		s, err := start(t, bin, o)
-		if err == nil {
-			return s
-		}
-		lastErr = err
-	}
-	t.Fatalf("etcdtest: %v", lastErr)
-	return nil
+	return StartCluster(t, 1, opts...).Members[0]
 }
 
 func freePort() (int, error) {
@@ -112,48 +98,18 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(t testing.TB, bin string, o options) (*Server, error) {
-	dir := t.TempDir()
-	cport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	pport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	var tlsArgs []string
-	s := newServer(bin, filepath.Join(dir, "etcd.log"))
-	if o.tls {
-		client = fmt.Sprintf("https://127.0.0.1:%d", cport)
-		ca := certstest.NewCA(t, "latch test CA")
-		serverCert, serverKey := ca.Server(t).WriteFiles(t, dir, "server")
-		clientLeaf := ca.Client(t, "latch", "")
-		s.CertFile, s.KeyFile = clientLeaf.WriteFiles(t, dir, "client")
-		s.CAFile = filepath.Join(dir, "ca.pem")
-		certstest.WriteFile(t, s.CAFile, ca.PEM)
-		tlsArgs = []string{"--cert-file", serverCert, "--key-file", serverKey, "--trusted-ca-file", s.CAFile, "--client-cert-auth"}
-		s.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(),
-			Certificates: []tls.Certificate{clientLeaf.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}}
-	}
-	s.Endpoint = client
-	s.args = append(memberArgs("latch-test", dir, client, peer, "latch-test="+peer, o), tlsArgs...)
-	if err := s.launch(); err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("etcd log tail:\n%s", s.tail())
-		}
-	})
-	return s, nil
-}
-
-func newServer(bin, logPath string) *Server {
-	return &Server{bin: bin, logPath: logPath, hc: &http.Client{}}
+// serveTLS makes s, whose client URL is https://, serve clients with a
+// server certificate from ca and require a client certificate from ca; it
+// writes the client's files (and the CA's) under dir.
+func (s *Server) serveTLS(t testing.TB, ca *certstest.CA, dir string) {
+	serverCert, serverKey := ca.Server(t).WriteFiles(t, dir, "server")
+	clientLeaf := ca.Client(t, "latch", "")
+	s.CertFile, s.KeyFile = clientLeaf.WriteFiles(t, dir, "client")
+	s.CAFile = filepath.Join(dir, "ca.pem")
+	certstest.WriteFile(t, s.CAFile, ca.PEM)
+	s.args = append(s.args, "--cert-file", serverCert, "--key-file", serverKey, "--trusted-ca-file", s.CAFile, "--client-cert-auth")
+	s.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(),
+		Certificates: []tls.Certificate{clientLeaf.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}}
 }
 
 // memberArgs are the flags of member name, with its data under dir, in the
@@ -170,14 +126,6 @@ func memberArgs(name, dir, client, peer, initial string, o options) []string {
 		args = append(args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
 	}
 	return args
-}
-
-// launch starts the process and waits until it reports healthy.
-func (s *Server) launch() error {
-	if err := s.spawn(); err != nil {
-		return err
-	}
-	return s.waitHealthy(30 * time.Second)
 }
 
 // spawn starts the process without waiting for it to be ready.
@@ -277,7 +225,11 @@ func (s *Server) signal(sig syscall.Signal, paused bool) {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
-	if err := s.launch(); err != nil {
+	err := s.spawn()
+	if err == nil {
+		err = s.waitHealthy(30 * time.Second)
+	}
+	if err != nil {
 		t.Fatalf("etcdtest: restart: %v", err)
 	}
 }
