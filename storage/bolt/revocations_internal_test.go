@@ -136,29 +136,3 @@ func TestAccessTokenRevokedContextError(t *testing.T) {
 		t.Fatalf("AccessTokenRevoked = %v, %q; want true and %q", revoked, err, "bolt: access token revoked: context canceled")
 	}
 }
-
-// TestAccessTokenRevokedOneReadTransaction: each check answers both of its
-// questions (is the jti denied, is the session live) from one bbolt read
-// transaction, whichever answer it gives.
-func TestAccessTokenRevokedOneReadTransaction(t *testing.T) {
-	s := openStore(t)
-	now := time.Now()
-	createSession(t, s, "live", storagetest.Digest(t), now, 24*time.Hour)
-	createSession(t, s, "ended", storagetest.Digest(t), now, 24*time.Hour)
-	if _, err := s.RevokeSession(t.Context(), "ended", storage.ReasonRevoked, now); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DenyAccessToken(t.Context(), "denied", now.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		jti, sid string
-		want     bool
-	}{{"j", "live", false}, {"denied", "live", true}, {"j", "ended", true}, {"j", "gone", true}} {
-		before := s.db.Stats().TxN
-		got, err := s.AccessTokenRevoked(t.Context(), tc.jti, tc.sid, now)
-		if n := s.db.Stats().TxN - before; err != nil || got != tc.want || n != 1 {
-			t.Errorf("AccessTokenRevoked(%s, %s) = %v, %v in %d read transactions; want %v in 1", tc.jti, tc.sid, got, err, n, tc.want)
-		}
-	}
-}
