@@ -20,7 +20,7 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	fs.SetOutput(e.stderr)
 	dur := fs.Duration("duration", 10*time.Second, "how long each row runs")
 	conc := fs.Int("concurrency", 32, "concurrent callers per row")
-	sessions := fs.Int("sessions", 10000, "live sessions (and distinct access tokens) stored before the run")
+	sessions := fs.Int("sessions", 10000, "live sessions (and distinct access tokens) stored before the run (1000 by default with the etcd rows, where they are created one by one through the store)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	only := fs.String("only", "", "comma-separated substrings: run only the rows whose name contains one")
 	scale := fs.String("scale", "auto", "comma-separated database sizes (stored sessions) for the scale rows, or none; auto is 10000,100000,1000000 (1000,2000,4000 when --duration is under 1s, as in the CI smoke run)")
@@ -54,6 +54,9 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	}
 	if *sweepRows < -1 {
 		return fmt.Errorf("--sweep-rows %d must not be negative (0 skips the sweep rows)", *sweepRows)
+	}
+	if etcdMode.on && !flagGiven(fs, "sessions") {
+		*sessions = etcdSessions
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -96,6 +99,17 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("rows with errors: %s", strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// etcdSessions is --sessions for the etcd rows when it is not given.
+const etcdSessions = 1000
+
+// flagGiven reports whether the flag name was set on the command line or
+// from its environment variable.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // benchEnvName is the environment variable of each bench flag: envName,

@@ -511,7 +511,10 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n",
 			r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
 	}
-	if r.Rounds > 1 {
+	switch {
+	case r.Rounds > 1 && r.Etcd != "":
+		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every RPC on one replica and on three with its raw etcd Txn\n", r.Rounds)
+	case r.Rounds > 1:
 		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every scenario with its raw limits and peers, Introspect during the login flood with Introspect unloaded, every scale row with its other sizes\n", r.Rounds)
 	}
 	fmt.Fprintln(w)
@@ -531,9 +534,13 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Lags) > 0 {
 		fmt.Fprintln(w, "\nrevocation lag, from the Revoke's reply on replica A (revocations one after another):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "\trevocations\tp50 ms\tp99 ms\tmax ms\t")
+		fmt.Fprintln(tw, "\trevocations\tp50 ms\tp99 ms\tmax ms\tanswered active after the reply\t")
 		for _, l := range r.Lags {
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t\n", l.Name, l.Count, l.P50Ms, l.P99Ms, l.MaxMs)
+			active := ""
+			if l.Polled {
+				active = strconv.Itoa(l.ActiveAfterAck)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t\n", l.Name, l.Count, l.P50Ms, l.P99Ms, l.MaxMs, active)
 		}
 		tw.Flush()
 	}
