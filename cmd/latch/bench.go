@@ -55,8 +55,15 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	if *sweepRows < -1 {
 		return fmt.Errorf("--sweep-rows %d must not be negative (0 skips the sweep rows)", *sweepRows)
 	}
-	if etcdMode.on && !flagGiven(fs, "sessions") {
-		*sessions = etcdSessions
+	if etcdMode.on {
+		for _, name := range []string{"scale", "sweep-rows", "hydra"} {
+			if flagGiven(fs, name) {
+				return fmt.Errorf("--%s belongs to the bbolt rows; the etcd rows (--etcd, --etcd-endpoints) have no such row", name)
+			}
+		}
+		if !flagGiven(fs, "sessions") {
+			*sessions = etcdSessions
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {

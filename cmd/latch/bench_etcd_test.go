@@ -60,8 +60,8 @@ func TestBenchEtcdOwnCluster(t *testing.T) {
 
 // TestBenchEtcdGivenCluster runs `latch bench --etcd-endpoints` against a
 // cluster it did not start: the rows run there, and the bench removes
-// every key it wrote (its Latch prefix and its raw rows'), so that a
-// cluster lent to it is left as it was found.
+// every key it wrote (its Latch prefix and its raw rows') and every lease
+// it made, so that a cluster lent to it is left as it was found.
 func TestBenchEtcdGivenCluster(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
 	ctx := testCtx(t, 3*time.Minute)
@@ -91,6 +91,13 @@ func TestBenchEtcdGivenCluster(t *testing.T) {
 	if len(keys) != 1 || keys[0] != "/other/app" {
 		t.Errorf("keys left in the cluster after the bench: %q, want only /other/app", keys)
 	}
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leases.Leases) != 0 {
+		t.Errorf("%d leases left in the cluster after the bench, want none", len(leases.Leases))
+	}
 }
 
 // TestBenchEtcdFlags: the etcd mode's flags are checked before anything
@@ -104,6 +111,8 @@ func TestBenchEtcdFlags(t *testing.T) {
 		{[]string{"--etcd-endpoints", "not a url"}, "--etcd-endpoints"},
 		{[]string{"--etcd-endpoints", "ftp://127.0.0.1:2379"}, "--etcd-endpoints"},
 		{[]string{"--etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}, "--etcd-endpoints"},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379", "--hydra", "/bin/hydra"}, "--hydra"},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379", "--scale", "1000"}, "--scale"},
 	} {
 		var out, errOut strings.Builder
 		e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }}

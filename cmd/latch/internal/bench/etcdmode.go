@@ -88,10 +88,8 @@ func runEtcd(ctx context.Context, cfg Config) (*Report, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		for _, p := range []string{prefix, rawPrefix} {
-			if _, err := cli.Delete(cctx, p, clientv3.WithPrefix()); err != nil {
-				progress(cfg, "could not delete the bench's keys under %s: %v", p, err)
-			}
+		if err := removeKeys(cctx, cli, prefix, rawPrefix); err != nil {
+			progress(cfg, "could not remove the bench's keys under %s and %s: %v", prefix, rawPrefix, err)
 		}
 	}()
 
@@ -137,6 +135,37 @@ func runEtcd(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	b.etcdRatios()
 	return r, nil
+}
+
+// removeKeys deletes every key under the prefixes, and first revokes the
+// leases whose attached keys all lie under them (which deletes those keys
+// too), so that no lease of the run outlives it; a lease that also holds
+// someone else's key is left alone.
+func removeKeys(ctx context.Context, cli *clientv3.Client, prefixes ...string) error {
+	ours := func(key []byte) bool {
+		return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(string(key), p) })
+	}
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range leases.Leases {
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		if err != nil {
+			return fmt.Errorf("lease %x: %w", l.ID, err)
+		}
+		if len(ttl.Keys) > 0 && !slices.ContainsFunc(ttl.Keys, func(k []byte) bool { return !ours(k) }) {
+			if _, err := cli.Revoke(ctx, l.ID); err != nil {
+				return fmt.Errorf("revoke lease %x: %w", l.ID, err)
+			}
+		}
+	}
+	for _, p := range prefixes {
+		if _, err := cli.Delete(ctx, p, clientv3.WithPrefix()); err != nil {
+			return fmt.Errorf("delete %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // prepareEtcd stores the fixture in etcd under prefix through the etcd
