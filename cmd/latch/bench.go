@@ -102,6 +102,13 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 			return err
 		}
 	}
+	for _, l := range report.Lags {
+		if l.ActiveAfterAck != nil && *l.ActiveAfterAck > 0 {
+			// Every revocation check reads through the store's quorum, so
+			// a token answered active after its Revoke returned is a fault.
+			failed = append(failed, fmt.Sprintf("%s (%d tokens answered active after their Revoke returned)", l.Name, *l.ActiveAfterAck))
+		}
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("rows with errors: %s", strings.Join(failed, "; "))
 	}

@@ -537,8 +537,8 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintln(tw, "\trevocations\tp50 ms\tp99 ms\tmax ms\tanswered active after the reply\t")
 		for _, l := range r.Lags {
 			active := ""
-			if l.Polled {
-				active = strconv.Itoa(l.ActiveAfterAck)
+			if l.ActiveAfterAck != nil {
+				active = strconv.Itoa(*l.ActiveAfterAck)
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t\n", l.Name, l.Count, l.P50Ms, l.P99Ms, l.MaxMs, active)
 		}

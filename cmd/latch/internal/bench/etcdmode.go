@@ -38,12 +38,11 @@ type Lag struct {
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
-	// Polled is set for a lag measured by asking again until the answer
-	// changed; ActiveAfterAck then counts the revocations whose token was
-	// still answered active at least once after the Revoke's reply (0
-	// when every check reads what every acknowledged write wrote).
-	Polled         bool `json:"polled,omitempty"`
-	ActiveAfterAck int  `json:"active_after_ack,omitempty"`
+	// ActiveAfterAck, for a lag measured by asking again until the answer
+	// changed (nil for the others), counts the revocations whose token was
+	// still answered active at least once after the Revoke's reply: 0 when
+	// every check reads what every acknowledged write wrote.
+	ActiveAfterAck *int `json:"active_after_ack,omitempty"`
 }
 
 // runEtcd is Run's etcd mode: Latch replicas on an etcd cluster (its own,
@@ -557,7 +556,7 @@ func revocationLag(ctx context.Context, fx *fixture, reps []*server, n int, prog
 		}
 	}
 	refused := lagOf(lagRowPrefix+" Introspect inactive on B", refusal)
-	refused.Polled, refused.ActiveAfterAck = true, activeAfterAck
+	refused.ActiveAfterAck = &activeAfterAck
 	return []Lag{
 		refused,
 		lagOf(lagRowPrefix+" WatchRevocations event on C", event),
