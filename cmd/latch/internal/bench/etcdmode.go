@@ -103,10 +103,10 @@ func runEtcd(ctx context.Context, cfg Config) (*Report, error) {
 			s.stop()
 		}
 	}()
-	storage := []string{"LATCH_STORAGE=etcd", "LATCH_ETCD_ENDPOINTS=" + strings.Join(endpoints, ","), "LATCH_ETCD_PREFIX=" + prefix,
+	settings := []string{"LATCH_STORAGE=etcd", "LATCH_ETCD_ENDPOINTS=" + strings.Join(endpoints, ","), "LATCH_ETCD_PREFIX=" + prefix,
 		"LATCH_ETCD_ALLOW_PLAINTEXT=true"} // the bench's data are synthetic
 	for i := range etcdReplicas {
-		s, err := startLatch(ctx, cfg.Binary, nil, storage...)
+		s, err := startLatch(ctx, cfg.Binary, nil, settings...)
 		if err != nil {
 			return nil, fmt.Errorf("replica %d: %w", i, err)
 		}
