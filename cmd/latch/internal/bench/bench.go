@@ -60,6 +60,15 @@ type Config struct {
 	// to run as a peer: its token issue and introspection rows are
 	// measured in the same run, interleaved with Refresh and Introspect.
 	Hydra string
+	// Etcd runs the etcd rows instead of the bbolt ones: Latch replicas on
+	// an etcd cluster, started from EtcdBinary in a temporary directory
+	// unless EtcdEndpoints (http:// client URLs) names one.
+	Etcd          bool
+	EtcdBinary    string
+	EtcdEndpoints []string
+	// LagRevocations is how many revocations the etcd mode's lag
+	// percentiles are taken over.
+	LagRevocations int
 	// Progress receives a line as each row starts and ends.
 	Progress io.Writer
 }
@@ -82,9 +91,13 @@ type Report struct {
 	SweepRows       int `json:"sweep_rows,omitempty"`
 	SweptDuringRows int `json:"swept_during_rows,omitempty"`
 	// FloodBoundMiB is the stated peak-RSS bound under a login flood.
-	FloodBoundMiB float64   `json:"login_flood_rss_bound_mib,omitempty"`
-	Ratios        []Ratio   `json:"ratios"`
-	Started       time.Time `json:"started"`
+	FloodBoundMiB float64 `json:"login_flood_rss_bound_mib,omitempty"`
+	// Etcd says which etcd cluster the etcd mode ran on; empty for bbolt.
+	Etcd string `json:"etcd,omitempty"`
+	// Lags are the etcd mode's revocation lags across replicas.
+	Lags    []Lag     `json:"revocation_lags,omitempty"`
+	Ratios  []Ratio   `json:"ratios"`
+	Started time.Time `json:"started"`
 }
 
 // Ratio compares a scenario with its limit.
@@ -109,12 +122,35 @@ type fixture struct {
 	caller  string   // access token with role introspect
 	orders  string   // access token with role orders:read
 	expired []string // ids of the expired sessions, in expiry order
+	// sessions are the ids of the live sessions of access and refresh.
+	sessions []string
+	signer   *tokens.Signer // the server's signing key
+}
+
+// mint returns a fresh access token and its jti for the bench audience in
+// live session sid, signed with the server's key.
+func (fx *fixture) mint(sid string) (tok, jti string, err error) {
+	if jti, err = tokens.NewID(rand.Reader); err != nil {
+		return "", "", err
+	}
+	now := time.Now().UTC()
+	tok, err = fx.signer.Sign(tokens.Claims{Issuer: benchIssuer, Subject: "u-bench", Audience: []string{benchAudience},
+		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour), ID: jti, SessionID: sid, Roles: []string{"orders:read"}})
+	return tok, jti, err
 }
 
 // Run executes the benchmark.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Concurrency < 1 || cfg.Duration <= 0 || cfg.Sessions < 1 || cfg.Rounds < 0 {
 		return nil, errors.New("duration, concurrency and sessions must be positive, rounds not negative")
+	}
+	if cfg.Etcd {
+		if cfg.LagRevocations < 1 || (cfg.EtcdBinary == "" && len(cfg.EtcdEndpoints) == 0) {
+			return nil, errors.New("the etcd mode needs an etcd binary or endpoints, and at least one revocation for the lag")
+		}
+		// Each of the two Refresh rows has a chain per worker.
+		cfg.Sessions = max(cfg.Sessions, 2*cfg.Concurrency)
+		return runEtcd(ctx, cfg)
 	}
 	dir, err := os.MkdirTemp("", "latch-bench")
 	if err != nil {
@@ -185,6 +221,24 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		return nil, err
 	}
 	defer st.Close()
+	return populate(ctx, st, pop, func(ctx context.Context, chunk []storage.Session) error {
+		// In key order, bbolt's nodes take the inserts at their ends.
+		slices.SortFunc(chunk, func(a, b storage.Session) int { return strings.Compare(a.ID, b.ID) })
+		return st.ImportSessions(ctx, chunk)
+	})
+}
+
+// fixtureStore is what populate writes besides the sessions.
+type fixtureStore interface {
+	CreateUser(ctx context.Context, u storage.User) error
+	InitSigningKey(ctx context.Context, candidate storage.SigningKey) (storage.SigningKey, error)
+	UpdateRefreshKeys(ctx context.Context, fn func([]storage.RefreshKey) ([]storage.RefreshKey, error)) ([]storage.RefreshKey, error)
+}
+
+// populate stores users, a signing key, a refresh-token key and pop's
+// sessions in st (the sessions through store, up to importChunk at a
+// time), and mints an access token for each live session with that key.
+func populate(ctx context.Context, st fixtureStore, pop population, store func(context.Context, []storage.Session) error) (*fixture, error) {
 	hasher, err := password.NewHasher(password.DefaultParams(), runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
@@ -223,7 +277,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	fx := &fixture{}
+	fx := &fixture{signer: signer}
 	// The refresh-token MAC secret the server will load and mint with; the
 	// fixture's sessions hold tokens minted with it.
 	refreshKey, err := tokens.NewRefreshKey(rand.Reader)
@@ -241,9 +295,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		if len(chunk) == 0 {
 			return nil
 		}
-		// In key order, bbolt's nodes take the inserts at their ends.
-		slices.SortFunc(chunk, func(a, b storage.Session) int { return strings.Compare(a.ID, b.ID) })
-		err := st.ImportSessions(ctx, chunk)
+		err := store(ctx, chunk)
 		chunk = chunk[:0]
 		return err
 	}
@@ -298,7 +350,7 @@ func prepare(ctx context.Context, db string, pop population) (*fixture, error) {
 		case pop.live + 1:
 			fx.orders = at
 		default:
-			fx.access, fx.refresh = append(fx.access, at), append(fx.refresh, rt)
+			fx.access, fx.refresh, fx.sessions = append(fx.access, at), append(fx.refresh, rt), append(fx.sessions, sid)
 		}
 	}
 	if err := flush(); err != nil {
@@ -337,6 +389,13 @@ func freePort() (string, error) {
 // them; variables of the caller's environment that configure Latch are not
 // passed on, so that they cannot change what is measured.
 func startServer(ctx context.Context, bin, db string, settings ...string) (*server, error) {
+	return startLatch(ctx, bin, []string{"--db", db}, append([]string{"LATCH_SWEEP_INTERVAL=1h"}, settings...)...)
+}
+
+// startLatch is startServer with serve's flags args in place of --db,
+// and without the sweep setting, which applies to bbolt only: the storage
+// is what args and settings select.
+func startLatch(ctx context.Context, bin string, args []string, settings ...string) (*server, error) {
 	gaddr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -345,15 +404,15 @@ func startServer(ctx context.Context, bin, db string, settings ...string) (*serv
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--db", db, "--grpc-addr", gaddr, "--http-addr", haddr,
-		"--issuer", benchIssuer, "--log-level", "error")
+	cmd := exec.Command(bin, append(append([]string{"serve"}, args...), "--grpc-addr", gaddr, "--http-addr", haddr,
+		"--issuer", benchIssuer, "--log-level", "error")...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LATCH_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
 	cmd.Env = append(cmd.Env, "LATCH_AUDIENCE="+benchAudience, "LATCH_PROBE_BURST=100000000", "LATCH_LOGIN_ADDRESS_BURST=100000000",
-		"LATCH_SWEEP_INTERVAL=1h", "LATCH_HASH_CONCURRENCY="+strconv.Itoa(hashConcurrency()))
+		"LATCH_HASH_CONCURRENCY="+strconv.Itoa(hashConcurrency()))
 	cmd.Env = append(cmd.Env, settings...) // the last assignment of a variable wins
 	s, err := start(cmd)
 	if err != nil {
@@ -373,10 +432,12 @@ func startServer(ctx context.Context, bin, db string, settings ...string) (*serv
 	return s, nil
 }
 
-// start runs cmd, its output on this process's stderr, as a child whose
-// end closes exited.
+// start runs cmd as a child whose end closes exited; its output goes to
+// cmd.Stderr when set, else to this process's stderr.
 func start(cmd *exec.Cmd) (*server, error) {
-	cmd.Stderr = os.Stderr
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -442,9 +503,18 @@ func dial[C any](addr string, n int, newClient func(grpc.ClientConnInterface) C)
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n",
-		r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
-	if r.Rounds > 1 {
+	if r.Etcd != "" {
+		fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored in etcd, server idle RSS %.1f MiB\n",
+			r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.IdleRSSMiB)
+		fmt.Fprintf(w, "storage: %s; %d latch serve replicas on it, each given every endpoint\n", r.Etcd, etcdReplicas)
+	} else {
+		fmt.Fprintf(w, "latch bench: %s, %d cores, %s per row at concurrency %d, %d sessions stored (db %.1f MiB), server idle RSS %.1f MiB\n",
+			r.Machine, r.Cores, r.Duration, r.Concurrency, r.Sessions, r.DBSizeMiB, r.IdleRSSMiB)
+	}
+	switch {
+	case r.Rounds > 1 && r.Etcd != "":
+		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every RPC on one replica and on three with its raw etcd Txn\n", r.Rounds)
+	case r.Rounds > 1:
 		fmt.Fprintf(w, "rows compared with each other ran interleaved, %d turns each: every scenario with its raw limits and peers, Introspect during the login flood with Introspect unloaded, every scale row with its other sizes\n", r.Rounds)
 	}
 	fmt.Fprintln(w)
@@ -461,6 +531,19 @@ func (r *Report) Print(w io.Writer) {
 			row.Errors, ifSet("%.2f cores", row.ServerCores), ifSet("%.2f cores", row.ClientCores), ifSet("%.1f", row.ServerPeakMiB))
 	}
 	tw.Flush()
+	if len(r.Lags) > 0 {
+		fmt.Fprintln(w, "\nrevocation lag, from the Revoke's reply on replica A (revocations one after another):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\trevocations\tp50 ms\tp99 ms\tmax ms\tanswered active after the reply\t")
+		for _, l := range r.Lags {
+			active := ""
+			if l.ActiveAfterAck != nil {
+				active = strconv.Itoa(*l.ActiveAfterAck)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t\n", l.Name, l.Count, l.P50Ms, l.P99Ms, l.MaxMs, active)
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(w, "\nratios (same run):")
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-58s %7.3f   (%s)\n", q.Name, q.Value, q.Of)

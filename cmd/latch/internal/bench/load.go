@@ -19,7 +19,7 @@ type Result struct {
 	PerSecond   float64 `json:"per_second"`
 	P50Micros   float64 `json:"p50_us"`
 	P99Micros   float64 `json:"p99_us"`
-	ServerCores float64 `json:"server_cpu_cores,omitempty"` // average cores the server used
+	ServerCores float64 `json:"server_cpu_cores,omitempty"` // average cores the server used (all the row's replicas together)
 	// ClientCores is the average cores this process (the load generator,
 	// and for baselines the measured code itself) used over the row.
 	ClientCores   float64 `json:"client_cpu_cores,omitempty"`

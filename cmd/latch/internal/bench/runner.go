@@ -56,6 +56,9 @@ type row struct {
 	// row reports; nil for rows whose load runs in this process (the
 	// baselines, the sibling service).
 	srv *server
+	// also are further servers whose CPU the row adds to srv's: the other
+	// replicas of a row that spreads its load over several.
+	also []*server
 	// background, when set, starts a load that runs during each of the
 	// row's stretches (the login flood); it returns once that load is
 	// under way, and its stop ends it.
@@ -169,6 +172,10 @@ func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool
 	}
 	var pid int
 	var cpu0 float64
+	alsoCPU0 := make([]float64, len(r.also))
+	for i, o := range r.also {
+		alsoCPU0[i], _ = cpuSeconds(o.cmd.Process.Pid)
+	}
 	var store0 storeCount
 	storeErr := errors.New("not a Latch server: no store metrics")
 	if r.srv != nil {
@@ -199,6 +206,11 @@ func (t *rowTally) run(ctx context.Context, r row, dur time.Duration, drain bool
 	t.storeFailed = t.storeFailed || storeErr != nil
 	if cpu1, err := cpuSeconds(pid); err == nil {
 		t.serverCPU += cpu1 - cpu0
+	}
+	for i, o := range r.also {
+		if cpu1, err := cpuSeconds(o.cmd.Process.Pid); err == nil {
+			t.serverCPU += cpu1 - alsoCPU0[i]
+		}
 	}
 	if kib, err := memKiB(pid, "VmHWM"); err == nil {
 		t.peakMiB = max(t.peakMiB, kib/1024)
