@@ -105,6 +105,7 @@ const (
 	ReasonUserChanged  = "user_changed"  // password changed or user disabled/deleted
 	ReasonSessionLimit = "session_limit" // the oldest beyond the account's live-session cap
 	ReasonSignedOut    = "signed_out"    // ended by its owner from a session of theirs
+	ReasonRestored     = "restored"      // created before a restored backup's fence (latch sessions revoke)
 )
 
 // Session is a refresh-token family: one login and all its rotations. It
