@@ -131,9 +131,9 @@ func runRestoreScenario(t *testing.T, ctx context.Context, target restoreTarget)
 		r, err := n.cli.Introspect(c, &latchv1.IntrospectRequest{Token: tok})
 		return r.GetActive(), err
 	}
-	sessions := func(wantOut string, before time.Time) {
+	sessions := func(wantOut string, before time.Time, extra ...string) {
 		t.Helper()
-		args := append([]string{"sessions", "revoke", "--before", before.Format(time.RFC3339Nano)}, target.args()...)
+		args := append(append([]string{"sessions", "revoke", "--before", before.Format(time.RFC3339Nano)}, target.args()...), extra...)
 		out, err := exec.CommandContext(ctx, latchBinary(t), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("latch %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -187,7 +187,7 @@ func runRestoreScenario(t *testing.T, ctx context.Context, target restoreTarget)
 	stop(n)
 
 	cutoff := time.Now()
-	sessions("revoked 5 sessions", cutoff)
+	sessions("revoked 5 sessions", cutoff, "--revoked-session-retention", "15m30s")
 
 	n = start()
 	if _, err := active(n, svcOld.GetAccessToken(), s5.GetAccessToken()); status.Code(err) != codes.Unauthenticated {

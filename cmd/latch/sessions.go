@@ -23,6 +23,11 @@ every access token issued before the restore. Sessions created after TIME
 are kept, so repeating the command is safe. With bbolt the server must not
 be running on the same database file; with etcd it may be.
 
+A revoked session stays in the revocation list that verifiers start from
+until its own expiry, unless --revoked-session-retention says otherwise
+(give it the servers' tokens.revoked_session_retention: the access-token
+lifetime plus 30 s, 15m30s by default).
+
 Example:
   latch sessions revoke --db latch.db --before "$(date -u +%Y-%m-%dT%H:%M:%SZ)"`
 
@@ -38,9 +43,11 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("latch sessions revoke", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var before string
+	var retention time.Duration
 	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
 	sf.register(fs)
 	fs.StringVar(&before, "before", "", "revoke the sessions created before this time, RFC 3339 (required)")
+	fs.DurationVar(&retention, "revoked-session-retention", 0, "keep each revoked session (and its entry in the revocation list) this long, as tokens.revoked_session_retention does for serve; 0 keeps it until the session's own expiry. Set it to the servers' value (access TTL plus 30 s) to keep the revocation list short; never shorter")
 	fs.Usage = usageFunc(fs, sessionsUsage)
 	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
 		return err
@@ -58,12 +65,13 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	} else {
 		cutoff = t
 	}
+	if retention < 0 {
+		errs = append(errs, errors.New("--revoked-session-retention must not be negative"))
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	// Retention 0: a revoked session is kept until its own expiry, which is
-	// at least as long as any access-token lifetime the servers use.
-	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), 0)
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), retention)
 	if err != nil {
 		return err
 	}
