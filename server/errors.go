@@ -35,6 +35,11 @@ const (
 	msgTooLongInField = "is longer than allowed"
 )
 
+// noSpaceRetry is the retry hint of a write refused because the store is
+// out of space: freeing it takes an operator, so retrying sooner only adds
+// load.
+const noSpaceRetry = 10 * time.Second
+
 // clientError is an expected failure whose code and message are safe to
 // return as they are.
 type clientError struct {
@@ -107,6 +112,13 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	case errors.Is(err, password.ErrBusy):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "password work shed", slog.String("event", "hashing_busy"), slog.String("method", method))
 		return s.toStatus(ctx, method, &clientError{code: codes.ResourceExhausted, msg: msgBusy, retryAfter: time.Second})
+	case errors.Is(err, storage.ErrNoSpace):
+		// Before ErrUnavailable, which it comes with: the cause needs an
+		// operator, not just time.
+		s.setNoSpace(true)
+		s.log.LogAttrs(ctx, slog.LevelError, "storage refuses writes: out of space", slog.String("event", "storage_no_space"),
+			slog.String("method", method), slog.String("error", err.Error()), slog.String("action", noSpaceAdvice))
+		return s.toStatus(ctx, method, &clientError{code: codes.Unavailable, msg: msgUnavailable, retryAfter: noSpaceRetry})
 	case errors.Is(err, storage.ErrUnavailable):
 		// Before the context cases: the store's own timeout is not the
 		// client's deadline.

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/latchauth/latch/storage"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -50,6 +52,45 @@ type readiness struct {
 	inflight *readyCall
 	last     error // result of the last check, to log changes only
 	checked  bool
+	// noSpace is set while the store refuses writes for lack of space, as
+	// the last failed write or space check saw it.
+	noSpace atomic.Bool
+}
+
+// noSpaceAdvice is what the log says an operator does about a store out
+// of space.
+const noSpaceAdvice = "etcd raised its NOSPACE alarm (the database reached --quota-backend-bytes) and refuses every write until it is disarmed: " +
+	"free space (delete data or wait for leases to expire, then compact), defragment each member in turn (etcdctl defrag), " +
+	"then run `etcdctl alarm disarm`; Latch resumes writes without a restart"
+
+// setNoSpace records whether the store refuses writes for lack of space
+// and logs each change: writes stop being possible, or become possible
+// again.
+func (s *Server) setNoSpace(full bool) {
+	if s.ready.noSpace.Swap(full) == full {
+		return
+	}
+	if full {
+		s.log.Error("storage refuses writes: out of space", "event", "storage_no_space", "action", noSpaceAdvice)
+	} else {
+		s.log.Info("storage accepts writes again", "event", "storage_space_recovered")
+	}
+}
+
+// checkSpace asks a store that can tell (storage.SpaceChecker) whether it
+// refuses writes for lack of space. A check that cannot tell changes
+// nothing: reachability is the read check's business.
+func (s *Server) checkSpace(ctx context.Context) {
+	sc, ok := s.store.(storage.SpaceChecker)
+	if !ok {
+		return
+	}
+	switch err := sc.CheckSpace(ctx); {
+	case err == nil:
+		s.setNoSpace(false)
+	case errors.Is(err, storage.ErrNoSpace):
+		s.setNoSpace(true)
+	}
 }
 
 type readyCall struct {
@@ -94,11 +135,13 @@ func (s *Server) checkReady(c *readyCall) {
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 		_, serr := s.store.ListSigningKeys(ctx)
-		cancel()
 		if serr != nil {
 			err = ErrStorageUnavailable
 			s.log.Warn("readiness: storage did not answer", "event", "storage_unavailable", "error", serr.Error())
+		} else {
+			s.checkSpace(ctx)
 		}
+		cancel()
 	}
 	s.ready.mu.Lock()
 	c.err = err
@@ -129,13 +172,20 @@ func (s *Server) SetDraining() {
 	}
 }
 
-// serveReadyz answers 200 "ready" or 503 with the reason.
+// serveReadyz answers 200 "ready" (saying so when the store refuses writes
+// for lack of space) or 503 with the reason.
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if err := s.Ready(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = fmt.Fprintf(w, "not ready: %s\n", readyReason(err))
+		return
+	}
+	if s.ready.noSpace.Load() {
+		// Still ready: reads (Introspect, JWKS) work, and every replica
+		// shares the store, so no other replica would write either.
+		_, _ = w.Write([]byte("ready; writes refused: storage out of space\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

@@ -236,8 +236,8 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// bind registers the gauges that read from s: live sessions and revocation
-// watchers. A Metrics serves one Server.
+// bind registers the gauges that read from s: live sessions, revocation
+// watchers and whether the store is out of space. A Metrics serves one Server.
 func (m *Metrics) bind(s *Server) error {
 	if !m.bound.CompareAndSwap(false, true) {
 		return errors.New("server: this Metrics already serves another Server")
@@ -245,6 +245,15 @@ func (m *Metrics) bind(s *Server) error {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "latch_revocation_watchers", Help: "WatchRevocations streams open now.",
 	}, func() float64 { return float64(s.revs.count()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "latch_storage_no_space",
+		Help: "1 while the store refuses writes for lack of space (etcd's NOSPACE alarm), as the last failed write or readiness check saw it; else 0.",
+	}, func() float64 {
+		if s.ready.noSpace.Load() {
+			return 1
+		}
+		return 0
+	}))
 	m.reg.MustRegister(&liveSessions{
 		desc:  prometheus.NewDesc("latch_sessions_live", "Sessions neither revoked nor expired (counted at most every 30 s).", nil, nil),
 		count: s.store.CountLiveSessions, now: s.now, log: s.log,

@@ -67,6 +67,11 @@ var (
 	// not be reached or could not answer in time; the request may be
 	// retried. The server answers UNAVAILABLE without the detail.
 	ErrUnavailable = errors.New("storage: backend unavailable")
+	// ErrNoSpace reports a write refused because the backend has reached
+	// its space quota (etcd's NOSPACE alarm); reads still work. A backend
+	// returns it together with ErrUnavailable (errors.Is matches both):
+	// the write may succeed once an operator has freed space.
+	ErrNoSpace = errors.New("storage: out of space")
 	// ErrConflict reports that a row changed since the caller read the
 	// value its request depends on (ResetSessions' verified password
 	// hash); nothing was written.
@@ -105,6 +110,7 @@ const (
 	ReasonUserChanged  = "user_changed"  // password changed or user disabled/deleted
 	ReasonSessionLimit = "session_limit" // the oldest beyond the account's live-session cap
 	ReasonSignedOut    = "signed_out"    // ended by its owner from a session of theirs
+	ReasonRestored     = "restored"      // created before a restored backup's fence (latch sessions revoke)
 )
 
 // Session is a refresh-token family: one login and all its rotations. It
@@ -576,4 +582,13 @@ type RevocationFeed interface {
 	// in the gap is lost; fn must therefore tolerate duplicates. It
 	// returns early only for a failure it cannot recover from.
 	WatchRevocations(ctx context.Context, ready func(), fn func(Revocation)) error
+}
+
+// SpaceChecker is implemented by a store whose writes a shared quota can
+// stop (storage/etcd), so that a server can report it before a write fails.
+type SpaceChecker interface {
+	// CheckSpace returns an error wrapping ErrNoSpace while the backend
+	// refuses writes for lack of space, nil while it accepts them, and any
+	// other error when it cannot tell.
+	CheckSpace(ctx context.Context) error
 }

@@ -4,6 +4,7 @@
 //	latch serve [flags]        run the gRPC and HTTP servers
 //	latch config example       print a complete configuration with every default
 //	latch user add [flags]     add a user to the database (server stopped)
+//	latch sessions revoke ...  revoke every session created before a time (after a restore)
 //	latch admin ...            administer a running server (AdminService client)
 //	latch bench [flags]        measure Latch against its raw limits on this machine
 //	latch ext-authz [flags]    Envoy ext_authz away from Latch (keys and revocations followed)
@@ -35,6 +36,8 @@ Usage:
   latch config example                print a complete configuration with every default
   latch user add --email E [--role R ...] --password-stdin [--db PATH]
                                       add a user; the server must be stopped
+  latch sessions revoke --before TIME [--db PATH]
+                                      after restoring a backup: revoke every session created before TIME
   latch bench [--duration 10s] [--concurrency 32] [--json FILE]
                                       measure Latch against its raw limits on this machine
   latch ext-authz --ext-authz-addr A --ext-authz-policy F --latch-addr L --issuer URL
@@ -90,6 +93,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = configCmd(ctx, args[1:], e)
 	case "user":
 		err = user(ctx, args[1:], e)
+	case "sessions":
+		err = sessionsCmd(ctx, args[1:], e)
 	case "admin":
 		err = admin(ctx, args[1:], e)
 	case "bench":

@@ -33,6 +33,7 @@ func TestHelpDescribesEachCommand(t *testing.T) {
 		"serve --dev":     "demo users",
 		"config example":  "complete configuration",
 		"user add":        "add a user; the server must be stopped",
+		"sessions":        "after restoring a backup",
 		"bench":           "measure",
 		"ext-authz":       "Envoy ext_authz",
 		"admin":           "administer a running server",

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -84,6 +85,7 @@ type Store struct {
 var (
 	_ storage.Store          = (*Store)(nil)
 	_ storage.RevocationFeed = (*Store)(nil)
+	_ storage.SpaceChecker   = (*Store)(nil)
 )
 
 // Option configures Open.
@@ -312,10 +314,43 @@ func clientErr(ctx context.Context, err error) error {
 		}
 		return cerr
 	}
+	if noSpace(err) {
+		return fmt.Errorf("%w: %w: %v", storage.ErrUnavailable, storage.ErrNoSpace, err)
+	}
 	if unavailable(err) {
 		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
 	}
 	return err
+}
+
+// noSpace reports whether err is etcd refusing a write under its NOSPACE
+// alarm (the backend reached --quota-backend-bytes).
+func noSpace(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee == rpctypes.ErrNoSpace
+	}
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.ResourceExhausted && st.Message() == rpctypes.ErrNoSpace.Error()
+}
+
+// CheckSpace implements storage.SpaceChecker: it lists the cluster's
+// alarms and returns an error wrapping storage.ErrNoSpace while a member
+// has raised NOSPACE, under which etcd refuses every write until an
+// operator frees space and disarms the alarm.
+func (s *Store) CheckSpace(ctx context.Context) error {
+	return s.run(ctx, "check space", func(ctx context.Context) error {
+		resp, err := s.cli.AlarmList(ctx)
+		if err != nil {
+			return clientErr(ctx, err)
+		}
+		for _, a := range resp.Alarms {
+			if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
+				return fmt.Errorf("%w: member %x raised the NOSPACE alarm", storage.ErrNoSpace, a.MemberID)
+			}
+		}
+		return nil
+	})
 }
 
 // unavailable reports whether err means the cluster could not answer (as

@@ -71,8 +71,9 @@ func Require(t testing.TB) string {
 type Option func(*options)
 
 type options struct {
-	tls       bool
-	maxTxnOps int
+	tls        bool
+	maxTxnOps  int
+	quotaBytes int64
 }
 
 // WithTLS makes etcd serve clients over TLS only, with a fresh CA, and
@@ -82,6 +83,11 @@ func WithTLS() Option { return func(o *options) { o.tls = true } }
 // WithMaxTxnOps starts etcd with --max-txn-ops n (etcd's default is 128),
 // to test what a store does at a cluster's real limit.
 func WithMaxTxnOps(n int) Option { return func(o *options) { o.maxTxnOps = n } }
+
+// WithQuotaBackendBytes starts etcd with --quota-backend-bytes n (etcd's
+// default is 2 GiB), so that a test can fill it and see what Latch does
+// while etcd's NOSPACE alarm refuses writes.
+func WithQuotaBackendBytes(n int64) Option { return func(o *options) { o.quotaBytes = n } }
 
 // Start starts a one-member etcd for t and stops it when t ends.
 func Start(t testing.TB, opts ...Option) *Server {
@@ -124,6 +130,9 @@ func memberArgs(name, dir, client, peer, initial string, o options) []string {
 		"--logger", "zap", "--log-outputs", "stderr"}
 	if o.maxTxnOps > 0 {
 		args = append(args, "--max-txn-ops", fmt.Sprint(o.maxTxnOps))
+	}
+	if o.quotaBytes > 0 {
+		args = append(args, "--quota-backend-bytes", fmt.Sprint(o.quotaBytes))
 	}
 	return args
 }

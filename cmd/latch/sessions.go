@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/latchauth/latch/storage"
+)
+
+const sessionsUsage = `Usage: latch sessions revoke --before TIME [--db PATH | --storage etcd --etcd-endpoints URLS]
+
+Revokes every live session, of every user, created before TIME (RFC 3339,
+e.g. 2026-01-02T15:04:05Z), with reason "restored". Run it after restoring a
+backup and before serving from it: the backup does not know what was revoked
+after it was taken, so every session it holds is ended, and with it every
+refresh token and (for Introspect and verifiers that follow revocations)
+every access token issued before the restore. Sessions created after TIME
+are kept, so repeating the command is safe. With bbolt the server must not
+be running on the same database file; with etcd it may be.
+
+A revoked session stays in the revocation list that verifiers start from
+until its own expiry, unless --revoked-session-retention says otherwise
+(give it the servers' tokens.revoked_session_retention: the access-token
+lifetime plus 30 s, 15m30s by default).
+
+Example:
+  latch sessions revoke --db latch.db --before "$(date -u +%Y-%m-%dT%H:%M:%SZ)"`
+
+// sessionsCmd runs `latch sessions`.
+func sessionsCmd(ctx context.Context, args []string, e env) error {
+	if len(args) == 0 || args[0] != "revoke" {
+		io.WriteString(e.stderr, sessionsUsage+"\n")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		return errUsage
+	}
+	fs := flag.NewFlagSet("latch sessions revoke", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var before string
+	var retention time.Duration
+	var sf storageFlags // --storage, --db, --etcd-* (serve_storage.go)
+	sf.register(fs)
+	fs.StringVar(&before, "before", "", "revoke the sessions created before this time, RFC 3339 (required)")
+	fs.DurationVar(&retention, "revoked-session-retention", 0, "keep each revoked session (and its entry in the revocation list) this long, as tokens.revoked_session_retention does for serve; 0 keeps it until the session's own expiry. Set it to the servers' value (access TTL plus 30 s) to keep the revocation list short; never shorter")
+	fs.Usage = usageFunc(fs, sessionsUsage)
+	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
+		return err
+	}
+	sf.noteSet(fs)
+	errs := sf.validate()
+	if err := sf.resolvePassword(e.getenv); err != nil {
+		errs = append(errs, err)
+	}
+	var cutoff time.Time
+	if before == "" {
+		errs = append(errs, errors.New("--before is required: the time the backup was restored (every session created earlier is revoked)"))
+	} else if t, err := time.Parse(time.RFC3339Nano, before); err != nil {
+		errs = append(errs, fmt.Errorf("--before %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", before))
+	} else {
+		cutoff = t
+	}
+	if retention < 0 {
+		errs = append(errs, errors.New("--revoked-session-retention must not be negative"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	store, err := sf.open(ctx, slog.New(slog.DiscardHandler), retention)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	n, users, err := revokeSessionsBefore(ctx, store, cutoff, time.Now())
+	if err != nil {
+		return fmt.Errorf("revoked %d sessions, then: %w (run the command again to finish)", n, err)
+	}
+	fmt.Fprintf(e.stdout, "revoked %d sessions of %d users (created before %s)\n", n, users, cutoff.UTC().Format(time.RFC3339Nano))
+	return nil
+}
+
+// sessionsStore is what revokeSessionsBefore needs of a store.
+type sessionsStore interface {
+	ListUsers(ctx context.Context, afterID string, limit int) ([]storage.User, error)
+	ListUserSessions(ctx context.Context, userID string) ([]storage.Session, error)
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error)
+}
+
+// revokeSessionsBefore revokes, with storage.ReasonRestored, every session
+// live at now and created before cutoff, of every user, and returns how
+// many it revoked and of how many users. Each revocation is its own
+// transaction: stopped part-way, it can be run again.
+func revokeSessionsBefore(ctx context.Context, store sessionsStore, cutoff, now time.Time) (revoked, users int, err error) {
+	const page = 500
+	after := ""
+	for {
+		us, err := store.ListUsers(ctx, after, page)
+		if err != nil {
+			return revoked, users, fmt.Errorf("list users: %w", err)
+		}
+		for _, u := range us {
+			ss, err := store.ListUserSessions(ctx, u.ID)
+			if err != nil {
+				return revoked, users, fmt.Errorf("list sessions of user %s: %w", u.ID, err)
+			}
+			counted := false
+			for _, s := range ss {
+				if !s.Live(now) || !s.CreatedAt.Before(cutoff) {
+					continue
+				}
+				changed, err := store.RevokeSession(ctx, s.ID, storage.ReasonRestored, now)
+				if err != nil && !errors.Is(err, storage.ErrNotFound) { // gone meanwhile: nothing to revoke
+					return revoked, users, fmt.Errorf("revoke session %s: %w", s.ID, err)
+				}
+				if changed {
+					revoked++
+					if !counted {
+						users, counted = users+1, true
+					}
+				}
+			}
+		}
+		if len(us) < page {
+			return revoked, users, nil
+		}
+		after = us[len(us)-1].ID
+	}
+}
