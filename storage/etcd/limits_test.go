@@ -181,3 +181,47 @@ func TestSharedBucketRefusals(t *testing.T) {
 		t.Fatalf("TakeTokens with etcd stopped = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSharedBucketReturnsAcrossClients: concurrent returns through three
+// clients each give back exactly one token: 30 returns to a bucket of 30
+// that gave 30 leave it full (no row), and it then gives 30 again.
+func TestSharedBucketReturnsAcrossClients(t *testing.T) {
+	srv := etcdtest.Start(t)
+	peers := openPeers(t, srv, 3)
+	b := storage.Bucket{Key: "acct:busy@example.com", Burst: 30, Refill: time.Hour}
+	concurrently := func(fn func(i int)) {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 30 {
+			wg.Go(func() { <-start; fn(i) })
+		}
+		close(start)
+		wg.Wait()
+	}
+	var taken atomic.Int64
+	take := func(i int) {
+		r, _, err := peers[i%3].TakeTokens(ctxT(t), base, b)
+		if err != nil {
+			t.Error(err)
+		} else if len(r) == 0 {
+			taken.Add(1)
+		}
+	}
+	concurrently(take)
+	if taken.Load() != 30 {
+		t.Fatalf("%d of 30 concurrent takes from a full bucket of 30 succeeded", taken.Load())
+	}
+	concurrently(func(i int) {
+		if err := peers[i%3].ReturnToken(ctxT(t), base, b); err != nil {
+			t.Error(err)
+		}
+	})
+	if rows := limitRows(t, peers[0]); len(rows) != 0 {
+		t.Fatalf("a bucket given back every token left rows %v", rows)
+	}
+	taken.Store(0)
+	concurrently(take)
+	if r, _, err := peers[1].TakeTokens(ctxT(t), base, b); taken.Load() != 30 || err != nil || len(r) != 1 {
+		t.Fatalf("after the returns: %d of 30 takes succeeded, then the 31st = %v, %v; want 30 and refused", taken.Load(), r, err)
+	}
+}
