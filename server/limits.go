@@ -86,15 +86,17 @@ type loginTicket struct {
 }
 
 // refund gives back the token the attempt took from the account's (or
-// device's) failure budget. A shared budget that cannot be reached keeps
-// the token (logged): the login itself has succeeded, and a person loses
-// at most one guess until the bucket refills.
+// device's) failure budget. A shared budget is given back even if the
+// client has gone meanwhile (the password was right; the store bounds the
+// call); one that cannot be reached keeps the token (logged): the login
+// itself has succeeded, and a person loses at most one guess until the
+// bucket refills.
 func (s *Server) refund(ctx context.Context, t loginTicket) {
 	if !t.charge.shared {
 		t.local.Refund(t.charge.Key)
 		return
 	}
-	if err := s.sharedLimits.ReturnToken(ctx, s.now(), sharedBucket(t.charge)); err != nil {
+	if err := s.sharedLimits.ReturnToken(context.WithoutCancel(ctx), s.now(), sharedBucket(t.charge)); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "failure token not given back", slog.String("event", "login_refund_failed"),
 			slog.String("limit", t.charge.limiter), slog.String("error", err.Error()))
 	}
