@@ -202,6 +202,7 @@ func TestSessionCapHoldsAcrossReplicas(t *testing.T) {
 			live++
 		}
 	}
+	t.Logf("30 concurrent logins over 3 replicas, cap 3: %d live sessions of %d stored", live, len(all))
 	if live < 1 || live > 3 {
 		t.Fatalf("%d live sessions of %d after 30 concurrent logins over 3 replicas, want 1 to 3 (the cap)", live, len(all))
 	}
