@@ -234,3 +234,39 @@ func TestSharedRefundUnreachableLogsIn(t *testing.T) {
 	wantStatus(t, login("wrong"), codes.Unauthenticated, "")
 	wantStatus(t, login("wrong"), codes.ResourceExhausted, "")
 }
+
+// TestDeviceBudgetHoldsAcrossReplicas: a device proof issued by one
+// replica is honoured by the others, its own failure budget is one budget
+// across them, and it keeps its owner in while guessers without it have
+// spent the account's budget on every replica.
+func TestDeviceBudgetHoldsAcrossReplicas(t *testing.T) {
+	cfg := baseConfig()
+	cfg.PersonLimits.FailureBurst, cfg.PersonLimits.FailureRefill = 5, time.Hour
+	cfg.PersonLimits.LoginBurst = 1000
+	cfg.DeviceBurst, cfg.DeviceRefill = 5, time.Hour
+	reps := etcdReplicas(t, 3, cfg, nil)
+	reps[0].addUser("owner@example.com", "right-password")
+	resp, err := reps[0].client.Login(ctxT(t), &latchv1.LoginRequest{Email: "owner@example.com", Password: "right-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := resp.GetDeviceProof()
+
+	got := loginAcross(t, reps, 30, func(int) *latchv1.LoginRequest {
+		return &latchv1.LoginRequest{Email: "owner@example.com", Password: "wrong-guess"}
+	})
+	if got[codes.Unauthenticated] != 5 || got[codes.ResourceExhausted] != 25 {
+		t.Fatalf("30 concurrent wrong logins without the proof over 3 replicas: %v, want exactly 5 UNAUTHENTICATED and 25 RESOURCE_EXHAUSTED", got)
+	}
+	for i, r := range reps {
+		if _, err := r.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "owner@example.com", Password: "right-password", DeviceProof: proof}); err != nil {
+			t.Fatalf("replica %d: the owner with its device proof, the account's budget spent: %v", i, err)
+		}
+	}
+	got = loginAcross(t, reps, 30, func(int) *latchv1.LoginRequest {
+		return &latchv1.LoginRequest{Email: "owner@example.com", Password: "wrong-guess", DeviceProof: proof}
+	})
+	if got[codes.Unauthenticated] != 5 || got[codes.ResourceExhausted] != 25 {
+		t.Fatalf("30 concurrent wrong logins with a stolen proof over 3 replicas: %v, want exactly 5 UNAUTHENTICATED and 25 RESOURCE_EXHAUSTED", got)
+	}
+}
