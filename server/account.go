@@ -172,7 +172,7 @@ func (a *accountServer) changeMyPassword(ctx context.Context, caller tokens.Clai
 		a.audit(ctx, "account_password_change_failed", "password change refused", caller, slog.String("reason", reason))
 		return nil, failure(codes.Unauthenticated, msgWrongPassword)
 	}
-	ticket.Refund(charges.refund)
+	s.refund(ctx, ticket)
 
 	hash, err := s.hasher.Hash(ctx, req.GetNewPassword())
 	if err != nil {

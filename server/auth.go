@@ -86,7 +86,7 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	// A right password gives back the token this attempt took from the
 	// account's (or device's) failure budget, and only that one: the
 	// address's and the login-rate budgets keep it.
-	ticket.Refund(charges.refund)
+	s.refund(ctx, ticket)
 
 	now := s.now()
 	sess, refresh, err := s.newSession(ctx, storage.Session{UserID: user.ID, Audience: aud,

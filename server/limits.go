@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 
@@ -21,11 +22,19 @@ const (
 	bucketInspect = "introspect:"
 )
 
+// loginCharge is one bucket a login attempt is counted against.
+type loginCharge struct {
+	ratelimit.Charge
+	limiter string // the limiter's name in metrics and logs
+	// shared marks a per-account bucket that every replica on the store
+	// counts against together (see takeLogin).
+	shared bool
+}
+
 // loginCharges are the buckets one login attempt is counted against.
 type loginCharges struct {
-	all     []ratelimit.Charge
-	refund  string // the bucket a right password gives back
-	limiter []string
+	all    []loginCharge
+	refund int // index in all of the bucket a right password gives back
 }
 
 // loginCharges builds the charges for an attempt on email (user is the
@@ -35,24 +44,27 @@ type loginCharges struct {
 // apart. The buckets of a stored account and of a device proof Latch issued
 // are kept (ratelimit.Charge.Keep): their number is bounded by the users
 // and the logins, not by what an attacker sends, so no flood of other keys
-// can make the table forget a victim's spent budget.
+// can make the table forget a victim's spent budget. On a store that
+// several replicas share (storage.SharedLimits), the per-account buckets
+// (failures per account or device proof, and the login rate) live in the
+// store, unknown emails' too, so that N replicas do not give a guesser N
+// budgets; the address's bucket stays in this process.
 func (s *Server) loginCharges(email string, user storage.User, device string, addr clientAddress) loginCharges {
 	lim := s.accountLimits(user)
 	known := user.ID != ""
+	shared := s.sharedLimits != nil
 	var lc loginCharges
-	add := func(key, limiter string, r ratelimit.Rule, keep bool) {
-		lc.all = append(lc.all, ratelimit.Charge{Key: key, Rule: r, Keep: keep})
-		lc.limiter = append(lc.limiter, limiter)
+	add := func(key, limiter string, r ratelimit.Rule, keep, sharedBucket bool) {
+		lc.all = append(lc.all, loginCharge{Charge: ratelimit.Charge{Key: key, Rule: r, Keep: keep}, limiter: limiter, shared: sharedBucket})
 	}
-	add(bucketAddress+addr.bucket(), LimiterLoginAddress, ratelimit.Rule{Burst: s.cfg.AddressBurst, Refill: s.cfg.AddressRefill}, false)
+	add(bucketAddress+addr.bucket(), LimiterLoginAddress, ratelimit.Rule{Burst: s.cfg.AddressBurst, Refill: s.cfg.AddressRefill}, false, false)
+	lc.refund = len(lc.all)
 	if device != "" {
-		lc.refund = bucketDevice + device
-		add(lc.refund, LimiterLoginDevice, ratelimit.Rule{Burst: s.cfg.DeviceBurst, Refill: s.cfg.DeviceRefill}, true)
+		add(bucketDevice+device, LimiterLoginDevice, ratelimit.Rule{Burst: s.cfg.DeviceBurst, Refill: s.cfg.DeviceRefill}, true, shared)
 	} else {
-		lc.refund = bucketAccount + email
-		add(lc.refund, LimiterLoginAccount, ratelimit.Rule{Burst: lim.FailureBurst, Refill: lim.FailureRefill}, known)
+		add(bucketAccount+email, LimiterLoginAccount, ratelimit.Rule{Burst: lim.FailureBurst, Refill: lim.FailureRefill}, known, shared)
 	}
-	add(bucketRate+email, LimiterLoginRate, ratelimit.Rule{Burst: lim.LoginBurst, Refill: lim.LoginRefill}, known)
+	add(bucketRate+email, LimiterLoginRate, ratelimit.Rule{Burst: lim.LoginBurst, Refill: lim.LoginRefill}, known, shared)
 	return lc
 }
 
@@ -66,23 +78,94 @@ func (s *Server) accountLimits(user storage.User) AccountLimits {
 	return s.cfg.PersonLimits
 }
 
+// loginTicket is what takeLogin took, so that a right password can give
+// back its failure token.
+type loginTicket struct {
+	local  ratelimit.Ticket
+	charge loginCharge // the bucket refund gives back to
+}
+
+// refund gives back the token the attempt took from the account's (or
+// device's) failure budget. A shared budget is given back even if the
+// client has gone meanwhile (the password was right; the store bounds the
+// call); one that cannot be reached keeps the token (logged): the login
+// itself has succeeded, and a person loses at most one guess until the
+// bucket refills.
+func (s *Server) refund(ctx context.Context, t loginTicket) {
+	if !t.charge.shared {
+		t.local.Refund(t.charge.Key)
+		return
+	}
+	if err := s.sharedLimits.ReturnToken(context.WithoutCancel(ctx), s.now(), sharedBucket(t.charge)); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "failure token not given back", slog.String("event", "login_refund_failed"),
+			slog.String("limit", t.charge.limiter), slog.String("error", err.Error()))
+	}
+}
+
+// sharedBucket is c as a bucket of the store.
+func sharedBucket(c loginCharge) storage.Bucket {
+	return storage.Bucket{Key: c.Key, Burst: c.Rule.Burst, Refill: c.Rule.Refill}
+}
+
 // takeLogin takes a token from every bucket of lc before the password is
 // checked. When one is empty it takes nothing, records which limit refused,
 // and returns the client error: the same status, message and retry hint
 // whatever the email, password or device proof.
-func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddress) (ratelimit.Ticket, error) {
-	t, wait, ok := s.limits.Take(lc.all...)
-	if ok {
-		return t, nil
-	}
-	for i, c := range lc.all {
-		if s.limits.Wait(c.Key) > 0 {
-			s.metrics.limited(lc.limiter[i])
-			s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
-				slog.String("limit", lc.limiter[i]), slog.String("peer", addr.String()))
+//
+// The buckets kept in this process are taken first and the shared ones
+// after, in one store transaction; if the store refuses or cannot be
+// reached, the local tokens are given back. That order keeps a flood that
+// the address's budget stops away from the store. A store that cannot be
+// reached fails the attempt (UNAVAILABLE): the password is never checked
+// without its limits.
+func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddress) (loginTicket, error) {
+	var local []ratelimit.Charge
+	var shared []storage.Bucket
+	for _, c := range lc.all {
+		if c.shared {
+			shared = append(shared, sharedBucket(c))
+		} else {
+			local = append(local, c.Charge)
 		}
 	}
-	return ratelimit.Ticket{}, rateLimited(wait)
+	t, wait, ok := s.limits.Take(local...)
+	if !ok {
+		for _, c := range lc.all {
+			if !c.shared && s.limits.Wait(c.Key) > 0 {
+				s.loginLimited(ctx, c.limiter, addr)
+			}
+		}
+		return loginTicket{}, rateLimited(wait)
+	}
+	ticket := loginTicket{local: t, charge: lc.all[lc.refund]}
+	if len(shared) == 0 {
+		return ticket, nil
+	}
+	refused, wait, err := s.sharedLimits.TakeTokens(ctx, s.now(), shared...)
+	if err != nil || len(refused) > 0 {
+		for _, c := range local {
+			t.Refund(c.Key)
+		}
+	}
+	if err != nil {
+		return loginTicket{}, fmt.Errorf("take shared login budget: %w", err)
+	}
+	if len(refused) > 0 {
+		for _, c := range lc.all {
+			if c.shared && slices.Contains(refused, c.Key) {
+				s.loginLimited(ctx, c.limiter, addr)
+			}
+		}
+		return loginTicket{}, rateLimited(wait)
+	}
+	return ticket, nil
+}
+
+// loginLimited records a login refused by limiter.
+func (s *Server) loginLimited(ctx context.Context, limiter string, addr clientAddress) {
+	s.metrics.limited(limiter)
+	s.log.LogAttrs(ctx, slog.LevelWarn, "login refused", slog.String("event", "login_rate_limited"),
+		slog.String("limit", limiter), slog.String("peer", addr.String()))
 }
 
 // probeRule is the shape of every failure budget.

@@ -272,7 +272,10 @@ type Server struct {
 	// cache.
 	selfVerifier *tokens.Verifier
 	verifiedSelf *tokens.VerifyCache
-	limits       *ratelimit.Limiter // every login and probe bucket (limits.go)
+	limits       *ratelimit.Limiter // every login and probe bucket kept in this process (limits.go)
+	// sharedLimits keeps the per-account login buckets when the store is
+	// shared by several replicas; nil otherwise (limits.go).
+	sharedLimits storage.SharedLimits
 	revs         *broadcaster
 	log          *slog.Logger
 	now          func() time.Time
@@ -366,6 +369,9 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		refreshMiss: missReloader{interval: time.Second},
 
 		access: accessTable(cfg.IntrospectOpen),
+	}
+	if sl, ok := store.(storage.SharedLimits); ok {
+		s.sharedLimits = sl
 	}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err

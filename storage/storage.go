@@ -567,6 +567,43 @@ type Store interface {
 	Close() error
 }
 
+// Bucket names a token bucket and gives its shape: it holds at most Burst
+// tokens and gets one back every Refill.
+type Bucket struct {
+	Key    string
+	Burst  int
+	Refill time.Duration
+}
+
+// Valid reports whether b can limit anything: a key, a positive burst and
+// a positive refill.
+func (b Bucket) Valid() bool { return b.Key != "" && b.Burst >= 1 && b.Refill > 0 }
+
+// SharedLimits is implemented by stores that several Latch processes share
+// (storage/etcd), so that a budget (an account's failed-login budget, say)
+// holds across all of them instead of once per process. A store that only
+// one process uses (storage/bolt) does not implement it: that process keeps
+// its budgets in memory.
+//
+// A bucket's state lives only while it holds less than its burst: a bucket
+// never charged, or refilled since, is full and costs no storage, so the
+// space taken is bounded by the rate of charges to distinct keys times the
+// time a bucket takes to refill. Times are the callers' clocks: processes
+// whose clocks differ by d see a bucket d/Refill tokens apart.
+type SharedLimits interface {
+	// TakeTokens takes one token from each bucket at now, atomically across
+	// every process sharing the store: either every bucket holds a whole
+	// token and each gives one, or nothing is taken and refused lists the
+	// keys of the buckets that had none, with retryAfter how long until
+	// all of them hold one again. A key named twice is charged twice. A
+	// bucket that is not Valid is ErrInvalidArgument and nothing is taken.
+	TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) (refused []string, retryAfter time.Duration, err error)
+	// ReturnToken gives back one token that a TakeTokens took from b
+	// (never beyond its burst), for example after the attempt it paid for
+	// turned out right.
+	ReturnToken(ctx context.Context, now time.Time, b Bucket) error
+}
+
 // RevocationFeed is implemented by stores that several Latch processes
 // share (storage/etcd), so that each process learns of revocations the
 // others commit. A store that only one process uses (storage/bolt) does not

@@ -1,7 +1,8 @@
 // Package etcd implements storage.Store on an etcd v3 cluster, so that
 // several Latch processes share users, sessions, revocations and signing
 // keys. It also implements storage.RevocationFeed: an etcd watch tells every
-// process of the revocations the others commit.
+// process of the revocations the others commit; and storage.SharedLimits,
+// so that per-account login budgets hold across processes.
 //
 // # Layout
 //
@@ -30,6 +31,11 @@
 //	                             meta/keyset is of the signing keys
 //	refreshkeys/<id>             refresh-token MAC secret record
 //	userfences/<uid>             see "Revoking every session of a user"  [L]
+//	limits/<digest>              a shared token bucket (storage.SharedLimits):
+//	                             the time it is full again; the key is the
+//	                             SHA-256 of the bucket's name, base64url,
+//	                             so no email is stored for it; the lease
+//	                             ends after that time                    [L]
 //
 // Records are encoded by storage/internal/record, the one encoding
 // storage/bolt writes too. Expiries are 8 bytes, big-endian unix

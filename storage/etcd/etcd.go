@@ -75,6 +75,9 @@ type Store struct {
 	cli    *clientv3.Client
 	p      string // key prefix, ending in "/"
 	leases *leaseCache
+	// bucketLocks queue this process's charges of one shared bucket
+	// (limits.go).
+	bucketLocks *stripes
 	options
 
 	// testHookBeforeBatch, when set (by tests only), runs before each
@@ -171,7 +174,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	s := &Store{cli: cli, p: prefix, options: o,
-		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}}}
+		leases: &leaseCache{byEnd: map[int64]clientv3.LeaseID{}}, bucketLocks: newStripes()}
 	checkCtx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
 	if err := s.initSchema(checkCtx); err != nil {
