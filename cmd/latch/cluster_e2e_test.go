@@ -268,6 +268,7 @@ func nap(ctx context.Context, d time.Duration) bool {
 // by a new login.
 func (c *cluster) chain(ctx context.Context, home int, email, pw string, ended *atomic.Int64, rotations *atomic.Int64) {
 	tp, i, err := c.login(ctx, home, email, pw, "")
+	retries := 0 // of the current token
 	for err == nil {
 		var resp *latchv1.RefreshResponse
 		err = c.call(ctx, "Refresh", i, func(ctx context.Context, cli latchv1.AuthServiceClient) (err error) {
@@ -276,22 +277,23 @@ func (c *cluster) chain(ctx context.Context, home int, email, pw string, ended *
 		})
 		switch {
 		case err == nil:
-			tp = resp.GetTokens()
+			tp, retries = resp.GetTokens(), 0
 			rotations.Add(1)
-			err = nil
 			if !nap(ctx, 50*time.Millisecond) {
 				return
 			}
 		case transient(err):
 			i++ // retry the same token, on the next replica
+			retries++
 			err = nil
 			if !nap(ctx, 200*time.Millisecond) {
 				return
 			}
 		case status.Code(err) == codes.Unauthenticated:
 			ended.Add(1)
-			c.problem("session of %s ended on a retried Refresh: %v", email, err)
+			c.problem("session of %s ended after %d retries of its token: %v", email, retries, err)
 			tp, i, err = c.login(ctx, i, email, pw, "")
+			retries = 0
 		}
 	}
 	if ctx.Err() == nil {
