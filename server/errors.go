@@ -40,6 +40,10 @@ const (
 // load.
 const noSpaceRetry = 10 * time.Second
 
+// unavailableRetry is the retry hint of an UNAVAILABLE answer: about the
+// time an etcd cluster takes to elect a new leader.
+const unavailableRetry = time.Second
+
 // clientError is an expected failure whose code and message are safe to
 // return as they are.
 type clientError struct {
@@ -124,7 +128,13 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		// client's deadline.
 		s.log.LogAttrs(ctx, slog.LevelError, "storage unavailable", slog.String("event", "storage_unavailable"),
 			slog.String("method", method), slog.String("error", err.Error()))
-		return status.Error(codes.Unavailable, msgUnavailable)
+		// The same request may succeed on a retry (a new etcd leader is
+		// usually elected within seconds), so the answer says when.
+		st := status.New(codes.Unavailable, msgUnavailable)
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(unavailableRetry)}); derr == nil {
+			st = d
+		}
+		return st.Err()
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msgCanceled)
 	case errors.Is(err, context.DeadlineExceeded):

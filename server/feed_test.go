@@ -16,6 +16,7 @@ import (
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // unavailableStore fails user lookups as an unreachable shared backend does.
@@ -32,8 +33,8 @@ func (u *unavailableStore) GetUserByEmail(ctx context.Context, email string) (st
 }
 
 // TestStorageUnavailableIsUnavailable: a backend that cannot be reached is
-// answered UNAVAILABLE with the fixed message (retryable, no endpoint or
-// inner error), and the detail is logged.
+// answered UNAVAILABLE with the fixed message and a retry hint (RetryInfo;
+// no endpoint or inner error), and the detail is logged.
 func TestStorageUnavailableIsUnavailable(t *testing.T) {
 	us := &unavailableStore{}
 	e := newEnv(t, baseConfig(), func(s storage.Store) storage.Store { us.Store = s; return us })
@@ -41,6 +42,9 @@ func TestStorageUnavailableIsUnavailable(t *testing.T) {
 	us.fail = true
 	_, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password"})
 	wantStatus(t, err, codes.Unavailable, "service unavailable; retry later")
+	if !answerOf(err).retry {
+		t.Errorf("UNAVAILABLE carries no retry hint: %v", status.Convert(err).Details())
+	}
 	if logs := e.logs.String(); !strings.Contains(logs, `"event":"storage_unavailable"`) || !strings.Contains(logs, "10.9.8.7") {
 		t.Errorf("unavailability not logged with its detail:\n%s", logs)
 	}

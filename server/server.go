@@ -151,10 +151,15 @@ func (c Config) RevokedSessionRetention() time.Duration {
 }
 
 // DefaultRefreshReuseGrace is the default retry window for the immediately
-// previous refresh token (Config.RefreshReuseGrace): long enough for a
-// client to retry after a lost reply or a backend's leader election, short
-// enough that a stolen token replayed later is still caught as reuse.
-const DefaultRefreshReuseGrace = 5 * time.Second
+// previous refresh token (Config.RefreshReuseGrace), counted from when the
+// exchange was asked for. A client whose Refresh failed with UNAVAILABLE or
+// a missed deadline cannot know whether it committed, and retries the same
+// token until the service answers, which on etcd can take as long as the
+// store's clients need to leave a frozen member (up to about 25 s) or a
+// leader election; the window covers that, so such a client keeps its
+// session. A token older than the previous one, or the previous one after
+// the window, is still reuse.
+const DefaultRefreshReuseGrace = 30 * time.Second
 
 // AccountLimits bound what one account can do with valid credentials.
 type AccountLimits struct {

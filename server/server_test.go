@@ -225,6 +225,54 @@ func TestRefreshRotationChain(t *testing.T) {
 	}
 }
 
+// TestRefreshRetryAfterOutageKeepsSession: with the default configuration,
+// a client whose Refresh committed but was answered UNAVAILABLE (or missed
+// its deadline) while etcd recovered, and which retries the same token 25 s
+// later, when a replica serves again, keeps its session: the retry gets a
+// new pair, the successor it replaces is dead, and only the retry's
+// successor is live. A token two generations old is reuse at once, and so
+// is the previous one after the window.
+func TestRefreshRetryAfterOutageKeepsSession(t *testing.T) {
+	e := newEnv(t, baseConfig())
+	e.addUser("alice@example.com", "alice-password")
+	ictx := e.introspector()
+	first := e.login("alice@example.com", "alice-password")
+	lost, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(25 * time.Second) // the reply was lost; the service was down meanwhile
+	retry, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
+	if err != nil {
+		t.Fatalf("retry 25s after a committed rotation: %v, want a new pair", err)
+	}
+	if e.introspect(ictx, lost.GetTokens().GetRefreshToken()).GetActive() || !e.introspect(ictx, retry.GetTokens().GetRefreshToken()).GetActive() {
+		t.Fatal("after the retry, want only the retry's successor live")
+	}
+	next, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: retry.GetTokens().GetRefreshToken()})
+	if err != nil {
+		t.Fatalf("the session after the retry: %v", err)
+	}
+	// first is now two generations old.
+	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: first.GetRefreshToken()})
+	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
+	if e.introspect(ictx, next.GetTokens().GetAccessToken()).GetActive() {
+		t.Error("a token two generations old did not revoke the session")
+	}
+
+	// The previous token after the window is reuse.
+	other := e.login("alice@example.com", "alice-password")
+	if _, err := e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: other.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(server.DefaultRefreshReuseGrace + time.Second)
+	_, err = e.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: other.GetRefreshToken()})
+	wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
+	if e.introspect(ictx, other.GetAccessToken()).GetActive() {
+		t.Error("the previous token after the window did not revoke the session")
+	}
+}
+
 // TestRefreshReuseRevokesSession is invariant 1: presenting a rotated token
 // again after the retry window for the immediately previous token revokes
 // the whole session — every refresh token of it, and every access token

@@ -34,14 +34,19 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// etcdArgs are the storage flags of a replica on srv under prefix.
-func etcdArgs(srv *etcdtest.Server, prefix string) []string {
-	return []string{"--storage", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", prefix}
+// etcdEndpoints is a running etcd: one member (*etcdtest.Server) or a
+// cluster (*etcdtest.Cluster), whose client URLs a replica is given.
+type etcdEndpoints interface{ Endpoints() []string }
+
+// etcdArgs are the storage flags of a replica on srv (every client URL,
+// as an operator gives them) under prefix.
+func etcdArgs(srv etcdEndpoints, prefix string) []string {
+	return []string{"--storage", "etcd", "--etcd-endpoints", strings.Join(srv.Endpoints(), ","), "--etcd-prefix", prefix}
 }
 
 // etcdUserAdd runs `latch user add` against etcd (allowed while replicas
 // run) with the role, then any extra flags.
-func etcdUserAdd(t *testing.T, ctx context.Context, srv *etcdtest.Server, prefix, email, pw string, roleAndFlags ...string) {
+func etcdUserAdd(t *testing.T, ctx context.Context, srv etcdEndpoints, prefix, email, pw string, roleAndFlags ...string) {
 	t.Helper()
 	args := append([]string{"user", "add", "--email", email, "--password-stdin"}, etcdArgs(srv, prefix)...)
 	if len(roleAndFlags) > 0 {

@@ -44,6 +44,19 @@ const DefaultMaxTxnOps = 128
 // moved to the lease of the session's retention (and one compare).
 const opsPerRevokedSession = 4
 
+// keepAliveTime and keepAliveTimeout decide how soon the client stops
+// sending requests to a member that accepts them but answers nothing (a
+// frozen process, a hung host, a partition that drops packets): it pings a
+// member it has heard nothing from for keepAliveTime (gRPC's least) and
+// drops the connection when no answer comes within keepAliveTimeout, so
+// requests move to the other members within about 25 s (the ping waits for
+// keepAliveTime of silence, checked every keepAliveTime). Until then the
+// requests that land on it fail with the op timeout.
+const (
+	keepAliveTime    = 10 * time.Second
+	keepAliveTimeout = 3 * time.Second
+)
+
 // errOpTimeout is the cause of a request context that ran out of the
 // store's op timeout (as opposed to the caller's own deadline).
 var errOpTimeout = errors.New("no answer within the op timeout")
@@ -162,8 +175,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            cfg.Endpoints,
 		DialTimeout:          dial,
-		DialKeepAliveTime:    30 * time.Second,
-		DialKeepAliveTimeout: 10 * time.Second,
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
 		TLS:                  cfg.TLS,
 		Username:             cfg.Username,
 		Password:             cfg.Password,
@@ -308,8 +321,13 @@ func wrapErr(ctx context.Context, what string, err error) error {
 }
 
 // clientErr maps an error of the etcd client. When the caller's own
-// context ended, that is the error; an unreachable or leaderless cluster,
-// or the store's op timeout, is storage.ErrUnavailable.
+// context ended, that is the error; otherwise every failure of the cluster
+// or of the way to it (no leader, a leader change, a member's timeout, a
+// lost or closing connection, the store's op timeout, a refusal for lack
+// of space or of permission) is storage.ErrUnavailable, which clients see
+// as UNAVAILABLE with a retry hint. Only what etcd refuses as a malformed
+// request stays as it is: that is a fault of the caller, and retrying it
+// cannot help.
 func clientErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(context.Cause(ctx), errOpTimeout) {
@@ -356,12 +374,9 @@ func (s *Store) CheckSpace(ctx context.Context) error {
 	})
 }
 
-// unavailable reports whether err means the cluster could not answer (as
-// opposed to refusing the request).
+// unavailable reports whether err means the cluster could not serve the
+// request (as opposed to refusing it as malformed).
 func unavailable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
 	var code codes.Code
 	var ee rpctypes.EtcdError
 	if errors.As(err, &ee) {
@@ -369,13 +384,15 @@ func unavailable(err error) bool {
 	} else if st, ok := status.FromError(err); ok {
 		code = st.Code()
 	} else {
-		return false
-	}
-	switch code {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+		// Not an answer of etcd's: the client's own failures (no endpoint
+		// reachable, connection closing, a deadline of its own).
 		return true
 	}
-	return false
+	switch code {
+	case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition, codes.Unimplemented, codes.NotFound, codes.AlreadyExists:
+		return false
+	}
+	return true
 }
 
 // --- keys ---

@@ -48,6 +48,10 @@ type Server struct {
 	paused  bool
 }
 
+// Endpoints returns the client URL as a list, as Cluster.Endpoints does,
+// so that code starting Latch on etcd takes either.
+func (s *Server) Endpoints() []string { return []string{s.Endpoint} }
+
 // Require skips (or, with LATCH_REQUIRE_ETCD=1, fails) t when etcd is not
 // installed, and returns the binary ($LATCH_ETCD, else etcd on $PATH)
 // otherwise.
