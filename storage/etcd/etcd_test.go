@@ -407,12 +407,24 @@ func TestFeedEndsWhenStoreCloses(t *testing.T) {
 // longer than an election timeout.
 func TestClusterMemberFailures(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
-	s := openStoreAt(t, c.Endpoints(), etcd.WithOpTimeout(10*time.Second))
+	s := openStoreAt(t, c.Endpoints(), etcd.WithOpTimeout(5*time.Second))
 	ctx := ctxT(t)
+	// A request the client sends to a frozen member fails with
+	// ErrUnavailable at the op timeout, until the client drops that member;
+	// like any client, put retries that (a retried CreateUser of the same
+	// user that had committed answers ErrAlreadyExists).
 	put := func(id string) {
 		t.Helper()
-		if err := s.CreateUser(ctx, storage.User{ID: id, Email: id + "@example.com", PasswordHash: "h"}); err != nil {
-			t.Fatalf("CreateUser %s: %v", id, err)
+		for {
+			err := s.CreateUser(ctx, storage.User{ID: id, Email: id + "@example.com", PasswordHash: "h"})
+			switch {
+			case err == nil, errors.Is(err, storage.ErrAlreadyExists):
+				return
+			case errors.Is(err, storage.ErrUnavailable) && ctx.Err() == nil:
+				t.Logf("CreateUser %s: %v; retrying", id, err)
+			default:
+				t.Fatalf("CreateUser %s: %v", id, err)
+			}
 		}
 	}
 	get := func(id string) {
