@@ -1,7 +1,6 @@
 package storagetest
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -22,10 +21,7 @@ func testOldGenerationReuse(t *testing.T, s storage.Store) {
 	for i := range 10 {
 		now = now.Add(time.Minute)
 		next := Digest(t)
-		r := storage.Rotation{SessionID: "s1", Generation: uint64(i), Presented: issued[i], Next: next, Now: now, IdleTTL: idle}
-		if _, err := s.RotateRefreshToken(c, r); err != nil {
-			t.Fatalf("rotation %d: %v", i, err)
-		}
+		mustRotate(t, s, storage.Rotation{SessionID: "s1", Generation: uint64(i), Presented: issued[i], Next: next, Now: now, IdleTTL: idle})
 		issued = append(issued, next)
 	}
 	for _, gen := range []uint64{10, 11, 1 << 40} {
@@ -96,8 +92,6 @@ func testConcurrentGraceRotation(t *testing.T, s storage.Store) {
 	r := storage.Rotation{SessionID: "race", Generation: 1, Presented: l.next, Next: Digest(t),
 		Now: base.Add(2 * time.Second), IdleTTL: idle, ReuseGrace: time.Minute}
 	_, err = s.RotateRefreshToken(c, r)
-	if !errors.Is(err, storage.ErrRefreshTokenReused) {
-		t.Fatalf("replaced successor: %v; want ErrRefreshTokenReused", err)
-	}
+	wantErr(t, "replaced successor", err, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "race", storage.ReasonReuse)
 }
