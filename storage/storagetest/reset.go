@@ -205,9 +205,7 @@ func testResetSessionsMany(t *testing.T, s storage.Store) {
 	for id, sess := range others {
 		wantRevoked(t, s, id, storage.ReasonUserChanged)
 		r := storage.Rotation{SessionID: id, Generation: sess.Generation, Presented: sess.CurrentHash, Next: Digest(t), Now: now.Add(time.Second), IdleTTL: idle}
-		if _, err := s.RotateRefreshToken(c, r); !errors.Is(err, storage.ErrSessionRevoked) {
-			t.Fatalf("rotating revoked %s: %v, want ErrSessionRevoked", id, err)
-		}
+		wantRotateErr(t, s, "rotating revoked "+id, r, storage.ErrSessionRevoked)
 	}
 	mustRotate(t, s, storage.Rotation{SessionID: "keep", Generation: keep.Generation + 1, Presented: next, Next: Digest(t), Now: now.Add(time.Second), IdleTTL: idle})
 	// A later login is not touched by the finished reset.

@@ -136,9 +136,7 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 		t.Fatalf("RevokeUserSessions(ret-b) = %d sessions, %v; want 2", len(got), err)
 	}
 	r1 := storage.Rotation{SessionID: c1.id, Generation: 0, Presented: replayed, Next: Digest(t), Now: revokedAt, IdleTTL: idle}
-	if _, err := s.RotateRefreshToken(c, r1); !errors.Is(err, storage.ErrRefreshTokenReused) {
-		t.Fatalf("replay of a rotated token of %s: %v; want ErrRefreshTokenReused", c1.id, err)
-	}
+	wantRotateErr(t, s, "replay of a rotated token of "+c1.id, r1, storage.ErrRefreshTokenReused)
 	if got, err := s.DeleteUser(c, "ret-d", revokedAt); err != nil || len(got) != 2 {
 		t.Fatalf("DeleteUser(ret-d) = %d sessions, %v; want 2", len(got), err)
 	}
