@@ -608,12 +608,14 @@ func printUser(w io.Writer, title string, u *latchv1.User) {
 		fmt.Sprintf("disabled:\t%v", u.GetDisabled()), "created:\t"+when(u.GetCreateTime()), "updated:\t"+when(u.GetUpdateTime()))
 }
 
+// printSessions prints ss as a table; an empty client detail prints as "-",
+// so that no cell is blank.
 func printSessions(w io.Writer, ss []*latchv1.Session) {
 	rows := []string{"SESSION\tSTATE\tAUDIENCE\tCREATED\tEXPIRES\tREVOKED\tREASON\tDEVICE\tLAST ADDRESS\tUSER AGENT"}
 	for _, s := range ss {
 		rows = append(rows, strings.Join([]string{s.GetId(), enumName(s.GetState(), "SESSION_STATE_"), s.GetAudience(),
 			when(s.GetCreateTime()), when(s.GetExpireTime()), when(s.GetRevokeTime()), s.GetRevokeReason(),
-			orDash(s.GetDeviceName()), orDash(s.GetLastAddress()), orDash(s.GetUserAgent())}, "\t"))
+			cmp.Or(s.GetDeviceName(), "-"), cmp.Or(s.GetLastAddress(), "-"), cmp.Or(s.GetUserAgent(), "-")}, "\t"))
 	}
 	table(w, rows...)
 }
@@ -628,14 +630,6 @@ func printKeys(w io.Writer, title string, keys []*latchv1.SigningKey) {
 			when(k.GetActivateTime()), when(k.GetRetireTime()), when(k.GetScheduledActivateTime()), when(k.GetRemoveTime())}, "\t"))
 	}
 	table(w, rows...)
-}
-
-// orDash is v, or "-" when it is empty, so that a table cell is never blank.
-func orDash(v string) string {
-	if v == "" {
-		return "-"
-	}
-	return v
 }
 
 // enumName is an enum value's name without its prefix, in lower case

@@ -266,12 +266,9 @@ func decodeArgon2id(s string) (Params, []byte, []byte, error) {
 			return Params{}, nil, nil, ErrUnknownFormat
 		}
 	}
-	salt, err := base64.RawStdEncoding.Strict().DecodeString(parts[4])
-	if err != nil {
-		return Params{}, nil, nil, ErrUnknownFormat
-	}
-	key, err := base64.RawStdEncoding.Strict().DecodeString(parts[5])
-	if err != nil {
+	salt, errSalt := base64.RawStdEncoding.Strict().DecodeString(parts[4])
+	key, errKey := base64.RawStdEncoding.Strict().DecodeString(parts[5])
+	if errSalt != nil || errKey != nil {
 		return Params{}, nil, nil, ErrUnknownFormat
 	}
 	p.SaltLength, p.KeyLength = uint32(len(salt)), uint32(len(key))

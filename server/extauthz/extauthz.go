@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -328,12 +329,7 @@ func headerValues(h *authv3.AttributeContext_HttpRequest, name string) []string 
 // routed by, and a caller that sent two different ones is refused rather
 // than guessed at.
 func pseudoPathAgrees(h *authv3.AttributeContext_HttpRequest) bool {
-	for _, v := range headerValues(h, ":path") {
-		if v != h.GetPath() {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(headerValues(h, ":path"), func(v string) bool { return v != h.GetPath() })
 }
 
 // allow answers OK. For a verified token the response also carries sub,
@@ -406,10 +402,7 @@ func (s *Server) deny(ctx context.Context, h *authv3.AttributeContext_HttpReques
 		}
 		headers = append(headers, overwrite("www-authenticate", ch))
 	}
-	body := `{"error":"` + d.errorCode + `"}`
-	if d.errorCode == "" {
-		body = `{"error":"` + d.body + `"}`
-	}
+	body := `{"error":"` + cmp.Or(d.errorCode, d.body) + `"}`
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(d.code), Message: statusMessages[d.code]},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
@@ -472,12 +465,7 @@ func separatorAliases(n string) []string {
 // headerSafe reports whether v can be sent as a header value: visible
 // ASCII and spaces only.
 func headerSafe(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if v[i] < 0x20 || v[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e })
 }
 
 // validHeaderName accepts lower-case RFC 9110 tokens other than
@@ -486,11 +474,7 @@ func validHeaderName(n string) bool {
 	if n == "" || n == "authorization" || n == "host" || strings.HasPrefix(n, ":") {
 		return false
 	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(n, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.')
+	})
 }

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -294,12 +295,8 @@ func ParsePolicy(data []byte, issuer string) (*Policy, error) {
 	for pattern, rs := range prefixes {
 		p.prefixes = append(p.prefixes, prefixGroup{pattern: pattern, folded: strings.ToLower(pattern), rules: rs})
 	}
-	sort.Slice(p.prefixes, func(i, j int) bool {
-		a, b := p.prefixes[i].pattern, p.prefixes[j].pattern
-		if len(a) != len(b) {
-			return len(a) > len(b)
-		}
-		return a < b
+	slices.SortFunc(p.prefixes, func(a, b prefixGroup) int {
+		return cmp.Or(cmp.Compare(len(b.pattern), len(a.pattern)), strings.Compare(a.pattern, b.pattern))
 	})
 	return p, nil
 }
@@ -340,14 +337,9 @@ func overlap(a, b map[string]bool) bool {
 func compileRule(rf ruleFile) (*rule, []error) {
 	var errs []error
 	r := &rule{public: rf.Public}
-	n := 0
-	for _, s := range []string{rf.Path, rf.Prefix, rf.GRPC} {
-		if s != "" {
-			n++
-		}
-	}
+	given := slices.DeleteFunc([]string{rf.Path, rf.Prefix, rf.GRPC}, func(s string) bool { return s == "" })
 	switch {
-	case n != 1:
+	case len(given) != 1:
 		errs = append(errs, errors.New("give exactly one of path, prefix or grpc"))
 		r = nil
 	case rf.GRPC != "":

@@ -1,7 +1,6 @@
 package storagetest
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -22,16 +21,12 @@ func testOldGenerationReuse(t *testing.T, s storage.Store) {
 	for i := range 10 {
 		now = now.Add(time.Minute)
 		next := Digest(t)
-		r := storage.Rotation{SessionID: "s1", Generation: uint64(i), Presented: issued[i], Next: next, Now: now, IdleTTL: idle}
-		if _, err := s.RotateRefreshToken(c, r); err != nil {
-			t.Fatalf("rotation %d: %v", i, err)
-		}
+		mustRotate(t, s, storage.Rotation{SessionID: "s1", Generation: uint64(i), Presented: issued[i], Next: next, Now: now, IdleTTL: idle})
 		issued = append(issued, next)
 	}
 	for _, gen := range []uint64{10, 11, 1 << 40} {
 		r := storage.Rotation{SessionID: "s1", Generation: gen, Presented: Digest(t), Next: Digest(t), Now: now, IdleTTL: idle}
-		_, err := s.RotateRefreshToken(c, r)
-		wantErr(t, fmt.Sprintf("undelivered token of generation %d", gen), err, storage.ErrNotFound)
+		wantRotateErr(t, s, fmt.Sprintf("undelivered token of generation %d", gen), r, storage.ErrNotFound)
 	}
 	if got, err := s.GetSession(c, "s1"); err != nil || got.Revoked() || got.CurrentHash != issued[10] || got.Generation != 10 {
 		t.Fatalf("session after undelivered tokens = %+v, %v; want it unchanged", got, err)
@@ -45,8 +40,7 @@ func testOldGenerationReuse(t *testing.T, s storage.Store) {
 	}
 	wantRevoked(t, s, "s1", storage.ReasonReuse)
 	r = storage.Rotation{SessionID: "s1", Generation: 10, Presented: issued[10], Next: Digest(t), Now: now.Add(2 * time.Minute), IdleTTL: idle}
-	_, err = s.RotateRefreshToken(c, r)
-	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
+	wantRotateErr(t, s, "current token after reuse", r, storage.ErrSessionRevoked)
 }
 
 // testConcurrentGraceRotation is invariant 1 with a retry window: N
@@ -95,9 +89,6 @@ func testConcurrentGraceRotation(t *testing.T, s storage.Store) {
 	l := losers[0]
 	r := storage.Rotation{SessionID: "race", Generation: 1, Presented: l.next, Next: Digest(t),
 		Now: base.Add(2 * time.Second), IdleTTL: idle, ReuseGrace: time.Minute}
-	_, err = s.RotateRefreshToken(c, r)
-	if !errors.Is(err, storage.ErrRefreshTokenReused) {
-		t.Fatalf("replaced successor: %v; want ErrRefreshTokenReused", err)
-	}
+	wantRotateErr(t, s, "replaced successor", r, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "race", storage.ReasonReuse)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -50,13 +51,8 @@ func wantKeyStates(t *testing.T, s storage.Store, want map[string]storage.KeySta
 	for id, k := range got {
 		states[id] = k.State
 	}
-	if len(states) != len(want) {
+	if !maps.Equal(states, want) {
 		t.Fatalf("stored keys = %v, want %v", states, want)
-	}
-	for id, st := range want {
-		if states[id] != st {
-			t.Fatalf("stored keys = %v, want %v", states, want)
-		}
 	}
 	return got
 }

@@ -28,17 +28,14 @@ func testRotationRenewsLiveness(t *testing.T, s storage.Store) {
 		t.Fatalf("GetSession(rotated) = %+v, %v; want the live session", got, err)
 	}
 	// The never-rotated session has idled out: its token cannot refresh.
-	_, err := s.RotateRefreshToken(c, rotation(t, s, "s2", other.CurrentHash, Digest(t), now))
-	wantErr(t, "rotation of an idled-out session", err, storage.ErrSessionExpired)
+	wantRotateErr(t, s, "rotation of an idled-out session", rotation(t, s, "s2", other.CurrentHash, Digest(t), now), storage.ErrSessionExpired)
 	// Past the renewed idle expiry, the rotated session is dead too.
 	later := rotatedAt.Add(idle)
 	wantLiveCount(t, s, later, 0)
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", next, Digest(t), later))
-	wantErr(t, "rotation after the renewed idle expiry", err, storage.ErrSessionExpired)
+	wantRotateErr(t, s, "rotation after the renewed idle expiry", rotation(t, s, "s1", next, Digest(t), later), storage.ErrSessionExpired)
 	// Reuse detected after the original idle expiry revokes the session,
 	// and the per-request check sees it at once.
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), now))
-	wantErr(t, "reuse of the first token", err, storage.ErrRefreshTokenReused)
+	wantRotateErr(t, s, "reuse of the first token", rotation(t, s, "s1", sess.CurrentHash, Digest(t), now), storage.ErrRefreshTokenReused)
 	wantRevokedAt(t, s, "j1", "s1", now, true)
 }
 
@@ -71,9 +68,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	if _, err := s.GetSession(c, "idle"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("idled-out session after the sweep: %v; want ErrNotFound", err)
 	}
-	if _, err := s.RotateRefreshToken(c, rotation(t, s, "idle", idleOut.CurrentHash, Digest(t), now)); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("rotation of a swept session: %v; want ErrNotFound", err)
-	}
+	wantRotateErr(t, s, "rotation of a swept session", rotation(t, s, "idle", idleOut.CurrentHash, Digest(t), now), storage.ErrNotFound)
 	if got, err := s.GetSession(c, "rotated"); err != nil || got.CurrentHash != digests[2] {
 		t.Fatalf("rotated session after the sweep = %+v, %v; want it kept", got, err)
 	}
@@ -86,8 +81,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 		t.Fatalf("second DeleteExpired = %+v, %v; want nothing done", r, err)
 	}
 	// The kept session still rotates, and its old tokens are still reuse.
-	_, err := s.RotateRefreshToken(c, rotation(t, s, "rotated", digests[0], Digest(t), now))
-	wantErr(t, "reuse after the sweep", err, storage.ErrRefreshTokenReused)
+	wantRotateErr(t, s, "reuse after the sweep", rotation(t, s, "rotated", digests[0], Digest(t), now), storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "rotated", storage.ReasonReuse)
 
 	// Past both sessions' real expiry everything goes, and every digest
@@ -103,8 +97,7 @@ func testSweepHonoursRotation(t *testing.T, s storage.Store) {
 	}
 	for id, hs := range map[string][]storage.TokenHash{"rotated": digests, "revoked": {revoked.CurrentHash, revokedNext}} {
 		for _, h := range hs {
-			_, err := s.RotateRefreshToken(c, rotation(t, s, id, h, Digest(t), end))
-			wantErr(t, "rotation of a swept session's digest", err, storage.ErrNotFound)
+			wantRotateErr(t, s, "rotation of a swept session's digest", rotation(t, s, id, h, Digest(t), end), storage.ErrNotFound)
 		}
 	}
 }

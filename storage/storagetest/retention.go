@@ -39,6 +39,13 @@ func WithRetention(r Retention) Option {
 	return func(o *runOptions) { o.retention = &r }
 }
 
+// sweep runs r.Sweep, if the backend has one.
+func (r *Retention) sweep(t *testing.T, s storage.Store, now time.Time) {
+	if r.Sweep != nil {
+		r.Sweep(t, s, now)
+	}
+}
+
 // eventually runs check until it passes or patience has passed, and fails
 // the test with its last error. With no patience it runs check once.
 func eventually(t *testing.T, patience time.Duration, check func() error) {
@@ -129,9 +136,7 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 		t.Fatalf("RevokeUserSessions(ret-b) = %d sessions, %v; want 2", len(got), err)
 	}
 	r1 := storage.Rotation{SessionID: c1.id, Generation: 0, Presented: replayed, Next: Digest(t), Now: revokedAt, IdleTTL: idle}
-	if _, err := s.RotateRefreshToken(c, r1); !errors.Is(err, storage.ErrRefreshTokenReused) {
-		t.Fatalf("replay of a rotated token of %s: %v; want ErrRefreshTokenReused", c1.id, err)
-	}
+	wantRotateErr(t, s, "replay of a rotated token of "+c1.id, r1, storage.ErrRefreshTokenReused)
 	if got, err := s.DeleteUser(c, "ret-d", revokedAt); err != nil || len(got) != 2 {
 		t.Fatalf("DeleteUser(ret-d) = %d sessions, %v; want 2", len(got), err)
 	}
@@ -139,9 +144,7 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 
 	// Just before the retention ends, after a sweep, nothing has changed.
 	justBefore := revokedAt.Add(r.Retention - time.Nanosecond)
-	if r.Sweep != nil {
-		r.Sweep(t, s, justBefore)
-	}
+	r.sweep(t, s, justBefore)
 	listed := revocationSet(t, s, justBefore)
 	for _, rs := range revoked {
 		if _, err := s.GetSession(c, rs.id); err != nil {
@@ -164,19 +167,15 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 
 	// Once it has ended, and a sweep has run, they are gone.
 	after := revokedAt.Add(r.Retention + time.Nanosecond)
-	if r.Sweep != nil {
-		r.Sweep(t, s, after)
-	}
+	r.sweep(t, s, after)
 	eventually(t, r.Patience, func() error {
 		for _, rs := range revoked {
 			if _, err := s.GetSession(c, rs.id); !errors.Is(err, storage.ErrNotFound) {
 				return fmt.Errorf("GetSession(%s) after the retention and a sweep: %v; want ErrNotFound", rs.id, err)
 			}
 		}
-		if measure != nil {
-			if got := measure(t, s); got != before {
-				return fmt.Errorf("footprint after the retention and a sweep = %d; before the sessions it was %d", got, before)
-			}
+		if got := footprintOf(t, s, measure); got != before {
+			return fmt.Errorf("footprint after the retention and a sweep = %d; before the sessions it was %d", got, before)
 		}
 		return nil
 	})
@@ -223,11 +222,7 @@ func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measur
 		for k := range 5 {
 			next := Digest(t)
 			at := revokedAt.Add(-time.Duration(10-k) * time.Minute)
-			rot := storage.Rotation{SessionID: ids[i], Presented: cur, Next: next, Now: at, IdleTTL: idle}
-			if sess, err := s.GetSession(c, ids[i]); err == nil {
-				rot.Generation = sess.Generation
-			}
-			_, err := s.RotateRefreshToken(c, rot)
+			_, err := s.RotateRefreshToken(c, rotation(t, s, ids[i], cur, next, at))
 			switch {
 			case errors.Is(err, storage.ErrSessionRevoked):
 				return
@@ -271,9 +266,7 @@ func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measur
 		t.Fatalf("RevokeUserSessions after the race: %v", err)
 	}
 	justBefore := revokedAt.Add(r.Retention - time.Nanosecond)
-	if r.Sweep != nil {
-		r.Sweep(t, s, justBefore)
-	}
+	r.sweep(t, s, justBefore)
 	all, err := s.ListUserSessions(c, user)
 	if err != nil || len(all) != n {
 		t.Fatalf("ListUserSessions just before the retention ends = %d sessions, %v; want %d", len(all), err, n)
@@ -284,18 +277,14 @@ func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measur
 		}
 	}
 	after := revokedAt.Add(r.Retention + time.Nanosecond)
-	if r.Sweep != nil {
-		r.Sweep(t, s, after)
-	}
+	r.sweep(t, s, after)
 	eventually(t, r.Patience, func() error {
 		all, err := s.ListUserSessions(c, user)
 		if err != nil || len(all) != 0 {
 			return fmt.Errorf("ListUserSessions after the retention and a sweep = %d sessions, %v; want none", len(all), err)
 		}
-		if measure != nil {
-			if got := measure(t, s); got != before {
-				return fmt.Errorf("footprint after the retention and a sweep = %d; before the sessions it was %d", got, before)
-			}
+		if got := footprintOf(t, s, measure); got != before {
+			return fmt.Errorf("footprint after the retention and a sweep = %d; before the sessions it was %d", got, before)
 		}
 		return nil
 	})

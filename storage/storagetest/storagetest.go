@@ -193,6 +193,13 @@ func wantLiveCount(t *testing.T, s storage.Store, at time.Time, want int) {
 	}
 }
 
+// wantRotateErr fails t unless RotateRefreshToken(r) fails with want.
+func wantRotateErr(t *testing.T, s storage.Store, what string, r storage.Rotation, want error) {
+	t.Helper()
+	_, err := s.RotateRefreshToken(ctx(t), r)
+	wantErr(t, what, err, want)
+}
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
@@ -331,21 +338,18 @@ func testRotationChain(t *testing.T, s storage.Store) {
 }
 
 func testReuseRevokesFamily(t *testing.T, s storage.Store) {
-	c := ctx(t)
 	sess := newSession(t, s, "s1", base)
 	t1, t2 := Digest(t), Digest(t)
 	mustRotate(t, s, rotation(t, s, "s1", sess.CurrentHash, t1, base.Add(time.Minute)))
 	mustRotate(t, s, rotation(t, s, "s1", t1, t2, base.Add(2*time.Minute)))
 	// The attacker replays the first token (generation 0).
-	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)))
-	wantErr(t, "replay of a rotated token", err, storage.ErrRefreshTokenReused)
+	wantRotateErr(t, s, "replay of a rotated token", rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(3*time.Minute)), storage.ErrRefreshTokenReused)
 	got := wantRevoked(t, s, "s1", storage.ReasonReuse)
 	if !got.RevokedAt.Equal(base.Add(3 * time.Minute)) {
 		t.Fatalf("RevokedAt = %v", got.RevokedAt)
 	}
 	// The legitimate holder's current token is dead too.
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)))
-	wantErr(t, "current token after reuse", err, storage.ErrSessionRevoked)
+	wantRotateErr(t, s, "current token after reuse", rotation(t, s, "s1", t2, Digest(t), base.Add(4*time.Minute)), storage.ErrSessionRevoked)
 	wantRevokedAt(t, s, "any-jti", "s1", base.Add(4*time.Minute), true)
 }
 
@@ -354,18 +358,12 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	sess := newSession(t, s, "s1", base)
 	other := newSession(t, s, "s2", base)
 
-	_, err := s.RotateRefreshToken(c, rotation(t, s, "s1", Digest(t), Digest(t), base))
-	wantErr(t, "a digest the session never issued", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "nosuch", sess.CurrentHash, Digest(t), base))
-	wantErr(t, "unknown session", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", sess.CurrentHash, Digest(t), base))
-	wantErr(t, "another session's digest", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, sess.CurrentHash, base))
-	wantErr(t, "same digest", err, storage.ErrInvalidArgument)
-	_, err = s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: sess.CurrentHash, Next: Digest(t), Now: base})
-	wantErr(t, "no idle ttl", err, storage.ErrInvalidArgument)
-	_, err = s.RotateRefreshToken(c, storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base, IdleTTL: idle})
-	wantErr(t, "no session id", err, storage.ErrInvalidArgument)
+	wantRotateErr(t, s, "a digest the session never issued", rotation(t, s, "s1", Digest(t), Digest(t), base), storage.ErrNotFound)
+	wantRotateErr(t, s, "unknown session", rotation(t, s, "nosuch", sess.CurrentHash, Digest(t), base), storage.ErrNotFound)
+	wantRotateErr(t, s, "another session's digest", rotation(t, s, "s2", sess.CurrentHash, Digest(t), base), storage.ErrNotFound)
+	wantRotateErr(t, s, "same digest", rotation(t, s, "s1", sess.CurrentHash, sess.CurrentHash, base), storage.ErrInvalidArgument)
+	wantRotateErr(t, s, "no idle ttl", storage.Rotation{SessionID: "s1", Presented: sess.CurrentHash, Next: Digest(t), Now: base}, storage.ErrInvalidArgument)
+	wantRotateErr(t, s, "no session id", storage.Rotation{Presented: sess.CurrentHash, Next: Digest(t), Now: base, IdleTTL: idle}, storage.ErrInvalidArgument)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Generation != 0 || got.Revoked() {
 		t.Fatalf("refused rotations changed the session: %+v", got)
 	}
@@ -374,8 +372,7 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 	}
 
 	// Idle expiry: nothing changes, the token stays current (and dead).
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(idle)))
-	wantErr(t, "idle-expired session", err, storage.ErrSessionExpired)
+	wantRotateErr(t, s, "idle-expired session", rotation(t, s, "s1", sess.CurrentHash, Digest(t), base.Add(idle)), storage.ErrSessionExpired)
 	if got, _ := s.GetSession(c, "s1"); got.CurrentHash != sess.CurrentHash || got.Revoked() {
 		t.Fatalf("expired rotation changed the session: %+v", got)
 	}
@@ -391,14 +388,12 @@ func testRotationRefusals(t *testing.T, s storage.Store) {
 		}
 		cur = next
 	}
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s2", cur, Digest(t), base.Add(maxAge)))
-	wantErr(t, "past absolute lifetime", err, storage.ErrSessionExpired)
+	wantRotateErr(t, s, "past absolute lifetime", rotation(t, s, "s2", cur, Digest(t), base.Add(maxAge)), storage.ErrSessionExpired)
 
 	// Revoked session.
 	third := newSession(t, s, "s3", base)
 	mustRevoke(t, s, "s3", storage.ReasonRevoked, base)
-	_, err = s.RotateRefreshToken(c, rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)))
-	wantErr(t, "revoked session", err, storage.ErrSessionRevoked)
+	wantRotateErr(t, s, "revoked session", rotation(t, s, "s3", third.CurrentHash, Digest(t), base.Add(time.Second)), storage.ErrSessionRevoked)
 	wantRevoked(t, s, "s3", storage.ReasonRevoked)
 }
 
@@ -420,15 +415,13 @@ func testReuseGrace(t *testing.T, s storage.Store) {
 	// The replaced successor is now a reused token and kills the family.
 	r := grace("s1", lost, Digest(t), base.Add(6*time.Second))
 	r.Generation = 1 // what the replaced successor carries
-	_, err = s.RotateRefreshToken(c, r)
-	wantErr(t, "replaced successor", err, storage.ErrRefreshTokenReused)
+	wantRotateErr(t, s, "replaced successor", r, storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s1", storage.ReasonReuse)
 
 	// Past the grace period the retry is reuse.
 	s2 := newSession(t, s, "s2", base)
 	mustRotate(t, s, grace("s2", s2.CurrentHash, Digest(t), base))
-	_, err = s.RotateRefreshToken(c, grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)))
-	wantErr(t, "retry after grace", err, storage.ErrRefreshTokenReused)
+	wantRotateErr(t, s, "retry after grace", grace("s2", s2.CurrentHash, Digest(t), base.Add(11*time.Second)), storage.ErrRefreshTokenReused)
 	wantRevoked(t, s, "s2", storage.ReasonReuse)
 }
 
@@ -614,8 +607,7 @@ func testDeleteExpired(t *testing.T, s storage.Store) {
 		if _, err := s.GetSession(c, sess.ID); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("expired session %s survived: %v", sess.ID, err)
 		}
-		_, err := s.RotateRefreshToken(c, rotation(t, s, sess.ID, sess.CurrentHash, Digest(t), now))
-		wantErr(t, "rotation of a swept session", err, storage.ErrNotFound)
+		wantRotateErr(t, s, "rotation of a swept session", rotation(t, s, sess.ID, sess.CurrentHash, Digest(t), now), storage.ErrNotFound)
 	}
 	if _, err := s.GetSession(c, live.ID); err != nil {
 		t.Fatalf("live session swept: %v", err)

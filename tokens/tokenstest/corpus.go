@@ -66,14 +66,18 @@ func rawParts(header, claims string) func(testing.TB, *Kit) string {
 	}
 }
 
-// otherAlg signs valid claims with another algorithm and key, under the
-// kit's kid.
-func otherAlg(m jwt.SigningMethod, key func(t testing.TB, k *Kit) any) func(testing.TB, *Kit) string {
+// otherAlg signs valid claims with another algorithm and the key that key
+// makes, under the kit's kid.
+func otherAlg(m jwt.SigningMethod, key func(k *Kit) (any, error)) func(testing.TB, *Kit) string {
 	return func(t testing.TB, k *Kit) string {
 		tok := jwt.NewWithClaims(m, jwt.MapClaims(k.Claims()))
 		tok.Header["typ"] = "at+jwt"
 		tok.Header["kid"] = k.KID
-		s, err := tok.SignedString(key(t, k))
+		signingKey, err := key(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := tok.SignedString(signingKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,33 +157,18 @@ func Corpus() []Attack {
 		{"alg NONE", "jwt_tool -X a", mapHeader(func(h map[string]any) { h["alg"] = "NONE" }), tokens.ErrUnsupported},
 		{"alg es256 lower case", "RFC 7515 §4.1.1 (case-sensitive)", mapHeader(func(h map[string]any) { h["alg"] = "es256" }), tokens.ErrUnsupported},
 		{"alg missing", "RFC 7515 §4.1.1", mapHeader(func(h map[string]any) { delete(h, "alg") }), tokens.ErrUnsupported},
-		{"HS256 keyed with the PEM public key", "RFC 8725 §2.1; CVE-2016-10555; PortSwigger alg confusion lab", otherAlg(jwt.SigningMethodHS256, func(t testing.TB, k *Kit) any {
-			der, _ := x509.MarshalPKIXPublicKey(&k.Key.PublicKey)
-			return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		{"HS256 keyed with the PEM public key", "RFC 8725 §2.1; CVE-2016-10555; PortSwigger alg confusion lab", otherAlg(jwt.SigningMethodHS256, func(k *Kit) (any, error) {
+			der, err := x509.MarshalPKIXPublicKey(&k.Key.PublicKey)
+			return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), err
 		}), tokens.ErrUnsupported},
-		{"HS256 keyed with the DER public key", "jwt_tool -X k", otherAlg(jwt.SigningMethodHS256, func(t testing.TB, k *Kit) any {
-			der, _ := x509.MarshalPKIXPublicKey(&k.Key.PublicKey)
-			return der
-		}), tokens.ErrUnsupported},
-		{"ES384", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodES384, func(t testing.TB, _ *Kit) any {
-			k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-			return k
-		}), tokens.ErrUnsupported},
-		{"ES512", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodES512, func(t testing.TB, _ *Kit) any {
-			k, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-			return k
-		}), tokens.ErrUnsupported},
-		{"RS256", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodRS256, func(t testing.TB, _ *Kit) any {
-			k, _ := rsa.GenerateKey(rand.Reader, 2048)
-			return k
-		}), tokens.ErrUnsupported},
-		{"PS256", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodPS256, func(t testing.TB, _ *Kit) any {
-			k, _ := rsa.GenerateKey(rand.Reader, 2048)
-			return k
-		}), tokens.ErrUnsupported},
-		{"EdDSA", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodEdDSA, func(t testing.TB, _ *Kit) any {
-			_, k, _ := ed25519.GenerateKey(rand.Reader)
-			return k
+		{"HS256 keyed with the DER public key", "jwt_tool -X k", otherAlg(jwt.SigningMethodHS256, func(k *Kit) (any, error) { return x509.MarshalPKIXPublicKey(&k.Key.PublicKey) }), tokens.ErrUnsupported},
+		{"ES384", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodES384, func(*Kit) (any, error) { return ecdsa.GenerateKey(elliptic.P384(), rand.Reader) }), tokens.ErrUnsupported},
+		{"ES512", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodES512, func(*Kit) (any, error) { return ecdsa.GenerateKey(elliptic.P521(), rand.Reader) }), tokens.ErrUnsupported},
+		{"RS256", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodRS256, func(*Kit) (any, error) { return rsa.GenerateKey(rand.Reader, 2048) }), tokens.ErrUnsupported},
+		{"PS256", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodPS256, func(*Kit) (any, error) { return rsa.GenerateKey(rand.Reader, 2048) }), tokens.ErrUnsupported},
+		{"EdDSA", "RFC 8725 §3.1", otherAlg(jwt.SigningMethodEdDSA, func(*Kit) (any, error) {
+			_, k, err := ed25519.GenerateKey(rand.Reader)
+			return k, err
 		}), tokens.ErrUnsupported},
 
 		// Signature encoding attacks.
