@@ -26,7 +26,8 @@ func checkBenchEtcdReport(t *testing.T, out string) {
 		"Refresh (etcd, 1 replica)", "Refresh (etcd, 3 replicas)", "raw etcd Txn, Refresh shape",
 		"Introspect (etcd, 1 replica)", "Introspect (etcd, 3 replicas)", "raw etcd Txn, Introspect shape",
 		"Revoke (etcd, 1 replica)", "Revoke (etcd, 3 replicas)", "raw etcd Txn, Revoke shape",
-		"server CPU per Introspect, 3 replicas / 1",
+		"Introspect (etcd, 3 replicas, 2 calls each)",
+		"server CPU per Introspect, 3 replicas / 1, same load per replica",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report has no %q:\n%s", want, out)
