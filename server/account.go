@@ -160,7 +160,8 @@ func (a *accountServer) changeMyPassword(ctx context.Context, caller tokens.Clai
 	if err != nil {
 		return nil, err
 	}
-	ok, _, err := s.hasher.Verify(ctx, current, user.PasswordHash)
+	ok, _, err := ticket.slot.Verify(current, user.PasswordHash)
+	ticket.slot.Release() // before the new password is hashed in a slot of its own
 	if err != nil {
 		return nil, fmt.Errorf("verify password of user %s: %w", user.ID, err)
 	}

@@ -75,8 +75,9 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 	if err != nil {
 		return nil, err
 	}
+	defer ticket.slot.Release()
 
-	user, ok, err := s.checkPassword(ctx, user, found, pw)
+	user, ok, err := s.checkPassword(ctx, ticket.slot, user, found, pw)
 	if err != nil {
 		return nil, err
 	}
@@ -113,19 +114,23 @@ func (s *Server) login(ctx context.Context, req *latchv1.LoginRequest) (*latchv1
 }
 
 // checkPassword checks pw against user (found is false for an unknown
-// email), spending the same work whether or not the email exists. ok is
+// email) in slot, which it releases, spending the same work whether or not
+// the email exists. ok is
 // false for an unknown email, a wrong password or a disabled user, each
 // logged with its reason. It returns the user with its hash upgraded when
 // the stored parameters were weaker than the current ones.
-func (s *Server) checkPassword(ctx context.Context, user storage.User, found bool, pw string) (storage.User, bool, error) {
+func (s *Server) checkPassword(ctx context.Context, slot *password.Slot, user storage.User, found bool, pw string) (storage.User, bool, error) {
 	if !found {
-		if err := s.hasher.VerifyDummy(ctx, pw); err != nil {
+		err := slot.VerifyDummy(pw)
+		slot.Release()
+		if err != nil {
 			return storage.User{}, false, fmt.Errorf("dummy verify: %w", err)
 		}
 		s.loginFailed(ctx, "unknown_email", "")
 		return storage.User{}, false, nil
 	}
-	ok, rehash, err := s.hasher.Verify(ctx, pw, user.PasswordHash)
+	ok, rehash, err := slot.Verify(pw, user.PasswordHash)
+	slot.Release() // before upgradeHash, which hashes in a slot of its own
 	if err != nil {
 		return storage.User{}, false, fmt.Errorf("verify password of user %s: %w", user.ID, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/storage"
 )
@@ -82,7 +83,8 @@ func (s *Server) accountLimits(user storage.User) AccountLimits {
 // back its failure token.
 type loginTicket struct {
 	local  ratelimit.Ticket
-	charge loginCharge // the bucket refund gives back to
+	charge loginCharge    // the bucket refund gives back to
+	slot   *password.Slot // the hashing slot the password is checked in
 }
 
 // refund gives back the token the attempt took from the account's (or
@@ -137,12 +139,25 @@ func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddr
 		}
 		return loginTicket{}, rateLimited(wait)
 	}
-	ticket := loginTicket{local: t, charge: lc.all[lc.refund]}
+	// The hashing slot is reserved before the shared budgets are charged,
+	// so that the store's writes for login attempts are bounded by how fast
+	// this process checks passwords, not by how fast clients send them: a
+	// flood of attempts on fresh emails from many addresses cannot fill
+	// etcd with bucket rows faster than it is hashed.
+	slot, err := s.hasher.Reserve(ctx)
+	if err != nil {
+		for _, c := range local {
+			t.Refund(c.Key)
+		}
+		return loginTicket{}, fmt.Errorf("reserve a hashing slot: %w", err)
+	}
+	ticket := loginTicket{local: t, charge: lc.all[lc.refund], slot: slot}
 	if len(shared) == 0 {
 		return ticket, nil
 	}
 	refused, wait, err := s.sharedLimits.TakeTokens(ctx, s.now(), shared...)
 	if err != nil || len(refused) > 0 {
+		slot.Release()
 		for _, c := range local {
 			t.Refund(c.Key)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -268,5 +269,39 @@ func TestDeviceBudgetHoldsAcrossReplicas(t *testing.T) {
 	})
 	if got[codes.Unauthenticated] != 5 || got[codes.ResourceExhausted] != 25 {
 		t.Fatalf("30 concurrent wrong logins with a stolen proof over 3 replicas: %v, want exactly 5 UNAUTHENTICATED and 25 RESOURCE_EXHAUSTED", got)
+	}
+}
+
+// TestShedLoginsWriteNoSharedBuckets: a login the hasher sheds (every
+// hashing slot busy for the queue timeout) never charges the shared
+// budgets, so a flood of attempts on fresh emails, each from an address
+// with budget left, cannot write etcd rows faster than passwords are
+// checked.
+func TestShedLoginsWriteNoSharedBuckets(t *testing.T) {
+	var st *etcd.Store
+	reps := etcdReplicas(t, 1, baseConfig(), func(s *etcd.Store) storage.Store { st = s; return s })
+	e := reps[0]
+	// Hold every hashing slot, as a flood of slow checks would.
+	for {
+		ctx, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+		slot, err := e.hasher.Reserve(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		t.Cleanup(slot.Release)
+	}
+	got := loginAcross(t, reps, 40, func(i int) *latchv1.LoginRequest {
+		return &latchv1.LoginRequest{Email: fmt.Sprintf("fresh-%d@example.com", i), Password: "some-password"}
+	})
+	if got[codes.ResourceExhausted] != 40 {
+		t.Fatalf("logins with every hashing slot held = %v, want 40 RESOURCE_EXHAUSTED", got)
+	}
+	resp, err := st.Client().Get(ctxT(t), st.Prefix()+"limits/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 0 {
+		t.Fatalf("40 shed logins left %d bucket rows in etcd, want 0", resp.Count)
 	}
 }

@@ -169,13 +169,57 @@ func (h *Hasher) hash(pw []byte) string {
 // passwords over 72 bytes never match a bcrypt hash (bcrypt would silently
 // compare only their first 72 bytes).
 func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash bool, err error) {
+	slot, err := h.Reserve(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	defer slot.Release()
+	return slot.Verify(pw, encoded)
+}
+
+// Slot is a hashing slot reserved with Reserve: verifications through it
+// start at once. A caller that must do other work before it hashes (such
+// as charging a rate limit kept in a remote store) reserves first, so that
+// the work is bounded by how fast passwords can be checked.
+type Slot struct {
+	h        *Hasher
+	released bool
+}
+
+// Reserve waits for a hashing slot as Verify does (ErrBusy after the queue
+// timeout). The caller must Release it.
+func (h *Hasher) Reserve(ctx context.Context) (*Slot, error) {
+	if err := h.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return &Slot{h: h}, nil
+}
+
+// Release frees the slot; releasing it again does nothing. It is not safe
+// for concurrent use.
+func (s *Slot) Release() {
+	if !s.released {
+		s.released = true
+		s.h.release()
+	}
+}
+
+// VerifyDummy is Hasher.VerifyDummy in the reserved slot.
+func (s *Slot) VerifyDummy(pw string) error {
+	_, _, err := s.Verify(pw, s.h.dummy)
+	return err
+}
+
+// Verify is Hasher.Verify in the reserved slot, which must not have been
+// released.
+func (s *Slot) Verify(pw, encoded string) (ok, rehash bool, err error) {
+	if s.released {
+		return false, false, errors.New("password: verify in a released slot")
+	}
+	h := s.h
 	if len(pw) > MaxLength {
 		return false, false, nil
 	}
-	if err := h.acquire(ctx); err != nil {
-		return false, false, err
-	}
-	defer h.release()
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):
 		p, salt, key, err := decodeArgon2id(encoded)
