@@ -35,13 +35,16 @@ func TestClientErrUnavailable(t *testing.T) {
 		status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
 		clientv3.ErrNoAvailableEndpoints, context.Canceled, context.DeadlineExceeded,
 		errors.New("unexpected EOF"),
+		rpctypes.ErrGRPCNotSupportedForLearner, rpctypes.ErrGRPCCompacted, rpctypes.ErrGRPCLeaseNotFound,
+		rpctypes.ErrGRPCStopped, rpctypes.ErrGRPCNotCapable, rpctypes.ErrGRPCUnhealthy,
 	} {
 		got := clientErr(context.Background(), fmt.Errorf("wrapped: %w", err))
 		if !errors.Is(got, storage.ErrUnavailable) {
 			t.Errorf("clientErr(%v) = %v, want storage.ErrUnavailable", err, got)
 		}
 	}
-	for _, err := range []error{rpctypes.ErrGRPCTooManyOps, rpctypes.ErrGRPCCompacted, rpctypes.ErrGRPCLeaseNotFound, rpctypes.ErrGRPCRequestTooLarge} {
+	for _, err := range []error{rpctypes.ErrGRPCTooManyOps, rpctypes.ErrGRPCRequestTooLarge, rpctypes.ErrGRPCEmptyKey,
+		rpctypes.ErrGRPCDuplicateKey, rpctypes.ErrTooManyOps, fmt.Errorf("wrapped: %w", rpctypes.ErrRequestTooLarge)} {
 		if got := clientErr(context.Background(), err); errors.Is(got, storage.ErrUnavailable) {
 			t.Errorf("clientErr(%v) = %v, want the refusal as it is", err, got)
 		}

@@ -375,21 +375,21 @@ func (s *Store) CheckSpace(ctx context.Context) error {
 }
 
 // unavailable reports whether err means the cluster could not serve the
-// request (as opposed to refusing it as malformed).
+// request, which is every failure but a malformed request's (a fault of
+// the request itself, which no retry can help): a member that cannot serve
+// it (a learner, a stopped or unhealthy member), a revision compacted away
+// under a paged read, a lease gone with an election, and every failure of
+// the connection are all answered by a retry.
 func unavailable(err error) bool {
-	var code codes.Code
 	var ee rpctypes.EtcdError
-	if errors.As(err, &ee) {
-		code = ee.Code()
-	} else if st, ok := status.FromError(err); ok {
-		code = st.Code()
-	} else {
-		// Not an answer of etcd's: the client's own failures (no endpoint
-		// reachable, connection closing, a deadline of its own).
-		return true
+	if !errors.As(err, &ee) {
+		if st, ok := status.FromError(err); ok {
+			ee, _ = rpctypes.Error(st.Err()).(rpctypes.EtcdError)
+		}
 	}
-	switch code {
-	case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition, codes.Unimplemented, codes.NotFound, codes.AlreadyExists:
+	switch error(ee) {
+	case rpctypes.ErrEmptyKey, rpctypes.ErrValueProvided, rpctypes.ErrLeaseProvided, rpctypes.ErrTooManyOps,
+		rpctypes.ErrDuplicateKey, rpctypes.ErrRequestTooLarge, rpctypes.ErrLeaseTTLTooLarge:
 		return false
 	}
 	return true
