@@ -55,7 +55,16 @@ type readiness struct {
 	// noSpace is set while the store refuses writes for lack of space, as
 	// the last failed write or space check saw it.
 	noSpace atomic.Bool
+	// spaceChecked is when the store's space was last asked about (under
+	// mu's callers' one-at-a-time check).
+	spaceChecked time.Time
 }
+
+// spaceCheckInterval is how often readiness asks the store whether it is
+// out of space. On etcd the question (the alarm list) is a proposal
+// through the cluster's log, so readiness probes, which anyone can send,
+// must not ask it on every check.
+const spaceCheckInterval = 5 * time.Second
 
 // noSpaceAdvice is what the log says an operator does about a store out
 // of space.
@@ -85,6 +94,13 @@ func (s *Server) checkSpace(ctx context.Context) {
 	if !ok {
 		return
 	}
+	// Readiness checks run one at a time (checkReady), so this needs no
+	// lock of its own.
+	now := s.now()
+	if now.Sub(s.ready.spaceChecked) < spaceCheckInterval {
+		return
+	}
+	s.ready.spaceChecked = now
 	switch err := sc.CheckSpace(ctx); {
 	case err == nil:
 		s.setNoSpace(false)

@@ -131,6 +131,11 @@ func TestStoreOutOfSpace(t *testing.T) {
 	}
 
 	ns.full.Store(false)
+	// Readiness asks the store about its space at most every 5 s: a check
+	// within that keeps the last answer, one after it sees the space.
+	e.clock.Advance(time.Second)
+	wantReady(t, e, "space again, within 5 s of the last space check", true, "ready; writes refused: storage out of space")
+	e.clock.Advance(5 * time.Second)
 	wantReady(t, e, "space again", true, "ready\n")
 	if _, body := get(t, e.http.URL+"/readyz"); body != "ready\n" {
 		t.Errorf("/readyz with space again = %q, want \"ready\\n\"", body)
