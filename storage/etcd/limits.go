@@ -230,9 +230,17 @@ func newStripes() *stripes {
 	return &st
 }
 
+// lockWait bounds how long a charge waits for its buckets' locks before it
+// goes ahead without them. The locks only keep a burst on one account from
+// contending with itself; correctness comes from the Txn's compare. A
+// charge stuck on a frozen etcd member holds its locks for up to the op
+// timeout, and the other charges on its stripes must not wait that long.
+const lockWait = 100 * time.Millisecond
+
 // lockBuckets takes the locks of bs's stripes, in ascending order so that
-// two calls never wait for each other's, giving up when ctx is done. It
-// returns the function that releases them.
+// two calls never wait for each other's, failing when ctx is done. After
+// lockWait it releases what it took and goes ahead unlocked. It returns
+// the function that releases what it holds.
 func (s *Store) lockBuckets(ctx context.Context, bs []sharedBucket) (func(), error) {
 	var idx []int
 	for _, b := range bs {
@@ -248,9 +256,14 @@ func (s *Store) lockBuckets(ctx context.Context, bs []sharedBucket) (func(), err
 			<-s.bucketLocks[i]
 		}
 	}
+	timeout := time.NewTimer(lockWait)
+	defer timeout.Stop()
 	for n, i := range idx {
 		select {
 		case s.bucketLocks[i] <- struct{}{}:
+		case <-timeout.C:
+			unlock(idx[:n])
+			return func() {}, nil
 		case <-ctx.Done():
 			unlock(idx[:n])
 			return nil, clientErr(ctx, ctx.Err())
