@@ -19,9 +19,13 @@ e.g. 2026-01-02T15:04:05Z), with reason "restored". Run it after restoring a
 backup and before serving from it: the backup does not know what was revoked
 after it was taken, so every session it holds is ended, and with it every
 refresh token and (for Introspect and verifiers that follow revocations)
-every access token issued before the restore. Sessions created after TIME
-are kept, so repeating the command is safe. With bbolt the server must not
-be running on the same database file; with etcd it may be.
+every access token issued before the restore. Sessions created at or after
+TIME are kept, so repeating the command with the same TIME is safe; it
+prints TIME in UTC, with the numbers revoked and kept, for that purpose.
+TIME may not be more than a minute in the future: a restore's time is in
+the past, and a later one would also end the sessions created since. With
+bbolt the server must not be running on the same database file; with etcd
+it may be.
 
 A revoked session stays in the revocation list that verifiers start from
 until its own expiry, unless --revoked-session-retention says otherwise
@@ -57,16 +61,28 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	if err := sf.resolvePassword(e.getenv); err != nil {
 		errs = append(errs, err)
 	}
+	now := time.Now()
 	var cutoff time.Time
+	future := false
 	if before == "" {
 		errs = append(errs, errors.New("--before is required: the time the backup was restored (every session created earlier is revoked)"))
 	} else if t, err := time.Parse(time.RFC3339Nano, before); err != nil {
 		errs = append(errs, fmt.Errorf("--before %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", before))
+	} else if t.After(now.Add(maxCutoffAhead)) {
+		// A restore's cutoff lies between the backup and the restore, in the
+		// past; a future one would also end every session created since.
+		future = true
+		errs = append(errs, fmt.Errorf("--before %s is in the future (now is %s): give a time after the backup was taken and before any replica served from the restored store",
+			formatCutoff(t), formatCutoff(now.Truncate(time.Second))))
 	} else {
 		cutoff = t
 	}
 	if retention < 0 {
 		errs = append(errs, errors.New("--revoked-session-retention must not be negative"))
+	}
+	if future {
+		fmt.Fprintf(e.stderr, "latch sessions revoke: %v\n", errors.Join(errs...))
+		return errUsage
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -76,13 +92,23 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer store.Close()
-	n, users, err := revokeSessionsBefore(ctx, store, cutoff, time.Now())
+	res, err := revokeSessionsBefore(ctx, store, cutoff, now)
 	if err != nil {
-		return fmt.Errorf("revoked %d sessions, then: %w (run the command again to finish)", n, err)
+		return fmt.Errorf("revoked %d sessions, then: %w (run the command again with --before %s to finish)", res.revoked, err, formatCutoff(cutoff))
 	}
-	fmt.Fprintf(e.stdout, "revoked %d sessions of %d users (created before %s)\n", n, users, cutoff.UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(e.stdout, "revoked %d sessions of %d users created before %s; kept %d live sessions created at or after it\n",
+		res.revoked, res.users, formatCutoff(cutoff), res.kept)
 	return nil
 }
+
+// maxCutoffAhead is how far ahead of this machine's clock --before may be,
+// for a cutoff read from a clock a little ahead of it.
+const maxCutoffAhead = time.Minute
+
+// formatCutoff writes t as RFC 3339 in UTC, with the fraction of a second
+// only if t has one, so that the printed cutoff given back as --before is
+// the same instant.
+func formatCutoff(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // sessionsStore is what revokeSessionsBefore needs of a store.
 type sessionsStore interface {
@@ -91,42 +117,55 @@ type sessionsStore interface {
 	RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error)
 }
 
+// revokeResult counts what revokeSessionsBefore did.
+type revokeResult struct {
+	revoked int // sessions it revoked
+	users   int // users with at least one revoked session
+	kept    int // sessions live at now and created at or after the cutoff
+}
+
 // revokeSessionsBefore revokes, with storage.ReasonRestored, every session
-// live at now and created before cutoff, of every user, and returns how
-// many it revoked and of how many users. Each revocation is its own
-// transaction: stopped part-way, it can be run again.
-func revokeSessionsBefore(ctx context.Context, store sessionsStore, cutoff, now time.Time) (revoked, users int, err error) {
+// live at now and created before cutoff, of every user, and counts, in the
+// same walk, the live sessions it keeps. Each revocation is its own
+// transaction: stopped part-way, it can be run again, and what it returns
+// counts what it had done.
+func revokeSessionsBefore(ctx context.Context, store sessionsStore, cutoff, now time.Time) (revokeResult, error) {
 	const page = 500
+	var res revokeResult
 	after := ""
 	for {
 		us, err := store.ListUsers(ctx, after, page)
 		if err != nil {
-			return revoked, users, fmt.Errorf("list users: %w", err)
+			return res, fmt.Errorf("list users: %w", err)
 		}
 		for _, u := range us {
 			ss, err := store.ListUserSessions(ctx, u.ID)
 			if err != nil {
-				return revoked, users, fmt.Errorf("list sessions of user %s: %w", u.ID, err)
+				return res, fmt.Errorf("list sessions of user %s: %w", u.ID, err)
 			}
 			counted := false
 			for _, s := range ss {
-				if !s.Live(now) || !s.CreatedAt.Before(cutoff) {
+				if !s.Live(now) {
+					continue
+				}
+				if !s.CreatedAt.Before(cutoff) {
+					res.kept++
 					continue
 				}
 				changed, err := store.RevokeSession(ctx, s.ID, storage.ReasonRestored, now)
 				if err != nil && !errors.Is(err, storage.ErrNotFound) { // gone meanwhile: nothing to revoke
-					return revoked, users, fmt.Errorf("revoke session %s: %w", s.ID, err)
+					return res, fmt.Errorf("revoke session %s: %w", s.ID, err)
 				}
 				if changed {
-					revoked++
+					res.revoked++
 					if !counted {
-						users, counted = users+1, true
+						res.users, counted = res.users+1, true
 					}
 				}
 			}
 		}
 		if len(us) < page {
-			return revoked, users, nil
+			return res, nil
 		}
 		after = us[len(us)-1].ID
 	}
