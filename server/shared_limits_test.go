@@ -184,7 +184,10 @@ func TestSharedLimitUnreachableFailsClosed(t *testing.T) {
 // newest session survives.
 func TestSessionCapHoldsAcrossReplicas(t *testing.T) {
 	cfg := baseConfig()
-	cfg.PersonLimits.MaxSessions, cfg.PersonLimits.LoginBurst = 3, 1000
+	// The failure budget also bounds how many attempts may be in flight at
+	// once (each holds a token until its right password gives it back), so
+	// it is raised with the login rate: this test is about the cap.
+	cfg.PersonLimits.MaxSessions, cfg.PersonLimits.LoginBurst, cfg.PersonLimits.FailureBurst = 3, 1000, 1000
 	reps := etcdReplicas(t, 3, cfg, nil)
 	u := reps[0].addUser("many@example.com", "right-password")
 	got := loginAcross(t, reps, 30, func(int) *latchv1.LoginRequest {
