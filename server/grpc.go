@@ -81,9 +81,10 @@ func WithServerOptions(opts ...grpc.ServerOption) GRPCOption {
 // Interceptor order, outermost first: metrics (when s has a Metrics),
 // logging (rpclog.go: method, code, duration, peer, verified
 // client-certificate identity — never payloads; calls ending OK only with
-// WithAccessLog), then the access table (authz.go: every RPC's rule, deny
-// by default), then recovery (a panic becomes INTERNAL "internal
-// error"; the panic value and stack go to the log only). grpc.health.v1
+// WithAccessLog), then recovery (a panic, in the handler or in the caller
+// check, becomes INTERNAL "internal error"; the panic value and stack go
+// to the log only), then the access table (authz.go: every RPC's rule,
+// deny by default). grpc.health.v1
 // answers from s.Ready, and SERVING for LivenessService.
 func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer {
 	o := grpcOptions{reflection: true, transport: DefaultTransport()}
@@ -102,8 +103,8 @@ func NewGRPCServer(s *Server, log *slog.Logger, opts ...GRPCOption) *GRPCServer 
 		unary = append(unary, s.metrics.grpc.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.grpc.StreamServerInterceptor())
 	}
-	unary = append(unary, rpcLog.unary, s.unaryAccess, recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, rpcLog.stream, s.streamAccess, recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, rpcLog.unary, recovery.UnaryServerInterceptor(recoverOpts...), s.unaryAccess)
+	stream = append(stream, rpcLog.stream, recovery.StreamServerInterceptor(recoverOpts...), s.streamAccess)
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -873,6 +874,14 @@ type failingStore struct {
 	storage.Store
 	failGetUserByEmail error
 	panicOnCreate      bool
+	panicOnRevoked     atomic.Bool
+}
+
+func (f *failingStore) AccessTokenRevoked(ctx context.Context, jti, sessionID string, now time.Time) (bool, error) {
+	if f.panicOnRevoked.Load() {
+		panic("boom: secret-panic-value")
+	}
+	return f.Store.AccessTokenRevoked(ctx, jti, sessionID, now)
 }
 
 func (f *failingStore) GetUserByEmail(ctx context.Context, email string) (storage.User, error) {
@@ -911,6 +920,23 @@ func TestInternalErrorsLeakNothing(t *testing.T) {
 	// The server still serves after a panic.
 	fs.panicOnCreate = false
 	e.login("alice@example.com", "alice-password")
+
+	// A panic while the caller's credential is checked (before any
+	// handler runs), on a unary and a streaming RPC, is INTERNAL too and
+	// leaves the process serving.
+	ictx := e.introspector()
+	fs.panicOnRevoked.Store(true)
+	_, err = e.client.Introspect(ictx, &latchv1.IntrospectRequest{Token: "x"})
+	wantStatus(t, err, codes.Internal, "internal error")
+	stream, err := e.client.WatchRevocations(ictx, &latchv1.WatchRevocationsRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantStatus(t, err, codes.Internal, "internal error")
+	fs.panicOnRevoked.Store(false)
+	if r := e.introspect(ictx, "x"); r.GetActive() {
+		t.Error("Introspect of a junk token after the panics: active")
+	}
 }
 
 // TestLogsHoldNoSecrets is invariant 4: after a full session life, no log
