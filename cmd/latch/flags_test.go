@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -49,5 +50,30 @@ func TestUnknownFlagIsOneLine(t *testing.T) {
 				t.Errorf("output holds the usage:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestServeMisspeltFlagHidesItsValue: the argument after a misspelt flag
+// of serve may be a secret, whatever it starts with; it is skipped and
+// never named, while serve's own flags after it are still read.
+func TestServeMisspeltFlagHidesItsValue(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--etcd-pasword", "-S3cr3t!"},
+		{"serve", "--etcd-pasword", "--S3cr3t!", "--log-level", "loud"},
+		{"serve", "--etcd-pasword", "S3cr3t!"},
+	} {
+		var stderr bytes.Buffer
+		code := run(t.Context(), args, env{stdin: strings.NewReader(""), stdout: &stderr, stderr: &stderr,
+			getenv: func(string) string { return "" }})
+		out := stderr.String()
+		if code != 2 || !strings.Contains(out, "unknown flag --etcd-pasword") {
+			t.Errorf("%q: exit %d, want 2 naming --etcd-pasword:\n%s", args, code, out)
+		}
+		if strings.Contains(out, "S3cr3t") {
+			t.Errorf("%q: output names the value after the misspelt flag:\n%s", args, out)
+		}
+		if slices.Contains(args, "--log-level") && !strings.Contains(out, `"loud"`) {
+			t.Errorf("%q: the flag after the value was not read:\n%s", args, out)
+		}
 	}
 }

@@ -61,6 +61,16 @@ type serveArgs struct {
 	help       bool
 }
 
+// isServeFlag reports whether arg is one of the flags in known (or help),
+// with or without a value after "=".
+func isServeFlag(arg string, known []string) bool {
+	if !strings.HasPrefix(arg, "-") {
+		return false
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	return name == "h" || name == "help" || slices.Contains(known, name)
+}
+
 // parseServeArgs reads serve's few flags (--name value, --name=value, and
 // --dev alone), reporting every problem at once; an unknown flag is named
 // with the closest valid one.
@@ -81,11 +91,11 @@ func parseServeArgs(args []string) (serveArgs, []error) {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !slices.Contains(known, name) {
 			errs = append(errs, errors.New(unknownServeFlag(name, known)))
-			// Skip its value, most likely the next argument; a secret's
-			// always, whatever it starts with, so that it is never named
-			// as another unknown flag.
-			secret := slices.ContainsFunc(secretEnv, func(s struct{ env, doc, alt string }) bool { return idOf(s.env) == name })
-			if !hasVal && i+1 < len(args) && (secret || !strings.HasPrefix(args[i+1], "-")) {
+			// Skip its value, most likely the next argument, unless that
+			// is one of serve's own flags: whatever else it is, even one
+			// starting with "-", it may be a secret given to a misspelt
+			// flag, and it is never named in an error.
+			if !hasVal && i+1 < len(args) && !isServeFlag(args[i+1], known) {
 				i++
 			}
 			continue
