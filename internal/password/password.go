@@ -169,6 +169,9 @@ func (h *Hasher) hash(pw []byte) string {
 // passwords over 72 bytes never match a bcrypt hash (bcrypt would silently
 // compare only their first 72 bytes).
 func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash bool, err error) {
+	if len(pw) > MaxLength {
+		return false, false, nil // never matches; not worth a slot
+	}
 	slot, err := h.Reserve(ctx)
 	if err != nil {
 		return false, false, err
