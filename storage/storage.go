@@ -588,7 +588,9 @@ func (b Bucket) Valid() bool { return b.Key != "" && b.Burst >= 1 && b.Refill > 
 // A bucket's state lives only while it holds less than its burst: a bucket
 // never charged, or refilled since, is full and costs no storage, so the
 // space taken is bounded by the rate of charges to distinct keys times the
-// time a bucket takes to refill. Times are the callers' clocks: processes
+// time a bucket takes to refill, plus however long a backend keeps a full
+// bucket's state before deleting it (storage/etcd: its lease's slack and
+// rounding, up to about 10 minutes). Times are the callers' clocks: processes
 // whose clocks differ by d see a bucket d/Refill tokens apart.
 type SharedLimits interface {
 	// TakeTokens takes one token from each bucket at now, atomically across

@@ -432,7 +432,7 @@ func (s *Store) revokeUserSessions(ctx context.Context, uid, reason string, now 
 		if s.testHookBeforeBatch != nil {
 			s.testHookBeforeBatch()
 		}
-		done, _, err := s.revokeBatch(ctx, live[:s.maxTxnOps/opsPerRevokedSession], reason, now, nil)
+		done, _, err := s.revokeBatch(ctx, live[:min(len(live), s.maxTxnOps/opsPerRevokedSession)], reason, now, nil)
 		if errors.Is(err, errConflict) {
 			continue // one of them changed (a rotation, or a fenced one revoked): read again
 		}
