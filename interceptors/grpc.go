@@ -85,10 +85,11 @@ func (v *Verifier) AuthFunc(p *Policy) auth.AuthFunc {
 		if !allowed {
 			return nil, status.Error(codes.PermissionDenied, msgNotInPolicy)
 		}
-		if missing := slices.DeleteFunc(slices.Clone(roles), claims.HasRole); len(missing) > 0 {
-			return nil, status.Error(codes.PermissionDenied, msgMissingRoles+strings.Join(missing, ", "))
+		if !slices.ContainsFunc(roles, func(r string) bool { return !claims.HasRole(r) }) {
+			return context.WithValue(ctx, claimsKey{}, claims), nil
 		}
-		return context.WithValue(ctx, claimsKey{}, claims), nil
+		missing := slices.DeleteFunc(slices.Clone(roles), claims.HasRole)
+		return nil, status.Error(codes.PermissionDenied, msgMissingRoles+strings.Join(missing, ", "))
 	}
 }
 

@@ -98,6 +98,7 @@ func (v *Verifier) Status() Status { return v.statusAt(v.now()) }
 // statusAt is Status at now.
 func (v *Verifier) statusAt(now time.Time) Status {
 	s := Status{FailOpen: v.failOpen, RevocationCheckFailing: v.revCheckFailing.Load(), RevocationsFollowed: v.revs != nil}
+	s.KeyAge, s.RevocationLag, s.RevocationsMissing = v.ages(now)
 	if v.keys != nil {
 		s.KeyFetches = v.keys.fetches.Load()
 		if set := v.keys.cur.Load(); set != nil {
@@ -106,31 +107,43 @@ func (v *Verifier) statusAt(now time.Time) Status {
 		if ns := v.keys.fetchedAt.Load(); ns != 0 {
 			s.KeysFetchedAt = time.Unix(0, ns)
 		}
-		switch {
-		case v.keys.static:
-		case s.KeysFetchedAt.IsZero():
-			s.KeysMissing = true
-		default:
-			s.KeyAge = max(now.Sub(s.KeysFetchedAt), 0)
+		s.KeysMissing = !v.keys.static && s.KeysFetchedAt.IsZero()
+	}
+	if v.revs != nil {
+		s.RevocationsConnected = v.revs.connected.Load()
+		s.CredentialsFailing = v.revs.creds != nil && v.revs.creds.Failure() != nil
+	}
+	s.Stale = v.staleAges(s.KeyAge, s.RevocationLag, s.RevocationsMissing)
+	return s
+}
+
+// ages returns, at now, how old the fetched key set is (zero for static or
+// missing keys), how far the revocation stream lags, and whether it has
+// never synced. They are three atomic loads: Verify asks on every call.
+func (v *Verifier) ages(now time.Time) (keyAge, revLag time.Duration, revMissing bool) {
+	if v.keys != nil && !v.keys.static {
+		if ns := v.keys.fetchedAt.Load(); ns != 0 {
+			keyAge = max(now.Sub(time.Unix(0, ns)), 0)
 		}
 	}
 	if v.revs != nil {
 		if ns := v.revs.staleSince.Load(); ns != 0 {
-			s.RevocationLag = max(now.Sub(time.Unix(0, ns)), 0)
+			revLag = max(now.Sub(time.Unix(0, ns)), 0)
 		}
-		s.RevocationsConnected = v.revs.connected.Load()
-		s.RevocationsMissing = !v.revs.everSynced.Load()
-		s.CredentialsFailing = v.revs.creds != nil && v.revs.creds.Failure() != nil
+		revMissing = !v.revs.everSynced.Load()
 	}
-	s.Stale = s.KeyAge > v.maxKeyAge || s.RevocationLag > v.maxRevLag || s.RevocationsMissing
-	return s
+	return keyAge, revLag, revMissing
+}
+
+func (v *Verifier) staleAges(keyAge, revLag time.Duration, revMissing bool) bool {
+	return keyAge > v.maxKeyAge || revLag > v.maxRevLag || revMissing
 }
 
 // stale reports whether Verify must refuse at now: stale and not
 // WithFailOpen. A missing key set is not "stale": verification fails on its
 // own.
 func (v *Verifier) stale(now time.Time) bool {
-	return !v.failOpen && v.statusAt(now).Stale
+	return !v.failOpen && v.staleAges(v.ages(now))
 }
 
 // UpdateHealth sets hs's status for HealthService, and for each of
