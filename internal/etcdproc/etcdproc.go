@@ -32,23 +32,12 @@ type Config struct {
 	// Members is the number of members, at least one.
 	Members int
 	// Args are extra etcd flags given to every member, such as
-	// --max-txn-ops or --log-level.
+	// --max-txn-ops, or --cert-file and --key-file with ClientTLS.
 	Args []string
-	// TLS, when set, makes every member serve clients over TLS only and
-	// require a client certificate.
-	TLS *TLS
-}
-
-// TLS is the certificate every member serves clients with, and the client
-// configuration used to ask a member whether it is healthy.
-type TLS struct {
-	// CertFile and KeyFile are the members' server certificate and key.
-	CertFile, KeyFile string
-	// CAFile is the CA that client certificates must chain to.
-	CAFile string
-	// Client trusts the server certificate and presents a client
-	// certificate signed by the CA of CAFile.
-	Client *tls.Config
+	// ClientTLS, when set, is how a client reaches the members over TLS:
+	// their client URLs are https://, and Args must give etcd its server
+	// certificate. Start asks the members whether they are healthy with it.
+	ClientTLS *tls.Config
 }
 
 // Cluster is a running cluster.
@@ -62,7 +51,7 @@ type Member struct {
 	// Name is the member's etcd name: m0, m1, …
 	Name string
 	// Endpoint is its client URL: http://127.0.0.1:PORT, or https:// with
-	// Config.TLS.
+	// Config.ClientTLS.
 	Endpoint string
 	// LogPath is the file its output goes to.
 	LogPath string
@@ -76,17 +65,6 @@ type Member struct {
 	exited chan error // of the running process; nil when stopped
 	paused bool
 }
-
-const (
-	// startLimit bounds how long a new cluster may take to elect a leader
-	// and report every member healthy.
-	startLimit = 60 * time.Second
-	// restartLimit bounds how long a restarted member may take to be
-	// healthy again.
-	restartLimit = 30 * time.Second
-	// stopLimit is how long Stop waits after SIGTERM before SIGKILL.
-	stopLimit = 15 * time.Second
-)
 
 // Start starts the cluster cfg describes and waits until every member is
 // healthy, which needs the cluster to have a leader. A free port may be
@@ -109,8 +87,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 func start(ctx context.Context, cfg Config) (*Cluster, error) {
 	scheme, hc := "http", &http.Client{}
-	if cfg.TLS != nil {
-		scheme, hc = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS.Client}}
+	if cfg.ClientTLS != nil {
+		scheme, hc = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.ClientTLS}}
 	}
 	var clients, peers, initial []string
 	for i := range cfg.Members {
@@ -144,9 +122,6 @@ func start(ctx context.Context, cfg Config) (*Cluster, error) {
 			"--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--logger", "zap", "--log-outputs", "stderr"}
-		if t := cfg.TLS; t != nil {
-			args = append(args, "--cert-file", t.CertFile, "--key-file", t.KeyFile, "--trusted-ca-file", t.CAFile, "--client-cert-auth")
-		}
 		c.Members = append(c.Members, &Member{Name: name, Endpoint: clients[i], LogPath: filepath.Join(dir, "etcd.log"),
 			bin: cfg.Bin, args: append(args, cfg.Args...), hc: hc})
 	}
@@ -157,11 +132,12 @@ func start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}
 	// Every member must run before any can elect a leader, so wait for
-	// health only once all are started.
+	// health only once all are started, for as long as an election on a
+	// busy machine may take.
 	errs := make([]error, len(c.Members))
 	var wg sync.WaitGroup
 	for i, m := range c.Members {
-		wg.Go(func() { errs[i] = m.waitHealthy(ctx, startLimit) })
+		wg.Go(func() { errs[i] = m.waitHealthy(ctx, 60*time.Second) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -279,7 +255,7 @@ func (m *Member) halt(sig syscall.Signal) {
 	}
 	select {
 	case <-m.exited:
-	case <-time.After(stopLimit):
+	case <-time.After(15 * time.Second):
 		_ = m.proc.Process.Kill()
 		<-m.exited
 	}
@@ -304,14 +280,14 @@ func (m *Member) signal(sig syscall.Signal, paused bool) {
 }
 
 // Restart stops the member if it runs, starts it again on the same ports
-// and data, as an operator restarting it would, and waits until it is
-// healthy.
+// and data, as an operator restarting it would, and waits up to 30 s until
+// it is healthy.
 func (m *Member) Restart(ctx context.Context) error {
 	m.Stop()
 	if err := m.spawn(); err != nil {
 		return err
 	}
-	return m.waitHealthy(ctx, restartLimit)
+	return m.waitHealthy(ctx, 30*time.Second)
 }
 
 // Tail returns the end of the member's log, for failure messages.

@@ -115,8 +115,8 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		certFile, keyFile = client.WriteFiles(t, dir, "client")
 		caFile = filepath.Join(dir, "ca.pem")
 		certstest.WriteFile(t, caFile, ca.PEM)
-		cfg.TLS = &etcdproc.TLS{CertFile: serverCert, KeyFile: serverKey, CAFile: caFile,
-			Client: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}}
+		cfg.Args = append(cfg.Args, "--cert-file", serverCert, "--key-file", serverKey, "--trusted-ca-file", caFile, "--client-cert-auth")
+		cfg.ClientTLS = &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLSCertificate(t)}, MinVersion: tls.VersionTLS12}
 	}
 	pc, err := etcdproc.Start(context.Background(), cfg)
 	if err != nil {
