@@ -97,22 +97,6 @@ func user(ctx context.Context, args []string, e env) error {
 	return nil
 }
 
-// readPassword reads one line (without its line ending) and checks its
-// length.
-func readPassword(r io.Reader) (string, error) {
-	line, err := readSecretLine(bufio.NewReaderSize(r, secretLineBuffer))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	if line == "" {
-		return "", errors.New("password is empty; it must be 8 to 1024 bytes")
-	}
-	if err := password.CheckLength(line); err != nil {
-		return "", fmt.Errorf("password must be 8 to 1024 bytes: %w", err)
-	}
-	return line, nil
-}
-
 // secretLineBuffer is the buffer of a reader for readSecretLine: the
 // longest password and a CR LF, and one byte to tell a longer line.
 const secretLineBuffer = password.MaxLength + 3
