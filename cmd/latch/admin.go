@@ -34,10 +34,6 @@ import (
 // adminTokenEnv holds an access token with role admin, for scripts.
 const adminTokenEnv = "LATCH_ADMIN_TOKEN"
 
-// adminEnvPrefix prefixes the environment form of the connection flags:
-// --addr is LATCH_ADMIN_ADDR, --email is LATCH_ADMIN_EMAIL, ...
-const adminEnvPrefix = "LATCH_ADMIN_"
-
 const adminUsage = `Usage: latch admin <command> [arguments] [flags]
 
 Administers a running Latch through its AdminService (gRPC). Every command
@@ -141,13 +137,14 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 	return pos, setFromEnv(fs, getenv, adminEnvName)
 }
 
-// adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
-// for a command's own flags, which have none.
+// adminEnvName is the LATCH_ADMIN_* variable of a connection flag (--addr
+// is LATCH_ADMIN_ADDR, --email is LATCH_ADMIN_EMAIL, ...), and "" for a
+// command's own flags, which have none.
 func adminEnvName(flagName string) string {
 	if !slices.Contains(connFlagNames, flagName) {
 		return ""
 	}
-	return adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return envName("admin-" + flagName)
 }
 
 // adminCommand is one `latch admin <group> <verb>`: its positional
