@@ -2,7 +2,6 @@ package etcdtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -34,19 +33,23 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) { return c.WaitLeader
 // WaitLeader waits until the cluster has a leader other than the member at
 // index not (-1 for any), and returns its index.
 func (c *Cluster) WaitLeader(ctx context.Context, not int) (int, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		if i, err := c.leader(ctx); err == nil && i != not {
+		if i, ok := c.leader(ctx); ok && i != not {
 			return i, nil
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("etcdtest: no leader other than member %d: %w", not, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return -1, fmt.Errorf("etcdtest: waiting for a leader other than member %d (-1: any): %w", not, ctx.Err())
+		case <-tick.C:
 		}
 	}
 }
 
-func (c *Cluster) leader(ctx context.Context) (int, error) {
+// leader asks every member for its status and returns the index of the
+// leader they name, if that member answered.
+func (c *Cluster) leader(ctx context.Context) (int, bool) {
 	ids := make(map[uint64]int, len(c.Members))
 	var leader uint64
 	for i, m := range c.Members {
@@ -59,10 +62,8 @@ func (c *Cluster) leader(ctx context.Context) (int, error) {
 			leader = st.Leader
 		}
 	}
-	if i, ok := ids[leader]; ok && leader != 0 {
-		return i, nil
-	}
-	return -1, errors.New("no member reports a reachable leader")
+	i, ok := ids[leader]
+	return i, ok && leader != 0
 }
 
 func memberStatus(ctx context.Context, endpoint string) (*clientv3.StatusResponse, error) {
