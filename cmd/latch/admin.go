@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -482,28 +480,14 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 		}
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cf.tlsServerName}
-	if cf.tlsCA != "" {
-		pem, err := os.ReadFile(cf.tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", cf.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
 	if (cf.tlsCert == "") != (cf.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
-	if cf.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(cf.tlsCert, cf.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := clientTLS(cf.tlsCA, cf.tlsCert, cf.tlsKey, "--tls-ca", "--tls-cert/--tls-key")
+	if err != nil {
+		return nil, err
 	}
+	cfg.ServerName = cf.tlsServerName
 	return credentials.NewTLS(cfg), nil
 }
 

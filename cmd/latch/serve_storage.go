@@ -244,7 +244,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention tim
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
 		Username: f.username, Password: f.password}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
-		tc, err := f.tlsConfig() // without a CA file, the system's roots verify etcd
+		tc, err := clientTLS(f.ca, f.cert, f.key, f.name("etcd-ca"), f.name("etcd-cert")+", "+f.name("etcd-key"))
 		if err != nil {
 			return nil, err
 		}
@@ -258,24 +258,26 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention tim
 	return store, nil
 }
 
-// tlsConfig builds the client TLS configuration from the PEM files.
-func (f *storageFlags) tlsConfig() (*tls.Config, error) {
+// clientTLS is the TLS configuration of a client that verifies the server
+// with the CA bundle in caFile (the system's roots when it is empty) and,
+// when certFile is given, presents that certificate and keyFile's key.
+// caName and certName name the settings in errors.
+func clientTLS(caFile, certFile, keyFile, caName, certName string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.name("etcd-ca"), err)
+			return nil, fmt.Errorf("%s: %w", caName, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s %s: no PEM certificate in it", f.name("etcd-ca"), f.ca)
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s %s: no PEM certificate in it", caName, caFile)
 		}
-		tc.RootCAs = pool
 	}
-	if f.cert != "" {
-		pair, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s, %s: %w", f.name("etcd-cert"), f.name("etcd-key"), err)
+			return nil, fmt.Errorf("%s: %w", certName, err)
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
