@@ -471,24 +471,31 @@ func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordR
 			return nil, fmt.Errorf("hash password: %w", err)
 		}
 		now := a.s.now().UTC()
-		u, err := a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
-			u.PasswordHash, u.UpdatedAt = hash, now
-			return nil
-		})
+		var revoked []storage.Session
+		if req.GetKeepSessions() {
+			_, err = a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+				u.PasswordHash, u.UpdatedAt = hash, now
+				return nil
+			})
+		} else {
+			// The new hash and the revocations are one durable step: no
+			// crash leaves the new password with the old sessions live.
+			_, revoked, err = a.s.store.ResetSessions(ctx, storage.SessionReset{UserID: id, Reason: storage.ReasonUserChanged,
+				Now: now, NewPasswordHash: hash, ByAdmin: true})
+		}
 		if err != nil {
-			return nil, storeErr(err, msgUserNotFound, "update password")
+			return nil, storeErr(err, msgUserNotFound, "set password")
 		}
 		a.audit(ctx, "admin_password_set", "password set", caller, slog.String("user_id", id),
 			slog.Bool("keep_sessions", req.GetKeepSessions()))
-		resp := &latchv1.SetPasswordResponse{User: userProto(u)}
 		if !req.GetKeepSessions() {
-			revoked, err := a.revokeUser(ctx, caller, id, storage.ReasonUserChanged, now)
-			if err != nil {
-				return nil, err
-			}
-			resp.RevokedSessions = int32(len(revoked))
+			a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
 		}
-		return resp, nil
+		u, err := a.s.store.GetUser(ctx, id)
+		if err != nil {
+			return nil, storeErr(err, msgUserNotFound, "get user")
+		}
+		return &latchv1.SetPasswordResponse{User: userProto(u), RevokedSessions: int32(len(revoked))}, nil
 	})
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
+	"github.com/latchauth/latch/storage/etcd"
+	"github.com/latchauth/latch/storage/etcd/etcdtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -1246,5 +1248,113 @@ func TestAdminListSessionsBounded(t *testing.T) {
 	if resp.GetTotal() != 1001 || len(resp.GetSessions()) != 1000 || resp.GetSessions()[0].GetId() != "s1000" || resp.GetSessions()[999].GetId() != "s0001" {
 		t.Fatalf("ListSessions = %d sessions (first %s), total %d; want the 1000 newest of 1001",
 			len(resp.GetSessions()), resp.GetSessions()[0].GetId(), resp.GetTotal())
+	}
+}
+
+// revocationFailingStore fails every write that revokes a user's sessions,
+// as a crash at that point would end the call.
+type revocationFailingStore struct{ storage.Store }
+
+var errRevocationFailed = errors.New("injected: revocation write failed")
+
+func (f revocationFailingStore) RevokeUserSessions(context.Context, string, string, time.Time) ([]storage.Session, error) {
+	return nil, errRevocationFailed
+}
+
+func (f revocationFailingStore) ResetSessions(context.Context, storage.SessionReset) (storage.Session, []storage.Session, error) {
+	return storage.Session{}, nil, errRevocationFailed
+}
+
+// TestAdminSetPasswordIsOneStep: SetPassword stores the new password and
+// revokes the user's sessions in one durable step. When the revocation
+// cannot be written, the old password still works and the sessions stay
+// live: never a new password with the old sessions alive.
+func TestAdminSetPasswordIsOneStep(t *testing.T) {
+	a := newAdminEnv(t, func(s storage.Store) storage.Store { return revocationFailingStore{s} })
+	u := a.createUser("bob@example.com", "bob-password-1", "user")
+	ictx := a.introspector()
+	tp := a.login("bob@example.com", "bob-password-1")
+
+	_, err := a.admin.SetPassword(a.adminCtx, &latchv1.SetPasswordRequest{UserId: u.GetId(), Password: "bob-password-2"})
+	wantStatus(t, err, codes.Internal, "internal error")
+	if !a.active(ictx, tp.GetAccessToken()) {
+		t.Error("the session was revoked although SetPassword failed")
+	}
+	if _, err := a.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "bob@example.com", Password: "bob-password-2"}); err == nil {
+		t.Error("the new password works, and the old sessions are still live")
+	}
+	a.login("bob@example.com", "bob-password-1")
+}
+
+// TestAdminSetPasswordRevokesAndAnnounces: on bbolt and on etcd,
+// SetPassword (of an enabled and of a disabled user) revokes every live
+// session, announces each to WatchRevocations, logs the audit events, and
+// the new password works where the old one no longer does.
+func TestAdminSetPasswordRevokesAndAnnounces(t *testing.T) {
+	for _, backend := range []string{"bbolt", "etcd"} {
+		t.Run(backend, func(t *testing.T) {
+			var wrappers []wrap
+			if backend == "etcd" {
+				srv := etcdtest.Start(t)
+				wrappers = append(wrappers, func(b storage.Store) storage.Store {
+					b.Close()
+					s, err := etcd.Open(ctxT(t), etcd.Config{Endpoints: srv.Endpoints(), Prefix: "/setpw/"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				})
+			}
+			a := newAdminEnv(t, wrappers...)
+			ictx := a.introspector()
+			watch, err := a.client.WatchRevocations(ictx, &latchv1.WatchRevocationsRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := watch.Header(); err != nil {
+				t.Fatal(err)
+			}
+			for i, disable := range []bool{false, true} {
+				email := fmt.Sprintf("user%d@example.com", i)
+				u := a.createUser(email, "old-password-1", "user")
+				tps := []*latchv1.TokenPair{a.login(email, "old-password-1"), a.login(email, "old-password-1")}
+				if disable { // in the store only: its sessions stay live, and are the reset's to revoke
+					if _, err := a.store.UpdateUser(ctxT(t), u.GetId(), func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				resp, err := a.admin.SetPassword(a.adminCtx, &latchv1.SetPasswordRequest{UserId: u.GetId(), Password: "new-password-1"})
+				if err != nil || resp.GetRevokedSessions() != 2 || resp.GetUser().GetId() != u.GetId() || resp.GetUser().GetDisabled() != disable {
+					t.Fatalf("SetPassword (disabled %v) = %v, %v; want the user and 2 sessions revoked", disable, resp, err)
+				}
+				announced := map[string]bool{}
+				for range tps {
+					announced[recv(t, watch).GetSessionId()] = true
+				}
+				for _, tp := range tps {
+					if !announced[tp.GetSessionId()] {
+						t.Errorf("session %s not announced to WatchRevocations (got %v)", tp.GetSessionId(), announced)
+					}
+					if a.active(ictx, tp.GetAccessToken()) {
+						t.Error("access token active after SetPassword")
+					}
+					_, err := a.client.Refresh(ctxT(t), &latchv1.RefreshRequest{RefreshToken: tp.GetRefreshToken()})
+					wantStatus(t, err, codes.Unauthenticated, "invalid refresh token")
+				}
+				if disable {
+					if _, err := a.admin.UpdateUser(a.adminCtx, &latchv1.UpdateUserRequest{UserId: u.GetId(), Disabled: proto.Bool(false)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, err = a.client.Login(ctxT(t), &latchv1.LoginRequest{Email: email, Password: "old-password-1"})
+				wantStatus(t, err, codes.Unauthenticated, "invalid email or password")
+				a.login(email, "new-password-1")
+			}
+			for _, ev := range []string{`"event":"admin_password_set"`, `"event":"admin_sessions_revoked"`} {
+				if strings.Count(a.logs.String(), ev) != 2 {
+					t.Errorf("log holds %d records %s, want 2:\n%s", strings.Count(a.logs.String(), ev), ev, a.logs.String())
+				}
+			}
+		})
 	}
 }

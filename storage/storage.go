@@ -420,10 +420,11 @@ type SessionAdmin interface {
 	// replaced when r.NewPasswordHash is set. It returns the kept session
 	// as stored (zero when r.Keep is "") and the sessions it revoked.
 	// Nothing is written, and the error says why, when: the user does not
-	// exist (ErrNotFound) or is disabled (ErrUserDisabled); r.Keep is not a
-	// session of the user (ErrNotFound) or is not live (ErrSessionRevoked,
-	// ErrSessionExpired); or the stored password hash is no longer
-	// r.VerifiedPasswordHash (ErrConflict). Once it has returned, no
+	// exist (ErrNotFound) or is disabled (ErrUserDisabled, unless
+	// r.ByAdmin); r.Keep is not a session of the user (ErrNotFound) or is
+	// not live (ErrSessionRevoked, ErrSessionExpired); or the stored
+	// password hash is no longer r.VerifiedPasswordHash (ErrConflict,
+	// unless r.ByAdmin). Once it has returned, no
 	// session it revoked can be rotated, and no refresh token r.Keep issued
 	// before (its current one included) can be exchanged: presenting one is
 	// reuse (RotateRefreshToken revokes the session).
@@ -460,6 +461,10 @@ type SessionReset struct {
 	// caller checked the current password against); UpdatedAt becomes Now.
 	NewPasswordHash      string
 	VerifiedPasswordHash string
+	// ByAdmin marks an administrator's reset rather than the owner's: it
+	// applies to a disabled user too, and NewPasswordHash replaces the
+	// stored hash whatever it is (VerifiedPasswordHash is not needed).
+	ByAdmin bool
 }
 
 // Validate reports a reset that no backend should attempt.
@@ -471,7 +476,7 @@ func (r SessionReset) Validate() error {
 		return fmt.Errorf("session reset keeping an invalid session id: %w", ErrInvalidArgument)
 	case !r.KeepNext.IsZero() && (r.Keep == "" || r.IdleTTL <= 0):
 		return fmt.Errorf("session reset rotating no session or without idle lifetime: %w", ErrInvalidArgument)
-	case r.NewPasswordHash != "" && r.VerifiedPasswordHash == "":
+	case r.NewPasswordHash != "" && r.VerifiedPasswordHash == "" && !r.ByAdmin:
 		return fmt.Errorf("session reset setting a password without the verified one: %w", ErrInvalidArgument)
 	}
 	return nil
@@ -492,14 +497,15 @@ func (r SessionReset) ApplyKeep(k Session) (Session, error) {
 
 // ApplyPassword returns u with r's new password hash, or ErrConflict when
 // u's hash is no longer the verified one, ErrUserDisabled when u is
-// disabled. Without a new hash it only checks that u is enabled.
+// disabled (neither for a reset ByAdmin). Without a new hash it only checks
+// that u is enabled.
 func (r SessionReset) ApplyPassword(u User) (User, error) {
 	switch {
-	case u.Disabled:
+	case u.Disabled && !r.ByAdmin:
 		return u, ErrUserDisabled
 	case r.NewPasswordHash == "":
 		return u, nil
-	case u.PasswordHash != r.VerifiedPasswordHash:
+	case u.PasswordHash != r.VerifiedPasswordHash && !r.ByAdmin:
 		return u, ErrConflict
 	}
 	u.PasswordHash, u.UpdatedAt = r.NewPasswordHash, r.Now

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,10 +31,6 @@ import (
 
 // adminTokenEnv holds an access token with role admin, for scripts.
 const adminTokenEnv = "LATCH_ADMIN_TOKEN"
-
-// adminEnvPrefix prefixes the environment form of the connection flags:
-// --addr is LATCH_ADMIN_ADDR, --email is LATCH_ADMIN_EMAIL, ...
-const adminEnvPrefix = "LATCH_ADMIN_"
 
 const adminUsage = `Usage: latch admin <command> [arguments] [flags]
 
@@ -141,13 +135,14 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 	return pos, setFromEnv(fs, getenv, adminEnvName)
 }
 
-// adminEnvName is the LATCH_ADMIN_* variable of a connection flag, and ""
-// for a command's own flags, which have none.
+// adminEnvName is the LATCH_ADMIN_* variable of a connection flag (--addr
+// is LATCH_ADMIN_ADDR, --email is LATCH_ADMIN_EMAIL, ...), and "" for a
+// command's own flags, which have none.
 func adminEnvName(flagName string) string {
 	if !slices.Contains(connFlagNames, flagName) {
 		return ""
 	}
-	return adminEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return envName("admin-" + flagName)
 }
 
 // adminCommand is one `latch admin <group> <verb>`: its positional
@@ -485,28 +480,14 @@ func transportCredentials(cf connFlags) (credentials.TransportCredentials, error
 		}
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cf.tlsServerName}
-	if cf.tlsCA != "" {
-		pem, err := os.ReadFile(cf.tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", cf.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
 	if (cf.tlsCert == "") != (cf.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
-	if cf.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(cf.tlsCert, cf.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := clientTLS(cf.tlsCA, cf.tlsCert, cf.tlsKey, "--tls-ca", "--tls-cert/--tls-key")
+	if err != nil {
+		return nil, err
 	}
+	cfg.ServerName = cf.tlsServerName
 	return credentials.NewTLS(cfg), nil
 }
 

@@ -83,14 +83,14 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	kf := keyFlags{rotation: cfg.Keys.Rotation, reload: cfg.Keys.ReloadInterval, publishLead: cfg.Keys.PublishLead,
 		kekFile: cfg.Keys.EncryptionKeyFile, name: n}
 	errs = append(errs, kf.apply(&st.srv))
-	st.sealer, err = kf.sealer(e.getenv)
+	st.sealer, err = kf.sealer(e.getenv, log)
 	errs = append(errs, err)
 	sc := cfg.Storage
 	st.sf = storageFlags{kind: sc.Backend, db: sc.DB, endpoints: stringList{vals: sc.Etcd.Endpoints}, prefix: sc.Etcd.Prefix,
 		ca: sc.Etcd.CAFile, cert: sc.Etcd.CertFile, key: sc.Etcd.KeyFile, username: sc.Etcd.Username, passwordFile: sc.Etcd.PasswordFile, plaintext: sc.Etcd.AllowPlaintext,
 		dialTimeout: sc.Etcd.DialTimeout, reqTimeout: sc.Etcd.RequestTimeout, maxTxnOps: sc.Etcd.MaxTxnOps, set: set, name: n}
 	errs = append(errs, st.sf.validate()...)
-	errs = append(errs, st.sf.resolvePassword(e.getenv))
+	errs = append(errs, st.sf.resolvePassword(e.getenv, log))
 	g := cfg.GRPC
 	st.tf = transportFlags{tlsCert: cfg.TLS.CertFile, tlsKey: cfg.TLS.KeyFile, tlsClientCA: cfg.TLS.ClientCAFile,
 		insecureListen: cfg.Listen.Insecure, maxStreams: uint(max(g.MaxConcurrentStreams, 0)),

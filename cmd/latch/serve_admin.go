@@ -42,43 +42,28 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 	if _, err := server.ParseNewEmail(b.email); err != nil {
 		errs = append(errs, fmt.Errorf("%s %q is not a plain email address: %w", n("bootstrap-admin"), b.email, err))
 	}
+	from := bootstrapPasswordEnv
 	switch {
 	case envPW != "" && b.passwordFile != "":
 		errs = append(errs, fmt.Errorf("give the bootstrap password once: %s or %s, not both", bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
 	case b.passwordFile != "":
-		pw, err := readPasswordFile(b.passwordFile, n("bootstrap-admin-password-file"), log)
+		from = n("bootstrap-admin-password-file")
+		pw, err := readSecretFile(b.passwordFile, from, log)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		b.password = pw
 	case envPW != "":
 		b.password = envPW
-		if err := password.CheckLength(envPW); err != nil {
-			errs = append(errs, fmt.Errorf("%s must be 8 to 1024 bytes: %w", bootstrapPasswordEnv, err))
-		}
 	default:
 		errs = append(errs, fmt.Errorf("%s needs a password: set %s or %s (never a plain value)", n("bootstrap-admin"), bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
 	}
+	if b.password != "" {
+		if err := password.CheckLength(b.password); err != nil {
+			errs = append(errs, fmt.Errorf("the bootstrap admin password from %s must be 8 to 1024 bytes: %w", from, err))
+		}
+	}
 	return errors.Join(errs...)
-}
-
-// readPasswordFile reads the first line of path as a password, warning when
-// other users may read the file.
-func readPasswordFile(path, name string, log *slog.Logger) (string, error) {
-	f, err := openSecretFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.Warn("the bootstrap password file is readable by other users; chmod 600 it", "event", "admin_bootstrap_file_mode",
-			"path", path, "mode", st.Mode().Perm().String())
-	}
-	pw, err := readPassword(f)
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w", name, path, err)
-	}
-	return pw, nil
 }
 
 // apply creates the first admin if bootstrap_admin.email is set and no

@@ -61,7 +61,7 @@ func serveArgsToEnv(t *testing.T, args []string) (flags, env []string) {
 		vals[name] = append(vals[name], val)
 	}
 	for _, name := range order {
-		env = append(env, envOf(name)+"="+strings.Join(vals[name], ","))
+		env = append(env, envName(name)+"="+strings.Join(vals[name], ","))
 	}
 	if !issuer && os.Getenv("LATCH_ISSUER") == "" {
 		env = append(env, "LATCH_ISSUER=https://latch.test")

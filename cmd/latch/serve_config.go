@@ -20,9 +20,6 @@ type namer func(id string) string
 // flagName names a setting by its flag.
 func flagName(id string) string { return "--" + id }
 
-// envOf is the environment variable of a setting id.
-func envOf(id string) string { return envName(id) }
-
 // idOf is the setting id of an environment variable.
 func idOf(env string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "LATCH_")), "_", "-")
@@ -42,7 +39,7 @@ const configEnv = "LATCH_CONFIG"
 func configNamer() namer {
 	keys := keyNames()
 	return func(id string) string {
-		env := envOf(id)
+		env := envName(id)
 		key, ok := keys[env]
 		if !ok {
 			return env
@@ -132,8 +129,8 @@ func unknownServeFlag(name string, known []string) string {
 				"which other users of the machine can see", name, s.env, s.alt)
 		}
 	}
-	if key, ok := keyNames()[envOf(name)]; ok {
-		return fmt.Sprintf("--%s is not a flag of latch serve: set %s in the configuration file (--config) or %s", name, key, envOf(name))
+	if key, ok := keyNames()[envName(name)]; ok {
+		return fmt.Sprintf("--%s is not a flag of latch serve: set %s in the configuration file (--config) or %s", name, key, envName(name))
 	}
 	return unknownFlag("latch serve", name, known)
 }
@@ -165,7 +162,7 @@ func loadServeConfig(sa serveArgs, getenv func(string) string) (config, []error)
 		if !ok {
 			continue
 		}
-		if err := setFromString(byEnv[envOf(id)].v, val); err != nil {
+		if err := setFromString(byEnv[envName(id)].v, val); err != nil {
 			errs = append(errs, fmt.Errorf("--%s %q: %w", id, val, err))
 		}
 	}

@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"time"
 
 	"github.com/latchauth/latch/internal/keyseal"
@@ -45,21 +45,22 @@ func (k *keyFlags) apply(cfg *server.Config) error {
 	return errors.Join(errs...)
 }
 
-// sealer returns the key sealer from keys.encryption_key_file (or, for
-// latch user add, --key-encryption-key-file) or LATCH_KEY_ENCRYPTION_KEY (nil, nil when neither is given). Errors never
-// repeat the key.
-func (k *keyFlags) sealer(getenv func(string) string) (*keyseal.Sealer, error) {
+// sealer returns the key sealer from keys.encryption_key_file or
+// LATCH_KEY_ENCRYPTION_KEY (nil, nil when neither is given). Errors never
+// repeat the key; log takes the warning about a file others may read.
+func (k *keyFlags) sealer(getenv func(string) string, log *slog.Logger) (*keyseal.Sealer, error) {
 	envText := getenv(envKEK)
 	var text, from string
 	switch {
 	case k.kekFile != "" && envText != "":
 		return nil, fmt.Errorf("both %s and %s are set; give the key-encryption key one way only", k.name("key-encryption-key-file"), envKEK)
 	case k.kekFile != "":
-		b, err := readSmallFile(k.kekFile, 1024)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k.name("key-encryption-key-file"), err)
+		from = k.name("key-encryption-key-file")
+		var err error
+		if text, err = readSecretFile(k.kekFile, from, log); err != nil {
+			return nil, err
 		}
-		text, from = string(b), k.name("key-encryption-key-file")+" "+k.kekFile
+		from += " " + k.kekFile
 	case envText != "":
 		text, from = envText, envKEK
 	default:
@@ -71,23 +72,6 @@ func (k *keyFlags) sealer(getenv func(string) string) (*keyseal.Sealer, error) {
 	}
 	defer clear(kek)
 	return keyseal.New(kek)
-}
-
-// readSmallFile reads a file of at most limit bytes.
-func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := openSecretFile(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes: not a key-encryption key file", limit)
-	}
-	return b, nil
 }
 
 // explainKeyError turns server.New's key-encryption refusals into advice.

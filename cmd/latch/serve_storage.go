@@ -145,8 +145,9 @@ func (f *storageFlags) validate() []error {
 
 // resolvePassword reads the etcd user's password from the file or from
 // LATCH_ETCD_PASSWORD, given one way only, and reports what is wrong
-// without ever repeating it.
-func (f *storageFlags) resolvePassword(getenv func(string) string) error {
+// without ever repeating it; log takes the warning about a file others
+// may read.
+func (f *storageFlags) resolvePassword(getenv func(string) string, log *slog.Logger) error {
 	n := f.name
 	env := getenv(etcdPasswordEnv)
 	switch {
@@ -157,9 +158,9 @@ func (f *storageFlags) resolvePassword(getenv func(string) string) error {
 	case f.passwordFile != "" && f.username == "":
 		return fmt.Errorf("%s is given without %s", n("etcd-password-file"), n("etcd-username"))
 	case f.passwordFile != "":
-		pw, err := readSecretFile(f.passwordFile)
+		pw, err := readSecretFile(f.passwordFile, n("etcd-password-file"), log)
 		if err != nil {
-			return fmt.Errorf("%s: %w", n("etcd-password-file"), err)
+			return err
 		}
 		f.password = pw
 	default:
@@ -171,34 +172,35 @@ func (f *storageFlags) resolvePassword(getenv func(string) string) error {
 // maxSecretLine is the longest secret read from a file.
 const maxSecretLine = 1024
 
-// openSecretFile opens a file that holds a secret. Its error does not
-// repeat the path: an operator who put the secret itself where its file's
-// name belongs must not see it echoed into a terminal or a log.
-func openSecretFile(path string) (*os.File, error) {
-	f, err := os.Open(path)
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		return nil, fmt.Errorf("cannot open the file it names: %w", pe.Err)
-	}
-	return f, err
-}
-
-// readSecretFile reads the first line of a file that holds a secret, the
-// way orchestrators mount one; an empty or overlong line is an error.
-func readSecretFile(path string) (string, error) {
-	file, err := openSecretFile(path)
+// readSecretFile reads the secret that the file path holds for the setting
+// name: its first line without the line ending, the way orchestrators
+// mount one. It warns on log when users other than the file's owner may
+// read it. An empty or overlong line is an error. When the file cannot be
+// opened the error does not repeat the path: an operator who put the
+// secret itself where its file's name belongs must not see it echoed into
+// a terminal or a log.
+func readSecretFile(path, name string, log *slog.Logger) (string, error) {
+	file, err := os.Open(path)
 	if err != nil {
-		return "", err
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("%s: cannot open the file it names: %w", name, err)
 	}
 	defer file.Close()
+	if st, err := file.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
+		log.Warn("a secret file is readable by other users; chmod 600 it", "event", "secret_file_mode",
+			"setting", name, "path", path, "mode", st.Mode().Perm().String())
+	}
 	line, err := readSecretLine(bufio.NewReaderSize(file, secretLineBuffer))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		return "", fmt.Errorf("%s: read %s: %w", name, path, err)
 	}
 	switch {
 	case line == "":
-		return "", fmt.Errorf("%s is empty", path)
+		return "", fmt.Errorf("%s: %s is empty", name, path)
 	case len(line) > maxSecretLine:
-		return "", fmt.Errorf("%s: the first line is longer than %d bytes", path, maxSecretLine)
+		return "", fmt.Errorf("%s: the first line of %s is longer than %d bytes", name, path, maxSecretLine)
 	}
 	return line, nil
 }
@@ -242,7 +244,7 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention tim
 	cfg := etcd.Config{Endpoints: f.endpoints.vals, Prefix: f.prefix, DialTimeout: f.dialTimeout,
 		Username: f.username, Password: f.password}
 	if f.ca != "" || f.cert != "" || strings.HasPrefix(f.endpoints.vals[0], "https://") {
-		tc, err := f.tlsConfig() // without a CA file, the system's roots verify etcd
+		tc, err := clientTLS(f.ca, f.cert, f.key, f.name("etcd-ca"), f.name("etcd-cert")+", "+f.name("etcd-key"))
 		if err != nil {
 			return nil, err
 		}
@@ -256,24 +258,26 @@ func (f *storageFlags) open(ctx context.Context, log *slog.Logger, retention tim
 	return store, nil
 }
 
-// tlsConfig builds the client TLS configuration from the PEM files.
-func (f *storageFlags) tlsConfig() (*tls.Config, error) {
+// clientTLS is the TLS configuration of a client that verifies the server
+// with the CA bundle in caFile (the system's roots when it is empty) and,
+// when certFile is given, presents that certificate and keyFile's key.
+// caName and certName name the settings in errors.
+func clientTLS(caFile, certFile, keyFile, caName, certName string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.name("etcd-ca"), err)
+			return nil, fmt.Errorf("%s: %w", caName, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s %s: no PEM certificate in it", f.name("etcd-ca"), f.ca)
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s %s: no PEM certificate in it", caName, caFile)
 		}
-		tc.RootCAs = pool
 	}
-	if f.cert != "" {
-		pair, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s, %s: %w", f.name("etcd-cert"), f.name("etcd-key"), err)
+			return nil, fmt.Errorf("%s: %w", certName, err)
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}

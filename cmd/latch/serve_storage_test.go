@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,16 +128,65 @@ func TestRevokedSessionRetention(t *testing.T) {
 }
 
 // TestSecretFileErrorsDoNotRepeatTheValue: a secret put where its file's
-// name belongs is not echoed by the error that the file cannot be opened.
+// name belongs is not echoed by the error that the file cannot be opened
+// (every secret file is read by readSecretFile).
 func TestSecretFileErrorsDoNotRepeatTheValue(t *testing.T) {
 	const secret = "s3cretPassw0rd-not-a-path"
-	if _, err := readSecretFile(secret); err == nil || strings.Contains(err.Error(), secret) {
+	if _, err := readSecretFile(secret, "storage.etcd.password_file", slog.New(slog.DiscardHandler)); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("readSecretFile(secret) = %v, want an error without the value", err)
 	}
-	if _, err := readSmallFile(secret, 1024); err == nil || strings.Contains(err.Error(), secret) {
-		t.Errorf("readSmallFile(secret) = %v, want an error without the value", err)
+}
+
+// TestSecretFilesWarnWhenOthersCanRead: every file that holds a secret (the
+// bootstrap admin's password, the etcd user's password, the key-encryption
+// key) gets the same warning when users other than its owner may read it,
+// naming the setting and never the secret; latch user add warns as serve
+// does.
+func TestSecretFilesWarnWhenOthersCanRead(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o644); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+		return p
 	}
-	if _, err := readPasswordFile(secret, "bootstrap_admin.password_file", slog.New(slog.DiscardHandler)); err == nil || strings.Contains(err.Error(), secret) {
-		t.Errorf("readPasswordFile(secret) = %v, want an error without the value", err)
+	const adminPW, etcdPW = "admin-secret-password", "etcd-secret-password"
+	adminFile, etcdFile := write("admin-pw", adminPW+"\n"), write("etcd-pw", etcdPW+"\n")
+	kekFile := write("kek", base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n")
+	etcdFlags := []string{"--storage", "etcd", "--etcd-endpoints", "http://127.0.0.1:1", "--etcd-username", "latch", "--etcd-password-file", etcdFile}
+	serveEnv := map[string]string{"LATCH_STORAGE": "etcd", "LATCH_ETCD_ENDPOINTS": "http://127.0.0.1:1", "LATCH_ETCD_USERNAME": "latch",
+		"LATCH_ETCD_PASSWORD_FILE": etcdFile, "LATCH_BOOTSTRAP_ADMIN": "root@example.com", "LATCH_BOOTSTRAP_ADMIN_PASSWORD_FILE": adminFile,
+		"LATCH_KEY_ENCRYPTION_KEY_FILE": kekFile}
+
+	// Each command has a problem besides (serve no issuer, user add no
+	// --password-stdin), so it reports its problems and stops before it
+	// opens any storage.
+	var serveOut, userOut bytes.Buffer
+	run(t.Context(), []string{"serve"}, env{stdout: io.Discard, stderr: &serveOut, getenv: func(k string) string { return serveEnv[k] }})
+	run(t.Context(), append([]string{"user", "add", "--email", "a@example.com"}, etcdFlags...),
+		env{stdout: io.Discard, stderr: &userOut, getenv: func(string) string { return "" }})
+
+	for _, c := range []struct{ what, out, setting string }{
+		{"serve", serveOut.String(), "bootstrap_admin.password_file"},
+		{"serve", serveOut.String(), "storage.etcd.password_file"},
+		{"serve", serveOut.String(), "keys.encryption_key_file"},
+		{"user add", userOut.String(), "--etcd-password-file"},
+	} {
+		found := false
+		for line := range strings.Lines(c.out) {
+			if strings.Contains(line, "secret_file_mode") && strings.Contains(line, c.setting) && strings.Contains(line, "rw-r--r--") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no secret_file_mode warning naming %s and mode -rw-r--r--:\n%s", c.what, c.setting, c.out)
+		}
+		if strings.Contains(c.out, adminPW) || strings.Contains(c.out, etcdPW) {
+			t.Errorf("%s: output holds a secret:\n%s", c.what, c.out)
+		}
 	}
 }

@@ -58,7 +58,7 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	}
 	sf.noteSet(fs)
 	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv); err != nil {
+	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
 		errs = append(errs, err)
 	}
 	now := time.Now()

@@ -55,7 +55,7 @@ func user(ctx context.Context, args []string, e env) error {
 	}
 	sf.noteSet(fs)
 	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv); err != nil {
+	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
 		errs = append(errs, err)
 	}
 	if email == "" {
@@ -95,22 +95,6 @@ func user(ctx context.Context, args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "added user %s (%s) with roles [%s]\n", u.ID, u.Email, strings.Join(u.Roles, " "))
 	return nil
-}
-
-// readPassword reads one line (without its line ending) and checks its
-// length.
-func readPassword(r io.Reader) (string, error) {
-	line, err := readSecretLine(bufio.NewReaderSize(r, secretLineBuffer))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	if line == "" {
-		return "", errors.New("password is empty; it must be 8 to 1024 bytes")
-	}
-	if err := password.CheckLength(line); err != nil {
-		return "", fmt.Errorf("password must be 8 to 1024 bytes: %w", err)
-	}
-	return line, nil
 }
 
 // secretLineBuffer is the buffer of a reader for readSecretLine: the

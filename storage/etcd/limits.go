@@ -132,46 +132,63 @@ func (s *Store) TakeTokens(ctx context.Context, now time.Time, buckets ...storag
 		if err := s.readBuckets(ctx, now, bs); err != nil || refuse() {
 			return err
 		}
-		unlock, err := s.lockBuckets(ctx, bs)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		if err := s.readBuckets(ctx, now, bs); err != nil {
-			return err
-		}
-		for range maxRetries {
-			if refuse() {
-				return nil
-			}
-			txn, err := s.commit(ctx, "take tokens", func() (clientv3.Txn, error) {
-				cmps := make([]clientv3.Cmp, len(bs))
-				puts := make([]clientv3.Op, len(bs))
-				for i, b := range bs {
-					fullAt := now.Add(b.debt + mulDuration(b.n, b.Refill))
-					lease, err := s.lease(ctx, fullAt, now)
-					if err != nil {
-						return nil, err
-					}
-					key := s.limitKey(b.Key)
-					cmps[i] = clientv3.Compare(clientv3.ModRevision(key), "=", b.rev)
-					puts[i] = clientv3.OpPut(key, encodeTime(fullAt), clientv3.WithLease(lease))
+		return s.writeBuckets(ctx, "take tokens", now, bs, refuse, func() ([]clientv3.Op, error) {
+			puts := make([]clientv3.Op, len(bs))
+			for i, b := range bs {
+				fullAt := now.Add(b.debt + mulDuration(b.n, b.Refill))
+				lease, err := s.lease(ctx, fullAt, now)
+				if err != nil {
+					return nil, err
 				}
-				return s.cli.Txn(ctx).If(cmps...).Then(puts...).Else(s.bucketGets(bs)...), nil
-			})
-			if err != nil || txn.Succeeded {
-				return err
+				puts[i] = clientv3.OpPut(s.limitKey(b.Key), encodeTime(fullAt), clientv3.WithLease(lease))
 			}
-			if err := setDebts(txn.Responses, now, bs); err != nil {
-				return err
-			}
-		}
-		return errContention
+			return puts, nil
+		})
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	return refused, retryAfter, nil
+}
+
+// writeBuckets takes the locks of bs, reads their rows, and commits the
+// operations write makes from them in a Txn that compares every row's
+// ModRevision with what was read. When another process changed a row in
+// between, the Txn reads them again instead (its else branch) and write
+// decides again from that. done, asked before each attempt, ends it
+// without a write.
+func (s *Store) writeBuckets(ctx context.Context, op string, now time.Time, bs []sharedBucket, done func() bool, write func() ([]clientv3.Op, error)) error {
+	unlock, err := s.lockBuckets(ctx, bs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.readBuckets(ctx, now, bs); err != nil {
+		return err
+	}
+	for range maxRetries {
+		if done() {
+			return nil
+		}
+		txn, err := s.commit(ctx, op, func() (clientv3.Txn, error) {
+			ops, err := write()
+			if err != nil {
+				return nil, err
+			}
+			cmps := make([]clientv3.Cmp, len(bs))
+			for i, b := range bs {
+				cmps[i] = clientv3.Compare(clientv3.ModRevision(s.limitKey(b.Key)), "=", b.rev)
+			}
+			return s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(s.bucketGets(bs)...), nil
+		})
+		if err != nil || txn.Succeeded {
+			return err
+		}
+		if err := setDebts(txn.Responses, now, bs); err != nil {
+			return err
+		}
+	}
+	return errContention
 }
 
 // ReturnToken implements storage.SharedLimits. A bucket that the token
@@ -182,40 +199,19 @@ func (s *Store) ReturnToken(ctx context.Context, now time.Time, b storage.Bucket
 	}
 	return s.run(ctx, "return token", func(ctx context.Context) error {
 		bs := []sharedBucket{{Bucket: b}}
-		unlock, err := s.lockBuckets(ctx, bs)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		if err := s.readBuckets(ctx, now, bs); err != nil {
-			return err
-		}
-		for range maxRetries {
-			if bs[0].rev == 0 {
-				return nil // full already
-			}
+		full := func() bool { return bs[0].rev == 0 } // a missing row reads as full
+		return s.writeBuckets(ctx, "return token", now, bs, full, func() ([]clientv3.Op, error) {
 			key, debt := s.limitKey(b.Key), min(bs[0].debt, capacity(b))-b.Refill
-			txn, err := s.commit(ctx, "return token", func() (clientv3.Txn, error) {
-				op := clientv3.OpDelete(key)
-				if debt > 0 {
-					fullAt := now.Add(debt)
-					lease, err := s.lease(ctx, fullAt, now)
-					if err != nil {
-						return nil, err
-					}
-					op = clientv3.OpPut(key, encodeTime(fullAt), clientv3.WithLease(lease))
-				}
-				return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", bs[0].rev)).
-					Then(op).Else(s.bucketGets(bs)...), nil
-			})
-			if err != nil || txn.Succeeded {
-				return err
+			if debt <= 0 {
+				return []clientv3.Op{clientv3.OpDelete(key)}, nil
 			}
-			if err := setDebts(txn.Responses, now, bs); err != nil {
-				return err
+			fullAt := now.Add(debt)
+			lease, err := s.lease(ctx, fullAt, now)
+			if err != nil {
+				return nil, err
 			}
-		}
-		return errContention
+			return []clientv3.Op{clientv3.OpPut(key, encodeTime(fullAt), clientv3.WithLease(lease))}, nil
+		})
 	})
 }
 

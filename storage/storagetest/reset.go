@@ -180,6 +180,33 @@ func testResetSessionsRefusals(t *testing.T, s storage.Store) {
 	}
 }
 
+// testResetSessionsByAdmin: an administrator's reset replaces the password
+// of a disabled user without knowing the stored hash, and revokes every
+// live session of that user in the same step.
+func testResetSessionsByAdmin(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	now := base.Add(time.Hour)
+	passwordUser(t, s, "off", "old-hash")
+	userSession(t, s, "off", "a", base)
+	userSession(t, s, "off", "b", base.Add(time.Minute))
+	if _, err := s.UpdateUser(c, "off", func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, revoked, err := s.ResetSessions(c, storage.SessionReset{UserID: "off", Reason: storage.ReasonUserChanged, Now: now,
+		NewPasswordHash: "new-hash", ByAdmin: true})
+	if err != nil {
+		t.Fatalf("ResetSessions by an administrator: %v", err)
+	}
+	if ids := slices.Sorted(slices.Values(sessionIDs(revoked))); !slices.Equal(ids, []string{"a", "b"}) {
+		t.Fatalf("revoked %v, want every live session [a b]", ids)
+	}
+	wantRevoked(t, s, "a", storage.ReasonUserChanged)
+	wantRevoked(t, s, "b", storage.ReasonUserChanged)
+	if u, err := s.GetUser(c, "off"); err != nil || u.PasswordHash != "new-hash" || !u.UpdatedAt.Equal(now) || !u.Disabled {
+		t.Fatalf("user = %+v, %v; want the new hash at %v, still disabled", u, err, now)
+	}
+}
+
 // testResetSessionsMany resets more sessions than one etcd Txn holds at
 // the default --max-txn-ops (4 operations each): the kept session keeps
 // working, every other one is revoked and cannot be rotated.

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"SessionClientInfo", testSessionClientInfo},
 		{"ResetSessions", testResetSessions},
 		{"ResetSessionsRefusals", testResetSessionsRefusals},
+		{"ResetSessionsByAdmin", testResetSessionsByAdmin},
 		{"ResetSessionsMany", testResetSessionsMany},
 		{"ResetSessionsRacesRotation", testResetSessionsRacesRotation},
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/internal/etcdproc"
 	latchserver "github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/etcd"
@@ -60,12 +61,13 @@ func runEtcd(ctx context.Context, cfg Config) (*Report, error) {
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
 		progress(cfg, "starting a %d-member etcd cluster (%s) in %s", etcdMembers, cfg.EtcdBinary, dir)
-		cluster, err := startEtcdCluster(ctx, cfg.EtcdBinary, dir, etcdMembers)
+		cluster, err := etcdproc.Start(ctx, etcdproc.Config{Bin: cfg.EtcdBinary, Dir: dir, Members: etcdMembers,
+			Args: []string{"--log-level", "warn"}})
 		if err != nil {
 			return nil, fmt.Errorf("etcd cluster: %w", err)
 		}
-		defer cluster.stop()
-		endpoints = cluster.endpoints
+		defer cluster.Stop()
+		endpoints = cluster.Endpoints()
 		r.Etcd = fmt.Sprintf("a %d-member etcd cluster started by the bench on loopback, data in a temporary directory", etcdMembers)
 	} else {
 		r.Etcd = "the etcd cluster at " + strings.Join(endpoints, ",")
