@@ -73,8 +73,8 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	st.srv = server.Config{
 		Issuer: cfg.Issuer, Audiences: cfg.Audiences,
 		AccessTTL: t.AccessTTL, RefreshIdleTTL: t.RefreshTTL, RefreshMaxAge: t.RefreshMaxAge,
-		RefreshReuseGrace: reuseGrace(t.RefreshReuseGrace), IntrospectOpen: cfg.IntrospectOpen,
-		ProbeBurst: cfg.Limits.ProbeBurst, ProbeRefill: cfg.Limits.ProbeRefill, VerifyCacheSize: cacheSize(t.VerifyCache),
+		RefreshReuseGrace: zeroDisables(t.RefreshReuseGrace), IntrospectOpen: cfg.IntrospectOpen,
+		ProbeBurst: cfg.Limits.ProbeBurst, ProbeRefill: cfg.Limits.ProbeRefill, VerifyCacheSize: zeroDisables(t.VerifyCache),
 		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: cfg.Limits.MaxSessions},
 		AddressBurst: cfg.Limits.LoginAddressBurst, AddressRefill: cfg.Limits.LoginAddressRefill,
 		ServiceRoles: append([]string{}, cfg.Limits.ServiceRoles...),
@@ -379,15 +379,6 @@ func hashConcurrency(n int) int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
-// reuseGrace maps the flag (0 disables) to server.Config (negative
-// disables, 0 means the default).
-func reuseGrace(d time.Duration) time.Duration {
-	if d <= 0 {
-		return -1
-	}
-	return d
-}
-
 // parsePrefixes parses CIDR networks (a bare address is its own /32 or
 // /128), reporting every bad one.
 func parsePrefixes(flagName string, vals []string) ([]netip.Prefix, error) {
@@ -407,13 +398,13 @@ func parsePrefixes(flagName string, vals []string) ([]netip.Prefix, error) {
 	return out, errors.Join(errs...)
 }
 
-// cacheSize maps the flag (0 disables) to server.Config (negative disables,
-// 0 means the default).
-func cacheSize(n int) int {
-	if n <= 0 {
+// zeroDisables maps a setting where 0 disables to server.Config, where a
+// negative value disables and 0 means the default.
+func zeroDisables[T ~int | ~int64](v T) T {
+	if v <= 0 {
 		return -1
 	}
-	return n
+	return v
 }
 
 // sweepChunk is how many expired rows the sweeper deletes per write

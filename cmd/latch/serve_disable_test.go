@@ -1,0 +1,38 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeZeroDisablesCacheAndReuseGrace checks that 0 for
+// tokens.verify_cache and tokens.refresh_reuse_grace reaches the server as
+// "disabled" (negative), not as "use the default" (0), and that other values
+// pass through.
+func TestServeZeroDisablesCacheAndReuseGrace(t *testing.T) {
+	e := env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	for _, c := range []struct {
+		cache     int
+		grace     time.Duration
+		wantCache int
+		wantGrace time.Duration
+	}{
+		{0, 0, -1, -1},
+		{1234, 5 * time.Second, 1234, 5 * time.Second},
+	} {
+		cfg := defaultConfig()
+		cfg.Issuer = "https://auth.example.com"
+		cfg.Storage.DB = t.TempDir() + "/latch.db"
+		cfg.Tokens.VerifyCache, cfg.Tokens.RefreshReuseGrace = c.cache, c.grace
+		st, errs := prepareServe(cfg, e)
+		if len(errs) > 0 {
+			t.Fatalf("prepareServe: %v", errs)
+		}
+		if st.srv.VerifyCacheSize != c.wantCache || st.srv.RefreshReuseGrace != c.wantGrace {
+			t.Errorf("verify_cache %d, refresh_reuse_grace %v: server got VerifyCacheSize %d, RefreshReuseGrace %v; want %d, %v",
+				c.cache, c.grace, st.srv.VerifyCacheSize, st.srv.RefreshReuseGrace, c.wantCache, c.wantGrace)
+		}
+	}
+}
