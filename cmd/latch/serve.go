@@ -277,7 +277,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
-	releaseStartupMemory()
+	// Return start-up garbage to the OS, above all the argon2id block of
+	// the hasher's dummy hash, so that an idle server does not keep it.
+	debug.FreeOSMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {
@@ -408,17 +410,7 @@ func zeroDisables[T ~int | ~int64](v T) T {
 }
 
 // sweepChunk is how many expired rows the sweeper deletes per write
-// transaction. Deleting one session dirties about six scattered pages, and
-// the sweeper holds bbolt's one writer lock for the whole transaction, so
-// a refresh arriving meanwhile waits for it: 16 rows keep that wait to a
-// few milliseconds (`latch bench`'s sweep rows measure it; 50 rows took
-// ~19 ms a chunk at 200,000 expired sessions), while SweepOnce's pacing
-// still gives the sweep up to half the writer's time.
+// transaction: the sweeper holds bbolt's one writer lock for the whole
+// transaction, so a small chunk keeps the wait of a refresh arriving
+// meanwhile to a few milliseconds (`latch bench`'s sweep rows measure it).
 const sweepChunk = 16
-
-// releaseStartupMemory returns to the OS the memory that starting up left
-// behind as garbage, above all the argon2id block (19 MiB at the default
-// parameters) of the dummy hash the password hasher computes once at
-// construction. Without it an idle server keeps that block resident until
-// the next forced collection and the scavenger catch up, minutes later.
-func releaseStartupMemory() { debug.FreeOSMemory() }
