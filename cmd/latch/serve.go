@@ -62,9 +62,7 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	if cfg.Log.AccessSample < 0 {
 		errs = append(errs, fmt.Errorf("%s %d: want 0 (no access log) or N > 0 (one record in every N calls)", n("access-log-sample"), cfg.Log.AccessSample))
 	}
-	if !cfg.Dev {
-		errs = append(errs, checkIssuer(cfg.Issuer, n))
-	} else if cfg.Issuer != "" {
+	if !cfg.Dev || cfg.Issuer != "" { // dev mode defaults an empty issuer
 		errs = append(errs, checkIssuer(cfg.Issuer, n))
 	}
 	st := &serveSetup{cfg: cfg, log: log}

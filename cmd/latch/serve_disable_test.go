@@ -36,3 +36,29 @@ func TestServeZeroDisablesCacheAndReuseGrace(t *testing.T) {
 		}
 	}
 }
+
+// TestServeIssuerCheckedUnlessDevLeavesItEmpty checks that the issuer is
+// required outside dev mode and, when given, checked in dev mode too.
+func TestServeIssuerCheckedUnlessDevLeavesItEmpty(t *testing.T) {
+	e := env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	for _, c := range []struct {
+		dev     bool
+		issuer  string
+		wantErr bool
+	}{
+		{false, "", true}, {false, "ftp://auth.example.com", true}, {false, "https://auth.example.com", false},
+		{true, "", false}, {true, "ftp://auth.example.com", true}, {true, "http://127.0.0.1:7301", false},
+	} {
+		cfg := defaultConfig()
+		cfg.Dev, cfg.Issuer = c.dev, c.issuer
+		cfg.Storage.DB = t.TempDir() + "/latch.db"
+		_, errs := prepareServe(cfg, e)
+		gotErr := false
+		for _, err := range errs {
+			gotErr = gotErr || strings.Contains(err.Error(), "issuer (--issuer, LATCH_ISSUER)")
+		}
+		if gotErr != c.wantErr {
+			t.Errorf("dev %v, issuer %q: issuer error %v, want %v (errors: %v)", c.dev, c.issuer, gotErr, c.wantErr, errs)
+		}
+	}
+}
