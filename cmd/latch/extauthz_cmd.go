@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,7 +92,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 			"give --insecure-listen if the network in between is trusted", *metricsAddr))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return invalidConfig(err)
 	}
 
 	et := extAuthzTransport{transport: server.DefaultTransport()}
@@ -143,12 +142,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	var reg *prometheus.Registry
+	var regr prometheus.Registerer // a nil interface, not a nil *Registry, when metrics are off
 	if *metricsAddr != "" {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-	var regr prometheus.Registerer
-	if reg != nil {
 		regr = reg
 	}
 	lis, err := net.Listen("tcp", f.addr)
