@@ -49,10 +49,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP; off when empty)")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = usageFunc(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
+	fs.Usage = usageWithEnv(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
 		"Serves Envoy's ext_authz API away from Latch: verifies tokens with Latch's published keys and\n"+
-		"follows its revocations. SIGHUP rereads the policy; SIGINT or SIGTERM stops it.")
-	if err := parseFlags(fs, args, e.getenv); err != nil {
+		"follows its revocations. SIGHUP rereads the policy; SIGINT or SIGTERM stops it.", envName)
+	if err := parseFlags(fs, args, e.getenv, envName); err != nil {
 		return err
 	}
 	log, err := newLogger(e, *logFormat, *logLevel, flagName)
