@@ -71,12 +71,18 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a quarter of it")
 }
 
-// noteSet records which storage flags were given, after parseFlags; the
-// messages then name flags.
-func (f *storageFlags) noteSet(fs *flag.FlagSet) {
+// checkFlags, after parseFlags, records which storage flags fs was given
+// (messages then name flags) and reports every problem with them, the etcd
+// password's included (its warnings go to stderr).
+func (f *storageFlags) checkFlags(fs *flag.FlagSet, getenv func(string) string, stderr io.Writer) []error {
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	f.name = flagName
+	errs := f.validate()
+	if err := f.resolvePassword(getenv, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // validate reports every problem with the storage flags.

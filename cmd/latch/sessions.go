@@ -56,11 +56,7 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args[1:], e.getenv, envName); err != nil {
 		return err
 	}
-	sf.noteSet(fs)
-	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
-		errs = append(errs, err)
-	}
+	errs := sf.checkFlags(fs, e.getenv, e.stderr)
 	now := time.Now()
 	var cutoff time.Time
 	future := false

@@ -53,11 +53,7 @@ func user(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args[1:], e.getenv, envName); err != nil {
 		return err
 	}
-	sf.noteSet(fs)
-	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
-		errs = append(errs, err)
-	}
+	errs := sf.checkFlags(fs, e.getenv, e.stderr)
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
 	} else if _, err := server.ParseNewEmail(email); err != nil {
