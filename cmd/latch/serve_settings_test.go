@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +63,27 @@ func TestServeIssuerCheckedUnlessDevLeavesItEmpty(t *testing.T) {
 		if gotErr != c.wantErr {
 			t.Errorf("dev %v, issuer %q: issuer error %v, want %v (errors: %v)", c.dev, c.issuer, gotErr, c.wantErr, errs)
 		}
+	}
+}
+
+// TestServeFlagsSetTheirKeys checks that each of serve's flags sets its
+// key, and that a bad flag value is reported with the flag's name.
+func TestServeFlagsSetTheirKeys(t *testing.T) {
+	sa, errs := parseServeArgs([]string{"--issuer", "https://a.example", "--dev=false", "--grpc-addr", "127.0.0.1:1",
+		"--http-addr", "127.0.0.1:2", "--db", "/tmp/x.db", "--log-level", "debug"})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cfg, errs := loadServeConfig(sa, func(string) string { return "" })
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := []string{cfg.Issuer, strconv.FormatBool(cfg.Dev), cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Storage.DB, cfg.Log.Level}
+	if want := []string{"https://a.example", "false", "127.0.0.1:1", "127.0.0.1:2", "/tmp/x.db", "debug"}; !slices.Equal(got, want) {
+		t.Errorf("settings from flags = %q, want %q", got, want)
+	}
+	_, errs = loadServeConfig(serveArgs{values: map[string]string{"dev": "maybe"}}, func(string) string { return "" })
+	if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), `--dev "maybe": want true or false`) {
+		t.Errorf("--dev=maybe: %v, want an error naming the flag", err)
 	}
 }
