@@ -259,10 +259,7 @@ func (k *keyCache) refetch(ctx context.Context) bool {
 	k.mu.Unlock()
 
 	// The fetch is shared: it must not die with the request that started it.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	err := k.fetchNow(fctx)
-	cancel()
-	if err != nil {
+	if err := k.fetchNow(context.WithoutCancel(ctx)); err != nil {
 		k.log.LogAttrs(ctx, slog.LevelWarn, "key refetch for an unknown kid failed; keeping the last key set",
 			slog.String("event", "jwks_refetch_failed"), slog.String("error", err.Error()))
 	}
@@ -273,9 +270,12 @@ func (k *keyCache) refetch(ctx context.Context) bool {
 	return true
 }
 
-// fetchNow fetches and installs a key set. An unchanged set keeps its
-// pointer, so the verified-token cache survives routine refreshes.
+// fetchNow fetches, within 10 s, and installs a key set. An unchanged set
+// keeps its pointer, so the verified-token cache survives routine
+// refreshes.
 func (k *keyCache) fetchNow(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	k.fetches.Add(1)
 	set, maxAge, err := k.fetcher.fetch(ctx)
 	if err != nil {
@@ -318,10 +318,7 @@ func (k *keyCache) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := k.fetchNow(fctx)
-		cancel()
-		if err != nil {
+		if err := k.fetchNow(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -342,9 +339,7 @@ func (k *keyCache) waitFirst(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	var last error
 	for {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := k.fetchNow(fctx)
-		cancel()
+		err := k.fetchNow(ctx)
 		if err == nil {
 			return nil
 		}

@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -77,18 +78,11 @@ func (r *revocations) add(ev *latchv1.RevocationEvent) {
 // of slack for verifier leeway).
 func (r *revocations) purge() {
 	cutoff := r.now().Unix() - int64(time.Minute/time.Second)
+	expired := func(_ string, exp int64) bool { return exp < cutoff }
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, exp := range r.jtis {
-		if exp < cutoff {
-			delete(r.jtis, k)
-		}
-	}
-	for k, exp := range r.sids {
-		if exp < cutoff {
-			delete(r.sids, k)
-		}
-	}
+	maps.DeleteFunc(r.jtis, expired)
+	maps.DeleteFunc(r.sids, expired)
 }
 
 // run keeps a WatchRevocations stream open until ctx ends, reconnecting

@@ -32,14 +32,7 @@ func benchCmd(ctx context.Context, args []string, e env) error {
 	fs.Var(&endpoints, "etcd-endpoints", "run the etcd rows on this etcd cluster instead of starting one: http:// client URLs, comma-separated or repeated (a test cluster: the bench writes synthetic data under a fresh prefix and deletes it at the end)")
 	lagRevocations := fs.Int("lag-revocations", 1000, "revocations the etcd rows' lag percentiles are taken over")
 	fs.Usage = usageWithEnv(fs, "Usage: latch bench [flags]\n\nStarts Latch (this binary) on a temporary database and loopback listeners, runs each\nscenario and the raw baselines it is bounded by, and prints a table with ratios.\nWith --etcd or --etcd-endpoints it runs Latch replicas on etcd instead.\nNumbers are for this machine, now: compare ratios, not absolute rates.", benchEnvName)
-	if err := parseFlagSet(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q (%s --help)\n", fs.Name(), fs.Arg(0), fs.Name())
-		return errUsage
-	}
-	if err := setFromEnv(fs, e.getenv, benchEnvName); err != nil {
+	if err := parseFlags(fs, args, e.getenv, benchEnvName); err != nil {
 		return err
 	}
 	etcdMode, err := benchEtcdMode(*useEtcd, endpoints.vals, *lagRevocations, e.getenv)

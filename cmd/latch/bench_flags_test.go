@@ -43,3 +43,23 @@ func TestBenchStartsLatch(t *testing.T) {
 		t.Errorf("the report has no GetJWKS row:\n%s", out)
 	}
 }
+
+// TestBenchRefusesStrayArgumentsAndReadsEnv: a positional argument is a
+// usage error (exit 2, named), and a bench flag not given on the command
+// line comes from its LATCH_* variable.
+func TestBenchRefusesStrayArgumentsAndReadsEnv(t *testing.T) {
+	var errOut bytes.Buffer
+	e := env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &errOut, getenv: func(string) string { return "" }}
+	if code := run(context.Background(), []string{"bench", "--duration", "1ms", "stray"}, e); code != 2 || !strings.Contains(errOut.String(), `unexpected argument "stray"`) {
+		t.Errorf("latch bench stray: exit %d, stderr %q; want 2 naming the argument", code, errOut.String())
+	}
+	e.getenv = func(k string) string {
+		if k == "LATCH_SESSIONS" {
+			return "-3"
+		}
+		return ""
+	}
+	if err := benchCmd(context.Background(), []string{"--duration", "1ms", "--scale", "none", "--only", "no-such-row"}, e); err == nil || !strings.Contains(err.Error(), "--sessions -3") {
+		t.Errorf("LATCH_SESSIONS=-3: err %v, want the --sessions check to see it", err)
+	}
+}

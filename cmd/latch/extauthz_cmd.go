@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,10 +49,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP; off when empty)")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = usageFunc(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
+	fs.Usage = usageWithEnv(fs, "Usage: latch ext-authz --ext-authz-addr ADDR --ext-authz-policy FILE --latch-addr ADDR --issuer URL [flags]\n\n"+
 		"Serves Envoy's ext_authz API away from Latch: verifies tokens with Latch's published keys and\n"+
-		"follows its revocations. SIGHUP rereads the policy; SIGINT or SIGTERM stops it.")
-	if err := parseFlags(fs, args, e.getenv); err != nil {
+		"follows its revocations. SIGHUP rereads the policy; SIGINT or SIGTERM stops it.", envName)
+	if err := parseFlags(fs, args, e.getenv, envName); err != nil {
 		return err
 	}
 	log, err := newLogger(e, *logFormat, *logLevel, flagName)
@@ -93,7 +92,7 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 			"give --insecure-listen if the network in between is trusted", *metricsAddr))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return invalidConfig(err)
 	}
 
 	et := extAuthzTransport{transport: server.DefaultTransport()}
@@ -143,12 +142,10 @@ func extAuthzCmd(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	var reg *prometheus.Registry
+	var regr prometheus.Registerer // a nil interface, not a nil *Registry, when metrics are off
 	if *metricsAddr != "" {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-	var regr prometheus.Registerer
-	if reg != nil {
 		regr = reg
 	}
 	lis, err := net.Listen("tcp", f.addr)

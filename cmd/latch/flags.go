@@ -35,9 +35,9 @@ func envName(flagName string) string {
 }
 
 // parseFlags parses args, then fills every flag not given on the command line
-// from its LATCH_* environment variable. A usage error is printed as one
-// line (parseFlagSet) and reported as errUsage.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+// from the environment variable envOf names for it (setFromEnv). A usage
+// error is printed as one line (parseFlagSet) and reported as errUsage.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, envOf func(flagName string) string) error {
 	if err := parseFlagSet(fs, args); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q (%s --help)\n", fs.Name(), fs.Arg(0), fs.Name())
 		return errUsage
 	}
-	return setFromEnv(fs, getenv, envName)
+	return setFromEnv(fs, getenv, envOf)
 }
 
 // parseFlagSet parses args with fs. --help prints fs's usage and returns
@@ -143,14 +143,8 @@ func setFromEnv(fs *flag.FlagSet, getenv func(string) string, envOf func(flagNam
 	return errors.Join(errs...)
 }
 
-// usageFunc prints a command's synopsis and its flags with their
-// environment variables.
-func usageFunc(fs *flag.FlagSet, synopsis string) func() {
-	return usageWithEnv(fs, synopsis, envName)
-}
-
-// usageWithEnv is usageFunc with the environment variable of each flag named
-// by envOf (none shown when it returns "").
+// usageWithEnv prints a command's synopsis and its flags, each with the
+// environment variable envOf names for it (none shown when it returns "").
 func usageWithEnv(fs *flag.FlagSet, synopsis string, envOf func(flagName string) string) func() {
 	return func() {
 		w := fs.Output()

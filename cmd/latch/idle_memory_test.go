@@ -16,7 +16,7 @@ const maxIdleRSSKiB = 32 << 10
 
 // TestIdleRSS starts the real binary and reads its resident set once it
 // listens: the startup dummy argon2id hash (19 MiB) must not stay resident
-// (releaseStartupMemory), so an idle server stays under 32 MiB. This is a
+// (debug.FreeOSMemory in serve), so an idle server stays under 32 MiB. This is a
 // memory bound, not a timing one; Linux only (/proc).
 func TestIdleRSS(t *testing.T) {
 	if runtime.GOOS != "linux" {

@@ -62,9 +62,7 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	if cfg.Log.AccessSample < 0 {
 		errs = append(errs, fmt.Errorf("%s %d: want 0 (no access log) or N > 0 (one record in every N calls)", n("access-log-sample"), cfg.Log.AccessSample))
 	}
-	if !cfg.Dev {
-		errs = append(errs, checkIssuer(cfg.Issuer, n))
-	} else if cfg.Issuer != "" {
+	if !cfg.Dev || cfg.Issuer != "" { // dev mode defaults an empty issuer
 		errs = append(errs, checkIssuer(cfg.Issuer, n))
 	}
 	st := &serveSetup{cfg: cfg, log: log}
@@ -73,8 +71,8 @@ func prepareServe(cfg config, e env) (*serveSetup, []error) {
 	st.srv = server.Config{
 		Issuer: cfg.Issuer, Audiences: cfg.Audiences,
 		AccessTTL: t.AccessTTL, RefreshIdleTTL: t.RefreshTTL, RefreshMaxAge: t.RefreshMaxAge,
-		RefreshReuseGrace: reuseGrace(t.RefreshReuseGrace), IntrospectOpen: cfg.IntrospectOpen,
-		ProbeBurst: cfg.Limits.ProbeBurst, ProbeRefill: cfg.Limits.ProbeRefill, VerifyCacheSize: cacheSize(t.VerifyCache),
+		RefreshReuseGrace: zeroDisables(t.RefreshReuseGrace), IntrospectOpen: cfg.IntrospectOpen,
+		ProbeBurst: cfg.Limits.ProbeBurst, ProbeRefill: cfg.Limits.ProbeRefill, VerifyCacheSize: zeroDisables(t.VerifyCache),
 		TrustedProxies: proxies, PersonLimits: server.AccountLimits{MaxSessions: cfg.Limits.MaxSessions},
 		AddressBurst: cfg.Limits.LoginAddressBurst, AddressRefill: cfg.Limits.LoginAddressRefill,
 		ServiceRoles: append([]string{}, cfg.Limits.ServiceRoles...),
@@ -277,7 +275,9 @@ func serve(ctx context.Context, args []string, e env) error {
 	startRevocationFeed(runCtx, srv, log, sf.dialTimeout)
 	go srv.RunKeyManager(runCtx)
 	errc := make(chan error, 3)
-	releaseStartupMemory()
+	// Return start-up garbage to the OS, above all the argon2id block of
+	// the hasher's dummy hash, so that an idle server does not keep it.
+	debug.FreeOSMemory()
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- tp.serveHTTP(hs, httpLis) }()
 	if extAuthz != nil {
@@ -379,15 +379,6 @@ func hashConcurrency(n int) int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
-// reuseGrace maps the flag (0 disables) to server.Config (negative
-// disables, 0 means the default).
-func reuseGrace(d time.Duration) time.Duration {
-	if d <= 0 {
-		return -1
-	}
-	return d
-}
-
 // parsePrefixes parses CIDR networks (a bare address is its own /32 or
 // /128), reporting every bad one.
 func parsePrefixes(flagName string, vals []string) ([]netip.Prefix, error) {
@@ -407,27 +398,17 @@ func parsePrefixes(flagName string, vals []string) ([]netip.Prefix, error) {
 	return out, errors.Join(errs...)
 }
 
-// cacheSize maps the flag (0 disables) to server.Config (negative disables,
-// 0 means the default).
-func cacheSize(n int) int {
-	if n <= 0 {
+// zeroDisables maps a setting where 0 disables to server.Config, where a
+// negative value disables and 0 means the default.
+func zeroDisables[T ~int | ~int64](v T) T {
+	if v <= 0 {
 		return -1
 	}
-	return n
+	return v
 }
 
 // sweepChunk is how many expired rows the sweeper deletes per write
-// transaction. Deleting one session dirties about six scattered pages, and
-// the sweeper holds bbolt's one writer lock for the whole transaction, so
-// a refresh arriving meanwhile waits for it: 16 rows keep that wait to a
-// few milliseconds (`latch bench`'s sweep rows measure it; 50 rows took
-// ~19 ms a chunk at 200,000 expired sessions), while SweepOnce's pacing
-// still gives the sweep up to half the writer's time.
+// transaction: the sweeper holds bbolt's one writer lock for the whole
+// transaction, so a small chunk keeps the wait of a refresh arriving
+// meanwhile to a few milliseconds (`latch bench`'s sweep rows measure it).
 const sweepChunk = 16
-
-// releaseStartupMemory returns to the OS the memory that starting up left
-// behind as garbage, above all the argon2id block (19 MiB at the default
-// parameters) of the dummy hash the password hasher computes once at
-// construction. Without it an idle server keeps that block resident until
-// the next forced collection and the scavenger catch up, minutes later.
-func releaseStartupMemory() { debug.FreeOSMemory() }

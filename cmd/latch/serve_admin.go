@@ -42,22 +42,14 @@ func (b *bootstrapFlags) check(getenv func(string) string, log *slog.Logger) err
 	if _, err := server.ParseNewEmail(b.email); err != nil {
 		errs = append(errs, fmt.Errorf("%s %q is not a plain email address: %w", n("bootstrap-admin"), b.email, err))
 	}
-	from := bootstrapPasswordEnv
+	pw, from, err := readSecret("bootstrap password", b.passwordFile, n("bootstrap-admin-password-file"), bootstrapPasswordEnv, getenv, log)
 	switch {
-	case envPW != "" && b.passwordFile != "":
-		errs = append(errs, fmt.Errorf("give the bootstrap password once: %s or %s, not both", bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
-	case b.passwordFile != "":
-		from = n("bootstrap-admin-password-file")
-		pw, err := readSecretFile(b.passwordFile, from, log)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		b.password = pw
-	case envPW != "":
-		b.password = envPW
-	default:
+	case err != nil:
+		errs = append(errs, err)
+	case pw == "":
 		errs = append(errs, fmt.Errorf("%s needs a password: set %s or %s (never a plain value)", n("bootstrap-admin"), bootstrapPasswordEnv, n("bootstrap-admin-password-file")))
 	}
+	b.password = pw
 	if b.password != "" {
 		if err := password.CheckLength(b.password); err != nil {
 			errs = append(errs, fmt.Errorf("the bootstrap admin password from %s must be 8 to 1024 bytes: %w", from, err))

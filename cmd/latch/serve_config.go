@@ -153,17 +153,12 @@ func loadServeConfig(sa serveArgs, getenv func(string) string) (config, []error)
 	if err := applyEnv(&cfg, getenv); err != nil {
 		errs = append(errs, err)
 	}
-	byEnv := map[string]setting{}
 	for _, s := range settings(&cfg) {
-		byEnv[s.env] = s
-	}
-	for _, id := range serveFlagIDs {
-		val, ok := sa.values[id]
-		if !ok {
-			continue
-		}
-		if err := setFromString(byEnv[envName(id)].v, val); err != nil {
-			errs = append(errs, fmt.Errorf("--%s %q: %w", id, val, err))
+		id := idOf(s.env)
+		if val, ok := sa.values[id]; ok {
+			if err := setFromString(s.v, val); err != nil {
+				errs = append(errs, fmt.Errorf("--%s %q: %w", id, val, err))
+			}
 		}
 	}
 	if cfg.Dev && cfg.Issuer == "" {

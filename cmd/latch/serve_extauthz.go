@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -167,11 +168,7 @@ type extAuthzTransport struct {
 // (ext_authz.client_ca_file) when given, else the gRPC port's.
 func (ts *transportSetup) extAuthzTransport(t server.Transport) extAuthzTransport {
 	et := extAuthzTransport{transport: t}
-	r := ts.certs
-	if ts.extCerts != nil {
-		r = ts.extCerts
-	}
-	if r != nil {
+	if r := cmp.Or(ts.extCerts, ts.certs); r != nil {
 		et.tls, et.clientAuth = r.ServerConfig("h2"), r.MutualTLS()
 	}
 	return et

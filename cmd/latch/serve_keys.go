@@ -49,22 +49,12 @@ func (k *keyFlags) apply(cfg *server.Config) error {
 // LATCH_KEY_ENCRYPTION_KEY (nil, nil when neither is given). Errors never
 // repeat the key; log takes the warning about a file others may read.
 func (k *keyFlags) sealer(getenv func(string) string, log *slog.Logger) (*keyseal.Sealer, error) {
-	envText := getenv(envKEK)
-	var text, from string
-	switch {
-	case k.kekFile != "" && envText != "":
-		return nil, fmt.Errorf("both %s and %s are set; give the key-encryption key one way only", k.name("key-encryption-key-file"), envKEK)
-	case k.kekFile != "":
-		from = k.name("key-encryption-key-file")
-		var err error
-		if text, err = readSecretFile(k.kekFile, from, log); err != nil {
-			return nil, err
-		}
+	text, from, err := readSecret("key-encryption key", k.kekFile, k.name("key-encryption-key-file"), envKEK, getenv, log)
+	if err != nil || text == "" {
+		return nil, err
+	}
+	if from != envKEK {
 		from += " " + k.kekFile
-	case envText != "":
-		text, from = envText, envKEK
-	default:
-		return nil, nil
 	}
 	kek, err := keyseal.Parse(text)
 	if err != nil {

@@ -77,7 +77,7 @@ func TestServeKeyEncryption(t *testing.T) {
 	}
 
 	out = serveFails(t, ctx, []string{"LATCH_KEY_ENCRYPTION_KEY=" + kek}, "--db", db, "--key-encryption-key-file", kekFile)
-	if !strings.Contains(out, "one way only") {
+	if !strings.Contains(out, "not both") {
 		t.Errorf("KEK given twice: output lacks the reason:\n%s", out)
 	}
 

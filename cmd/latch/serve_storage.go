@@ -71,12 +71,18 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxTxnOps, "etcd-max-txn-ops", etcd.DefaultMaxTxnOps, "etcd's --max-txn-ops (operations per transaction); revoking all of a user's sessions is one transaction up to a quarter of it")
 }
 
-// noteSet records which storage flags were given, after parseFlags; the
-// messages then name flags.
-func (f *storageFlags) noteSet(fs *flag.FlagSet) {
+// checkFlags, after parseFlags, records which storage flags fs was given
+// (messages then name flags) and reports every problem with them, the etcd
+// password's included (its warnings go to stderr).
+func (f *storageFlags) checkFlags(fs *flag.FlagSet, getenv func(string) string, stderr io.Writer) []error {
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	f.name = flagName
+	errs := f.validate()
+	if err := f.resolvePassword(getenv, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // validate reports every problem with the storage flags.
@@ -144,29 +150,36 @@ func (f *storageFlags) validate() []error {
 }
 
 // resolvePassword reads the etcd user's password from the file or from
-// LATCH_ETCD_PASSWORD, given one way only, and reports what is wrong
-// without ever repeating it; log takes the warning about a file others
-// may read.
+// LATCH_ETCD_PASSWORD (readSecret) and reports what is wrong without ever
+// repeating it; log takes the warning about a file others may read.
 func (f *storageFlags) resolvePassword(getenv func(string) string, log *slog.Logger) error {
-	n := f.name
-	env := getenv(etcdPasswordEnv)
-	switch {
-	case f.kind != storageEtcd:
+	if f.kind != storageEtcd {
 		return nil
-	case env != "" && f.passwordFile != "":
-		return fmt.Errorf("give the etcd password once: %s or %s, not both", etcdPasswordEnv, n("etcd-password-file"))
-	case f.passwordFile != "" && f.username == "":
-		return fmt.Errorf("%s is given without %s", n("etcd-password-file"), n("etcd-username"))
-	case f.passwordFile != "":
-		pw, err := readSecretFile(f.passwordFile, n("etcd-password-file"), log)
-		if err != nil {
-			return err
-		}
-		f.password = pw
-	default:
-		f.password = env
 	}
-	return nil
+	pw, _, err := readSecret("etcd password", f.passwordFile, f.name("etcd-password-file"), etcdPasswordEnv, getenv, log)
+	if err == nil && f.passwordFile != "" && f.username == "" {
+		err = fmt.Errorf("%s is given without %s", f.name("etcd-password-file"), f.name("etcd-username"))
+	}
+	f.password = pw
+	return err
+}
+
+// readSecret reads the secret what from the file path, which the setting
+// fileName names, or else from the environment variable env; given both
+// ways it is an error. from is fileName or env, whichever it came from;
+// given neither way, everything is empty.
+func readSecret(what, path, fileName, env string, getenv func(string) string, log *slog.Logger) (secret, from string, err error) {
+	envValue := getenv(env)
+	switch {
+	case path != "" && envValue != "":
+		return "", "", fmt.Errorf("give the %s once: %s or %s, not both", what, env, fileName)
+	case path != "":
+		secret, err = readSecretFile(path, fileName, log)
+		return secret, fileName, err
+	case envValue != "":
+		return envValue, env, nil
+	}
+	return "", "", nil
 }
 
 // maxSecretLine is the longest secret read from a file.

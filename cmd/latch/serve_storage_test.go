@@ -26,10 +26,10 @@ func parseStorageFlags(t *testing.T, args ...string) *storageFlags {
 	fs.SetOutput(io.Discard)
 	var f storageFlags
 	f.register(fs)
-	if err := parseFlags(fs, args, func(string) string { return "" }); err != nil {
+	if err := parseFlags(fs, args, func(string) string { return "" }, envName); err != nil {
 		t.Fatalf("parse %v: %v", args, err)
 	}
-	f.noteSet(fs)
+	f.checkFlags(fs, func(string) string { return "" }, io.Discard) // each test reads validate itself
 	return &f
 }
 

@@ -52,15 +52,11 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	sf.register(fs)
 	fs.StringVar(&before, "before", "", "revoke the sessions created before this time, RFC 3339 (required)")
 	fs.DurationVar(&retention, "revoked-session-retention", 0, "keep each revoked session (and its entry in the revocation list) this long, as tokens.revoked_session_retention does for serve; 0 keeps it until the session's own expiry. Set it to the servers' value (access TTL plus 30 s) to keep the revocation list short; never shorter")
-	fs.Usage = usageFunc(fs, sessionsUsage)
-	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
+	fs.Usage = usageWithEnv(fs, sessionsUsage, envName)
+	if err := parseFlags(fs, args[1:], e.getenv, envName); err != nil {
 		return err
 	}
-	sf.noteSet(fs)
-	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
-		errs = append(errs, err)
-	}
+	errs := sf.checkFlags(fs, e.getenv, e.stderr)
 	now := time.Now()
 	var cutoff time.Time
 	future := false

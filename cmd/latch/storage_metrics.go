@@ -34,12 +34,9 @@ func newStorageMetrics(stats func() bolt.WriteStats) *storageMetrics {
 	}
 }
 
-// Describe implements prometheus.Collector.
-func (m *storageMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.commits, m.writes, m.pages, m.writeTime} {
-		ch <- d
-	}
-}
+// Describe implements prometheus.Collector with the descriptors of what
+// Collect sends.
+func (m *storageMetrics) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(m, ch) }
 
 // Collect implements prometheus.Collector.
 func (m *storageMetrics) Collect(ch chan<- prometheus.Metric) {

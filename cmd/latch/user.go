@@ -49,15 +49,11 @@ func user(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&email, "email", "", "the user's email (required)")
 	fs.Var(&roles, "role", "a role copied into the user's access tokens (repeatable)")
 	fs.BoolVar(&pwStdin, "password-stdin", false, "read the password as one line from standard input (required)")
-	fs.Usage = usageFunc(fs, userUsage)
-	if err := parseFlags(fs, args[1:], e.getenv); err != nil {
+	fs.Usage = usageWithEnv(fs, userUsage, envName)
+	if err := parseFlags(fs, args[1:], e.getenv, envName); err != nil {
 		return err
 	}
-	sf.noteSet(fs)
-	errs := sf.validate()
-	if err := sf.resolvePassword(e.getenv, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
-		errs = append(errs, err)
-	}
+	errs := sf.checkFlags(fs, e.getenv, e.stderr)
 	if email == "" {
 		errs = append(errs, errors.New("--email is required"))
 	} else if _, err := server.ParseNewEmail(email); err != nil {

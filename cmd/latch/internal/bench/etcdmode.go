@@ -588,17 +588,12 @@ func lagOf(name string, ds []time.Duration) Lag {
 // etcdRatios compares each etcd row with its raw Txn, and the server CPU
 // per Introspect of three replicas with one's.
 func (b *runner) etcdRatios() {
-	add := func(name string, num, den float64, of string) {
-		if num > 0 && den > 0 {
-			b.report.Ratios = append(b.report.Ratios, Ratio{Name: name, Value: num / den, Of: of})
-		}
-	}
 	three := fmt.Sprintf("(etcd, %d replicas)", etcdReplicas)
 	for _, rpc := range []string{"Refresh", "Introspect", "Revoke"} {
 		raw, _ := b.find("raw etcd Txn, " + rpc + " shape")
 		for _, on := range []string{"(etcd, 1 replica)", three} {
 			r, _ := b.find(rpc + " " + on)
-			add(fmt.Sprintf("%s %s / raw etcd Txn", rpc, on), r.PerSecond, raw.PerSecond, "the same shape of Txn from the bench's own client, same concurrency")
+			b.addRatio(fmt.Sprintf("%s %s / raw etcd Txn", rpc, on), r.PerSecond, raw.PerSecond, "the same shape of Txn from the bench's own client, same concurrency")
 		}
 	}
 	perCall := func(r Result) float64 {
@@ -610,6 +605,6 @@ func (b *runner) etcdRatios() {
 	i1, _ := b.find("Introspect (etcd, 1 replica)")
 	i3, _ := b.find(fmt.Sprintf("Introspect (etcd, %d replicas, %d calls each)", etcdReplicas, b.cfg.Concurrency))
 	c1, c3 := perCall(i1), perCall(i3)
-	add(fmt.Sprintf("server CPU per Introspect, %d replicas / 1, same load per replica", etcdReplicas), c3, c1,
+	b.addRatio(fmt.Sprintf("server CPU per Introspect, %d replicas / 1, same load per replica", etcdReplicas), c3, c1,
 		fmt.Sprintf("%.1f µs / %.1f µs of Latch CPU per call; target ≤ 1.3", c3*1e6, c1*1e6))
 }

@@ -31,13 +31,16 @@ func isIntrospectDistinct(name string) bool {
 	return ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' && strings.HasSuffix(rest, " distinct tokens)")
 }
 
+// addRatio adds the ratio num/den, described by of, when both were
+// measured.
+func (b *runner) addRatio(name string, num, den float64, of string) {
+	if num > 0 && den > 0 {
+		b.report.Ratios = append(b.report.Ratios, Ratio{Name: name, Value: num / den, Of: of})
+	}
+}
+
 // ratios compares every scenario with its limit, all measured in this run.
 func (b *runner) ratios() {
-	add := func(name string, num, den float64, of string) {
-		if num > 0 && den > 0 {
-			b.report.Ratios = append(b.report.Ratios, Ratio{Name: name, Value: num / den, Of: of})
-		}
-	}
 	rate := func(prefix string) float64 {
 		r, _ := b.find(prefix)
 		return r.PerSecond
@@ -45,26 +48,26 @@ func (b *runner) ratios() {
 	echo, verify := rate("raw gRPC unary echo"), rate("raw ecdsa.Verify")
 	distinct, _ := b.findRow(isIntrospectDistinct)
 	intro, refresh := distinct.PerSecond, rate("Refresh (rotation")
-	add("Introspect (distinct) / gRPC echo", intro, echo, "the hot mix carries the target")
-	add("Introspect (hot mix) / gRPC echo", rate("Introspect (hot"), echo, "target ≥ 0.5")
-	add("Introspect (verify cache off) / raw ecdsa.Verify (all cores)", rate("Introspect (verify cache off"), verify, "target ≥ 0.8 uncached")
-	b.verifyLimitRatio(add)
-	add("Introspect (distinct) / Hydra introspect", intro, rate(hydraIntrospectRow), "target ≥ 10")
-	add("Refresh / raw bbolt batched commit", refresh, rate("raw bbolt"), "target ≥ 0.7")
-	add("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "a trivial put per commit; a rotation rewrites pages scattered over the file, so Refresh commits cost more")
-	add("Refresh / Hydra token issue", refresh, rate(hydraIssueRow), "target ≥ 20")
+	b.addRatio("Introspect (distinct) / gRPC echo", intro, echo, "the hot mix carries the target")
+	b.addRatio("Introspect (hot mix) / gRPC echo", rate("Introspect (hot"), echo, "target ≥ 0.5")
+	b.addRatio("Introspect (verify cache off) / raw ecdsa.Verify (all cores)", rate("Introspect (verify cache off"), verify, "target ≥ 0.8 uncached")
+	b.verifyLimitRatio()
+	b.addRatio("Introspect (distinct) / Hydra introspect", intro, rate(hydraIntrospectRow), "target ≥ 10")
+	b.addRatio("Refresh / raw bbolt batched commit", refresh, rate("raw bbolt"), "target ≥ 0.7")
+	b.addRatio("Refresh / raw durable group commit (the store's committer)", refresh, rate("raw durable group commit"), "a trivial put per commit; a rotation rewrites pages scattered over the file, so Refresh commits cost more")
+	b.addRatio("Refresh / Hydra token issue", refresh, rate(hydraIssueRow), "target ≥ 20")
 	for _, r := range b.report.Rows {
 		if strings.HasPrefix(r.Name, "Refresh (rotation") || (r.Kind == "scale" && strings.HasPrefix(r.Name, "Refresh,")) {
-			add(fmt.Sprintf("%s: writes per group commit", r.Name), r.StoreWrites, r.StoreCommits,
+			b.addRatio(fmt.Sprintf("%s: writes per group commit", r.Name), r.StoreWrites, r.StoreCommits,
 				"from the server's latch_storage_* metrics; each commit is two fsyncs")
 		}
 	}
 	hc := float64(hashConcurrency())
-	add(fmt.Sprintf("Login / argon2id limit (raw rate × %d hash slot(s) / %d cores)", int(hc), runtime.NumCPU()),
+	b.addRatio(fmt.Sprintf("Login / argon2id limit (raw rate × %d hash slot(s) / %d cores)", int(hc), runtime.NumCPU()),
 		rate("Login"), rate("raw argon2id")*hc/float64(runtime.NumCPU()), "target ≥ 0.85")
-	add("interceptor unary / gRPC echo", rate("interceptor-protected unary"), echo, "cached verification")
-	add("raw golang-jwt / raw ecdsa.Verify", rate("raw golang-jwt"), verify, "library overhead")
-	b.scaleRatios(add)
+	b.addRatio("interceptor unary / gRPC echo", rate("interceptor-protected unary"), echo, "cached verification")
+	b.addRatio("raw golang-jwt / raw ecdsa.Verify", rate("raw golang-jwt"), verify, "library overhead")
+	b.scaleRatios()
 	for _, q := range []struct{ name, loaded, quiet, target string }{
 		{"Refresh p99 during a sweep / sweeper off", "Refresh, during a sweep", "Refresh, sweeper off", "target ≤ 2"},
 		{"Introspect p99 during a sweep / sweeper off", "Introspect, during a sweep", "Introspect, sweeper off", "target ≤ 2"},
@@ -72,28 +75,28 @@ func (b *runner) ratios() {
 	} {
 		loaded, _ := b.find(q.loaded)
 		quiet, _ := b.find(q.quiet)
-		add(q.name, loaded.P99Micros, quiet.P99Micros, q.target)
+		b.addRatio(q.name, loaded.P99Micros, quiet.P99Micros, q.target)
 	}
-	b.memoryRatio(add)
+	b.memoryRatio()
 }
 
 // scaleRatios adds, per RPC, the slowest scale row's rate over the fastest
 // one's (target ≥ 0.8: all within 20% of each other), and the same ratio
 // of the disk's scattered-rewrite baseline (the largest database's over
 // the smallest one's): how much of Refresh's fall is the disk's own.
-func (b *runner) scaleRatios(add func(string, float64, float64, string)) {
+func (b *runner) scaleRatios() {
 	for _, rpc := range []string{"Refresh", "Introspect"} {
 		lo, hi := b.extremes(func(r Result) bool { return r.Kind == "scale" && strings.HasPrefix(r.Name, rpc+",") },
 			func(r Result) float64 { return r.PerSecond })
 		if lo.Name != hi.Name {
-			add(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
+			b.addRatio(fmt.Sprintf("%s scale: slowest (%d sessions) / fastest (%d sessions)", rpc, lo.StoredSessions, hi.StoredSessions),
 				lo.PerSecond, hi.PerSecond, "target ≥ 0.8")
 		}
 	}
 	small, large := b.extremes(func(r Result) bool { return strings.HasPrefix(r.Name, "raw durable rewrite of") },
 		func(r Result) float64 { return float64(r.StoredSessions) })
 	if small.Name != large.Name {
-		add(fmt.Sprintf("disk: scattered-page commits, db of %d sessions / db of %d sessions", large.StoredSessions, small.StoredSessions),
+		b.addRatio(fmt.Sprintf("disk: scattered-page commits, db of %d sessions / db of %d sessions", large.StoredSessions, small.StoredSessions),
 			large.PerSecond, small.PerSecond, "the disk's own fall with file size: the limit under the Refresh scale ratio")
 	}
 }
@@ -131,7 +134,7 @@ func FloodBoundMiB(startMiB float64, slots int, argonKiB uint32) float64 {
 }
 
 // memoryRatio compares the peak RSS of each login row with its bound.
-func (b *runner) memoryRatio(add func(string, float64, float64, string)) {
+func (b *runner) memoryRatio() {
 	m := password.DefaultParams().Memory
 	for _, prefix := range []string{"Login", "Introspect during login flood"} {
 		r, ok := b.find(prefix)
@@ -140,7 +143,7 @@ func (b *runner) memoryRatio(add func(string, float64, float64, string)) {
 		}
 		bound := FloodBoundMiB(r.ServerStartMiB, hashConcurrency(), m)
 		b.report.FloodBoundMiB = max(b.report.FloodBoundMiB, bound)
-		add(fmt.Sprintf("%s: peak RSS / bound %.0f MiB = start %.1f + %d slot(s) × 3 × %d KiB + %.0f", prefix, bound,
+		b.addRatio(fmt.Sprintf("%s: peak RSS / bound %.0f MiB = start %.1f + %d slot(s) × 3 × %d KiB + %.0f", prefix, bound,
 			r.ServerStartMiB, hashConcurrency(), m, floodConstMiB), r.ServerPeakMiB, bound, "target ≤ 1")
 	}
 }
@@ -152,7 +155,7 @@ func (b *runner) memoryRatio(add func(string, float64, float64, string)) {
 // raw verify took (the bench process's CPU over the raw row's verifies)
 // over the server's CPU per call; the rest of that is gRPC, the storage
 // read, decoding, GC and the kernel.
-func (b *runner) verifyLimitRatio(add func(string, float64, float64, string)) {
+func (b *runner) verifyLimitRatio() {
 	r, _ := b.find("Introspect (verify cache off")
 	raw, _ := b.find("raw ecdsa.Verify")
 	if r.PerSecond <= 0 || r.ServerCores <= 0 || raw.PerSecond <= 0 || raw.ClientCores <= 0 {
@@ -160,6 +163,6 @@ func (b *runner) verifyLimitRatio(add func(string, float64, float64, string)) {
 	}
 	verifyCPU := raw.ClientCores / raw.PerSecond // CPU seconds per verify
 	callCPU := r.ServerCores / r.PerSecond       // server CPU seconds per call
-	add("Introspect (cache off): 2 verifies' CPU / server CPU per call", 2*verifyCPU, callCPU,
+	b.addRatio("Introspect (cache off): 2 verifies' CPU / server CPU per call", 2*verifyCPU, callCPU,
 		fmt.Sprintf("target ≥ 0.8: 2 × %.1f µs / %.1f µs; the verify limit on the server's cores", verifyCPU*1e6, callCPU*1e6))
 }
