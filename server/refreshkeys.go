@@ -253,26 +253,13 @@ func (s *Server) initRefreshKeys(ctx context.Context) error {
 	return nil
 }
 
-// reloadRefreshOnMiss reloads the refresh secrets for a token whose
-// secret this replica does not know (another replica may have just
-// activated it); see reloadOnMiss.
-func (s *Server) reloadRefreshOnMiss(ctx context.Context) bool {
-	return s.reloadRing(ctx, &s.refreshMiss, func() error {
-		keys, err := s.store.ListRefreshKeys(ctx)
-		if err != nil {
-			return err
-		}
-		return s.refreshKeys.install(keys)
-	})
-}
-
 // parseRefresh decodes a presented refresh token and verifies its MAC,
 // reloading the secrets once if it names one this replica does not know.
 // A token of the last generation (which no successor could follow) is
 // malformed.
 func (s *Server) parseRefresh(ctx context.Context, tok string) (tokens.RefreshToken, error) {
 	p, err := tokens.ParseRefreshToken(tok, s.refreshKeys.lookup)
-	if errors.Is(err, tokens.ErrUnknownRefreshKey) && s.reloadRefreshOnMiss(ctx) {
+	if errors.Is(err, tokens.ErrUnknownRefreshKey) && reloadOnMiss(ctx, s, &s.refreshMiss, s.store.ListRefreshKeys, s.refreshKeys.install) {
 		p, err = tokens.ParseRefreshToken(tok, s.refreshKeys.lookup)
 	}
 	if err == nil && p.Generation == math.MaxUint64 {

@@ -382,7 +382,9 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 		return nil, err
 	}
 
-	keys.onMiss = s.reloadOnMiss
+	keys.onMiss = func(ctx context.Context) bool {
+		return reloadOnMiss(ctx, s, &s.missReload, s.store.ListSigningKeys, s.keys.install)
+	}
 	if o.metrics != nil {
 		if err := o.metrics.bind(s); err != nil {
 			return nil, err
