@@ -122,19 +122,9 @@ func (r *refreshRing) newRefreshKey(rand io.Reader, now time.Time) (storage.Refr
 
 // openRefreshSecret returns k's secret, unsealing it when it is sealed.
 func openRefreshSecret(k storage.RefreshKey, sealer *keyseal.Sealer) ([]byte, error) {
-	secret := k.Secret
-	if keyseal.IsSealed(k.Secret) {
-		if sealer == nil {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, ErrKeyEncryptionKeyRequired)
-		}
-		var err error
-		secret, err = sealer.Open(refreshAAD(k.ID), k.Secret)
-		if errors.Is(err, keyseal.ErrAuthentication) {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, ErrKeyEncryptionKeyWrong)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, err)
-		}
+	secret, err := openSealed(sealer, refreshAAD(k.ID), k.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, err)
 	}
 	if !tokens.ValidRefreshKeyID(k.ID) || len(secret) != tokens.RefreshSecretBytes {
 		return nil, fmt.Errorf("server: refresh-token key %s: not a %d-byte secret with a valid id", k.ID, tokens.RefreshSecretBytes)
