@@ -375,9 +375,7 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 
 		access: accessTable(cfg.IntrospectOpen),
 	}
-	if sl, ok := store.(storage.SharedLimits); ok {
-		s.sharedLimits = sl
-	}
+	s.sharedLimits, _ = store.(storage.SharedLimits)
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
 	}
