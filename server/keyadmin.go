@@ -186,15 +186,19 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		keys = append(keys, k)
 		return len(keys) - 1, nil
 	}
-	slices.SortFunc(keys, compareKeys)
-	// Retired keys past their window go.
-	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
-		if k.State == storage.KeyRetired && now.After(p.removeAt(k)) {
+	// remove removes the keys drop names.
+	remove := func(drop func(storage.SigningKey) bool) {
+		keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
+			if !drop(k) {
+				return false
+			}
 			res.events = append(res.events, keyEvent{"key_removed", k.ID})
 			return true
-		}
-		return false
-	})
+		})
+	}
+	slices.SortFunc(keys, compareKeys)
+	// Retired keys past their window go.
+	remove(func(k storage.SigningKey) bool { return k.State == storage.KeyRetired && now.After(p.removeAt(k)) })
 	active, next := -1, -1 // indexes; next is the oldest next key
 	for i, k := range keys {
 		switch {
@@ -237,13 +241,7 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		// next one, which has never signed: drop it, and sign with a key
 		// nobody has seen.
 		retire()
-		keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
-			if k.State == storage.KeyNext {
-				res.events = append(res.events, keyEvent{"key_removed", k.ID})
-				return true
-			}
-			return false
-		})
+		remove(func(k storage.SigningKey) bool { return k.State == storage.KeyNext })
 		i, err := addNext()
 		if err != nil {
 			return planResult{}, err
