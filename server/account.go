@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -61,13 +62,9 @@ func (a *accountServer) ListMySessions(ctx context.Context, _ *latchv1.ListMySes
 			return nil, fmt.Errorf("list own sessions: %w", err)
 		}
 		now := a.s.now()
-		resp := &latchv1.ListMySessionsResponse{CurrentSessionId: caller.SessionID}
-		for _, sess := range all { // newest first
-			if sess.Live(now) && len(resp.Sessions) < maxListedSessions {
-				resp.Sessions = append(resp.Sessions, sessionProto(sess, now))
-			}
-		}
-		return resp, nil
+		live := slices.DeleteFunc(all, func(sess storage.Session) bool { return !sess.Live(now) }) // newest first
+		return &latchv1.ListMySessionsResponse{CurrentSessionId: caller.SessionID,
+			Sessions: sessionsProto(live[:min(len(live), maxListedSessions)], now)}, nil
 	})
 }
 

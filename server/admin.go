@@ -364,10 +364,7 @@ func (a *adminServer) ListUsers(ctx context.Context, req *latchv1.ListUsersReque
 		if size < 0 {
 			return nil, invalidArg("page_size must not be negative")
 		}
-		if size == 0 {
-			size = defaultPageSize
-		}
-		size = min(size, maxPageSize)
+		size = min(cmp.Or(size, defaultPageSize), maxPageSize)
 		after, err := decodePageToken(req.GetPageToken())
 		if err != nil {
 			return nil, err

@@ -482,7 +482,7 @@ func (s *Server) revokeAccess(ctx context.Context, tok string) (bool, error) {
 			slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))
 		return true, nil
 	}
-	s.publishJTI(c.ID, c.ExpiresAt)
+	s.revs.publish(revocationEvent(storage.Revocation{JTI: c.ID, ExpiresAt: c.ExpiresAt}))
 	s.metrics.Revoked(RevokedAccess, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "access token revoked", slog.String("event", "access_token_revoked"),
 		slog.String("jti", c.ID), slog.String("session_id", c.SessionID), slog.String("user_id", c.Subject))

@@ -91,9 +91,8 @@ func (s *Server) requireClientCert(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "client certificate required", http.StatusForbidden)
+		http.Error(w, "client certificate required", http.StatusForbidden) // sets Content-Type text/plain
 	})
 }
 

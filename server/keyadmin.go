@@ -186,15 +186,19 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		keys = append(keys, k)
 		return len(keys) - 1, nil
 	}
-	slices.SortFunc(keys, compareKeys)
-	// Retired keys past their window go.
-	keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
-		if k.State == storage.KeyRetired && now.After(p.removeAt(k)) {
+	// remove removes the keys drop names.
+	remove := func(drop func(storage.SigningKey) bool) {
+		keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
+			if !drop(k) {
+				return false
+			}
 			res.events = append(res.events, keyEvent{"key_removed", k.ID})
 			return true
-		}
-		return false
-	})
+		})
+	}
+	slices.SortFunc(keys, compareKeys)
+	// Retired keys past their window go.
+	remove(func(k storage.SigningKey) bool { return k.State == storage.KeyRetired && now.After(p.removeAt(k)) })
 	active, next := -1, -1 // indexes; next is the oldest next key
 	for i, k := range keys {
 		switch {
@@ -237,13 +241,7 @@ func (p keyPolicy) plan(stored []storage.SigningKey, now time.Time, act keyActio
 		// next one, which has never signed: drop it, and sign with a key
 		// nobody has seen.
 		retire()
-		keys = slices.DeleteFunc(keys, func(k storage.SigningKey) bool {
-			if k.State == storage.KeyNext {
-				res.events = append(res.events, keyEvent{"key_removed", k.ID})
-				return true
-			}
-			return false
-		})
+		remove(func(k storage.SigningKey) bool { return k.State == storage.KeyNext })
 		i, err := addNext()
 		if err != nil {
 			return planResult{}, err
@@ -487,29 +485,22 @@ func (s *Server) keyInfos(keys []storage.SigningKey) ([]KeyInfo, error) {
 	return out, nil
 }
 
-// reloadOnMiss reloads the key ring from storage for an unknown kid
-// (another replica may have just activated it). It reports whether the
+// reloadOnMiss reloads a ring from storage for an id it does not know
+// (another replica may have just activated it): list reads the stored set
+// and install loads it. It runs at most once per limit's interval (so that
+// made-up ids cannot turn into a flood of storage reads) and never while
+// the key manager is busy. It logs a failure and reports whether the
 // reload ran and loaded.
-func (s *Server) reloadOnMiss(ctx context.Context) bool {
-	return s.reloadRing(ctx, &s.missReload, func() error {
-		keys, err := s.store.ListSigningKeys(ctx)
-		if err != nil {
-			return err
-		}
-		return s.keys.install(keys)
-	})
-}
-
-// reloadRing runs load for an id a ring does not know, at most once per
-// limit's interval (so that made-up ids cannot turn into a flood of storage
-// reads) and never while the key manager is busy. It logs a failure and
-// reports whether load ran and succeeded.
-func (s *Server) reloadRing(ctx context.Context, limit *missReloader, load func() error) bool {
+func reloadOnMiss[K any](ctx context.Context, s *Server, limit *missReloader, list func(context.Context) ([]K, error), install func([]K) error) bool {
 	if !limit.allow(s.now()) || !s.keyMu.TryLock() {
 		return false
 	}
 	defer s.keyMu.Unlock()
-	if err := load(); err != nil {
+	keys, err := list(ctx)
+	if err == nil {
+		err = install(keys)
+	}
+	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "key reload failed", slog.String("event", "key_sync_failed"), slog.String("error", err.Error()))
 		return false
 	}

@@ -157,18 +157,12 @@ func buildKeyState(keys []storage.SigningKey, sealer *keyseal.Sealer) (*keyState
 // newSigner opens k's private key, unsealing it when it is sealed, and
 // checks that it is the private half of the key's id.
 func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, error) {
-	der := k.PrivateKey
-	if keyseal.IsSealed(der) {
-		if sealer == nil {
-			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyRequired)
-		}
-		var err error
-		if der, err = sealer.Open(k.ID, k.PrivateKey); errors.Is(err, keyseal.ErrAuthentication) {
-			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, ErrKeyEncryptionKeyWrong)
-		} else if err != nil {
-			return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
-		}
-		defer clear(der)
+	der, err := openSealed(sealer, k.ID, k.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("server: signing key %s: %w", k.ID, err)
+	}
+	if keyseal.IsSealed(k.PrivateKey) {
+		defer clear(der) // the opened copy; the stored bytes stay as they are
 	}
 	priv, err := tokens.ParsePrivateKey(der)
 	if err != nil {
@@ -182,6 +176,23 @@ func newSigner(k storage.SigningKey, sealer *keyseal.Sealer) (*tokens.Signer, er
 		return nil, fmt.Errorf("server: signing key %s: stored id is not its thumbprint", k.ID)
 	}
 	return signer, nil
+}
+
+// openSealed returns data, opened with sealer under aad when it is sealed:
+// ErrKeyEncryptionKeyRequired without a sealer, ErrKeyEncryptionKeyWrong
+// when it does not open.
+func openSealed(sealer *keyseal.Sealer, aad string, data []byte) ([]byte, error) {
+	if !keyseal.IsSealed(data) {
+		return data, nil
+	}
+	if sealer == nil {
+		return nil, ErrKeyEncryptionKeyRequired
+	}
+	plain, err := sealer.Open(aad, data)
+	if errors.Is(err, keyseal.ErrAuthentication) {
+		return nil, ErrKeyEncryptionKeyWrong
+	}
+	return plain, err
 }
 
 // keyRank orders states as the JWKS lists them.

@@ -156,24 +156,22 @@ func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddr
 		return ticket, nil
 	}
 	refused, wait, err := s.sharedLimits.TakeTokens(ctx, s.now(), shared...)
-	if err != nil || len(refused) > 0 {
-		slot.Release()
-		for _, c := range local {
-			t.Refund(c.Key)
-		}
+	if err == nil && len(refused) == 0 {
+		return ticket, nil
+	}
+	slot.Release()
+	for _, c := range local {
+		t.Refund(c.Key)
 	}
 	if err != nil {
 		return loginTicket{}, fmt.Errorf("take shared login budget: %w", err)
 	}
-	if len(refused) > 0 {
-		for _, c := range lc.all {
-			if c.shared && slices.Contains(refused, c.Key) {
-				s.loginLimited(ctx, c.limiter, addr)
-			}
+	for _, c := range lc.all {
+		if c.shared && slices.Contains(refused, c.Key) {
+			s.loginLimited(ctx, c.limiter, addr)
 		}
-		return loginTicket{}, rateLimited(wait)
 	}
-	return ticket, nil
+	return loginTicket{}, rateLimited(wait)
 }
 
 // loginLimited records a login refused by limiter.

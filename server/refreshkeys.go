@@ -122,19 +122,9 @@ func (r *refreshRing) newRefreshKey(rand io.Reader, now time.Time) (storage.Refr
 
 // openRefreshSecret returns k's secret, unsealing it when it is sealed.
 func openRefreshSecret(k storage.RefreshKey, sealer *keyseal.Sealer) ([]byte, error) {
-	secret := k.Secret
-	if keyseal.IsSealed(k.Secret) {
-		if sealer == nil {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, ErrKeyEncryptionKeyRequired)
-		}
-		var err error
-		secret, err = sealer.Open(refreshAAD(k.ID), k.Secret)
-		if errors.Is(err, keyseal.ErrAuthentication) {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, ErrKeyEncryptionKeyWrong)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, err)
-		}
+	secret, err := openSealed(sealer, refreshAAD(k.ID), k.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("server: refresh-token key %s: %w", k.ID, err)
 	}
 	if !tokens.ValidRefreshKeyID(k.ID) || len(secret) != tokens.RefreshSecretBytes {
 		return nil, fmt.Errorf("server: refresh-token key %s: not a %d-byte secret with a valid id", k.ID, tokens.RefreshSecretBytes)
@@ -253,26 +243,13 @@ func (s *Server) initRefreshKeys(ctx context.Context) error {
 	return nil
 }
 
-// reloadRefreshOnMiss reloads the refresh secrets for a token whose
-// secret this replica does not know (another replica may have just
-// activated it); see reloadOnMiss.
-func (s *Server) reloadRefreshOnMiss(ctx context.Context) bool {
-	return s.reloadRing(ctx, &s.refreshMiss, func() error {
-		keys, err := s.store.ListRefreshKeys(ctx)
-		if err != nil {
-			return err
-		}
-		return s.refreshKeys.install(keys)
-	})
-}
-
 // parseRefresh decodes a presented refresh token and verifies its MAC,
 // reloading the secrets once if it names one this replica does not know.
 // A token of the last generation (which no successor could follow) is
 // malformed.
 func (s *Server) parseRefresh(ctx context.Context, tok string) (tokens.RefreshToken, error) {
 	p, err := tokens.ParseRefreshToken(tok, s.refreshKeys.lookup)
-	if errors.Is(err, tokens.ErrUnknownRefreshKey) && s.reloadRefreshOnMiss(ctx) {
+	if errors.Is(err, tokens.ErrUnknownRefreshKey) && reloadOnMiss(ctx, s, &s.refreshMiss, s.store.ListRefreshKeys, s.refreshKeys.install) {
 		p, err = tokens.ParseRefreshToken(tok, s.refreshKeys.lookup)
 	}
 	if err == nil && p.Generation == math.MaxUint64 {

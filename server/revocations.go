@@ -102,11 +102,6 @@ func (s *Server) publishSession(sess storage.Session) {
 	s.revs.publish(revocationEvent(storage.Revocation{SessionID: sess.ID, ExpiresAt: sess.ExpiresAt()}))
 }
 
-// publishJTI announces a denied access token.
-func (s *Server) publishJTI(jti string, exp time.Time) {
-	s.revs.publish(revocationEvent(storage.Revocation{JTI: jti, ExpiresAt: exp}))
-}
-
 func revocationEvent(r storage.Revocation) *latchv1.RevocationEvent {
 	return &latchv1.RevocationEvent{Jti: r.JTI, SessionId: r.SessionID, Exp: r.ExpiresAt.Unix()}
 }

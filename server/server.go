@@ -375,14 +375,14 @@ func New(ctx context.Context, store storage.Store, hasher *password.Hasher, cfg 
 
 		access: accessTable(cfg.IntrospectOpen),
 	}
-	if sl, ok := store.(storage.SharedLimits); ok {
-		s.sharedLimits = sl
-	}
+	s.sharedLimits, _ = store.(storage.SharedLimits)
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
 	}
 
-	keys.onMiss = s.reloadOnMiss
+	keys.onMiss = func(ctx context.Context) bool {
+		return reloadOnMiss(ctx, s, &s.missReload, s.store.ListSigningKeys, s.keys.install)
+	}
 	if o.metrics != nil {
 		if err := o.metrics.bind(s); err != nil {
 			return nil, err

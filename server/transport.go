@@ -104,15 +104,12 @@ func (p PeerIdentity) String() string {
 // TLS, or when the client presented no certificate that verified: an
 // unverified certificate is never an identity.
 func PeerIdentityFromContext(ctx context.Context) (id PeerIdentity, ok bool) {
-	p, found := peer.FromContext(ctx)
-	if !found {
-		return PeerIdentity{}, false
+	if p, found := peer.FromContext(ctx); found {
+		if info, isTLS := p.AuthInfo.(credentials.TLSInfo); isTLS {
+			return PeerIdentityFromTLS(&info.State)
+		}
 	}
-	info, isTLS := p.AuthInfo.(credentials.TLSInfo)
-	if !isTLS {
-		return PeerIdentity{}, false
-	}
-	return PeerIdentityFromTLS(&info.State)
+	return PeerIdentity{}, false
 }
 
 // PeerIdentityFromTLS returns the identity in a verified client certificate

@@ -60,9 +60,6 @@ func ApplyUserUpdate(old User, fn func(*User) error) (User, error) {
 // SessionAdmin.ListUserSessions.
 func SortNewestFirst(ss []Session) {
 	slices.SortFunc(ss, func(a, b Session) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.ID, a.ID)
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.ID, a.ID))
 	})
 }

@@ -191,21 +191,12 @@ func (l *Latch) Dial(opts ...grpc.DialOption) *grpc.ClientConn {
 	return conn
 }
 
-// AddUser stores a user with a password directly, as `latch user add`
-// does.
+// AddUser stores a user with a password directly, through server.AddUser
+// as `latch user add` does.
 func (l *Latch) AddUser(email, pw string, roles ...string) storage.User {
 	l.T.Helper()
-	h, err := l.Hasher.Hash(Context(l.T), pw)
+	u, err := server.AddUser(Context(l.T), l.Store, l.Hasher, rand.Reader, l.Clock.Now(), server.NormalizeEmail(email), pw, roles, false)
 	if err != nil {
-		l.T.Fatal(err)
-	}
-	id, err := tokens.NewID(rand.Reader)
-	if err != nil {
-		l.T.Fatal(err)
-	}
-	now := l.Clock.Now()
-	u := storage.User{ID: id, Email: server.NormalizeEmail(email), PasswordHash: h, Roles: roles, CreatedAt: now, UpdatedAt: now}
-	if err := l.Store.CreateUser(Context(l.T), u); err != nil {
 		l.T.Fatal(err)
 	}
 	return u

@@ -26,6 +26,7 @@ package ratelimit
 import (
 	"container/list"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -241,17 +242,15 @@ func (t *Ticket) Refund(key string) {
 	}
 	t.l.mu.Lock()
 	defer t.l.mu.Unlock()
-	for i, k := range t.keys {
-		if k != key {
-			continue
-		}
-		t.keys[i] = ""
-		if el, found := t.l.entries[key]; found {
-			b := el.Value.(*bucket)
-			now := t.l.now()
-			b.tokens = math.Min(float64(b.rule.Burst), b.level(now)+1)
-			b.last = now
-		}
+	i := slices.Index(t.keys, key)
+	if i < 0 {
 		return
+	}
+	t.keys[i] = ""
+	if el, found := t.l.entries[key]; found {
+		b := el.Value.(*bucket)
+		now := t.l.now()
+		b.tokens = math.Min(float64(b.rule.Burst), b.level(now)+1)
+		b.last = now
 	}
 }

@@ -173,21 +173,14 @@ func checkSize(db *bbolt.DB) error {
 }
 
 func initSchema(tx *bbolt.Tx) error {
-	if tx.Bucket(bucketMeta) == nil {
+	if meta := tx.Bucket(bucketMeta); meta == nil {
 		// A new file has no buckets at all; a bbolt file of another
 		// program must not be adopted (and silently mixed with ours).
-		foreign := false
-		if err := tx.ForEach(func([]byte, *bbolt.Bucket) error { foreign = true; return nil }); err != nil {
-			return err
-		}
-		if foreign {
+		if name, _ := tx.Cursor().First(); name != nil {
 			return errors.New("the file is a bbolt database of another program (no Latch schema); refusing to use it")
 		}
-	}
-	if meta := tx.Bucket(bucketMeta); meta != nil {
-		if v := meta.Get(keySchema); v != nil && string(v) != schemaVersion {
-			return fmt.Errorf("database schema version %q is not %q: the file was written by another version of Latch, whose layout this one does not read; start this version on a new file", v, schemaVersion)
-		}
+	} else if v := meta.Get(keySchema); v != nil && string(v) != schemaVersion {
+		return fmt.Errorf("database schema version %q is not %q: the file was written by another version of Latch, whose layout this one does not read; start this version on a new file", v, schemaVersion)
 	}
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -442,11 +443,8 @@ func (s *Store) lease(ctx context.Context, expiresAt, ref time.Time) (clientv3.L
 	if id, ok := lc.byEnd[end.Unix()]; ok {
 		return id, nil
 	}
-	for k := range lc.byEnd { // forget leases that have ended
-		if k <= realNow.Unix() {
-			delete(lc.byEnd, k)
-		}
-	}
+	// Forget leases that have ended.
+	maps.DeleteFunc(lc.byEnd, func(ended int64, _ clientv3.LeaseID) bool { return ended <= realNow.Unix() })
 	ttl := int64(end.Sub(realNow)/time.Second) + 1
 	resp, err := s.cli.Grant(ctx, ttl)
 	if err != nil {

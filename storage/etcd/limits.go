@@ -145,10 +145,7 @@ func (s *Store) TakeTokens(ctx context.Context, now time.Time, buckets ...storag
 			return puts, nil
 		})
 	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return refused, retryAfter, nil
+	return refused, retryAfter, err
 }
 
 // writeBuckets takes the locks of bs, reads their rows, and commits the

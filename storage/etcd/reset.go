@@ -112,10 +112,7 @@ func (s *Store) ResetSessions(ctx context.Context, r storage.SessionReset) (stor
 		kept, revoked, err = s.resetSessions(ctx, r)
 		return err
 	})
-	if err != nil {
-		return storage.Session{}, nil, err
-	}
-	return kept, revoked, nil
+	return kept, revoked, err
 }
 
 func (s *Store) resetSessions(ctx context.Context, r storage.SessionReset) (storage.Session, []storage.Session, error) {

@@ -361,10 +361,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, reason string, n
 		revoked, err = s.revokeUserSessions(ctx, userID, reason, now, nil)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return revoked, nil
+	return revoked, err
 }
 
 // finalTxn returns the compares and operations that the last revocation

@@ -129,10 +129,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*storage.User
 		}
 		return errContention
 	})
-	if err != nil {
-		return storage.User{}, err
-	}
-	return out, nil
+	return out, err
 }
 
 // CountUsers implements storage.UserStore.
@@ -200,8 +197,5 @@ func (s *Store) DeleteUser(ctx context.Context, id string, now time.Time) (revok
 		})
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return revoked, nil
+	return revoked, err
 }
