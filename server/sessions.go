@@ -58,7 +58,7 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 // announces it and counts it as kind ("": not counted). A session already
 // gone is not an error: it is not live either.
 func (s *Server) revokeSession(ctx context.Context, sess storage.Session, reason, kind string, now time.Time) (bool, error) {
-	changed, err := s.store.RevokeSession(ctx, sess.ID, reason, now)
+	_, changed, err := s.store.RevokeSession(ctx, sess.ID, reason, now)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
@@ -87,7 +87,7 @@ func (s *Server) revokeSessionID(ctx context.Context, id, owner, reason string, 
 			return storage.Session{}, false, storeErr(err, msgSessionNotFound, "get session")
 		}
 	}
-	changed, err := s.store.RevokeSession(ctx, id, reason, now)
+	_, changed, err := s.store.RevokeSession(ctx, id, reason, now)
 	if err != nil {
 		return storage.Session{}, false, storeErr(err, msgSessionNotFound, "revoke session")
 	}
