@@ -81,7 +81,7 @@ func TestCredentialsLogInAgainAfterSessionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := sessionOf(t, v, creds)
-	if _, err := e.Store.RevokeSession(ctxT(t), first, "test", e.Clock.Now()); err != nil {
+	if _, _, err := e.Store.RevokeSession(ctxT(t), first, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.Clock.Advance(15*time.Minute - 30*time.Second) // the refresh is due
@@ -127,7 +127,7 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 		if err := creds.Failure(); err != nil {
 			t.Fatalf("fresh credentials: %v", err)
 		}
-		if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
+		if _, _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		before := e.refresh.Load()
@@ -169,7 +169,7 @@ func TestCredentialsSessionEndedIsFatal(t *testing.T) {
 			}
 		}
 		setDisabled(true)
-		if _, err := e.Store.RevokeSession(ctxT(t), sid, "test", e.Clock.Now()); err != nil {
+		if _, _, err := e.Store.RevokeSession(ctxT(t), sid, "test", e.Clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		e.Clock.Advance(15 * time.Minute)

@@ -146,7 +146,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	}
 
 	svcSession := sessionOf(t, v, creds)
-	if _, err := e.Store.RevokeSession(ctxT(t), svcSession, "test", e.Clock.Now()); err != nil {
+	if _, _, err := e.Store.RevokeSession(ctxT(t), svcSession, "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()
@@ -178,7 +178,7 @@ func TestRevocationFollowerRenewsRefusedToken(t *testing.T) {
 	if _, err := e.Store.UpdateUser(ctxT(t), svc.ID, func(u *storage.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
+	if _, _, err := e.Store.RevokeSession(ctxT(t), sessionOf(t, v, creds), "test", e.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	watch.down()

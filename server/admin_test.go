@@ -895,8 +895,8 @@ func (f *failingUserAdmin) RevokeUserSessions(context.Context, string, string, t
 	return nil, errors.New("disk on fire at /var/secret/path")
 }
 
-func (f *failingUserAdmin) RevokeSession(context.Context, string, string, time.Time) (bool, error) {
-	return false, errors.New("disk on fire at /var/secret/path")
+func (f *failingUserAdmin) RevokeSession(context.Context, string, string, time.Time) (storage.Session, bool, error) {
+	return storage.Session{}, false, errors.New("disk on fire at /var/secret/path")
 }
 
 // TestAdminInternalErrorsLeakNothing: a storage failure of AdminService or

@@ -45,9 +45,9 @@ func (d *diskFullStore) RotateRefreshToken(ctx context.Context, r storage.Rotati
 	return d.Store.RotateRefreshToken(ctx, r)
 }
 
-func (d *diskFullStore) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
+func (d *diskFullStore) RevokeSession(ctx context.Context, id, reason string, now time.Time) (storage.Session, bool, error) {
 	if err := d.err("revoke session"); err != nil {
-		return false, err
+		return storage.Session{}, false, err
 	}
 	return d.Store.RevokeSession(ctx, id, reason, now)
 }

@@ -103,7 +103,7 @@ func TestFollowRevocationsFromAnotherProcess(t *testing.T) {
 		}
 	}()
 	<-ready // every revocation committed from now on reaches the streams
-	if _, err := other.RevokeSession(ctxT(t), tp.GetSessionId(), storage.ReasonAdmin, e.clock.Now()); err != nil {
+	if _, _, err := other.RevokeSession(ctxT(t), tp.GetSessionId(), storage.ReasonAdmin, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if !waitSession(t, events, tp.GetSessionId(), time.Minute) {

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/ratelimit"
@@ -118,8 +120,9 @@ func sharedBucket(c loginCharge) storage.Bucket {
 // after, in one store transaction; if the store refuses or cannot be
 // reached, the local tokens are given back. That order keeps a flood that
 // the address's budget stops away from the store. A store that cannot be
-// reached fails the attempt (UNAVAILABLE): the password is never checked
-// without its limits.
+// reached, or does not answer within sharedChargeTimeout, fails the
+// attempt (UNAVAILABLE) and gives its hashing slot back: the password is
+// never checked without its limits.
 func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddress) (loginTicket, error) {
 	var local []ratelimit.Charge
 	var shared []storage.Bucket
@@ -155,7 +158,7 @@ func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddr
 	if len(shared) == 0 {
 		return ticket, nil
 	}
-	refused, wait, err := s.sharedLimits.TakeTokens(ctx, s.now(), shared...)
+	refused, wait, err := s.takeShared(ctx, shared)
 	if err == nil && len(refused) == 0 {
 		return ticket, nil
 	}
@@ -172,6 +175,36 @@ func (s *Server) takeLogin(ctx context.Context, lc loginCharges, addr clientAddr
 		}
 	}
 	return loginTicket{}, rateLimited(wait)
+}
+
+// sharedChargeTimeout bounds the charge of the shared login budgets. The
+// charge runs while the attempt holds a hashing slot, and the attempts
+// queued for a slot give up after the hasher's queue timeout (2 s) as busy
+// (RESOURCE_EXHAUSTED). Without this bound a stalled store (a frozen etcd
+// member, a lost quorum) would hold every slot for the store's whole op
+// timeout, and the logins and password changes queued behind would be shed
+// as busy when the fault is the store's. Ending the charge well inside the
+// queue timeout gives the slot back in time, and each attempt is answered
+// UNAVAILABLE with a retry hint, as every storage outage is. A healthy
+// store answers in milliseconds.
+const sharedChargeTimeout = time.Second
+
+// errSharedChargeTimeout is the cause of a shared charge that ran out of
+// sharedChargeTimeout: the store did not answer, so it is unavailable.
+var errSharedChargeTimeout = fmt.Errorf("no answer within %v: %w", sharedChargeTimeout, storage.ErrUnavailable)
+
+// takeShared takes a token from each of bs in the store, within
+// sharedChargeTimeout. A charge that runs out of that bound while the
+// client still waits fails with storage.ErrUnavailable, not with the
+// deadline of its own context: the client set no such deadline.
+func (s *Server) takeShared(ctx context.Context, bs []storage.Bucket) ([]string, time.Duration, error) {
+	cctx, cancel := context.WithTimeoutCause(ctx, sharedChargeTimeout, errSharedChargeTimeout)
+	defer cancel()
+	refused, wait, err := s.sharedLimits.TakeTokens(cctx, s.now(), bs...)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errSharedChargeTimeout) {
+		return nil, 0, fmt.Errorf("%w (%v)", errSharedChargeTimeout, err)
+	}
+	return refused, wait, err
 }
 
 // loginLimited records a login refused by limiter.

@@ -55,25 +55,27 @@ func (s *Server) capSessions(ctx context.Context, user storage.User, sess storag
 }
 
 // revokeSession revokes sess for reason and, when that changed it,
-// announces it and counts it as kind ("": not counted). A session already
-// gone is not an error: it is not live either.
+// announces it as the revocation stored it and counts it as kind ("": not
+// counted). A session already gone is not an error: it is not live either.
 func (s *Server) revokeSession(ctx context.Context, sess storage.Session, reason, kind string, now time.Time) (bool, error) {
-	changed, err := s.store.RevokeSession(ctx, sess.ID, reason, now)
+	revoked, changed, err := s.store.RevokeSession(ctx, sess.ID, reason, now)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("revoke session: %w", err)
 	}
 	if changed {
-		s.announce(kind, sess)
+		s.announce(kind, revoked)
 	}
 	return changed, nil
 }
 
 // revokeSessionID revokes the session a request names, for reason at now,
-// and returns it as stored afterwards with whether this call revoked it:
-// revoking a revoked session answers with it as it is (its first reason).
-// The caller announces a change. When owner is not empty, a session of
-// anyone else is answered as an unknown one: the same code and message,
-// after the same single read.
+// and returns it as the revocation stored it with whether this call
+// revoked it: revoking a revoked session answers with it as it is (its
+// first reason). The session comes from the revocation itself, not from a
+// read after it, so that a committed revocation is always reported as done
+// and the caller can always announce it. The caller announces a change.
+// When owner is not empty, a session of anyone else is answered as an
+// unknown one: the same code and message, after the same single read.
 func (s *Server) revokeSessionID(ctx context.Context, id, owner, reason string, now time.Time) (storage.Session, bool, error) {
 	if err := checkID("session_id", id); err != nil {
 		return storage.Session{}, false, err
@@ -87,13 +89,9 @@ func (s *Server) revokeSessionID(ctx context.Context, id, owner, reason string, 
 			return storage.Session{}, false, storeErr(err, msgSessionNotFound, "get session")
 		}
 	}
-	changed, err := s.store.RevokeSession(ctx, id, reason, now)
+	sess, changed, err := s.store.RevokeSession(ctx, id, reason, now)
 	if err != nil {
 		return storage.Session{}, false, storeErr(err, msgSessionNotFound, "revoke session")
-	}
-	sess, err := s.store.GetSession(ctx, id)
-	if err != nil {
-		return storage.Session{}, false, fmt.Errorf("get revoked session: %w", err)
 	}
 	return sess, changed, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/latchauth/latch/storage/etcd"
 	"github.com/latchauth/latch/storage/etcd/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -24,7 +25,13 @@ import (
 // when it is not nil.
 func etcdReplicas(t *testing.T, n int, cfg server.Config, wrap func(*etcd.Store) storage.Store) []*env {
 	t.Helper()
-	srv := etcdtest.Start(t)
+	return etcdReplicasOn(t, etcdtest.Start(t), n, cfg, wrap)
+}
+
+// etcdReplicasOn is etcdReplicas on the etcd member srv, for tests that
+// stop or pause it.
+func etcdReplicasOn(t *testing.T, srv *etcdtest.Server, n int, cfg server.Config, wrap func(*etcd.Store) storage.Store) []*env {
+	t.Helper()
 	prefix := fmt.Sprintf("/%s/", t.Name())
 	reps := make([]*env, n)
 	for i := range n {
@@ -176,6 +183,101 @@ func TestSharedLimitUnreachableFailsClosed(t *testing.T) {
 	f.fail.Store(false)
 	if _, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password"}); err != nil {
 		t.Fatalf("login once the budget is reachable again: %v (the failed attempts kept the address's only token?)", err)
+	}
+}
+
+// wantRetryDelay fails t unless err carries a RetryInfo of exactly d.
+func wantRetryDelay(t *testing.T, err error, d time.Duration) {
+	t.Helper()
+	for _, detail := range status.Convert(err).Details() {
+		if ri, ok := detail.(*errdetails.RetryInfo); ok {
+			if got := ri.GetRetryDelay().AsDuration(); got != d {
+				t.Errorf("retry delay = %v, want %v", got, d)
+			}
+			return
+		}
+	}
+	t.Errorf("%v: no RetryInfo detail, want a retry delay of %v", err, d)
+}
+
+// stallingLimits is the real etcd store whose member freezes (SIGSTOP)
+// when the first shared charge arrives, once every login of the test has
+// looked its account up: the charges then meet a stalled etcd, as when a
+// member freezes or quorum is lost between the lookup and the charge.
+type stallingLimits struct {
+	*etcd.Store
+	freeze  func()
+	logins  int32        // the lookups to wait for
+	lookups atomic.Int32 // counted once armed
+	armed   atomic.Bool
+	looked  chan struct{} // closed at the logins-th lookup
+	once    sync.Once
+}
+
+func (s *stallingLimits) GetUserByEmail(ctx context.Context, email string) (storage.User, error) {
+	u, err := s.Store.GetUserByEmail(ctx, email)
+	if s.armed.Load() && s.lookups.Add(1) == s.logins {
+		close(s.looked)
+	}
+	return u, err
+}
+
+func (s *stallingLimits) TakeTokens(ctx context.Context, now time.Time, bs ...storage.Bucket) ([]string, time.Duration, error) {
+	if s.armed.Load() {
+		select {
+		case <-s.looked:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		s.once.Do(s.freeze)
+	}
+	return s.Store.TakeTokens(ctx, now, bs...)
+}
+
+// TestStalledSharedLimitsAreUnavailable: when etcd stalls under logins
+// that hold every hashing slot while they charge the shared budgets, every
+// login (those holding a slot and those queued for one) is answered
+// UNAVAILABLE with a retry hint, as any storage outage is, and none is shed
+// as busy (RESOURCE_EXHAUSTED): the charge gives its slot back well inside
+// the hasher's queue timeout. Once etcd answers again, logins succeed.
+func TestStalledSharedLimitsAreUnavailable(t *testing.T) {
+	cfg := baseConfig()
+	cfg.PersonLimits.LoginBurst, cfg.PersonLimits.FailureBurst, cfg.AddressBurst = 1000, 1000, 1000
+	srv := etcdtest.Start(t)
+	t.Cleanup(srv.Resume)
+	const logins = 8 // twice the harness's hashing concurrency: half of them queue for a slot
+	stall := &stallingLimits{freeze: srv.Pause, logins: logins, looked: make(chan struct{})}
+	e := etcdReplicasOn(t, srv, 1, cfg, func(st *etcd.Store) storage.Store { stall.Store = st; return stall })[0]
+	e.addUser("alice@example.com", "alice-password")
+
+	stall.armed.Store(true)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range logins {
+		wg.Go(func() {
+			_, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password"})
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	got := map[codes.Code]int{}
+	for _, err := range errs {
+		got[status.Code(err)]++
+		if status.Code(err) == codes.Unavailable {
+			wantStatus(t, err, codes.Unavailable, "service unavailable; retry later")
+			wantRetryDelay(t, err, time.Second)
+		}
+	}
+	if got[codes.Unavailable] != logins {
+		t.Errorf("%d right logins while etcd stalls: %v, want %d UNAVAILABLE (none RESOURCE_EXHAUSTED: the store's outage is not the hasher's load)", logins, got, logins)
+	}
+
+	srv.Resume()
+	if _, err := e.client.Login(ctxT(t), &latchv1.LoginRequest{Email: "alice@example.com", Password: "alice-password"}); err != nil {
+		t.Fatalf("login once etcd answers again: %v", err)
 	}
 }
 

@@ -317,12 +317,15 @@ type SessionStore interface {
 	// not grow with rotations.
 	RotateRefreshToken(ctx context.Context, r Rotation) (Session, error)
 	// RevokeSession marks the session revoked with the reason, durably, and
-	// reports whether it changed anything. Revoking a revoked session
-	// succeeds with changed false and writes nothing: the session keeps its
-	// first reason and time, and no revocation is committed (or seen by
-	// RevocationFeed watchers) again. Of concurrent calls for one live
-	// session exactly one reports changed. ErrNotFound if no such session.
-	RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error)
+	// returns it as stored afterwards with whether this call changed it, so
+	// that the caller can announce the revocation it committed without
+	// reading the session again. Revoking a revoked session succeeds with
+	// changed false, writes nothing and returns the session as it is: it
+	// keeps its first reason and time, and no revocation is committed (or
+	// seen by RevocationFeed watchers) again. Of concurrent calls for one
+	// live session exactly one reports changed. ErrNotFound if no such
+	// session.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (sess Session, changed bool, err error)
 }
 
 // DenyList keeps the ids (jti) of access tokens revoked before their expiry.

@@ -116,7 +116,7 @@ func TestRevokedSessionRetention(t *testing.T) {
 		CreatedAt: now, LastRotatedAt: now, IdleExpiresAt: now.Add(7 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(30 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
+	if _, _, err := store.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := storage.SweepOnce(t.Context(), store, 16, now.Add(retention+time.Nanosecond)); err != nil {

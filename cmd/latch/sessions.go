@@ -110,7 +110,7 @@ func formatCutoff(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) 
 type sessionsStore interface {
 	ListUsers(ctx context.Context, afterID string, limit int) ([]storage.User, error)
 	ListUserSessions(ctx context.Context, userID string) ([]storage.Session, error)
-	RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error)
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (storage.Session, bool, error)
 }
 
 // revokeResult counts what revokeSessionsBefore did.
@@ -148,7 +148,7 @@ func revokeSessionsBefore(ctx context.Context, store sessionsStore, cutoff, now 
 					res.kept++
 					continue
 				}
-				changed, err := store.RevokeSession(ctx, s.ID, storage.ReasonRestored, now)
+				_, changed, err := store.RevokeSession(ctx, s.ID, storage.ReasonRestored, now)
 				if err != nil && !errors.Is(err, storage.ErrNotFound) { // gone meanwhile: nothing to revoke
 					return res, fmt.Errorf("revoke session %s: %w", s.ID, err)
 				}

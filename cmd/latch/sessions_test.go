@@ -97,7 +97,7 @@ func TestSessionsRevokeReport(t *testing.T) {
 			t.Fatalf("CreateSession %s: %v", id, err)
 		}
 		if revoked {
-			if _, err := st.RevokeSession(ctx, id, storage.ReasonRevoked, created.Add(time.Minute)); err != nil {
+			if _, _, err := st.RevokeSession(ctx, id, storage.ReasonRevoked, created.Add(time.Minute)); err != nil {
 				t.Fatalf("RevokeSession %s: %v", id, err)
 			}
 		}

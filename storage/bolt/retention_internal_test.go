@@ -75,10 +75,10 @@ func TestRevocationRefilesTheSession(t *testing.T) {
 		}
 	}
 	revokedAt := base.Add(40 * time.Minute)
-	if _, err := s.RevokeSession(ctx, "single", storage.ReasonRevoked, revokedAt); err != nil {
+	if _, _, err := s.RevokeSession(ctx, "single", storage.ReasonRevoked, revokedAt); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RevokeSession(ctx, "short", storage.ReasonRevoked, revokedAt.Add(10*time.Minute)); err != nil {
+	if _, _, err := s.RevokeSession(ctx, "short", storage.ReasonRevoked, revokedAt.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.RotateRefreshToken(ctx, storage.Rotation{SessionID: "reuse", Presented: tokens["reuse"], Next: storagetest.Digest(t), Now: revokedAt, IdleTTL: time.Hour})

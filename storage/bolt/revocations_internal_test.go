@@ -28,7 +28,7 @@ func TestRevokingWritesRevokeAccessTokens(t *testing.T) {
 			}
 		}},
 		{"RevokeSession", func(t *testing.T, s *Store, _ storage.TokenHash) {
-			if _, err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
+			if _, _, err := s.RevokeSession(t.Context(), "s1", storage.ReasonRevoked, now); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -113,7 +113,7 @@ func TestRevokeIsSeenByEveryLaterCheck(t *testing.T) {
 	}
 	for i := range n {
 		id := fmt.Sprintf("s%d", i)
-		if _, err := s.RevokeSession(t.Context(), id, storage.ReasonRevoked, now); err != nil {
+		if _, _, err := s.RevokeSession(t.Context(), id, storage.ReasonRevoked, now); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.AccessTokenRevoked(t.Context(), "j", id, now)

@@ -192,24 +192,35 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (sto
 // RevokeSession implements storage.SessionStore. A session already
 // revoked is answered from a read transaction: a repeat costs no commit or
 // fsync.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (bool, error) {
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (storage.Session, bool, error) {
 	if err := storage.CheckRevocation(id, reason, now); err != nil {
-		return false, fmt.Errorf("bolt: revoke session: %w", err)
+		return storage.Session{}, false, fmt.Errorf("bolt: revoke session: %w", err)
 	}
 	seen, err := s.GetSession(ctx, id)
-	if err != nil || seen.Revoked() {
-		return false, err
+	if err != nil {
+		return storage.Session{}, false, err
 	}
+	if seen.Revoked() {
+		return seen, false, nil
+	}
+	var out storage.Session
 	changed := false
 	err = s.group(ctx, "revoke session "+id, func(tx *bbolt.Tx) error {
 		changed = false // the group commit may run this more than once
 		sess, err := getSession(tx, []byte(id))
+		out = sess
 		if err != nil || sess.Revoked() { // revoked meanwhile by another call
 			return err
 		}
 		sess.RevokedAt, sess.RevokeReason = now, reason
-		changed = true
-		return s.putRevoked(tx, sess)
+		if err := s.putRevoked(tx, sess); err != nil {
+			return err
+		}
+		out, changed = sess, true
+		return nil
 	})
-	return changed, err
+	if err != nil {
+		return storage.Session{}, false, err
+	}
+	return out, changed, nil
 }

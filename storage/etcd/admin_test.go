@@ -52,7 +52,7 @@ func TestUserAndSessionAdmin(t *testing.T) {
 		newSession(t, s, fmt.Sprintf("live-%02d", i), "u1", base.Add(time.Duration(i)*time.Second))
 	}
 	newSession(t, s, "revoked", "u1", base)
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
 	newSession(t, s, "expired", "u1", base.Add(-40*24*time.Hour))

@@ -172,7 +172,7 @@ func TestRevocationFeed(t *testing.T) {
 	}()
 	<-ready
 	sess := newSession(t, peers[1], "s1", "u1", base)
-	if _, err := peers[1].RevokeSession(ctxT(t), "s1", storage.ReasonAdmin, base); err != nil {
+	if _, _, err := peers[1].RevokeSession(ctxT(t), "s1", storage.ReasonAdmin, base); err != nil {
 		t.Fatal(err)
 	}
 	want := func(w storage.Revocation) {
@@ -348,7 +348,7 @@ func TestRevocationsSurviveEtcdCrash(t *testing.T) {
 	newSession(t, s, "live", "u1", base)
 	reused := newSession(t, s, "reused", "u1", base)
 	next := storagetest.Digest(t)
-	if _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
+	if _, _, err := s.RevokeSession(c, "revoked", storage.ReasonRevoked, base); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RotateRefreshToken(c, storage.Rotation{SessionID: "reused", Presented: reused.CurrentHash, Next: next, Now: base, IdleTTL: time.Hour}); err != nil {

@@ -56,7 +56,7 @@ func TestNoSpace(t *testing.T) {
 	next := storagetest.Digest(t)
 	_, err = s.RotateRefreshToken(c, storage.Rotation{SessionID: "s1", Presented: sess.CurrentHash, Next: next, Now: base.Add(time.Minute), IdleTTL: time.Hour})
 	wantNoSpace("RotateRefreshToken", err)
-	_, err = s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute))
+	_, _, err = s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute))
 	wantNoSpace("RevokeSession", err)
 	_, err = s.DenyAccessToken(c, "jti-1", base.Add(time.Hour)) // a new lease: a grant refused
 	wantNoSpace("DenyAccessToken", err)

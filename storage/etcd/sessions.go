@@ -226,25 +226,31 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r storage.Rotation) (out
 // RevokeSession implements storage.SessionStore. A session already revoked
 // is answered from the read: no Txn, so no revocation event reaches
 // WatchRevocations again.
-func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (changed bool, err error) {
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (sess storage.Session, changed bool, err error) {
 	if err := storage.CheckRevocation(id, reason, now); err != nil {
-		return false, fmt.Errorf("etcd: revoke session: %w", err)
+		return storage.Session{}, false, fmt.Errorf("etcd: revoke session: %w", err)
 	}
 	err = s.run(ctx, "revoke session "+id, func(ctx context.Context) error {
 		for range maxRetries {
 			sr, err := s.getSession(ctx, id)
 			if err != nil || sr.s.Revoked() {
+				sess = sr.s
 				return err
 			}
-			_, _, err = s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil)
+			out, _, err := s.revokeBatch(ctx, []sessRev{sr}, reason, now, nil)
+			if err == nil {
+				sess, changed = out[0], true
+			}
 			if !errors.Is(err, errConflict) {
-				changed = err == nil
 				return err
 			}
 		}
 		return errContention
 	})
-	return changed, err
+	if err != nil {
+		return storage.Session{}, false, err
+	}
+	return sess, changed, nil
 }
 
 // txnPart is what a Txn carries besides the sessions it revokes: its

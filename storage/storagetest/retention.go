@@ -126,10 +126,10 @@ func testRevokedRetention(t *testing.T, s storage.Store, r *Retention, measure f
 	replayed := rotate(&c1, base.Add(time.Minute))
 
 	revokedAt := base.Add(time.Hour)
-	if changed, err := s.RevokeSession(c, a1.id, storage.ReasonRevoked, revokedAt); err != nil || !changed {
+	if _, changed, err := s.RevokeSession(c, a1.id, storage.ReasonRevoked, revokedAt); err != nil || !changed {
 		t.Fatalf("RevokeSession(%s) = %v, %v; want changed", a1.id, changed, err)
 	}
-	if changed, err := s.RevokeSession(c, a1.id, storage.ReasonAdmin, revokedAt.Add(time.Second)); err != nil || changed {
+	if _, changed, err := s.RevokeSession(c, a1.id, storage.ReasonAdmin, revokedAt.Add(time.Second)); err != nil || changed {
 		t.Fatalf("RevokeSession(%s) again = %v, %v; want unchanged", a1.id, changed, err)
 	}
 	if got, err := s.RevokeUserSessions(c, "ret-b", storage.ReasonAdmin, revokedAt); err != nil || len(got) != 2 {
@@ -238,7 +238,7 @@ func testRetentionConcurrent(t *testing.T, s storage.Store, r *Retention, measur
 		case i < n:
 			rotate(i)
 		case i < 3*n: // a revocation, repeated
-			if _, err := s.RevokeSession(c, ids[i%n], storage.ReasonRevoked, revokedAt); err != nil {
+			if _, _, err := s.RevokeSession(c, ids[i%n], storage.ReasonRevoked, revokedAt); err != nil {
 				errs <- fmt.Errorf("RevokeSession(%s): %w", ids[i%n], err)
 			}
 		case i == 3*n:

@@ -158,7 +158,7 @@ func rotation(t *testing.T, s storage.Store, id string, presented, next storage.
 // RotateRefreshToken and DenyAccessToken, and fail t on an error.
 func mustRevoke(t *testing.T, s storage.Store, id, reason string, at time.Time) {
 	t.Helper()
-	if _, err := s.RevokeSession(ctx(t), id, reason, at); err != nil {
+	if _, _, err := s.RevokeSession(ctx(t), id, reason, at); err != nil {
 		t.Fatalf("RevokeSession(%s): %v", id, err)
 	}
 }
@@ -460,23 +460,33 @@ func testConcurrentRotation(t *testing.T, s storage.Store) {
 	}
 }
 
+// testRevokeSession: a revocation returns the session as stored after it
+// (the first one's reason and time, also on a repeat), so that a caller
+// can announce it without reading it again.
 func testRevokeSession(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	newSession(t, s, "s1", base)
-	if changed, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)); err != nil || !changed {
-		t.Fatalf("RevokeSession = %v, %v; want changed", changed, err)
+	first := base.Add(time.Minute)
+	for i, reason := range []string{storage.ReasonRevoked, storage.ReasonAdmin} {
+		sess, changed, err := s.RevokeSession(c, "s1", reason, first.Add(time.Duration(i)*time.Minute))
+		if err != nil || changed != (i == 0) {
+			t.Fatalf("RevokeSession #%d = changed %v, %v; want changed %v, no error", i+1, changed, err, i == 0)
+		}
+		stored := wantRevoked(t, s, "s1", storage.ReasonRevoked)
+		if !stored.RevokedAt.Equal(first) {
+			t.Fatalf("RevokedAt = %v, want the first revocation's time", stored.RevokedAt)
+		}
+		if sess.ID != "s1" || sess.UserID != stored.UserID || sess.RevokeReason != stored.RevokeReason ||
+			!sess.RevokedAt.Equal(stored.RevokedAt) || !sess.ExpiresAt().Equal(stored.ExpiresAt()) {
+			t.Fatalf("RevokeSession #%d returned session %s of %s revoked %v (%q) expiring %v; stored: %s of %s revoked %v (%q) expiring %v",
+				i+1, sess.ID, sess.UserID, sess.RevokedAt, sess.RevokeReason, sess.ExpiresAt(),
+				stored.ID, stored.UserID, stored.RevokedAt, stored.RevokeReason, stored.ExpiresAt())
+		}
 	}
-	if changed, err := s.RevokeSession(c, "s1", storage.ReasonAdmin, base.Add(2*time.Minute)); err != nil || changed {
-		t.Fatalf("second RevokeSession = %v, %v; want unchanged, no error", changed, err)
-	}
-	got := wantRevoked(t, s, "s1", storage.ReasonRevoked)
-	if !got.RevokedAt.Equal(base.Add(time.Minute)) {
-		t.Fatalf("RevokedAt = %v, want the first revocation's time", got.RevokedAt)
-	}
-	_, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
+	_, _, err := s.RevokeSession(c, "nope", storage.ReasonRevoked, base)
 	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
 	for _, id := range []string{"", "a\x00b", strings.Repeat("x", storage.MaxIDLen+1)} {
-		_, err := s.RevokeSession(c, id, storage.ReasonRevoked, base)
+		_, _, err := s.RevokeSession(c, id, storage.ReasonRevoked, base)
 		wantErr(t, fmt.Sprintf("revoke session id %.10q", id), err, storage.ErrInvalidArgument)
 	}
 }
@@ -490,7 +500,10 @@ func testRevocationsReportChange(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	exp := base.Add(15 * time.Minute)
 	for name, revoke := range map[string]func() (bool, error){
-		"RevokeSession":   func() (bool, error) { return s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute)) },
+		"RevokeSession": func() (bool, error) {
+			_, changed, err := s.RevokeSession(c, "s1", storage.ReasonRevoked, base.Add(time.Minute))
+			return changed, err
+		},
 		"DenyAccessToken": func() (bool, error) { return s.DenyAccessToken(c, "j1", exp) },
 	} {
 		changed := make([]bool, n)
