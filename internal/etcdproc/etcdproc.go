@@ -92,11 +92,11 @@ func start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	var clients, peers, initial []string
 	for i := range cfg.Members {
-		client, err := freePort()
+		client, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		peer, err := freePort()
+		peer, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +163,9 @@ func (c *Cluster) Endpoints() []string {
 	return eps
 }
 
-func freePort() (string, error) {
+// FreePort returns a loopback address (127.0.0.1:port) on a port that was
+// free a moment ago, for a process about to listen on it.
+func FreePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	latchv1 "github.com/latchauth/latch/gen/latch/v1"
+	"github.com/latchauth/latch/internal/etcdproc"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/storage"
 	"github.com/latchauth/latch/storage/bolt"
@@ -373,15 +373,6 @@ type server struct {
 // hashConcurrency is the server's default bound: all cores but one.
 func hashConcurrency() int { return max(1, runtime.NumCPU()-1) }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // startServer runs `latch serve` on db and two free loopback ports and
 // waits until it reports healthy, or fails at once if it exits first.
 // The server's settings are bench's (a high login and probe budget, an
@@ -396,11 +387,11 @@ func startServer(ctx context.Context, bin, db string, settings ...string) (*serv
 // and without the sweep setting, which applies to bbolt only: the storage
 // is what args and settings select.
 func startLatch(ctx context.Context, bin string, args []string, settings ...string) (*server, error) {
-	gaddr, err := freePort()
+	gaddr, err := etcdproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	haddr, err := freePort()
+	haddr, err := etcdproc.FreePort()
 	if err != nil {
 		return nil, err
 	}

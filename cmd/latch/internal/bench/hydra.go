@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/latchauth/latch/internal/etcdproc"
 )
 
 // Row names of the Ory Hydra peer (--hydra).
@@ -49,11 +50,11 @@ type hydra struct {
 // client for the client_credentials grant, and issues hydraTokens access
 // tokens, checking that they are ES256 JWTs.
 func startHydra(ctx context.Context, bin, dir string, conc int) (*hydra, error) {
-	pub, err := freePort()
+	pub, err := etcdproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	adm, err := freePort()
+	adm, err := etcdproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
