@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/latchauth/latch/server"
 	"github.com/latchauth/latch/storage"
 )
 
@@ -73,8 +74,14 @@ func sessionsCmd(ctx context.Context, args []string, e env) error {
 	} else {
 		cutoff = t
 	}
-	if retention < 0 {
+	// A revoked session deleted while its access tokens still verify drops
+	// out of the revocation list verifiers start from: refuse a retention
+	// shorter than the default access-token lifetime plus leeway, the
+	// least any server keeps them.
+	if least := (server.Config{}).RevokedSessionRetention(); retention < 0 {
 		errs = append(errs, errors.New("--revoked-session-retention must not be negative"))
+	} else if retention > 0 && retention < least {
+		errs = append(errs, fmt.Errorf("--revoked-session-retention %v is shorter than an access token can verify (%v with the default access TTL): give the servers' tokens.revoked_session_retention, or 0", retention, least))
 	}
 	if future {
 		fmt.Fprintf(e.stderr, "latch sessions revoke: %v\n", errors.Join(errs...))

@@ -31,6 +31,7 @@ func TestSessionsRevokeFlags(t *testing.T) {
 		{[]string{"sessions", "revoke", "--db", db, "--before", "2026-01-02T15:04:05Z", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"sessions", "revoke", "--before", "2026-01-02T15:04:05Z", "--etcd-prefix", "/x/"}, 1, "applies only to --storage etcd"},
 		{[]string{"sessions", "revoke", "--db", db, "--before", "2026-01-02T15:04:05Z", "--revoked-session-retention", "-1s"}, 1, "must not be negative"},
+		{[]string{"sessions", "revoke", "--db", db, "--before", "2026-01-02T15:04:05Z", "--revoked-session-retention", "1m"}, 1, "shorter than an access token can verify"},
 	} {
 		var out bytes.Buffer
 		code := run(context.Background(), tc.args, env{stdout: &out, stderr: &out, getenv: func(string) string { return "" }})
