@@ -479,6 +479,10 @@ func (r SessionReset) Validate() error {
 		return fmt.Errorf("session reset keeping an invalid session id: %w", ErrInvalidArgument)
 	case !r.KeepNext.IsZero() && (r.Keep == "" || r.IdleTTL <= 0):
 		return fmt.Errorf("session reset rotating no session or without idle lifetime: %w", ErrInvalidArgument)
+	case r.ByAdmin && r.Keep != "":
+		// An administrator's reset ends every session: it applies to a
+		// disabled user, whose sessions must not be kept or rotated.
+		return fmt.Errorf("session reset by an administrator keeping a session: %w", ErrInvalidArgument)
 	case r.NewPasswordHash != "" && r.VerifiedPasswordHash == "" && !r.ByAdmin:
 		return fmt.Errorf("session reset setting a password without the verified one: %w", ErrInvalidArgument)
 	}
