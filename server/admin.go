@@ -460,8 +460,9 @@ func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordR
 			return nil, asInvalid(err)
 		}
 		// An unknown user is refused before the hash is spent on it.
-		if err := a.userExists(ctx, id); err != nil {
-			return nil, err
+		u, err := a.s.store.GetUser(ctx, id)
+		if err != nil {
+			return nil, storeErr(err, msgUserNotFound, "get user")
 		}
 		hash, err := a.s.hasher.Hash(ctx, req.GetPassword())
 		if err != nil {
@@ -470,15 +471,18 @@ func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordR
 		now := a.s.now().UTC()
 		var revoked []storage.Session
 		if req.GetKeepSessions() {
-			_, err = a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
+			u, err = a.s.store.UpdateUser(ctx, id, func(u *storage.User) error {
 				u.PasswordHash, u.UpdatedAt = hash, now
 				return nil
 			})
 		} else {
 			// The new hash and the revocations are one durable step: no
 			// crash leaves the new password with the old sessions live.
+			// The answer is the user as read above with that change: a
+			// read after the commit could fail and report it as not done.
 			_, revoked, err = a.s.store.ResetSessions(ctx, storage.SessionReset{UserID: id, Reason: storage.ReasonUserChanged,
 				Now: now, NewPasswordHash: hash, ByAdmin: true})
+			u.PasswordHash, u.UpdatedAt = hash, now
 		}
 		if err != nil {
 			return nil, storeErr(err, msgUserNotFound, "set password")
@@ -487,10 +491,6 @@ func (a *adminServer) SetPassword(ctx context.Context, req *latchv1.SetPasswordR
 			slog.Bool("keep_sessions", req.GetKeepSessions()))
 		if !req.GetKeepSessions() {
 			a.revoked(ctx, caller, id, storage.ReasonUserChanged, revoked)
-		}
-		u, err := a.s.store.GetUser(ctx, id)
-		if err != nil {
-			return nil, storeErr(err, msgUserNotFound, "get user")
 		}
 		return &latchv1.SetPasswordResponse{User: userProto(u), RevokedSessions: int32(len(revoked))}, nil
 	})

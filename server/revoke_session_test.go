@@ -73,3 +73,41 @@ func TestRevokeSessionByIDAnnouncesWhatItCommitted(t *testing.T) {
 		}
 	}
 }
+
+// unreadableAfterReset is the real store whose users cannot be read once a
+// session reset has committed, as when the disk fails just after it.
+type unreadableAfterReset struct {
+	storage.Store
+	reset atomic.Bool
+}
+
+func (u *unreadableAfterReset) ResetSessions(ctx context.Context, r storage.SessionReset) (storage.Session, []storage.Session, error) {
+	kept, revoked, err := u.Store.ResetSessions(ctx, r)
+	u.reset.Store(err == nil)
+	return kept, revoked, err
+}
+
+func (u *unreadableAfterReset) GetUser(ctx context.Context, id string) (storage.User, error) {
+	if u.reset.Load() {
+		return storage.User{}, fmt.Errorf("bolt: get user %s: read latch.db: %w", id, syscall.EIO)
+	}
+	return u.Store.GetUser(ctx, id)
+}
+
+// TestAdminSetPasswordReportsWhatItCommitted: an administrator's password
+// reset that revoked the user's sessions is answered as done, with the
+// revoked sessions counted, even when the user cannot be read after the
+// commit: a durable change is never reported as failed.
+func TestAdminSetPasswordReportsWhatItCommitted(t *testing.T) {
+	u := &unreadableAfterReset{}
+	a := newAdminEnv(t, func(s storage.Store) storage.Store { u.Store = s; return u })
+	id := a.addUser("alice@example.com", "alice-password").ID
+	a.login("alice@example.com", "alice-password")
+	resp, err := a.admin.SetPassword(a.adminCtx, &latchv1.SetPasswordRequest{UserId: id, Password: "a-new-password-1"})
+	if err != nil {
+		t.Fatalf("SetPassword with the user unreadable after the reset: %v, want OK (the reset is committed)", err)
+	}
+	if resp.GetUser().GetId() != id || resp.GetRevokedSessions() != 1 {
+		t.Errorf("SetPassword answered user %q with %d sessions revoked, want %q with 1", resp.GetUser().GetId(), resp.GetRevokedSessions(), id)
+	}
+}
