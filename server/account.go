@@ -157,6 +157,7 @@ func (a *accountServer) changeMyPassword(ctx context.Context, caller tokens.Clai
 	if err != nil {
 		return nil, err
 	}
+	defer ticket.slot.Release() // a panic in the check must not keep the slot
 	ok, _, err := ticket.slot.Verify(current, user.PasswordHash)
 	ticket.slot.Release() // before the new password is hashed in a slot of its own
 	if err != nil {
