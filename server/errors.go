@@ -119,9 +119,12 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	case errors.Is(err, storage.ErrNoSpace):
 		// Before ErrUnavailable, which it comes with: the cause needs an
 		// operator, not just time.
-		s.setNoSpace(true)
-		s.log.LogAttrs(ctx, slog.LevelError, "storage refuses writes: out of space", slog.String("event", "storage_no_space"),
-			slog.String("method", method), slog.String("error", err.Error()), slog.String("action", noSpaceAdvice))
+		// The record with what to do is written once, when the state
+		// changes; each refused write after it is one short warning.
+		attrs := []slog.Attr{slog.String("method", method), slog.String("error", err.Error())}
+		if !s.setNoSpace(true, attrs...) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "write refused: out of space", append(attrs, slog.String("event", "storage_write_refused"))...)
+		}
 		return s.toStatus(ctx, method, &clientError{code: codes.Unavailable, msg: msgUnavailable, retryAfter: noSpaceRetry})
 	case errors.Is(err, storage.ErrUnavailable):
 		// Before the context cases: the store's own timeout is not the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -75,15 +76,17 @@ const noSpaceAdvice = "etcd raised its NOSPACE alarm (the database reached --quo
 // setNoSpace records whether the store refuses writes for lack of space
 // and logs each change: writes stop being possible, or become possible
 // again.
-func (s *Server) setNoSpace(full bool) {
+func (s *Server) setNoSpace(full bool, attrs ...slog.Attr) (changed bool) {
 	if s.ready.noSpace.Swap(full) == full {
-		return
+		return false
 	}
 	if full {
-		s.log.Error("storage refuses writes: out of space", "event", "storage_no_space", "action", noSpaceAdvice)
+		s.log.LogAttrs(context.Background(), slog.LevelError, "storage refuses writes: out of space",
+			append([]slog.Attr{slog.String("event", "storage_no_space")}, append(attrs, slog.String("action", noSpaceAdvice))...)...)
 	} else {
 		s.log.Info("storage accepts writes again", "event", "storage_space_recovered")
 	}
+	return true
 }
 
 // checkSpace asks a store that can tell (storage.SpaceChecker) whether it
